@@ -1,0 +1,9 @@
+/**
+ * A daemon component (zigbee2mqtt's model): the controller starts components in order and
+ * stops them in reverse order. `start()` and `stop()` must each be safe to call twice.
+ */
+export interface Component {
+  readonly name: string;
+  start(): Promise<void>;
+  stop(): Promise<void>;
+}

@@ -1,0 +1,107 @@
+/**
+ * What the outer components of the daemon (NBD server, HTTP API, web UI, GPIO, gadget) may ask
+ * of the core. The core is the session manager (appliance/session/session-manager.ts); outer
+ * components depend only on this interface, so each can be tested against a small fake.
+ */
+import type { EventEmitter } from 'node:events';
+
+export type ProtectionMode = 'frozen' | 'thawed';
+export type RestoreMode = 'instant' | 'eager';
+
+/** Why a session ended; recorded in the session history. */
+export type SessionEndReason =
+  | 'daemon-start' // the daemon started (the Pi booted, usually with the host)
+  | 'api' // web UI, HTTP API or CLI
+  | 'button' // the GPIO reset button
+  | 'host-power-off' // the host's power LED went dark (GPIO sense)
+  | 'usb-reconnect' // a USB power-cycle / re-enumeration seen on the UDC state
+  | 'gadget-watchdog'; // the gadget stalled and was rebuilt
+
+export type HostConnectionState = 'absent' | 'attached' | 'configured' | 'suspended' | 'nbd-only';
+
+export interface GadgetStatus {
+  enabled: boolean;
+  udc: string | null;
+  udcState: string | null;
+  bound: boolean;
+  nbdDevice: string | null;
+  medium: 'inserted' | 'ejected';
+  lastError: string | null;
+}
+
+export interface HydrationStatus {
+  running: boolean;
+  /** Regions pending when the current restore began (0 when none ran). */
+  totalAtStart: number;
+  /** Regions restored since the current restore began. */
+  done: number;
+  pendingRegions: number;
+  bytesPerSecond: number;
+  etaSeconds: number | null;
+  /** Rate limit in bytes per second; null for unlimited. */
+  rateLimitBytesPerSecond: number | null;
+}
+
+export interface ApplianceStatus {
+  mode: ProtectionMode;
+  restoreMode: RestoreMode;
+  session: { number: number; startedAt: string };
+  regions: { total: number; regionSize: number; writtenThisSession: number; pending: number; clean: number };
+  bytesChangedThisSession: number;
+  hydration: HydrationStatus;
+  host: { connection: HostConnectionState; nbdClients: number; gadget: GadgetStatus | null };
+  model: { id: string; name: string; size: number; regionSize: number };
+  disk: { path: string; size: number; ioErrors: number };
+  stateDir: { path: string; freeBytes: number | null };
+  daemon: { startedAt: string; pid: number; version: string };
+}
+
+export interface SessionRecord {
+  number: number;
+  startedAt: string;
+  endedAt: string | null;
+  endReason: SessionEndReason | null;
+  mode: ProtectionMode;
+  regionsWritten: number;
+  bytesWritten: number;
+  /** Milliseconds from the end request until the host could read again. */
+  sessionEndMs: number | null;
+  /** Milliseconds the background restore took after this session ended (null: not finished). */
+  restoreMs: number | null;
+  /** Host-side transitions seen during the session (USB state, power LED, …). */
+  events: { at: string; what: string }[];
+}
+
+/**
+ * Something that must let go of the disk while a session ends (the USB gadget ejects its medium
+ * and drops the kernel nbd device, so no page cache of the old session survives) and take it
+ * back afterwards.
+ */
+export interface SessionEndParticipant {
+  readonly name: string;
+  quiesce(): Promise<void>;
+  resume(): Promise<void>;
+}
+
+/** Region states in the compact map: one byte per region. */
+export const RegionState = { clean: 0, written: 1, pending: 2 } as const;
+
+export interface ApplianceService extends EventEmitter {
+  status(): ApplianceStatus;
+  /** Ends the host session; resolves when the host may read again (eager: after the restore). */
+  endSession(reason: SessionEndReason, note?: string): Promise<SessionRecord>;
+  setMode(mode: ProtectionMode): Promise<void>;
+  setRestoreMode(mode: RestoreMode): Promise<void>;
+  setHydrationRate(bytesPerSecond: number | null): void;
+  /** One byte per region, values from RegionState. */
+  regionMap(): Uint8Array;
+  sessions(): SessionRecord[];
+  /** Records a host-side transition (USB state, power LED) in the current session's history. */
+  recordHostEvent(what: string): void;
+  addSessionEndParticipant(p: SessionEndParticipant): void;
+  setHostConnection(state: HostConnectionState, gadget?: GadgetStatus | null): void;
+}
+// Events emitted by an ApplianceService:
+//   'status'        () — something in status() changed (throttled by the emitter)
+//   'regions'       (changes: {region: number, state: number}[]) — region states changed
+//   'session-ended' (record: SessionRecord)

@@ -1,0 +1,57 @@
+/**
+ * BlockDevice: the one interface every storage layer implements (DESIGN §2), in the manner of
+ * nbdkit's plugins and filters. A layer that changes data implements every mutating call
+ * itself; it never forwards one to the layer below by accident.
+ *
+ * Contract:
+ * - `open()` and `close()` are idempotent; I/O on a closed device rejects with code CLOSED.
+ * - offsets and lengths are bytes; a request beyond `size` rejects with OUT_OF_RANGE.
+ * - `write(..., {fua: true})` resolves only once the data is durable.
+ * - `flush()` makes every write that resolved before it was called durable.
+ * - `trim()` may discard data: later reads return either the old bytes or zeroes.
+ * - `writeZeroes()` makes the range read as zeroes; `noHole` asks that storage stays allocated.
+ */
+export interface DeviceCapabilities {
+  readonly canWrite: boolean;
+  readonly canFlush: boolean;
+  readonly canFua: boolean;
+  readonly canTrim: boolean;
+  readonly canZero: boolean;
+  /** Requests this device prefers to be aligned to (bytes). */
+  readonly preferredBlockSize: number;
+}
+
+export interface WriteOptions {
+  /** Force unit access: durable before the call resolves. */
+  fua?: boolean;
+}
+
+export interface ZeroOptions extends WriteOptions {
+  /** NBD's NO_HOLE: keep the range allocated (write real zeroes rather than punch a hole). */
+  noHole?: boolean;
+}
+
+export interface BlockDevice {
+  readonly size: number;
+  readonly capabilities: DeviceCapabilities;
+  open(): Promise<void>;
+  read(offset: number, length: number): Promise<Buffer>;
+  write(offset: number, data: Buffer, options?: WriteOptions): Promise<void>;
+  flush(): Promise<void>;
+  trim(offset: number, length: number, options?: WriteOptions): Promise<void>;
+  writeZeroes(offset: number, length: number, options?: ZeroOptions): Promise<void>;
+  close(): Promise<void>;
+}
+
+import { SnapbackError } from '../errors.js';
+
+/** Throws OUT_OF_RANGE unless [offset, offset+length) lies within a device of `size` bytes. */
+export function checkRange(size: number, offset: number, length: number, what = 'request'): void {
+  if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 || offset + length > size) {
+    throw new SnapbackError('OUT_OF_RANGE', `${what} at ${offset}+${length} is outside the device (size ${size})`, {
+      offset,
+      length,
+      size,
+    });
+  }
+}

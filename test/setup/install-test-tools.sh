@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs the real tools the test suite drives (DEVELOPERS.md: "real parts"), from Debian's
+# packages. Idempotent and quick when everything is already there. Needs root to install;
+# on a machine where the tools are already present it installs nothing.
+set -euo pipefail
+need=()
+check() { command -v "$1" >/dev/null 2>&1 || need+=("$2"); }
+check nbdinfo libnbd-bin
+check nbdsh libnbd-bin
+check nbdkit nbdkit
+check qemu-nbd qemu-utils
+check qemu-img qemu-utils
+check fio fio
+check qemu-system-x86_64 qemu-system-x86
+check busybox busybox-static
+check nbd-client nbd-client
+check chromium chromium
+check mcopy mtools
+check mkfs.vfat dosfstools
+check sfdisk fdisk
+python3 -c 'import nbd' 2>/dev/null || need+=(python3-libnbd)
+[ -e /usr/lib/syslinux/mbr/mbr.bin ] || need+=(syslinux-common)
+[ -e /usr/lib/syslinux/modules/bios/ldlinux.c32 ] || need+=(syslinux-common)
+command -v syslinux >/dev/null 2>&1 || need+=(syslinux)
+[ -e /usr/share/qemu/qboot.rom ] || need+=(qemu-system-x86)
+if [ ${#need[@]} -gt 0 ]; then
+  mapfile -t uniq < <(printf '%s\n' "${need[@]}" | sort -u)
+  echo "installing test tools: ${uniq[*]}"
+  if [ "$(id -u)" != 0 ]; then echo "run as root, or install: ${uniq[*]}" >&2; exit 1; fi
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${uniq[@]}" >/dev/null
+fi
+[ -d node_modules ] || npm ci --no-audit --no-fund
