@@ -1,0 +1,157 @@
+/**
+ * Live updates for the web UI over server-sent events (GET /api/events).
+ *
+ * One subscription to the service and the store fans out to every open stream:
+ * - `status`        the full ApplianceStatus, at most every STATUS_INTERVAL_MS;
+ * - `regions`       {changes: [[region, state], …]} coalesced per tick, or {reload: true} when
+ *                   too many changed at once (the client then refetches GET /api/regions);
+ * - `session-ended` the SessionRecord;
+ * - `audit`         a new audit-log entry;
+ * - `settings`      the new settings;
+ * - `model-verify`  verification progress.
+ * Streams are bounded: a client that does not read is dropped rather than buffered without end.
+ */
+import type { Response } from 'express';
+import type { ApplianceService, SessionRecord } from '../session/appliance-service.js';
+import type { AuditEntry, Settings, StateStore } from '../state/state-store.js';
+import type { ModelVerifyStatus } from './model-verify.js';
+
+const TICK_MS = 250;
+const HEARTBEAT_MS = 15_000;
+const MAX_CLIENTS = 32;
+const MAX_BUFFERED = 1 << 20;
+const MAX_REGION_CHANGES = 20_000;
+
+interface Client {
+  res: Response;
+  sessionId: string | null;
+}
+
+export class LiveEvents {
+  readonly #service: ApplianceService;
+  readonly #store: StateStore;
+  readonly #clients = new Set<Client>();
+  #statusDirty = false;
+  #regionChanges = new Map<number, number>();
+  #regionOverflow = false;
+  #tick: NodeJS.Timeout | null = null;
+  #heartbeat: NodeJS.Timeout | null = null;
+  readonly #unsubscribe: (() => void)[] = [];
+
+  constructor(service: ApplianceService, store: StateStore) {
+    this.#service = service;
+    this.#store = store;
+  }
+
+  start(): void {
+    if (this.#tick) return;
+    const on = <A extends unknown[]>(em: NodeJS.EventEmitter, ev: string, fn: (...a: A) => void): void => {
+      const h = fn as (...a: unknown[]) => void;
+      em.on(ev, h);
+      this.#unsubscribe.push(() => em.off(ev, h));
+    };
+    on(this.#service, 'status', () => {
+      this.#statusDirty = true;
+    });
+    on(this.#service, 'regions', (changes: { region: number; state: number }[]) => {
+      if (this.#regionOverflow) return;
+      for (const c of changes) this.#regionChanges.set(c.region, c.state);
+      if (this.#regionChanges.size > MAX_REGION_CHANGES) {
+        this.#regionOverflow = true;
+        this.#regionChanges.clear();
+      }
+    });
+    on(this.#service, 'session-ended', (r: SessionRecord) => {
+      this.#statusDirty = true;
+      this.broadcast('session-ended', r);
+    });
+    on(this.#service, 'model-verify', (s: ModelVerifyStatus) => this.broadcast('model-verify', s));
+    on(this.#store, 'audit', (e: AuditEntry) => this.broadcast('audit', e));
+    on(this.#store, 'settings', (s: Settings) => this.broadcast('settings', s));
+    this.#tick = setInterval(() => this.#flush(), TICK_MS);
+    this.#tick.unref();
+    this.#heartbeat = setInterval(() => this.#send(': ping\n\n'), HEARTBEAT_MS);
+    this.#heartbeat.unref();
+  }
+
+  stop(): void {
+    for (const u of this.#unsubscribe.splice(0)) u();
+    if (this.#tick) clearInterval(this.#tick);
+    if (this.#heartbeat) clearInterval(this.#heartbeat);
+    this.#tick = this.#heartbeat = null;
+    for (const c of [...this.#clients]) this.#drop(c);
+  }
+
+  get clientCount(): number {
+    return this.#clients.size;
+  }
+
+  /** Takes over `res` as an event stream. False when there are too many streams already. */
+  attach(res: Response, sessionId: string | null): boolean {
+    if (this.#clients.size >= MAX_CLIENTS) return false;
+    res.status(200);
+    res.setHeader('Content-Type', 'text/event-stream; charset=utf-8');
+    res.setHeader('Cache-Control', 'no-store');
+    res.setHeader('X-Accel-Buffering', 'no');
+    res.flushHeaders();
+    res.socket?.setNoDelay(true);
+    const c: Client = { res, sessionId };
+    this.#clients.add(c);
+    res.on('close', () => this.#clients.delete(c));
+    this.#write(c, 'retry: 3000\n\n');
+    this.#write(c, frame('status', this.#service.status()));
+    return true;
+  }
+
+  /** Closes the streams of a login session that ended (logout, password change). */
+  dropSession(sessionId: string): void {
+    for (const c of [...this.#clients]) if (c.sessionId === sessionId) this.#drop(c);
+  }
+
+  broadcast(event: string, data: unknown): void {
+    if (this.#clients.size === 0) return;
+    this.#send(frame(event, data));
+  }
+
+  #flush(): void {
+    if (this.#clients.size === 0) {
+      this.#statusDirty = false;
+      this.#regionChanges.clear();
+      this.#regionOverflow = false;
+      return;
+    }
+    if (this.#regionOverflow) {
+      this.#regionOverflow = false;
+      this.#send(frame('regions', { reload: true }));
+    } else if (this.#regionChanges.size) {
+      const changes = [...this.#regionChanges];
+      this.#regionChanges = new Map();
+      this.#send(frame('regions', { changes }));
+    }
+    if (this.#statusDirty) {
+      this.#statusDirty = false;
+      this.#send(frame('status', this.#service.status()));
+    }
+  }
+
+  #send(text: string): void {
+    for (const c of [...this.#clients]) this.#write(c, text);
+  }
+
+  #write(c: Client, text: string): void {
+    if (c.res.writableLength > MAX_BUFFERED) {
+      this.#drop(c);
+      return;
+    }
+    c.res.write(text);
+  }
+
+  #drop(c: Client): void {
+    this.#clients.delete(c);
+    c.res.end();
+  }
+}
+
+function frame(event: string, data: unknown): string {
+  return `event: ${event}\ndata: ${JSON.stringify(data)}\n\n`;
+}

@@ -1,0 +1,57 @@
+/**
+ * Per-region exclusive locks. Taken around every transition of a pending region (a host write
+ * merging into it, the hydrator restoring it) so that two such transitions never interleave.
+ * Regions are locked in ascending order, so two lockers can never deadlock.
+ */
+export class RegionLocks {
+  private readonly held = new Map<number, Promise<void>>();
+
+  get size(): number {
+    return this.held.size;
+  }
+
+  isLocked(region: number): boolean {
+    return this.held.has(region);
+  }
+
+  /** Locks every region in `regions`; resolves with a function that releases them all. */
+  async acquire(regions: readonly number[]): Promise<() => void> {
+    const sorted = [...new Set(regions)].sort((a, b) => a - b);
+    const releases: (() => void)[] = [];
+    for (const r of sorted) {
+      for (;;) {
+        const current = this.held.get(r);
+        if (!current) break;
+        await current;
+      }
+      let release!: () => void;
+      const p = new Promise<void>((res) => (release = res));
+      this.held.set(r, p);
+      releases.push(() => {
+        if (this.held.get(r) === p) this.held.delete(r);
+        release();
+      });
+    }
+    return () => {
+      for (const rel of releases) rel();
+    };
+  }
+
+  /** Locks the regions that are free right now and returns them (never waits). */
+  tryAcquire(regions: readonly number[]): { locked: number[]; release: () => void } {
+    const locked: number[] = [];
+    const releases: (() => void)[] = [];
+    for (const r of regions) {
+      if (this.held.has(r)) continue;
+      let release!: () => void;
+      const p = new Promise<void>((res) => (release = res));
+      this.held.set(r, p);
+      locked.push(r);
+      releases.push(() => {
+        if (this.held.get(r) === p) this.held.delete(r);
+        release();
+      });
+    }
+    return { locked, release: () => releases.forEach((f) => f()) };
+  }
+}
