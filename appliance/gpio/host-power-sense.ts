@@ -46,7 +46,7 @@ export class HostPowerSense {
   private current: HostPowerState = 'unknown';
   private seenOn = false;
   private offTimer: TimerHandle | null = null;
-  private darkSince: number | null = null;
+  private darkSinceAt: number | null = null;
   private recent: number[] = [];
   private blinkingNow = false;
   private steadyTimer: TimerHandle | null = null;
@@ -83,7 +83,7 @@ export class HostPowerSense {
     this.input.stop();
     this.clearTimers();
     this.current = 'unknown';
-    this.darkSince = null;
+    this.darkSinceAt = null;
     this.blinkingNow = false;
     this.recent = [];
     for (const w of this.waiters) w.resolve(false);
@@ -96,6 +96,11 @@ export class HostPowerSense {
 
   get blinking(): boolean {
     return this.blinkingNow;
+  }
+
+  /** Clock time at which the LED went dark (null while lit or unknown). */
+  get darkSince(): number | null {
+    return this.darkSinceAt;
   }
 
   get lit(): boolean | null {
@@ -134,7 +139,7 @@ export class HostPowerSense {
       this.seenOn = true;
       if (this.offTimer) this.clock.clearTimeout(this.offTimer);
       this.offTimer = null;
-      this.darkSince = null;
+      this.darkSinceAt = null;
       if (!this.blinkingNow) this.handlers.record('power LED on');
       this.setState('on');
     } else {
@@ -144,7 +149,7 @@ export class HostPowerSense {
   }
 
   private goDark(): void {
-    this.darkSince = this.clock.now();
+    this.darkSinceAt = this.clock.now();
     this.setState('dark');
     if (this.offTimer) this.clock.clearTimeout(this.offTimer);
     this.offTimer = this.clock.setTimeout(() => {

@@ -1,8 +1,8 @@
 /**
  * The reset button: a debounced input classified into presses. A press released before
- * `longPressMs` is a short press (reported at release); a press held for `longPressMs` is a
- * long press, reported while still held so that the LED can answer at once. The release after
- * a long press reports nothing more.
+ * `longPressMs` is a short press (reported at release); a press held for `longPressMs` (from
+ * its debounced start) is a long press, reported while still held so that the LED can answer
+ * at once. The release after a long press reports nothing more.
  */
 import type { Clock, TimerHandle } from './clock.js';
 import { DebouncedInput } from './debounced-input.js';
@@ -63,11 +63,7 @@ export class ResetButton {
     if (pressed) {
       this.longFired = false;
       this.clearLongTimer();
-      this.longTimer = this.clock.setTimeout(() => {
-        this.longTimer = null;
-        this.longFired = true;
-        this.handlers.onLongPress();
-      }, this.settings.longPressMs);
+      this.armLongPress(this.settings.longPressMs);
       return;
     }
     this.clearLongTimer();
@@ -76,6 +72,25 @@ export class ResetButton {
       return;
     }
     this.handlers.onShortPress();
+  }
+
+  /**
+   * Fires the long press after `ms`, unless the button is by then physically released (its
+   * release still being debounced): that press was short, and the release will say so. If it
+   * was only a glitch, the press still counts as long one debounce period later.
+   */
+  private armLongPress(ms: number): void {
+    this.longTimer = this.clock.setTimeout(() => {
+      this.longTimer = null;
+      const raw = this.input.rawLevel();
+      const physicallyPressed = raw === null ? false : (raw === 0) === this.settings.activeLow;
+      if (!physicallyPressed) {
+        this.armLongPress(this.settings.debounceMs);
+        return;
+      }
+      this.longFired = true;
+      this.handlers.onLongPress();
+    }, ms);
   }
 
   private clearLongTimer(): void {

@@ -26,6 +26,7 @@ export class SimulatedGpioBackend implements GpioBackend {
   private readonly levels = new Map<number, Level>();
   private readonly histories = new Map<number, OutputChange[]>();
   private readonly exportFailures = new Map<number, string>();
+  private readonly outputListeners = new Map<number, ((level: Level) => void)[]>();
 
   constructor(options: { clock: Clock; lineCount?: number; inputs?: Record<number, Level> }) {
     this.clock = options.clock;
@@ -88,7 +89,17 @@ export class SimulatedGpioBackend implements GpioBackend {
     for (const cb of line.watchers.slice()) cb(level);
   }
 
-  /** Makes the next export of `bcm` fail with `message` (as a busy or forbidden line would). */
+  /**
+   * Calls `cb` after every write to output `bcm` (a level change or not): lets a test play the
+   * device on the other end of the wire, e.g. a host that reacts to its power button.
+   */
+  onOutput(bcm: number, cb: (level: Level) => void): void {
+    let list = this.outputListeners.get(bcm);
+    if (!list) this.outputListeners.set(bcm, (list = []));
+    list.push(cb);
+  }
+
+  /** Makes every export of `bcm` fail with `message` (as a busy or forbidden line would). */
   failExport(bcm: number, message: string): void {
     this.exportFailures.set(bcm, message);
   }
@@ -130,6 +141,7 @@ export class SimulatedGpioBackend implements GpioBackend {
     let history = this.histories.get(bcm);
     if (!history) this.histories.set(bcm, (history = []));
     history.push({ at: this.clock.now(), level });
+    for (const cb of this.outputListeners.get(bcm) ?? []) cb(level);
   }
 
   private line(bcm: number): SimLine {

@@ -185,7 +185,9 @@ export class Hydrator extends EventEmitter {
       try {
         const todo = locked.filter((r) => this.pd.log.isPending(r));
         if (todo.length === 0) {
-          await sleep(1);
+          // every candidate is held by a host write: wait for the first to be released
+          const held = candidates.find((r) => this.pd.locks.isLocked(r) && !locked.includes(r));
+          if (held !== undefined) await this.pd.locks.released(held);
           continue;
         }
         const bytes = await this.copyRegions(todo);

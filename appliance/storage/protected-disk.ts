@@ -221,6 +221,8 @@ export class ProtectedDisk extends EventEmitter implements BlockDevice {
       const marks = this.markRange(r0, r1);
       if (marks) await marks;
       await this.put(offset, length, data, fua);
+      // FUA into a region merged earlier this session: its S bit must now be made durable too
+      if (fua) await this.log.promoteWrittenPending(this.rangeList(r0, r1));
       return;
     }
     // Pending regions in the way: lock them, then look again (the hydrator may have restored
@@ -280,12 +282,18 @@ export class ProtectedDisk extends EventEmitter implements BlockDevice {
       for (const r of pendingNow) this.log.noteWrittenPending(r);
       if (fua) {
         await this.disk.flush();
-        await this.log.promoteWrittenPending(pendingNow);
+        await this.log.promoteWrittenPending(this.rangeList(r0, r1));
       }
       this.emitChanges(pendingNow, 1);
     } finally {
       release();
     }
+  }
+
+  private rangeList(r0: number, r1: number): number[] {
+    const list: number[] = [];
+    for (let r = r0; r <= r1; r++) list.push(r);
+    return list;
   }
 
   /** Marks clean regions r0..r1 (and, for a sequential writer, clean regions ahead). */

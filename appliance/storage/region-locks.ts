@@ -14,6 +14,11 @@ export class RegionLocks {
     return this.held.has(region);
   }
 
+  /** Resolves when region is next released (at once if it is free). */
+  async released(region: number): Promise<void> {
+    await this.held.get(region);
+  }
+
   /** Locks every region in `regions`; resolves with a function that releases them all. */
   async acquire(regions: readonly number[]): Promise<() => void> {
     const sorted = [...new Set(regions)].sort((a, b) => a - b);

@@ -334,13 +334,7 @@ export class RegionLog {
     setBit(this.image, s * SECTOR + S_AT, bit, true);
     this.dirty.add(s);
     const p = this.commit();
-    this.unconfirmed.set(r, p);
-    p.then(
-      () => {
-        if (this.unconfirmed.get(r) === p) this.unconfirmed.delete(r);
-      },
-      () => undefined, // left in place: the next mark of r retries through a new commit
-    );
+    this.trackUnconfirmed(r, p);
     return p;
   }
 
@@ -360,10 +354,14 @@ export class RegionLog {
     this.writtenPending.add(r);
   }
 
-  /** Call after the working disk was flushed: persists S for every region noted before the flush. */
+  /**
+   * Call after the working disk was flushed: persists S for every region noted before the
+   * flush, and resolves once those S bits are durable — including bits another caller promoted
+   * a moment ago whose commit is still running.
+   */
   promoteWrittenPending(regions?: Iterable<number>): Promise<void> {
     const list = regions ? [...regions] : [...this.writtenPending];
-    let any = false;
+    const promoted: number[] = [];
     for (const r of list) {
       if (!this.writtenPending.delete(r)) continue;
       if (!this.isWritten(r)) continue; // the session ended since
@@ -371,13 +369,35 @@ export class RegionLog {
       this.freshen(s);
       setBit(this.image, s * SECTOR + S_AT, r % REGIONS_PER_SECTOR, true);
       this.dirty.add(s);
-      any = true;
+      promoted.push(r);
     }
-    return any ? this.commit() : Promise.resolve();
+    if (promoted.length) {
+      const p = this.commit();
+      for (const r of promoted) this.trackUnconfirmed(r, p);
+    }
+    const waits = new Set<Promise<void>>();
+    for (const r of list) {
+      const p = this.unconfirmed.get(r);
+      if (p) waits.add(p);
+    }
+    return waits.size ? Promise.all(waits).then(() => undefined) : Promise.resolve();
+  }
+
+  private trackUnconfirmed(r: number, p: Promise<void>): void {
+    this.unconfirmed.set(r, p);
+    p.then(
+      () => {
+        if (this.unconfirmed.get(r) === p) this.unconfirmed.delete(r);
+      },
+      () => undefined, // left in place: a later mark of r retries through a new commit
+    );
   }
 
   get writtenPendingRegions(): number[] {
     return [...this.writtenPending];
+  }
+  get writtenPendingCount(): number {
+    return this.writtenPending.size;
   }
 
   /** The hydrator durably copied the model into region r: clear D (persisted lazily). */

@@ -1,0 +1,111 @@
+/**
+ * The kernel nbd device between the gadget and the daemon's NBD server: `nbd-client` attaches
+ * /dev/nbdN to the daemon's unix socket; the mass-storage function reads and writes /dev/nbdN
+ * through its page cache. At a session end that cache still holds the old session's blocks,
+ * so the device is flushed (BLKFLSBUF through `blockdev --flushbufs`) and disconnected, and a
+ * fresh attachment is flushed once more before the gadget uses it.
+ */
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import * as path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { SnapbackError } from '../errors.js';
+import { describeFailure, runTool, type CommandRunner } from './commands.js';
+
+export interface NbdDeviceOptions {
+  run: CommandRunner;
+  /** Where sysfs is mounted (default /sys). */
+  sysRoot: string;
+  /** Where device nodes are (default /dev). */
+  devRoot: string;
+}
+
+export class NbdDevices {
+  constructor(private readonly o: NbdDeviceOptions) {}
+
+  devPath(name: string): string {
+    return path.join(this.o.devRoot, name);
+  }
+
+  /** nbd0, nbd1, … as sysfs lists them, in numeric order. */
+  list(): string[] {
+    let names: string[];
+    try {
+      names = readdirSync(path.join(this.o.sysRoot, 'block'));
+    } catch {
+      return [];
+    }
+    return names.filter((n) => /^nbd\d+$/.test(n)).sort((a, b) => Number(a.slice(3)) - Number(b.slice(3)));
+  }
+
+  /** Connected: the kernel shows a `pid` attribute while an nbd device has a connection. */
+  isConnected(name: string): boolean {
+    return existsSync(path.join(this.o.sysRoot, 'block', name, 'pid'));
+  }
+
+  sizeSectors(name: string): number {
+    try {
+      return Number(readFileSync(path.join(this.o.sysRoot, 'block', name, 'size'), 'utf8').trim()) || 0;
+    } catch {
+      return 0;
+    }
+  }
+
+  /** The first nbd device with no connection and no size; null when every one is in use. */
+  findFree(): string | null {
+    for (const n of this.list()) {
+      if (!this.isConnected(n) && this.sizeSectors(n) === 0) return n;
+    }
+    return null;
+  }
+
+  /** Attaches `name` (or a free device) to the unix socket; returns the device's name. */
+  async attach(socket: string, blockSize: number, name?: string): Promise<string> {
+    if (!existsSync(socket)) throw new SnapbackError('IO_ERROR', `NBD socket ${socket} does not exist (is the NBD server running?)`);
+    let lastErr = '';
+    // Another program may take the device we picked between the check and nbd-client: retry.
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const dev = name ?? this.findFree();
+      if (!dev) {
+        const known = this.list();
+        throw new SnapbackError(
+          'IO_ERROR',
+          known.length === 0 ? 'no /dev/nbd* devices: is the nbd module loaded?' : `every nbd device is in use (${known.join(', ')})`,
+        );
+      }
+      const args = ['-u', socket, this.devPath(dev), '-b', String(blockSize)];
+      const r = await runTool(this.o.run, 'nbd-client', args, { timeoutMs: 30_000 });
+      if (r.code === 0 && (await this.waitConnected(dev, true))) {
+        await this.flush(dev);
+        return dev;
+      }
+      lastErr = r.code === 0 ? `nbd-client succeeded but ${dev} shows no connection` : describeFailure('nbd-client', args, r);
+      if (name) break;
+    }
+    throw new SnapbackError('IO_ERROR', `cannot attach an nbd device to ${socket}: ${lastErr}`);
+  }
+
+  /** Writes back and drops the device's page cache (BLKFLSBUF). Errors are reported, not thrown. */
+  async flush(name: string): Promise<string | null> {
+    const r = await runTool(this.o.run, 'blockdev', ['--flushbufs', this.devPath(name)], { timeoutMs: 60_000 });
+    return r.code === 0 ? null : describeFailure('blockdev', ['--flushbufs', this.devPath(name)], r);
+  }
+
+  /** Flushes and disconnects; a device that is not connected is fine. */
+  async detach(name: string, opts: { flush: boolean } = { flush: true }): Promise<void> {
+    if (!this.isConnected(name)) return;
+    if (opts.flush) await this.flush(name);
+    const args = ['-d', this.devPath(name)];
+    const r = await runTool(this.o.run, 'nbd-client', args, { timeoutMs: 30_000 });
+    if (!(await this.waitConnected(name, false))) {
+      throw new SnapbackError('IO_ERROR', `cannot disconnect ${name}: ${r.code === 0 ? 'still connected' : describeFailure('nbd-client', args, r)}`);
+    }
+  }
+
+  private async waitConnected(name: string, want: boolean): Promise<boolean> {
+    for (let i = 0; i < 50; i++) {
+      if (this.isConnected(name) === want) return true;
+      await sleep(20);
+    }
+    return this.isConnected(name) === want;
+  }
+}

@@ -1,0 +1,157 @@
+/**
+ * One client connection: the greeting, option haggling under a deadline, then the
+ * transmission phase; and an orderly end (in-flight requests answered, replies flushed, then
+ * the socket closed). `closed` resolves once the socket is gone and no request is in flight.
+ */
+import type { Socket } from 'node:net';
+import type { Logger } from 'pino';
+import { ByteQueue } from './byte-queue.js';
+import type { ExportSettings } from './export-info.js';
+import { greeting, OptionNegotiator, type NegotiationLimits } from './option-negotiation.js';
+import { ReplyWriter } from './reply-writer.js';
+import { Transmission, type TransmissionLimits } from './transmission.js';
+
+export interface ConnectionContext {
+  settings: ExportSettings;
+  negotiation: NegotiationLimits;
+  transmission: TransmissionLimits;
+  /** Time from accept to the transmission phase before the connection is dropped. */
+  handshakeTimeoutMs: number;
+  /** Time a peer gets to close after we ended our side, before the socket is destroyed. */
+  closeTimeoutMs: number;
+  log: Logger;
+}
+
+type Phase = 'handshake' | 'transmission' | 'closing';
+
+export class NbdConnection {
+  readonly closed: Promise<void>;
+  private phase: Phase = 'handshake';
+  private readonly queue = new ByteQueue();
+  private readonly negotiator: OptionNegotiator;
+  private transmission: Transmission | null = null;
+  private readonly log: Logger;
+  private handshakeTimer: NodeJS.Timeout | null = null;
+  private closeTimer: NodeJS.Timeout | null = null;
+  private socketClosed = false;
+  private workDone = true;
+  private resolveClosed!: () => void;
+
+  constructor(
+    readonly id: number,
+    private readonly socket: Socket,
+    private readonly ctx: ConnectionContext,
+  ) {
+    this.log = ctx.log.child({ conn: id });
+    this.closed = new Promise((resolve) => (this.resolveClosed = resolve));
+    this.negotiator = new OptionNegotiator(ctx.settings, ctx.negotiation, (data) => {
+      if (!socket.destroyed) socket.write(data);
+    });
+  }
+
+  start(): void {
+    const socket = this.socket;
+    socket.setNoDelay(true);
+    if (socket.remoteAddress !== undefined) socket.setKeepAlive(true, 30_000);
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('end', () => this.onEnd());
+    socket.on('error', (err) => this.log.debug({ err }, 'socket error'));
+    socket.on('close', () => this.onClose());
+    this.handshakeTimer = setTimeout(() => {
+      this.log.info('handshake timed out');
+      socket.destroy();
+    }, this.ctx.handshakeTimeoutMs);
+    this.handshakeTimer.unref();
+    socket.write(greeting());
+  }
+
+  /** Server shutdown: answer what is in flight, then close. Resolves with `closed`. */
+  shutdown(): Promise<void> {
+    if (this.phase === 'handshake') this.endSocket('server shutting down');
+    else this.transmission?.end('server shutting down');
+    return this.closed;
+  }
+
+  private onData(chunk: Buffer): void {
+    if (this.phase === 'closing') return;
+    this.queue.push(chunk);
+    if (this.phase === 'transmission') this.transmission!.process();
+    else this.negotiate();
+  }
+
+  private negotiate(): void {
+    const step = this.negotiator.process(this.queue);
+    if (step === 'pending') return;
+    if (step === 'close') {
+      this.log.debug({ reason: this.negotiator.closeReason }, 'handshake ended');
+      this.endSocket(this.negotiator.closeReason);
+      return;
+    }
+    this.enterTransmission();
+  }
+
+  private enterTransmission(): void {
+    const info = this.negotiator.info!;
+    if (this.handshakeTimer) clearTimeout(this.handshakeTimer);
+    this.handshakeTimer = null;
+    this.phase = 'transmission';
+    this.workDone = false;
+    const socket = this.socket;
+    const writer = new ReplyWriter(socket);
+    const transmission = new Transmission(this.ctx.settings.device, info, this.negotiator.structured, this.queue, writer, this.ctx.transmission, {
+      pauseInput: () => socket.pause(),
+      resumeInput: () => socket.resume(),
+      stopInput: () => {
+        this.phase = 'closing';
+        this.queue.clear();
+        socket.resume(); // keep reading (and dropping) so the peer's close is seen
+      },
+      finished: (reason) => {
+        this.log.debug({ reason }, 'transmission ended');
+        this.workDone = true;
+        this.endSocket(reason);
+        this.maybeResolve();
+      },
+    }, this.log);
+    this.transmission = transmission;
+    socket.on('drain', () => transmission.onDrain());
+    this.log.debug({ structured: this.negotiator.structured, size: info.size, readOnly: info.readOnly }, 'transmission phase');
+    if (this.queue.length > 0) transmission.process();
+  }
+
+  private onEnd(): void {
+    if (this.phase === 'transmission') this.transmission!.onInputClosed();
+    else if (this.phase === 'handshake') this.endSocket('client closed during the handshake');
+  }
+
+  /** Ends our side once queued writes are out; destroys the socket if the peer lingers. */
+  private endSocket(reason: string): void {
+    this.phase = 'closing';
+    this.queue.clear();
+    if (this.handshakeTimer) clearTimeout(this.handshakeTimer);
+    this.handshakeTimer = null;
+    if (this.socketClosed || this.closeTimer) return;
+    this.log.debug({ reason }, 'closing');
+    this.socket.end();
+    this.closeTimer = setTimeout(() => this.socket.destroy(), this.ctx.closeTimeoutMs);
+    this.closeTimer.unref();
+  }
+
+  private onClose(): void {
+    this.socketClosed = true;
+    this.phase = 'closing';
+    this.queue.clear();
+    if (this.handshakeTimer) clearTimeout(this.handshakeTimer);
+    if (this.closeTimer) clearTimeout(this.closeTimer);
+    this.handshakeTimer = null;
+    if (this.transmission && !this.workDone) {
+      // In-flight requests still run to completion; their replies go nowhere.
+      this.transmission.end('connection closed');
+    }
+    this.maybeResolve();
+  }
+
+  private maybeResolve(): void {
+    if (this.socketClosed && this.workDone) this.resolveClosed();
+  }
+}

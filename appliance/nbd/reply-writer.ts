@@ -1,0 +1,178 @@
+/**
+ * ReplyWriter: encodes transmission-phase replies and sends them in batches. Replies that
+ * complete in the same event-loop turn leave in one socket write (one writev): headers and
+ * small payloads are packed into a slab, large payloads are passed by reference (never copied).
+ */
+import type { Socket } from 'node:net';
+import {
+  REPLY_FLAG_DONE,
+  REPLY_TYPE_ERROR,
+  REPLY_TYPE_ERROR_OFFSET,
+  REPLY_TYPE_NONE,
+  REPLY_TYPE_OFFSET_DATA,
+  SIMPLE_REPLY_MAGIC,
+  SIMPLE_REPLY_SIZE,
+  STRUCTURED_HEADER_SIZE,
+  STRUCTURED_REPLY_MAGIC,
+} from './protocol.js';
+
+const SLAB_SIZE = 256 * 1024;
+/** Read payloads up to this size are copied next to their header; larger ones are referenced. */
+const COPY_THRESHOLD = 16 * 1024;
+const TWO_32 = 0x100000000;
+const MODE = process.env.NBD_REPLY_MODE ?? 'tick';
+
+export class ReplyWriter {
+  private slab = Buffer.allocUnsafeSlow(SLAB_SIZE);
+  /** Start of the slab bytes not yet handed to the socket, and end of the bytes written. */
+  private sealed = 0;
+  private used = 0;
+  private pieces: Buffer[] = [];
+  private queued = 0;
+  private scheduled = false;
+  private readonly flushCallback = (): void => {
+    this.scheduled = false;
+    this.flushNow();
+  };
+
+  constructor(private readonly socket: Socket) {}
+
+  /** Bytes accepted but not yet written to the kernel (ours plus the socket's buffer). */
+  get pendingBytes(): number {
+    return this.queued + this.socket.writableLength;
+  }
+
+  simple(handleHi: number, handleLo: number, error: number): void {
+    const at = this.reserve(SIMPLE_REPLY_SIZE);
+    const b = this.slab;
+    b.writeUInt32BE(SIMPLE_REPLY_MAGIC, at);
+    b.writeUInt32BE(error, at + 4);
+    b.writeUInt32BE(handleHi, at + 8);
+    b.writeUInt32BE(handleLo, at + 12);
+    this.schedule();
+  }
+
+  /** A successful read: a simple reply with data, or one OFFSET_DATA chunk marked DONE. */
+  readData(handleHi: number, handleLo: number, offset: number, data: Buffer, structured: boolean): void {
+    const headerSize = structured ? STRUCTURED_HEADER_SIZE + 8 : SIMPLE_REPLY_SIZE;
+    const inline = data.length <= COPY_THRESHOLD;
+    const at = this.reserve(inline ? headerSize + data.length : headerSize);
+    const b = this.slab;
+    if (structured) {
+      b.writeUInt32BE(STRUCTURED_REPLY_MAGIC, at);
+      b.writeUInt16BE(REPLY_FLAG_DONE, at + 4);
+      b.writeUInt16BE(REPLY_TYPE_OFFSET_DATA, at + 6);
+      b.writeUInt32BE(handleHi, at + 8);
+      b.writeUInt32BE(handleLo, at + 12);
+      b.writeUInt32BE(8 + data.length, at + 16);
+      b.writeUInt32BE(Math.floor(offset / TWO_32), at + 20);
+      b.writeUInt32BE(offset >>> 0, at + 24);
+    } else {
+      b.writeUInt32BE(SIMPLE_REPLY_MAGIC, at);
+      b.writeUInt32BE(0, at + 4);
+      b.writeUInt32BE(handleHi, at + 8);
+      b.writeUInt32BE(handleLo, at + 12);
+    }
+    if (inline) data.copy(b, at + headerSize);
+    else this.appendReference(data);
+    this.schedule();
+  }
+
+  /** A structured reply with no payload (success of a zero-length read). */
+  structuredNone(handleHi: number, handleLo: number): void {
+    const at = this.reserve(STRUCTURED_HEADER_SIZE);
+    this.structuredHeader(at, handleHi, handleLo, REPLY_TYPE_NONE, 0);
+    this.schedule();
+  }
+
+  /** A final error chunk; with `errorOffset` it is ERROR_OFFSET, otherwise ERROR. */
+  structuredError(handleHi: number, handleLo: number, error: number, message: string, errorOffset?: number): void {
+    const msg = Buffer.from(message, 'utf8').subarray(0, 4096);
+    const withOffset = errorOffset !== undefined;
+    const length = 6 + msg.length + (withOffset ? 8 : 0);
+    const at = this.reserve(STRUCTURED_HEADER_SIZE + length);
+    const b = this.slab;
+    this.structuredHeader(at, handleHi, handleLo, withOffset ? REPLY_TYPE_ERROR_OFFSET : REPLY_TYPE_ERROR, length);
+    let p = at + STRUCTURED_HEADER_SIZE;
+    b.writeUInt32BE(error, p);
+    b.writeUInt16BE(msg.length, p + 4);
+    p += 6;
+    msg.copy(b, p);
+    p += msg.length;
+    if (withOffset) {
+      b.writeUInt32BE(Math.floor(errorOffset / TWO_32), p);
+      b.writeUInt32BE(errorOffset >>> 0, p + 4);
+    }
+    this.schedule();
+  }
+
+  /** Hands everything queued to the socket now, in one write or one corked batch. */
+  flushNow(): void {
+    this.seal();
+    const pieces = this.pieces;
+    if (pieces.length === 0) return;
+    this.pieces = [];
+    this.queued = 0;
+    const socket = this.socket;
+    if (socket.destroyed || !socket.writable) return;
+    if (pieces.length === 1) {
+      socket.write(pieces[0]!);
+      return;
+    }
+    socket.cork();
+    for (const piece of pieces) socket.write(piece);
+    socket.uncork();
+  }
+
+  /** Drops whatever is queued (the socket is gone). */
+  discard(): void {
+    this.pieces = [];
+    this.queued = 0;
+    this.sealed = this.used;
+  }
+
+  private structuredHeader(at: number, handleHi: number, handleLo: number, type: number, length: number): void {
+    const b = this.slab;
+    b.writeUInt32BE(STRUCTURED_REPLY_MAGIC, at);
+    b.writeUInt16BE(REPLY_FLAG_DONE, at + 4);
+    b.writeUInt16BE(type, at + 6);
+    b.writeUInt32BE(handleHi, at + 8);
+    b.writeUInt32BE(handleLo, at + 12);
+    b.writeUInt32BE(length, at + 16);
+  }
+
+  /** Room for `n` bytes in the slab; returns where to write them. */
+  private reserve(n: number): number {
+    if (this.slab.length - this.used < n) {
+      this.seal();
+      // Slab regions already handed out stay referenced by the socket: start a fresh slab.
+      this.slab = Buffer.allocUnsafeSlow(Math.max(SLAB_SIZE, n));
+      this.sealed = 0;
+      this.used = 0;
+    }
+    const at = this.used;
+    this.used += n;
+    this.queued += n;
+    return at;
+  }
+
+  private appendReference(data: Buffer): void {
+    this.seal();
+    this.pieces.push(data);
+    this.queued += data.length;
+  }
+
+  private seal(): void {
+    if (this.used > this.sealed) {
+      this.pieces.push(this.slab.subarray(this.sealed, this.used));
+      this.sealed = this.used;
+    }
+  }
+
+  private schedule(): void {
+    if (MODE === 'now') { this.flushNow(); return; }
+    if (this.scheduled) return;
+    this.scheduled = true;
+    setImmediate(this.flushCallback);
+  }
+}

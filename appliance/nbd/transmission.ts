@@ -1,0 +1,354 @@
+/**
+ * The transmission phase of one connection: parses requests from the received bytes, sends
+ * each to the device as soon as it is complete (many in flight, replies in completion order),
+ * and keeps memory bounded: it stops parsing (and the connection stops reading its socket)
+ * while the bytes held for in-flight requests and unsent replies exceed a budget.
+ *
+ * Ordering: a FLUSH goes to the device when it is parsed; every write whose reply was sent
+ * before it has already resolved, and the device's flush() covers every resolved write.
+ */
+import type { Logger } from 'pino';
+import type { BlockDevice, WriteOptions, ZeroOptions } from '../storage/block-device.js';
+import { isSnapbackError } from '../errors.js';
+import type { ByteQueue } from './byte-queue.js';
+import { errorMessageFor, nbdErrnoFor } from './errno.js';
+import type { ExportInfo } from './export-info.js';
+import {
+  CMD_CACHE,
+  CMD_DISC,
+  CMD_FLAG_FUA,
+  CMD_FLAG_NO_HOLE,
+  CMD_FLUSH,
+  CMD_READ,
+  CMD_TRIM,
+  CMD_WRITE,
+  CMD_WRITE_ZEROES,
+  NBD_EIO,
+  REQUEST_HEADER_SIZE,
+  REQUEST_MAGIC,
+} from './protocol.js';
+import type { ReplyWriter } from './reply-writer.js';
+import { checkRequest, commandName, refusalMessage } from './request-checks.js';
+
+export interface TransmissionLimits {
+  /** Bytes of in-flight write payloads, pending read data and unsent replies before parsing stops. */
+  maxInflightBytes: number;
+  /** Requests in flight before parsing stops. */
+  maxInflightRequests: number;
+  /** A refused WRITE whose payload is longer than this ends the connection instead of being skipped. */
+  maxSkippedWriteBytes: number;
+}
+
+export interface TransmissionHooks {
+  pauseInput(): void;
+  resumeInput(): void;
+  /** No more input will be parsed: stop reading and drop what arrives. */
+  stopInput(): void;
+  /** Every in-flight request has been answered and the replies are queued: end the connection. */
+  finished(reason: string): void;
+}
+
+const MODE_HEADER = 0;
+const MODE_PAYLOAD = 1;
+const MODE_SKIP = 2;
+const TWO_32 = 0x100000000;
+const FUA: WriteOptions = Object.freeze({ fua: true });
+const ZERO_OPTIONS: readonly ZeroOptions[] = [{}, { fua: true }, { noHole: true }, { fua: true, noHole: true }];
+const RESOLVED = Promise.resolve();
+/** Device failures logged at warn level per connection; later ones at debug. */
+const WARN_LIMIT = 10;
+
+export class Transmission {
+  private inflightCount = 0;
+  private inflightBytes = 0;
+  private mode = MODE_HEADER;
+  private paused = false;
+  private inputClosed = false;
+  private ending: string | null = null;
+  private finishedCalled = false;
+  private warnings = 0;
+  // The WRITE whose payload is being collected or skipped.
+  private cFlags = 0;
+  private cHi = 0;
+  private cLo = 0;
+  private cOffset = 0;
+  private cLength = 0;
+  private cGot = 0;
+  private cErrno = 0;
+  private pieces: Buffer[] = [];
+  private skipLeft = 0;
+
+  constructor(
+    private readonly device: BlockDevice,
+    private readonly info: ExportInfo,
+    private readonly structured: boolean,
+    private readonly queue: ByteQueue,
+    private readonly writer: ReplyWriter,
+    private readonly limits: TransmissionLimits,
+    private readonly hooks: TransmissionHooks,
+    private readonly log: Logger,
+  ) {}
+
+  get inFlight(): number {
+    return this.inflightCount;
+  }
+
+  /** Parses and dispatches every complete request in the queue (unless over budget). */
+  process(): void {
+    const q = this.queue;
+    while (this.ending === null) {
+      if (this.mode === MODE_PAYLOAD) {
+        if (!this.collectPayload(q)) break;
+      } else if (this.mode === MODE_SKIP) {
+        this.skipLeft -= q.skip(this.skipLeft);
+        if (this.skipLeft > 0) break;
+        this.mode = MODE_HEADER;
+        this.refuse(CMD_WRITE, this.cFlags, this.cHi, this.cLo, this.cOffset, this.cLength, this.cErrno);
+      } else {
+        if (q.length < REQUEST_HEADER_SIZE) break;
+        if (this.overBudget()) {
+          if (!this.paused) {
+            this.paused = true;
+            this.hooks.pauseInput();
+          }
+          return;
+        }
+        this.parseRequest(q);
+      }
+    }
+    if (this.inputClosed && this.ending === null) this.end('client closed the connection');
+  }
+
+  /** The socket's writable side drained: maybe resume parsing. */
+  onDrain(): void {
+    this.maybeResume();
+  }
+
+  /** The client closed its sending side: finish what was received, then end. */
+  onInputClosed(): void {
+    this.inputClosed = true;
+    if (!this.paused) this.process();
+  }
+
+  /** Stop parsing; answer everything in flight; then `hooks.finished`. Idempotent. */
+  end(reason: string): void {
+    if (this.ending !== null) return;
+    this.ending = reason;
+    if (this.mode === MODE_PAYLOAD) {
+      // A WRITE whose payload never fully arrived: never acknowledged, never written.
+      this.inflightCount--;
+      this.inflightBytes -= this.cLength;
+      this.pieces = [];
+    }
+    this.mode = MODE_HEADER;
+    this.hooks.stopInput();
+    this.maybeFinish();
+  }
+
+  private parseRequest(q: ByteQueue): void {
+    const b = q.contiguous(REQUEST_HEADER_SIZE);
+    const o = q.offset;
+    const magic = b.readUInt32BE(o);
+    const flags = b.readUInt16BE(o + 4);
+    const type = b.readUInt16BE(o + 6);
+    const hi = b.readUInt32BE(o + 8);
+    const lo = b.readUInt32BE(o + 12);
+    const offset = b.readUInt32BE(o + 16) * TWO_32 + b.readUInt32BE(o + 20);
+    const length = b.readUInt32BE(o + 24);
+    q.consume(REQUEST_HEADER_SIZE);
+    if (magic !== REQUEST_MAGIC) {
+      // The stream cannot be framed any more: answer what is in flight, then hang up.
+      this.end(`bad request magic 0x${magic.toString(16)}`);
+      return;
+    }
+    if (type === CMD_DISC) {
+      this.end('client disconnected (NBD_CMD_DISC)');
+      return;
+    }
+    const errno = checkRequest(type, flags, offset, length, this.info, this.structured);
+    if (type === CMD_WRITE) {
+      this.cFlags = flags;
+      this.cHi = hi;
+      this.cLo = lo;
+      this.cOffset = offset;
+      this.cLength = length;
+      if (errno !== 0) {
+        if (length > this.limits.maxSkippedWriteBytes) {
+          this.refuse(type, flags, hi, lo, offset, length, errno);
+          this.end(`WRITE payload of ${length} bytes is too large to skip`);
+          return;
+        }
+        this.cErrno = errno;
+        this.skipLeft = length;
+        this.mode = MODE_SKIP;
+        return;
+      }
+      this.inflightCount++;
+      this.inflightBytes += length;
+      this.cGot = 0;
+      this.mode = MODE_PAYLOAD;
+      return;
+    }
+    if (errno !== 0) {
+      this.refuse(type, flags, hi, lo, offset, length, errno);
+      return;
+    }
+    this.dispatch(type, flags, hi, lo, offset, length);
+  }
+
+  /** Gathers the current WRITE's payload; true once it was complete and sent to the device. */
+  private collectPayload(q: ByteQueue): boolean {
+    while (this.cGot < this.cLength) {
+      if (q.length === 0) return false;
+      const piece = q.takeSome(this.cLength - this.cGot);
+      this.pieces.push(piece);
+      this.cGot += piece.length;
+    }
+    const pieces = this.pieces;
+    const data = pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces, this.cLength);
+    this.pieces = [];
+    this.mode = MODE_HEADER;
+    this.startWrite(this.cFlags, this.cHi, this.cLo, this.cOffset, data);
+    return true;
+  }
+
+  private startWrite(flags: number, hi: number, lo: number, offset: number, data: Buffer): void {
+    const length = data.length;
+    let p: Promise<void>;
+    if (length === 0) p = RESOLVED;
+    else {
+      try {
+        p = this.device.write(offset, data, (flags & CMD_FLAG_FUA) !== 0 ? FUA : undefined);
+      } catch (err) {
+        p = Promise.reject(err);
+      }
+    }
+    p.then(
+      () => this.completed(hi, lo, length),
+      (err: unknown) => this.failed(CMD_WRITE, hi, lo, offset, length, length, err),
+    );
+  }
+
+  private dispatch(type: number, flags: number, hi: number, lo: number, offset: number, length: number): void {
+    this.inflightCount++;
+    if (type === CMD_READ) {
+      this.inflightBytes += length;
+      let r: Promise<Buffer>;
+      try {
+        r = length === 0 ? Promise.resolve(EMPTY) : this.device.read(offset, length);
+      } catch (err) {
+        r = Promise.reject(err);
+      }
+      r.then(
+        (data) => this.readDone(hi, lo, offset, length, data),
+        (err: unknown) => this.failed(type, hi, lo, offset, length, length, err),
+      );
+      return;
+    }
+    let p: Promise<void>;
+    try {
+      const fua = (flags & CMD_FLAG_FUA) !== 0;
+      switch (type) {
+        case CMD_FLUSH:
+          p = this.device.flush();
+          break;
+        case CMD_TRIM:
+          p = length === 0 ? RESOLVED : this.device.trim(offset, length, fua ? FUA : undefined);
+          break;
+        case CMD_WRITE_ZEROES:
+          p = length === 0 ? RESOLVED : this.device.writeZeroes(offset, length, ZERO_OPTIONS[(fua ? 1 : 0) | ((flags & CMD_FLAG_NO_HOLE) !== 0 ? 2 : 0)]);
+          break;
+        case CMD_CACHE:
+          p = RESOLVED; // advisory; the device has no cache to warm
+          break;
+        default:
+          p = Promise.reject(new Error(`unexpected command ${type}`));
+      }
+    } catch (err) {
+      p = Promise.reject(err);
+    }
+    p.then(
+      () => this.completed(hi, lo, 0),
+      (err: unknown) => this.failed(type, hi, lo, offset, length, 0, err),
+    );
+  }
+
+  private readDone(hi: number, lo: number, offset: number, length: number, data: Buffer): void {
+    this.inflightCount--;
+    this.inflightBytes -= length;
+    if (data.length !== length) {
+      this.replyError(hi, lo, NBD_EIO, `READ at ${offset}: the device returned ${data.length} of ${length} bytes`);
+    } else if (length === 0 && this.structured) {
+      this.writer.structuredNone(hi, lo);
+    } else {
+      this.writer.readData(hi, lo, offset, data, this.structured);
+    }
+    this.settled();
+  }
+
+  private completed(hi: number, lo: number, bytes: number): void {
+    this.inflightCount--;
+    this.inflightBytes -= bytes;
+    this.writer.simple(hi, lo, 0);
+    this.settled();
+  }
+
+  private failed(type: number, hi: number, lo: number, offset: number, length: number, bytes: number, err: unknown): void {
+    this.inflightCount--;
+    this.inflightBytes -= bytes;
+    const errno = nbdErrnoFor(err);
+    const message = `${commandName(type)} at ${offset} length ${length}: ${errorMessageFor(err)}`;
+    const level = this.warnings++ < WARN_LIMIT ? 'warn' : 'debug';
+    this.log[level]({ err, errno }, 'request failed');
+    this.replyError(hi, lo, errno, message, errorOffsetOf(err, type, offset, length));
+    this.settled();
+  }
+
+  /** Answers a request that `checkRequest` refused. */
+  private refuse(type: number, flags: number, hi: number, lo: number, offset: number, length: number, errno: number): void {
+    const message = refusalMessage(type, flags, offset, length, this.info, errno);
+    this.log.debug({ errno }, message);
+    this.replyError(hi, lo, errno, message);
+  }
+
+  /** A structured client gets the message (and a READ must never get a simple reply then). */
+  private replyError(hi: number, lo: number, errno: number, message: string, errorOffset?: number): void {
+    if (this.structured) this.writer.structuredError(hi, lo, errno, message, errorOffset);
+    else this.writer.simple(hi, lo, errno);
+  }
+
+  private settled(): void {
+    if (this.ending !== null) this.maybeFinish();
+    else this.maybeResume();
+  }
+
+  private maybeResume(): void {
+    if (!this.paused || this.ending !== null || this.overBudget()) return;
+    this.paused = false;
+    this.hooks.resumeInput();
+    this.process();
+  }
+
+  private maybeFinish(): void {
+    if (this.inflightCount !== 0 || this.finishedCalled) return;
+    this.finishedCalled = true;
+    this.writer.flushNow();
+    this.hooks.finished(this.ending ?? 'finished');
+  }
+
+  private overBudget(): boolean {
+    return (
+      this.inflightCount >= this.limits.maxInflightRequests ||
+      this.inflightBytes + this.writer.pendingBytes >= this.limits.maxInflightBytes
+    );
+  }
+}
+
+const EMPTY = Buffer.alloc(0);
+
+/** An I/O error a layer located inside the request (details.offset) becomes ERROR_OFFSET. */
+function errorOffsetOf(err: unknown, type: number, offset: number, length: number): number | undefined {
+  if (type === CMD_FLUSH || !isSnapbackError(err) || (err.code !== 'IO_ERROR' && err.code !== 'NO_SPACE')) return undefined;
+  const at = err.details?.offset;
+  return typeof at === 'number' && at >= offset && at < offset + length ? at : undefined;
+}
