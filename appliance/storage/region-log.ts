@@ -227,6 +227,8 @@ export class RegionLog {
     const need = logFileSize(header.regionCount);
     if (dev.size < need) throw new SnapbackError('LOG_CORRUPT', `write log is truncated: ${dev.size} bytes, needs ${need}`);
     const image = await dev.read(BITMAP_OFFSET, need - BITMAP_OFFSET);
+    // a slot that was never written (all zeroes, as create() leaves slot B) is no problem
+    if (other && (await dev.read(slot === 0 ? SLOT_SIZE : 0, SECTOR)).every((x) => x === 0)) other = null;
     if (other) log.warn({ problem: other }, 'one write-log header slot is not valid; using the other');
     return { log: new RegionLog(dev, header, slot, image), slotUsed: slot === 0 ? 'A' : 'B', otherSlotProblem: other };
   }

@@ -1,0 +1,146 @@
+/**
+ * The control API (issue 3): JSON endpoints over the daemon's HTTP listener and the CLI's
+ * control socket. Authentication, CSRF and the audit log are mounted in front of this router
+ * by http-component.ts; here every body is validated (zod) and a bad one gets 400 with a
+ * message and changes nothing.
+ *   GET  /api/status            status (mode, restore mode, session, regions, hydration, host)
+ *   POST /api/session/end       {wait?: boolean} — end the host session
+ *   POST /api/mode              {mode: "frozen"|"thawed"}
+ *   POST /api/restore-mode      {restoreMode: "instant"|"eager"}
+ *   POST /api/hydration         {rateBytesPerSecond: number|null}
+ *   GET  /api/regions           the region map: one state per region, base64 (0 clean, 1 written, 2 pending)
+ *   GET  /api/sessions          session history
+ *   GET  /metrics               Prometheus text
+ */
+import express, { type Request, type Response, type NextFunction } from 'express';
+import { z } from 'zod';
+import { Registry, Gauge, collectDefaultMetrics } from 'prom-client';
+import type { ApplianceService } from '../session/appliance-service.js';
+import { SnapbackError } from '../errors.js';
+import { childLogger } from '../logger.js';
+
+const log = childLogger('api');
+
+const endSchema = z.object({ wait: z.boolean().optional() }).strict();
+const modeSchema = z.object({ mode: z.enum(['frozen', 'thawed']) }).strict();
+const restoreModeSchema = z.object({ restoreMode: z.enum(['instant', 'eager']) }).strict();
+const hydrationSchema = z.object({ rateBytesPerSecond: z.number().int().positive().max(2 ** 40).nullable() }).strict();
+
+function parse<T>(schema: z.ZodType<T>, body: unknown, res: Response): T | null {
+  const r = schema.safeParse(body ?? {});
+  if (!r.success) {
+    res.status(400).json({ error: 'BAD_REQUEST', message: r.error.issues.map((i) => `${i.path.join('.') || 'body'}: ${i.message}`).join('; ') });
+    return null;
+  }
+  return r.data;
+}
+
+export function httpStatusFor(err: unknown): number {
+  if (!(err instanceof SnapbackError)) return 500;
+  switch (err.code) {
+    case 'BAD_ARGUMENT':
+      return 400;
+    case 'BUSY':
+      return 409;
+    case 'NOT_SUPPORTED':
+      return 501;
+    default:
+      return 500;
+  }
+}
+
+function fail(res: Response, err: unknown): void {
+  const status = httpStatusFor(err);
+  if (status >= 500) log.error({ err }, 'API request failed');
+  res.status(status).json({ error: err instanceof SnapbackError ? err.code : 'INTERNAL', message: (err as Error).message });
+}
+
+function makeMetrics(service: ApplianceService): Registry {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'snapback_process_' });
+  const g = (name: string, help: string, get: () => number) =>
+    new Gauge({
+      name,
+      help,
+      registers: [registry],
+      collect() {
+        this.set(get());
+      },
+    });
+  g('snapback_session_number', 'Current host session number', () => service.status().session.number);
+  g('snapback_regions_total', 'Regions of the disk', () => service.status().regions.total);
+  g('snapback_regions_written', 'Regions written this session', () => service.status().regions.writtenThisSession);
+  g('snapback_regions_pending', 'Regions waiting to be restored from the model', () => service.status().regions.pending);
+  g('snapback_bytes_changed_session', 'Bytes the host wrote this session', () => service.status().bytesChangedThisSession);
+  g('snapback_hydration_running', '1 while a background restore runs', () => (service.status().hydration.running ? 1 : 0));
+  g('snapback_hydration_bytes_per_second', 'Current restore speed', () => service.status().hydration.bytesPerSecond);
+  g('snapback_frozen', '1 when frozen, 0 when thawed', () => (service.status().mode === 'frozen' ? 1 : 0));
+  g('snapback_nbd_clients', 'Connected NBD clients', () => service.status().host.nbdClients);
+  g('snapback_disk_io_errors_total', 'I/O errors from the working disk', () => service.status().disk.ioErrors);
+  return registry;
+}
+
+export function createApiRouter(service: ApplianceService): express.Router {
+  const router = express.Router();
+  const metrics = makeMetrics(service);
+  const json = express.json({ limit: '16kb' });
+
+  router.get('/api/status', (_req, res) => {
+    res.json(service.status());
+  });
+
+  router.post('/api/session/end', json, (req: Request, res: Response) => {
+    const body = parse(endSchema, req.body, res);
+    if (!body) return;
+    const p = service.endSession('api');
+    if (body.wait) {
+      p.then((record) => res.json({ ended: record, status: service.status() }), (err: unknown) => fail(res, err));
+    } else {
+      p.catch((err: unknown) => log.error({ err }, 'session end failed'));
+      res.status(202).json({ accepted: true });
+    }
+  });
+
+  router.post('/api/mode', json, (req, res) => {
+    const body = parse(modeSchema, req.body, res);
+    if (!body) return;
+    service.setMode(body.mode).then(
+      () => res.json({ mode: body.mode }),
+      (err: unknown) => fail(res, err),
+    );
+  });
+
+  router.post('/api/restore-mode', json, (req, res) => {
+    const body = parse(restoreModeSchema, req.body, res);
+    if (!body) return;
+    service.setRestoreMode(body.restoreMode).then(
+      () => res.json({ restoreMode: body.restoreMode }),
+      (err: unknown) => fail(res, err),
+    );
+  });
+
+  router.post('/api/hydration', json, (req, res) => {
+    const body = parse(hydrationSchema, req.body, res);
+    if (!body) return;
+    service.setHydrationRate(body.rateBytesPerSecond);
+    res.json({ rateBytesPerSecond: body.rateBytesPerSecond });
+  });
+
+  router.get('/api/regions', (_req, res) => {
+    const map = service.regionMap();
+    const st = service.status();
+    res.json({ regionSize: st.regions.regionSize, count: map.length, encoding: 'base64', legend: { 0: 'clean', 1: 'written', 2: 'pending' }, states: Buffer.from(map).toString('base64') });
+  });
+
+  router.get('/api/sessions', (_req, res) => {
+    res.json({ sessions: service.sessions() });
+  });
+
+  router.get('/metrics', (_req, res, next: NextFunction) => {
+    metrics.metrics().then((text) => {
+      res.type(metrics.contentType).send(text);
+    }, next);
+  });
+
+  return router;
+}

@@ -1,0 +1,290 @@
+/**
+ * Session manager: the core of the daemon and the one ApplianceService (DESIGN §4). It owns the
+ * storage engine's session life: ending a session (participants such as the USB gadget let go
+ * of the disk first, one atomic log header write, an eager restore before the medium comes
+ * back), the frozen/thawed and instant/eager modes, the hydration rate, the session history
+ * and the host-side events seen during each session.
+ */
+import { EventEmitter } from 'node:events';
+import { statfsSync } from 'node:fs';
+import type { Engine } from '../storage/engine.js';
+import type { StateStore } from '../state/state-store.js';
+import {
+  RegionState,
+  type ApplianceService,
+  type ApplianceStatus,
+  type GadgetStatus,
+  type HostConnectionState,
+  type ProtectionMode,
+  type RestoreMode,
+  type SessionEndParticipant,
+  type SessionEndReason,
+  type SessionRecord,
+} from './appliance-service.js';
+import { childLogger } from '../logger.js';
+
+const log = childLogger('sessions');
+const VERSION = '0.1.0';
+
+export class SessionManager extends EventEmitter implements ApplianceService {
+  private readonly participants: SessionEndParticipant[] = [];
+  private ending: Promise<SessionRecord> | null = null;
+  private current: SessionRecord;
+  private hostConnection: HostConnectionState = 'nbd-only';
+  private gadget: GadgetStatus | null = null;
+  private nbdClients = 0;
+  private statusTimer: NodeJS.Timeout | null = null;
+  private regionBuffer: { region: number; state: number }[] = [];
+  private regionTimer: NodeJS.Timeout | null = null;
+  private restoreStartedFor: SessionRecord | null = null;
+  private readonly startedAt = new Date();
+
+  constructor(
+    readonly engine: Engine,
+    private readonly store: StateStore,
+  ) {
+    super();
+    this.current = this.openRecord();
+    engine.pd.on('regions', (changes: { region: number; state: number }[]) => this.queueRegions(changes));
+    engine.hydrator.on('progress', () => this.changed());
+    engine.hydrator.on('idle', () => {
+      const rec = this.restoreStartedFor;
+      if (rec && engine.log.pendingCount === 0) {
+        rec.restoreMs = Date.now() - Date.parse(rec.endedAt ?? new Date().toISOString());
+        this.restoreStartedFor = null;
+        void this.store.upsertSession(rec).catch((err: unknown) => log.error({ err }, 'cannot record the restore time'));
+      }
+      this.changed();
+    });
+    const rate = store.settings().hydrationRateBytesPerSecond;
+    engine.hydrator.setRateLimit(rate ?? null);
+  }
+
+  private openRecord(): SessionRecord {
+    const info = this.engine.log.info;
+    const existing = this.store.listSessions().find((s) => s.number === info.sessionNumber && s.endedAt === null);
+    return (
+      existing ?? {
+        number: info.sessionNumber,
+        startedAt: new Date(info.sessionStartedAt || Date.now()).toISOString(),
+        endedAt: null,
+        endReason: null,
+        mode: info.mode,
+        regionsWritten: 0,
+        bytesWritten: 0,
+        sessionEndMs: null,
+        restoreMs: null,
+        events: [],
+      }
+    );
+  }
+
+  /** Starting the daemon ends the previous host session (DESIGN §4), then restores in the background. */
+  async start(options: { endSessionOnStart?: boolean } = {}): Promise<void> {
+    await this.store.upsertSession(this.current);
+    if (options.endSessionOnStart ?? true) await this.endSession('daemon-start');
+    this.engine.hydrator.start();
+  }
+
+  async stop(): Promise<void> {
+    if (this.statusTimer) clearTimeout(this.statusTimer);
+    if (this.regionTimer) clearTimeout(this.regionTimer);
+    this.statusTimer = null;
+    this.regionTimer = null;
+    await this.engine.hydrator.stop();
+    this.current.regionsWritten = this.engine.log.writtenCount;
+    this.current.bytesWritten = this.engine.pd.stats.bytesWrittenThisSession;
+    await this.store.upsertSession(this.current).catch(() => undefined);
+  }
+
+  // ---- ApplianceService -----------------------------------------------------------------
+
+  status(): ApplianceStatus {
+    const e = this.engine;
+    const info = e.log.info;
+    const h = e.hydrator.progress();
+    let free: number | null = null;
+    try {
+      const st = statfsSync(e.state.path);
+      free = st.bavail * st.bsize;
+    } catch {
+      free = null;
+    }
+    return {
+      mode: info.mode,
+      restoreMode: info.restoreMode,
+      session: { number: info.sessionNumber, startedAt: new Date(info.sessionStartedAt).toISOString() },
+      regions: {
+        total: e.log.regionCount,
+        regionSize: e.log.regionSize,
+        writtenThisSession: e.log.writtenCount,
+        pending: e.log.pendingCount,
+        clean: e.log.regionCount - e.log.dirtyCount,
+      },
+      bytesChangedThisSession: e.pd.stats.bytesWrittenThisSession,
+      hydration: {
+        running: h.running,
+        totalAtStart: h.totalAtStart,
+        done: h.done,
+        pendingRegions: h.pending,
+        bytesPerSecond: h.bytesPerSecond,
+        etaSeconds: h.etaSeconds,
+        rateLimitBytesPerSecond: e.hydrator.rateLimit,
+      },
+      host: { connection: this.gadget ? this.hostConnection : this.nbdClients > 0 ? 'nbd-only' : this.hostConnection === 'nbd-only' ? 'absent' : this.hostConnection, nbdClients: this.nbdClients, gadget: this.gadget },
+      model: { id: e.model.id, name: e.model.manifest.json.name, size: e.model.size, regionSize: e.model.manifest.regionSize },
+      disk: { path: e.config.disk, size: e.pd.size, ioErrors: e.pd.stats.ioErrors },
+      stateDir: { path: e.state.path, freeBytes: free },
+      daemon: { startedAt: this.startedAt.toISOString(), pid: process.pid, version: VERSION },
+    };
+  }
+
+  endSession(reason: SessionEndReason, note?: string): Promise<SessionRecord> {
+    if (this.ending) return this.ending;
+    this.ending = this.doEndSession(reason, note).finally(() => {
+      this.ending = null;
+    });
+    return this.ending;
+  }
+
+  private async doEndSession(reason: SessionEndReason, note?: string): Promise<SessionRecord> {
+    const e = this.engine;
+    const t0 = Date.now();
+    const mode = e.log.info.mode;
+    const eager = e.log.info.restoreMode === 'eager';
+    log.info({ reason, note, mode, restore: e.log.info.restoreMode }, 'ending the host session');
+    const quiesced: SessionEndParticipant[] = [];
+    try {
+      for (const p of this.participants) {
+        await p.quiesce();
+        quiesced.push(p);
+      }
+      const ended = this.current;
+      ended.regionsWritten = e.log.writtenCount;
+      ended.bytesWritten = e.pd.stats.bytesWrittenThisSession;
+      await e.pd.endSession({ keepWrites: mode === 'thawed', keepQuiesced: eager && mode === 'frozen' });
+      if (eager && mode === 'frozen') {
+        try {
+          await e.hydrator.runToCompletion(() => this.changed());
+        } finally {
+          e.pd.resume();
+        }
+      }
+      const now = Date.now();
+      ended.endedAt = new Date(now).toISOString();
+      ended.endReason = reason;
+      ended.sessionEndMs = now - t0;
+      if (note) ended.events.push({ at: ended.endedAt, what: `end: ${note}` });
+      if (mode === 'thawed' || e.log.pendingCount === 0) ended.restoreMs = eager ? now - t0 : 0;
+      else this.restoreStartedFor = ended;
+      await this.store.upsertSession(ended);
+      this.current = this.openRecord();
+      await this.store.upsertSession(this.current);
+      e.hydrator.kick();
+      this.emit('session-ended', ended);
+      this.changed();
+      this.queueRegions(null);
+      return ended;
+    } finally {
+      for (const p of quiesced.reverse()) {
+        await p.resume().catch((err: unknown) => log.error({ err, participant: p.name }, 'resume after session end failed'));
+      }
+    }
+  }
+
+  async setMode(mode: ProtectionMode): Promise<void> {
+    const info = this.engine.log.info;
+    await this.engine.log.setModes(mode, info.restoreMode);
+    this.current.events.push({ at: new Date().toISOString(), what: `mode ${mode}` });
+    this.current.mode = mode;
+    await this.store.upsertSession(this.current);
+    this.changed();
+  }
+
+  async setRestoreMode(restoreMode: RestoreMode): Promise<void> {
+    await this.engine.log.setModes(this.engine.log.info.mode, restoreMode);
+    this.changed();
+  }
+
+  setHydrationRate(bytesPerSecond: number | null): void {
+    this.engine.hydrator.setRateLimit(bytesPerSecond);
+    void this.store.updateSettings({ hydrationRateBytesPerSecond: bytesPerSecond }).catch((err: unknown) => log.error({ err }, 'cannot save the hydration rate'));
+    this.changed();
+  }
+
+  regionMap(): Uint8Array {
+    const l = this.engine.log;
+    const map = new Uint8Array(l.regionCount);
+    for (let r = 0; r < map.length; r++) map[r] = l.isWritten(r) ? RegionState.written : l.isDirty(r) ? RegionState.pending : RegionState.clean;
+    return map;
+  }
+
+  sessions(): SessionRecord[] {
+    const list = this.store.listSessions();
+    return list.map((s) => (s.number === this.current.number ? { ...this.current, regionsWritten: this.engine.log.writtenCount, bytesWritten: this.engine.pd.stats.bytesWrittenThisSession } : s));
+  }
+
+  recordHostEvent(what: string): void {
+    this.current.events.push({ at: new Date().toISOString(), what });
+    if (this.current.events.length > 500) this.current.events.splice(0, this.current.events.length - 500);
+    void this.store.upsertSession(this.current).catch((err: unknown) => log.error({ err }, 'cannot record a host event'));
+    this.changed();
+  }
+
+  addSessionEndParticipant(p: SessionEndParticipant): void {
+    this.participants.push(p);
+  }
+
+  setHostConnection(state: HostConnectionState, gadget?: GadgetStatus | null): void {
+    this.hostConnection = state;
+    if (gadget !== undefined) this.gadget = gadget;
+    this.changed();
+  }
+
+  /** The NBD server reports its client count here. */
+  setNbdClients(n: number): void {
+    this.nbdClients = n;
+    this.changed();
+  }
+
+  // ---- change notification (throttled) --------------------------------------------------
+
+  private changed(): void {
+    if (this.statusTimer) return;
+    this.statusTimer = setTimeout(() => {
+      this.statusTimer = null;
+      this.emit('status');
+    }, 200);
+    this.statusTimer.unref();
+  }
+
+  /** Batches region changes; null = the whole map changed (a session ended). */
+  private queueRegions(changes: { region: number; state: number }[] | null): void {
+    if (changes === null) {
+      this.regionBuffer = [];
+      const map = this.regionMap();
+      this.emit('regions', Array.from(map, (state, region) => ({ region, state })));
+      return;
+    }
+    this.regionBuffer.push(...changes);
+    this.changed();
+    if (this.regionTimer) return;
+    this.regionTimer = setTimeout(() => {
+      this.regionTimer = null;
+      const batch = this.regionBuffer;
+      this.regionBuffer = [];
+      // the latest state of each region wins; emit what the log says now
+      const seen = new Set<number>();
+      const out: { region: number; state: number }[] = [];
+      for (let i = batch.length - 1; i >= 0; i--) {
+        const r = batch[i]!.region;
+        if (seen.has(r)) continue;
+        seen.add(r);
+        const l = this.engine.log;
+        out.push({ region: r, state: l.isWritten(r) ? RegionState.written : l.isDirty(r) ? RegionState.pending : RegionState.clean });
+      }
+      if (out.length) this.emit('regions', out);
+    }, 150);
+    this.regionTimer.unref();
+  }
+}
