@@ -160,7 +160,8 @@ export async function openEngine(stateDir: string, opts: OpenOptions = {}): Prom
   try {
     await disk.open();
     toClose.push(disk);
-    if (disk.size < model.size) throw new SnapbackError('SIZE_MISMATCH', `working disk ${config.disk} holds ${disk.size} bytes, less than the model's ${model.size}`);
+    const diskBytes = sizeOfPath(config.disk);
+    if (diskBytes < model.size) throw new SnapbackError('SIZE_MISMATCH', `working disk ${config.disk} holds ${diskBytes} bytes, less than the model's ${model.size}`, { expected: model.size, actual: diskBytes });
     const opened = await RegionLog.open(logDev);
     const rlog = opened.log;
     toClose.push(rlog);
