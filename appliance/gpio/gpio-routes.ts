@@ -1,6 +1,7 @@
 /**
  * HTTP API of the GPIO component. Login and CSRF checks are mounted in front of this router by
- * the HTTP server; the acting user's name arrives in res.locals.actor.
+ * the HTTP server; the acting user's name arrives in res.locals.actor (or
+ * res.locals.principal.actor, as the HTTP server sets it).
  *   GET  /api/gpio        → GpioStatus
  *   POST /api/gpio/power  {action: 'on'|'off'|'force-off'|'reset'|'restore-now'}
  *        → 202 {accepted, action, status}; 400 bad body; 409 not wired / GPIO off / busy.
@@ -42,6 +43,9 @@ export function createGpioRouter(gpio: GpioComponent): Router {
       }
       throw err;
     }
+    // The component wrote the audit entries (started, then the outcome): the HTTP server's
+    // generic per-request audit would only repeat the first.
+    res.locals.audited = true;
     res.status(202).json({ accepted: true, action, status: gpio.status() });
   });
 
@@ -58,7 +62,11 @@ export function createGpioRouter(gpio: GpioComponent): Router {
   return router;
 }
 
+/** res.locals.actor, else the authenticated principal's actor (the HTTP server's), else 'api'. */
 function actorOf(res: Response): string {
-  const actor: unknown = res.locals.actor;
-  return typeof actor === 'string' && actor.length > 0 ? actor : 'api';
+  const locals = res.locals as { actor?: unknown; principal?: { actor?: unknown } };
+  for (const actor of [locals.actor, locals.principal?.actor]) {
+    if (typeof actor === 'string' && actor.length > 0) return actor;
+  }
+  return 'api';
 }

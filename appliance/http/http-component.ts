@@ -18,12 +18,13 @@ import { createServer as createHttpsServer } from 'node:https';
 import { type AddressInfo, type Socket, connect } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import express, { type NextFunction, type Request, type Response, type Router } from 'express';
+import express, { type NextFunction, type Request, type Response } from 'express';
 import type { Component } from '../daemon/component.js';
 import { SnapbackError } from '../errors.js';
 import { childLogger } from '../logger.js';
 import type { ApplianceService } from '../session/appliance-service.js';
 import type { StateStore } from '../state/state-store.js';
+import { createApiRouter } from './api-routes.js';
 import { LoginRateLimiter, LoginSessions, authenticate, type Principal } from './auth.js';
 import { HttpError, errorHandler, isLoopbackHost, redact, sendError } from './http-util.js';
 import { LiveEvents } from './live-events.js';
@@ -64,9 +65,8 @@ const ACTION_OF: Record<string, string> = {
   'POST /api/session/end': 'session.end',
   'POST /api/mode': 'mode.set',
   'POST /api/restore-mode': 'restore-mode.set',
+  'POST /api/hydration': 'hydration-rate.set',
 };
-
-type CreateApiRouter = (service: ApplianceService) => Router;
 
 export class HttpComponent implements Component {
   readonly name = 'http';
@@ -123,7 +123,7 @@ export class HttpComponent implements Component {
         { host, port },
       );
     }
-    const app = await this.#buildApp();
+    const app = this.#buildApp();
     this.#live.start();
     try {
       this.#control = await this.#listenControl(app);
@@ -192,9 +192,8 @@ export class HttpComponent implements Component {
     return server;
   }
 
-  async #buildApp(): Promise<express.Express> {
+  #buildApp(): express.Express {
     const { service, store } = this.#opts;
-    const createApiRouter = await loadApiRouter();
     const publicDir = this.#opts.publicDir ?? defaultPublicDir();
     const app = express();
     app.disable('x-powered-by');
@@ -392,12 +391,4 @@ function socketAnswers(path: string): Promise<boolean> {
 function defaultPublicDir(): string {
   // dist/appliance/http/http-component.js → dist/web-ui/public
   return join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'web-ui', 'public');
-}
-
-async function loadApiRouter(): Promise<CreateApiRouter> {
-  // api-routes.ts is written by the daemon's author; loaded by name until it lands.
-  const spec = './api-routes.js';
-  const mod = (await import(spec)) as { createApiRouter?: CreateApiRouter };
-  if (typeof mod.createApiRouter !== 'function') throw new SnapbackError('NOT_SUPPORTED', 'api-routes.js exports no createApiRouter');
-  return mod.createApiRouter;
 }

@@ -19,9 +19,10 @@ export class HttpError extends Error {
   }
 }
 
+/** Error replies look like the control API's (api-routes.ts): `{"error": CODE, "message": "…"}`. */
 export function sendError(res: Response, status: number, code: string, message: string): void {
   if (res.headersSent) return;
-  res.status(status).json({ error: { code, message } });
+  res.status(status).json({ error: code, message });
 }
 
 export function zodMessage(err: z.ZodError, where: string): string {

@@ -20,7 +20,6 @@ const SLAB_SIZE = 256 * 1024;
 /** Read payloads up to this size are copied next to their header; larger ones are referenced. */
 const COPY_THRESHOLD = 16 * 1024;
 const TWO_32 = 0x100000000;
-const MODE = process.env.NBD_REPLY_MODE ?? 'tick';
 
 export class ReplyWriter {
   private slab = Buffer.allocUnsafeSlow(SLAB_SIZE);
@@ -170,7 +169,6 @@ export class ReplyWriter {
   }
 
   private schedule(): void {
-    if (MODE === 'now') { this.flushNow(); return; }
     if (this.scheduled) return;
     this.scheduled = true;
     setImmediate(this.flushCallback);

@@ -27,12 +27,12 @@ export const sessionEndPolicySchema = z
   .strict();
 export type SessionEndPolicy = z.infer<typeof sessionEndPolicySchema>;
 
-/** Hydration rate limits: null is unlimited; otherwise 64 KiB/s .. 10 GiB/s. */
+/** Hydration rate limit in bytes per second (the control API's range); null is unlimited. */
 export const hydrationRateSchema = z
   .number()
   .int()
-  .min(64 * 1024)
-  .max(10 * 1024 * 1024 * 1024)
+  .positive()
+  .max(2 ** 40)
   .nullable();
 
 export const settingsSchema = z

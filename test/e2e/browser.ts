@@ -1,0 +1,63 @@
+/**
+ * Debian's Chromium driven by playwright-core (nothing downloaded), and helpers for the web UI
+ * end-to-end tests: viewports, screenshots into docs/screenshots, and a guard that fails a test
+ * on any page error or console error (a CSP violation shows up as one).
+ */
+import { mkdirSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+
+export const VIEWPORTS = {
+  desktop: { width: 1280, height: 800 },
+  phone: { width: 390, height: 844 },
+} as const;
+export type ViewportName = keyof typeof VIEWPORTS;
+
+export function launchChromium(): Promise<Browser> {
+  return chromium.launch({
+    executablePath: '/usr/bin/chromium',
+    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic'],
+  });
+}
+
+/** docs/screenshots of the repository (SNAPBACK_SCREENSHOTS overrides). */
+export function screenshotDir(): string {
+  const d = process.env.SNAPBACK_SCREENSHOTS ?? join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'docs', 'screenshots');
+  mkdirSync(d, { recursive: true });
+  return d;
+}
+
+export async function newPage(browser: Browser, vp: ViewportName): Promise<{ context: BrowserContext; page: Page; problems: string[] }> {
+  const context = await browser.newContext({
+    viewport: VIEWPORTS[vp],
+    deviceScaleFactor: vp === 'phone' ? 2 : 1,
+    isMobile: vp === 'phone',
+    hasTouch: vp === 'phone',
+    colorScheme: 'light',
+    acceptDownloads: true,
+  });
+  // Nothing may come from the internet: any request off loopback fails the test.
+  const problems: string[] = [];
+  await context.route(/^(?!https?:\/\/(127\.0\.0\.1|localhost)[:/]).*/, (route) => {
+    problems.push(`request off the appliance: ${route.request().url()}`);
+    return route.abort();
+  });
+  const page = await context.newPage();
+  page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+  page.on('console', (m) => {
+    if (m.type() !== 'error') return;
+    const t = m.text();
+    // A refused login / 401 probe logs a failed resource load: expected in the login tests.
+    if (/status of (401|403|409|429)/.test(t)) return;
+    problems.push(`console error: ${t}`);
+  });
+  return { context, page, problems };
+}
+
+export async function shot(page: Page, vp: ViewportName, name: string, fullPage = true): Promise<string> {
+  const file = join(screenshotDir(), `${vp}-${name}.png`);
+  // The notices fade on their own; hide the caret so repeated runs give similar pictures.
+  await page.screenshot({ path: file, fullPage, caret: 'hide', animations: 'disabled' });
+  return file;
+}

@@ -1,0 +1,675 @@
+/**
+ * The USB gadget on a real Linux USB stack (issue 5): Debian's kernel in QEMU, dummy_hcd as
+ * both the Pi's device controller and the computer's USB host, the project's gadget code
+ * driving configfs and the kernel nbd client, and the guest's own /dev/sdX as the computer's
+ * view of the disk.
+ *
+ * This one file plays two parts:
+ *  - on the host (under mocha) it boots the VM once (test/rigs/kernel-vm.ts) and turns the
+ *    guest's step results into tests;
+ *  - inside the guest (SNAPBACK_GADGET_GUEST set) it is the scenario: it runs the appliance,
+ *    acts as the computer through /dev/sdX and checks every byte it reads.
+ * Two appliances run in the same boot, one after the other:
+ *  - "harness": GadgetComponent with a small in-process session service and nbdkit serving a
+ *    plain file, restored from the model at each session end (proves the gadget code alone);
+ *  - "daemon": the real `snapback serve --gadget on`, ended through the UDC, the host's port,
+ *    and the CLI; killed with SIGKILL in the middle of a write and restarted.
+ */
+import { fork, spawn, execFile, type ChildProcess } from 'node:child_process';
+import { EventEmitter } from 'node:events';
+import { existsSync, readdirSync, readFileSync, readlinkSync, writeFileSync, appendFileSync, mkdirSync } from 'node:fs';
+import * as fs from 'node:fs/promises';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+const execFileP = promisify(execFile);
+const THIS_FILE = fileURLToPath(import.meta.url);
+const REPO = path.resolve(path.dirname(THIS_FILE), '..', '..', '..');
+const GADGET = 'snapback';
+const UDC = 'dummy_udc.0';
+const DISK_SIZE = 16 * 1024 * 1024;
+const MiB = 1024 * 1024;
+
+// =========================================================================================
+// Shared between host and guest
+// =========================================================================================
+
+interface StepResult {
+  phase: string;
+  step: string;
+  ok: boolean;
+  detail: string;
+  ms: number;
+}
+
+
+// =========================================================================================
+// Host side (mocha)
+// =========================================================================================
+
+function hostTests(): void {
+  describe('USB gadget on a real kernel (QEMU, dummy_hcd)', function () {
+    this.timeout(15 * 60_000);
+    let steps: StepResult[] = [];
+    let consoleTail = '';
+    let bootError: Error | null = null;
+    let resultsDir = '';
+
+    before(async function () {
+      const { runKernelVm } = await import('../rigs/kernel-vm.js');
+      const t0 = Date.now();
+      try {
+        const r = await runKernelVm({
+          modules: ['dummy_hcd', 'usb_storage', 'sd_mod', 'vfat', 'nls_cp437', 'nls_iso8859_1'],
+          command: ['node', THIS_FILE],
+          env: { SNAPBACK_GADGET_GUEST: 'scenario', NODE_ENV: 'production', LOG_LEVEL: process.env.GADGET_VM_LOG_LEVEL ?? 'warn' },
+          timeoutMs: 12 * 60_000,
+          memoryMb: 768,
+          onConsoleLine: process.env.GADGET_VM_VERBOSE ? (l) => process.stderr.write(`  | ${l}\n`) : undefined,
+        });
+        resultsDir = r.resultsDir;
+        consoleTail = r.console.split('\n').slice(-80).join('\n');
+        const file = path.join(r.resultsDir, 'steps.jsonl');
+        steps = existsSync(file)
+          ? readFileSync(file, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as StepResult)
+          : [];
+        if (r.timedOut) bootError = new Error(`the VM did not finish in time\n${consoleTail}`);
+        else if (r.exitStatus === null) bootError = new Error(`the guest never reported an exit status (QEMU ${JSON.stringify(r.qemuExit)})\n${consoleTail}`);
+        process.stderr.write(`      (VM run: ${((Date.now() - t0) / 1000).toFixed(1)} s, guest exit ${r.exitStatus}, results in ${r.resultsDir})\n`);
+      } catch (err) {
+        bootError = err as Error;
+      }
+    });
+
+    const expectStep = (phase: string, step: string): void => {
+      it(`${phase}: ${step}`, function () {
+        if (bootError) throw bootError;
+        const s = steps.find((x) => x.phase === phase && x.step === step);
+        if (!s) {
+          const last = steps.at(-1);
+          throw new Error(
+            `the guest never reported this step (last: ${last ? `${last.phase}: ${last.step} ${last.ok ? 'ok' : 'FAILED: ' + last.detail}` : 'none'}; results ${resultsDir})\n${consoleTail}`,
+          );
+        }
+        if (!s.ok) throw new Error(`${s.detail}\n--- guest console (tail) ---\n${consoleTail}`);
+      });
+    };
+    for (const [phase, names] of Object.entries(EXPECTED_STEPS)) for (const n of names) expectStep(phase, n);
+
+    it('the guest scenario finished cleanly', function () {
+      if (bootError) throw bootError;
+      const failed = steps.filter((s) => !s.ok);
+      if (failed.length > 0) throw new Error(`failed steps: ${failed.map((f) => `${f.phase}: ${f.step}`).join('; ')}`);
+      const done = steps.find((s) => s.phase === 'scenario' && s.step === 'done');
+      if (!done) throw new Error(`the scenario did not reach its end\n${consoleTail}`);
+    });
+  });
+}
+
+/** Every step the guest must report, in order (a missing one is a failure too). */
+const EXPECTED_STEPS: Record<string, string[]> = {
+  harness: [
+    'gadget built: the disk appears on the host side as /dev/sdX',
+    'every byte reads as the model',
+    'session 1: raw writes read back (every byte)',
+    'session 1: files written through vfat read back',
+    're-enumeration (UDC unbind + rebind) ends the session',
+    'after the re-enumeration every byte reads as the model',
+    'session 2: raw writes read back (every byte)',
+    'host port disable + enable ends the session',
+    'after the port cycle every byte reads as the model',
+    'session 3: raw writes read back (every byte)',
+    'API session end (medium ejected, nbd detached and reattached)',
+    'after the API session end every byte reads as the model',
+    'SIGKILL mid-write, restart: stale gadget cleaned up',
+    'after the restart every byte reads as the model',
+    'stop removes the gadget and the nbd attachment',
+  ],
+};
+
+// =========================================================================================
+// Guest side: the scenario
+// =========================================================================================
+
+const RESULTS = '/results';
+
+function report(phase: string, step: string, ok: boolean, detail: string, t0: number): void {
+  const line: StepResult = { phase, step, ok, detail, ms: Date.now() - t0 };
+  appendFileSync(path.join(RESULTS, 'steps.jsonl'), JSON.stringify(line) + '\n');
+  process.stdout.write(`[scenario] ${ok ? 'ok  ' : 'FAIL'} ${phase}: ${step} (${line.ms} ms)${ok ? '' : ` — ${detail}`}\n`);
+}
+
+class StepFailed extends Error {}
+
+async function step(phase: string, name: string, fn: () => Promise<string | void>): Promise<void> {
+  const t0 = Date.now();
+  try {
+    const detail = await fn();
+    report(phase, name, true, detail ?? '', t0);
+  } catch (err) {
+    report(phase, name, false, err instanceof Error ? err.stack ?? err.message : String(err), t0);
+    throw new StepFailed(name);
+  }
+}
+
+async function sh(cmd: string, args: string[], opts: { timeoutMs?: number; allowFail?: boolean } = {}): Promise<{ stdout: string; stderr: string; code: number }> {
+  try {
+    const r = await execFileP(cmd, args, { timeout: opts.timeoutMs ?? 60_000, maxBuffer: 64 << 20 });
+    return { stdout: r.stdout, stderr: r.stderr, code: 0 };
+  } catch (err) {
+    const e = err as { stdout?: string; stderr?: string; code?: number | string; message: string };
+    if (opts.allowFail) return { stdout: e.stdout ?? '', stderr: e.stderr ?? e.message, code: typeof e.code === 'number' ? e.code : 1 };
+    throw new Error(`${cmd} ${args.join(' ')} failed: ${(e.stderr ?? '').trim() || e.message}`);
+  }
+}
+
+async function waitFor<T>(what: string, fn: () => Promise<T | null | undefined | false> | T | null | undefined | false, timeoutMs = 60_000, everyMs = 100): Promise<T> {
+  const until = Date.now() + timeoutMs;
+  let lastErr: unknown = null;
+  for (;;) {
+    try {
+      const v = await fn();
+      if (v) return v;
+    } catch (err) {
+      lastErr = err;
+    }
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}${lastErr ? `: ${String(lastErr)}` : ''}`);
+    await sleep(everyMs);
+  }
+}
+
+/** A deterministic pseudo-random buffer (xorshift), so failures are reproducible. */
+function pattern(len: number, seed: number): Buffer {
+  const b = Buffer.alloc(len);
+  let x = (seed * 2654435761) >>> 0 || 1;
+  for (let i = 0; i < len; i += 4) {
+    x ^= x << 13;
+    x >>>= 0;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    x >>>= 0;
+    b.writeUInt32LE(x, i);
+  }
+  return b;
+}
+
+/** The computer's side: the gadget's disk as /dev/sdX on the guest's own USB host. */
+class HostSide {
+  /** The block device name (sda, sdb, …) currently showing our gadget. */
+  findDisk(): string | null {
+    for (const n of readdirSync('/sys/block')) {
+      if (!/^sd[a-z]+$/.test(n)) continue;
+      try {
+        const vendor = readFileSync(`/sys/block/${n}/device/vendor`, 'utf8').trim();
+        const size = Number(readFileSync(`/sys/block/${n}/size`, 'utf8').trim());
+        if (vendor === 'Snapback' && size * 512 === DISK_SIZE && existsSync(`/dev/${n}`)) return n;
+      } catch {
+        // going away: skip
+      }
+    }
+    return null;
+  }
+
+  async waitDisk(timeoutMs = 60_000): Promise<string> {
+    return waitFor('the gadget disk on the host side', () => this.findDisk(), timeoutMs, 100);
+  }
+
+  async waitGone(dev: string, timeoutMs = 30_000): Promise<void> {
+    await waitFor(`/dev/${dev} to go away`, () => !existsSync(`/sys/block/${dev}`), timeoutMs, 50);
+  }
+
+  /** Reads the whole disk with O_DIRECT (no host-side page cache), retrying a medium change. */
+  async readAll(dev: string): Promise<Buffer> {
+    let last = '';
+    for (let attempt = 0; attempt < 8; attempt++) {
+      const r = await readDirect(`/dev/${dev}`, 0, DISK_SIZE);
+      if (r.ok) return r.data;
+      last = r.error;
+      await sleep(500);
+    }
+    throw new Error(`cannot read /dev/${dev}: ${last}`);
+  }
+
+  async writeRaw(dev: string, offset: number, data: Buffer): Promise<void> {
+    const tmp = `/tmp/pattern-${offset}.bin`;
+    writeFileSync(tmp, data);
+    const bs = offset % 4096 === 0 && data.length % 4096 === 0 ? 4096 : 512;
+    await sh('busybox', ['dd', `if=${tmp}`, `of=/dev/${dev}`, `bs=${bs}`, `seek=${offset / bs}`, 'oflag=direct', 'conv=fsync,notrunc'], {
+      timeoutMs: 120_000,
+    });
+    await fs.rm(tmp, { force: true });
+  }
+
+  usbPortDisableFile(dev: string): string {
+    // /sys/block/sda → …/usb1/1-1/1-1:1.0/host0/…: the USB device is the component before the interface.
+    const real = path.resolve('/sys/block', readlinkSafe(`/sys/block/${dev}`));
+    const parts = real.split('/');
+    const iface = parts.findIndex((p) => /^\d+-[\d.]+:\d+\.\d+$/.test(p));
+    if (iface <= 0) throw new Error(`cannot find the USB device of ${dev} in ${real}`);
+    const usbdev = parts.slice(0, iface).join('/');
+    return path.join(usbdev, 'port', 'disable');
+  }
+}
+
+function readlinkSafe(p: string): string {
+  try {
+    return readlinkSync(p);
+  } catch {
+    return p;
+  }
+}
+
+async function readDirect(file: string, offset: number, len: number): Promise<{ ok: true; data: Buffer } | { ok: false; error: string }> {
+  return new Promise((resolve) => {
+    const bs = MiB;
+    const child = spawn('busybox', ['dd', `if=${file}`, `bs=${bs}`, `skip=${offset / bs}`, `count=${len / bs}`, 'iflag=direct'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const chunks: Buffer[] = [];
+    let err = '';
+    child.stdout.on('data', (c: Buffer) => chunks.push(c));
+    child.stderr.on('data', (c: Buffer) => (err += c.toString()));
+    child.on('close', (code) => {
+      const data = Buffer.concat(chunks);
+      if (code === 0 && data.length === len) resolve({ ok: true, data });
+      else resolve({ ok: false, error: `dd exit ${code}, ${data.length}/${len} bytes: ${err.trim().split('\n').slice(-2).join(' | ')}` });
+    });
+  });
+}
+
+/** Where two images differ, as a short list of MiB ranges. */
+function diffSummary(actual: Buffer, expected: Buffer): string {
+  const bad: number[] = [];
+  for (let off = 0; off < expected.length; off += 64 * 1024) {
+    if (actual.subarray(off, off + 65536).compare(expected.subarray(off, off + 65536)) !== 0) bad.push(off / 65536);
+  }
+  if (bad.length === 0) return 'identical';
+  return `${bad.length} of ${expected.length / 65536} 64-KiB regions differ (first: ${bad.slice(0, 12).join(', ')})`;
+}
+
+function mustEqual(actual: Buffer, expected: Buffer, what: string): void {
+  if (actual.length !== expected.length || actual.compare(expected) !== 0) throw new Error(`${what}: ${diffSummary(actual, expected)}`);
+}
+
+/** Writes the session's raw blocks: region-aligned, unaligned, partial and spanning. */
+function sessionWrites(session: number): { offset: number; data: Buffer }[] {
+  return [
+    { offset: 2 * MiB, data: pattern(64 * 1024, session * 10 + 1) }, // one whole region
+    { offset: 5 * MiB + 4096, data: pattern(8192, session * 10 + 2) }, // inside a region
+    { offset: 7 * MiB - 512, data: pattern(4096, session * 10 + 3) }, // across a region boundary, 512-aligned
+    { offset: 9 * MiB, data: pattern(MiB + 64 * 1024, session * 10 + 4) }, // many regions
+    { offset: DISK_SIZE - 512, data: pattern(512, session * 10 + 5) }, // the last sector
+  ];
+}
+
+interface Appliance {
+  readonly phase: string;
+  start(): Promise<void>;
+  kill9(): Promise<void>;
+  stop(): Promise<void>;
+  sessionNumber(): Promise<number>;
+  endSessionApi(): Promise<void>;
+  /** The host events recorded in the current and previous sessions (newest last). */
+  events(): Promise<string[]>;
+  gadgetNbdDevice(): Promise<string | null>;
+}
+
+async function guestScenario(): Promise<void> {
+  mkdirSync(RESULTS, { recursive: true });
+  const t0 = Date.now();
+  let failed = false;
+  try {
+    // The model: a 16 MiB pseudo-random image with a FAT filesystem at its start.
+    await step('scenario', 'model image made', async () => {
+      await fs.mkdir('/tmp/snap', { recursive: true });
+      writeFileSync('/tmp/snap/model.img', pattern(DISK_SIZE, 42));
+      await sh('mkfs.vfat', ['-n', 'SNAPMODEL', '/tmp/snap/model.img']);
+      return `model ${DISK_SIZE} bytes`;
+    });
+    const model = readFileSync('/tmp/snap/model.img');
+    const trace = startTraceRecorder();
+    await runPhase(new HarnessAppliance(), model);
+    trace.stop('harness');
+  } catch (err) {
+    failed = true;
+    if (!(err instanceof StepFailed)) report('scenario', 'unexpected error', false, err instanceof Error ? err.stack ?? err.message : String(err), t0);
+  }
+  if (!failed) report('scenario', 'done', true, '', t0);
+  process.exitCode = failed ? 1 : 0;
+}
+
+/** Records every UDC state the guest sees (every 20 ms), to compare with the policy's view. */
+function startTraceRecorder(): { stop(name: string): void } {
+  const file = `/sys/class/udc/${UDC}/state`;
+  const seen: { t: number; state: string }[] = [];
+  const t0 = Date.now();
+  let last = '';
+  const timer = setInterval(() => {
+    try {
+      const s = readFileSync(file, 'utf8').trim();
+      if (s !== last) {
+        seen.push({ t: Date.now() - t0, state: s });
+        last = s;
+      }
+    } catch {
+      // the UDC is always there under dummy_hcd
+    }
+  }, 20);
+  return {
+    stop(name: string) {
+      clearInterval(timer);
+      writeFileSync(path.join(RESULTS, `udc-trace-${name}.json`), JSON.stringify(seen, null, 1));
+    },
+  };
+}
+
+async function runPhase(app: Appliance, model: Buffer): Promise<void> {
+  const P = app.phase;
+  const host = new HostSide();
+  let dev = '';
+  const expectModel = async (what: string): Promise<string> => {
+    dev = await host.waitDisk();
+    const all = await host.readAll(dev);
+    mustEqual(all, model, what);
+    return `/dev/${dev}: ${DISK_SIZE} bytes equal the model`;
+  };
+  const writeSession = async (n: number): Promise<string> => {
+    const expected = Buffer.from(model);
+    for (const w of sessionWrites(n)) {
+      await host.writeRaw(dev, w.offset, w.data);
+      w.data.copy(expected, w.offset);
+    }
+    const all = await host.readAll(dev);
+    mustEqual(all, expected, `session ${n}: the disk after the writes`);
+    return `${sessionWrites(n).length} writes, every byte as expected`;
+  };
+  const waitSessionEnd = async (before: number, how: string): Promise<string> => {
+    const n = await waitFor(`the session to end by ${how}`, async () => {
+      const s = await app.sessionNumber();
+      return s > before ? s : null;
+    }, 60_000, 200);
+    const ev = (await app.events()).filter((e) => e.startsWith('usb') || e.startsWith('gadget') || e.startsWith('end'));
+    return `session ${before} → ${n}; events: ${ev.slice(-6).join(' | ')}`;
+  };
+
+  await step(P, 'gadget built: the disk appears on the host side as /dev/sdX', async () => {
+    await app.start();
+    dev = await host.waitDisk();
+    return `/dev/${dev}, nbd ${await app.gadgetNbdDevice()}`;
+  });
+  await step(P, 'every byte reads as the model', () => expectModel('initial contents'));
+
+  // Session 1: raw writes and files.
+  await step(P, 'session 1: raw writes read back (every byte)', () => writeSession(1));
+  await step(P, 'session 1: files written through vfat read back', async () => {
+    await fs.mkdir('/mnt/usb', { recursive: true });
+    await sh('mount', ['-t', 'vfat', `/dev/${dev}`, '/mnt/usb']);
+    const files: Record<string, Buffer> = {};
+    for (let i = 0; i < 5; i++) {
+      const f = `/mnt/usb/file${i}.bin`;
+      files[f] = pattern(100_000 + i * 37_000, 1000 + i);
+      writeFileSync(f, files[f]!);
+    }
+    await sh('umount', ['/mnt/usb']);
+    await sh('mount', ['-t', 'vfat', '-o', 'ro', `/dev/${dev}`, '/mnt/usb']);
+    try {
+      for (const [f, data] of Object.entries(files)) mustEqual(readFileSync(f), data, f);
+    } finally {
+      await sh('umount', ['/mnt/usb']);
+    }
+    return `${Object.keys(files).length} files`;
+  });
+
+  // End 1: the device side disconnects and reconnects (what a host power-cycle looks like).
+  await step(P, 're-enumeration (UDC unbind + rebind) ends the session', async () => {
+    const before = await app.sessionNumber();
+    const udcFile = `/sys/kernel/config/usb_gadget/${GADGET}/UDC`;
+    writeFileSync(udcFile, '\n');
+    await host.waitGone(dev);
+    await sleep(300);
+    writeFileSync(udcFile, `${UDC}\n`);
+    return waitSessionEnd(before, 're-enumeration');
+  });
+  await step(P, 'after the re-enumeration every byte reads as the model', () => expectModel('after the re-enumeration'));
+
+  // End 2: the computer's side switches its port off and on.
+  await step(P, 'session 2: raw writes read back (every byte)', () => writeSession(2));
+  await step(P, 'host port disable + enable ends the session', async () => {
+    const before = await app.sessionNumber();
+    const disable = host.usbPortDisableFile(dev);
+    writeFileSync(disable, '1\n');
+    await host.waitGone(dev);
+    await sleep(500);
+    writeFileSync(disable, '0\n');
+    return `${disable}; ${await waitSessionEnd(before, 'port cycle')}`;
+  });
+  await step(P, 'after the port cycle every byte reads as the model', () => expectModel('after the port cycle'));
+
+  // End 3: the API, while the host stays connected (its cache is bypassed by O_DIRECT; the
+  // gadget's /dev/nbdX cache must not survive).
+  await step(P, 'session 3: raw writes read back (every byte)', () => writeSession(3));
+  await step(P, 'API session end (medium ejected, nbd detached and reattached)', async () => {
+    const before = await app.sessionNumber();
+    await app.endSessionApi();
+    return waitSessionEnd(before, 'the API');
+  });
+  await step(P, 'after the API session end every byte reads as the model', () => expectModel('after the API session end'));
+
+  // Crash: SIGKILL while the host writes, restart.
+  await step(P, 'SIGKILL mid-write, restart: stale gadget cleaned up', async () => {
+    writeFileSync('/tmp/bigwrite.bin', pattern(8 * MiB, 77));
+    const writer = spawn('busybox', ['dd', 'if=/tmp/bigwrite.bin', `of=/dev/${dev}`, 'bs=64k', `seek=${(4 * MiB) / 65536}`, 'oflag=direct'], {
+      stdio: 'ignore',
+    });
+    const writerDone = new Promise<number | null>((r) => writer.on('close', (c) => r(c)));
+    await sleep(1500);
+    await app.kill9();
+    // The dead server leaves the kernel nbd device failing; the writer gets I/O errors.
+    const code = await Promise.race([writerDone, sleep(30_000).then(() => 'hung' as const)]);
+    if (code === 'hung') writer.kill('SIGKILL');
+    await app.start();
+    const ev = await app.events();
+    const cleaned = ev.find((e) => e.includes('cleaning up what an earlier run left'));
+    if (!cleaned) throw new Error(`no clean-up recorded; events: ${ev.slice(-8).join(' | ')}`);
+    return `writer exit ${String(code)}; ${cleaned}`;
+  });
+  await step(P, 'after the restart every byte reads as the model', () => expectModel('after the restart'));
+
+  await step(P, 'stop removes the gadget and the nbd attachment', async () => {
+    const nbd = await app.gadgetNbdDevice();
+    await app.stop();
+    if (existsSync(`/sys/kernel/config/usb_gadget/${GADGET}`)) throw new Error('the gadget directory is still there');
+    const name = nbd ? path.basename(nbd) : null;
+    if (name && existsSync(`/sys/block/${name}/pid`)) throw new Error(`${name} is still connected`);
+    await host.waitGone(dev);
+    return `gadget removed, ${nbd ?? 'nbd'} disconnected`;
+  });
+}
+
+// -----------------------------------------------------------------------------------------
+// The harness appliance: GadgetComponent + nbdkit + a minimal session service, in a child
+// process (so that it can be killed with SIGKILL like the daemon).
+// -----------------------------------------------------------------------------------------
+
+interface HarnessStatus {
+  session: number;
+  events: string[];
+  nbdDevice: string | null;
+}
+
+class HarnessAppliance implements Appliance {
+  readonly phase = 'harness';
+  private child: ChildProcess | null = null;
+  private seq = 0;
+  private pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
+
+  async start(): Promise<void> {
+    const child = fork(THIS_FILE, [], {
+      env: { ...process.env, SNAPBACK_GADGET_GUEST: 'harness-server' },
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    });
+    this.child = child;
+    child.on('message', (m: { id: number; ok: boolean; value?: unknown; error?: string }) => {
+      const p = this.pending.get(m.id);
+      if (!p) return;
+      this.pending.delete(m.id);
+      if (m.ok) p.resolve(m.value);
+      else p.reject(new Error(m.error));
+    });
+    child.on('exit', () => {
+      for (const p of this.pending.values()) p.reject(new Error('the harness server exited'));
+      this.pending.clear();
+    });
+    await this.call('started');
+  }
+
+  private call(cmd: string): Promise<unknown> {
+    const child = this.child;
+    if (!child) return Promise.reject(new Error('the harness server is not running'));
+    const id = ++this.seq;
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
+      child.send({ id, cmd });
+    });
+  }
+
+  async kill9(): Promise<void> {
+    const child = this.child;
+    if (!child) return;
+    const gone = new Promise((r) => child.once('exit', r));
+    child.kill('SIGKILL');
+    await gone;
+    this.child = null;
+  }
+
+  async stop(): Promise<void> {
+    await this.call('stop');
+    const child = this.child;
+    if (child) {
+      const gone = new Promise((r) => child.once('exit', r));
+      child.disconnect();
+      await gone;
+    }
+    this.child = null;
+  }
+
+  async sessionNumber(): Promise<number> {
+    return ((await this.call('status')) as HarnessStatus).session;
+  }
+
+  async endSessionApi(): Promise<void> {
+    await this.call('end-session');
+  }
+
+  async events(): Promise<string[]> {
+    return ((await this.call('status')) as HarnessStatus).events;
+  }
+
+  async gadgetNbdDevice(): Promise<string | null> {
+    return ((await this.call('status')) as HarnessStatus).nbdDevice;
+  }
+}
+
+async function harnessServer(): Promise<void> {
+  const { GadgetComponent } = await import('../../appliance/gadget/gadget-component.js');
+  type Svc = import('../../appliance/session/appliance-service.js').ApplianceService;
+  type Participant = import('../../appliance/session/appliance-service.js').SessionEndParticipant;
+  const dir = '/tmp/snap/harness';
+  await fs.mkdir(dir, { recursive: true });
+  const socket = path.join(dir, 'nbd.sock');
+  const disk = path.join(dir, 'disk.img');
+  // Every start is a session start: the disk comes back to the model (as the daemon does).
+  await fs.copyFile('/tmp/snap/model.img', disk);
+  await fs.rm(socket, { force: true });
+  const nbdkit = spawn('nbdkit', ['--foreground', '--unix', socket, '--threads', '4', 'file', disk], { stdio: ['ignore', 'inherit', 'inherit'] });
+  await waitFor('the nbdkit socket', () => existsSync(socket), 30_000, 50);
+
+  let session = 1;
+  const events: string[] = [];
+  const participants: Participant[] = [];
+  let ending: Promise<unknown> | null = null;
+  const service = Object.assign(new EventEmitter(), {
+    status: () => {
+      throw new Error('not in the harness');
+    },
+    async endSession(reason: string, note?: string) {
+      if (ending) return ending;
+      ending = (async () => {
+        const done: Participant[] = [];
+        try {
+          for (const p of participants) {
+            await p.quiesce();
+            done.push(p);
+          }
+          // The "restore": the whole disk back to the model, beneath the (detached) nbd device.
+          await fs.copyFile('/tmp/snap/model.img', disk);
+          events.push(`end: ${reason}${note ? ` (${note})` : ''}`);
+          session++;
+        } finally {
+          for (const p of done.reverse()) await p.resume();
+        }
+        return { number: session - 1 };
+      })().finally(() => {
+        ending = null;
+      });
+      return ending;
+    },
+    setMode: async () => undefined,
+    setRestoreMode: async () => undefined,
+    setHydrationRate: () => undefined,
+    regionMap: () => new Uint8Array(0),
+    sessions: () => [],
+    recordHostEvent: (what: string) => {
+      events.push(what);
+    },
+    addSessionEndParticipant: (p: Participant) => {
+      participants.push(p);
+    },
+    setHostConnection: () => undefined,
+  }) as unknown as Svc;
+
+  const gadget = new GadgetComponent(service, { policy: { pollIntervalMs: 100 }, runtimeDir: '/run/snapback-harness' }, { nbdSocket: socket });
+  const handlers: Record<string, () => Promise<unknown>> = {
+    started: async () => {
+      await gadget.start();
+      return true;
+    },
+    status: async () => ({ session, events, nbdDevice: gadget.status().nbdDevice }) satisfies HarnessStatus,
+    'end-session': async () => service.endSession('api'),
+    stop: async () => {
+      await gadget.stop();
+      nbdkit.kill('SIGTERM');
+      return true;
+    },
+  };
+  process.on('message', (m: { id: number; cmd: string }) => {
+    const h = handlers[m.cmd];
+    if (!h) {
+      process.send?.({ id: m.id, ok: false, error: `unknown command ${m.cmd}` });
+      return;
+    }
+    h().then(
+      (value) => process.send?.({ id: m.id, ok: true, value }),
+      (err: unknown) => process.send?.({ id: m.id, ok: false, error: err instanceof Error ? err.stack ?? err.message : String(err) }),
+    );
+  });
+  process.on('disconnect', () => {
+    nbdkit.kill('SIGTERM');
+    process.exit(0);
+  });
+}
+
+// =========================================================================================
+// Which part this process plays (last, so that every declaration above is initialised)
+// =========================================================================================
+
+const role = process.env.SNAPBACK_GADGET_GUEST;
+if (role === 'scenario') {
+  await guestScenario();
+} else if (role === 'harness-server') {
+  await harnessServer();
+} else {
+  hostTests();
+}

@@ -1,0 +1,68 @@
+/**
+ * Talking to the daemon: JSON requests with the session's CSRF token, errors as ApiError.
+ * Shared by the login page and the app (both public assets).
+ */
+import type { AuthState } from './types.js';
+
+let csrfToken: string | null = null;
+
+export function setCsrfToken(t: string | null): void {
+  csrfToken = t;
+}
+
+export class ApiError extends Error {
+  readonly status: number;
+  readonly code: string;
+  constructor(status: number, code: string, message: string) {
+    super(message);
+    this.name = 'ApiError';
+    this.status = status;
+    this.code = code;
+  }
+}
+
+/** Called when a request finds the login gone (401): the app goes back to the login page. */
+let onUnauthenticated: () => void = () => undefined;
+export function setUnauthenticatedHandler(fn: () => void): void {
+  onUnauthenticated = fn;
+}
+
+export async function request<T>(method: string, path: string, body?: unknown): Promise<T> {
+  const headers: Record<string, string> = { Accept: 'application/json' };
+  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  if (method !== 'GET' && method !== 'HEAD' && csrfToken) headers['X-CSRF-Token'] = csrfToken;
+  const init: RequestInit = { method, headers, credentials: 'same-origin', cache: 'no-store' };
+  if (body !== undefined) init.body = JSON.stringify(body);
+  const res = await fetch(path, init);
+  if (res.status === 204) return undefined as T;
+  const type = res.headers.get('Content-Type') ?? '';
+  const data: unknown = type.includes('json') ? await res.json().catch(() => null) : await res.text();
+  if (!res.ok) {
+    // Errors are {"error": CODE, "message": "…"}.
+    const err = data as { error?: unknown; message?: unknown } | null;
+    const code = typeof err?.error === 'string' ? err.error : `HTTP_${res.status}`;
+    const message = typeof err?.message === 'string' ? err.message : res.statusText;
+    const e = new ApiError(res.status, code, message);
+    if (res.status === 401 && !path.startsWith('/api/auth/')) onUnauthenticated();
+    throw e;
+  }
+  return data as T;
+}
+
+export const getJson = <T>(path: string): Promise<T> => request<T>('GET', path);
+export const postJson = <T>(path: string, body: unknown = {}): Promise<T> => request<T>('POST', path, body);
+
+export async function authState(): Promise<AuthState> {
+  const s = await getJson<AuthState>('/api/auth/state');
+  setCsrfToken(s.csrfToken);
+  return s;
+}
+
+/** The region map: GET /api/regions answers one state per region, base64-encoded. */
+export async function getRegionMap(): Promise<Uint8Array> {
+  const r = await getJson<{ count: number; encoding: string; states: string }>('/api/regions');
+  const bin = atob(r.states);
+  const out = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
+  return out;
+}

@@ -1,0 +1,241 @@
+/**
+ * Dashboard: host connection, session, modes, region counts, bytes changed, restore progress,
+ * the live region map, disk and SD card health, and the disk-changing actions.
+ */
+import { getJson, getRegionMap } from '../api.js';
+import { endSession, setMode } from '../actions.js';
+import { fmtBytes, fmtDuration, fmtInt, fmtRate, fmtTime, h, pct, setText } from '../dom.js';
+import { latestStatus, on, setStatus } from '../live.js';
+import { RegionMap } from '../region-map.js';
+import type { ApplianceStatus } from '../types.js';
+import type { Page } from './page.js';
+
+const HOST_TEXT: Record<string, string> = {
+  absent: 'No host',
+  attached: 'Attached',
+  configured: 'Connected',
+  suspended: 'Suspended (host asleep)',
+  'nbd-only': 'NBD client',
+};
+
+function stat(id: string, label: string, extraClass = ''): HTMLElement {
+  return h('div', { class: `stat ${extraClass}` }, h('span', { class: 'stat-value', id }, '—'), h('span', { class: 'stat-label' }, label));
+}
+
+export const dashboardPage: Page = {
+  title: 'Dashboard',
+  render(root) {
+    const endBtn = h('button', { type: 'button', class: 'btn btn-danger', id: 'btn-end-session' }, 'End session & restore now');
+    const modeBtn = h('button', { type: 'button', class: 'btn', id: 'btn-toggle-mode' }, 'Thaw');
+    const bar = h('progress', { id: 'hydration-bar', max: 100, value: 0 });
+    const canvas = h('canvas', { id: 'region-map', role: 'img', 'aria-label': 'Region map' });
+    root.append(
+      h('div', { id: 'thawed-banner', class: 'banner banner-warn', hidden: true }, 'Thawed: what the host writes is kept. Freeze again when maintenance is done.'),
+      h(
+        'div',
+        { class: 'grid' },
+        h(
+          'section',
+          { class: 'card' },
+          h('h2', null, 'Host'),
+          h('p', { class: 'big', id: 'host-state' }, '—'),
+          h('p', { class: 'muted', id: 'host-detail' }),
+        ),
+        h(
+          'section',
+          { class: 'card' },
+          h('h2', null, 'Session'),
+          h('p', { class: 'big' }, '#', h('span', { id: 'session-number' }, '—')),
+          h('p', null, 'Running for ', h('strong', { id: 'session-duration' }, '—'), h('span', { class: 'muted', id: 'session-started' })),
+          h('p', { class: 'badges' }, h('span', { class: 'badge', id: 'mode' }, '—'), h('span', { class: 'badge', id: 'restore-mode' }, '—')),
+        ),
+        h(
+          'section',
+          { class: 'card' },
+          h('h2', null, 'Regions'),
+          h(
+            'div',
+            { class: 'stats' },
+            stat('regions-written', 'written this session', 'written'),
+            stat('regions-pending', 'pending restore', 'pending'),
+            stat('regions-clean', 'clean', 'clean'),
+          ),
+          h('p', null, h('strong', { id: 'bytes-changed' }, '—'), ' changed this session'),
+        ),
+        h(
+          'section',
+          { class: 'card' },
+          h('h2', null, 'Restore'),
+          bar,
+          h('p', { id: 'hydration-text' }, '—'),
+          h('p', { class: 'muted' }, h('span', { id: 'hydration-rate' }), ' ', h('span', { id: 'hydration-eta' })),
+        ),
+        h(
+          'section',
+          { class: 'card' },
+          h('h2', null, 'Health'),
+          h('p', null, 'Working disk: ', h('span', { id: 'disk-health' }, '—')),
+          h('p', { class: 'muted small', id: 'disk-path' }),
+          h('p', null, 'SD card: ', h('span', { id: 'sd-health' }, '—')),
+        ),
+        h(
+          'section',
+          { class: 'card' },
+          h('h2', null, 'Actions'),
+          h('div', { class: 'actions' }, endBtn, modeBtn),
+          h('p', { class: 'muted small' }, 'Both ask for confirmation first.'),
+        ),
+      ),
+      h(
+        'section',
+        { class: 'card card-wide' },
+        h('h2', null, 'Disk map'),
+        h(
+          'p',
+          { class: 'legend' },
+          h('span', { class: 'swatch swatch-written' }),
+          ' written this session ',
+          h('span', { class: 'swatch swatch-pending' }),
+          ' pending restore ',
+          h('span', { class: 'swatch swatch-clean' }),
+          ' clean ',
+          h('span', { class: 'muted', id: 'map-scale' }),
+        ),
+        h('div', { class: 'map-wrap' }, canvas),
+      ),
+    );
+
+    const map = new RegionMap(canvas);
+    let status: ApplianceStatus | null = latestStatus;
+    let loading: Promise<void> | null = null;
+    let reloadAgain = false;
+    let buffered: [number, number][] | null = [];
+
+    // Deltas that arrive while the map loads are kept and applied after it, in order.
+    const loadMap = (): void => {
+      if (loading) {
+        reloadAgain = true;
+        return;
+      }
+      buffered = [];
+      loading = getRegionMap()
+        .then((m) => {
+          map.setMap(m);
+          for (const c of buffered ?? []) map.apply([c]);
+        })
+        .catch(() => undefined)
+        .finally(() => {
+          buffered = null;
+          loading = null;
+          if (reloadAgain) {
+            reloadAgain = false;
+            loadMap();
+          }
+        });
+    };
+
+    const render = (): void => {
+      const s = status;
+      if (!s) return;
+      const q = <T extends HTMLElement>(id: string): T | null => root.querySelector<T>(`#${id}`);
+      setText(q('host-state'), HOST_TEXT[s.host.connection] ?? s.host.connection);
+      q('host-state')?.setAttribute('data-state', s.host.connection);
+      const g = s.host.gadget;
+      setText(
+        q('host-detail'),
+        [
+          `${s.host.nbdClients} NBD client${s.host.nbdClients === 1 ? '' : 's'}`,
+          g ? `USB ${g.udcState ?? 'unknown'}, medium ${g.medium}` : 'no USB gadget',
+          g?.lastError ? `gadget error: ${g.lastError}` : '',
+        ]
+          .filter(Boolean)
+          .join(' · '),
+      );
+      setText(q('session-number'), String(s.session.number));
+      setText(q('session-started'), ` (since ${fmtTime(s.session.startedAt)})`);
+      setText(q('session-duration'), fmtDuration(Date.now() - Date.parse(s.session.startedAt)));
+      const mode = q('mode');
+      setText(mode, s.mode === 'frozen' ? 'Frozen' : 'Thawed');
+      mode?.setAttribute('data-mode', s.mode);
+      setText(q('restore-mode'), s.restoreMode === 'instant' ? 'Instant restore' : 'Eager restore');
+      const banner = q('thawed-banner');
+      if (banner) banner.hidden = s.mode !== 'thawed';
+      setText(q('regions-written'), fmtInt(s.regions.writtenThisSession));
+      setText(q('regions-pending'), fmtInt(s.regions.pending));
+      setText(q('regions-clean'), fmtInt(s.regions.clean));
+      setText(q('bytes-changed'), fmtBytes(s.bytesChangedThisSession));
+
+      const hy = s.hydration;
+      const total = hy.totalAtStart;
+      const p = hy.running || hy.pendingRegions > 0 ? pct(hy.done, Math.max(total, hy.done + hy.pendingRegions)) : 100;
+      bar.value = Math.round(p * 10) / 10;
+      bar.dataset.state = hy.running ? 'running' : hy.pendingRegions > 0 ? 'waiting' : 'done';
+      setText(
+        q('hydration-text'),
+        hy.running
+          ? `Restoring: ${fmtInt(hy.done)} of ${fmtInt(hy.done + hy.pendingRegions)} regions (${p.toFixed(1)} %)`
+          : hy.pendingRegions > 0
+            ? `${fmtInt(hy.pendingRegions)} regions wait to be restored`
+            : 'Nothing to restore: the disk matches the model outside this session',
+      );
+      setText(q('hydration-rate'), hy.running ? `${fmtRate(hy.bytesPerSecond)} (limit ${fmtRate(hy.rateLimitBytesPerSecond)})` : `Limit ${fmtRate(hy.rateLimitBytesPerSecond)}`);
+      setText(q('hydration-eta'), hy.running && hy.etaSeconds !== null ? `· ${fmtDuration(hy.etaSeconds * 1000)} left` : '');
+
+      const diskEl = q('disk-health');
+      setText(diskEl, `${fmtBytes(s.disk.size)}, ${s.disk.ioErrors === 0 ? 'no I/O errors' : `${fmtInt(s.disk.ioErrors)} I/O errors`}`);
+      diskEl?.classList.toggle('bad', s.disk.ioErrors > 0);
+      setText(q('disk-path'), s.disk.path);
+      const sdEl = q('sd-health');
+      setText(sdEl, s.stateDir.freeBytes === null ? 'free space unknown' : `${fmtBytes(s.stateDir.freeBytes)} free`);
+      sdEl?.classList.toggle('bad', s.stateDir.freeBytes !== null && s.stateDir.freeBytes < 256 * 1024 * 1024);
+
+      modeBtn.textContent = s.mode === 'frozen' ? 'Thaw' : 'Freeze';
+      modeBtn.dataset.target = s.mode === 'frozen' ? 'thawed' : 'frozen';
+      endBtn.textContent = s.mode === 'frozen' ? 'End session & restore now' : 'End session';
+      if (map.size !== s.regions.total && !loading) loadMap();
+      const l = map.layout;
+      setText(q('map-scale'), l.perCell > 1 ? `· one cell = ${fmtInt(l.perCell)} regions of ${fmtBytes(s.regions.regionSize)}` : `· one cell = one region of ${fmtBytes(s.regions.regionSize)}`);
+    };
+
+    endBtn.addEventListener('click', () => {
+      endBtn.disabled = true;
+      void endSession(status).finally(() => {
+        endBtn.disabled = false;
+      });
+    });
+    modeBtn.addEventListener('click', () => {
+      const target = modeBtn.dataset.target === 'frozen' ? 'frozen' : 'thawed';
+      modeBtn.disabled = true;
+      void setMode(target).finally(() => {
+        modeBtn.disabled = false;
+      });
+    });
+
+    const offs = [
+      on<ApplianceStatus>('status', (s) => {
+        status = s;
+        render();
+      }),
+      on<{ changes?: [number, number][]; reload?: boolean }>('regions', (d) => {
+        if (d.reload) return loadMap();
+        if (!d.changes) return;
+        if (buffered) buffered.push(...d.changes);
+        else map.apply(d.changes);
+      }),
+      on('session-ended', () => loadMap()),
+      on<boolean>('connection', (up) => {
+        if (up) loadMap();
+      }),
+    ];
+    const tick = setInterval(render, 1000);
+    loadMap();
+    if (!status) {
+      void getJson<ApplianceStatus>('/api/status').then(setStatus, () => undefined);
+    } else render();
+    return () => {
+      for (const off of offs) off();
+      clearInterval(tick);
+      map.destroy();
+    };
+  },
+};

@@ -1,0 +1,245 @@
+/** Settings: mode, restore mode, session-end policy, hydration rate, password, API tokens. */
+import { ApiError, getJson, postJson, request } from '../api.js';
+import { setMode, setRestoreMode } from '../actions.js';
+import { confirmAction, errorText, fmtTime, h, notify } from '../dom.js';
+import { latestStatus, on } from '../live.js';
+import type { ApiTokenInfo, ApplianceStatus, Settings } from '../types.js';
+import type { Page } from './page.js';
+
+const MIB = 1024 * 1024;
+
+function radio(name: string, value: string, label: string, hint: string): HTMLElement {
+  return h(
+    'label',
+    { class: 'choice' },
+    h('input', { type: 'radio', name, value, id: `${name}-${value}` }),
+    h('span', null, h('strong', null, label), h('small', { class: 'muted' }, hint)),
+  );
+}
+
+export const settingsPage: Page = {
+  title: 'Settings',
+  render(root) {
+    // ---- protection and restore mode ----
+    const modeForm = h(
+      'form',
+      { id: 'mode-form', class: 'stack' },
+      h('h2', null, 'Protection'),
+      h(
+        'fieldset',
+        null,
+        h('legend', null, 'Mode'),
+        radio('mode', 'frozen', 'Frozen', 'every session starts from the model'),
+        radio('mode', 'thawed', 'Thawed (maintenance)', 'changes are kept across sessions'),
+      ),
+      h(
+        'fieldset',
+        null,
+        h('legend', null, 'Restore'),
+        radio('restore', 'instant', 'Instant', 'the host boots at once; changed regions are read from the model until copied back'),
+        radio('restore', 'eager', 'Eager', 'every changed region is copied back before the host gets its disk'),
+      ),
+      h('button', { type: 'submit', class: 'btn btn-primary', id: 'mode-save' }, 'Apply'),
+    );
+    const showModes = (s: ApplianceStatus | null): void => {
+      if (!s) return;
+      const m = modeForm.querySelector<HTMLInputElement>(`#mode-${s.mode}`);
+      const r = modeForm.querySelector<HTMLInputElement>(`#restore-${s.restoreMode}`);
+      if (m && !modeForm.contains(document.activeElement)) m.checked = true;
+      if (r && !modeForm.contains(document.activeElement)) r.checked = true;
+    };
+    modeForm.addEventListener('submit', (ev) => {
+      ev.preventDefault();
+      const s = latestStatus;
+      const fd = new FormData(modeForm);
+      const mode = fd.get('mode');
+      const restore = fd.get('restore');
+      void (async () => {
+        if ((restore === 'instant' || restore === 'eager') && restore !== s?.restoreMode) await setRestoreMode(restore);
+        if ((mode === 'frozen' || mode === 'thawed') && mode !== s?.mode) await setMode(mode);
+      })();
+    });
+
+    // ---- session-end policy and hydration rate ----
+    const usb = h(
+      'select',
+      { id: 'policy-usb', name: 'usb' },
+      h('option', { value: 'power-cycle' }, 'USB power-cycle (host off and on again)'),
+      h('option', { value: 'bus-reset' }, 'Also a USB bus reset (warm reboot)'),
+      h('option', { value: 'ignore' }, 'Never (record only)'),
+    );
+    const powerOff = h('input', { type: 'checkbox', id: 'policy-power', name: 'hostPowerOff' });
+    const rate = h('input', { type: 'number', id: 'hydration-rate-input', name: 'rate', min: 0.0625, max: 10240, step: 'any', placeholder: 'unlimited' });
+    const policyForm = h(
+      'form',
+      { id: 'policy-form', class: 'stack' },
+      h('h2', null, 'Sessions and restore'),
+      h('label', { for: 'policy-usb' }, 'A session ends on'),
+      usb,
+      h('label', { class: 'check' }, powerOff, ' the host’s power LED going dark (when wired)'),
+      h('p', { class: 'muted small' }, 'Starting the appliance, the reset button and the web UI always end a session. A host that only sleeps keeps its session.'),
+      h('label', { for: 'hydration-rate-input' }, 'Background restore rate limit (MiB/s, empty for unlimited)'),
+      rate,
+      h('button', { type: 'submit', class: 'btn btn-primary', id: 'policy-save' }, 'Save'),
+    );
+    const showSettings = (s: Settings): void => {
+      usb.value = s.sessionEndPolicy.usb;
+      powerOff.checked = s.sessionEndPolicy.hostPowerOff;
+      rate.value = s.hydrationRateBytesPerSecond === null ? '' : String(Math.round((s.hydrationRateBytesPerSecond / MIB) * 1000) / 1000);
+    };
+    policyForm.addEventListener('submit', (ev) => {
+      ev.preventDefault();
+      const v = rate.value.trim();
+      const bps = v === '' ? null : Math.round(Number(v) * MIB);
+      if (bps !== null && !(bps > 0)) {
+        notify('The rate must be a positive number, or empty for unlimited.', 'error');
+        return;
+      }
+      postJson<Settings>('/api/settings', {
+        hydrationRateBytesPerSecond: bps,
+        sessionEndPolicy: { usb: usb.value, hostPowerOff: powerOff.checked },
+      })
+        .then((s) => {
+          showSettings(s);
+          notify('Settings saved.');
+        })
+        .catch((err: unknown) => notify(`Not saved: ${errorText(err)}`, 'error'));
+    });
+
+    // ---- password ----
+    const cur = h('input', { type: 'password', id: 'pw-current', autocomplete: 'current-password', required: true });
+    const nw = h('input', { type: 'password', id: 'pw-new', autocomplete: 'new-password', required: true, minlength: 8 });
+    const nw2 = h('input', { type: 'password', id: 'pw-repeat', autocomplete: 'new-password', required: true, minlength: 8 });
+    const pwForm = h(
+      'form',
+      { id: 'password-form', class: 'stack' },
+      h('h2', null, 'Password'),
+      h('input', { type: 'text', name: 'username', value: 'admin', autocomplete: 'username', hidden: true, readonly: true }),
+      h('label', { for: 'pw-current' }, 'Current password'),
+      cur,
+      h('label', { for: 'pw-new' }, 'New password'),
+      nw,
+      h('label', { for: 'pw-repeat' }, 'Repeat the new password'),
+      nw2,
+      h('button', { type: 'submit', class: 'btn btn-primary', id: 'password-save' }, 'Change password'),
+      h('p', { class: 'muted small' }, 'Other browsers logged in are logged out.'),
+    );
+    pwForm.addEventListener('submit', (ev) => {
+      ev.preventDefault();
+      if (nw.value !== nw2.value) {
+        notify('The new passwords differ.', 'error');
+        return;
+      }
+      postJson('/api/auth/password', { currentPassword: cur.value, newPassword: nw.value })
+        .then(() => {
+          pwForm.reset();
+          notify('Password changed.');
+        })
+        .catch((err: unknown) =>
+          notify(err instanceof ApiError && err.code === 'BAD_CREDENTIALS' ? 'The current password is wrong.' : `Not changed: ${errorText(err)}`, 'error'),
+        );
+    });
+
+    // ---- API tokens ----
+    const tokenBody = h('tbody', { id: 'tokens-body' });
+    const tokenName = h('input', { type: 'text', id: 'token-name', maxlength: 64, required: true, placeholder: 'e.g. monitoring' });
+    const newToken = h('div', { id: 'new-token', class: 'banner banner-ok', hidden: true });
+    const tokenForm = h(
+      'form',
+      { id: 'token-form', class: 'inline-form' },
+      h('label', { for: 'token-name' }, 'Name'),
+      tokenName,
+      h('button', { type: 'submit', class: 'btn btn-primary', id: 'token-create' }, 'Create token'),
+    );
+    const loadTokens = (): void => {
+      getJson<{ tokens: ApiTokenInfo[] }>('/api/tokens')
+        .then(({ tokens }) => {
+          tokenBody.replaceChildren(
+            ...(tokens.length
+              ? tokens.map((t) => {
+                  const revoke = h('button', { type: 'button', class: 'btn btn-small btn-danger', 'data-token': t.id }, 'Revoke');
+                  revoke.addEventListener('click', () => {
+                    void confirmAction({
+                      title: `Revoke the token “${t.name}”?`,
+                      message: 'Scripts using it lose access at once.',
+                      confirmLabel: 'Revoke',
+                      danger: true,
+                    }).then((ok) => {
+                      if (!ok) return;
+                      request('DELETE', `/api/tokens/${encodeURIComponent(t.id)}`)
+                        .then(() => {
+                          notify(`Token ${t.name} revoked.`);
+                          loadTokens();
+                        })
+                        .catch((err: unknown) => notify(`Not revoked: ${errorText(err)}`, 'error'));
+                    });
+                  });
+                  return h(
+                    'tr',
+                    { 'data-token-row': t.id },
+                    h('td', null, t.name),
+                    h('td', null, fmtTime(t.createdAt)),
+                    h('td', null, t.lastUsedAt ? fmtTime(t.lastUsedAt) : 'never'),
+                    h('td', null, revoke),
+                  );
+                })
+              : [h('tr', null, h('td', { colspan: 4, class: 'muted' }, 'No API tokens.'))]),
+          );
+        })
+        .catch((err: unknown) => notify(`Could not load the tokens: ${errorText(err)}`, 'error'));
+    };
+    tokenForm.addEventListener('submit', (ev) => {
+      ev.preventDefault();
+      postJson<{ id: string; name: string; token: string }>('/api/tokens', { name: tokenName.value })
+        .then((t) => {
+          tokenForm.reset();
+          newToken.hidden = false;
+          newToken.replaceChildren(
+            h('p', null, `Token “${t.name}” created. Copy it now: it is not shown again.`),
+            h('code', { id: 'new-token-value', class: 'token' }, t.token),
+          );
+          loadTokens();
+        })
+        .catch((err: unknown) => notify(`Not created: ${errorText(err)}`, 'error'));
+    });
+
+    root.append(
+      h(
+        'div',
+        { class: 'grid grid-2' },
+        h('section', { class: 'card' }, modeForm),
+        h('section', { class: 'card' }, policyForm),
+        h('section', { class: 'card' }, pwForm),
+        h(
+          'section',
+          { class: 'card' },
+          h('h2', null, 'API tokens'),
+          h('p', { class: 'muted small' }, 'For scripts: send “Authorization: Bearer TOKEN”. Stored hashed; revocable.'),
+          tokenForm,
+          newToken,
+          h(
+            'div',
+            { class: 'table-wrap' },
+            h(
+              'table',
+              { class: 'table', id: 'tokens-table' },
+              h('thead', null, h('tr', null, ['Name', 'Created', 'Last used', ''].map((t) => h('th', { scope: 'col' }, t)))),
+              tokenBody,
+            ),
+          ),
+        ),
+      ),
+    );
+
+    showModes(latestStatus);
+    getJson<Settings>('/api/settings')
+      .then(showSettings)
+      .catch((err: unknown) => notify(`Could not load the settings: ${errorText(err)}`, 'error'));
+    if (!latestStatus) void getJson<ApplianceStatus>('/api/status').then(showModes, () => undefined);
+    loadTokens();
+    const offs = [on<ApplianceStatus>('status', showModes), on<Settings>('settings', showSettings)];
+    return () => {
+      for (const off of offs) off();
+    };
+  },
+};
