@@ -6,7 +6,8 @@
  * SIGTERM/SIGINT drain in-flight requests, flush and exit 0; READY and a watchdog go to
  * systemd when it runs the daemon.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import type { Component } from './component.js';
 import { SdNotify } from './sd-notify.js';
 import { openEngine, type Engine } from '../storage/engine.js';
@@ -17,6 +18,7 @@ import { NbdServer } from '../nbd/server.js';
 import { HttpComponent } from '../http/http-component.js';
 import { GadgetComponent, gadgetAvailable } from '../gadget/gadget-component.js';
 import { GpioComponent } from '../gpio/gpio-component.js';
+import { GpioSettingsSchema, type GpioSettingsInput } from '../gpio/gpio-settings.js';
 import { createGpioRouter } from '../gpio/gpio-routes.js';
 import { SnapbackError } from '../errors.js';
 import { childLogger } from '../logger.js';
@@ -126,7 +128,7 @@ export class Daemon {
       name: 'http',
       start: async () => {
         if (this.opts.gpio !== 'off') {
-          gpio = new GpioComponent(this.sessions!, {}, { sysfsRoot: this.opts.sysRoot, audit: (e) => void store!.audit(e).catch(() => undefined) });
+          gpio = new GpioComponent(this.sessions!, readGpioSettings(state.path), { sysfsRoot: this.opts.sysRoot, audit: (e) => void store!.audit(e).catch(() => undefined) });
         }
         http = new HttpComponent({
           service: this.sessions!,
@@ -205,6 +207,20 @@ export class Daemon {
   }
 }
 
-export function socketExists(path: string): boolean {
-  return existsSync(path);
+/**
+ * GPIO wiring and timings: DIR/gpio.json when present (validated; see docs/gpio.md), else the
+ * defaults. A bad file stops the daemon with a clear message rather than driving wrong pins.
+ */
+export function readGpioSettings(stateDir: string): GpioSettingsInput {
+  const path = join(stateDir, 'gpio.json');
+  if (!existsSync(path)) return {};
+  let raw: unknown;
+  try {
+    raw = JSON.parse(readFileSync(path, 'utf8'));
+  } catch (err) {
+    throw new SnapbackError('BAD_ARGUMENT', `${path} is not valid JSON: ${(err as Error).message}`);
+  }
+  const r = GpioSettingsSchema.safeParse(raw);
+  if (!r.success) throw new SnapbackError('BAD_ARGUMENT', `${path}: ${r.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
+  return r.data;
 }
