@@ -153,13 +153,14 @@ export class SessionManager extends EventEmitter implements ApplianceService {
     const mode = e.log.info.mode;
     const eager = e.log.info.restoreMode === 'eager';
     log.info({ reason, note, mode, restore: e.log.info.restoreMode }, 'ending the host session');
+    const ended = this.current;
     const quiesced: SessionEndParticipant[] = [];
     try {
+      // participants (the USB gadget) let go of the disk first: no old page cache survives
       for (const p of this.participants) {
         await p.quiesce();
         quiesced.push(p);
       }
-      const ended = this.current;
       ended.regionsWritten = e.log.writtenCount;
       ended.bytesWritten = e.pd.stats.bytesWrittenThisSession;
       await e.pd.endSession({ keepWrites: mode === 'thawed', keepQuiesced: eager && mode === 'frozen' });
@@ -170,26 +171,27 @@ export class SessionManager extends EventEmitter implements ApplianceService {
           e.pd.resume();
         }
       }
-      const now = Date.now();
-      ended.endedAt = new Date(now).toISOString();
-      ended.endReason = reason;
-      ended.sessionEndMs = now - t0;
-      if (note) ended.events.push({ at: ended.endedAt, what: `end: ${note}` });
-      if (mode === 'thawed' || e.log.pendingCount === 0) ended.restoreMs = eager ? now - t0 : 0;
-      else this.restoreStartedFor = ended;
-      await this.store.upsertSession(ended);
-      this.current = this.openRecord();
-      await this.store.upsertSession(this.current);
-      e.hydrator.kick();
-      this.emit('session-ended', ended);
-      this.changed();
-      this.queueRegions(null);
-      return ended;
     } finally {
       for (const p of quiesced.reverse()) {
         await p.resume().catch((err: unknown) => log.error({ err, participant: p.name }, 'resume after session end failed'));
       }
     }
+    // the host may read again from here: what follows is bookkeeping
+    const now = Date.now();
+    ended.endedAt = new Date(now).toISOString();
+    ended.endReason = reason;
+    ended.sessionEndMs = now - t0;
+    if (note) ended.events.push({ at: ended.endedAt, what: `end: ${note}` });
+    if (mode === 'thawed' || e.log.pendingCount === 0) ended.restoreMs = eager ? now - t0 : 0;
+    else this.restoreStartedFor = ended;
+    this.current = this.openRecord();
+    e.hydrator.kick();
+    await this.store.upsertSession(ended);
+    await this.store.upsertSession(this.current);
+    this.emit('session-ended', ended);
+    this.changed();
+    this.queueRegions(null);
+    return ended;
   }
 
   async setMode(mode: ProtectionMode): Promise<void> {
