@@ -139,15 +139,35 @@ export class ModelImage implements BlockDevice {
 
   async readInto(buf: Buffer, offset: number): Promise<void> {
     checkRange(this.size, offset, buf.length, 'model read');
-    if (this.verifyMode === 'lazy' && buf.length > 0) {
-      const rs = this.manifest.regionSize;
-      const first = Math.floor(offset / rs);
-      const last = Math.floor((offset + buf.length - 1) / rs);
-      for (let r = first; r <= last; r++) {
-        if (this.verified[r] !== 1) await this.verifyRegion(r);
-      }
+    if (this.verifyMode !== 'lazy' || buf.length === 0) {
+      await this.file.readInto(buf, offset);
+      return;
+    }
+    const m = this.manifest;
+    const rs = m.regionSize;
+    const first = Math.floor(offset / rs);
+    const last = Math.floor((offset + buf.length - 1) / rs);
+    // Regions only partly inside the read are verified on their own first; regions wholly
+    // inside it are hashed from the bytes this read fetches anyway (one read, not two).
+    const whole: number[] = [];
+    for (let r = first; r <= last; r++) {
+      if (this.verified[r] === 1) continue;
+      const a = r * rs;
+      const b = Math.min(m.size, a + rs);
+      if (a >= offset && b <= offset + buf.length && !this.verifying.has(r) && this.verified[r] !== 2) whole.push(r);
+      else await this.verifyRegion(r);
     }
     await this.file.readInto(buf, offset);
+    for (const r of whole) {
+      const a = r * rs - offset;
+      const actual = createHash(m.hash).update(buf.subarray(a, Math.min(buf.length, a + rs))).digest();
+      const expected = m.digest(r);
+      if (!actual.equals(expected)) {
+        this.verified[r] = 2;
+        throw new ModelCorruptError(r, expected.toString('hex'), actual.toString('hex'), this.imagePath);
+      }
+      this.verified[r] = 1;
+    }
   }
 
   private refuse(): never {
