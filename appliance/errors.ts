@@ -19,6 +19,7 @@ export type ErrorCode =
   | 'STATE_EXISTS' // init into a state directory that is already initialised
   | 'STATE_MISSING' // a state directory that was never initialised
   | 'STATE_LOCKED' // the state directory is in use by a running daemon
+  | 'STATE_CORRUPT' // the state file (settings, users, history) cannot be read or is from a newer version
   | 'VERIFY_FAILED' // a verification found a difference it should not have
   | 'DAEMON_UNREACHABLE' // the CLI cannot reach the daemon
   | 'BUSY' // an operation that conflicts with one in progress

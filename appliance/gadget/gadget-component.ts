@@ -71,6 +71,13 @@ export const GadgetSettingsSchema = z
     runtimeDir: z.string().default('/run/snapback'),
     policy: UdcPolicySchema.default({}),
     watchdog: GadgetWatchdogSchema.default({}),
+    /**
+     * When the USB policy (or the watchdog) ends a session, the host is rebooting or gone:
+     * also leave the bus (unbind the UDC) until the new session's medium is in, then connect
+     * again, so the host's firmware enumerates a ready drive instead of finding one without a
+     * medium. Session ends from the API, button or power sense only eject the medium.
+     */
+    reconnectOnUsbSessionEnd: z.boolean().default(true),
   })
   .strict();
 export type GadgetSettings = z.output<typeof GadgetSettingsSchema>;
@@ -196,6 +203,10 @@ export class GadgetComponent extends EventEmitter implements Component {
   /** When the host entered the state it is in (for the stuck-enumeration watchdog). */
   private stateSince = 0;
   private rebinds: number[] = [];
+  /** The session end under way was asked for by the USB policy or the watchdog. */
+  private usbEndPending = false;
+  /** quiesce() unbound the UDC; resume() binds it again. */
+  private disconnectedForEnd = false;
   private sawUnbound = false;
   private endInFlight = false;
 
@@ -344,6 +355,13 @@ export class GadgetComponent extends EventEmitter implements Component {
       if (!this.running) return;
       this.quiesced = true;
       try {
+        if (this.usbEndPending && this.settings.reconnectOnUsbSessionEnd) {
+          // The host is (re)booting or gone: leave the bus until the new session's medium is
+          // in, so that it enumerates a ready drive rather than one without a medium.
+          await this.builder.unbind(this.description.name);
+          this.bound = false;
+          this.disconnectedForEnd = true;
+        }
         await this.builder.ejectMedium(this.description.name);
         this.medium = 'ejected';
         if (this.nbdDevice) {
@@ -369,8 +387,16 @@ export class GadgetComponent extends EventEmitter implements Component {
     return this.serial(async () => {
       if (!this.running) return;
       this.quiesced = false;
+      this.usbEndPending = false;
       try {
         await this.attachAndInsert();
+        if (this.disconnectedForEnd) {
+          this.policy.expectOwnReenumeration(this.now() + 30_000);
+          await this.builder.bind(this.description.name, this.udc!);
+          this.bound = true;
+          this.disconnectedForEnd = false;
+          this.stateSince = this.now();
+        }
         this.resumeFailed = false;
         this.lastError = null;
       } catch (err) {
@@ -550,6 +576,7 @@ export class GadgetComponent extends EventEmitter implements Component {
       return;
     }
     this.endInFlight = true;
+    this.usbEndPending = true;
     // Not awaited here: the service calls quiesce()/resume(), which queue behind this caller.
     this.service
       .endSession(reason, note)
@@ -560,6 +587,7 @@ export class GadgetComponent extends EventEmitter implements Component {
       })
       .finally(() => {
         this.endInFlight = false;
+        this.usbEndPending = false;
       });
   }
 
@@ -587,6 +615,12 @@ export class GadgetComponent extends EventEmitter implements Component {
     // A session end whose resume() failed: keep trying to bring the medium back.
     if (this.resumeFailed) {
       await this.attachAndInsert();
+      if (this.disconnectedForEnd || (await this.builder.boundUdc(this.description.name)) === '') {
+        this.policy.expectOwnReenumeration(this.now() + 30_000);
+        await this.builder.bind(this.description.name, this.udc!);
+        this.bound = true;
+        this.disconnectedForEnd = false;
+      }
       this.resumeFailed = false;
       this.record('gadget-watchdog: medium re-inserted after a failed session-end resume');
       this.lastError = null;

@@ -5,6 +5,7 @@
  */
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
+import type { BufferPool } from './buffer-pool.js';
 import { ByteQueue } from './byte-queue.js';
 import type { ExportSettings } from './export-info.js';
 import { greeting, OptionNegotiator, type NegotiationLimits } from './option-negotiation.js';
@@ -20,6 +21,8 @@ export interface ConnectionContext {
   /** Time a peer gets to close after we ended our side, before the socket is destroyed. */
   closeTimeoutMs: number;
   log: Logger;
+  /** Large read and write buffers, shared by the server's connections. */
+  pool: BufferPool;
 }
 
 type Phase = 'handshake' | 'transmission' | 'closing';
@@ -112,7 +115,7 @@ export class NbdConnection {
         this.endSocket(reason);
         this.maybeResolve();
       },
-    }, this.log);
+    }, this.log, this.ctx.pool);
     this.transmission = transmission;
     socket.on('drain', () => transmission.onDrain());
     this.log.debug({ structured: this.negotiator.structured, size: info.size, readOnly: info.readOnly }, 'transmission phase');

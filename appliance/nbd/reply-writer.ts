@@ -21,12 +21,19 @@ const SLAB_SIZE = 256 * 1024;
 const COPY_THRESHOLD = 16 * 1024;
 const TWO_32 = 0x100000000;
 
+/** A write callback that gives a buffer back only if the kernel took it (never on error). */
+function afterWrite(release: (() => void) | undefined): ((err?: Error | null) => void) | undefined {
+  return release ? (err) => (err ? undefined : release()) : undefined;
+}
+
 export class ReplyWriter {
   private slab = Buffer.allocUnsafeSlow(SLAB_SIZE);
   /** Start of the slab bytes not yet handed to the socket, and end of the bytes written. */
   private sealed = 0;
   private used = 0;
   private pieces: Buffer[] = [];
+  /** Called once the piece at the same index has been written (buffers to give back). */
+  private releases: Array<(() => void) | undefined> = [];
   private queued = 0;
   private scheduled = false;
   private readonly flushCallback = (): void => {
@@ -51,8 +58,11 @@ export class ReplyWriter {
     this.schedule();
   }
 
-  /** A successful read: a simple reply with data, or one OFFSET_DATA chunk marked DONE. */
-  readData(handleHi: number, handleLo: number, offset: number, data: Buffer, structured: boolean): void {
+  /**
+   * A successful read: a simple reply with data, or one OFFSET_DATA chunk marked DONE.
+   * `release` is called once `data` is no longer needed (copied, or written to the socket).
+   */
+  readData(handleHi: number, handleLo: number, offset: number, data: Buffer, structured: boolean, release?: () => void): void {
     const headerSize = structured ? STRUCTURED_HEADER_SIZE + 8 : SIMPLE_REPLY_SIZE;
     const inline = data.length <= COPY_THRESHOLD;
     const at = this.reserve(inline ? headerSize + data.length : headerSize);
@@ -72,8 +82,10 @@ export class ReplyWriter {
       b.writeUInt32BE(handleHi, at + 8);
       b.writeUInt32BE(handleLo, at + 12);
     }
-    if (inline) data.copy(b, at + headerSize);
-    else this.appendReference(data);
+    if (inline) {
+      data.copy(b, at + headerSize);
+      release?.();
+    } else this.appendReference(data, release);
     this.schedule();
   }
 
@@ -110,22 +122,25 @@ export class ReplyWriter {
     this.seal();
     const pieces = this.pieces;
     if (pieces.length === 0) return;
+    const releases = this.releases;
     this.pieces = [];
+    this.releases = [];
     this.queued = 0;
     const socket = this.socket;
-    if (socket.destroyed || !socket.writable) return;
+    if (socket.destroyed || !socket.writable) return; // dropped buffers go to the GC
     if (pieces.length === 1) {
-      socket.write(pieces[0]!);
+      socket.write(pieces[0]!, afterWrite(releases[0]));
       return;
     }
     socket.cork();
-    for (const piece of pieces) socket.write(piece);
+    for (let i = 0; i < pieces.length; i++) socket.write(pieces[i]!, afterWrite(releases[i]));
     socket.uncork();
   }
 
   /** Drops whatever is queued (the socket is gone). */
   discard(): void {
     this.pieces = [];
+    this.releases = [];
     this.queued = 0;
     this.sealed = this.used;
   }
@@ -155,15 +170,17 @@ export class ReplyWriter {
     return at;
   }
 
-  private appendReference(data: Buffer): void {
+  private appendReference(data: Buffer, release: (() => void) | undefined): void {
     this.seal();
     this.pieces.push(data);
+    this.releases.push(release);
     this.queued += data.length;
   }
 
   private seal(): void {
     if (this.used > this.sealed) {
       this.pieces.push(this.slab.subarray(this.sealed, this.used));
+      this.releases.push(undefined);
       this.sealed = this.used;
     }
   }

@@ -8,6 +8,7 @@ import net from 'node:net';
 import { SnapbackError } from '../errors.js';
 import { childLogger, type Logger } from '../logger.js';
 import type { BlockDevice } from '../storage/block-device.js';
+import { BufferPool } from './buffer-pool.js';
 import { NbdConnection, type ConnectionContext } from './connection.js';
 import { validateMaxBlockSize } from './export-info.js';
 import { DEFAULT_MAX_BLOCK_SIZE } from './protocol.js';
@@ -48,6 +49,8 @@ export const DEFAULT_TUNING: Readonly<NbdServerTuning> = Object.freeze({
   maxOptions: 256,
 });
 
+/** Free large buffers kept for reuse across requests and connections. */
+const POOL_FREE_BYTES = 32 * 1024 * 1024;
 /** Option data we read and parse (names are at most 4096 bytes). */
 const MAX_OPTION_LENGTH = 16 * 1024;
 /** Longer option data is skipped (and refused) up to this much; beyond it we hang up. */
@@ -90,6 +93,7 @@ export class NbdServer extends EventEmitter {
       handshakeTimeoutMs: this.tuning.handshakeTimeoutMs,
       closeTimeoutMs: this.tuning.closeTimeoutMs,
       log: this.log,
+      pool: new BufferPool(POOL_FREE_BYTES),
     };
   }
 

@@ -10,6 +10,7 @@
 import type { Logger } from 'pino';
 import type { BlockDevice, WriteOptions, ZeroOptions } from '../storage/block-device.js';
 import { isSnapbackError } from '../errors.js';
+import { POOL_MIN_SIZE, type BufferPool } from './buffer-pool.js';
 import type { ByteQueue } from './byte-queue.js';
 import { errorMessageFor, nbdErrnoFor } from './errno.js';
 import type { ExportInfo } from './export-info.js';
@@ -53,7 +54,8 @@ const MODE_PAYLOAD = 1;
 const MODE_SKIP = 2;
 const TWO_32 = 0x100000000;
 const FUA: WriteOptions = Object.freeze({ fua: true });
-const ZERO_OPTIONS: readonly ZeroOptions[] = [{}, { fua: true }, { noHole: true }, { fua: true, noHole: true }];
+/** Indexed by (FUA ? 1 : 0) | (NO_HOLE ? 2 : 0). */
+const ZERO_OPTIONS: readonly ZeroOptions[] = [{}, { fua: true }, { noHole: true }, { fua: true, noHole: true }].map((o) => Object.freeze(o));
 const RESOLVED = Promise.resolve();
 /** Device failures logged at warn level per connection; later ones at debug. */
 const WARN_LIMIT = 10;
@@ -77,6 +79,8 @@ export class Transmission {
   private cErrno = 0;
   private pieces: Buffer[] = [];
   private skipLeft = 0;
+  /** The device's optional readInto (FileDevice and the protected disk have it). */
+  private readonly readInto: ((buf: Buffer, offset: number) => Promise<void>) | null;
 
   constructor(
     private readonly device: BlockDevice,
@@ -87,10 +91,9 @@ export class Transmission {
     private readonly limits: TransmissionLimits,
     private readonly hooks: TransmissionHooks,
     private readonly log: Logger,
-  ) {}
-
-  get inFlight(): number {
-    return this.inflightCount;
+    private readonly pool: BufferPool,
+  ) {
+    this.readInto = readIntoOf(device);
   }
 
   /** Parses and dispatches every complete request in the queue (unless over budget). */
@@ -205,14 +208,24 @@ export class Transmission {
       this.cGot += piece.length;
     }
     const pieces = this.pieces;
-    const data = pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces, this.cLength);
     this.pieces = [];
     this.mode = MODE_HEADER;
-    this.startWrite(this.cFlags, this.cHi, this.cLo, this.cOffset, data);
+    if (pieces.length <= 1) {
+      // The whole payload arrived in one chunk: write straight from it.
+      this.startWrite(this.cFlags, this.cHi, this.cLo, this.cOffset, pieces[0] ?? EMPTY, null);
+      return true;
+    }
+    const length = this.cLength;
+    const pooled = length >= POOL_MIN_SIZE ? this.pool.acquire(length) : null;
+    const data = pooled ? pooled.subarray(0, length) : Buffer.allocUnsafe(length);
+    let at = 0;
+    for (const piece of pieces) at += piece.copy(data, at);
+    this.startWrite(this.cFlags, this.cHi, this.cLo, this.cOffset, data, pooled);
     return true;
   }
 
-  private startWrite(flags: number, hi: number, lo: number, offset: number, data: Buffer): void {
+  /** `pooled`: the pool buffer behind `data`, given back once the device is done with it. */
+  private startWrite(flags: number, hi: number, lo: number, offset: number, data: Buffer, pooled: Buffer | null): void {
     const length = data.length;
     let p: Promise<void>;
     if (length === 0) p = RESOLVED;
@@ -224,8 +237,14 @@ export class Transmission {
       }
     }
     p.then(
-      () => this.completed(hi, lo, length),
-      (err: unknown) => this.failed(CMD_WRITE, hi, lo, offset, length, length, err),
+      () => {
+        if (pooled) this.pool.release(pooled);
+        this.completed(hi, lo, length);
+      },
+      (err: unknown) => {
+        if (pooled) this.pool.release(pooled);
+        this.failed(CMD_WRITE, hi, lo, offset, length, length, err);
+      },
     );
   }
 
@@ -233,6 +252,10 @@ export class Transmission {
     this.inflightCount++;
     if (type === CMD_READ) {
       this.inflightBytes += length;
+      if (length >= POOL_MIN_SIZE && this.readInto) {
+        this.pooledRead(hi, lo, offset, length, this.readInto);
+        return;
+      }
       let r: Promise<Buffer>;
       try {
         r = length === 0 ? Promise.resolve(EMPTY) : this.device.read(offset, length);
@@ -273,7 +296,26 @@ export class Transmission {
     );
   }
 
-  private readDone(hi: number, lo: number, offset: number, length: number, data: Buffer): void {
+  /** A large read into a pooled buffer, given back once the reply has been written. */
+  private pooledRead(hi: number, lo: number, offset: number, length: number, readInto: (buf: Buffer, offset: number) => Promise<void>): void {
+    const pooled = this.pool.acquire(length);
+    const view = pooled.subarray(0, length);
+    let r: Promise<void>;
+    try {
+      r = readInto(view, offset);
+    } catch (err) {
+      r = Promise.reject(err);
+    }
+    r.then(
+      () => this.readDone(hi, lo, offset, length, view, () => this.pool.release(pooled)),
+      (err: unknown) => {
+        this.pool.release(pooled);
+        this.failed(CMD_READ, hi, lo, offset, length, length, err);
+      },
+    );
+  }
+
+  private readDone(hi: number, lo: number, offset: number, length: number, data: Buffer, release?: () => void): void {
     this.inflightCount--;
     this.inflightBytes -= length;
     if (data.length !== length) {
@@ -281,7 +323,7 @@ export class Transmission {
     } else if (length === 0 && this.structured) {
       this.writer.structuredNone(hi, lo);
     } else {
-      this.writer.readData(hi, lo, offset, data, this.structured);
+      this.writer.readData(hi, lo, offset, data, this.structured, release);
     }
     this.settled();
   }
@@ -318,8 +360,14 @@ export class Transmission {
   }
 
   private settled(): void {
-    if (this.ending !== null) this.maybeFinish();
-    else this.maybeResume();
+    if (this.ending !== null) {
+      this.maybeFinish();
+      return;
+    }
+    // Nothing else in flight: no later completion to batch with, so answer now (latency at
+    // queue depth 1); with more in flight the writer batches until the end of this turn.
+    if (this.inflightCount === 0) this.writer.flushNow();
+    this.maybeResume();
   }
 
   private maybeResume(): void {
@@ -345,6 +393,11 @@ export class Transmission {
 }
 
 const EMPTY = Buffer.alloc(0);
+
+function readIntoOf(device: BlockDevice): ((buf: Buffer, offset: number) => Promise<void>) | null {
+  const fn = (device as Partial<{ readInto(buf: Buffer, offset: number): Promise<void> }>).readInto;
+  return typeof fn === 'function' ? fn.bind(device) : null;
+}
 
 /** An I/O error a layer located inside the request (details.offset) becomes ERROR_OFFSET. */
 function errorOffsetOf(err: unknown, type: number, offset: number, length: number): number | undefined {

@@ -15,13 +15,13 @@ import { SnapbackError, fromSystemError } from '../errors.js';
 
 /**
  * The state file exists but is not usable (not JSON, not the expected shape, or from a newer
- * schema). Code IO_ERROR with `details.reason` telling which; the file is left as it was.
+ * schema). Code STATE_CORRUPT with `details.reason` telling which; the file is left as it was.
  */
 export class StateCorruptError extends SnapbackError {
   readonly reason: 'unparseable' | 'invalid' | 'newer-schema';
   readonly path: string;
   constructor(path: string, reason: 'unparseable' | 'invalid' | 'newer-schema', message: string, options?: { cause?: unknown }) {
-    super('IO_ERROR', message, { reason: reason === 'newer-schema' ? 'STATE_NEWER_SCHEMA' : 'STATE_CORRUPT', path }, options);
+    super('STATE_CORRUPT', message, { reason: reason === 'newer-schema' ? 'STATE_NEWER_SCHEMA' : 'STATE_CORRUPT', path }, options);
     this.name = 'StateCorruptError';
     this.reason = reason;
     this.path = path;

@@ -6,7 +6,7 @@
  * - Every mutation changes the in-memory data synchronously, then writes the whole file; the
  *   returned promise resolves once that write is durable. Concurrent mutations share writes.
  * - A state file that cannot be parsed or does not fit the schema is refused with a
- *   StateCorruptError (code IO_ERROR); nothing is overwritten. An older schema is migrated
+ *   StateCorruptError (code STATE_CORRUPT); nothing is overwritten. An older schema is migrated
  *   (the original is kept beside it as state.json.v<N>.bak) and written back.
  * - Nothing here touches the write log: per-region state lives in the binary log, never here.
  *

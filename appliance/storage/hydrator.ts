@@ -52,8 +52,6 @@ export class Hydrator extends EventEmitter {
   private startedAt = 0;
   private bytesCopied = 0;
   private lastError: string | null = null;
-  private bucketTime = 0;
-  private bucketBytes = 0;
   private finishedAt = 0;
 
   constructor(
@@ -162,7 +160,9 @@ export class Hydrator extends EventEmitter {
 
   private async run(fullSpeed: boolean, onProgress?: (done: number, total: number) => void): Promise<void> {
     const rs = this.pd.regionSize;
-    const maxRegions = Math.max(1, Math.floor(this.batchBytes / rs));
+    // under a rate limit, batches of at most a quarter second's worth keep progress honest
+    const batch = this.rate && !fullSpeed ? Math.min(this.batchBytes, Math.floor(this.rate / 4)) : this.batchBytes;
+    const maxRegions = Math.max(1, Math.floor(batch / rs));
     let sinceSync = 0;
     for (;;) {
       if (this.stopping && !fullSpeed) break;
@@ -247,15 +247,11 @@ export class Hydrator extends EventEmitter {
     while (this.pd.hostInflight > 0 && Date.now() < until) await sleep(1);
   }
 
-  private async throttle(bytes: number): Promise<void> {
+  /** Paces the restore: bytes copied since it began never run ahead of rate × elapsed time. */
+  private async throttle(_bytes: number): Promise<void> {
     if (!this.rate) return;
-    const now = Date.now();
-    if (now - this.bucketTime > 1000) {
-      this.bucketTime = now;
-      this.bucketBytes = 0;
-    }
-    this.bucketBytes += bytes;
-    const earliest = this.bucketTime + (this.bucketBytes / this.rate) * 1000;
-    if (earliest > now) await sleep(earliest - now);
+    const due = this.startedAt + (this.bytesCopied / this.rate) * 1000;
+    const wait = due - Date.now();
+    if (wait > 0) await sleep(wait);
   }
 }

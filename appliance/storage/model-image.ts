@@ -105,6 +105,17 @@ export class ModelImage implements BlockDevice {
     }
   }
 
+  /** Hashes one region now (whatever was known of it) and says whether it matches. */
+  async checkRegion(region: number): Promise<boolean> {
+    try {
+      await this.verifyRegion(region, true);
+      return true;
+    } catch (err) {
+      if (err instanceof ModelCorruptError) return false;
+      throw err;
+    }
+  }
+
   private async verifyRegion(region: number, force = false): Promise<void> {
     const state = this.verified[region];
     if (state === 1 && !force) return;

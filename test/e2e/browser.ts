@@ -3,7 +3,8 @@
  * end-to-end tests: viewports, screenshots into docs/screenshots, and a guard that fails a test
  * on any page error or console error (a CSP violation shows up as one).
  */
-import { mkdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { mkdirSync, mkdtempSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
@@ -21,9 +22,14 @@ export function launchChromium(): Promise<Browser> {
   });
 }
 
-/** docs/screenshots of the repository (SNAPBACK_SCREENSHOTS overrides). */
+/**
+ * Where screenshots go: a temporary directory in a test run (tests write only under temporary
+ * directories), or SNAPBACK_SCREENSHOTS — `npm run screenshots` points it at docs/screenshots
+ * to refresh the committed ones.
+ */
+let tempShots: string | null = null;
 export function screenshotDir(): string {
-  const d = process.env.SNAPBACK_SCREENSHOTS ?? join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'docs', 'screenshots');
+  const d = process.env.SNAPBACK_SCREENSHOTS ?? (tempShots ??= mkdtempSync(join(tmpdir(), 'snapback-screenshots-')));
   mkdirSync(d, { recursive: true });
   return d;
 }
@@ -57,7 +63,13 @@ export async function newPage(browser: Browser, vp: ViewportName): Promise<{ con
 
 export async function shot(page: Page, vp: ViewportName, name: string, fullPage = true): Promise<string> {
   const file = join(screenshotDir(), `${vp}-${name}.png`);
-  // The notices fade on their own; hide the caret so repeated runs give similar pictures.
+  // Transient notices (they fade after a few seconds; the tests move faster) are cleared, and a
+  // full-page picture starts from the top (the sticky header stays where it belongs).
+  await page.evaluate((top) => {
+    const d = (globalThis as unknown as { document: { getElementById(id: string): { replaceChildren(): void } | null } }).document;
+    d.getElementById('notices')?.replaceChildren();
+    if (top) (globalThis as unknown as { scrollTo(x: number, y: number): void }).scrollTo(0, 0);
+  }, fullPage);
   await page.screenshot({ path: file, fullPage, caret: 'hide', animations: 'disabled' });
   return file;
 }

@@ -11,6 +11,8 @@ import { join } from 'node:path';
 import { spawn } from 'node:child_process';
 import { Prng } from '../helpers/prng.js';
 import { snapback, tool, startServe, exited, nbdUri } from '../helpers/cli.js';
+import { callDaemon } from '../../appliance/cli/control-client.js';
+import { openSync, writeSync, closeSync } from 'node:fs';
 
 const SIZE = 32 << 20;
 
@@ -152,5 +154,33 @@ describe('snapback CLI and daemon', function () {
     }
     const v2 = snapback(['verify', '--state-dir', state, '--json']);
     assert.equal(v2.code, 0, v2.stdout);
+  });
+  it('verifies the model on request, and names a region whose bytes changed under the manifest', async () => {
+    initState();
+    const d = await startServe(state);
+    const ctl = join(state, 'control.sock');
+    const waitDone = async () => {
+      for (;;) {
+        const m = (await callDaemon(ctl, 'GET', '/api/model')) as { verify: { state: string; regionsDone: number; regionsTotal: number; badRegions: number[] } };
+        if (m.verify.state !== 'running') return m.verify;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    };
+    try {
+      await callDaemon(ctl, 'POST', '/api/model/verify', {});
+      let v = await waitDone();
+      assert.equal(v.state, 'passed');
+      assert.equal(v.regionsDone, v.regionsTotal);
+      const fd = openSync(model, 'r+');
+      writeSync(fd, Buffer.from([modelBytes[(20 << 20) + 5]! ^ 0x5a]), 0, 1, (20 << 20) + 5);
+      closeSync(fd);
+      await callDaemon(ctl, 'POST', '/api/model/verify', {});
+      v = await waitDone();
+      assert.equal(v.state, 'failed');
+      assert.deepEqual(v.badRegions, [20], 'the 1 MiB manifest region holding the changed byte');
+    } finally {
+      d.kill('SIGTERM');
+      await exited(d);
+    }
   });
 });

@@ -138,7 +138,7 @@ describe('state store (lowdb, durable)', () => {
       await writeFile(p, content);
       await assert.rejects(StateStore.open(dir), (e: unknown) => {
         assert.ok(e instanceof StateCorruptError, String(e));
-        assert.equal(e.code, 'IO_ERROR');
+        assert.equal(e.code, 'STATE_CORRUPT');
         assert.ok(e.message.includes(p), e.message);
         assert.match(e.message, /untouched/);
         return true;
