@@ -17,7 +17,7 @@ import * as path from 'node:path';
 import { strict as assert } from 'node:assert';
 import { repoRoot } from '../rigs/debian-kernel.js';
 import { buildHostImage, fileRangeSha256, type HostImage } from '../rigs/host-image.js';
-import { HostVm, requireVmTools, type VmEvent } from '../rigs/host-vm.js';
+import { HostVm, requireVmTools } from '../rigs/host-vm.js';
 
 const MiB = 1024 * 1024;
 const KiB = 1024;
@@ -176,6 +176,12 @@ class Appliance {
     return runCli(['session', 'end', '--state-dir', this.stateDir, ...(wait ? ['--wait'] : [])]);
   }
 
+  /** The daemon's sessionEndMs for a session (from the history). */
+  async daemonEndMs(sessionNumber: number): Promise<number> {
+    const rec = (await this.sessions()).find((x) => x.number === sessionNumber);
+    return rec?.sessionEndMs ?? NaN;
+  }
+
   async mode(m: 'frozen' | 'thawed'): Promise<void> {
     await runCli(['mode', m, '--state-dir', this.stateDir]);
   }
@@ -280,7 +286,7 @@ class ByteReader {
   }
 }
 
-export async function nbdReadRanges(socketPath: string, ranges: readonly Range[]): Promise<Buffer[]> {
+async function nbdReadRanges(socketPath: string, ranges: readonly Range[]): Promise<Buffer[]> {
   const sock = connect(socketPath);
   const rd = new ByteReader(sock);
   try {
@@ -342,7 +348,7 @@ interface Comparison {
 }
 
 /** Streams the whole export with nbdcopy and compares it with the model file. */
-export async function compareExportWithModel(socketPath: string, model: HostImage): Promise<Comparison> {
+async function compareExportWithModel(socketPath: string, model: HostImage): Promise<Comparison> {
   const fh = await fs.open(model.path, 'r');
   const child = spawn('nbdcopy', [`nbd+unix:///?socket=${socketPath}`, '-'], { stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
@@ -401,7 +407,7 @@ interface Range {
 }
 
 /** Raw writes a scenario makes, beside its file changes: the partition table included. */
-export function rawWriteRanges(model: HostImage): Range[] {
+function rawWriteRanges(model: HostImage): Range[] {
   const d = model.dataPartition;
   return [
     { offset: 0, length: 512 }, // MBR: boot code and partition table
@@ -418,7 +424,7 @@ export function rawWriteRanges(model: HostImage): Range[] {
  * flushes them, and checks that the guest reads back what it wrote (from the device, after
  * dropping its cache).
  */
-export function rawWritesScript(ranges: readonly Range[]): string {
+function rawWritesScript(ranges: readonly Range[]): string {
   const lines = ['i=0'];
   for (const r of ranges) {
     lines.push(
@@ -439,7 +445,7 @@ export function rawWritesScript(ranges: readonly Range[]): string {
 }
 
 /** Creates, modifies, renames and deletes files and directories on the FAT, then syncs. */
-export const FILE_CHANGES = `
+const FILE_CHANGES = `
 mount -t vfat /dev/sda1 /mnt || fail "mount rw"
 echo "created during the session" > /mnt/created.txt
 mkdir -p /mnt/newdir/sub
@@ -460,7 +466,7 @@ mark files-changed
 `;
 
 /** The check every "next boot" makes: the whole disk, then every file, as the guest reads them. */
-export const CHECK_MODEL = `
+const CHECK_MODEL = `
 mark check-start
 echo "@@ disk-sha256 $(disk_sha)"
 mount -t vfat -o ro /dev/sda1 /mnt || fail "mount the model's FAT"
@@ -487,7 +493,7 @@ function guestView(vm: HostVm): GuestView {
   return { diskSha256: sha, files, dirs: dirs.sort() };
 }
 
-export function assertGuestSawModel(vm: HostVm, model: HostImage): void {
+function assertGuestSawModel(vm: HostVm, model: HostImage): void {
   const v = guestView(vm);
   const expected = new Map(model.files.map((f) => [f.path, f.sha256]));
   assert.deepEqual([...v.files.entries()].sort(), [...expected.entries()].sort(), `${vm.opts.name}: files on the FAT differ from the model's`);
@@ -504,6 +510,8 @@ interface Timings {
   bootMs: number[];
   /** `snapback session end` (CLI round trip), per power cycle. */
   sessionEndMs: number[];
+  /** The daemon's own measure of the session end (history's sessionEndMs). */
+  daemonEndMs: number[];
   /** Session end requested → a fresh NBD client reads the model where the guest wrote. */
   modelReadableMs: number[];
   /** Session end requested → no region pending any more. */
@@ -514,7 +522,7 @@ interface Timings {
 const allTimings: Timings[] = [];
 
 function timings(scenario: string): Timings {
-  const t: Timings = { scenario, bootMs: [], sessionEndMs: [], modelReadableMs: [], hydrationMs: [], notes: [] };
+  const t: Timings = { scenario, bootMs: [], sessionEndMs: [], daemonEndMs: [], modelReadableMs: [], hydrationMs: [], notes: [] };
   allTimings.push(t);
   return t;
 }
@@ -526,8 +534,8 @@ function bootTime(vm: HostVm): number {
 
 function printTimings(): void {
   const fmt = (xs: number[]): string => (xs.length ? xs.map((x) => (Number.isFinite(x) ? (x / 1000).toFixed(2) : '?')).join(' / ') : '-');
-  const rows = allTimings.map((t) => [t.scenario, fmt(t.bootMs), fmt(t.sessionEndMs), fmt(t.modelReadableMs), fmt(t.hydrationMs)]);
-  const head = ['scenario', 'boot (s)', 'session end (s)', 'model readable (s)', 'hydration (s)'];
+  const rows = allTimings.map((t) => [t.scenario, fmt(t.bootMs), fmt(t.sessionEndMs), fmt(t.daemonEndMs), fmt(t.modelReadableMs), fmt(t.hydrationMs)]);
+  const head = ['scenario', 'boot (s)', 'session end: CLI (s)', 'daemon (s)', 'model readable (s)', 'hydration (s)'];
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
   const line = (r: string[]): string => '    ' + r.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ');
   console.log('\n  host-boot timings (TCG; per boot / per power cycle):');
@@ -610,29 +618,23 @@ async function fileRange(file: string, r: Range): Promise<Buffer> {
   }
 }
 
-interface CycleResult {
-  sessionEnd: CliResult;
-  startedAt: number;
-  modelReadableAt: number;
-  hydratedAt: number;
-  samples: StatusSample[];
-}
-
-/** Ends the session (the host has just lost power) and measures the restore. */
-async function powerCycle(app: Appliance, t: Timings, probe: readonly Range[]): Promise<CycleResult> {
-  const poller = pollStatus(app);
+/**
+ * Ends the session (the host has just lost power) and measures the restore: a probe reads
+ * `probe` (where the guest wrote) through fresh NBD connections until it gets the model's bytes.
+ */
+async function powerCycle(app: Appliance, t: Timings, probe: readonly Range[]): Promise<void> {
+  const ending = (await app.status()).session.number;
   const startedAt = Date.now();
   const readable = waitModelReadable(app, app.model, probe);
   const sessionEnd = await app.sessionEnd(true);
   const modelReadableAt = await readable;
   const hydrated = await waitHydrated(app);
   const hydratedAt = Date.now();
-  await poller.stop();
   assert.equal(hydrated.regions.pending, 0);
   t.sessionEndMs.push(sessionEnd.ms);
+  t.daemonEndMs.push(await app.daemonEndMs(ending));
   t.modelReadableMs.push(modelReadableAt - startedAt);
   t.hydrationMs.push(hydratedAt - startedAt);
-  return { sessionEnd, startedAt, modelReadableAt, hydratedAt, samples: poller.samples };
 }
 
 /** Boots the guest with a scenario and waits for its power-off (which must be clean). */
@@ -701,17 +703,19 @@ describe('host boot: a QEMU PC boots from Snapback over USB, writes, is power-cy
     console.log(`    models built in ${((small.buildMs + large.buildMs) / 1000).toFixed(1)} s (kernel ${small.kernel.version}) under ${root}`);
   });
 
+  let anyFailed = false;
   after(async function () {
     for (const a of apps) await a.stop().catch(() => undefined);
     printTimings();
-    if (root && this.currentTest?.state !== 'failed' && !process.env.SNAPBACK_KEEP_RIG) {
-      await fs.rm(root, { recursive: true, force: true });
-    } else if (root) console.log(`    rig files kept in ${root}`);
+    if (!root) return;
+    if (anyFailed || process.env.SNAPBACK_KEEP_RIG) console.log(`    rig files (logs, state, disks) kept in ${root}`);
+    else await fs.rm(root, { recursive: true, force: true });
   });
 
   afterEach(async function () {
     if (this.currentTest?.state === 'failed') {
-      process.env.SNAPBACK_KEEP_RIG ??= '1';
+      anyFailed = true;
+      for (const a of apps) console.log(a.logTail(40));
     }
     for (const a of apps) await a.stop().catch(() => undefined);
     apps.length = 0;
@@ -729,17 +733,15 @@ describe('host boot: a QEMU PC boots from Snapback over USB, writes, is power-cy
     assert.ok(afterWrite.regions.writtenThisSession >= raw.length, `the write session logged ${afterWrite.regions.writtenThisSession} regions`);
     assert.equal((await app.verify()).code, 0, 'no unlogged difference while the written session is live');
 
-    const cycle = await powerCycle(app, t, raw);
-    void cycle;
+    await powerCycle(app, t, raw);
     const vm = await bootAndRun(app, dir, 'boot-2-check', CHECK_MODEL, t);
     assertGuestSawModel(vm, small);
     await assertExportIsModel(app, 'after the power cycle');
     await app.sessionEnd(true);
 
     const history = await app.sessions();
-    const mine = history.filter((s) => s.number > first.session.number - 1).sort((a, b) => a.number - b.number);
-    const writeSession = mine.find((s) => s.number === first.session.number);
-    const checkSession = mine.find((s) => s.number === first.session.number + 1);
+    const writeSession = history.find((s) => s.number === first.session.number);
+    const checkSession = history.find((s) => s.number === first.session.number + 1);
     assert.ok(writeSession && checkSession, `history lacks the two sessions: ${JSON.stringify(history)}`);
     assert.ok(writeSession.endedAt && checkSession.endedAt, 'both sessions ended');
     assert.equal(writeSession.regionsWritten, afterWrite.regions.writtenThisSession, 'regions written by the write session');
@@ -753,9 +755,10 @@ describe('host boot: a QEMU PC boots from Snapback over USB, writes, is power-cy
     const dir = await scenarioDir('pulled-plug');
     const app = await appliance(dir, small, 'instant');
     const raw = rawWriteRanges(small);
-    // Raw writes reach the disk (flushed); the file changes after them are left in the guest's
-    // cache, partly written, when the plug is pulled.
-    const script = rawWritesScript(raw) + `
+    // Raw writes reach the disk (flushed; the FAT's boot sector is spared so that the FAT can
+    // still be mounted); the file changes after them are left in the guest's cache, partly
+    // written, when the plug is pulled.
+    const script = rawWritesScript(raw.filter((r) => r.offset !== small.bootPartition.start)) + `
 mount -t vfat /dev/sda1 /mnt || fail "mount rw"
 i=0; while [ $i -lt 50 ]; do echo "unsynced $i" > /mnt/unsynced-$i.txt; i=$((i+1)); done
 dd if=/dev/urandom of=/mnt/data/big.bin bs=64k count=32 conv=notrunc 2>/dev/null
@@ -797,8 +800,10 @@ sync; umount /mnt
 head -c ${rawA.length} /dev/zero | tr '\\000' 'A' | dd of=/dev/sda bs=64k oflag=seek_bytes seek=${rawA.offset} conv=notrunc,fsync 2>/dev/null
 mark wrote-a
 `, t);
+    const sessionA = (await app.status()).session.number;
     const cycleA = await app.sessionEnd(true);
     t.sessionEndMs.push(cycleA.ms);
+    t.daemonEndMs.push(await app.daemonEndMs(sessionA));
     const sA = await app.status();
     assert.equal(sA.mode, 'thawed');
     assert.equal(sA.regions.pending, 0, 'thawed: nothing to restore after a power cycle');
@@ -846,7 +851,7 @@ mark still-there
     const t = timings('4 instant');
     const dir = await scenarioDir('instant');
     const half = large.size / 2;
-    const app = await appliance(dir, large, 'instant', HYDRATION_RATE);
+    const app = await appliance(dir, large, 'instant', HYDRATION_TRICKLE);
     await bootAndRun(app, dir, 'boot-1-rewrite-half', `
 dd if=/dev/urandom of=/tmp/pat bs=1M count=1 2>/dev/null
 mark rewriting
@@ -879,34 +884,42 @@ dropcache
 [ "$(range_sha ${half / MiB} ${half / MiB})" = "${secondHalfSha}" ] || fail "after hydration the rewritten half is not the model's"
 mark reread
 ` });
-    const reading = await vm.waitFor('reading');
-    const readDone = await vm.waitFor('read-done');
+    const atBoot = await app.status();
+    await vm.waitFor('reading');
+    // The guest has booted (SeaBIOS, syslinux and Linux read the disk) and starts reading the
+    // whole disk: regions are still pending, so what it reads there comes from the model.
+    const atRead = await app.status();
     t.bootMs.push(bootTime(vm));
+    assert.ok(atRead.regions.pending > 0, `no region pending any more when the guest started reading (${JSON.stringify(atRead.regions)})`);
+    // Now let the hydrator go at full speed, under the guest's reads.
+    const liftedAt = Date.now();
+    await app.hydrationRate(null);
+    const readDone = await vm.waitFor('read-done');
     const hydrated = await waitHydrated(app);
-    const hydratedAt = Date.now();
+    await poller.stop();
+    const firstIdle = poller.samples.find((x) => x.sentAt >= liftedAt && x.status.regions.pending === 0 && !x.status.hydration.running);
+    const hydratedAt = firstIdle?.at ?? Date.now();
     t.hydrationMs.push(hydratedAt - endStart);
     assert.equal(vm.exited, undefined, 'hydration finished while the guest was running');
+    assert.equal(hydrated.regions.pending, 0);
     vm.send('hydrated');
     await vm.waitPoweroff();
-    await poller.stop();
     assertGuestSawModel(vm, large);
-    assert.equal(hydrated.regions.pending, 0);
 
-    // While the guest read, regions were still pending (served from the model).
-    const whileReading = poller.samples.filter((s) => s.sentAt >= reading.at && s.at <= readDone.at);
-    const pendingSeen = whileReading.filter((s) => s.status.regions.pending > 0);
+    const lead = (readDone.at - hydratedAt) / 1000;
     t.notes.push(
-      `pending regions while the guest read the disk: ${pendingSeen.length ? pendingSeen.map((s) => s.status.regions.pending).join(' → ') : 'none'} ` +
-        `(of ${written.regions.writtenThisSession} written)`,
+      `pending regions (of ${written.regions.writtenThisSession} written): ${atBoot.regions.pending} when QEMU started, ${atRead.regions.pending} when the guest began ` +
+        `reading the disk; hydration trickled at ${HYDRATION_TRICKLE / MiB} MiB/s until then, then ran unlimited: ${atRead.regions.pending} regions in ` +
+        `${((hydratedAt - liftedAt) / 1000).toFixed(2)} s under the guest's reads, done ${Math.abs(lead).toFixed(2)} s ${lead >= 0 ? 'before' : 'after'} the guest finished reading`,
     );
-    assert.ok(pendingSeen.length > 0, `no status sample showed pending regions while the guest read (samples: ${whileReading.length})`);
+    t.daemonEndMs.push(await app.daemonEndMs(written.session.number));
     await assertExportIsModel(app, 'instant restore');
   });
 
   it('5. eager restore: the medium comes back only once every pending region is restored', async function () {
     const t = timings('5 eager');
     const dir = await scenarioDir('eager');
-    const app = await appliance(dir, small, 'eager', HYDRATION_RATE);
+    const app = await appliance(dir, small, 'eager');
     const raw = rawWriteRanges(small);
     const d = small.dataPartition;
     const bulk: Range = { offset: d.start + 12 * MiB, length: 8 * MiB };
@@ -939,6 +952,7 @@ mark reread
     }
     const end = await endP;
     t.sessionEndMs.push(end.ms);
+    t.daemonEndMs.push(await app.daemonEndMs(written.session.number));
     t.modelReadableMs.push(firstModelReadAt - endStart);
     const hydrated = await waitHydrated(app);
     t.hydrationMs.push(Date.now() - endStart);
@@ -999,6 +1013,13 @@ done
     t.hydrationMs.push(Date.now() - restartStart);
     const after = await app.status();
     assert.ok(after.session.number > before.session.number, 'the restart began a new session');
+    const killed = (await app.sessions()).find((x) => x.number === before.session.number);
+    assert.ok(killed, 'the session the daemon died in is in the history');
+    assert.ok(killed.endedAt, 'the session the daemon died in was ended by the restart');
+    assert.equal(killed.endReason, 'daemon-start');
+    assert.ok(killed.regionsWritten > 0, `the history counts the regions written before the crash (${killed.regionsWritten})`);
+    t.daemonEndMs.push(killed.sessionEndMs ?? NaN);
+    t.notes.push(`the killed session: ${killed.regionsWritten} regions written, ended by ${killed.endReason}`);
 
     const check = await bootAndRun(app, dir, 'boot-2-check', CHECK_MODEL, t);
     assertGuestSawModel(check, small);
@@ -1008,8 +1029,11 @@ done
 
 // ---------------------------------------------------------------------------------------------
 
-/** Bytes per second the hydrator may copy in scenarios 4 and 5: slow enough to watch. */
-const HYDRATION_RATE = 8 * MiB;
+/**
+ * Scenario 4's hydration rate until the guest starts reading: slow enough that regions are
+ * surely still pending then, however slowly TCG boots on a loaded machine (128 MiB take 128 s).
+ */
+const HYDRATION_TRICKLE = 1 * MiB;
 
 function patternFor(letter: string, length: number): Buffer {
   return Buffer.alloc(length, letter);

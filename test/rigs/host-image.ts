@@ -223,6 +223,9 @@ echo "@@ init $(now)" >&3
 i=0
 while [ ! -b /dev/sda ] && [ $i -lt 400 ]; do sleep 0.05; i=$((i+1)); done
 if [ -b /dev/sda ]; then
+  # the partitions' nodes follow the disk's; a disk without a partition table has none
+  i=0
+  while [ ! -b /dev/sda1 ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); done
   echo "@@ disk $(now) $(cat /sys/block/sda/size)" >&3
   S=/sys/firmware/qemu_fw_cfg/by_name/opt/snapback/scenario/raw
   if [ -r $S ]; then

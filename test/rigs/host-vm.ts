@@ -153,7 +153,7 @@ export class HostVm {
     });
   }
 
-  /** Boots a machine; resolves once QEMU has been started (not once the guest is up). */
+  /** Boots a machine: returns once QEMU has been spawned (not once the guest is up). */
   static start(opts: HostVmOptions): HostVm {
     requireVmTools();
     return new HostVm(opts);

@@ -18,7 +18,7 @@ check chromium chromium
 check mcopy mtools
 check mkfs.vfat dosfstools
 check sfdisk fdisk
-python3 -c 'import nbd' 2>/dev/null || need+=(python3-libnbd)
+/usr/bin/python3 -c 'import nbd' 2>/dev/null || need+=(python3-libnbd)  # Debian's python3: nbdsh's module lives there
 [ -e /usr/lib/syslinux/mbr/mbr.bin ] || need+=(syslinux-common)
 [ -e /usr/lib/syslinux/modules/bios/ldlinux.c32 ] || need+=(syslinux-common)
 command -v syslinux >/dev/null 2>&1 || need+=(syslinux)
