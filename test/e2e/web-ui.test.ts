@@ -13,7 +13,6 @@ import { VIEWPORTS, launchChromium, newPage, shot, type ViewportName } from './b
 // The test compiles without the DOM lib, so page-side functions reach the DOM through an
 // untyped `globalThis.document`. (They must be functions: the app's CSP forbids eval, which
 // string predicates would need.)
-/* eslint-disable @typescript-eslint/no-explicit-any */
 
 async function text(page: Page, sel: string): Promise<string> {
   return ((await page.textContent(sel)) ?? '').trim();
@@ -115,7 +114,7 @@ describe('web UI in Chromium (fake appliance)', function () {
         hx.service.write(written);
         await waitText(page, '#regions-written', String(written.length));
         await waitData(page, '#region-map', 'written', String(written.length));
-        await waitText(page, '#bytes-changed', '21.4 MiB');
+        await waitText(page, '#bytes-changed', '21.3 MiB');
         assert.equal(await text(page, '#regions-clean'), (8192 - written.length).toLocaleString('en-US'));
         // More writes arrive while we watch.
         hx.service.write(Array.from({ length: 60 }, (_, i) => 6000 + i * 2));
@@ -218,7 +217,8 @@ describe('web UI in Chromium (fake appliance)', function () {
 
       it('the Settings page changes the policy and the rate, and creates and revokes an API token', async () => {
         await page.click('#nav a[data-page=settings]');
-        await page.waitForSelector('#policy-form');
+        await page.waitForSelector('#policy-form[data-loaded]');
+        await page.waitForSelector('#tokens-body[data-loaded]');
         await waitValue(page, '#policy-usb', 'power-cycle');
         await page.selectOption('#policy-usb', 'bus-reset');
         await page.fill('#hydration-rate-input', '16');

@@ -58,9 +58,11 @@ export function fmtInt(n: number): string {
   return n.toLocaleString('en-US');
 }
 
-export function fmtDuration(ms: number | null | undefined): string {
+/** A duration; `wholeSeconds` for a running clock (no milliseconds or tenths). */
+export function fmtDuration(ms: number | null | undefined, wholeSeconds = false): string {
   if (ms === null || ms === undefined || !Number.isFinite(ms)) return '—';
-  if (ms < 1000) return `${Math.round(ms)} ms`;
+  if (!wholeSeconds && ms < 1000) return `${Math.round(ms)} ms`;
+  if (!wholeSeconds && ms < 10_000) return `${(ms / 1000).toFixed(1)}s`;
   let s = Math.round(ms / 1000);
   const d = Math.floor(s / 86400);
   s -= d * 86400;

@@ -153,7 +153,7 @@ export const dashboardPage: Page = {
       );
       setText(q('session-number'), String(s.session.number));
       setText(q('session-started'), ` (since ${fmtTime(s.session.startedAt)})`);
-      setText(q('session-duration'), fmtDuration(Date.now() - Date.parse(s.session.startedAt)));
+      setText(q('session-duration'), fmtDuration(Math.max(0, Math.floor((Date.now() - Date.parse(s.session.startedAt)) / 1000)) * 1000, true));
       const mode = q('mode');
       setText(mode, s.mode === 'frozen' ? 'Frozen' : 'Thawed');
       mode?.setAttribute('data-mode', s.mode);
@@ -166,20 +166,22 @@ export const dashboardPage: Page = {
       setText(q('bytes-changed'), fmtBytes(s.bytesChangedThisSession));
 
       const hy = s.hydration;
-      const total = hy.totalAtStart;
-      const p = hy.running || hy.pendingRegions > 0 ? pct(hy.done, Math.max(total, hy.done + hy.pendingRegions)) : 100;
+      // Restoring while regions are pending (a restore may still be "running" for a moment
+      // after the last region, paying off its rate limit).
+      const restoring = hy.running && hy.pendingRegions > 0;
+      const p = hy.pendingRegions > 0 ? pct(hy.done, hy.done + hy.pendingRegions) : 100;
       bar.value = Math.round(p * 10) / 10;
-      bar.dataset.state = hy.running ? 'running' : hy.pendingRegions > 0 ? 'waiting' : 'done';
+      bar.dataset.state = restoring ? 'running' : hy.pendingRegions > 0 ? 'waiting' : 'done';
       setText(
         q('hydration-text'),
-        hy.running
+        restoring
           ? `Restoring: ${fmtInt(hy.done)} of ${fmtInt(hy.done + hy.pendingRegions)} regions (${p.toFixed(1)} %)`
           : hy.pendingRegions > 0
             ? `${fmtInt(hy.pendingRegions)} regions wait to be restored`
             : 'Nothing to restore: the disk matches the model outside this session',
       );
-      setText(q('hydration-rate'), hy.running ? `${fmtRate(hy.bytesPerSecond)} (limit ${fmtRate(hy.rateLimitBytesPerSecond)})` : `Limit ${fmtRate(hy.rateLimitBytesPerSecond)}`);
-      setText(q('hydration-eta'), hy.running && hy.etaSeconds !== null ? `· ${fmtDuration(hy.etaSeconds * 1000)} left` : '');
+      setText(q('hydration-rate'), restoring ? `${fmtRate(hy.bytesPerSecond)} (limit ${fmtRate(hy.rateLimitBytesPerSecond)})` : `Limit ${fmtRate(hy.rateLimitBytesPerSecond)}`);
+      setText(q('hydration-eta'), restoring && hy.etaSeconds !== null ? `· ${fmtDuration(Math.ceil(hy.etaSeconds) * 1000, true)} left` : '');
 
       const diskEl = q('disk-health');
       setText(diskEl, `${fmtBytes(s.disk.size)}, ${s.disk.ioErrors === 0 ? 'no I/O errors' : `${fmtInt(s.disk.ioErrors)} I/O errors`}`);

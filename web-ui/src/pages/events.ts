@@ -18,10 +18,10 @@ function row(e: AuditEntry): HTMLTableRowElement {
   return h(
     'tr',
     { 'data-audit': e.id, 'data-action': e.action },
-    h('td', null, fmtTime(e.at)),
-    h('td', null, e.actor),
-    h('td', null, h('code', null, e.action)),
-    h('td', { class: 'details' }, detailsText(e.details)),
+    h('td', { 'data-label': 'When' }, fmtTime(e.at)),
+    h('td', { 'data-label': 'Who' }, e.actor),
+    h('td', { 'data-label': 'What' }, h('code', null, e.action)),
+    h('td', { class: 'details', 'data-label': 'Details' }, detailsText(e.details)),
   );
 }
 
@@ -42,7 +42,7 @@ export const eventsPage: Page = {
           { class: 'table-wrap' },
           h(
             'table',
-            { class: 'table', id: 'audit-table' },
+            { class: 'table stack-on-phone', id: 'audit-table' },
             h('thead', null, h('tr', null, ['When', 'Who', 'What', 'Details'].map((t) => h('th', { scope: 'col' }, t)))),
             body,
           ),

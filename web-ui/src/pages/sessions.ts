@@ -35,7 +35,7 @@ export const sessionsPage: Page = {
           { class: 'table-wrap' },
           h(
             'table',
-            { class: 'table', id: 'sessions-table' },
+            { class: 'table stack-on-phone', id: 'sessions-table' },
             h(
               'thead',
               null,
@@ -62,15 +62,19 @@ export const sessionsPage: Page = {
               h(
                 'tr',
                 { 'data-session': s.number },
-                h('td', null, String(s.number)),
-                h('td', null, fmtTime(s.startedAt)),
-                h('td', null, s.endedAt ? fmtTime(s.endedAt) : h('span', { class: 'badge badge-live' }, 'running')),
-                h('td', null, len === null ? '—' : fmtDuration(len)),
-                h('td', null, s.endReason ? (REASON[s.endReason] ?? s.endReason) : '—'),
-                h('td', null, s.mode),
-                h('td', { class: 'num' }, fmtInt(s.regionsWritten)),
-                h('td', { class: 'num' }, fmtBytes(s.bytesWritten)),
-                h('td', { class: 'num' }, s.restoreMs !== null ? fmtDuration(s.restoreMs) : s.endedAt && s.mode === 'frozen' ? 'in progress' : '—'),
+                h('td', { 'data-label': 'Session' }, String(s.number)),
+                h('td', { 'data-label': 'Started' }, fmtTime(s.startedAt)),
+                h('td', { 'data-label': 'Ended' }, s.endedAt ? fmtTime(s.endedAt) : h('span', { class: 'badge badge-live' }, 'running')),
+                h('td', { 'data-label': 'Length' }, len === null ? '—' : fmtDuration(len)),
+                h('td', { 'data-label': 'Why it ended' }, s.endReason ? (REASON[s.endReason] ?? s.endReason) : '—'),
+                h('td', { 'data-label': 'Mode' }, s.mode),
+                h('td', { class: 'num', 'data-label': 'Regions' }, fmtInt(s.regionsWritten)),
+                h('td', { class: 'num', 'data-label': 'Bytes' }, fmtBytes(s.bytesWritten)),
+                h(
+                  'td',
+                  { class: 'num', 'data-label': 'Restore time' },
+                  s.restoreMs !== null ? fmtDuration(s.restoreMs) : s.endedAt && s.mode === 'frozen' ? 'in progress' : '—',
+                ),
               ),
             );
           }

@@ -83,6 +83,7 @@ export const settingsPage: Page = {
       h('button', { type: 'submit', class: 'btn btn-primary', id: 'policy-save' }, 'Save'),
     );
     const showSettings = (s: Settings): void => {
+      policyForm.dataset.loaded = 'true';
       usb.value = s.sessionEndPolicy.usb;
       powerOff.checked = s.sessionEndPolicy.hostPowerOff;
       rate.value = s.hydrationRateBytesPerSecond === null ? '' : String(Math.round((s.hydrationRateBytesPerSecond / MIB) * 1000) / 1000);
@@ -154,6 +155,7 @@ export const settingsPage: Page = {
     const loadTokens = (): void => {
       getJson<{ tokens: ApiTokenInfo[] }>('/api/tokens')
         .then(({ tokens }) => {
+          tokenBody.dataset.loaded = 'true';
           tokenBody.replaceChildren(
             ...(tokens.length
               ? tokens.map((t) => {
@@ -177,9 +179,9 @@ export const settingsPage: Page = {
                   return h(
                     'tr',
                     { 'data-token-row': t.id },
-                    h('td', null, t.name),
-                    h('td', null, fmtTime(t.createdAt)),
-                    h('td', null, t.lastUsedAt ? fmtTime(t.lastUsedAt) : 'never'),
+                    h('td', { 'data-label': 'Name' }, t.name),
+                    h('td', { 'data-label': 'Created' }, `${fmtTime(t.createdAt)} by ${t.createdBy}`),
+                    h('td', { 'data-label': 'Last used' }, t.lastUsedAt ? fmtTime(t.lastUsedAt) : 'never'),
                     h('td', null, revoke),
                   );
                 })
@@ -212,7 +214,7 @@ export const settingsPage: Page = {
         h('section', { class: 'card' }, pwForm),
         h(
           'section',
-          { class: 'card' },
+          { class: 'card card-span' },
           h('h2', null, 'API tokens'),
           h('p', { class: 'muted small' }, 'For scripts: send “Authorization: Bearer TOKEN”. Stored hashed; revocable.'),
           tokenForm,
@@ -222,7 +224,7 @@ export const settingsPage: Page = {
             { class: 'table-wrap' },
             h(
               'table',
-              { class: 'table', id: 'tokens-table' },
+              { class: 'table stack-on-phone', id: 'tokens-table' },
               h('thead', null, h('tr', null, ['Name', 'Created', 'Last used', ''].map((t) => h('th', { scope: 'col' }, t)))),
               tokenBody,
             ),
