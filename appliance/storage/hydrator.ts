@@ -53,6 +53,8 @@ export class Hydrator extends EventEmitter {
   private bytesCopied = 0;
   private lastError: string | null = null;
   private finishedAt = 0;
+  /** Copy buffers, allocated once: fresh ones per batch cost page faults and zeroing. */
+  private readonly buffers: Buffer[] = [];
 
   constructor(
     private readonly pd: ProtectedDisk,
@@ -228,8 +230,9 @@ export class Hydrator extends EventEmitter {
     }
     let next = 0;
     let total = 0;
-    const worker = async () => {
-      const buf = Buffer.allocUnsafe(this.chunkBytes);
+    while (this.buffers.length < this.parallel) this.buffers.push(Buffer.allocUnsafe(this.chunkBytes));
+    const worker = async (w: number) => {
+      const buf = this.buffers[w]!;
       while (next < chunks.length) {
         const c = chunks[next++]!;
         const view = buf.subarray(0, c.len);
@@ -238,7 +241,7 @@ export class Hydrator extends EventEmitter {
         total += c.len;
       }
     };
-    await Promise.all(Array.from({ length: Math.min(this.parallel, chunks.length) }, worker));
+    await Promise.all(Array.from({ length: Math.min(this.parallel, chunks.length) }, (_, w) => worker(w)));
     return total;
   }
 

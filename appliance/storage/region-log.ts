@@ -105,12 +105,15 @@ export function decodeHeader(b: Buffer): { header: LogHeader } | { invalid: stri
   };
 }
 
-interface Deferred {
+/** One group commit: its promise, and the regions whose marks it makes durable. */
+interface Batch {
   promise: Promise<void>;
   resolve: () => void;
   reject: (e: unknown) => void;
+  regions: number[];
+  failed: boolean;
 }
-function deferred(): Deferred {
+function newBatch(): Batch {
   let resolve!: () => void;
   let reject!: (e: unknown) => void;
   const promise = new Promise<void>((res, rej) => {
@@ -118,7 +121,7 @@ function deferred(): Deferred {
     reject = rej;
   });
   promise.catch(() => undefined); // a commit nobody waits for must not crash the process
-  return { promise, resolve, reject };
+  return { promise, resolve, reject, regions: [], failed: false };
 }
 
 export interface OpenedLog {
@@ -140,8 +143,8 @@ export class RegionLog {
   /** Pending regions whose data is written but not yet known durable: S persisted after flush. */
   private readonly writtenPending = new Set<number>();
   /** Regions marked but whose mark is not yet durable, with the commit that makes it so. */
-  private readonly unconfirmed = new Map<number, Promise<void>>();
-  private next: Deferred | null = null;
+  private readonly unconfirmed = new Map<number, Batch>();
+  private next: Batch | null = null;
   private running: Promise<void> | null = null;
   private dCount = 0;
   private sCount = 0;
@@ -319,10 +322,12 @@ export class RegionLog {
     if (wasS) {
       // Written-pending (S not persistable until the data is durable): nothing to wait for.
       if (!getBit(this.image, s * SECTOR + S_AT, bit)) return null;
-      const p = this.unconfirmed.get(r);
-      if (!p) return null;
-      // a failed earlier commit: ask again (its sector is dirty again)
-      return p.catch(() => this.commit());
+      const b = this.unconfirmed.get(r);
+      if (!b) return null;
+      if (!b.failed) return b.promise;
+      // that commit failed (its sectors are dirty again): ask for another
+      this.dirty.add(s);
+      return this.track(r, this.batch()).promise;
     }
     if (wasD && !wasS) throw new SnapbackError('BUSY', `region ${r} is pending: it cannot be marked ahead of its write`);
     if (!wasD) {
@@ -335,9 +340,7 @@ export class RegionLog {
     }
     setBit(this.image, s * SECTOR + S_AT, bit, true);
     this.dirty.add(s);
-    const p = this.commit();
-    this.trackUnconfirmed(r, p);
-    return p;
+    return this.track(r, this.batch()).promise;
   }
 
   /**
@@ -374,25 +377,22 @@ export class RegionLog {
       promoted.push(r);
     }
     if (promoted.length) {
-      const p = this.commit();
-      for (const r of promoted) this.trackUnconfirmed(r, p);
+      const b = this.batch();
+      for (const r of promoted) this.track(r, b);
     }
     const waits = new Set<Promise<void>>();
     for (const r of list) {
-      const p = this.unconfirmed.get(r);
-      if (p) waits.add(p);
+      const b = this.unconfirmed.get(r);
+      if (b) waits.add(b.failed ? this.commit() : b.promise);
     }
     return waits.size ? Promise.all(waits).then(() => undefined) : Promise.resolve();
   }
 
-  private trackUnconfirmed(r: number, p: Promise<void>): void {
-    this.unconfirmed.set(r, p);
-    p.then(
-      () => {
-        if (this.unconfirmed.get(r) === p) this.unconfirmed.delete(r);
-      },
-      () => undefined, // left in place: a later mark of r retries through a new commit
-    );
+  /** Region r's mark becomes durable with batch b. */
+  private track(r: number, b: Batch): Batch {
+    this.unconfirmed.set(r, b);
+    b.regions.push(r);
+    return b;
   }
 
   get writtenPendingRegions(): number[] {
@@ -473,11 +473,16 @@ export class RegionLog {
 
   /** Group commit: resolves once every bit set before the call is durable. */
   commit(): Promise<void> {
+    return this.batch().promise;
+  }
+
+  /** The batch the next commit will write (created, and its commit scheduled, if none). */
+  private batch(): Batch {
     if (!this.next) {
-      this.next = deferred();
+      this.next = newBatch();
       if (!this.running) queueMicrotask(() => this.startCommit());
     }
-    return this.next.promise;
+    return this.next;
   }
 
   private startCommit(): void {
@@ -488,9 +493,13 @@ export class RegionLog {
     this.dirty.clear();
     this.running = this.writeSectors(sectors)
       .then(
-        () => batch.resolve(),
+        () => {
+          for (const r of batch.regions) if (this.unconfirmed.get(r) === batch) this.unconfirmed.delete(r);
+          batch.resolve();
+        },
         (err) => {
           for (const s of sectors) this.dirty.add(s); // retried by the next commit
+          batch.failed = true;
           batch.reject(err);
         },
       )
@@ -504,8 +513,9 @@ export class RegionLog {
     this.checkOpen();
     let i = 0;
     while (i < sectors.length) {
+      // one write per span; clean sectors in small gaps ride along (their bytes are current)
       let j = i;
-      while (j + 1 < sectors.length && sectors[j + 1] === sectors[j]! + 1) j++;
+      while (j + 1 < sectors.length && sectors[j + 1]! - sectors[j]! <= 8) j++;
       const first = sectors[i]!;
       const last = sectors[j]!;
       // copy: the image may change while the write is in flight
