@@ -100,6 +100,16 @@ export class ByteQueue {
     return out;
   }
 
+  /** Copies what is queued into one buffer of its own (before a pushed view's memory is reused). */
+  compact(): void {
+    if (this.total === 0) return;
+    const own = this.take(this.total);
+    const copy = Buffer.allocUnsafe(own.length);
+    own.copy(copy);
+    this.clear();
+    this.push(copy);
+  }
+
   clear(): void {
     this.chunks = [];
     this.head = 0;

@@ -7,6 +7,7 @@ import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import type { BufferPool } from './buffer-pool.js';
 import { ByteQueue } from './byte-queue.js';
+import { adoptForDirectReceive } from './direct-receive.js';
 import type { ExportSettings } from './export-info.js';
 import { greeting, OptionNegotiator, type NegotiationLimits } from './option-negotiation.js';
 import { ReplyWriter } from './reply-writer.js';
@@ -23,7 +24,12 @@ export interface ConnectionContext {
   log: Logger;
   /** Large read and write buffers, shared by the server's connections. */
   pool: BufferPool;
+  /** Receive large WRITE payloads straight into their buffers (see direct-receive.ts). */
+  directReceive: boolean;
 }
+
+/** Reads that are not a large payload go here, and are copied out before the next read. */
+const SCRATCH_SIZE = 128 * 1024;
 
 type Phase = 'handshake' | 'transmission' | 'closing';
 
@@ -39,24 +45,39 @@ export class NbdConnection {
   private socketClosed = false;
   private workDone = true;
   private resolveClosed!: () => void;
+  /** Set when reading through `onread` (direct receive); null with 'data' events. */
+  private scratch: Buffer | null = null;
 
+  /** `socket` comes from a server created with pauseOnConnect: it is not reading yet. */
   constructor(
     readonly id: number,
-    private readonly socket: Socket,
+    private socket: Socket,
     private readonly ctx: ConnectionContext,
   ) {
     this.log = ctx.log.child({ conn: id });
     this.closed = new Promise((resolve) => (this.resolveClosed = resolve));
     this.negotiator = new OptionNegotiator(ctx.settings, ctx.negotiation, (data) => {
-      if (!socket.destroyed) socket.write(data);
+      if (!this.socket.destroyed) this.socket.write(data);
     });
   }
 
   start(): void {
+    if (this.ctx.directReceive) {
+      this.scratch = Buffer.allocUnsafeSlow(SCRATCH_SIZE);
+      const adopted = adoptForDirectReceive(this.socket, {
+        buffer: () => this.nextReadBuffer(),
+        received: (n, buf) => this.onDirectRead(n, buf),
+      });
+      if (adopted) this.socket = adopted;
+      else this.scratch = null;
+    }
     const socket = this.socket;
     socket.setNoDelay(true);
     if (socket.remoteAddress !== undefined) socket.setKeepAlive(true, 30_000);
-    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    if (this.scratch === null) {
+      socket.on('data', (chunk: Buffer) => this.onData(chunk));
+      socket.resume();
+    }
     socket.on('end', () => this.onEnd());
     socket.on('error', (err) => this.log.debug({ err }, 'socket error'));
     socket.on('close', () => this.onClose());
@@ -82,6 +103,23 @@ export class NbdConnection {
     else this.negotiate();
   }
 
+  /** Direct receive: the next read lands in a large WRITE's own buffer, or in the scratch. */
+  private nextReadBuffer(): Buffer {
+    const target = this.phase === 'transmission' ? this.transmission!.directReadTarget() : null;
+    return target ?? this.scratch!;
+  }
+
+  private onDirectRead(n: number, buf: Buffer): void {
+    if (this.phase === 'closing') return;
+    if (buf !== this.scratch) {
+      this.transmission!.directReceived(n);
+      return;
+    }
+    // Parsed in place; whatever is left must not stay in the scratch, which the next read reuses.
+    this.onData(buf.subarray(0, n));
+    if (this.queue.length > 0) this.queue.compact();
+  }
+
   private negotiate(): void {
     const step = this.negotiator.process(this.queue);
     if (step === 'pending') return;
@@ -101,7 +139,7 @@ export class NbdConnection {
     this.workDone = false;
     const socket = this.socket;
     const writer = new ReplyWriter(socket);
-    const transmission = new Transmission(this.ctx.settings.device, info, this.negotiator.structured, this.queue, writer, this.ctx.transmission, {
+    const transmission = new Transmission(this.ctx.settings.device, info, this.negotiator.structured, this.queue, this.scratch !== null, writer, this.ctx.transmission, {
       pauseInput: () => socket.pause(),
       resumeInput: () => socket.resume(),
       stopInput: () => {

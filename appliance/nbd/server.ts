@@ -38,6 +38,8 @@ export interface NbdServerTuning {
   maxConnections: number;
   /** Options per handshake before the connection is dropped (default 256). */
   maxOptions: number;
+  /** Receive large WRITE payloads straight into their buffers (default true; direct-receive.ts). */
+  directReceive: boolean;
 }
 
 export const DEFAULT_TUNING: Readonly<NbdServerTuning> = Object.freeze({
@@ -47,6 +49,7 @@ export const DEFAULT_TUNING: Readonly<NbdServerTuning> = Object.freeze({
   maxInflightRequests: 256,
   maxConnections: 64,
   maxOptions: 256,
+  directReceive: true,
 });
 
 /** Free large buffers kept for reuse across requests and connections. */
@@ -94,6 +97,7 @@ export class NbdServer extends EventEmitter {
       closeTimeoutMs: this.tuning.closeTimeoutMs,
       log: this.log,
       pool: new BufferPool(POOL_FREE_BYTES),
+      directReceive: this.tuning.directReceive,
     };
   }
 
@@ -134,8 +138,8 @@ export class NbdServer extends EventEmitter {
 
   private listen(start: (s: net.Server) => void): Promise<net.Server> {
     if (this.closing) return Promise.reject(new SnapbackError('CLOSED', 'the NBD server is closed'));
-    const server = net.createServer({ allowHalfOpen: true }, (socket) => this.accept(socket));
-    server.maxConnections = this.tuning.maxConnections;
+    // pauseOnConnect: a connection may move its handle into a socket that reads directly.
+    const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (socket) => this.accept(socket));
     return new Promise((resolve, reject) => {
       server.once('error', reject);
       server.once('listening', () => {
@@ -149,7 +153,7 @@ export class NbdServer extends EventEmitter {
   }
 
   private accept(socket: net.Socket): void {
-    if (this.closing) {
+    if (this.closing || this.connections.size >= this.tuning.maxConnections) {
       socket.destroy();
       return;
     }

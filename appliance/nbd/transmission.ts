@@ -2,7 +2,9 @@
  * The transmission phase of one connection: parses requests from the received bytes, sends
  * each to the device as soon as it is complete (many in flight, replies in completion order),
  * and keeps memory bounded: it stops parsing (and the connection stops reading its socket)
- * while the bytes held for in-flight requests and unsent replies exceed a budget.
+ * while the bytes held for in-flight requests and unsent replies exceed a budget. Payloads of
+ * 64 KiB and more are assembled in pooled buffers that the socket may read into directly
+ * (direct-receive.ts); large reads go through pooled buffers too when the device has readInto.
  *
  * Ordering: a FLUSH goes to the device when it is parsed; every write whose reply was sent
  * before it has already resolved, and the device's flush() covers every resolved write.
@@ -78,6 +80,12 @@ export class Transmission {
   private cGot = 0;
   private cErrno = 0;
   private pieces: Buffer[] = [];
+  /**
+   * The buffer the current WRITE's payload is assembled in: pooled for large payloads (which
+   * the socket may read into directly), else allocated when the input is transient.
+   */
+  private direct: Buffer | null = null;
+  private directPooled = false;
   private skipLeft = 0;
   /** The device's optional readInto (FileDevice and the protected disk have it). */
   private readonly readInto: ((buf: Buffer, offset: number) => Promise<void>) | null;
@@ -87,6 +95,8 @@ export class Transmission {
     private readonly info: ExportInfo,
     private readonly structured: boolean,
     private readonly queue: ByteQueue,
+    /** The queue's chunks are views of a buffer the next socket read reuses: copy payloads. */
+    private readonly transientInput: boolean,
     private readonly writer: ReplyWriter,
     private readonly limits: TransmissionLimits,
     private readonly hooks: TransmissionHooks,
@@ -142,6 +152,8 @@ export class Transmission {
       this.inflightCount--;
       this.inflightBytes -= this.cLength;
       this.pieces = [];
+      // Not given back to the pool: the socket's next read may still be aimed at it.
+      this.direct = null;
     }
     this.mode = MODE_HEADER;
     this.hooks.stopInput();
@@ -189,6 +201,8 @@ export class Transmission {
       this.inflightCount++;
       this.inflightBytes += length;
       this.cGot = 0;
+      this.directPooled = length >= POOL_MIN_SIZE;
+      this.direct = this.directPooled ? this.pool.acquire(length) : this.transientInput ? Buffer.allocUnsafe(length) : null;
       this.mode = MODE_PAYLOAD;
       return;
     }
@@ -199,8 +213,42 @@ export class Transmission {
     this.dispatch(type, flags, hi, lo, offset, length);
   }
 
+  /**
+   * Where the next socket read may go: the rest of the current large WRITE's buffer, when
+   * nothing received earlier is still queued (bytes must land in stream order).
+   */
+  directReadTarget(): Buffer | null {
+    if (this.mode !== MODE_PAYLOAD || !this.directPooled || this.direct === null || this.ending !== null || this.queue.length !== 0) return null;
+    return this.direct.subarray(this.cGot, this.cLength);
+  }
+
+  /** `n` bytes were read into the buffer `directReadTarget` returned. */
+  directReceived(n: number): void {
+    this.cGot += n;
+    if (this.cGot < this.cLength) return;
+    this.finishAssembledWrite();
+    this.process();
+  }
+
+  private finishAssembledWrite(): void {
+    const buf = this.direct!;
+    this.direct = null;
+    this.mode = MODE_HEADER;
+    this.startWrite(this.cFlags, this.cHi, this.cLo, this.cOffset, buf.subarray(0, this.cLength), this.directPooled ? buf : null);
+  }
+
   /** Gathers the current WRITE's payload; true once it was complete and sent to the device. */
   private collectPayload(q: ByteQueue): boolean {
+    const direct = this.direct;
+    if (direct !== null) {
+      while (this.cGot < this.cLength) {
+        if (q.length === 0) return false;
+        const piece = q.takeSome(this.cLength - this.cGot);
+        this.cGot += piece.copy(direct, this.cGot);
+      }
+      this.finishAssembledWrite();
+      return true;
+    }
     while (this.cGot < this.cLength) {
       if (q.length === 0) return false;
       const piece = q.takeSome(this.cLength - this.cGot);
@@ -215,12 +263,10 @@ export class Transmission {
       this.startWrite(this.cFlags, this.cHi, this.cLo, this.cOffset, pieces[0] ?? EMPTY, null);
       return true;
     }
-    const length = this.cLength;
-    const pooled = length >= POOL_MIN_SIZE ? this.pool.acquire(length) : null;
-    const data = pooled ? pooled.subarray(0, length) : Buffer.allocUnsafe(length);
+    const data = Buffer.allocUnsafe(this.cLength);
     let at = 0;
     for (const piece of pieces) at += piece.copy(data, at);
-    this.startWrite(this.cFlags, this.cHi, this.cLo, this.cOffset, data, pooled);
+    this.startWrite(this.cFlags, this.cHi, this.cLo, this.cOffset, data, null);
     return true;
   }
 

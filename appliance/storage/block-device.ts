@@ -10,6 +10,9 @@
  * - `flush()` makes every write that resolved before it was called durable.
  * - `trim()` may discard data: later reads return either the old bytes or zeroes.
  * - `writeZeroes()` makes the range read as zeroes; `noHole` asks that storage stays allocated.
+ * - a device must not keep the `data` buffer of `write()` once the call settles: callers (the
+ *   NBD server) reuse their buffers.
+ * - `readInto()`, where a device has it, reads into the caller's buffer (no allocation per request).
  */
 export interface DeviceCapabilities {
   readonly canWrite: boolean;
@@ -36,6 +39,7 @@ export interface BlockDevice {
   readonly capabilities: DeviceCapabilities;
   open(): Promise<void>;
   read(offset: number, length: number): Promise<Buffer>;
+  readInto?(buf: Buffer, offset: number): Promise<void>;
   write(offset: number, data: Buffer, options?: WriteOptions): Promise<void>;
   flush(): Promise<void>;
   trim(offset: number, length: number, options?: WriteOptions): Promise<void>;

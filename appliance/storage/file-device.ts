@@ -3,7 +3,7 @@
  * fdatasync on flush. The size of a block device comes from /sys/class/block/NAME/size
  * (512-byte sectors), since fstat reports 0 for it.
  */
-import { promises as fsp, constants as fsc, statSync, readFileSync, realpathSync } from 'node:fs';
+import { promises as fsp, constants as fsc, statSync, readFileSync, realpathSync, read as fsRead, write as fsWrite } from 'node:fs';
 import { basename } from 'node:path';
 import type { FileHandle } from 'node:fs/promises';
 import { checkRange, type BlockDevice, type DeviceCapabilities, type WriteOptions, type ZeroOptions } from './block-device.js';
@@ -16,6 +16,15 @@ export interface FileDeviceOptions {
 }
 
 const ZERO_CHUNK = Buffer.alloc(1 << 20);
+
+// Callback-style positional I/O on the raw fd: FileHandle's promise API costs about 10 µs more
+// per request, which is most of the server's CPU for 4 KiB requests (measured, bench/).
+function preadOnce(fd: number, buf: Buffer, off: number, len: number, pos: number): Promise<number> {
+  return new Promise((res, rej) => fsRead(fd, buf, off, len, pos, (err, n) => (err ? rej(err) : res(n))));
+}
+function pwriteOnce(fd: number, buf: Buffer, off: number, len: number, pos: number): Promise<number> {
+  return new Promise((res, rej) => fsWrite(fd, buf, off, len, pos, (err, n) => (err ? rej(err) : res(n))));
+}
 
 /** The size of a file or block device in bytes. */
 export function sizeOfPath(path: string): number {
@@ -104,11 +113,11 @@ export class FileDevice implements BlockDevice {
 
   /** Reads exactly buf.length bytes at offset into buf (zeroes past the end of a short file). */
   async readInto(buf: Buffer, offset: number): Promise<void> {
-    const h = this.h();
+    const fd = this.h().fd;
     let done = 0;
     try {
       while (done < buf.length) {
-        const { bytesRead } = await h.read(buf, done, buf.length - done, offset + done);
+        const bytesRead = await preadOnce(fd, buf, done, buf.length - done, offset + done);
         if (bytesRead === 0) {
           buf.fill(0, done); // sparse tail of a file shorter than the device
           return;
@@ -127,8 +136,7 @@ export class FileDevice implements BlockDevice {
     let done = 0;
     try {
       while (done < data.length) {
-        const { bytesWritten } = await h.write(data, done, data.length - done, offset + done);
-        done += bytesWritten;
+        done += await pwriteOnce(h.fd, data, done, data.length - done, offset + done);
       }
       if (options.fua) await h.datasync();
     } catch (err) {

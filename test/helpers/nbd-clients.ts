@@ -60,6 +60,15 @@ export function runTool(cmd: string, args: string[], opts: ToolOptions = {}): Pr
   });
 }
 
+/** Polls `cond` until it holds; throws after `timeoutMs` (a bound on hangs, not a timing test). */
+export async function waitFor(cond: () => boolean | Promise<boolean>, what: string, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await cond())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
 export function nbdUri(socketPath: string, exportName = ''): string {
   return `nbd+unix:///${exportName}?socket=${socketPath}`;
 }

@@ -4,7 +4,12 @@
  * handshake deadline.
  */
 import assert from 'node:assert/strict';
-import { NBD, RawNbdClient, nbdUri, nbdinfoJson, runTool, startServer, type ServerFixture } from '../helpers/nbd-clients.js';
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { isSnapbackError } from '../../appliance/errors.js';
+import { NbdServer } from '../../appliance/nbd/index.js';
+import { FileDevice } from '../../appliance/storage/file-device.js';
+import { NBD, RawNbdClient, makeImage, makeTempDir, nbdUri, nbdinfoJson, runTool, startServer, waitFor, type ServerFixture } from '../helpers/nbd-clients.js';
 
 const SIZE = 16 * 1024 * 1024;
 
@@ -188,6 +193,48 @@ describe('NBD server: read-only export and handshake deadline', function () {
     halfway.write(Buffer.from('IHAVEOPT')); // half an option header, then nothing
     assert.equal(await silent.waitClosed(30_000), true, 'silent client dropped');
     assert.equal(await halfway.waitClosed(30_000), true, 'half-open client dropped');
-    assert.equal(fx.server.clientCount, 0);
+    await waitFor(() => fx.server.clientCount === 0, 'the server to forget both clients');
+  });
+});
+
+describe('NBD server: listeners and events', function () {
+  it('replaces a stale unix socket, refuses to replace a regular file, serves TCP on loopback, reports clients', async function () {
+    const dir = await makeTempDir();
+    const imagePath = join(dir.path, 'disk.img');
+    await makeImage(imagePath, SIZE);
+    const device = new FileDevice(imagePath);
+    await device.open();
+    const server = new NbdServer({ device });
+    try {
+      // A socket file left behind by a process that died: bound, never unlinked.
+      const stale = join(dir.path, 'stale.sock');
+      await runTool('python3', ['-c', `import socket; s = socket.socket(socket.AF_UNIX); s.bind(${JSON.stringify(stale)})`]);
+      await server.listenUnix(stale);
+      const regular = join(dir.path, 'not-a-socket');
+      await writeFile(regular, 'precious');
+      await assert.rejects(server.listenUnix(regular), (err: unknown) => isSnapbackError(err, 'BAD_ARGUMENT'));
+      assert.equal(await readFile(regular, 'utf8'), 'precious');
+
+      const { host, port } = await server.listenTcp('127.0.0.1', 0);
+      assert.equal(host, '127.0.0.1');
+      assert.ok(port > 0);
+
+      const events: string[] = [];
+      server.on('connect', ({ id }: { id: number }) => events.push(`connect ${id}`));
+      server.on('disconnect', ({ id }: { id: number }) => events.push(`disconnect ${id}`));
+      const overTcp = await nbdinfoJson(`nbd://127.0.0.1:${port}/`);
+      assert.equal(overTcp.exports[0]!['export-size'], SIZE);
+      const overUnix = await nbdinfoJson(nbdUri(stale));
+      assert.equal(overUnix.exports[0]!['export-size'], SIZE);
+      await waitFor(() => events.length === 4, 'two connects and two disconnects');
+      assert.deepEqual(events, ['connect 1', 'disconnect 1', 'connect 2', 'disconnect 2']);
+      assert.equal(server.clientCount, 0);
+    } finally {
+      await server.close();
+      await server.close();
+      await assert.rejects(server.listenTcp('127.0.0.1', 0), (err: unknown) => isSnapbackError(err, 'CLOSED'));
+      await device.close();
+      await dir.remove();
+    }
   });
 });
