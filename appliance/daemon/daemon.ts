@@ -16,7 +16,7 @@ import { StateStore } from '../state/state-store.js';
 import { SessionManager } from '../session/session-manager.js';
 import { NbdServer } from '../nbd/server.js';
 import { HttpComponent } from '../http/http-component.js';
-import { GadgetComponent, gadgetAvailable } from '../gadget/gadget-component.js';
+import { GadgetComponent, gadgetAvailable, readGadgetSettings } from '../gadget/gadget-component.js';
 import { GpioComponent } from '../gpio/gpio-component.js';
 import { GpioSettingsSchema, type GpioSettingsInput } from '../gpio/gpio-settings.js';
 import { createGpioRouter } from '../gpio/gpio-routes.js';
@@ -153,7 +153,7 @@ export class Daemon {
         this.components.push({
           name: 'gadget',
           start: async () => {
-            gadget = new GadgetComponent(this.sessions!, {}, { nbdSocket, configfsRoot: this.opts.configfsRoot, sysRoot: this.opts.sysRoot });
+            gadget = new GadgetComponent(this.sessions!, readGadgetSettings(state.path), { nbdSocket, configfsRoot: this.opts.configfsRoot, sysRoot: this.opts.sysRoot });
             await gadget.start();
           },
           stop: async () => {

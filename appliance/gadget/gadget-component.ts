@@ -39,7 +39,7 @@ export const GadgetWatchdogSchema = z
   .object({
     enabled: z.boolean().default(true),
     /** How often the watchdog looks at the gadget. */
-    intervalMs: z.number().int().min(100).max(60_000).default(2000),
+    intervalMs: z.number().int().min(10).max(60_000).default(2000),
     /**
      * A host that has started enumerating the gadget (reset, address) but has not configured
      * it after this long finds the gadget unresponsive: unbind and rebind it.
@@ -150,6 +150,25 @@ export function gadgetAvailable(configfsRoot: string = DEFAULT_CONFIGFS, sysRoot
   return { available: true };
 }
 
+/**
+ * Gadget settings from DIR/gadget.json when present (validated), else the defaults: what the
+ * daemon passes to `new GadgetComponent`. A bad file stops the daemon with a clear message
+ * rather than presenting a wrong device to the host.
+ */
+export function readGadgetSettings(stateDir: string): GadgetSettings {
+  const file = path.join(stateDir, 'gadget.json');
+  if (!existsSync(file)) return GadgetSettingsSchema.parse({});
+  let raw: unknown;
+  try {
+    raw = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (err) {
+    throw new SnapbackError('BAD_ARGUMENT', `${file} is not valid JSON: ${message(err)}`);
+  }
+  const r = GadgetSettingsSchema.safeParse(raw);
+  if (!r.success) throw new SnapbackError('BAD_ARGUMENT', `${file}: ${r.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
+  return r.data;
+}
+
 function onPath(program: string): boolean {
   for (const dir of (process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin').split(':')) {
     if (!dir) continue;
@@ -208,6 +227,7 @@ export class GadgetComponent extends EventEmitter implements Component {
   /** quiesce() unbound the UDC; resume() binds it again. */
   private disconnectedForEnd = false;
   private sawUnbound = false;
+  private sawNbdLost = false;
   private endInFlight = false;
 
   constructor(
@@ -309,6 +329,9 @@ export class GadgetComponent extends EventEmitter implements Component {
         this.service.addSessionEndParticipant(participant);
       }
       this.policy = new UdcStatePolicy(this.settings.policy);
+      // The enumeration that follows our own bind is not a host re-enumeration (the state file
+      // may still show the previous binding's "configured" when the watcher first reads it).
+      this.policy.expectOwnReenumeration(this.now() + 30_000);
       this.udcState = null;
       this.stateSince = this.now();
       this.watcher = new UdcWatcher({
@@ -487,10 +510,16 @@ export class GadgetComponent extends EventEmitter implements Component {
     }
     if (!snap.exists && devices.size === 0) return;
     this.record(`gadget: cleaning up what an earlier run left (${snap.exists ? `gadget ${name}${snap.udc ? ` bound to ${snap.udc}` : ''}` : 'no gadget'}${devices.size ? `, ${[...devices].join(', ')}` : ''})`);
+    // The nbd devices first: their server is gone, and the mass-storage thread may be blocked
+    // on a request it will never answer (an nbd device without a timeout waits forever), which
+    // would block the unbind too. Disconnecting fails those requests. No flush: the dirty pages
+    // cannot be written back any more (they were never acknowledged as flushed to the host).
+    for (const dev of devices) {
+      if (this.nbd.isConnected(dev)) await this.nbd.detach(dev, { flush: false, wait: false });
+    }
     if (snap.exists) await this.builder.remove(name);
     for (const dev of devices) {
-      // The old server is gone: its dirty pages cannot be written back; just disconnect.
-      if (this.nbd.isConnected(dev)) await this.nbd.detach(dev, { flush: false });
+      if (!(await this.nbd.waitDisconnected(dev))) log.warn({ device: dev }, 'an nbd device left by an earlier run still shows a connection');
     }
     await fs.rm(this.runtimeFile(), { force: true });
   }
@@ -593,6 +622,16 @@ export class GadgetComponent extends EventEmitter implements Component {
 
   // ---- watchdog ------------------------------------------------------------------------
 
+  /** How many NBD clients the daemon's server has; null when the service cannot say. */
+  private nbdClientCount(): number | null {
+    try {
+      const n = this.service.status().host.nbdClients;
+      return typeof n === 'number' ? n : null;
+    } catch {
+      return null;
+    }
+  }
+
   private watchdogTick(): void {
     if (!this.running) return;
     void this.serial(async () => {
@@ -627,15 +666,22 @@ export class GadgetComponent extends EventEmitter implements Component {
       this.changed();
       return;
     }
-    // The nbd connection died (the NBD server dropped it): the host gets I/O errors until reattached.
-    if (this.nbdDevice && !this.nbd.isConnected(this.nbdDevice)) {
+    // The kernel's NBD connection is gone: someone disconnected /dev/nbdX, or the NBD server
+    // dropped the connection (it then reports no clients; the kernel device still looks
+    // connected while the gadget holds it open, and its requests are never answered). The host
+    // gets I/O errors or hangs until the device is replaced. Seen on two checks in a row.
+    const lost = this.nbdDevice !== null && (!this.nbd.isConnected(this.nbdDevice) || this.nbdClientCount() === 0);
+    const lostTwice = lost && this.sawNbdLost;
+    this.sawNbdLost = lost;
+    if (lostTwice && this.nbdDevice) {
       const old = this.nbdDevice;
-      await this.builder.ejectMedium(name);
-      this.medium = 'ejected';
-      await this.nbd.detach(old, { flush: false }).catch(() => undefined);
+      // Disconnect first: that fails the requests the mass-storage thread may be blocked on.
+      await this.nbd.detach(old, { flush: false, wait: false }).catch(() => undefined);
       this.nbdDevice = null;
-      await this.attachAndInsert();
-      this.record(`gadget-watchdog: ${old} lost its NBD connection; reattached as ${this.nbdDevice}`);
+      await this.attachAndInsert(); // a fresh device; ejecting the old one closes it
+      await this.nbd.waitDisconnected(old);
+      this.sawNbdLost = false;
+      this.record(`gadget-watchdog: ${old} lost its NBD connection; the medium is now ${this.nbdDevice ?? '?'}`);
       this.changed();
       return;
     }

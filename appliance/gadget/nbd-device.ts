@@ -90,15 +90,28 @@ export class NbdDevices {
     return r.code === 0 ? null : describeFailure('blockdev', ['--flushbufs', this.devPath(name)], r);
   }
 
-  /** Flushes and disconnects; a device that is not connected is fine. */
-  async detach(name: string, opts: { flush: boolean } = { flush: true }): Promise<void> {
+  /**
+   * Flushes and disconnects; a device that is not connected is fine. The kernel keeps showing
+   * the connection until the last opener closes the device: with `wait` (the default) the
+   * device must be gone within a second, without it a successful `nbd-client -d` is enough
+   * (the caller closes the device next, e.g. by removing the gadget).
+   */
+  async detach(name: string, opts: { flush?: boolean; wait?: boolean } = {}): Promise<void> {
     if (!this.isConnected(name)) return;
-    if (opts.flush) await this.flush(name);
+    if (opts.flush ?? true) await this.flush(name);
     const args = ['-d', this.devPath(name)];
     const r = await runTool(this.o.run, 'nbd-client', args, { timeoutMs: 30_000 });
-    if (!(await this.waitConnected(name, false))) {
-      throw new SnapbackError('IO_ERROR', `cannot disconnect ${name}: ${r.code === 0 ? 'still connected' : describeFailure('nbd-client', args, r)}`);
+    if (r.code !== 0 && this.isConnected(name)) {
+      throw new SnapbackError('IO_ERROR', `cannot disconnect ${name}: ${describeFailure('nbd-client', args, r)}`);
     }
+    if ((opts.wait ?? true) && !(await this.waitConnected(name, false))) {
+      throw new SnapbackError('IO_ERROR', `cannot disconnect ${name}: still connected (is something else holding it open?)`);
+    }
+  }
+
+  /** Waits (briefly) until `name` shows no connection. */
+  async waitDisconnected(name: string): Promise<boolean> {
+    return this.waitConnected(name, false);
   }
 
   private async waitConnected(name: string, want: boolean): Promise<boolean> {

@@ -137,7 +137,7 @@ export class SimulatedConfigfs implements GadgetFs {
     }
     const inGadget = parts[0] === 'usb_gadget' && depth >= 4;
     if (inGadget && depth === 4 && up === 'strings') {
-      if (!/^0x[0-9a-fA-F]{4}$/.test(name)) throw errno('EINVAL', `bad language ${name}`);
+      if (!/^0x[0-9a-fA-F]{1,4}$/.test(name)) throw errno('EINVAL', `bad language ${name}`);
       await fs.mkdir(p);
       await this.attrs(p, { manufacturer: '', product: '', serialnumber: '' });
       return;

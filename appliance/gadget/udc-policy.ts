@@ -103,8 +103,10 @@ export class UdcStatePolicy {
   }
 
   /**
-   * Marks the next re-enumeration (until the host configures the gadget again, or
-   * `untilMs`) as caused by the appliance itself (watchdog rebind): it ends no session.
+   * Marks the next re-enumeration (until the host has configured the gadget again after it,
+   * or `untilMs`) as caused by the appliance itself (its own bind, a watchdog rebind): it ends
+   * no session. A "configured" read before that enumeration does not end the window: a UDC may
+   * still show the previous binding's state (dummy_hcd keeps "configured" after an unbind).
    */
   expectOwnReenumeration(untilMs: number): void {
     this.ownActionUntil = untilMs;

@@ -16,11 +16,14 @@
  *    and the CLI; killed with SIGKILL in the middle of a write and restarted.
  */
 import { fork, spawn, execFile, type ChildProcess } from 'node:child_process';
+import { request as httpRequest } from 'node:http';
 import { EventEmitter } from 'node:events';
-import { existsSync, readdirSync, readFileSync, readlinkSync, writeFileSync, appendFileSync, mkdirSync } from 'node:fs';
+import { closeSync, constants as fsConstants, existsSync, openSync, readdirSync, readFileSync, readlinkSync, writeFileSync, appendFileSync, mkdirSync } from 'node:fs';
 import * as fs from 'node:fs/promises';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { createCipheriv } from 'node:crypto';
 import { promisify } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
 
@@ -60,12 +63,25 @@ function hostTests(): void {
     before(async function () {
       const { runKernelVm } = await import('../rigs/kernel-vm.js');
       const t0 = Date.now();
+      let prep = '';
       try {
+        // The model and the state directory are made here, where node is fast; the guest copies
+        // them to the same absolute path on its tmpfs.
+        prep = await fs.mkdtemp(path.join(os.tmpdir(), 'snapback-gadget-prep-'));
+        await prepare(prep);
         const r = await runKernelVm({
-          modules: ['dummy_hcd', 'usb_storage', 'sd_mod', 'vfat', 'nls_cp437', 'nls_iso8859_1'],
+          modules: ['dummy_hcd', 'usb_storage', 'sd_mod', 'vfat', 'nls_cp437', 'nls_iso8859_1', 'nls_utf8', 'nls_ascii'],
           command: ['node', THIS_FILE],
-          env: { SNAPBACK_GADGET_GUEST: 'scenario', NODE_ENV: 'production', LOG_LEVEL: process.env.GADGET_VM_LOG_LEVEL ?? 'warn' },
-          timeoutMs: 12 * 60_000,
+          env: {
+            SNAPBACK_GADGET_GUEST: 'scenario',
+            SNAPBACK_GADGET_PREP: prep,
+            NODE_ENV: 'production',
+            LOG_LEVEL: process.env.GADGET_VM_LOG_LEVEL ?? 'warn',
+            ...(process.env.GADGET_VM_TRACE ? { GADGET_VM_TRACE: '1' } : {}),
+            ...(process.env.GADGET_VM_HARNESS ? { GADGET_VM_HARNESS: '1' } : {}),
+          },
+          shares: [{ hostPath: prep, guestPath: '/prep', readOnly: true }],
+          timeoutMs: 8 * 60_000,
           memoryMb: 768,
           onConsoleLine: process.env.GADGET_VM_VERBOSE ? (l) => process.stderr.write(`  | ${l}\n`) : undefined,
         });
@@ -80,6 +96,8 @@ function hostTests(): void {
         process.stderr.write(`      (VM run: ${((Date.now() - t0) / 1000).toFixed(1)} s, guest exit ${r.exitStatus}, results in ${r.resultsDir})\n`);
       } catch (err) {
         bootError = err as Error;
+      } finally {
+        if (prep) await fs.rm(prep, { recursive: true, force: true });
       }
     });
 
@@ -90,7 +108,7 @@ function hostTests(): void {
         if (!s) {
           const last = steps.at(-1);
           throw new Error(
-            `the guest never reported this step (last: ${last ? `${last.phase}: ${last.step} ${last.ok ? 'ok' : 'FAILED: ' + last.detail}` : 'none'}; results ${resultsDir})\n${consoleTail}`,
+            `the guest never reported this step (the last it reported: ${last ? `${last.phase}: ${last.step}, ${last.ok ? 'ok' : 'FAILED'}` : 'none'}; results in ${resultsDir})`,
           );
         }
         if (!s.ok) throw new Error(`${s.detail}\n--- guest console (tail) ---\n${consoleTail}`);
@@ -98,42 +116,67 @@ function hostTests(): void {
     };
     for (const [phase, names] of Object.entries(EXPECTED_STEPS)) for (const n of names) expectStep(phase, n);
 
-    it('the guest scenario finished cleanly', function () {
+    it('the guest scenario finished cleanly', async function () {
       if (bootError) throw bootError;
       const failed = steps.filter((s) => !s.ok);
       if (failed.length > 0) throw new Error(`failed steps: ${failed.map((f) => `${f.phase}: ${f.step}`).join('; ')}`);
       const done = steps.find((s) => s.phase === 'scenario' && s.step === 'done');
-      if (!done) throw new Error(`the scenario did not reach its end\n${consoleTail}`);
+      if (!done) throw new Error(`the scenario did not reach its end (results in ${resultsDir})\n${consoleTail}`);
+      // Everything passed: the results (daemon logs, traces) are kept only when asked for.
+      if (!process.env.GADGET_VM_TRACE && resultsDir) await fs.rm(resultsDir, { recursive: true, force: true });
     });
   });
 }
 
-/** Every step the guest must report, in order (a missing one is a failure too). */
-const EXPECTED_STEPS: Record<string, string[]> = {
-  harness: [
-    'gadget built: the disk appears on the host side as /dev/sdX',
-    'every byte reads as the model',
-    'session 1: raw writes read back (every byte)',
-    'session 1: files written through vfat read back',
-    're-enumeration (UDC unbind + rebind) ends the session',
-    'after the re-enumeration every byte reads as the model',
-    'session 2: raw writes read back (every byte)',
-    'host port disable + enable ends the session',
-    'after the port cycle every byte reads as the model',
-    'session 3: raw writes read back (every byte)',
-    'API session end (medium ejected, nbd detached and reattached)',
-    'after the API session end every byte reads as the model',
-    'SIGKILL mid-write, restart: stale gadget cleaned up',
-    'after the restart every byte reads as the model',
-    'stop removes the gadget and the nbd attachment',
-  ],
-};
+/** Makes, in `prep`, the model (pseudo-random with a FAT filesystem), its manifest, a zeroed working disk and an initialised state directory. */
+async function prepare(prep: string): Promise<void> {
+  const model = path.join(prep, 'model.img');
+  writeFileSync(model, pattern(DISK_SIZE, 42));
+  await execFileP('mkfs.vfat', ['-n', 'SNAPMODEL', model]);
+  await execFileP('node', [CLI, 'model', 'manifest', model]);
+  const disk = path.join(prep, 'disk.img');
+  writeFileSync(disk, '');
+  await fs.truncate(disk, DISK_SIZE);
+  // A working disk of zeros: every region starts pending, read from the model, hydrated in the background.
+  await execFileP('node', [CLI, 'init', '--state-dir', path.join(prep, 'state'), '--model', model, '--disk', disk]);
+}
+
+/** The steps of one appliance's run, in order (the guest reports each; the host expects each). */
+const S = {
+  built: 'gadget built: the disk appears on the host side as /dev/sdX',
+  initial: 'every byte reads as the model',
+  status: 'status --json shows the gadget bound and the host configured',
+  w1: 'session 1: raw writes read back',
+  files: 'session 1: files written through vfat read back',
+  reenum: 're-enumeration (UDC unbind + rebind) ends the session',
+  afterReenum: 'after the re-enumeration every byte reads as the model',
+  w2: 'session 2: raw writes read back',
+  port: 'host port disable + enable ends the session',
+  afterPort: 'after the port cycle every byte reads as the model',
+  w3: 'session 3: raw writes read back',
+  api: 'API session end (medium ejected, nbd detached and reattached)',
+  afterApi: 'after the API session end every byte reads as the model',
+  kill: 'SIGKILL mid-write, restart: stale gadget cleaned up',
+  afterKill: 'after the restart every byte reads as the model',
+  history: 'the session history names every end and the USB transitions',
+  stop: 'stop removes the gadget and the nbd attachment',
+} as const;
+
+/** The appliances run in the guest: the real daemon always; the harness on request (debugging). */
+const PHASES = process.env.GADGET_VM_HARNESS ? ['harness', 'daemon'] : ['daemon'];
+
+function expectedSteps(phase: string): string[] {
+  return Object.values(S).filter((n) => phase === 'daemon' || (n !== S.status && n !== S.history));
+}
+
+const EXPECTED_STEPS: Record<string, string[]> = Object.fromEntries(PHASES.map((p) => [p, expectedSteps(p)]));
 
 // =========================================================================================
 // Guest side: the scenario
 // =========================================================================================
 
 const RESULTS = '/results';
+const PREP = process.env.SNAPBACK_GADGET_PREP ?? '/tmp/snap';
 
 function report(phase: string, step: string, ok: boolean, detail: string, t0: number): void {
   const line: StepResult = { phase, step, ok, detail, ms: Date.now() - t0 };
@@ -180,19 +223,12 @@ async function waitFor<T>(what: string, fn: () => Promise<T | null | undefined |
   }
 }
 
-/** A deterministic pseudo-random buffer (xorshift), so failures are reproducible. */
+/** A deterministic pseudo-random buffer (AES-CTR keystream), so failures are reproducible. */
 function pattern(len: number, seed: number): Buffer {
-  const b = Buffer.alloc(len);
-  let x = (seed * 2654435761) >>> 0 || 1;
-  for (let i = 0; i < len; i += 4) {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    b.writeUInt32LE(x, i);
-  }
-  return b;
+  const key = Buffer.alloc(16);
+  key.writeUInt32LE(seed >>> 0, 0);
+  const c = createCipheriv('aes-128-ctr', key, Buffer.alloc(16));
+  return Buffer.concat([c.update(Buffer.alloc(len)), c.final()]);
 }
 
 /** The computer's side: the gadget's disk as /dev/sdX on the guest's own USB host. */
@@ -203,8 +239,18 @@ class HostSide {
       if (!/^sd[a-z]+$/.test(n)) continue;
       try {
         const vendor = readFileSync(`/sys/block/${n}/device/vendor`, 'utf8').trim();
-        const size = Number(readFileSync(`/sys/block/${n}/size`, 'utf8').trim());
-        if (vendor === 'Snapback' && size * 512 === DISK_SIZE && existsSync(`/dev/${n}`)) return n;
+        if (vendor !== 'Snapback' || !existsSync(`/dev/${n}`)) continue;
+        let size = Number(readFileSync(`/sys/block/${n}/size`, 'utf8').trim());
+        if (size * 512 !== DISK_SIZE) {
+          // A removable disk whose medium changed: opening it makes sd check the medium again.
+          try {
+            closeSync(openSync(`/dev/${n}`, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK));
+          } catch {
+            // no medium yet
+          }
+          size = Number(readFileSync(`/sys/block/${n}/size`, 'utf8').trim());
+        }
+        if (size * 512 === DISK_SIZE) return n;
       } catch {
         // going away: skip
       }
@@ -232,6 +278,16 @@ class HostSide {
     throw new Error(`cannot read /dev/${dev}: ${last}`);
   }
 
+  /** Reads a 512-aligned range with O_DIRECT. */
+  async readRange(dev: string, offset: number, len: number): Promise<Buffer> {
+    const out = '/tmp/range.bin';
+    const bs = offset % 4096 === 0 && len % 4096 === 0 ? 4096 : 512;
+    await sh('busybox', ['dd', `if=/dev/${dev}`, `of=${out}`, `bs=${bs}`, `skip=${offset / bs}`, `count=${len / bs}`, 'iflag=direct'], { timeoutMs: 120_000 });
+    const data = readFileSync(out);
+    await fs.rm(out, { force: true });
+    return data;
+  }
+
   async writeRaw(dev: string, offset: number, data: Buffer): Promise<void> {
     const tmp = `/tmp/pattern-${offset}.bin`;
     writeFileSync(tmp, data);
@@ -248,8 +304,11 @@ class HostSide {
     const parts = real.split('/');
     const iface = parts.findIndex((p) => /^\d+-[\d.]+:\d+\.\d+$/.test(p));
     if (iface <= 0) throw new Error(`cannot find the USB device of ${dev} in ${real}`);
-    const usbdev = parts.slice(0, iface).join('/');
-    return path.join(usbdev, 'port', 'disable');
+    // The device B-P hangs off root port P of bus B: …/usbB/B-0:1.0/usbB-portP/disable.
+    const m = /^(\d+)-(\d+)$/.exec(parts[iface - 1] ?? '');
+    if (!m) throw new Error(`${parts[iface - 1]} is not on a root port (${real})`);
+    const bus = parts.slice(0, iface - 1).join('/');
+    return path.join(bus, `${m[1]}-0:1.0`, `usb${m[1]}-port${m[2]}`, 'disable');
   }
 }
 
@@ -262,21 +321,17 @@ function readlinkSafe(p: string): string {
 }
 
 async function readDirect(file: string, offset: number, len: number): Promise<{ ok: true; data: Buffer } | { ok: false; error: string }> {
-  return new Promise((resolve) => {
-    const bs = MiB;
-    const child = spawn('busybox', ['dd', `if=${file}`, `bs=${bs}`, `skip=${offset / bs}`, `count=${len / bs}`, 'iflag=direct'], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    const chunks: Buffer[] = [];
-    let err = '';
-    child.stdout.on('data', (c: Buffer) => chunks.push(c));
-    child.stderr.on('data', (c: Buffer) => (err += c.toString()));
-    child.on('close', (code) => {
-      const data = Buffer.concat(chunks);
-      if (code === 0 && data.length === len) resolve({ ok: true, data });
-      else resolve({ ok: false, error: `dd exit ${code}, ${data.length}/${len} bytes: ${err.trim().split('\n').slice(-2).join(' | ')}` });
-    });
+  // Into a tmpfs file, not through a pipe: pipes are slow under TCG.
+  const out = '/tmp/readback.bin';
+  const bs = MiB;
+  const r = await sh('busybox', ['dd', `if=${file}`, `of=${out}`, `bs=${bs}`, `skip=${offset / bs}`, `count=${len / bs}`, 'iflag=direct'], {
+    allowFail: true,
+    timeoutMs: 120_000,
   });
+  const data = existsSync(out) ? readFileSync(out) : Buffer.alloc(0);
+  await fs.rm(out, { force: true });
+  if (r.code === 0 && data.length === len) return { ok: true, data };
+  return { ok: false, error: `dd exit ${r.code}, ${data.length}/${len} bytes: ${r.stderr.trim().split('\n').slice(-2).join(' | ')}` };
 }
 
 /** Where two images differ, as a short list of MiB ranges. */
@@ -321,24 +376,36 @@ async function guestScenario(): Promise<void> {
   const t0 = Date.now();
   let failed = false;
   try {
-    // The model: a 16 MiB pseudo-random image with a FAT filesystem at its start.
-    await step('scenario', 'model image made', async () => {
-      await fs.mkdir('/tmp/snap', { recursive: true });
-      writeFileSync('/tmp/snap/model.img', pattern(DISK_SIZE, 42));
-      await sh('mkfs.vfat', ['-n', 'SNAPMODEL', '/tmp/snap/model.img']);
-      return `model ${DISK_SIZE} bytes`;
+    // The model (16 MiB, pseudo-random, a FAT filesystem at its start) and the state directory.
+    await step('scenario', 'model and state directory copied in', async () => {
+      await fs.mkdir(PREP, { recursive: true });
+      // Timestamps kept: the daemon re-verifies a model whose file looks changed since its manifest.
+      await fs.cp('/prep', PREP, { recursive: true, preserveTimestamps: true });
+      return PREP;
     });
-    const model = readFileSync('/tmp/snap/model.img');
-    const trace = startTraceRecorder();
-    await runPhase(new HarnessAppliance(), model);
-    trace.stop('harness');
+    const model = readFileSync(path.join(PREP, 'model.img'));
+    const apps: Appliance[] = PHASES.map((p) => (p === 'harness' ? new HarnessAppliance() : new DaemonAppliance()));
+    for (const app of apps) {
+      current = app;
+      const trace = process.env.GADGET_VM_TRACE ? startTraceRecorder() : { stop: () => undefined };
+      try {
+        await runPhase(app, model);
+      } finally {
+        trace.stop(app.phase);
+      }
+    }
+    current = null;
   } catch (err) {
     failed = true;
     if (!(err instanceof StepFailed)) report('scenario', 'unexpected error', false, err instanceof Error ? err.stack ?? err.message : String(err), t0);
+    // Leave nothing running that would keep the guest from powering off.
+    await current?.kill9().catch(() => undefined);
   }
   if (!failed) report('scenario', 'done', true, '', t0);
-  process.exitCode = failed ? 1 : 0;
+  process.exit(failed ? 1 : 0);
 }
+
+let current: Appliance | null = null;
 
 /** Records every UDC state the guest sees (every 20 ms), to compare with the policy's view. */
 function startTraceRecorder(): { stop(name: string): void } {
@@ -376,14 +443,14 @@ async function runPhase(app: Appliance, model: Buffer): Promise<void> {
     return `/dev/${dev}: ${DISK_SIZE} bytes equal the model`;
   };
   const writeSession = async (n: number): Promise<string> => {
-    const expected = Buffer.from(model);
-    for (const w of sessionWrites(n)) {
-      await host.writeRaw(dev, w.offset, w.data);
-      w.data.copy(expected, w.offset);
+    const writes = sessionWrites(n);
+    for (const w of writes) await host.writeRaw(dev, w.offset, w.data);
+    let bytes = 0;
+    for (const w of writes) {
+      mustEqual(await host.readRange(dev, w.offset, w.data.length), w.data, `session ${n}: ${w.data.length} bytes at ${w.offset}`);
+      bytes += w.data.length;
     }
-    const all = await host.readAll(dev);
-    mustEqual(all, expected, `session ${n}: the disk after the writes`);
-    return `${sessionWrites(n).length} writes, every byte as expected`;
+    return `${writes.length} writes, ${bytes} bytes read back as written`;
   };
   const waitSessionEnd = async (before: number, how: string): Promise<string> => {
     const n = await waitFor(`the session to end by ${how}`, async () => {
@@ -394,16 +461,25 @@ async function runPhase(app: Appliance, model: Buffer): Promise<void> {
     return `session ${before} → ${n}; events: ${ev.slice(-6).join(' | ')}`;
   };
 
-  await step(P, 'gadget built: the disk appears on the host side as /dev/sdX', async () => {
+  await step(P, S.built, async () => {
     await app.start();
     dev = await host.waitDisk();
     return `/dev/${dev}, nbd ${await app.gadgetNbdDevice()}`;
   });
-  await step(P, 'every byte reads as the model', () => expectModel('initial contents'));
+  await step(P, S.initial, () => expectModel('initial contents'));
+  if (app instanceof DaemonAppliance) {
+    await step(P, S.status, async () => {
+      const st = await app.cliStatus();
+      const g = st.host.gadget;
+      if (!g || !g.bound || g.medium !== 'inserted' || g.udc !== UDC) throw new Error(`gadget status: ${JSON.stringify(g)}`);
+      if (st.host.connection !== 'configured' || g.udcState !== 'configured') throw new Error(`host connection ${st.host.connection}, UDC ${g.udcState}`);
+      return `host ${st.host.connection}; gadget ${JSON.stringify(g)}`;
+    });
+  }
 
   // Session 1: raw writes and files.
-  await step(P, 'session 1: raw writes read back (every byte)', () => writeSession(1));
-  await step(P, 'session 1: files written through vfat read back', async () => {
+  await step(P, S.w1, () => writeSession(1));
+  await step(P, S.files, async () => {
     await fs.mkdir('/mnt/usb', { recursive: true });
     await sh('mount', ['-t', 'vfat', `/dev/${dev}`, '/mnt/usb']);
     const files: Record<string, Buffer> = {};
@@ -423,7 +499,7 @@ async function runPhase(app: Appliance, model: Buffer): Promise<void> {
   });
 
   // End 1: the device side disconnects and reconnects (what a host power-cycle looks like).
-  await step(P, 're-enumeration (UDC unbind + rebind) ends the session', async () => {
+  await step(P, S.reenum, async () => {
     const before = await app.sessionNumber();
     const udcFile = `/sys/kernel/config/usb_gadget/${GADGET}/UDC`;
     writeFileSync(udcFile, '\n');
@@ -432,11 +508,11 @@ async function runPhase(app: Appliance, model: Buffer): Promise<void> {
     writeFileSync(udcFile, `${UDC}\n`);
     return waitSessionEnd(before, 're-enumeration');
   });
-  await step(P, 'after the re-enumeration every byte reads as the model', () => expectModel('after the re-enumeration'));
+  await step(P, S.afterReenum, () => expectModel('after the re-enumeration'));
 
   // End 2: the computer's side switches its port off and on.
-  await step(P, 'session 2: raw writes read back (every byte)', () => writeSession(2));
-  await step(P, 'host port disable + enable ends the session', async () => {
+  await step(P, S.w2, () => writeSession(2));
+  await step(P, S.port, async () => {
     const before = await app.sessionNumber();
     const disable = host.usbPortDisableFile(dev);
     writeFileSync(disable, '1\n');
@@ -445,20 +521,20 @@ async function runPhase(app: Appliance, model: Buffer): Promise<void> {
     writeFileSync(disable, '0\n');
     return `${disable}; ${await waitSessionEnd(before, 'port cycle')}`;
   });
-  await step(P, 'after the port cycle every byte reads as the model', () => expectModel('after the port cycle'));
+  await step(P, S.afterPort, () => expectModel('after the port cycle'));
 
   // End 3: the API, while the host stays connected (its cache is bypassed by O_DIRECT; the
   // gadget's /dev/nbdX cache must not survive).
-  await step(P, 'session 3: raw writes read back (every byte)', () => writeSession(3));
-  await step(P, 'API session end (medium ejected, nbd detached and reattached)', async () => {
+  await step(P, S.w3, () => writeSession(3));
+  await step(P, S.api, async () => {
     const before = await app.sessionNumber();
     await app.endSessionApi();
     return waitSessionEnd(before, 'the API');
   });
-  await step(P, 'after the API session end every byte reads as the model', () => expectModel('after the API session end'));
+  await step(P, S.afterApi, () => expectModel('after the API session end'));
 
   // Crash: SIGKILL while the host writes, restart.
-  await step(P, 'SIGKILL mid-write, restart: stale gadget cleaned up', async () => {
+  await step(P, S.kill, async () => {
     writeFileSync('/tmp/bigwrite.bin', pattern(8 * MiB, 77));
     const writer = spawn('busybox', ['dd', 'if=/tmp/bigwrite.bin', `of=/dev/${dev}`, 'bs=64k', `seek=${(4 * MiB) / 65536}`, 'oflag=direct'], {
       stdio: 'ignore',
@@ -466,18 +542,35 @@ async function runPhase(app: Appliance, model: Buffer): Promise<void> {
     const writerDone = new Promise<number | null>((r) => writer.on('close', (c) => r(c)));
     await sleep(1500);
     await app.kill9();
-    // The dead server leaves the kernel nbd device failing; the writer gets I/O errors.
-    const code = await Promise.race([writerDone, sleep(30_000).then(() => 'hung' as const)]);
-    if (code === 'hung') writer.kill('SIGKILL');
+    // The dead server leaves /dev/nbdX with requests nobody answers; the restarted appliance
+    // must clean that up (the writer then gets I/O errors and exits).
     await app.start();
+    const code = await Promise.race([writerDone, sleep(60_000).then(() => 'still blocked' as const)]);
+    if (code === 'still blocked') throw new Error('the host-side writer is still blocked a minute after the restart');
     const ev = await app.events();
     const cleaned = ev.find((e) => e.includes('cleaning up what an earlier run left'));
     if (!cleaned) throw new Error(`no clean-up recorded; events: ${ev.slice(-8).join(' | ')}`);
     return `writer exit ${String(code)}; ${cleaned}`;
   });
-  await step(P, 'after the restart every byte reads as the model', () => expectModel('after the restart'));
+  await step(P, S.afterKill, () => expectModel('after the restart'));
 
-  await step(P, 'stop removes the gadget and the nbd attachment', async () => {
+  if (app instanceof DaemonAppliance) {
+    await step(P, S.history, async () => {
+      const sessions = await app.sessions();
+      const reasons = sessions.filter((x) => x.endReason).map((x) => x.endReason);
+      const want = ['usb-reconnect', 'usb-reconnect', 'api', 'daemon-start'];
+      // The runs's own ends, in order, after the first daemon start's.
+      const tail = reasons.slice(-want.length);
+      if (tail.join() !== want.join()) throw new Error(`session end reasons ${reasons.join(', ')}; expected to end with ${want.join(', ')}`);
+      const events = sessions.flatMap((x) => x.events.map((e) => e.what));
+      for (const needle of ['usb: configured → default', 'usb: default → configured', 'usb: host re-enumerated the gadget', 'gadget: cleaning up what an earlier run left']) {
+        if (!events.some((e) => e.includes(needle))) throw new Error(`no event "${needle}" in ${JSON.stringify(events.slice(-30))}`);
+      }
+      if (!sessions.every((x) => x.events.every((e) => typeof e.at === 'string' && !Number.isNaN(Date.parse(e.at))))) throw new Error('an event without a time');
+      return `ends: ${reasons.join(', ')}; ${events.length} events`;
+    });
+  }
+  await step(P, S.stop, async () => {
     const nbd = await app.gadgetNbdDevice();
     await app.stop();
     if (existsSync(`/sys/kernel/config/usb_gadget/${GADGET}`)) throw new Error('the gadget directory is still there');
@@ -486,6 +579,123 @@ async function runPhase(app: Appliance, model: Buffer): Promise<void> {
     await host.waitGone(dev);
     return `gadget removed, ${nbd ?? 'nbd'} disconnected`;
   });
+}
+
+// -----------------------------------------------------------------------------------------
+// The real daemon: `snapback serve --gadget on`, driven through its control socket and CLI.
+// -----------------------------------------------------------------------------------------
+
+interface DaemonStatus {
+  session: { number: number };
+  host: {
+    connection: string;
+    gadget: { enabled: boolean; udc: string | null; udcState: string | null; bound: boolean; nbdDevice: string | null; medium: string; lastError: string | null } | null;
+  };
+}
+
+interface DaemonSession {
+  number: number;
+  endReason: string | null;
+  events: { at: string; what: string }[];
+}
+
+const CLI = path.join(REPO, 'dist', 'appliance', 'cli', 'main.js');
+
+class DaemonAppliance implements Appliance {
+  readonly phase = 'daemon';
+  private readonly dir = path.join(PREP, 'state');
+  private child: ChildProcess | null = null;
+  private runs = 0;
+
+  async start(): Promise<void> {
+    const log = path.join(RESULTS, `daemon-${++this.runs}.log`);
+    const out = await fs.open(log, 'a');
+    const child = spawn('node', [CLI, 'serve', '--state-dir', this.dir, '--gadget', 'on', '--gpio', 'off', '--http-listen', '127.0.0.1:0'], {
+      stdio: ['ignore', out.fd, out.fd],
+      env: { ...process.env, LOG_LEVEL: 'info' },
+    });
+    await out.close();
+    this.child = child;
+    let exited: string | null = null;
+    child.on('exit', (code, sig) => {
+      exited = `exit ${code ?? sig}`;
+    });
+    await waitFor('the daemon to bind the gadget', async () => {
+      if (exited) throw new Error(`the daemon ${exited}: ${readFileSync(log, 'utf8').split('\n').slice(-8).join(' | ')}`);
+      const st = await this.api<DaemonStatus>('GET', '/api/status').catch(() => null);
+      return st?.host.gadget?.bound && st.host.gadget.medium === 'inserted' ? st : null;
+    }, 90_000, 250).catch((err: unknown) => {
+      if (exited) throw err;
+      throw new Error(`${String(err)}; daemon log: ${readFileSync(log, 'utf8').split('\n').slice(-8).join(' | ')}`);
+    });
+  }
+
+  api<T>(method: 'GET' | 'POST', p: string, body?: unknown): Promise<T> {
+    const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
+    return new Promise((resolve, reject) => {
+      const req = httpRequest(
+        { socketPath: path.join(this.dir, 'control.sock'), method, path: p, headers: payload ? { 'content-type': 'application/json', 'content-length': payload.length } : {} },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('end', () => {
+            const text = Buffer.concat(chunks).toString('utf8');
+            if ((res.statusCode ?? 500) >= 400) reject(new Error(`${method} ${p}: ${res.statusCode} ${text}`));
+            else resolve(JSON.parse(text) as T);
+          });
+        },
+      );
+      req.on('error', reject);
+      if (payload) req.write(payload);
+      req.end();
+    });
+  }
+
+  async cliStatus(): Promise<DaemonStatus> {
+    const r = await sh('node', [CLI, 'status', '--state-dir', this.dir, '--json']);
+    return JSON.parse(r.stdout) as DaemonStatus;
+  }
+
+  async sessions(): Promise<DaemonSession[]> {
+    return (await this.api<{ sessions: DaemonSession[] }>('GET', '/api/sessions')).sessions;
+  }
+
+  async kill9(): Promise<void> {
+    const child = this.child;
+    if (!child || child.exitCode !== null) return;
+    const gone = new Promise((r) => child.once('exit', r));
+    child.kill('SIGKILL');
+    await gone;
+    this.child = null;
+  }
+
+  async stop(): Promise<void> {
+    const child = this.child;
+    if (!child || child.exitCode !== null) return;
+    const gone = new Promise<number | null>((r) => child.once('exit', (c) => r(c)));
+    child.kill('SIGTERM');
+    const code = await gone;
+    this.child = null;
+    if (code !== 0) throw new Error(`the daemon exited with ${code} on SIGTERM`);
+  }
+
+  async sessionNumber(): Promise<number> {
+    return (await this.api<DaemonStatus>('GET', '/api/status')).session.number;
+  }
+
+  async endSessionApi(): Promise<void> {
+    // Through the CLI, as an operator would.
+    await sh('node', [CLI, 'session', 'end', '--state-dir', this.dir, '--wait'], { timeoutMs: 120_000 });
+  }
+
+  async events(): Promise<string[]> {
+    const sessions = await this.sessions();
+    return sessions.flatMap((x) => [...x.events.map((e) => e.what), ...(x.endReason ? [`end: ${x.endReason}`] : [])]);
+  }
+
+  async gadgetNbdDevice(): Promise<string | null> {
+    return (await this.api<DaemonStatus>('GET', '/api/status')).host.gadget?.nbdDevice ?? null;
+  }
 }
 
 // -----------------------------------------------------------------------------------------
@@ -576,12 +786,12 @@ async function harnessServer(): Promise<void> {
   const { GadgetComponent } = await import('../../appliance/gadget/gadget-component.js');
   type Svc = import('../../appliance/session/appliance-service.js').ApplianceService;
   type Participant = import('../../appliance/session/appliance-service.js').SessionEndParticipant;
-  const dir = '/tmp/snap/harness';
+  const dir = path.join(PREP, 'harness');
   await fs.mkdir(dir, { recursive: true });
   const socket = path.join(dir, 'nbd.sock');
   const disk = path.join(dir, 'disk.img');
   // Every start is a session start: the disk comes back to the model (as the daemon does).
-  await fs.copyFile('/tmp/snap/model.img', disk);
+  await fs.copyFile(path.join(PREP, 'model.img'), disk);
   await fs.rm(socket, { force: true });
   const nbdkit = spawn('nbdkit', ['--foreground', '--unix', socket, '--threads', '4', 'file', disk], { stdio: ['ignore', 'inherit', 'inherit'] });
   await waitFor('the nbdkit socket', () => existsSync(socket), 30_000, 50);
@@ -604,7 +814,7 @@ async function harnessServer(): Promise<void> {
             done.push(p);
           }
           // The "restore": the whole disk back to the model, beneath the (detached) nbd device.
-          await fs.copyFile('/tmp/snap/model.img', disk);
+          await fs.copyFile(path.join(PREP, 'model.img'), disk);
           events.push(`end: ${reason}${note ? ` (${note})` : ''}`);
           session++;
         } finally {
