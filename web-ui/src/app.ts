@@ -1,12 +1,13 @@
 /**
  * The web UI shell: checks the login, opens the live stream, routes between pages by the URL's
- * hash (#/dashboard, #/sessions, #/model, #/settings, #/events).
+ * hash (#/dashboard, #/sessions, #/model, #/settings, #/gpio, #/events).
  */
 import { authState, postJson, setUnauthenticatedHandler } from './api.js';
 import { errorText, notify } from './dom.js';
 import { connect, disconnect, on } from './live.js';
 import { dashboardPage } from './pages/dashboard.js';
 import { eventsPage } from './pages/events.js';
+import { gpioPage } from './pages/gpio.js';
 import { modelPage } from './pages/model.js';
 import type { Page } from './pages/page.js';
 import { sessionsPage } from './pages/sessions.js';
@@ -17,6 +18,7 @@ const PAGES: Record<string, Page> = {
   sessions: sessionsPage,
   model: modelPage,
   settings: settingsPage,
+  gpio: gpioPage,
   events: eventsPage,
 };
 
