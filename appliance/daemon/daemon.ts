@@ -119,10 +119,7 @@ export class Daemon {
         await this.engine?.pd.flush().catch(() => undefined);
       },
     });
-    let gpio: GpioComponent | null = null;
-    if (this.opts.gpio !== 'off') {
-      gpio = null; // constructed below, once sessions exist
-    }
+    let gpio: GpioComponent | null = null; // constructed with the HTTP component, once sessions exist
     let http: HttpComponent | null = null;
     this.components.push({
       name: 'http',

@@ -15,7 +15,7 @@
 import express, { type Request, type Response, type NextFunction } from 'express';
 import { z } from 'zod';
 import { Registry, Gauge, collectDefaultMetrics } from 'prom-client';
-import type { ApplianceService } from '../session/appliance-service.js';
+import type { ApplianceService, ApplianceStatus } from '../session/appliance-service.js';
 import { SnapbackError } from '../errors.js';
 import { childLogger } from '../logger.js';
 
@@ -55,29 +55,29 @@ function fail(res: Response, err: unknown): void {
   res.status(status).json({ error: err instanceof SnapbackError ? err.code : 'INTERNAL', message: (err as Error).message });
 }
 
-function makeMetrics(service: ApplianceService): Registry {
+/** Prometheus gauges, all set from one status snapshot per scrape. */
+function makeMetrics(service: ApplianceService): { registry: Registry; refresh(): void } {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'snapback_process_' });
-  const g = (name: string, help: string, get: () => number) =>
-    new Gauge({
-      name,
-      help,
-      registers: [registry],
-      collect() {
-        this.set(get());
-      },
-    });
-  g('snapback_session_number', 'Current host session number', () => service.status().session.number);
-  g('snapback_regions_total', 'Regions of the disk', () => service.status().regions.total);
-  g('snapback_regions_written', 'Regions written this session', () => service.status().regions.writtenThisSession);
-  g('snapback_regions_pending', 'Regions waiting to be restored from the model', () => service.status().regions.pending);
-  g('snapback_bytes_changed_session', 'Bytes the host wrote this session', () => service.status().bytesChangedThisSession);
-  g('snapback_hydration_running', '1 while a background restore runs', () => (service.status().hydration.running ? 1 : 0));
-  g('snapback_hydration_bytes_per_second', 'Current restore speed', () => service.status().hydration.bytesPerSecond);
-  g('snapback_frozen', '1 when frozen, 0 when thawed', () => (service.status().mode === 'frozen' ? 1 : 0));
-  g('snapback_nbd_clients', 'Connected NBD clients', () => service.status().host.nbdClients);
-  g('snapback_disk_io_errors_total', 'I/O errors from the working disk', () => service.status().disk.ioErrors);
-  return registry;
+  const gauges: [Gauge, (s: ApplianceStatus) => number][] = [];
+  const g = (name: string, help: string, get: (s: ApplianceStatus) => number) => gauges.push([new Gauge({ name, help, registers: [registry] }), get]);
+  g('snapback_session_number', 'Current host session number', (s) => s.session.number);
+  g('snapback_regions_total', 'Regions of the disk', (s) => s.regions.total);
+  g('snapback_regions_written', 'Regions written this session', (s) => s.regions.writtenThisSession);
+  g('snapback_regions_pending', 'Regions waiting to be restored from the model', (s) => s.regions.pending);
+  g('snapback_bytes_changed_session', 'Bytes the host wrote this session', (s) => s.bytesChangedThisSession);
+  g('snapback_hydration_running', '1 while a background restore runs', (s) => (s.hydration.running ? 1 : 0));
+  g('snapback_hydration_bytes_per_second', 'Current restore speed', (s) => s.hydration.bytesPerSecond);
+  g('snapback_frozen', '1 when frozen, 0 when thawed', (s) => (s.mode === 'frozen' ? 1 : 0));
+  g('snapback_nbd_clients', 'Connected NBD clients', (s) => s.host.nbdClients);
+  g('snapback_disk_io_errors_total', 'I/O errors from the working disk', (s) => s.disk.ioErrors);
+  return {
+    registry,
+    refresh() {
+      const s = service.status();
+      for (const [gauge, get] of gauges) gauge.set(get(s));
+    },
+  };
 }
 
 export function createApiRouter(service: ApplianceService): express.Router {
@@ -137,8 +137,9 @@ export function createApiRouter(service: ApplianceService): express.Router {
   });
 
   router.get('/metrics', (_req, res, next: NextFunction) => {
-    metrics.metrics().then((text) => {
-      res.type(metrics.contentType).send(text);
+    metrics.refresh();
+    metrics.registry.metrics().then((text) => {
+      res.type(metrics.registry.contentType).send(text);
     }, next);
   });
 

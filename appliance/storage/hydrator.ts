@@ -183,7 +183,7 @@ export class Hydrator extends EventEmitter {
       }
       this.cursor = (candidates[candidates.length - 1] ?? first) + 1;
       const { locked, release } = this.pd.locks.tryAcquire(candidates);
-      let throttleBytes = 0;
+      let copied = false;
       try {
         const todo = locked.filter((r) => this.pd.log.isPending(r));
         if (todo.length === 0) {
@@ -201,11 +201,11 @@ export class Hydrator extends EventEmitter {
         sinceSync += bytes;
         onProgress?.(this.done, this.totalAtStart);
         this.emit('progress', this.done, this.totalAtStart);
-        if (!fullSpeed) throttleBytes = bytes;
+        copied = true;
       } finally {
         release();
       }
-      if (throttleBytes) await this.throttle(throttleBytes);
+      if (copied && !fullSpeed) await this.throttle();
       if (sinceSync >= 256 << 20) {
         sinceSync = 0;
         await this.pd.log.sync();
@@ -251,7 +251,7 @@ export class Hydrator extends EventEmitter {
   }
 
   /** Paces the restore: bytes copied since it began never run ahead of rate × elapsed time. */
-  private async throttle(_bytes: number): Promise<void> {
+  private async throttle(): Promise<void> {
     if (!this.rate) return;
     const due = this.startedAt + (this.bytesCopied / this.rate) * 1000;
     const wait = due - Date.now();

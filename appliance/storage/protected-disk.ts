@@ -183,9 +183,7 @@ export class ProtectedDisk extends EventEmitter implements BlockDevice {
       // Fast path: every region is written this session and its mark is durable, so the data
       // may go straight to the working disk (the common case once a host is running).
       this.inflight++;
-      this.stats.writes++;
-      this.stats.bytesWritten += data.length;
-      this.stats.bytesWrittenThisSession += data.length;
+      this.countWrite(data.length);
       return this.disk.write(offset, data).then(
         () => this.leave(),
         (err: unknown) => {
@@ -231,10 +229,14 @@ export class ProtectedDisk extends EventEmitter implements BlockDevice {
     }
   }
 
-  private async writeRange(offset: number, length: number, data: Buffer | null, fua: boolean): Promise<void> {
+  private countWrite(length: number): void {
     this.stats.writes++;
     this.stats.bytesWritten += length;
     this.stats.bytesWrittenThisSession += length;
+  }
+
+  private async writeRange(offset: number, length: number, data: Buffer | null, fua: boolean): Promise<void> {
+    this.countWrite(length);
     const r0 = Math.floor(offset / this.rs);
     const r1 = Math.floor((offset + length - 1) / this.rs);
     let anyPending = false;

@@ -73,3 +73,20 @@ export async function shot(page: Page, vp: ViewportName, name: string, fullPage 
   await page.screenshot({ path: file, fullPage, caret: 'hide', animations: 'disabled' });
   return file;
 }
+
+/** Waits until the element's trimmed text equals `want` (or matches it). */
+export async function waitText(page: Page, sel: string, want: string | RegExp): Promise<void> {
+  const src = want instanceof RegExp ? want.source : null;
+  await page.waitForFunction(
+    ({ sel, want, src }) => {
+      const t: string = ((globalThis as any).document.querySelector(sel)?.textContent ?? '').trim();
+      return src !== null ? new RegExp(src).test(t) : t === want;
+    },
+    { sel, want: typeof want === 'string' ? want : '', src },
+  );
+}
+
+/** Waits until the element's data-`key` equals `want`. */
+export async function waitData(page: Page, sel: string, key: string, want: string): Promise<void> {
+  await page.waitForFunction(({ sel, key, want }) => (globalThis as any).document.querySelector(sel)?.dataset[key] === want, { sel, key, want });
+}

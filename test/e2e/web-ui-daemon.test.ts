@@ -16,25 +16,10 @@ import { CLI, exited, snapback } from '../helpers/cli.js';
 import { nbdsh } from '../helpers/nbd-clients.js';
 import { Prng } from '../helpers/prng.js';
 import { PASSWORD, controlRequest } from './harness.js';
-import { VIEWPORTS, launchChromium, newPage, shot, type ViewportName } from './browser.js';
+import { VIEWPORTS, launchChromium, newPage, shot, type ViewportName, waitData, waitText } from './browser.js';
 
 const SIZE = 32 << 20;
 const REGION = 64 << 10;
-
-async function waitText(page: Page, sel: string, want: string | RegExp): Promise<void> {
-  const src = want instanceof RegExp ? want.source : null;
-  await page.waitForFunction(
-    ({ sel, want, src }) => {
-      const t: string = ((globalThis as any).document.querySelector(sel)?.textContent ?? '').trim();
-      return src !== null ? new RegExp(src).test(t) : t === want;
-    },
-    { sel, want: typeof want === 'string' ? want : '', src },
-  );
-}
-
-async function waitData(page: Page, sel: string, key: string, want: string): Promise<void> {
-  await page.waitForFunction(({ sel, key, want }) => (globalThis as any).document.querySelector(sel)?.dataset[key] === want, { sel, key, want });
-}
 
 interface Daemon {
   child: ChildProcess;

@@ -7,8 +7,8 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Browser, Page } from 'playwright-core';
-import { launchChromium, newPage, shot, VIEWPORTS, type ViewportName } from './browser.js';
+import type { Browser } from 'playwright-core';
+import { launchChromium, newPage, shot, waitText, VIEWPORTS, type ViewportName } from './browser.js';
 import { FakeAppliance } from './fake-appliance.js';
 import { StateStore } from '../../appliance/state/state-store.js';
 import { HttpComponent } from '../../appliance/http/http-component.js';
@@ -29,7 +29,7 @@ async function waitFor(check: () => Promise<boolean> | boolean, what: string, ms
   assert.fail(`timed out waiting for ${what}`);
 }
 
-const cellText = (page: Page, role: string, cls: string) => page.locator(`#gpio-pins tr[data-role="${role}"] .${cls}`).innerText();
+const buttonState = '#gpio-pins tr[data-role="button"] .pin-state';
 
 describe('web UI: the GPIO page in Chromium', function () {
   this.timeout(120_000);
@@ -67,11 +67,11 @@ describe('web UI: the GPIO page in Chromium', function () {
         await page.click('#nav a[data-page="gpio"]');
         await page.waitForSelector('#gpio-pins tr[data-role="button"]');
         // live pin state: the button (active-low) is released, then held
-        await waitFor(async () => (await cellText(page, 'button', 'pin-state')) === 'inactive', 'the button to show released');
+        await waitText(page, buttonState, 'inactive');
         sim.setInput(PINS.button, 0);
-        await waitFor(async () => (await cellText(page, 'button', 'pin-state')) === 'active', 'the button to show pressed');
+        await waitText(page, buttonState, 'active');
         sim.setInput(PINS.button, 1);
-        await waitFor(async () => (await cellText(page, 'button', 'pin-state')) === 'inactive', 'the button to show released again');
+        await waitText(page, buttonState, 'inactive');
         // the host is off (power LED dark): "Power on" presses the power switch
         await waitFor(() => page.locator('button[data-action="on"]').isEnabled(), 'Power on to be enabled');
         await page.click('button[data-action="on"]');

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import type { Browser, Page } from 'playwright-core';
 import { Client, PASSWORD, startHarness, type Harness } from './harness.js';
-import { VIEWPORTS, launchChromium, newPage, shot, type ViewportName } from './browser.js';
+import { VIEWPORTS, launchChromium, newPage, shot, type ViewportName, waitData, waitText } from './browser.js';
 
 // The test compiles without the DOM lib, so page-side functions reach the DOM through an
 // untyped `globalThis.document`. (They must be functions: the app's CSP forbids eval, which
@@ -16,21 +16,6 @@ import { VIEWPORTS, launchChromium, newPage, shot, type ViewportName } from './b
 
 async function text(page: Page, sel: string): Promise<string> {
   return ((await page.textContent(sel)) ?? '').trim();
-}
-
-async function waitText(page: Page, sel: string, want: string | RegExp): Promise<void> {
-  const src = want instanceof RegExp ? want.source : null;
-  await page.waitForFunction(
-    ({ sel, want, src }) => {
-      const t: string = ((globalThis as any).document.querySelector(sel)?.textContent ?? '').trim();
-      return src !== null ? new RegExp(src).test(t) : t === want;
-    },
-    { sel, want: typeof want === 'string' ? want : '', src },
-  );
-}
-
-async function waitData(page: Page, sel: string, key: string, want: string): Promise<void> {
-  await page.waitForFunction(({ sel, key, want }) => (globalThis as any).document.querySelector(sel)?.dataset[key] === want, { sel, key, want });
 }
 
 async function waitValue(page: Page, sel: string, want: string): Promise<void> {

@@ -274,6 +274,10 @@ describe('http: API endpoints', () => {
       const r = await c.req('GET', '/metrics', { headers: { Accept: 'text/plain' } });
       assert.equal(r.status, 200);
       assert.match(r.text, /^snapback_/m);
+      // the gauges carry the service's status (one snapshot per scrape)
+      const st = hx.service.status();
+      assert.match(r.text, new RegExp(`^snapback_regions_total ${st.regions.total}$`, 'm'));
+      assert.match(r.text, new RegExp(`^snapback_session_number ${st.session.number}$`, 'm'));
     });
 
     it('GET and POST /api/settings (hydration rate reaches the service; policy stored)', async () => {
