@@ -172,6 +172,20 @@ export class FileDevice implements BlockDevice {
     if (options.fua) await this.flush();
   }
 
+  /** Extends a regular file to `size` bytes (sparse zeroes); a block device cannot grow. */
+  async grow(size: number): Promise<void> {
+    this.checkWritable();
+    const h = this.h();
+    if (size <= this._size) return;
+    if (this.isBlockDev) throw new SnapbackError('NOT_SUPPORTED', `${this.path} is a block device of ${this._size} bytes; it cannot grow to ${size}`);
+    try {
+      await h.truncate(size);
+    } catch (err) {
+      throw fromSystemError(err, `growing ${this.path} to ${size} bytes`);
+    }
+    this._size = size;
+  }
+
   async close(): Promise<void> {
     if (this.opening) await this.opening.catch(() => undefined);
     const h = this.handle;

@@ -114,6 +114,15 @@ export class FaultDevice implements BlockDevice {
   async writeZeroes(offset: number, length: number, options: ZeroOptions = {}): Promise<void> {
     await this.write(offset, Buffer.alloc(length), options);
   }
+  /** Extends the device with zeroes (as ftruncate extends a file: durable at once here, like the metadata a flush would cover). */
+  async grow(size: number): Promise<void> {
+    await this.domain.jitter();
+    this.fault('write', size, 0);
+    this.domain.tick();
+    if (size <= this.view.length) return;
+    this.view = Buffer.concat([this.view, Buffer.alloc(size - this.view.length)]);
+    this.durable = Buffer.concat([this.durable, Buffer.alloc(size - this.durable.length)]);
+  }
   async trim(offset: number, length: number, options: WriteOptions = {}): Promise<void> {
     await this.writeZeroes(offset, length, options);
   }
