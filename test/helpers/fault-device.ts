@@ -44,7 +44,8 @@ interface Pending {
   data: Buffer;
 }
 
-export type InjectedFault = { op: 'read' | 'write' | 'flush'; errno: 'EIO' | 'ENOSPC'; offset?: number };
+/** A call that fails: every matching call, or only the next one with `once`. */
+export type InjectedFault = { op: 'read' | 'write' | 'flush'; errno: 'EIO' | 'ENOSPC'; offset?: number; once?: boolean };
 
 export class FaultDevice implements BlockDevice {
   private view: Buffer;
@@ -82,6 +83,7 @@ export class FaultDevice implements BlockDevice {
     const i = this.faults.findIndex((f) => f.op === op && (f.offset === undefined || (offset !== undefined && f.offset >= offset && f.offset < offset + length)));
     if (i >= 0) {
       const f = this.faults[i]!;
+      if (f.once) this.faults.splice(i, 1);
       throw fromSystemError(Object.assign(new Error(`${f.errno}: injected on ${this.name}`), { code: f.errno }), `${op} ${this.name}`);
     }
   }
