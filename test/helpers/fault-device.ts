@@ -138,8 +138,13 @@ export class FaultDevice implements BlockDevice {
     if (this.keepJournal) this.journal.push('flush');
   }
 
-  /** What the device holds after the power cut: durable bytes plus any subset of unflushed sectors. */
-  crashImage(): Buffer {
+  /**
+   * What the device holds after the power cut: durable bytes plus any subset of unflushed
+   * sectors. With `tearInsideSectors`, a torn write may also cut one of its sectors at a random
+   * byte (new bytes before the cut, old after, or the other way round), as a medium whose
+   * sector writes are not atomic would.
+   */
+  crashImage(options: { tearInsideSectors?: boolean } = {}): Buffer {
     const img = Buffer.from(this.durable);
     const rng = this.domain.rng;
     for (const p of this.unflushed) {
@@ -154,7 +159,11 @@ export class FaultDevice implements BlockDevice {
       const end = p.offset + p.data.length;
       while (pos < end) {
         const sectorEnd = Math.min(end, (Math.floor(pos / 512) + 1) * 512);
-        if (rng.chance(0.5)) p.data.copy(img, pos, pos - p.offset, sectorEnd - p.offset);
+        if (options.tearInsideSectors && rng.chance(0.3)) {
+          const cut = pos + rng.int(sectorEnd - pos);
+          if (rng.chance(0.5)) p.data.copy(img, pos, pos - p.offset, cut - p.offset);
+          else p.data.copy(img, cut, cut - p.offset, sectorEnd - p.offset);
+        } else if (rng.chance(0.5)) p.data.copy(img, pos, pos - p.offset, sectorEnd - p.offset);
         pos = sectorEnd;
       }
     }
