@@ -41,6 +41,8 @@ export class FileDevice implements BlockDevice {
   readonly path: string;
   readonly readOnly: boolean;
   private handle: FileHandle | null = null;
+  /** A second descriptor opened with O_DSYNC, for FUA writes: durable in one call, no fdatasync after. */
+  private syncHandle: Promise<FileHandle> | null = null;
   private opening: Promise<void> | null = null;
   private _size: number;
   private isBlockDev = false;
@@ -135,10 +137,10 @@ export class FileDevice implements BlockDevice {
     const h = this.h();
     let done = 0;
     try {
+      const fd = options.fua ? (await this.dsync()).fd : h.fd;
       while (done < data.length) {
-        done += await pwriteOnce(h.fd, data, done, data.length - done, offset + done);
+        done += await pwriteOnce(fd, data, done, data.length - done, offset + done);
       }
-      if (options.fua) await h.datasync();
     } catch (err) {
       throw fromSystemError(err, `writing ${this.path} at ${offset + done}`);
     }
@@ -186,11 +188,26 @@ export class FileDevice implements BlockDevice {
     this._size = size;
   }
 
+  /** The O_DSYNC descriptor (opened on the first FUA write). */
+  private dsync(): Promise<FileHandle> {
+    if (!this.syncHandle) {
+      const p = fsp.open(this.path, fsc.O_RDWR | fsc.O_DSYNC);
+      this.syncHandle = p;
+      p.catch(() => {
+        if (this.syncHandle === p) this.syncHandle = null;
+      });
+    }
+    return this.syncHandle;
+  }
+
   async close(): Promise<void> {
     if (this.opening) await this.opening.catch(() => undefined);
     const h = this.handle;
+    const sh = this.syncHandle;
     this.handle = null;
+    this.syncHandle = null;
     this.closed = true;
+    if (sh) await (await sh.catch(() => null))?.close();
     if (h) await h.close();
   }
 

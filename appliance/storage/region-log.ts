@@ -22,11 +22,12 @@
  * (otherwise, after a crash, stale bytes would be read as the host's), so the protected disk
  * records those regions with `noteWrittenPending()` and promotes them at its next flush.
  *
- * Group commit, pipelined: every caller that needs bits durable gets the promise of the next
- * commit; a commit writes all dirty sectors (coalesced into contiguous runs), then flushes. The
- * next commit's sectors are written while the previous commit's flush runs, so a stream of
- * first writes pays for the log's flush latency once per flush rather than once per write and
- * flush in turn. A commit resolves only when its own flush is done: set-before-write holds.
+ * Group commit: every caller that needs bits durable gets the promise of the next commit; a
+ * commit writes all dirty sectors (coalesced into contiguous runs) with FUA — on a file, through
+ * an O_DSYNC descriptor, so that writing and making durable is one call rather than a write
+ * and an fdatasync in turn. One commit runs at a time (two writes of a sector never overlap);
+ * marks made meanwhile gather in the next. A commit resolves only once its sectors are durable:
+ * set-before-write holds.
  *
  * Logs of format 1 (no checksums) are read as they are and migrated at their first write: the
  * bitmap in format 2 is written to a new area after the old one and made durable, then one
@@ -241,7 +242,7 @@ export class RegionLog {
   private next: Batch | null = null;
   /** A batch is writing its sectors (one at a time: writes of a sector never overlap). */
   private writing = false;
-  /** Batches started and not yet settled (writing, or waiting for their flush). */
+  /** Batches started and not yet settled. */
   private readonly inFlight = new Set<Batch>();
   /** A header write holds the log: no commit starts until it is done. */
   private headerBusy = false;
@@ -733,27 +734,22 @@ export class RegionLog {
     void this.runCommit(batch, sectors);
   }
 
-  /** A commit's two stages: write its sectors (one commit at a time), then flush (overlapping the next commit's writes). */
+  /**
+   * A commit: its sectors written with FUA (durable when the write returns: O_DSYNC on a file,
+   * one call where a write and an fdatasync would be two), one commit at a time so that two
+   * writes of a sector never overlap. Marks made meanwhile gather in the next batch.
+   */
   private async runCommit(batch: Batch, sectors: number[]): Promise<void> {
-    let flushed!: Promise<void>;
     try {
       this.checkOpen();
       await this.migrate();
       await this.writeSectors(sectors);
-      flushed = this.dev.flush();
     } catch (err) {
       this.failBatch(batch, sectors, err);
       return;
     } finally {
       this.writing = false;
-      // pipelined: the next batch's sectors are written while this batch's flush runs
       if (this.next) this.startCommit();
-    }
-    try {
-      await flushed;
-    } catch (err) {
-      this.failBatch(batch, sectors, err);
-      return;
     }
     this.inFlight.delete(batch);
     for (const r of batch.regions) if (this.unconfirmed.get(r) === batch) this.unconfirmed.delete(r);
@@ -772,7 +768,9 @@ export class RegionLog {
     this.image.writeUInt32LE(bitmapSectorCrc(this.image, s), s * SECTOR + SECTOR_CRC_AT);
   }
 
+  /** Writes the sectors (ascending), durable when it resolves: one FUA write per span, spans in parallel. */
   private async writeSectors(sectors: number[]): Promise<void> {
+    const writes: Promise<void>[] = [];
     let i = 0;
     while (i < sectors.length) {
       // one write per span; clean sectors in small gaps ride along (their bytes are current)
@@ -783,9 +781,12 @@ export class RegionLog {
       for (let s = first; s <= last; s++) this.seal(s);
       // copy: the image may change while the write is in flight
       const data = Buffer.from(this.image.subarray(first * SECTOR, (last + 1) * SECTOR));
-      await this.dev.write(this.bitmapOffset + first * SECTOR, data);
+      writes.push(this.dev.write(this.bitmapOffset + first * SECTOR, data, { fua: true }));
       i = j + 1;
     }
+    const results = await Promise.allSettled(writes);
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
   }
 
   private checkOpen(): void {
