@@ -718,7 +718,8 @@ export class RegionLog {
   private batch(): Batch {
     if (!this.next) {
       this.next = newBatch();
-      queueMicrotask(() => this.startCommit());
+      // after the I/O callbacks of this turn of the event loop: marks they make join this batch
+      setImmediate(() => this.startCommit());
     }
     return this.next;
   }
@@ -749,7 +750,7 @@ export class RegionLog {
       return;
     } finally {
       this.writing = false;
-      if (this.next) this.startCommit();
+      if (this.next) setImmediate(() => this.startCommit());
     }
     this.inFlight.delete(batch);
     for (const r of batch.regions) if (this.unconfirmed.get(r) === batch) this.unconfirmed.delete(r);
