@@ -24,9 +24,9 @@ import {
 import type { ModelVerifyStatus } from '../http/model-verify.js';
 import { SnapbackError } from '../errors.js';
 import { childLogger } from '../logger.js';
+import { VERSION } from '../version.js';
 
 const log = childLogger('sessions');
-const VERSION = '0.1.0';
 
 export class SessionManager extends EventEmitter implements ApplianceService {
   private readonly participants: SessionEndParticipant[] = [];
