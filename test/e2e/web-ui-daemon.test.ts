@@ -15,8 +15,8 @@ import type { Browser, Page } from 'playwright-core';
 import { CLI, exited, snapback } from '../helpers/cli.js';
 import { nbdsh } from '../helpers/nbd-clients.js';
 import { Prng } from '../helpers/prng.js';
-import { PASSWORD, controlRequest } from './harness.js';
-import { VIEWPORTS, launchChromium, newPage, shot, type ViewportName, waitData, waitText } from './browser.js';
+import { PASSWORD, controlRequest } from '../helpers/http-harness.js';
+import { VIEWPORTS, launchChromium, newPage, shot, type ViewportName, waitData, waitText } from '../helpers/browser.js';
 
 const SIZE = 32 << 20;
 const REGION = 64 << 10;
