@@ -12,6 +12,7 @@ import { parseSize } from '../storage/sizes.js';
 import { isSnapbackError } from '../errors.js';
 import { VERSION } from '../version.js';
 import * as commands from './commands.js';
+import { passwd } from './passwd.js';
 import { renderReference } from './reference.js';
 
 export const STATE_DIR_ENV = 'SNAPBACK_STATE_DIR';
@@ -157,6 +158,13 @@ export function buildProgram(run: CliRun = { exitCode: 0 }): Command {
     .addArgument(new Argument('<BYTES_PER_SECOND|unlimited>', 'the rate').argParser(checked(parseRate)))
     .addOption(stateDir())
     .action(act(commands.hydrationRate));
+
+  program
+    .command('passwd')
+    .description('set the administrator password of the web UI and API: through the running daemon, or in the state directory when none runs')
+    .addOption(stateDir())
+    .option('--password-stdin', 'read the password from stdin (one line) instead of asking twice on the terminal')
+    .action(act(passwd));
 
   program
     .command('demo')
