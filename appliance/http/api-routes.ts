@@ -1,5 +1,5 @@
 /**
- * The control API (issue 3): JSON endpoints over the daemon's HTTP listener and the CLI's
+ * The control API: JSON endpoints over the daemon's HTTP listener and the CLI's
  * control socket. Authentication, CSRF and the audit log are mounted in front of this router
  * by http-component.ts; here every body is validated (zod) and a bad one gets 400 with a
  * message and changes nothing.

@@ -152,7 +152,7 @@ describe('web UI in Chromium against the real daemon, with a real NBD client wri
 
       it('follows a real NBD client’s writes live', async () => {
         const sessionBefore = Number(await page.textContent('#session-number'));
-        // The daemon may mark a few regions ahead of a sequential writer (DESIGN §2), so the
+        // The daemon may mark a few regions ahead of a sequential writer (that is safe), so the
         // dashboard must show what the daemon counts, at least the regions written.
         const follow = async (atLeast: number): Promise<number> => {
           const st = await controlRequest(join(state, 'control.sock'), 'GET', '/api/status');

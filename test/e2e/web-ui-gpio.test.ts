@@ -1,5 +1,5 @@
 /**
- * The GPIO page in a real Chromium (issue 7): live pin states and host power actions through
+ * The GPIO page in a real Chromium: live pin states and host power actions through
  * the web UI, confirmation before a disruptive action, and every action in the audit log. The
  * pins are the simulated backend behind the same interface as onoff (there is no GPIO here).
  */

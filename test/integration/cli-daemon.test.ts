@@ -1,5 +1,5 @@
 /**
- * The CLI and the daemon end to end, with real NBD clients (issue 2 CLI; issue 3 daemon):
+ * The CLI and the daemon end to end, with real NBD clients:
  * init/verify/restore on files, bad arguments, a state directory in use, session end while a
  * client is connected, SIGTERM, and a pulled plug (kill -9) in the middle of a real client's
  * write workload.
