@@ -24,14 +24,14 @@ import { z } from 'zod';
 import type { Component } from '../daemon/component.js';
 import { SnapbackError } from '../errors.js';
 import { childLogger } from '../logger.js';
-import type { ApplianceService, GadgetStatus, HostConnectionState, SessionEndParticipant } from '../session/appliance-service.js';
+import type { ApplianceService, GadgetStatus, SessionEndParticipant } from '../session/appliance-service.js';
 import { defaultRunner, describeFailure, runTool, type CommandRunner } from './commands.js';
 import { realGadgetFs, type GadgetFs } from './configfs.js';
 import { GadgetBuilder } from './gadget-builder.js';
 import { autoSerial, defaultGadgetConfigDir, resolveGadgetDescription, type GadgetDescription } from './gadget-config.js';
 import { NbdDevices } from './nbd-device.js';
-import { UdcPolicySchema, UdcStatePolicy, hostLinkOf, type HostLink, type UdcDecision } from './udc-policy.js';
-import { UdcWatcher, readUdcState } from './udc-watcher.js';
+import { UdcPolicySchema, UdcStatePolicy, hostLinkOf, type UdcDecision } from './udc-policy.js';
+import { UdcWatcher } from './udc-watcher.js';
 
 const log = childLogger('gadget');
 
@@ -186,10 +186,6 @@ function message(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
-function connectionOf(link: HostLink): HostConnectionState {
-  return link;
-}
-
 export class GadgetComponent extends EventEmitter implements Component {
   readonly name = 'gadget';
   readonly settings: GadgetSettings;
@@ -283,7 +279,7 @@ export class GadgetComponent extends EventEmitter implements Component {
   private publishConnection(): void {
     const link = this.running ? hostLinkOf(this.udcState) : 'absent';
     try {
-      this.service.setHostConnection(connectionOf(link), this.status());
+      this.service.setHostConnection(link, this.status());
     } catch (err) {
       log.warn({ err }, 'setHostConnection failed');
     }
@@ -730,13 +726,5 @@ export class GadgetComponent extends EventEmitter implements Component {
     this.stateSince = this.now();
     this.changed();
     if (this.settings.watchdog.endSession) this.requestSessionEnd('gadget-watchdog', `gadget rebound: ${why}`);
-  }
-
-  /** Reads the UDC state at once (tests and the status API may want it fresh). */
-  async refreshState(): Promise<string | null> {
-    if (!this.udc) return null;
-    const s = await readUdcState(this.sysRoot, this.udc);
-    this.onUdcRead(s, this.now());
-    return this.udcState;
   }
 }
