@@ -1,5 +1,5 @@
 /**
- * The daemon's HTTP side (issue 6, and the listener of issue 3's control API): one express app
+ * The daemon's HTTP side (the web UI, and the listener of the control API): one express app
  * served on two listeners.
  *
  * - TCP (`listen`, default 127.0.0.1:8080): the web UI and the JSON API. Everything but the

@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { RegionState } from '../../appliance/session/appliance-service.js';
-import { Client, PASSWORD, startHarness, type Harness, type ReqOptions } from '../e2e/harness.js';
+import { Client, PASSWORD, startHarness, type Harness, type ReqOptions } from '../helpers/http-harness.js';
 
 interface Endpoint {
   method: string;
