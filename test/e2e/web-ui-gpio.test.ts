@@ -14,7 +14,7 @@ import { waitFor } from '../helpers/wait.js';
 import { StateStore } from '../../appliance/state/state-store.js';
 import { HttpComponent } from '../../appliance/http/http-component.js';
 import { GpioComponent } from '../../appliance/gpio/gpio-component.js';
-import { createGpioRouter } from '../../appliance/gpio/gpio-routes.js';
+import { createGpioRouter } from '../../appliance/http/routes/gpio-routes.js';
 import { SimulatedGpioBackend } from '../../appliance/gpio/simulated-backend.js';
 import { systemClock } from '../../appliance/gpio/clock.js';
 

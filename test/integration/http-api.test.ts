@@ -115,7 +115,7 @@ describe('http: API endpoints', () => {
 
   describe('invalid bodies and parameters: 400, nothing changed', () => {
     const cases: [string, string, ReqOptions][] = [
-      // the control API (api-routes.ts)
+      // the control API
       ['POST', '/api/mode', { body: {} }],
       ['POST', '/api/mode', { body: { mode: 'melted' } }],
       ['POST', '/api/mode', { body: { mode: 1 } }],
