@@ -285,6 +285,16 @@ class FieldScanner {
 }
 
 /** The streaming reader; null when the file is not laid out as ours (the caller reads it plainly). */
+export async function loadManifestStreaming(path: string): Promise<Manifest | null> {
+  let size: number;
+  try {
+    size = (await stat(path)).size;
+  } catch (err) {
+    throw new SnapbackError('MANIFEST_INVALID', `cannot read manifest ${path}: ${(err as Error).message}`);
+  }
+  return loadStreaming(path, size);
+}
+
 async function loadStreaming(path: string, fileSize: number): Promise<Manifest | null> {
   let fh;
   try {
