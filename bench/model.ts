@@ -94,6 +94,11 @@ async function hashOnPool(totalBytes: number): Promise<PoolRow> {
   }
 }
 
+function lastLine(text: string | undefined): string | undefined {
+  const lines = (text ?? '').split('\n').filter((l) => l.trim() !== '' && !/^\s+at /.test(l));
+  return lines[lines.length - 1];
+}
+
 function loadInChild(path: string, mode: 'stream' | 'plain'): ManifestLoadRow {
   const fileMB = round(statSync(path).size / 1e6);
   try {
@@ -101,7 +106,7 @@ function loadInChild(path: string, mode: 'stream' | 'plain'): ManifestLoadRow {
     const r = JSON.parse(out.trim().split('\n').pop()!) as ManifestLoadRow;
     return { mode, regions: r.regions, fileMB, ms: round(r.ms), cpuMs: round(r.cpuMs), peakRssMB: round(r.peakRssMB), rssBeforeMB: round(r.rssBeforeMB), keptMB: round(r.keptMB) };
   } catch (err) {
-    return { mode, regions: 0, fileMB, ms: NaN, cpuMs: NaN, peakRssMB: NaN, rssBeforeMB: NaN, keptMB: NaN, error: (err as Error).message.split('\n')[0]! };
+    return { mode, regions: 0, fileMB, ms: NaN, cpuMs: NaN, peakRssMB: NaN, rssBeforeMB: NaN, keptMB: NaN, error: lastLine((err as { stderr?: string }).stderr) ?? (err as Error).message.split('\n')[0]! };
   }
 }
 

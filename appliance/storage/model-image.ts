@@ -157,7 +157,8 @@ export class ModelImage implements BlockDevice {
     const count = manifest.regionCount;
     this.verified = new Uint8Array(count);
     this.stats = { regions: count, verified: 0, bad: 0, fromRecord: 0, hashedRegions: 0, hashedBytes: 0 };
-    this.slabs = new SharedBufferPool(manifest.regionSize, Math.max(2, this.pool.threads * 2 + 1));
+    // regions being verified at once: enough to keep every hash thread busy, within 32 MiB
+    this.slabs = new SharedBufferPool(manifest.regionSize, Math.max(2, Math.min(this.pool.threads * 2 + 1, Math.floor((32 << 20) / manifest.regionSize))));
     const st = await stat(this.imagePath);
     let identity: FileIdentity | null = null;
     try {

@@ -83,6 +83,7 @@ describe('model manifests', function () {
     // escapes inside the digests' string (valid JSON): the plain reader unescapes them
     const escaped = join(dir, 'escaped.json');
     writeFileSync(escaped, old.text.replace(/"hashes": "(.)/, (_, c: string) => `"hashes": "\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`));
+    assert.equal(await loadManifestStreaming(escaped), null, 'an escape among the digests: left to the plain reader');
     assert.equal((await Manifest.load(escaped)).id, old.id);
   });
 
