@@ -49,6 +49,8 @@ export interface ModelImageOptions {
   hashPool?: HashPool;
   /** Save the verified record this long after a region is first verified (default 5 s; also at close). */
   recordSaveDelayMs?: number;
+  /** No record is saved for a file changed less than this long before open (default 100 ms; see saveRecord). */
+  recordRacyMs?: number;
 }
 
 /** What verification knows and has done since open. */
@@ -83,7 +85,7 @@ export interface VerifyRegionsResult {
   aborted: boolean;
 }
 
-/** Verified records are saved only for a file unchanged for at least this long before open (see save). */
+/** Verified records are saved only for a file unchanged for at least this long before open (see saveRecord). */
 const RACY_MS = 100;
 
 const log = childLogger('model');
@@ -105,6 +107,7 @@ export class ModelImage implements BlockDevice {
   private recordTimer: NodeJS.Timeout | null = null;
   private recordSaving: Promise<void> = Promise.resolve();
   private readonly recordSaveDelayMs: number;
+  private readonly recordRacyMs: number;
   private openedAtMs = 0;
   private stats: ModelVerificationStats = { regions: 0, verified: 0, bad: 0, fromRecord: 0, hashedRegions: 0, hashedBytes: 0 };
 
@@ -116,6 +119,7 @@ export class ModelImage implements BlockDevice {
     this.pool = options.hashPool ?? sharedHashPool();
     this.verifiedDir = options.verifiedDir;
     this.recordSaveDelayMs = options.recordSaveDelayMs ?? 5000;
+    this.recordRacyMs = options.recordRacyMs ?? RACY_MS;
   }
 
   get manifest(): Manifest {
@@ -165,7 +169,7 @@ export class ModelImage implements BlockDevice {
       identity = this.verifiedDir ? await fileIdentity(this.imagePath) : null;
       if (identity) {
         this.recordKey = { manifestId: manifest.id, regionCount: count, identity };
-        this.recordTrusted = Number(BigInt(identity.ctimeNs) / 1_000_000n) <= this.openedAtMs - RACY_MS;
+        this.recordTrusted = Number(BigInt(identity.ctimeNs) / 1_000_000n) <= this.openedAtMs - this.recordRacyMs;
         const bits = await loadVerified(verifiedRecordPath(this.verifiedDir!, manifest.id), this.recordKey);
         if (bits) {
           for (let r = 0; r < count; r++) if (bits[r >> 3]! & (1 << (r & 7))) this.verified[r] = 1;
@@ -378,7 +382,7 @@ export class ModelImage implements BlockDevice {
   /**
    * Writes what is verified now to the record. Skipped when the file changed just before open:
    * a file's times have a coarse granularity, so a change within the same tick after hashing
-   * could leave its identity unchanged; a file quiet for RACY_MS before open cannot.
+   * could leave its identity unchanged; a file quiet for recordRacyMs before open cannot.
    */
   private saveRecord(): Promise<void> {
     const key = this.recordKey;
