@@ -166,7 +166,7 @@ export class ModelImage implements BlockDevice {
     const st = await stat(this.imagePath);
     let identity: FileIdentity | null = null;
     try {
-      identity = this.verifiedDir ? await fileIdentity(this.imagePath) : null;
+      identity = this.verifiedDir ? await fileIdentity(this.file.fd) : null; // the file open for reading, not whatever the path names now
       if (identity) {
         this.recordKey = { manifestId: manifest.id, regionCount: count, identity };
         this.recordTrusted = Number(BigInt(identity.ctimeNs) / 1_000_000n) <= this.openedAtMs - this.recordRacyMs;

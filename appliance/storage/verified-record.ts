@@ -12,6 +12,7 @@
  * everything before it. Written to a temporary file and renamed over the old one.
  */
 import { createHash } from 'node:crypto';
+import { fstat, type BigIntStats } from 'node:fs';
 import { mkdir, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { z } from 'zod';
@@ -26,9 +27,9 @@ export interface FileIdentity {
   ctimeNs: string;
 }
 
-/** The identity of a regular file, or null for anything else (a block device, …). */
-export async function fileIdentity(path: string): Promise<FileIdentity | null> {
-  const st = await stat(path, { bigint: true });
+/** The identity of a regular file (a path, or an open fd: the file actually read), or null for anything else (a block device, …). */
+export async function fileIdentity(file: string | number): Promise<FileIdentity | null> {
+  const st = typeof file === 'number' ? await new Promise<BigIntStats>((res, rej) => fstat(file, { bigint: true }, (err, s) => (err ? rej(err) : res(s)))) : await stat(file, { bigint: true });
   if (!st.isFile()) return null;
   return { dev: String(st.dev), ino: String(st.ino), size: String(st.size), mtimeNs: String(st.mtimeNs), ctimeNs: String(st.ctimeNs) };
 }
