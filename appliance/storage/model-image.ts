@@ -21,7 +21,7 @@ import { FileDevice } from './file-device.js';
 import { Manifest, manifestPathFor } from './manifest.js';
 import { sharedHashPool, type HashPool } from './hash-pool.js';
 import { SharedBufferPool } from './shared-buffers.js';
-import { fileIdentity, loadVerified, saveVerified, verifiedRecordPath, type FileIdentity, type VerifiedKey } from './verified-record.js';
+import { fileIdentity, loadVerified, saveVerified, verifiedRecordPath, type VerifiedKey } from './verified-record.js';
 import { SnapbackError } from '../errors.js';
 import { childLogger } from '../logger.js';
 
@@ -163,10 +163,10 @@ export class ModelImage implements BlockDevice {
     this.stats = { regions: count, verified: 0, bad: 0, fromRecord: 0, hashedRegions: 0, hashedBytes: 0 };
     // regions being verified at once: enough to keep every hash thread busy, within 32 MiB
     this.slabs = new SharedBufferPool(manifest.regionSize, Math.max(2, Math.min(this.pool.threads * 2 + 1, Math.floor((32 << 20) / manifest.regionSize))));
-    const st = await stat(this.imagePath);
-    let identity: FileIdentity | null = null;
     try {
-      identity = this.verifiedDir ? await fileIdentity(this.file.fd) : null; // the file open for reading, not whatever the path names now
+      const st = await stat(this.imagePath);
+      // the file open for reading, not whatever the path names now
+      const identity = this.verifiedDir ? await fileIdentity(this.file.fd) : null;
       if (identity) {
         this.recordKey = { manifestId: manifest.id, regionCount: count, identity };
         this.recordTrusted = Number(BigInt(identity.ctimeNs) / 1_000_000n) <= this.openedAtMs - this.recordRacyMs;
