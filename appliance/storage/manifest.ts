@@ -51,7 +51,7 @@ export type ManifestInfo = Omit<ManifestJson, 'hashes'>;
 const PLAIN_PARSE_LIMIT = 256 << 20;
 /** The JSON around the digests is small; more than this is not a manifest of ours. */
 const FIELDS_LIMIT = 1 << 20;
-const READ_CHUNK = 4 << 20;
+const READ_CHUNK = 1 << 20;
 
 export class Manifest {
   constructor(
@@ -341,7 +341,10 @@ async function loadStreaming(path: string, fileSize: number): Promise<Manifest |
     if (typeof size !== 'number' || typeof regionSize !== 'number' || typeof hash !== 'string' || !(SUPPORTED_HASHES as readonly string[]).includes(hash)) return null;
     // 2. the digests: decoded into one buffer, hashed for the id on the way
     const idHash = createHash('sha256').update(idPrefix(size, regionSize, hash));
-    const out = Buffer.allocUnsafeSlow(Math.floor((fileSize * 3) / 4) + 3);
+    // exactly the digests the fields call for (no more than the file can hold): more digests
+    // than that decode short of their length below, and the plain reader names the mismatch
+    const expected = Math.ceil(size / regionSize) * DIGEST_LENGTHS[hash as HashName];
+    const out = Buffer.allocUnsafeSlow(Math.min(Number.isSafeInteger(expected) ? expected : 0, Math.floor((fileSize * 3) / 4) + 3));
     let outLen = 0;
     let carry = '';
     let tail: Buffer | null = null;
