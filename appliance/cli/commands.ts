@@ -203,7 +203,8 @@ export async function startDaemon(opts: ConstructorParameters<typeof Daemon>[0])
   const daemon = new Daemon(opts);
   const addresses = await daemon.start();
   out(`snapback: serving NBD on ${addresses.nbdSocket}${addresses.nbdTcp ? ` and nbd://${addresses.nbdTcp.host}:${addresses.nbdTcp.port}` : ''}`);
-  out(`snapback: web UI and API on http://${addresses.http.host}:${addresses.http.port}/ (control socket ${addresses.controlSocket})`);
+  if (addresses.http) out(`snapback: web UI and API on http://${addresses.http.host}:${addresses.http.port}/ (control socket ${addresses.controlSocket})`);
+  else out('snapback: the web UI and API are not running (see the log); the disk is served');
   let signalled = false;
   const onSignal = (sig: string) => {
     if (signalled) return;

@@ -17,6 +17,7 @@ import { z } from 'zod';
 import { Registry, Gauge, collectDefaultMetrics } from 'prom-client';
 import type { ApplianceService, ApplianceStatus } from '../session/appliance-service.js';
 import { SnapbackError } from '../errors.js';
+import { formatZodIssues } from '../zod-issues.js';
 import { childLogger } from '../logger.js';
 
 const log = childLogger('api');
@@ -29,7 +30,7 @@ const hydrationSchema = z.object({ rateBytesPerSecond: z.number().int().positive
 function parse<T>(schema: z.ZodType<T>, body: unknown, res: Response): T | null {
   const r = schema.safeParse(body ?? {});
   if (!r.success) {
-    res.status(400).json({ error: 'BAD_REQUEST', message: r.error.issues.map((i) => `${i.path.join('.') || 'body'}: ${i.message}`).join('; ') });
+    res.status(400).json({ error: 'BAD_REQUEST', message: formatZodIssues(r.error, 'body') });
     return null;
   }
   return r.data;
@@ -122,8 +123,10 @@ export function createApiRouter(service: ApplianceService): express.Router {
   router.post('/api/hydration', json, (req, res) => {
     const body = parse(hydrationSchema, req.body, res);
     if (!body) return;
-    service.setHydrationRate(body.rateBytesPerSecond);
-    res.json({ rateBytesPerSecond: body.rateBytesPerSecond });
+    service.setHydrationRate(body.rateBytesPerSecond).then(
+      () => res.json({ rateBytesPerSecond: body.rateBytesPerSecond }),
+      (err: unknown) => fail(res, err),
+    );
   });
 
   router.get('/api/regions', (_req, res) => {

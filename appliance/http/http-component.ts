@@ -263,8 +263,7 @@ export class HttpComponent implements Component {
       next();
     });
 
-    // Audit every successful state-changing request not audited by its handler (the control
-    // API's), and keep the settings' mirror of the modes current.
+    // Audit every successful state-changing request not audited by its handler (the control API's).
     app.use((req, res, next) => {
       if (!STATE_CHANGING.has(req.method)) return next();
       const key = `${req.method} ${req.path}`;
@@ -277,15 +276,6 @@ export class HttpComponent implements Component {
           details.request = redact(req.body);
         }
         store.audit({ actor: p?.actor ?? 'anonymous', action, details }).catch((err: unknown) => log.error({ err }, 'audit write failed'));
-        if (action === 'mode.set' || action === 'restore-mode.set') {
-          const st = service.status();
-          const cur = store.settings();
-          if (cur.protectionMode !== st.mode || cur.restoreMode !== st.restoreMode) {
-            store
-              .updateSettings({ protectionMode: st.mode, restoreMode: st.restoreMode })
-              .catch((err: unknown) => log.error({ err }, 'settings write failed'));
-          }
-        }
       });
       next();
     });

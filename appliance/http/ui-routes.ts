@@ -11,7 +11,7 @@
  *   POST   /api/tokens               {name} → the token, shown once
  *   DELETE /api/tokens/:id           revoke
  *   GET    /api/settings
- *   POST   /api/settings             {hydrationRateBytesPerSecond?, sessionEndPolicy?: {usb?, hostPowerOff?}}
+ *   POST   /api/settings             {hydrationRateBytesPerSecond}
  *   GET    /api/audit?limit=&before= the audit log, newest first
  *   GET    /api/export/sessions.csv  the session history as CSV
  *   GET    /api/model                the active model and the last verification
@@ -24,7 +24,7 @@
 import express, { type Request, type Response, type Router } from 'express';
 import { z } from 'zod';
 import type { ApplianceService, SessionRecord } from '../session/appliance-service.js';
-import { hydrationRateSchema, sessionEndPolicySchema } from '../state/schema.js';
+import { hydrationRateSchema } from '../state/schema.js';
 import { ADMIN_USER, type StateStore } from '../state/state-store.js';
 import { type LoginRateLimiter, type LoginSessions, type Principal, sessionCookie } from './auth.js';
 import { HttpError, asyncHandler, hostOfHeader, isLoopbackHost, redact, validate } from './http-util.js';
@@ -67,10 +67,9 @@ const tokenParams = z.object({ id: z.string().regex(/^[0-9a-f]{12}$/, 'not a tok
 const settingsBody = z
   .object({
     hydrationRateBytesPerSecond: hydrationRateSchema.optional(),
-    sessionEndPolicy: sessionEndPolicySchema.partial().strict().optional(),
   })
   .strict()
-  .refine((b) => b.hydrationRateBytesPerSecond !== undefined || b.sessionEndPolicy !== undefined, 'nothing to change');
+  .refine((b) => b.hydrationRateBytesPerSecond !== undefined, 'nothing to change');
 const auditQuery = z
   .object({
     limit: z.coerce.number().int().min(1).max(1000).optional(),
@@ -269,11 +268,8 @@ export function createUiRouter(deps: UiRouterDeps): Router {
     asyncHandler(async (req, res) => {
       const body = validate(settingsBody, req.body, 'body');
       const p = needPrincipal(res);
-      if (body.hydrationRateBytesPerSecond !== undefined) service.setHydrationRate(body.hydrationRateBytesPerSecond);
-      const next = await store.updateSettings({
-        ...(body.hydrationRateBytesPerSecond !== undefined ? { hydrationRateBytesPerSecond: body.hydrationRateBytesPerSecond } : {}),
-        ...(body.sessionEndPolicy ? { sessionEndPolicy: stripUndefined(body.sessionEndPolicy) } : {}),
-      });
+      // The state store owns the settings; the session manager applies what is saved here.
+      const next = await store.updateSettings(body);
       await audit(deps, res, p.actor, 'settings.update', { changes: redact(body) as Record<string, unknown> });
       res.json(next);
     }),
@@ -328,10 +324,6 @@ export function createUiRouter(deps: UiRouterDeps): Router {
   });
 
   return r;
-}
-
-function stripUndefined<T extends Record<string, unknown>>(o: T): { [K in keyof T]: Exclude<T[K], undefined> } {
-  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as { [K in keyof T]: Exclude<T[K], undefined> };
 }
 
 export const SESSION_CSV_COLUMNS = [

@@ -10,6 +10,7 @@ import { basename } from 'node:path';
 import { z } from 'zod';
 import { FileDevice } from './file-device.js';
 import { SnapbackError } from '../errors.js';
+import { formatZodIssues } from '../zod-issues.js';
 import { parseSize, isValidRegionSize } from './sizes.js';
 
 export const MANIFEST_FORMAT = 'snapback-manifest/1';
@@ -70,7 +71,7 @@ export class Manifest {
     try {
       parsed = manifestSchema.parse(JSON.parse(text));
     } catch (err) {
-      const why = err instanceof z.ZodError ? err.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ') : (err as Error).message;
+      const why = err instanceof z.ZodError ? formatZodIssues(err) : (err as Error).message;
       throw new SnapbackError('MANIFEST_INVALID', `manifest ${path} is not valid: ${why}`);
     }
     const digests = Buffer.from(parsed.hashes, 'base64');
