@@ -14,6 +14,7 @@ import { StateDir } from '../storage/state-dir.js';
 import { verifyAgainstLog } from '../storage/verify.js';
 import { callDaemon } from './control-client.js';
 import { Daemon } from '../daemon/daemon.js';
+import { DEFAULT_FIRST_BOOT_PASSWORD_FILE } from '../daemon/first-boot-password.js';
 import { runDemo } from './demo.js';
 import type { ApplianceStatus } from '../session/appliance-service.js';
 
@@ -26,6 +27,7 @@ export const USAGE = `usage: snapback COMMAND [options]
   restore --state-dir DIR
   serve --state-dir DIR [--nbd-socket PATH] [--nbd-listen HOST:PORT] [--http-listen HOST:PORT]
         [--gadget auto|on|off] [--gpio auto|on|off] [--keep-session]
+        [--first-boot-password-file PATH (default /boot/firmware/snapback-password)]
   status [--state-dir DIR] [--json]
   session end [--state-dir DIR] [--wait]
   mode frozen|thawed [--state-dir DIR]
@@ -232,6 +234,7 @@ async function serveCmd(args: string[]): Promise<number> {
       gadget: { type: 'string' },
       gpio: { type: 'string' },
       'keep-session': { type: 'boolean' },
+      'first-boot-password-file': { type: 'string' },
     },
   });
   await startDaemon({
@@ -242,6 +245,7 @@ async function serveCmd(args: string[]): Promise<number> {
     gadget: oneOf(values.gadget, ['auto', 'on', 'off'] as const, '--gadget', 'auto'),
     gpio: oneOf(values.gpio, ['auto', 'on', 'off'] as const, '--gpio', 'auto'),
     endSessionOnStart: !values['keep-session'],
+    firstBootPasswordFile: values['first-boot-password-file'] ?? DEFAULT_FIRST_BOOT_PASSWORD_FILE,
   });
   await new Promise<never>(() => undefined); // runs until a signal
   return 0;
