@@ -29,7 +29,7 @@ import type { ComponentHealth } from '../session/appliance-service.js';
 import { HttpComponent } from '../http/http-component.js';
 import { GadgetComponent } from '../gadget/gadget-component.js';
 import { GpioComponent } from '../gpio/gpio-component.js';
-import { createGpioRouter } from '../gpio/gpio-routes.js';
+import { createGpioRouter } from '../http/routes/gpio-routes.js';
 import { childLogger } from '../logger.js';
 
 const log = childLogger('daemon');

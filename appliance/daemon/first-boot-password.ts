@@ -7,7 +7,8 @@
  */
 import { readFile, rm } from 'node:fs/promises';
 import { hashPassword } from '../http/passwords.js';
-import { MIN_PASSWORD_LENGTH } from '../http/ui-routes.js';
+import { newPasswordSchema } from '../api/password.js';
+import { formatZodIssues } from '../zod-issues.js';
 import type { StateStore } from '../state/state-store.js';
 import { childLogger } from '../logger.js';
 
@@ -28,12 +29,12 @@ export async function consumeFirstBootPassword(file: string, store: StateStore):
     log.error({ file, errno: (err as NodeJS.ErrnoException).code }, 'cannot read the first-boot password file');
     return 'rejected';
   }
-  const password = (text.split(/\r?\n/)[0] ?? '').trim();
+  const checked = newPasswordSchema.safeParse((text.split(/\r?\n/)[0] ?? '').trim());
   let outcome: 'set' | 'rejected' = 'rejected';
-  if (password.length < MIN_PASSWORD_LENGTH) {
-    log.error({ file }, `the first-boot password file holds no usable password (at least ${MIN_PASSWORD_LENGTH} characters); it was not used`);
+  if (!checked.success) {
+    log.error({ file }, `the first-boot password file holds no usable password (${formatZodIssues(checked.error, 'password')}); it was not used`);
   } else {
-    await store.setAdminPasswordHash(await hashPassword(password));
+    await store.setAdminPasswordHash(await hashPassword(checked.data));
     await store.audit({ actor: 'system', action: 'auth.password-set', details: { from: file } }).catch((err: unknown) => log.error({ err }, 'audit write failed'));
     outcome = 'set';
   }

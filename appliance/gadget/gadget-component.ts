@@ -1,6 +1,6 @@
 /**
  * The daemon's USB gadget component: presents the protected disk to the host as a USB drive
- * (DESIGN §1, §4, §6; docs/gadget.md).
+ * (docs/architecture.md: topology, sessions; docs/gadget.md).
  *
  * start():  load libcomposite, usb_f_mass_storage, nbd → mount configfs if needed → clean up
  *           whatever an earlier run left (a crash can stop anywhere) → attach a free

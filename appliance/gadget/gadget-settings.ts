@@ -22,7 +22,7 @@ export const GadgetWatchdogSchema = z
     maxRebindsPerHour: z.number().int().min(1).max(120).default(6),
     /**
      * End the host session after a watchdog rebind. Off by default: a stall is not a definite
-     * sign that the host restarted (DESIGN §3 invariant 4).
+     * sign that the host restarted (invariant 4 in docs/architecture.md).
      */
     endSession: z.boolean().default(false),
   })

@@ -1,5 +1,6 @@
 /**
- * The shape of the state file (lowdb, DESIGN §6), its schema version and the migrations that
+ * The shape of the state file (lowdb; see docs/architecture.md), its schema version and the
+ * migrations that
  * bring an older file up to date. Every file read is migrated and then validated against these
  * zod schemas; one that does not fit is refused (never repaired by overwriting).
  *
