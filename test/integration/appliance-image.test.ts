@@ -122,9 +122,8 @@ function hostTests(): void {
 
 const RESULTS = '/results';
 
-class StepFailed extends Error {}
-
-async function step(name: string, fn: () => Promise<string>): Promise<void> {
+/** Runs one step and reports it; returns whether it passed (a failed step does not stop the next ones unless the caller says so). */
+async function step(name: string, fn: () => Promise<string>): Promise<boolean> {
   const t0 = Date.now();
   let line: StepResult;
   try {
@@ -135,7 +134,7 @@ async function step(name: string, fn: () => Promise<string>): Promise<void> {
   line.ms = Date.now() - t0;
   appendFileSync(path.join(RESULTS, 'steps.jsonl'), JSON.stringify(line) + '\n');
   process.stdout.write(`[scenario] ${line.ok ? 'ok  ' : 'FAIL'} ${name} (${line.ms} ms)${line.ok ? ` — ${line.detail}` : `\n${line.detail}`}\n`);
-  if (!line.ok) throw new StepFailed(name);
+  return line.ok;
 }
 
 async function sh(cmd: string, args: string[], timeoutMs = 60_000): Promise<string> {
@@ -298,12 +297,13 @@ async function sessionEvents(): Promise<string[]> {
 async function guestScenario(): Promise<void> {
   mkdirSync(RESULTS, { recursive: true });
   const t0 = Date.now();
-  let failed = false;
+  let allOk = false;
   try {
     const model = readFileSync(path.join(STATE_DIR, 'model.img'));
     const stage = path.join(REPO, 'pi-gen', 'stage-snapback', '02-snapback', 'files');
 
-    await step(S.installed, async () => {
+    const ok: boolean[] = [];
+    ok.push(await step(S.installed, async () => {
       const same = (installed: string, file: string): void => {
         if (!existsSync(installed)) throw new Error(`${installed} is missing`);
         if (!readFileSync(installed).equals(readFileSync(path.join(stage, file)))) throw new Error(`${installed} differs from the stage's files/${file}`);
@@ -321,11 +321,11 @@ async function guestScenario(): Promise<void> {
       if (enabled !== 'enabled') throw new Error(`systemctl is-enabled ${UNIT}: ${enabled}`);
       const st = await unitState();
       return `enabled; the unit's WatchdogSec=${wd[1]} (this test's drop-in: ${st.WatchdogUSec})`;
-    });
+    }));
 
-    let first: UnitState | null = null;
-    await step(S.firstBoot, async () => {
-      first = await waitRunning('systemd to report the daemon running (READY=1)', 180_000);
+    // Without a daemon that stays up, the other steps have nothing to look at.
+    const up = await step(S.firstBoot, async () => {
+      const first = await waitRunning('systemd to report the daemon running (READY=1)', 180_000);
       const read = await readsModel(model, 'the first boot');
       const now = await unitState();
       if (now.NRestarts !== 0 || now.MainPID !== first.MainPID) {
@@ -333,8 +333,10 @@ async function guestScenario(): Promise<void> {
       }
       return `main PID ${now.MainPID}, no restarts; ${read}`;
     });
+    ok.push(up);
+    if (!up) throw new Error('the first boot failed: the remaining steps are not run');
 
-    await step(S.web, async () => {
+    ok.push(await step(S.web, async () => {
       const stateReply = await waitFor('the web UI on port 80', async () => http('GET', '/api/auth/state'), 60_000, 500);
       if (stateReply.status !== 200) throw new Error(`GET /api/auth/state: ${stateReply.status} ${stateReply.body}`);
       const state = JSON.parse(stateReply.body) as { passwordSet?: boolean; setupCodeRequired?: boolean };
@@ -359,9 +361,9 @@ async function guestScenario(): Promise<void> {
       const after = JSON.parse((await http('GET', '/api/auth/state')).body) as { passwordSet?: boolean };
       if (after.passwordSet !== true) throw new Error('the password is not set after setup with the code');
       return `auth state ${stateReply.body}; refused without the code (${without.status}) and with a wrong one (${wrong.status}); set with it (201)`;
-    });
+    }));
 
-    await step(S.kill, async () => {
+    ok.push(await step(S.kill, async () => {
       const before = await unitState();
       process.kill(before.MainPID, 'SIGKILL');
       const st = await waitRunning('systemd to restart the killed daemon', 120_000, before.MainPID);
@@ -371,9 +373,11 @@ async function guestScenario(): Promise<void> {
       if (!cleaned) throw new Error(`the restarted daemon recorded no clean-up; events: ${events.slice(-8).join(' | ')}`);
       const read = await readsModel(model, 'after the restart');
       return `PID ${before.MainPID} → ${st.MainPID}; "${cleaned}"; ${read}`;
-    });
+    }));
 
-    await step(S.watchdog, async () => {
+    ok.push(await step(S.watchdog, async () => {
+      // After a failed step the service may be between restarts: start from a running daemon.
+      await waitRunning('the daemon running before the watchdog step', 180_000);
       const before = await unitState();
       const logBefore = (await journal()).split('\n').length;
       process.kill(before.MainPID, 'SIGSTOP');
@@ -384,16 +388,14 @@ async function guestScenario(): Promise<void> {
       if (!timeout) throw new Error(`systemd logged no watchdog timeout:\n${newLines.slice(-20).join('\n')}`);
       const read = await readsModel(model, 'after the watchdog restart');
       return `PID ${before.MainPID} → ${st.MainPID}; ${timeout.trim()}; ${read}`;
-    });
+    }));
+    allOk = ok.every(Boolean);
   } catch (err) {
-    failed = true;
-    if (!(err instanceof StepFailed)) {
-      appendFileSync(path.join(RESULTS, 'steps.jsonl'), JSON.stringify({ step: 'unexpected error', ok: false, detail: String((err as Error).stack ?? err), ms: Date.now() - t0 }) + '\n');
-    }
+    appendFileSync(path.join(RESULTS, 'steps.jsonl'), JSON.stringify({ step: 'stopped', ok: false, detail: String((err as Error).stack ?? err), ms: Date.now() - t0 }) + '\n');
   }
   writeFileSync(path.join(RESULTS, 'journal.txt'), await journal());
-  if (!failed) appendFileSync(path.join(RESULTS, 'steps.jsonl'), JSON.stringify({ step: 'done', ok: true, detail: '', ms: Date.now() - t0 }) + '\n');
-  process.exit(failed ? 1 : 0);
+  if (allOk) appendFileSync(path.join(RESULTS, 'steps.jsonl'), JSON.stringify({ step: 'done', ok: true, detail: '', ms: Date.now() - t0 }) + '\n');
+  process.exit(allOk ? 0 : 1);
 }
 
 // =========================================================================================

@@ -138,6 +138,19 @@ function productionPackages(repo: string): string[] {
 
 function npmShim(repo: string): string {
   const pkgs = productionPackages(repo);
+  const modules = path.join(repo, 'node_modules');
+  // One `ln` per directory of links (forks are slow under emulation): unscoped packages, then one per @scope.
+  const byDir = new Map<string, string[]>();
+  for (const p of pkgs) {
+    const dir = p.includes('/') ? p.slice(0, p.indexOf('/')) : '';
+    byDir.set(dir, [...(byDir.get(dir) ?? []), p]);
+  }
+  const links = [...byDir.entries()]
+    .map(([dir, names]) => {
+      const dest = dir ? `node_modules/${dir}/` : 'node_modules/';
+      return `${dir ? `\tmkdir -p ${shQuote(dest)}\n` : ''}\tln -s ${names.map((n) => shQuote(path.join(modules, n))).join(' ')} ${shQuote(dest)}`;
+    })
+    .join('\n');
   return `#!/bin/sh
 # Test rig: npm inside the guest, where no registry can be reached (see test/rigs/appliance-vm.ts).
 set -e
@@ -146,10 +159,7 @@ case "$1 $2" in
 	cmp -s package-lock.json ${shQuote(path.join(repo, 'package-lock.json'))} || { echo "rig npm: $PWD/package-lock.json is not the repository's" >&2; exit 1; }
 	rm -rf node_modules
 	mkdir node_modules
-	for p in ${pkgs.map(shQuote).join(' ')}; do
-		mkdir -p "node_modules/$(dirname "$p")"
-		ln -s ${shQuote(path.join(repo, 'node_modules'))}/"$p" "node_modules/$p"
-	done
+${links}
 	echo "rig npm: ${pkgs.length} production packages linked from the repository's node_modules"
 	;;
 "cache clean") ;;

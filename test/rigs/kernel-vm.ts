@@ -85,6 +85,7 @@ export interface KernelVmResult {
 }
 
 const COMMAND_MARK = '[rig] running:';
+const PREPARE_FAILED = '[rig-init] FAILED: preparing the root';
 
 /** The modules the rig itself needs to reach the host's files. */
 const RIG_MODULES = ['virtio_pci', 'virtio_rng', '9pnet_virtio', '9p', 'overlay'];
@@ -136,7 +137,8 @@ export async function runKernelVm(opts: KernelVmOptions): Promise<KernelVmResult
     let run = await runQemu(qemuArgs, opts.timeoutMs ?? 300_000, opts.onConsoleLine);
     // A guest that died before the command started (a boot-time panic under emulation) is
     // booted once more; a failure of the command itself never is.
-    if (!run.timedOut && !run.console.includes(COMMAND_MARK)) {
+    // A failed root preparation is the caller's error, not the emulator's: not booted again.
+    if (!run.timedOut && !run.console.includes(COMMAND_MARK) && !run.console.includes(PREPARE_FAILED)) {
       opts.onConsoleLine?.('[rig] the guest died before the command started; booting it once more');
       const first = run.console;
       run = await runQemu(qemuArgs, opts.timeoutMs ?? 300_000, opts.onConsoleLine);
