@@ -26,7 +26,7 @@ const execFileP = promisify(execFile);
 const THIS_FILE = fileURLToPath(import.meta.url);
 const REPO = path.resolve(path.dirname(THIS_FILE), '..', '..', '..');
 const CLI = path.join(REPO, 'dist', 'appliance', 'cli', 'main.js');
-const DISK_SIZE = 8 * 1024 * 1024;
+const DISK_SIZE = 4 * 1024 * 1024;
 const UNIT = 'snapback.service';
 const STATE_DIR = '/var/lib/snapback';
 const ADDRESS = '192.0.2.1';
@@ -55,7 +55,7 @@ const S = {
 
 function hostTests(): void {
   describe('the appliance image under systemd (pi-gen stage, QEMU, dummy_hcd)', function () {
-    this.timeout(10 * 60_000);
+    this.timeout(16 * 60_000);
     let steps: StepResult[] = [];
     let consoleTail = '';
     let bootError: Error | null = null;
@@ -74,7 +74,8 @@ function hostTests(): void {
           env: { SNAPBACK_APPLIANCE_GUEST: 'scenario' },
           modelDir: prep,
           unitDropIns: { 'test-watchdog.conf': `[Service]\nWatchdogSec=${TEST_WATCHDOG_SEC}s\n` },
-          timeoutMs: 8 * 60_000,
+          // A guard against a hung guest, not a timing assertion (an emulated guest on a busy machine is slow).
+          timeoutMs: 14 * 60_000,
           kernelArgs: process.env.APPLIANCE_VM_VERBOSE ? ['systemd.journald.forward_to_console=1'] : [],
           onConsoleLine: process.env.APPLIANCE_VM_VERBOSE ? (l) => process.stderr.write(`  | ${l}\n`) : undefined,
         });
@@ -82,6 +83,7 @@ function hostTests(): void {
         consoleTail = r.console.split('\n').slice(-60).join('\n');
         const file = path.join(r.resultsDir, 'steps.jsonl');
         steps = existsSync(file) ? readFileSync(file, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as StepResult) : [];
+        // Steps the guest reported before a time-out still count; the others fail with it.
         if (r.timedOut) bootError = new Error(`the VM did not finish in time\n${consoleTail}`);
         else if (r.exitStatus === null) bootError = new Error(`the guest never reported an exit status (QEMU ${JSON.stringify(r.qemuExit)})\n${consoleTail}`);
         process.stderr.write(`      (VM run: ${((Date.now() - t0) / 1000).toFixed(1)} s, guest exit ${r.exitStatus}, results in ${r.resultsDir})\n`);
@@ -94,8 +96,8 @@ function hostTests(): void {
 
     for (const name of Object.values(S)) {
       it(name, function () {
-        if (bootError) throw bootError;
         const s = steps.find((x) => x.step === name);
+        if (!s && bootError) throw bootError;
         if (!s) {
           const last = steps.at(-1);
           throw new Error(
@@ -337,7 +339,7 @@ async function guestScenario(): Promise<void> {
     if (!up) throw new Error('the first boot failed: the remaining steps are not run');
 
     ok.push(await step(S.web, async () => {
-      const stateReply = await waitFor('the web UI on port 80', async () => http('GET', '/api/auth/state'), 60_000, 500);
+      const stateReply = await waitFor('the web UI on port 80', async () => http('GET', '/api/auth/state'), 20_000, 500);
       if (stateReply.status !== 200) throw new Error(`GET /api/auth/state: ${stateReply.status} ${stateReply.body}`);
       const state = JSON.parse(stateReply.body) as { passwordSet?: boolean; setupCodeRequired?: boolean };
       if (state.passwordSet !== false || state.setupCodeRequired !== true) {
