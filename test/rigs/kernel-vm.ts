@@ -18,6 +18,11 @@
  * The initramfs (busybox + modules) loads `modules` in order, builds that root, switch_roots
  * into it and runs `command` (cwd: the repository) with `env`; the command's exit status is
  * written to /results/.exit-status, then the guest powers off.
+ *
+ * With `pid1: 'systemd'` the host's systemd boots the new root instead (multi-user.target, a
+ * machine id in /etc, a few units masked) and runs `command` as rig-command.service;
+ * `prepareRoot` lets the caller install software into the root before PID 1 starts
+ * (test/rigs/appliance-vm.ts runs the pi-gen stage that way).
  */
 import { spawn, execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
