@@ -102,7 +102,7 @@ function subStageSteps(repo: string): string[] {
     // pi-gen runs NN-run.sh only when it is executable.
     if (existsSync(run) && (statSync(run).mode & 0o111) !== 0) {
       steps.push(
-        `echo "[appliance-vm] $(cut -d" " -f1 /proc/uptime)s: pi-gen step ${nn}-run.sh"`,
+        `echo "[appliance-vm] $(cut -d" " -f1 /newroot/proc/uptime)s: pi-gen step ${nn}-run.sh"`,
         `chroot /newroot /usr/bin/env -i PATH=${GUEST_PATH} HOME=/root ROOTFS_DIR=/ STAGE_DIR=${shQuote(stageDir)} ` +
           `/bin/sh -c ${shQuote(`cd ${shQuote(dir)} && ./${nn}-run.sh`)}`,
       );
@@ -111,7 +111,7 @@ function subStageSteps(repo: string): string[] {
     if (existsSync(chrootStep)) {
       // pi-gen's on_chroot: `bash -e` in the image's root, the script on its standard input.
       steps.push(
-        `echo "[appliance-vm] $(cut -d" " -f1 /proc/uptime)s: pi-gen step ${nn}-run-chroot.sh (in the chroot)"`,
+        `echo "[appliance-vm] $(cut -d" " -f1 /newroot/proc/uptime)s: pi-gen step ${nn}-run-chroot.sh (in the chroot)"`,
         `chroot /newroot /usr/bin/env -i PATH=${NPM_SHIM_DIR}:${GUEST_PATH} HOME=/root /bin/bash -e < /newroot${chrootStep}`,
       );
     }
@@ -194,11 +194,11 @@ function prepareRootScript(repo: string, dropIns: Record<string, string>): strin
       if (!/^[\w.-]+\.conf$/.test(name)) throw new Error(`appliance-vm: bad drop-in name ${name}`);
       return writeFile(`/newroot/etc/systemd/system/snapback.service.d/${name}`, text);
     }),
-    "echo \"[appliance-vm] $(cut -d' ' -f1 /proc/uptime)s: the administrator's steps: the model into the state directory, snapback init\"",
+    "echo \"[appliance-vm] $(cut -d' ' -f1 /newroot/proc/uptime)s: the administrator's steps: the model into the state directory, snapback init\"",
     `cp -a /newroot${MODEL_SHARE}/model.img /newroot${MODEL_SHARE}/model.img.manifest.json /newroot${STATE_DIR}/`,
     `chroot /newroot /usr/bin/env -i PATH=${GUEST_PATH} HOME=/root /usr/local/bin/snapback init --state-dir ${STATE_DIR} ` +
       `--model ${STATE_DIR}/model.img --disk ${STATE_DIR}/disk.img`,
-    `echo "[appliance-vm] $(cut -d' ' -f1 /proc/uptime)s: the root is ready; systemd boots"`,
+    `echo "[appliance-vm] $(cut -d' ' -f1 /newroot/proc/uptime)s: the root is ready; systemd boots"`,
   ];
   return lines.join('\n');
 }
