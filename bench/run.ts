@@ -1,13 +1,15 @@
 /**
  * `npm run bench` (node dist/bench/run.js): the benchmark, in parts.
  *
- *   node dist/bench/run.js [storage] [nbd] [--quick] [--no-ext4] [--no-study] [--only W,W] [--dir DIR]
+ *   node dist/bench/run.js [storage] [model] [nbd] [--quick] [--no-ext4] [--no-study] [--only W,W] [--dir DIR]
  *   npm run bench -- storage --only first-touch
  *
  * With no part named, every part runs. Parts:
  *   storage  the storage benchmark (bench/storage.ts) on tmpfs, then a smaller run of it on the
  *            disk-backed filesystem of os.tmpdir() for the cost of fsync; `--only` picks its
  *            workloads (seq, first-touch, restore, session-end, study)
+ *   model    hashing per core and the manifest of a 1 TiB model (bench/model.ts); the restore
+ *            rows with model verification are the storage part's
  *   nbd      the NBD benchmark (bench/nbd-peers.ts) if it is there, serving the protected disk
  *
  * Each part writes its own results and latest.md/latest.json are assembled from every part's
@@ -30,7 +32,7 @@ import { writePartResults } from './results-files.js';
 process.env.LOG_LEVEL ??= 'warn';
 
 const here = dirname(fileURLToPath(import.meta.url)); // dist/bench
-const PARTS = ['storage', 'nbd'] as const;
+const PARTS = ['storage', 'model', 'nbd'] as const;
 type Part = (typeof PARTS)[number];
 
 function isTmpfs(path: string): boolean {
@@ -90,6 +92,18 @@ async function runStorage(a: Args, tag: string): Promise<string[]> {
   return [tmpfs, ...(disk ? [disk] : [])].flatMap((r) => r.comparisons.filter((c) => c.pass === false).map((c) => `${r.label}: ${c.id}`));
 }
 
+async function runModel(a: Args): Promise<void> {
+  const mb = await import('./model.js');
+  const started = new Date();
+  const dir = a.dir ? resolve(a.dir) : isTmpfs('/dev/shm') ? '/dev/shm' : tmpdir();
+  try {
+    const model = await mb.runModelBench({ dir, ...(a.quick ? { hashBytes: 128 << 20, regions: 1 << 18 } : {}) });
+    process.stdout.write(writePartResults('model', { startedAt: started.toISOString(), ...model }, mb.modelMarkdown(model)));
+  } catch (err) {
+    process.stderr.write(`model bench failed: ${(err as Error).stack ?? String(err)}\n`);
+  }
+}
+
 /** The NBD benchmark is another module's (bench/nbd-peers.ts); it runs if it is there. */
 async function runNbd(a: Args): Promise<void> {
   const peers = join(here, 'nbd-peers.js');
@@ -143,6 +157,7 @@ async function main(): Promise<void> {
   const tag = `snapback-bench-${process.pid}`;
   const missed: string[] = [];
   if (parts.includes('storage')) missed.push(...(await runStorage(a, tag)));
+  if (parts.includes('model')) await runModel(a);
   if (parts.includes('nbd')) await runNbd(a);
   if (missed.length) process.stderr.write(`targets missed: ${missed.join(', ')}\n`);
 }
