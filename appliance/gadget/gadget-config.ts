@@ -78,7 +78,6 @@ export const GadgetDescriptionSchema = z
   .strict();
 
 export type GadgetDescription = z.output<typeof GadgetDescriptionSchema>;
-export type GadgetDescriptionInput = z.input<typeof GadgetDescriptionSchema>;
 
 export const GadgetProfileSchema = z
   .object({

@@ -94,7 +94,6 @@ export const GpioSettingsSchema = z
 export type GpioSettings = z.output<typeof GpioSettingsSchema>;
 export type GpioSettingsInput = z.input<typeof GpioSettingsSchema>;
 export type ButtonSettings = GpioSettings['button'];
-export type StatusLedSettings = GpioSettings['statusLed'];
 export type PowerSettings = GpioSettings['power'];
 
 /** The settings with every default filled in. */
