@@ -6,7 +6,8 @@
  *
  * Workers start on first use and stop after a while without work, so an idle daemon carries
  * none of them; while a job is in flight its worker keeps the process alive, never otherwise.
- * With `threads: 0` the pool hashes inline on the calling thread (for comparisons).
+ * With `threads: 0` the pool hashes inline on the calling thread (for comparisons); so does a
+ * pool whose worker threads cannot start (a warning in the log), rather than fail the reads.
  */
 import { Worker } from 'node:worker_threads';
 import { availableParallelism } from 'node:os';
