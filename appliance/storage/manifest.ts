@@ -20,6 +20,7 @@ import { DIGEST_LENGTHS, SUPPORTED_HASHES, type HashName } from './hash-function
 import { sharedHashPool, type HashPool } from './hash-pool.js';
 import { SharedBufferPool } from './shared-buffers.js';
 import { SnapbackError } from '../errors.js';
+import { formatZodIssues } from '../zod-issues.js';
 import { parseSize, isValidRegionSize } from './sizes.js';
 
 export { SUPPORTED_HASHES, type HashName };
@@ -189,7 +190,7 @@ function parseFields(path: string, value: unknown): ManifestJson {
   try {
     return manifestSchema.parse(value);
   } catch (err) {
-    const why = err instanceof z.ZodError ? err.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ') : (err as Error).message;
+    const why = err instanceof z.ZodError ? formatZodIssues(err) : (err as Error).message;
     throw invalid(path, why);
   }
 }
