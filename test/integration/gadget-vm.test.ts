@@ -814,7 +814,7 @@ async function harnessServer(): Promise<void> {
     },
     setMode: async () => undefined,
     setRestoreMode: async () => undefined,
-    setHydrationRate: () => undefined,
+    setHydrationRate: async () => undefined,
     regionMap: () => new Uint8Array(0),
     sessions: () => [],
     recordHostEvent: (what: string) => {
