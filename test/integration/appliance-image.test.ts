@@ -20,8 +20,8 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { createCipheriv } from 'node:crypto';
 import { waitFor } from '../helpers/wait.js';
+import { patternBytes as pattern } from '../helpers/prng.js';
 
 const execFileP = promisify(execFile);
 const THIS_FILE = fileURLToPath(import.meta.url);
@@ -150,14 +150,6 @@ async function sh(cmd: string, args: string[], timeoutMs = 60_000): Promise<stri
     const e = err as { stderr?: string; message: string };
     throw new Error(`${cmd} ${args.join(' ')} failed: ${(e.stderr ?? '').trim() || e.message}`);
   }
-}
-
-/** A deterministic pseudo-random buffer (AES-CTR keystream). */
-function pattern(len: number, seed: number): Buffer {
-  const key = Buffer.alloc(16);
-  key.writeUInt32LE(seed >>> 0, 0);
-  const c = createCipheriv('aes-128-ctr', key, Buffer.alloc(16));
-  return Buffer.concat([c.update(Buffer.alloc(len)), c.final()]);
 }
 
 interface UnitState {
