@@ -138,7 +138,7 @@ export class NbdConnection {
     this.phase = 'transmission';
     this.workDone = false;
     const socket = this.socket;
-    const writer = new ReplyWriter(socket);
+    const writer = new ReplyWriter(socket, () => this.transmission?.onWritten());
     const transmission = new Transmission(this.ctx.settings.device, info, this.negotiator.structured, this.queue, this.scratch !== null, writer, this.ctx.transmission, {
       pauseInput: () => socket.pause(),
       resumeInput: () => socket.resume(),
@@ -189,6 +189,7 @@ export class NbdConnection {
       // In-flight requests still run to completion; their replies go nowhere.
       this.transmission.end('connection closed');
     }
+    this.transmission?.releaseAll();
     this.maybeResolve();
   }
 

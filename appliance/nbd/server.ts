@@ -9,6 +9,7 @@ import { SnapbackError } from '../errors.js';
 import { childLogger, type Logger } from '../logger.js';
 import type { BlockDevice } from '../storage/block-device.js';
 import { BufferPool } from './buffer-pool.js';
+import { MemoryBudget } from './memory-budget.js';
 import { NbdConnection, type ConnectionContext } from './connection.js';
 import { validateMaxBlockSize } from './export-info.js';
 import { DEFAULT_MAX_BLOCK_SIZE } from './protocol.js';
@@ -32,6 +33,13 @@ export interface NbdServerTuning {
   closeTimeoutMs: number;
   /** Per connection: payload, read data and unsent reply bytes before reading pauses (default 32 MiB). */
   maxInflightBytes: number;
+  /**
+   * All connections together: bytes held above each connection's floor (default 64 MiB; raised
+   * to the largest request if smaller). Beyond it connections stop reading until bytes come back.
+   */
+  maxTotalInflightBytes: number;
+  /** Per connection: bytes it may hold without borrowing from the shared budget (default 2 MiB). */
+  connectionFloorBytes: number;
   /** Per connection: requests in flight before reading pauses (default 256). */
   maxInflightRequests: number;
   /** Connections served at once; more are refused (default 64). */
@@ -46,6 +54,8 @@ export const DEFAULT_TUNING: Readonly<NbdServerTuning> = Object.freeze({
   handshakeTimeoutMs: 10_000,
   closeTimeoutMs: 5_000,
   maxInflightBytes: 32 * 1024 * 1024,
+  maxTotalInflightBytes: 64 * 1024 * 1024,
+  connectionFloorBytes: 2 * 1024 * 1024,
   maxInflightRequests: 256,
   maxConnections: 64,
   maxOptions: 256,
@@ -92,6 +102,9 @@ export class NbdServer extends EventEmitter {
         maxInflightBytes: this.tuning.maxInflightBytes,
         maxInflightRequests: this.tuning.maxInflightRequests,
         maxSkippedWriteBytes: Math.max(2 * maxBlockSize, 64 * 1024 * 1024),
+        floorBytes: this.tuning.connectionFloorBytes,
+        // A request of the largest size must always fit, or its connection would wait forever.
+        shared: new MemoryBudget(Math.max(this.tuning.maxTotalInflightBytes, maxBlockSize)),
       },
       handshakeTimeoutMs: this.tuning.handshakeTimeoutMs,
       closeTimeoutMs: this.tuning.closeTimeoutMs,
