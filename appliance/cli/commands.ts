@@ -14,6 +14,7 @@ import { StateDir } from '../storage/state-dir.js';
 import { verifyAgainstLog } from '../storage/verify.js';
 import { callDaemon } from './control-client.js';
 import { Daemon } from '../daemon/daemon.js';
+import { groupId } from '../nbd/listen-policy.js';
 import { runDemo } from './demo.js';
 import type { ApplianceStatus } from '../session/appliance-service.js';
 
@@ -24,8 +25,10 @@ export const USAGE = `usage: snapback COMMAND [options]
        [--restore instant|eager] [--disk-matches-model]
   verify --state-dir DIR [--json]
   restore --state-dir DIR
-  serve --state-dir DIR [--nbd-socket PATH] [--nbd-listen HOST:PORT] [--http-listen HOST:PORT]
-        [--gadget auto|on|off] [--gpio auto|on|off] [--keep-session]
+  serve --state-dir DIR [--nbd-socket PATH] [--nbd-socket-group GROUP] [--nbd-listen HOST:PORT]
+        [--nbd-tls-psk FILE | --nbd-tls-cert FILE --nbd-tls-key FILE [--nbd-tls-ca FILE]]
+        [--nbd-insecure] [--http-listen HOST:PORT] [--gadget auto|on|off] [--gpio auto|on|off]
+        [--keep-session]
   status [--state-dir DIR] [--json]
   session end [--state-dir DIR] [--wait]
   mode frozen|thawed [--state-dir DIR]
@@ -227,6 +230,12 @@ async function serveCmd(args: string[]): Promise<number> {
       'state-dir': { type: 'string' },
       'nbd-socket': { type: 'string' },
       'nbd-listen': { type: 'string' },
+      'nbd-socket-group': { type: 'string' },
+      'nbd-tls-psk': { type: 'string' },
+      'nbd-tls-cert': { type: 'string' },
+      'nbd-tls-key': { type: 'string' },
+      'nbd-tls-ca': { type: 'string' },
+      'nbd-insecure': { type: 'boolean' },
       'http-listen': { type: 'string' },
       gadget: { type: 'string' },
       gpio: { type: 'string' },
@@ -237,6 +246,9 @@ async function serveCmd(args: string[]): Promise<number> {
     stateDir: stateDirOf(values['state-dir']),
     nbdSocket: values['nbd-socket'],
     nbdListen: values['nbd-listen'] ? hostPort(values['nbd-listen'], '--nbd-listen') : undefined,
+    nbdSocketGid: values['nbd-socket-group'] !== undefined ? groupId(values['nbd-socket-group']) : undefined,
+    nbdTls: { pskFile: values['nbd-tls-psk'], certFile: values['nbd-tls-cert'], keyFile: values['nbd-tls-key'], caFile: values['nbd-tls-ca'] },
+    nbdInsecure: values['nbd-insecure'] ?? false,
     httpListen: hostPort(values['http-listen'] ?? '127.0.0.1:8080', '--http-listen'),
     gadget: oneOf(values.gadget, ['auto', 'on', 'off'] as const, '--gadget', 'auto'),
     gpio: oneOf(values.gpio, ['auto', 'on', 'off'] as const, '--gpio', 'auto'),

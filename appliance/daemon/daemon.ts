@@ -15,6 +15,8 @@ import { StateDir } from '../storage/state-dir.js';
 import { StateStore } from '../state/state-store.js';
 import { SessionManager } from '../session/session-manager.js';
 import { NbdServer } from '../nbd/server.js';
+import { checkSocketFree, checkTcpListen } from '../nbd/listen-policy.js';
+import { loadNbdTls, type NbdTlsFiles } from '../nbd/tls-config.js';
 import { HttpComponent } from '../http/http-component.js';
 import { GadgetComponent, gadgetAvailable, readGadgetSettings } from '../gadget/gadget-component.js';
 import { GpioComponent } from '../gpio/gpio-component.js';
@@ -29,6 +31,12 @@ export interface ServeOptions {
   stateDir: string;
   nbdSocket?: string;
   nbdListen?: { host: string; port: number };
+  /** Group (gid) that may use the NBD socket besides root (0660); default: root only (0600). */
+  nbdSocketGid?: number;
+  /** TLS for the --nbd-listen listener, which then requires it (NBD_OPT_STARTTLS). */
+  nbdTls?: NbdTlsFiles;
+  /** Allows --nbd-listen on a non-loopback address without TLS. */
+  nbdInsecure?: boolean;
   httpListen: { host: string; port: number };
   gadget: 'auto' | 'on' | 'off';
   gpio: 'auto' | 'on' | 'off';
@@ -59,6 +67,13 @@ export class Daemon {
     const state = new StateDir(this.opts.stateDir);
     state.readConfig(); // a clear error before anything is locked
     const nbdSocket = this.opts.nbdSocket ?? state.nbdSocket;
+    // The gadget's kernel client has a socket of its own: reserved slots, never dropped as idle.
+    const gadgetNbdSocket = join(state.path, 'gadget-nbd.sock');
+    // NBD listener settings are checked before anything changes (the session is not ended).
+    state.assertNotInUse('serve');
+    const nbdTls = loadNbdTls(this.opts.nbdTls ?? {});
+    if (this.opts.nbdListen) checkTcpListen(this.opts.nbdListen.host, nbdTls !== null, this.opts.nbdInsecure ?? false);
+    await checkSocketFree(nbdSocket);
     let unlock: (() => void) | null = null;
     let store: StateStore | null = null;
     const addresses: DaemonAddresses = { nbdSocket, nbdTcp: null, http: this.opts.httpListen, controlSocket: state.controlSocket };
@@ -111,8 +126,11 @@ export class Daemon {
         nbd.on('connect', update);
         nbd.on('disconnect', update);
         nbd.on('error', (err: unknown) => log.error({ err }, 'NBD server error'));
-        await nbd.listenUnix(nbdSocket);
-        if (this.opts.nbdListen) addresses.nbdTcp = await nbd.listenTcp(this.opts.nbdListen.host, this.opts.nbdListen.port);
+        await nbd.listenUnix(nbdSocket, { gid: this.opts.nbdSocketGid });
+        await nbd.listenUnix(gadgetNbdSocket, { role: 'gadget' });
+        if (this.opts.nbdListen) {
+          addresses.nbdTcp = await nbd.listenTcp(this.opts.nbdListen.host, this.opts.nbdListen.port, { tls: nbdTls ?? undefined, insecure: this.opts.nbdInsecure });
+        }
       },
       stop: async () => {
         await nbd?.close();
@@ -150,7 +168,7 @@ export class Daemon {
         this.components.push({
           name: 'gadget',
           start: async () => {
-            gadget = new GadgetComponent(this.sessions!, readGadgetSettings(state.path), { nbdSocket, configfsRoot: this.opts.configfsRoot, sysRoot: this.opts.sysRoot });
+            gadget = new GadgetComponent(this.sessions!, readGadgetSettings(state.path), { nbdSocket: gadgetNbdSocket, configfsRoot: this.opts.configfsRoot, sysRoot: this.opts.sysRoot });
             await gadget.start();
           },
           stop: async () => {

@@ -70,6 +70,8 @@ const WARN_LIMIT = 10;
 export class Transmission {
   private inflightCount = 0;
   private inflightBytes = 0;
+  /** Requests parsed so far (the idle check tells a client that never asked anything apart). */
+  requestCount = 0;
   private mode = MODE_HEADER;
   private paused = false;
   private inputClosed = false;
@@ -140,6 +142,11 @@ export class Transmission {
     if (this.inputClosed && this.ending === null) this.end('client closed the connection');
   }
 
+  /** Something is in flight, half received, waiting to be parsed, or not yet taken by the kernel. */
+  get busy(): boolean {
+    return this.inflightCount > 0 || this.mode !== MODE_HEADER || this.writer.pendingBytes > 0 || this.queue.length > 0;
+  }
+
   /** The socket's writable side drained: maybe resume parsing. */
   onDrain(): void {
     this.giveBack();
@@ -192,6 +199,7 @@ export class Transmission {
     const offset = b.readUInt32BE(o + 16) * TWO_32 + b.readUInt32BE(o + 20);
     const length = b.readUInt32BE(o + 24);
     q.consume(REQUEST_HEADER_SIZE);
+    this.requestCount++;
     if (magic !== REQUEST_MAGIC) {
       // The stream cannot be framed any more: answer what is in flight, then hang up.
       this.end(`bad request magic 0x${magic.toString(16)}`);
