@@ -100,7 +100,7 @@ export class NbdConnection {
     socket.on('close', () => this.onClose());
     this.handshakeTimer = setTimeout(() => {
       this.log.info('handshake timed out');
-      socket.destroy();
+      this.socket.destroy(); // the TLS socket, once STARTTLS has wrapped the plain one
     }, this.ctx.handshakeTimeoutMs);
     this.handshakeTimer.unref();
     socket.write(greeting());
