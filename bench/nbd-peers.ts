@@ -1,5 +1,5 @@
 /**
- * The NBD benchmark (issue 3, "Measure"): the same image served by Snapback's NBD server (in
+ * The NBD benchmark: the same image served by Snapback's NBD server (in
  * its own Node process, bench/nbd-serve-entry.ts), by `nbdkit file` and by
  * `qemu-nbd --cache=writeback --aio=threads`, over unix sockets, with the same client
  * workloads in one run, interleaved server by server within each round:

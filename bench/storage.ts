@@ -1,5 +1,5 @@
 /**
- * The storage benchmark of issue 2 ("Measure"): the protected disk against plain positional
+ * The storage benchmark: the protected disk against plain positional
  * writes to the same file, the hydrator against `dd` of the same bytes, and session end at
  * 10^3, 10^5 and 10^6 changed regions — in one run, on the same files.
  *

@@ -21,7 +21,7 @@ import { HttpComponent } from '../http/http-component.js';
 import { GadgetComponent, gadgetAvailable, readGadgetSettings } from '../gadget/gadget-component.js';
 import { GpioComponent } from '../gpio/gpio-component.js';
 import { GpioSettingsSchema, type GpioSettingsInput } from '../gpio/gpio-settings.js';
-import { createGpioRouter } from '../gpio/gpio-routes.js';
+import { createGpioRouter } from '../http/routes/gpio-routes.js';
 import { SnapbackError } from '../errors.js';
 import { childLogger } from '../logger.js';
 

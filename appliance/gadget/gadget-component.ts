@@ -1,6 +1,6 @@
 /**
  * The daemon's USB gadget component: presents the protected disk to the host as a USB drive
- * (DESIGN §1, §4, §6; docs/gadget.md).
+ * (docs/architecture.md: topology, sessions; docs/gadget.md).
  *
  * start():  load libcomposite, usb_f_mass_storage, nbd → mount configfs if needed → clean up
  *           whatever an earlier run left (a crash can stop anywhere) → attach a free
@@ -49,7 +49,7 @@ export const GadgetWatchdogSchema = z
     maxRebindsPerHour: z.number().int().min(1).max(120).default(6),
     /**
      * End the host session after a watchdog rebind. Off by default: a stall is not a definite
-     * sign that the host restarted (DESIGN §3 invariant 4).
+     * sign that the host restarted (invariant 4 in docs/architecture.md).
      */
     endSession: z.boolean().default(false),
   })

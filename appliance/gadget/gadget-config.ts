@@ -55,10 +55,10 @@ export const GadgetDescriptionSchema = z
         ro: z.boolean().default(false),
         /**
          * Must stay false: with nofua=1 the gadget would acknowledge FUA writes before they reach
-         * the daemon, breaking DESIGN §3 invariant 2.
+         * the daemon, breaking invariant 2 (docs/architecture.md).
          */
         nofua: z.literal(false, {
-          errorMap: () => ({ message: 'nofua must be false: FUA writes must reach the daemon (DESIGN §3, invariant 2)' }),
+          errorMap: () => ({ message: 'nofua must be false: FUA writes must reach the daemon (invariant 2 in docs/architecture.md)' }),
         }).default(false),
         inquiry: z
           .object({

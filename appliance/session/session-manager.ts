@@ -1,5 +1,6 @@
 /**
- * Session manager: the core of the daemon and the one ApplianceService (DESIGN §4). It owns the
+ * Session manager: the core of the daemon and the one ApplianceService (docs/architecture.md,
+ * sessions). It owns the
  * storage engine's session life: ending a session (participants such as the USB gadget let go
  * of the disk first, one atomic log header write, an eager restore before the medium comes
  * back), the frozen/thawed and instant/eager modes, the hydration rate, the session history
@@ -24,9 +25,9 @@ import {
 import type { ModelVerifyStatus } from '../http/model-verify.js';
 import { SnapbackError } from '../errors.js';
 import { childLogger } from '../logger.js';
+import { VERSION } from '../version.js';
 
 const log = childLogger('sessions');
-const VERSION = '0.1.0';
 
 export class SessionManager extends EventEmitter implements ApplianceService {
   private readonly participants: SessionEndParticipant[] = [];
@@ -83,7 +84,7 @@ export class SessionManager extends EventEmitter implements ApplianceService {
     );
   }
 
-  /** Starting the daemon ends the previous host session (DESIGN §4), then restores in the background. */
+  /** Starting the daemon ends the previous host session, then restores in the background. */
   async start(options: { endSessionOnStart?: boolean } = {}): Promise<void> {
     await this.store.upsertSession(this.current);
     if (options.endSessionOnStart ?? true) await this.endSession('daemon-start');

@@ -1,5 +1,6 @@
 /**
- * The shape of the state file (lowdb, DESIGN §6), its schema version and the migrations that
+ * The shape of the state file (lowdb; see docs/architecture.md), its schema version and the
+ * migrations that
  * bring an older file up to date. Every file read is migrated and then validated against these
  * zod schemas; one that does not fit is refused (never repaired by overwriting).
  *
@@ -10,7 +11,7 @@ import { z } from 'zod';
 
 export const SCHEMA_VERSION = 1;
 
-/** Which host-side transitions end a session (DESIGN §4). */
+/** Which host-side transitions end a session (docs/architecture.md#sessions). */
 export const sessionEndPolicySchema = z
   .object({
     /**

@@ -1,5 +1,5 @@
 /**
- * The appliance's small, slowly changing state (DESIGN §6): settings, the administrator's
+ * The appliance's small, slowly changing state: settings, the administrator's
  * password hash, API tokens, the session history and the audit log, in one JSON file
  * (`DIR/state.json`, mode 0600) managed by lowdb with a durable (fsync'ing) adapter.
  *

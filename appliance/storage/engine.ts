@@ -1,6 +1,6 @@
 /**
  * The storage engine of one state directory, assembled: model image, working disk, region log,
- * protected disk and hydrator (DESIGN §2). `initEngine` creates a state; `openEngine` opens one,
+ * protected disk and hydrator (docs/architecture.md). `initEngine` creates a state; `openEngine` opens one,
  * refusing sizes that disagree and adopting a model the log was not made for (every region
  * pending, said loudly).
  */

@@ -1,5 +1,5 @@
 /**
- * Model manifest: what a model image must contain (DESIGN §5). Size, region size, a named hash
+ * Model manifest: what a model image must contain (docs/architecture.md). Size, region size, a named hash
  * per region, and an id that is the hash of the manifest's content, so two appliances holding
  * the same bytes agree on the id. Stored as JSON beside the image (IMAGE.manifest.json); the
  * per-region digests are one base64 string, which keeps a 256 GiB model's manifest at ≈ 11 MB.

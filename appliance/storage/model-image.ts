@@ -1,5 +1,5 @@
 /**
- * Model image: the read-only pristine disk the host must find again (DESIGN §2, §5). A file (or
+ * Model image: the read-only pristine disk the host must find again. A file (or
  * block device) plus its manifest. Every mutating call is refused here, so the model can never
  * be written through this layer (invariant 6).
  *

@@ -1,5 +1,5 @@
 /**
- * The GPIO page in a real Chromium (issue 7): live pin states and host power actions through
+ * The GPIO page in a real Chromium: live pin states and host power actions through
  * the web UI, confirmation before a disruptive action, and every action in the audit log. The
  * pins are the simulated backend behind the same interface as onoff (there is no GPIO here).
  */
@@ -8,12 +8,12 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Browser } from 'playwright-core';
-import { launchChromium, newPage, shot, waitText, VIEWPORTS, type ViewportName } from './browser.js';
-import { FakeAppliance } from './fake-appliance.js';
+import { launchChromium, newPage, shot, waitText, VIEWPORTS, type ViewportName } from '../helpers/browser.js';
+import { FakeAppliance } from '../helpers/fake-appliance.js';
 import { StateStore } from '../../appliance/state/state-store.js';
 import { HttpComponent } from '../../appliance/http/http-component.js';
 import { GpioComponent } from '../../appliance/gpio/gpio-component.js';
-import { createGpioRouter } from '../../appliance/gpio/gpio-routes.js';
+import { createGpioRouter } from '../../appliance/http/routes/gpio-routes.js';
 import { SimulatedGpioBackend } from '../../appliance/gpio/simulated-backend.js';
 import { systemClock } from '../../appliance/gpio/clock.js';
 

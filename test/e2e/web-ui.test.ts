@@ -7,8 +7,8 @@
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import type { Browser, Page } from 'playwright-core';
-import { Client, PASSWORD, startHarness, type Harness } from './harness.js';
-import { VIEWPORTS, launchChromium, newPage, shot, type ViewportName, waitData, waitText } from './browser.js';
+import { Client, PASSWORD, startHarness, type Harness } from '../helpers/http-harness.js';
+import { VIEWPORTS, launchChromium, newPage, shot, type ViewportName, waitData, waitText } from '../helpers/browser.js';
 
 // The test compiles without the DOM lib, so page-side functions reach the DOM through an
 // untyped `globalThis.document`. (They must be functions: the app's CSP forbids eval, which

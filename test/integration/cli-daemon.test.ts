@@ -1,5 +1,5 @@
 /**
- * The CLI and the daemon end to end, with real NBD clients (issue 2 CLI; issue 3 daemon):
+ * The CLI and the daemon end to end, with real NBD clients:
  * init/verify/restore on files, bad arguments, a state directory in use, session end while a
  * client is connected, SIGTERM, and a pulled plug (kill -9) in the middle of a real client's
  * write workload.
@@ -12,6 +12,7 @@ import { spawn } from 'node:child_process';
 import { Prng } from '../helpers/prng.js';
 import { snapback, tool, startServe, exited, nbdUri } from '../helpers/cli.js';
 import { callDaemon } from '../../appliance/cli/control-client.js';
+import { VERSION } from '../../appliance/version.js';
 import { openSync, writeSync, closeSync } from 'node:fs';
 
 const SIZE = 32 << 20;
@@ -114,7 +115,8 @@ describe('snapback CLI and daemon', function () {
       const until = Date.now() + 60_000;
       while (!/WROTE/.test(shOut) && Date.now() < until && sh.exitCode === null) await new Promise((r) => setTimeout(r, 50));
       assert.match(shOut, /WROTE/);
-      const st = JSON.parse(snapback(['status', '--state-dir', state, '--json']).stdout) as { regions: { writtenThisSession: number }; host: { nbdClients: number } };
+      const st = JSON.parse(snapback(['status', '--state-dir', state, '--json']).stdout) as { regions: { writtenThisSession: number }; host: { nbdClients: number }; daemon: { version: string } };
+      assert.equal(st.daemon.version, VERSION, "the daemon reports package.json's version");
       assert.ok(st.regions.writtenThisSession >= 48);
       assert.equal(st.host.nbdClients, 1);
       const end = snapback(['session', 'end', '--wait', '--state-dir', state]);

@@ -1,5 +1,5 @@
 /**
- * The daemon under systemd (issue 3): READY=1 once serving, WATCHDOG=1 at half of
+ * The daemon under systemd: READY=1 once serving, WATCHDOG=1 at half of
  * WATCHDOG_USEC, STOPPING=1 on SIGTERM — received on a real unix datagram socket (the one
  * systemd would own), sent by the real systemd-notify.
  */

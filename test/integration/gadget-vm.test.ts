@@ -1,5 +1,5 @@
 /**
- * The USB gadget on a real Linux USB stack (issue 5): Debian's kernel in QEMU, dummy_hcd as
+ * The USB gadget on a real Linux USB stack: Debian's kernel in QEMU, dummy_hcd as
  * both the Pi's device controller and the computer's USB host, the project's gadget code
  * driving configfs and the kernel nbd client, and the guest's own /dev/sdX as the computer's
  * view of the disk.

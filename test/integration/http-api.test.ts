@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { RegionState } from '../../appliance/session/appliance-service.js';
-import { Client, PASSWORD, startHarness, type Harness, type ReqOptions } from '../e2e/harness.js';
+import { Client, PASSWORD, startHarness, type Harness, type ReqOptions } from '../helpers/http-harness.js';
 
 interface Endpoint {
   method: string;
@@ -115,7 +115,7 @@ describe('http: API endpoints', () => {
 
   describe('invalid bodies and parameters: 400, nothing changed', () => {
     const cases: [string, string, ReqOptions][] = [
-      // the control API (api-routes.ts)
+      // the control API
       ['POST', '/api/mode', { body: {} }],
       ['POST', '/api/mode', { body: { mode: 'melted' } }],
       ['POST', '/api/mode', { body: { mode: 1 } }],

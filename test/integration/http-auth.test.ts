@@ -10,8 +10,8 @@ import { join } from 'node:path';
 import { HttpComponent } from '../../appliance/http/http-component.js';
 import { isSnapbackError } from '../../appliance/errors.js';
 import { StateStore } from '../../appliance/state/state-store.js';
-import { FakeAppliance } from '../e2e/fake-appliance.js';
-import { Client, PASSWORD, controlRequest, nodeRequest, startHarness, type Harness } from '../e2e/harness.js';
+import { FakeAppliance } from '../helpers/fake-appliance.js';
+import { Client, PASSWORD, controlRequest, nodeRequest, startHarness, type Harness } from '../helpers/http-harness.js';
 
 describe('http: authentication and security', () => {
   let hx: Harness;

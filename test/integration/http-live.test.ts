@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { RegionState } from '../../appliance/session/appliance-service.js';
-import { Client, PASSWORD, controlRequest, startHarness, type Harness } from '../e2e/harness.js';
+import { Client, PASSWORD, controlRequest, startHarness, type Harness } from '../helpers/http-harness.js';
 
 interface SseEvent {
   event: string;

@@ -4,7 +4,7 @@
  *
  * Why: the machine running the tests has no configfs, USB gadget or nbd and loads no modules;
  * a guest with Debian's stock kernel has all of them, and `dummy_hcd` gives it both sides of
- * a USB cable (shared/notes/test-rigs.md).
+ * a USB cable.
  *
  * What the guest sees (only what the rig needs is exported, and only /results is writable):
  *   /usr                   the host's /usr over virtio-9p, read-only, under a tmpfs overlay

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Installs the real tools the test suite drives (DEVELOPERS.md: "real parts"), from Debian's
-# packages. Idempotent and quick when everything is already there. Needs root to install;
+# Installs the real tools the test suite drives (the tests use real NBD clients, QEMU, Chromium
+# and a real terminal, never stand-ins), from Debian's packages. Idempotent and quick when everything is already there. Needs root to install;
 # on a machine where the tools are already present it installs nothing.
 set -euo pipefail
 need=()
 check() { command -v "$1" >/dev/null 2>&1 || need+=("$2"); }
+check script bsdutils  # a real pseudo-terminal for the CLI's password prompt
 check nbdinfo libnbd-bin
 check nbdsh libnbd-bin
 check nbdkit nbdkit

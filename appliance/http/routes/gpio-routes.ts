@@ -1,18 +1,19 @@
 /**
- * HTTP API of the GPIO component. Login and CSRF checks are mounted in front of this router by
+ * The GPIO component: host power and the pins. Login and CSRF checks are mounted in front of this router by
  * the HTTP server; the acting user's name arrives in res.locals.actor (or
  * res.locals.principal.actor, as the HTTP server sets it).
  *   GET  /api/gpio        → GpioStatus
  *   POST /api/gpio/power  {action: 'on'|'off'|'force-off'|'reset'|'restore-now'}
  *        → 202 {accepted, action, status}; 400 bad body; 409 not wired / GPIO off / busy.
+ *        audit: written by the GPIO component itself (gpio.power.*), started and outcome.
  * A power action is accepted once it has started; its outcome appears in the status and the
  * audit log (restore now can take minutes, longer than an HTTP request should wait).
  */
 import express, { type NextFunction, type Request, type Response, type Router } from 'express';
 import { z } from 'zod';
-import { isSnapbackError } from '../errors.js';
-import type { GpioComponent } from './gpio-component.js';
-import { POWER_ACTIONS } from './power-controller.js';
+import { isSnapbackError } from '../../errors.js';
+import type { GpioComponent } from '../../gpio/gpio-component.js';
+import { POWER_ACTIONS } from '../../gpio/power-controller.js';
 
 const PowerRequestSchema = z.object({ action: z.enum(POWER_ACTIONS) }).strict();
 
