@@ -12,8 +12,9 @@ export class MemoryBudget {
 
   constructor(readonly total: number) {}
 
-  get inUse(): number {
-    return this.used;
+  /** Bytes that can be taken now. */
+  get free(): number {
+    return this.total - this.used;
   }
 
   /** Takes `n` bytes if that many are free; never partially. */

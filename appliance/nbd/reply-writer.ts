@@ -36,6 +36,7 @@ export class ReplyWriter {
   private releases: Array<(() => void) | undefined> = [];
   private queued = 0;
   private scheduled = false;
+  private readonly batchWritten = (): void => this.onWritten?.();
   private readonly flushCallback = (): void => {
     this.scheduled = false;
     this.flushNow();
@@ -147,6 +148,7 @@ export class ReplyWriter {
   private lastCallback(release: (() => void) | undefined): ((err?: Error | null) => void) | undefined {
     const onWritten = this.onWritten;
     if (!onWritten) return afterWrite(release);
+    if (!release) return this.batchWritten;
     return (err) => {
       if (!err) release?.();
       onWritten();

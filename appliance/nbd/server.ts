@@ -146,8 +146,8 @@ export class NbdServer extends EventEmitter {
         maxInflightRequests: this.tuning.maxInflightRequests,
         maxSkippedWriteBytes: Math.max(2 * maxBlockSize, 64 * 1024 * 1024),
         floorBytes: this.tuning.connectionFloorBytes,
-        // A request of the largest size must always fit, or its connection would wait forever.
-        shared: new MemoryBudget(Math.max(this.tuning.maxTotalInflightBytes, maxBlockSize)),
+        // What one connection may hold must always fit, or it could wait forever.
+        shared: new MemoryBudget(Math.max(this.tuning.maxTotalInflightBytes, maxBlockSize, this.tuning.maxInflightBytes)),
       },
       handshakeTimeoutMs: this.tuning.handshakeTimeoutMs,
       closeTimeoutMs: this.tuning.closeTimeoutMs,

@@ -96,7 +96,12 @@ export class Transmission {
   private skipLeft = 0;
   /** Bytes borrowed from the shared budget (what this connection holds above its floor). */
   private borrowed = 0;
-  private readonly wake = (): void => this.maybeResume();
+  /** What the request this connection waits for must borrow; it wakes only when that is free. */
+  private sharedNeed = 0;
+  private readonly wake = (): void => {
+    if (this.sharedNeed > this.limits.shared.free) this.limits.shared.wait(this.wake);
+    else this.maybeResume();
+  };
   /** The device's optional readInto (FileDevice and the protected disk have it). */
   private readonly readInto: ((buf: Buffer, offset: number) => Promise<void>) | null;
 
@@ -485,10 +490,12 @@ export class Transmission {
     const need = held + cost - this.limits.floorBytes;
     if (need > this.borrowed) {
       if (!this.limits.shared.tryTake(need - this.borrowed)) {
+        this.sharedNeed = need - this.borrowed;
         this.limits.shared.wait(this.wake);
         return false;
       }
       this.borrowed = need;
+      this.sharedNeed = 0;
     }
     return true;
   }

@@ -126,6 +126,10 @@ describe('snapback serve: NBD sockets and listeners', function () {
       const sockA = join(stateA, 'nbd.sock');
       const mode = (await stat(sockA)).mode & 0o777;
       assert.equal(mode, 0o600);
+      // The gadget's own socket: root only as well, and serving.
+      const gadgetSock = join(stateA, 'gadget-nbd.sock');
+      assert.equal((await stat(gadgetSock)).mode & 0o777, 0o600);
+      assert.equal((await nbdinfoJson(`nbd+unix:///snapback?socket=${gadgetSock}`)).exports[0]!['export-size'], 8 * MiB);
       const logBefore = await stat(join(stateB, 'write-log.bin'));
       const second = snapback(['serve', '--state-dir', stateB, '--nbd-socket', sockA, '--http-listen', '127.0.0.1:0', '--gadget', 'off', '--gpio', 'off']);
       assert.equal(second.code, 1, second.stderr);
