@@ -35,11 +35,6 @@ export interface ProtectedDiskOptions {
 
 const DEFAULT_MARK_AHEAD = 64 << 20;
 
-export interface RegionChange {
-  region: number;
-  state: 0 | 1 | 2; // RegionState: clean, written, pending
-}
-
 export class ProtectedDisk extends EventEmitter implements BlockDevice {
   readonly disk: PositionalDevice;
   readonly model: PositionalDevice;

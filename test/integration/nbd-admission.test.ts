@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { pino } from 'pino';
-import { NBD, RawNbdClient, nbdUri, nbdinfoJson, startServer, waitFor, type ServerFixture } from '../helpers/nbd-clients.js';
+import { NBD, RawNbdClient, nbdUri, nbdinfoJson, startServer, type ServerFixture } from '../helpers/nbd-clients.js';
 
 const MiB = 1024 * 1024;
 

@@ -9,7 +9,8 @@
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { NBD, RawNbdClient, makeImage, makeTempDir, nbdUri, nbdcopy, spawnServerProcess, waitFor, type ServerProcess, type TempDir } from '../helpers/nbd-clients.js';
+import { NBD, RawNbdClient, makeImage, makeTempDir, nbdUri, nbdcopy, spawnServerProcess, type ServerProcess, type TempDir } from '../helpers/nbd-clients.js';
+import { waitFor } from '../helpers/wait.js';
 
 const MiB = 1024 * 1024;
 const SIZE = 64 * MiB;
@@ -87,10 +88,15 @@ describe('NBD server: memory bounded under hostile clients', function () {
   async function settleBack(baseline: number): Promise<number> {
     let rss = Number.POSITIVE_INFINITY;
     // The server gives memory back once the clients are gone (sampled after a GC).
-    await waitFor(async () => {
-      rss = (await server.stats()).memory.rss;
-      return rss < baseline + 64 * MiB;
-    }, `the server's RSS to return near its baseline of ${mib(baseline)}`, 30_000).catch(() => undefined);
+    await waitFor(
+      `the server's RSS to return near its baseline of ${mib(baseline)}`,
+      async () => {
+        rss = (await server.stats()).memory.rss;
+        return rss < baseline + 64 * MiB;
+      },
+      30_000,
+      200,
+    ).catch(() => undefined); // the assertion after it says what was reached
     return rss;
   }
 
@@ -119,7 +125,7 @@ describe('NBD server: memory bounded under hostile clients', function () {
     if (process.env.NBD_MEM_REPORT) process.stderr.write(`baseline ${mib(baseline)} peak ${mib(peak)}\n`);
     assert.ok(peak < RSS_LIMIT, `peak RSS ${mib(peak)} (baseline ${mib(baseline)})`);
     for (const c of clients) c.destroy();
-    await waitFor(async () => (await server.stats()).clients === 0, 'the server to drop the hostile clients');
+    await waitFor('the server to drop the hostile clients', async () => (await server.stats()).clients === 0);
     const after = await settleBack(baseline);
     if (process.env.NBD_MEM_REPORT) process.stderr.write(`after ${mib(after)}\n`);
     assert.ok(after < baseline + 64 * MiB, `RSS ${mib(after)} after the clients left (baseline ${mib(baseline)}, peak ${mib(peak)})`);
@@ -143,7 +149,7 @@ describe('NBD server: memory bounded under hostile clients', function () {
     if (process.env.NBD_MEM_REPORT) process.stderr.write(`baseline ${mib(baseline)} peak ${mib(peak)}\n`);
     assert.ok(peak < RSS_LIMIT, `peak RSS ${mib(peak)} (baseline ${mib(baseline)})`);
     for (const c of clients) c.destroy();
-    await waitFor(async () => (await server.stats()).clients === 0, 'the server to drop the hostile clients');
+    await waitFor('the server to drop the hostile clients', async () => (await server.stats()).clients === 0);
     const after = await settleBack(baseline);
     if (process.env.NBD_MEM_REPORT) process.stderr.write(`after ${mib(after)}\n`);
     assert.ok(after < baseline + 64 * MiB, `RSS ${mib(after)} after the clients left (baseline ${mib(baseline)}, peak ${mib(peak)})`);

@@ -26,6 +26,10 @@ check runuser util-linux   # the NBD socket tests connect as user nobody
 [ -e /usr/lib/syslinux/modules/bios/ldlinux.c32 ] || need+=(syslinux-common)
 command -v syslinux >/dev/null 2>&1 || need+=(syslinux)
 [ -e /usr/share/qemu/qboot.rom ] || need+=(qemu-system-x86)
+# The appliance-image test boots this machine's systemd as PID 1 in its QEMU guest.
+[ -x /lib/systemd/systemd ] || need+=(systemd)
+check systemctl systemd
+check journalctl systemd
 if [ ${#need[@]} -gt 0 ]; then
   mapfile -t uniq < <(printf '%s\n' "${need[@]}" | sort -u)
   echo "installing test tools: ${uniq[*]}"
