@@ -8,7 +8,7 @@
  *   POST /api/mode              {mode: "frozen"|"thawed"}
  *   POST /api/restore-mode      {restoreMode: "instant"|"eager"}
  *   POST /api/hydration         {rateBytesPerSecond: number|null}
- *   GET  /api/regions           the region map: one state per region, base64 (0 clean, 1 written, 2 pending)
+ *   GET  /api/regions           the region map, compact: runs or two bits per region, base64 (0 clean, 1 written, 2 pending)
  *   GET  /api/sessions          session history
  *   GET  /metrics               Prometheus text
  */
@@ -129,7 +129,15 @@ export function createApiRouter(service: ApplianceService): express.Router {
   router.get('/api/regions', (_req, res) => {
     const map = service.regionMap();
     const st = service.status();
-    res.json({ regionSize: st.regions.regionSize, count: map.length, encoding: 'base64', legend: { 0: 'clean', 1: 'written', 2: 'pending' }, states: Buffer.from(map).toString('base64') });
+    res.json({
+      regionSize: st.regions.regionSize,
+      count: map.count,
+      written: map.written,
+      pending: map.pending,
+      encoding: map.encoding,
+      legend: { 0: 'clean', 1: 'written', 2: 'pending' },
+      data: Buffer.from(map.data.buffer, map.data.byteOffset, map.data.byteLength).toString('base64'),
+    });
   });
 
   router.get('/api/sessions', (_req, res) => {

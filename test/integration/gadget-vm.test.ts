@@ -25,6 +25,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createCipheriv } from 'node:crypto';
 import { promisify } from 'node:util';
+import { bytesStateSource, encodeRegionMap } from '../../appliance/session/region-map-codec.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 const execFileP = promisify(execFile);
@@ -829,7 +830,7 @@ async function harnessServer(): Promise<void> {
     setMode: async () => undefined,
     setRestoreMode: async () => undefined,
     setHydrationRate: () => undefined,
-    regionMap: () => new Uint8Array(0),
+    regionMap: () => encodeRegionMap(bytesStateSource(new Uint8Array(0))),
     sessions: () => [],
     recordHostEvent: (what: string) => {
       events.push(what);

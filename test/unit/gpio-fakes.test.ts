@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { EventEmitter } from 'node:events';
 import type { Clock, TimerHandle } from '../../appliance/gpio/clock.js';
+import { bytesStateSource, encodeRegionMap, type EncodedRegionMap } from '../../appliance/session/region-map-codec.js';
 import type { Level } from '../../appliance/gpio/gpio-backend.js';
 import type { SimulatedGpioBackend } from '../../appliance/gpio/simulated-backend.js';
 import type {
@@ -173,8 +174,8 @@ export class FakeApplianceService extends EventEmitter implements ApplianceServi
     this.current.hydration.rateLimitBytesPerSecond = bytesPerSecond;
   }
 
-  regionMap(): Uint8Array {
-    return new Uint8Array(this.current.regions.total);
+  regionMap(): EncodedRegionMap {
+    return encodeRegionMap(bytesStateSource(new Uint8Array(this.current.regions.total)));
   }
 
   sessions(): SessionRecord[] {
