@@ -28,6 +28,7 @@ import { FileDevice } from '../appliance/storage/file-device.js';
 import { RegionLog } from '../appliance/storage/region-log.js';
 import { Manifest, manifestPathFor } from '../appliance/storage/manifest.js';
 import { ModelImage } from '../appliance/storage/model-image.js';
+import { encodeRegionMapAsync, regionLogStates } from '../appliance/session/region-map-codec.js';
 
 process.env.LOG_LEVEL ??= 'warn';
 
@@ -41,6 +42,8 @@ export interface DaemonMemoryRun {
   regionsResponseBytes: number;
   regionsResponseMs: number;
   eventBytesPerSessionEnd: number[];
+  /** Steps that did not complete (the old daemon could not end a session at 1 TiB). */
+  failures: string[];
 }
 
 export interface PartCost {
@@ -122,9 +125,16 @@ export async function runDaemonMemory(dir: string, diskBytes: number, pendingEve
     const got = await getRaw(ctl, '/api/regions');
     rss['after GET /api/regions'] = mb(await settledRss(pid));
     const eventBytes: number[] = [];
+    const failures: string[] = [];
     for (let i = 1; i <= 3; i++) {
       const before = live.bytes();
-      await callDaemon(ctl, 'POST', '/api/session/end', { wait: true });
+      try {
+        await callDaemon(ctl, 'POST', '/api/session/end', { wait: true }, 180_000);
+      } catch (err) {
+        failures.push(`session end ${i}: ${(err as Error).message}`);
+        rss[`after session end ${i}`] = mb(procStatus(pid, 'VmRSS'));
+        break;
+      }
       rss[`after session end ${i}`] = mb(await settledRss(pid));
       eventBytes.push(live.bytes() - before);
     }
@@ -132,7 +142,7 @@ export async function runDaemonMemory(dir: string, diskBytes: number, pendingEve
     const peak = procStatus(pid, 'VmHWM');
     child.kill('SIGTERM');
     await exited(child);
-    return { diskBytes, regions: st.regionCount, pendingEvery, startMs, rssMB: rss, peakRssMB: mb(peak), regionsResponseBytes: got.bytes, regionsResponseMs: Math.round(got.ms), eventBytesPerSessionEnd: eventBytes };
+    return { diskBytes, regions: st.regionCount, pendingEvery, startMs, rssMB: rss, peakRssMB: mb(peak), regionsResponseBytes: got.bytes, regionsResponseMs: Math.round(got.ms), eventBytesPerSessionEnd: eventBytes, failures };
   } finally {
     if (child && child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
     rmSync(dir, { recursive: true, force: true });
@@ -174,6 +184,10 @@ export async function measureParts(dir: string, diskBytes: number): Promise<Part
     const objs = Array.from({ length: rlog.regionCount }, (_v, region) => ({ region, state: rlog.isWritten(region) ? 1 : rlog.isDirty(region) ? 2 : 0 }));
     parts.push({ part: 'region map as one object per region', regions: objs.length, bytes: retained() - base, ms: Math.round(performance.now() - t), note: 'what a session end emitted' });
     objs.length = 0;
+    base = retained();
+    t = performance.now();
+    const enc = await encodeRegionMapAsync(regionLogStates(rlog));
+    parts.push({ part: `region map, compact (${enc.encoding}; 1 region in 64 pending)`, regions: enc.count, bytes: enc.data.length, ms: Math.round(performance.now() - t), note: 'GET /api/regions payload before base64' });
     await model.close();
     await rlog.close();
   } finally {
@@ -192,6 +206,7 @@ export function memoryMarkdown(r: Omit<MemoryScaleResult, 'markdown'>): string {
       `| ${formatSize(x.diskBytes)} | ${x.regions.toLocaleString('en')} | ${x.pendingEvery ? `1 in ${x.pendingEvery}` : 'none'} | ${(x.startMs / 1000).toFixed(1)} s | ${phases.map((p) => (x.rssMB[p] === undefined ? '–' : `${x.rssMB[p]} MB`)).join(' | ')} | ${x.peakRssMB} MB | ${x.regionsResponseBytes.toLocaleString('en')} B, ${x.regionsResponseMs} ms | ${x.eventBytesPerSessionEnd.map((b) => b.toLocaleString('en')).join(' / ')} B |`,
     );
   }
+  for (const x of r.runs) for (const f of x.failures) lines.push('', `${formatSize(x.diskBytes)}: **${f}**`);
   if (r.parts.length) {
     lines.push('', '| part (in one process) | regions | memory | time | note |', '|---|---|---|---|---|');
     for (const p of r.parts) lines.push(`| ${p.part} | ${p.regions.toLocaleString('en')} | ${mb(p.bytes)} MB | ${p.ms} ms | ${p.note} |`);
@@ -208,7 +223,12 @@ export async function runMemoryScale(opts: { dir?: string; sizes?: number[] } = 
     for (const size of sizes) {
       for (const pendingEvery of [null, 64]) {
         process.stderr.write(`memory: daemon on ${formatSize(size)}${pendingEvery ? `, 1 region in ${pendingEvery} pending` : ''}\n`);
-        runs.push(await runDaemonMemory(join(dir, 'run'), size, pendingEvery));
+        try {
+          runs.push(await runDaemonMemory(join(dir, 'run'), size, pendingEvery));
+        } catch (err) {
+          runs.push({ diskBytes: size, regions: Math.ceil(size / 65536), pendingEvery, startMs: NaN, rssMB: {}, peakRssMB: NaN, regionsResponseBytes: 0, regionsResponseMs: 0, eventBytesPerSessionEnd: [], failures: [(err as Error).message.split('\n')[0]!.slice(0, 200)] });
+        }
+        process.stderr.write(memoryMarkdown({ runs: runs.slice(-1), parts: [] }));
       }
     }
     const largest = Math.max(...sizes);

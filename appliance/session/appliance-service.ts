@@ -95,7 +95,7 @@ export interface ApplianceService extends EventEmitter {
   setRestoreMode(mode: RestoreMode): Promise<void>;
   setHydrationRate(bytesPerSecond: number | null): void;
   /** The region map, compact (region-map-codec.ts): runs or two bits per region, values from RegionState. */
-  regionMap(): EncodedRegionMap;
+  regionMap(): Promise<EncodedRegionMap>;
   sessions(): SessionRecord[];
   /** Records a host-side transition (USB state, power LED) in the current session's history. */
   recordHostEvent(what: string): void;

@@ -21,7 +21,7 @@ import {
   type SessionEndReason,
   type SessionRecord,
 } from './appliance-service.js';
-import { RegionChangeBuffer, encodeRegionMap, regionLogStates, type EncodedRegionMap } from './region-map-codec.js';
+import { RegionChangeBuffer, encodeRegionMapAsync, regionLogStates, type EncodedRegionMap } from './region-map-codec.js';
 import type { ModelVerifyStatus } from '../http/model-verify.js';
 import { SnapbackError } from '../errors.js';
 import { childLogger } from '../logger.js';
@@ -219,9 +219,9 @@ export class SessionManager extends EventEmitter implements ApplianceService {
     this.changed();
   }
 
-  /** The region map, encoded compactly straight from the log's bitmaps (no byte per region). */
-  regionMap(): EncodedRegionMap {
-    return encodeRegionMap(regionLogStates(this.engine.log));
+  /** The region map, encoded compactly straight from the log's bitmaps (no byte per region), in slices. */
+  regionMap(): Promise<EncodedRegionMap> {
+    return encodeRegionMapAsync(regionLogStates(this.engine.log));
   }
 
   sessions(): SessionRecord[] {

@@ -154,7 +154,7 @@ export class FakeAppliance extends EventEmitter implements ApplianceService, Mod
     this.emit('status');
   }
 
-  regionMap(): EncodedRegionMap {
+  async regionMap(): Promise<EncodedRegionMap> {
     return encodeRegionMap(bytesStateSource(this.map));
   }
 

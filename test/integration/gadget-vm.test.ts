@@ -830,7 +830,7 @@ async function harnessServer(): Promise<void> {
     setMode: async () => undefined,
     setRestoreMode: async () => undefined,
     setHydrationRate: () => undefined,
-    regionMap: () => encodeRegionMap(bytesStateSource(new Uint8Array(0))),
+    regionMap: async () => encodeRegionMap(bytesStateSource(new Uint8Array(0))),
     sessions: () => [],
     recordHostEvent: (what: string) => {
       events.push(what);

@@ -174,7 +174,7 @@ export class FakeApplianceService extends EventEmitter implements ApplianceServi
     this.current.hydration.rateLimitBytesPerSecond = bytesPerSecond;
   }
 
-  regionMap(): EncodedRegionMap {
+  async regionMap(): Promise<EncodedRegionMap> {
     return encodeRegionMap(bytesStateSource(new Uint8Array(this.current.regions.total)));
   }
 

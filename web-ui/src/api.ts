@@ -3,6 +3,7 @@
  * Shared by the login page and the app (both public assets).
  */
 import type { AuthState } from './types.js';
+import { decodeRegionMap, type WireRegionMap } from './region-map.js';
 
 let csrfToken: string | null = null;
 
@@ -58,11 +59,7 @@ export async function authState(): Promise<AuthState> {
   return s;
 }
 
-/** The region map: GET /api/regions answers one state per region, base64-encoded. */
+/** The region map: GET /api/regions answers it compact (runs or two bits per region); one byte per region here. */
 export async function getRegionMap(): Promise<Uint8Array> {
-  const r = await getJson<{ count: number; encoding: string; states: string }>('/api/regions');
-  const bin = atob(r.states);
-  const out = new Uint8Array(bin.length);
-  for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
-  return out;
+  return decodeRegionMap(await getJson<WireRegionMap>('/api/regions'));
 }

@@ -1,0 +1,2 @@
+export {};
+//# sourceMappingURL=component.js.map

@@ -1,0 +1,2 @@
+export {};
+//# sourceMappingURL=gpio-audit.js.map

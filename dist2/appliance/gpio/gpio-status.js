@@ -1,0 +1,2 @@
+export {};
+//# sourceMappingURL=gpio-status.js.map

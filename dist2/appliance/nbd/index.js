@@ -1,0 +1,18 @@
+/**
+ * The NBD server (issue 3): one BlockDevice served as one export to any NBD client.
+ *
+ *   server.ts             NbdServer: listeners (unix, TCP), connections, orderly close
+ *   connection.ts         one client: greeting, handshake deadline, transmission, close
+ *   option-negotiation.ts fixed-newstyle option haggling (GO/INFO/LIST/EXPORT_NAME/ABORT/...)
+ *   transmission.ts       request parsing, dispatch to the device, backpressure
+ *   request-checks.ts     which requests are refused before the device, with which error
+ *   reply-writer.ts       reply encoding, batched into one socket write per turn
+ *   export-info.ts        size, block sizes and transmission flags from the device
+ *   byte-queue.ts         received bytes, parsed in place
+ *   buffer-pool.ts        reused large read/write buffers
+ *   errno.ts              SnapbackError code -> NBD error
+ *   protocol.ts           wire constants
+ */
+export { NbdServer, DEFAULT_TUNING } from './server.js';
+export { nbdErrnoFor } from './errno.js';
+//# sourceMappingURL=index.js.map

@@ -1,0 +1,172 @@
+import { REPLY_FLAG_DONE, REPLY_TYPE_ERROR, REPLY_TYPE_ERROR_OFFSET, REPLY_TYPE_NONE, REPLY_TYPE_OFFSET_DATA, SIMPLE_REPLY_MAGIC, SIMPLE_REPLY_SIZE, STRUCTURED_HEADER_SIZE, STRUCTURED_REPLY_MAGIC, } from './protocol.js';
+const SLAB_SIZE = 256 * 1024;
+/** Read payloads up to this size are copied next to their header; larger ones are referenced. */
+const COPY_THRESHOLD = 16 * 1024;
+const TWO_32 = 0x100000000;
+/** A write callback that gives a buffer back only if the kernel took it (never on error). */
+function afterWrite(release) {
+    return release ? (err) => (err ? undefined : release()) : undefined;
+}
+export class ReplyWriter {
+    socket;
+    slab = Buffer.allocUnsafeSlow(SLAB_SIZE);
+    /** Start of the slab bytes not yet handed to the socket, and end of the bytes written. */
+    sealed = 0;
+    used = 0;
+    pieces = [];
+    /** Called once the piece at the same index has been written (buffers to give back). */
+    releases = [];
+    queued = 0;
+    scheduled = false;
+    flushCallback = () => {
+        this.scheduled = false;
+        this.flushNow();
+    };
+    constructor(socket) {
+        this.socket = socket;
+    }
+    /** Bytes accepted but not yet written to the kernel (ours plus the socket's buffer). */
+    get pendingBytes() {
+        return this.queued + this.socket.writableLength;
+    }
+    simple(handleHi, handleLo, error) {
+        const at = this.reserve(SIMPLE_REPLY_SIZE);
+        const b = this.slab;
+        b.writeUInt32BE(SIMPLE_REPLY_MAGIC, at);
+        b.writeUInt32BE(error, at + 4);
+        b.writeUInt32BE(handleHi, at + 8);
+        b.writeUInt32BE(handleLo, at + 12);
+        this.schedule();
+    }
+    /**
+     * A successful read: a simple reply with data, or one OFFSET_DATA chunk marked DONE.
+     * `release` is called once `data` is no longer needed (copied, or written to the socket).
+     */
+    readData(handleHi, handleLo, offset, data, structured, release) {
+        const headerSize = structured ? STRUCTURED_HEADER_SIZE + 8 : SIMPLE_REPLY_SIZE;
+        const inline = data.length <= COPY_THRESHOLD;
+        const at = this.reserve(inline ? headerSize + data.length : headerSize);
+        const b = this.slab;
+        if (structured) {
+            b.writeUInt32BE(STRUCTURED_REPLY_MAGIC, at);
+            b.writeUInt16BE(REPLY_FLAG_DONE, at + 4);
+            b.writeUInt16BE(REPLY_TYPE_OFFSET_DATA, at + 6);
+            b.writeUInt32BE(handleHi, at + 8);
+            b.writeUInt32BE(handleLo, at + 12);
+            b.writeUInt32BE(8 + data.length, at + 16);
+            b.writeUInt32BE(Math.floor(offset / TWO_32), at + 20);
+            b.writeUInt32BE(offset >>> 0, at + 24);
+        }
+        else {
+            b.writeUInt32BE(SIMPLE_REPLY_MAGIC, at);
+            b.writeUInt32BE(0, at + 4);
+            b.writeUInt32BE(handleHi, at + 8);
+            b.writeUInt32BE(handleLo, at + 12);
+        }
+        if (inline) {
+            data.copy(b, at + headerSize);
+            release?.();
+        }
+        else
+            this.appendReference(data, release);
+        this.schedule();
+    }
+    /** A structured reply with no payload (success of a zero-length read). */
+    structuredNone(handleHi, handleLo) {
+        const at = this.reserve(STRUCTURED_HEADER_SIZE);
+        this.structuredHeader(at, handleHi, handleLo, REPLY_TYPE_NONE, 0);
+        this.schedule();
+    }
+    /** A final error chunk; with `errorOffset` it is ERROR_OFFSET, otherwise ERROR. */
+    structuredError(handleHi, handleLo, error, message, errorOffset) {
+        const msg = Buffer.from(message, 'utf8').subarray(0, 4096);
+        const withOffset = errorOffset !== undefined;
+        const length = 6 + msg.length + (withOffset ? 8 : 0);
+        const at = this.reserve(STRUCTURED_HEADER_SIZE + length);
+        const b = this.slab;
+        this.structuredHeader(at, handleHi, handleLo, withOffset ? REPLY_TYPE_ERROR_OFFSET : REPLY_TYPE_ERROR, length);
+        let p = at + STRUCTURED_HEADER_SIZE;
+        b.writeUInt32BE(error, p);
+        b.writeUInt16BE(msg.length, p + 4);
+        p += 6;
+        msg.copy(b, p);
+        p += msg.length;
+        if (withOffset) {
+            b.writeUInt32BE(Math.floor(errorOffset / TWO_32), p);
+            b.writeUInt32BE(errorOffset >>> 0, p + 4);
+        }
+        this.schedule();
+    }
+    /** Hands everything queued to the socket now, in one write or one corked batch. */
+    flushNow() {
+        this.seal();
+        const pieces = this.pieces;
+        if (pieces.length === 0)
+            return;
+        const releases = this.releases;
+        this.pieces = [];
+        this.releases = [];
+        this.queued = 0;
+        const socket = this.socket;
+        if (socket.destroyed || !socket.writable)
+            return; // dropped buffers go to the GC
+        if (pieces.length === 1) {
+            socket.write(pieces[0], afterWrite(releases[0]));
+            return;
+        }
+        socket.cork();
+        for (let i = 0; i < pieces.length; i++)
+            socket.write(pieces[i], afterWrite(releases[i]));
+        socket.uncork();
+    }
+    /** Drops whatever is queued (the socket is gone). */
+    discard() {
+        this.pieces = [];
+        this.releases = [];
+        this.queued = 0;
+        this.sealed = this.used;
+    }
+    structuredHeader(at, handleHi, handleLo, type, length) {
+        const b = this.slab;
+        b.writeUInt32BE(STRUCTURED_REPLY_MAGIC, at);
+        b.writeUInt16BE(REPLY_FLAG_DONE, at + 4);
+        b.writeUInt16BE(type, at + 6);
+        b.writeUInt32BE(handleHi, at + 8);
+        b.writeUInt32BE(handleLo, at + 12);
+        b.writeUInt32BE(length, at + 16);
+    }
+    /** Room for `n` bytes in the slab; returns where to write them. */
+    reserve(n) {
+        if (this.slab.length - this.used < n) {
+            this.seal();
+            // Slab regions already handed out stay referenced by the socket: start a fresh slab.
+            this.slab = Buffer.allocUnsafeSlow(Math.max(SLAB_SIZE, n));
+            this.sealed = 0;
+            this.used = 0;
+        }
+        const at = this.used;
+        this.used += n;
+        this.queued += n;
+        return at;
+    }
+    appendReference(data, release) {
+        this.seal();
+        this.pieces.push(data);
+        this.releases.push(release);
+        this.queued += data.length;
+    }
+    seal() {
+        if (this.used > this.sealed) {
+            this.pieces.push(this.slab.subarray(this.sealed, this.used));
+            this.releases.push(undefined);
+            this.sealed = this.used;
+        }
+    }
+    schedule() {
+        if (this.scheduled)
+            return;
+        this.scheduled = true;
+        setImmediate(this.flushCallback);
+    }
+}
+//# sourceMappingURL=reply-writer.js.map

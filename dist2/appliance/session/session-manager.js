@@ -1,0 +1,335 @@
+/**
+ * Session manager: the core of the daemon and the one ApplianceService (DESIGN §4). It owns the
+ * storage engine's session life: ending a session (participants such as the USB gadget let go
+ * of the disk first, one atomic log header write, an eager restore before the medium comes
+ * back), the frozen/thawed and instant/eager modes, the hydration rate, the session history
+ * and the host-side events seen during each session.
+ */
+import { EventEmitter } from 'node:events';
+import { statfsSync } from 'node:fs';
+import { RegionState, } from './appliance-service.js';
+import { RegionChangeBuffer, encodeRegionMap, regionLogStates } from './region-map-codec.js';
+import { SnapbackError } from '../errors.js';
+import { childLogger } from '../logger.js';
+const log = childLogger('sessions');
+const VERSION = '0.1.0';
+export class SessionManager extends EventEmitter {
+    engine;
+    store;
+    participants = [];
+    ending = null;
+    current;
+    hostConnection = 'nbd-only';
+    gadget = null;
+    nbdClients = 0;
+    statusTimer = null;
+    regionChanges = new RegionChangeBuffer();
+    regionTimer = null;
+    restoreStartedFor = null;
+    startedAt = new Date();
+    verify = { state: 'idle', startedAt: null, finishedAt: null, regionsTotal: 0, regionsDone: 0, bytesPerSecond: 0, badRegions: [], error: null };
+    verifyTimer = null;
+    constructor(engine, store) {
+        super();
+        this.engine = engine;
+        this.store = store;
+        this.current = this.openRecord();
+        engine.pd.on('regions', (changes) => this.queueRegions(changes));
+        engine.hydrator.on('progress', () => this.changed());
+        engine.hydrator.on('idle', () => {
+            const rec = this.restoreStartedFor;
+            if (rec && engine.log.pendingCount === 0) {
+                rec.restoreMs = Date.now() - Date.parse(rec.endedAt ?? new Date().toISOString());
+                this.restoreStartedFor = null;
+                void this.store.upsertSession(rec).catch((err) => log.error({ err }, 'cannot record the restore time'));
+            }
+            this.changed();
+        });
+        const rate = store.settings().hydrationRateBytesPerSecond;
+        engine.hydrator.setRateLimit(rate ?? null);
+    }
+    openRecord() {
+        const info = this.engine.log.info;
+        const existing = this.store.listSessions().find((s) => s.number === info.sessionNumber && s.endedAt === null);
+        return (existing ?? {
+            number: info.sessionNumber,
+            startedAt: new Date(info.sessionStartedAt || Date.now()).toISOString(),
+            endedAt: null,
+            endReason: null,
+            mode: info.mode,
+            regionsWritten: 0,
+            bytesWritten: 0,
+            sessionEndMs: null,
+            restoreMs: null,
+            events: [],
+        });
+    }
+    /** Starting the daemon ends the previous host session (DESIGN §4), then restores in the background. */
+    async start(options = {}) {
+        await this.store.upsertSession(this.current);
+        if (options.endSessionOnStart ?? true)
+            await this.endSession('daemon-start');
+        this.engine.hydrator.start();
+    }
+    async stop() {
+        if (this.statusTimer)
+            clearTimeout(this.statusTimer);
+        if (this.regionTimer)
+            clearTimeout(this.regionTimer);
+        this.statusTimer = null;
+        this.regionTimer = null;
+        await this.engine.hydrator.stop();
+        this.current.regionsWritten = this.engine.log.writtenCount;
+        this.current.bytesWritten = this.engine.pd.stats.bytesWrittenThisSession;
+        await this.store.upsertSession(this.current).catch(() => undefined);
+    }
+    // ---- ApplianceService -----------------------------------------------------------------
+    status() {
+        const e = this.engine;
+        const info = e.log.info;
+        const h = e.hydrator.progress();
+        let free = null;
+        try {
+            const st = statfsSync(e.state.path);
+            free = st.bavail * st.bsize;
+        }
+        catch {
+            free = null;
+        }
+        return {
+            mode: info.mode,
+            restoreMode: info.restoreMode,
+            session: { number: info.sessionNumber, startedAt: new Date(info.sessionStartedAt).toISOString() },
+            regions: {
+                total: e.log.regionCount,
+                regionSize: e.log.regionSize,
+                writtenThisSession: e.log.writtenCount,
+                pending: e.log.pendingCount,
+                clean: e.log.regionCount - e.log.dirtyCount,
+            },
+            bytesChangedThisSession: e.pd.stats.bytesWrittenThisSession,
+            hydration: {
+                running: h.running,
+                totalAtStart: h.totalAtStart,
+                done: h.done,
+                pendingRegions: h.pending,
+                bytesPerSecond: h.bytesPerSecond,
+                etaSeconds: h.etaSeconds,
+                rateLimitBytesPerSecond: e.hydrator.rateLimit,
+            },
+            host: { connection: this.gadget ? this.hostConnection : this.nbdClients > 0 ? 'nbd-only' : this.hostConnection === 'nbd-only' ? 'absent' : this.hostConnection, nbdClients: this.nbdClients, gadget: this.gadget },
+            model: { id: e.model.id, name: e.model.manifest.json.name, size: e.model.size, regionSize: e.model.manifest.regionSize },
+            disk: { path: e.config.disk, size: e.pd.size, ioErrors: e.pd.stats.ioErrors },
+            stateDir: { path: e.state.path, freeBytes: free },
+            daemon: { startedAt: this.startedAt.toISOString(), pid: process.pid, version: VERSION },
+        };
+    }
+    endSession(reason, note) {
+        if (this.ending)
+            return this.ending;
+        this.ending = this.doEndSession(reason, note).finally(() => {
+            this.ending = null;
+        });
+        return this.ending;
+    }
+    async doEndSession(reason, note) {
+        const e = this.engine;
+        const t0 = Date.now();
+        const mode = e.log.info.mode;
+        const eager = e.log.info.restoreMode === 'eager';
+        log.info({ reason, note, mode, restore: e.log.info.restoreMode }, 'ending the host session');
+        const ended = this.current;
+        const quiesced = [];
+        try {
+            // participants (the USB gadget) let go of the disk first: no old page cache survives
+            for (const p of this.participants) {
+                await p.quiesce();
+                quiesced.push(p);
+            }
+            ended.regionsWritten = e.log.writtenCount;
+            ended.bytesWritten = e.pd.stats.bytesWrittenThisSession;
+            await e.pd.endSession({ keepWrites: mode === 'thawed', keepQuiesced: eager && mode === 'frozen' });
+            if (eager && mode === 'frozen') {
+                try {
+                    await e.hydrator.runToCompletion(() => this.changed());
+                }
+                finally {
+                    e.pd.resume();
+                }
+            }
+        }
+        finally {
+            for (const p of quiesced.reverse()) {
+                await p.resume().catch((err) => log.error({ err, participant: p.name }, 'resume after session end failed'));
+            }
+        }
+        // the host may read again from here: what follows is bookkeeping
+        const now = Date.now();
+        ended.endedAt = new Date(now).toISOString();
+        ended.endReason = reason;
+        ended.sessionEndMs = now - t0;
+        if (note)
+            ended.events.push({ at: ended.endedAt, what: `end: ${note}` });
+        if (mode === 'thawed' || e.log.pendingCount === 0)
+            ended.restoreMs = eager ? now - t0 : 0;
+        else
+            this.restoreStartedFor = ended;
+        this.current = this.openRecord();
+        e.hydrator.kick();
+        await this.store.upsertSession(ended);
+        await this.store.upsertSession(this.current);
+        this.emit('session-ended', ended);
+        this.changed();
+        this.queueRegions(null);
+        return ended;
+    }
+    async setMode(mode) {
+        const info = this.engine.log.info;
+        await this.engine.log.setModes(mode, info.restoreMode);
+        this.current.events.push({ at: new Date().toISOString(), what: `mode ${mode}` });
+        this.current.mode = mode;
+        await this.store.upsertSession(this.current);
+        this.changed();
+    }
+    async setRestoreMode(restoreMode) {
+        await this.engine.log.setModes(this.engine.log.info.mode, restoreMode);
+        this.changed();
+    }
+    setHydrationRate(bytesPerSecond) {
+        this.engine.hydrator.setRateLimit(bytesPerSecond);
+        void this.store.updateSettings({ hydrationRateBytesPerSecond: bytesPerSecond }).catch((err) => log.error({ err }, 'cannot save the hydration rate'));
+        this.changed();
+    }
+    /** The region map, encoded compactly straight from the log's bitmaps (no byte per region). */
+    regionMap() {
+        return encodeRegionMap(regionLogStates(this.engine.log));
+    }
+    sessions() {
+        const list = this.store.listSessions();
+        return list.map((s) => (s.number === this.current.number ? { ...this.current, regionsWritten: this.engine.log.writtenCount, bytesWritten: this.engine.pd.stats.bytesWrittenThisSession } : s));
+    }
+    recordHostEvent(what) {
+        this.current.events.push({ at: new Date().toISOString(), what });
+        if (this.current.events.length > 500)
+            this.current.events.splice(0, this.current.events.length - 500);
+        void this.store.upsertSession(this.current).catch((err) => log.error({ err }, 'cannot record a host event'));
+        this.changed();
+    }
+    addSessionEndParticipant(p) {
+        this.participants.push(p);
+    }
+    setHostConnection(state, gadget) {
+        this.hostConnection = state;
+        if (gadget !== undefined)
+            this.gadget = gadget;
+        this.changed();
+    }
+    /** The NBD server reports its client count here. */
+    setNbdClients(n) {
+        this.nbdClients = n;
+        this.changed();
+    }
+    // ---- model verification ("verify now") -------------------------------------------------
+    /** Starts hashing every region of the model against its manifest in the background. */
+    startModelVerify() {
+        if (this.verify.state === 'running')
+            throw new SnapbackError('BUSY', 'a model verification is already running');
+        const model = this.engine.model;
+        const total = model.manifest.regionCount;
+        const v = { state: 'running', startedAt: new Date().toISOString(), finishedAt: null, regionsTotal: total, regionsDone: 0, bytesPerSecond: 0, badRegions: [], error: null };
+        this.verify = v;
+        const t0 = Date.now();
+        void (async () => {
+            let bad = 0;
+            try {
+                for (let r = 0; r < total; r++) {
+                    if (!(await model.checkRegion(r))) {
+                        bad++;
+                        if (v.badRegions.length < 100)
+                            v.badRegions.push(r);
+                    }
+                    v.regionsDone = r + 1;
+                    v.bytesPerSecond = Math.round((v.regionsDone * model.manifest.regionSize) / Math.max(0.001, (Date.now() - t0) / 1000));
+                    this.verifyChanged();
+                    if (r % 16 === 15)
+                        await new Promise((res) => setImmediate(res)); // let host I/O through
+                }
+                v.state = bad === 0 ? 'passed' : 'failed';
+            }
+            catch (err) {
+                v.state = 'failed';
+                v.error = err.message;
+            }
+            v.finishedAt = new Date().toISOString();
+            log.info({ state: v.state, bad, error: v.error }, 'model verification finished');
+            this.verifyChanged(true);
+        })();
+        return { ...v };
+    }
+    modelVerifyStatus() {
+        return { ...this.verify, badRegions: [...this.verify.badRegions] };
+    }
+    verifyChanged(now = false) {
+        if (now) {
+            if (this.verifyTimer)
+                clearTimeout(this.verifyTimer);
+            this.verifyTimer = null;
+            this.emit('model-verify', this.modelVerifyStatus());
+            return;
+        }
+        if (this.verifyTimer)
+            return;
+        this.verifyTimer = setTimeout(() => {
+            this.verifyTimer = null;
+            this.emit('model-verify', this.modelVerifyStatus());
+        }, 250);
+        this.verifyTimer.unref();
+    }
+    // ---- change notification (throttled) --------------------------------------------------
+    changed() {
+        if (this.statusTimer)
+            return;
+        this.statusTimer = setTimeout(() => {
+            this.statusTimer = null;
+            this.emit('status');
+        }, 200);
+        this.statusTimer.unref();
+    }
+    /**
+     * Batches region changes into runs of their current state, at most one 'regions' event per
+     * 150 ms. null = the whole map changed (a session ended): one 'regions-replaced' event, never
+     * a per-region list (16 M regions on a 1 TiB disk).
+     */
+    queueRegions(changes) {
+        if (changes === null) {
+            this.regionChanges.replaceAll();
+            if (this.regionTimer)
+                clearTimeout(this.regionTimer);
+            this.regionTimer = null;
+            this.flushRegions();
+            return;
+        }
+        for (const c of changes)
+            this.regionChanges.add(c.region);
+        this.changed();
+        if (this.regionTimer)
+            return;
+        this.regionTimer = setTimeout(() => {
+            this.regionTimer = null;
+            this.flushRegions();
+        }, 150);
+        this.regionTimer.unref();
+    }
+    flushRegions() {
+        if (this.regionChanges.empty)
+            return;
+        const l = this.engine.log;
+        // the latest state of each region wins: emit what the log says now
+        const runs = this.regionChanges.take((r) => (l.isWritten(r) ? RegionState.written : l.isDirty(r) ? RegionState.pending : RegionState.clean));
+        if (runs === 'replaced')
+            this.emit('regions-replaced');
+        else if (runs.length)
+            this.emit('regions', runs);
+    }
+}
+//# sourceMappingURL=session-manager.js.map

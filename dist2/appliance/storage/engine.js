@@ -1,0 +1,176 @@
+/**
+ * The storage engine of one state directory, assembled: model image, working disk, region log,
+ * protected disk and hydrator (DESIGN §2). `initEngine` creates a state; `openEngine` opens one,
+ * refusing sizes that disagree and adopting a model the log was not made for (every region
+ * pending, said loudly).
+ */
+import { existsSync, openSync, closeSync, ftruncateSync, mkdirSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { FileDevice, sizeOfPath } from './file-device.js';
+import { ModelImage } from './model-image.js';
+import { manifestPathFor } from './manifest.js';
+import { RegionLog, logFileSize } from './region-log.js';
+import { ProtectedDisk } from './protected-disk.js';
+import { Hydrator } from './hydrator.js';
+import { StateDir } from './state-dir.js';
+import { isValidRegionSize } from './sizes.js';
+import { compareDiskWithModel } from './verify.js';
+import { SnapbackError } from '../errors.js';
+import { childLogger } from '../logger.js';
+const log = childLogger('engine');
+export const DEFAULT_REGION_SIZE = 64 * 1024;
+export async function initEngine(opts) {
+    const state = new StateDir(opts.stateDir);
+    if (state.initialised)
+        throw new SnapbackError('STATE_EXISTS', `${state.path} is already initialised (${state.configPath} exists)`);
+    const regionSize = opts.regionSize ?? DEFAULT_REGION_SIZE;
+    if (!isValidRegionSize(regionSize))
+        throw new SnapbackError('BAD_ARGUMENT', `--region-size ${regionSize} is not a power of two from 4K to 16M`);
+    const modelPath = resolve(opts.model);
+    const manifestPath = resolve(opts.manifest ?? manifestPathFor(modelPath));
+    if (!existsSync(modelPath))
+        throw new SnapbackError('BAD_ARGUMENT', `model image ${modelPath} does not exist`);
+    if (!existsSync(manifestPath))
+        throw new SnapbackError('MANIFEST_INVALID', `no manifest at ${manifestPath}; make one with "snapback model manifest ${opts.model}"`);
+    const model = new ModelImage(modelPath, { manifestPath });
+    await model.open();
+    const diskPath = resolve(opts.disk);
+    let createdDisk = false;
+    try {
+        if (!existsSync(diskPath)) {
+            const fd = openSync(diskPath, 'wx', 0o600);
+            ftruncateSync(fd, model.size);
+            closeSync(fd);
+            createdDisk = true;
+        }
+        else if (sizeOfPath(diskPath) < model.size) {
+            throw new SnapbackError('SIZE_MISMATCH', `working disk ${diskPath} holds ${sizeOfPath(diskPath)} bytes, less than the model's ${model.size}`, { expected: model.size, actual: sizeOfPath(diskPath) });
+        }
+        const disk = new FileDevice(diskPath, { size: model.size });
+        await disk.open();
+        let pendingOf;
+        try {
+            if (createdDisk) {
+                // a new sparse disk reads zeroes: pending wherever the model is not all zeroes
+                const zeroRegions = await zeroRegionsOf(model, regionSize);
+                pendingOf = (r) => !zeroRegions.has(r);
+            }
+            else if (opts.diskMatchesModel) {
+                const cmp = await compareDiskWithModel(disk, model, regionSize);
+                if (cmp.differing.length > 0) {
+                    const first = cmp.differing[0];
+                    throw new SnapbackError('VERIFY_FAILED', `--disk-matches-model: the disk differs from the model in ${cmp.differing.length} regions (first at byte ${first * regionSize}); drop the flag to have them restored`, {
+                        differing: cmp.differing.length,
+                    });
+                }
+                pendingOf = () => false;
+            }
+            else {
+                pendingOf = () => true;
+            }
+            mkdirSync(state.path, { recursive: true });
+            const logDev = new FileDevice(state.logPath, { size: logFileSize(Math.ceil(model.size / regionSize)) });
+            const fd = openSync(state.logPath, 'w', 0o600);
+            ftruncateSync(fd, logFileSize(Math.ceil(model.size / regionSize)));
+            closeSync(fd);
+            const rlog = await RegionLog.create(logDev, { modelId: model.id, regionSize, diskSize: model.size, sessionNumber: 1, sessionStartedAt: Date.now(), mode: 'frozen', restoreMode: opts.restore ?? 'instant' }, pendingOf);
+            const result = { createdDisk, pendingRegions: rlog.pendingCount, regionCount: rlog.regionCount };
+            await rlog.close();
+            state.writeConfig({ version: 1, modelImage: modelPath, modelManifest: manifestPath, disk: diskPath, regionSize, createdAt: new Date().toISOString() });
+            return result;
+        }
+        finally {
+            await disk.close();
+        }
+    }
+    finally {
+        await model.close();
+    }
+}
+async function zeroRegionsOf(model, regionSize) {
+    const zeros = new Set();
+    const count = Math.ceil(model.size / regionSize);
+    const chunk = Buffer.allocUnsafe(Math.max(regionSize, 4 << 20));
+    const per = chunk.length / regionSize;
+    for (let r = 0; r < count; r += per) {
+        const off = r * regionSize;
+        const len = Math.min(chunk.length, model.size - off);
+        const view = chunk.subarray(0, len);
+        await model.readInto(view, off);
+        for (let i = 0; i < per && r + i < count; i++) {
+            const part = view.subarray(i * regionSize, Math.min(len, (i + 1) * regionSize));
+            if (isAllZero(part))
+                zeros.add(r + i);
+        }
+    }
+    return zeros;
+}
+const ZERO = Buffer.alloc(1 << 16);
+export function isAllZero(b) {
+    for (let i = 0; i < b.length; i += ZERO.length) {
+        const n = Math.min(ZERO.length, b.length - i);
+        if (!b.subarray(i, i + n).equals(ZERO.subarray(0, n)))
+            return false;
+    }
+    return true;
+}
+export async function openEngine(stateDir, opts = {}) {
+    const state = new StateDir(stateDir);
+    const config = state.readConfig();
+    const model = new ModelImage(config.modelImage, { manifestPath: config.modelManifest, verify: opts.verifyModel ?? 'lazy' });
+    await model.open();
+    const disk = new FileDevice(config.disk, { size: model.size });
+    const logDev = new FileDevice(state.logPath);
+    const toClose = [model];
+    try {
+        await disk.open();
+        toClose.push(disk);
+        const diskBytes = sizeOfPath(config.disk);
+        if (diskBytes < model.size)
+            throw new SnapbackError('SIZE_MISMATCH', `working disk ${config.disk} holds ${diskBytes} bytes, less than the model's ${model.size}`, { expected: model.size, actual: diskBytes });
+        const opened = await RegionLog.open(logDev);
+        const rlog = opened.log;
+        toClose.push(rlog);
+        if (rlog.info.diskSize !== model.size) {
+            throw new SnapbackError('SIZE_MISMATCH', `the write log is for a ${rlog.info.diskSize}-byte disk but the model holds ${model.size} bytes`, { expected: rlog.info.diskSize, actual: model.size });
+        }
+        let adopted = false;
+        if (rlog.info.modelId !== model.id) {
+            log.warn({ logModel: rlog.info.modelId, model: model.id }, 'THE WRITE LOG WAS MADE FOR ANOTHER MODEL: every region is now pending and will be restored from this model');
+            await rlog.adoptModel(model.id);
+            adopted = true;
+        }
+        const pd = new ProtectedDisk({ disk, model, log: rlog });
+        const hydrator = new Hydrator(pd, opts.hydrator);
+        let closed = false;
+        return {
+            state,
+            config,
+            model,
+            disk,
+            log: rlog,
+            pd,
+            hydrator,
+            adoptedForeignModel: adopted,
+            headerWarning: opened.otherSlotProblem,
+            async close() {
+                if (closed)
+                    return;
+                closed = true;
+                await hydrator.stop();
+                await pd.close();
+                await disk.flush().catch(() => undefined);
+                await rlog.close();
+                await disk.close();
+                await model.close();
+            },
+        };
+    }
+    catch (err) {
+        for (const c of toClose.reverse())
+            await c.close().catch(() => undefined);
+        await logDev.close().catch(() => undefined);
+        throw err;
+    }
+}
+//# sourceMappingURL=engine.js.map

@@ -1,0 +1,178 @@
+/**
+ * File device: a regular file or a block device as a BlockDevice (DESIGN §2). Positional I/O,
+ * fdatasync on flush. The size of a block device comes from /sys/class/block/NAME/size
+ * (512-byte sectors), since fstat reports 0 for it.
+ */
+import { promises as fsp, constants as fsc, statSync, readFileSync, realpathSync, read as fsRead, write as fsWrite } from 'node:fs';
+import { basename } from 'node:path';
+import { checkRange } from './block-device.js';
+import { SnapbackError, fromSystemError } from '../errors.js';
+const ZERO_CHUNK = Buffer.alloc(1 << 20);
+// Callback-style positional I/O on the raw fd: FileHandle's promise API costs about 10 µs more
+// per request, which is most of the server's CPU for 4 KiB requests (measured, bench/).
+function preadOnce(fd, buf, off, len, pos) {
+    return new Promise((res, rej) => fsRead(fd, buf, off, len, pos, (err, n) => (err ? rej(err) : res(n))));
+}
+function pwriteOnce(fd, buf, off, len, pos) {
+    return new Promise((res, rej) => fsWrite(fd, buf, off, len, pos, (err, n) => (err ? rej(err) : res(n))));
+}
+/** The size of a file or block device in bytes. */
+export function sizeOfPath(path) {
+    const st = statSync(path);
+    if (st.isBlockDevice()) {
+        const name = basename(realpathSync(path));
+        const sectors = Number(readFileSync(`/sys/class/block/${name}/size`, 'utf8').trim());
+        return sectors * 512;
+    }
+    return st.size;
+}
+export class FileDevice {
+    path;
+    readOnly;
+    handle = null;
+    opening = null;
+    _size;
+    isBlockDev = false;
+    closed = false;
+    constructor(path, options = {}) {
+        this.path = path;
+        this.readOnly = options.readOnly ?? false;
+        this._size = options.size ?? -1;
+    }
+    get size() {
+        if (this._size < 0)
+            throw new SnapbackError('CLOSED', `${this.path} is not open`);
+        return this._size;
+    }
+    get capabilities() {
+        return {
+            canWrite: !this.readOnly,
+            canFlush: true,
+            canFua: true,
+            canTrim: !this.readOnly,
+            canZero: !this.readOnly,
+            preferredBlockSize: 4096,
+        };
+    }
+    /** The raw file descriptor, for callers that batch positional I/O themselves. */
+    get fd() {
+        return this.h().fd;
+    }
+    async open() {
+        if (this.handle)
+            return;
+        if (this.opening)
+            return this.opening;
+        this.opening = (async () => {
+            try {
+                const flags = this.readOnly ? fsc.O_RDONLY : fsc.O_RDWR;
+                const handle = await fsp.open(this.path, flags);
+                const st = await handle.stat();
+                this.isBlockDev = st.isBlockDevice();
+                const actual = this.isBlockDev ? sizeOfPath(this.path) : st.size;
+                if (this._size < 0)
+                    this._size = actual;
+                else if (this.isBlockDev && actual < this._size) {
+                    await handle.close();
+                    throw new SnapbackError('SIZE_MISMATCH', `${this.path} holds ${actual} bytes, less than the ${this._size} needed`);
+                }
+                this.handle = handle;
+                this.closed = false;
+            }
+            catch (err) {
+                throw fromSystemError(err, `opening ${this.path}`);
+            }
+            finally {
+                this.opening = null;
+            }
+        })();
+        return this.opening;
+    }
+    h() {
+        if (!this.handle || this.closed)
+            throw new SnapbackError('CLOSED', `${this.path} is closed`);
+        return this.handle;
+    }
+    async read(offset, length) {
+        checkRange(this.size, offset, length, 'read');
+        const buf = Buffer.allocUnsafe(length);
+        await this.readInto(buf, offset);
+        return buf;
+    }
+    /** Reads exactly buf.length bytes at offset into buf (zeroes past the end of a short file). */
+    async readInto(buf, offset) {
+        const fd = this.h().fd;
+        let done = 0;
+        try {
+            while (done < buf.length) {
+                const bytesRead = await preadOnce(fd, buf, done, buf.length - done, offset + done);
+                if (bytesRead === 0) {
+                    buf.fill(0, done); // sparse tail of a file shorter than the device
+                    return;
+                }
+                done += bytesRead;
+            }
+        }
+        catch (err) {
+            throw fromSystemError(err, `reading ${this.path} at ${offset + done}`);
+        }
+    }
+    async write(offset, data, options = {}) {
+        this.checkWritable();
+        checkRange(this.size, offset, data.length, 'write');
+        const h = this.h();
+        let done = 0;
+        try {
+            while (done < data.length) {
+                done += await pwriteOnce(h.fd, data, done, data.length - done, offset + done);
+            }
+            if (options.fua)
+                await h.datasync();
+        }
+        catch (err) {
+            throw fromSystemError(err, `writing ${this.path} at ${offset + done}`);
+        }
+    }
+    async flush() {
+        const h = this.h();
+        if (this.readOnly)
+            return;
+        try {
+            await h.datasync();
+        }
+        catch (err) {
+            throw fromSystemError(err, `flushing ${this.path}`);
+        }
+    }
+    /** Trim writes zeroes: portable, and keeps "reads return old bytes or zeroes" trivially true. */
+    async trim(offset, length, options = {}) {
+        await this.writeZeroes(offset, length, options);
+    }
+    async writeZeroes(offset, length, options = {}) {
+        this.checkWritable();
+        checkRange(this.size, offset, length, 'write-zeroes');
+        let pos = offset;
+        const end = offset + length;
+        while (pos < end) {
+            const n = Math.min(ZERO_CHUNK.length, end - pos);
+            await this.write(pos, ZERO_CHUNK.subarray(0, n));
+            pos += n;
+        }
+        if (options.fua)
+            await this.flush();
+    }
+    async close() {
+        if (this.opening)
+            await this.opening.catch(() => undefined);
+        const h = this.handle;
+        this.handle = null;
+        this.closed = true;
+        if (h)
+            await h.close();
+    }
+    checkWritable() {
+        if (this.readOnly)
+            throw new SnapbackError('READ_ONLY', `${this.path} is open read-only`);
+    }
+}
+//# sourceMappingURL=file-device.js.map

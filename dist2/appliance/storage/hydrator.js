@@ -1,0 +1,239 @@
+/**
+ * Hydrator: restores pending regions (D and not S) from the model to the working disk in the
+ * background (DESIGN §2). It copies contiguous runs in large chunks with several reads and
+ * writes in flight, makes each batch durable with one flush, and only then clears D for the
+ * batch's regions (lazily persisted: a crash before that only means the copy is done again).
+ * It yields to host I/O, honours a rate limit in bytes per second, and a host write to a region
+ * being copied waits for that region only (the batch's region locks), never for the restore.
+ */
+import { EventEmitter } from 'node:events';
+import { childLogger } from '../logger.js';
+const log = childLogger('hydrator');
+const sleep = (ms) => new Promise((res) => setTimeout(res, ms));
+export class Hydrator extends EventEmitter {
+    pd;
+    rate;
+    batchBytes;
+    chunkBytes;
+    parallel;
+    maxYieldMs;
+    loop = null;
+    stopping = false;
+    started = false;
+    cursor = 0;
+    totalAtStart = 0;
+    done = 0;
+    startedAt = 0;
+    bytesCopied = 0;
+    lastError = null;
+    finishedAt = 0;
+    /** Copy buffers, allocated once: fresh ones per batch cost page faults and zeroing. */
+    buffers = [];
+    constructor(pd, options = {}) {
+        super();
+        this.pd = pd;
+        this.rate = options.rateLimit || null;
+        this.batchBytes = options.batchBytes ?? 8 << 20;
+        this.chunkBytes = options.chunkBytes ?? 1 << 20;
+        this.parallel = options.parallel ?? 4;
+        this.maxYieldMs = options.maxYieldMs ?? 20;
+    }
+    get rateLimit() {
+        return this.rate;
+    }
+    setRateLimit(bytesPerSecond) {
+        this.rate = bytesPerSecond && bytesPerSecond > 0 ? bytesPerSecond : null;
+    }
+    get running() {
+        return this.loop !== null;
+    }
+    progress() {
+        const pending = this.pd.log.pendingCount;
+        const elapsed = (Date.now() - this.startedAt) / 1000;
+        const bps = this.loop && elapsed > 0 ? this.bytesCopied / elapsed : 0;
+        return {
+            running: this.loop !== null,
+            totalAtStart: this.totalAtStart,
+            done: this.done,
+            pending,
+            bytesPerSecond: Math.round(bps),
+            etaSeconds: bps > 0 ? (pending * this.pd.regionSize) / bps : null,
+            error: this.lastError,
+        };
+    }
+    /** Begins restoring in the background (no-op if already running or nothing is pending). */
+    start() {
+        this.started = true;
+        this.stopping = false;
+        this.kick();
+    }
+    /** Called when new pending regions may exist (a session ended). */
+    kick() {
+        if (!this.started || this.loop || this.pd.log.pendingCount === 0)
+            return;
+        this.cursor = 0;
+        this.totalAtStart = this.pd.log.pendingCount;
+        this.done = 0;
+        this.bytesCopied = 0;
+        this.startedAt = Date.now();
+        this.lastError = null;
+        this.emit('start', this.totalAtStart);
+        this.loop = this.run(false)
+            .catch((err) => {
+            this.lastError = err.message;
+            log.error({ err }, 'restore stopped on an error');
+            this.emit('error-stopped', err);
+        })
+            .finally(() => {
+            this.loop = null;
+            this.finishedAt = Date.now();
+            this.emit('idle');
+            // a session may have ended meanwhile
+            if (!this.stopping && this.lastError === null && this.pd.log.pendingCount > 0)
+                this.kick();
+        });
+    }
+    /** Restores everything pending now, at full speed, and resolves when none is left. */
+    async runToCompletion(onProgress) {
+        const wasStarted = this.started;
+        this.started = false;
+        if (this.loop) {
+            this.stopping = true;
+            await this.loop;
+            this.stopping = false;
+        }
+        this.cursor = 0;
+        this.totalAtStart = this.pd.log.pendingCount;
+        this.done = 0;
+        this.bytesCopied = 0;
+        this.startedAt = Date.now();
+        try {
+            await this.run(true, onProgress);
+        }
+        finally {
+            this.finishedAt = Date.now();
+            this.started = wasStarted;
+        }
+    }
+    async stop() {
+        this.started = false;
+        this.stopping = true;
+        if (this.loop)
+            await this.loop;
+        this.stopping = false;
+        await this.pd.log.sync().catch(() => undefined);
+    }
+    get lastFinishedAt() {
+        return this.finishedAt;
+    }
+    async run(fullSpeed, onProgress) {
+        const rs = this.pd.regionSize;
+        // under a rate limit, batches of at most a quarter second's worth keep progress honest
+        const batch = this.rate && !fullSpeed ? Math.min(this.batchBytes, Math.floor(this.rate / 4)) : this.batchBytes;
+        const maxRegions = Math.max(1, Math.floor(batch / rs));
+        let sinceSync = 0;
+        for (;;) {
+            if (this.stopping && !fullSpeed)
+                break;
+            if (!fullSpeed)
+                await this.yieldToHost();
+            let first = this.pd.log.nextPending(this.cursor);
+            if (first < 0 && this.cursor > 0) {
+                this.cursor = 0;
+                first = this.pd.log.nextPending(0);
+            }
+            if (first < 0)
+                break;
+            // the batch: pending regions from `first`, up to maxRegions, that are not locked by a host write
+            const candidates = [];
+            for (let r = first; r < this.pd.log.regionCount && candidates.length < maxRegions; r++) {
+                if (this.pd.log.isPending(r))
+                    candidates.push(r);
+                else if (r - first > maxRegions * 4)
+                    break;
+            }
+            this.cursor = (candidates[candidates.length - 1] ?? first) + 1;
+            const { locked, release } = this.pd.locks.tryAcquire(candidates);
+            let copied = false;
+            try {
+                const todo = locked.filter((r) => this.pd.log.isPending(r));
+                if (todo.length === 0) {
+                    // every candidate is held by a host write: wait for the first to be released
+                    const held = candidates.find((r) => this.pd.locks.isLocked(r) && !locked.includes(r));
+                    if (held !== undefined)
+                        await this.pd.locks.released(held);
+                    continue;
+                }
+                const bytes = await this.copyRegions(todo);
+                await this.pd.disk.flush();
+                for (const r of todo)
+                    this.pd.log.clearRestored(r);
+                this.pd.emitChanges(todo, 0);
+                this.done += todo.length;
+                this.bytesCopied += bytes;
+                sinceSync += bytes;
+                onProgress?.(this.done, this.totalAtStart);
+                this.emit('progress', this.done, this.totalAtStart);
+                copied = true;
+            }
+            finally {
+                release();
+            }
+            if (copied && !fullSpeed)
+                await this.throttle();
+            if (sinceSync >= 256 << 20) {
+                sinceSync = 0;
+                await this.pd.log.sync();
+            }
+        }
+        await this.pd.log.sync();
+    }
+    /** Copies the regions (ascending) from model to disk, coalescing contiguous runs. */
+    async copyRegions(regions) {
+        const rs = this.pd.regionSize;
+        const size = this.pd.size;
+        const chunks = [];
+        let i = 0;
+        while (i < regions.length) {
+            let j = i;
+            while (j + 1 < regions.length && regions[j + 1] === regions[j] + 1)
+                j++;
+            const start = regions[i] * rs;
+            const end = Math.min(size, (regions[j] + 1) * rs);
+            for (let off = start; off < end; off += this.chunkBytes)
+                chunks.push({ off, len: Math.min(this.chunkBytes, end - off) });
+            i = j + 1;
+        }
+        let next = 0;
+        let total = 0;
+        while (this.buffers.length < this.parallel)
+            this.buffers.push(Buffer.allocUnsafe(this.chunkBytes));
+        const worker = async (w) => {
+            const buf = this.buffers[w];
+            while (next < chunks.length) {
+                const c = chunks[next++];
+                const view = buf.subarray(0, c.len);
+                await this.pd.model.readInto(view, c.off);
+                await this.pd.disk.write(c.off, view);
+                total += c.len;
+            }
+        };
+        await Promise.all(Array.from({ length: Math.min(this.parallel, chunks.length) }, (_, w) => worker(w)));
+        return total;
+    }
+    async yieldToHost() {
+        const until = Date.now() + this.maxYieldMs;
+        while (this.pd.hostInflight > 0 && Date.now() < until)
+            await sleep(1);
+    }
+    /** Paces the restore: bytes copied since it began never run ahead of rate × elapsed time. */
+    async throttle() {
+        if (!this.rate)
+            return;
+        const due = this.startedAt + (this.bytesCopied / this.rate) * 1000;
+        const wait = due - Date.now();
+        if (wait > 0)
+            await sleep(wait);
+    }
+}
+//# sourceMappingURL=hydrator.js.map

@@ -1,0 +1,404 @@
+/**
+ * Protected disk: the restore engine, and what the host sees (DESIGN §2). It wraps the working
+ * disk, the model and the region log, and implements every call itself:
+ *   read  — per region: from the working disk if written this session (S) or clean (not D);
+ *           from the model if pending (D and not S);
+ *   write — set-before-write: a clean region's D and S are durable before its data is written
+ *           (group-committed); a pending region is written whole (a partial write merges the
+ *           model's bytes in) and its S bit is persisted only once that data is durable;
+ *   trim / write-zeroes — exactly like writes of zeroes.
+ * A sequential writer has clean regions ahead of it marked in the same commit, so a stream pays
+ * one metadata commit per window rather than one per region (over-marking only costs restore
+ * work later). Pending regions are never marked ahead.
+ *
+ * Host I/O passes a gate that `quiesce()` closes: ending a session waits for in-flight
+ * requests, and requests that arrive meanwhile wait and then see the new session.
+ */
+import { EventEmitter } from 'node:events';
+import { checkRange } from './block-device.js';
+import { RegionLocks } from './region-locks.js';
+import { SnapbackError } from '../errors.js';
+const DEFAULT_MARK_AHEAD = 64 << 20;
+export class ProtectedDisk extends EventEmitter {
+    disk;
+    model;
+    log;
+    locks = new RegionLocks();
+    rs;
+    maxAhead;
+    inflight = 0;
+    gate = null;
+    openGate = null;
+    drained = null;
+    seqNext = -1;
+    aheadWindow = 0;
+    aheadEnd = 0;
+    closed = false;
+    /** Counters for status and metrics. */
+    stats = { reads: 0, writes: 0, bytesRead: 0, bytesWritten: 0, bytesWrittenThisSession: 0, ioErrors: 0, merges: 0, flushes: 0 };
+    constructor(options) {
+        super();
+        this.disk = options.disk;
+        this.model = options.model;
+        this.log = options.log;
+        this.rs = options.log.regionSize;
+        this.maxAhead = Math.max(1, Math.floor((options.markAheadBytes ?? DEFAULT_MARK_AHEAD) / this.rs));
+        const size = options.log.info.diskSize;
+        if (options.model.size !== size)
+            throw new SnapbackError('SIZE_MISMATCH', `model is ${options.model.size} bytes, the write log is for ${size}`, { expected: size, actual: options.model.size });
+        if (options.disk.size < size)
+            throw new SnapbackError('SIZE_MISMATCH', `working disk is ${options.disk.size} bytes, smaller than the model's ${size}`, { expected: size, actual: options.disk.size });
+    }
+    get size() {
+        return this.log.info.diskSize;
+    }
+    get regionSize() {
+        return this.rs;
+    }
+    get capabilities() {
+        return { canWrite: true, canFlush: true, canFua: true, canTrim: true, canZero: true, preferredBlockSize: 4096 };
+    }
+    /** Host requests in flight (the hydrator yields while this is above zero). */
+    get hostInflight() {
+        return this.inflight;
+    }
+    async open() {
+        // The parts are opened by whoever assembled them (see engine.ts).
+    }
+    // ---- the gate -------------------------------------------------------------------------
+    async enter() {
+        if (this.closed)
+            throw new SnapbackError('CLOSED', 'the protected disk is closed');
+        while (this.gate)
+            await this.gate;
+        this.inflight++;
+    }
+    leave() {
+        this.inflight--;
+        if (this.inflight === 0 && this.drained) {
+            const d = this.drained;
+            this.drained = null;
+            d();
+        }
+    }
+    /** Stops host I/O: new requests wait; resolves once none is in flight. */
+    async quiesce() {
+        if (!this.gate)
+            this.gate = new Promise((res) => (this.openGate = res));
+        if (this.inflight > 0)
+            await new Promise((res) => (this.drained = res));
+    }
+    /** Lets host I/O through again. */
+    resume() {
+        const open = this.openGate;
+        this.gate = null;
+        this.openGate = null;
+        open?.();
+    }
+    get quiesced() {
+        return this.gate !== null;
+    }
+    // ---- reads ----------------------------------------------------------------------------
+    fromModel(r) {
+        return this.log.isPending(r);
+    }
+    async read(offset, length) {
+        checkRange(this.size, offset, length, 'read');
+        const buf = Buffer.allocUnsafe(length);
+        await this.readInto(buf, offset);
+        return buf;
+    }
+    async readInto(buf, offset) {
+        const length = buf.length;
+        checkRange(this.size, offset, length, 'read');
+        if (length === 0)
+            return;
+        await this.enter();
+        try {
+            this.stats.reads++;
+            this.stats.bytesRead += length;
+            const r0 = Math.floor(offset / this.rs);
+            const r1 = Math.floor((offset + length - 1) / this.rs);
+            if (this.log.pendingCount === 0) {
+                await this.disk.readInto(buf, offset);
+                return;
+            }
+            // Walk runs of regions that read from the same source.
+            let runStart = r0;
+            let runModel = this.fromModel(r0);
+            const parts = [];
+            for (let r = r0 + 1; r <= r1 + 1; r++) {
+                const m = r <= r1 ? this.fromModel(r) : !runModel;
+                if (m !== runModel) {
+                    const from = Math.max(offset, runStart * this.rs);
+                    const to = Math.min(offset + length, r * this.rs);
+                    const view = buf.subarray(from - offset, to - offset);
+                    parts.push((runModel ? this.model : this.disk).readInto(view, from));
+                    runStart = r;
+                    runModel = m;
+                }
+            }
+            await Promise.all(parts);
+        }
+        catch (err) {
+            this.stats.ioErrors++;
+            throw err;
+        }
+        finally {
+            this.leave();
+        }
+    }
+    // ---- writes ---------------------------------------------------------------------------
+    write(offset, data, options = {}) {
+        checkRange(this.size, offset, data.length, 'write');
+        if (data.length === 0)
+            return Promise.resolve();
+        const fua = options.fua === true;
+        if (!fua && this.gate === null && !this.closed && this.alreadyDurable(offset, data.length)) {
+            // Fast path: every region is written this session and its mark is durable, so the data
+            // may go straight to the working disk (the common case once a host is running).
+            this.inflight++;
+            this.countWrite(data.length);
+            return this.disk.write(offset, data).then(() => this.leave(), (err) => {
+                this.stats.ioErrors++;
+                this.leave();
+                throw err;
+            });
+        }
+        return this.guarded(() => this.writeRange(offset, data.length, data, fua));
+    }
+    /** True when every region of the range is written this session with its mark durable. */
+    alreadyDurable(offset, length) {
+        const r1 = Math.floor((offset + length - 1) / this.rs);
+        for (let r = Math.floor(offset / this.rs); r <= r1; r++) {
+            if (!this.log.isWritten(r) || this.log.markForWrite(r) !== null)
+                return false;
+        }
+        this.seqNext = r1 + 1; // keep the sequential-stream detector in step
+        return true;
+    }
+    async writeZeroes(offset, length, options = {}) {
+        checkRange(this.size, offset, length, 'write-zeroes');
+        if (length === 0)
+            return;
+        await this.guarded(() => this.writeRange(offset, length, null, options.fua === true));
+    }
+    /** Trim is write-zeroes here: a trimmed region must not read back the old session's bytes. */
+    async trim(offset, length, options = {}) {
+        await this.writeZeroes(offset, length, options);
+    }
+    async guarded(fn) {
+        await this.enter();
+        try {
+            await fn();
+        }
+        catch (err) {
+            this.stats.ioErrors++;
+            throw err;
+        }
+        finally {
+            this.leave();
+        }
+    }
+    countWrite(length) {
+        this.stats.writes++;
+        this.stats.bytesWritten += length;
+        this.stats.bytesWrittenThisSession += length;
+    }
+    async writeRange(offset, length, data, fua) {
+        this.countWrite(length);
+        const r0 = Math.floor(offset / this.rs);
+        const r1 = Math.floor((offset + length - 1) / this.rs);
+        let anyPending = false;
+        for (let r = r0; r <= r1; r++) {
+            if (this.log.isPending(r)) {
+                anyPending = true;
+                break;
+            }
+        }
+        if (!anyPending) {
+            const marks = this.markRange(r0, r1);
+            if (marks)
+                await marks;
+            await this.put(offset, length, data, fua);
+            // FUA into a region merged earlier this session: its S bit must now be made durable too
+            if (fua)
+                await this.log.promoteWrittenPending(this.rangeList(r0, r1));
+            return;
+        }
+        // Pending regions in the way: lock them, then look again (the hydrator may have restored
+        // some, or a concurrent write merged them).
+        const pendingList = [];
+        for (let r = r0; r <= r1; r++)
+            if (this.log.isPending(r))
+                pendingList.push(r);
+        const release = await this.locks.acquire(pendingList);
+        try {
+            const pendingNow = [];
+            for (let r = r0; r <= r1; r++)
+                if (this.log.isPending(r))
+                    pendingNow.push(r);
+            const waits = [];
+            for (let r = r0; r <= r1; r++) {
+                if (!this.log.isPending(r)) {
+                    const m = this.log.markForWrite(r);
+                    if (m)
+                        waits.push(m);
+                }
+            }
+            const end = offset + length;
+            const headStart = r0 * this.rs;
+            const tailEnd = Math.min(this.size, (r1 + 1) * this.rs);
+            const mergeHead = offset > headStart && this.log.isPending(r0);
+            const mergeTail = end < tailEnd && this.log.isPending(r1);
+            if (waits.length)
+                await Promise.all(waits);
+            if (!mergeHead && !mergeTail) {
+                await this.put(offset, length, data, false);
+            }
+            else {
+                this.stats.merges++;
+                const from = mergeHead ? headStart : offset;
+                const to = mergeTail ? tailEnd : end;
+                if (to - from <= 4 * this.rs || data !== null) {
+                    // one buffer: model bytes around the host's bytes
+                    const whole = Buffer.allocUnsafe(to - from);
+                    if (mergeHead)
+                        await this.model.readInto(whole.subarray(0, offset - from), from);
+                    if (mergeTail)
+                        await this.model.readInto(whole.subarray(end - from), end);
+                    if (data)
+                        data.copy(whole, offset - from);
+                    else
+                        whole.fill(0, offset - from, end - from);
+                    await this.disk.write(from, whole);
+                }
+                else {
+                    // a long zeroing: merge the edge regions, zero the middle without a big buffer
+                    let midStart = offset;
+                    let midEnd = end;
+                    if (mergeHead) {
+                        midStart = (r0 + 1) * this.rs;
+                        const head = Buffer.alloc(midStart - from);
+                        await this.model.readInto(head.subarray(0, offset - from), from);
+                        await this.disk.write(from, head);
+                    }
+                    if (mergeTail) {
+                        midEnd = r1 * this.rs;
+                        const tail = Buffer.alloc(to - midEnd);
+                        await this.model.readInto(tail.subarray(end - midEnd), end);
+                        await this.disk.write(midEnd, tail);
+                    }
+                    await this.disk.writeZeroes(midStart, midEnd - midStart);
+                }
+            }
+            for (const r of pendingNow)
+                this.log.noteWrittenPending(r);
+            if (fua) {
+                await this.disk.flush();
+                await this.log.promoteWrittenPending(this.rangeList(r0, r1));
+            }
+            this.emitChanges(pendingNow, 1);
+        }
+        finally {
+            release();
+        }
+    }
+    rangeList(r0, r1) {
+        const list = [];
+        for (let r = r0; r <= r1; r++)
+            list.push(r);
+        return list;
+    }
+    /** Marks clean regions r0..r1 (and, for a sequential writer, clean regions ahead). */
+    markRange(r0, r1) {
+        let wait = null;
+        const changed = [];
+        for (let r = r0; r <= r1; r++) {
+            const wasWritten = this.log.isWritten(r);
+            const m = this.log.markForWrite(r);
+            if (!wasWritten)
+                changed.push(r);
+            if (m && m !== wait)
+                wait = wait ? Promise.all([wait, m]).then(() => undefined) : m;
+        }
+        // sequential stream detection: mark ahead in the same commit
+        const sequential = r0 === this.seqNext || r0 === this.seqNext - 1;
+        this.seqNext = r1 + 1;
+        if (sequential && changed.length > 0) {
+            this.aheadWindow = Math.min(this.maxAhead, Math.max(16, this.aheadWindow * 2));
+            if (this.aheadEnd < r1 + 1 + this.aheadWindow / 2) {
+                const target = Math.min(this.log.regionCount, r1 + 1 + this.aheadWindow);
+                for (let r = Math.max(this.aheadEnd, r1 + 1); r < target; r++) {
+                    if (!this.log.isDirty(r)) {
+                        this.log.markForWrite(r);
+                        changed.push(r);
+                    }
+                }
+                this.aheadEnd = target;
+            }
+        }
+        else if (!sequential) {
+            this.aheadWindow = 0;
+        }
+        if (changed.length)
+            this.emitChanges(changed, 1);
+        return wait;
+    }
+    async put(offset, length, data, fua) {
+        if (data)
+            await this.disk.write(offset, data, { fua });
+        else
+            await this.disk.writeZeroes(offset, length, { fua });
+    }
+    /** Makes every write that completed before this call durable, data and log alike. */
+    async flush() {
+        await this.enter();
+        try {
+            this.stats.flushes++;
+            const promote = this.log.writtenPendingRegions;
+            await this.disk.flush();
+            await this.log.promoteWrittenPending(promote);
+            await this.log.sync();
+        }
+        catch (err) {
+            this.stats.ioErrors++;
+            throw err;
+        }
+        finally {
+            this.leave();
+        }
+    }
+    /**
+     * Ends the session: host I/O stops, the log's epoch moves on in one header write (thawed:
+     * only the session number), host I/O resumes unless `keepQuiesced`.
+     */
+    async endSession(options) {
+        await this.quiesce();
+        try {
+            await this.log.endSession(options.keepWrites);
+            this.seqNext = -1;
+            this.aheadWindow = 0;
+            this.aheadEnd = 0;
+            this.stats.bytesWrittenThisSession = 0;
+            this.emit('session-ended');
+        }
+        finally {
+            if (!options.keepQuiesced)
+                this.resume();
+        }
+    }
+    emitChanges(regions, state) {
+        if (regions.length && this.listenerCount('regions') > 0) {
+            this.emit('regions', regions.map((region) => ({ region, state })));
+        }
+    }
+    async close() {
+        if (this.closed)
+            return;
+        await this.quiesce();
+        this.closed = true;
+        this.resume();
+    }
+}
+//# sourceMappingURL=protected-disk.js.map

@@ -1,0 +1,84 @@
+/**
+ * Debian's Chromium driven by playwright-core (nothing downloaded), and helpers for the web UI
+ * end-to-end tests: viewports, screenshots into docs/screenshots, and a guard that fails a test
+ * on any page error or console error (a CSP violation shows up as one).
+ */
+import { tmpdir } from 'node:os';
+import { mkdirSync, mkdtempSync } from 'node:fs';
+import { join } from 'node:path';
+import { chromium } from 'playwright-core';
+export const VIEWPORTS = {
+    desktop: { width: 1280, height: 800 },
+    phone: { width: 390, height: 844 },
+};
+export function launchChromium() {
+    return chromium.launch({
+        executablePath: '/usr/bin/chromium',
+        args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic'],
+    });
+}
+/**
+ * Where screenshots go: a temporary directory in a test run (tests write only under temporary
+ * directories), or SNAPBACK_SCREENSHOTS — `npm run screenshots` points it at docs/screenshots
+ * to refresh the committed ones.
+ */
+let tempShots = null;
+export function screenshotDir() {
+    const d = process.env.SNAPBACK_SCREENSHOTS ?? (tempShots ??= mkdtempSync(join(tmpdir(), 'snapback-screenshots-')));
+    mkdirSync(d, { recursive: true });
+    return d;
+}
+export async function newPage(browser, vp) {
+    const context = await browser.newContext({
+        viewport: VIEWPORTS[vp],
+        deviceScaleFactor: vp === 'phone' ? 2 : 1,
+        isMobile: vp === 'phone',
+        hasTouch: vp === 'phone',
+        colorScheme: 'light',
+        acceptDownloads: true,
+    });
+    // Nothing may come from the internet: any request off loopback fails the test.
+    const problems = [];
+    await context.route(/^(?!https?:\/\/(127\.0\.0\.1|localhost)[:/]).*/, (route) => {
+        problems.push(`request off the appliance: ${route.request().url()}`);
+        return route.abort();
+    });
+    const page = await context.newPage();
+    page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+    page.on('console', (m) => {
+        if (m.type() !== 'error')
+            return;
+        const t = m.text();
+        // A refused login / 401 probe logs a failed resource load: expected in the login tests.
+        if (/status of (401|403|409|429)/.test(t))
+            return;
+        problems.push(`console error: ${t}`);
+    });
+    return { context, page, problems };
+}
+export async function shot(page, vp, name, fullPage = true) {
+    const file = join(screenshotDir(), `${vp}-${name}.png`);
+    // Transient notices (they fade after a few seconds; the tests move faster) are cleared, and a
+    // full-page picture starts from the top (the sticky header stays where it belongs).
+    await page.evaluate((top) => {
+        const d = globalThis.document;
+        d.getElementById('notices')?.replaceChildren();
+        if (top)
+            globalThis.scrollTo(0, 0);
+    }, fullPage);
+    await page.screenshot({ path: file, fullPage, caret: 'hide', animations: 'disabled' });
+    return file;
+}
+/** Waits until the element's trimmed text equals `want` (or matches it). */
+export async function waitText(page, sel, want) {
+    const src = want instanceof RegExp ? want.source : null;
+    await page.waitForFunction(({ sel, want, src }) => {
+        const t = (globalThis.document.querySelector(sel)?.textContent ?? '').trim();
+        return src !== null ? new RegExp(src).test(t) : t === want;
+    }, { sel, want: typeof want === 'string' ? want : '', src });
+}
+/** Waits until the element's data-`key` equals `want`. */
+export async function waitData(page, sel, key, want) {
+    await page.waitForFunction(({ sel, key, want }) => globalThis.document.querySelector(sel)?.dataset[key] === want, { sel, key, want });
+}
+//# sourceMappingURL=browser.js.map

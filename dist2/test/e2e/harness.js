@@ -1,0 +1,137 @@
+/**
+ * Starts the HTTP component on a temporary state directory with a FakeAppliance (or a given
+ * service), on 127.0.0.1 with a random port, and gives tests a cookie-keeping client for TCP
+ * and a client for the unix control socket.
+ */
+import { request as httpRequest } from 'node:http';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { HttpComponent } from '../../appliance/http/http-component.js';
+import { StateStore } from '../../appliance/state/state-store.js';
+import { FakeAppliance } from './fake-appliance.js';
+export async function startHarness(opts = {}) {
+    const dir = opts.dir ?? (await mkdtemp(join(tmpdir(), 'snapback-http-')));
+    const store = await StateStore.open(dir);
+    const service = new FakeAppliance(opts.fake);
+    const controlSocket = join(dir, 'control.sock');
+    const http = new HttpComponent({ service, store, listen: { host: opts.host ?? '127.0.0.1', port: 0 }, controlSocket });
+    await http.start();
+    const url = http.address().url.replace(/\/$/, '');
+    return {
+        dir,
+        store,
+        service,
+        http,
+        url,
+        controlSocket,
+        async close() {
+            await http.stop();
+            service.close();
+            await store.close();
+            if (!opts.dir)
+                await rm(dir, { recursive: true, force: true });
+        },
+    };
+}
+/** A browser-like client: keeps the session cookie and the CSRF token. */
+export class Client {
+    base;
+    cookie = null;
+    csrf = null;
+    constructor(base) {
+        this.base = base;
+    }
+    async req(method, path, o = {}) {
+        const headers = { Accept: 'application/json', ...(o.headers ?? {}) };
+        let body;
+        if (o.raw !== undefined) {
+            body = o.raw;
+            headers['Content-Type'] = o.contentType ?? 'application/json';
+        }
+        else if (o.body !== undefined) {
+            body = JSON.stringify(o.body);
+            headers['Content-Type'] = o.contentType ?? 'application/json';
+        }
+        if (this.cookie && !o.anonymous)
+            headers.Cookie = this.cookie;
+        const csrf = o.csrf ?? true;
+        if (typeof csrf === 'string')
+            headers['X-CSRF-Token'] = csrf;
+        else if (csrf && this.csrf)
+            headers['X-CSRF-Token'] = this.csrf;
+        if (o.bearer)
+            headers.Authorization = `Bearer ${o.bearer}`;
+        const res = await fetch(this.base + path, { method, headers, body, redirect: 'manual' });
+        const setCookie = res.headers.get('set-cookie');
+        if (setCookie) {
+            const v = /^snapback_session=([^;]*)/.exec(setCookie)?.[1] ?? '';
+            this.cookie = v ? `snapback_session=${v}` : null;
+        }
+        const text = await res.text();
+        let json = null;
+        try {
+            json = text ? JSON.parse(text) : null;
+        }
+        catch {
+            json = null;
+        }
+        return { status: res.status, headers: res.headers, text, json };
+    }
+    async setup(password) {
+        const r = await this.req('POST', '/api/auth/setup', { body: { password } });
+        if (r.status === 201)
+            this.csrf = r.json.csrfToken;
+        return r;
+    }
+    async login(password) {
+        const r = await this.req('POST', '/api/auth/login', { body: { password } });
+        if (r.status === 200)
+            this.csrf = r.json.csrfToken;
+        return r;
+    }
+}
+/** One request over the unix control socket (the CLI's way in). */
+export function controlRequest(socketPath, method, path, body) {
+    return nodeRequest({ socketPath }, method, path, body);
+}
+/** One request with node:http (which, unlike fetch, lets a test set any header, Host included). */
+export function nodeRequest(where, method, path, body, extraHeaders = {}) {
+    return new Promise((resolve, reject) => {
+        const data = body === undefined ? undefined : JSON.stringify(body);
+        const req = httpRequest({
+            ...where,
+            method,
+            path,
+            headers: {
+                Accept: 'application/json',
+                ...(data !== undefined ? { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(data) } : {}),
+                ...extraHeaders,
+            },
+        }, (res) => {
+            const chunks = [];
+            res.on('data', (c) => chunks.push(c));
+            res.on('end', () => {
+                const text = Buffer.concat(chunks).toString('utf8');
+                let json = null;
+                try {
+                    json = text ? JSON.parse(text) : null;
+                }
+                catch {
+                    json = null;
+                }
+                const headers = new Headers();
+                for (const [k, v] of Object.entries(res.headers))
+                    if (typeof v === 'string')
+                        headers.set(k, v);
+                resolve({ status: res.statusCode ?? 0, headers, text, json });
+            });
+        });
+        req.on('error', reject);
+        if (data !== undefined)
+            req.write(data);
+        req.end();
+    });
+}
+export const PASSWORD = 'correct horse battery';
+//# sourceMappingURL=harness.js.map

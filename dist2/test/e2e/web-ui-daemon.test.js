@@ -1,0 +1,239 @@
+/**
+ * The web UI in a real Chromium against the real daemon (`snapback serve`, built) while a real
+ * NBD client (nbdsh, libnbd) writes through the daemon's NBD socket: first-run setup, the
+ * dashboard following the writes live, ending a session and watching the restore progress,
+ * thaw and freeze, the audit log showing each (the CLI's actions included); at desktop and
+ * phone widths. Screenshots go to docs/screenshots (daemon-*).
+ */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { CLI, exited, snapback } from '../helpers/cli.js';
+import { nbdsh } from '../helpers/nbd-clients.js';
+import { Prng } from '../helpers/prng.js';
+import { PASSWORD, controlRequest } from './harness.js';
+import { VIEWPORTS, launchChromium, newPage, shot, waitData, waitText } from './browser.js';
+const SIZE = 32 << 20;
+const REGION = 64 << 10;
+async function serve(stateDir) {
+    const child = spawn(process.execPath, [CLI, 'serve', '--state-dir', stateDir, '--http-listen', '127.0.0.1:0', '--gadget', 'off', '--gpio', 'off'], {
+        env: { ...process.env, NODE_ENV: 'test', LOG_LEVEL: 'warn' },
+        stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    child.stdout.on('data', (d) => (out += d.toString()));
+    child.stderr.on('data', (d) => (out += d.toString()));
+    const url = await new Promise((resolve, reject) => {
+        const check = () => {
+            const m = /web UI and API on (http:\/\/127\.0\.0\.1:\d+)\//.exec(out);
+            if (m && existsSync(join(stateDir, 'control.sock'))) {
+                child.stdout.off('data', check);
+                child.off('exit', onExit);
+                resolve(m[1]);
+            }
+        };
+        const onExit = (code) => reject(new Error(`snapback serve exited ${code}: ${out}`));
+        child.stdout.on('data', check);
+        child.once('exit', onExit);
+    });
+    return { child, url, output: () => out };
+}
+/** The host writes `count` regions at `firstRegion` through the NBD socket, then flushes. */
+async function hostWrites(stateDir, firstRegion, count, fill) {
+    await nbdsh([
+        `h.connect_uri(${JSON.stringify(`nbd+unix:///snapback?socket=${join(stateDir, 'nbd.sock')}`)})`,
+        `buf = bytes([${fill}]) * ${REGION}`,
+        `for i in range(${count}):`,
+        `    h.pwrite(buf, ${firstRegion * REGION} + i * ${REGION})`,
+        'h.flush()',
+        'h.shutdown()',
+    ].join('\n'));
+}
+/** True when what the host reads at [offset, offset+length) is the model's bytes. */
+async function hostReadsModel(stateDir, model, offset, length) {
+    const out = await nbdsh([
+        `h.connect_uri(${JSON.stringify(`nbd+unix:///snapback?socket=${join(stateDir, 'nbd.sock')}`)})`,
+        `data = h.pread(${length}, ${offset})`,
+        `f = open(${JSON.stringify(model)}, 'rb')`,
+        `f.seek(${offset})`,
+        `print('SAME' if f.read(${length}) == data else 'DIFFERENT')`,
+        'h.shutdown()',
+    ].join('\n'));
+    return out.trim() === 'SAME';
+}
+describe('web UI in Chromium against the real daemon, with a real NBD client writing', function () {
+    this.timeout(300_000);
+    let browser;
+    before(async () => {
+        browser = await launchChromium();
+    });
+    after(async () => {
+        await browser?.close();
+    });
+    for (const vp of Object.keys(VIEWPORTS)) {
+        describe(`at ${vp} width`, () => {
+            let dir;
+            let state;
+            let model;
+            let daemon;
+            let page;
+            let problems;
+            let closeContext;
+            let written = 0;
+            const cli = (...args) => {
+                const r = snapback([...args, '--state-dir', state]);
+                assert.equal(r.code, 0, `snapback ${args.join(' ')}: ${r.stderr}`);
+                return r.stdout;
+            };
+            before(async () => {
+                dir = await mkdtemp(join(tmpdir(), 'snapback-webui-'));
+                state = join(dir, 'state');
+                model = join(dir, 'model.img');
+                await writeFile(model, new Prng(7).bytes(SIZE));
+                let r = snapback(['model', 'manifest', model, '--name', 'lab-image']);
+                assert.equal(r.code, 0, r.stderr);
+                r = snapback(['init', '--state-dir', state, '--model', model, '--disk', join(dir, 'disk.img'), '--region-size', '64K']);
+                assert.equal(r.code, 0, r.stderr);
+                daemon = await serve(state);
+                const p = await newPage(browser, vp);
+                page = p.page;
+                problems = p.problems;
+                closeContext = () => p.context.close();
+            });
+            after(async () => {
+                await closeContext?.();
+                if (daemon && daemon.child.exitCode === null) {
+                    daemon.child.kill('SIGTERM');
+                    const e = await exited(daemon.child);
+                    assert.equal(e.code, 0, daemon.output());
+                }
+                await rm(dir, { recursive: true, force: true });
+            });
+            afterEach(() => {
+                assert.deepEqual(problems.splice(0), []);
+            });
+            it('first run sets the password; the dashboard shows the daemon', async () => {
+                await page.goto(daemon.url + '/');
+                await page.waitForSelector('#setup-form');
+                await page.fill('#new-password', PASSWORD);
+                await page.fill('#confirm-password', PASSWORD);
+                await page.click('#setup-submit');
+                await page.waitForSelector('#session-number');
+                await page.waitForSelector('#live.live-on');
+                await waitText(page, '#mode', 'Frozen');
+                await waitText(page, '#host-state', /./);
+                // The restore that the daemon's start began (init left every region pending) finishes.
+                await waitText(page, '#regions-pending', '0');
+                await waitText(page, '#regions-written', '0');
+                await waitData(page, '#region-map', 'regions', String(SIZE / REGION));
+            });
+            it('follows a real NBD client’s writes live', async () => {
+                const sessionBefore = Number(await page.textContent('#session-number'));
+                // The daemon may mark a few regions ahead of a sequential writer (DESIGN §2), so the
+                // dashboard must show what the daemon counts, at least the regions written.
+                const follow = async (atLeast) => {
+                    const st = await controlRequest(join(state, 'control.sock'), 'GET', '/api/status');
+                    const n = st.json.regions.writtenThisSession;
+                    assert.ok(n >= atLeast, `${n} regions written, at least ${atLeast} expected`);
+                    await waitText(page, '#regions-written', n.toLocaleString('en-US'));
+                    await waitData(page, '#region-map', 'written', String(n));
+                    return n;
+                };
+                await hostWrites(state, 0, 16, 0xa5);
+                await follow(16);
+                await waitText(page, '#bytes-changed', '1.00 MiB');
+                await hostWrites(state, 128, 32, 0x5a);
+                await follow(48);
+                await hostWrites(state, 300, 4, 0x11);
+                await follow(52);
+                await waitText(page, '#bytes-changed', '3.25 MiB');
+                // More than one batch of the restore (8 MiB), so that its progress can be seen.
+                await hostWrites(state, 320, 172, 0x77);
+                written = await follow(224);
+                await waitText(page, '#bytes-changed', '14.0 MiB');
+                assert.equal(Number(await page.textContent('#session-number')), sessionBefore, 'the same session');
+                assert.equal(await hostReadsModel(state, model, 0, 16 * REGION), false, 'the host reads its own writes');
+                await shot(page, vp, 'daemon-dashboard');
+            });
+            it('ending the session (confirmed) shows the restore progressing until done; the host reads the model again', async () => {
+                // A slow restore (set with the CLI), so that its progress can be watched.
+                cli('hydration-rate', '1M');
+                const before = Number(await page.textContent('#session-number'));
+                await page.click('#btn-end-session');
+                await page.waitForSelector('dialog.confirm[open]');
+                await page.click('dialog.confirm [data-action=confirm]');
+                await waitText(page, '#session-number', String(before + 1));
+                await waitText(page, '#regions-written', '0');
+                await waitText(page, '#hydration-text', new RegExp(`^Restoring: [1-9]\\d* of ${written} regions`));
+                await page.waitForFunction(() => {
+                    const bar = globalThis.document.querySelector('#hydration-bar');
+                    return bar && bar.value > 0 && bar.value < 100;
+                });
+                await waitText(page, '#hydration-eta', /left$/);
+                await shot(page, vp, 'daemon-restoring');
+                // Pending regions already read as the model (instant restore).
+                assert.equal(await hostReadsModel(state, model, 128 * REGION, 32 * REGION), true);
+                cli('hydration-rate', 'unlimited');
+                await waitText(page, '#regions-pending', '0');
+                await waitText(page, '#hydration-text', /^Nothing to restore/);
+                assert.equal(await hostReadsModel(state, model, 0, SIZE), true);
+            });
+            it('thaw and freeze from the dashboard, each confirmed; the CLI sees the same mode', async () => {
+                await page.click('#btn-toggle-mode');
+                await page.click('dialog.confirm [data-action=confirm]');
+                await waitText(page, '#mode', 'Thawed');
+                assert.match(cli('status'), /mode: thawed/);
+                await shot(page, vp, 'daemon-thawed');
+                await page.click('#btn-toggle-mode');
+                await page.click('dialog.confirm [data-action=confirm]');
+                await waitText(page, '#mode', 'Frozen');
+                assert.match(cli('status'), /mode: frozen/);
+            });
+            it('the Events page shows every action with who did it', async () => {
+                await page.click('#nav a[data-page=events]');
+                await page.waitForFunction(() => globalThis.document.querySelectorAll('#audit-body tr').length >= 6);
+                const rows = await page.evaluate(() => Array.from(globalThis.document.querySelectorAll('#audit-body tr'), (r) => Array.from(r.querySelectorAll('td'), (td) => String(td.textContent ?? ''))));
+                assert.deepEqual(rows.slice(0, 6).map((r) => `${r[1]} ${r[2]}`), ['admin mode.set', 'admin mode.set', 'cli hydration-rate.set', 'admin session.end', 'cli hydration-rate.set', 'admin auth.password-set']);
+                await shot(page, vp, 'daemon-events');
+                // The same log over the control socket.
+                const a = await controlRequest(join(state, 'control.sock'), 'GET', '/api/audit?limit=6');
+                assert.equal(a.json.entries[3].action, 'session.end');
+            });
+            it('the Sessions page shows the ended session', async () => {
+                await page.click('#nav a[data-page=sessions]');
+                await page.waitForSelector('#sessions-body tr');
+                const rows = await page.evaluate(() => Array.from(globalThis.document.querySelectorAll('#sessions-body tr'), (r) => Array.from(r.querySelectorAll('td'), (td) => String(td.textContent ?? ''))));
+                const ended = rows.find((r) => r[4] === 'web UI / API / CLI');
+                assert.ok(ended, JSON.stringify(rows));
+                assert.equal(ended[6], String(written));
+                assert.equal(ended[7], '14.0 MiB');
+                await shot(page, vp, 'daemon-sessions');
+            });
+            it('the Model and Settings pages show the daemon’s model and settings', async () => {
+                await page.click('#nav a[data-page=model]');
+                await waitText(page, '#model-name', 'lab-image');
+                await waitText(page, '#model-size', /^32\.0 MiB/);
+                await shot(page, vp, 'daemon-model');
+                await page.click('#nav a[data-page=settings]');
+                await page.waitForFunction(() => globalThis.document.querySelector('#mode-frozen')?.checked === true);
+                await page.waitForSelector('#policy-form[data-loaded]');
+                await page.waitForSelector('#tokens-body[data-loaded]');
+                await page.waitForFunction(() => globalThis.document.querySelector('#policy-usb')?.value === 'power-cycle');
+                assert.equal(await page.isChecked('#policy-power'), true);
+                await shot(page, vp, 'daemon-settings');
+                const settings = JSON.parse(await readFile(join(state, 'state.json'), 'utf8')).settings;
+                assert.equal(settings.hydrationRateBytesPerSecond, null);
+            });
+            it('logs out', async () => {
+                await page.click('#logout');
+                await page.waitForSelector('#login-form');
+                const r = await fetch(daemon.url + '/api/status');
+                assert.equal(r.status, 401);
+            });
+        });
+    }
+});
+//# sourceMappingURL=web-ui-daemon.test.js.map

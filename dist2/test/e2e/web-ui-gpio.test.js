@@ -1,0 +1,102 @@
+/**
+ * The GPIO page in a real Chromium (issue 7): live pin states and host power actions through
+ * the web UI, confirmation before a disruptive action, and every action in the audit log. The
+ * pins are the simulated backend behind the same interface as onoff (there is no GPIO here).
+ */
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { launchChromium, newPage, shot, waitText, VIEWPORTS } from './browser.js';
+import { FakeAppliance } from './fake-appliance.js';
+import { StateStore } from '../../appliance/state/state-store.js';
+import { HttpComponent } from '../../appliance/http/http-component.js';
+import { GpioComponent } from '../../appliance/gpio/gpio-component.js';
+import { createGpioRouter } from '../../appliance/gpio/gpio-routes.js';
+import { SimulatedGpioBackend } from '../../appliance/gpio/simulated-backend.js';
+import { systemClock } from '../../appliance/gpio/clock.js';
+const PASSWORD = 'correct horse battery staple';
+const PINS = { button: 17, led: 22, power: 23, reset: 24, sense: 25 };
+async function waitFor(check, what, ms = 15_000) {
+    const until = Date.now() + ms;
+    while (Date.now() < until) {
+        if (await check())
+            return;
+        await new Promise((r) => setTimeout(r, 50));
+    }
+    assert.fail(`timed out waiting for ${what}`);
+}
+const buttonState = '#gpio-pins tr[data-role="button"] .pin-state';
+describe('web UI: the GPIO page in Chromium', function () {
+    this.timeout(120_000);
+    let browser;
+    before(async () => {
+        browser = await launchChromium();
+    });
+    after(async () => {
+        await browser?.close();
+    });
+    for (const vp of Object.keys(VIEWPORTS)) {
+        it(`shows live pins and runs power actions with confirmation (${vp})`, async () => {
+            const dir = await mkdtemp(join(tmpdir(), 'snapback-gpio-ui-'));
+            const store = await StateStore.open(dir);
+            const service = new FakeAppliance();
+            const sim = new SimulatedGpioBackend({ clock: systemClock, inputs: { [PINS.button]: 1, [PINS.sense]: 1 } });
+            const gpio = new GpioComponent(service, { statusLed: { pin: PINS.led }, button: { pin: PINS.button }, power: { switchPin: PINS.power, resetPin: PINS.reset, ledPin: PINS.sense } }, { backend: sim, audit: (e) => void store.audit(e) });
+            await gpio.start();
+            const http = new HttpComponent({ service, store, listen: { host: '127.0.0.1', port: 0 }, controlSocket: join(dir, 'control.sock'), extraRouters: [createGpioRouter(gpio)] });
+            await http.start();
+            const { page, problems, context } = await newPage(browser, vp);
+            try {
+                const url = http.address().url.replace(/\/$/, '');
+                await page.goto(url + '/');
+                await page.waitForSelector('#setup-form');
+                await page.fill('#new-password', PASSWORD);
+                await page.fill('#confirm-password', PASSWORD);
+                await page.click('#setup-submit');
+                await page.waitForSelector('#session-number');
+                await page.click('#nav a[data-page="gpio"]');
+                await page.waitForSelector('#gpio-pins tr[data-role="button"]');
+                // live pin state: the button (active-low) is released, then held
+                await waitText(page, buttonState, 'inactive');
+                sim.setInput(PINS.button, 0);
+                await waitText(page, buttonState, 'active');
+                sim.setInput(PINS.button, 1);
+                await waitText(page, buttonState, 'inactive');
+                // the host is off (power LED dark): "Power on" presses the power switch
+                await waitFor(() => page.locator('button[data-action="on"]').isEnabled(), 'Power on to be enabled');
+                await page.click('button[data-action="on"]');
+                await waitFor(() => sim.history(PINS.power).some((c) => c.level === 1), 'a press on the power switch');
+                // a disruptive action asks first; cancelling does nothing
+                await waitFor(() => page.locator('button[data-action="reset"]').isEnabled(), 'Reset to be enabled');
+                const resetPulses = sim.history(PINS.reset).length;
+                await page.click('button[data-action="reset"]');
+                await page.waitForSelector('dialog.confirm');
+                await shot(page, vp, 'gpio-confirm-reset');
+                await page.click('dialog.confirm [data-action="cancel"]');
+                await new Promise((r) => setTimeout(r, 500));
+                assert.equal(sim.history(PINS.reset).length, resetPulses, 'cancel pressed nothing');
+                await page.click('button[data-action="reset"]');
+                await page.click('dialog.confirm [data-action="confirm"]');
+                await waitFor(() => sim.history(PINS.reset).some((c) => c.level === 1), 'a press on the reset switch');
+                await waitFor(() => store.listAudit().filter((e) => /power/.test(e.action)).length >= 2, 'power actions in the audit log');
+                const actions = store.listAudit().map((e) => `${e.actor}:${e.action}:${JSON.stringify(e.details ?? {})}`);
+                assert.ok(actions.some((a) => a.startsWith('admin:gpio.power.on:')), actions.join('\n'));
+                assert.ok(actions.some((a) => a.startsWith('admin:gpio.power.reset:')), actions.join('\n'));
+                // the short press on the button, with the host dark, ended the session at once
+                assert.ok(actions.some((a) => a.startsWith('button:gpio.button.short-press')), actions.join('\n'));
+                await shot(page, vp, 'gpio');
+                assert.deepEqual(problems, []);
+            }
+            finally {
+                await context.close();
+                await http.stop();
+                await gpio.stop();
+                service.close();
+                await store.close();
+                await rm(dir, { recursive: true, force: true });
+            }
+        });
+    }
+});
+//# sourceMappingURL=web-ui-gpio.test.js.map

@@ -1,0 +1,182 @@
+/** The crash-test workload and checks (see test/unit/storage-crash.test.ts). */
+import assert from 'node:assert/strict';
+import { Prng } from './prng.js';
+import { buildStack, randomShape, reopenStack, HostReference } from './storage-rig.js';
+import { isSnapbackError } from '../../appliance/errors.js';
+export const trace = [];
+const T = (m) => {
+    if (process.env.CRASH_TRACE)
+        trace.push(m);
+};
+async function workload(s, rng, ref, steps) {
+    const { pd, hydrator } = s;
+    const size = pd.size;
+    const rs = pd.regionSize;
+    const inflight = new Set();
+    const busy = [];
+    const outcome = { sessionEndInFlight: false };
+    let failed = null;
+    const track = (p) => {
+        const q = p.catch((e) => {
+            if (!isSnapbackError(e, 'POWER_LOST'))
+                failed ??= e;
+        });
+        inflight.add(q);
+        void q.finally(() => inflight.delete(q));
+    };
+    const drain = async () => {
+        while (inflight.size)
+            await Promise.all([...inflight]);
+    };
+    let mode = 'frozen';
+    if (rng.chance(0.5))
+        hydrator.start();
+    for (let step = 0; step < steps && !s.domain.lost; step++) {
+        const kind = rng.next();
+        if (kind < 0.55) {
+            // write or zero a range that overlaps nothing in flight
+            let offset = 0;
+            let length = 0;
+            for (let tries = 0; tries < 8; tries++) {
+                const aligned = rng.chance(0.5);
+                length = aligned ? rng.pick([512, 4096, rs, 2 * rs]) : rng.range(1, 2 * rs + 700);
+                length = Math.min(length, size);
+                offset = aligned ? Math.floor(rng.int(size - length + 1) / 512) * 512 : rng.int(size - length + 1);
+                if (!busy.some((r) => offset < r.b && r.a < offset + length))
+                    break;
+                length = 0;
+            }
+            if (length === 0) {
+                await Promise.race(inflight);
+                continue;
+            }
+            const zero = rng.chance(0.15);
+            const data = zero ? Buffer.alloc(length) : rng.bytes(length);
+            const fua = rng.chance(0.2);
+            const w = ref.issue(offset, data);
+            const range = { a: offset, b: offset + length };
+            busy.push(range);
+            T(`${zero ? 'zero' : 'write'} ${offset}+${length} fua=${fua} regions ${Math.floor(offset / rs)}..${Math.floor((offset + length - 1) / rs)} pending=${s.log.isPending(Math.floor(offset / rs))}`);
+            const op = zero ? (rng.chance(0.5) ? pd.trim(offset, length, { fua }) : pd.writeZeroes(offset, length, { fua })) : pd.write(offset, data, { fua });
+            track(op
+                .then(() => {
+                w.acked = true;
+                T(`ack ${offset}+${length}`);
+                if (fua)
+                    w.durable = true;
+            })
+                .finally(() => busy.splice(busy.indexOf(range), 1)));
+        }
+        else if (kind < 0.7) {
+            const done0 = ref.flushIssued();
+            const done = () => {
+                T('flush done');
+                done0();
+            };
+            T('flush');
+            track(pd.flush().then(done));
+        }
+        else if (kind < 0.8) {
+            // reads during the workload must see every acknowledged write
+            const offset = rng.int(size);
+            const length = Math.min(size - offset, rng.range(1, 3 * rs));
+            if (!busy.some((r) => offset < r.b && r.a < offset + length)) {
+                const expect = ref.current().subarray(offset, offset + length);
+                const range = { a: offset, b: offset + length };
+                busy.push(range);
+                track(pd
+                    .read(offset, length)
+                    .then((got) => {
+                    if (!got.equals(expect))
+                        failed ??= new Error(`read at ${offset}+${length} during the workload did not return the acknowledged bytes`);
+                })
+                    .finally(() => busy.splice(busy.indexOf(range), 1)));
+            }
+        }
+        else if (kind < 0.86) {
+            await drain();
+            if (s.domain.lost)
+                break;
+            outcome.sessionEndInFlight = true;
+            T(`session end (${mode})`);
+            try {
+                await pd.endSession({ keepWrites: mode === 'thawed' });
+                if (mode === 'frozen')
+                    ref.reset(s.modelBytes);
+                if (rng.chance(0.3))
+                    await hydrator.runToCompletion(); // eager
+                hydrator.kick();
+            }
+            catch (e) {
+                if (!isSnapbackError(e, 'POWER_LOST'))
+                    throw e;
+                break;
+            }
+            outcome.sessionEndInFlight = false;
+        }
+        else if (kind < 0.9) {
+            await drain();
+            if (s.domain.lost)
+                break;
+            mode = mode === 'frozen' ? 'thawed' : 'frozen';
+            T(`mode ${mode}`);
+            try {
+                await s.log.setModes(mode, 'instant');
+            }
+            catch (e) {
+                if (!isSnapbackError(e, 'POWER_LOST'))
+                    throw e;
+                break;
+            }
+        }
+        else if (kind < 0.95) {
+            hydrator.start();
+        }
+        else {
+            await Promise.race([...inflight, new Promise((r) => setImmediate(r))]);
+        }
+        if (inflight.size >= 4)
+            await Promise.race(inflight);
+    }
+    await drain();
+    await hydrator.stop().catch(() => undefined);
+    if (failed)
+        throw failed;
+    return outcome;
+}
+export async function crashOnce(seed, instrument) {
+    const rng = new Prng(seed);
+    const shape = randomShape(rng);
+    const s = await buildStack(rng, shape);
+    instrument?.(s);
+    const ref = new HostReference(s.modelBytes);
+    // the power goes out at a random write or flush from here on (or after the workload)
+    s.domain.crashAt = s.domain.ops + rng.range(1, 160);
+    const outcome = await workload(s, rng, ref, rng.range(10, 80));
+    s.domain.lost = true;
+    const diskImg = s.disk.crashImage();
+    const logImg = s.logDev.crashImage();
+    const re = await reopenStack(s.modelBytes, diskImg, logImg);
+    const rs = re.log.regionSize;
+    // invariant 1
+    for (let r = 0; r < re.log.regionCount; r++) {
+        const a = r * rs;
+        const b = Math.min(shape.size, a + rs);
+        if (!diskImg.subarray(a, b).equals(s.modelBytes.subarray(a, b))) {
+            assert.ok(re.log.isDirty(r), `invariant 1: region ${r} differs from the model without D`);
+        }
+    }
+    // invariant 2
+    const seen = await re.pd.read(0, shape.size);
+    const bad = ref.firstViolation(seen);
+    if (bad >= 0 && !(outcome.sessionEndInFlight && seen.equals(s.modelBytes))) {
+        assert.fail(`invariant 2: byte ${bad} (region ${Math.floor(bad / rs)}) reads ${seen[bad]}, expected ${ref.stable[bad]} or a recent write's byte`);
+    }
+    // invariant 3
+    await re.pd.endSession({ keepWrites: false });
+    assert.ok((await re.pd.read(0, shape.size)).equals(s.modelBytes), 'invariant 3: after the session end the host does not read the model');
+    await re.hydrator.runToCompletion();
+    assert.equal(re.log.pendingCount, 0);
+    assert.ok(re.disk.snapshot().subarray(0, shape.size).equals(s.modelBytes), 'after a full restore the working disk differs from the model');
+}
+//# sourceMappingURL=crash-workload.js.map

@@ -1,0 +1,182 @@
+/**
+ * The CLI and the daemon end to end, with real NBD clients (issue 2 CLI; issue 3 daemon):
+ * init/verify/restore on files, bad arguments, a state directory in use, session end while a
+ * client is connected, SIGTERM, and a pulled plug (kill -9) in the middle of a real client's
+ * write workload.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { spawn } from 'node:child_process';
+import { Prng } from '../helpers/prng.js';
+import { snapback, tool, startServe, exited, nbdUri } from '../helpers/cli.js';
+import { callDaemon } from '../../appliance/cli/control-client.js';
+import { openSync, writeSync, closeSync } from 'node:fs';
+const SIZE = 32 << 20;
+describe('snapback CLI and daemon', function () {
+    this.timeout(180_000);
+    let dir;
+    let model;
+    let modelBytes;
+    let state;
+    beforeEach(() => {
+        dir = mkdtempSync(join(tmpdir(), 'snapback-cli-'));
+        model = join(dir, 'model.img');
+        modelBytes = new Prng(42).bytes(SIZE);
+        modelBytes.fill(0, 4 << 20, 12 << 20); // some all-zero regions
+        writeFileSync(model, modelBytes);
+        state = join(dir, 'state');
+    });
+    afterEach(() => rmSync(dir, { recursive: true, force: true }));
+    function initState(extra = []) {
+        const m = snapback(['model', 'manifest', model]);
+        assert.equal(m.code, 0, m.stderr);
+        const r = snapback(['init', '--state-dir', state, '--model', model, '--disk', join(dir, 'disk.img'), ...extra]);
+        assert.equal(r.code, 0, r.stderr);
+    }
+    function exportBytes() {
+        const out = join(dir, 'export.img');
+        const r = tool('nbdcopy', [nbdUri(state), out]);
+        assert.equal(r.code, 0, r.stderr);
+        return readFileSync(out);
+    }
+    it('rejects bad arguments with one clear line and exit 2', () => {
+        const cases = [['init', '--bogus'], ['init', '--state-dir', state], ['init', '--state-dir', state, '--model', model, '--disk', 'd', '--region-size', '3K'], ['frobnicate'], ['mode', 'melted', '--state-dir', state], ['verify']];
+        for (const args of cases) {
+            const r = snapback(args);
+            assert.equal(r.code, 2, `${args.join(' ')} → ${r.code}: ${r.stderr}`);
+            assert.equal(r.stderr.trim().split('\n').length, 1, `one line for ${args.join(' ')}: ${r.stderr}`);
+            assert.match(r.stderr, /^snapback: /);
+        }
+    });
+    it('init creates a sparse disk, restore fills it, verify finds no unlogged difference', () => {
+        initState(['--region-size', '64K']);
+        const again = snapback(['init', '--state-dir', state, '--model', model, '--disk', join(dir, 'disk.img')]);
+        assert.equal(again.code, 1);
+        assert.match(again.stderr, /already initialised/);
+        let v = snapback(['verify', '--state-dir', state, '--json']);
+        assert.equal(v.code, 0, v.stderr);
+        let rep = JSON.parse(v.stdout);
+        assert.equal(rep.pending, 384, '24 MiB of non-zero model in 64 KiB regions is pending');
+        assert.deepEqual(rep.unlogged, []);
+        const r = snapback(['restore'], { SNAPBACK_STATE_DIR: state });
+        assert.equal(r.code, 0, r.stderr);
+        v = snapback(['verify', '--state-dir', state, '--json']);
+        rep = JSON.parse(v.stdout);
+        assert.equal(rep.pending, 0);
+        assert.equal(rep.differing, 0);
+        assert.ok(readFileSync(join(dir, 'disk.img')).equals(modelBytes));
+    });
+    it('an existing disk is all pending unless --disk-matches-model, which is verified', () => {
+        writeFileSync(join(dir, 'disk.img'), modelBytes);
+        assert.equal(snapback(['model', 'manifest', model]).code, 0);
+        let r = snapback(['init', '--state-dir', state, '--model', model, '--disk', join(dir, 'disk.img'), '--disk-matches-model']);
+        assert.equal(r.code, 0, r.stderr);
+        assert.match(r.stdout, /0 pending/);
+        rmSync(state, { recursive: true });
+        const wrong = Buffer.from(modelBytes);
+        wrong[100] = wrong[100] ^ 1;
+        writeFileSync(join(dir, 'disk.img'), wrong);
+        r = snapback(['init', '--state-dir', state, '--model', model, '--disk', join(dir, 'disk.img'), '--disk-matches-model']);
+        assert.equal(r.code, 1);
+        assert.match(r.stderr, /differs from the model in 1 regions/);
+        r = snapback(['init', '--state-dir', state, '--model', model, '--disk', join(dir, 'disk.img')]);
+        assert.equal(r.code, 0);
+        assert.match(r.stdout, /512 regions, 512 pending/);
+    });
+    it('serves; a session end while a client is connected gives the client the model; SIGTERM exits 0', async () => {
+        initState();
+        const d = await startServe(state);
+        try {
+            const locked = snapback(['restore', '--state-dir', state]);
+            assert.equal(locked.code, 1);
+            assert.match(locked.stderr, /in use by a running daemon/);
+            const info = tool('nbdinfo', ['--json', nbdUri(state)]);
+            assert.equal(info.code, 0, info.stderr);
+            assert.equal(JSON.parse(info.stdout).exports[0]['export-size'], SIZE);
+            // one nbdsh connection stays open: write and flush, the session ends from outside, read back
+            const py = ['import sys', "h.pwrite(b'\\xab' * (3 << 20), 1 << 20)", 'h.flush()', "print('WROTE', flush=True)", 'sys.stdin.readline()', "print('READ', h.pread(16, 1 << 20).hex(), flush=True)"].join('\n');
+            // Debian's python3 has the nbd module (a pyenv python3 earlier on PATH may not)
+            const sh = spawn('/usr/bin/python3', ['-m', 'nbd', '-u', nbdUri(state), '-c', py], { stdio: ['pipe', 'pipe', 'pipe'] });
+            let shOut = '';
+            sh.stdout.on('data', (b) => (shOut += b.toString()));
+            sh.stderr.on('data', (b) => (shOut += b.toString()));
+            const until = Date.now() + 60_000;
+            while (!/WROTE/.test(shOut) && Date.now() < until && sh.exitCode === null)
+                await new Promise((r) => setTimeout(r, 50));
+            assert.match(shOut, /WROTE/);
+            const st = JSON.parse(snapback(['status', '--state-dir', state, '--json']).stdout);
+            assert.ok(st.regions.writtenThisSession >= 48);
+            assert.equal(st.host.nbdClients, 1);
+            const end = snapback(['session', 'end', '--wait', '--state-dir', state]);
+            assert.equal(end.code, 0, end.stderr);
+            sh.stdin.end('\n');
+            await exited(sh);
+            const expect16 = modelBytes.subarray(1 << 20, (1 << 20) + 16).toString('hex');
+            assert.ok(shOut.includes(`READ ${expect16}`), `after the session end the connected client read the model: ${shOut}`);
+            assert.ok(exportBytes().equals(modelBytes), 'the whole export equals the model');
+            const sessions = JSON.parse(snapback(['status', '--state-dir', state, '--json']).stdout);
+            assert.ok(sessions.session.number >= 3);
+        }
+        finally {
+            d.kill('SIGTERM');
+            const how = await exited(d);
+            assert.equal(how.code, 0, 'SIGTERM drains and exits 0');
+        }
+    });
+    it('a pulled plug (kill -9) mid-write: after a restart, verify passes and the export is the model', async () => {
+        initState();
+        let d = await startServe(state);
+        const junk = join(dir, 'junk.img');
+        writeFileSync(junk, new Prng(7).bytes(SIZE));
+        const copy = spawn('nbdcopy', [junk, nbdUri(state)], { stdio: 'ignore' });
+        await new Promise((r) => setTimeout(r, 300));
+        d.kill('SIGKILL');
+        await exited(d);
+        await exited(copy);
+        const v1 = snapback(['verify', '--state-dir', state, '--json']);
+        assert.equal(v1.code, 0, `no unlogged difference after the crash: ${v1.stdout}${v1.stderr}`);
+        d = await startServe(state);
+        try {
+            assert.ok(exportBytes().equals(modelBytes), 'the restart began a new session: the model');
+        }
+        finally {
+            d.kill('SIGTERM');
+            await exited(d);
+        }
+        const v2 = snapback(['verify', '--state-dir', state, '--json']);
+        assert.equal(v2.code, 0, v2.stdout);
+    });
+    it('verifies the model on request, and names a region whose bytes changed under the manifest', async () => {
+        initState();
+        const d = await startServe(state);
+        const ctl = join(state, 'control.sock');
+        const waitDone = async () => {
+            for (;;) {
+                const m = (await callDaemon(ctl, 'GET', '/api/model'));
+                if (m.verify.state !== 'running')
+                    return m.verify;
+                await new Promise((r) => setTimeout(r, 100));
+            }
+        };
+        try {
+            await callDaemon(ctl, 'POST', '/api/model/verify', {});
+            let v = await waitDone();
+            assert.equal(v.state, 'passed');
+            assert.equal(v.regionsDone, v.regionsTotal);
+            const fd = openSync(model, 'r+');
+            writeSync(fd, Buffer.from([modelBytes[(20 << 20) + 5] ^ 0x5a]), 0, 1, (20 << 20) + 5);
+            closeSync(fd);
+            await callDaemon(ctl, 'POST', '/api/model/verify', {});
+            v = await waitDone();
+            assert.equal(v.state, 'failed');
+            assert.deepEqual(v.badRegions, [20], 'the 1 MiB manifest region holding the changed byte');
+        }
+        finally {
+            d.kill('SIGTERM');
+            await exited(d);
+        }
+    });
+});
+//# sourceMappingURL=cli-daemon.test.js.map

@@ -1,0 +1,102 @@
+/**
+ * The NBD server's parsing buffer (appliance/nbd/byte-queue.ts) against a plain Buffer model:
+ * random chunkings and random operations must see exactly the bytes the model sees. (A unit
+ * test, kept with the NBD tests it protects: every request header and payload goes through it.)
+ */
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { ByteQueue } from '../../appliance/nbd/byte-queue.js';
+import { BufferPool, POOL_MIN_SIZE } from '../../appliance/nbd/buffer-pool.js';
+function rng(seed) {
+    let s = seed >>> 0;
+    return (n) => {
+        s = (Math.imul(s ^ (s >>> 15), 2246822519) + 0x9e3779b9) >>> 0;
+        s = (s ^ (s >>> 13)) >>> 0;
+        return s % n;
+    };
+}
+describe('NBD server: ByteQueue', function () {
+    it('returns the same bytes as a flat buffer under random chunking and operations', function () {
+        for (let seed = 1; seed <= 200; seed++) {
+            const r = rng(seed);
+            const data = randomBytes(2000 + r(20000));
+            const q = new ByteQueue();
+            let pushed = 0; // bytes of `data` pushed
+            let read = 0; // bytes of `data` consumed
+            while (read < data.length) {
+                if (pushed < data.length && (q.length < 64 || r(3) === 0)) {
+                    const n = Math.min(data.length - pushed, r(5) === 0 ? 0 : 1 + r(300));
+                    q.push(data.subarray(pushed, pushed + n));
+                    pushed += n;
+                }
+                assert.equal(q.length, pushed - read);
+                const avail = q.length;
+                if (avail === 0)
+                    continue;
+                switch (r(5)) {
+                    case 0: {
+                        const n = 1 + r(Math.min(64, avail));
+                        const b = q.contiguous(n);
+                        assert.deepEqual(b.subarray(q.offset, q.offset + n), data.subarray(read, read + n), `seed ${seed} contiguous`);
+                        q.consume(n);
+                        read += n;
+                        break;
+                    }
+                    case 1: {
+                        const n = r(avail + 1);
+                        assert.deepEqual(q.take(n), data.subarray(read, read + n), `seed ${seed} take`);
+                        read += n;
+                        break;
+                    }
+                    case 2: {
+                        const some = q.takeSome(1 + r(500));
+                        assert.deepEqual(some, data.subarray(read, read + some.length), `seed ${seed} takeSome`);
+                        assert.ok(some.length > 0);
+                        read += some.length;
+                        break;
+                    }
+                    case 3: {
+                        const n = r(avail + 50);
+                        const skipped = q.skip(n);
+                        assert.equal(skipped, Math.min(n, avail));
+                        read += skipped;
+                        break;
+                    }
+                    default: {
+                        const n = r(avail + 1);
+                        q.consume(n);
+                        read += n;
+                    }
+                }
+            }
+            assert.equal(q.length, 0);
+            assert.equal(q.takeSome(10).length, 0);
+        }
+    });
+    it('refuses to hand out more than it holds', function () {
+        const q = new ByteQueue();
+        q.push(Buffer.from('abc'));
+        assert.throws(() => q.take(4), RangeError);
+        assert.throws(() => q.consume(4), RangeError);
+        assert.throws(() => q.contiguous(4), RangeError);
+    });
+});
+describe('NBD server: BufferPool', function () {
+    it('reuses released buffers by power-of-two class, up to its byte cap', function () {
+        const pool = new BufferPool(4 * POOL_MIN_SIZE);
+        const a = pool.acquire(100_000);
+        assert.equal(a.length, 131072);
+        pool.release(a);
+        assert.equal(pool.acquire(70_000), a, 'same class: reused');
+        const b = pool.acquire(POOL_MIN_SIZE);
+        assert.equal(b.length, POOL_MIN_SIZE);
+        pool.release(b);
+        pool.release(a);
+        const big = pool.acquire(1 << 20);
+        pool.release(big); // over the cap: dropped
+        assert.notEqual(pool.acquire(1 << 20), big);
+        pool.release(Buffer.alloc(100)); // not one of ours: ignored
+        assert.equal(pool.acquire(10).length, POOL_MIN_SIZE);
+    });
+});
+//# sourceMappingURL=nbd-byte-queue.test.js.map

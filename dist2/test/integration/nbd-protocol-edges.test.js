@@ -1,0 +1,353 @@
+/**
+ * What real clients never send, over a raw socket: unknown commands, bad magic, zero-length
+ * requests, unskippable payloads, NBD_CMD_DISC with requests in flight, device failures, a
+ * client that does not read its replies (backpressure), and server shutdown with requests in
+ * flight.
+ */
+import assert from 'node:assert/strict';
+import { SnapbackError } from '../../appliance/errors.js';
+import { NBD, RawNbdClient, startServer, waitFor } from '../helpers/nbd-clients.js';
+import { readFile } from 'node:fs/promises';
+const SIZE = 8 * 1024 * 1024;
+/** A device whose every call first awaits `hook` (which may delay, block or throw). */
+class HookedDevice {
+    inner;
+    hook = () => undefined;
+    /** Replaces read results (to simulate a layer returning the wrong length). */
+    readFilter = (d) => d;
+    pending = 0;
+    started = 0;
+    constructor(inner) {
+        this.inner = inner;
+    }
+    get size() {
+        return this.inner.size;
+    }
+    get capabilities() {
+        return this.inner.capabilities;
+    }
+    open() {
+        return this.inner.open();
+    }
+    close() {
+        return this.inner.close();
+    }
+    async run(op, offset, length, fn) {
+        this.pending++;
+        this.started++;
+        try {
+            await this.hook(op, offset, length);
+            return await fn();
+        }
+        finally {
+            this.pending--;
+        }
+    }
+    async read(offset, length) {
+        return this.readFilter(await this.run('read', offset, length, () => this.inner.read(offset, length)));
+    }
+    /** The optional fast path the server uses for large reads (FileDevice has it too). */
+    readInto(buf, offset) {
+        return this.run('read', offset, buf.length, () => this.inner.read(offset, buf.length).then((d) => void d.copy(buf)));
+    }
+    write(offset, data, options) {
+        return this.run('write', offset, data.length, () => this.inner.write(offset, data, options));
+    }
+    flush() {
+        return this.run('flush', 0, 0, () => this.inner.flush());
+    }
+    trim(offset, length, options) {
+        return this.run('trim', offset, length, () => this.inner.trim(offset, length, options));
+    }
+    writeZeroes(offset, length, options) {
+        return this.run('zero', offset, length, () => this.inner.writeZeroes(offset, length, options));
+    }
+}
+/** A gate device hooks can wait on. */
+function gate() {
+    let opened = false;
+    let release;
+    const p = new Promise((r) => (release = r));
+    return { wait: () => p, open: () => ((opened = true), release()), isOpen: () => opened };
+}
+describe('NBD server: protocol edges over a raw socket', function () {
+    let fx;
+    let dev;
+    beforeEach(async function () {
+        fx = await startServer({
+            size: SIZE,
+            maxBlockSize: 1024 * 1024,
+            tuning: { maxInflightBytes: 4 * 1024 * 1024, maxInflightRequests: 64 },
+            wrapDevice: (d) => (dev = new HookedDevice(d)),
+        });
+    });
+    afterEach(async function () {
+        await fx?.stop();
+    });
+    for (const structured of [false, true]) {
+        it(`unknown commands get EINVAL and the connection goes on (${structured ? 'structured' : 'simple'})`, async function () {
+            const c = await RawNbdClient.connect(fx.socketPath);
+            try {
+                await c.open({ structured });
+                for (const [i, type] of [99, NBD.CMD_BLOCK_STATUS, 8, 0xffff].entries()) {
+                    c.sendRequest(type, BigInt(100 + i), 0, 4096);
+                    const r = await c.readReply();
+                    assert.equal(r.handle, BigInt(100 + i));
+                    assert.equal(r.error, NBD.EINVAL, `command ${type}`);
+                    if (structured) {
+                        assert.equal(r.type, NBD.REPLY_TYPE_ERROR);
+                        assert.equal(r.flags & NBD.REPLY_FLAG_DONE, NBD.REPLY_FLAG_DONE);
+                        assert.match(r.message, /unknown command/);
+                    }
+                }
+                c.sendRequest(NBD.CMD_READ, 200n, 4096, 4096);
+                const r = await c.readReply(4096);
+                assert.equal(r.error, 0);
+                const img = await readFile(fx.imagePath);
+                assert.deepEqual(r.data, img.subarray(4096, 8192));
+                if (structured) {
+                    assert.equal(r.type, NBD.REPLY_TYPE_OFFSET_DATA);
+                    assert.equal(r.offset, 4096n);
+                    assert.equal(r.flags & NBD.REPLY_FLAG_DONE, NBD.REPLY_FLAG_DONE);
+                }
+            }
+            finally {
+                c.destroy();
+            }
+        });
+    }
+    it('zero-length requests succeed without touching the device', async function () {
+        for (const structured of [false, true]) {
+            const c = await RawNbdClient.connect(fx.socketPath);
+            try {
+                await c.open({ structured });
+                const before = dev.started;
+                for (const [i, type] of [NBD.CMD_READ, NBD.CMD_WRITE, NBD.CMD_TRIM, NBD.CMD_WRITE_ZEROES, NBD.CMD_CACHE].entries()) {
+                    c.sendRequest(type, BigInt(i), 4096, 0);
+                    const r = await c.readReply(0);
+                    assert.equal(r.error, 0, `type ${type}`);
+                    if (structured && type === NBD.CMD_READ)
+                        assert.equal(r.type, NBD.REPLY_TYPE_NONE);
+                }
+                assert.equal(dev.started, before);
+            }
+            finally {
+                c.destroy();
+            }
+        }
+    });
+    it('bad request magic: in-flight requests are answered, then the server hangs up', async function () {
+        const g = gate();
+        dev.hook = (op) => (op === 'read' ? g.wait() : undefined);
+        const c = await RawNbdClient.connect(fx.socketPath);
+        try {
+            await c.open();
+            c.sendRequest(NBD.CMD_READ, 1n, 0, 4096);
+            c.write(RawNbdClient.request(NBD.CMD_READ, 2n, 0, 4096, 0, 0xdeadbeef));
+            await waitFor(() => dev.pending === 1, 'the read to reach the device');
+            g.open();
+            const r = await c.readReply(4096);
+            assert.equal(r.handle, 1n);
+            assert.equal(r.error, 0);
+            assert.equal(await c.waitClosed(), true);
+        }
+        finally {
+            c.destroy();
+        }
+    });
+    it('a WRITE too long to skip gets EINVAL and the connection is closed', async function () {
+        const c = await RawNbdClient.connect(fx.socketPath);
+        try {
+            await c.open({ structured: true });
+            c.sendRequest(NBD.CMD_WRITE, 9n, 0, 0xffffffff);
+            const r = await c.readReply();
+            assert.equal(r.handle, 9n);
+            assert.equal(r.error, NBD.EINVAL);
+            assert.equal(await c.waitClosed(), true);
+        }
+        finally {
+            c.destroy();
+        }
+    });
+    it('NBD_CMD_DISC: every request sent before it is carried out and answered, then the server closes', async function () {
+        dev.hook = () => new Promise((r) => setTimeout(r, 5));
+        const c = await RawNbdClient.connect(fx.socketPath);
+        try {
+            await c.open();
+            const payload = Buffer.alloc(65536, 0xab);
+            for (let i = 0; i < 16; i++)
+                c.sendRequest(NBD.CMD_WRITE, BigInt(i), i * 65536, 65536, { payload });
+            c.sendRequest(NBD.CMD_FLUSH, 16n, 0, 0);
+            c.sendRequest(NBD.CMD_DISC, 17n, 0, 0);
+            const handles = new Set();
+            for (let i = 0; i < 17; i++) {
+                const r = await c.readReply();
+                assert.equal(r.error, 0);
+                handles.add(r.handle);
+            }
+            assert.equal(handles.size, 17);
+            assert.equal(await c.waitClosed(), true);
+            const img = await readFile(fx.imagePath);
+            assert.ok(img.subarray(0, 16 * 65536).every((b) => b === 0xab));
+        }
+        finally {
+            c.destroy();
+        }
+    });
+    it('maps device failures to NBD errors (ERROR_OFFSET when the layer located the failure)', async function () {
+        dev.hook = (op, offset) => {
+            if (offset === 65536)
+                throw new SnapbackError('IO_ERROR', 'medium error', { offset: 65536 + 512 });
+            if (offset === 131072)
+                throw new SnapbackError('NO_SPACE', 'disk full');
+            if (offset === 196608)
+                throw new SnapbackError('READ_ONLY', 'frozen');
+            if (offset === 262144)
+                throw new Error('a bug');
+            if (op === 'flush')
+                throw new SnapbackError('NOT_SUPPORTED', 'no flush here');
+        };
+        for (const structured of [false, true]) {
+            const c = await RawNbdClient.connect(fx.socketPath);
+            try {
+                await c.open({ structured });
+                const expect = [
+                    [NBD.CMD_READ, 65536n, NBD.EIO],
+                    [NBD.CMD_WRITE, 131072n, NBD.ENOSPC],
+                    [NBD.CMD_TRIM, 196608n, NBD.EPERM],
+                    [NBD.CMD_READ, 262144n, NBD.EIO],
+                    [NBD.CMD_FLUSH, 0n, 95],
+                    [NBD.CMD_READ, 262144n, NBD.EIO], // 128 KiB: the pooled readInto path
+                ];
+                for (const [i, [type, offset, errno]] of expect.entries()) {
+                    const length = type === NBD.CMD_FLUSH ? 0 : i === 5 ? 131072 : 4096;
+                    c.sendRequest(type, BigInt(i), offset, length, type === NBD.CMD_WRITE ? { payload: Buffer.alloc(4096) } : {});
+                    const r = await c.readReply();
+                    assert.equal(r.error, errno, `type ${type} at ${offset}`);
+                    if (structured && i === 0) {
+                        assert.equal(r.type, 0x8002, 'ERROR_OFFSET');
+                        assert.equal(r.data.readBigUInt64BE(r.data.length - 8), 65536n + 512n);
+                    }
+                }
+                // Large reads that succeed through the pooled path, twice (the buffer is reused).
+                const img = await readFile(fx.imagePath);
+                for (const offset of [1048576, 2097152]) {
+                    c.sendRequest(NBD.CMD_READ, 50n, offset, 262144);
+                    const r = await c.readReply(262144);
+                    assert.equal(r.error, 0);
+                    assert.ok(r.data.equals(img.subarray(offset, offset + 262144)), `pooled read at ${offset}`);
+                }
+            }
+            finally {
+                c.destroy();
+            }
+        }
+    });
+    it('a device returning a short read yields EIO, never a desynchronised stream', async function () {
+        dev.readFilter = (d) => d.subarray(0, d.length - 1);
+        const c = await RawNbdClient.connect(fx.socketPath);
+        try {
+            await c.open();
+            c.sendRequest(NBD.CMD_READ, 1n, 0, 4096);
+            assert.equal((await c.readReply(4096)).error, NBD.EIO);
+            dev.readFilter = (d) => d;
+            c.sendRequest(NBD.CMD_READ, 2n, 0, 4096);
+            const r = await c.readReply(4096);
+            assert.equal(r.error, 0);
+            assert.equal(r.data.length, 4096);
+        }
+        finally {
+            c.destroy();
+        }
+    });
+    it('stops reading a client that does not read its replies, then catches up', async function () {
+        const c = await RawNbdClient.connect(fx.socketPath);
+        try {
+            await c.open();
+            c.socket.pause(); // never read replies for now
+            const N = 2000;
+            const reqs = Buffer.concat(Array.from({ length: N }, (_, i) => RawNbdClient.request(NBD.CMD_READ, BigInt(i), (i % 128) * 65536, 65536)));
+            c.write(reqs); // 2000 x 64 KiB = 125 MiB of replies
+            let last = -1;
+            await waitFor(() => {
+                const stable = dev.started === last && dev.started > 0;
+                last = dev.started;
+                return stable;
+            }, 'the server to stop reading requests');
+            // The budget is 4 MiB; the kernel's socket buffers hold a little more. Far from all 2000.
+            assert.ok(dev.started < 400, `${dev.started} reads started with nobody reading replies`);
+            c.socket.resume();
+            const seen = new Set();
+            for (let i = 0; i < N; i++) {
+                const r = await c.readReply(65536);
+                assert.equal(r.error, 0);
+                seen.add(r.handle);
+            }
+            assert.equal(seen.size, N);
+        }
+        finally {
+            c.destroy();
+        }
+    });
+    it('bounds the write payload held while the device is slow', async function () {
+        const g = gate();
+        dev.hook = (op) => (op === 'write' ? g.wait() : undefined);
+        const c = await RawNbdClient.connect(fx.socketPath);
+        try {
+            await c.open();
+            const payload = Buffer.alloc(256 * 1024, 0xcd);
+            const N = 200; // 50 MiB
+            for (let i = 0; i < N; i++)
+                c.sendRequest(NBD.CMD_WRITE, BigInt(i), (i % 32) * payload.length, payload.length, { payload });
+            let last = -1;
+            await waitFor(() => {
+                const stable = dev.pending === last && dev.pending > 0;
+                last = dev.pending;
+                return stable;
+            }, 'the server to stop reading payload');
+            assert.ok(dev.pending <= 17, `${dev.pending} writes of 256 KiB held (budget 4 MiB)`);
+            g.open();
+            for (let i = 0; i < N; i++)
+                assert.equal((await c.readReply()).error, 0);
+        }
+        finally {
+            c.destroy();
+        }
+    });
+    it('close() lets in-flight requests finish and their replies go out, then closes', async function () {
+        const g = gate();
+        dev.hook = (op) => (op === 'write' ? g.wait() : undefined);
+        const c = await RawNbdClient.connect(fx.socketPath);
+        try {
+            await c.open();
+            for (let i = 0; i < 4; i++)
+                c.sendRequest(NBD.CMD_WRITE, BigInt(i), i * 4096, 4096, { payload: Buffer.alloc(4096, 0xee) });
+            await waitFor(() => dev.pending === 4, 'four writes at the device');
+            let closed = false;
+            const closing = fx.server.close().then(() => (closed = true));
+            await new Promise((r) => setTimeout(r, 50));
+            assert.equal(closed, false, 'close() waits for the writes');
+            g.open();
+            for (let i = 0; i < 4; i++)
+                assert.equal((await c.readReply()).error, 0);
+            await closing;
+            assert.equal(await c.waitClosed(), true);
+            assert.equal(fx.server.clientCount, 0);
+            await fx.server.close(); // idempotent
+        }
+        finally {
+            c.destroy();
+        }
+    });
+    it('a client that vanishes mid-payload leaves no write behind', async function () {
+        const c = await RawNbdClient.connect(fx.socketPath);
+        await c.open();
+        const before = dev.started;
+        c.sendRequest(NBD.CMD_WRITE, 1n, 0, 65536);
+        c.write(Buffer.alloc(1000, 1));
+        c.destroy();
+        await waitFor(() => fx.server.clientCount === 0, 'the server to drop the client');
+        assert.equal(dev.started, before);
+    });
+});
+//# sourceMappingURL=nbd-protocol-edges.test.js.map

@@ -1,0 +1,285 @@
+/**
+ * Test doubles for the GPIO tests (FakeClock, FakeApplianceService, SimHost), with tests of
+ * their own. Kept in a gpio-*.test.ts file so that the GPIO work stays within its paths; the
+ * lead may move them to test/helpers/.
+ */
+import assert from 'node:assert/strict';
+import { EventEmitter } from 'node:events';
+import { bytesStateSource, encodeRegionMap } from '../../appliance/session/region-map-codec.js';
+/** Lets pending promise callbacks run (several rounds, for chains of awaits). */
+export async function settle(rounds = 5) {
+    for (let i = 0; i < rounds; i++)
+        await new Promise((resolve) => setImmediate(resolve));
+}
+/**
+ * A deterministic clock: time moves only in advance(); timers fire in time order (ties in the
+ * order they were set), and pending promises settle between timers so that async sequences
+ * progress exactly as they would in real time.
+ */
+export class FakeClock {
+    t = 0;
+    nextId = 1;
+    timers = new Map();
+    now() {
+        return this.t;
+    }
+    setTimeout(fn, ms) {
+        const id = this.nextId++;
+        this.timers.set(id, { id, at: this.t + Math.max(0, ms), fn });
+        return { id };
+    }
+    clearTimeout(handle) {
+        this.timers.delete(handle.id);
+    }
+    get pendingTimers() {
+        return this.timers.size;
+    }
+    /** Moves time forward by `ms`, firing every timer due on the way. */
+    async advance(ms) {
+        await this.advanceTo(this.t + ms);
+    }
+    async advanceTo(target) {
+        await settle();
+        for (;;) {
+            let next = null;
+            for (const timer of this.timers.values()) {
+                if (timer.at > target)
+                    continue;
+                if (!next || timer.at < next.at || (timer.at === next.at && timer.id < next.id))
+                    next = timer;
+            }
+            if (!next)
+                break;
+            this.timers.delete(next.id);
+            this.t = next.at;
+            next.fn();
+            await settle();
+        }
+        this.t = Math.max(this.t, target);
+        await settle();
+    }
+}
+// ---------------------------------------------------------------- FakeApplianceService
+export function makeStatus() {
+    return {
+        mode: 'frozen',
+        restoreMode: 'instant',
+        session: { number: 1, startedAt: new Date(0).toISOString() },
+        regions: { total: 16, regionSize: 65536, writtenThisSession: 0, pending: 0, clean: 16 },
+        bytesChangedThisSession: 0,
+        hydration: {
+            running: false,
+            totalAtStart: 0,
+            done: 0,
+            pendingRegions: 0,
+            bytesPerSecond: 0,
+            etaSeconds: null,
+            rateLimitBytesPerSecond: null,
+        },
+        host: { connection: 'nbd-only', nbdClients: 0, gadget: null },
+        model: { id: 'model', name: 'model', size: 1 << 20, regionSize: 65536 },
+        disk: { path: '/tmp/disk', size: 1 << 20, ioErrors: 0 },
+        stateDir: { path: '/tmp/state', freeBytes: null },
+        daemon: { startedAt: new Date(0).toISOString(), pid: 1, version: 'test' },
+    };
+}
+/** A small ApplianceService: records session ends and host events; status is editable. */
+export class FakeApplianceService extends EventEmitter {
+    clock;
+    current = makeStatus();
+    ends = [];
+    hostEvents = [];
+    history = [];
+    /** How long endSession takes on the clock (an eager restore takes a while). */
+    endDurationMs = 0;
+    /** When set, endSession rejects with this error. */
+    endError = null;
+    constructor(clock) {
+        super();
+        this.clock = clock;
+    }
+    status() {
+        return this.current;
+    }
+    /** Changes the status and emits 'status', as the real service does. */
+    update(change) {
+        change(this.current);
+        this.emit('status');
+    }
+    async endSession(reason, note) {
+        this.ends.push({ reason, note, at: this.clock.now() });
+        if (this.endDurationMs > 0) {
+            await new Promise((resolve) => this.clock.setTimeout(resolve, this.endDurationMs));
+        }
+        if (this.endError)
+            throw this.endError;
+        const record = {
+            number: this.current.session.number,
+            startedAt: this.current.session.startedAt,
+            endedAt: new Date(this.clock.now()).toISOString(),
+            endReason: reason,
+            mode: this.current.mode,
+            regionsWritten: 0,
+            bytesWritten: 0,
+            sessionEndMs: 0,
+            restoreMs: null,
+            events: [],
+        };
+        this.history.push(record);
+        this.current.session = { number: record.number + 1, startedAt: record.endedAt ?? '' };
+        this.emit('session-ended', record);
+        this.emit('status');
+        return record;
+    }
+    async setMode(mode) {
+        this.update((s) => (s.mode = mode));
+    }
+    async setRestoreMode(mode) {
+        this.update((s) => (s.restoreMode = mode));
+    }
+    setHydrationRate(bytesPerSecond) {
+        this.current.hydration.rateLimitBytesPerSecond = bytesPerSecond;
+    }
+    regionMap() {
+        return encodeRegionMap(bytesStateSource(new Uint8Array(this.current.regions.total)));
+    }
+    sessions() {
+        return this.history;
+    }
+    recordHostEvent(what) {
+        this.hostEvents.push({ what, at: this.clock.now() });
+    }
+    addSessionEndParticipant(_p) { }
+    setHostConnection(state, gadget) {
+        this.current.host.connection = state;
+        if (gadget !== undefined)
+            this.current.host.gadget = gadget;
+    }
+}
+/**
+ * A host PC at the other end of the ATX wiring: it watches its power button (the Pi's output),
+ * shuts down after a short press, powers off when the button is held 4 s, boots after a press
+ * when off, and shows all this on its power LED (the Pi's input).
+ */
+export class SimHost {
+    sim;
+    clock;
+    o;
+    on;
+    presses = [];
+    resets = 0;
+    pressedAt = null;
+    forceTimer = null;
+    pending = null;
+    constructor(sim, clock, o) {
+        this.sim = sim;
+        this.clock = clock;
+        this.o = o;
+        this.on = o.on ?? true;
+        this.showLed();
+        sim.onOutput(o.switchPin, (level) => this.onSwitch(this.active(level)));
+        if (o.resetPin != null) {
+            let down = false;
+            sim.onOutput(o.resetPin, (level) => {
+                const now = this.active(level);
+                if (down && !now)
+                    this.resets++;
+                down = now;
+            });
+        }
+    }
+    active(level) {
+        return (level === 1) !== (this.o.outputsActiveLow ?? false);
+    }
+    onSwitch(pressed) {
+        if (pressed && this.pressedAt === null) {
+            this.pressedAt = this.clock.now();
+            if (this.on && !this.o.unkillable) {
+                this.forceTimer = this.clock.setTimeout(() => {
+                    this.forceTimer = null;
+                    this.setPower(false);
+                }, this.o.forceOffHoldMs ?? 4000);
+            }
+            return;
+        }
+        if (!pressed && this.pressedAt !== null) {
+            const heldMs = this.clock.now() - this.pressedAt;
+            this.pressedAt = null;
+            this.presses.push({ at: this.clock.now(), heldMs });
+            const forced = this.forceTimer === null && heldMs >= (this.o.forceOffHoldMs ?? 4000);
+            if (this.forceTimer)
+                this.clock.clearTimeout(this.forceTimer);
+            this.forceTimer = null;
+            if (forced)
+                return;
+            if (this.on) {
+                if ((this.o.onShortPress ?? 'shutdown') === 'shutdown')
+                    this.later(this.o.shutdownMs ?? 10_000, false);
+            }
+            else if (!this.o.neverBoots) {
+                this.later(this.o.bootMs ?? 2000, true);
+            }
+        }
+    }
+    later(ms, on) {
+        if (this.pending)
+            this.clock.clearTimeout(this.pending);
+        this.pending = this.clock.setTimeout(() => {
+            this.pending = null;
+            this.setPower(on);
+        }, ms);
+    }
+    setPower(on) {
+        this.on = on;
+        this.showLed();
+    }
+    showLed() {
+        const lit = this.on;
+        this.sim.setInput(this.o.ledPin, (lit !== (this.o.ledActiveLow ?? true) ? 1 : 0));
+    }
+}
+// ---------------------------------------------------------------- tests of the doubles
+describe('gpio test doubles', () => {
+    it('FakeClock fires timers in time order, ties in the order set, and only when advanced', async () => {
+        const clock = new FakeClock();
+        const fired = [];
+        clock.setTimeout(() => fired.push('b@20'), 20);
+        clock.setTimeout(() => fired.push('a@10'), 10);
+        clock.setTimeout(() => fired.push('c@20'), 20);
+        const gone = clock.setTimeout(() => fired.push('never'), 15);
+        clock.clearTimeout(gone);
+        await clock.advance(9);
+        assert.deepEqual(fired, []);
+        await clock.advance(11);
+        assert.deepEqual(fired, ['a@10', 'b@20', 'c@20']);
+        assert.equal(clock.now(), 20);
+    });
+    it('FakeClock lets async code set new timers that fire within the same advance', async () => {
+        const clock = new FakeClock();
+        const wait = (ms) => new Promise((r) => clock.setTimeout(r, ms));
+        const marks = [];
+        void (async () => {
+            await wait(100);
+            marks.push(clock.now());
+            await wait(100);
+            marks.push(clock.now());
+        })();
+        await clock.advance(250);
+        assert.deepEqual(marks, [100, 200]);
+    });
+    it('FakeApplianceService ends sessions after endDurationMs and emits session-ended', async () => {
+        const clock = new FakeClock();
+        const service = new FakeApplianceService(clock);
+        service.endDurationMs = 1000;
+        let ended = 0;
+        service.on('session-ended', () => ended++);
+        const p = service.endSession('button');
+        await clock.advance(999);
+        assert.equal(ended, 0);
+        await clock.advance(1);
+        assert.equal((await p).endReason, 'button');
+        assert.equal(ended, 1);
+        assert.equal(service.status().session.number, 2);
+    });
+});
+//# sourceMappingURL=gpio-fakes.test.js.map

@@ -1,0 +1,136 @@
+/** GET /api/gpio and POST /api/gpio/power over real HTTP (localhost), GPIO simulated. */
+import assert from 'node:assert/strict';
+import express from 'express';
+import { GpioComponent } from '../../appliance/gpio/gpio-component.js';
+import { createGpioRouter } from '../../appliance/gpio/gpio-routes.js';
+import { SimulatedGpioBackend } from '../../appliance/gpio/simulated-backend.js';
+import { FakeApplianceService, FakeClock, SimHost } from './gpio-fakes.test.js';
+async function serve(settings, actor, backend = true) {
+    const clock = new FakeClock();
+    const sim = new SimulatedGpioBackend({ clock, inputs: { 17: 1 } });
+    new SimHost(sim, clock, { switchPin: 23, resetPin: 27, ledPin: 24, on: false });
+    const audit = [];
+    const gpio = new GpioComponent(new FakeApplianceService(clock), settings, {
+        ...(backend ? { backend: sim } : { sysfsRoot: '/nonexistent-sysfs-root' }),
+        clock,
+        audit: (e) => audit.push(e),
+    });
+    await gpio.start();
+    const app = express();
+    app.use((_req, res, next) => {
+        if (actor)
+            res.locals.actor = actor; // what the auth middleware in front does
+        next();
+    });
+    app.use(createGpioRouter(gpio));
+    const server = await new Promise((resolve) => {
+        const s = app.listen(0, '127.0.0.1', () => resolve(s));
+    });
+    const { port } = server.address();
+    return {
+        url: `http://127.0.0.1:${port}`,
+        clock,
+        audit,
+        gpio,
+        close: async () => {
+            await gpio.stop();
+            await new Promise((resolve) => server.close(() => resolve()));
+        },
+    };
+}
+function post(url, body, type = 'application/json') {
+    return fetch(`${url}/api/gpio/power`, { method: 'POST', headers: { 'content-type': type }, body });
+}
+const wired = { power: { switchPin: 23, resetPin: 27, ledPin: 24 } };
+describe('gpio HTTP API', () => {
+    let h = null;
+    afterEach(async () => {
+        await h?.close();
+        h = null;
+    });
+    it('GET /api/gpio returns the status with live pins', async () => {
+        h = await serve(wired, 'alice');
+        const res = await fetch(`${h.url}/api/gpio`);
+        assert.equal(res.status, 200);
+        const status = (await res.json());
+        assert.equal(status.available, true);
+        assert.equal(status.host.power, 'dark');
+        assert.equal(status.pins.length, 5);
+        assert.equal(status.pins.find((p) => p.role === 'button')?.level, 1);
+    });
+    it('POST a power action: 202, audited under the logged-in user; a second one meanwhile: 409 busy', async () => {
+        h = await serve(wired, 'alice');
+        const res = await post(h.url, JSON.stringify({ action: 'on' }));
+        assert.equal(res.status, 202);
+        const body = (await res.json());
+        assert.equal(body.accepted, true);
+        assert.equal(body.status.power.running?.action, 'on');
+        const busy = await post(h.url, JSON.stringify({ action: 'reset' }));
+        assert.equal(busy.status, 409);
+        assert.match((await busy.json()).error, /busy/);
+        await h.clock.advance(3000);
+        assert.deepEqual(h.audit.filter((e) => e.action === 'gpio.power.on').map((e) => [e.actor, e.details?.result]), [
+            ['alice', 'started'],
+            ['alice', 'ok'],
+        ]);
+        assert.equal(h.gpio.status().host.power, 'on');
+    });
+    it("the actor is 'api' when no one is named", async () => {
+        h = await serve(wired, null);
+        assert.equal((await post(h.url, JSON.stringify({ action: 'reset' }))).status, 202);
+        assert.equal(h.audit[0]?.actor, 'api');
+    });
+    it('takes the actor from res.locals.principal (as the HTTP server sets it) and marks the request audited', async () => {
+        h = await serve(wired, null);
+        const app = express();
+        let audited;
+        app.use((_req, res, next) => {
+            res.locals.principal = { kind: 'session', actor: 'dora' };
+            res.on('finish', () => (audited = res.locals.audited));
+            next();
+        });
+        app.use(createGpioRouter(h.gpio));
+        const server = await new Promise((resolve) => {
+            const s = app.listen(0, '127.0.0.1', () => resolve(s));
+        });
+        try {
+            const { port } = server.address();
+            assert.equal((await post(`http://127.0.0.1:${port}`, JSON.stringify({ action: 'reset' }))).status, 202);
+            assert.equal(h.audit[0]?.actor, 'dora');
+            assert.equal(audited, true);
+        }
+        finally {
+            await new Promise((resolve) => server.close(() => resolve()));
+        }
+    });
+    it('bad bodies get 400 with a message', async () => {
+        h = await serve(wired, 'alice');
+        for (const body of [
+            JSON.stringify({ action: 'explode' }),
+            JSON.stringify({}),
+            JSON.stringify({ action: 'on', extra: 1 }),
+            JSON.stringify(['on']),
+            '{"action": ',
+        ]) {
+            const res = await post(h.url, body);
+            assert.equal(res.status, 400, body);
+            const json = (await res.json());
+            assert.match(json.error, /^bad request: /, body);
+        }
+        const text = await post(h.url, 'action=on', 'application/x-www-form-urlencoded');
+        assert.equal(text.status, 400);
+        assert.equal(h.audit.length, 0);
+    });
+    it('409 when the action is not wired, or GPIO is off', async () => {
+        h = await serve({}, 'alice');
+        const res = await post(h.url, JSON.stringify({ action: 'restore-now' }));
+        assert.equal(res.status, 409);
+        assert.match((await res.json()).error, /not wired/);
+        await h.close();
+        h = await serve(wired, 'alice', false);
+        const off = await post(h.url, JSON.stringify({ action: 'on' }));
+        assert.equal(off.status, 409);
+        assert.match((await off.json()).error, /nonexistent-sysfs-root/);
+    });
+});
+//# sourceMappingURL=gpio-routes.test.js.map

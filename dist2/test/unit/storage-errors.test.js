@@ -1,0 +1,149 @@
+/**
+ * Every error path of the storage engine (issue 2): damaged header slots, sizes that disagree,
+ * a log made for another model, a full disk, EIO from the working disk, and a model file that
+ * changed under its manifest. Each must say what is wrong and leave the log consistent.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, writeFileSync, readFileSync, rmSync, truncateSync, openSync, writeSync, closeSync, utimesSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Prng } from '../helpers/prng.js';
+import { buildStack, reopenStack } from '../helpers/storage-rig.js';
+import { createManifest, manifestPathFor } from '../../appliance/storage/manifest.js';
+import { initEngine, openEngine } from '../../appliance/storage/engine.js';
+import { ModelImage } from '../../appliance/storage/model-image.js';
+import { SLOT_SIZE } from '../../appliance/storage/region-log.js';
+import { isSnapbackError } from '../../appliance/errors.js';
+async function makeState(dir, size = 1 << 20, seed = 1) {
+    const bytes = new Prng(seed).bytes(size);
+    const model = join(dir, 'model.img');
+    writeFileSync(model, bytes);
+    await (await createManifest(model, { regionSize: 64 * 1024 })).save(manifestPathFor(model));
+    const disk = join(dir, 'disk.img');
+    const state = join(dir, 'state');
+    await initEngine({ stateDir: state, model, disk, regionSize: 16 * 1024 });
+    return { model, disk, state, bytes };
+}
+describe('storage engine error paths', function () {
+    this.timeout(60_000);
+    let dir;
+    beforeEach(() => {
+        dir = mkdtempSync(join(tmpdir(), 'snapback-err-'));
+    });
+    afterEach(() => rmSync(dir, { recursive: true, force: true }));
+    it('uses the other header slot when one is corrupt', async () => {
+        const s = await makeState(dir);
+        let e = await openEngine(s.state);
+        await e.pd.write(0, Buffer.alloc(4096, 7));
+        await e.pd.flush();
+        await e.log.endSession(true); // a second header generation, in slot B
+        const session = e.log.info.sessionNumber;
+        await e.close();
+        const log = join(s.state, 'write-log.bin');
+        const fd = openSync(log, 'r+');
+        writeSync(fd, Buffer.from('garbage!'), 0, 8, SLOT_SIZE + 40); // break slot B's checksum
+        closeSync(fd);
+        e = await openEngine(s.state);
+        assert.match(e.headerWarning ?? '', /slot B: checksum mismatch/);
+        assert.equal(e.log.info.sessionNumber, session - 1, 'falls back to the older slot A');
+        assert.ok(e.log.isDirty(0), 'the bitmap is still there');
+        await e.close();
+    });
+    it('refuses to serve when both header slots are corrupt, and overwrites nothing', async () => {
+        const s = await makeState(dir);
+        const log = join(s.state, 'write-log.bin');
+        const fd = openSync(log, 'r+');
+        writeSync(fd, Buffer.alloc(16, 0xee), 0, 16, 0);
+        writeSync(fd, Buffer.alloc(16, 0xee), 0, 16, SLOT_SIZE);
+        closeSync(fd);
+        const before = readFileSync(log);
+        await assert.rejects(openEngine(s.state), (err) => isSnapbackError(err, 'LOG_CORRUPT') && /no valid header.*slot A: bad magic.*slot B: bad magic/.test(err.message));
+        assert.ok(readFileSync(log).equals(before), 'the log was not touched');
+    });
+    it('refuses a model whose size differs from its manifest, and a disk smaller than the model', async () => {
+        const s = await makeState(dir);
+        truncateSync(s.disk, 4096);
+        await assert.rejects(openEngine(s.state), (err) => isSnapbackError(err, 'SIZE_MISMATCH') && /working disk/.test(err.message));
+        truncateSync(s.disk, s.bytes.length);
+        const m = new ModelImage(s.model);
+        truncateSync(s.model, s.bytes.length + 4096);
+        await assert.rejects(m.open(), (err) => isSnapbackError(err, 'SIZE_MISMATCH'));
+    });
+    it('treats a log made for another model as all pending, loudly, and serves the new model', async () => {
+        const s = await makeState(dir);
+        let e = await openEngine(s.state);
+        await e.hydrator.runToCompletion();
+        await e.close();
+        // a different model of the same size under the same paths
+        const other = new Prng(99).bytes(s.bytes.length);
+        writeFileSync(s.model, other);
+        await (await createManifest(s.model, { regionSize: 64 * 1024 })).save(manifestPathFor(s.model));
+        e = await openEngine(s.state);
+        assert.equal(e.adoptedForeignModel, true);
+        assert.equal(e.log.pendingCount, e.log.regionCount);
+        assert.ok((await e.pd.read(0, other.length)).equals(other), 'the host reads the new model at once');
+        await e.close();
+        e = await openEngine(s.state);
+        assert.equal(e.adoptedForeignModel, false, 'adopted once, durably');
+        await e.close();
+    });
+    it('detects a model file that changed under its manifest', async () => {
+        const s = await makeState(dir);
+        const fd = openSync(s.model, 'r+');
+        writeSync(fd, Buffer.from([s.bytes[70000] ^ 0xff]), 0, 1, 70000);
+        closeSync(fd);
+        await assert.rejects(openEngine(s.state), (err) => isSnapbackError(err, 'MODEL_CORRUPT') && /region 1 does not match/.test(err.message));
+        // even with the timestamp put back, lazy verification catches it at the first read
+        const st = JSON.parse(readFileSync(manifestPathFor(s.model), 'utf8'));
+        utimesSync(s.model, new Date(st.image.mtimeMs), new Date(st.image.mtimeMs));
+        // (utimes keeps only microseconds, so open() may still see a change and verify everything)
+        const m = new ModelImage(s.model);
+        const opened = await m.open().then(() => true, (err) => {
+            assert.ok(isSnapbackError(err, 'MODEL_CORRUPT'));
+            return false;
+        });
+        if (opened) {
+            await assert.rejects(m.read(65536, 512), (err) => isSnapbackError(err, 'MODEL_CORRUPT'));
+            assert.equal((await m.read(0, 512)).length, 512, 'other regions still serve');
+            await m.close();
+        }
+        // and lazily, with no stat change at all: a model opened before the bytes changed
+        writeFileSync(s.model, s.bytes);
+        await (await createManifest(s.model, { regionSize: 64 * 1024 })).save(manifestPathFor(s.model));
+        const m2 = new ModelImage(s.model);
+        await m2.open();
+        const fd2 = openSync(s.model, 'r+');
+        writeSync(fd2, Buffer.from([s.bytes[200000] ^ 0xff]), 0, 1, 200000);
+        closeSync(fd2);
+        await assert.rejects(m2.read(196608, 4096), (err) => isSnapbackError(err, 'MODEL_CORRUPT') && /region 3/.test(err.message));
+        await m2.close();
+    });
+    it('fails the write that hits EIO or a full disk, and keeps the log consistent', async () => {
+        for (const errno of ['EIO', 'ENOSPC']) {
+            const rng = new Prng(5);
+            const st = await buildStack(rng, { regionSize: 4096, size: 64 * 1024, initialDisk: 'match' });
+            st.disk.faults.push({ op: 'write', errno, offset: 8192 });
+            await assert.rejects(st.pd.write(8192, Buffer.alloc(4096, 1)), (err) => isSnapbackError(err, errno === 'EIO' ? 'IO_ERROR' : 'NO_SPACE'));
+            await st.pd.write(0, Buffer.alloc(4096, 2)); // other requests still work
+            await st.pd.flush();
+            st.disk.faults = [];
+            const re = await reopenStack(st.modelBytes, st.disk.snapshot(), st.logDev.snapshot());
+            assert.ok(re.log.isDirty(2), 'the failed region stays logged (over-marking is safe)');
+            assert.ok(re.log.isDirty(0));
+            const got = await re.pd.read(0, 4096);
+            assert.ok(got.equals(Buffer.alloc(4096, 2)));
+        }
+    });
+    it('fails a write when the log cannot be made durable, without writing the data', async () => {
+        const rng = new Prng(6);
+        const st = await buildStack(rng, { regionSize: 4096, size: 64 * 1024, initialDisk: 'match' });
+        st.logDev.faults.push({ op: 'flush', errno: 'EIO' });
+        const before = st.disk.snapshot();
+        await assert.rejects(st.pd.write(4096, Buffer.alloc(4096, 3)), (err) => isSnapbackError(err, 'IO_ERROR'));
+        assert.ok(st.disk.snapshot().equals(before), 'set-before-write: no data reached the disk');
+        st.logDev.faults = [];
+        await st.pd.write(4096, Buffer.alloc(4096, 3)); // the mark is retried
+        assert.ok(st.log.isDirty(1));
+    });
+});
+//# sourceMappingURL=storage-errors.test.js.map
