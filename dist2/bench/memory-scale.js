@@ -27,7 +27,7 @@ import { FileDevice } from '../appliance/storage/file-device.js';
 import { RegionLog } from '../appliance/storage/region-log.js';
 import { Manifest, manifestPathFor } from '../appliance/storage/manifest.js';
 import { ModelImage } from '../appliance/storage/model-image.js';
-import { encodeRegionMap, regionLogStates } from '../appliance/session/region-map-codec.js';
+import { encodeRegionMapAsync, regionLogStates } from '../appliance/session/region-map-codec.js';
 process.env.LOG_LEVEL ??= 'warn';
 function procStatus(pid, key) {
     const m = new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
@@ -153,7 +153,7 @@ export async function measureParts(dir, diskBytes) {
         objs.length = 0;
         base = retained();
         t = performance.now();
-        const enc = encodeRegionMap(regionLogStates(rlog));
+        const enc = await encodeRegionMapAsync(regionLogStates(rlog));
         parts.push({ part: `region map, compact (${enc.encoding}; 1 region in 64 pending)`, regions: enc.count, bytes: enc.data.length, ms: Math.round(performance.now() - t), note: 'GET /api/regions payload before base64' });
         await model.close();
         await rlog.close();

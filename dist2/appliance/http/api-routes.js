@@ -114,18 +114,19 @@ export function createApiRouter(service) {
         service.setHydrationRate(body.rateBytesPerSecond);
         res.json({ rateBytesPerSecond: body.rateBytesPerSecond });
     });
-    router.get('/api/regions', (_req, res) => {
-        const map = service.regionMap();
-        const st = service.status();
-        res.json({
-            regionSize: st.regions.regionSize,
-            count: map.count,
-            written: map.written,
-            pending: map.pending,
-            encoding: map.encoding,
-            legend: { 0: 'clean', 1: 'written', 2: 'pending' },
-            data: Buffer.from(map.data.buffer, map.data.byteOffset, map.data.byteLength).toString('base64'),
-        });
+    router.get('/api/regions', (_req, res, next) => {
+        service.regionMap().then((map) => {
+            const st = service.status();
+            res.json({
+                regionSize: st.regions.regionSize,
+                count: map.count,
+                written: map.written,
+                pending: map.pending,
+                encoding: map.encoding,
+                legend: { 0: 'clean', 1: 'written', 2: 'pending' },
+                data: Buffer.from(map.data.buffer, map.data.byteOffset, map.data.byteLength).toString('base64'),
+            });
+        }, next);
     });
     router.get('/api/sessions', (_req, res) => {
         res.json({ sessions: service.sessions() });

@@ -9,8 +9,8 @@
  * - `bits2`: two bits per region, four regions per byte, region r in byte r >> 2 at bit
  *   (r & 3) * 2. The bound for any map: count / 4 bytes (4 MiB at 16 M regions).
  *
- * Live changes travel as runs too: `[start, length, state]` triples. Node-free: the web UI
- * carries the same decoder (web-ui/src/region-map.ts).
+ * Live changes travel as runs too: `[start, length, state]` triples. No Node APIs beyond a
+ * timer; the web UI carries the same decoder (web-ui/src/region-map.ts).
  */
 import { RegionState } from './appliance-service.js';
 import { SnapbackError } from '../errors.js';
@@ -51,8 +51,32 @@ class ByteSink {
         return this.buf.slice(0, this.length);
     }
 }
+/** Regions examined one by one between two yields of the asynchronous encoder. */
+const SLICE = 1 << 16;
 /** Encodes the map in the smaller of the two encodings. Never holds one byte per region. */
 export function encodeRegionMap(src) {
+    const it = encodeSteps(src);
+    for (;;) {
+        const r = it.next();
+        if (r.done)
+            return r.value;
+    }
+}
+/**
+ * The same, giving the event loop back every SLICE regions examined one by one (a dense map of
+ * 16 M regions takes about half a second of CPU; the host's I/O must not wait for it).
+ */
+export async function encodeRegionMapAsync(src) {
+    const it = encodeSteps(src);
+    for (;;) {
+        const r = it.next();
+        if (r.done)
+            return r.value;
+        await new Promise((res) => setImmediate(res));
+    }
+}
+/** The encoder; yields after every SLICE regions it examined one by one. */
+function* encodeSteps(src) {
     const n = src.count;
     const bits2Bytes = Math.ceil(n / 4);
     const sink = new ByteSink();
@@ -61,12 +85,17 @@ export function encodeRegionMap(src) {
     let runState = RegionState.clean;
     let runStart = 0;
     let tooBig = false;
+    let budget = SLICE;
     const close = (end) => {
         if (end > runStart)
             sink.varint((end - runStart) * 4 + runState);
     };
     let r = 0;
     while (r < n) {
+        if (--budget === 0) {
+            budget = SLICE;
+            yield;
+        }
         const next = src.nextNonClean(r);
         if (next > r) {
             // a clean stretch [r, next)
@@ -105,6 +134,10 @@ export function encodeRegionMap(src) {
     pending = 0;
     r = 0;
     while (r < n) {
+        if (--budget === 0) {
+            budget = SLICE;
+            yield;
+        }
         const next = src.nextNonClean(r);
         if (next > r) {
             r = next;

@@ -8,7 +8,7 @@
 import { EventEmitter } from 'node:events';
 import { statfsSync } from 'node:fs';
 import { RegionState, } from './appliance-service.js';
-import { RegionChangeBuffer, encodeRegionMap, regionLogStates } from './region-map-codec.js';
+import { RegionChangeBuffer, encodeRegionMapAsync, regionLogStates } from './region-map-codec.js';
 import { SnapbackError } from '../errors.js';
 import { childLogger } from '../logger.js';
 const log = childLogger('sessions');
@@ -200,9 +200,9 @@ export class SessionManager extends EventEmitter {
         void this.store.updateSettings({ hydrationRateBytesPerSecond: bytesPerSecond }).catch((err) => log.error({ err }, 'cannot save the hydration rate'));
         this.changed();
     }
-    /** The region map, encoded compactly straight from the log's bitmaps (no byte per region). */
+    /** The region map, encoded compactly straight from the log's bitmaps (no byte per region), in slices. */
     regionMap() {
-        return encodeRegionMap(regionLogStates(this.engine.log));
+        return encodeRegionMapAsync(regionLogStates(this.engine.log));
     }
     sessions() {
         const list = this.store.listSessions();

@@ -128,7 +128,7 @@ export class FakeAppliance extends EventEmitter {
         this.hydrationRate = bytesPerSecond;
         this.emit('status');
     }
-    regionMap() {
+    async regionMap() {
         return encodeRegionMap(bytesStateSource(this.map));
     }
     sessions() {

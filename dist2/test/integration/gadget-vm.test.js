@@ -771,7 +771,7 @@ async function harnessServer() {
         setMode: async () => undefined,
         setRestoreMode: async () => undefined,
         setHydrationRate: () => undefined,
-        regionMap: () => encodeRegionMap(bytesStateSource(new Uint8Array(0))),
+        regionMap: async () => encodeRegionMap(bytesStateSource(new Uint8Array(0))),
         sessions: () => [],
         recordHostEvent: (what) => {
             events.push(what);

@@ -140,7 +140,7 @@ export class FakeApplianceService extends EventEmitter {
     setHydrationRate(bytesPerSecond) {
         this.current.hydration.rateLimitBytesPerSecond = bytesPerSecond;
     }
-    regionMap() {
+    async regionMap() {
         return encodeRegionMap(bytesStateSource(new Uint8Array(this.current.regions.total)));
     }
     sessions() {

@@ -9,7 +9,7 @@ import { closeSync, ftruncateSync, mkdtempSync, openSync, rmSync } from 'node:fs
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { RegionState } from '../../appliance/session/appliance-service.js';
-import { RegionChangeBuffer, bytesStateSource, decodeRegionMap, encodeRegionMap, forEachRun, regionLogStates, runsOf, } from '../../appliance/session/region-map-codec.js';
+import { RegionChangeBuffer, bytesStateSource, decodeRegionMap, encodeRegionMap, encodeRegionMapAsync, forEachRun, regionLogStates, runsOf, } from '../../appliance/session/region-map-codec.js';
 import { FileDevice } from '../../appliance/storage/file-device.js';
 import { RegionLog, logFileSize } from '../../appliance/storage/region-log.js';
 import { SnapbackError } from '../../appliance/errors.js';
@@ -141,6 +141,7 @@ describe('region map codec', () => {
                     expect[r] = written;
                 const src = regionLogStates(log);
                 const enc = encodeRegionMap(src);
+                assert.deepEqual(await encodeRegionMapAsync(src), enc, 'the sliced encoder gives the same map');
                 assert.equal(enc.encoding, 'runs');
                 assert.deepEqual(decodeRegionMap(enc), expect);
                 assert.deepEqual({ written: enc.written, pending: enc.pending }, { written: 5, pending: 5 });
