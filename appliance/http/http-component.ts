@@ -1,5 +1,5 @@
 /**
- * The daemon's HTTP side (issue 6, and the listener of issue 3's control API): one express app
+ * The daemon's HTTP side (the web UI, and the listener of the control API): one express app
  * served on two listeners.
  *
  * - TCP (`listen`, default 127.0.0.1:8080): the web UI and the JSON API. Everything but the
@@ -18,18 +18,29 @@ import { createServer as createHttpsServer } from 'node:https';
 import { type AddressInfo, type Socket, connect } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import express, { type NextFunction, type Request, type Response } from 'express';
+import express, { type Response } from 'express';
 import type { Component } from '../daemon/component.js';
 import { SnapbackError } from '../errors.js';
 import { childLogger } from '../logger.js';
 import type { ApplianceService } from '../session/appliance-service.js';
 import type { StateStore } from '../state/state-store.js';
-import { createApiRouter } from './api-routes.js';
 import { LoginRateLimiter, LoginSessions, authenticate, type Principal } from './auth.js';
 import { HttpError, errorHandler, isLoopbackHost, redact, sendError } from './http-util.js';
 import { LiveEvents } from './live-events.js';
 import { safeEqual } from './passwords.js';
-import { createUiRouter, principalOf } from './ui-routes.js';
+import { principalOf, type RouteDeps } from './route-context.js';
+import { auditRoutes } from './routes/audit-routes.js';
+import { authRoutes } from './routes/auth-routes.js';
+import { eventRoutes } from './routes/event-routes.js';
+import { metricsRoutes } from './routes/metrics-routes.js';
+import { modeRoutes } from './routes/mode-routes.js';
+import { modelRoutes } from './routes/model-routes.js';
+import { pageRoutes } from './routes/page-routes.js';
+import { regionRoutes } from './routes/region-routes.js';
+import { sessionRoutes } from './routes/session-routes.js';
+import { settingsRoutes } from './routes/settings-routes.js';
+import { statusRoutes } from './routes/status-routes.js';
+import { tokenRoutes } from './routes/token-routes.js';
 
 const log = childLogger('http');
 
@@ -60,13 +71,6 @@ const PUBLIC_ASSETS = new Set(['/assets/app.css', '/assets/icon.svg', '/assets/j
 const STATE_CHANGING = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
 /** Public endpoints (no login): the login page's API. */
 const PUBLIC_API = new Set(['GET /api/auth/state', 'POST /api/auth/setup', 'POST /api/auth/login']);
-/** Audit names of the control API's state-changing endpoints (api-routes.ts). */
-const ACTION_OF: Record<string, string> = {
-  'POST /api/session/end': 'session.end',
-  'POST /api/mode': 'mode.set',
-  'POST /api/restore-mode': 'restore-mode.set',
-  'POST /api/hydration': 'hydration-rate.set',
-};
 
 export class HttpComponent implements Component {
   readonly name = 'http';
@@ -263,56 +267,30 @@ export class HttpComponent implements Component {
       next();
     });
 
-    // Audit every successful state-changing request not audited by its handler (the control
-    // API's), and keep the settings' mirror of the modes current.
+    // Audit every successful state-changing request not audited by its handler (under the name
+    // its route gives with auditAs()).
     app.use((req, res, next) => {
       if (!STATE_CHANGING.has(req.method)) return next();
       const key = `${req.method} ${req.path}`;
       res.on('finish', () => {
         if (res.statusCode >= 300 || res.locals.audited) return;
         const p = principalOf(res);
-        const action = ACTION_OF[key] ?? `http ${key}`;
+        const action = (res.locals.auditAction as string | undefined) ?? `http ${key}`;
         const details: Record<string, unknown> = { status: res.statusCode };
         if (req.body !== undefined && !(typeof req.body === 'object' && Object.keys(req.body as object).length === 0)) {
           details.request = redact(req.body);
         }
         store.audit({ actor: p?.actor ?? 'anonymous', action, details }).catch((err: unknown) => log.error({ err }, 'audit write failed'));
-        if (action === 'mode.set' || action === 'restore-mode.set') {
-          const st = service.status();
-          const cur = store.settings();
-          if (cur.protectionMode !== st.mode || cur.restoreMode !== st.restoreMode) {
-            store
-              .updateSettings({ protectionMode: st.mode, restoreMode: st.restoreMode })
-              .catch((err: unknown) => log.error({ err }, 'settings write failed'));
-          }
-        }
       });
       next();
     });
 
-    app.use(createUiRouter({ service, store, sessions: this.#sessions, limiter: this.#limiter, live: this.#live }));
-    app.use(createApiRouter(service));
+    const deps: RouteDeps = { service, store, sessions: this.#sessions, limiter: this.#limiter, live: this.#live };
+    for (const routes of [authRoutes, tokenRoutes, settingsRoutes, auditRoutes, sessionRoutes, modelRoutes, eventRoutes, statusRoutes, modeRoutes, regionRoutes, metricsRoutes]) {
+      app.use(routes(deps));
+    }
     for (const r of this.#opts.extraRouters ?? []) app.use(r);
-
-    // Pages and assets.
-    const page = (file: string) => (_req: Request, res: Response, next: NextFunction) => {
-      res.setHeader('Cache-Control', 'no-cache');
-      res.sendFile(join(publicDir, file), (err) => (err ? next(err) : undefined));
-    };
-    app.get('/login', (req, res, next) => {
-      if (principalOf(res)?.kind === 'session') return res.redirect(303, '/');
-      page('login.html')(req, res, next);
-    });
-    app.get(['/', '/index.html'], page('index.html'));
-    app.use(
-      '/assets',
-      express.static(join(publicDir, 'assets'), {
-        index: false,
-        dotfiles: 'ignore',
-        fallthrough: true,
-        setHeaders: (res) => res.setHeader('Cache-Control', 'no-cache'),
-      }),
-    );
+    app.use(pageRoutes(publicDir));
 
     app.use((req, res) => sendError(res, 404, 'NOT_FOUND', `no such endpoint: ${req.method} ${req.path}`));
     app.use(

@@ -4,7 +4,11 @@
  */
 import type { NextFunction, Request, Response } from 'express';
 import type { z } from 'zod';
-import { isSnapbackError, type ErrorCode } from '../errors.js';
+import { SnapbackError, isSnapbackError, type ErrorCode } from '../errors.js';
+import { childLogger } from '../logger.js';
+import { formatZodIssues } from '../zod-issues.js';
+
+const log = childLogger('api');
 
 export class HttpError extends Error {
   readonly status: number;
@@ -19,26 +23,16 @@ export class HttpError extends Error {
   }
 }
 
-/** Error replies look like the control API's (api-routes.ts): `{"error": CODE, "message": "…"}`. */
+/** Error replies, everywhere: `{"error": CODE, "message": "…"}`. */
 export function sendError(res: Response, status: number, code: string, message: string): void {
   if (res.headersSent) return;
   res.status(status).json({ error: code, message });
 }
 
-export function zodMessage(err: z.ZodError, where: string): string {
-  return err.issues
-    .slice(0, 5)
-    .map((i) => {
-      const path = i.path.length ? `${where}.${i.path.join('.')}` : where;
-      return `${path}: ${i.message}`;
-    })
-    .join('; ');
-}
-
 /** Parses `value` with `schema`; throws HttpError 400 (BAD_ARGUMENT) naming what is wrong. */
 export function validate<S extends z.ZodTypeAny>(schema: S, value: unknown, where: 'body' | 'query' | 'params'): z.infer<S> {
   const r = schema.safeParse(value);
-  if (!r.success) throw new HttpError(400, 'BAD_ARGUMENT', zodMessage(r.error, where));
+  if (!r.success) throw new HttpError(400, 'BAD_ARGUMENT', formatZodIssues(r.error, where));
   return r.data as z.infer<S>;
 }
 
@@ -117,4 +111,35 @@ export function hostOfHeader(hostHeader: string | undefined): string {
   if (hostHeader.startsWith('[')) return hostHeader.slice(1, hostHeader.indexOf(']'));
   const i = hostHeader.lastIndexOf(':');
   return i >= 0 && hostHeader.indexOf(':') === i ? hostHeader.slice(0, i) : hostHeader;
+}
+
+/** The control API's validation: answers 400 BAD_REQUEST and returns null on a bad body. */
+export function parseBody<T>(schema: z.ZodType<T>, body: unknown, res: Response): T | null {
+  const r = schema.safeParse(body ?? {});
+  if (!r.success) {
+    res.status(400).json({ error: 'BAD_REQUEST', message: formatZodIssues(r.error, 'body') });
+    return null;
+  }
+  return r.data;
+}
+
+export function httpStatusFor(err: unknown): number {
+  if (!(err instanceof SnapbackError)) return 500;
+  switch (err.code) {
+    case 'BAD_ARGUMENT':
+      return 400;
+    case 'BUSY':
+      return 409;
+    case 'NOT_SUPPORTED':
+      return 501;
+    default:
+      return 500;
+  }
+}
+
+/** The control API's failure reply for a rejected service call. */
+export function sendFailure(res: Response, err: unknown): void {
+  const status = httpStatusFor(err);
+  if (status >= 500) log.error({ err }, 'API request failed');
+  res.status(status).json({ error: err instanceof SnapbackError ? err.code : 'INTERNAL', message: (err as Error).message });
 }

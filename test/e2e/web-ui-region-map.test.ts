@@ -7,8 +7,8 @@
  */
 import assert from 'node:assert/strict';
 import type { Browser, Page } from 'playwright-core';
-import { startHarness, type Harness, PASSWORD } from './harness.js';
-import { VIEWPORTS, launchChromium, newPage, shot, waitData, waitText, type ViewportName } from './browser.js';
+import { startHarness, type Harness, PASSWORD } from '../helpers/http-harness.js';
+import { VIEWPORTS, launchChromium, newPage, shot, waitData, waitText, type ViewportName } from '../helpers/browser.js';
 
 const N = 16 * 1024 * 1024;
 const RED = [220, 38, 38];
@@ -108,7 +108,7 @@ describe('web UI: the region map of a 16 M-region (1 TiB) disk in Chromium', fun
         for (let step = 0; step < 8 && (await canvasData(page, 'perCell')) !== '1'; step++) {
           const before = Number(await canvasData(page, 'viewEnd')) - Number(await canvasData(page, 'viewStart'));
           await page.click('#region-map', { position: (await cellOf(page, 8_000_000))! });
-          await page.waitForFunction((b) => {
+          await page.waitForFunction((b: number) => {
             const d = (globalThis as any).document.querySelector('#region-map').dataset;
             return Number(d.viewEnd) - Number(d.viewStart) < b;
           }, before);

@@ -13,7 +13,8 @@ import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import { makeSparseState } from '../helpers/sparse-state.js';
 import { startServe, exited, nbdUri } from '../helpers/cli.js';
-import { qemuIo, waitFor } from '../helpers/nbd-clients.js';
+import { qemuIo } from '../helpers/nbd-clients.js';
+import { waitFor } from '../helpers/wait.js';
 import { callDaemon } from '../../appliance/cli/control-client.js';
 import { forEachRun, type RegionMapEncoding, type RegionRun } from '../../appliance/session/region-map-codec.js';
 import { RegionState } from '../../appliance/session/appliance-service.js';
@@ -103,7 +104,7 @@ describe('region map at scale: the daemon on a sparse 1 TiB disk', function () {
     const atStart = rssOf(pid);
     const notes: string[] = [`after start ${mb(atStart)}`];
     const live = liveEvents(ctl);
-    await waitFor(() => live.events.some((e) => e.event === 'status'), 'the first status event');
+    await waitFor('the first status event', () => live.events.some((e) => e.event === 'status'));
 
     // The host writes three regions at the start, one in the middle and the last one.
     const uri = nbdUri(st.stateDir);
@@ -121,7 +122,7 @@ describe('region map at scale: the daemon on a sparse 1 TiB disk', function () {
     assert.deepEqual(dirtyRuns(map), expected);
     assert.deepEqual([map.written, map.pending], [5, 0]);
     // the live stream said the same, as runs
-    await waitFor(() => live.events.filter((e) => e.event === 'regions').flatMap((e) => (e.data as { runs?: RegionRun[] }).runs ?? []).length >= 3, 'region runs on the live stream');
+    await waitFor('region runs on the live stream', () => live.events.filter((e) => e.event === 'regions').flatMap((e) => (e.data as { runs?: RegionRun[] }).runs ?? []).length >= 3);
     const liveRuns = live.events.filter((e) => e.event === 'regions').flatMap((e) => (e.data as { runs: RegionRun[] }).runs);
     const liveWritten = new Set<number>();
     for (const [s, l, state] of liveRuns) for (let r = s; r < s + l; r++) if (state === RegionState.written) liveWritten.add(r);
@@ -132,14 +133,14 @@ describe('region map at scale: the daemon on a sparse 1 TiB disk', function () {
       const before = live.events.length;
       const bytesBefore = live.bytes();
       await callDaemon(ctl, 'POST', '/api/session/end', { wait: true });
-      await waitFor(() => live.events.slice(before).some((e) => e.event === 'regions' && (e.data as { replaced?: boolean }).replaced === true), `"map replaced" after session end ${i}`);
+      await waitFor(`"map replaced" after session end ${i}`, () => live.events.slice(before).some((e) => e.event === 'regions' && (e.data as { replaced?: boolean }).replaced === true));
       const after = (await callDaemon(ctl, 'GET', '/api/regions')) as WireMap;
       // what the host wrote is pending (or already restored): nothing else changed
       for (const [s, l, state] of dirtyRuns(after)) {
         assert.equal(state, RegionState.pending);
         for (let r = s; r < s + l; r++) assert.ok(r <= 2 || r === mid || r === n - 1, `region ${r} is pending but was never written`);
       }
-      await waitFor(async () => ((await callDaemon(ctl, 'GET', '/api/status')) as { regions: { pending: number } }).regions.pending === 0, 'the restore');
+      await waitFor('the restore', async () => ((await callDaemon(ctl, 'GET', '/api/status')) as { regions: { pending: number } }).regions.pending === 0);
       const eventBytes = live.bytes() - bytesBefore;
       assert.ok(eventBytes < 64 * 1024, `session end ${i} sent ${eventBytes} bytes of live events`);
       await new Promise((r) => setTimeout(r, 500)); // the live ticks after the end have run

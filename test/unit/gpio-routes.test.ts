@@ -5,11 +5,12 @@ import type { Server } from 'node:http';
 import express from 'express';
 import type { GpioAuditEntry } from '../../appliance/gpio/gpio-audit.js';
 import { GpioComponent } from '../../appliance/gpio/gpio-component.js';
-import { createGpioRouter } from '../../appliance/gpio/gpio-routes.js';
+import { createGpioRouter } from '../../appliance/http/routes/gpio-routes.js';
 import type { GpioSettingsInput } from '../../appliance/gpio/gpio-settings.js';
 import type { GpioStatus } from '../../appliance/gpio/gpio-status.js';
 import { SimulatedGpioBackend } from '../../appliance/gpio/simulated-backend.js';
-import { FakeApplianceService, FakeClock, SimHost } from './gpio-fakes.test.js';
+import { FakeApplianceService, SimHost } from './gpio-fakes.test.js';
+import { FakeClock } from '../helpers/fake-clock.js';
 
 interface Harness {
   url: string;

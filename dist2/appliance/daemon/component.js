@@ -1,2 +1,0 @@
-export {};
-//# sourceMappingURL=component.js.map

@@ -1,2 +1,0 @@
-export {};
-//# sourceMappingURL=gpio-audit.js.map

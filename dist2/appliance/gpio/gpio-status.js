@@ -1,2 +1,0 @@
-export {};
-//# sourceMappingURL=gpio-status.js.map

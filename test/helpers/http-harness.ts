@@ -1,0 +1,170 @@
+/**
+ * Starts the HTTP component on a temporary state directory with a FakeAppliance (or a given
+ * service), on 127.0.0.1 with a random port, and gives tests a cookie-keeping client for TCP
+ * and a client for the unix control socket.
+ */
+import { request as httpRequest } from 'node:http';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { HttpComponent } from '../../appliance/http/http-component.js';
+import type { ApplianceService } from '../../appliance/session/appliance-service.js';
+import { StateStore } from '../../appliance/state/state-store.js';
+import { FakeAppliance, type FakeOptions } from './fake-appliance.js';
+
+export interface Harness<S extends ApplianceService = FakeAppliance> {
+  dir: string;
+  store: StateStore;
+  service: S;
+  http: HttpComponent;
+  url: string;
+  controlSocket: string;
+  close(): Promise<void>;
+}
+
+export async function startHarness(opts: { fake?: FakeOptions; dir?: string; host?: string } = {}): Promise<Harness> {
+  const dir = opts.dir ?? (await mkdtemp(join(tmpdir(), 'snapback-http-')));
+  const store = await StateStore.open(dir);
+  const service = new FakeAppliance(opts.fake);
+  // As the session manager does: the hydration rate follows the saved settings.
+  store.on('settings', (s: { hydrationRateBytesPerSecond: number | null }) => void service.setHydrationRate(s.hydrationRateBytesPerSecond));
+  const controlSocket = join(dir, 'control.sock');
+  const http = new HttpComponent({ service, store, listen: { host: opts.host ?? '127.0.0.1', port: 0 }, controlSocket });
+  await http.start();
+  const url = http.address().url.replace(/\/$/, '');
+  return {
+    dir,
+    store,
+    service,
+    http,
+    url,
+    controlSocket,
+    async close() {
+      await http.stop();
+      service.close();
+      await store.close();
+      if (!opts.dir) await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+export interface Reply {
+  status: number;
+  headers: Headers;
+  text: string;
+  json: any;
+}
+
+export interface ReqOptions {
+  body?: unknown;
+  /** A raw body string (sent as is, with `contentType`). */
+  raw?: string;
+  contentType?: string;
+  /** true (default): send the session's CSRF token; false: none; a string: that token. */
+  csrf?: boolean | string;
+  bearer?: string;
+  headers?: Record<string, string>;
+  /** Don't send the cookie. */
+  anonymous?: boolean;
+}
+
+/** A browser-like client: keeps the session cookie and the CSRF token. */
+export class Client {
+  cookie: string | null = null;
+  csrf: string | null = null;
+  constructor(readonly base: string) {}
+
+  async req(method: string, path: string, o: ReqOptions = {}): Promise<Reply> {
+    const headers: Record<string, string> = { Accept: 'application/json', ...(o.headers ?? {}) };
+    let body: string | undefined;
+    if (o.raw !== undefined) {
+      body = o.raw;
+      headers['Content-Type'] = o.contentType ?? 'application/json';
+    } else if (o.body !== undefined) {
+      body = JSON.stringify(o.body);
+      headers['Content-Type'] = o.contentType ?? 'application/json';
+    }
+    if (this.cookie && !o.anonymous) headers.Cookie = this.cookie;
+    const csrf = o.csrf ?? true;
+    if (typeof csrf === 'string') headers['X-CSRF-Token'] = csrf;
+    else if (csrf && this.csrf) headers['X-CSRF-Token'] = this.csrf;
+    if (o.bearer) headers.Authorization = `Bearer ${o.bearer}`;
+    const res = await fetch(this.base + path, { method, headers, body, redirect: 'manual' });
+    const setCookie = res.headers.get('set-cookie');
+    if (setCookie) {
+      const v = /^snapback_session=([^;]*)/.exec(setCookie)?.[1] ?? '';
+      this.cookie = v ? `snapback_session=${v}` : null;
+    }
+    const text = await res.text();
+    let json: unknown = null;
+    try {
+      json = text ? JSON.parse(text) : null;
+    } catch {
+      json = null;
+    }
+    return { status: res.status, headers: res.headers, text, json };
+  }
+
+  async setup(password: string): Promise<Reply> {
+    const r = await this.req('POST', '/api/auth/setup', { body: { password } });
+    if (r.status === 201) this.csrf = r.json.csrfToken;
+    return r;
+  }
+
+  async login(password: string): Promise<Reply> {
+    const r = await this.req('POST', '/api/auth/login', { body: { password } });
+    if (r.status === 200) this.csrf = r.json.csrfToken;
+    return r;
+  }
+}
+
+/** One request over the unix control socket (the CLI's way in). */
+export function controlRequest(socketPath: string, method: string, path: string, body?: unknown): Promise<Reply> {
+  return nodeRequest({ socketPath }, method, path, body);
+}
+
+/** One request with node:http (which, unlike fetch, lets a test set any header, Host included). */
+export function nodeRequest(
+  where: { socketPath: string } | { host: string; port: number },
+  method: string,
+  path: string,
+  body?: unknown,
+  extraHeaders: Record<string, string> = {},
+): Promise<Reply> {
+  return new Promise((resolve, reject) => {
+    const data = body === undefined ? undefined : JSON.stringify(body);
+    const req = httpRequest(
+      {
+        ...where,
+        method,
+        path,
+        headers: {
+          Accept: 'application/json',
+          ...(data !== undefined ? { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(data) } : {}),
+          ...extraHeaders,
+        },
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => {
+          const text = Buffer.concat(chunks).toString('utf8');
+          let json: unknown = null;
+          try {
+            json = text ? JSON.parse(text) : null;
+          } catch {
+            json = null;
+          }
+          const headers = new Headers();
+          for (const [k, v] of Object.entries(res.headers)) if (typeof v === 'string') headers.set(k, v);
+          resolve({ status: res.statusCode ?? 0, headers, text, json });
+        });
+      },
+    );
+    req.on('error', reject);
+    if (data !== undefined) req.write(data);
+    req.end();
+  });
+}
+
+export const PASSWORD = 'correct horse battery';
