@@ -3,7 +3,8 @@
  * Shared by the login page and the app (both public assets).
  */
 import type { AuthState } from './types.js';
-import { decodeRegionMap, type WireRegionMap } from './region-map.js';
+// type only: the login page loads this module, and the region map module needs a login
+import type { WireRegionMap } from './region-map.js';
 
 let csrfToken: string | null = null;
 
@@ -59,7 +60,7 @@ export async function authState(): Promise<AuthState> {
   return s;
 }
 
-/** The region map: GET /api/regions answers it compact (runs or two bits per region); one byte per region here. */
-export async function getRegionMap(): Promise<Uint8Array> {
-  return decodeRegionMap(await getJson<WireRegionMap>('/api/regions'));
+/** The region map: GET /api/regions answers it compact (runs or two bits per region; decodeRegionMap in region-map.ts). */
+export function getRegionMap(): Promise<WireRegionMap> {
+  return getJson<WireRegionMap>('/api/regions');
 }
