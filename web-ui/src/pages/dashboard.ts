@@ -240,7 +240,7 @@ export const dashboardPage: Page = {
         .filter(Boolean)
         .join(', ');
       const regions = i.first === i.last ? `Region ${fmtInt(i.first)}` : `Regions ${fmtInt(i.first)}–${fmtInt(i.last)}`;
-      return `${regions} (bytes ${fmtBytes(i.first * rs)} to ${fmtBytes((i.last + 1) * rs)}): ${what}`;
+      return `${regions}: ${fmtBytes((i.last + 1 - i.first) * rs)} from byte ${fmtInt(i.first * rs)} (${fmtBytes(i.first * rs)}): ${what}`;
     };
     const pointAt = (ev: MouseEvent): number | null => {
       const box = canvas.getBoundingClientRect();
