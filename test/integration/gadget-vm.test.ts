@@ -24,6 +24,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { bytesStateSource, encodeRegionMap } from '../../appliance/session/region-map-codec.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { waitFor } from '../helpers/wait.js';
 import { patternBytes as pattern } from '../helpers/prng.js';
@@ -807,7 +808,7 @@ async function harnessServer(): Promise<void> {
     setMode: async () => undefined,
     setRestoreMode: async () => undefined,
     setHydrationRate: async () => undefined,
-    regionMap: () => new Uint8Array(0),
+    regionMap: async () => encodeRegionMap(bytesStateSource(new Uint8Array(0))),
     sessions: () => [],
     recordHostEvent: (what: string) => {
       events.push(what);
