@@ -446,6 +446,32 @@ export class RegionLog {
     return -1;
   }
 
+  /**
+   * Finds the next region at or after `from` that may differ from the model (D set: written or
+   * pending); -1 when none. Skips clean sectors and clean bytes, so reading the whole map of a
+   * 16 M-region disk costs little more than its dirty regions.
+   */
+  nextDirty(from: number): number {
+    const n = this.header.regionCount;
+    if (this.dCount === 0) return -1;
+    let r = Math.max(0, from);
+    while (r < n) {
+      const s = Math.floor(r / REGIONS_PER_SECTOR);
+      const bit = r % REGIONS_PER_SECTOR;
+      if (bit === 0 && this.sectorHasNoD(s)) {
+        r += REGIONS_PER_SECTOR;
+        continue;
+      }
+      if ((bit & 7) === 0 && this.image[s * SECTOR + D_AT + (bit >> 3)] === 0) {
+        r += 8;
+        continue;
+      }
+      if (this.isDirty(r)) return r;
+      r++;
+    }
+    return -1;
+  }
+
   private sectorHasNoD(s: number): boolean {
     const base = s * SECTOR + D_AT;
     for (let i = 0; i < BITS_BYTES; i++) if (this.image[base + i] !== 0) return false;
