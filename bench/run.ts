@@ -7,6 +7,10 @@
  * stdout and bench/results/latest.md. Progress goes to stderr.
  *
  *   node dist/bench/run.js [--no-ext4] [--no-nbd] [--no-study] [--quick] [--dir DIR]
+ *   node dist/bench/run.js nbd [--quick] [--nbd-only ID,ID]   (`npm run bench -- nbd`)
+ *
+ * `nbd` runs only the NBD benchmark (serving the protected disk, write log on) and writes
+ * bench/results/nbd-latest.{md,json} (and a dated copy), leaving latest.* to the full run.
  *
  * Why tmpfs for the main figures: on this kernel, buffered overwrites of an ext4 file vary by
  * up to 10x from one run to the next (writeback and journal timing), which swamps the
@@ -18,6 +22,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { tmpdir } from 'node:os';
 import { parseArgs } from 'node:util';
+import type { BlockDevice } from '../appliance/storage/block-device.js';
 
 // Library code logs through pino to stdout; stdout here is the Markdown summary.
 process.env.LOG_LEVEL ??= 'warn';
@@ -35,8 +40,10 @@ function isTmpfs(path: string): boolean {
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({
+  const { values, positionals } = parseArgs({
+    allowPositionals: true,
     options: {
+      'nbd-only': { type: 'string' },
       'no-ext4': { type: 'boolean', default: false },
       'no-nbd': { type: 'boolean', default: false },
       'no-study': { type: 'boolean', default: false },
@@ -45,6 +52,11 @@ async function main(): Promise<void> {
     },
   });
   const storage = await import('./storage.js');
+  if (positionals.length > 1 || (positionals[0] !== undefined && positionals[0] !== 'nbd')) throw new Error(`unknown benchmark part ${positionals.join(' ')} (known: nbd)`);
+  if (positionals[0] === 'nbd') {
+    await runNbdOnly(storage.makeDevice, values.quick === true, values['nbd-only']?.split(',').filter(Boolean));
+    return;
+  }
   const started = new Date();
   const stamp = started.toISOString().replace(/:/g, '-').replace(/\.\d+Z$/, 'Z');
   const tag = `snapback-bench-${process.pid}`;
@@ -128,6 +140,29 @@ async function main(): Promise<void> {
   writeFileSync(join(resultsDir, 'latest.md'), markdown);
   process.stdout.write(markdown);
   const missed = [tmpfs, ...(disk ? [disk] : [])].flatMap((r) => r.comparisons.filter((c) => c.pass === false).map((c) => `${r.label}: ${c.id}`));
+  if (missed.length) process.stderr.write(`targets missed: ${missed.join(', ')}\n`);
+}
+
+/** `npm run bench -- nbd`: the NBD benchmark alone, into bench/results/nbd-latest.{md,json}. */
+async function runNbdOnly(makeDevice: (imagePath: string) => Promise<BlockDevice>, quick: boolean, only: string[] | undefined): Promise<void> {
+  const { runNbdBench } = await import('./nbd-peers.js');
+  const started = new Date();
+  const stamp = started.toISOString().replace(/:/g, '-').replace(/\.\d+Z$/, 'Z');
+  const r = await runNbdBench({
+    makeDevice,
+    deviceModule: join(here, 'storage.js'),
+    ...(quick ? { rounds: 1, imageBytes: 256 << 20, fioSeconds: 2 } : {}),
+    ...(only ? { only } : {}),
+  });
+  const markdown = [`## Snapback NBD benchmark, ${started.toISOString()}`, '', r.markdown].join('\n');
+  mkdirSync(resultsDir, { recursive: true });
+  const json = `${JSON.stringify({ ...r, markdown: undefined }, null, 2)}\n`;
+  writeFileSync(join(resultsDir, `nbd-${stamp}.json`), json);
+  writeFileSync(join(resultsDir, 'nbd-latest.json'), json);
+  writeFileSync(join(resultsDir, 'nbd-latest.md'), markdown);
+  process.stdout.write(markdown);
+  const missed = r.workloads.flatMap((w) => [...(w.pass === false ? [`${w.id} speed`] : []), ...(w.cpuPass === false ? [`${w.id} cpu`] : [])]);
+  if (r.piBudget) missed.push(...r.piBudget.rows.filter((row) => !row.pass).map((row) => `${row.id} pi budget`));
   if (missed.length) process.stderr.write(`targets missed: ${missed.join(', ')}\n`);
 }
 

@@ -1,11 +1,12 @@
 /**
- * The NBD component: serves the protected disk on the daemon's unix socket (and on TCP when
- * asked). Essential: the USB gadget's kernel client and every other host reach the disk here.
+ * The NBD component: serves the protected disk on the daemon's unix socket, on the USB
+ * gadget's own socket, and on TCP when asked (TLS, or plain text only when told to). Essential: the USB gadget's kernel client and every other host reach the disk here.
  * It listens before the previous host session is ended, so that an address it cannot take
  * refuses the start before anything is written.
  */
 import type { Component } from './component.js';
 import { NbdServer } from '../nbd/server.js';
+import type { NbdTlsOptions } from '../nbd/tls-config.js';
 import type { Engine } from '../storage/engine.js';
 import { childLogger } from '../logger.js';
 
@@ -14,7 +15,13 @@ const log = childLogger('daemon');
 export interface NbdComponentOptions {
   engine: () => Engine;
   socket: string;
+  /** Group (gid) that may use `socket` besides root (0660); default root only (0600). */
+  socketGid?: number;
+  /** The USB gadget's own socket (reserved slots, never dropped as idle). */
+  gadgetSocket: string;
   tcp?: { host: string; port: number };
+  tls: NbdTlsOptions | null;
+  insecure: boolean;
   /** Told the number of connected clients whenever it changes. */
   onClientCount: (n: number) => void;
 }
@@ -45,8 +52,11 @@ export class NbdComponent implements Component {
     server.on('disconnect', update);
     server.on('error', (err: unknown) => log.error({ err }, 'NBD server error'));
     try {
-      await server.listenUnix(this.opts.socket);
-      if (this.opts.tcp) this.tcpAddress = await server.listenTcp(this.opts.tcp.host, this.opts.tcp.port);
+      await server.listenUnix(this.opts.socket, { gid: this.opts.socketGid });
+      await server.listenUnix(this.opts.gadgetSocket, { role: 'gadget' });
+      if (this.opts.tcp) {
+        this.tcpAddress = await server.listenTcp(this.opts.tcp.host, this.opts.tcp.port, { tls: this.opts.tls ?? undefined, insecure: this.opts.insecure });
+      }
     } catch (err) {
       await this.stop();
       throw err;

@@ -3,12 +3,12 @@
  * (the previous host session is not ended, write-log.bin and state.json stay as they were).
  *
  * Refusals (essential): the state directory (missing, not initialised, in use), state.json
- * (unreadable, corrupt, from a newer version), the NBD socket path, `--gadget on` where no
- * gadget can run. Settings files of optional parts never refuse a start: a bad gpio.json turns
+ * (unreadable, corrupt, from a newer version), the NBD sockets (not a socket, or another server
+ * listening), an NBD TCP listener off loopback without TLS or --nbd-insecure, unreadable TLS
+ * files, `--gadget on` where no gadget can run. Settings files of optional parts never refuse a start: a bad gpio.json turns
  * GPIO off, a bad gadget.json gives the gadget its default settings; either is reported in the
  * status, the log and on the LED, and the host's disk is served all the same.
  */
-import { lstatSync } from 'node:fs';
 import { join } from 'node:path';
 import { StateDir } from '../storage/state-dir.js';
 import { StateStore } from '../state/state-store.js';
@@ -17,11 +17,16 @@ import { GadgetSettingsSchema, type GadgetSettings } from '../gadget/gadget-sett
 import { gadgetAvailable } from '../gadget/gadget-probe.js';
 import { defaultGadgetConfigDir, resolveGadgetDescription } from '../gadget/gadget-config.js';
 import { GpioSettingsSchema, type GpioSettings } from '../gpio/gpio-settings.js';
+import { checkSocketFree, checkTcpListen } from '../nbd/listen-policy.js';
+import { loadNbdTls, type NbdTlsFiles, type NbdTlsOptions } from '../nbd/tls-config.js';
 import { SnapbackError } from '../errors.js';
 
 export interface PreflightOptions {
   stateDir: string;
   nbdSocket?: string;
+  nbdListen?: { host: string; port: number };
+  nbdTls?: NbdTlsFiles;
+  nbdInsecure?: boolean;
   gadget: 'auto' | 'on' | 'off';
   gpio: 'auto' | 'on' | 'off';
   configfsRoot?: string;
@@ -32,6 +37,10 @@ export interface PreflightOptions {
 export interface StartPlan {
   state: StateDir;
   nbdSocket: string;
+  /** The gadget's kernel client has a socket of its own: reserved slots, never dropped as idle. */
+  gadgetNbdSocket: string;
+  /** TLS for the NBD TCP listener; null: none. */
+  nbdTls: NbdTlsOptions | null;
   /** null: no gadget (off, or auto on a machine without one: `gadgetOffReason`). */
   gadget: { settings: GadgetSettings; problem: string | null } | null;
   gadgetOffReason: string | null;
@@ -49,8 +58,11 @@ export async function preflight(opts: PreflightOptions): Promise<StartPlan> {
   await StateStore.check(state.path);
 
   const nbdSocket = opts.nbdSocket ?? state.nbdSocket;
-  const st = statOrNull(nbdSocket);
-  if (st && !st.isSocket()) throw new SnapbackError('BAD_ARGUMENT', `${nbdSocket} exists and is not a socket; not replacing it`, { path: nbdSocket });
+  const gadgetNbdSocket = join(state.path, 'gadget-nbd.sock');
+  const nbdTls = loadNbdTls(opts.nbdTls ?? {});
+  if (opts.nbdListen) checkTcpListen(opts.nbdListen.host, nbdTls !== null, opts.nbdInsecure ?? false);
+  await checkSocketFree(nbdSocket);
+  await checkSocketFree(gadgetNbdSocket);
 
   let gadget: StartPlan['gadget'] = null;
   let gadgetOffReason: string | null = null;
@@ -69,7 +81,7 @@ export async function preflight(opts: PreflightOptions): Promise<StartPlan> {
       gpio = { settings: null, problem: `${(err as Error).message}; GPIO stays off until the file is fixed` };
     }
   }
-  return { state, nbdSocket, gadget, gadgetOffReason, gpio };
+  return { state, nbdSocket, gadgetNbdSocket, nbdTls, gadget, gadgetOffReason, gpio };
 }
 
 /** gadget.json with its profile resolved; on any problem, the defaults and the problem. */
@@ -80,13 +92,5 @@ function gadgetSettingsOrDefaults(file: string): { settings: GadgetSettings; pro
     return { settings, problem: null };
   } catch (err) {
     return { settings: GadgetSettingsSchema.parse({}), problem: `${(err as Error).message}; the gadget runs with the default settings` };
-  }
-}
-
-function statOrNull(path: string): ReturnType<typeof lstatSync> | null {
-  try {
-    return lstatSync(path);
-  } catch {
-    return null;
   }
 }
