@@ -3,12 +3,14 @@
  * (the previous host session is not ended, write-log.bin and state.json stay as they were).
  *
  * Refusals (essential): the state directory (missing, not initialised, in use), state.json
- * (unreadable, corrupt, from a newer version), the NBD sockets (not a socket, or another server
- * listening), an NBD TCP listener off loopback without TLS or --nbd-insecure, unreadable TLS
- * files, `--gadget on` where no gadget can run. Settings files of optional parts never refuse a start: a bad gpio.json turns
+ * (unreadable, corrupt, from a newer version), the NBD socket path (not a socket, or another
+ * server listening on it), the NBD TCP listener (off loopback without TLS or --nbd-insecure),
+ * the NBD TLS files, `--gadget on` where no
+ * gadget can run. Settings files of optional parts never refuse a start: a bad gpio.json turns
  * GPIO off, a bad gadget.json gives the gadget its default settings; either is reported in the
  * status, the log and on the LED, and the host's disk is served all the same.
  */
+import { lstatSync } from 'node:fs';
 import { join } from 'node:path';
 import { StateDir } from '../storage/state-dir.js';
 import { StateStore } from '../state/state-store.js';
@@ -37,9 +39,9 @@ export interface PreflightOptions {
 export interface StartPlan {
   state: StateDir;
   nbdSocket: string;
-  /** The gadget's kernel client has a socket of its own: reserved slots, never dropped as idle. */
+  /** The gadget's own NBD socket (reserved slots, never dropped as idle): DIR/gadget-nbd.sock. */
   gadgetNbdSocket: string;
-  /** TLS for the NBD TCP listener; null: none. */
+  /** The TLS session options of the TCP listener; null: plain text (loopback, or --nbd-insecure). */
   nbdTls: NbdTlsOptions | null;
   /** null: no gadget (off, or auto on a machine without one: `gadgetOffReason`). */
   gadget: { settings: GadgetSettings; problem: string | null } | null;
@@ -50,6 +52,7 @@ export interface StartPlan {
 
 const GPIO_SETTINGS_FILE = 'gpio.json';
 const GADGET_SETTINGS_FILE = 'gadget.json';
+const GADGET_NBD_SOCKET = 'gadget-nbd.sock';
 
 export async function preflight(opts: PreflightOptions): Promise<StartPlan> {
   const state = new StateDir(opts.stateDir);
@@ -58,11 +61,13 @@ export async function preflight(opts: PreflightOptions): Promise<StartPlan> {
   await StateStore.check(state.path);
 
   const nbdSocket = opts.nbdSocket ?? state.nbdSocket;
-  const gadgetNbdSocket = join(state.path, 'gadget-nbd.sock');
+  const st = statOrNull(nbdSocket);
+  if (st && !st.isSocket()) throw new SnapbackError('BAD_ARGUMENT', `${nbdSocket} exists and is not a socket; not replacing it`, { path: nbdSocket });
+  await checkSocketFree(nbdSocket);
+  const gadgetNbdSocket = join(state.path, GADGET_NBD_SOCKET);
+  await checkSocketFree(gadgetNbdSocket);
   const nbdTls = loadNbdTls(opts.nbdTls ?? {});
   if (opts.nbdListen) checkTcpListen(opts.nbdListen.host, nbdTls !== null, opts.nbdInsecure ?? false);
-  await checkSocketFree(nbdSocket);
-  await checkSocketFree(gadgetNbdSocket);
 
   let gadget: StartPlan['gadget'] = null;
   let gadgetOffReason: string | null = null;
@@ -92,5 +97,13 @@ function gadgetSettingsOrDefaults(file: string): { settings: GadgetSettings; pro
     return { settings, problem: null };
   } catch (err) {
     return { settings: GadgetSettingsSchema.parse({}), problem: `${(err as Error).message}; the gadget runs with the default settings` };
+  }
+}
+
+function statOrNull(path: string): ReturnType<typeof lstatSync> | null {
+  try {
+    return lstatSync(path);
+  } catch {
+    return null;
   }
 }

@@ -88,10 +88,15 @@ describe('NBD server: memory bounded under hostile clients', function () {
   async function settleBack(baseline: number): Promise<number> {
     let rss = Number.POSITIVE_INFINITY;
     // The server gives memory back once the clients are gone (sampled after a GC).
-    await waitFor(`the server's RSS to return near its baseline of ${mib(baseline)}`, async () => {
-      rss = (await server.stats()).memory.rss;
-      return rss < baseline + 64 * MiB;
-    }, 30_000).catch(() => undefined);
+    await waitFor(
+      `the server's RSS to return near its baseline of ${mib(baseline)}`,
+      async () => {
+        rss = (await server.stats()).memory.rss;
+        return rss < baseline + 64 * MiB;
+      },
+      30_000,
+      200,
+    ).catch(() => undefined); // the assertion after it says what was reached
     return rss;
   }
 
