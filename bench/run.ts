@@ -6,7 +6,7 @@
  * Writes bench/results/<ISO date>.json and bench/results/latest.json, and a Markdown summary to
  * stdout and bench/results/latest.md. Progress goes to stderr.
  *
- *   node dist/bench/run.js [--no-ext4] [--no-nbd] [--no-study] [--quick] [--dir DIR]
+ *   node dist/bench/run.js [--no-ext4] [--no-nbd] [--no-memory] [--no-study] [--quick] [--dir DIR]
  *
  * Why tmpfs for the main figures: on this kernel, buffered overwrites of an ext4 file vary by
  * up to 10x from one run to the next (writeback and journal timing), which swamps the
@@ -39,6 +39,7 @@ async function main(): Promise<void> {
     options: {
       'no-ext4': { type: 'boolean', default: false },
       'no-nbd': { type: 'boolean', default: false },
+      'no-memory': { type: 'boolean', default: false },
       'no-study': { type: 'boolean', default: false },
       quick: { type: 'boolean', default: false },
       dir: { type: 'string' },
@@ -85,6 +86,17 @@ async function main(): Promise<void> {
     process.stderr.write(`model bench failed: ${(err as Error).stack ?? String(err)}\n`);
   }
 
+  // the daemon's memory on sparse 64 GiB and 1 TiB disks (bench/memory-scale.ts)
+  let memory: Awaited<ReturnType<typeof import('./memory-scale.js').runMemoryScale>> | null = null;
+  if (!values['no-memory']) {
+    try {
+      const ms = await import('./memory-scale.js');
+      memory = await ms.runMemoryScale({ dir: join(dirname(mainDir), `${tag}-memory`), ...(quick ? { sizes: [64 * 2 ** 30] } : {}) });
+    } catch (err) {
+      process.stderr.write(`memory bench failed: ${(err as Error).stack ?? String(err)}\n`);
+    }
+  }
+
   // The NBD benchmark is another module's (bench/nbd-peers.ts); it runs if it is there. Our
   // server runs in a child process, so the protected disk goes by module: storage.js exports
   // makeDevice(imagePath).
@@ -113,11 +125,12 @@ async function main(): Promise<void> {
 
   // nbd carries its own Markdown; the JSON keeps it once, in latest.md
   const nbdJson = nbd && typeof nbd === 'object' && 'markdown' in nbd ? { ...(nbd as Record<string, unknown>), markdown: undefined } : nbd;
-  const result = { startedAt: started.toISOString(), durationS: Math.round((Date.now() - started.getTime()) / 100) / 10, storage: { tmpfs, disk }, model, nbd: nbdJson };
+  const result = { startedAt: started.toISOString(), durationS: Math.round((Date.now() - started.getTime()) / 100) / 10, storage: { tmpfs, disk }, model, memory: memory ? { runs: memory.runs, parts: memory.parts } : null, nbd: nbdJson };
   const lines: string[] = [`## Snapback benchmark, ${started.toISOString()}`, '', `Node ${process.version}, ${tmpfs.env.cpus} × ${tmpfs.env.cpu}, kernel ${tmpfs.env.kernel}; ${result.durationS} s in all.`, ''];
   lines.push(storage.storageMarkdown(tmpfs));
   if (disk) lines.push(storage.storageMarkdown(disk));
   if (model) lines.push((await import('./model.js')).modelMarkdown(model));
+  if (memory) lines.push(memory.markdown);
   if (nbdMarkdown) lines.push(nbdMarkdown);
   const markdown = lines.join('\n');
 
