@@ -8,7 +8,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Component } from './component.js';
+import type { Component } from '../component.js';
 import { SdNotify } from './sd-notify.js';
 import { openEngine, type Engine } from '../storage/engine.js';
 import { StateDir } from '../storage/state-dir.js';
@@ -19,7 +19,7 @@ import { HttpComponent } from '../http/http-component.js';
 import { GadgetComponent, gadgetAvailable, readGadgetSettings } from '../gadget/gadget-component.js';
 import { GpioComponent } from '../gpio/gpio-component.js';
 import { GpioSettingsSchema, type GpioSettingsInput } from '../gpio/gpio-settings.js';
-import { createGpioRouter } from '../http/routes/gpio-routes.js';
+import { gpioRoutes } from '../http/routes/gpio-routes.js';
 import { SnapbackError } from '../errors.js';
 import { childLogger } from '../logger.js';
 
@@ -132,7 +132,7 @@ export class Daemon {
           store: store!,
           listen: this.opts.httpListen,
           controlSocket: state.controlSocket,
-          extraRouters: gpio ? [createGpioRouter(gpio)] : [],
+          extraRoutes: gpio ? [(api) => gpioRoutes(api, gpio!)] : [],
         });
         await http.start();
         const a = http.address();

@@ -21,7 +21,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
-import type { Component } from '../daemon/component.js';
+import type { Component } from '../component.js';
 import { SnapbackError } from '../errors.js';
 import { childLogger } from '../logger.js';
 import type { ApplianceService, GadgetStatus, HostConnectionState, SessionEndParticipant } from '../session/appliance-service.js';

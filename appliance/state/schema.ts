@@ -7,46 +7,18 @@
  * the old migrations (a Pi may skip several releases).
  */
 import { z } from 'zod';
+import { auditEntrySchema } from '../api/audit.js';
+import { sessionRecordSchema } from '../api/sessions.js';
+import { settingsSchema, type Settings } from '../api/settings.js';
 
 export const SCHEMA_VERSION = 1;
 
-/** Which host-side transitions end a session (DESIGN §4). */
-export const sessionEndPolicySchema = z
-  .object({
-    /**
-     * 'power-cycle': the USB bus went away (`not attached`) and the host enumerated again; a host
-     * that only suspends (sleeps) keeps its session.
-     * 'bus-reset': also a bus reset without losing power (a warm reboot that keeps USB powered);
-     * some hosts reset the bus when they wake, so this can end a session on resume.
-     * 'ignore': USB transitions are recorded but never end a session.
-     */
-    usb: z.enum(['power-cycle', 'bus-reset', 'ignore']),
-    /** The host's power LED going dark (GPIO sense, when wired) ends the session. */
-    hostPowerOff: z.boolean(),
-  })
-  .strict();
-export type SessionEndPolicy = z.infer<typeof sessionEndPolicySchema>;
-
-/** Hydration rate limit in bytes per second (the control API's range); null is unlimited. */
-export const hydrationRateSchema = z
-  .number()
-  .int()
-  .positive()
-  .max(2 ** 40)
-  .nullable();
-
-export const settingsSchema = z
-  .object({
-    /** Mirror of the write log's header (the log is the truth); shown before the daemon is up. */
-    protectionMode: z.enum(['frozen', 'thawed']),
-    /** Mirror of the restore mode; the daemon applies it at start. */
-    restoreMode: z.enum(['instant', 'eager']),
-    /** Background restore rate limit in bytes per second; null: unlimited. */
-    hydrationRateBytesPerSecond: hydrationRateSchema,
-    sessionEndPolicy: sessionEndPolicySchema,
-  })
-  .strict();
-export type Settings = z.infer<typeof settingsSchema>;
+// The settings, session records and audit entries are also the HTTP API's: one definition, in
+// the API contract (appliance/api).
+export { hydrationRateSchema } from '../api/modes.js';
+export { sessionEndPolicySchema, settingsSchema, type SessionEndPolicy, type Settings } from '../api/settings.js';
+export { sessionRecordSchema } from '../api/sessions.js';
+export { auditEntrySchema, type AuditEntry } from '../api/audit.js';
 
 export const DEFAULT_SETTINGS: Settings = {
   protectionMode: 'frozen',
@@ -78,30 +50,6 @@ export const apiTokenSchema = z
   })
   .strict();
 export type ApiTokenRecord = z.infer<typeof apiTokenSchema>;
-
-export const sessionRecordSchema = z.object({
-  number: z.number().int().nonnegative(),
-  startedAt: z.string(),
-  endedAt: z.string().nullable(),
-  endReason: z.enum(['daemon-start', 'api', 'button', 'host-power-off', 'usb-reconnect', 'gadget-watchdog']).nullable(),
-  mode: z.enum(['frozen', 'thawed']),
-  regionsWritten: z.number().int().nonnegative(),
-  bytesWritten: z.number().nonnegative(),
-  sessionEndMs: z.number().nonnegative().nullable(),
-  restoreMs: z.number().nonnegative().nullable(),
-  events: z.array(z.object({ at: z.string(), what: z.string() })),
-});
-
-export const auditEntrySchema = z
-  .object({
-    id: z.number().int().positive(),
-    at: z.string(),
-    actor: z.string(),
-    action: z.string(),
-    details: z.record(z.unknown()).optional(),
-  })
-  .strict();
-export type AuditEntry = z.infer<typeof auditEntrySchema>;
 
 export const stateSchema = z
   .object({

@@ -1,36 +1,28 @@
-/**
- * The appliance's settings.
- *   GET  /api/settings
- *   POST /api/settings   {hydrationRateBytesPerSecond?, sessionEndPolicy?: {usb?, hostPowerOff?}}   audit: settings.update
- */
-import express, { type Router } from 'express';
-import { z } from 'zod';
-import { hydrationRateSchema, sessionEndPolicySchema } from '../../state/schema.js';
-import { asyncHandler, redact, validate } from '../http-util.js';
+/** The appliance's settings: GET and POST /api/settings (audit: settings.update). */
+import { settingsSchema, settingsUpdateSchema } from '../../api/settings.js';
+import type { ApiRouter } from '../api-router.js';
+import { redact } from '../http-util.js';
 import { audit, needPrincipal, type RouteDeps } from '../route-context.js';
 
-const settingsBody = z
-  .object({
-    hydrationRateBytesPerSecond: hydrationRateSchema.optional(),
-    sessionEndPolicy: sessionEndPolicySchema.partial().strict().optional(),
-  })
-  .strict()
-  .refine((b) => b.hydrationRateBytesPerSecond !== undefined || b.sessionEndPolicy !== undefined, 'nothing to change');
-const noQuery = z.object({}).strict();
-
-export function settingsRoutes({ service, store }: RouteDeps): Router {
-  const r = express.Router();
-
-  r.get('/api/settings', (req, res) => {
-    validate(noQuery, req.query, 'query');
-    needPrincipal(res);
-    res.json(store.settings());
+export function settingsRoutes(api: ApiRouter, { service, store }: RouteDeps): void {
+  api.add({
+    method: 'get',
+    path: '/api/settings',
+    tag: 'settings',
+    summary: 'The settings',
+    replies: { 200: { description: 'The settings', schema: settingsSchema } },
+    handler: () => store.settings(),
   });
 
-  r.post(
-    '/api/settings',
-    asyncHandler(async (req, res) => {
-      const body = validate(settingsBody, req.body, 'body');
+  api.add({
+    method: 'post',
+    path: '/api/settings',
+    tag: 'settings',
+    summary: 'Change some settings',
+    audit: 'handler',
+    body: settingsUpdateSchema,
+    replies: { 200: { description: 'The settings after the change', schema: settingsSchema } },
+    handler: async ({ res, body }) => {
       const p = needPrincipal(res);
       if (body.hydrationRateBytesPerSecond !== undefined) service.setHydrationRate(body.hydrationRateBytesPerSecond);
       const next = await store.updateSettings({
@@ -38,11 +30,9 @@ export function settingsRoutes({ service, store }: RouteDeps): Router {
         ...(body.sessionEndPolicy ? { sessionEndPolicy: stripUndefined(body.sessionEndPolicy) } : {}),
       });
       await audit(store, res, p.actor, 'settings.update', { changes: redact(body) as Record<string, unknown> });
-      res.json(next);
-    }),
-  );
-
-  return r;
+      return next;
+    },
+  });
 }
 
 function stripUndefined<T extends Record<string, unknown>>(o: T): { [K in keyof T]: Exclude<T[K], undefined> } {
