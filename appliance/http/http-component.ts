@@ -33,7 +33,7 @@ import type { StateStore } from '../state/state-store.js';
 import { ApiRouter, type RouteSpec } from './api-router.js';
 import { Logins, authenticate, type LoginsOptions, type Principal } from './auth.js';
 import { HostCheck } from './host-check.js';
-import { HttpError, errorHandler, redact, sendError } from './http-util.js';
+import { HttpError, errorHandler, hostOfHeader, isLoopbackHost, redact, sendError } from './http-util.js';
 import { LiveEvents } from './live-events.js';
 import { LoginRateLimit, type LoginRateLimitOptions } from './login-rate-limit.js';
 import { buildOpenApiDocument } from './openapi.js';
@@ -297,7 +297,9 @@ export class HttpComponent implements Component {
         },
         xFrameOptions: { action: 'deny' },
         referrerPolicy: { policy: 'no-referrer' },
-        crossOriginOpenerPolicy: { policy: 'same-origin' },
+        // COOP only where browsers honour it (below): on plain HTTP beyond localhost Chromium
+        // ignores it and logs an error on every page.
+        crossOriginOpenerPolicy: false,
         crossOriginResourcePolicy: { policy: 'same-origin' },
         // HSTS only over TLS (below): on plain HTTP it would be meaningless and misleading.
         strictTransportSecurity: false,
@@ -306,6 +308,7 @@ export class HttpComponent implements Component {
     app.use((req, res, next) => {
       res.setHeader('Permissions-Policy', 'camera=(), microphone=(), geolocation=(), usb=(), payment=()');
       if (req.secure) res.setHeader('Strict-Transport-Security', 'max-age=31536000');
+      if (req.secure || isLoopbackHost(hostOfHeader(req.headers.host))) res.setHeader('Cross-Origin-Opener-Policy', 'same-origin');
       next();
     });
 

@@ -2,7 +2,7 @@
  * Talking to the daemon: JSON requests with the session's CSRF token, errors as ApiError.
  * Shared by the login page and the app (both public assets).
  */
-import type { AuthState } from './types.js';
+import type { AuthState } from '../../appliance/api/auth.js';
 
 let csrfToken: string | null = null;
 

@@ -3,7 +3,7 @@
  * the canvas has cells, one cell per run of regions, showing the most significant state among
  * them: written this session, then pending, then clean). Redraws at most once per frame.
  */
-import { REGION_CLEAN, REGION_PENDING, REGION_WRITTEN } from './types.js';
+import { REGION_CLEAN, REGION_PENDING, REGION_WRITTEN } from './region-states.js';
 
 const COLORS: Record<number, [number, number, number]> = {
   [REGION_CLEAN]: [203, 213, 225],
