@@ -1,8 +1,9 @@
 /** Logging in, the administrator password, and API tokens: /api/auth/*, /api/tokens. */
 import { z } from 'zod';
+import { MIN_PASSWORD_LENGTH, newPasswordSchema } from './password.js';
 
+export { MIN_PASSWORD_LENGTH } from './password.js';
 export const ADMIN_USER = 'admin';
-export const MIN_PASSWORD_LENGTH = 8;
 
 export const authStateSchema = z.object({
   passwordSet: z.boolean(),
@@ -19,15 +20,9 @@ export const authStateSchema = z.object({
 });
 export type AuthState = z.infer<typeof authStateSchema>;
 
-const newPassword = z
-  .string({ required_error: 'required' })
-  .min(MIN_PASSWORD_LENGTH, `at least ${MIN_PASSWORD_LENGTH} characters`)
-  .max(256, 'at most 256 characters')
-  .refine((s) => s.trim().length > 0, 'must not be only spaces');
-
 export const setupBodySchema = z
   .object({
-    password: newPassword,
+    password: newPasswordSchema,
     /** The one-time setup code; needed when GET /api/auth/state says setupCodeRequired. */
     setupCode: z.string().max(64).optional(),
   })
@@ -35,7 +30,7 @@ export const setupBodySchema = z
 export const loginBodySchema = z
   .object({ username: z.literal(ADMIN_USER).optional(), password: z.string({ required_error: 'required' }).min(1).max(1024) })
   .strict();
-export const passwordChangeBodySchema = z.object({ currentPassword: z.string().min(1).max(1024).optional(), newPassword }).strict();
+export const passwordChangeBodySchema = z.object({ currentPassword: z.string().min(1).max(1024).optional(), newPassword: newPasswordSchema }).strict();
 export const csrfReplySchema = z.object({ csrfToken: z.string() });
 
 export const apiTokenInfoSchema = z.object({

@@ -27,8 +27,20 @@ export const hydrationStatusSchema = z.object({
   etaSeconds: z.number().nullable(),
   /** Rate limit in bytes per second; null for unlimited. */
   rateLimitBytesPerSecond: z.number().nullable(),
+  /** Why the background restore is stalled (it retries with backoff); null when it is not. */
+  lastError: z.string().nullable().optional(),
 });
 export type HydrationStatus = z.infer<typeof hydrationStatusSchema>;
+
+/** One part of the daemon (web listener, GPIO, gadget…): a part that fails never takes the disk away. */
+export const componentHealthSchema = z.object({
+  name: z.string(),
+  /** The disk cannot be served without it. */
+  essential: z.boolean(),
+  state: z.enum(['running', 'off', 'failed']),
+  problem: z.string().nullable(),
+});
+export type ComponentHealth = z.infer<typeof componentHealthSchema>;
 
 export const applianceStatusSchema = z.object({
   mode: protectionModeSchema,
@@ -42,5 +54,6 @@ export const applianceStatusSchema = z.object({
   disk: z.object({ path: z.string(), size: z.number(), ioErrors: z.number() }),
   stateDir: z.object({ path: z.string(), freeBytes: z.number().nullable() }),
   daemon: z.object({ startedAt: z.string(), pid: z.number(), version: z.string() }),
+  components: z.array(componentHealthSchema).optional(),
 });
 export type ApplianceStatus = z.infer<typeof applianceStatusSchema>;

@@ -68,7 +68,7 @@ export interface ReqOptions {
   anonymous?: boolean;
 }
 
-/** A browser-like client: keeps the session cookie and the CSRF token. */
+/** A browser-like client: keeps the login cookie and the CSRF token. */
 export class Client {
   cookie: string | null = null;
   csrf: string | null = null;

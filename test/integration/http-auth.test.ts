@@ -38,7 +38,7 @@ describe('http: authentication and security', () => {
     it('sets the password once, logs in, and audits it; a second setup is refused', async () => {
       const r = await c.setup(PASSWORD);
       assert.equal(r.status, 201);
-      assert.ok(c.cookie, 'a session cookie');
+      assert.ok(c.cookie, 'a login cookie');
       assert.ok(c.csrf);
       assert.match(hx.store.admin()?.passwordHash ?? '', /^scrypt\$15\$8\$1\$/);
       assert.ok(!(hx.store.admin()?.passwordHash ?? '').includes(PASSWORD));
@@ -339,7 +339,7 @@ describe('http: authentication and security', () => {
       await c.setup(PASSWORD);
     });
 
-    it('needs the current password; logs out the other sessions, keeps this one', async () => {
+    it('needs the current password; logs out the other logins, keeps this one', async () => {
       const other = new Client(hx.url);
       assert.equal((await other.login(PASSWORD)).status, 200);
       const wrong = await c.req('POST', '/api/auth/password', { body: { currentPassword: 'nope nope', newPassword: 'a brand new one' } });
