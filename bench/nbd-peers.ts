@@ -1,5 +1,5 @@
 /**
- * The NBD benchmark (issue 3, "Measure"): the same image served by Snapback's NBD server (in
+ * The NBD benchmark: the same image served by Snapback's NBD server (in
  * its own Node process, bench/nbd-serve-entry.ts), by `nbdkit file` and by
  * `qemu-nbd --cache=writeback --aio=threads`, over unix sockets, with the same client
  * workloads in one run, interleaved server by server within each round:
@@ -63,7 +63,7 @@ export interface WorkloadResult {
   serverCpuUsPerRequest?: Partial<Record<ServerName, number>>;
   ratioToNbdkit?: number;
   ratioToQemuNbd?: number;
-  /** The issue's target, as a ratio to nbdkit. */
+  /** The target, as a ratio to nbdkit. */
   target?: number;
   pass?: boolean;
 }

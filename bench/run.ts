@@ -75,6 +75,16 @@ async function main(): Promise<void> {
     }
   }
 
+  // hashing per core and the manifest of a 1 TiB model (bench/model.ts); its restore rows are
+  // the storage bench's above
+  let model: Awaited<ReturnType<typeof import('./model.js').runModelBench>> | null = null;
+  try {
+    const mb = await import('./model.js');
+    model = await mb.runModelBench({ dir: dirname(mainDir), ...(quick ? { hashBytes: 128 << 20, regions: 1 << 18 } : {}) });
+  } catch (err) {
+    process.stderr.write(`model bench failed: ${(err as Error).stack ?? String(err)}\n`);
+  }
+
   // The NBD benchmark is another module's (bench/nbd-peers.ts); it runs if it is there. Our
   // server runs in a child process, so the protected disk goes by module: storage.js exports
   // makeDevice(imagePath).
@@ -103,10 +113,11 @@ async function main(): Promise<void> {
 
   // nbd carries its own Markdown; the JSON keeps it once, in latest.md
   const nbdJson = nbd && typeof nbd === 'object' && 'markdown' in nbd ? { ...(nbd as Record<string, unknown>), markdown: undefined } : nbd;
-  const result = { startedAt: started.toISOString(), durationS: Math.round((Date.now() - started.getTime()) / 100) / 10, storage: { tmpfs, disk }, nbd: nbdJson };
+  const result = { startedAt: started.toISOString(), durationS: Math.round((Date.now() - started.getTime()) / 100) / 10, storage: { tmpfs, disk }, model, nbd: nbdJson };
   const lines: string[] = [`## Snapback benchmark, ${started.toISOString()}`, '', `Node ${process.version}, ${tmpfs.env.cpus} × ${tmpfs.env.cpu}, kernel ${tmpfs.env.kernel}; ${result.durationS} s in all.`, ''];
   lines.push(storage.storageMarkdown(tmpfs));
   if (disk) lines.push(storage.storageMarkdown(disk));
+  if (model) lines.push((await import('./model.js')).modelMarkdown(model));
   if (nbdMarkdown) lines.push(nbdMarkdown);
   const markdown = lines.join('\n');
 

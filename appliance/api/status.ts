@@ -27,12 +27,17 @@ export const hydrationStatusSchema = z.object({
   etaSeconds: z.number().nullable(),
   /** Rate limit in bytes per second; null for unlimited. */
   rateLimitBytesPerSecond: z.number().nullable(),
-  /** Why the background restore is stalled (it retries with backoff); null when it is not. */
-  lastError: z.string().nullable().optional(),
+  /** Why the background restore last stopped short (e.g. no space left); null when it did not. */
+  lastError: z.string().nullable(),
 });
 export type HydrationStatus = z.infer<typeof hydrationStatusSchema>;
 
-/** One part of the daemon (web listener, GPIO, gadget…): a part that fails never takes the disk away. */
+/**
+ * One part of the daemon (storage, state, sessions, nbd, http, gadget, gpio) as the status shows
+ * it. Essential parts serve the host's disk: the daemon does not run without them. An optional
+ * part that fails is 'failed' with its problem, and everything else runs on; a part that runs
+ * with a problem (a gadget on its default settings) is 'running' with the problem.
+ */
 export const componentHealthSchema = z.object({
   name: z.string(),
   /** The disk cannot be served without it. */
@@ -52,8 +57,10 @@ export const applianceStatusSchema = z.object({
   host: z.object({ connection: hostConnectionStateSchema, nbdClients: z.number(), gadget: gadgetStatusSchema.nullable() }),
   model: z.object({ id: z.string(), name: z.string(), size: z.number(), regionSize: z.number() }),
   disk: z.object({ path: z.string(), size: z.number(), ioErrors: z.number() }),
-  stateDir: z.object({ path: z.string(), freeBytes: z.number().nullable() }),
+  /** writeError: the last write of the state file (settings, history, audit) failed; null once one succeeds. */
+  stateDir: z.object({ path: z.string(), freeBytes: z.number().nullable(), writeError: z.string().nullable() }),
   daemon: z.object({ startedAt: z.string(), pid: z.number(), version: z.string() }),
-  components: z.array(componentHealthSchema).optional(),
+  /** The daemon's parts and their health, in start order. */
+  components: z.array(componentHealthSchema),
 });
 export type ApplianceStatus = z.infer<typeof applianceStatusSchema>;

@@ -1,62 +1,25 @@
 /**
- * The CLI's commands: offline ones on a state directory (init, verify, restore, model
+ * What the CLI's commands do: offline ones on a state directory (init, verify, restore, model
  * manifest), the daemon (serve, demo), and those that talk to a running daemon over its
- * control socket (status, session end, mode, restore-mode, hydration-rate).
+ * control socket (status, session end, mode, restore-mode, hydration-rate). Their arguments
+ * and flags are defined, parsed and checked in program.ts; each handler gets them typed and
+ * returns the exit status.
  */
-import { parseArgs } from 'node:util';
 import { stat } from 'node:fs/promises';
 import cliProgress from 'cli-progress';
 import { SnapbackError } from '../errors.js';
-import { createManifest, manifestPathFor, SUPPORTED_HASHES, type HashName } from '../storage/manifest.js';
-import { parseSize, formatSize } from '../storage/sizes.js';
+import { createManifest, manifestPathFor, type HashName } from '../storage/manifest.js';
+import { formatSize } from '../storage/sizes.js';
 import { initEngine, openEngine } from '../storage/engine.js';
 import { StateDir } from '../storage/state-dir.js';
 import { verifyAgainstLog } from '../storage/verify.js';
 import { callDaemon } from './control-client.js';
-import { Daemon } from '../daemon/daemon.js';
+import { Daemon, type ServeOptions } from '../daemon/daemon.js';
 import { runDemo } from './demo.js';
 import type { ApplianceStatus } from '../session/appliance-service.js';
 
-export const USAGE = `usage: snapback COMMAND [options]
-
-  model manifest IMAGE [--out FILE] [--region-size 1M] [--hash sha256|sha1|blake2b512] [--name NAME]
-  init --state-dir DIR --model IMAGE --disk PATH [--manifest FILE] [--region-size 64K]
-       [--restore instant|eager] [--disk-matches-model]
-  verify --state-dir DIR [--json]
-  restore --state-dir DIR
-  serve --state-dir DIR [--nbd-socket PATH] [--nbd-listen HOST:PORT] [--http-listen HOST:PORT]
-        [--gadget auto|on|off] [--gpio auto|on|off] [--keep-session]
-  status [--state-dir DIR] [--json]
-  session end [--state-dir DIR] [--wait]
-  mode frozen|thawed [--state-dir DIR]
-  restore-mode instant|eager [--state-dir DIR]
-  hydration-rate BYTES_PER_SECOND|unlimited [--state-dir DIR]
-  demo [--dir DIR] [--http-listen HOST:PORT]
-
-SNAPBACK_STATE_DIR may stand for --state-dir.
-`;
-
 function bad(msg: string): never {
   throw new SnapbackError('BAD_ARGUMENT', msg);
-}
-
-function stateDirOf(v: string | undefined): string {
-  const dir = v ?? process.env.SNAPBACK_STATE_DIR;
-  if (!dir) bad('--state-dir DIR is required (or set SNAPBACK_STATE_DIR)');
-  return dir;
-}
-
-function hostPort(text: string, flag: string): { host: string; port: number } {
-  const m = /^(.*):(\d+)$/.exec(text);
-  const port = m ? Number(m[2]) : NaN;
-  if (!m || !m[1] || port > 65535) bad(`${flag} "${text}" is not HOST:PORT`);
-  return { host: m[1]!.replace(/^\[|\]$/g, ''), port };
-}
-
-function oneOf<T extends string>(v: string | undefined, allowed: readonly T[], flag: string, dflt: T): T {
-  if (v === undefined) return dflt;
-  if (!(allowed as readonly string[]).includes(v)) bad(`${flag} must be one of ${allowed.join(', ')} (got "${v}")`);
-  return v as T;
 }
 
 const out = (s: string) => process.stdout.write(s.endsWith('\n') ? s : s + '\n');
@@ -78,96 +41,43 @@ function progressBar(label: string): { update(done: number, total: number): void
   };
 }
 
-export async function runCommand(cmd: string, args: string[]): Promise<number> {
-  switch (cmd) {
-    case 'model':
-      return modelCmd(args);
-    case 'init':
-      return initCmd(args);
-    case 'verify':
-      return verifyCmd(args);
-    case 'restore':
-      return restoreCmd(args);
-    case 'serve':
-      return serveCmd(args);
-    case 'status':
-      return statusCmd(args);
-    case 'session':
-      return sessionCmd(args);
-    case 'mode':
-      return modeCmd(args, 'mode');
-    case 'restore-mode':
-      return modeCmd(args, 'restore-mode');
-    case 'hydration-rate':
-      return rateCmd(args);
-    case 'demo':
-      return demoCmd(args);
-    default:
-      bad(`unknown command "${cmd}" (try "snapback help")`);
-  }
-}
-
-async function modelCmd(args: string[]): Promise<number> {
-  const [sub, ...rest] = args;
-  if (sub !== 'manifest') bad(`unknown "model" command "${sub ?? ''}" (known: manifest)`);
-  const { values, positionals } = parseArgs({ args: rest, allowPositionals: true, strict: true, options: { out: { type: 'string' }, 'region-size': { type: 'string' }, hash: { type: 'string' }, name: { type: 'string' } } });
-  if (positionals.length !== 1) bad('model manifest takes exactly one IMAGE');
-  const image = positionals[0]!;
+export async function modelManifest(image: string, o: { out?: string; regionSize?: number; hash: HashName; name?: string }): Promise<number> {
   const st = await stat(image).catch(() => bad(`model image ${image} does not exist`));
   if (!st.isFile() && !st.isBlockDevice()) bad(`${image} is not a file or block device`);
-  const hash = oneOf<HashName>(values.hash, SUPPORTED_HASHES, '--hash', 'sha256');
-  const regionSize = values['region-size'] ? parseSize(values['region-size'], '--region-size') : undefined;
   const bar = progressBar('hashing');
-  const m = await createManifest(image, { regionSize, hash, name: values.name, onProgress: (d, t) => bar.update(Math.floor(d / 1048576), Math.ceil(t / 1048576)) });
+  const m = await createManifest(image, { regionSize: o.regionSize, hash: o.hash, name: o.name, onProgress: (d, t) => bar.update(Math.floor(d / 1048576), Math.ceil(t / 1048576)) });
   bar.stop();
-  const dest = values.out ?? manifestPathFor(image);
+  const dest = o.out ?? manifestPathFor(image);
   await m.save(dest);
   out(`${dest}: id ${m.id}, ${formatSize(m.size)}, ${m.regionCount} regions of ${formatSize(m.regionSize)} (${m.hash})`);
   return 0;
 }
 
-async function initCmd(args: string[]): Promise<number> {
-  const { values } = parseArgs({
-    args,
-    strict: true,
-    options: {
-      'state-dir': { type: 'string' },
-      model: { type: 'string' },
-      manifest: { type: 'string' },
-      disk: { type: 'string' },
-      'region-size': { type: 'string' },
-      restore: { type: 'string' },
-      'disk-matches-model': { type: 'boolean' },
-    },
-  });
-  const stateDir = stateDirOf(values['state-dir']);
-  if (!values.model) bad('--model IMAGE is required');
-  if (!values.disk) bad('--disk PATH is required');
-  const state = new StateDir(stateDir);
+export async function init(o: { stateDir: string; model: string; disk: string; manifest?: string; regionSize?: number; restore: 'instant' | 'eager'; diskMatchesModel?: boolean }): Promise<number> {
+  const state = new StateDir(o.stateDir);
   state.assertNotInUse('init');
   const res = await initEngine({
-    stateDir,
-    model: values.model,
-    manifest: values.manifest,
-    disk: values.disk,
-    regionSize: values['region-size'] ? parseSize(values['region-size'], '--region-size') : undefined,
-    restore: oneOf(values.restore, ['instant', 'eager'] as const, '--restore', 'instant'),
-    diskMatchesModel: values['disk-matches-model'] ?? false,
+    stateDir: o.stateDir,
+    model: o.model,
+    manifest: o.manifest,
+    disk: o.disk,
+    regionSize: o.regionSize,
+    restore: o.restore,
+    diskMatchesModel: o.diskMatchesModel ?? false,
   });
-  out(`initialised ${state.path}: ${res.regionCount} regions, ${res.pendingRegions} pending${res.createdDisk ? ` (created ${values.disk} as a sparse file)` : ''}`);
+  out(`initialised ${state.path}: ${res.regionCount} regions, ${res.pendingRegions} pending${res.createdDisk ? ` (created ${o.disk} as a sparse file)` : ''}`);
   return 0;
 }
 
-async function verifyCmd(args: string[]): Promise<number> {
-  const { values } = parseArgs({ args, strict: true, options: { 'state-dir': { type: 'string' }, json: { type: 'boolean' } } });
-  const engine = await openEngine(stateDirOf(values['state-dir']), { verifyModel: 'off' });
+export async function verify(o: { stateDir: string; json?: boolean }): Promise<number> {
+  const engine = await openEngine(o.stateDir, { verifyModel: 'off' });
   try {
-    const bar = values.json ? { update() {}, stop() {} } : progressBar('verifying');
+    const bar = o.json ? { update() {}, stop() {} } : progressBar('verifying');
     // read-only: the model is verified against its manifest too
     await engine.model.verifyAll();
     const report = await verifyAgainstLog(engine.disk, engine.model, engine.log, (d, t) => bar.update(d, t));
     bar.stop();
-    if (values.json) out(JSON.stringify(report));
+    if (o.json) out(JSON.stringify(report));
     else {
       out(`regions: ${report.regionCount} of ${formatSize(report.regionSize)}`);
       out(`differing from the model: ${report.differing}; pending restore: ${report.pending}; written this session: ${report.writtenThisSession}`);
@@ -179,11 +89,9 @@ async function verifyCmd(args: string[]): Promise<number> {
   }
 }
 
-async function restoreCmd(args: string[]): Promise<number> {
-  const { values } = parseArgs({ args, strict: true, options: { 'state-dir': { type: 'string' } } });
-  const dir = stateDirOf(values['state-dir']);
-  new StateDir(dir).assertNotInUse('restore');
-  const engine = await openEngine(dir);
+export async function restore(o: { stateDir: string }): Promise<number> {
+  new StateDir(o.stateDir).assertNotInUse('restore');
+  const engine = await openEngine(o.stateDir);
   try {
     const total = engine.log.pendingCount;
     const bar = progressBar('restoring');
@@ -199,11 +107,12 @@ async function restoreCmd(args: string[]): Promise<number> {
   }
 }
 
-export async function startDaemon(opts: ConstructorParameters<typeof Daemon>[0]): Promise<Daemon> {
+async function startDaemon(opts: ServeOptions): Promise<Daemon> {
   const daemon = new Daemon(opts);
   const addresses = await daemon.start();
   out(`snapback: serving NBD on ${addresses.nbdSocket}${addresses.nbdTcp ? ` and nbd://${addresses.nbdTcp.host}:${addresses.nbdTcp.port}` : ''}`);
-  out(`snapback: web UI and API on http://${addresses.http.host}:${addresses.http.port}/ (control socket ${addresses.controlSocket})`);
+  if (addresses.http) out(`snapback: web UI and API on http://${addresses.http.host}:${addresses.http.port}/ (control socket ${addresses.controlSocket})`);
+  else out('snapback: the web UI and API are not running (see the log and `snapback status`); the disk is served');
   let signalled = false;
   const onSignal = (sig: string) => {
     if (signalled) return;
@@ -219,35 +128,25 @@ export async function startDaemon(opts: ConstructorParameters<typeof Daemon>[0])
   return daemon;
 }
 
-async function serveCmd(args: string[]): Promise<number> {
-  const { values } = parseArgs({
-    args,
-    strict: true,
-    options: {
-      'state-dir': { type: 'string' },
-      'nbd-socket': { type: 'string' },
-      'nbd-listen': { type: 'string' },
-      'http-listen': { type: 'string' },
-      gadget: { type: 'string' },
-      gpio: { type: 'string' },
-      'keep-session': { type: 'boolean' },
-    },
-  });
+type HostPort = { host: string; port: number };
+
+export async function serve(o: { stateDir: string; nbdSocket?: string; nbdListen?: HostPort; httpListen: HostPort; gadget: ServeOptions['gadget']; gpio: ServeOptions['gpio']; keepSession?: boolean; firstBootPasswordFile: string }): Promise<number> {
   await startDaemon({
-    stateDir: stateDirOf(values['state-dir']),
-    nbdSocket: values['nbd-socket'],
-    nbdListen: values['nbd-listen'] ? hostPort(values['nbd-listen'], '--nbd-listen') : undefined,
-    httpListen: hostPort(values['http-listen'] ?? '127.0.0.1:8080', '--http-listen'),
-    gadget: oneOf(values.gadget, ['auto', 'on', 'off'] as const, '--gadget', 'auto'),
-    gpio: oneOf(values.gpio, ['auto', 'on', 'off'] as const, '--gpio', 'auto'),
-    endSessionOnStart: !values['keep-session'],
+    stateDir: o.stateDir,
+    nbdSocket: o.nbdSocket,
+    nbdListen: o.nbdListen,
+    httpListen: o.httpListen,
+    gadget: o.gadget,
+    gpio: o.gpio,
+    endSessionOnStart: !o.keepSession,
+    firstBootPasswordFile: o.firstBootPasswordFile,
   });
   await new Promise<never>(() => undefined); // runs until a signal
   return 0;
 }
 
-function controlSocketOf(v: string | undefined): string {
-  return new StateDir(stateDirOf(v)).controlSocket;
+function controlSocketOf(stateDir: string): string {
+  return new StateDir(stateDir).controlSocket;
 }
 
 function describeStatus(s: ApplianceStatus): string {
@@ -262,47 +161,39 @@ function describeStatus(s: ApplianceStatus): string {
   ].join('\n');
 }
 
-async function statusCmd(args: string[]): Promise<number> {
-  const { values } = parseArgs({ args, strict: true, options: { 'state-dir': { type: 'string' }, json: { type: 'boolean' } } });
-  const s = (await callDaemon(controlSocketOf(values['state-dir']), 'GET', '/api/status')) as ApplianceStatus;
-  out(values.json ? JSON.stringify(s) : describeStatus(s));
+export async function status(o: { stateDir: string; json?: boolean }): Promise<number> {
+  const s = (await callDaemon(controlSocketOf(o.stateDir), 'GET', '/api/status')) as ApplianceStatus;
+  out(o.json ? JSON.stringify(s) : describeStatus(s));
   return 0;
 }
 
-async function sessionCmd(args: string[]): Promise<number> {
-  const [sub, ...rest] = args;
-  if (sub !== 'end') bad(`unknown "session" command "${sub ?? ''}" (known: end)`);
-  const { values } = parseArgs({ args: rest, strict: true, options: { 'state-dir': { type: 'string' }, wait: { type: 'boolean' } } });
-  const res = (await callDaemon(controlSocketOf(values['state-dir']), 'POST', '/api/session/end', { wait: values.wait ?? false })) as { ended?: { number: number; sessionEndMs: number; regionsWritten: number } };
+export async function sessionEnd(o: { stateDir: string; wait?: boolean }): Promise<number> {
+  const res = (await callDaemon(controlSocketOf(o.stateDir), 'POST', '/api/session/end', { wait: o.wait ?? false })) as { ended?: { number: number; sessionEndMs: number; regionsWritten: number } };
   if (res.ended) out(`session ${res.ended.number} ended (${res.ended.regionsWritten} regions written) in ${res.ended.sessionEndMs} ms; the host may read again`);
   else out('session end requested');
   return 0;
 }
 
-async function modeCmd(args: string[], which: 'mode' | 'restore-mode'): Promise<number> {
-  const { values, positionals } = parseArgs({ args, allowPositionals: true, strict: true, options: { 'state-dir': { type: 'string' } } });
-  const allowed = which === 'mode' ? (['frozen', 'thawed'] as const) : (['instant', 'eager'] as const);
-  const v = positionals[0];
-  if (positionals.length !== 1 || !(allowed as readonly string[]).includes(v!)) bad(`${which} takes one of ${allowed.join(', ')}`);
-  const body = which === 'mode' ? { mode: v } : { restoreMode: v };
-  await callDaemon(controlSocketOf(values['state-dir']), 'POST', which === 'mode' ? '/api/mode' : '/api/restore-mode', body);
-  out(`${which}: ${v}`);
+export async function mode(mode: string, o: { stateDir: string }): Promise<number> {
+  await callDaemon(controlSocketOf(o.stateDir), 'POST', '/api/mode', { mode });
+  out(`mode: ${mode}`);
   return 0;
 }
 
-async function rateCmd(args: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({ args, allowPositionals: true, strict: true, options: { 'state-dir': { type: 'string' } } });
-  if (positionals.length !== 1) bad('hydration-rate takes BYTES_PER_SECOND (e.g. 20M) or "unlimited"');
-  const rate = positionals[0] === 'unlimited' ? null : parseSize(positionals[0]!, 'hydration rate');
-  if (rate === 0) bad('hydration rate must be above 0 (or "unlimited")');
-  await callDaemon(controlSocketOf(values['state-dir']), 'POST', '/api/hydration', { rateBytesPerSecond: rate });
+export async function restoreMode(restoreMode: string, o: { stateDir: string }): Promise<number> {
+  await callDaemon(controlSocketOf(o.stateDir), 'POST', '/api/restore-mode', { restoreMode });
+  out(`restore-mode: ${restoreMode}`);
+  return 0;
+}
+
+export async function hydrationRate(rate: number | null, o: { stateDir: string }): Promise<number> {
+  await callDaemon(controlSocketOf(o.stateDir), 'POST', '/api/hydration', { rateBytesPerSecond: rate });
   out(`hydration rate: ${rate === null ? 'unlimited' : `${formatSize(rate)}/s`}`);
   return 0;
 }
 
-async function demoCmd(args: string[]): Promise<number> {
-  const { values } = parseArgs({ args, strict: true, options: { dir: { type: 'string' }, 'http-listen': { type: 'string' } } });
-  await runDemo({ dir: values.dir ?? '.snapback-demo', httpListen: hostPort(values['http-listen'] ?? '127.0.0.1:8080', '--http-listen'), start: startDaemon });
+export async function demo(o: { dir: string; httpListen: HostPort }): Promise<number> {
+  await runDemo({ dir: o.dir, httpListen: o.httpListen, start: startDaemon });
   await new Promise<never>(() => undefined);
   return 0;
 }

@@ -1,19 +1,24 @@
 #!/usr/bin/env node
 /**
- * The `snapback` command line. Commands that work on a state directory take --state-dir DIR
- * (or SNAPBACK_STATE_DIR). A bad argument prints one clear line and exits 2; a failed
- * operation exits 1; `verify` exits 1 when it finds a difference the write log does not cover.
+ * The `snapback` command line (commands and flags: program.ts). A bad argument prints one clear
+ * line and exits 2; a failed operation exits 1; `verify` exits 1 when it finds a difference the
+ * write log does not cover.
  */
+import { CommanderError } from 'commander';
 import { SnapbackError } from '../errors.js';
-import { runCommand, USAGE } from './commands.js';
+import { buildProgram, type CliRun } from './program.js';
 
 async function main(argv: string[]): Promise<number> {
-  const [cmd, ...rest] = argv;
-  if (!cmd || cmd === 'help' || cmd === '--help' || cmd === '-h') {
-    process.stdout.write(USAGE);
-    return cmd ? 0 : 2;
+  const run: CliRun = { exitCode: 0 };
+  try {
+    await buildProgram(run).parseAsync(argv, { from: 'user' });
+    return run.exitCode;
+  } catch (err) {
+    if (!(err instanceof CommanderError)) throw err;
+    // help and version print and exit 0; help shown because a command is missing exits 2
+    if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') return err.exitCode === 0 ? 0 : 2;
+    throw new SnapbackError('BAD_ARGUMENT', err.message.replace(/^error: /, '').replace(/\s*\n\s*/g, ' '));
   }
-  return runCommand(cmd, rest);
 }
 
 main(process.argv.slice(2)).then(
@@ -24,9 +29,6 @@ main(process.argv.slice(2)).then(
     if (err instanceof SnapbackError) {
       process.stderr.write(`snapback: ${err.message}\n`);
       process.exitCode = err.code === 'BAD_ARGUMENT' ? 2 : 1;
-    } else if (err && typeof err === 'object' && 'code' in err && String((err as { code: unknown }).code).startsWith('ERR_PARSE_ARGS')) {
-      process.stderr.write(`snapback: ${(err as unknown as Error).message}\n`);
-      process.exitCode = 2;
     } else {
       process.stderr.write(`snapback: unexpected error: ${(err as Error)?.stack ?? String(err)}\n`);
       process.exitCode = 1;

@@ -1,6 +1,6 @@
 /**
  * The daemon's USB gadget component: presents the protected disk to the host as a USB drive
- * (DESIGN §1, §4, §6; docs/gadget.md).
+ * (docs/architecture.md: topology, sessions; docs/gadget.md).
  *
  * start():  load libcomposite, usb_f_mass_storage, nbd → mount configfs if needed → clean up
  *           whatever an earlier run left (a crash can stop anywhere) → attach a free
@@ -15,73 +15,26 @@
  * Events: 'change' () — status() changed.
  */
 import { EventEmitter } from 'node:events';
-import { accessSync, constants as fsConstants, existsSync, readFileSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import * as fs from 'node:fs/promises';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { z } from 'zod';
 import type { Component } from '../component.js';
 import { SnapbackError } from '../errors.js';
+import { formatZodIssues } from '../zod-issues.js';
 import { childLogger } from '../logger.js';
-import type { ApplianceService, GadgetStatus, HostConnectionState, SessionEndParticipant } from '../session/appliance-service.js';
+import type { ApplianceService, GadgetStatus, SessionEndParticipant } from '../session/appliance-service.js';
 import { defaultRunner, describeFailure, runTool, type CommandRunner } from './commands.js';
 import { realGadgetFs, type GadgetFs } from './configfs.js';
 import { GadgetBuilder } from './gadget-builder.js';
 import { autoSerial, defaultGadgetConfigDir, resolveGadgetDescription, type GadgetDescription } from './gadget-config.js';
 import { NbdDevices } from './nbd-device.js';
-import { UdcPolicySchema, UdcStatePolicy, hostLinkOf, type HostLink, type UdcDecision } from './udc-policy.js';
-import { UdcWatcher, readUdcState } from './udc-watcher.js';
+import { DEFAULT_CONFIGFS } from './gadget-probe.js';
+import { GadgetSettingsSchema, type GadgetSettings, type GadgetSettingsInput } from './gadget-settings.js';
+import { UdcStatePolicy, hostLinkOf, type UdcDecision } from './udc-policy.js';
+import { UdcWatcher } from './udc-watcher.js';
 
 const log = childLogger('gadget');
-
-export const GadgetWatchdogSchema = z
-  .object({
-    enabled: z.boolean().default(true),
-    /** How often the watchdog looks at the gadget. */
-    intervalMs: z.number().int().min(10).max(60_000).default(2000),
-    /**
-     * A host that has started enumerating the gadget (reset, address) but has not configured
-     * it after this long finds the gadget unresponsive: unbind and rebind it.
-     */
-    stuckEnumerationSeconds: z.number().min(1).max(600).default(20),
-    /** At most this many rebinds per hour (a host that never configures us is not helped by more). */
-    maxRebindsPerHour: z.number().int().min(1).max(120).default(6),
-    /**
-     * End the host session after a watchdog rebind. Off by default: a stall is not a definite
-     * sign that the host restarted (DESIGN §3 invariant 4).
-     */
-    endSession: z.boolean().default(false),
-  })
-  .strict();
-
-export const GadgetSettingsSchema = z
-  .object({
-    /** A profile from gadget-config/profiles/ (default, picky-bios, fixed-disk, read-only, …). */
-    profile: z.string().default('default'),
-    /** Fields laid over gadget.json and the profile, e.g. {"strings": {"serialnumber": "X"}}. */
-    overrides: z.record(z.unknown()).default({}),
-    /** Where gadget.json and profiles/ are; null: gadget-config/ next to the installed code. */
-    configDir: z.string().nullable().default(null),
-    /** The USB device controller; null: the only one (or the first) under /sys/class/udc. */
-    udc: z.string().nullable().default(null),
-    /** Always use this nbd device (e.g. "nbd3"); null: the first free one. */
-    nbdDevice: z.string().regex(/^nbd\d+$/).nullable().default(null),
-    /** Holds gadget.json (what is attached) so a restarted daemon can clean up after a crash. */
-    runtimeDir: z.string().default('/run/snapback'),
-    policy: UdcPolicySchema.default({}),
-    watchdog: GadgetWatchdogSchema.default({}),
-    /**
-     * When the USB policy (or the watchdog) ends a session, the host is rebooting or gone:
-     * also leave the bus (unbind the UDC) until the new session's medium is in, then connect
-     * again, so the host's firmware enumerates a ready drive instead of finding one without a
-     * medium. Session ends from the API, button or power sense only eject the medium.
-     */
-    reconnectOnUsbSessionEnd: z.boolean().default(true),
-  })
-  .strict();
-export type GadgetSettings = z.output<typeof GadgetSettingsSchema>;
-export type GadgetSettingsInput = z.input<typeof GadgetSettingsSchema>;
 
 export interface GadgetComponentDeps {
   /** Where configfs is mounted (default /sys/kernel/config); usb_gadget/ is inside. */
@@ -99,7 +52,6 @@ export interface GadgetComponentDeps {
   now?: () => number;
 }
 
-const DEFAULT_CONFIGFS = '/sys/kernel/config';
 const MODULES = ['libcomposite', 'usb_f_mass_storage', 'nbd'];
 
 interface RuntimeRecord {
@@ -110,84 +62,8 @@ interface RuntimeRecord {
   pid: number;
 }
 
-/**
- * Whether `--gadget auto` should turn the gadget on: a USB device controller exists, and
- * configfs's usb_gadget (or a libcomposite module to load) and nbd are there.
- */
-export function gadgetAvailable(configfsRoot: string = DEFAULT_CONFIGFS, sysRoot = '/sys'): { available: boolean; reason?: string } {
-  let udcs: string[] = [];
-  try {
-    udcs = readdirSync(path.join(sysRoot, 'class', 'udc'));
-  } catch {
-    udcs = [];
-  }
-  if (udcs.length === 0) {
-    return {
-      available: false,
-      reason: `no USB device controller in ${path.join(sysRoot, 'class', 'udc')} (on a Raspberry Pi: dtoverlay=dwc2,dr_mode=peripheral in config.txt)`,
-    };
-  }
-  const release = os.release();
-  const moduleKnown = (name: string): boolean => {
-    if (existsSync(path.join(sysRoot, 'module', name))) return true;
-    for (const f of ['modules.dep', 'modules.builtin']) {
-      try {
-        const text = readFileSync(path.join('/lib/modules', release, f), 'utf8');
-        if (new RegExp(`/${name.replace(/_/g, '[_-]')}\\.ko`).test(text)) return true;
-      } catch {
-        // not there: try the next
-      }
-    }
-    return false;
-  };
-  if (!existsSync(path.join(configfsRoot, 'usb_gadget')) && !moduleKnown('libcomposite')) {
-    return { available: false, reason: `no ${path.join(configfsRoot, 'usb_gadget')} and no libcomposite module to load` };
-  }
-  if (!existsSync(path.join(sysRoot, 'block', 'nbd0')) && !moduleKnown('nbd')) {
-    return { available: false, reason: 'no nbd devices and no nbd module to load' };
-  }
-  if (!onPath('nbd-client')) return { available: false, reason: 'nbd-client is not installed (apt install nbd-client)' };
-  return { available: true };
-}
-
-/**
- * Gadget settings from DIR/gadget.json when present (validated), else the defaults: what the
- * daemon passes to `new GadgetComponent`. A bad file stops the daemon with a clear message
- * rather than presenting a wrong device to the host.
- */
-export function readGadgetSettings(stateDir: string): GadgetSettings {
-  const file = path.join(stateDir, 'gadget.json');
-  if (!existsSync(file)) return GadgetSettingsSchema.parse({});
-  let raw: unknown;
-  try {
-    raw = JSON.parse(readFileSync(file, 'utf8'));
-  } catch (err) {
-    throw new SnapbackError('BAD_ARGUMENT', `${file} is not valid JSON: ${message(err)}`);
-  }
-  const r = GadgetSettingsSchema.safeParse(raw);
-  if (!r.success) throw new SnapbackError('BAD_ARGUMENT', `${file}: ${r.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
-  return r.data;
-}
-
-function onPath(program: string): boolean {
-  for (const dir of (process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin').split(':')) {
-    if (!dir) continue;
-    try {
-      accessSync(path.join(dir, program), fsConstants.X_OK);
-      return true;
-    } catch {
-      // keep looking
-    }
-  }
-  return false;
-}
-
 function message(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
-}
-
-function connectionOf(link: HostLink): HostConnectionState {
-  return link;
 }
 
 export class GadgetComponent extends EventEmitter implements Component {
@@ -238,7 +114,7 @@ export class GadgetComponent extends EventEmitter implements Component {
     super();
     const parsed = GadgetSettingsSchema.safeParse(settings ?? {});
     if (!parsed.success) {
-      throw new SnapbackError('BAD_ARGUMENT', `gadget settings: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
+      throw new SnapbackError('BAD_ARGUMENT', `gadget settings: ${formatZodIssues(parsed.error)}`);
     }
     this.settings = parsed.data;
     this.description = resolveGadgetDescription(
@@ -283,7 +159,7 @@ export class GadgetComponent extends EventEmitter implements Component {
   private publishConnection(): void {
     const link = this.running ? hostLinkOf(this.udcState) : 'absent';
     try {
-      this.service.setHostConnection(connectionOf(link), this.status());
+      this.service.setHostConnection(link, this.status());
     } catch (err) {
       log.warn({ err }, 'setHostConnection failed');
     }
@@ -730,13 +606,5 @@ export class GadgetComponent extends EventEmitter implements Component {
     this.stateSince = this.now();
     this.changed();
     if (this.settings.watchdog.endSession) this.requestSessionEnd('gadget-watchdog', `gadget rebound: ${why}`);
-  }
-
-  /** Reads the UDC state at once (tests and the status API may want it fresh). */
-  async refreshState(): Promise<string | null> {
-    if (!this.udc) return null;
-    const s = await readUdcState(this.sysRoot, this.udc);
-    this.onUdcRead(s, this.now());
-    return this.udcState;
   }
 }

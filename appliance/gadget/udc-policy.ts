@@ -1,5 +1,6 @@
 /**
- * Which USB transitions end a host session (DESIGN §3 invariant 4, §4). A pure state machine:
+ * Which USB transitions end a host session (docs/architecture.md: invariant 4, sessions). A pure
+ * state machine:
  * it is fed the UDC state file's values (`observe`) and the passing of time (`tick`), and
  * answers with decisions; the watcher (udc-watcher.ts) does the I/O. docs/gadget.md explains
  * the policy and its limits; test/fixtures/udc-traces/ holds the traces it is tested on.

@@ -333,7 +333,3 @@ export class PowerController {
     return active !== this.s.outputsActiveLow ? 1 : 0;
   }
 }
-
-export function isPowerAction(value: unknown): value is PowerAction {
-  return typeof value === 'string' && (POWER_ACTIONS as readonly string[]).includes(value);
-}

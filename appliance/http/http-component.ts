@@ -1,5 +1,6 @@
 /**
- * The daemon's HTTP side: one express app served on two listeners.
+ * The daemon's HTTP side (the web UI, and the listener of the control API): one express app
+ * served on two listeners.
  *
  * - TCP (`listen`, default 127.0.0.1:8080): the web UI and the JSON API. Everything but the
  *   login page needs a login (cookie, CSRF token in X-CSRF-Token on every state-changing
@@ -375,7 +376,7 @@ export class HttpComponent implements Component {
     });
 
     // Audit every successful state-changing request not audited by its handler (under the name
-    // its route declares), and keep the settings' mirror of the modes current.
+    // its route declares).
     app.use((req, res, next) => {
       if (!isStateChanging(req.method)) return next();
       const key = `${req.method} ${req.path}`;
@@ -388,15 +389,6 @@ export class HttpComponent implements Component {
           details.request = redact(req.body);
         }
         store.audit({ actor: p?.actor ?? 'anonymous', action, details }).catch((err: unknown) => log.error({ err }, 'audit write failed'));
-        if (action === 'mode.set' || action === 'restore-mode.set') {
-          const st = service.status();
-          const cur = store.settings();
-          if (cur.protectionMode !== st.mode || cur.restoreMode !== st.restoreMode) {
-            store
-              .updateSettings({ protectionMode: st.mode, restoreMode: st.restoreMode })
-              .catch((err: unknown) => log.error({ err }, 'settings write failed'));
-          }
-        }
       });
       next();
     });

@@ -6,6 +6,7 @@
 import type { NextFunction, Request, Response } from 'express';
 import type { z } from 'zod';
 import { isSnapbackError, type ErrorCode } from '../errors.js';
+import { formatZodIssues } from '../zod-issues.js';
 
 export class HttpError extends Error {
   readonly status: number;
@@ -26,20 +27,10 @@ export function sendError(res: Response, status: number, code: string, message: 
   res.status(status).json({ error: code, message });
 }
 
-export function zodMessage(err: z.ZodError, where: string): string {
-  return err.issues
-    .slice(0, 5)
-    .map((i) => {
-      const path = i.path.length ? `${where}.${i.path.join('.')}` : where;
-      return `${path}: ${i.message}`;
-    })
-    .join('; ');
-}
-
 /** Parses `value` with `schema`; throws HttpError 400 (BAD_ARGUMENT) naming what is wrong. */
 export function validate<S extends z.ZodTypeAny>(schema: S, value: unknown, where: 'body' | 'query' | 'params'): z.infer<S> {
   const r = schema.safeParse(value);
-  if (!r.success) throw new HttpError(400, 'BAD_ARGUMENT', zodMessage(r.error, where));
+  if (!r.success) throw new HttpError(400, 'BAD_ARGUMENT', formatZodIssues(r.error, where));
   return r.data as z.infer<S>;
 }
 
@@ -119,4 +110,3 @@ export function hostOfHeader(hostHeader: string | undefined): string {
   const i = hostHeader.lastIndexOf(':');
   return i >= 0 && hostHeader.indexOf(':') === i ? hostHeader.slice(0, i) : hostHeader;
 }
-

@@ -1,5 +1,5 @@
 /**
- * The NBD server (issue 3): one BlockDevice served as one export to any NBD client.
+ * The NBD server: one BlockDevice served as one export to any NBD client.
  *
  *   server.ts             NbdServer: listeners (unix, TCP), connections, orderly close
  *   connection.ts         one client: greeting, handshake deadline, transmission, close

@@ -11,7 +11,7 @@ import type { SessionEndReason, SessionRecord } from '../api/sessions.js';
 
 // The wire types live in the API contract (appliance/api); re-exported for the core's users.
 export type { ProtectionMode, RestoreMode } from '../api/common.js';
-export type { ApplianceStatus, GadgetStatus, HostConnectionState, HydrationStatus } from '../api/status.js';
+export type { ApplianceStatus, ComponentHealth, GadgetStatus, HostConnectionState, HydrationStatus } from '../api/status.js';
 export type { SessionEndReason, SessionRecord } from '../api/sessions.js';
 
 /**
@@ -33,7 +33,8 @@ export interface ApplianceService extends EventEmitter {
   endSession(reason: SessionEndReason, note?: string): Promise<SessionRecord>;
   setMode(mode: ProtectionMode): Promise<void>;
   setRestoreMode(mode: RestoreMode): Promise<void>;
-  setHydrationRate(bytesPerSecond: number | null): void;
+  /** Saves the background restore's rate limit in the settings and applies it; null: unlimited. */
+  setHydrationRate(bytesPerSecond: number | null): Promise<void>;
   /** One byte per region, values from RegionState. */
   regionMap(): Uint8Array;
   sessions(): SessionRecord[];

@@ -1,5 +1,6 @@
 /**
- * The shape of the state file (lowdb, DESIGN §6), its schema version and the migrations that
+ * The shape of the state file (lowdb; see docs/architecture.md), its schema version and the
+ * migrations that
  * bring an older file up to date. Every file read is migrated and then validated against these
  * zod schemas; one that does not fit is refused (never repaired by overwriting).
  *
@@ -11,20 +12,17 @@ import { auditEntrySchema } from '../api/audit.js';
 import { sessionRecordSchema } from '../api/sessions.js';
 import { settingsSchema, type Settings } from '../api/settings.js';
 
-export const SCHEMA_VERSION = 1;
+export const SCHEMA_VERSION = 2;
 
 // The settings, session records and audit entries are also the HTTP API's: one definition, in
 // the API contract (appliance/api).
 export { hydrationRateSchema } from '../api/modes.js';
-export { sessionEndPolicySchema, settingsSchema, type SessionEndPolicy, type Settings } from '../api/settings.js';
+export { settingsSchema, type Settings } from '../api/settings.js';
 export { sessionRecordSchema } from '../api/sessions.js';
 export { auditEntrySchema, type AuditEntry } from '../api/audit.js';
 
 export const DEFAULT_SETTINGS: Settings = {
-  protectionMode: 'frozen',
-  restoreMode: 'instant',
   hydrationRateBytesPerSecond: null,
-  sessionEndPolicy: { usb: 'power-cycle', hostPowerOff: true },
 };
 
 export const userSchema = z
@@ -93,7 +91,7 @@ export const MIGRATIONS: readonly Migration[] = [
     from: 0,
     describe: 'add schemaVersion; fill in missing settings, users, tokens, history and audit log',
     migrate(data) {
-      const base = emptyState();
+      const base = V1_DEFAULTS;
       const settings = isRecord(data.settings) ? data.settings : {};
       const audit = Array.isArray(data.audit) ? data.audit : [];
       const maxId = audit.reduce<number>((m, e) => (isRecord(e) && typeof e.id === 'number' ? Math.max(m, e.id) : m), 0);
@@ -117,7 +115,31 @@ export const MIGRATIONS: readonly Migration[] = [
       };
     },
   },
+  {
+    from: 1,
+    describe: 'drop the settings nothing applied: the mirrors of the modes (the write log holds them) and sessionEndPolicy (gadget.json and gpio.json hold the policies)',
+    migrate(data) {
+      const settings = isRecord(data.settings) ? data.settings : {};
+      const { protectionMode: _mode, restoreMode: _restore, sessionEndPolicy: _policy, ...rest } = settings;
+      return { ...data, schemaVersion: 2, settings: rest };
+    },
+  },
 ];
+
+/** Version 1's defaults, which the migration from version 0 fills in. */
+const V1_DEFAULTS = {
+  settings: {
+    protectionMode: 'frozen',
+    restoreMode: 'instant',
+    hydrationRateBytesPerSecond: null,
+    sessionEndPolicy: { usb: 'power-cycle', hostPowerOff: true },
+  },
+  users: [],
+  apiTokens: [],
+  sessions: [],
+  audit: [],
+  nextAuditId: 1,
+};
 
 export function isRecord(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);

@@ -1,5 +1,6 @@
 /**
- * BlockDevice: the one interface every storage layer implements (DESIGN §2), in the manner of
+ * BlockDevice: the one interface every storage layer implements (docs/architecture.md), in the
+ * manner of
  * nbdkit's plugins and filters. A layer that changes data implements every mutating call
  * itself; it never forwards one to the layer below by accident.
  *

@@ -1,11 +1,11 @@
 /**
  * The storage engine of one state directory, assembled: model image, working disk, region log,
- * protected disk and hydrator (DESIGN §2). `initEngine` creates a state; `openEngine` opens one,
+ * protected disk and hydrator (docs/architecture.md). `initEngine` creates a state; `openEngine` opens one,
  * refusing sizes that disagree and adopting a model the log was not made for (every region
  * pending, said loudly).
  */
 import { existsSync, openSync, closeSync, ftruncateSync, mkdirSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { FileDevice, sizeOfPath } from './file-device.js';
 import { ModelImage } from './model-image.js';
 import { manifestPathFor } from './manifest.js';
@@ -21,6 +21,11 @@ import { childLogger } from '../logger.js';
 const log = childLogger('engine');
 
 export const DEFAULT_REGION_SIZE = 64 * 1024;
+
+/** Where the state directory keeps what was verified of its models (model-image.ts). */
+export function verifiedDirOf(state: StateDir): string {
+  return join(state.path, 'model-verified');
+}
 
 export interface Engine {
   state: StateDir;
@@ -62,7 +67,7 @@ export async function initEngine(opts: InitOptions): Promise<InitResult> {
   const manifestPath = resolve(opts.manifest ?? manifestPathFor(modelPath));
   if (!existsSync(modelPath)) throw new SnapbackError('BAD_ARGUMENT', `model image ${modelPath} does not exist`);
   if (!existsSync(manifestPath)) throw new SnapbackError('MANIFEST_INVALID', `no manifest at ${manifestPath}; make one with "snapback model manifest ${opts.model}"`);
-  const model = new ModelImage(modelPath, { manifestPath });
+  const model = new ModelImage(modelPath, { manifestPath, verifiedDir: verifiedDirOf(state) });
   await model.open();
   const diskPath = resolve(opts.disk);
   let createdDisk = false;
@@ -152,7 +157,7 @@ export interface OpenOptions {
 export async function openEngine(stateDir: string, opts: OpenOptions = {}): Promise<Engine> {
   const state = new StateDir(stateDir);
   const config = state.readConfig();
-  const model = new ModelImage(config.modelImage, { manifestPath: config.modelManifest, verify: opts.verifyModel ?? 'lazy' });
+  const model = new ModelImage(config.modelImage, { manifestPath: config.modelManifest, verify: opts.verifyModel ?? 'lazy', verifiedDir: verifiedDirOf(state) });
   await model.open();
   const disk = new FileDevice(config.disk, { size: model.size });
   const logDev = new FileDevice(state.logPath);

@@ -1,5 +1,5 @@
 /**
- * File device: a regular file or a block device as a BlockDevice (DESIGN §2). Positional I/O,
+ * File device: a regular file or a block device as a BlockDevice. Positional I/O,
  * fdatasync on flush. The size of a block device comes from /sys/class/block/NAME/size
  * (512-byte sectors), since fstat reports 0 for it.
  */

@@ -1,6 +1,6 @@
 /**
  * Hydrator: restores pending regions (D and not S) from the model to the working disk in the
- * background (DESIGN §2). It copies contiguous runs in large chunks with several reads and
+ * background. It copies contiguous runs in large chunks with several reads and
  * writes in flight, makes each batch durable with one flush, and only then clears D for the
  * batch's regions (lazily persisted: a crash before that only means the copy is done again).
  * It yields to host I/O, honours a rate limit in bytes per second, and a host write to a region

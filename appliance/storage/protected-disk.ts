@@ -1,5 +1,5 @@
 /**
- * Protected disk: the restore engine, and what the host sees (DESIGN §2). It wraps the working
+ * Protected disk: the restore engine, and what the host sees (docs/architecture.md). It wraps the working
  * disk, the model and the region log, and implements every call itself:
  *   read  — per region: from the working disk if written this session (S) or clean (not D);
  *           from the model if pending (D and not S);
@@ -34,11 +34,6 @@ export interface ProtectedDiskOptions {
 }
 
 const DEFAULT_MARK_AHEAD = 64 << 20;
-
-export interface RegionChange {
-  region: number;
-  state: 0 | 1 | 2; // RegionState: clean, written, pending
-}
 
 export class ProtectedDisk extends EventEmitter implements BlockDevice {
   readonly disk: PositionalDevice;

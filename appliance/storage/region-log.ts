@@ -1,5 +1,5 @@
 /**
- * Region log: the persistent write log (DESIGN §2, docs/write-log-format.md), in the manner of
+ * Region log: the persistent write log (docs/write-log-format.md), in the manner of
  * dm-era / md-bitmap. Per region two bits:
  *   D — the working disk may differ from the model here (set before any write, cleared lazily
  *       once the hydrator has durably copied the model's bytes back);

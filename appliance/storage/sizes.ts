@@ -1,4 +1,4 @@
-/** Byte sizes as users write them ("64K", "1M", "4096") and the region-size rule of DESIGN §2. */
+/** Byte sizes as users write them ("64K", "1M", "4096") and the region-size rule (2^n, 4K to 16M). */
 import { SnapbackError } from '../errors.js';
 
 export const MIN_REGION_SIZE = 4096;

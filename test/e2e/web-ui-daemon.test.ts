@@ -15,8 +15,8 @@ import type { Browser, Page } from 'playwright-core';
 import { CLI, exited, snapback } from '../helpers/cli.js';
 import { nbdsh } from '../helpers/nbd-clients.js';
 import { Prng } from '../helpers/prng.js';
-import { PASSWORD, controlRequest } from './harness.js';
-import { VIEWPORTS, launchChromium, newPage, shot, type ViewportName, waitData, waitText } from './browser.js';
+import { PASSWORD, controlRequest } from '../helpers/http-harness.js';
+import { VIEWPORTS, launchChromium, newPage, shot, type ViewportName, waitData, waitText } from '../helpers/browser.js';
 
 const SIZE = 32 << 20;
 const REGION = 64 << 10;
@@ -152,7 +152,7 @@ describe('web UI in Chromium against the real daemon, with a real NBD client wri
 
       it('follows a real NBD client’s writes live', async () => {
         const sessionBefore = Number(await page.textContent('#session-number'));
-        // The daemon may mark a few regions ahead of a sequential writer (DESIGN §2), so the
+        // The daemon may mark a few regions ahead of a sequential writer (that is safe), so the
         // dashboard must show what the daemon counts, at least the regions written.
         const follow = async (atLeast: number): Promise<number> => {
           const st = await controlRequest(join(state, 'control.sock'), 'GET', '/api/status');

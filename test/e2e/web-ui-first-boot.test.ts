@@ -11,8 +11,8 @@ import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Browser } from 'playwright-core';
 import { ownNetworkAddress } from '../helpers/network.js';
-import { VIEWPORTS, launchChromium, newPage, shot, type ViewportName, waitText } from './browser.js';
-import { PASSWORD, startHarness } from './harness.js';
+import { VIEWPORTS, launchChromium, newPage, shot, type ViewportName, waitText } from '../helpers/browser.js';
+import { PASSWORD, startHarness } from '../helpers/http-harness.js';
 
 describe('web UI: first boot with the setup code, in Chromium', function () {
   this.timeout(120_000);

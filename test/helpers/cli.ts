@@ -12,9 +12,38 @@ export interface Run {
   stderr: string;
 }
 
-export function snapback(args: string[], env: NodeJS.ProcessEnv = {}): Run {
-  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', env: { ...process.env, NODE_ENV: 'test', ...env }, timeout: 120_000 });
+export function snapback(args: string[], env: NodeJS.ProcessEnv = {}, input?: string): Run {
+  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', env: { ...process.env, NODE_ENV: 'test', ...env }, timeout: 120_000, input });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+/**
+ * Runs the CLI on a real pseudo-terminal (util-linux `script`), answering each prompt as it
+ * appears, as a person typing would. Resolves with the exit status and everything the terminal
+ * showed (so a test can prove what was not echoed).
+ */
+export function snapbackOnTerminal(args: string[], answers: { prompt: RegExp; reply: string }[]): Promise<{ code: number | null; screen: string }> {
+  const command = [process.execPath, CLI, ...args].map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' ');
+  const child = spawn('script', ['-qefc', command, '/dev/null'], { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, NODE_ENV: 'test' } });
+  let screen = '';
+  let next = 0;
+  child.stdout!.on('data', (d: Buffer) => {
+    screen += d.toString();
+    const a = answers[next];
+    if (a && a.prompt.test(screen)) {
+      next++;
+      child.stdin!.write(`${a.reply}\r`);
+    }
+  });
+  child.stderr!.on('data', (d: Buffer) => (screen += d.toString()));
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+    child.on('error', (err) => reject(new Error(`script (util-linux) could not run: ${err.message}`)));
+    child.on('exit', (code) => {
+      clearTimeout(timer);
+      resolve({ code, screen });
+    });
+  });
 }
 
 export function tool(cmd: string, args: string[], input?: Buffer): Run {

@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { Prng } from './prng.js';
 import { buildStack, randomShape, reopenStack, HostReference, type Stack } from './storage-rig.js';
-import { isSnapbackError } from '../../appliance/errors.js';
+import { isPowerLost } from './fault-device.js';
 
 
 interface Outcome {
@@ -24,7 +24,7 @@ async function workload(s: Stack, rng: Prng, ref: HostReference, steps: number):
   let failed: unknown = null;
   const track = (p: Promise<void>) => {
     const q = p.catch((e) => {
-      if (!isSnapbackError(e, 'POWER_LOST')) failed ??= e;
+      if (!isPowerLost(e)) failed ??= e;
     });
     inflight.add(q);
     void q.finally(() => inflight.delete(q));
@@ -105,7 +105,7 @@ async function workload(s: Stack, rng: Prng, ref: HostReference, steps: number):
         if (rng.chance(0.3)) await hydrator.runToCompletion(); // eager
         hydrator.kick();
       } catch (e) {
-        if (!isSnapbackError(e, 'POWER_LOST')) throw e;
+        if (!isPowerLost(e)) throw e;
         break;
       }
       outcome.sessionEndInFlight = false;
@@ -117,7 +117,7 @@ async function workload(s: Stack, rng: Prng, ref: HostReference, steps: number):
       try {
         await s.log.setModes(mode, 'instant');
       } catch (e) {
-        if (!isSnapbackError(e, 'POWER_LOST')) throw e;
+        if (!isPowerLost(e)) throw e;
         break;
       }
     } else if (kind < 0.95) {

@@ -3,7 +3,7 @@
  * CrashMonkey). It keeps what reads see and what is durable apart: a write lands in the
  * volatile view at once and becomes durable only at the device's next flush (or with FUA).
  * A PowerDomain shared by several devices counts every write and flush; at the chosen count
- * the power goes out: that call and every later one fail with POWER_LOST. `crashImage()` then
+ * the power goes out: that call and every later one fail with PowerLostError. `crashImage()` then
  * gives what a device holds after the cut: the durable bytes with each unflushed write landed
  * whole, in part (any subset of its 512-byte sectors) or not at all, chosen by the seeded PRNG.
  * It can also fail chosen calls with EIO or ENOSPC, like a failing or full disk.
@@ -12,6 +12,21 @@ import type { BlockDevice, DeviceCapabilities, WriteOptions, ZeroOptions } from 
 import { checkRange } from '../../appliance/storage/block-device.js';
 import { SnapbackError, fromSystemError } from '../../appliance/errors.js';
 import { Prng } from './prng.js';
+
+/**
+ * What every call fails with once the power is out. To the layers above it is an I/O error;
+ * the crash workload tells it apart from a real failure by its class.
+ */
+export class PowerLostError extends SnapbackError {
+  constructor() {
+    super('IO_ERROR', 'power lost');
+    this.name = 'PowerLostError';
+  }
+}
+
+export function isPowerLost(err: unknown): err is PowerLostError {
+  return err instanceof PowerLostError;
+}
 
 export class PowerDomain {
   ops = 0;
@@ -25,11 +40,11 @@ export class PowerDomain {
   }
   /** Counts one mutating call; throws once the power is out. */
   tick(): void {
-    if (this.lost) throw new SnapbackError('POWER_LOST', 'power lost');
+    if (this.lost) throw new PowerLostError();
     this.ops++;
     if (this.ops >= this.crashAt) {
       this.lost = true;
-      throw new SnapbackError('POWER_LOST', 'power lost');
+      throw new PowerLostError();
     }
   }
   /** Lets callbacks interleave: resolves after 0–2 turns of the event loop, chosen by the PRNG. */
@@ -94,7 +109,7 @@ export class FaultDevice implements BlockDevice {
   async readInto(buf: Buffer, offset: number): Promise<void> {
     checkRange(this.size, offset, buf.length);
     await this.domain.jitter();
-    if (this.domain.lost) throw new SnapbackError('POWER_LOST', 'power lost');
+    if (this.domain.lost) throw new PowerLostError();
     this.fault('read', offset, buf.length);
     this.view.copy(buf, 0, offset, offset + buf.length);
   }

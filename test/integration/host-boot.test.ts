@@ -1,5 +1,5 @@
 /**
- * Issue 4: a real computer as the host. A QEMU PC (TCG) boots over USB from the disk Snapback
+ * A real computer as the host. A QEMU PC (TCG) boots over USB from the disk Snapback
  * serves, writes to it, is power-cycled, and must find the model again. See
  * docs/host-boot-rig.md for the rig, the scenarios, and what each one proves.
  *
@@ -49,7 +49,7 @@ function runCli(args: readonly string[], opts: { allowFail?: boolean } = {}): Pr
 }
 
 function cliEnv(): NodeJS.ProcessEnv {
-  // NODE_ENV=test would make lowdb keep state in memory (DESIGN §6): the daemon must not.
+  // NODE_ENV=test would make lowdb keep state in memory: the daemon must not.
   const env = { ...process.env };
   delete env.NODE_ENV;
   return env;
@@ -662,7 +662,7 @@ async function assertExportIsModel(app: Appliance, what: string): Promise<void> 
 
 // ---------------------------------------------------------------------------------------------
 
-describe('host boot: a QEMU PC boots from Snapback over USB, writes, is power-cycled, finds the model (issue 4)', function () {
+describe('host boot: a QEMU PC boots from Snapback over USB, writes, is power-cycled, finds the model', function () {
   this.timeout(600_000);
   let root: string;
   let small: HostImage; // 64 MiB

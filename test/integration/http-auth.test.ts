@@ -10,8 +10,8 @@ import { join } from 'node:path';
 import { HttpComponent } from '../../appliance/http/http-component.js';
 import { isSnapbackError } from '../../appliance/errors.js';
 import { StateStore } from '../../appliance/state/state-store.js';
-import { FakeAppliance } from '../e2e/fake-appliance.js';
-import { Client, PASSWORD, controlRequest, nodeRequest, startHarness, type Harness } from '../e2e/harness.js';
+import { FakeAppliance } from '../helpers/fake-appliance.js';
+import { Client, PASSWORD, controlRequest, nodeRequest, startHarness, type Harness } from '../helpers/http-harness.js';
 
 describe('http: authentication and security', () => {
   let hx: Harness;
@@ -382,7 +382,6 @@ describe('http: authentication and security', () => {
       const e = hx.store.listAudit()[0];
       assert.equal(e?.actor, 'cli');
       assert.equal(e?.action, 'mode.set');
-      assert.equal(hx.store.settings().protectionMode, 'thawed');
     });
 
     it('can set the first password (headless setup) and change it without the old one', async () => {

@@ -12,8 +12,8 @@ import { join } from 'node:path';
 import { isSnapbackError } from '../../appliance/errors.js';
 import { HttpComponent } from '../../appliance/http/http-component.js';
 import { StateStore } from '../../appliance/state/state-store.js';
-import { FakeAppliance } from '../e2e/fake-appliance.js';
-import { Client, PASSWORD, controlRequest, startHarness, type Harness } from '../e2e/harness.js';
+import { FakeAppliance } from '../helpers/fake-appliance.js';
+import { Client, PASSWORD, controlRequest, startHarness, type Harness } from '../helpers/http-harness.js';
 import { ownNetworkAddress } from '../helpers/network.js';
 
 describe('http: first boot (setup code)', () => {
@@ -112,7 +112,7 @@ describe('http: first boot, daemon side', () => {
     const script = `
       import { HttpComponent } from ${JSON.stringify(new URL('../../appliance/http/http-component.js', import.meta.url).href)};
       import { StateStore } from ${JSON.stringify(new URL('../../appliance/state/state-store.js', import.meta.url).href)};
-      import { FakeAppliance } from ${JSON.stringify(new URL('../e2e/fake-appliance.js', import.meta.url).href)};
+      import { FakeAppliance } from ${JSON.stringify(new URL('../helpers/fake-appliance.js', import.meta.url).href)};
       import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
       import { join } from 'node:path';
       import { tmpdir } from 'node:os';

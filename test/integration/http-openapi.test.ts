@@ -15,8 +15,8 @@ import { HttpComponent } from '../../appliance/http/http-component.js';
 import { openApiPath } from '../../appliance/http/openapi.js';
 import { gpioRoutes } from '../../appliance/http/routes/gpio-routes.js';
 import { StateStore } from '../../appliance/state/state-store.js';
-import { FakeAppliance } from '../e2e/fake-appliance.js';
-import { Client, PASSWORD } from '../e2e/harness.js';
+import { FakeAppliance } from '../helpers/fake-appliance.js';
+import { Client, PASSWORD } from '../helpers/http-harness.js';
 
 interface OpenApiDoc {
   openapi: string;

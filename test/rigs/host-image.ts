@@ -1,6 +1,6 @@
 /**
  * The host-boot rig's model image: a small disk a PC can boot from, built at test time from
- * Debian's packages (issue 4). Nothing is downloaded here but Debian's kernel, through
+ * Debian's packages. Nothing is downloaded here but Debian's kernel, through
  * test/rigs/debian-kernel.ts; everything else comes from packages installed on the machine.
  *
  * Layout of the image (sizes in MiB are options):

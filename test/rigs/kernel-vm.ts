@@ -4,7 +4,7 @@
  *
  * Why: the machine running the tests has no configfs, USB gadget or nbd and loads no modules;
  * a guest with Debian's stock kernel has all of them, and `dummy_hcd` gives it both sides of
- * a USB cable (shared/notes/test-rigs.md).
+ * a USB cable.
  *
  * What the guest sees (only what the rig needs is exported, and only /results is writable):
  *   /usr                   the host's /usr over virtio-9p, read-only, under a tmpfs overlay
@@ -18,8 +18,14 @@
  * The initramfs (busybox + modules) loads `modules` in order, builds that root, switch_roots
  * into it and runs `command` (cwd: the repository) with `env`; the command's exit status is
  * written to /results/.exit-status, then the guest powers off.
+ *
+ * With `pid1: 'systemd'` the host's systemd boots the new root instead (multi-user.target, a
+ * machine id in /etc, a few units masked) and runs `command` as rig-command.service;
+ * `prepareRoot` lets the caller install software into the root before PID 1 starts
+ * (test/rigs/appliance-vm.ts runs the pi-gen stage that way).
  */
 import { spawn, execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import * as os from 'node:os';
@@ -56,6 +62,18 @@ export interface KernelVmOptions {
   kernelArgs?: string[];
   /** Called with every line the guest prints on its serial console. */
   onConsoleLine?: (line: string) => void;
+  /**
+   * What runs as PID 1 in the new root. 'shell' (default): a shell runs `command` and powers
+   * off. 'systemd': the host's /lib/systemd/systemd boots the guest (multi-user.target) and runs
+   * `command` as the unit rig-command.service, which powers the guest off when it ends.
+   */
+  pid1?: 'shell' | 'systemd';
+  /**
+   * Shell lines the initramfs runs once the new root is complete (/proc, /sys and /dev are
+   * mounted in it, the shares too) and before PID 1 starts, e.g. `chroot /newroot …` to install
+   * software into the guest's root. A failing line stops the boot with its message.
+   */
+  prepareRoot?: string;
 }
 
 export interface KernelVmResult {
@@ -72,6 +90,7 @@ export interface KernelVmResult {
 }
 
 const COMMAND_MARK = '[rig] running:';
+const PREPARE_FAILED = '[rig-init] FAILED: preparing the root';
 
 /** The modules the rig itself needs to reach the host's files. */
 const RIG_MODULES = ['virtio_pci', 'virtio_rng', '9pnet_virtio', '9p', 'overlay'];
@@ -97,6 +116,8 @@ export async function runKernelVm(opts: KernelVmOptions): Promise<KernelVmResult
       command: opts.command,
       env: { ...(opts.env ?? {}) },
       cwd: repo,
+      pid1: opts.pid1 ?? 'shell',
+      prepareRoot: opts.prepareRoot ?? '',
     });
     const qemuArgs = [
       '-accel', 'tcg',
@@ -121,7 +142,8 @@ export async function runKernelVm(opts: KernelVmOptions): Promise<KernelVmResult
     let run = await runQemu(qemuArgs, opts.timeoutMs ?? 300_000, opts.onConsoleLine);
     // A guest that died before the command started (a boot-time panic under emulation) is
     // booted once more; a failure of the command itself never is.
-    if (!run.timedOut && !run.console.includes(COMMAND_MARK)) {
+    // A failed root preparation is the caller's error, not the emulator's: not booted again.
+    if (!run.timedOut && !run.console.includes(COMMAND_MARK) && !run.console.includes(PREPARE_FAILED)) {
       opts.onConsoleLine?.('[rig] the guest died before the command started; booting it once more');
       const first = run.console;
       run = await runQemu(qemuArgs, opts.timeoutMs ?? 300_000, opts.onConsoleLine);
@@ -195,6 +217,8 @@ interface InitramfsSpec {
   command: string[];
   env: Record<string, string>;
   cwd: string;
+  pid1: 'shell' | 'systemd';
+  prepareRoot: string;
 }
 
 async function buildInitramfs(work: string, kernel: DebianKernel, spec: InitramfsSpec): Promise<string> {
@@ -266,18 +290,22 @@ cp /stage2 /newroot/.rig/stage2
 mount --move /proc /newroot/proc
 mount --move /sys /newroot/sys
 mount --move /dev /newroot/dev
-exec switch_root /newroot /bin/sh /.rig/stage2
+${spec.prepareRoot ? 'echo "[rig-init] preparing the root"\nsh -e /prepare-root.sh || fail "preparing the root (prepareRoot)"\n' : ''}${
+    spec.pid1 === 'systemd' ? 'exec switch_root /newroot /lib/systemd/systemd' : 'exec switch_root /newroot /bin/sh /.rig/stage2'
+  }
 fail "switch_root"
 `;
-  const stage2 = `# stage 2: runs in the new root
-${envLines}
-if [ -d /sys/kernel/config ] && ! grep -q ' /sys/kernel/config ' /proc/mounts; then
+  // Under systemd, PID 1 mounts configfs, devpts and /dev/shm and sets the hostname itself.
+  const shellSetup = `if [ -d /sys/kernel/config ] && ! grep -q ' /sys/kernel/config ' /proc/mounts; then
   busybox mount -t configfs configfs /sys/kernel/config 2>/dev/null || true
 fi
 mkdir -p /dev/pts /dev/shm && busybox mount -t devpts devpts /dev/pts && busybox mount -t tmpfs tmpfs /dev/shm
 busybox hostname snapback-vm
 busybox ip link set lo up
-cd ${shQuote(spec.cwd)}
+`;
+  const stage2 = `# stage 2: runs in the new root
+${envLines}
+${spec.pid1 === 'systemd' ? '' : shellSetup}cd ${shQuote(spec.cwd)}
 echo "[rig] running: ${spec.command.map((c) => c.replace(/["\\$`]/g, '\\$&')).join(' ')}"
 ${spec.command.map(shQuote).join(' ')}
 status=$?
@@ -289,6 +317,8 @@ busybox poweroff -f
 `;
   await fs.writeFile(path.join(root, 'init'), init, { mode: 0o755 });
   await fs.writeFile(path.join(root, 'stage2'), stage2, { mode: 0o644 });
+  if (spec.prepareRoot) await fs.writeFile(path.join(root, 'prepare-root.sh'), spec.prepareRoot + '\n', { mode: 0o644 });
+  if (spec.pid1 === 'systemd') await writeSystemdEtc(path.join(root, 'etc'));
 
   const out = path.join(work, 'initramfs.cpio');
   // busybox cpio takes the file list on stdin; newc is the format the kernel unpacks.
@@ -296,4 +326,38 @@ busybox poweroff -f
     maxBuffer: 16 << 20,
   });
   return out;
+}
+
+/**
+ * What systemd needs in the guest's /etc besides the rig's minimal one: a machine id (so this is
+ * not systemd's own "first boot"), the unit that runs the rig's command (its stage 2 script) and
+ * powers the guest off, and masks for units that only slow an emulated boot (a login prompt on
+ * the serial console, time synchronisation, periodic jobs).
+ */
+async function writeSystemdEtc(etc: string): Promise<void> {
+  const units = path.join(etc, 'systemd', 'system');
+  await fs.mkdir(path.join(units, 'multi-user.target.wants'), { recursive: true });
+  await fs.writeFile(path.join(etc, 'machine-id'), randomBytes(16).toString('hex') + '\n');
+  await fs.writeFile(path.join(etc, 'hostname'), 'snapback-vm\n');
+  await fs.symlink('../usr/lib/os-release', path.join(etc, 'os-release'));
+  await fs.writeFile(
+    path.join(units, 'rig-command.service'),
+    `[Unit]
+Description=Test rig: the command under test
+After=basic.target
+
+[Service]
+Type=exec
+ExecStart=/bin/sh /.rig/stage2
+StandardOutput=journal+console
+StandardError=journal+console
+`,
+  );
+  await fs.symlink('../rig-command.service', path.join(units, 'multi-user.target.wants', 'rig-command.service'));
+  for (const unit of [
+    'getty.target', 'serial-getty@ttyS0.service', 'systemd-firstboot.service', 'systemd-timesyncd.service',
+    'apt-daily.timer', 'apt-daily-upgrade.timer', 'man-db.timer', 'e2scrub_all.timer', 'fstrim.timer', 'logrotate.timer',
+  ]) {
+    await fs.symlink('/dev/null', path.join(units, unit));
+  }
 }

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Installs the real tools the test suite drives (DEVELOPERS.md: "real parts"), from Debian's
-# packages. Idempotent and quick when everything is already there. Needs root to install;
+# Installs the real tools the test suite drives (the tests use real NBD clients, QEMU, Chromium
+# and a real terminal, never stand-ins), from Debian's packages. Idempotent and quick when everything is already there. Needs root to install;
 # on a machine where the tools are already present it installs nothing.
 set -euo pipefail
 need=()
 check() { command -v "$1" >/dev/null 2>&1 || need+=("$2"); }
+check script bsdutils  # a real pseudo-terminal for the CLI's password prompt
 check nbdinfo libnbd-bin
 check nbdsh libnbd-bin
 check nbdkit nbdkit
@@ -23,6 +24,10 @@ check sfdisk fdisk
 [ -e /usr/lib/syslinux/modules/bios/ldlinux.c32 ] || need+=(syslinux-common)
 command -v syslinux >/dev/null 2>&1 || need+=(syslinux)
 [ -e /usr/share/qemu/qboot.rom ] || need+=(qemu-system-x86)
+# The appliance-image test boots this machine's systemd as PID 1 in its QEMU guest.
+[ -x /lib/systemd/systemd ] || need+=(systemd)
+check systemctl systemd
+check journalctl systemd
 if [ ${#need[@]} -gt 0 ]; then
   mapfile -t uniq < <(printf '%s\n' "${need[@]}" | sort -u)
   echo "installing test tools: ${uniq[*]}"

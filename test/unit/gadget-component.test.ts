@@ -9,21 +9,16 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { waitFor } from '../helpers/wait.js';
 import { isSnapbackError } from '../../appliance/errors.js';
 import type { CommandRunner } from '../../appliance/gadget/commands.js';
 import { GadgetBuilder } from '../../appliance/gadget/gadget-builder.js';
-import { GadgetComponent, gadgetAvailable, readGadgetSettings, type GadgetSettingsInput } from '../../appliance/gadget/gadget-component.js';
+import { GadgetComponent } from '../../appliance/gadget/gadget-component.js';
+import { gadgetAvailable } from '../../appliance/gadget/gadget-probe.js';
+import { readGadgetSettings, type GadgetSettingsInput } from '../../appliance/gadget/gadget-settings.js';
 import { resolveGadgetDescription } from '../../appliance/gadget/gadget-config.js';
 import { SimulatedConfigfs } from '../../appliance/gadget/simulated-configfs.js';
 import type { ApplianceService, GadgetStatus, HostConnectionState, SessionEndParticipant } from '../../appliance/session/appliance-service.js';
-
-async function waitFor(what: string, fn: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
-  const until = Date.now() + timeoutMs;
-  while (!(await fn())) {
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await sleep(10);
-  }
-}
 
 /** A session service that does what the session manager does around participants. */
 class FakeService extends EventEmitter {

@@ -102,12 +102,14 @@ export function makeStatus(): ApplianceStatus {
       bytesPerSecond: 0,
       etaSeconds: null,
       rateLimitBytesPerSecond: null,
+      lastError: null,
     },
     host: { connection: 'nbd-only', nbdClients: 0, gadget: null },
     model: { id: 'model', name: 'model', size: 1 << 20, regionSize: 65536 },
     disk: { path: '/tmp/disk', size: 1 << 20, ioErrors: 0 },
-    stateDir: { path: '/tmp/state', freeBytes: null },
+    stateDir: { path: '/tmp/state', freeBytes: null, writeError: null },
     daemon: { startedAt: new Date(0).toISOString(), pid: 1, version: 'test' },
+    components: [],
   };
 }
 
@@ -169,7 +171,7 @@ export class FakeApplianceService extends EventEmitter implements ApplianceServi
     this.update((s) => (s.restoreMode = mode));
   }
 
-  setHydrationRate(bytesPerSecond: number | null): void {
+  async setHydrationRate(bytesPerSecond: number | null): Promise<void> {
     this.current.hydration.rateLimitBytesPerSecond = bytesPerSecond;
   }
 

@@ -1,5 +1,5 @@
 /**
- * Power cuts (issue 2, "Prove"): randomised workloads on fault-injecting devices, a power cut
+ * Power cuts: randomised workloads on fault-injecting devices, a power cut
  * at a random write or flush, then, after reopening from what the cut left:
  *   invariant 1 — every region where the working disk differs from the model has D set;
  *   invariant 2 — the host reads every byte it wrote and flushed (others: old or new bytes);

@@ -1,5 +1,5 @@
 /**
- * Every error path of the storage engine (issue 2): damaged header slots, sizes that disagree,
+ * Every error path of the storage engine: damaged header slots, sizes that disagree,
  * a log made for another model, a full disk, EIO from the working disk, and a model file that
  * changed under its manifest. Each must say what is wrong and leave the log consistent.
  */

@@ -1,5 +1,5 @@
 /**
- * The read view (issue 2): long random sequences of writes, zeroes, trims, flushes, session
+ * The read view: long random sequences of writes, zeroes, trims, flushes, session
  * ends, hydration and mode changes, checked after every step against a reference that is a
  * plain byte array, in every mode (frozen+instant, frozen+eager, thawed, and thawed→frozen).
  */

@@ -1,6 +1,6 @@
 /**
  * The actions that change the disk or the appliance's behaviour, each behind a confirmation
- * where the issue asks for one (end session / restore now, thaw, freeze).
+ * where one is disruptive (end session / restore now, thaw, freeze).
  */
 import { getJson, postJson } from './api.js';
 import { confirmAction, errorText, notify } from './dom.js';

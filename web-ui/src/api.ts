@@ -3,6 +3,7 @@
  * Shared by the login page and the app (both public assets).
  */
 import type { AuthState } from '../../appliance/api/auth.js';
+import type { ApiErrorBody } from '../../appliance/api/common.js';
 
 let csrfToken: string | null = null;
 
@@ -38,8 +39,8 @@ export async function request<T>(method: string, path: string, body?: unknown): 
   const type = res.headers.get('Content-Type') ?? '';
   const data: unknown = type.includes('json') ? await res.json().catch(() => null) : await res.text();
   if (!res.ok) {
-    // Errors are {"error": CODE, "message": "…"}.
-    const err = data as { error?: unknown; message?: unknown } | null;
+    // Errors are {"error": CODE, "message": "…"} (checked: a proxy may answer otherwise).
+    const err = data as Partial<ApiErrorBody> | null;
     const code = typeof err?.error === 'string' ? err.error : `HTTP_${res.status}`;
     const message = typeof err?.message === 'string' ? err.message : res.statusText;
     const e = new ApiError(res.status, code, message);

@@ -40,8 +40,8 @@ export function modeRoutes(api: ApiRouter, { service }: RouteDeps): void {
     audit: 'hydration-rate.set',
     body: hydrationBodySchema,
     replies: { 200: { description: 'The new rate', schema: hydrationBodySchema } },
-    handler: ({ body }) => {
-      service.setHydrationRate(body.rateBytesPerSecond);
+    handler: async ({ body }) => {
+      await service.setHydrationRate(body.rateBytesPerSecond);
       return { rateBytesPerSecond: body.rateBytesPerSecond };
     },
   });

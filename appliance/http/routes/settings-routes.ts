@@ -1,10 +1,13 @@
-/** The appliance's settings: GET and POST /api/settings (audit: settings.update). */
+/**
+ * The appliance's settings: GET and POST /api/settings (audit: settings.update). The state store
+ * owns these settings; the session manager applies what is saved here.
+ */
 import { settingsSchema, settingsUpdateSchema } from '../../api/settings.js';
 import type { ApiRouter } from '../api-router.js';
 import { redact } from '../http-util.js';
 import { audit, needPrincipal, type RouteDeps } from '../route-context.js';
 
-export function settingsRoutes(api: ApiRouter, { service, store }: RouteDeps): void {
+export function settingsRoutes(api: ApiRouter, { store }: RouteDeps): void {
   api.add({
     method: 'get',
     path: '/api/settings',
@@ -24,17 +27,9 @@ export function settingsRoutes(api: ApiRouter, { service, store }: RouteDeps): v
     replies: { 200: { description: 'The settings after the change', schema: settingsSchema } },
     handler: async ({ res, body }) => {
       const p = needPrincipal(res);
-      if (body.hydrationRateBytesPerSecond !== undefined) service.setHydrationRate(body.hydrationRateBytesPerSecond);
-      const next = await store.updateSettings({
-        ...(body.hydrationRateBytesPerSecond !== undefined ? { hydrationRateBytesPerSecond: body.hydrationRateBytesPerSecond } : {}),
-        ...(body.sessionEndPolicy ? { sessionEndPolicy: stripUndefined(body.sessionEndPolicy) } : {}),
-      });
+      const next = await store.updateSettings(body);
       await audit(store, res, p.actor, 'settings.update', { changes: redact(body) as Record<string, unknown> });
       return next;
     },
   });
-}
-
-function stripUndefined<T extends Record<string, unknown>>(o: T): { [K in keyof T]: Exclude<T[K], undefined> } {
-  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as { [K in keyof T]: Exclude<T[K], undefined> };
 }

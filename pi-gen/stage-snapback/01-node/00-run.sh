@@ -1,8 +1,27 @@
 #!/bin/bash -e
-# Node.js 20 (the daemon needs >= 20.19; Raspberry Pi OS bookworm ships 18): the official
-# binary tarball for the image's architecture, checked against nodejs.org's SHASUMS256.txt,
-# unpacked into /usr/local. SNAPBACK_NODE_VERSION (e.g. v20.19.5) pins a version; by default
-# the newest v20.x is taken.
+# Node.js >= 20.19 (package.json's engines), two ways:
+#  - the distribution's `nodejs` (and `npm`) packages when they are new enough: Raspberry Pi OS
+#    trixie ships Node 20.19; installed with apt like every other package (updates included);
+#  - otherwise (bookworm ships Node 18) the official binary tarball from nodejs.org for the
+#    image's architecture, checked against nodejs.org's SHASUMS256.txt, unpacked into
+#    /usr/local. SNAPBACK_NODE_VERSION (e.g. v20.19.5) forces this download of that version;
+#    by default the newest v20.x is taken.
+# /usr/local/bin/snapback runs /usr/local/bin/node when it exists, else /usr/bin/node.
+
+NODE_MIN_VERSION=20.19
+
+if [ -z "${SNAPBACK_NODE_VERSION}" ]; then
+	CANDIDATE="$(chroot "${ROOTFS_DIR}" apt-cache policy nodejs | awk '/Candidate:/ { print $2; exit }')"
+	if [ -n "${CANDIDATE}" ] && [ "${CANDIDATE}" != "(none)" ] && dpkg --compare-versions "${CANDIDATE}" ge "${NODE_MIN_VERSION}"; then
+		echo "snapback: the distribution's nodejs ${CANDIDATE} is new enough (>= ${NODE_MIN_VERSION}): installing it"
+		on_chroot <<CHROOT
+apt-get install -y --no-install-recommends nodejs npm
+node --version
+CHROOT
+		exit 0
+	fi
+	echo "snapback: the distribution's nodejs is ${CANDIDATE:-not available}, older than ${NODE_MIN_VERSION}: downloading Node.js 20 from nodejs.org"
+fi
 
 case "${ARCH:-$(chroot "${ROOTFS_DIR}" dpkg --print-architecture)}" in
 	arm64) NODE_ARCH=arm64 ;;

@@ -15,9 +15,9 @@ cp -a "${SNAPBACK_SRC}/dist" "${SNAPBACK_SRC}/gadget-config" "${SNAPBACK_SRC}/pa
 rm -rf "${APP}/dist/test" "${APP}/dist/bench"
 find "${APP}/dist" -name '*.map' -delete
 
-install -m 755 files/snapback "${ROOTFS_DIR}/usr/local/bin/snapback"
-install -m 644 files/snapback.service "${ROOTFS_DIR}/etc/systemd/system/snapback.service"
-install -m 644 files/snapback-modules.conf "${ROOTFS_DIR}/etc/modules-load.d/snapback.conf"
+install -D -m 755 files/snapback "${ROOTFS_DIR}/usr/local/bin/snapback"
+install -D -m 644 files/snapback.service "${ROOTFS_DIR}/etc/systemd/system/snapback.service"
+install -D -m 644 files/snapback-modules.conf "${ROOTFS_DIR}/etc/modules-load.d/snapback.conf"
 install -d -m 700 "${ROOTFS_DIR}/var/lib/snapback"
 
 # USB device mode on the Pi's OTG port (Pi Zero's USB port, Pi 4's and Pi 5's USB-C).

@@ -1,0 +1,183 @@
+/**
+ * The one definition of the `snapback` command line: every command, argument and flag, its help
+ * text, its default and how its value is checked. `--help`, the README's CLI block (rendered by
+ * reference.ts, checked by a test) and the parser all come from here, so adding a flag is one
+ * `.option(...)` line below plus its use in the command's handler.
+ *
+ * Argument and value names are written as they appear in the synopsis (IMAGE, DIR, HOST:PORT).
+ */
+import { Argument, Command, InvalidArgumentError, Option } from 'commander';
+import { SUPPORTED_HASHES } from '../storage/manifest.js';
+import { parseSize } from '../storage/sizes.js';
+import { isSnapbackError } from '../errors.js';
+import { VERSION } from '../version.js';
+import * as commands from './commands.js';
+import { passwd } from './passwd.js';
+import { DEFAULT_FIRST_BOOT_PASSWORD_FILE } from '../daemon/first-boot-password.js';
+import { renderReference } from './reference.js';
+
+export const STATE_DIR_ENV = 'SNAPBACK_STATE_DIR';
+const DEFAULT_HTTP_LISTEN = '127.0.0.1:8080';
+
+/** Turns a value checker's BAD_ARGUMENT into commander's "argument is invalid" error. */
+function checked<T>(parse: (text: string) => T): (text: string) => T {
+  return (text) => {
+    try {
+      return parse(text);
+    } catch (err) {
+      if (isSnapbackError(err, 'BAD_ARGUMENT')) throw new InvalidArgumentError(err.message);
+      throw err;
+    }
+  };
+}
+
+export function parseHostPort(text: string): { host: string; port: number } {
+  const m = /^(.*):(\d+)$/.exec(text);
+  const port = m ? Number(m[2]) : NaN;
+  if (!m || !m[1] || port > 65535) throw new InvalidArgumentError(`"${text}" is not HOST:PORT`);
+  return { host: m[1].replace(/^\[|\]$/g, ''), port };
+}
+
+const size = (what: string) => checked((text) => parseSize(text, what));
+
+function parseRate(text: string): number | null {
+  if (text === 'unlimited') return null;
+  const rate = parseSize(text, 'hydration rate');
+  if (rate === 0) throw new InvalidArgumentError('the hydration rate must be above 0 (or "unlimited")');
+  return rate;
+}
+
+/** --state-dir DIR, which SNAPBACK_STATE_DIR may stand for; every command but demo needs one. */
+const stateDir = () => new Option('--state-dir <DIR>', 'the state directory').env(STATE_DIR_ENV).makeOptionMandatory();
+
+const httpListen = () =>
+  new Option('--http-listen <HOST:PORT>', 'web UI and API address').argParser(checked(parseHostPort)).default(parseHostPort(DEFAULT_HTTP_LISTEN), DEFAULT_HTTP_LISTEN);
+
+/** Records the exit status a command's handler returns (commander ignores action results). */
+export interface CliRun {
+  exitCode: number;
+}
+
+export function buildProgram(run: CliRun = { exitCode: 0 }): Command {
+  const act =
+    <A extends unknown[]>(handler: (...args: A) => Promise<number>) =>
+    async (...args: A): Promise<void> => {
+      run.exitCode = await handler(...args);
+    };
+
+  const program = new Command('snapback')
+    .usage('COMMAND [options]')
+    .description('Snapback: a protected boot disk for a host computer, restored from a model image when the host power-cycles.')
+    .version(VERSION, '-V, --version', 'print the version')
+    .helpOption('-h, --help', 'show help')
+    .helpCommand('help [COMMAND]', 'show help for a command')
+    .exitOverride()
+    .configureOutput({ outputError: () => undefined }) // main.ts prints the one-line message
+    .showSuggestionAfterError(true);
+
+  const model = program.command('model').description('model images');
+  model
+    .command('manifest')
+    .description('hash a model image region by region into its manifest (IMAGE.manifest.json unless --out)')
+    .argument('<IMAGE>', 'the model image (file or block device)')
+    .option('--out <FILE>', 'where to write the manifest')
+    .option('--region-size <SIZE>', 'manifest region size (default 1M)', size('--region-size'))
+    .addOption(new Option('--hash <HASH>', 'hash function').choices(SUPPORTED_HASHES).default('sha256'))
+    .option('--name <NAME>', "the model's display name (default: the image's file name)")
+    .action(act(commands.modelManifest));
+
+  program
+    .command('init')
+    .description('initialise a state directory: model, working disk and an empty write log')
+    .addOption(stateDir())
+    .requiredOption('--model <IMAGE>', 'the model image (its manifest must exist)')
+    .requiredOption('--disk <PATH>', 'the working disk the host sees (a block device, or a file created sparse)')
+    .option('--manifest <FILE>', "the model's manifest (default IMAGE.manifest.json)")
+    .option('--region-size <SIZE>', 'write-log region size (default 64K)', size('--region-size'))
+    .addOption(new Option('--restore <MODE>', 'restore mode').choices(['instant', 'eager'] as const).default('instant'))
+    .option('--disk-matches-model', 'the disk already holds the model: verify it instead of restoring every region')
+    .action(act(commands.init));
+
+  program
+    .command('verify')
+    .description('compare the disk with the model; exit 1 where they differ and the write log does not say so')
+    .addOption(stateDir())
+    .option('--json', 'print the report as JSON')
+    .action(act(commands.verify));
+
+  program
+    .command('restore')
+    .description('restore every pending region now, offline (progress bar on a terminal)')
+    .addOption(stateDir())
+    .action(act(commands.restore));
+
+  program
+    .command('serve')
+    .description('run the daemon: NBD server, USB gadget, web UI and API, GPIO')
+    .addOption(stateDir())
+    .option('--nbd-socket <PATH>', 'NBD unix socket (default DIR/nbd.sock)')
+    .option('--nbd-listen <HOST:PORT>', 'also serve NBD over TCP', checked(parseHostPort))
+    .addOption(httpListen())
+    .addOption(new Option('--gadget <WHEN>', 'USB mass-storage gadget').choices(['auto', 'on', 'off'] as const).default('auto'))
+    .addOption(new Option('--gpio <WHEN>', 'GPIO button, LED and host power').choices(['auto', 'on', 'off'] as const).default('auto'))
+    .option('--keep-session', 'do not end the host session at start (the default ends it)')
+    .option('--first-boot-password-file <PATH>', 'administrator password put on the boot partition: set at start, then the file is deleted', DEFAULT_FIRST_BOOT_PASSWORD_FILE)
+    .action(act(commands.serve));
+
+  program
+    .command('status')
+    .description("the running daemon's status")
+    .addOption(stateDir())
+    .option('--json', 'print the status as JSON')
+    .action(act(commands.status));
+
+  program
+    .command('session')
+    .description('host sessions')
+    .command('end')
+    .description('end the host session: the changed regions are restored from the model')
+    .addOption(stateDir())
+    .option('--wait', 'return when the host may read again')
+    .action(act(commands.sessionEnd));
+
+  program
+    .command('mode')
+    .description('protection mode: frozen undoes every write at the next session end; thawed keeps them')
+    .addArgument(new Argument('<MODE>', 'the protection mode').choices(['frozen', 'thawed']))
+    .addOption(stateDir())
+    .action(act(commands.mode));
+
+  program
+    .command('restore-mode')
+    .description('instant: the host reads at once while regions are restored in the background; eager: after the restore')
+    .addArgument(new Argument('<MODE>', 'the restore mode').choices(['instant', 'eager']))
+    .addOption(stateDir())
+    .action(act(commands.restoreMode));
+
+  program
+    .command('hydration-rate')
+    .description('limit the background restore, in bytes per second (e.g. 20M), or lift the limit')
+    .addArgument(new Argument('<BYTES_PER_SECOND|unlimited>', 'the rate').argParser(checked(parseRate)))
+    .addOption(stateDir())
+    .action(act(commands.hydrationRate));
+
+  program
+    .command('passwd')
+    .description('set the administrator password of the web UI and API: through the running daemon, or in the state directory when none runs')
+    .addOption(stateDir())
+    .option('--password-stdin', 'read the password from stdin (one line) instead of asking twice on the terminal')
+    .action(act(passwd));
+
+  program
+    .command('demo')
+    .description('the appliance on a laptop: a demo disk in DIR, served over NBD, with the web UI')
+    .option('--dir <DIR>', 'where the demo keeps its files', '.snapback-demo')
+    .addOption(httpListen())
+    .action(act(commands.demo));
+
+  // The top-level help is the reference the README carries: every command's synopsis.
+  program.configureHelp({
+    formatHelp: (cmd) => `usage: snapback COMMAND [options]\n\n${renderReference(cmd)}\n${STATE_DIR_ENV} may stand for --state-dir. "snapback help COMMAND" shows a command's flags.\n`,
+  });
+  return program;
+}

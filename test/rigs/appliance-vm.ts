@@ -1,0 +1,204 @@
+/**
+ * The appliance's software as the Raspberry Pi image installs it, booted for real: Debian's
+ * kernel in QEMU (test/rigs/kernel-vm.ts) with systemd as PID 1, `dummy_hcd` as the Pi's USB
+ * device port and the computer's USB host at once, and the pi-gen stage's own install steps
+ * run against the guest's root before systemd starts.
+ *
+ * Before PID 1 starts, the initramfs (as root, in the finished guest root):
+ *  1. gives the guest a network address that is not loopback, APPLIANCE_ADDRESS on a dummy
+ *     interface (traffic to it never leaves the guest);
+ *  2. makes what Raspberry Pi OS has and the stage edits (/boot/firmware/config.txt);
+ *  3. runs the sub-stage pi-gen/stage-snapback/02-snapback as pi-gen's run_sub_stage does:
+ *     for each prefix 00…99, `NN-run.sh` with ROOTFS_DIR and STAGE_DIR set (here inside the
+ *     guest root, so ROOTFS_DIR=/), then `NN-run-chroot.sh` through `bash -e` in the chroot.
+ *     Any other kind of sub-stage file (packages, patches, debconf) fails the boot: the rig
+ *     cannot install packages, and a test must not pass by silently skipping a step;
+ *  4. sets the appliance up as README's Pi steps do: the model and its manifest in
+ *     /var/lib/snapback, then `snapback init` through the CLI the stage installed.
+ * Then systemd boots multi-user.target, which starts snapback.service if the stage enabled it,
+ * and runs the caller's command (rig-command.service) to drive and observe the appliance.
+ *
+ * Node comes from this machine (its /usr/bin/node, as the distribution's `nodejs` would be on
+ * the image). The one stand-in is npm: tests reach no registry, so inside the guest `npm ci
+ * --omit=dev` links the production packages that package-lock.json lists from the repository's
+ * own node_modules (after checking the lock file is the repository's), and `npm cache clean`
+ * has nothing to do; any other npm command fails loudly.
+ */
+import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import * as path from 'node:path';
+import { repoRoot } from './debian-kernel.js';
+import { runKernelVm, type KernelVmResult } from './kernel-vm.js';
+
+/** The appliance's address inside the guest (TEST-NET-1: documentation only, never routed). */
+export const APPLIANCE_ADDRESS = '192.0.2.1';
+/** The pi-gen stage's sub-stage that installs Snapback. */
+export const SNAPBACK_SUBSTAGE = path.join('pi-gen', 'stage-snapback', '02-snapback');
+/** Where the appliance keeps its state (the unit's --state-dir). */
+export const STATE_DIR = '/var/lib/snapback';
+
+/** The modules the appliance needs in the guest besides the rig's own. */
+export const APPLIANCE_MODULES = ['dummy_hcd', 'libcomposite', 'usb_f_mass_storage', 'nbd', 'usb_storage', 'sd_mod', 'dummy'];
+
+export interface ApplianceVmOptions {
+  /** Command run inside the booted guest as rig-command.service (cwd: the repository). */
+  command: string[];
+  env?: Record<string, string>;
+  /** A host directory holding model.img and model.img.manifest.json (made by `snapback model manifest`). */
+  modelDir: string;
+  /** systemd drop-ins for snapback.service: file name → contents (e.g. a shorter WatchdogSec). */
+  unitDropIns?: Record<string, string>;
+  /** Host directory that appears as /results. */
+  resultsDir?: string;
+  memoryMb?: number;
+  timeoutMs?: number;
+  /** Extra kernel command-line arguments (e.g. systemd.journald.forward_to_console=1). */
+  kernelArgs?: string[];
+  onConsoleLine?: (line: string) => void;
+}
+
+const GUEST_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+const NPM_SHIM_DIR = '/.rig/npm';
+const MODEL_SHARE = '/.rig/model';
+
+export function runApplianceVm(opts: ApplianceVmOptions): Promise<KernelVmResult> {
+  const repo = repoRoot();
+  for (const f of ['model.img', 'model.img.manifest.json']) {
+    if (!existsSync(path.join(opts.modelDir, f))) throw new Error(`appliance-vm: ${path.join(opts.modelDir, f)} is missing`);
+  }
+  if (!existsSync(path.join(repo, 'dist', 'appliance', 'cli', 'main.js'))) throw new Error('appliance-vm: build the project first (npm run build)');
+  return runKernelVm({
+    pid1: 'systemd',
+    modules: APPLIANCE_MODULES,
+    command: opts.command,
+    env: opts.env,
+    shares: [{ hostPath: opts.modelDir, guestPath: MODEL_SHARE, readOnly: true }],
+    prepareRoot: prepareRootScript(repo, opts.unitDropIns ?? {}),
+    resultsDir: opts.resultsDir,
+    memoryMb: opts.memoryMb ?? 768,
+    timeoutMs: opts.timeoutMs,
+    kernelArgs: opts.kernelArgs,
+    onConsoleLine: opts.onConsoleLine,
+  });
+}
+
+function shQuote(s: string): string {
+  return `'${s.replace(/'/g, `'\\''`)}'`;
+}
+
+/** The sub-stage's steps in pi-gen's order, as shell lines for the initramfs (busybox sh, -e). */
+function subStageSteps(repo: string): string[] {
+  const dir = path.join(repo, SNAPBACK_SUBSTAGE);
+  const stageDir = path.dirname(dir);
+  const files = readdirSync(dir).filter((f) => /^\d\d-/.test(f));
+  const steps: string[] = [];
+  for (let i = 0; i < 100; i++) {
+    const nn = String(i).padStart(2, '0');
+    for (const f of files.filter((x) => x.startsWith(`${nn}-`))) {
+      if (f !== `${nn}-run.sh` && f !== `${nn}-run-chroot.sh`) {
+        throw new Error(`appliance-vm: ${path.join(dir, f)}: the rig runs only NN-run.sh and NN-run-chroot.sh steps (no packages, patches or debconf)`);
+      }
+    }
+    const run = path.join(dir, `${nn}-run.sh`);
+    // pi-gen runs NN-run.sh only when it is executable.
+    if (existsSync(run) && (statSync(run).mode & 0o111) !== 0) {
+      steps.push(
+        `echo "[appliance-vm] $(cut -d" " -f1 /newroot/proc/uptime)s: pi-gen step ${nn}-run.sh"`,
+        `chroot /newroot /usr/bin/env -i PATH=${GUEST_PATH} HOME=/root ROOTFS_DIR=/ STAGE_DIR=${shQuote(stageDir)} ` +
+          `/bin/sh -c ${shQuote(`cd ${shQuote(dir)} && ./${nn}-run.sh`)}`,
+      );
+    }
+    const chrootStep = path.join(dir, `${nn}-run-chroot.sh`);
+    if (existsSync(chrootStep)) {
+      // pi-gen's on_chroot: `bash -e` in the image's root, the script on its standard input.
+      steps.push(
+        `echo "[appliance-vm] $(cut -d" " -f1 /newroot/proc/uptime)s: pi-gen step ${nn}-run-chroot.sh (in the chroot)"`,
+        `chroot /newroot /usr/bin/env -i PATH=${NPM_SHIM_DIR}:${GUEST_PATH} HOME=/root /bin/bash -e < /newroot${chrootStep}`,
+      );
+    }
+  }
+  if (steps.length === 0) throw new Error(`appliance-vm: ${dir} has no steps pi-gen would run`);
+  return steps;
+}
+
+/** The packages `npm ci --omit=dev` installs at the top of node_modules, from package-lock.json. */
+function productionPackages(repo: string): string[] {
+  const lock = JSON.parse(readFileSync(path.join(repo, 'package-lock.json'), 'utf8')) as { packages?: Record<string, { dev?: boolean }> };
+  const out: string[] = [];
+  for (const [key, entry] of Object.entries(lock.packages ?? {})) {
+    if (!key.startsWith('node_modules/') || entry.dev) continue;
+    const name = key.slice('node_modules/'.length);
+    // Nested copies live inside their parent's directory, which is linked whole.
+    if (name.includes('/node_modules/')) continue;
+    if (!existsSync(path.join(repo, 'node_modules', name))) throw new Error(`appliance-vm: ${name} is in package-lock.json but not in node_modules: run npm ci`);
+    out.push(name);
+  }
+  if (out.length === 0) throw new Error('appliance-vm: package-lock.json lists no production packages');
+  return out;
+}
+
+function npmShim(repo: string): string {
+  const pkgs = productionPackages(repo);
+  const modules = path.join(repo, 'node_modules');
+  // One `ln` per directory of links (forks are slow under emulation): unscoped packages, then one per @scope.
+  const byDir = new Map<string, string[]>();
+  for (const p of pkgs) {
+    const dir = p.includes('/') ? p.slice(0, p.indexOf('/')) : '';
+    byDir.set(dir, [...(byDir.get(dir) ?? []), p]);
+  }
+  const links = [...byDir.entries()]
+    .map(([dir, names]) => {
+      const dest = dir ? `node_modules/${dir}/` : 'node_modules/';
+      return `${dir ? `\tmkdir -p ${shQuote(dest)}\n` : ''}\tln -s ${names.map((n) => shQuote(path.join(modules, n))).join(' ')} ${shQuote(dest)}`;
+    })
+    .join('\n');
+  return `#!/bin/sh
+# Test rig: npm inside the guest, where no registry can be reached (see test/rigs/appliance-vm.ts).
+set -e
+case "$1 $2" in
+"ci --omit=dev")
+	cmp -s package-lock.json ${shQuote(path.join(repo, 'package-lock.json'))} || { echo "rig npm: $PWD/package-lock.json is not the repository's" >&2; exit 1; }
+	rm -rf node_modules
+	mkdir node_modules
+${links}
+	echo "rig npm: ${pkgs.length} production packages linked from the repository's node_modules"
+	;;
+"cache clean") ;;
+*)
+	echo "rig npm: cannot stand in for: npm $*" >&2
+	exit 1
+	;;
+esac
+`;
+}
+
+function prepareRootScript(repo: string, dropIns: Record<string, string>): string {
+  const writeFile = (guestPath: string, text: string, mode = '644'): string => {
+    const marker = 'RIG_EOF_' + Math.random().toString(36).slice(2);
+    return `mkdir -p ${shQuote(path.dirname(guestPath))}\ncat > ${shQuote(guestPath)} <<'${marker}'\n${text.replace(/\n?$/, '\n')}${marker}\nchmod ${mode} ${shQuote(guestPath)}`;
+  };
+  const lines = [
+    '# The network: a non-loopback address on a dummy interface.',
+    'ip link add snapback0 type dummy',
+    `ip addr add ${APPLIANCE_ADDRESS}/24 dev snapback0`,
+    'ip link set snapback0 up',
+    '# Services of a full OS boot that the appliance does not use and an emulated guest pays for.',
+    ...['dbus.service', 'dbus.socket', 'systemd-logind.service', 'systemd-user-sessions.service'].map(
+      (u) => `ln -s /dev/null /newroot/etc/systemd/system/${u}`,
+    ),
+    '# What Raspberry Pi OS has and the stage edits.',
+    writeFile('/newroot/boot/firmware/config.txt', '# Raspberry Pi OS config.txt (as the rig makes it)\ndtparam=audio=on\ncamera_auto_detect=1\n\n[all]\n'),
+    writeFile(`/newroot${NPM_SHIM_DIR}/npm`, npmShim(repo), '755'),
+    "echo \"[appliance-vm] running pi-gen's stage-snapback/02-snapback against the guest's root\"",
+    ...subStageSteps(repo),
+    ...Object.entries(dropIns).map(([name, text]) => {
+      if (!/^[\w.-]+\.conf$/.test(name)) throw new Error(`appliance-vm: bad drop-in name ${name}`);
+      return writeFile(`/newroot/etc/systemd/system/snapback.service.d/${name}`, text);
+    }),
+    "echo \"[appliance-vm] $(cut -d' ' -f1 /newroot/proc/uptime)s: the administrator's steps: the model into the state directory, snapback init\"",
+    `cp -a /newroot${MODEL_SHARE}/model.img /newroot${MODEL_SHARE}/model.img.manifest.json /newroot${STATE_DIR}/`,
+    `chroot /newroot /usr/bin/env -i PATH=${GUEST_PATH} HOME=/root /usr/local/bin/snapback init --state-dir ${STATE_DIR} ` +
+      `--model ${STATE_DIR}/model.img --disk ${STATE_DIR}/disk.img`,
+    `echo "[appliance-vm] $(cut -d' ' -f1 /newroot/proc/uptime)s: the root is ready; systemd boots"`,
+  ];
+  return lines.join('\n');
+}
