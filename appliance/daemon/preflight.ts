@@ -39,8 +39,8 @@ export interface StartPlan {
   gpio: { settings: GpioSettings | null; problem: string | null } | null;
 }
 
-export const GPIO_SETTINGS_FILE = 'gpio.json';
-export const GADGET_SETTINGS_FILE = 'gadget.json';
+const GPIO_SETTINGS_FILE = 'gpio.json';
+const GADGET_SETTINGS_FILE = 'gadget.json';
 
 export async function preflight(opts: PreflightOptions): Promise<StartPlan> {
   const state = new StateDir(opts.stateDir);

@@ -13,7 +13,7 @@ import { formatZodIssues } from '../zod-issues.js';
 import { childLogger } from '../logger.js';
 import type { ApplianceService, ApplianceStatus } from '../session/appliance-service.js';
 import { ButtonActions } from './button-actions.js';
-import { systemClock, type Clock } from './clock.js';
+import { systemClock, type Clock } from '../clock.js';
 import { detectGpio } from './detect-gpio.js';
 import type { GpioAuditFn } from './gpio-audit.js';
 import type { GpioBackend, Level } from './gpio-backend.js';

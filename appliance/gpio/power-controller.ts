@@ -11,7 +11,7 @@
 import { SnapbackError } from '../errors.js';
 import { childLogger } from '../logger.js';
 import type { SessionEndReason } from '../session/appliance-service.js';
-import { sleep, type Clock } from './clock.js';
+import { sleep, type Clock } from '../clock.js';
 import type { GpioAuditFn } from './gpio-audit.js';
 import type { GpioBackend, Level } from './gpio-backend.js';
 import type { PowerSettings } from './gpio-settings.js';

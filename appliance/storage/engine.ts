@@ -9,7 +9,7 @@ import { join, resolve } from 'node:path';
 import { FileDevice, sizeOfPath } from './file-device.js';
 import { ModelImage } from './model-image.js';
 import { manifestPathFor } from './manifest.js';
-import { RegionLog, logFileSize, type LogRestoreMode } from './region-log.js';
+import { RegionLog, logFileSize, type BitmapDamage, type LogRestoreMode } from './region-log.js';
 import { ProtectedDisk } from './protected-disk.js';
 import { Hydrator, type HydratorOptions } from './hydrator.js';
 import { StateDir, type StateConfig } from './state-dir.js';
@@ -39,6 +39,14 @@ export interface Engine {
   adoptedForeignModel: boolean;
   /** A header slot problem found at open (the other slot was used). */
   headerWarning: string | null;
+  /**
+   * Bitmap sectors of the write log that failed their checksum at open, and the regions they
+   * made pending (restored from the model; what the host wrote there is lost); null if none.
+   * Logged at error level by the region log; status and audit should say it too.
+   */
+  bitmapDamage: BitmapDamage | null;
+  /** The write-log format found at open (1: migrated to the current format at its first write). */
+  logFormatVersion: number;
   close(): Promise<void>;
 }
 
@@ -192,6 +200,8 @@ export async function openEngine(stateDir: string, opts: OpenOptions = {}): Prom
       hydrator,
       adoptedForeignModel: adopted,
       headerWarning: opened.otherSlotProblem,
+      bitmapDamage: opened.bitmapDamage,
+      logFormatVersion: opened.formatVersion,
       async close() {
         if (closed) return;
         closed = true;

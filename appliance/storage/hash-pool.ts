@@ -6,19 +6,25 @@
  *
  * Workers start on first use and stop after a while without work, so an idle daemon carries
  * none of them; while a job is in flight its worker keeps the process alive, never otherwise.
- * With `threads: 0` the pool hashes inline on the calling thread (for comparisons).
+ * With `threads: 0` the pool hashes inline on the calling thread (for comparisons); so does a
+ * pool whose worker threads cannot start (a warning in the log), rather than fail the reads.
  */
 import { Worker } from 'node:worker_threads';
 import { availableParallelism } from 'node:os';
 import { DIGEST_LENGTHS, digestOf, digestRegionsInto, type HashName } from './hash-functions.js';
 import type { HashRequest, HashResponse } from './hash-worker.js';
 import { SnapbackError } from '../errors.js';
+import { childLogger } from '../logger.js';
+
+const log = childLogger('hash-pool');
 
 export interface HashPoolOptions {
   /** Worker threads (default: the cores, at most 4); 0 hashes inline. */
   threads?: number;
   /** Workers stop after this long without a job (default 10 s). */
   idleMs?: number;
+  /** The worker's module (default hash-worker.js beside this one). */
+  workerUrl?: URL;
 }
 
 interface Job {
@@ -33,7 +39,12 @@ interface Job {
 interface Slot {
   worker: Worker;
   job: Job | null;
+  /** The worker's module loaded (it said it is ready). */
+  online: boolean;
 }
+
+/** Workers that fail before coming up, in a row, after which the pool hashes on the main thread. */
+const MAX_START_FAILURES = 3;
 
 export interface HashPoolStats {
   threads: number;
@@ -54,10 +65,14 @@ export class HashPool {
   private closed = false;
   private jobs = 0;
   private bytes = 0;
+  private startFailures = 0;
+  private inline = false;
+  private readonly workerUrl: URL;
 
   constructor(options: HashPoolOptions = {}) {
     this.threads = Math.max(0, Math.floor(options.threads ?? DEFAULT_HASH_THREADS));
     this.idleMs = options.idleMs ?? 10_000;
+    this.workerUrl = options.workerUrl ?? new URL('./hash-worker.js', import.meta.url);
   }
 
   /** The digest of `data`. */
@@ -72,14 +87,13 @@ export class HashPool {
     if (!(regionSize > 0)) return Promise.reject(new SnapbackError('BAD_ARGUMENT', `region size ${regionSize} must be positive`));
     this.jobs++;
     this.bytes += data.length;
-    if (this.threads === 0) {
-      const out = Buffer.allocUnsafe(Math.ceil(data.length / regionSize) * DIGEST_LENGTHS[hash]);
-      digestRegionsInto(hash, data, regionSize, out);
-      return Promise.resolve(out);
-    }
     return new Promise<Buffer>((resolve, reject) => {
-      this.queue.push({ id: this.nextId++, hash, regionSize, data, resolve, reject });
-      this.pump();
+      const job: Job = { id: this.nextId++, hash, regionSize, data, resolve, reject };
+      if (this.threads === 0 || this.inline) this.hashInline(job);
+      else {
+        this.queue.push(job);
+        this.pump();
+      }
     });
   }
 
@@ -103,6 +117,10 @@ export class HashPool {
       clearTimeout(this.idleTimer);
       this.idleTimer = null;
     }
+    if (this.inline) {
+      for (const j of this.queue.splice(0)) this.hashInline(j);
+      return;
+    }
     while (this.queue.length > 0) {
       let slot = this.slots.find((s) => s.job === null);
       if (!slot) {
@@ -110,7 +128,8 @@ export class HashPool {
         try {
           slot = this.spawn();
         } catch (err) {
-          for (const j of this.queue.splice(0)) j.reject(new SnapbackError('IO_ERROR', `cannot start a hash worker: ${(err as Error).message}`, undefined, { cause: err }));
+          if (this.slots.length > 0) break; // the running workers take the queue
+          this.goInline((err as Error).message);
           return;
         }
       }
@@ -123,11 +142,33 @@ export class HashPool {
     }
   }
 
+  /** No worker thread can be had: hash on this thread from now on rather than fail reads (correct, only slower). */
+  private goInline(why: string): void {
+    if (!this.inline) log.warn({ err: why }, 'cannot start a hash worker thread: hashing on the main thread');
+    this.inline = true;
+    for (const j of this.queue.splice(0)) this.hashInline(j);
+  }
+
+  private hashInline(j: Job): void {
+    try {
+      const out = Buffer.allocUnsafe(Math.ceil(j.data.length / j.regionSize) * DIGEST_LENGTHS[j.hash]);
+      digestRegionsInto(j.hash, j.data, j.regionSize, out);
+      j.resolve(out);
+    } catch (err) {
+      j.reject(new SnapbackError('IO_ERROR', `hashing failed: ${(err as Error).message}`));
+    }
+  }
+
   private spawn(): Slot {
-    const worker = new Worker(new URL('./hash-worker.js', import.meta.url));
-    const slot: Slot = { worker, job: null };
+    const worker = new Worker(this.workerUrl);
+    const slot: Slot = { worker, job: null, online: false };
     worker.unref();
     worker.on('message', (res: HashResponse) => {
+      if ('ready' in res) {
+        slot.online = true;
+        this.startFailures = 0;
+        return;
+      }
       const job = slot.job;
       if (!job || job.id !== res.id) return;
       slot.job = null;
@@ -138,11 +179,20 @@ export class HashPool {
     });
     const lost = (why: string) => {
       const i = this.slots.indexOf(slot);
-      if (i >= 0) this.slots.splice(i, 1);
+      if (i < 0) return; // already handled (an 'error' is followed by 'exit'), or stopped on purpose
+      this.slots.splice(i, 1);
       const job = slot.job;
       slot.job = null;
-      if (job) job.reject(new SnapbackError('IO_ERROR', `a hash worker stopped: ${why}`));
-      if (!this.closed) this.pump();
+      if (this.closed) return;
+      if (!slot.online) {
+        // never came up: its job goes back to the queue; after a few such, hash here
+        if (job) this.queue.unshift(job);
+        if (this.inline || ++this.startFailures >= MAX_START_FAILURES) {
+          this.goInline(why);
+          return;
+        }
+      } else if (job) job.reject(new SnapbackError('IO_ERROR', `a hash worker stopped: ${why}`));
+      this.pump();
     };
     worker.on('error', (err) => lost(err.message));
     worker.on('exit', (code) => lost(`exit code ${code}`));

@@ -14,7 +14,7 @@ export interface HashRequest {
   data: { sab: SharedArrayBuffer; offset: number; length: number } | { ab: ArrayBuffer };
 }
 
-export type HashResponse = { id: number; digests: ArrayBuffer } | { id: number; error: string };
+export type HashResponse = { ready: true } | { id: number; digests: ArrayBuffer } | { id: number; error: string };
 
 const port = parentPort;
 if (port) {
@@ -33,4 +33,6 @@ if (port) {
       port.postMessage(res);
     }
   });
+  const ready: HashResponse = { ready: true };
+  port.postMessage(ready);
 }

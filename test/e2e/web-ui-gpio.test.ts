@@ -16,7 +16,7 @@ import { HttpComponent } from '../../appliance/http/http-component.js';
 import { GpioComponent } from '../../appliance/gpio/gpio-component.js';
 import { gpioRoutes } from '../../appliance/http/routes/gpio-routes.js';
 import { SimulatedGpioBackend } from '../../appliance/gpio/simulated-backend.js';
-import { systemClock } from '../../appliance/gpio/clock.js';
+import { systemClock } from '../../appliance/clock.js';
 
 const PASSWORD = 'correct horse battery staple';
 const PINS = { button: 17, led: 22, power: 23, reset: 24, sense: 25 };

@@ -24,8 +24,10 @@ export class PowerLostError extends SnapbackError {
   }
 }
 
-export function isPowerLost(err: unknown): err is PowerLostError {
-  return err instanceof PowerLostError;
+/** True for the power cut, also when a layer wrapped it (a header write says what it left). */
+export function isPowerLost(err: unknown): boolean {
+  for (let e = err, depth = 0; e instanceof Error && depth < 5; e = e.cause, depth++) if (e instanceof PowerLostError) return true;
+  return false;
 }
 
 export class PowerDomain {
@@ -59,7 +61,8 @@ interface Pending {
   data: Buffer;
 }
 
-export type InjectedFault = { op: 'read' | 'write' | 'flush'; errno: 'EIO' | 'ENOSPC'; offset?: number };
+/** A call that fails: every matching call, or only the next one with `once`. */
+export type InjectedFault = { op: 'read' | 'write' | 'flush'; errno: 'EIO' | 'ENOSPC'; offset?: number; once?: boolean };
 
 export class FaultDevice implements BlockDevice {
   private view: Buffer;
@@ -97,6 +100,7 @@ export class FaultDevice implements BlockDevice {
     const i = this.faults.findIndex((f) => f.op === op && (f.offset === undefined || (offset !== undefined && f.offset >= offset && f.offset < offset + length)));
     if (i >= 0) {
       const f = this.faults[i]!;
+      if (f.once) this.faults.splice(i, 1);
       throw fromSystemError(Object.assign(new Error(`${f.errno}: injected on ${this.name}`), { code: f.errno }), `${op} ${this.name}`);
     }
   }
@@ -129,6 +133,15 @@ export class FaultDevice implements BlockDevice {
   async writeZeroes(offset: number, length: number, options: ZeroOptions = {}): Promise<void> {
     await this.write(offset, Buffer.alloc(length), options);
   }
+  /** Extends the device with zeroes (as ftruncate extends a file: durable at once here, like the metadata a flush would cover). */
+  async grow(size: number): Promise<void> {
+    await this.domain.jitter();
+    this.fault('write', size, 0);
+    this.domain.tick();
+    if (size <= this.view.length) return;
+    this.view = Buffer.concat([this.view, Buffer.alloc(size - this.view.length)]);
+    this.durable = Buffer.concat([this.durable, Buffer.alloc(size - this.durable.length)]);
+  }
   async trim(offset: number, length: number, options: WriteOptions = {}): Promise<void> {
     await this.writeZeroes(offset, length, options);
   }
@@ -142,8 +155,13 @@ export class FaultDevice implements BlockDevice {
     if (this.keepJournal) this.journal.push('flush');
   }
 
-  /** What the device holds after the power cut: durable bytes plus any subset of unflushed sectors. */
-  crashImage(): Buffer {
+  /**
+   * What the device holds after the power cut: durable bytes plus any subset of unflushed
+   * sectors. With `tearInsideSectors`, a torn write may also cut one of its sectors at a random
+   * byte (new bytes before the cut, old after, or the other way round), as a medium whose
+   * sector writes are not atomic would.
+   */
+  crashImage(options: { tearInsideSectors?: boolean } = {}): Buffer {
     const img = Buffer.from(this.durable);
     const rng = this.domain.rng;
     for (const p of this.unflushed) {
@@ -158,7 +176,11 @@ export class FaultDevice implements BlockDevice {
       const end = p.offset + p.data.length;
       while (pos < end) {
         const sectorEnd = Math.min(end, (Math.floor(pos / 512) + 1) * 512);
-        if (rng.chance(0.5)) p.data.copy(img, pos, pos - p.offset, sectorEnd - p.offset);
+        if (options.tearInsideSectors && rng.chance(0.3)) {
+          const cut = pos + rng.int(sectorEnd - pos);
+          if (rng.chance(0.5)) p.data.copy(img, pos, pos - p.offset, cut - p.offset);
+          else p.data.copy(img, cut, cut - p.offset, sectorEnd - p.offset);
+        } else if (rng.chance(0.5)) p.data.copy(img, pos, pos - p.offset, sectorEnd - p.offset);
         pos = sectorEnd;
       }
     }

@@ -318,6 +318,7 @@ async function guestScenario(): Promise<void> {
       same('/usr/local/bin/snapback', 'snapback');
       if ((statSync('/usr/local/bin/snapback').mode & 0o111) === 0) throw new Error('/usr/local/bin/snapback is not executable');
       if (!existsSync('/opt/snapback/dist/appliance/cli/main.js')) throw new Error('/opt/snapback/dist is missing the daemon');
+      if (existsSync('/opt/snapback/dist/test') || existsSync('/opt/snapback/dist/bench')) throw new Error('/opt/snapback/dist carries the tests or benchmarks');
       if (!/^dtoverlay=dwc2,dr_mode=peripheral$/m.test(readFileSync('/boot/firmware/config.txt', 'utf8'))) throw new Error('config.txt has no dtoverlay=dwc2,dr_mode=peripheral');
       const unitText = readFileSync('/etc/systemd/system/snapback.service', 'utf8');
       const wd = /^WatchdogSec=(\S+)$/m.exec(unitText);

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { systemClock } from '../../appliance/gpio/clock.js';
+import { systemClock } from '../../appliance/clock.js';
 import { GpioComponent } from '../../appliance/gpio/gpio-component.js';
 import { SimulatedGpioBackend } from '../../appliance/gpio/simulated-backend.js';
 import { HttpComponent } from '../../appliance/http/http-component.js';

@@ -9,7 +9,8 @@ import {
 } from '../../appliance/gpio/led-patterns.js';
 import { SimulatedGpioBackend } from '../../appliance/gpio/simulated-backend.js';
 import { StatusLed } from '../../appliance/gpio/status-led.js';
-import { FakeClock, makeStatus } from './gpio-fakes.test.js';
+import { makeStatus } from './gpio-fakes.test.js';
+import { FakeClock } from '../helpers/fake-clock.js';
 
 const PIN = 22;
 

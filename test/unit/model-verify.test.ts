@@ -207,4 +207,18 @@ describe('model verification', function () {
     await p.close();
     await assert.rejects(p.digest('sha256', bytes), (err: unknown) => isSnapbackError(err, 'CLOSED'));
   });
+
+  it('hash pool: when no worker thread can start, hashes on the main thread instead of failing reads', async () => {
+    const p = new HashPool({ threads: 2, workerUrl: new URL('./no-such-hash-worker.js', import.meta.url) });
+    try {
+      const bytes = new Prng(4).bytes(200 * KiB);
+      const got = await Promise.all([p.digest('sha256', bytes), p.digestRegions('sha1', bytes, 64 * KiB), p.digest('sha256', bytes.subarray(7))]);
+      assert.ok(got[0].equals(digestOf('sha256', bytes)));
+      assert.equal(got[1].length, 4 * 20);
+      assert.ok(got[2].equals(digestOf('sha256', bytes.subarray(7))));
+      assert.equal(p.stats().running, 0);
+    } finally {
+      await p.close();
+    }
+  });
 });

@@ -8,20 +8,19 @@
 #    by default the newest v20.x is taken.
 # /usr/local/bin/snapback runs /usr/local/bin/node when it exists, else /usr/bin/node.
 
+# The same as package.json's engines (test/unit/pi-gen-node.test.ts checks that they agree).
 NODE_MIN_VERSION=20.19
 
-if [ -z "${SNAPBACK_NODE_VERSION}" ]; then
-	CANDIDATE="$(chroot "${ROOTFS_DIR}" apt-cache policy nodejs | awk '/Candidate:/ { print $2; exit }')"
-	if [ -n "${CANDIDATE}" ] && [ "${CANDIDATE}" != "(none)" ] && dpkg --compare-versions "${CANDIDATE}" ge "${NODE_MIN_VERSION}"; then
-		echo "snapback: the distribution's nodejs ${CANDIDATE} is new enough (>= ${NODE_MIN_VERSION}): installing it"
-		on_chroot <<CHROOT
+CANDIDATE="$(chroot "${ROOTFS_DIR}" apt-cache policy nodejs | awk '/Candidate:/ { print $2; exit }')"
+if [ "$("$(dirname "$0")/node-source.sh" "${CANDIDATE}" "${NODE_MIN_VERSION}")" = distribution ]; then
+	echo "snapback: the distribution's nodejs ${CANDIDATE} is new enough (>= ${NODE_MIN_VERSION}): installing it"
+	on_chroot <<CHROOT
 apt-get install -y --no-install-recommends nodejs npm
 node --version
 CHROOT
-		exit 0
-	fi
-	echo "snapback: the distribution's nodejs is ${CANDIDATE:-not available}, older than ${NODE_MIN_VERSION}: downloading Node.js 20 from nodejs.org"
+	exit 0
 fi
+echo "snapback: downloading Node.js from nodejs.org (the distribution's nodejs: ${CANDIDATE:-none}; needed: >= ${NODE_MIN_VERSION}${SNAPBACK_NODE_VERSION:+; SNAPBACK_NODE_VERSION=${SNAPBACK_NODE_VERSION}})"
 
 case "${ARCH:-$(chroot "${ROOTFS_DIR}" dpkg --print-architecture)}" in
 	arm64) NODE_ARCH=arm64 ;;

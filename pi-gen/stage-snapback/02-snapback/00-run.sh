@@ -11,9 +11,10 @@ fi
 APP="${ROOTFS_DIR}/opt/snapback"
 rm -rf "${APP}"
 install -d "${APP}"
-cp -a "${SNAPBACK_SRC}/dist" "${SNAPBACK_SRC}/gadget-config" "${SNAPBACK_SRC}/package.json" "${SNAPBACK_SRC}/package-lock.json" "${APP}/"
-rm -rf "${APP}/dist/test" "${APP}/dist/bench"
-find "${APP}/dist" -name '*.map' -delete
+# The build without its tests, benchmarks and source maps.
+set -o pipefail
+tar -C "${SNAPBACK_SRC}" --exclude=dist/test --exclude=dist/bench --exclude='*.map' \
+	-cf - dist gadget-config package.json package-lock.json | tar -C "${APP}" -xf -
 
 install -D -m 755 files/snapback "${ROOTFS_DIR}/usr/local/bin/snapback"
 install -D -m 644 files/snapback.service "${ROOTFS_DIR}/etc/systemd/system/snapback.service"
