@@ -1,7 +1,7 @@
 /**
  * "Verify now" for the active model: hashes every region of the model image against its
- * manifest in the background, yielding to host I/O every few regions, and reports progress
- * (throttled) and the result. One run at a time.
+ * manifest in the background (on the model's hash workers, several regions at once), and
+ * reports progress (throttled) and the result. One run at a time.
  */
 import type { ModelVerifyStatus } from '../api/model.js';
 import { SnapbackError } from '../errors.js';
@@ -23,7 +23,7 @@ export class ModelVerification {
   }
 
   /** Starts verifying `model`; BUSY while a verification runs. */
-  start(model: Pick<ModelImage, 'manifest' | 'checkRegion'>): ModelVerifyStatus {
+  start(model: Pick<ModelImage, 'manifest' | 'verifyRegions'>): ModelVerifyStatus {
     if (this.#status.state === 'running') throw new SnapbackError('BUSY', 'a model verification is already running');
     const total = model.manifest.regionCount;
     const v: ModelVerifyStatus = { state: 'running', startedAt: new Date().toISOString(), finishedAt: null, regionsTotal: total, regionsDone: 0, bytesPerSecond: 0, badRegions: [], error: null };
@@ -32,16 +32,20 @@ export class ModelVerification {
     void (async () => {
       let bad = 0;
       try {
-        for (let r = 0; r < total; r++) {
-          if (!(await model.checkRegion(r))) {
-            bad++;
-            if (v.badRegions.length < MAX_BAD_REGIONS_LISTED) v.badRegions.push(r);
-          }
-          v.regionsDone = r + 1;
-          v.bytesPerSecond = Math.round((v.regionsDone * model.manifest.regionSize) / Math.max(0.001, (Date.now() - t0) / 1000));
-          this.#changed();
-          if (r % 16 === 15) await new Promise((res) => setImmediate(res)); // let host I/O through
-        }
+        const res = await model.verifyRegions({
+          recheck: true,
+          onProgress: (done) => {
+            v.regionsDone = done;
+            v.bytesPerSecond = Math.round((done * model.manifest.regionSize) / Math.max(0.001, (Date.now() - t0) / 1000));
+            this.#changed();
+          },
+          onBad: (region) => {
+            if (v.badRegions.length < MAX_BAD_REGIONS_LISTED) v.badRegions.push(region);
+          },
+        });
+        bad = res.bad.length;
+        v.badRegions = [...res.bad].sort((a, b) => a - b).slice(0, MAX_BAD_REGIONS_LISTED);
+        v.regionsDone = total;
         v.state = bad === 0 ? 'passed' : 'failed';
       } catch (err) {
         v.state = 'failed';
