@@ -130,12 +130,13 @@ async function startDaemon(opts: ServeOptions): Promise<Daemon> {
 
 type HostPort = { host: string; port: number };
 
-export async function serve(o: { stateDir: string; nbdSocket?: string; nbdListen?: HostPort; httpListen: HostPort; gadget: ServeOptions['gadget']; gpio: ServeOptions['gpio']; keepSession?: boolean; firstBootPasswordFile: string }): Promise<number> {
+export async function serve(o: { stateDir: string; nbdSocket?: string; nbdListen?: HostPort; httpListen: HostPort; httpHostName?: string[]; gadget: ServeOptions['gadget']; gpio: ServeOptions['gpio']; keepSession?: boolean; firstBootPasswordFile: string }): Promise<number> {
   await startDaemon({
     stateDir: o.stateDir,
     nbdSocket: o.nbdSocket,
     nbdListen: o.nbdListen,
     httpListen: o.httpListen,
+    httpHostNames: o.httpHostName ?? [],
     gadget: o.gadget,
     gpio: o.gpio,
     endSessionOnStart: !o.keepSession,

@@ -39,6 +39,8 @@ export interface ServeOptions {
   nbdSocket?: string;
   nbdListen?: { host: string; port: number };
   httpListen: { host: string; port: number };
+  /** Further names the web UI answers to in the Host header (DNS rebinding defence). */
+  httpHostNames?: string[];
   gadget: 'auto' | 'on' | 'off';
   gpio: 'auto' | 'on' | 'off';
   endSessionOnStart?: boolean;
@@ -108,6 +110,7 @@ export class Daemon {
         service,
         store: state.store,
         listen: o.httpListen,
+        hostNames: o.httpHostNames ?? [],
         controlSocket: dir.controlSocket,
         extraRoutes: gpio ? [(api) => gpioRoutes(api, gpio)] : [],
       });
