@@ -18,7 +18,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, statfsSync } from 'node:fs';
-import { mkdir, open, rm } from 'node:fs/promises';
+import { mkdir, open, rm, rmdir, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -50,6 +50,10 @@ export interface NbdBenchOptions {
   peers?: Array<'nbdkit' | 'qemu-nbd'>;
   /** Progress lines (default: stderr). */
   log?: (line: string) => void;
+  /** Workload ids to run (default all). */
+  only?: string[];
+  /** Skip the Pi-budget measurement (default: run it). */
+  skipPiBudget?: boolean;
 }
 
 export interface WorkloadResult {
@@ -61,11 +65,38 @@ export interface WorkloadResult {
   samples: Partial<Record<ServerName, number[]>>;
   /** Server CPU time per request in microseconds (fio workloads), median. */
   serverCpuUsPerRequest?: Partial<Record<ServerName, number>>;
+  /** Server CPU seconds (all threads) per GiB moved, median. */
+  serverCpuSecondsPerGiB?: Partial<Record<ServerName, number>>;
   ratioToNbdkit?: number;
   ratioToQemuNbd?: number;
+  /** Our CPU per GiB divided by nbdkit's (at most 1 is the target on the target rows). */
+  cpuRatioToNbdkit?: number;
   /** The target, as a ratio to nbdkit. */
   target?: number;
   pass?: boolean;
+  /** Whether our CPU per GiB is at most nbdkit's (target rows). */
+  cpuPass?: boolean;
+}
+
+/**
+ * The Pi-sized budget: our server limited to 25 % of one core must sustain 40 MB/s sequential
+ * read and write. Measured under a cgroup v2 cpu.max where the machine allows it; otherwise
+ * derived from the CPU seconds per GiB.
+ */
+export interface PiBudget {
+  /** How the figures were obtained. */
+  method: 'cgroup cpu.max' | 'estimated from CPU seconds per GiB';
+  note: string;
+  rows: Array<{
+    id: string;
+    cpuSecondsPerGiB: number;
+    /** MB/s at 25 % of one core of this machine (measured or estimated). */
+    mbPerSecondAtQuarterCore: number;
+    /** MB/s one Pi 4 core (about 5x slower than one core here) would sustain at 100 %. */
+    mbPerSecondOnePi4Core: number;
+    target: number;
+    pass: boolean;
+  }>;
 }
 
 export interface NbdBenchResult {
@@ -76,6 +107,7 @@ export interface NbdBenchResult {
   rounds: number;
   device: string;
   workloads: WorkloadResult[];
+  piBudget: PiBudget | null;
   markdown: string;
 }
 
@@ -84,7 +116,7 @@ interface Workload {
   description: string;
   unit: 'MB/s' | 'IOPS';
   target?: number;
-  run(ctx: RunContext, server: RunningServer): Promise<{ value: number; cpuUsPerRequest?: number }>;
+  run(ctx: RunContext, server: RunningServer): Promise<{ value: number; cpuUsPerRequest?: number; cpuSecondsPerGiB?: number }>;
 }
 
 interface RunContext {
@@ -102,6 +134,12 @@ interface RunningServer {
 }
 
 const MiB = 1024 * 1024;
+const GiB = 1024 * MiB;
+/** The Pi budget: this share of one core, and the throughput it must sustain (MB/s). */
+const PI_CPU_SHARE = 0.25;
+const PI_TARGET_MBS = 40;
+/** A Pi 4 core against one core of the machines this runs on. */
+const PI4_SLOWDOWN = 5;
 const NBDCOPY_BASE = ['-C', '1', '-T', '1', '-R', '16', '--no-extents'];
 
 function nbdcopyWorkload(id: string, direction: 'read' | 'write', requestSize: number, target?: number): Workload {
@@ -112,10 +150,12 @@ function nbdcopyWorkload(id: string, direction: 'read' | 'write', requestSize: n
     target,
     async run(ctx, server) {
       const args = [...NBDCOPY_BASE, `--request-size=${requestSize}`, ...(direction === 'read' ? [server.uri, 'null:'] : [ctx.sourcePath, server.uri])];
+      const cpu0 = processCpuSeconds(server.pid);
       const t0 = process.hrtime.bigint();
       await run('nbdcopy', args);
       const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
-      return { value: ctx.imageBytes / 1e6 / seconds };
+      const cpuSeconds = processCpuSeconds(server.pid) - cpu0;
+      return { value: ctx.imageBytes / 1e6 / seconds, cpuSecondsPerGiB: cpuSeconds / (ctx.imageBytes / GiB) };
     },
   };
 }
@@ -148,7 +188,11 @@ function fioWorkload(id: string, rw: 'randread' | 'randwrite', iodepth: number, 
         const cpuSeconds = processCpuSeconds(server.pid) - before;
         const json = JSON.parse(out.slice(out.indexOf('{'))) as { jobs: Array<Record<'read' | 'write', { iops: number; total_ios: number }>> };
         const job = json.jobs[0]![rw === 'randread' ? 'read' : 'write'];
-        return { value: job.iops, cpuUsPerRequest: job.total_ios > 0 ? (cpuSeconds * 1e6) / job.total_ios : undefined };
+        return {
+          value: job.iops,
+          cpuUsPerRequest: job.total_ios > 0 ? (cpuSeconds * 1e6) / job.total_ios : undefined,
+          cpuSecondsPerGiB: job.total_ios > 0 ? cpuSeconds / ((job.total_ios * 4096) / GiB) : undefined,
+        };
       } finally {
         if (cpu !== null) await run('taskset', ['-a', '-p', '-c', `0-${os.cpus().length - 1}`, String(server.pid)]).catch(() => undefined);
       }
@@ -156,16 +200,25 @@ function fioWorkload(id: string, rw: 'randread' | 'randwrite', iodepth: number, 
   };
 }
 
+/** Target rows: at least as fast as nbdkit, with at most its CPU per GiB. */
 export const WORKLOADS: readonly Workload[] = [
-  nbdcopyWorkload('seq-read-1m', 'read', MiB, 0.8),
-  nbdcopyWorkload('seq-write-1m', 'write', MiB, 0.8),
+  nbdcopyWorkload('seq-read-1m', 'read', MiB, 1.0),
+  nbdcopyWorkload('seq-write-1m', 'write', MiB, 1.0),
   nbdcopyWorkload('seq-read-128k', 'read', 128 * 1024),
   nbdcopyWorkload('seq-write-128k', 'write', 128 * 1024),
   fioWorkload('randread-4k-qd1', 'randread', 1),
   fioWorkload('randwrite-4k-qd1', 'randwrite', 1),
-  fioWorkload('randread-4k-qd32', 'randread', 32, 0.5),
-  fioWorkload('randwrite-4k-qd32', 'randwrite', 32, 0.5),
+  fioWorkload('randread-4k-qd32', 'randread', 32, 1.0),
+  fioWorkload('randwrite-4k-qd32', 'randwrite', 32, 1.0),
 ];
+
+/** Runs only the workloads whose id is listed (all by default). */
+function selectWorkloads(only: readonly string[] | undefined): readonly Workload[] {
+  if (!only || only.length === 0) return WORKLOADS;
+  const unknown = only.filter((id) => !WORKLOADS.some((w) => w.id === id));
+  if (unknown.length) throw new Error(`unknown NBD workload(s) ${unknown.join(', ')}; known: ${WORKLOADS.map((w) => w.id).join(', ')}`);
+  return WORKLOADS.filter((w) => only.includes(w.id));
+}
 
 export async function runNbdBench(opts: NbdBenchOptions = {}): Promise<NbdBenchResult> {
   const log = opts.log ?? ((line: string) => process.stderr.write(`${line}\n`));
@@ -193,43 +246,60 @@ export async function runNbdBench(opts: NbdBenchOptions = {}): Promise<NbdBenchR
     if (peers.includes('qemu-nbd')) servers.push(await startPeer('qemu-nbd', dir, imagePath));
 
     const ctx: RunContext = { imageBytes, sourcePath, fioSeconds };
+    // One untimed read of the whole image per server first: JIT, buffer pools and first-touch
+    // page faults are paid before anything is measured, for every server alike.
+    for (const server of servers) await run('nbdcopy', [...NBDCOPY_BASE, `--request-size=${MiB}`, server.uri, 'null:']);
     const samples = new Map<string, Map<ServerName, number[]>>();
     const cpu = new Map<string, Map<ServerName, number[]>>();
+    const cpuGiB = new Map<string, Map<ServerName, number[]>>();
+    const workloadsRun = selectWorkloads(opts.only);
     for (let round = 0; round < rounds; round++) {
-      for (const w of WORKLOADS) {
+      for (const w of workloadsRun) {
         // Rotate the order each round so that no server always runs first (warm) or last.
         const order = servers.map((_, i) => servers[(i + round) % servers.length]!);
         for (const server of order) {
           const r = await w.run(ctx, server);
           push(samples, w.id, server.name, r.value);
           if (r.cpuUsPerRequest !== undefined) push(cpu, w.id, server.name, r.cpuUsPerRequest);
-          log(`  round ${round + 1}/${rounds} ${w.id} ${server.name}: ${r.value.toFixed(w.unit === 'IOPS' ? 0 : 1)} ${w.unit}${r.cpuUsPerRequest !== undefined ? `, server cpu ${r.cpuUsPerRequest.toFixed(1)} µs/request` : ''}`);
+          if (r.cpuSecondsPerGiB !== undefined) push(cpuGiB, w.id, server.name, r.cpuSecondsPerGiB);
+          log(
+            `  round ${round + 1}/${rounds} ${w.id} ${server.name}: ${r.value.toFixed(w.unit === 'IOPS' ? 0 : 1)} ${w.unit}` +
+              `${r.cpuUsPerRequest !== undefined ? `, server cpu ${r.cpuUsPerRequest.toFixed(1)} µs/request` : ''}` +
+              `${r.cpuSecondsPerGiB !== undefined ? `, ${r.cpuSecondsPerGiB.toFixed(2)} cpu-s/GiB` : ''}`,
+          );
         }
       }
     }
 
-    const workloads: WorkloadResult[] = WORKLOADS.map((w) => {
+    const workloads: WorkloadResult[] = workloadsRun.map((w) => {
       const value: Partial<Record<ServerName, number>> = {};
       const all: Partial<Record<ServerName, number[]>> = {};
       const cpuMedian: Partial<Record<ServerName, number>> = {};
+      const cpuGiBMedian: Partial<Record<ServerName, number>> = {};
       for (const s of servers) {
         const xs = samples.get(w.id)?.get(s.name) ?? [];
         all[s.name] = xs.map((x) => round2(x));
         value[s.name] = round2(median(xs));
         const cs = cpu.get(w.id)?.get(s.name);
         if (cs?.length) cpuMedian[s.name] = round2(median(cs));
+        const gs = cpuGiB.get(w.id)?.get(s.name);
+        if (gs?.length) cpuGiBMedian[s.name] = Math.round(median(gs) * 1000) / 1000;
       }
       const ours = value.snapback ?? 0;
       const result: WorkloadResult = { id: w.id, description: w.description, unit: w.unit, value, samples: all };
       if (Object.keys(cpuMedian).length) result.serverCpuUsPerRequest = cpuMedian;
+      if (Object.keys(cpuGiBMedian).length) result.serverCpuSecondsPerGiB = cpuGiBMedian;
       if (value.nbdkit) result.ratioToNbdkit = round2(ours / value.nbdkit);
       if (value['qemu-nbd']) result.ratioToQemuNbd = round2(ours / value['qemu-nbd']);
+      if (cpuGiBMedian.snapback !== undefined && cpuGiBMedian.nbdkit) result.cpuRatioToNbdkit = round2(cpuGiBMedian.snapback / cpuGiBMedian.nbdkit);
       if (w.target !== undefined && result.ratioToNbdkit !== undefined) {
         result.target = w.target;
         result.pass = result.ratioToNbdkit >= w.target;
+        if (result.cpuRatioToNbdkit !== undefined) result.cpuPass = result.cpuRatioToNbdkit <= 1;
       }
       return result;
     });
+    const piBudget = opts.skipPiBudget ? null : await measurePiBudget(ctx, servers.find((s) => s.name === 'snapback')!, workloads, log);
 
     const result: Omit<NbdBenchResult, 'markdown'> = {
       startedAt: started.toISOString(),
@@ -250,12 +320,61 @@ export async function runNbdBench(opts: NbdBenchOptions = {}): Promise<NbdBenchR
       rounds,
       device: opts.deviceModule ? `makeDevice from ${opts.deviceModule}` : 'FileDevice',
       workloads,
+      piBudget,
     };
     return { ...result, markdown: nbdMarkdown(result) };
   } finally {
     await Promise.all(servers.map((s) => stopServer(s)));
     await rm(dir, { recursive: true, force: true });
   }
+}
+
+const CGROUP_ROOT = '/sys/fs/cgroup';
+
+/**
+ * Our server's sequential 1 MiB read and write under a quarter of one core: measured in a
+ * cgroup v2 with cpu.max where this machine lets us make one, else derived from the CPU
+ * seconds per GiB measured above (our server's own threads only; the client is not counted).
+ */
+async function measurePiBudget(ctx: RunContext, ours: RunningServer, workloads: WorkloadResult[], log: (line: string) => void): Promise<PiBudget> {
+  const ids = ['seq-read-1m', 'seq-write-1m'];
+  const rowsFor = (mbs: (id: string, cpuGiB: number) => number): PiBudget['rows'] =>
+    ids.flatMap((id) => {
+      const cpuGiB = workloads.find((w) => w.id === id)?.serverCpuSecondsPerGiB?.snapback;
+      if (cpuGiB === undefined || cpuGiB <= 0) return [];
+      const atQuarter = round2(mbs(id, cpuGiB));
+      return [{ id, cpuSecondsPerGiB: cpuGiB, mbPerSecondAtQuarterCore: atQuarter, mbPerSecondOnePi4Core: round2(GiB / 1e6 / (PI4_SLOWDOWN * cpuGiB)), target: PI_TARGET_MBS, pass: atQuarter >= PI_TARGET_MBS }];
+    });
+  const group = join(CGROUP_ROOT, `snapback-bench-${process.pid}`);
+  let why = '';
+  try {
+    const controllers = readFileSync(join(CGROUP_ROOT, 'cgroup.controllers'), 'utf8');
+    if (!controllers.split(/\s+/).includes('cpu')) throw new Error('the cpu controller is not enabled');
+    await mkdir(group);
+    try {
+      await writeFile(join(group, 'cpu.max'), `${Math.round(PI_CPU_SHARE * 100_000)} 100000\n`);
+      await writeFile(join(group, 'cgroup.procs'), `${ours.pid}\n`);
+      const measured = new Map<string, number>();
+      for (const id of ids) {
+        const w = WORKLOADS.find((x) => x.id === id)!;
+        const r = await w.run(ctx, ours);
+        measured.set(id, r.value);
+        log(`  pi budget (cpu.max ${PI_CPU_SHARE * 100} %) ${id}: ${r.value.toFixed(1)} MB/s`);
+      }
+      return { method: 'cgroup cpu.max', note: `our server in a cgroup with cpu.max ${Math.round(PI_CPU_SHARE * 100_000)} 100000`, rows: rowsFor((id) => measured.get(id) ?? 0) };
+    } finally {
+      await writeFile(join(CGROUP_ROOT, 'cgroup.procs'), `${ours.pid}\n`).catch(() => undefined);
+      await rmdir(group).catch(() => undefined);
+    }
+  } catch (err) {
+    why = (err as Error).message.split('\n')[0] ?? '';
+  }
+  log(`  pi budget: no cgroup v2 cpu.max here (${why}); estimating from CPU seconds per GiB`);
+  return {
+    method: 'estimated from CPU seconds per GiB',
+    note: `no cgroup v2 cpu.max on this machine (${why}); MB/s at ${PI_CPU_SHARE * 100} % of one core = ${PI_CPU_SHARE} × 1 GiB ÷ CPU seconds per GiB`,
+    rows: rowsFor((_id, cpuGiB) => (PI_CPU_SHARE * GiB) / 1e6 / cpuGiB),
+  };
 }
 
 /** A Markdown summary (a table per unit, the ratios and the targets). */
@@ -281,6 +400,21 @@ export function nbdMarkdown(r: Omit<NbdBenchResult, 'markdown'>): string {
   for (const w of r.workloads) {
     const target = w.target !== undefined ? `≥ ${w.target}× nbdkit: ${w.pass ? 'met' : 'missed'}` : '';
     lines.push(`| ${w.description} | ${names.map((n) => fmt(w, n)).join(' | ')} | ${w.ratioToNbdkit?.toFixed(2) ?? '–'} | ${w.ratioToQemuNbd?.toFixed(2) ?? '–'} | ${target} |`);
+  }
+  lines.push('', 'Server CPU seconds (all threads) per GiB moved:', '', '| workload | Snapback | nbdkit | qemu-nbd | Snapback ÷ nbdkit | target |', '|---|---|---|---|---|---|');
+  for (const w of r.workloads) {
+    const c = w.serverCpuSecondsPerGiB;
+    if (!c) continue;
+    const cell = (n: ServerName): string => (c[n] !== undefined ? c[n]!.toFixed(2) : '–');
+    const target = w.cpuPass !== undefined ? `≤ nbdkit: ${w.cpuPass ? 'met' : 'missed'}` : '';
+    lines.push(`| ${w.description} | ${cell('snapback')} | ${cell('nbdkit')} | ${cell('qemu-nbd')} | ${w.cpuRatioToNbdkit?.toFixed(2) ?? '–'} | ${target} |`);
+  }
+  if (r.piBudget) {
+    lines.push('', `Pi-sized budget (${r.piBudget.method}): ${r.piBudget.note}; a Pi 4 core taken as ${PI4_SLOWDOWN}× slower than one core here.`, '');
+    lines.push('| workload | CPU s/GiB | MB/s at 25 % of one core here | MB/s on one whole Pi 4 core | target |', '|---|---|---|---|---|');
+    for (const row of r.piBudget.rows) {
+      lines.push(`| ${row.id} | ${row.cpuSecondsPerGiB.toFixed(2)} | ${Math.round(row.mbPerSecondAtQuarterCore)} | ${Math.round(row.mbPerSecondOnePi4Core)} | ≥ ${row.target} MB/s at 25 %: ${row.pass ? 'met' : 'missed'} |`);
+    }
   }
   lines.push('');
   return lines.join('\n');

@@ -130,11 +130,30 @@ async function startDaemon(opts: ServeOptions): Promise<Daemon> {
 
 type HostPort = { host: string; port: number };
 
-export async function serve(o: { stateDir: string; nbdSocket?: string; nbdListen?: HostPort; httpListen: HostPort; httpHostName?: string[]; gadget: ServeOptions['gadget']; gpio: ServeOptions['gpio']; keepSession?: boolean; firstBootPasswordFile: string }): Promise<number> {
+export async function serve(o: {
+  stateDir: string;
+  nbdSocket?: string;
+  nbdSocketGroup?: number;
+  nbdListen?: HostPort;
+  nbdTlsPsk?: string;
+  nbdTlsCert?: string;
+  nbdTlsKey?: string;
+  nbdTlsCa?: string;
+  nbdInsecure?: boolean;
+  httpListen: HostPort;
+  httpHostName?: string[];
+  gadget: ServeOptions['gadget'];
+  gpio: ServeOptions['gpio'];
+  keepSession?: boolean;
+  firstBootPasswordFile: string;
+}): Promise<number> {
   await startDaemon({
     stateDir: o.stateDir,
     nbdSocket: o.nbdSocket,
+    nbdSocketGid: o.nbdSocketGroup,
     nbdListen: o.nbdListen,
+    nbdTls: { pskFile: o.nbdTlsPsk, certFile: o.nbdTlsCert, keyFile: o.nbdTlsKey, caFile: o.nbdTlsCa },
+    nbdInsecure: o.nbdInsecure ?? false,
     httpListen: o.httpListen,
     httpHostNames: o.httpHostName ?? [],
     gadget: o.gadget,

@@ -10,6 +10,7 @@ import { Argument, Command, InvalidArgumentError, Option } from 'commander';
 import { SUPPORTED_HASHES } from '../storage/manifest.js';
 import { parseSize } from '../storage/sizes.js';
 import { isSnapbackError } from '../errors.js';
+import { groupId } from '../nbd/listen-policy.js';
 import { VERSION } from '../version.js';
 import * as commands from './commands.js';
 import { passwd } from './passwd.js';
@@ -116,7 +117,13 @@ export function buildProgram(run: CliRun = { exitCode: 0 }): Command {
     .description('run the daemon: NBD server, USB gadget, web UI and API, GPIO')
     .addOption(stateDir())
     .option('--nbd-socket <PATH>', 'NBD unix socket (default DIR/nbd.sock)')
-    .option('--nbd-listen <HOST:PORT>', 'also serve NBD over TCP', checked(parseHostPort))
+    .option('--nbd-socket-group <GROUP>', 'a group that may use the NBD socket too (0660; default: root only, 0600)', checked(groupId))
+    .option('--nbd-listen <HOST:PORT>', 'also serve NBD over TCP (off loopback only with TLS or --nbd-insecure)', checked(parseHostPort))
+    .option('--nbd-tls-psk <FILE>', 'TLS on --nbd-listen with pre-shared keys (psktool format: identity:hexkey lines)')
+    .option('--nbd-tls-cert <FILE>', 'TLS on --nbd-listen with this certificate (PEM; with --nbd-tls-key)')
+    .option('--nbd-tls-key <FILE>', 'the private key of --nbd-tls-cert (PEM)')
+    .option('--nbd-tls-ca <FILE>', 'TLS clients must present a certificate signed by this CA (PEM)')
+    .option('--nbd-insecure', 'allow --nbd-listen off loopback without TLS (anyone on the network can write the disk)')
     .addOption(httpListen())
     .option('--http-host-name <NAME>', 'a further name the web UI answers to (repeatable; loopback, IP addresses and the host name always work)', (v: string, prev: string[]) => [...prev, v], [] as string[])
     .addOption(new Option('--gadget <WHEN>', 'USB mass-storage gadget').choices(['auto', 'on', 'off'] as const).default('auto'))

@@ -30,6 +30,7 @@ import { HttpComponent } from '../http/http-component.js';
 import { GadgetComponent } from '../gadget/gadget-component.js';
 import { GpioComponent } from '../gpio/gpio-component.js';
 import { gpioRoutes } from '../http/routes/gpio-routes.js';
+import type { NbdTlsFiles } from '../nbd/tls-config.js';
 import { childLogger } from '../logger.js';
 
 const log = childLogger('daemon');
@@ -38,6 +39,12 @@ export interface ServeOptions {
   stateDir: string;
   nbdSocket?: string;
   nbdListen?: { host: string; port: number };
+  /** Group (gid) that may use the NBD socket besides root (0660); default: root only (0600). */
+  nbdSocketGid?: number;
+  /** TLS for the --nbd-listen listener, which then requires it (NBD_OPT_STARTTLS). */
+  nbdTls?: NbdTlsFiles;
+  /** Allows --nbd-listen on a non-loopback address without TLS. */
+  nbdInsecure?: boolean;
   httpListen: { host: string; port: number };
   /** Further names the web UI answers to in the Host header (DNS rebinding defence). */
   httpHostNames?: string[];
@@ -92,7 +99,16 @@ export class Daemon {
       components: () => this.components(),
       nbdClients: () => nbd.clientCount,
     });
-    const nbd = new NbdComponent({ engine: () => storage.engine, socket: plan.nbdSocket, tcp: o.nbdListen, onClientCount: (n) => sessions.setNbdClients(n) });
+    const nbd = new NbdComponent({
+      engine: () => storage.engine,
+      socket: plan.nbdSocket,
+      socketGid: o.nbdSocketGid,
+      gadgetSocket: plan.gadgetNbdSocket,
+      tcp: o.nbdListen,
+      tls: plan.nbdTls,
+      insecure: o.nbdInsecure ?? false,
+      onClientCount: (n) => sessions.setNbdClients(n),
+    });
     const state = new StateComponent(dir.path);
     try {
       await this.startEssential(storage);
@@ -117,7 +133,7 @@ export class Daemon {
       const httpUp = await this.startOptional(http, true);
 
       if (plan.gadget) {
-        const gadget = new GadgetComponent(service, plan.gadget.settings, { nbdSocket: plan.nbdSocket, configfsRoot: o.configfsRoot, sysRoot: o.sysRoot });
+        const gadget = new GadgetComponent(service, plan.gadget.settings, { nbdSocket: plan.gadgetNbdSocket, configfsRoot: o.configfsRoot, sysRoot: o.sysRoot });
         await this.startEssential(gadget, plan.gadget.problem);
       } else {
         this.setHealth('gadget', true, 'off', null);

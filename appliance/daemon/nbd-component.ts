@@ -1,11 +1,13 @@
 /**
- * The NBD component: serves the protected disk on the daemon's unix socket (and on TCP when
- * asked). Essential: the USB gadget's kernel client and every other host reach the disk here.
+ * The NBD component: serves the protected disk on the daemon's unix socket, on the gadget's own
+ * socket (reserved slots, never dropped as idle) and on TCP when asked (TLS-only when TLS is
+ * configured). Essential: the USB gadget's kernel client and every other host reach the disk here.
  * It listens before the previous host session is ended, so that an address it cannot take
  * refuses the start before anything is written.
  */
 import type { Component } from '../component.js';
 import { NbdServer } from '../nbd/server.js';
+import type { NbdTlsOptions } from '../nbd/tls-config.js';
 import type { Engine } from '../storage/engine.js';
 import { childLogger } from '../logger.js';
 
@@ -14,7 +16,15 @@ const log = childLogger('daemon');
 export interface NbdComponentOptions {
   engine: () => Engine;
   socket: string;
+  /** A group that may use `socket` too (0660); default root only (0600). */
+  socketGid?: number;
+  /** The socket the gadget's kernel client connects to. */
+  gadgetSocket: string;
   tcp?: { host: string; port: number };
+  /** TLS for the TCP listener (then required there). */
+  tls: NbdTlsOptions | null;
+  /** Plain text on a non-loopback TCP address was asked for explicitly. */
+  insecure: boolean;
   /** Told the number of connected clients whenever it changes. */
   onClientCount: (n: number) => void;
 }
@@ -45,8 +55,9 @@ export class NbdComponent implements Component {
     server.on('disconnect', update);
     server.on('error', (err: unknown) => log.error({ err }, 'NBD server error'));
     try {
-      await server.listenUnix(this.opts.socket);
-      if (this.opts.tcp) this.tcpAddress = await server.listenTcp(this.opts.tcp.host, this.opts.tcp.port);
+      await server.listenUnix(this.opts.socket, { gid: this.opts.socketGid });
+      await server.listenUnix(this.opts.gadgetSocket, { role: 'gadget' });
+      if (this.opts.tcp) this.tcpAddress = await server.listenTcp(this.opts.tcp.host, this.opts.tcp.port, { tls: this.opts.tls ?? undefined, insecure: this.opts.insecure });
     } catch (err) {
       await this.stop();
       throw err;

@@ -3,7 +3,9 @@
  * (the previous host session is not ended, write-log.bin and state.json stay as they were).
  *
  * Refusals (essential): the state directory (missing, not initialised, in use), state.json
- * (unreadable, corrupt, from a newer version), the NBD socket path, `--gadget on` where no
+ * (unreadable, corrupt, from a newer version), the NBD socket path (not a socket, or another
+ * server listening on it), the NBD TCP listener (off loopback without TLS or --nbd-insecure),
+ * the NBD TLS files, `--gadget on` where no
  * gadget can run. Settings files of optional parts never refuse a start: a bad gpio.json turns
  * GPIO off, a bad gadget.json gives the gadget its default settings; either is reported in the
  * status, the log and on the LED, and the host's disk is served all the same.
@@ -17,11 +19,16 @@ import { GadgetSettingsSchema, type GadgetSettings } from '../gadget/gadget-sett
 import { gadgetAvailable } from '../gadget/gadget-probe.js';
 import { defaultGadgetConfigDir, resolveGadgetDescription } from '../gadget/gadget-config.js';
 import { GpioSettingsSchema, type GpioSettings } from '../gpio/gpio-settings.js';
+import { checkSocketFree, checkTcpListen } from '../nbd/listen-policy.js';
+import { loadNbdTls, type NbdTlsFiles, type NbdTlsOptions } from '../nbd/tls-config.js';
 import { SnapbackError } from '../errors.js';
 
 export interface PreflightOptions {
   stateDir: string;
   nbdSocket?: string;
+  nbdListen?: { host: string; port: number };
+  nbdTls?: NbdTlsFiles;
+  nbdInsecure?: boolean;
   gadget: 'auto' | 'on' | 'off';
   gpio: 'auto' | 'on' | 'off';
   configfsRoot?: string;
@@ -32,6 +39,10 @@ export interface PreflightOptions {
 export interface StartPlan {
   state: StateDir;
   nbdSocket: string;
+  /** The gadget's own NBD socket (reserved slots, never dropped as idle): DIR/gadget-nbd.sock. */
+  gadgetNbdSocket: string;
+  /** The TLS session options of the TCP listener; null: plain text (loopback, or --nbd-insecure). */
+  nbdTls: NbdTlsOptions | null;
   /** null: no gadget (off, or auto on a machine without one: `gadgetOffReason`). */
   gadget: { settings: GadgetSettings; problem: string | null } | null;
   gadgetOffReason: string | null;
@@ -41,6 +52,7 @@ export interface StartPlan {
 
 const GPIO_SETTINGS_FILE = 'gpio.json';
 const GADGET_SETTINGS_FILE = 'gadget.json';
+const GADGET_NBD_SOCKET = 'gadget-nbd.sock';
 
 export async function preflight(opts: PreflightOptions): Promise<StartPlan> {
   const state = new StateDir(opts.stateDir);
@@ -51,6 +63,11 @@ export async function preflight(opts: PreflightOptions): Promise<StartPlan> {
   const nbdSocket = opts.nbdSocket ?? state.nbdSocket;
   const st = statOrNull(nbdSocket);
   if (st && !st.isSocket()) throw new SnapbackError('BAD_ARGUMENT', `${nbdSocket} exists and is not a socket; not replacing it`, { path: nbdSocket });
+  await checkSocketFree(nbdSocket);
+  const gadgetNbdSocket = join(state.path, GADGET_NBD_SOCKET);
+  await checkSocketFree(gadgetNbdSocket);
+  const nbdTls = loadNbdTls(opts.nbdTls ?? {});
+  if (opts.nbdListen) checkTcpListen(opts.nbdListen.host, nbdTls !== null, opts.nbdInsecure ?? false);
 
   let gadget: StartPlan['gadget'] = null;
   let gadgetOffReason: string | null = null;
@@ -69,7 +86,7 @@ export async function preflight(opts: PreflightOptions): Promise<StartPlan> {
       gpio = { settings: null, problem: `${(err as Error).message}; GPIO stays off until the file is fixed` };
     }
   }
-  return { state, nbdSocket, gadget, gadgetOffReason, gpio };
+  return { state, nbdSocket, gadgetNbdSocket, nbdTls, gadget, gadgetOffReason, gpio };
 }
 
 /** gadget.json with its profile resolved; on any problem, the defaults and the problem. */

@@ -4,6 +4,8 @@
  * the socket closed). `closed` resolves once the socket is gone and no request is in flight.
  */
 import type { Socket } from 'node:net';
+import { TLSSocket } from 'node:tls';
+import type { NbdTlsOptions } from './tls-config.js';
 import type { Logger } from 'pino';
 import type { BufferPool } from './buffer-pool.js';
 import { ByteQueue } from './byte-queue.js';
@@ -26,6 +28,14 @@ export interface ConnectionContext {
   pool: BufferPool;
   /** Receive large WRITE payloads straight into their buffers (see direct-receive.ts). */
   directReceive: boolean;
+  /**
+   * Connections idle (nothing received, nothing in flight) for this long are dropped: the
+   * first limit applies until the first request, the second after it (0 = never). Null for
+   * the gadget's own client, which is never dropped for being idle.
+   */
+  idle: { beforeFirstRequestMs: number; afterRequestsMs: number } | null;
+  /** Set on TLS-only listeners: the options of the server side of each TLS session. */
+  tls: NbdTlsOptions | null;
 }
 
 /** Reads that are not a large payload go here, and are copied out before the next read. */
@@ -47,14 +57,21 @@ export class NbdConnection {
   private resolveClosed!: () => void;
   /** Set when reading through `onread` (direct receive); null with 'data' events. */
   private scratch: Buffer | null = null;
+  /** Reads so far, and the count the idle check saw last (a change means: not idle). */
+  private reads = 0;
+  private readsSeen = 0;
+  private idleSince = 0;
+  private readonly onDataListener = (chunk: Buffer): void => this.onData(chunk);
 
   /** `socket` comes from a server created with pauseOnConnect: it is not reading yet. */
   constructor(
     readonly id: number,
     private socket: Socket,
     private readonly ctx: ConnectionContext,
+    /** Who is connected: host:port for TCP, the socket path for unix sockets. */
+    readonly peer: string,
   ) {
-    this.log = ctx.log.child({ conn: id });
+    this.log = ctx.log.child({ conn: id, peer });
     this.closed = new Promise((resolve) => (this.resolveClosed = resolve));
     this.negotiator = new OptionNegotiator(ctx.settings, ctx.negotiation, (data) => {
       if (!this.socket.destroyed) this.socket.write(data);
@@ -62,7 +79,7 @@ export class NbdConnection {
   }
 
   start(): void {
-    if (this.ctx.directReceive) {
+    if (this.ctx.directReceive && this.ctx.tls === null) {
       this.scratch = Buffer.allocUnsafeSlow(SCRATCH_SIZE);
       const adopted = adoptForDirectReceive(this.socket, {
         buffer: () => this.nextReadBuffer(),
@@ -75,7 +92,7 @@ export class NbdConnection {
     socket.setNoDelay(true);
     if (socket.remoteAddress !== undefined) socket.setKeepAlive(true, 30_000);
     if (this.scratch === null) {
-      socket.on('data', (chunk: Buffer) => this.onData(chunk));
+      socket.on('data', this.onDataListener);
       socket.resume();
     }
     socket.on('end', () => this.onEnd());
@@ -83,7 +100,7 @@ export class NbdConnection {
     socket.on('close', () => this.onClose());
     this.handshakeTimer = setTimeout(() => {
       this.log.info('handshake timed out');
-      socket.destroy();
+      this.socket.destroy(); // the TLS socket, once STARTTLS has wrapped the plain one
     }, this.ctx.handshakeTimeoutMs);
     this.handshakeTimer.unref();
     socket.write(greeting());
@@ -96,7 +113,31 @@ export class NbdConnection {
     return this.closed;
   }
 
+  /**
+   * Drops the connection if it has been idle too long (called about once a second): nothing
+   * received and nothing in flight since the last check that saw activity.
+   */
+  checkIdle(now: number): void {
+    const idle = this.ctx.idle;
+    if (idle === null || this.phase !== 'transmission') return;
+    const t = this.transmission!;
+    if (this.reads !== this.readsSeen || t.busy) {
+      this.readsSeen = this.reads;
+      this.idleSince = now;
+      return;
+    }
+    const first = t.requestCount === 0;
+    const limit = first ? idle.beforeFirstRequestMs : idle.afterRequestsMs;
+    if (limit <= 0 || now - this.idleSince < limit) return;
+    const seconds = Math.round((now - this.idleSince) / 1000);
+    this.log.info({ idleSeconds: seconds }, first ? 'dropped an NBD client that sent no request after its handshake' : 'dropped an idle NBD client');
+    this.phase = 'closing';
+    t.end('idle');
+    this.socket.destroy();
+  }
+
   private onData(chunk: Buffer): void {
+    this.reads++;
     if (this.phase === 'closing') return;
     this.queue.push(chunk);
     if (this.phase === 'transmission') this.transmission!.process();
@@ -110,6 +151,7 @@ export class NbdConnection {
   }
 
   private onDirectRead(n: number, buf: Buffer): void {
+    this.reads++;
     if (this.phase === 'closing') return;
     if (buf !== this.scratch) {
       this.transmission!.directReceived(n);
@@ -128,7 +170,37 @@ export class NbdConnection {
       this.endSocket(this.negotiator.closeReason);
       return;
     }
+    if (step === 'starttls') {
+      this.startTls();
+      return;
+    }
     this.enterTransmission();
+  }
+
+  /** NBD_OPT_STARTTLS was acknowledged: the TLS handshake follows on the same socket. */
+  private startTls(): void {
+    if (this.queue.length > 0 || this.ctx.tls === null) {
+      // A client must wait for the acknowledgement before its TLS handshake.
+      this.endSocket('data after NBD_OPT_STARTTLS before the TLS handshake');
+      return;
+    }
+    const raw = this.socket;
+    raw.off('data', this.onDataListener);
+    raw.removeAllListeners('end');
+    raw.removeAllListeners('close');
+    const secure = new TLSSocket(raw, { ...this.ctx.tls, isServer: true });
+    this.socket = secure;
+    secure.on('secure', () => {
+      this.log.debug({ protocol: secure.getProtocol(), cipher: secure.getCipher().name }, 'TLS established');
+      this.negotiator.tlsStarted();
+    });
+    secure.on('data', this.onDataListener);
+    secure.on('end', () => this.onEnd());
+    secure.on('error', (err) => {
+      this.log.info({ err: err.message }, 'TLS failed');
+      secure.destroy();
+    });
+    secure.on('close', () => this.onClose());
   }
 
   private enterTransmission(): void {
@@ -138,7 +210,8 @@ export class NbdConnection {
     this.phase = 'transmission';
     this.workDone = false;
     const socket = this.socket;
-    const writer = new ReplyWriter(socket);
+    this.idleSince = Date.now();
+    const writer = new ReplyWriter(socket, () => this.transmission?.onWritten());
     const transmission = new Transmission(this.ctx.settings.device, info, this.negotiator.structured, this.queue, this.scratch !== null, writer, this.ctx.transmission, {
       pauseInput: () => socket.pause(),
       resumeInput: () => socket.resume(),
@@ -189,6 +262,7 @@ export class NbdConnection {
       // In-flight requests still run to completion; their replies go nowhere.
       this.transmission.end('connection closed');
     }
+    this.transmission?.releaseAll();
     this.maybeResolve();
   }
 

@@ -1,7 +1,11 @@
 /**
  * The NBD server: one BlockDevice served as one export to any NBD client.
  *
- *   server.ts             NbdServer: listeners (unix, TCP), connections, orderly close
+ *   server.ts             NbdServer: listeners (unix, TCP; client and gadget roles), connections,
+ *                         connection slots, idle clients dropped, orderly close
+ *   listen-policy.ts      who may reach a listener: loopback or TLS, live sockets, groups
+ *   tls-config.ts         NBD_OPT_STARTTLS sessions: PSK file, certificates
+ *   memory-budget.ts      bytes all connections may hold above their own floors
  *   connection.ts         one client: greeting, handshake deadline, transmission, close
  *   option-negotiation.ts fixed-newstyle option haggling (GO/INFO/LIST/EXPORT_NAME/ABORT/...)
  *   transmission.ts       request parsing, dispatch to the device, backpressure
@@ -13,5 +17,7 @@
  *   errno.ts              SnapbackError code -> NBD error
  *   protocol.ts           wire constants
  */
-export { NbdServer, DEFAULT_TUNING, type NbdServerOptions, type NbdServerTuning } from './server.js';
+export { NbdServer, DEFAULT_TUNING, type NbdServerOptions, type NbdServerTuning, type ListenerRole, type UnixListenOptions, type TcpListenOptions } from './server.js';
+export { checkSocketFree, checkTcpListen, groupId, isLoopback } from './listen-policy.js';
+export { loadNbdTls, parsePskFile, type NbdTlsFiles, type NbdTlsOptions } from './tls-config.js';
 export { nbdErrnoFor } from './errno.js';

@@ -29,10 +29,12 @@ import {
   OPT_GO,
   OPT_INFO,
   OPT_LIST,
+  OPT_STARTTLS,
   OPT_STRUCTURED_REPLY,
   REP_ACK,
   REP_ERR_INVALID,
   REP_ERR_SHUTDOWN,
+  REP_ERR_TLS_REQD,
   REP_ERR_TOO_BIG,
   REP_ERR_UNKNOWN,
   REP_ERR_UNSUP,
@@ -47,10 +49,18 @@ export interface NegotiationLimits {
   maxSkippedOptionLength: number;
   /** Options allowed on one connection before it is dropped. */
   maxOptions: number;
+  /**
+   * 'required': only NBD_OPT_STARTTLS (and ABORT) are served until TLS is up; every other
+   * option gets NBD_REP_ERR_TLS_REQD. 'off': STARTTLS is not supported.
+   */
+  tls: 'off' | 'required';
 }
 
-/** What `process` found: more bytes needed, transmission reached, or the connection must end. */
-export type NegotiationStep = 'pending' | 'transmission' | 'close';
+/**
+ * What `process` found: more bytes needed, transmission reached, the connection must end, or
+ * STARTTLS was acknowledged (the caller starts TLS on the socket, then calls `tlsStarted`).
+ */
+export type NegotiationStep = 'pending' | 'transmission' | 'close' | 'starttls';
 
 type State = 'flags' | 'header' | 'data' | 'skip';
 
@@ -77,6 +87,7 @@ export class OptionNegotiator {
   private optionLength = 0;
   private skipLeft = 0;
   private optionCount = 0;
+  private tlsActive = false;
 
   constructor(
     private readonly settings: ExportSettings,
@@ -135,8 +146,19 @@ export class OptionNegotiator {
     }
   }
 
+  /** TLS is up on the connection: options are served from now on. */
+  tlsStarted(): void {
+    this.tlsActive = true;
+  }
+
   /** Handles one complete option; 'pending' means: keep haggling. */
   private handleOption(option: number, data: Buffer): NegotiationStep {
+    if (option === OPT_STARTTLS) return this.startTls(data);
+    if (this.limits.tls === 'required' && !this.tlsActive) {
+      // Nothing about the export is told, and nothing is served, before TLS.
+      if (option === OPT_EXPORT_NAME) return this.close('NBD_OPT_EXPORT_NAME before STARTTLS on a TLS-only listener');
+      if (option !== OPT_ABORT) return this.refuse(option, REP_ERR_TLS_REQD, 'this server requires TLS: use NBD_OPT_STARTTLS');
+    }
     switch (option) {
       case OPT_EXPORT_NAME:
         return this.exportName(data);
@@ -159,6 +181,16 @@ export class OptionNegotiator {
       default:
         return this.refuse(option, REP_ERR_UNSUP, `option ${option} is not supported`);
     }
+  }
+
+  private startTls(data: Buffer): NegotiationStep {
+    if (this.limits.tls === 'off') return this.refuse(OPT_STARTTLS, REP_ERR_UNSUP, 'TLS is not configured on this listener');
+    if (this.tlsActive) return this.refuse(OPT_STARTTLS, REP_ERR_INVALID, 'TLS is already active');
+    if (data.length !== 0) return this.refuse(OPT_STARTTLS, REP_ERR_INVALID, 'NBD_OPT_STARTTLS takes no data');
+    // Anything agreed in plain text does not carry over into the TLS session.
+    this.structured = false;
+    this.reply(OPT_STARTTLS, REP_ACK);
+    return 'starttls';
   }
 
   private exportName(data: Buffer): NegotiationStep {

@@ -36,12 +36,17 @@ export class ReplyWriter {
   private releases: Array<(() => void) | undefined> = [];
   private queued = 0;
   private scheduled = false;
+  private readonly batchWritten = (): void => this.onWritten?.();
   private readonly flushCallback = (): void => {
     this.scheduled = false;
     this.flushNow();
   };
 
-  constructor(private readonly socket: Socket) {}
+  /** `onWritten` runs when a batch has been taken by the kernel (the bytes are no longer held). */
+  constructor(
+    private readonly socket: Socket,
+    private readonly onWritten?: () => void,
+  ) {}
 
   /** Bytes accepted but not yet written to the kernel (ours plus the socket's buffer). */
   get pendingBytes(): number {
@@ -128,13 +133,26 @@ export class ReplyWriter {
     this.queued = 0;
     const socket = this.socket;
     if (socket.destroyed || !socket.writable) return; // dropped buffers go to the GC
-    if (pieces.length === 1) {
-      socket.write(pieces[0]!, afterWrite(releases[0]));
+    const last = pieces.length - 1;
+    if (last === 0) {
+      socket.write(pieces[0]!, this.lastCallback(releases[0]));
       return;
     }
     socket.cork();
-    for (let i = 0; i < pieces.length; i++) socket.write(pieces[i]!, afterWrite(releases[i]));
+    for (let i = 0; i < last; i++) socket.write(pieces[i]!, afterWrite(releases[i]));
+    socket.write(pieces[last]!, this.lastCallback(releases[last]));
     socket.uncork();
+  }
+
+  /** The last write of a batch also reports that the batch left. */
+  private lastCallback(release: (() => void) | undefined): ((err?: Error | null) => void) | undefined {
+    const onWritten = this.onWritten;
+    if (!onWritten) return afterWrite(release);
+    if (!release) return this.batchWritten;
+    return (err) => {
+      if (!err) release?.();
+      onWritten();
+    };
   }
 
   /** Drops whatever is queued (the socket is gone). */

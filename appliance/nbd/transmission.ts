@@ -14,6 +14,7 @@ import type { BlockDevice, WriteOptions, ZeroOptions } from '../storage/block-de
 import { isSnapbackError } from '../errors.js';
 import { POOL_MIN_SIZE, type BufferPool } from './buffer-pool.js';
 import type { ByteQueue } from './byte-queue.js';
+import type { MemoryBudget } from './memory-budget.js';
 import { errorMessageFor, nbdErrnoFor } from './errno.js';
 import type { ExportInfo } from './export-info.js';
 import {
@@ -40,6 +41,10 @@ export interface TransmissionLimits {
   maxInflightRequests: number;
   /** A refused WRITE whose payload is longer than this ends the connection instead of being skipped. */
   maxSkippedWriteBytes: number;
+  /** Bytes this connection may hold without borrowing from `shared`. */
+  floorBytes: number;
+  /** The budget shared by all connections, for what a connection holds above its floor. */
+  shared: MemoryBudget;
 }
 
 export interface TransmissionHooks {
@@ -65,6 +70,8 @@ const WARN_LIMIT = 10;
 export class Transmission {
   private inflightCount = 0;
   private inflightBytes = 0;
+  /** Requests parsed so far (the idle check tells a client that never asked anything apart). */
+  requestCount = 0;
   private mode = MODE_HEADER;
   private paused = false;
   private inputClosed = false;
@@ -87,6 +94,14 @@ export class Transmission {
   private direct: Buffer | null = null;
   private directPooled = false;
   private skipLeft = 0;
+  /** Bytes borrowed from the shared budget (what this connection holds above its floor). */
+  private borrowed = 0;
+  /** What the request this connection waits for must borrow; it wakes only when that is free. */
+  private sharedNeed = 0;
+  private readonly wake = (): void => {
+    if (this.sharedNeed > this.limits.shared.free) this.limits.shared.wait(this.wake);
+    else this.maybeResume();
+  };
   /** The device's optional readInto (FileDevice and the protected disk have it). */
   private readonly readInto: ((buf: Buffer, offset: number) => Promise<void>) | null;
 
@@ -119,7 +134,7 @@ export class Transmission {
         this.refuse(CMD_WRITE, this.cFlags, this.cHi, this.cLo, this.cOffset, this.cLength, this.cErrno);
       } else {
         if (q.length < REQUEST_HEADER_SIZE) break;
-        if (this.overBudget()) {
+        if (!this.admit(q)) {
           if (!this.paused) {
             this.paused = true;
             this.hooks.pauseInput();
@@ -132,9 +147,27 @@ export class Transmission {
     if (this.inputClosed && this.ending === null) this.end('client closed the connection');
   }
 
+  /** Something is in flight, half received, waiting to be parsed, or not yet taken by the kernel. */
+  get busy(): boolean {
+    return this.inflightCount > 0 || this.mode !== MODE_HEADER || this.writer.pendingBytes > 0 || this.queue.length > 0;
+  }
+
   /** The socket's writable side drained: maybe resume parsing. */
   onDrain(): void {
+    this.giveBack();
     this.maybeResume();
+  }
+
+  /** Replies were taken by the kernel: give back what is no longer held. */
+  onWritten(): void {
+    if (this.borrowed > 0) this.giveBack();
+  }
+
+  /** The connection is gone: everything it borrowed goes back to the shared budget. */
+  releaseAll(): void {
+    this.limits.shared.cancel(this.wake);
+    this.limits.shared.give(this.borrowed);
+    this.borrowed = 0;
   }
 
   /** The client closed its sending side: finish what was received, then end. */
@@ -171,6 +204,7 @@ export class Transmission {
     const offset = b.readUInt32BE(o + 16) * TWO_32 + b.readUInt32BE(o + 20);
     const length = b.readUInt32BE(o + 24);
     q.consume(REQUEST_HEADER_SIZE);
+    this.requestCount++;
     if (magic !== REQUEST_MAGIC) {
       // The stream cannot be framed any more: answer what is in flight, then hang up.
       this.end(`bad request magic 0x${magic.toString(16)}`);
@@ -406,6 +440,7 @@ export class Transmission {
   }
 
   private settled(): void {
+    this.giveBack();
     if (this.ending !== null) {
       this.maybeFinish();
       return;
@@ -417,7 +452,7 @@ export class Transmission {
   }
 
   private maybeResume(): void {
-    if (!this.paused || this.ending !== null || this.overBudget()) return;
+    if (!this.paused || this.ending !== null || this.overConnectionBudget()) return;
     this.paused = false;
     this.hooks.resumeInput();
     this.process();
@@ -430,11 +465,47 @@ export class Transmission {
     this.hooks.finished(this.ending ?? 'finished');
   }
 
-  private overBudget(): boolean {
-    return (
-      this.inflightCount >= this.limits.maxInflightRequests ||
-      this.inflightBytes + this.writer.pendingBytes >= this.limits.maxInflightBytes
-    );
+  /** Bytes this connection holds: request buffers in flight and replies the kernel has not taken. */
+  private held(): number {
+    return this.inflightBytes + this.writer.pendingBytes;
+  }
+
+  private overConnectionBudget(): boolean {
+    return this.inflightCount >= this.limits.maxInflightRequests || this.held() >= this.limits.maxInflightBytes;
+  }
+
+  /**
+   * Whether the request whose header is next in `q` may be parsed now: within this connection's
+   * limits, and with what it will hold beyond its floor borrowed from the shared budget. A
+   * single request may exceed the per-connection byte limit only when nothing else is held.
+   */
+  private admit(q: ByteQueue): boolean {
+    if (this.inflightCount >= this.limits.maxInflightRequests) return false;
+    const b = q.contiguous(REQUEST_HEADER_SIZE);
+    const type = b.readUInt16BE(q.offset + 6);
+    const length = b.readUInt32BE(q.offset + 24);
+    const cost = (type === CMD_READ || type === CMD_WRITE) && length <= this.info.maxBlockSize ? length : 0;
+    const held = this.held();
+    if (held > 0 && held + cost > this.limits.maxInflightBytes) return false;
+    const need = held + cost - this.limits.floorBytes;
+    if (need > this.borrowed) {
+      if (!this.limits.shared.tryTake(need - this.borrowed)) {
+        this.sharedNeed = need - this.borrowed;
+        this.limits.shared.wait(this.wake);
+        return false;
+      }
+      this.borrowed = need;
+      this.sharedNeed = 0;
+    }
+    return true;
+  }
+
+  /** Returns borrowed bytes this connection no longer holds. */
+  private giveBack(): void {
+    const excess = this.borrowed - Math.max(0, this.held() - this.limits.floorBytes);
+    if (excess <= 0) return;
+    this.borrowed -= excess;
+    this.limits.shared.give(excess);
   }
 }
 

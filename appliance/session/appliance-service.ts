@@ -4,6 +4,7 @@
  * components depend only on this interface, so each can be tested against a small fake.
  */
 import type { EventEmitter } from 'node:events';
+import type { EncodedRegionMap } from './region-map-codec.js';
 
 import type { ApplianceStatus, GadgetStatus, HostConnectionState } from '../api/status.js';
 import type { ProtectionMode, RestoreMode } from '../api/common.js';
@@ -35,8 +36,8 @@ export interface ApplianceService extends EventEmitter {
   setRestoreMode(mode: RestoreMode): Promise<void>;
   /** Saves the background restore's rate limit in the settings and applies it; null: unlimited. */
   setHydrationRate(bytesPerSecond: number | null): Promise<void>;
-  /** One byte per region, values from RegionState. */
-  regionMap(): Uint8Array;
+  /** The region map, compact (region-map-codec.ts): runs or two bits per region, values from RegionState. */
+  regionMap(): Promise<EncodedRegionMap>;
   sessions(): SessionRecord[];
   /** Records a host-side transition (USB state, power LED) in the current session's history. */
   recordHostEvent(what: string): void;
@@ -45,5 +46,6 @@ export interface ApplianceService extends EventEmitter {
 }
 // Events emitted by an ApplianceService:
 //   'status'        () — something in status() changed (throttled by the emitter)
-//   'regions'       (changes: {region: number, state: number}[]) — region states changed
+//   'regions'       (runs: RegionRun[]) — these regions now have these states ([start, length, state])
+//   'regions-replaced' () — the whole map changed (a session ended): fetch regionMap() again
 //   'session-ended' (record: SessionRecord)

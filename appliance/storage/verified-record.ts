@@ -13,7 +13,7 @@
  */
 import { createHash } from 'node:crypto';
 import { fstat, type BigIntStats } from 'node:fs';
-import { mkdir, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { z } from 'zod';
 
@@ -95,8 +95,4 @@ export async function saveVerified(path: string, key: VerifiedKey, bits: Uint8Ar
   const tmp = `${path}.tmp-${process.pid}`;
   await writeFile(tmp, Buffer.concat([header, bits, sum]), { mode: 0o600 });
   await rename(tmp, path);
-}
-
-export async function removeVerified(path: string): Promise<void> {
-  await unlink(path).catch(() => undefined);
 }

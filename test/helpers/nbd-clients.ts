@@ -311,6 +311,7 @@ export const NBD = {
   REP_INFO: 3,
   REP_ERR_UNSUP: 0x80000001,
   REP_ERR_INVALID: 0x80000003,
+  REP_ERR_TLS_REQD: 0x80000005,
   REP_ERR_UNKNOWN: 0x80000006,
   REP_ERR_TOO_BIG: 0x80000009,
   INFO_EXPORT: 0,
@@ -385,8 +386,16 @@ export class RawNbdClient {
   }
 
   static connect(path: string): Promise<RawNbdClient> {
+    return RawNbdClient.connectTo({ path });
+  }
+
+  static connectTcp(host: string, port: number): Promise<RawNbdClient> {
+    return RawNbdClient.connectTo({ host, port });
+  }
+
+  private static connectTo(where: net.NetConnectOpts): Promise<RawNbdClient> {
     return new Promise((resolve, reject) => {
-      const socket = net.createConnection(path);
+      const socket = net.createConnection(where);
       socket.once('connect', () => resolve(new RawNbdClient(socket)));
       socket.once('error', reject);
     });
