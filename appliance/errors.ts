@@ -22,8 +22,7 @@ export type ErrorCode =
   | 'STATE_CORRUPT' // the state file (settings, users, history) cannot be read or is from a newer version
   | 'VERIFY_FAILED' // a verification found a difference it should not have
   | 'DAEMON_UNREACHABLE' // the CLI cannot reach the daemon
-  | 'BUSY' // an operation that conflicts with one in progress
-  | 'POWER_LOST'; // the fault-injecting test device has "lost power"
+  | 'BUSY'; // an operation that conflicts with one in progress
 
 export class SnapbackError extends Error {
   readonly code: ErrorCode;
@@ -33,18 +32,6 @@ export class SnapbackError extends Error {
     this.name = 'SnapbackError';
     this.code = code;
     this.details = details;
-  }
-}
-
-/** A verification that found a difference: carries what was expected and what was found. */
-export class VerificationError extends SnapbackError {
-  readonly expected: string;
-  readonly actual: string;
-  constructor(message: string, expected: string, actual: string, details?: Record<string, unknown>) {
-    super('VERIFY_FAILED', message, { expected, actual, ...details });
-    this.name = 'VerificationError';
-    this.expected = expected;
-    this.actual = actual;
   }
 }
 

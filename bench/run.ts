@@ -1,30 +1,39 @@
 /**
- * `npm run bench` (node dist/bench/run.js): the storage benchmark (bench/storage.ts) on tmpfs,
- * a smaller run of it on the disk-backed filesystem of os.tmpdir() for the cost of fsync, then
- * the NBD benchmark (bench/nbd-peers.ts) if it is there, serving the protected disk.
+ * `npm run bench` (node dist/bench/run.js): the benchmark, in parts.
  *
- * Writes bench/results/<ISO date>.json and bench/results/latest.json, and a Markdown summary to
- * stdout and bench/results/latest.md. Progress goes to stderr.
+ *   node dist/bench/run.js [storage] [model] [nbd] [--quick] [--no-ext4] [--no-study] [--only W,W] [--dir DIR]
+ *   npm run bench -- storage --only first-touch
  *
- *   node dist/bench/run.js [--no-ext4] [--no-nbd] [--no-study] [--quick] [--dir DIR]
+ * With no part named, every part runs. Parts:
+ *   storage  the storage benchmark (bench/storage.ts) on tmpfs, then a smaller run of it on the
+ *            disk-backed filesystem of os.tmpdir() for the cost of fsync; `--only` picks its
+ *            workloads (seq, first-touch, restore, session-end, study)
+ *   model    hashing per core and the manifest of a 1 TiB model (bench/model.ts); the restore
+ *            rows with model verification are the storage part's
+ *   nbd      the NBD benchmark (bench/nbd-peers.ts) if it is there, serving the protected disk
+ *
+ * Each part writes its own results and latest.md/latest.json are assembled from every part's
+ * latest (bench/results-files.ts), so a run of one part keeps the others' last figures. The
+ * Markdown goes to stdout too; progress to stderr.
  *
  * Why tmpfs for the main figures: on this kernel, buffered overwrites of an ext4 file vary by
  * up to 10x from one run to the next (writeback and journal timing), which swamps the
  * differences being measured; tmpfs is steady, so the ratios are the engine's own overhead.
  * The ext4 run is reported for what tmpfs hides: the cost of the write log's fdatasync.
  */
-import { existsSync, mkdirSync, writeFileSync, statfsSync } from 'node:fs';
+import { existsSync, statfsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { tmpdir } from 'node:os';
+import { cpus, release, tmpdir } from 'node:os';
 import { parseArgs } from 'node:util';
+import { writePartResults } from './results-files.js';
 
 // Library code logs through pino to stdout; stdout here is the Markdown summary.
 process.env.LOG_LEVEL ??= 'warn';
 
 const here = dirname(fileURLToPath(import.meta.url)); // dist/bench
-const repoRoot = resolve(here, '..', '..');
-const resultsDir = join(repoRoot, 'bench', 'results');
+const PARTS = ['storage', 'model', 'nbd'] as const;
+type Part = (typeof PARTS)[number];
 
 function isTmpfs(path: string): boolean {
   try {
@@ -34,33 +43,32 @@ function isTmpfs(path: string): boolean {
   }
 }
 
-async function main(): Promise<void> {
-  const { values } = parseArgs({
-    options: {
-      'no-ext4': { type: 'boolean', default: false },
-      'no-nbd': { type: 'boolean', default: false },
-      'no-study': { type: 'boolean', default: false },
-      quick: { type: 'boolean', default: false },
-      dir: { type: 'string' },
-    },
-  });
+interface Args {
+  quick: boolean;
+  noExt4: boolean;
+  noStudy: boolean;
+  only: string[] | null;
+  dir: string | undefined;
+}
+
+async function runStorage(a: Args, tag: string): Promise<string[]> {
   const storage = await import('./storage.js');
   const started = new Date();
-  const stamp = started.toISOString().replace(/:/g, '-').replace(/\.\d+Z$/, 'Z');
-  const tag = `snapback-bench-${process.pid}`;
-  const quick = values.quick === true;
-
-  const mainDir = values.dir ? resolve(values.dir, tag) : isTmpfs('/dev/shm') ? join('/dev/shm', tag) : join(tmpdir(), tag);
+  const only = a.only ? a.only.map((w) => {
+    if (!(storage.STORAGE_WORKLOADS as readonly string[]).includes(w)) throw new Error(`--only ${w}: not a storage workload (${storage.STORAGE_WORKLOADS.join(', ')})`);
+    return w as (typeof storage.STORAGE_WORKLOADS)[number];
+  }) : undefined;
+  const mainDir = a.dir ? resolve(a.dir, tag) : isTmpfs('/dev/shm') ? join('/dev/shm', tag) : join(tmpdir(), tag);
   const tmpfs = await storage.runStorageBench({
     dir: mainDir,
     label: isTmpfs(dirname(mainDir)) ? 'tmpfs (/dev/shm)' : dirname(mainDir),
-    ...(quick ? { diskBytes: 256 << 20, trials: 3, sessionEndCounts: [1e3, 1e5], studyRegionSizes: [] } : {}),
-    ...(values['no-study'] ? { studyRegionSizes: [] } : {}),
+    ...(a.quick ? { diskBytes: 256 << 20, trials: 3, sessionEndCounts: [1e3, 1e5], studyRegionSizes: [] } : {}),
+    ...(a.noStudy ? { studyRegionSizes: [] } : {}),
+    ...(only ? { only } : {}),
   });
-
   let disk: Awaited<ReturnType<typeof storage.runStorageBench>> | null = null;
   const diskDir = join(tmpdir(), tag);
-  if (!values['no-ext4'] && !isTmpfs(tmpdir())) {
+  if (!a.noExt4 && !isTmpfs(tmpdir())) {
     try {
       disk = await storage.runStorageBench({
         dir: diskDir,
@@ -68,55 +76,89 @@ async function main(): Promise<void> {
         diskBytes: 256 << 20,
         studyRegionSizes: [],
         trials: 3,
-        sessionEndCounts: quick ? [1e3] : [1e3, 1e5, 1e6],
+        sessionEndCounts: a.quick ? [1e3] : [1e3, 1e5, 1e6],
+        ...(only ? { only } : {}),
       });
     } catch (err) {
       process.stderr.write(`disk-backed run failed: ${(err as Error).stack ?? String(err)}\n`);
     }
   }
+  const durationS = Math.round((Date.now() - started.getTime()) / 100) / 10;
+  const result = { startedAt: started.toISOString(), durationS, quick: a.quick, only: only ?? null, tmpfs, disk };
+  const md = [`### Storage (${started.toISOString()}; Node ${process.version}, ${tmpfs.env.cpus} × ${tmpfs.env.cpu}, kernel ${tmpfs.env.kernel}; ${durationS} s${a.quick ? '; quick' : ''}${only ? `; only ${only.join(', ')}` : ''})`, ''];
+  md.push(storage.storageMarkdown(tmpfs).replace(/^### /, '#### '));
+  if (disk) md.push(storage.storageMarkdown(disk).replace(/^### /, '#### '));
+  process.stdout.write(writePartResults('storage', result, md.join('\n')));
+  return [tmpfs, ...(disk ? [disk] : [])].flatMap((r) => r.comparisons.filter((c) => c.pass === false).map((c) => `${r.label}: ${c.id}`));
+}
 
-  // The NBD benchmark is another module's (bench/nbd-peers.ts); it runs if it is there. Our
-  // server runs in a child process, so the protected disk goes by module: storage.js exports
-  // makeDevice(imagePath).
-  let nbd: unknown = null;
-  let nbdMarkdown = '';
-  const peers = join(here, 'nbd-peers.js');
-  if (!values['no-nbd'] && existsSync(peers)) {
-    const mod = (await import(pathToFileURL(peers).href)) as { runNbdBench?: unknown };
-    if (typeof mod.runNbdBench === 'function') {
-      const runNbdBench = mod.runNbdBench as (opts: Record<string, unknown>) => Promise<{ markdown?: string }>;
-      process.stderr.write('nbd bench (bench/nbd-peers.ts), our server serving the protected disk\n');
-      try {
-        const r = await runNbdBench({
-          makeDevice: storage.makeDevice,
-          deviceModule: join(here, 'storage.js'),
-          ...(quick ? { rounds: 1, imageBytes: 256 << 20, fioSeconds: 2 } : {}),
-        });
-        nbd = r;
-        nbdMarkdown = typeof r.markdown === 'string' ? r.markdown : '';
-      } catch (err) {
-        process.stderr.write(`nbd bench failed: ${(err as Error).stack ?? String(err)}\n`);
-        nbd = { error: (err as Error).message };
-      }
-    }
+async function runModel(a: Args): Promise<void> {
+  const mb = await import('./model.js');
+  const started = new Date();
+  const dir = a.dir ? resolve(a.dir) : isTmpfs('/dev/shm') ? '/dev/shm' : tmpdir();
+  try {
+    const model = await mb.runModelBench({ dir, ...(a.quick ? { hashBytes: 128 << 20, regions: 1 << 18 } : {}) });
+    process.stdout.write(writePartResults('model', { startedAt: started.toISOString(), ...model }, mb.modelMarkdown(model)));
+  } catch (err) {
+    process.stderr.write(`model bench failed: ${(err as Error).stack ?? String(err)}\n`);
   }
+}
 
-  // nbd carries its own Markdown; the JSON keeps it once, in latest.md
-  const nbdJson = nbd && typeof nbd === 'object' && 'markdown' in nbd ? { ...(nbd as Record<string, unknown>), markdown: undefined } : nbd;
-  const result = { startedAt: started.toISOString(), durationS: Math.round((Date.now() - started.getTime()) / 100) / 10, storage: { tmpfs, disk }, nbd: nbdJson };
-  const lines: string[] = [`## Snapback benchmark, ${started.toISOString()}`, '', `Node ${process.version}, ${tmpfs.env.cpus} × ${tmpfs.env.cpu}, kernel ${tmpfs.env.kernel}; ${result.durationS} s in all.`, ''];
-  lines.push(storage.storageMarkdown(tmpfs));
-  if (disk) lines.push(storage.storageMarkdown(disk));
-  if (nbdMarkdown) lines.push(nbdMarkdown);
-  const markdown = lines.join('\n');
+/** The NBD benchmark is another module's (bench/nbd-peers.ts); it runs if it is there. */
+async function runNbd(a: Args): Promise<void> {
+  const peers = join(here, 'nbd-peers.js');
+  if (!existsSync(peers)) {
+    process.stderr.write('nbd: bench/nbd-peers.ts is not built; skipped\n');
+    return;
+  }
+  const mod = (await import(pathToFileURL(peers).href)) as { runNbdBench?: unknown };
+  if (typeof mod.runNbdBench !== 'function') return;
+  // Our server runs in a child process, so the protected disk goes by module: storage.js
+  // exports makeDevice(imagePath).
+  const storage = await import('./storage.js');
+  const runNbdBench = mod.runNbdBench as (opts: Record<string, unknown>) => Promise<{ markdown?: string }>;
+  process.stderr.write('nbd bench (bench/nbd-peers.ts), our server serving the protected disk\n');
+  const started = new Date();
+  let nbd: Record<string, unknown>;
+  let markdown = '';
+  try {
+    const r = await runNbdBench({
+      makeDevice: storage.makeDevice,
+      deviceModule: join(here, 'storage.js'),
+      ...(a.quick ? { rounds: 1, imageBytes: 256 << 20, fioSeconds: 2 } : {}),
+    });
+    markdown = typeof r.markdown === 'string' ? r.markdown : '';
+    nbd = { ...(r as Record<string, unknown>), markdown: undefined };
+  } catch (err) {
+    process.stderr.write(`nbd bench failed: ${(err as Error).stack ?? String(err)}\n`);
+    nbd = { error: (err as Error).message };
+    markdown = `### NBD server\n\nThe NBD benchmark failed: ${(err as Error).message}\n`;
+  }
+  const env = `Node ${process.version}, ${cpus().length} × ${cpus()[0]?.model ?? '?'}, kernel ${release()}`;
+  process.stdout.write(writePartResults('nbd', { startedAt: started.toISOString(), env, ...nbd }, markdown || `### NBD server\n\n(no figures)\n`));
+}
 
-  mkdirSync(resultsDir, { recursive: true });
-  const json = `${JSON.stringify(result, null, 2)}\n`;
-  writeFileSync(join(resultsDir, `${stamp}.json`), json);
-  writeFileSync(join(resultsDir, 'latest.json'), json);
-  writeFileSync(join(resultsDir, 'latest.md'), markdown);
-  process.stdout.write(markdown);
-  const missed = [tmpfs, ...(disk ? [disk] : [])].flatMap((r) => r.comparisons.filter((c) => c.pass === false).map((c) => `${r.label}: ${c.id}`));
+async function main(): Promise<void> {
+  const { values, positionals } = parseArgs({
+    allowPositionals: true,
+    options: {
+      'no-ext4': { type: 'boolean', default: false },
+      'no-nbd': { type: 'boolean', default: false },
+      'no-study': { type: 'boolean', default: false },
+      quick: { type: 'boolean', default: false },
+      only: { type: 'string' },
+      dir: { type: 'string' },
+    },
+  });
+  for (const p of positionals) if (!(PARTS as readonly string[]).includes(p)) throw new Error(`unknown part "${p}" (parts: ${PARTS.join(', ')})`);
+  let parts: Part[] = positionals.length ? (positionals as Part[]) : [...PARTS];
+  if (values['no-nbd']) parts = parts.filter((p) => p !== 'nbd');
+  const a: Args = { quick: values.quick === true, noExt4: values['no-ext4'] === true, noStudy: values['no-study'] === true, only: values.only ? values.only.split(',').map((x) => x.trim()).filter(Boolean) : null, dir: values.dir };
+  const tag = `snapback-bench-${process.pid}`;
+  const missed: string[] = [];
+  if (parts.includes('storage')) missed.push(...(await runStorage(a, tag)));
+  if (parts.includes('model')) await runModel(a);
+  if (parts.includes('nbd')) await runNbd(a);
   if (missed.length) process.stderr.write(`targets missed: ${missed.join(', ')}\n`);
 }
 

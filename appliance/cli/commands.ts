@@ -111,7 +111,8 @@ async function startDaemon(opts: ServeOptions): Promise<Daemon> {
   const daemon = new Daemon(opts);
   const addresses = await daemon.start();
   out(`snapback: serving NBD on ${addresses.nbdSocket}${addresses.nbdTcp ? ` and nbd://${addresses.nbdTcp.host}:${addresses.nbdTcp.port}` : ''}`);
-  out(`snapback: web UI and API on http://${addresses.http.host}:${addresses.http.port}/ (control socket ${addresses.controlSocket})`);
+  if (addresses.http) out(`snapback: web UI and API on http://${addresses.http.host}:${addresses.http.port}/ (control socket ${addresses.controlSocket})`);
+  else out('snapback: the web UI and API are not running (see the log and `snapback status`); the disk is served');
   let signalled = false;
   const onSignal = (sig: string) => {
     if (signalled) return;
@@ -129,7 +130,7 @@ async function startDaemon(opts: ServeOptions): Promise<Daemon> {
 
 type HostPort = { host: string; port: number };
 
-export async function serve(o: { stateDir: string; nbdSocket?: string; nbdListen?: HostPort; httpListen: HostPort; gadget: ServeOptions['gadget']; gpio: ServeOptions['gpio']; keepSession?: boolean }): Promise<number> {
+export async function serve(o: { stateDir: string; nbdSocket?: string; nbdListen?: HostPort; httpListen: HostPort; gadget: ServeOptions['gadget']; gpio: ServeOptions['gpio']; keepSession?: boolean; firstBootPasswordFile: string }): Promise<number> {
   await startDaemon({
     stateDir: o.stateDir,
     nbdSocket: o.nbdSocket,
@@ -138,6 +139,7 @@ export async function serve(o: { stateDir: string; nbdSocket?: string; nbdListen
     gadget: o.gadget,
     gpio: o.gpio,
     endSessionOnStart: !o.keepSession,
+    firstBootPasswordFile: o.firstBootPasswordFile,
   });
   await new Promise<never>(() => undefined); // runs until a signal
   return 0;
@@ -156,6 +158,9 @@ function describeStatus(s: ApplianceStatus): string {
     `restore: ${h.running ? `running, ${h.done}/${h.totalAtStart} done, ${formatSize(h.bytesPerSecond)}/s${h.etaSeconds !== null ? `, ~${Math.ceil(h.etaSeconds)} s left` : ''}` : 'idle'}${h.rateLimitBytesPerSecond ? ` (limit ${formatSize(h.rateLimitBytesPerSecond)}/s)` : ''}`,
     `host: ${s.host.connection}, NBD clients ${s.host.nbdClients}${s.host.gadget ? `, gadget ${s.host.gadget.bound ? 'bound' : 'unbound'} (UDC ${s.host.gadget.udcState ?? '?'}, medium ${s.host.gadget.medium})` : ', no USB gadget'}`,
     `model: ${s.model.name} (${formatSize(s.model.size)}, id ${s.model.id.slice(0, 16)}…)`,
+    ...(h.lastError ? [`RESTORE ERROR: ${h.lastError}`] : []),
+    ...(s.stateDir.writeError ? [`STATE FILE NOT SAVED: ${s.stateDir.writeError}`] : []),
+    ...s.components.filter((c) => c.problem !== null).map((c) => `${c.name.toUpperCase()} ${c.state === 'failed' ? 'FAILED' : 'PROBLEM'}: ${c.problem}`),
   ].join('\n');
 }
 

@@ -7,6 +7,7 @@
  */
 import { existsSync } from 'node:fs';
 import { SnapbackError } from '../errors.js';
+import { formatZodIssues } from '../zod-issues.js';
 import { newPasswordSchema } from '../api/password.js';
 import { StateDir } from '../storage/state-dir.js';
 import { StateStore } from '../state/state-store.js';
@@ -17,7 +18,7 @@ import { readNewPassword } from './password-input.js';
 /** Checks a new password by the API's rule; BAD_ARGUMENT names what is wrong. */
 export function checkNewPassword(password: string): string {
   const r = newPasswordSchema.safeParse(password);
-  if (!r.success) throw new SnapbackError('BAD_ARGUMENT', `the password is not usable: ${r.error.issues.map((i) => i.message).join('; ')}; it is unchanged`);
+  if (!r.success) throw new SnapbackError('BAD_ARGUMENT', `the password is not usable: ${formatZodIssues(r.error, 'password')}; it is unchanged`);
   return r.data;
 }
 

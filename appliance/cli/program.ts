@@ -13,6 +13,7 @@ import { isSnapbackError } from '../errors.js';
 import { VERSION } from '../version.js';
 import * as commands from './commands.js';
 import { passwd } from './passwd.js';
+import { DEFAULT_FIRST_BOOT_PASSWORD_FILE } from '../daemon/first-boot-password.js';
 import { renderReference } from './reference.js';
 
 export const STATE_DIR_ENV = 'SNAPBACK_STATE_DIR';
@@ -120,6 +121,7 @@ export function buildProgram(run: CliRun = { exitCode: 0 }): Command {
     .addOption(new Option('--gadget <WHEN>', 'USB mass-storage gadget').choices(['auto', 'on', 'off'] as const).default('auto'))
     .addOption(new Option('--gpio <WHEN>', 'GPIO button, LED and host power').choices(['auto', 'on', 'off'] as const).default('auto'))
     .option('--keep-session', 'do not end the host session at start (the default ends it)')
+    .option('--first-boot-password-file <PATH>', 'administrator password put on the boot partition: set at start, then the file is deleted', DEFAULT_FIRST_BOOT_PASSWORD_FILE)
     .action(act(commands.serve));
 
   program

@@ -1,6 +1,7 @@
 /**
- * A daemon component (zigbee2mqtt's model): the controller starts components in order and
- * stops them in reverse order. `start()` and `stop()` must each be safe to call twice.
+ * A daemon component (zigbee2mqtt's model): the controller (daemon.ts) constructs the
+ * components in order and starts them in that order, then stops them in reverse order.
+ * `start()` and `stop()` must each be safe to call twice.
  */
 export interface Component {
   readonly name: string;

@@ -1,26 +1,35 @@
 /**
- * The daemon (`snapback serve`): a controller that starts its components in order and stops
- * them in reverse (zigbee2mqtt's model):
- *   storage engine (state directory locked) → state store → sessions (starting the daemon
- *   ends the previous host session) → NBD server → HTTP/control API → USB gadget → GPIO.
+ * The daemon (`snapback serve`): a controller of components (zigbee2mqtt's model). It checks
+ * everything it can before it writes anything (preflight.ts), then constructs and starts its
+ * components in order, and stops them in reverse:
+ *
+ *   storage (state directory locked, engine open) → nbd (listening) → state (state store)
+ *   → sessions (ends the previous host session, starts the background restore) → http (web UI,
+ *   API, control socket) → gadget (the USB drive) → gpio (button, LED, host power).
+ *
+ * Essential components serve the host's disk: storage, nbd, state, sessions, and the gadget
+ * when it runs. One of them failing to start stops the daemon with its error. Optional ones
+ * (http, gpio) that fail are reported in the status (`components`), the log and on the LED,
+ * and the disk is served all the same: the daemon never exits because of them.
+ *
  * SIGTERM/SIGINT drain in-flight requests, flush and exit 0; READY and a watchdog go to
  * systemd when it runs the daemon.
  */
-import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import type { Component } from './component.js';
 import { SdNotify } from './sd-notify.js';
-import { openEngine, type Engine } from '../storage/engine.js';
-import { StateDir } from '../storage/state-dir.js';
-import { StateStore } from '../state/state-store.js';
-import { SessionManager } from '../session/session-manager.js';
-import { NbdServer } from '../nbd/server.js';
+import { preflight } from './preflight.js';
+import { StorageComponent } from './storage-component.js';
+import { NbdComponent } from './nbd-component.js';
+import { StateComponent } from './state-component.js';
+import { SessionsComponent } from './sessions-component.js';
+import { consumeFirstBootPassword, DEFAULT_FIRST_BOOT_PASSWORD_FILE } from './first-boot-password.js';
+import type { Engine } from '../storage/engine.js';
+import type { SessionManager } from '../session/session-manager.js';
+import type { ComponentHealth } from '../session/appliance-service.js';
 import { HttpComponent } from '../http/http-component.js';
-import { GadgetComponent, gadgetAvailable, readGadgetSettings } from '../gadget/gadget-component.js';
+import { GadgetComponent } from '../gadget/gadget-component.js';
 import { GpioComponent } from '../gpio/gpio-component.js';
-import { GpioSettingsSchema, type GpioSettingsInput } from '../gpio/gpio-settings.js';
 import { createGpioRouter } from '../http/routes/gpio-routes.js';
-import { SnapbackError } from '../errors.js';
 import { childLogger } from '../logger.js';
 
 const log = childLogger('daemon');
@@ -35,18 +44,25 @@ export interface ServeOptions {
   endSessionOnStart?: boolean;
   configfsRoot?: string;
   sysRoot?: string;
+  /**
+   * A file holding the administrator password, put on the boot partition when the card was
+   * flashed; consumed (set, then deleted) at start. Default /boot/firmware/snapback-password;
+   * null: none.
+   */
+  firstBootPasswordFile?: string | null;
 }
 
 export interface DaemonAddresses {
   nbdSocket: string;
   nbdTcp: { host: string; port: number } | null;
-  http: { host: string; port: number };
+  /** null: the web listener is not running (see the status's components for why). */
+  http: { host: string; port: number } | null;
   controlSocket: string;
 }
 
 export class Daemon {
-  private readonly components: Component[] = [];
   private readonly started: Component[] = [];
+  private readonly health = new Map<string, ComponentHealth>();
   private stopping: Promise<void> | null = null;
   private readonly notify = new SdNotify();
   engine: Engine | null = null;
@@ -55,135 +71,72 @@ export class Daemon {
 
   constructor(private readonly opts: ServeOptions) {}
 
+  /** Every component the daemon has, in start order, with its health. */
+  components(): ComponentHealth[] {
+    return [...this.health.values()].map((h) => ({ ...h }));
+  }
+
   async start(): Promise<DaemonAddresses> {
-    const state = new StateDir(this.opts.stateDir);
-    state.readConfig(); // a clear error before anything is locked
-    const nbdSocket = this.opts.nbdSocket ?? state.nbdSocket;
-    let unlock: (() => void) | null = null;
-    let store: StateStore | null = null;
-    const addresses: DaemonAddresses = { nbdSocket, nbdTcp: null, http: this.opts.httpListen, controlSocket: state.controlSocket };
+    const o = this.opts;
+    // Nothing is written before this returns: a refusal here leaves the state directory as it was.
+    const plan = await preflight(o);
+    const dir = plan.state;
 
-    this.components.push({
-      name: 'storage',
-      start: async () => {
-        unlock = state.lock();
-        try {
-          this.engine = await openEngine(state.path);
-        } catch (err) {
-          unlock();
-          unlock = null;
-          throw err;
-        }
-        if (this.engine.adoptedForeignModel) log.warn('the write log belonged to another model: every region is pending');
-        if (this.engine.headerWarning) log.warn({ problem: this.engine.headerWarning }, 'a write-log header slot was damaged; the other was used');
-      },
-      stop: async () => {
-        await this.engine?.close();
-        unlock?.();
-        unlock = null;
-      },
+    const storage = new StorageComponent(dir);
+    const sessions: SessionsComponent = new SessionsComponent({
+      engine: () => storage.engine,
+      store: () => state.store,
+      endSessionOnStart: o.endSessionOnStart ?? true,
+      components: () => this.components(),
+      nbdClients: () => nbd.clientCount,
     });
-    this.components.push({
-      name: 'state',
-      start: async () => {
-        store = await StateStore.open(state.path);
-      },
-      stop: async () => {
-        await store?.close();
-      },
-    });
-    this.components.push({
-      name: 'sessions',
-      start: async () => {
-        this.sessions = new SessionManager(this.engine!, store!);
-        await this.sessions.start({ endSessionOnStart: this.opts.endSessionOnStart ?? true });
-      },
-      stop: async () => {
-        await this.sessions?.stop();
-      },
-    });
-    let nbd: NbdServer | null = null;
-    this.components.push({
-      name: 'nbd',
-      start: async () => {
-        nbd = new NbdServer({ device: this.engine!.pd, exportName: 'snapback', description: `Snapback: ${this.engine!.model.manifest.json.name}` });
-        const update = () => this.sessions?.setNbdClients(nbd?.clientCount ?? 0);
-        nbd.on('connect', update);
-        nbd.on('disconnect', update);
-        nbd.on('error', (err: unknown) => log.error({ err }, 'NBD server error'));
-        await nbd.listenUnix(nbdSocket);
-        if (this.opts.nbdListen) addresses.nbdTcp = await nbd.listenTcp(this.opts.nbdListen.host, this.opts.nbdListen.port);
-      },
-      stop: async () => {
-        await nbd?.close();
-        await this.engine?.pd.flush().catch(() => undefined);
-      },
-    });
-    let gpio: GpioComponent | null = null; // constructed with the HTTP component, once sessions exist
-    let http: HttpComponent | null = null;
-    this.components.push({
-      name: 'http',
-      start: async () => {
-        if (this.opts.gpio !== 'off') {
-          gpio = new GpioComponent(this.sessions!, readGpioSettings(state.path), { sysfsRoot: this.opts.sysRoot, audit: (e) => void store!.audit(e).catch(() => undefined) });
-        }
-        http = new HttpComponent({
-          service: this.sessions!,
-          store: store!,
-          listen: this.opts.httpListen,
-          controlSocket: state.controlSocket,
-          extraRouters: gpio ? [createGpioRouter(gpio)] : [],
-        });
-        await http.start();
-        const a = http.address();
-        addresses.http = { host: a.host, port: a.port };
-      },
-      stop: async () => {
-        await http?.stop();
-      },
-    });
-    if (this.opts.gadget !== 'off') {
-      const avail = gadgetAvailable(this.opts.configfsRoot, this.opts.sysRoot);
-      if (!avail.available && this.opts.gadget === 'on') throw new SnapbackError('NOT_SUPPORTED', `--gadget on, but the USB gadget cannot run here: ${avail.reason}`);
-      if (avail.available) {
-        let gadget: GadgetComponent | null = null;
-        this.components.push({
-          name: 'gadget',
-          start: async () => {
-            gadget = new GadgetComponent(this.sessions!, readGadgetSettings(state.path), { nbdSocket, configfsRoot: this.opts.configfsRoot, sysRoot: this.opts.sysRoot });
-            await gadget.start();
-          },
-          stop: async () => {
-            await gadget?.stop();
-          },
-        });
-      } else {
-        log.info({ reason: avail.reason }, 'USB gadget off (auto): serving NBD only');
-      }
-    }
-    this.components.push({
-      name: 'gpio',
-      start: async () => {
-        await gpio?.start();
-      },
-      stop: async () => {
-        await gpio?.stop();
-      },
-    });
-
+    const nbd = new NbdComponent({ engine: () => storage.engine, socket: plan.nbdSocket, tcp: o.nbdListen, onClientCount: (n) => sessions.setNbdClients(n) });
+    const state = new StateComponent(dir.path);
     try {
-      for (const c of this.components) {
-        await c.start();
-        this.started.push(c);
-        log.debug({ component: c.name }, 'started');
+      await this.startEssential(storage);
+      this.engine = storage.engine;
+      await this.startEssential(nbd);
+      await this.startEssential(state);
+      if (o.firstBootPasswordFile !== null) await consumeFirstBootPassword(o.firstBootPasswordFile ?? DEFAULT_FIRST_BOOT_PASSWORD_FILE, state.store);
+      await this.startEssential(sessions);
+      this.sessions = sessions.manager;
+      const service = sessions.manager;
+      const audit = (e: { actor: string; action: string; details?: Record<string, unknown> }): void => void state.store.audit(e).catch(() => undefined);
+
+      const gpio = plan.gpio?.settings ? new GpioComponent(service, plan.gpio.settings, { sysfsRoot: o.sysRoot, audit }) : null;
+      const http = new HttpComponent({
+        service,
+        store: state.store,
+        listen: o.httpListen,
+        controlSocket: dir.controlSocket,
+        extraRouters: gpio ? [createGpioRouter(gpio)] : [],
+      });
+      const httpUp = await this.startOptional(http);
+
+      if (plan.gadget) {
+        const gadget = new GadgetComponent(service, plan.gadget.settings, { nbdSocket: plan.nbdSocket, configfsRoot: o.configfsRoot, sysRoot: o.sysRoot });
+        await this.startEssential(gadget, plan.gadget.problem);
+      } else {
+        this.setHealth('gadget', true, 'off', null);
+        if (o.gadget === 'auto') log.info({ reason: plan.gadgetOffReason }, 'USB gadget off (auto): serving NBD only');
       }
+
+      if (gpio) await this.startOptional(gpio);
+      else if (plan.gpio) this.setHealth('gpio', false, 'failed', plan.gpio.problem);
+      else this.setHealth('gpio', false, 'off', null);
+
+      const a = httpUp ? http.address() : null;
+      this.addresses = { nbdSocket: plan.nbdSocket, nbdTcp: nbd.tcp, http: a ? { host: a.host, port: a.port } : null, controlSocket: dir.controlSocket };
     } catch (err) {
       await this.stop();
       throw err;
     }
-    this.addresses = addresses;
-    await this.notify.ready(`serving ${nbdSocket}`);
-    return addresses;
+    for (const h of this.health.values()) {
+      if (h.problem !== null) log.error({ component: h.name, state: h.state, problem: h.problem }, `${h.name}: ${h.problem}`);
+    }
+    this.sessions?.emit('status');
+    await this.notify.ready(`serving ${plan.nbdSocket}`);
+    return this.addresses;
   }
 
   /** Stops every started component in reverse order. Idempotent. */
@@ -202,22 +155,36 @@ export class Daemon {
     })();
     return this.stopping;
   }
-}
 
-/**
- * GPIO wiring and timings: DIR/gpio.json when present (validated; see docs/gpio.md), else the
- * defaults. A bad file stops the daemon with a clear message rather than driving wrong pins.
- */
-export function readGpioSettings(stateDir: string): GpioSettingsInput {
-  const path = join(stateDir, 'gpio.json');
-  if (!existsSync(path)) return {};
-  let raw: unknown;
-  try {
-    raw = JSON.parse(readFileSync(path, 'utf8'));
-  } catch (err) {
-    throw new SnapbackError('BAD_ARGUMENT', `${path} is not valid JSON: ${(err as Error).message}`);
+  /** Starts a component the disk cannot be served without; its failure fails the start. */
+  private async startEssential(c: Component, problem: string | null = null): Promise<void> {
+    try {
+      await c.start();
+    } catch (err) {
+      this.setHealth(c.name, true, 'failed', (err as Error).message);
+      throw err;
+    }
+    this.started.push(c);
+    this.setHealth(c.name, true, 'running', problem);
+    log.debug({ component: c.name }, 'started');
   }
-  const r = GpioSettingsSchema.safeParse(raw);
-  if (!r.success) throw new SnapbackError('BAD_ARGUMENT', `${path}: ${r.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
-  return r.data;
+
+  /** Starts a component the disk does not need; its failure is reported, never thrown. */
+  private async startOptional(c: Component): Promise<boolean> {
+    try {
+      await c.start();
+    } catch (err) {
+      await c.stop().catch(() => undefined);
+      this.setHealth(c.name, false, 'failed', (err as Error).message);
+      return false;
+    }
+    this.started.push(c);
+    this.setHealth(c.name, false, 'running', null);
+    log.debug({ component: c.name }, 'started');
+    return true;
+  }
+
+  private setHealth(name: string, essential: boolean, state: ComponentHealth['state'], problem: string | null): void {
+    this.health.set(name, { name, essential, state, problem });
+  }
 }

@@ -9,6 +9,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import { SnapbackError } from '../errors.js';
+import { formatZodIssues } from '../zod-issues.js';
 
 const hex16 = z
   .string()
@@ -77,7 +78,6 @@ export const GadgetDescriptionSchema = z
   .strict();
 
 export type GadgetDescription = z.output<typeof GadgetDescriptionSchema>;
-export type GadgetDescriptionInput = z.input<typeof GadgetDescriptionSchema>;
 
 export const GadgetProfileSchema = z
   .object({
@@ -134,9 +134,6 @@ function readJson(file: string): unknown {
   }
 }
 
-function zodMessage(err: z.ZodError): string {
-  return err.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ');
-}
 
 export function listGadgetProfiles(configDir: string = defaultGadgetConfigDir()): string[] {
   const dir = path.join(configDir, 'profiles');
@@ -154,7 +151,7 @@ export function loadGadgetProfile(name: string, configDir: string = defaultGadge
     throw new SnapbackError('BAD_ARGUMENT', `unknown gadget profile ${name} (known: ${listGadgetProfiles(configDir).join(', ')})`);
   }
   const parsed = GadgetProfileSchema.safeParse(readJson(file));
-  if (!parsed.success) throw new SnapbackError('BAD_ARGUMENT', `gadget profile ${name}: ${zodMessage(parsed.error)}`);
+  if (!parsed.success) throw new SnapbackError('BAD_ARGUMENT', `gadget profile ${name}: ${formatZodIssues(parsed.error)}`);
   return parsed.data;
 }
 
@@ -172,7 +169,7 @@ export function resolveGadgetDescription(
   const merged = deepMerge(deepMerge(base, prof.overrides), overrides);
   const parsed = GadgetDescriptionSchema.safeParse(merged);
   if (!parsed.success) {
-    throw new SnapbackError('BAD_ARGUMENT', `gadget description (profile ${profile}): ${zodMessage(parsed.error)}`);
+    throw new SnapbackError('BAD_ARGUMENT', `gadget description (profile ${profile}): ${formatZodIssues(parsed.error)}`);
   }
   return parsed.data;
 }

@@ -7,21 +7,22 @@
 import { watch, type FSWatcher } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import * as path from 'node:path';
+import { repeat, type Clock } from '../clock.js';
 
 export interface UdcWatcherOptions {
   sysRoot: string;
   udc: string;
   intervalMs: number;
-  now: () => number;
+  clock: Clock;
   onRead: (state: string, atMs: number) => void;
   onError?: (err: unknown) => void;
 }
 
-export function udcStatePath(sysRoot: string, udc: string): string {
+function udcStatePath(sysRoot: string, udc: string): string {
   return path.join(sysRoot, 'class', 'udc', udc, 'state');
 }
 
-export async function readUdcState(sysRoot: string, udc: string): Promise<string> {
+async function readUdcState(sysRoot: string, udc: string): Promise<string> {
   try {
     return (await readFile(udcStatePath(sysRoot, udc), 'utf8')).trim();
   } catch (err) {
@@ -31,9 +32,9 @@ export async function readUdcState(sysRoot: string, udc: string): Promise<string
 }
 
 export class UdcWatcher {
-  private timer: NodeJS.Timeout | null = null;
+  private stopTimer: (() => void) | null = null;
   private fsWatcher: FSWatcher | null = null;
-  private reading = false;
+  private reading: Promise<void> | null = null;
   private again = false;
   private stopped = true;
 
@@ -42,8 +43,7 @@ export class UdcWatcher {
   start(): void {
     if (!this.stopped) return;
     this.stopped = false;
-    this.timer = setInterval(() => void this.readNow(), this.o.intervalMs);
-    this.timer.unref?.();
+    this.stopTimer = repeat(this.o.clock, this.o.intervalMs, () => void this.readNow());
     try {
       this.fsWatcher = watch(udcStatePath(this.o.sysRoot, this.o.udc), { persistent: false }, () => void this.readNow());
       this.fsWatcher.on('error', () => {
@@ -58,32 +58,37 @@ export class UdcWatcher {
 
   stop(): void {
     this.stopped = true;
-    if (this.timer) clearInterval(this.timer);
-    this.timer = null;
+    this.stopTimer?.();
+    this.stopTimer = null;
     this.fsWatcher?.close();
     this.fsWatcher = null;
   }
 
-  /** Reads the state now (coalescing concurrent requests). */
-  async readNow(): Promise<void> {
-    if (this.stopped) return;
+  /**
+   * Reads the state now (coalescing concurrent requests); resolves once a read that started
+   * after this call has been handed over.
+   */
+  readNow(): Promise<void> {
+    if (this.stopped) return Promise.resolve();
     if (this.reading) {
       this.again = true;
-      return;
+      return this.reading;
     }
-    this.reading = true;
-    try {
-      do {
-        this.again = false;
-        try {
-          const state = await readUdcState(this.o.sysRoot, this.o.udc);
-          if (!this.stopped) this.o.onRead(state, this.o.now());
-        } catch (err) {
-          this.o.onError?.(err);
-        }
-      } while (this.again && !this.stopped);
-    } finally {
-      this.reading = false;
-    }
+    this.reading = (async () => {
+      try {
+        do {
+          this.again = false;
+          try {
+            const state = await readUdcState(this.o.sysRoot, this.o.udc);
+            if (!this.stopped) this.o.onRead(state, this.o.clock.now());
+          } catch (err) {
+            this.o.onError?.(err);
+          }
+        } while (this.again && !this.stopped);
+      } finally {
+        this.reading = null;
+      }
+    })();
+    return this.reading;
   }
 }

@@ -7,7 +7,7 @@
  *   the LED warns first.
  */
 import { childLogger } from '../logger.js';
-import type { Clock, TimerHandle } from './clock.js';
+import type { Clock, TimerHandle } from '../clock.js';
 import type { GpioAuditFn } from './gpio-audit.js';
 import type { PowerController } from './power-controller.js';
 import type { SessionEndPolicy } from './session-end-policy.js';

@@ -3,7 +3,7 @@
  * `debounceMs` (every edge restarts the wait), so contact bounce and short glitches never
  * reach the logic above. Reports "active" (pressed, lit) after applying the polarity.
  */
-import type { Clock, TimerHandle } from './clock.js';
+import type { Clock, TimerHandle } from '../clock.js';
 import type { GpioBackend, Level } from './gpio-backend.js';
 
 export interface DebouncedInputOptions {

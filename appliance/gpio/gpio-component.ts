@@ -9,10 +9,11 @@ import { EventEmitter } from 'node:events';
 import { ZodError } from 'zod';
 import type { Component } from '../daemon/component.js';
 import { SnapbackError } from '../errors.js';
+import { formatZodIssues } from '../zod-issues.js';
 import { childLogger } from '../logger.js';
 import type { ApplianceService, ApplianceStatus } from '../session/appliance-service.js';
 import { ButtonActions } from './button-actions.js';
-import { systemClock, type Clock } from './clock.js';
+import { systemClock, type Clock } from '../clock.js';
 import { detectGpio } from './detect-gpio.js';
 import type { GpioAuditFn } from './gpio-audit.js';
 import type { GpioBackend, Level } from './gpio-backend.js';
@@ -73,7 +74,7 @@ export class GpioComponent extends EventEmitter implements Component {
       this.settings = GpioSettingsSchema.parse(settings);
     } catch (err) {
       if (err instanceof ZodError) {
-        const message = err.issues.map((i) => `${i.path.join('.') || 'gpio'}: ${i.message}`).join('; ');
+        const message = formatZodIssues(err);
         throw new SnapbackError('BAD_ARGUMENT', `invalid GPIO settings: ${message}`, { issues: err.issues });
       }
       throw err;

@@ -3,6 +3,7 @@
  * null means "not wired". Only the button and the status LED are wired by default: a power
  * LED input left floating would read random levels and could end sessions under a live host,
  * so host power control is off until its pins are set. Wiring and defaults: docs/gpio.md.
+ * Strict: a misspelt key ("buton", "swichPin") is an error naming it, never silently ignored.
  */
 import { z } from 'zod';
 
@@ -19,13 +20,13 @@ export const ButtonSettingsSchema = z.object({
   longPressMs: ms(500, 30_000).default(3000),
   /** How long the LED warns before a long press acts; a press meanwhile cancels it. */
   warningMs: ms(0, 30_000).default(2000),
-});
+}).strict();
 
 export const StatusLedSettingsSchema = z.object({
   pin: bcmPin.nullable().default(22),
   /** Lit = low (LED from 3V3 to the pin). Default: lit = high (pin → resistor → LED → GND). */
   activeLow: z.boolean().default(false),
-});
+}).strict();
 
 export const PowerSettingsSchema = z.object({
   /** Output to the host's power button (through an optocoupler or relay). */
@@ -57,7 +58,7 @@ export const PowerSettingsSchema = z.object({
   forcedOffTimeoutMs: ms(1000, 120_000).default(10_000),
   /** How long after power on the LED must light; otherwise the host is reported as not back. */
   powerOnTimeoutMs: ms(1000, 600_000).default(30_000),
-});
+}).strict();
 
 export const GpioSettingsSchema = z
   .object({
@@ -66,6 +67,7 @@ export const GpioSettingsSchema = z
     statusLed: StatusLedSettingsSchema.default({}),
     power: PowerSettingsSchema.default({}),
   })
+  .strict()
   .superRefine((s, ctx) => {
     const used = new Map<number, string>();
     const pins: [string, number | null][] = [
@@ -92,7 +94,6 @@ export const GpioSettingsSchema = z
 export type GpioSettings = z.output<typeof GpioSettingsSchema>;
 export type GpioSettingsInput = z.input<typeof GpioSettingsSchema>;
 export type ButtonSettings = GpioSettings['button'];
-export type StatusLedSettings = GpioSettings['statusLed'];
 export type PowerSettings = GpioSettings['power'];
 
 /** The settings with every default filled in. */

@@ -6,7 +6,7 @@
  * blinks, transitions are summarised instead of recorded one by one (a host asleep for a night
  * would otherwise add tens of thousands of entries).
  */
-import type { Clock, TimerHandle } from './clock.js';
+import type { Clock, TimerHandle } from '../clock.js';
 import { DebouncedInput } from './debounced-input.js';
 import type { GpioBackend } from './gpio-backend.js';
 

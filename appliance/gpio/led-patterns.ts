@@ -37,7 +37,7 @@ export const LED_PATTERNS: Readonly<Record<LedPatternName, LedPattern>> = {
   },
   'fast-blink': {
     name: 'fast-blink',
-    meaning: 'error: see the web UI (disk I/O errors, USB gadget error, host power failure)',
+    meaning: 'error: see the web UI or `snapback status` (disk I/O errors, a part of the daemon that failed, USB gadget error, host power failure, state file or restore error)',
     steps: [on(100), off(100)],
   },
   warning: {
@@ -81,6 +81,10 @@ export function choosePattern(status: ApplianceStatus | null, local: LocalLedSta
   if (local.error) return 'fast-blink';
   if (!status) return 'fast-blink'; // the service cannot tell its status: that is an error
   if (status.disk.ioErrors > 0 || (status.host.gadget?.lastError ?? null) !== null) return 'fast-blink';
+  // A part of the daemon failed or runs with a problem (the web UI did not start, a settings
+  // file was refused, the state file cannot be written, the restore stopped on an error).
+  if (status.components.some((c) => c.state === 'failed' || (c.state === 'running' && c.problem !== null))) return 'fast-blink';
+  if (status.stateDir.writeError !== null || status.hydration.lastError !== null) return 'fast-blink';
   const ending = status.host.gadget?.medium === 'ejected';
   if (local.restoring || status.hydration.running || ending) return 'slow-blink';
   if (status.mode === 'thawed') return 'double-blink';

@@ -11,7 +11,7 @@
 import { SnapbackError } from '../errors.js';
 import { childLogger } from '../logger.js';
 import type { SessionEndReason } from '../session/appliance-service.js';
-import { sleep, type Clock } from './clock.js';
+import { sleep, type Clock } from '../clock.js';
 import type { GpioAuditFn } from './gpio-audit.js';
 import type { GpioBackend, Level } from './gpio-backend.js';
 import type { PowerSettings } from './gpio-settings.js';
@@ -332,8 +332,4 @@ export class PowerController {
   private level(active: boolean): Level {
     return active !== this.s.outputsActiveLow ? 1 : 0;
   }
-}
-
-export function isPowerAction(value: unknown): value is PowerAction {
-  return typeof value === 'string' && (POWER_ACTIONS as readonly string[]).includes(value);
 }

@@ -4,7 +4,7 @@
  * its debounced start) is a long press, reported while still held so that the LED can answer
  * at once. The release after a long press reports nothing more.
  */
-import type { Clock, TimerHandle } from './clock.js';
+import type { Clock, TimerHandle } from '../clock.js';
 import { DebouncedInput } from './debounced-input.js';
 import type { GpioBackend } from './gpio-backend.js';
 import type { ButtonSettings } from './gpio-settings.js';

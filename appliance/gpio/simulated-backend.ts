@@ -4,7 +4,7 @@
  * edge callbacks fire synchronously from `setInput`.
  */
 import { SnapbackError } from '../errors.js';
-import type { Clock } from './clock.js';
+import type { Clock } from '../clock.js';
 import type { EdgeCallback, GpioBackend, GpioBackendInfo, Level, LineConfig } from './gpio-backend.js';
 
 export interface OutputChange {

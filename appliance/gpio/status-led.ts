@@ -3,7 +3,7 @@
  * playing changes nothing (the blink keeps its rhythm); another pattern starts from its first
  * step at once.
  */
-import type { Clock, TimerHandle } from './clock.js';
+import type { Clock, TimerHandle } from '../clock.js';
 import type { GpioBackend, Level } from './gpio-backend.js';
 import { LED_PATTERNS, type LedPattern, type LedPatternName } from './led-patterns.js';
 

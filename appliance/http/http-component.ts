@@ -268,7 +268,7 @@ export class HttpComponent implements Component {
     });
 
     // Audit every successful state-changing request not audited by its handler (under the name
-    // its route gives with auditAs()), and keep the settings' mirror of the modes current.
+    // its route gives with auditAs()).
     app.use((req, res, next) => {
       if (!STATE_CHANGING.has(req.method)) return next();
       const key = `${req.method} ${req.path}`;
@@ -281,15 +281,6 @@ export class HttpComponent implements Component {
           details.request = redact(req.body);
         }
         store.audit({ actor: p?.actor ?? 'anonymous', action, details }).catch((err: unknown) => log.error({ err }, 'audit write failed'));
-        if (action === 'mode.set' || action === 'restore-mode.set') {
-          const st = service.status();
-          const cur = store.settings();
-          if (cur.protectionMode !== st.mode || cur.restoreMode !== st.restoreMode) {
-            store
-              .updateSettings({ protectionMode: st.mode, restoreMode: st.restoreMode })
-              .catch((err: unknown) => log.error({ err }, 'settings write failed'));
-          }
-        }
       });
       next();
     });

@@ -6,6 +6,7 @@ import type { NextFunction, Request, Response } from 'express';
 import type { z } from 'zod';
 import { SnapbackError, isSnapbackError, type ErrorCode } from '../errors.js';
 import { childLogger } from '../logger.js';
+import { formatZodIssues } from '../zod-issues.js';
 
 const log = childLogger('api');
 
@@ -28,20 +29,10 @@ export function sendError(res: Response, status: number, code: string, message: 
   res.status(status).json({ error: code, message });
 }
 
-export function zodMessage(err: z.ZodError, where: string): string {
-  return err.issues
-    .slice(0, 5)
-    .map((i) => {
-      const path = i.path.length ? `${where}.${i.path.join('.')}` : where;
-      return `${path}: ${i.message}`;
-    })
-    .join('; ');
-}
-
 /** Parses `value` with `schema`; throws HttpError 400 (BAD_ARGUMENT) naming what is wrong. */
 export function validate<S extends z.ZodTypeAny>(schema: S, value: unknown, where: 'body' | 'query' | 'params'): z.infer<S> {
   const r = schema.safeParse(value);
-  if (!r.success) throw new HttpError(400, 'BAD_ARGUMENT', zodMessage(r.error, where));
+  if (!r.success) throw new HttpError(400, 'BAD_ARGUMENT', formatZodIssues(r.error, where));
   return r.data as z.infer<S>;
 }
 
@@ -126,7 +117,7 @@ export function hostOfHeader(hostHeader: string | undefined): string {
 export function parseBody<T>(schema: z.ZodType<T>, body: unknown, res: Response): T | null {
   const r = schema.safeParse(body ?? {});
   if (!r.success) {
-    res.status(400).json({ error: 'BAD_REQUEST', message: r.error.issues.map((i) => `${i.path.join('.') || 'body'}: ${i.message}`).join('; ') });
+    res.status(400).json({ error: 'BAD_REQUEST', message: formatZodIssues(r.error, 'body') });
     return null;
   }
   return r.data;

@@ -40,6 +40,21 @@ export interface HydrationStatus {
   etaSeconds: number | null;
   /** Rate limit in bytes per second; null for unlimited. */
   rateLimitBytesPerSecond: number | null;
+  /** Why the background restore last stopped short (e.g. no space left); null when it did not. */
+  lastError: string | null;
+}
+
+/**
+ * One part of the daemon (storage, state, sessions, nbd, http, gadget, gpio) as the status shows
+ * it. Essential parts serve the host's disk: the daemon does not run without them. An optional
+ * part that fails is 'failed' with its problem, and everything else runs on; a part that runs
+ * with a problem (a gadget on its default settings) is 'running' with the problem.
+ */
+export interface ComponentHealth {
+  name: string;
+  essential: boolean;
+  state: 'running' | 'off' | 'failed';
+  problem: string | null;
 }
 
 export interface ApplianceStatus {
@@ -52,8 +67,11 @@ export interface ApplianceStatus {
   host: { connection: HostConnectionState; nbdClients: number; gadget: GadgetStatus | null };
   model: { id: string; name: string; size: number; regionSize: number };
   disk: { path: string; size: number; ioErrors: number };
-  stateDir: { path: string; freeBytes: number | null };
+  /** writeError: the last write of the state file (settings, history, audit) failed; null once one succeeds. */
+  stateDir: { path: string; freeBytes: number | null; writeError: string | null };
   daemon: { startedAt: string; pid: number; version: string };
+  /** The daemon's parts and their health, in start order. */
+  components: ComponentHealth[];
 }
 
 export interface SessionRecord {
@@ -92,7 +110,8 @@ export interface ApplianceService extends EventEmitter {
   endSession(reason: SessionEndReason, note?: string): Promise<SessionRecord>;
   setMode(mode: ProtectionMode): Promise<void>;
   setRestoreMode(mode: RestoreMode): Promise<void>;
-  setHydrationRate(bytesPerSecond: number | null): void;
+  /** Saves the background restore's rate limit in the settings and applies it; null: unlimited. */
+  setHydrationRate(bytesPerSecond: number | null): Promise<void>;
   /** One byte per region, values from RegionState. */
   regionMap(): Uint8Array;
   sessions(): SessionRecord[];

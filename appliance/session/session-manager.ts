@@ -14,6 +14,7 @@ import {
   RegionState,
   type ApplianceService,
   type ApplianceStatus,
+  type ComponentHealth,
   type GadgetStatus,
   type HostConnectionState,
   type ProtectionMode,
@@ -28,6 +29,11 @@ import { childLogger } from '../logger.js';
 import { VERSION } from '../version.js';
 
 const log = childLogger('sessions');
+
+export interface SessionManagerOptions {
+  /** The daemon's parts and their health, shown in the status (default: none). */
+  components?: () => ComponentHealth[];
+}
 
 export class SessionManager extends EventEmitter implements ApplianceService {
   private readonly participants: SessionEndParticipant[] = [];
@@ -44,11 +50,15 @@ export class SessionManager extends EventEmitter implements ApplianceService {
   private verify: ModelVerifyStatus = { state: 'idle', startedAt: null, finishedAt: null, regionsTotal: 0, regionsDone: 0, bytesPerSecond: 0, badRegions: [], error: null };
   private verifyTimer: NodeJS.Timeout | null = null;
 
+  private readonly components: () => ComponentHealth[];
+
   constructor(
     readonly engine: Engine,
     private readonly store: StateStore,
+    options: SessionManagerOptions = {},
   ) {
     super();
+    this.components = options.components ?? (() => []);
     this.current = this.openRecord();
     engine.pd.on('regions', (changes: { region: number; state: number }[]) => this.queueRegions(changes));
     engine.hydrator.on('progress', () => this.changed());
@@ -57,12 +67,36 @@ export class SessionManager extends EventEmitter implements ApplianceService {
       if (rec && engine.log.pendingCount === 0) {
         rec.restoreMs = Date.now() - Date.parse(rec.endedAt ?? new Date().toISOString());
         this.restoreStartedFor = null;
-        void this.store.upsertSession(rec).catch((err: unknown) => log.error({ err }, 'cannot record the restore time'));
+        this.saveInBackground('the restore time', this.store.upsertSession(rec));
       }
       this.changed();
     });
-    const rate = store.settings().hydrationRateBytesPerSecond;
-    engine.hydrator.setRateLimit(rate ?? null);
+    // The settings own the hydration rate; whoever changes it there, the hydrator follows.
+    engine.hydrator.setRateLimit(store.settings().hydrationRateBytesPerSecond);
+    store.on('settings', (settings: { hydrationRateBytesPerSecond: number | null }) => {
+      engine.hydrator.setRateLimit(settings.hydrationRateBytesPerSecond);
+      this.changed();
+    });
+    store.on('write-error', () => this.changed());
+  }
+
+  /**
+   * Writes to the state file that record what already happened (history, the time a restore
+   * took): when one fails (the state filesystem is full) the change itself stands, the record
+   * stays in memory and goes out with the next write that succeeds, and the status shows the
+   * write error until then.
+   */
+  private async save(what: string, write: Promise<void>): Promise<void> {
+    try {
+      await write;
+    } catch (err) {
+      log.error({ err }, `cannot save ${what} in the state file; it is kept in memory and saved with the next write`);
+      this.changed();
+    }
+  }
+
+  private saveInBackground(what: string, write: Promise<void>): void {
+    void this.save(what, write);
   }
 
   private openRecord(): SessionRecord {
@@ -86,7 +120,7 @@ export class SessionManager extends EventEmitter implements ApplianceService {
 
   /** Starting the daemon ends the previous host session, then restores in the background. */
   async start(options: { endSessionOnStart?: boolean } = {}): Promise<void> {
-    await this.store.upsertSession(this.current);
+    await this.save('the session history', this.store.upsertSession(this.current));
     if (options.endSessionOnStart ?? true) await this.endSession('daemon-start');
     this.engine.hydrator.start();
   }
@@ -99,7 +133,7 @@ export class SessionManager extends EventEmitter implements ApplianceService {
     await this.engine.hydrator.stop();
     this.current.regionsWritten = this.engine.log.writtenCount;
     this.current.bytesWritten = this.engine.pd.stats.bytesWrittenThisSession;
-    await this.store.upsertSession(this.current).catch(() => undefined);
+    await this.save('the session history', this.store.upsertSession(this.current));
   }
 
   // ---- ApplianceService -----------------------------------------------------------------
@@ -135,12 +169,14 @@ export class SessionManager extends EventEmitter implements ApplianceService {
         bytesPerSecond: h.bytesPerSecond,
         etaSeconds: h.etaSeconds,
         rateLimitBytesPerSecond: e.hydrator.rateLimit,
+        lastError: h.error,
       },
       host: { connection: this.gadget ? this.hostConnection : this.nbdClients > 0 ? 'nbd-only' : this.hostConnection === 'nbd-only' ? 'absent' : this.hostConnection, nbdClients: this.nbdClients, gadget: this.gadget },
       model: { id: e.model.id, name: e.model.manifest.json.name, size: e.model.size, regionSize: e.model.manifest.regionSize },
       disk: { path: e.config.disk, size: e.pd.size, ioErrors: e.pd.stats.ioErrors },
-      stateDir: { path: e.state.path, freeBytes: free },
+      stateDir: { path: e.state.path, freeBytes: free, writeError: this.store.writeError },
       daemon: { startedAt: this.startedAt.toISOString(), pid: process.pid, version: VERSION },
+      components: this.components(),
     };
   }
 
@@ -191,21 +227,23 @@ export class SessionManager extends EventEmitter implements ApplianceService {
     else this.restoreStartedFor = ended;
     this.current = this.openRecord();
     e.hydrator.kick();
-    await this.store.upsertSession(ended);
-    await this.store.upsertSession(this.current);
+    // The session has ended (the log header says so): failing to record it does not undo it.
+    await this.save('the ended session', this.store.upsertSession(ended));
+    await this.save('the new session', this.store.upsertSession(this.current));
     this.emit('session-ended', ended);
     this.changed();
     this.queueRegions(null);
     return ended;
   }
 
+  /** The write log's header owns the modes: once it is written, the change has happened. */
   async setMode(mode: ProtectionMode): Promise<void> {
     const info = this.engine.log.info;
     await this.engine.log.setModes(mode, info.restoreMode);
     this.current.events.push({ at: new Date().toISOString(), what: `mode ${mode}` });
     this.current.mode = mode;
-    await this.store.upsertSession(this.current);
     this.changed();
+    await this.save('the mode change in the session history', this.store.upsertSession(this.current));
   }
 
   async setRestoreMode(restoreMode: RestoreMode): Promise<void> {
@@ -213,10 +251,9 @@ export class SessionManager extends EventEmitter implements ApplianceService {
     this.changed();
   }
 
-  setHydrationRate(bytesPerSecond: number | null): void {
-    this.engine.hydrator.setRateLimit(bytesPerSecond);
-    void this.store.updateSettings({ hydrationRateBytesPerSecond: bytesPerSecond }).catch((err: unknown) => log.error({ err }, 'cannot save the hydration rate'));
-    this.changed();
+  /** Saves the rate in the settings, which apply it to the hydrator (see the constructor). */
+  async setHydrationRate(bytesPerSecond: number | null): Promise<void> {
+    await this.store.updateSettings({ hydrationRateBytesPerSecond: bytesPerSecond });
   }
 
   regionMap(): Uint8Array {
@@ -234,7 +271,7 @@ export class SessionManager extends EventEmitter implements ApplianceService {
   recordHostEvent(what: string): void {
     this.current.events.push({ at: new Date().toISOString(), what });
     if (this.current.events.length > 500) this.current.events.splice(0, this.current.events.length - 500);
-    void this.store.upsertSession(this.current).catch((err: unknown) => log.error({ err }, 'cannot record a host event'));
+    this.saveInBackground('a host event', this.store.upsertSession(this.current));
     this.changed();
   }
 

@@ -30,11 +30,11 @@ export class StateCorruptError extends SnapbackError {
 
 export class DurableJsonFile<T> implements Adapter<T> {
   readonly path: string;
-  readonly #tmpPath: string;
+  private readonly tmpPath: string;
 
   constructor(path: string) {
     this.path = path;
-    this.#tmpPath = join(dirname(path), `.${basename(path)}.tmp`);
+    this.tmpPath = join(dirname(path), `.${basename(path)}.tmp`);
   }
 
   async read(): Promise<T | null> {
@@ -62,24 +62,24 @@ export class DurableJsonFile<T> implements Adapter<T> {
     // Serialise synchronously, so the bytes written are the data as it was at the call.
     const text = JSON.stringify(data, null, 1) + '\n';
     try {
-      const fh = await open(this.#tmpPath, 'w', 0o600);
+      const fh = await open(this.tmpPath, 'w', 0o600);
       try {
         await fh.writeFile(text, 'utf8');
         await fh.sync();
       } finally {
         await fh.close();
       }
-      await rename(this.#tmpPath, this.path);
+      await rename(this.tmpPath, this.path);
       await syncDir(dirname(this.path));
     } catch (err) {
-      await unlink(this.#tmpPath).catch(() => undefined);
+      await unlink(this.tmpPath).catch(() => undefined);
       throw fromSystemError(err, `writing the state file ${this.path}`);
     }
   }
 
   /** Removes a temporary file left by a write that a crash interrupted (the real file is intact). */
   async removeLeftovers(): Promise<void> {
-    await unlink(this.#tmpPath).catch(() => undefined);
+    await unlink(this.tmpPath).catch(() => undefined);
   }
 }
 

@@ -9,24 +9,7 @@
  */
 import { z } from 'zod';
 
-export const SCHEMA_VERSION = 1;
-
-/** Which host-side transitions end a session (docs/architecture.md#sessions). */
-export const sessionEndPolicySchema = z
-  .object({
-    /**
-     * 'power-cycle': the USB bus went away (`not attached`) and the host enumerated again; a host
-     * that only suspends (sleeps) keeps its session.
-     * 'bus-reset': also a bus reset without losing power (a warm reboot that keeps USB powered);
-     * some hosts reset the bus when they wake, so this can end a session on resume.
-     * 'ignore': USB transitions are recorded but never end a session.
-     */
-    usb: z.enum(['power-cycle', 'bus-reset', 'ignore']),
-    /** The host's power LED going dark (GPIO sense, when wired) ends the session. */
-    hostPowerOff: z.boolean(),
-  })
-  .strict();
-export type SessionEndPolicy = z.infer<typeof sessionEndPolicySchema>;
+export const SCHEMA_VERSION = 2;
 
 /** Hydration rate limit in bytes per second (the control API's range); null is unlimited. */
 export const hydrationRateSchema = z
@@ -36,24 +19,21 @@ export const hydrationRateSchema = z
   .max(2 ** 40)
   .nullable();
 
+/**
+ * The settings kept in the state file. The protection and restore modes are not here (the write
+ * log's header holds them, and a copy here could only disagree); which host transitions end a
+ * session is set where the hardware is described: gadget.json (USB) and gpio.json (power LED).
+ */
 export const settingsSchema = z
   .object({
-    /** Mirror of the write log's header (the log is the truth); shown before the daemon is up. */
-    protectionMode: z.enum(['frozen', 'thawed']),
-    /** Mirror of the restore mode; the daemon applies it at start. */
-    restoreMode: z.enum(['instant', 'eager']),
     /** Background restore rate limit in bytes per second; null: unlimited. */
     hydrationRateBytesPerSecond: hydrationRateSchema,
-    sessionEndPolicy: sessionEndPolicySchema,
   })
   .strict();
 export type Settings = z.infer<typeof settingsSchema>;
 
 export const DEFAULT_SETTINGS: Settings = {
-  protectionMode: 'frozen',
-  restoreMode: 'instant',
   hydrationRateBytesPerSecond: null,
-  sessionEndPolicy: { usb: 'power-cycle', hostPowerOff: true },
 };
 
 export const userSchema = z
@@ -146,7 +126,7 @@ export const MIGRATIONS: readonly Migration[] = [
     from: 0,
     describe: 'add schemaVersion; fill in missing settings, users, tokens, history and audit log',
     migrate(data) {
-      const base = emptyState();
+      const base = V1_DEFAULTS;
       const settings = isRecord(data.settings) ? data.settings : {};
       const audit = Array.isArray(data.audit) ? data.audit : [];
       const maxId = audit.reduce<number>((m, e) => (isRecord(e) && typeof e.id === 'number' ? Math.max(m, e.id) : m), 0);
@@ -170,7 +150,31 @@ export const MIGRATIONS: readonly Migration[] = [
       };
     },
   },
+  {
+    from: 1,
+    describe: 'drop the settings nothing applied: the mirrors of the modes (the write log holds them) and sessionEndPolicy (gadget.json and gpio.json hold the policies)',
+    migrate(data) {
+      const settings = isRecord(data.settings) ? data.settings : {};
+      const { protectionMode: _mode, restoreMode: _restore, sessionEndPolicy: _policy, ...rest } = settings;
+      return { ...data, schemaVersion: 2, settings: rest };
+    },
+  },
 ];
+
+/** Version 1's defaults, which the migration from version 0 fills in. */
+const V1_DEFAULTS = {
+  settings: {
+    protectionMode: 'frozen',
+    restoreMode: 'instant',
+    hydrationRateBytesPerSecond: null,
+    sessionEndPolicy: { usb: 'power-cycle', hostPowerOff: true },
+  },
+  users: [],
+  apiTokens: [],
+  sessions: [],
+  audit: [],
+  nextAuditId: 1,
+};
 
 export function isRecord(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);

@@ -10,7 +10,14 @@
  *   (the original is kept beside it as state.json.v<N>.bak) and written back.
  * - Nothing here touches the write log: per-region state lives in the binary log, never here.
  *
- * Events: 'settings' (settings: Settings), 'audit' (entry: AuditEntry).
+ * - A write that fails (the filesystem is full) leaves the change in memory: it goes out with
+ *   the next write that succeeds, and `writeError` says what went wrong until then.
+ *
+ * The settings here (the hydration rate) have this store as their one owner: whoever changes
+ * them, listeners of 'settings' apply them. The protection and restore modes are not settings:
+ * the write log's header holds them. The USB and GPIO policies live in gadget.json / gpio.json.
+ *
+ * Events: 'settings' (settings: Settings), 'audit' (entry: AuditEntry), 'write-error' (err).
  */
 import { EventEmitter } from 'node:events';
 import { copyFile, stat } from 'node:fs/promises';
@@ -18,6 +25,7 @@ import { join } from 'node:path';
 import { Low } from 'lowdb';
 import type { SessionRecord } from '../session/appliance-service.js';
 import { SnapbackError } from '../errors.js';
+import { formatZodIssues } from '../zod-issues.js';
 import { childLogger } from '../logger.js';
 import { DurableJsonFile, StateCorruptError } from './durable-json-file.js';
 import {
@@ -35,7 +43,7 @@ import {
 } from './schema.js';
 
 export { StateCorruptError } from './durable-json-file.js';
-export type { ApiTokenRecord, AuditEntry, Settings, SessionEndPolicy, UserRecord } from './schema.js';
+export type { ApiTokenRecord, AuditEntry, Settings, UserRecord } from './schema.js';
 export { DEFAULT_SETTINGS, SCHEMA_VERSION } from './schema.js';
 
 const log = childLogger('state');
@@ -68,20 +76,31 @@ export interface AuditQuery {
 
 export class StateStore extends EventEmitter {
   readonly path: string;
-  readonly #db: Low<StateData>;
-  readonly #sessionLimit: number;
-  readonly #auditLimit: number;
-  #version = 0;
-  #durable = 0;
-  #inflight: Promise<void> | null = null;
-  #closed = false;
+  private readonly db: Low<StateData>;
+  private readonly sessionLimit: number;
+  private readonly auditLimit: number;
+  private version = 0;
+  private durable = 0;
+  private inflight: Promise<void> | null = null;
+  private closed = false;
+  private lastWriteError: string | null = null;
 
   private constructor(path: string, db: Low<StateData>, opts: StateStoreOptions) {
     super();
     this.path = path;
-    this.#db = db;
-    this.#sessionLimit = opts.sessionHistoryLimit ?? 1000;
-    this.#auditLimit = opts.auditLimit ?? 5000;
+    this.db = db;
+    this.sessionLimit = opts.sessionHistoryLimit ?? 1000;
+    this.auditLimit = opts.auditLimit ?? 5000;
+  }
+
+  /**
+   * Reads and validates DIR/state.json (migrating in memory) without writing anything: the
+   * daemon's check before it starts. Rejects as open() would; a missing file is fine.
+   */
+  static async check(stateDir: string): Promise<void> {
+    const path = join(stateDir, STATE_FILE_NAME);
+    const raw = (await new DurableJsonFile<StateData>(path).read()) as unknown;
+    if (raw !== null) migrate(path, raw);
   }
 
   /**
@@ -104,17 +123,17 @@ export class StateStore extends EventEmitter {
     const store = new StateStore(path, db, opts);
     if (raw === null) {
       log.info({ path }, 'creating the state file');
-      await store.#persist();
+      await store.persist();
       return store;
     }
     const { data, migratedFrom } = migrate(path, raw);
     db.data = data;
-    store.#trim();
+    store.trim();
     if (migratedFrom !== null) {
       const backup = `${path}.v${migratedFrom}.bak`;
       await copyFile(path, backup);
       log.info({ path, from: migratedFrom, to: SCHEMA_VERSION, backup }, 'migrated the state file');
-      await store.#persist();
+      await store.persist();
     }
     return store;
   }
@@ -122,27 +141,21 @@ export class StateStore extends EventEmitter {
   // ---- settings ----------------------------------------------------------------------------
 
   settings(): Settings {
-    return structuredClone(this.#data.settings);
+    return structuredClone(this.data.settings);
   }
 
   /**
-   * Merges `patch` into the settings (sessionEndPolicy may be given in part). The result is
-   * validated first: an invalid patch rejects with BAD_ARGUMENT and changes nothing.
+   * Merges `patch` into the settings. The result is validated first: an invalid patch rejects
+   * with BAD_ARGUMENT and changes nothing.
    */
-  async updateSettings(patch: Partial<Omit<Settings, 'sessionEndPolicy'>> & { sessionEndPolicy?: Partial<Settings['sessionEndPolicy']> }): Promise<Settings> {
-    this.#assertOpen();
-    const cur = this.#data.settings;
-    const next = {
-      ...cur,
-      ...patch,
-      sessionEndPolicy: { ...cur.sessionEndPolicy, ...(patch.sessionEndPolicy ?? {}) },
-    };
-    const parsed = settingsSchema.safeParse(next);
+  async updateSettings(patch: Partial<Settings>): Promise<Settings> {
+    this.assertOpen();
+    const parsed = settingsSchema.safeParse({ ...this.data.settings, ...patch });
     if (!parsed.success) {
-      throw new SnapbackError('BAD_ARGUMENT', `invalid settings: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
+      throw new SnapbackError('BAD_ARGUMENT', `invalid settings: ${formatZodIssues(parsed.error)}`);
     }
-    this.#data.settings = parsed.data;
-    const p = this.#persist();
+    this.data.settings = parsed.data;
+    const p = this.persist();
     this.emit('settings', structuredClone(parsed.data));
     await p;
     return structuredClone(parsed.data);
@@ -152,7 +165,7 @@ export class StateStore extends EventEmitter {
 
   /** The administrator, or null before the first password is set. */
   admin(): UserRecord | null {
-    const u = this.#data.users.find((x) => x.name === ADMIN_USER);
+    const u = this.data.users.find((x) => x.name === ADMIN_USER);
     return u ? { ...u } : null;
   }
 
@@ -162,44 +175,44 @@ export class StateStore extends EventEmitter {
 
   /** Sets (or replaces) the administrator's password hash. */
   async setAdminPasswordHash(passwordHash: string): Promise<void> {
-    this.#assertOpen();
+    this.assertOpen();
     if (!passwordHash) throw new SnapbackError('BAD_ARGUMENT', 'empty password hash');
     const now = new Date().toISOString();
-    const u = this.#data.users.find((x) => x.name === ADMIN_USER);
+    const u = this.data.users.find((x) => x.name === ADMIN_USER);
     if (u) {
       u.passwordHash = passwordHash;
       u.passwordChangedAt = now;
     } else {
-      this.#data.users.push({ name: ADMIN_USER, passwordHash, createdAt: now, passwordChangedAt: now });
+      this.data.users.push({ name: ADMIN_USER, passwordHash, createdAt: now, passwordChangedAt: now });
     }
-    await this.#persist();
+    await this.persist();
   }
 
   // ---- API tokens --------------------------------------------------------------------------
 
   listTokens(): ApiTokenRecord[] {
-    return this.#data.apiTokens.map((t) => ({ ...t }));
+    return this.data.apiTokens.map((t) => ({ ...t }));
   }
 
   findToken(id: string): ApiTokenRecord | null {
-    const t = this.#data.apiTokens.find((x) => x.id === id);
+    const t = this.data.apiTokens.find((x) => x.id === id);
     return t ? { ...t } : null;
   }
 
   async addToken(rec: ApiTokenRecord): Promise<void> {
-    this.#assertOpen();
-    if (this.#data.apiTokens.some((t) => t.id === rec.id)) throw new SnapbackError('BAD_ARGUMENT', `token id ${rec.id} exists`);
-    this.#data.apiTokens.push({ ...rec });
-    await this.#persist();
+    this.assertOpen();
+    if (this.data.apiTokens.some((t) => t.id === rec.id)) throw new SnapbackError('BAD_ARGUMENT', `token id ${rec.id} exists`);
+    this.data.apiTokens.push({ ...rec });
+    await this.persist();
   }
 
   /** Revokes a token; false when there was none with that id. */
   async removeToken(id: string): Promise<boolean> {
-    this.#assertOpen();
-    const i = this.#data.apiTokens.findIndex((t) => t.id === id);
+    this.assertOpen();
+    const i = this.data.apiTokens.findIndex((t) => t.id === id);
     if (i < 0) return false;
-    this.#data.apiTokens.splice(i, 1);
-    await this.#persist();
+    this.data.apiTokens.splice(i, 1);
+    await this.persist();
     return true;
   }
 
@@ -208,7 +221,7 @@ export class StateStore extends EventEmitter {
    * seconds by a monitoring script must not wear the SD card).
    */
   touchToken(id: string, at = new Date()): void {
-    const t = this.#data.apiTokens.find((x) => x.id === id);
+    const t = this.data.apiTokens.find((x) => x.id === id);
     if (t) t.lastUsedAt = at.toISOString();
   }
 
@@ -216,39 +229,39 @@ export class StateStore extends EventEmitter {
 
   /** Adds a session to the history or replaces the one with the same number. */
   async upsertSession(r: SessionRecord): Promise<void> {
-    this.#assertOpen();
+    this.assertOpen();
     const copy = structuredClone(r);
-    const list = this.#data.sessions;
+    const list = this.data.sessions;
     const i = list.findIndex((s) => s.number === r.number);
     if (i >= 0) list[i] = copy;
     else {
       list.push(copy);
       list.sort((a, b) => a.number - b.number);
     }
-    this.#trim();
-    await this.#persist();
+    this.trim();
+    await this.persist();
   }
 
   /** The session history, oldest first. */
   listSessions(): SessionRecord[] {
-    return structuredClone(this.#data.sessions) as SessionRecord[];
+    return structuredClone(this.data.sessions) as SessionRecord[];
   }
 
   // ---- audit log ---------------------------------------------------------------------------
 
   /** Appends to the audit log (timestamped now); resolves once it is durable. */
   async audit(entry: AuditInput): Promise<AuditEntry> {
-    this.#assertOpen();
+    this.assertOpen();
     const e: AuditEntry = {
-      id: this.#data.nextAuditId++,
+      id: this.data.nextAuditId++,
       at: new Date().toISOString(),
       actor: entry.actor,
       action: entry.action,
       ...(entry.details !== undefined ? { details: structuredClone(entry.details) } : {}),
     };
-    this.#data.audit.push(e);
-    this.#trim();
-    const p = this.#persist();
+    this.data.audit.push(e);
+    this.trim();
+    const p = this.persist();
     this.emit('audit', structuredClone(e));
     await p;
     return structuredClone(e);
@@ -256,9 +269,9 @@ export class StateStore extends EventEmitter {
 
   /** Audit entries, newest first. */
   listAudit(q: AuditQuery = {}): AuditEntry[] {
-    const limit = Math.max(1, Math.min(q.limit ?? 100, this.#auditLimit));
+    const limit = Math.max(1, Math.min(q.limit ?? 100, this.auditLimit));
     const out: AuditEntry[] = [];
-    const list = this.#data.audit;
+    const list = this.data.audit;
     for (let i = list.length - 1; i >= 0 && out.length < limit; i--) {
       const e = list[i]!;
       if (q.beforeId !== undefined && e.id >= q.beforeId) continue;
@@ -267,55 +280,68 @@ export class StateStore extends EventEmitter {
     return out;
   }
 
+  /** Why the last write of the state file failed; null once a write succeeds. */
+  get writeError(): string | null {
+    return this.lastWriteError;
+  }
+
   // ---- lifecycle ---------------------------------------------------------------------------
 
   /** Resolves once every change made so far is durable. */
   async flush(): Promise<void> {
-    if (this.#durable < this.#version || this.#inflight) await this.#persist();
+    if (this.durable < this.version || this.inflight) await this.persist();
   }
 
   /** Flushes and refuses further changes. Safe to call twice. */
   async close(): Promise<void> {
-    if (this.#closed) return;
+    if (this.closed) return;
     await this.flush();
-    this.#closed = true;
+    this.closed = true;
   }
 
   // ---- internals ---------------------------------------------------------------------------
 
-  get #data(): StateData {
-    return this.#db.data;
+  private get data(): StateData {
+    return this.db.data;
   }
 
-  #assertOpen(): void {
-    if (this.#closed) throw new SnapbackError('CLOSED', 'the state store is closed');
+  private assertOpen(): void {
+    if (this.closed) throw new SnapbackError('CLOSED', 'the state store is closed');
   }
 
-  #trim(): void {
-    const d = this.#data;
-    if (d.sessions.length > this.#sessionLimit) d.sessions.splice(0, d.sessions.length - this.#sessionLimit);
-    if (d.audit.length > this.#auditLimit) d.audit.splice(0, d.audit.length - this.#auditLimit);
+  private trim(): void {
+    const d = this.data;
+    if (d.sessions.length > this.sessionLimit) d.sessions.splice(0, d.sessions.length - this.sessionLimit);
+    if (d.audit.length > this.auditLimit) d.audit.splice(0, d.audit.length - this.auditLimit);
   }
 
   /**
    * Makes the current in-memory data durable. Writes never overlap; callers that arrive while a
    * write is running share the next one.
    */
-  async #persist(): Promise<void> {
-    const want = ++this.#version;
-    while (this.#durable < want) {
-      if (!this.#inflight) {
-        const snapshot = this.#version;
-        this.#inflight = this.#db
+  private async persist(): Promise<void> {
+    const want = ++this.version;
+    while (this.durable < want) {
+      if (!this.inflight) {
+        const snapshot = this.version;
+        this.inflight = this.db
           .write()
-          .then(() => {
-            this.#durable = Math.max(this.#durable, snapshot);
-          })
+          .then(
+            () => {
+              this.durable = Math.max(this.durable, snapshot);
+              this.lastWriteError = null;
+            },
+            (err: unknown) => {
+              this.lastWriteError = err instanceof Error ? err.message : String(err);
+              this.emit('write-error', err);
+              throw err;
+            },
+          )
           .finally(() => {
-            this.#inflight = null;
+            this.inflight = null;
           });
       }
-      await this.#inflight;
+      await this.inflight;
     }
   }
 }
@@ -343,10 +369,7 @@ function migrate(path: string, raw: unknown): { data: StateData; migratedFrom: n
   }
   const parsed = stateSchema.safeParse(data);
   if (!parsed.success) {
-    const why = parsed.error.issues
-      .slice(0, 5)
-      .map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`)
-      .join('; ');
+    const why = formatZodIssues(parsed.error);
     throw new StateCorruptError(path, 'invalid', `the state file ${path} does not match schema version ${SCHEMA_VERSION} (${why}); it was left untouched`);
   }
   return { data: parsed.data, migratedFrom: v0 === SCHEMA_VERSION ? null : v0 };

@@ -14,6 +14,8 @@
  * - a device must not keep the `data` buffer of `write()` once the call settles: callers (the
  *   NBD server) reuse their buffers.
  * - `readInto()`, where a device has it, reads into the caller's buffer (no allocation per request).
+ * - `grow()`, where a device has it, extends the device (a file) to at least `size` bytes; the
+ *   new bytes read as zeroes.
  */
 export interface DeviceCapabilities {
   readonly canWrite: boolean;
@@ -45,6 +47,7 @@ export interface BlockDevice {
   flush(): Promise<void>;
   trim(offset: number, length: number, options?: WriteOptions): Promise<void>;
   writeZeroes(offset: number, length: number, options?: ZeroOptions): Promise<void>;
+  grow?(size: number): Promise<void>;
   close(): Promise<void>;
 }
 

@@ -5,11 +5,11 @@
  * pending, said loudly).
  */
 import { existsSync, openSync, closeSync, ftruncateSync, mkdirSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { FileDevice, sizeOfPath } from './file-device.js';
 import { ModelImage } from './model-image.js';
 import { manifestPathFor } from './manifest.js';
-import { RegionLog, logFileSize, type LogRestoreMode } from './region-log.js';
+import { RegionLog, logFileSize, type BitmapDamage, type LogRestoreMode } from './region-log.js';
 import { ProtectedDisk } from './protected-disk.js';
 import { Hydrator, type HydratorOptions } from './hydrator.js';
 import { StateDir, type StateConfig } from './state-dir.js';
@@ -21,6 +21,11 @@ import { childLogger } from '../logger.js';
 const log = childLogger('engine');
 
 export const DEFAULT_REGION_SIZE = 64 * 1024;
+
+/** Where the state directory keeps what was verified of its models (model-image.ts). */
+export function verifiedDirOf(state: StateDir): string {
+  return join(state.path, 'model-verified');
+}
 
 export interface Engine {
   state: StateDir;
@@ -34,6 +39,14 @@ export interface Engine {
   adoptedForeignModel: boolean;
   /** A header slot problem found at open (the other slot was used). */
   headerWarning: string | null;
+  /**
+   * Bitmap sectors of the write log that failed their checksum at open, and the regions they
+   * made pending (restored from the model; what the host wrote there is lost); null if none.
+   * Logged at error level by the region log; status and audit should say it too.
+   */
+  bitmapDamage: BitmapDamage | null;
+  /** The write-log format found at open (1: migrated to the current format at its first write). */
+  logFormatVersion: number;
   close(): Promise<void>;
 }
 
@@ -62,7 +75,7 @@ export async function initEngine(opts: InitOptions): Promise<InitResult> {
   const manifestPath = resolve(opts.manifest ?? manifestPathFor(modelPath));
   if (!existsSync(modelPath)) throw new SnapbackError('BAD_ARGUMENT', `model image ${modelPath} does not exist`);
   if (!existsSync(manifestPath)) throw new SnapbackError('MANIFEST_INVALID', `no manifest at ${manifestPath}; make one with "snapback model manifest ${opts.model}"`);
-  const model = new ModelImage(modelPath, { manifestPath });
+  const model = new ModelImage(modelPath, { manifestPath, verifiedDir: verifiedDirOf(state) });
   await model.open();
   const diskPath = resolve(opts.disk);
   let createdDisk = false;
@@ -152,7 +165,7 @@ export interface OpenOptions {
 export async function openEngine(stateDir: string, opts: OpenOptions = {}): Promise<Engine> {
   const state = new StateDir(stateDir);
   const config = state.readConfig();
-  const model = new ModelImage(config.modelImage, { manifestPath: config.modelManifest, verify: opts.verifyModel ?? 'lazy' });
+  const model = new ModelImage(config.modelImage, { manifestPath: config.modelManifest, verify: opts.verifyModel ?? 'lazy', verifiedDir: verifiedDirOf(state) });
   await model.open();
   const disk = new FileDevice(config.disk, { size: model.size });
   const logDev = new FileDevice(state.logPath);
@@ -187,6 +200,8 @@ export async function openEngine(stateDir: string, opts: OpenOptions = {}): Prom
       hydrator,
       adoptedForeignModel: adopted,
       headerWarning: opened.otherSlotProblem,
+      bitmapDamage: opened.bitmapDamage,
+      logFormatVersion: opened.formatVersion,
       async close() {
         if (closed) return;
         closed = true;

@@ -41,6 +41,8 @@ export class FileDevice implements BlockDevice {
   readonly path: string;
   readonly readOnly: boolean;
   private handle: FileHandle | null = null;
+  /** A second descriptor opened with O_DSYNC, for FUA writes: durable in one call, no fdatasync after. */
+  private syncHandle: Promise<FileHandle> | null = null;
   private opening: Promise<void> | null = null;
   private _size: number;
   private isBlockDev = false;
@@ -135,10 +137,10 @@ export class FileDevice implements BlockDevice {
     const h = this.h();
     let done = 0;
     try {
+      const fd = options.fua ? (await this.dsync()).fd : h.fd;
       while (done < data.length) {
-        done += await pwriteOnce(h.fd, data, done, data.length - done, offset + done);
+        done += await pwriteOnce(fd, data, done, data.length - done, offset + done);
       }
-      if (options.fua) await h.datasync();
     } catch (err) {
       throw fromSystemError(err, `writing ${this.path} at ${offset + done}`);
     }
@@ -172,11 +174,40 @@ export class FileDevice implements BlockDevice {
     if (options.fua) await this.flush();
   }
 
+  /** Extends a regular file to `size` bytes (sparse zeroes); a block device cannot grow. */
+  async grow(size: number): Promise<void> {
+    this.checkWritable();
+    const h = this.h();
+    if (size <= this._size) return;
+    if (this.isBlockDev) throw new SnapbackError('NOT_SUPPORTED', `${this.path} is a block device of ${this._size} bytes; it cannot grow to ${size}`);
+    try {
+      await h.truncate(size);
+    } catch (err) {
+      throw fromSystemError(err, `growing ${this.path} to ${size} bytes`);
+    }
+    this._size = size;
+  }
+
+  /** The O_DSYNC descriptor (opened on the first FUA write). */
+  private dsync(): Promise<FileHandle> {
+    if (!this.syncHandle) {
+      const p = fsp.open(this.path, fsc.O_RDWR | fsc.O_DSYNC);
+      this.syncHandle = p;
+      p.catch(() => {
+        if (this.syncHandle === p) this.syncHandle = null;
+      });
+    }
+    return this.syncHandle;
+  }
+
   async close(): Promise<void> {
     if (this.opening) await this.opening.catch(() => undefined);
     const h = this.handle;
+    const sh = this.syncHandle;
     this.handle = null;
+    this.syncHandle = null;
     this.closed = true;
+    if (sh) await (await sh.catch(() => null))?.close();
     if (h) await h.close();
   }
 

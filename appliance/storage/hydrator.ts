@@ -5,9 +5,14 @@
  * batch's regions (lazily persisted: a crash before that only means the copy is done again).
  * It yields to host I/O, honours a rate limit in bytes per second, and a host write to a region
  * being copied waits for that region only (the batch's region locks), never for the restore.
+ *
+ * A restore that fails (a full state filesystem, an I/O error) is retried with exponential
+ * backoff up to a bounded delay, for as long as regions are pending; its last error stays in
+ * `progress()` until a retry gets through, so status can say why the restore is not moving.
  */
 import { EventEmitter } from 'node:events';
 import type { ProtectedDisk } from './protected-disk.js';
+import { isSnapbackError } from '../errors.js';
 import { childLogger } from '../logger.js';
 
 const log = childLogger('hydrator');
@@ -23,6 +28,37 @@ export interface HydratorOptions {
   parallel?: number;
   /** Longest the hydrator waits for host I/O to drain before copying anyway (ms). */
   maxYieldMs?: number;
+  /** First delay before a failed restore is retried (ms); it doubles per failure. Default 1 s. */
+  retryBaseMs?: number;
+  /** Longest delay between retries (ms). Default 60 s. */
+  retryMaxMs?: number;
+  /** Time and timers (tests pass a fake clock). */
+  clock?: HydratorClock;
+}
+
+export interface HydratorClock {
+  now(): number;
+  setTimeout(fn: () => void, ms: number): unknown;
+  clearTimeout(handle: unknown): void;
+}
+
+const systemClock: HydratorClock = {
+  now: () => Date.now(),
+  setTimeout: (fn, ms) => setTimeout(fn, ms).unref(),
+  clearTimeout: (h) => clearTimeout(h as NodeJS.Timeout),
+};
+
+/** Why the background restore is not moving: its last failure, until a retry gets through. */
+export interface HydrationError {
+  message: string;
+  /** The SnapbackError code (NO_SPACE, IO_ERROR, MODEL_CORRUPT, …), or null for another error. */
+  code: string | null;
+  /** When it last failed (ms since 1970). */
+  at: number;
+  /** Failures in a row. */
+  attempts: number;
+  /** When the next retry runs (ms since 1970), or null when none is scheduled (stopped). */
+  nextRetryAt: number | null;
 }
 
 export interface HydrationProgress {
@@ -32,7 +68,9 @@ export interface HydrationProgress {
   pending: number;
   bytesPerSecond: number;
   etaSeconds: number | null;
+  /** The last error's message (null when the restore is moving or done). */
   error: string | null;
+  lastError: HydrationError | null;
 }
 
 const sleep = (ms: number) => new Promise<void>((res) => setTimeout(res, ms));
@@ -51,7 +89,11 @@ export class Hydrator extends EventEmitter {
   private done = 0;
   private startedAt = 0;
   private bytesCopied = 0;
-  private lastError: string | null = null;
+  private lastError: HydrationError | null = null;
+  private retryTimer: unknown = null;
+  private readonly retryBaseMs: number;
+  private readonly retryMaxMs: number;
+  private readonly clock: HydratorClock;
   private finishedAt = 0;
   /** Copy buffers, allocated once: fresh ones per batch cost page faults and zeroing. */
   private readonly buffers: Buffer[] = [];
@@ -66,6 +108,9 @@ export class Hydrator extends EventEmitter {
     this.chunkBytes = options.chunkBytes ?? 1 << 20;
     this.parallel = options.parallel ?? 4;
     this.maxYieldMs = options.maxYieldMs ?? 20;
+    this.retryBaseMs = options.retryBaseMs ?? 1000;
+    this.retryMaxMs = options.retryMaxMs ?? 60_000;
+    this.clock = options.clock ?? systemClock;
   }
 
   get rateLimit(): number | null {
@@ -81,7 +126,7 @@ export class Hydrator extends EventEmitter {
 
   progress(): HydrationProgress {
     const pending = this.pd.log.pendingCount;
-    const elapsed = (Date.now() - this.startedAt) / 1000;
+    const elapsed = (this.clock.now() - this.startedAt) / 1000;
     const bps = this.loop && elapsed > 0 ? this.bytesCopied / elapsed : 0;
     return {
       running: this.loop !== null,
@@ -90,7 +135,8 @@ export class Hydrator extends EventEmitter {
       pending,
       bytesPerSecond: Math.round(bps),
       etaSeconds: bps > 0 ? (pending * this.pd.regionSize) / bps : null,
-      error: this.lastError,
+      error: this.lastError?.message ?? null,
+      lastError: this.lastError ? { ...this.lastError } : null,
     };
   }
 
@@ -101,29 +147,59 @@ export class Hydrator extends EventEmitter {
     this.kick();
   }
 
-  /** Called when new pending regions may exist (a session ended). */
+  /** Called when new pending regions may exist (a session ended); also ends a retry's wait. */
   kick(): void {
     if (!this.started || this.loop || this.pd.log.pendingCount === 0) return;
+    this.cancelRetry();
     this.cursor = 0;
     this.totalAtStart = this.pd.log.pendingCount;
     this.done = 0;
     this.bytesCopied = 0;
-    this.startedAt = Date.now();
-    this.lastError = null;
+    this.startedAt = this.clock.now();
     this.emit('start', this.totalAtStart);
     this.loop = this.run(false)
-      .catch((err: unknown) => {
-        this.lastError = (err as Error).message;
-        log.error({ err }, 'restore stopped on an error');
-        this.emit('error-stopped', err);
-      })
+      .then(
+        () => {
+          this.lastError = null;
+        },
+        (err: unknown) => this.failed(err),
+      )
       .finally(() => {
         this.loop = null;
-        this.finishedAt = Date.now();
+        this.finishedAt = this.clock.now();
         this.emit('idle');
         // a session may have ended meanwhile
         if (!this.stopping && this.lastError === null && this.pd.log.pendingCount > 0) this.kick();
       });
+  }
+
+  /** Records a failed restore and schedules its retry (backoff doubling up to retryMaxMs). */
+  private failed(err: unknown): void {
+    const attempts = (this.lastError?.attempts ?? 0) + 1;
+    const delay = Math.min(this.retryMaxMs, this.retryBaseMs * 2 ** Math.min(30, attempts - 1));
+    const now = this.clock.now();
+    const retry = this.started && !this.stopping;
+    this.lastError = {
+      message: (err as Error)?.message ?? String(err),
+      code: isSnapbackError(err) ? err.code : null,
+      at: now,
+      attempts,
+      nextRetryAt: retry ? now + delay : null,
+    };
+    log.error({ err, attempts, retryInMs: retry ? delay : null, pending: this.pd.log.pendingCount }, 'the background restore stopped on an error; it is retried');
+    this.emit('error-stopped', err);
+    if (retry) {
+      this.retryTimer = this.clock.setTimeout(() => {
+        this.retryTimer = null;
+        this.kick();
+      }, delay);
+    }
+  }
+
+  private cancelRetry(): void {
+    if (this.retryTimer !== null) this.clock.clearTimeout(this.retryTimer);
+    this.retryTimer = null;
+    if (this.lastError) this.lastError.nextRetryAt = null;
   }
 
   /** Restores everything pending now, at full speed, and resolves when none is left. */
@@ -139,11 +215,13 @@ export class Hydrator extends EventEmitter {
     this.totalAtStart = this.pd.log.pendingCount;
     this.done = 0;
     this.bytesCopied = 0;
-    this.startedAt = Date.now();
+    this.startedAt = this.clock.now();
     try {
       await this.run(true, onProgress);
+      this.cancelRetry();
+      this.lastError = null;
     } finally {
-      this.finishedAt = Date.now();
+      this.finishedAt = this.clock.now();
       this.started = wasStarted;
     }
   }
@@ -151,6 +229,7 @@ export class Hydrator extends EventEmitter {
   async stop(): Promise<void> {
     this.started = false;
     this.stopping = true;
+    this.cancelRetry();
     if (this.loop) await this.loop;
     this.stopping = false;
     await this.pd.log.sync().catch(() => undefined);
@@ -200,6 +279,10 @@ export class Hydrator extends EventEmitter {
         this.bytesCopied += bytes;
         sinceSync += bytes;
         onProgress?.(this.done, this.totalAtStart);
+        if (this.lastError) {
+          log.info({ after: this.lastError.attempts }, 'the background restore is moving again');
+          this.lastError = null;
+        }
         this.emit('progress', this.done, this.totalAtStart);
         copied = true;
       } finally {
@@ -254,7 +337,7 @@ export class Hydrator extends EventEmitter {
   private async throttle(): Promise<void> {
     if (!this.rate) return;
     const due = this.startedAt + (this.bytesCopied / this.rate) * 1000;
-    const wait = due - Date.now();
+    const wait = due - this.clock.now();
     if (wait > 0) await sleep(wait);
   }
 }

@@ -3,19 +3,32 @@
  * per region, and an id that is the hash of the manifest's content, so two appliances holding
  * the same bytes agree on the id. Stored as JSON beside the image (IMAGE.manifest.json); the
  * per-region digests are one base64 string, which keeps a 256 GiB model's manifest at ≈ 11 MB.
+ *
+ * In memory the digests are one binary buffer (32 bytes a region for SHA-256), never the base64
+ * text: a 1 TiB model with 1 MiB regions holds 1 M digests, 32 MB. Loading streams the file: the
+ * small fields around the digests go through JSON.parse, the base64 is decoded chunk by chunk
+ * straight into that buffer and hashed on the way for the id, so neither the text of the file
+ * nor a string of the digests is ever held whole. A manifest laid out unlike ours (another key
+ * order, escapes in the digests) is read the plain way, whole, through JSON.parse.
  */
 import { createHash } from 'node:crypto';
-import { readFile, writeFile, rename, open, stat } from 'node:fs/promises';
+import { open, rename, stat } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { z } from 'zod';
 import { FileDevice } from './file-device.js';
+import { DIGEST_LENGTHS, SUPPORTED_HASHES, type HashName } from './hash-functions.js';
+import { sharedHashPool, type HashPool } from './hash-pool.js';
+import { SharedBufferPool } from './shared-buffers.js';
 import { SnapbackError } from '../errors.js';
+import { formatZodIssues } from '../zod-issues.js';
 import { parseSize, isValidRegionSize } from './sizes.js';
+
+export { SUPPORTED_HASHES, type HashName };
 
 export const MANIFEST_FORMAT = 'snapback-manifest/1';
 export const DEFAULT_MANIFEST_REGION_SIZE = 1 << 20;
-export const SUPPORTED_HASHES = ['sha256', 'sha1', 'blake2b512'] as const;
-export type HashName = (typeof SUPPORTED_HASHES)[number];
+
+const imageSchema = z.object({ size: z.number(), mtimeMs: z.number(), ino: z.number() });
 
 const manifestSchema = z.object({
   format: z.literal(MANIFEST_FORMAT),
@@ -27,13 +40,32 @@ const manifestSchema = z.object({
   hashes: z.string(),
   createdAt: z.string(),
   /** What the image file looked like when hashed: a later change of these means "verify again". */
-  image: z.object({ size: z.number(), mtimeMs: z.number(), ino: z.number() }),
+  image: imageSchema,
 });
 
+/** The manifest file's JSON. */
 export type ManifestJson = z.infer<typeof manifestSchema>;
+/** Everything of a manifest but its digests (those are Manifest.digest(region)). */
+export type ManifestInfo = Omit<ManifestJson, 'hashes'>;
+
+/** Manifests larger than this are read only by the streaming parser (the plain one would need several times this in strings). */
+const PLAIN_PARSE_LIMIT = 256 << 20;
+/** The JSON around the digests is small; more than this is not a manifest of ours. */
+const FIELDS_LIMIT = 1 << 20;
+const READ_CHUNK = 1 << 20;
 
 export class Manifest {
-  constructor(readonly json: ManifestJson, private readonly digests: Buffer) {}
+  constructor(
+    readonly json: ManifestInfo,
+    private readonly digests: Buffer,
+  ) {}
+
+  /** A manifest for these digests (its id computed from them). */
+  static fromDigests(info: Omit<ManifestInfo, 'id' | 'format'>, digests: Buffer): Manifest {
+    const id = manifestId(info.size, info.regionSize, info.hash, digests);
+    const json: ManifestInfo = { format: MANIFEST_FORMAT, id, name: info.name, size: info.size, regionSize: info.regionSize, hash: info.hash, createdAt: info.createdAt, image: info.image };
+    return new Manifest(json, digests);
+  }
 
   get id(): string {
     return this.json.id;
@@ -59,49 +91,315 @@ export class Manifest {
     return this.digests.subarray(region * n, region * n + n);
   }
 
+  /** All the digests, region after region (a view, not a copy). */
+  get allDigests(): Buffer {
+    return this.digests;
+  }
+
   static async load(path: string): Promise<Manifest> {
-    let text: string;
+    let size: number;
     try {
-      text = await readFile(path, 'utf8');
+      size = (await stat(path)).size;
     } catch (err) {
       throw new SnapbackError('MANIFEST_INVALID', `cannot read manifest ${path}: ${(err as Error).message}`);
     }
-    let parsed: ManifestJson;
-    try {
-      parsed = manifestSchema.parse(JSON.parse(text));
-    } catch (err) {
-      const why = err instanceof z.ZodError ? err.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ') : (err as Error).message;
-      throw new SnapbackError('MANIFEST_INVALID', `manifest ${path} is not valid: ${why}`);
+    const fast = await loadStreaming(path, size);
+    if (fast) return fast;
+    if (size > PLAIN_PARSE_LIMIT) {
+      throw new SnapbackError('MANIFEST_INVALID', `manifest ${path} (${size} bytes) is not laid out as Snapback writes manifests, and is too large to read whole; make it again with "snapback model manifest"`);
     }
-    const digests = Buffer.from(parsed.hashes, 'base64');
-    const count = Math.ceil(parsed.size / parsed.regionSize);
-    if (digests.length !== count * digestLength(parsed.hash)) {
-      throw new SnapbackError('MANIFEST_INVALID', `manifest ${path} holds ${digests.length} bytes of digests, expected ${count * digestLength(parsed.hash)}`);
-    }
-    const id = manifestId(parsed.size, parsed.regionSize, parsed.hash, parsed.hashes);
-    if (id !== parsed.id) {
-      throw new SnapbackError('MANIFEST_INVALID', `manifest ${path} has id ${parsed.id} but its content hashes to ${id}`, { expected: id, actual: parsed.id });
-    }
-    return new Manifest(parsed, digests);
+    return loadManifestPlain(path);
   }
 
+  /** Writes the manifest (streamed: the digests' text is never one string), synced, then renamed into place. */
   async save(path: string): Promise<void> {
+    const { head, tail } = manifestTextAround(this.json);
     const tmp = `${path}.tmp-${process.pid}`;
-    await writeFile(tmp, JSON.stringify(this.json, null, 1) + '\n');
-    const fh = await open(tmp, 'r');
-    await fh.sync();
-    await fh.close();
+    const fh = await open(tmp, 'w', 0o644);
+    try {
+      await fh.write(head);
+      const step = 3 * (256 << 10); // multiples of 3 bytes: the chunks' base64 concatenates
+      for (let i = 0; i < this.digests.length; i += step) await fh.write(this.digests.toString('base64', i, Math.min(this.digests.length, i + step)));
+      await fh.write(tail);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
     await rename(tmp, path);
   }
 }
 
-export function digestLength(hash: HashName): number {
-  return createHash(hash).digest().length;
+/**
+ * The manifest file's text before and after the digests' base64 (byte for byte what
+ * JSON.stringify(json, null, 1) gives, as manifests have always been written).
+ */
+function manifestTextAround(info: ManifestInfo): { head: string; tail: string } {
+  const json: ManifestJson = {
+    format: info.format,
+    id: info.id,
+    name: info.name,
+    size: info.size,
+    regionSize: info.regionSize,
+    hash: info.hash,
+    hashes: '',
+    createdAt: info.createdAt,
+    image: { size: info.image.size, mtimeMs: info.image.mtimeMs, ino: info.image.ino },
+  };
+  const text = JSON.stringify(json, null, 1) + '\n';
+  const marker = '\n "hashes": ""'; // a string value cannot hold a raw newline: this is the key
+  const at = text.indexOf(marker) + marker.length - 1;
+  return { head: text.slice(0, at), tail: text.slice(at) };
 }
 
-function manifestId(size: number, regionSize: number, hash: string, hashes: string): string {
-  return createHash('sha256').update(JSON.stringify({ format: MANIFEST_FORMAT, size, regionSize, hash, hashes })).digest('hex');
+export function digestLength(hash: HashName): number {
+  return DIGEST_LENGTHS[hash];
 }
+
+/** The text the id hashes, before the digests' base64 (then `"}` after it). */
+function idPrefix(size: number, regionSize: number, hash: string): string {
+  const text = JSON.stringify({ format: MANIFEST_FORMAT, size, regionSize, hash, hashes: '' });
+  return text.slice(0, -2); // drop the closing `"}`
+}
+
+/** The manifest id: SHA-256 of {format, size, regionSize, hash, hashes} as JSON, hashes in base64. */
+function manifestId(size: number, regionSize: number, hash: string, digests: Buffer): string {
+  const h = createHash('sha256').update(idPrefix(size, regionSize, hash));
+  const step = 3 * (256 << 10);
+  for (let i = 0; i < digests.length; i += step) h.update(digests.toString('base64', i, Math.min(digests.length, i + step)));
+  return h.update('"}').digest('hex');
+}
+
+function invalid(path: string, why: string, details?: Record<string, unknown>): SnapbackError {
+  return new SnapbackError('MANIFEST_INVALID', `manifest ${path} is not valid: ${why}`, details);
+}
+
+/** Checks the parsed fields and the digests against each other; the manifest or a clear error. */
+function finish(path: string, parsed: ManifestInfo, digests: Buffer, computedId: string): Manifest {
+  const count = Math.ceil(parsed.size / parsed.regionSize);
+  const want = count * digestLength(parsed.hash);
+  if (digests.length !== want) {
+    throw new SnapbackError('MANIFEST_INVALID', `manifest ${path} holds ${digests.length} bytes of digests, expected ${want}`);
+  }
+  if (computedId !== parsed.id) {
+    throw new SnapbackError('MANIFEST_INVALID', `manifest ${path} has id ${parsed.id} but its content hashes to ${computedId}`, { expected: computedId, actual: parsed.id });
+  }
+  return new Manifest(parsed, digests);
+}
+
+function parseFields(path: string, value: unknown): ManifestJson {
+  try {
+    return manifestSchema.parse(value);
+  } catch (err) {
+    const why = err instanceof z.ZodError ? formatZodIssues(err) : (err as Error).message;
+    throw invalid(path, why);
+  }
+}
+
+function infoOf(j: ManifestJson): ManifestInfo {
+  return { format: j.format, id: j.id, name: j.name, size: j.size, regionSize: j.regionSize, hash: j.hash, createdAt: j.createdAt, image: j.image };
+}
+
+/** The plain reader: the whole file through JSON.parse (any valid layout; small manifests only). */
+export async function loadManifestPlain(path: string): Promise<Manifest> {
+  let text: string;
+  const fh = await open(path, 'r').catch((err: unknown) => {
+    throw new SnapbackError('MANIFEST_INVALID', `cannot read manifest ${path}: ${(err as Error).message}`);
+  });
+  try {
+    text = await fh.readFile('utf8');
+  } catch (err) {
+    throw new SnapbackError('MANIFEST_INVALID', `cannot read manifest ${path}: ${(err as Error).message}`);
+  } finally {
+    await fh.close();
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (err) {
+    throw invalid(path, (err as Error).message);
+  }
+  const parsed = parseFields(path, value);
+  const digests = Buffer.from(parsed.hashes, 'base64');
+  const id = createHash('sha256').update(JSON.stringify({ format: MANIFEST_FORMAT, size: parsed.size, regionSize: parsed.regionSize, hash: parsed.hash, hashes: parsed.hashes })).digest('hex');
+  return finish(path, infoOf(parsed), digests, id);
+}
+
+// ---- the streaming reader --------------------------------------------------------------------
+
+const QUOTE = 0x22;
+const BACKSLASH = 0x5c;
+
+/**
+ * Finds where the top-level "hashes" value starts in `head` (the index after its opening
+ * quote), or -1 if not there yet; -2 if it is not a string (not our layout).
+ */
+class FieldScanner {
+  private depth = 0;
+  private inString = false;
+  private escape = false;
+  private stringStart = 0;
+  private expectKey = false;
+  private key: string | null = null;
+  private pendingKey: string | null = null;
+  pos = 0;
+
+  scan(buf: Buffer, end: number): number {
+    for (; this.pos < end; this.pos++) {
+      const c = buf[this.pos]!;
+      if (this.inString) {
+        if (this.escape) this.escape = false;
+        else if (c === BACKSLASH) this.escape = true;
+        else if (c === QUOTE) {
+          this.inString = false;
+          if (this.depth === 1 && this.expectKey) {
+            this.key = buf.toString('utf8', this.stringStart, this.pos);
+            this.expectKey = false;
+          }
+        }
+        continue;
+      }
+      if (c === QUOTE) {
+        if (this.depth === 1 && this.pendingKey === 'hashes') return this.pos + 1;
+        this.inString = true;
+        this.stringStart = this.pos + 1;
+        this.pendingKey = null;
+      } else if (c === 0x7b || c === 0x5b) {
+        if (this.depth === 1 && this.pendingKey === 'hashes') return -2;
+        this.depth++;
+        this.pendingKey = null;
+        if (this.depth === 1) this.expectKey = true;
+      } else if (c === 0x7d || c === 0x5d) {
+        this.depth--;
+      } else if (c === 0x3a) {
+        if (this.depth === 1) this.pendingKey = this.key;
+      } else if (c === 0x2c) {
+        if (this.depth === 1) this.expectKey = true;
+      } else if (c > 0x20 && this.depth === 1 && this.pendingKey === 'hashes') {
+        return -2; // a number, true, null: not a string
+      }
+    }
+    return -1;
+  }
+}
+
+/** The streaming reader; null when the file is not laid out as ours (the caller reads it plainly). */
+export async function loadManifestStreaming(path: string): Promise<Manifest | null> {
+  let size: number;
+  try {
+    size = (await stat(path)).size;
+  } catch (err) {
+    throw new SnapbackError('MANIFEST_INVALID', `cannot read manifest ${path}: ${(err as Error).message}`);
+  }
+  return loadStreaming(path, size);
+}
+
+async function loadStreaming(path: string, fileSize: number): Promise<Manifest | null> {
+  let fh;
+  try {
+    fh = await open(path, 'r');
+  } catch (err) {
+    throw new SnapbackError('MANIFEST_INVALID', `cannot read manifest ${path}: ${(err as Error).message}`);
+  }
+  try {
+    const chunk = Buffer.allocUnsafe(Math.min(READ_CHUNK, Math.max(4096, fileSize)));
+    let pos = 0;
+    const read = async (): Promise<number> => {
+      const { bytesRead } = await fh.read(chunk, 0, chunk.length, pos);
+      pos += bytesRead;
+      return bytesRead;
+    };
+    // 1. the fields before the digests
+    const scanner = new FieldScanner();
+    let head = Buffer.alloc(0);
+    let n = 0;
+    let valueStart = -1;
+    for (;;) {
+      n = await read();
+      if (n === 0) return null; // no "hashes" string: let the plain reader say what is wrong
+      head = Buffer.concat([head, chunk.subarray(0, n)]);
+      valueStart = scanner.scan(head, head.length);
+      if (valueStart === -2) return null;
+      if (valueStart >= 0) {
+        // what of this chunk lies after the opening quote is digests
+        const rest = head.subarray(valueStart);
+        head = head.subarray(0, valueStart);
+        n = rest.length;
+        rest.copy(chunk, 0);
+        break;
+      }
+      if (head.length > FIELDS_LIMIT) return null;
+    }
+    // the fields before "hashes", as an object: cut at the key, close the brace
+    const headText = head.toString('utf8');
+    const keyAt = headText.lastIndexOf('"hashes"');
+    let before: Record<string, unknown>;
+    try {
+      before = JSON.parse(headText.slice(0, keyAt).replace(/,\s*$/, '') + '}') as Record<string, unknown>;
+    } catch {
+      return null;
+    }
+    const { size, regionSize, hash } = before;
+    if (typeof size !== 'number' || typeof regionSize !== 'number' || typeof hash !== 'string' || !(SUPPORTED_HASHES as readonly string[]).includes(hash)) return null;
+    // 2. the digests: decoded into one buffer, hashed for the id on the way
+    const idHash = createHash('sha256').update(idPrefix(size, regionSize, hash));
+    // exactly the digests the fields call for (no more than the file can hold): more digests
+    // than that decode short of their length below, and the plain reader names the mismatch
+    const expected = Math.ceil(size / regionSize) * DIGEST_LENGTHS[hash as HashName];
+    const out = Buffer.allocUnsafeSlow(Math.min(Number.isSafeInteger(expected) ? expected : 0, Math.floor((fileSize * 3) / 4) + 3));
+    let outLen = 0;
+    let carry = '';
+    let tail: Buffer | null = null;
+    let available = n; // bytes of digests text at the start of `chunk`
+    for (;;) {
+      const end = chunk.subarray(0, available).indexOf(QUOTE);
+      const stop = end >= 0 ? end : available;
+      idHash.update(chunk.subarray(0, stop));
+      let text = carry + chunk.toString('latin1', 0, stop);
+      const whole = end >= 0 ? text.length : text.length - (text.length % 4);
+      carry = text.slice(whole);
+      text = text.slice(0, whole);
+      if (text.length % 4 === 1) return null;
+      // A character outside base64 (an escape, a space), or padding before the end, decodes to
+      // fewer bytes than its length promises: the plain reader decides about such a file.
+      const pads = end >= 0 ? (text.endsWith('==') ? 2 : text.endsWith('=') ? 1 : 0) : 0;
+      const wrote = out.write(text, outLen, 'base64');
+      if (wrote !== Math.floor((text.length * 3) / 4) - pads) return null;
+      outLen += wrote;
+      if (end >= 0) {
+        tail = Buffer.from(chunk.subarray(end, available));
+        break;
+      }
+      available = await read();
+      if (available === 0) {
+        throw invalid(path, `the file ends inside the region digests (truncated at ${pos} bytes)`);
+      }
+    }
+    const computedId = idHash.update('"}').digest('hex');
+    // 3. the fields after the digests
+    const parts: Buffer[] = [tail];
+    let tailLen = tail.length;
+    for (;;) {
+      const m = await read();
+      if (m === 0) break;
+      parts.push(Buffer.from(chunk.subarray(0, m)));
+      tailLen += m;
+      if (tailLen > FIELDS_LIMIT) return null;
+    }
+    let value: unknown;
+    try {
+      value = JSON.parse(headText + Buffer.concat(parts).toString('utf8'));
+    } catch (err) {
+      throw invalid(path, `${(err as Error).message} (in the fields around the region digests)`);
+    }
+    const parsed = parseFields(path, value);
+    if (parsed.size !== size || parsed.regionSize !== regionSize || parsed.hash !== hash) return null; // keys given twice: not ours
+    return finish(path, infoOf(parsed), out.subarray(0, outLen), computedId);
+  } finally {
+    await fh.close();
+  }
+}
+
+// ---- making a manifest -----------------------------------------------------------------------
 
 export function manifestPathFor(imagePath: string): string {
   return `${imagePath}.manifest.json`;
@@ -112,13 +410,16 @@ export interface CreateManifestOptions {
   hash?: HashName;
   name?: string;
   onProgress?: (doneBytes: number, totalBytes: number) => void;
+  /** The hash worker threads (default: the process's shared pool). */
+  hashPool?: HashPool;
 }
 
-/** Hashes an image region by region and returns its manifest. */
+/** Hashes an image region by region (on the hash workers, several chunks at once) and returns its manifest. */
 export async function createManifest(imagePath: string, options: CreateManifestOptions = {}): Promise<Manifest> {
   const regionSize = options.regionSize ?? DEFAULT_MANIFEST_REGION_SIZE;
   if (!isValidRegionSize(regionSize)) throw new SnapbackError('BAD_ARGUMENT', `region size ${regionSize} is not a power of two from 4 KiB to 16 MiB`);
   const hash = options.hash ?? 'sha256';
+  const pool = options.hashPool ?? sharedHashPool();
   const dev = new FileDevice(imagePath, { readOnly: true });
   await dev.open();
   try {
@@ -127,32 +428,33 @@ export async function createManifest(imagePath: string, options: CreateManifestO
     const count = Math.ceil(size / regionSize);
     const dlen = digestLength(hash);
     const digests = Buffer.alloc(count * dlen);
-    const chunk = Buffer.allocUnsafe(Math.max(regionSize, 1 << 20));
-    const perChunk = chunk.length / regionSize;
-    for (let r = 0; r < count; r += perChunk) {
-      const off = r * regionSize;
-      const len = Math.min(chunk.length, size - off);
-      const view = chunk.subarray(0, len);
-      await dev.readInto(view, off);
-      for (let i = 0; i < perChunk && r + i < count; i++) {
-        const part = view.subarray(i * regionSize, Math.min(len, (i + 1) * regionSize));
-        createHash(hash).update(part).digest().copy(digests, (r + i) * dlen);
+    const chunkBytes = Math.max(regionSize, 4 << 20);
+    const perChunk = chunkBytes / regionSize;
+    const inFlight = Math.max(2, pool.threads + 1);
+    const buffers = new SharedBufferPool(chunkBytes, inFlight);
+    let next = 0;
+    let done = 0;
+    const worker = async () => {
+      while (next < count) {
+        const r = next;
+        next += perChunk;
+        const off = r * regionSize;
+        const len = Math.min(chunkBytes, size - off);
+        const buf = await buffers.acquire();
+        try {
+          const view = buf.subarray(0, len);
+          await dev.readInto(view, off);
+          const d = await pool.digestRegions(hash, view, regionSize);
+          d.copy(digests, r * dlen);
+        } finally {
+          buffers.release(buf);
+        }
+        done += len;
+        options.onProgress?.(done, size);
       }
-      options.onProgress?.(off + len, size);
-    }
-    const hashes = digests.toString('base64');
-    const json: ManifestJson = {
-      format: MANIFEST_FORMAT,
-      id: manifestId(size, regionSize, hash, hashes),
-      name: options.name ?? basename(imagePath),
-      size,
-      regionSize,
-      hash,
-      hashes,
-      createdAt: new Date().toISOString(),
-      image: { size: st.size, mtimeMs: st.mtimeMs, ino: st.ino },
     };
-    return new Manifest(json, digests);
+    await Promise.all(Array.from({ length: inFlight }, worker));
+    return Manifest.fromDigests({ name: options.name ?? basename(imagePath), size, regionSize, hash, createdAt: new Date().toISOString(), image: { size: st.size, mtimeMs: st.mtimeMs, ino: st.ino } }, digests);
   } finally {
     await dev.close();
   }

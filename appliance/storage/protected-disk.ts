@@ -35,11 +35,6 @@ export interface ProtectedDiskOptions {
 
 const DEFAULT_MARK_AHEAD = 64 << 20;
 
-export interface RegionChange {
-  region: number;
-  state: 0 | 1 | 2; // RegionState: clean, written, pending
-}
-
 export class ProtectedDisk extends EventEmitter implements BlockDevice {
   readonly disk: PositionalDevice;
   readonly model: PositionalDevice;
@@ -193,7 +188,39 @@ export class ProtectedDisk extends EventEmitter implements BlockDevice {
         },
       );
     }
+    if (!fua && this.gate === null && !this.closed && this.noPending(offset, data.length)) {
+      // No pending region in the way (first writes to clean regions): set-before-write with
+      // no more promise hops than the mark's commit and the data write.
+      this.inflight++;
+      this.countWrite(data.length);
+      const r1 = Math.floor((offset + data.length - 1) / this.rs);
+      let marks: Promise<void> | null;
+      try {
+        marks = this.markRange(Math.floor(offset / this.rs), r1);
+      } catch (err) {
+        this.stats.ioErrors++;
+        this.leave();
+        return Promise.reject(err);
+      }
+      const written = marks ? marks.then(() => this.disk.write(offset, data)) : this.disk.write(offset, data);
+      return written.then(
+        () => this.leave(),
+        (err: unknown) => {
+          this.stats.ioErrors++;
+          this.leave();
+          throw err;
+        },
+      );
+    }
     return this.guarded(() => this.writeRange(offset, data.length, data, fua));
+  }
+
+  /** True when no region of the range is pending (each is clean or written this session). */
+  private noPending(offset: number, length: number): boolean {
+    if (this.log.pendingCount === 0) return true;
+    const r1 = Math.floor((offset + length - 1) / this.rs);
+    for (let r = Math.floor(offset / this.rs); r <= r1; r++) if (this.log.isPending(r)) return false;
+    return true;
   }
 
   /** True when every region of the range is written this session with its mark durable. */

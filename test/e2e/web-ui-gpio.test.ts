@@ -10,24 +10,16 @@ import { join } from 'node:path';
 import type { Browser } from 'playwright-core';
 import { launchChromium, newPage, shot, waitText, VIEWPORTS, type ViewportName } from '../helpers/browser.js';
 import { FakeAppliance } from '../helpers/fake-appliance.js';
+import { waitFor } from '../helpers/wait.js';
 import { StateStore } from '../../appliance/state/state-store.js';
 import { HttpComponent } from '../../appliance/http/http-component.js';
 import { GpioComponent } from '../../appliance/gpio/gpio-component.js';
 import { createGpioRouter } from '../../appliance/http/routes/gpio-routes.js';
 import { SimulatedGpioBackend } from '../../appliance/gpio/simulated-backend.js';
-import { systemClock } from '../../appliance/gpio/clock.js';
+import { systemClock } from '../../appliance/clock.js';
 
 const PASSWORD = 'correct horse battery staple';
 const PINS = { button: 17, led: 22, power: 23, reset: 24, sense: 25 };
-
-async function waitFor(check: () => Promise<boolean> | boolean, what: string, ms = 15_000): Promise<void> {
-  const until = Date.now() + ms;
-  while (Date.now() < until) {
-    if (await check()) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  assert.fail(`timed out waiting for ${what}`);
-}
 
 const buttonState = '#gpio-pins tr[data-role="button"] .pin-state';
 
@@ -73,11 +65,11 @@ describe('web UI: the GPIO page in Chromium', function () {
         sim.setInput(PINS.button, 1);
         await waitText(page, buttonState, 'inactive');
         // the host is off (power LED dark): "Power on" presses the power switch
-        await waitFor(() => page.locator('button[data-action="on"]').isEnabled(), 'Power on to be enabled');
+        await waitFor('Power on to be enabled', () => page.locator('button[data-action="on"]').isEnabled());
         await page.click('button[data-action="on"]');
-        await waitFor(() => sim.history(PINS.power).some((c) => c.level === 1), 'a press on the power switch');
+        await waitFor('a press on the power switch', () => sim.history(PINS.power).some((c) => c.level === 1));
         // a disruptive action asks first; cancelling does nothing
-        await waitFor(() => page.locator('button[data-action="reset"]').isEnabled(), 'Reset to be enabled');
+        await waitFor('Reset to be enabled', () => page.locator('button[data-action="reset"]').isEnabled());
         const resetPulses = sim.history(PINS.reset).length;
         await page.click('button[data-action="reset"]');
         await page.waitForSelector('dialog.confirm');
@@ -87,8 +79,8 @@ describe('web UI: the GPIO page in Chromium', function () {
         assert.equal(sim.history(PINS.reset).length, resetPulses, 'cancel pressed nothing');
         await page.click('button[data-action="reset"]');
         await page.click('dialog.confirm [data-action="confirm"]');
-        await waitFor(() => sim.history(PINS.reset).some((c) => c.level === 1), 'a press on the reset switch');
-        await waitFor(() => store.listAudit().filter((e) => /power/.test(e.action)).length >= 2, 'power actions in the audit log');
+        await waitFor('a press on the reset switch', () => sim.history(PINS.reset).some((c) => c.level === 1));
+        await waitFor('power actions in the audit log', () => store.listAudit().filter((e) => /power/.test(e.action)).length >= 2);
         const actions = store.listAudit().map((e) => `${e.actor}:${e.action}:${JSON.stringify(e.details ?? {})}`);
         assert.ok(actions.some((a) => a.startsWith('admin:gpio.power.on:')), actions.join('\n'));
         assert.ok(actions.some((a) => a.startsWith('admin:gpio.power.reset:')), actions.join('\n'));

@@ -88,12 +88,14 @@ export class FakeAppliance extends EventEmitter implements ApplianceService, Mod
         bytesPerSecond: this.hydrating ? 48 * 1024 * 1024 : 0,
         etaSeconds: this.hydrating ? Math.ceil((pending * this.regionSize) / (48 * 1024 * 1024)) : null,
         rateLimitBytesPerSecond: this.hydrationRate,
+        lastError: null,
       },
       host: { connection: this.host, nbdClients: this.nbdClients, gadget: null },
       model: { id: 'sha256:' + 'ab12'.repeat(16), name: 'lab-image-2024', size, regionSize: this.regionSize },
       disk: { path: '/var/lib/snapback/working.img', size, ioErrors: 0 },
-      stateDir: { path: '/var/lib/snapback', freeBytes: 12 * 1024 ** 3 },
+      stateDir: { path: '/var/lib/snapback', freeBytes: 12 * 1024 ** 3, writeError: null },
       daemon: { startedAt: this.sessionStartedAt, pid: process.pid, version: '0.1.0-test' },
+      components: [],
     };
   }
 
@@ -150,7 +152,7 @@ export class FakeAppliance extends EventEmitter implements ApplianceService, Mod
     this.emit('status');
   }
 
-  setHydrationRate(bytesPerSecond: number | null): void {
+  async setHydrationRate(bytesPerSecond: number | null): Promise<void> {
     this.calls.push(`setHydrationRate:${bytesPerSecond}`);
     this.hydrationRate = bytesPerSecond;
     this.emit('status');

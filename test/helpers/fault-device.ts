@@ -3,7 +3,7 @@
  * CrashMonkey). It keeps what reads see and what is durable apart: a write lands in the
  * volatile view at once and becomes durable only at the device's next flush (or with FUA).
  * A PowerDomain shared by several devices counts every write and flush; at the chosen count
- * the power goes out: that call and every later one fail with POWER_LOST. `crashImage()` then
+ * the power goes out: that call and every later one fail with PowerLostError. `crashImage()` then
  * gives what a device holds after the cut: the durable bytes with each unflushed write landed
  * whole, in part (any subset of its 512-byte sectors) or not at all, chosen by the seeded PRNG.
  * It can also fail chosen calls with EIO or ENOSPC, like a failing or full disk.
@@ -12,6 +12,23 @@ import type { BlockDevice, DeviceCapabilities, WriteOptions, ZeroOptions } from 
 import { checkRange } from '../../appliance/storage/block-device.js';
 import { SnapbackError, fromSystemError } from '../../appliance/errors.js';
 import { Prng } from './prng.js';
+
+/**
+ * What every call fails with once the power is out. To the layers above it is an I/O error;
+ * the crash workload tells it apart from a real failure by its class.
+ */
+export class PowerLostError extends SnapbackError {
+  constructor() {
+    super('IO_ERROR', 'power lost');
+    this.name = 'PowerLostError';
+  }
+}
+
+/** True for the power cut, also when a layer wrapped it (a header write says what it left). */
+export function isPowerLost(err: unknown): boolean {
+  for (let e = err, depth = 0; e instanceof Error && depth < 5; e = e.cause, depth++) if (e instanceof PowerLostError) return true;
+  return false;
+}
 
 export class PowerDomain {
   ops = 0;
@@ -25,11 +42,11 @@ export class PowerDomain {
   }
   /** Counts one mutating call; throws once the power is out. */
   tick(): void {
-    if (this.lost) throw new SnapbackError('POWER_LOST', 'power lost');
+    if (this.lost) throw new PowerLostError();
     this.ops++;
     if (this.ops >= this.crashAt) {
       this.lost = true;
-      throw new SnapbackError('POWER_LOST', 'power lost');
+      throw new PowerLostError();
     }
   }
   /** Lets callbacks interleave: resolves after 0–2 turns of the event loop, chosen by the PRNG. */
@@ -44,7 +61,8 @@ interface Pending {
   data: Buffer;
 }
 
-export type InjectedFault = { op: 'read' | 'write' | 'flush'; errno: 'EIO' | 'ENOSPC'; offset?: number };
+/** A call that fails: every matching call, or only the next one with `once`. */
+export type InjectedFault = { op: 'read' | 'write' | 'flush'; errno: 'EIO' | 'ENOSPC'; offset?: number; once?: boolean };
 
 export class FaultDevice implements BlockDevice {
   private view: Buffer;
@@ -82,6 +100,7 @@ export class FaultDevice implements BlockDevice {
     const i = this.faults.findIndex((f) => f.op === op && (f.offset === undefined || (offset !== undefined && f.offset >= offset && f.offset < offset + length)));
     if (i >= 0) {
       const f = this.faults[i]!;
+      if (f.once) this.faults.splice(i, 1);
       throw fromSystemError(Object.assign(new Error(`${f.errno}: injected on ${this.name}`), { code: f.errno }), `${op} ${this.name}`);
     }
   }
@@ -94,7 +113,7 @@ export class FaultDevice implements BlockDevice {
   async readInto(buf: Buffer, offset: number): Promise<void> {
     checkRange(this.size, offset, buf.length);
     await this.domain.jitter();
-    if (this.domain.lost) throw new SnapbackError('POWER_LOST', 'power lost');
+    if (this.domain.lost) throw new PowerLostError();
     this.fault('read', offset, buf.length);
     this.view.copy(buf, 0, offset, offset + buf.length);
   }
@@ -114,6 +133,15 @@ export class FaultDevice implements BlockDevice {
   async writeZeroes(offset: number, length: number, options: ZeroOptions = {}): Promise<void> {
     await this.write(offset, Buffer.alloc(length), options);
   }
+  /** Extends the device with zeroes (as ftruncate extends a file: durable at once here, like the metadata a flush would cover). */
+  async grow(size: number): Promise<void> {
+    await this.domain.jitter();
+    this.fault('write', size, 0);
+    this.domain.tick();
+    if (size <= this.view.length) return;
+    this.view = Buffer.concat([this.view, Buffer.alloc(size - this.view.length)]);
+    this.durable = Buffer.concat([this.durable, Buffer.alloc(size - this.durable.length)]);
+  }
   async trim(offset: number, length: number, options: WriteOptions = {}): Promise<void> {
     await this.writeZeroes(offset, length, options);
   }
@@ -127,8 +155,13 @@ export class FaultDevice implements BlockDevice {
     if (this.keepJournal) this.journal.push('flush');
   }
 
-  /** What the device holds after the power cut: durable bytes plus any subset of unflushed sectors. */
-  crashImage(): Buffer {
+  /**
+   * What the device holds after the power cut: durable bytes plus any subset of unflushed
+   * sectors. With `tearInsideSectors`, a torn write may also cut one of its sectors at a random
+   * byte (new bytes before the cut, old after, or the other way round), as a medium whose
+   * sector writes are not atomic would.
+   */
+  crashImage(options: { tearInsideSectors?: boolean } = {}): Buffer {
     const img = Buffer.from(this.durable);
     const rng = this.domain.rng;
     for (const p of this.unflushed) {
@@ -143,7 +176,11 @@ export class FaultDevice implements BlockDevice {
       const end = p.offset + p.data.length;
       while (pos < end) {
         const sectorEnd = Math.min(end, (Math.floor(pos / 512) + 1) * 512);
-        if (rng.chance(0.5)) p.data.copy(img, pos, pos - p.offset, sectorEnd - p.offset);
+        if (options.tearInsideSectors && rng.chance(0.3)) {
+          const cut = pos + rng.int(sectorEnd - pos);
+          if (rng.chance(0.5)) p.data.copy(img, pos, pos - p.offset, cut - p.offset);
+          else p.data.copy(img, cut, cut - p.offset, sectorEnd - p.offset);
+        } else if (rng.chance(0.5)) p.data.copy(img, pos, pos - p.offset, sectorEnd - p.offset);
         pos = sectorEnd;
       }
     }

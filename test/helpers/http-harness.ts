@@ -26,6 +26,8 @@ export async function startHarness(opts: { fake?: FakeOptions; dir?: string; hos
   const dir = opts.dir ?? (await mkdtemp(join(tmpdir(), 'snapback-http-')));
   const store = await StateStore.open(dir);
   const service = new FakeAppliance(opts.fake);
+  // As the session manager does: the hydration rate follows the saved settings.
+  store.on('settings', (s: { hydrationRateBytesPerSecond: number | null }) => void service.setHydrationRate(s.hydrationRateBytesPerSecond));
   const controlSocket = join(dir, 'control.sock');
   const http = new HttpComponent({ service, store, listen: { host: opts.host ?? '127.0.0.1', port: 0 }, controlSocket });
   await http.start();

@@ -60,15 +60,6 @@ export function runTool(cmd: string, args: string[], opts: ToolOptions = {}): Pr
   });
 }
 
-/** Polls `cond` until it holds; throws after `timeoutMs` (a bound on hangs, not a timing test). */
-export async function waitFor(cond: () => boolean | Promise<boolean>, what: string, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
 export function nbdUri(socketPath: string, exportName = ''): string {
   return `nbd+unix:///${exportName}?socket=${socketPath}`;
 }
@@ -130,6 +121,15 @@ async function nbdshEnv(): Promise<NodeJS.ProcessEnv> {
     if (pythonDir === null) throw new Error(`no python3 can import nbd: ${INSTALL_HINT}`);
   }
   return { ...process.env, PATH: `${pythonDir}:${process.env.PATH ?? ''}` };
+}
+
+/**
+ * Starts nbdsh connected to `uri` running `script` (handle `h`), for a test that talks to the
+ * client while it runs (its stdin, stdout and stderr are pipes).
+ */
+export async function spawnNbdsh(uri: string, script: string): Promise<ChildProcess> {
+  const env = await nbdshEnv();
+  return spawn('nbdsh', ['-u', uri, '-c', script], { env, stdio: ['pipe', 'pipe', 'pipe'] });
 }
 
 /** Runs a Python script in nbdsh (handle `h` created, not connected). Returns its stdout. */

@@ -118,9 +118,10 @@ export class HostReference {
     this.base = Buffer.from(to);
     this.writes = [];
   }
-  /** First byte that no allowed outcome explains; -1 if none. */
-  firstViolation(actual: Buffer): number {
+  /** First byte that no allowed outcome explains (bytes where `skip` says so are not checked); -1 if none. */
+  firstViolation(actual: Buffer, skip?: (i: number) => boolean): number {
     for (let i = 0; i < actual.length; i++) {
+      if (skip?.(i)) continue;
       let ok = false;
       let anchored = false;
       for (let k = this.writes.length - 1; k >= 0; k--) {

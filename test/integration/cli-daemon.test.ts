@@ -10,6 +10,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawn } from 'node:child_process';
 import { Prng } from '../helpers/prng.js';
+import { spawnNbdsh } from '../helpers/nbd-clients.js';
+import { waitFor } from '../helpers/wait.js';
 import { snapback, tool, startServe, exited, nbdUri } from '../helpers/cli.js';
 import { callDaemon } from '../../appliance/cli/control-client.js';
 import { VERSION } from '../../appliance/version.js';
@@ -107,13 +109,11 @@ describe('snapback CLI and daemon', function () {
       assert.equal((JSON.parse(info.stdout) as { exports: { 'export-size': number }[] }).exports[0]!['export-size'], SIZE);
       // one nbdsh connection stays open: write and flush, the session ends from outside, read back
       const py = ['import sys', "h.pwrite(b'\\xab' * (3 << 20), 1 << 20)", 'h.flush()', "print('WROTE', flush=True)", 'sys.stdin.readline()', "print('READ', h.pread(16, 1 << 20).hex(), flush=True)"].join('\n');
-      // Debian's python3 has the nbd module (a pyenv python3 earlier on PATH may not)
-      const sh = spawn('/usr/bin/python3', ['-m', 'nbd', '-u', nbdUri(state), '-c', py], { stdio: ['pipe', 'pipe', 'pipe'] });
+      const sh = await spawnNbdsh(nbdUri(state), py);
       let shOut = '';
-      sh.stdout.on('data', (b: Buffer) => (shOut += b.toString()));
-      sh.stderr.on('data', (b: Buffer) => (shOut += b.toString()));
-      const until = Date.now() + 60_000;
-      while (!/WROTE/.test(shOut) && Date.now() < until && sh.exitCode === null) await new Promise((r) => setTimeout(r, 50));
+      sh.stdout!.on('data', (b: Buffer) => (shOut += b.toString()));
+      sh.stderr!.on('data', (b: Buffer) => (shOut += b.toString()));
+      await waitFor('nbdsh to write and flush', () => /WROTE/.test(shOut) || sh.exitCode !== null, 60_000);
       assert.match(shOut, /WROTE/);
       const st = JSON.parse(snapback(['status', '--state-dir', state, '--json']).stdout) as { regions: { writtenThisSession: number }; host: { nbdClients: number }; daemon: { version: string } };
       assert.equal(st.daemon.version, VERSION, "the daemon reports package.json's version");
@@ -121,7 +121,7 @@ describe('snapback CLI and daemon', function () {
       assert.equal(st.host.nbdClients, 1);
       const end = snapback(['session', 'end', '--wait', '--state-dir', state]);
       assert.equal(end.code, 0, end.stderr);
-      sh.stdin.end('\n');
+      sh.stdin!.end('\n');
       await exited(sh);
       const expect16 = modelBytes.subarray(1 << 20, (1 << 20) + 16).toString('hex');
       assert.ok(shOut.includes(`READ ${expect16}`), `after the session end the connected client read the model: ${shOut}`);

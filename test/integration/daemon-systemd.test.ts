@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { spawn } from 'node:child_process';
 import { Prng } from '../helpers/prng.js';
 import { snapback, exited, CLI } from '../helpers/cli.js';
+import { waitFor } from '../helpers/wait.js';
 
 describe('daemon under systemd (sd_notify)', function () {
   this.timeout(60_000);
@@ -27,23 +28,19 @@ describe('daemon under systemd (sd_notify)', function () {
     const receiver = spawn('/usr/bin/python3', ['-u', '-c', `import socket\ns=socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\ns.bind(${JSON.stringify(sock)})\nprint('BOUND', flush=True)\nwhile True:\n    print(s.recv(4096).decode().replace('\\n', ' '), flush=True)`], { stdio: ['ignore', 'pipe', 'inherit'] });
     let got = '';
     receiver.stdout.on('data', (b: Buffer) => (got += b.toString()));
-    const waitFor = async (re: RegExp, ms: number) => {
-      const until = Date.now() + ms;
-      while (!re.test(got) && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
-      assert.match(got, re);
-    };
+    const expectMessage = (re: RegExp, ms: number) => waitFor(`${re} on the notify socket`, () => re.test(got), ms).catch((err: Error) => assert.fail(`${err.message}; received: ${got}`));
     try {
-      await waitFor(/BOUND/, 10_000);
+      await expectMessage(/BOUND/, 10_000);
       const d = spawn(process.execPath, [CLI, 'serve', '--state-dir', join(dir, 'state'), '--http-listen', '127.0.0.1:0', '--gadget', 'off', '--gpio', 'off'], {
         env: { ...process.env, NODE_ENV: 'test', NOTIFY_SOCKET: sock, WATCHDOG_USEC: '1000000' },
         stdio: 'ignore',
       });
-      await waitFor(/READY=1/, 20_000);
+      await expectMessage(/READY=1/, 20_000);
       assert.match(got, new RegExp(`MAINPID=${d.pid}`));
-      await waitFor(/WATCHDOG=1[\s\S]*WATCHDOG=1/, 10_000);
+      await expectMessage(/WATCHDOG=1[\s\S]*WATCHDOG=1/, 10_000);
       d.kill('SIGTERM');
       assert.equal((await exited(d)).code, 0);
-      await waitFor(/STOPPING=1/, 5_000);
+      await expectMessage(/STOPPING=1/, 5_000);
     } finally {
       receiver.kill('SIGKILL');
     }

@@ -26,6 +26,7 @@ import { fileURLToPath } from 'node:url';
 import { createCipheriv } from 'node:crypto';
 import { promisify } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { waitFor } from '../helpers/wait.js';
 
 const execFileP = promisify(execFile);
 const THIS_FILE = fileURLToPath(import.meta.url);
@@ -205,21 +206,6 @@ async function sh(cmd: string, args: string[], opts: { timeoutMs?: number; allow
     const e = err as { stdout?: string; stderr?: string; code?: number | string; message: string };
     if (opts.allowFail) return { stdout: e.stdout ?? '', stderr: e.stderr ?? e.message, code: typeof e.code === 'number' ? e.code : 1 };
     throw new Error(`${cmd} ${args.join(' ')} failed: ${(e.stderr ?? '').trim() || e.message}`);
-  }
-}
-
-async function waitFor<T>(what: string, fn: () => Promise<T | null | undefined | false> | T | null | undefined | false, timeoutMs = 60_000, everyMs = 100): Promise<T> {
-  const until = Date.now() + timeoutMs;
-  let lastErr: unknown = null;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v) return v;
-    } catch (err) {
-      lastErr = err;
-    }
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}${lastErr ? `: ${String(lastErr)}` : ''}`);
-    await sleep(everyMs);
   }
 }
 
@@ -828,7 +814,7 @@ async function harnessServer(): Promise<void> {
     },
     setMode: async () => undefined,
     setRestoreMode: async () => undefined,
-    setHydrationRate: () => undefined,
+    setHydrationRate: async () => undefined,
     regionMap: () => new Uint8Array(0),
     sessions: () => [],
     recordHostEvent: (what: string) => {

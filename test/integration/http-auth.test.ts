@@ -301,7 +301,6 @@ describe('http: authentication and security', () => {
       const e = hx.store.listAudit()[0];
       assert.equal(e?.actor, 'cli');
       assert.equal(e?.action, 'mode.set');
-      assert.equal(hx.store.settings().protectionMode, 'thawed');
     });
 
     it('can set the first password (headless setup) and change it without the old one', async () => {

@@ -130,9 +130,9 @@ describe('http: live updates (server-sent events)', () => {
       await reader.next((e) => e.event === 'status' && !(e.data as { hydration: { running: boolean } }).hydration.running);
 
       // Settings changes are pushed too.
-      await controlRequest(hx.controlSocket, 'POST', '/api/settings', { sessionEndPolicy: { hostPowerOff: false } });
+      await controlRequest(hx.controlSocket, 'POST', '/api/settings', { hydrationRateBytesPerSecond: 1 << 20 });
       const s = await reader.next((e) => e.event === 'settings');
-      assert.equal((s.data as { sessionEndPolicy: { hostPowerOff: boolean } }).sessionEndPolicy.hostPowerOff, false);
+      assert.equal((s.data as { hydrationRateBytesPerSecond: number | null }).hydrationRateBytesPerSecond, 1 << 20);
     } finally {
       reader.close();
     }

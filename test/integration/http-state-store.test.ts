@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { isSnapbackError } from '../../appliance/errors.js';
 import type { SessionRecord } from '../../appliance/session/appliance-service.js';
-import { DEFAULT_SETTINGS, SCHEMA_VERSION, StateCorruptError, StateStore } from '../../appliance/state/state-store.js';
+import { DEFAULT_SETTINGS, SCHEMA_VERSION, StateCorruptError, StateStore, type Settings } from '../../appliance/state/state-store.js';
 
 function rec(n: number, extra: Partial<SessionRecord> = {}): SessionRecord {
   return {
@@ -51,7 +51,7 @@ describe('state store (lowdb, durable)', () => {
 
   it('keeps everything across a reopen (settings, admin, tokens, sessions, audit)', async () => {
     const s = await StateStore.open(dir);
-    await s.updateSettings({ hydrationRateBytesPerSecond: 8 << 20, sessionEndPolicy: { usb: 'bus-reset' } });
+    await s.updateSettings({ hydrationRateBytesPerSecond: 8 << 20 });
     await s.setAdminPasswordHash('scrypt$15$8$1$c2FsdA==$aGFzaA==');
     await s.addToken({ id: 'aabbccddeeff', name: 'mon', secretHash: 'a'.repeat(64), createdAt: 'x', createdBy: 'admin', lastUsedAt: null });
     await s.upsertSession(rec(1));
@@ -64,7 +64,6 @@ describe('state store (lowdb, durable)', () => {
 
     const t = await StateStore.open(dir);
     assert.equal(t.settings().hydrationRateBytesPerSecond, 8 << 20);
-    assert.deepEqual(t.settings().sessionEndPolicy, { usb: 'bus-reset', hostPowerOff: true });
     assert.equal(t.admin()?.passwordHash, 'scrypt$15$8$1$c2FsdA==$aGFzaA==');
     assert.equal(t.listTokens().length, 1);
     assert.deepEqual(
@@ -87,7 +86,7 @@ describe('state store (lowdb, durable)', () => {
     const before = await readFile(join(dir, 'state.json'), 'utf8');
     await assert.rejects(s.updateSettings({ hydrationRateBytesPerSecond: -5 }), (e: unknown) => isSnapbackError(e, 'BAD_ARGUMENT'));
     await assert.rejects(
-      s.updateSettings({ sessionEndPolicy: { usb: 'sometimes' as 'ignore' } }),
+      s.updateSettings({ sessionEndPolicy: { usb: 'ignore' } } as unknown as Partial<Settings>),
       (e: unknown) => isSnapbackError(e, 'BAD_ARGUMENT'),
     );
     assert.deepEqual(s.settings(), DEFAULT_SETTINGS);
@@ -130,7 +129,7 @@ describe('state store (lowdb, durable)', () => {
     ['not JSON', '{"schemaVersion": 1, "settings": '],
     ['an empty file', ''],
     ['a JSON array', '[1,2,3]'],
-    ['a wrong shape', JSON.stringify({ schemaVersion: 1, settings: { protectionMode: 'melted' } })],
+    ['a wrong shape', JSON.stringify({ schemaVersion: 2, settings: { hydrationRateBytesPerSecond: 'fast' } })],
     ['a newer schema', JSON.stringify({ schemaVersion: 99 })],
   ] as const) {
     it(`refuses ${name} with a clear error and leaves the file untouched`, async () => {
@@ -149,11 +148,10 @@ describe('state store (lowdb, durable)', () => {
 
   it('migrates a file without schemaVersion (version 0), keeping its data and a backup', async () => {
     const p = join(dir, 'state.json');
-    const v0 = { settings: { restoreMode: 'eager' }, audit: [{ id: 4, at: '2024-01-01T00:00:00.000Z', actor: 'admin', action: 'x' }] };
+    const v0 = { settings: { restoreMode: 'eager', hydrationRateBytesPerSecond: 1 << 20 }, audit: [{ id: 4, at: '2024-01-01T00:00:00.000Z', actor: 'admin', action: 'x' }] };
     await writeFile(p, JSON.stringify(v0));
     const s = await StateStore.open(dir);
-    assert.equal(s.settings().restoreMode, 'eager');
-    assert.equal(s.settings().protectionMode, 'frozen');
+    assert.deepEqual(s.settings(), { hydrationRateBytesPerSecond: 1 << 20 });
     assert.equal((await s.audit({ actor: 'a', action: 'b' })).id, 5);
     await s.close();
     const raw = JSON.parse(await readFile(p, 'utf8'));
@@ -161,14 +159,35 @@ describe('state store (lowdb, durable)', () => {
     assert.deepEqual(JSON.parse(await readFile(`${p}.v0.bak`, 'utf8')), v0);
   });
 
+  it('migrates version 1 by dropping the settings nothing applied (mode mirrors, sessionEndPolicy), keeping the rest', async () => {
+    const p = join(dir, 'state.json');
+    const v1 = {
+      schemaVersion: 1,
+      settings: { protectionMode: 'thawed', restoreMode: 'eager', hydrationRateBytesPerSecond: 2048, sessionEndPolicy: { usb: 'ignore', hostPowerOff: false } },
+      users: [],
+      apiTokens: [],
+      sessions: [],
+      audit: [],
+      nextAuditId: 7,
+    };
+    await writeFile(p, JSON.stringify(v1));
+    const s = await StateStore.open(dir);
+    assert.deepEqual(s.settings(), { hydrationRateBytesPerSecond: 2048 });
+    assert.equal((await s.audit({ actor: 'a', action: 'b' })).id, 7);
+    await s.close();
+    const raw = JSON.parse(await readFile(p, 'utf8'));
+    assert.equal(raw.schemaVersion, 2);
+    assert.deepEqual(JSON.parse(await readFile(`${p}.v1.bak`, 'utf8')), v1);
+  });
+
   it('emits settings and audit events', async () => {
     const s = await StateStore.open(dir);
     const seen: string[] = [];
-    s.on('settings', (x: { restoreMode: string }) => seen.push(`settings:${x.restoreMode}`));
+    s.on('settings', (x: { hydrationRateBytesPerSecond: number | null }) => seen.push(`settings:${x.hydrationRateBytesPerSecond}`));
     s.on('audit', (x: { action: string }) => seen.push(`audit:${x.action}`));
-    await s.updateSettings({ restoreMode: 'eager' });
-    await s.audit({ actor: 'cli', action: 'restore-mode.set' });
-    assert.deepEqual(seen, ['settings:eager', 'audit:restore-mode.set']);
+    await s.updateSettings({ hydrationRateBytesPerSecond: 4096 });
+    await s.audit({ actor: 'cli', action: 'hydration-rate.set' });
+    assert.deepEqual(seen, ['settings:4096', 'audit:hydration-rate.set']);
     await s.close();
   });
 

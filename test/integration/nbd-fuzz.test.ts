@@ -19,10 +19,10 @@ import {
   nbdcopy,
   nbdinfoJson,
   spawnServerProcess,
-  waitFor,
   type ServerProcess,
   type TempDir,
 } from '../helpers/nbd-clients.js';
+import { waitFor } from '../helpers/wait.js';
 
 const SIZE = 16 * 1024 * 1024;
 const MAX_BLOCK = 1024 * 1024;
@@ -389,7 +389,7 @@ describe('NBD server: protocol fuzzer', function () {
     assert.ok(counts.checkedStreams > 100, `only ${counts.checkedStreams} reply streams were checked`);
 
     // Every fuzz connection is released (the handshake deadline ends the half-open ones).
-    await waitFor(async () => (await server.stats()).clients === 0, 'the server to release every fuzz connection', 30_000);
+    await waitFor('the server to release every fuzz connection', async () => (await server.stats()).clients === 0, 30_000);
     const after = (await server.stats()).memory;
     const base = baseline ?? after;
     const mib = (n: number): string => `${(n / 1048576).toFixed(1)} MiB`;

@@ -9,7 +9,8 @@ import { join } from 'node:path';
 import { isSnapbackError } from '../../appliance/errors.js';
 import { NbdServer } from '../../appliance/nbd/index.js';
 import { FileDevice } from '../../appliance/storage/file-device.js';
-import { NBD, RawNbdClient, makeImage, makeTempDir, nbdUri, nbdinfoJson, runTool, startServer, waitFor, type ServerFixture } from '../helpers/nbd-clients.js';
+import { NBD, RawNbdClient, makeImage, makeTempDir, nbdUri, nbdinfoJson, runTool, startServer, type ServerFixture } from '../helpers/nbd-clients.js';
+import { waitFor } from '../helpers/wait.js';
 
 const SIZE = 16 * 1024 * 1024;
 
@@ -193,7 +194,7 @@ describe('NBD server: read-only export and handshake deadline', function () {
     halfway.write(Buffer.from('IHAVEOPT')); // half an option header, then nothing
     assert.equal(await silent.waitClosed(30_000), true, 'silent client dropped');
     assert.equal(await halfway.waitClosed(30_000), true, 'half-open client dropped');
-    await waitFor(() => fx.server.clientCount === 0, 'the server to forget both clients');
+    await waitFor('the server to forget both clients', () => fx.server.clientCount === 0);
   });
 });
 
@@ -226,7 +227,7 @@ describe('NBD server: listeners and events', function () {
       assert.equal(overTcp.exports[0]!['export-size'], SIZE);
       const overUnix = await nbdinfoJson(nbdUri(stale));
       assert.equal(overUnix.exports[0]!['export-size'], SIZE);
-      await waitFor(() => events.length === 4, 'two connects and two disconnects');
+      await waitFor('two connects and two disconnects', () => events.length === 4);
       assert.deepEqual(events, ['connect 1', 'disconnect 1', 'connect 2', 'disconnect 2']);
       assert.equal(server.clientCount, 0);
     } finally {

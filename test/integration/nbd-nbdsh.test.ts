@@ -5,69 +5,11 @@
  * structured and with simple replies.
  */
 import assert from 'node:assert/strict';
-import type { BlockDevice, WriteOptions, ZeroOptions } from '../../appliance/storage/block-device.js';
 import { nbdsh, startServer, type ServerFixture } from '../helpers/nbd-clients.js';
+import { ForwardingDevice } from '../helpers/forwarding-device.js';
 
 const SIZE = 8 * 1024 * 1024;
 const MAX_BLOCK = 1024 * 1024;
-
-interface Call {
-  op: string;
-  offset: number;
-  length: number;
-  options?: WriteOptions | ZeroOptions;
-}
-
-/** Records every call (with its options) and how many ran at once; delays I/O a little. */
-class RecordingDevice implements BlockDevice {
-  readonly calls: Call[] = [];
-  inFlight = 0;
-  maxInFlight = 0;
-  /** Writes resolved so far, and that count as each flush() was called. */
-  writesDone = 0;
-  writesDoneAtFlush: number[] = [];
-  constructor(private readonly inner: BlockDevice) {}
-  get size(): number {
-    return this.inner.size;
-  }
-  get capabilities(): BlockDevice['capabilities'] {
-    return this.inner.capabilities;
-  }
-  open(): Promise<void> {
-    return this.inner.open();
-  }
-  close(): Promise<void> {
-    return this.inner.close();
-  }
-  private async track<T>(call: Call, run: () => Promise<T>): Promise<T> {
-    this.calls.push(call);
-    this.inFlight++;
-    this.maxInFlight = Math.max(this.maxInFlight, this.inFlight);
-    try {
-      await new Promise((r) => setTimeout(r, 1));
-      return await run();
-    } finally {
-      this.inFlight--;
-    }
-  }
-  read(offset: number, length: number): Promise<Buffer> {
-    return this.track({ op: 'read', offset, length }, () => this.inner.read(offset, length));
-  }
-  async write(offset: number, data: Buffer, options?: WriteOptions): Promise<void> {
-    await this.track({ op: 'write', offset, length: data.length, options }, () => this.inner.write(offset, data, options));
-    this.writesDone++;
-  }
-  flush(): Promise<void> {
-    this.writesDoneAtFlush.push(this.writesDone);
-    return this.track({ op: 'flush', offset: 0, length: 0 }, () => this.inner.flush());
-  }
-  trim(offset: number, length: number, options?: WriteOptions): Promise<void> {
-    return this.track({ op: 'trim', offset, length, options }, () => this.inner.trim(offset, length, options));
-  }
-  writeZeroes(offset: number, length: number, options?: ZeroOptions): Promise<void> {
-    return this.track({ op: 'zero', offset, length, options }, () => this.inner.writeZeroes(offset, length, options));
-  }
-}
 
 /** Python: connect `h` to URI, optionally without structured replies, with client checks off. */
 function prelude(uri: string, structured = true): string {
@@ -88,13 +30,17 @@ def errnum(fn):
 
 describe('NBD server: nbdsh (libnbd)', function () {
   let fx: ServerFixture;
-  let rec: RecordingDevice;
+  let rec: ForwardingDevice;
 
   before(async function () {
     fx = await startServer({
       size: SIZE,
       maxBlockSize: MAX_BLOCK,
-      wrapDevice: (d) => (rec = new RecordingDevice(d)),
+      wrapDevice: (d) => {
+        rec = new ForwardingDevice(d);
+        rec.hook = () => new Promise((r) => setTimeout(r, 1)); // a little latency, so requests overlap
+        return rec;
+      },
     });
   });
   after(async function () {
@@ -102,10 +48,7 @@ describe('NBD server: nbdsh (libnbd)', function () {
   });
 
   it('serves pipelined aio writes, reads and flushes, many in flight at once', async function () {
-    rec.calls.length = 0;
-    rec.maxInFlight = 0;
-    rec.writesDone = 0;
-    rec.writesDoneAtFlush = [];
+    rec.reset();
     const out = await nbdsh(`${prelude(fx.uri)}
 N = 128
 bs = 4096
@@ -130,7 +73,7 @@ print(json.dumps({"peak": peak}))
 `);
     const { peak } = JSON.parse(out) as { peak: number };
     assert.ok(peak > 1, `client had ${peak} requests in flight`);
-    assert.ok(rec.maxInFlight > 1, `device saw at most ${rec.maxInFlight} requests at once`);
+    assert.ok(rec.maxPending > 1, `device saw at most ${rec.maxPending} requests at once`);
     assert.equal(rec.calls.filter((c) => c.op === 'write').length, 128);
     assert.equal(rec.calls.filter((c) => c.op === 'flush').length, 1);
     // The flush was sent after every write was answered: the device had finished all of them.
@@ -138,7 +81,7 @@ print(json.dumps({"peak": peak}))
   });
 
   it('passes FUA and NO_HOLE to the device', async function () {
-    rec.calls.length = 0;
+    rec.reset();
     await nbdsh(`${prelude(fx.uri)}
 h.pwrite(b"a" * 4096, 0, nbd.CMD_FLAG_FUA)
 h.pwrite(b"b" * 4096, 4096)

@@ -6,62 +6,12 @@
  */
 import assert from 'node:assert/strict';
 import { SnapbackError } from '../../appliance/errors.js';
-import type { BlockDevice, WriteOptions, ZeroOptions } from '../../appliance/storage/block-device.js';
-import { NBD, RawNbdClient, startServer, waitFor, type ServerFixture } from '../helpers/nbd-clients.js';
+import { NBD, RawNbdClient, startServer, type ServerFixture } from '../helpers/nbd-clients.js';
+import { waitFor } from '../helpers/wait.js';
+import { ForwardingDevice } from '../helpers/forwarding-device.js';
 import { readFile } from 'node:fs/promises';
 
 const SIZE = 8 * 1024 * 1024;
-
-/** A device whose every call first awaits `hook` (which may delay, block or throw). */
-class HookedDevice implements BlockDevice {
-  hook: (op: string, offset: number, length: number) => Promise<void> | void = () => undefined;
-  /** Replaces read results (to simulate a layer returning the wrong length). */
-  readFilter: (data: Buffer) => Buffer = (d) => d;
-  pending = 0;
-  started = 0;
-  constructor(private readonly inner: BlockDevice) {}
-  get size(): number {
-    return this.inner.size;
-  }
-  get capabilities(): BlockDevice['capabilities'] {
-    return this.inner.capabilities;
-  }
-  open(): Promise<void> {
-    return this.inner.open();
-  }
-  close(): Promise<void> {
-    return this.inner.close();
-  }
-  private async run<T>(op: string, offset: number, length: number, fn: () => Promise<T>): Promise<T> {
-    this.pending++;
-    this.started++;
-    try {
-      await this.hook(op, offset, length);
-      return await fn();
-    } finally {
-      this.pending--;
-    }
-  }
-  async read(offset: number, length: number): Promise<Buffer> {
-    return this.readFilter(await this.run('read', offset, length, () => this.inner.read(offset, length)));
-  }
-  /** The optional fast path the server uses for large reads (FileDevice has it too). */
-  readInto(buf: Buffer, offset: number): Promise<void> {
-    return this.run('read', offset, buf.length, () => this.inner.read(offset, buf.length).then((d) => void d.copy(buf)));
-  }
-  write(offset: number, data: Buffer, options?: WriteOptions): Promise<void> {
-    return this.run('write', offset, data.length, () => this.inner.write(offset, data, options));
-  }
-  flush(): Promise<void> {
-    return this.run('flush', 0, 0, () => this.inner.flush());
-  }
-  trim(offset: number, length: number, options?: WriteOptions): Promise<void> {
-    return this.run('trim', offset, length, () => this.inner.trim(offset, length, options));
-  }
-  writeZeroes(offset: number, length: number, options?: ZeroOptions): Promise<void> {
-    return this.run('zero', offset, length, () => this.inner.writeZeroes(offset, length, options));
-  }
-}
 
 /** A gate device hooks can wait on. */
 function gate(): { wait: () => Promise<void>; open: () => void; isOpen: () => boolean } {
@@ -73,14 +23,14 @@ function gate(): { wait: () => Promise<void>; open: () => void; isOpen: () => bo
 
 describe('NBD server: protocol edges over a raw socket', function () {
   let fx: ServerFixture;
-  let dev: HookedDevice;
+  let dev: ForwardingDevice;
 
   beforeEach(async function () {
     fx = await startServer({
       size: SIZE,
       maxBlockSize: 1024 * 1024,
       tuning: { maxInflightBytes: 4 * 1024 * 1024, maxInflightRequests: 64 },
-      wrapDevice: (d) => (dev = new HookedDevice(d)),
+      wrapDevice: (d) => (dev = new ForwardingDevice(d)),
     });
   });
   afterEach(async function () {
@@ -146,7 +96,7 @@ describe('NBD server: protocol edges over a raw socket', function () {
       await c.open();
       c.sendRequest(NBD.CMD_READ, 1n, 0, 4096);
       c.write(RawNbdClient.request(NBD.CMD_READ, 2n, 0, 4096, 0, 0xdeadbeef));
-      await waitFor(() => dev.pending === 1, 'the read to reach the device');
+      await waitFor('the read to reach the device', () => dev.pending === 1);
       g.open();
       const r = await c.readReply(4096);
       assert.equal(r.handle, 1n);
@@ -265,11 +215,11 @@ describe('NBD server: protocol edges over a raw socket', function () {
       const reqs = Buffer.concat(Array.from({ length: N }, (_, i) => RawNbdClient.request(NBD.CMD_READ, BigInt(i), (i % 128) * 65536, 65536)));
       c.write(reqs); // 2000 x 64 KiB = 125 MiB of replies
       let last = -1;
-      await waitFor(() => {
+      await waitFor('the server to stop reading requests', () => {
         const stable = dev.started === last && dev.started > 0;
         last = dev.started;
         return stable;
-      }, 'the server to stop reading requests');
+      });
       // The budget is 4 MiB; the kernel's socket buffers hold a little more. Far from all 2000.
       assert.ok(dev.started < 400, `${dev.started} reads started with nobody reading replies`);
       c.socket.resume();
@@ -295,11 +245,11 @@ describe('NBD server: protocol edges over a raw socket', function () {
       const N = 200; // 50 MiB
       for (let i = 0; i < N; i++) c.sendRequest(NBD.CMD_WRITE, BigInt(i), (i % 32) * payload.length, payload.length, { payload });
       let last = -1;
-      await waitFor(() => {
+      await waitFor('the server to stop reading payload', () => {
         const stable = dev.pending === last && dev.pending > 0;
         last = dev.pending;
         return stable;
-      }, 'the server to stop reading payload');
+      });
       assert.ok(dev.pending <= 17, `${dev.pending} writes of 256 KiB held (budget 4 MiB)`);
       g.open();
       for (let i = 0; i < N; i++) assert.equal((await c.readReply()).error, 0);
@@ -315,7 +265,7 @@ describe('NBD server: protocol edges over a raw socket', function () {
     try {
       await c.open();
       for (let i = 0; i < 4; i++) c.sendRequest(NBD.CMD_WRITE, BigInt(i), i * 4096, 4096, { payload: Buffer.alloc(4096, 0xee) });
-      await waitFor(() => dev.pending === 4, 'four writes at the device');
+      await waitFor('four writes at the device', () => dev.pending === 4);
       let closed = false;
       const closing = fx.server.close().then(() => (closed = true));
       await new Promise((r) => setTimeout(r, 50));
@@ -338,7 +288,7 @@ describe('NBD server: protocol edges over a raw socket', function () {
     c.sendRequest(NBD.CMD_WRITE, 1n, 0, 65536);
     c.write(Buffer.alloc(1000, 1));
     c.destroy();
-    await waitFor(() => fx.server.clientCount === 0, 'the server to drop the client');
+    await waitFor('the server to drop the client', () => fx.server.clientCount === 0);
     assert.equal(dev.started, before);
   });
 });

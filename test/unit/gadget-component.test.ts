@@ -1,29 +1,26 @@
 /**
  * GadgetComponent against SimulatedConfigfs, a fake sysfs (UDC state file, nbd devices), a
- * simulated nbd-client/modprobe/blockdev and a small session service. The same code runs on
- * a real kernel in test/integration/gadget-vm.test.ts.
+ * simulated nbd-client/modprobe/blockdev and a small session service. Time is a fake clock:
+ * the tests read the UDC state file when they choose (readHostState) and advance time for the
+ * policy and the watchdog, so nothing depends on how fast this machine is. The same code runs
+ * on a real kernel in test/integration/gadget-vm.test.ts.
  */
 import { strict as assert } from 'node:assert';
 import { EventEmitter } from 'node:events';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
+import { setImmediate as tick } from 'node:timers/promises';
 import { isSnapbackError } from '../../appliance/errors.js';
 import type { CommandRunner } from '../../appliance/gadget/commands.js';
 import { GadgetBuilder } from '../../appliance/gadget/gadget-builder.js';
-import { GadgetComponent, gadgetAvailable, readGadgetSettings, type GadgetSettingsInput } from '../../appliance/gadget/gadget-component.js';
+import { GadgetComponent } from '../../appliance/gadget/gadget-component.js';
+import { gadgetAvailable } from '../../appliance/gadget/gadget-probe.js';
+import { readGadgetSettings, type GadgetSettingsInput } from '../../appliance/gadget/gadget-settings.js';
 import { resolveGadgetDescription } from '../../appliance/gadget/gadget-config.js';
 import { SimulatedConfigfs } from '../../appliance/gadget/simulated-configfs.js';
 import type { ApplianceService, GadgetStatus, HostConnectionState, SessionEndParticipant } from '../../appliance/session/appliance-service.js';
-
-async function waitFor(what: string, fn: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
-  const until = Date.now() + timeoutMs;
-  while (!(await fn())) {
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await sleep(10);
-  }
-}
+import { FakeClock } from '../helpers/fake-clock.js';
 
 /** A session service that does what the session manager does around participants. */
 class FakeService extends EventEmitter {
@@ -31,6 +28,8 @@ class FakeService extends EventEmitter {
   connections: { state: HostConnectionState; gadget: GadgetStatus | null | undefined }[] = [];
   participants: SessionEndParticipant[] = [];
   ends: { reason: string; note?: string }[] = [];
+  /** The session end under way (a gadget asks for one without waiting for it). */
+  ending: Promise<unknown> = Promise.resolve();
   session = 1;
   nbdClients = 1;
   /** Called between quiesce and resume (the restore). */
@@ -48,7 +47,12 @@ class FakeService extends EventEmitter {
   addSessionEndParticipant(p: SessionEndParticipant): void {
     this.participants.push(p);
   }
-  async endSession(reason: string, note?: string) {
+  endSession(reason: string, note?: string): Promise<{ number: number }> {
+    const p = this.doEnd(reason, note);
+    this.ending = p.catch(() => undefined);
+    return p;
+  }
+  private async doEnd(reason: string, note?: string) {
     const done: SessionEndParticipant[] = [];
     try {
       for (const p of this.participants) {
@@ -75,6 +79,7 @@ describe('gadget: GadgetComponent (simulated configfs and tools)', function () {
   /** Everything the tools and configfs did, in order. */
   let log: string[];
   let components: GadgetComponent[];
+  let clock: FakeClock;
   const statePath = () => path.join(sys, 'class', 'udc', 'dummy_udc.0', 'state');
   const setState = (s: string) => writeFileSync(statePath(), `${s}\n`);
   const G = (...p: string[]) => path.join(cfg, 'usb_gadget', 'snapback', ...p);
@@ -109,7 +114,7 @@ describe('gadget: GadgetComponent (simulated configfs and tools)', function () {
     const c = new GadgetComponent(
       svc as unknown as ApplianceService,
       { runtimeDir: path.join(tmp, 'run'), policy: { pollIntervalMs: 10 }, ...settings, watchdog: { intervalMs: 100, ...settings.watchdog } },
-      { configfsRoot: cfg, sysRoot: sys, nbdSocket: socket, run: runner, gadgetFs: sim },
+      { configfsRoot: cfg, sysRoot: sys, nbdSocket: socket, run: runner, gadgetFs: sim, clock },
     );
     components.push(c);
     return c;
@@ -136,6 +141,7 @@ describe('gadget: GadgetComponent (simulated configfs and tools)', function () {
     };
     svc = new FakeService();
     components = [];
+    clock = new FakeClock();
   });
 
   afterEach(async function () {
@@ -143,11 +149,38 @@ describe('gadget: GadgetComponent (simulated configfs and tools)', function () {
     rmSync(tmp, { recursive: true, force: true });
   });
 
+  /** The host puts the UDC in state `s`; the gadget reads it and acts on it (a session end included). */
+  const host = async (g: GadgetComponent, s: string): Promise<void> => {
+    setState(s);
+    await g.readHostState();
+    assert.equal(g.status().udcState, s);
+    await settled(g);
+  };
+
+  /** Everything the gadget started is done: a session end it asked for, and its queue. */
+  const settled = async (g: GadgetComponent): Promise<void> => {
+    await tick();
+    await svc.ending;
+    await g.idle();
+  };
+
   /** The host enumerates the freshly bound gadget, each state seen by the watcher. */
   const hostEnumerates = async (g: GadgetComponent): Promise<void> => {
-    for (const s of ['not attached', 'default', 'configured']) {
-      setState(s);
-      await waitFor(`the watcher to see "${s}"`, () => g.status().udcState === s);
+    for (const s of ['not attached', 'default', 'configured']) await host(g, s);
+  };
+
+  /**
+   * Advances the fake clock in steps of `stepMs` until `cond` holds (at most `maxMs`), letting
+   * the gadget's file I/O (real files) finish after each step.
+   */
+  const advanceUntil = async (g: GadgetComponent, what: string, cond: () => boolean, stepMs: number, maxMs = 60_000): Promise<void> => {
+    for (let t = 0; !cond(); t += stepMs) {
+      if (t > maxMs) throw new Error(`${what}: not after ${maxMs} ms of fake time`);
+      await clock.advance(stepMs);
+      // The queue may be waiting on the fake clock itself (the watchdog pauses between unbind
+      // and bind), so wait for it only as long as real file I/O takes, then advance again.
+      await tick();
+      await Promise.race([Promise.all([svc.ending, g.idle()]), new Promise((r) => setTimeout(r, 20))]);
     }
   };
 
@@ -162,7 +195,8 @@ describe('gadget: GadgetComponent (simulated configfs and tools)', function () {
     assert.equal(attr('UDC'), 'dummy_udc.0');
     assert.match(attr('strings', '0x409', 'serialnumber'), /^[0-9A-F]{16}$/);
     assert.ok(log.indexOf('write usb_gadget/snapback/functions/mass_storage.0/lun.0/file=/dev/nbd1') < log.indexOf('write usb_gadget/snapback/UDC=dummy_udc.0'));
-    assert.deepEqual(g.status(), { enabled: true, udc: 'dummy_udc.0', udcState: g.status().udcState, bound: true, nbdDevice: '/dev/nbd1', medium: 'inserted', lastError: null });
+    await g.readHostState();
+    assert.deepEqual(g.status(), { enabled: true, udc: 'dummy_udc.0', udcState: 'not attached', bound: true, nbdDevice: '/dev/nbd1', medium: 'inserted', lastError: null });
     assert.equal(svc.participants.length, 1);
     assert.ok(svc.events.some((e) => e.startsWith('gadget: bound to dummy_udc.0')));
     assert.ok(svc.connections.some((c) => c.gadget?.bound === true));
@@ -288,17 +322,15 @@ describe('gadget: GadgetComponent (simulated configfs and tools)', function () {
     await hostEnumerates(g);
     assert.equal(svc.ends.length, 0, 'the first enumeration after our own bind ends nothing');
     assert.equal(svc.connections.at(-1)?.state, 'configured');
-    await sleep(50);
-    setState('default');
-    await waitFor('the session end', () => svc.ends.length === 1);
+    await clock.advance(50);
+    await host(g, 'default');
+    assert.equal(svc.ends.length, 1);
     assert.equal(svc.ends[0]!.reason, 'usb-reconnect');
     assert.match(svc.ends[0]!.note ?? '', /re-enumerated/);
     assert.deepEqual(during, { file: '', udc: '' });
-    await waitFor('the gadget back on the bus', () => g.status().bound && g.status().medium === 'inserted');
+    assert.ok(g.status().bound && g.status().medium === 'inserted', 'the gadget is back on the bus once the end is done');
     assert.equal(attr('UDC'), 'dummy_udc.0');
-    setState('configured');
-    await waitFor('configured', () => g.status().udcState === 'configured');
-    await sleep(50);
+    await host(g, 'configured');
     assert.equal(svc.ends.length, 1, 'the enumeration after our own reconnect is not another end');
     for (const e of ['usb: (start) → not attached', 'usb: not attached → default', 'usb: default → configured', 'usb: configured → default']) {
       assert.ok(svc.events.includes(e), `missing event ${e} in ${JSON.stringify(svc.events)}`);
@@ -306,19 +338,24 @@ describe('gadget: GadgetComponent (simulated configfs and tools)', function () {
   });
 
   it('a host that sleeps and wakes keeps its session; a long disconnect ends it', async function () {
-    const g = make({ policy: { pollIntervalMs: 10, disconnectMinMs: 100 } });
+    const g = make({ policy: { pollIntervalMs: 1000, disconnectMinMs: 100 } });
     await g.start();
     await hostEnumerates(g);
-    await sleep(50);
-    setState('suspended');
-    await waitFor('suspended', () => g.status().udcState === 'suspended');
+    await clock.advance(50);
+    await host(g, 'suspended');
     assert.equal(svc.connections.at(-1)?.state, 'suspended');
-    setState('configured');
-    await waitFor('resumed', () => g.status().udcState === 'configured');
-    await sleep(200);
-    assert.equal(svc.ends.length, 0);
-    setState('not attached');
-    await waitFor('the disconnect to end the session', () => svc.ends.length === 1);
+    await clock.advance(60_000); // a long sleep
+    await host(g, 'configured');
+    await clock.advance(200);
+    await g.readHostState();
+    await settled(g);
+    assert.equal(svc.ends.length, 0, 'sleeping and waking kept the session');
+    await host(g, 'not attached');
+    assert.equal(svc.ends.length, 0, 'not yet: a bus reset also passes through "not attached"');
+    await clock.advance(100);
+    await g.readHostState();
+    await settled(g);
+    assert.equal(svc.ends.length, 1, 'not attached for disconnectMinMs: the host went away');
     assert.match(svc.ends[0]!.note ?? '', /disconnected/);
   });
 
@@ -328,16 +365,17 @@ describe('gadget: GadgetComponent (simulated configfs and tools)', function () {
     await hostEnumerates(g);
     svc.ends = [];
     // The host's reset ends the session (a re-enumeration); then the host never configures us.
-    setState('default');
-    await waitFor('the re-enumeration end', () => svc.ends.length === 1);
-    await waitFor('back on the bus after the end', () => g.status().bound && g.status().medium === 'inserted');
+    await host(g, 'default');
+    assert.equal(svc.ends.length, 1);
+    assert.ok(g.status().bound && g.status().medium === 'inserted', 'back on the bus after the end');
     log = [];
-    await waitFor('the watchdog rebind', () => svc.events.some((e) => e.startsWith('gadget-watchdog: host stuck in "default"')), 15_000);
-    await waitFor('bound again', () => log.includes('UDC snapback=dummy_udc.0'));
+    await clock.advance(500);
+    await settled(g);
+    assert.ok(!svc.events.some((e) => e.startsWith('gadget-watchdog:')), 'not stuck yet after 0.5 s');
+    await advanceUntil(g, 'the watchdog rebind', () => log.includes('UDC snapback=dummy_udc.0'), 50);
+    assert.ok(svc.events.some((e) => e.startsWith('gadget-watchdog: host stuck in "default"')), JSON.stringify(svc.events));
     assert.ok(log.indexOf('UDC snapback=') >= 0 && log.indexOf('UDC snapback=') < log.lastIndexOf('UDC snapback=dummy_udc.0'), 'unbind, then bind');
-    setState('configured');
-    await waitFor('configured', () => g.status().udcState === 'configured');
-    await sleep(100);
+    await host(g, 'configured');
     assert.equal(svc.ends.length, 1, 'the watchdog\'s own re-enumeration is not a session end');
   });
 
@@ -346,7 +384,10 @@ describe('gadget: GadgetComponent (simulated configfs and tools)', function () {
     await g.start();
     assert.equal(g.status().nbdDevice, '/dev/nbd0');
     svc.nbdClients = 0;
-    await waitFor('the reattach', () => svc.events.some((e) => e.includes('lost its NBD connection')), 10_000);
+    await clock.advance(30);
+    await settled(g);
+    assert.ok(!svc.events.some((e) => e.includes('lost its NBD connection')), 'one check without clients is not enough');
+    await advanceUntil(g, 'the reattach', () => svc.events.some((e) => e.includes('lost its NBD connection')), 30);
     svc.nbdClients = 1;
     const detach = log.indexOf('nbd-client -d /dev/nbd0');
     assert.ok(detach >= 0);
@@ -360,7 +401,7 @@ describe('gadget: GadgetComponent (simulated configfs and tools)', function () {
     const g = make({ watchdog: { intervalMs: 30 } });
     await g.start();
     await sim.writeAttr(G('UDC'), '');
-    await waitFor('the rebind', () => attr('UDC') === 'dummy_udc.0', 10_000);
+    await advanceUntil(g, 'the rebind', () => attr('UDC') === 'dummy_udc.0', 30);
     assert.ok(svc.events.some((e) => e.includes('gadget-watchdog: gadget was unbound')));
     assert.equal(svc.ends.length, 0);
   });
@@ -371,7 +412,8 @@ describe('gadget: GadgetComponent (simulated configfs and tools)', function () {
     sim.failNext('writeAttr', /forced_eject$/);
     await assert.rejects(svc.endSession('api'), /ejecting the medium/);
     assert.equal(svc.ends.length, 0);
-    await waitFor('the medium back', () => g.status().medium === 'inserted' && g.status().lastError === null, 10_000);
+    assert.match(g.status().lastError ?? '', /ejecting the medium/);
+    await advanceUntil(g, 'the medium back', () => g.status().medium === 'inserted' && g.status().lastError === null, 30);
   });
 
   it('refuses bad settings and unknown profiles with BAD_ARGUMENT', function () {

@@ -4,7 +4,7 @@ import { DebouncedInput } from '../../appliance/gpio/debounced-input.js';
 import { defaultGpioSettings } from '../../appliance/gpio/gpio-settings.js';
 import { ResetButton } from '../../appliance/gpio/reset-button.js';
 import { SimulatedGpioBackend } from '../../appliance/gpio/simulated-backend.js';
-import { FakeClock } from './gpio-fakes.test.js';
+import { FakeClock } from '../helpers/fake-clock.js';
 
 const PIN = 17;
 const UP = 1; // released (pull-up)

@@ -1,11 +1,12 @@
 /**
- * Test doubles for the GPIO tests (FakeClock, FakeApplianceService, SimHost), with tests of
- * their own. Kept in a gpio-*.test.ts file so that the GPIO work stays within its paths; the
+ * Test doubles for the GPIO tests (FakeApplianceService, SimHost; FakeClock is in
+ * test/helpers/fake-clock.ts), with tests of their own. Kept in a gpio-*.test.ts file so that the GPIO work stays within its paths; the
  * lead may move them to test/helpers/.
  */
 import assert from 'node:assert/strict';
 import { EventEmitter } from 'node:events';
-import type { Clock, TimerHandle } from '../../appliance/gpio/clock.js';
+import type { TimerHandle } from '../../appliance/clock.js';
+import { FakeClock, settle } from '../helpers/fake-clock.js';
 import type { Level } from '../../appliance/gpio/gpio-backend.js';
 import type { SimulatedGpioBackend } from '../../appliance/gpio/simulated-backend.js';
 import type {
@@ -19,71 +20,6 @@ import type {
   SessionEndReason,
   SessionRecord,
 } from '../../appliance/session/appliance-service.js';
-
-// ---------------------------------------------------------------- FakeClock
-
-interface FakeTimer {
-  id: number;
-  at: number;
-  fn: () => void;
-}
-
-/** Lets pending promise callbacks run (several rounds, for chains of awaits). */
-export async function settle(rounds = 5): Promise<void> {
-  for (let i = 0; i < rounds; i++) await new Promise<void>((resolve) => setImmediate(resolve));
-}
-
-/**
- * A deterministic clock: time moves only in advance(); timers fire in time order (ties in the
- * order they were set), and pending promises settle between timers so that async sequences
- * progress exactly as they would in real time.
- */
-export class FakeClock implements Clock {
-  private t = 0;
-  private nextId = 1;
-  private timers = new Map<number, FakeTimer>();
-
-  now(): number {
-    return this.t;
-  }
-
-  setTimeout(fn: () => void, ms: number): TimerHandle {
-    const id = this.nextId++;
-    this.timers.set(id, { id, at: this.t + Math.max(0, ms), fn });
-    return { id } as unknown as TimerHandle;
-  }
-
-  clearTimeout(handle: TimerHandle): void {
-    this.timers.delete((handle as unknown as { id: number }).id);
-  }
-
-  get pendingTimers(): number {
-    return this.timers.size;
-  }
-
-  /** Moves time forward by `ms`, firing every timer due on the way. */
-  async advance(ms: number): Promise<void> {
-    await this.advanceTo(this.t + ms);
-  }
-
-  async advanceTo(target: number): Promise<void> {
-    await settle();
-    for (;;) {
-      let next: FakeTimer | null = null;
-      for (const timer of this.timers.values()) {
-        if (timer.at > target) continue;
-        if (!next || timer.at < next.at || (timer.at === next.at && timer.id < next.id)) next = timer;
-      }
-      if (!next) break;
-      this.timers.delete(next.id);
-      this.t = next.at;
-      next.fn();
-      await settle();
-    }
-    this.t = Math.max(this.t, target);
-    await settle();
-  }
-}
 
 // ---------------------------------------------------------------- FakeApplianceService
 
@@ -102,12 +38,14 @@ export function makeStatus(): ApplianceStatus {
       bytesPerSecond: 0,
       etaSeconds: null,
       rateLimitBytesPerSecond: null,
+      lastError: null,
     },
     host: { connection: 'nbd-only', nbdClients: 0, gadget: null },
     model: { id: 'model', name: 'model', size: 1 << 20, regionSize: 65536 },
     disk: { path: '/tmp/disk', size: 1 << 20, ioErrors: 0 },
-    stateDir: { path: '/tmp/state', freeBytes: null },
+    stateDir: { path: '/tmp/state', freeBytes: null, writeError: null },
     daemon: { startedAt: new Date(0).toISOString(), pid: 1, version: 'test' },
+    components: [],
   };
 }
 
@@ -169,7 +107,7 @@ export class FakeApplianceService extends EventEmitter implements ApplianceServi
     this.update((s) => (s.restoreMode = mode));
   }
 
-  setHydrationRate(bytesPerSecond: number | null): void {
+  async setHydrationRate(bytesPerSecond: number | null): Promise<void> {
     this.current.hydration.rateLimitBytesPerSecond = bytesPerSecond;
   }
 

@@ -9,7 +9,8 @@ import {
 } from '../../appliance/gpio/led-patterns.js';
 import { SimulatedGpioBackend } from '../../appliance/gpio/simulated-backend.js';
 import { StatusLed } from '../../appliance/gpio/status-led.js';
-import { FakeClock, makeStatus } from './gpio-fakes.test.js';
+import { makeStatus } from './gpio-fakes.test.js';
+import { FakeClock } from '../helpers/fake-clock.js';
 
 const PIN = 22;
 
@@ -146,6 +147,27 @@ describe('gpio: which pattern the appliance state shows', () => {
     assert.equal(choosePattern(io, quiet), 'fast-blink');
     assert.equal(choosePattern(makeStatus(), { ...quiet, error: true, restoring: true }), 'fast-blink');
     assert.equal(choosePattern(null, quiet), 'fast-blink');
+  });
+
+  it('errors: fast blink when a part of the daemon failed or runs with a problem, the state file cannot be written, or the restore stopped', () => {
+    const http = makeStatus();
+    http.components = [
+      { name: 'nbd', essential: true, state: 'running', problem: null },
+      { name: 'http', essential: false, state: 'failed', problem: 'cannot listen on 0.0.0.0:80: the address is in use' },
+    ];
+    assert.equal(choosePattern(http, quiet), 'fast-blink');
+    const gadgetDefaults = makeStatus();
+    gadgetDefaults.components = [{ name: 'gadget', essential: true, state: 'running', problem: 'gadget.json: … the gadget runs with the default settings' }];
+    assert.equal(choosePattern(gadgetDefaults, quiet), 'fast-blink');
+    const off = makeStatus();
+    off.components = [{ name: 'gadget', essential: true, state: 'off', problem: null }];
+    assert.equal(choosePattern(off, quiet), 'steady', 'a part switched off on purpose is no error');
+    const full = makeStatus();
+    full.stateDir.writeError = 'writing the state file: no space left on the device';
+    assert.equal(choosePattern(full, quiet), 'fast-blink');
+    const stopped = makeStatus();
+    stopped.hydration.lastError = 'ENOSPC: no space left on device, write';
+    assert.equal(choosePattern(stopped, quiet), 'fast-blink');
   });
 
   it('the long-press warning wins over everything', () => {

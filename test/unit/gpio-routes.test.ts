@@ -9,7 +9,8 @@ import { createGpioRouter } from '../../appliance/http/routes/gpio-routes.js';
 import type { GpioSettingsInput } from '../../appliance/gpio/gpio-settings.js';
 import type { GpioStatus } from '../../appliance/gpio/gpio-status.js';
 import { SimulatedGpioBackend } from '../../appliance/gpio/simulated-backend.js';
-import { FakeApplianceService, FakeClock, SimHost } from './gpio-fakes.test.js';
+import { FakeApplianceService, SimHost } from './gpio-fakes.test.js';
+import { FakeClock } from '../helpers/fake-clock.js';
 
 interface Harness {
   url: string;

@@ -1,8 +1,11 @@
 /**
- * Power cuts: randomised workloads on fault-injecting devices, a power cut
- * at a random write or flush, then, after reopening from what the cut left:
+ * Power cuts: randomised workloads on fault-injecting devices, a power cut at a random write
+ * or flush (some also tearing the write log inside a 512-byte sector, some finding a bitmap
+ * sector with random bytes corrupted), then, after reopening from what the cut left:
  *   invariant 1 — every region where the working disk differs from the model has D set;
- *   invariant 2 — the host reads every byte it wrote and flushed (others: old or new bytes);
+ *   invariant 2 — the host reads every byte it wrote and flushed (others: old or new bytes),
+ *                 except in regions of a bitmap sector that failed its checksum: those are
+ *                 pending and read the model (a corrupted sector is always detected);
  *   invariant 3 — after a session end, the host reads the model, and a full restore makes the
  *                 working disk equal to the model.
  * Seeded and reproducible: CRASH_SEED=N runs one seed; a failure names its seed.

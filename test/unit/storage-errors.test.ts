@@ -1,18 +1,22 @@
 /**
- * Every error path of the storage engine: damaged header slots, sizes that disagree,
- * a log made for another model, a full disk, EIO from the working disk, and a model file that
- * changed under its manifest. Each must say what is wrong and leave the log consistent.
+ * Every error path of the storage engine: damaged header slots, a damaged bitmap, sizes that
+ * disagree, a log made for another model, a full disk (working disk, log header, background
+ * restore), EIO from the working disk, and a model file that changed under its manifest. Each
+ * must say what is wrong and leave the log consistent with what it says.
  */
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
 import { mkdtempSync, writeFileSync, readFileSync, rmSync, truncateSync, openSync, writeSync, closeSync, utimesSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Prng } from '../helpers/prng.js';
 import { buildStack, reopenStack } from '../helpers/storage-rig.js';
+import { memoryDevice } from '../helpers/fault-device.js';
 import { createManifest, manifestPathFor } from '../../appliance/storage/manifest.js';
 import { initEngine, openEngine } from '../../appliance/storage/engine.js';
 import { ModelImage } from '../../appliance/storage/model-image.js';
-import { SLOT_SIZE } from '../../appliance/storage/region-log.js';
+import { RegionLog, SLOT_SIZE, headerWriteOutcome } from '../../appliance/storage/region-log.js';
+import { Hydrator, type HydratorClock } from '../../appliance/storage/hydrator.js';
 import { isSnapbackError } from '../../appliance/errors.js';
 
 async function makeState(dir: string, size = 1 << 20, seed = 1): Promise<{ model: string; disk: string; state: string; bytes: Buffer }> {
@@ -157,4 +161,140 @@ describe('storage engine error paths', function () {
     await st.pd.write(4096, Buffer.alloc(4096, 3)); // the mark is retried
     assert.ok(st.log.isDirty(1));
   });
+
+  it('detects a bitmap sector zeroed after a thawed write: the host reads the model, and the damage is reported', async () => {
+    const s = await makeState(dir);
+    let e = await openEngine(s.state);
+    await e.hydrator.runToCompletion(); // the daemon's first restore
+    await e.log.setModes('thawed', 'instant');
+    const tampered = Buffer.alloc(4096, 0);
+    tampered.write('TAMPERED', 0, 'latin1');
+    await e.pd.write(0, tampered);
+    await e.pd.flush();
+    await e.close();
+    // an SD card loses a sector: 504 bytes of the bitmap's first sector read as zeroes
+    const logPath = join(s.state, 'write-log.bin');
+    const fd = openSync(logPath, 'r+');
+    writeSync(fd, Buffer.alloc(504), 0, 504, 8200);
+    closeSync(fd);
+    e = await openEngine(s.state);
+    try {
+      assert.ok(e.bitmapDamage, 'the damage is reported');
+      assert.deepEqual(e.bitmapDamage.sectors, [0]);
+      assert.equal(e.bitmapDamage.regions, e.log.regionCount, 'this small disk fits in one sector: every region');
+      // the daemon's start ends the session (thawed: keeping writes), then the host reads
+      await e.pd.endSession({ keepWrites: true });
+      assert.ok((await e.pd.read(0, 4096)).equals(s.bytes.subarray(0, 4096)), 'the host reads the model, not TAMPERED');
+      assert.ok((await e.pd.read(0, s.bytes.length)).equals(s.bytes), 'and the model everywhere');
+      await e.hydrator.runToCompletion();
+      assert.ok(readFileSync(s.disk).equals(s.bytes), 'the restore put the model back on the working disk');
+    } finally {
+      await e.close();
+    }
+    e = await openEngine(s.state);
+    assert.equal(e.bitmapDamage, null, 'the sector was rewritten with a good checksum');
+    await e.close();
+  });
+
+  it('a header write that fails says whether it happened, and the log on disk agrees', async () => {
+    const st = await buildStack(new Prng(8), { regionSize: 4096, size: 64 * 1024, initialDisk: 'match' });
+    const reopened = async () => (await RegionLog.open(memoryDevice('log', st.logDev.snapshot()))).log.info;
+    // the write of the header fails (a full filesystem): nothing happened
+    st.logDev.faults.push({ op: 'write', errno: 'ENOSPC', offset: SLOT_SIZE });
+    await assert.rejects(st.log.setModes('thawed', 'instant'), (err: unknown) => isSnapbackError(err, 'NO_SPACE') && headerWriteOutcome(err) === 'unchanged' && /write log is unchanged/.test((err as Error).message));
+    assert.equal(st.log.info.mode, 'frozen');
+    assert.equal((await reopened()).mode, 'frozen');
+    st.logDev.faults = [];
+    // its flush fails, and so does the retry: the header is in force, not known durable
+    st.logDev.faults.push({ op: 'flush', errno: 'ENOSPC' });
+    await assert.rejects(st.log.setModes('thawed', 'instant'), (err: unknown) => isSnapbackError(err, 'NO_SPACE') && headerWriteOutcome(err) === 'applied');
+    assert.equal(st.log.info.mode, 'thawed', 'in force in memory');
+    assert.equal((await reopened()).mode, 'thawed', 'and for a reader of the file');
+    st.logDev.faults = [];
+    // a flush that fails once is retried with the header written again: success, durable
+    st.logDev.faults.push({ op: 'flush', errno: 'EIO', once: true });
+    const session = st.log.info.sessionNumber;
+    await st.log.endSession(true);
+    assert.equal(st.log.info.sessionNumber, session + 1);
+    st.domain.lost = true;
+    const { log: afterCut } = await RegionLog.open(memoryDevice('log', st.logDev.crashImage()));
+    assert.equal(afterCut.info.sessionNumber, session + 1, 'durable: it survives a power cut');
+  });
+
+  it('retries a restore stopped by a full disk with backoff, showing its error, until it gets through', async () => {
+    const clock = new FakeClock();
+    const st = await buildStack(new Prng(12), { regionSize: 4096, size: 64 * 1024, initialDisk: 'garbage' });
+    await st.hydrator.stop();
+    const h = new Hydrator(st.pd, { batchBytes: 8192, chunkBytes: 4096, maxYieldMs: 0, retryBaseMs: 1000, retryMaxMs: 4000, clock });
+    const pending = st.log.pendingCount;
+    assert.equal(pending, 16);
+    st.disk.faults.push({ op: 'write', errno: 'ENOSPC' });
+    let idle = once(h, 'idle');
+    h.start();
+    await idle;
+    let p = h.progress();
+    assert.equal(p.running, false);
+    assert.match(p.error ?? '', /no space left/);
+    assert.deepEqual({ code: p.lastError?.code, attempts: p.lastError?.attempts, nextRetryAt: p.lastError?.nextRetryAt }, { code: 'NO_SPACE', attempts: 1, nextRetryAt: clock.t + 1000 });
+    assert.equal(p.pending, pending);
+    // backoff: 1 s, 2 s, 4 s, then 4 s (bounded)
+    for (const [attempt, delay] of [
+      [2, 1000],
+      [3, 2000],
+      [4, 4000],
+      [5, 4000],
+    ] as const) {
+      clock.advance(delay - 1);
+      assert.equal(h.running, false, `no retry before ${delay} ms`);
+      idle = once(h, 'idle');
+      clock.advance(1);
+      assert.equal(h.running, true, `retry ${attempt - 1} runs after ${delay} ms`);
+      await idle;
+      p = h.progress();
+      assert.equal(p.lastError?.attempts, attempt);
+      assert.equal(p.lastError?.nextRetryAt, clock.t + Math.min(4000, 1000 * 2 ** (attempt - 1)));
+    }
+    // space is freed: the next retry restores everything and the error goes away
+    st.disk.faults = [];
+    idle = once(h, 'idle');
+    clock.advance(4000);
+    await idle;
+    p = h.progress();
+    assert.equal(p.pending, 0);
+    assert.equal(p.error, null);
+    assert.equal(p.lastError, null);
+    assert.ok((await st.pd.read(0, st.pd.size)).equals(st.modelBytes));
+    assert.ok(st.disk.snapshot().equals(st.modelBytes));
+    await h.stop();
+    assert.equal(clock.timers.length, 0, 'no retry left scheduled');
+  });
 });
+
+/** Time that moves only when the test says so; timers fire in order as it passes them. */
+class FakeClock implements HydratorClock {
+  t = 1_000_000;
+  timers: { at: number; fn: () => void; id: number }[] = [];
+  private ids = 0;
+  now(): number {
+    return this.t;
+  }
+  setTimeout(fn: () => void, ms: number): unknown {
+    const id = ++this.ids;
+    this.timers.push({ at: this.t + ms, fn, id });
+    return id;
+  }
+  clearTimeout(handle: unknown): void {
+    this.timers = this.timers.filter((x) => x.id !== handle);
+  }
+  advance(ms: number): void {
+    const until = this.t + ms;
+    for (;;) {
+      const due = this.timers.filter((x) => x.at <= until).sort((a, b) => a.at - b.at)[0];
+      if (!due) break;
+      this.timers = this.timers.filter((x) => x !== due);
+      this.t = due.at;
+      due.fn();
+    }
+    this.t = until;
+  }
+}

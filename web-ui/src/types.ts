@@ -62,16 +62,8 @@ export interface AuditEntry {
   details?: Record<string, unknown>;
 }
 
-export interface SessionEndPolicy {
-  usb: 'power-cycle' | 'bus-reset' | 'ignore';
-  hostPowerOff: boolean;
-}
-
 export interface Settings {
-  protectionMode: ProtectionMode;
-  restoreMode: RestoreMode;
   hydrationRateBytesPerSecond: number | null;
-  sessionEndPolicy: SessionEndPolicy;
 }
 
 export interface ApiTokenInfo {

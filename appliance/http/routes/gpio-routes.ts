@@ -12,6 +12,7 @@
 import express, { type NextFunction, type Request, type Response, type Router } from 'express';
 import { z } from 'zod';
 import { isSnapbackError } from '../../errors.js';
+import { formatZodIssues } from '../../zod-issues.js';
 import type { GpioComponent } from '../../gpio/gpio-component.js';
 import { POWER_ACTIONS } from '../../gpio/power-controller.js';
 
@@ -27,7 +28,7 @@ export function createGpioRouter(gpio: GpioComponent): Router {
   router.post('/api/gpio/power', express.json({ limit: '4kb' }), (req: Request, res: Response) => {
     const parsed = PowerRequestSchema.safeParse(req.body);
     if (!parsed.success) {
-      const message = parsed.error.issues.map((i) => `${i.path.join('.') || 'body'}: ${i.message}`).join('; ');
+      const message = formatZodIssues(parsed.error, 'body');
       res.status(400).json({ error: `bad request: ${message}`, code: 'BAD_ARGUMENT' });
       return;
     }

@@ -38,8 +38,10 @@ export function modeRoutes({ service }: RouteDeps): Router {
   router.post('/api/hydration', auditAs('hydration-rate.set'), json, (req, res) => {
     const body = parseBody(hydrationSchema, req.body, res);
     if (!body) return;
-    service.setHydrationRate(body.rateBytesPerSecond);
-    res.json({ rateBytesPerSecond: body.rateBytesPerSecond });
+    service.setHydrationRate(body.rateBytesPerSecond).then(
+      () => res.json({ rateBytesPerSecond: body.rateBytesPerSecond }),
+      (err: unknown) => sendFailure(res, err),
+    );
   });
 
   return router;

@@ -1,4 +1,4 @@
-/** Settings: mode, restore mode, session-end policy, hydration rate, password, API tokens. */
+/** Settings: mode, restore mode, hydration rate, password, API tokens. */
 import { ApiError, getJson, postJson, request } from '../api.js';
 import { setMode, setRestoreMode } from '../actions.js';
 import { confirmAction, errorText, fmtTime, h, notify } from '../dom.js';
@@ -60,32 +60,23 @@ export const settingsPage: Page = {
       })();
     });
 
-    // ---- session-end policy and hydration rate ----
-    const usb = h(
-      'select',
-      { id: 'policy-usb', name: 'usb' },
-      h('option', { value: 'power-cycle' }, 'USB power-cycle (host off and on again)'),
-      h('option', { value: 'bus-reset' }, 'Also a USB bus reset (warm reboot)'),
-      h('option', { value: 'ignore' }, 'Never (record only)'),
-    );
-    const powerOff = h('input', { type: 'checkbox', id: 'policy-power', name: 'hostPowerOff' });
+    // ---- hydration rate ----
     const rate = h('input', { type: 'number', id: 'hydration-rate-input', name: 'rate', min: 0.0625, max: 10240, step: 'any', placeholder: 'unlimited' });
     const policyForm = h(
       'form',
       { id: 'policy-form', class: 'stack' },
       h('h2', null, 'Sessions and restore'),
-      h('label', { for: 'policy-usb' }, 'A session ends on'),
-      usb,
-      h('label', { class: 'check' }, powerOff, ' the host’s power LED going dark (when wired)'),
-      h('p', { class: 'muted small' }, 'Starting the appliance, the reset button and the web UI always end a session. A host that only sleeps keeps its session.'),
+      h(
+        'p',
+        { class: 'muted small' },
+        'Starting the appliance, the reset button and the web UI always end a session; a host that only sleeps keeps its session. Which USB and power-LED transitions end one is set with the hardware, in gadget.json and gpio.json on the appliance (docs/gadget.md, docs/gpio.md).',
+      ),
       h('label', { for: 'hydration-rate-input' }, 'Background restore rate limit (MiB/s, empty for unlimited)'),
       rate,
       h('button', { type: 'submit', class: 'btn btn-primary', id: 'policy-save' }, 'Save'),
     );
     const showSettings = (s: Settings): void => {
       policyForm.dataset.loaded = 'true';
-      usb.value = s.sessionEndPolicy.usb;
-      powerOff.checked = s.sessionEndPolicy.hostPowerOff;
       rate.value = s.hydrationRateBytesPerSecond === null ? '' : String(Math.round((s.hydrationRateBytesPerSecond / MIB) * 1000) / 1000);
     };
     policyForm.addEventListener('submit', (ev) => {
@@ -96,10 +87,7 @@ export const settingsPage: Page = {
         notify('The rate must be a positive number, or empty for unlimited.', 'error');
         return;
       }
-      postJson<Settings>('/api/settings', {
-        hydrationRateBytesPerSecond: bps,
-        sessionEndPolicy: { usb: usb.value, hostPowerOff: powerOff.checked },
-      })
+      postJson<Settings>('/api/settings', { hydrationRateBytesPerSecond: bps })
         .then((s) => {
           showSettings(s);
           notify('Settings saved.');

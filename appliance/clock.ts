@@ -1,7 +1,7 @@
 /**
- * The time source of the GPIO code. Everything that waits (debouncing, LED patterns, button
- * presses, power sequences) asks a Clock, so tests drive time with a fake clock and never wait
- * on real time.
+ * The time source of the hardware front ends (GPIO, USB gadget). Everything that waits
+ * (debouncing, LED patterns, button presses, power sequences, UDC polling, the gadget's
+ * watchdog) asks a Clock, so tests drive time with a fake clock and never wait on real time.
  */
 
 declare const timerBrand: unique symbol;
@@ -39,4 +39,21 @@ export function sleep(clock: Clock, ms: number, signal?: AbortSignal): Promise<v
     }, ms);
     signal?.addEventListener('abort', onAbort, { once: true });
   });
+}
+
+/** Calls `fn` every `ms` on `clock` until the returned function is called. */
+export function repeat(clock: Clock, ms: number, fn: () => void): () => void {
+  let handle: TimerHandle | null = null;
+  let stopped = false;
+  const tick = (): void => {
+    if (stopped) return;
+    handle = clock.setTimeout(tick, ms);
+    fn();
+  };
+  handle = clock.setTimeout(tick, ms);
+  return () => {
+    stopped = true;
+    if (handle) clock.clearTimeout(handle);
+    handle = null;
+  };
 }

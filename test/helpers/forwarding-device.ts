@@ -1,0 +1,88 @@
+/**
+ * A BlockDevice that forwards every call to another one, so a test can watch and steer what
+ * reaches the device: it records each call with its options, counts the calls in flight (and
+ * the most at once), and awaits `hook` before forwarding, which may delay, block or fail the
+ * call. `readFilter` can replace what a read returns (a layer returning the wrong length).
+ */
+import type { BlockDevice, WriteOptions, ZeroOptions } from '../../appliance/storage/block-device.js';
+
+export type DeviceOp = 'read' | 'write' | 'flush' | 'trim' | 'zero';
+
+export interface DeviceCall {
+  op: DeviceOp;
+  offset: number;
+  length: number;
+  options?: WriteOptions | ZeroOptions;
+}
+
+export class ForwardingDevice implements BlockDevice {
+  hook: (op: DeviceOp, offset: number, length: number) => Promise<void> | void = () => undefined;
+  readFilter: (data: Buffer) => Buffer = (d) => d;
+  calls: DeviceCall[] = [];
+  /** Calls started and not yet finished; the most there were at once; all started. */
+  pending = 0;
+  maxPending = 0;
+  started = 0;
+  /** Writes finished so far, and that count as each flush() was called. */
+  writesDone = 0;
+  writesDoneAtFlush: number[] = [];
+
+  constructor(private readonly inner: BlockDevice) {}
+
+  get size(): number {
+    return this.inner.size;
+  }
+  get capabilities(): BlockDevice['capabilities'] {
+    return this.inner.capabilities;
+  }
+  open(): Promise<void> {
+    return this.inner.open();
+  }
+  close(): Promise<void> {
+    return this.inner.close();
+  }
+
+  /** Forgets what was recorded (between test cases). */
+  reset(): void {
+    this.calls = [];
+    this.maxPending = 0;
+    this.started = 0;
+    this.writesDone = 0;
+    this.writesDoneAtFlush = [];
+  }
+
+  private async run<T>(call: DeviceCall, fn: () => Promise<T>): Promise<T> {
+    this.calls.push(call);
+    this.pending++;
+    this.started++;
+    this.maxPending = Math.max(this.maxPending, this.pending);
+    try {
+      await this.hook(call.op, call.offset, call.length);
+      return await fn();
+    } finally {
+      this.pending--;
+    }
+  }
+
+  async read(offset: number, length: number): Promise<Buffer> {
+    return this.readFilter(await this.run({ op: 'read', offset, length }, () => this.inner.read(offset, length)));
+  }
+  /** The optional fast path the NBD server uses for large reads (FileDevice has it too). */
+  readInto(buf: Buffer, offset: number): Promise<void> {
+    return this.run({ op: 'read', offset, length: buf.length }, () => this.inner.read(offset, buf.length).then((d) => void d.copy(buf)));
+  }
+  async write(offset: number, data: Buffer, options?: WriteOptions): Promise<void> {
+    await this.run({ op: 'write', offset, length: data.length, options }, () => this.inner.write(offset, data, options));
+    this.writesDone++;
+  }
+  flush(): Promise<void> {
+    this.writesDoneAtFlush.push(this.writesDone);
+    return this.run({ op: 'flush', offset: 0, length: 0 }, () => this.inner.flush());
+  }
+  trim(offset: number, length: number, options?: WriteOptions): Promise<void> {
+    return this.run({ op: 'trim', offset, length, options }, () => this.inner.trim(offset, length, options));
+  }
+  writeZeroes(offset: number, length: number, options?: ZeroOptions): Promise<void> {
+    return this.run({ op: 'zero', offset, length, options }, () => this.inner.writeZeroes(offset, length, options));
+  }
+}
