@@ -29,8 +29,12 @@ const DISK_SIZE = 4 * 1024 * 1024;
 const UNIT = 'snapback.service';
 const STATE_DIR = '/var/lib/snapback';
 const ADDRESS = '192.0.2.1';
-/** The unit's WatchdogSec, shortened by a drop-in so that the watchdog step takes seconds, not half a minute. */
-const TEST_WATCHDOG_SEC = 15;
+/**
+ * The longest the watchdog step waits beyond the guard for systemd's watchdog: the unit's own
+ * WatchdogSec (30 s) is kept. A shorter one was tried: on a busy machine an emulated daemon's
+ * pings (each one a systemd-notify process) came late, and systemd killed a healthy daemon.
+ */
+const UNIT_WATCHDOG_SEC = 30;
 /**
  * How long the scenario waits for what must happen (a start, a restart, the disk): a guard
  * against waiting for ever, not a timing assertion. An emulated guest on a busy machine can
@@ -77,10 +81,10 @@ function hostTests(): void {
           command: ['node', THIS_FILE],
           env: { SNAPBACK_APPLIANCE_GUEST: 'scenario' },
           state,
-          // The emulated guest on a shared machine starts node many times slower than a Pi does:
-          // a shorter watchdog keeps the watchdog step short, a longer start timeout keeps a slow
-          // start from being taken for a failed one. Everything else is the stage's unit as installed.
-          unitDropIns: { 'test-timing.conf': `[Service]\nWatchdogSec=${TEST_WATCHDOG_SEC}s\nTimeoutStartSec=600s\n` },
+          // The emulated guest on a shared machine starts node many times slower than a Pi does: a
+          // longer start timeout keeps a slow start from being taken for a failed one. Everything
+          // else is the stage's unit as installed.
+          unitDropIns: { 'test-start-timeout.conf': '[Service]\nTimeoutStartSec=600s\n' },
           // A guard against a hung guest, not a timing assertion (an emulated guest on a busy machine is slow).
           timeoutMs: 18 * 60_000,
           kernelArgs: process.env.APPLIANCE_VM_VERBOSE ? ['systemd.journald.forward_to_console=1'] : [],
@@ -316,7 +320,10 @@ async function guestScenario(): Promise<void> {
       const enabled = (await sh('systemctl', ['is-enabled', UNIT])).trim();
       if (enabled !== 'enabled') throw new Error(`systemctl is-enabled ${UNIT}: ${enabled}`);
       const st = await unitState();
-      return `enabled; the unit's WatchdogSec=${wd[1]} (this test's drop-in: ${st.WatchdogUSec})`;
+      if (wd[1] !== `${UNIT_WATCHDOG_SEC}s` || st.WatchdogUSec !== `${UNIT_WATCHDOG_SEC}s`) {
+        throw new Error(`the unit's WatchdogSec=${wd[1]}, systemd's WatchdogUSec=${st.WatchdogUSec}; this test expects ${UNIT_WATCHDOG_SEC}s`);
+      }
+      return `enabled; WatchdogSec=${wd[1]}`;
     }));
 
     // Without a daemon that stays up, the other steps have nothing to look at.
@@ -378,7 +385,7 @@ async function guestScenario(): Promise<void> {
       const before = await unitState();
       const logBefore = (await journal()).split('\n').length;
       process.kill(before.MainPID, 'SIGSTOP');
-      const st = await waitRunning('systemd to kill the stopped daemon and start another', TEST_WATCHDOG_SEC * 1000 + GUARD_MS, before.MainPID);
+      const st = await waitRunning('systemd to kill the stopped daemon and start another', UNIT_WATCHDOG_SEC * 1000 + GUARD_MS, before.MainPID);
       if (st.NRestarts !== before.NRestarts + 1) throw new Error(`NRestarts ${before.NRestarts} → ${st.NRestarts}`);
       const newLines = (await journal()).split('\n').slice(logBefore - 1);
       const timeout = newLines.find((l) => /watchdog timeout/i.test(l));

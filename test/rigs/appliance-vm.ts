@@ -37,14 +37,14 @@ import { runKernelVm, type KernelVmResult } from './kernel-vm.js';
 const execFileP = promisify(execFile);
 
 /** The appliance's address inside the guest (TEST-NET-1: documentation only, never routed). */
-export const APPLIANCE_ADDRESS = '192.0.2.1';
+const APPLIANCE_ADDRESS = '192.0.2.1';
 /** The pi-gen stage's sub-stage that installs Snapback. */
-export const SNAPBACK_SUBSTAGE = path.join('pi-gen', 'stage-snapback', '02-snapback');
+const SNAPBACK_SUBSTAGE = path.join('pi-gen', 'stage-snapback', '02-snapback');
 /** Where the appliance keeps its state (the unit's --state-dir). */
-export const STATE_DIR = '/var/lib/snapback';
+const STATE_DIR = '/var/lib/snapback';
 
 /** The modules the appliance needs in the guest besides the rig's own. */
-export const APPLIANCE_MODULES = ['dummy_hcd', 'libcomposite', 'usb_f_mass_storage', 'nbd', 'usb_storage', 'sd_mod', 'dummy'];
+const APPLIANCE_MODULES = ['dummy_hcd', 'libcomposite', 'usb_f_mass_storage', 'nbd', 'usb_storage', 'sd_mod', 'dummy'];
 
 export interface ApplianceVmOptions {
   /** Command run inside the booted guest as rig-command.service (cwd: the repository). */
@@ -52,7 +52,7 @@ export interface ApplianceVmOptions {
   env?: Record<string, string>;
   /** What prepareApplianceState() made. */
   state: ApplianceState;
-  /** systemd drop-ins for snapback.service: file name → contents (e.g. a shorter WatchdogSec). */
+  /** systemd drop-ins for snapback.service: file name → contents (e.g. a longer TimeoutStartSec for an emulated guest). */
   unitDropIns?: Record<string, string>;
   /** Host directory that appears as /results. */
   resultsDir?: string;
