@@ -140,7 +140,8 @@ export class Daemon {
         if (o.gadget === 'auto') log.info({ reason: plan.gadgetOffReason }, 'USB gadget off (auto): serving NBD only');
       }
 
-      if (gpio) await this.startOptional(gpio);
+      // On a machine without GPIO (or with it disabled in gpio.json) the component runs idle: off, like an absent gadget.
+      if (gpio && (await this.startOptional(gpio)) && !gpio.available) this.setHealth('gpio', false, 'off', null);
       else if (plan.gpio) this.setHealth('gpio', false, 'failed', plan.gpio.problem);
       else this.setHealth('gpio', false, 'off', null);
 
@@ -151,7 +152,8 @@ export class Daemon {
       throw err;
     }
     for (const h of this.health.values()) {
-      if (h.problem !== null) log.error({ component: h.name, state: h.state, problem: h.problem }, `${h.name}: ${h.problem}`);
+      // Logged as the part's own component (a second `component` key would make the line ambiguous JSON).
+      if (h.problem !== null) childLogger(h.name).error({ state: h.state, problem: h.problem }, `${h.name}: ${h.problem}`);
     }
     this.sessions?.emit('status');
     await this.notify.ready(`serving ${plan.nbdSocket}`);
@@ -167,7 +169,7 @@ export class Daemon {
         try {
           await c.stop();
         } catch (err) {
-          log.error({ err, component: c.name }, 'component failed to stop cleanly');
+          childLogger(c.name).error({ err }, 'component failed to stop cleanly');
         }
       }
       this.started.length = 0;
@@ -185,7 +187,7 @@ export class Daemon {
     }
     this.started.push(c);
     this.setHealth(c.name, true, 'running', problem);
-    log.debug({ component: c.name }, 'started');
+    childLogger(c.name).debug('started');
   }
 
   /** Starts a component the disk does not need; its failure is reported, never thrown. */
@@ -205,7 +207,7 @@ export class Daemon {
     }
     this.started.push(c);
     this.setHealth(c.name, false, 'running', null);
-    log.debug({ component: c.name }, 'started');
+    childLogger(c.name).debug('started');
     return true;
   }
 

@@ -6,7 +6,7 @@ import type { RouteDeps } from '../route-context.js';
 
 function makeMetrics(service: ApplianceService): { registry: Registry; refresh(): void } {
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry, prefix: 'snapback_process_' });
+  collectDefaultMetrics({ register: registry, prefix: 'snapback_' }); // snapback_process_…, snapback_nodejs_…
   const gauges: [Gauge, (s: ApplianceStatus) => number][] = [];
   const g = (name: string, help: string, get: (s: ApplianceStatus) => number) => gauges.push([new Gauge({ name, help, registers: [registry] }), get]);
   g('snapback_session_number', 'Current host session number', (s) => s.session.number);
