@@ -15,7 +15,7 @@
  * SIGTERM/SIGINT drain in-flight requests, flush and exit 0; READY and a watchdog go to
  * systemd when it runs the daemon.
  */
-import type { Component } from './component.js';
+import type { Component } from '../component.js';
 import { SdNotify } from './sd-notify.js';
 import { preflight } from './preflight.js';
 import { StorageComponent } from './storage-component.js';
@@ -29,7 +29,7 @@ import type { ComponentHealth } from '../session/appliance-service.js';
 import { HttpComponent } from '../http/http-component.js';
 import { GadgetComponent } from '../gadget/gadget-component.js';
 import { GpioComponent } from '../gpio/gpio-component.js';
-import { createGpioRouter } from '../http/routes/gpio-routes.js';
+import { gpioRoutes } from '../http/routes/gpio-routes.js';
 import type { NbdTlsFiles } from '../nbd/tls-config.js';
 import { childLogger } from '../logger.js';
 
@@ -46,6 +46,8 @@ export interface ServeOptions {
   /** Allows --nbd-listen on a non-loopback address without TLS. */
   nbdInsecure?: boolean;
   httpListen: { host: string; port: number };
+  /** Further names the web UI answers to in the Host header (DNS rebinding defence). */
+  httpHostNames?: string[];
   gadget: 'auto' | 'on' | 'off';
   gpio: 'auto' | 'on' | 'off';
   endSessionOnStart?: boolean;
@@ -124,10 +126,11 @@ export class Daemon {
         service,
         store: state.store,
         listen: o.httpListen,
+        hostNames: o.httpHostNames ?? [],
         controlSocket: dir.controlSocket,
-        extraRouters: gpio ? [createGpioRouter(gpio)] : [],
+        extraRoutes: gpio ? [(api) => gpioRoutes(api, gpio)] : [],
       });
-      const httpUp = await this.startOptional(http);
+      const httpUp = await this.startOptional(http, true);
 
       if (plan.gadget) {
         const gadget = new GadgetComponent(service, plan.gadget.settings, { nbdSocket: plan.gadgetNbdSocket, configfsRoot: o.configfsRoot, sysRoot: o.sysRoot });
@@ -186,11 +189,17 @@ export class Daemon {
   }
 
   /** Starts a component the disk does not need; its failure is reported, never thrown. */
-  private async startOptional(c: Component): Promise<boolean> {
+  /**
+   * `keepOnFailure`: the component keeps part of itself up when its start fails (the HTTP
+   * component keeps the CLI's control socket when the web listener cannot start); it is then
+   * stopped with the others at shutdown instead of at once.
+   */
+  private async startOptional(c: Component, keepOnFailure = false): Promise<boolean> {
     try {
       await c.start();
     } catch (err) {
-      await c.stop().catch(() => undefined);
+      if (keepOnFailure) this.started.push(c);
+      else await c.stop().catch(() => undefined);
       this.setHealth(c.name, false, 'failed', (err as Error).message);
       return false;
     }

@@ -78,7 +78,7 @@ describe('http: API endpoints', () => {
         assert.equal(snapshot(), before);
       });
     }
-    it('a forged session cookie is no login', async () => {
+    it('a forged login cookie is no login', async () => {
       const anon = new Client(hx.url);
       anon.cookie = 'snapback_session=' + 'A'.repeat(43);
       assert.equal((await anon.req('GET', '/api/status')).status, 401);
