@@ -17,8 +17,6 @@ import { join, resolve } from 'node:path';
 import { tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { setFlagsFromString } from 'node:v8';
-import { runInNewContext } from 'node:vm';
 import type { ChildProcess } from 'node:child_process';
 import { makeSparseState } from '../test/helpers/sparse-state.js';
 import { startServe, exited } from '../test/helpers/cli.js';
@@ -28,6 +26,7 @@ import { FileDevice } from '../appliance/storage/file-device.js';
 import { RegionLog } from '../appliance/storage/region-log.js';
 import { Manifest, manifestPathFor } from '../appliance/storage/manifest.js';
 import { ModelImage } from '../appliance/storage/model-image.js';
+import { retainedBytes } from './retained-memory.js';
 import { encodeRegionMapAsync, regionLogStates } from '../appliance/session/region-map-codec.js';
 
 process.env.LOG_LEVEL ??= 'warn';
@@ -149,42 +148,33 @@ export async function runDaemonMemory(dir: string, diskBytes: number, pendingEve
   }
 }
 
-setFlagsFromString('--expose-gc');
-const gc = runInNewContext('gc') as () => void;
-function retained(): number {
-  gc();
-  gc();
-  const m = process.memoryUsage();
-  return m.heapUsed + m.arrayBuffers + m.external;
-}
-
 /** What each in-memory part of the daemon costs at `diskBytes` (measured in this process). */
 export async function measureParts(dir: string, diskBytes: number): Promise<PartCost[]> {
   rmSync(dir, { recursive: true, force: true });
   const parts: PartCost[] = [];
   const st = await makeSparseState({ dir, diskBytes, pending: (r) => r % 64 === 0 });
   try {
-    let base = retained();
+    let base = retainedBytes();
     let t = performance.now();
     const opened = await RegionLog.open(new FileDevice(join(st.stateDir, 'write-log.bin')));
-    parts.push({ part: 'region log (bitmaps, open)', regions: st.regionCount, bytes: retained() - base, ms: Math.round(performance.now() - t), note: 'D and S bits, sector stamps' });
-    base = retained();
+    parts.push({ part: 'region log (bitmaps, open)', regions: st.regionCount, bytes: retainedBytes() - base, ms: Math.round(performance.now() - t), note: 'D and S bits, sector stamps' });
+    base = retainedBytes();
     t = performance.now();
     const manifest = await Manifest.load(manifestPathFor(st.modelPath));
-    parts.push({ part: `manifest (${formatSize(manifest.regionSize)} regions, load)`, regions: manifest.regionCount, bytes: retained() - base, ms: Math.round(performance.now() - t), note: 'digests kept in memory' });
-    base = retained();
+    parts.push({ part: `manifest (${formatSize(manifest.regionSize)} regions, load)`, regions: manifest.regionCount, bytes: retainedBytes() - base, ms: Math.round(performance.now() - t), note: 'digests kept in memory' });
+    base = retainedBytes();
     t = performance.now();
     const model = new ModelImage(st.modelPath);
     await model.open();
-    parts.push({ part: 'model image (manifest + verified map, open)', regions: model.manifest.regionCount, bytes: retained() - base, ms: Math.round(performance.now() - t), note: 'what the daemon holds for the model (loads its own manifest)' });
+    parts.push({ part: 'model image (manifest + verified map, open)', regions: model.manifest.regionCount, bytes: retainedBytes() - base, ms: Math.round(performance.now() - t), note: 'what the daemon holds for the model (loads its own manifest)' });
     const rlog = opened.log;
     // the region map as the daemon emits it at a session end: one object per region
-    base = retained();
+    base = retainedBytes();
     t = performance.now();
     const objs = Array.from({ length: rlog.regionCount }, (_v, region) => ({ region, state: rlog.isWritten(region) ? 1 : rlog.isDirty(region) ? 2 : 0 }));
-    parts.push({ part: 'region map as one object per region', regions: objs.length, bytes: retained() - base, ms: Math.round(performance.now() - t), note: 'what a session end emitted' });
+    parts.push({ part: 'region map as one object per region', regions: objs.length, bytes: retainedBytes() - base, ms: Math.round(performance.now() - t), note: 'what a session end emitted' });
     objs.length = 0;
-    base = retained();
+    base = retainedBytes();
     t = performance.now();
     const enc = await encodeRegionMapAsync(regionLogStates(rlog));
     parts.push({ part: `region map, compact (${enc.encoding}; 1 region in 64 pending)`, regions: enc.count, bytes: enc.data.length, ms: Math.round(performance.now() - t), note: 'GET /api/regions payload before base64' });

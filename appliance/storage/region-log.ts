@@ -275,8 +275,7 @@ export class RegionLog {
       const count = Math.min(REGIONS_PER_SECTOR, n - s * REGIONS_PER_SECTOR);
       image.fill(0, base, base + SECTOR);
       image.writeBigUInt64LE(BigInt(header.epoch), base);
-      image.fill(0xff, base + D_AT, base + D_AT + (count >> 3));
-      if (count & 7) image[base + D_AT + (count >> 3)] = (1 << (count & 7)) - 1;
+      setAllD(image, s, n);
       // not written back here: until a write of this sector (a mark, a restored region), every
       // open finds and reports the damage again, and reads it the same safe way
       damagedRegions += count;
@@ -316,9 +315,12 @@ export class RegionLog {
     const header: LogHeader = { ...init, generation: 1, regionCount, epoch: 1 };
     const sectors = sectorCountFor(regionCount);
     const image = Buffer.alloc(sectors * SECTOR);
-    for (let r = 0; r < regionCount; r++) {
-      const pending = typeof allPending === 'function' ? allPending(r) : allPending;
-      if (pending) setBit(image, Math.floor(r / REGIONS_PER_SECTOR) * SECTOR + D_AT, r % REGIONS_PER_SECTOR, true);
+    if (allPending === true) {
+      for (let s = 0; s < sectors; s++) setAllD(image, s, regionCount);
+    } else if (typeof allPending === 'function') {
+      for (let r = 0; r < regionCount; r++) {
+        if (allPending(r)) setBit(image, Math.floor(r / REGIONS_PER_SECTOR) * SECTOR + D_AT, r % REGIONS_PER_SECTOR, true);
+      }
     }
     for (let s = 0; s < sectors; s++) image.writeUInt32LE(bitmapSectorCrc(image, s), s * SECTOR + SECTOR_CRC_AT);
     // Bitmap first, then the header that makes it meaningful; slot B is zeroed (invalid).
@@ -601,10 +603,16 @@ export class RegionLog {
 
   /** Marks every region pending and not written (a log found to belong to another model). */
   async markAllPending(): Promise<void> {
-    for (let r = 0; r < this.header.regionCount; r++) {
-      if (!this.isDirty(r)) {
-        this.setD(r, true);
-        this.dCount++;
+    // sector by sector, not region by region: a 1 TiB disk has 16 M regions
+    const n = this.header.regionCount;
+    for (let s = 0; s < sectorCountFor(n); s++) {
+      const at = s * SECTOR + D_AT;
+      const before = popcount(this.image, at, at + BITS_BYTES);
+      setAllD(this.image, s, n);
+      const after = popcount(this.image, at, at + BITS_BYTES);
+      if (after !== before) {
+        this.dCount += after - before;
+        this.dirty.add(s);
       }
     }
     await this.commit();
@@ -859,6 +867,15 @@ function convertV1Bitmap(raw: Buffer, header: LogHeader): Buffer {
 function getBit(buf: Uint8Array, base: number, bit: number): boolean {
   return ((buf[base + (bit >> 3)] ?? 0) & (1 << (bit & 7))) !== 0;
 }
+/** Sets the D bit of every region of bitmap sector `s` (of a log of `regionCount` regions), a byte at a time. */
+function setAllD(image: Uint8Array, s: number, regionCount: number): void {
+  const base = s * SECTOR + D_AT;
+  const count = Math.min(REGIONS_PER_SECTOR, regionCount - s * REGIONS_PER_SECTOR);
+  image.fill(0xff, base, base + (count >> 3));
+  const last = base + (count >> 3);
+  if (count & 7) image[last] = (image[last] ?? 0) | ((1 << (count & 7)) - 1);
+}
+
 function setBit(buf: Uint8Array, base: number, bit: number, on: boolean): void {
   const i = base + (bit >> 3);
   const v = buf[i] ?? 0;

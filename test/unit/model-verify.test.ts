@@ -55,6 +55,26 @@ describe('model verification', function () {
     rmSync(dir, { recursive: true, force: true });
   });
 
+  it('init of a new disk makes pending exactly the regions where the model is not all zeroes', async () => {
+    const regionSize = 16 * KiB;
+    const bytes = new Prng(7).bytes(2 << 20);
+    const zero = [0, 5, 6, 8, 127];
+    for (const r of zero) bytes.fill(0, r * regionSize, (r + 1) * regionSize);
+    const path = join(dir, 'model.img');
+    writeFileSync(path, bytes);
+    await (await createManifest(path, { regionSize: 64 * KiB })).save(manifestPathFor(path));
+    const state = join(dir, 'state');
+    const res = await initEngine({ stateDir: state, model: path, disk: join(dir, 'disk.img'), regionSize });
+    assert.equal(res.regionCount, 128);
+    assert.equal(res.pendingRegions, 128 - zero.length);
+    const e = await openEngine(state);
+    try {
+      for (let r = 0; r < 128; r++) assert.equal(e.log.isPending(r), !zero.includes(r), `region ${r}`);
+    } finally {
+      await e.close();
+    }
+  });
+
   it('trusts at a daemon start the regions an earlier start verified, and hashes none of them again', async () => {
     const m = await makeModel(dir, 2 << 20, 64 * KiB);
     const state = join(dir, 'state');

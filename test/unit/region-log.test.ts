@@ -50,6 +50,29 @@ describe('region log across many bitmap sectors', () => {
     for (const r of marked) assert.ok(re2.isPending(r));
     assert.equal(re2.pendingCount, marked.size);
   });
+
+  it('creates a log with every region pending, the last partial sector included and nothing past it', async () => {
+    const dev = memoryDevice('log', Buffer.alloc(logFileSize(regionCount)));
+    const log = await RegionLog.create(dev, init, true);
+    assert.equal(log.pendingCount, regionCount);
+    const { log: re } = await RegionLog.open(memoryDevice('log', dev.snapshot()));
+    assert.equal(re.dirtyCount, regionCount, 'no bit set past the last region');
+    assert.equal(re.pendingCount, regionCount);
+    for (let r = 0; r < regionCount; r++) assert.ok(re.isPending(r), `region ${r} pending`);
+  });
+
+  it('marks every region pending at once, counting only the regions not already marked', async () => {
+    const dev = memoryDevice('log', Buffer.alloc(logFileSize(regionCount)));
+    const log = await RegionLog.create(dev, init, (r) => r % 3 === 0);
+    await log.markForWrite(1);
+    await log.markAllPending();
+    assert.equal(log.dirtyCount, regionCount);
+    const { log: re } = await RegionLog.open(memoryDevice('log', dev.snapshot()));
+    assert.equal(re.dirtyCount, regionCount, 'every D bit durable, none past the last region');
+    for (let r = 0; r < regionCount; r++) assert.ok(re.isDirty(r), `region ${r} marked`);
+    assert.ok(re.isWritten(1), 'a written region keeps its data');
+    assert.equal(re.pendingCount, regionCount - 1);
+  });
 });
 
 describe('region log bitmap checksums', () => {
