@@ -8,11 +8,17 @@ import { basename } from 'node:path';
 import type { FileHandle } from 'node:fs/promises';
 import { checkRange, type BlockDevice, type DeviceCapabilities, type WriteOptions, type ZeroOptions } from './block-device.js';
 import { SnapbackError, fromSystemError } from '../errors.js';
+import { sharedBatchedIo, type BatchedIo } from './batched-io.js';
 
 export interface FileDeviceOptions {
   readOnly?: boolean;
   /** For a regular file that is shorter than this, the device still has this size (sparse tail). */
   size?: number;
+  /**
+   * Where small reads and plain writes go: a batched I/O worker (default: the process's), or
+   * null for libuv's thread pool only.
+   */
+  batchedIo?: BatchedIo | null;
 }
 
 const ZERO_CHUNK = Buffer.alloc(1 << 20);
@@ -47,11 +53,23 @@ export class FileDevice implements BlockDevice {
   private _size: number;
   private isBlockDev = false;
   private closed = false;
+  private readonly io: BatchedIo | null;
+  /** Requests of this device in the batched worker; close() waits for them (the fd must outlive them). */
+  private batched = 0;
+  private batchedDrained: (() => void) | null = null;
+  private readonly batchedDone = (): void => {
+    if (--this.batched === 0 && this.batchedDrained) this.batchedDrained();
+  };
+  private readonly batchedFailed = (err: unknown): never => {
+    this.batchedDone();
+    throw err;
+  };
 
   constructor(path: string, options: FileDeviceOptions = {}) {
     this.path = path;
     this.readOnly = options.readOnly ?? false;
     this._size = options.size ?? -1;
+    this.io = options.batchedIo === undefined ? sharedBatchedIo() : options.batchedIo;
   }
 
   get size(): number {
@@ -114,7 +132,21 @@ export class FileDevice implements BlockDevice {
   }
 
   /** Reads exactly buf.length bytes at offset into buf (zeroes past the end of a short file). */
-  async readInto(buf: Buffer, offset: number): Promise<void> {
+  readInto(buf: Buffer, offset: number): Promise<void> {
+    if (this.io !== null && this.handle !== null && !this.closed) {
+      const p = this.io.read(this.handle.fd, buf, offset, this.path);
+      if (p !== null) return this.track(p);
+    }
+    return this.readIntoPool(buf, offset);
+  }
+
+  /** A request the batched worker took: counted until it settles. */
+  private track(p: Promise<void>): Promise<void> {
+    this.batched++;
+    return p.then(this.batchedDone, this.batchedFailed);
+  }
+
+  private async readIntoPool(buf: Buffer, offset: number): Promise<void> {
     const fd = this.h().fd;
     let done = 0;
     try {
@@ -131,7 +163,15 @@ export class FileDevice implements BlockDevice {
     }
   }
 
-  async write(offset: number, data: Buffer, options: WriteOptions = {}): Promise<void> {
+  write(offset: number, data: Buffer, options: WriteOptions = {}): Promise<void> {
+    if (this.io !== null && options.fua !== true && !this.readOnly && this.handle !== null && !this.closed && Number.isSafeInteger(offset) && offset >= 0 && offset + data.length <= this._size) {
+      const p = this.io.write(this.handle.fd, data, offset, this.path);
+      if (p !== null) return this.track(p);
+    }
+    return this.writePool(offset, data, options);
+  }
+
+  private async writePool(offset: number, data: Buffer, options: WriteOptions): Promise<void> {
     this.checkWritable();
     checkRange(this.size, offset, data.length, 'write');
     const h = this.h();
@@ -202,6 +242,8 @@ export class FileDevice implements BlockDevice {
 
   async close(): Promise<void> {
     if (this.opening) await this.opening.catch(() => undefined);
+    if (this.batched > 0) await new Promise<void>((r) => (this.batchedDrained = r));
+    this.batchedDrained = null;
     const h = this.handle;
     const sh = this.syncHandle;
     this.handle = null;
