@@ -126,6 +126,11 @@ export class BatchedIo {
     return this.submit(OP_WRITE, fd, data, offset, path);
   }
 
+  /** Resolves once no request on `fd` is in flight (its owner may close it then). */
+  async drained(fd: number): Promise<void> {
+    while (this.pending.some((p) => p !== null && p.fd === fd)) await new Promise((r) => setTimeout(r, 1));
+  }
+
   /** Stops the worker once nothing is in flight (a later request starts a new one). */
   async close(): Promise<void> {
     while (this.inflight > 0) await new Promise((r) => setTimeout(r, 1));

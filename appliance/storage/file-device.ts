@@ -54,16 +54,6 @@ export class FileDevice implements BlockDevice {
   private isBlockDev = false;
   private closed = false;
   private readonly io: BatchedIo | null;
-  /** Requests of this device in the batched worker; close() waits for them (the fd must outlive them). */
-  private batched = 0;
-  private batchedDrained: (() => void) | null = null;
-  private readonly batchedDone = (): void => {
-    if (--this.batched === 0 && this.batchedDrained) this.batchedDrained();
-  };
-  private readonly batchedFailed = (err: unknown): never => {
-    this.batchedDone();
-    throw err;
-  };
 
   constructor(path: string, options: FileDeviceOptions = {}) {
     this.path = path;
@@ -135,15 +125,9 @@ export class FileDevice implements BlockDevice {
   readInto(buf: Buffer, offset: number): Promise<void> {
     if (this.io !== null && this.handle !== null && !this.closed) {
       const p = this.io.read(this.handle.fd, buf, offset, this.path);
-      if (p !== null) return this.track(p);
+      if (p !== null) return p;
     }
     return this.readIntoPool(buf, offset);
-  }
-
-  /** A request the batched worker took: counted until it settles. */
-  private track(p: Promise<void>): Promise<void> {
-    this.batched++;
-    return p.then(this.batchedDone, this.batchedFailed);
   }
 
   private async readIntoPool(buf: Buffer, offset: number): Promise<void> {
@@ -166,7 +150,7 @@ export class FileDevice implements BlockDevice {
   write(offset: number, data: Buffer, options: WriteOptions = {}): Promise<void> {
     if (this.io !== null && options.fua !== true && !this.readOnly && this.handle !== null && !this.closed && Number.isSafeInteger(offset) && offset >= 0 && offset + data.length <= this._size) {
       const p = this.io.write(this.handle.fd, data, offset, this.path);
-      if (p !== null) return this.track(p);
+      if (p !== null) return p;
     }
     return this.writePool(offset, data, options);
   }
@@ -242,8 +226,8 @@ export class FileDevice implements BlockDevice {
 
   async close(): Promise<void> {
     if (this.opening) await this.opening.catch(() => undefined);
-    if (this.batched > 0) await new Promise<void>((r) => (this.batchedDrained = r));
-    this.batchedDrained = null;
+    // The batched worker must be done with the descriptor before its number can be reused.
+    if (this.io !== null && this.handle !== null) await this.io.drained(this.handle.fd);
     const h = this.handle;
     const sh = this.syncHandle;
     this.handle = null;
