@@ -18,7 +18,7 @@ import { readNewPassword } from './password-input.js';
 /** Checks a new password by the API's rule; BAD_ARGUMENT names what is wrong. */
 export function checkNewPassword(password: string): string {
   const r = newPasswordSchema.safeParse(password);
-  if (!r.success) throw new SnapbackError('BAD_ARGUMENT', `the password is not usable: ${formatZodIssues(r.error, 'password')}; it is unchanged`);
+  if (!r.success) throw new SnapbackError('BAD_ARGUMENT', `${formatZodIssues(r.error, 'the new password')}; nothing was changed`);
   return r.data;
 }
 

@@ -3,8 +3,9 @@
  *
  * One subscription to the service and the store fans out to every open stream:
  * - `status`        the full ApplianceStatus, at most every STATUS_INTERVAL_MS;
- * - `regions`       {changes: [[region, state], …]} coalesced per tick, or {reload: true} when
- *                   too many changed at once (the client then refetches GET /api/regions);
+ * - `regions`       {runs: [[start, length, state], …]} per tick (apply in order), or
+ *                   {replaced: true} when the whole map changed (a session ended) or too many
+ *                   runs changed at once: the client then refetches GET /api/regions;
  * - `session-ended` the SessionRecord;
  * - `audit`         a new audit-log entry;
  * - `settings`      the new settings;
@@ -13,6 +14,7 @@
  */
 import type { Response } from 'express';
 import type { ApplianceService, SessionRecord } from '../session/appliance-service.js';
+import type { RegionRun } from '../session/region-map-codec.js';
 import type { AuditEntry, Settings, StateStore } from '../state/state-store.js';
 import type { ModelVerifyStatus } from './model-verify.js';
 
@@ -20,7 +22,7 @@ const TICK_MS = 250;
 const HEARTBEAT_MS = 15_000;
 const MAX_CLIENTS = 32;
 const MAX_BUFFERED = 1 << 20;
-const MAX_REGION_CHANGES = 20_000;
+const MAX_REGION_RUNS = 10_000;
 
 interface Client {
   res: Response;
@@ -32,8 +34,8 @@ export class LiveEvents {
   readonly #store: StateStore;
   readonly #clients = new Set<Client>();
   #statusDirty = false;
-  #regionChanges = new Map<number, number>();
-  #regionOverflow = false;
+  #regionRuns: RegionRun[] = [];
+  #regionsReplaced = false;
   #tick: NodeJS.Timeout | null = null;
   #heartbeat: NodeJS.Timeout | null = null;
   readonly #unsubscribe: (() => void)[] = [];
@@ -53,14 +55,12 @@ export class LiveEvents {
     on(this.#service, 'status', () => {
       this.#statusDirty = true;
     });
-    on(this.#service, 'regions', (changes: { region: number; state: number }[]) => {
-      if (this.#regionOverflow) return;
-      for (const c of changes) this.#regionChanges.set(c.region, c.state);
-      if (this.#regionChanges.size > MAX_REGION_CHANGES) {
-        this.#regionOverflow = true;
-        this.#regionChanges.clear();
-      }
+    on(this.#service, 'regions', (runs: RegionRun[]) => {
+      if (this.#regionsReplaced) return;
+      for (const r of runs) this.#regionRuns.push(r);
+      if (this.#regionRuns.length > MAX_REGION_RUNS) this.#replaceRegions();
     });
+    on(this.#service, 'regions-replaced', () => this.#replaceRegions());
     on(this.#service, 'session-ended', (r: SessionRecord) => {
       this.#statusDirty = true;
       this.broadcast('session-ended', r);
@@ -116,22 +116,27 @@ export class LiveEvents {
   #flush(): void {
     if (this.#clients.size === 0) {
       this.#statusDirty = false;
-      this.#regionChanges.clear();
-      this.#regionOverflow = false;
+      this.#regionRuns = [];
+      this.#regionsReplaced = false;
       return;
     }
-    if (this.#regionOverflow) {
-      this.#regionOverflow = false;
-      this.#send(frame('regions', { reload: true }));
-    } else if (this.#regionChanges.size) {
-      const changes = [...this.#regionChanges];
-      this.#regionChanges = new Map();
-      this.#send(frame('regions', { changes }));
+    if (this.#regionsReplaced) {
+      this.#regionsReplaced = false;
+      this.#send(frame('regions', { replaced: true }));
+    } else if (this.#regionRuns.length) {
+      const runs = this.#regionRuns;
+      this.#regionRuns = [];
+      this.#send(frame('regions', { runs }));
     }
     if (this.#statusDirty) {
       this.#statusDirty = false;
       this.#send(frame('status', this.#service.status()));
     }
+  }
+
+  #replaceRegions(): void {
+    this.#regionsReplaced = true;
+    this.#regionRuns = [];
   }
 
   #send(text: string): void {

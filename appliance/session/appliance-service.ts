@@ -4,6 +4,7 @@
  * components depend only on this interface, so each can be tested against a small fake.
  */
 import type { EventEmitter } from 'node:events';
+import type { EncodedRegionMap } from './region-map-codec.js';
 
 export type ProtectionMode = 'frozen' | 'thawed';
 export type RestoreMode = 'instant' | 'eager';
@@ -101,7 +102,7 @@ export interface SessionEndParticipant {
   resume(): Promise<void>;
 }
 
-/** Region states in the compact map: one byte per region. */
+/** Region states in the region map (two bits each on the wire). */
 export const RegionState = { clean: 0, written: 1, pending: 2 } as const;
 
 export interface ApplianceService extends EventEmitter {
@@ -112,8 +113,8 @@ export interface ApplianceService extends EventEmitter {
   setRestoreMode(mode: RestoreMode): Promise<void>;
   /** Saves the background restore's rate limit in the settings and applies it; null: unlimited. */
   setHydrationRate(bytesPerSecond: number | null): Promise<void>;
-  /** One byte per region, values from RegionState. */
-  regionMap(): Uint8Array;
+  /** The region map, compact (region-map-codec.ts): runs or two bits per region, values from RegionState. */
+  regionMap(): Promise<EncodedRegionMap>;
   sessions(): SessionRecord[];
   /** Records a host-side transition (USB state, power LED) in the current session's history. */
   recordHostEvent(what: string): void;
@@ -122,5 +123,6 @@ export interface ApplianceService extends EventEmitter {
 }
 // Events emitted by an ApplianceService:
 //   'status'        () — something in status() changed (throttled by the emitter)
-//   'regions'       (changes: {region: number, state: number}[]) — region states changed
+//   'regions'       (runs: RegionRun[]) — these regions now have these states ([start, length, state])
+//   'regions-replaced' () — the whole map changed (a session ended): fetch regionMap() again
 //   'session-ended' (record: SessionRecord)

@@ -23,6 +23,7 @@ import {
   type SessionEndReason,
   type SessionRecord,
 } from './appliance-service.js';
+import { RegionChangeBuffer, encodeRegionMapAsync, regionLogStates, type EncodedRegionMap } from './region-map-codec.js';
 import type { ModelVerifyStatus } from '../http/model-verify.js';
 import { SnapbackError } from '../errors.js';
 import { childLogger } from '../logger.js';
@@ -43,7 +44,7 @@ export class SessionManager extends EventEmitter implements ApplianceService {
   private gadget: GadgetStatus | null = null;
   private nbdClients = 0;
   private statusTimer: NodeJS.Timeout | null = null;
-  private regionBuffer: { region: number; state: number }[] = [];
+  private readonly regionChanges = new RegionChangeBuffer();
   private regionTimer: NodeJS.Timeout | null = null;
   private restoreStartedFor: SessionRecord | null = null;
   private readonly startedAt = new Date();
@@ -60,7 +61,7 @@ export class SessionManager extends EventEmitter implements ApplianceService {
     super();
     this.components = options.components ?? (() => []);
     this.current = this.openRecord();
-    engine.pd.on('regions', (changes: { region: number; state: number }[]) => this.queueRegions(changes));
+    engine.pd.on('regions', (changes: { region: number }[]) => this.queueRegions(changes));
     engine.hydrator.on('progress', () => this.changed());
     engine.hydrator.on('idle', () => {
       const rec = this.restoreStartedFor;
@@ -256,11 +257,9 @@ export class SessionManager extends EventEmitter implements ApplianceService {
     await this.store.updateSettings({ hydrationRateBytesPerSecond: bytesPerSecond });
   }
 
-  regionMap(): Uint8Array {
-    const l = this.engine.log;
-    const map = new Uint8Array(l.regionCount);
-    for (let r = 0; r < map.length; r++) map[r] = l.isWritten(r) ? RegionState.written : l.isDirty(r) ? RegionState.pending : RegionState.clean;
-    return map;
+  /** The region map, encoded compactly straight from the log's bitmaps (no byte per region), in slices. */
+  regionMap(): Promise<EncodedRegionMap> {
+    return encodeRegionMapAsync(regionLogStates(this.engine.log));
   }
 
   sessions(): SessionRecord[] {
@@ -356,33 +355,35 @@ export class SessionManager extends EventEmitter implements ApplianceService {
     this.statusTimer.unref();
   }
 
-  /** Batches region changes; null = the whole map changed (a session ended). */
-  private queueRegions(changes: { region: number; state: number }[] | null): void {
+  /**
+   * Batches region changes into runs of their current state, at most one 'regions' event per
+   * 150 ms. null = the whole map changed (a session ended): one 'regions-replaced' event, never
+   * a per-region list (16 M regions on a 1 TiB disk).
+   */
+  private queueRegions(changes: { region: number }[] | null): void {
     if (changes === null) {
-      this.regionBuffer = [];
-      const map = this.regionMap();
-      this.emit('regions', Array.from(map, (state, region) => ({ region, state })));
+      this.regionChanges.replaceAll();
+      if (this.regionTimer) clearTimeout(this.regionTimer);
+      this.regionTimer = null;
+      this.flushRegions();
       return;
     }
-    this.regionBuffer.push(...changes);
+    for (const c of changes) this.regionChanges.add(c.region);
     this.changed();
     if (this.regionTimer) return;
     this.regionTimer = setTimeout(() => {
       this.regionTimer = null;
-      const batch = this.regionBuffer;
-      this.regionBuffer = [];
-      // the latest state of each region wins; emit what the log says now
-      const seen = new Set<number>();
-      const out: { region: number; state: number }[] = [];
-      for (let i = batch.length - 1; i >= 0; i--) {
-        const r = batch[i]!.region;
-        if (seen.has(r)) continue;
-        seen.add(r);
-        const l = this.engine.log;
-        out.push({ region: r, state: l.isWritten(r) ? RegionState.written : l.isDirty(r) ? RegionState.pending : RegionState.clean });
-      }
-      if (out.length) this.emit('regions', out);
+      this.flushRegions();
     }, 150);
     this.regionTimer.unref();
+  }
+
+  private flushRegions(): void {
+    if (this.regionChanges.empty) return;
+    const l = this.engine.log;
+    // the latest state of each region wins: emit what the log says now
+    const runs = this.regionChanges.take((r) => (l.isWritten(r) ? RegionState.written : l.isDirty(r) ? RegionState.pending : RegionState.clean));
+    if (runs === 'replaced') this.emit('regions-replaced');
+    else if (runs.length) this.emit('regions', runs);
   }
 }

@@ -12,6 +12,7 @@
  */
 import { EventEmitter } from 'node:events';
 import type { ProtectedDisk } from './protected-disk.js';
+import { systemClock, type Clock, type TimerHandle } from '../clock.js';
 import { isSnapbackError } from '../errors.js';
 import { childLogger } from '../logger.js';
 
@@ -32,21 +33,9 @@ export interface HydratorOptions {
   retryBaseMs?: number;
   /** Longest delay between retries (ms). Default 60 s. */
   retryMaxMs?: number;
-  /** Time and timers (tests pass a fake clock). */
-  clock?: HydratorClock;
+  /** Time and timers of the retries (tests pass a fake clock). */
+  clock?: Clock;
 }
-
-export interface HydratorClock {
-  now(): number;
-  setTimeout(fn: () => void, ms: number): unknown;
-  clearTimeout(handle: unknown): void;
-}
-
-const systemClock: HydratorClock = {
-  now: () => Date.now(),
-  setTimeout: (fn, ms) => setTimeout(fn, ms).unref(),
-  clearTimeout: (h) => clearTimeout(h as NodeJS.Timeout),
-};
 
 /** Why the background restore is not moving: its last failure, until a retry gets through. */
 export interface HydrationError {
@@ -57,7 +46,9 @@ export interface HydrationError {
   at: number;
   /** Failures in a row. */
   attempts: number;
-  /** When the next retry runs (ms since 1970), or null when none is scheduled (stopped). */
+  /** The wait before the next retry (ms), or null when none is scheduled (stopped, or retrying now). */
+  retryInMs: number | null;
+  /** When the next retry runs (ms since 1970), or null. */
   nextRetryAt: number | null;
 }
 
@@ -90,10 +81,10 @@ export class Hydrator extends EventEmitter {
   private startedAt = 0;
   private bytesCopied = 0;
   private lastError: HydrationError | null = null;
-  private retryTimer: unknown = null;
+  private retryTimer: TimerHandle | null = null;
   private readonly retryBaseMs: number;
   private readonly retryMaxMs: number;
-  private readonly clock: HydratorClock;
+  private readonly clock: Clock;
   private finishedAt = 0;
   /** Copy buffers, allocated once: fresh ones per batch cost page faults and zeroing. */
   private readonly buffers: Buffer[] = [];
@@ -177,13 +168,14 @@ export class Hydrator extends EventEmitter {
   private failed(err: unknown): void {
     const attempts = (this.lastError?.attempts ?? 0) + 1;
     const delay = Math.min(this.retryMaxMs, this.retryBaseMs * 2 ** Math.min(30, attempts - 1));
-    const now = this.clock.now();
+    const now = Date.now();
     const retry = this.started && !this.stopping;
     this.lastError = {
       message: (err as Error)?.message ?? String(err),
       code: isSnapbackError(err) ? err.code : null,
       at: now,
       attempts,
+      retryInMs: retry ? delay : null,
       nextRetryAt: retry ? now + delay : null,
     };
     log.error({ err, attempts, retryInMs: retry ? delay : null, pending: this.pd.log.pendingCount }, 'the background restore stopped on an error; it is retried');
@@ -199,7 +191,10 @@ export class Hydrator extends EventEmitter {
   private cancelRetry(): void {
     if (this.retryTimer !== null) this.clock.clearTimeout(this.retryTimer);
     this.retryTimer = null;
-    if (this.lastError) this.lastError.nextRetryAt = null;
+    if (this.lastError) {
+      this.lastError.retryInMs = null;
+      this.lastError.nextRetryAt = null;
+    }
   }
 
   /** Restores everything pending now, at full speed, and resolves when none is left. */

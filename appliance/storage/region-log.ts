@@ -13,8 +13,9 @@
  * Every bitmap sector carries a checksum. A sector that fails it (a bad SD-card sector, a torn
  * write) cannot say which of its regions differ from the model, so all of them become pending:
  * they are restored from the model, never served from a working disk nobody vouches for. The
- * damage is reported (`damage`, an error in the log) and the sectors are rewritten sound by the
- * next commit.
+ * damage is reported (`damage`, an error in the log); a sector is rewritten sound by the next
+ * commit that writes it (the background restore of its regions does), and reported at every
+ * open until then.
  *
  * Two views of S are kept in memory: `sView` (what reads obey) and `persistable S` (what may be
  * written to disk). For a clean region both are set together before the host's data is
@@ -276,7 +277,8 @@ export class RegionLog {
       image.writeBigUInt64LE(BigInt(header.epoch), base);
       image.fill(0xff, base + D_AT, base + D_AT + (count >> 3));
       if (count & 7) image[base + D_AT + (count >> 3)] = (1 << (count & 7)) - 1;
-      this.dirty.add(s);
+      // not written back here: until a write of this sector (a mark, a restored region), every
+      // open finds and reports the damage again, and reads it the same safe way
       damagedRegions += count;
       const first = s * REGIONS_PER_SECTOR;
       const last = first + count - 1;
@@ -444,6 +446,32 @@ export class RegionLog {
     return -1;
   }
 
+  /**
+   * Finds the next region at or after `from` that may differ from the model (D set: written or
+   * pending); -1 when none. Skips clean sectors and clean bytes, so reading the whole map of a
+   * 16 M-region disk costs little more than its dirty regions.
+   */
+  nextDirty(from: number): number {
+    const n = this.header.regionCount;
+    if (this.dCount === 0) return -1;
+    let r = Math.max(0, from);
+    while (r < n) {
+      const s = Math.floor(r / REGIONS_PER_SECTOR);
+      const bit = r % REGIONS_PER_SECTOR;
+      if (bit === 0 && this.sectorHasNoD(s)) {
+        r += REGIONS_PER_SECTOR;
+        continue;
+      }
+      if ((bit & 7) === 0 && this.image[s * SECTOR + D_AT + (bit >> 3)] === 0) {
+        r += 8;
+        continue;
+      }
+      if (this.isDirty(r)) return r;
+      r++;
+    }
+    return -1;
+  }
+
   private sectorHasNoD(s: number): boolean {
     const base = s * SECTOR + D_AT;
     for (let i = 0; i < BITS_BYTES; i++) if (this.image[base + i] !== 0) return false;
@@ -584,7 +612,7 @@ export class RegionLog {
 
   /** Makes the bitmap as it stands durable (used by lazily cleared D bits). */
   sync(): Promise<void> {
-    return this.dirty.size > 0 || this.inFlight.size > 0 || this.next || this.migrateTo !== null ? this.commit() : Promise.resolve();
+    return this.dirty.size > 0 || this.inFlight.size > 0 || this.next ? this.commit() : Promise.resolve();
   }
 
   /**

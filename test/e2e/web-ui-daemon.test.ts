@@ -11,12 +11,12 @@ import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Browser, Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import { CLI, exited, snapback } from '../helpers/cli.js';
 import { nbdsh } from '../helpers/nbd-clients.js';
 import { Prng } from '../helpers/prng.js';
 import { PASSWORD, controlRequest } from '../helpers/http-harness.js';
-import { VIEWPORTS, launchChromium, newPage, shot, type ViewportName, waitData, waitText } from '../helpers/browser.js';
+import { useChromium, VIEWPORT_NAMES, newPage, shot, waitData, waitText } from '../helpers/browser.js';
 
 const SIZE = 32 << 20;
 const REGION = 64 << 10;
@@ -82,15 +82,9 @@ async function hostReadsModel(stateDir: string, model: string, offset: number, l
 
 describe('web UI in Chromium against the real daemon, with a real NBD client writing', function () {
   this.timeout(300_000);
-  let browser: Browser;
-  before(async () => {
-    browser = await launchChromium();
-  });
-  after(async () => {
-    await browser?.close();
-  });
+  const chromium = useChromium();
 
-  for (const vp of Object.keys(VIEWPORTS) as ViewportName[]) {
+  for (const vp of VIEWPORT_NAMES) {
     describe(`at ${vp} width`, () => {
       let dir: string;
       let state: string;
@@ -116,7 +110,7 @@ describe('web UI in Chromium against the real daemon, with a real NBD client wri
         r = snapback(['init', '--state-dir', state, '--model', model, '--disk', join(dir, 'disk.img'), '--region-size', '64K']);
         assert.equal(r.code, 0, r.stderr);
         daemon = await serve(state);
-        const p = await newPage(browser, vp);
+        const p = await newPage(chromium.browser, vp);
         page = p.page;
         problems = p.problems;
         closeContext = () => p.context.close();

@@ -7,8 +7,7 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Browser } from 'playwright-core';
-import { launchChromium, newPage, shot, waitText, VIEWPORTS, type ViewportName } from '../helpers/browser.js';
+import { useChromium, VIEWPORT_NAMES, newPage, shot, waitText } from '../helpers/browser.js';
 import { FakeAppliance } from '../helpers/fake-appliance.js';
 import { waitFor } from '../helpers/wait.js';
 import { StateStore } from '../../appliance/state/state-store.js';
@@ -25,15 +24,9 @@ const buttonState = '#gpio-pins tr[data-role="button"] .pin-state';
 
 describe('web UI: the GPIO page in Chromium', function () {
   this.timeout(120_000);
-  let browser: Browser;
-  before(async () => {
-    browser = await launchChromium();
-  });
-  after(async () => {
-    await browser?.close();
-  });
+  const chromium = useChromium();
 
-  for (const vp of Object.keys(VIEWPORTS) as ViewportName[]) {
+  for (const vp of VIEWPORT_NAMES) {
     it(`shows live pins and runs power actions with confirmation (${vp})`, async () => {
       const dir = await mkdtemp(join(tmpdir(), 'snapback-gpio-ui-'));
       const store = await StateStore.open(dir);
@@ -47,7 +40,7 @@ describe('web UI: the GPIO page in Chromium', function () {
       await gpio.start();
       const http = new HttpComponent({ service, store, listen: { host: '127.0.0.1', port: 0 }, controlSocket: join(dir, 'control.sock'), extraRouters: [createGpioRouter(gpio)] });
       await http.start();
-      const { page, problems, context } = await newPage(browser, vp);
+      const { page, problems, context } = await newPage(chromium.browser, vp);
       try {
         const url = http.address().url.replace(/\/$/, '');
         await page.goto(url + '/');

@@ -6,9 +6,9 @@
  */
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
-import type { Browser, Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import { Client, PASSWORD, startHarness, type Harness } from '../helpers/http-harness.js';
-import { VIEWPORTS, launchChromium, newPage, shot, type ViewportName, waitData, waitText } from '../helpers/browser.js';
+import { VIEWPORTS, useChromium, VIEWPORT_NAMES, newPage, shot, waitData, waitText } from '../helpers/browser.js';
 
 // The test compiles without the DOM lib, so page-side functions reach the DOM through an
 // untyped `globalThis.document`. (They must be functions: the app's CSP forbids eval, which
@@ -34,15 +34,9 @@ async function dataOf(page: Page, rowSel: string, key: string): Promise<string[]
 }
 
 describe('web UI in Chromium (fake appliance)', function () {
-  let browser: Browser;
-  before(async () => {
-    browser = await launchChromium();
-  });
-  after(async () => {
-    await browser?.close();
-  });
+  const chromium = useChromium();
 
-  for (const vp of Object.keys(VIEWPORTS) as ViewportName[]) {
+  for (const vp of VIEWPORT_NAMES) {
     describe(`at ${vp} width (${VIEWPORTS[vp].width}x${VIEWPORTS[vp].height})`, () => {
       let hx: Harness;
       let page: Page;
@@ -51,7 +45,7 @@ describe('web UI in Chromium (fake appliance)', function () {
 
       before(async () => {
         hx = await startHarness({ fake: { regions: 8192 } });
-        const p = await newPage(browser, vp);
+        const p = await newPage(chromium.browser, vp);
         page = p.page;
         problems = p.problems;
         closeContext = () => p.context.close();

@@ -5,8 +5,7 @@
  */
 import { tmpdir } from 'node:os';
 import { mkdirSync, mkdtempSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 
 export const VIEWPORTS = {
@@ -20,6 +19,29 @@ export function launchChromium(): Promise<Browser> {
     executablePath: '/usr/bin/chromium',
     args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic'],
   });
+}
+
+/** The viewport names, for a test that runs at each width. */
+export const VIEWPORT_NAMES = Object.keys(VIEWPORTS) as ViewportName[];
+
+/**
+ * One Chromium for a describe block: launched before its tests, closed after them. Call it in
+ * the block's body; `browser` is there once the tests run.
+ */
+export function useChromium(): { readonly browser: Browser } {
+  let browser: Browser | null = null;
+  before(async () => {
+    browser = await launchChromium();
+  });
+  after(async () => {
+    await browser?.close();
+  });
+  return {
+    get browser(): Browser {
+      if (!browser) throw new Error('Chromium is not running (useChromium() belongs in a describe body)');
+      return browser;
+    },
+  };
 }
 
 /**

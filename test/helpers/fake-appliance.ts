@@ -17,6 +17,7 @@ import {
   type SessionRecord,
 } from '../../appliance/session/appliance-service.js';
 import type { ModelVerifyCapable, ModelVerifyStatus } from '../../appliance/http/model-verify.js';
+import { bytesStateSource, encodeRegionMap, runsOf, type EncodedRegionMap } from '../../appliance/session/region-map-codec.js';
 
 export interface FakeOptions {
   regions?: number;
@@ -47,6 +48,8 @@ export class FakeAppliance extends EventEmitter implements ApplianceService, Mod
   readonly #auto: FakeOptions['autoHydrate'];
   readonly #verifyTicks: number;
   #timer: NodeJS.Timeout | null = null;
+  /** Pending regions lie at or after this index (the restore walks the disk once). */
+  #hydrateFrom = 0;
   #verifyTimer: NodeJS.Timeout | null = null;
   readonly #events: { at: string; what: string }[] = [];
 
@@ -103,20 +106,14 @@ export class FakeAppliance extends EventEmitter implements ApplianceService, Mod
     this.calls.push(`endSession:${reason}${note ? `:${note}` : ''}`);
     const now = new Date().toISOString();
     let written = 0;
-    const changes: { region: number; state: number }[] = [];
     for (let i = 0; i < this.map.length; i++) {
       if (this.map[i] === RegionState.written) {
         written++;
-        if (this.mode === 'frozen') {
-          this.map[i] = RegionState.pending;
-          changes.push({ region: i, state: RegionState.pending });
-        } else {
-          // Thawed: changes stay (D kept, S cleared): shown as clean-but-kept in this fake.
-          this.map[i] = RegionState.clean;
-          changes.push({ region: i, state: RegionState.clean });
-        }
+        // Thawed: changes stay (D kept, S cleared): shown as clean-but-kept in this fake.
+        this.map[i] = this.mode === 'frozen' ? RegionState.pending : RegionState.clean;
       }
     }
+    this.#hydrateFrom = 0;
     const rec: SessionRecord = {
       number: this.sessionNumber,
       startedAt: this.sessionStartedAt,
@@ -133,7 +130,8 @@ export class FakeAppliance extends EventEmitter implements ApplianceService, Mod
     this.sessionNumber++;
     this.sessionStartedAt = now;
     this.bytesThisSession = 0;
-    if (changes.length) this.emit('regions', changes);
+    // like the session manager: the whole map changed, never one object per region
+    if (written) this.emit('regions-replaced');
     this.#startHydration();
     this.emit('session-ended', structuredClone(rec));
     this.emit('status');
@@ -158,8 +156,8 @@ export class FakeAppliance extends EventEmitter implements ApplianceService, Mod
     this.emit('status');
   }
 
-  regionMap(): Uint8Array {
-    return this.map.slice();
+  async regionMap(): Promise<EncodedRegionMap> {
+    return encodeRegionMap(bytesStateSource(this.map));
   }
 
   sessions(): SessionRecord[] {
@@ -225,30 +223,32 @@ export class FakeAppliance extends EventEmitter implements ApplianceService, Mod
 
   /** The host writes these regions (marks them written this session). */
   write(regions: number[], bytesPerRegion = this.regionSize): void {
-    const changes: { region: number; state: number }[] = [];
+    const changed: number[] = [];
     for (const r of regions) {
       if (r < 0 || r >= this.map.length) continue;
       if (this.map[r] !== RegionState.written) {
         this.map[r] = RegionState.written;
-        changes.push({ region: r, state: RegionState.written });
+        changed.push(r);
       }
       this.bytesThisSession += bytesPerRegion;
     }
-    if (changes.length) this.emit('regions', changes);
+    this.#emitRuns(changed);
     this.emit('status');
   }
 
   /** Restores up to n pending regions; returns how many. */
   hydrateStep(n: number): number {
-    const changes: { region: number; state: number }[] = [];
-    for (let i = 0; i < this.map.length && changes.length < n; i++) {
+    const changes: number[] = [];
+    let i = this.#hydrateFrom;
+    for (; i < this.map.length && changes.length < n; i++) {
       if (this.map[i] === RegionState.pending) {
         this.map[i] = RegionState.clean;
-        changes.push({ region: i, state: RegionState.clean });
+        changes.push(i);
       }
     }
+    this.#hydrateFrom = i;
     this.done += changes.length;
-    if (changes.length) this.emit('regions', changes);
+    this.#emitRuns(changes);
     if (!this.status().regions.pending && this.hydrating) {
       this.hydrating = false;
       const last = this.history[this.history.length - 1];
@@ -256,6 +256,13 @@ export class FakeAppliance extends EventEmitter implements ApplianceService, Mod
     }
     this.emit('status');
     return changes.length;
+  }
+
+  /** Region changes go out as runs of their current state, as from the session manager. */
+  #emitRuns(regions: number[]): void {
+    if (!regions.length) return;
+    const sorted = Float64Array.from(new Set(regions)).sort();
+    this.emit('regions', runsOf(sorted, (r) => this.map[r] ?? RegionState.clean));
   }
 
   #startHydration(): void {

@@ -68,7 +68,6 @@ export class FaultDevice implements BlockDevice {
   private view: Buffer;
   private durable: Buffer;
   private unflushed: Pending[] = [];
-  private isOpen = false;
   faults: InjectedFault[] = [];
   /** Every mutating call, for tests that want to see the order of writes and flushes. */
   readonly journal: string[] = [];
@@ -89,12 +88,8 @@ export class FaultDevice implements BlockDevice {
   get capabilities(): DeviceCapabilities {
     return { canWrite: true, canFlush: true, canFua: true, canTrim: true, canZero: true, preferredBlockSize: 512 };
   }
-  async open(): Promise<void> {
-    this.isOpen = true;
-  }
-  async close(): Promise<void> {
-    this.isOpen = false;
-  }
+  async open(): Promise<void> {}
+  async close(): Promise<void> {}
 
   private fault(op: InjectedFault['op'], offset?: number, length = 0): void {
     const i = this.faults.findIndex((f) => f.op === op && (f.offset === undefined || (offset !== undefined && f.offset >= offset && f.offset < offset + length)));

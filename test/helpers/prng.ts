@@ -1,3 +1,16 @@
+import { createCipheriv } from 'node:crypto';
+
+/**
+ * Deterministic pseudo-random bytes, fast enough for whole disk images (an AES-CTR keystream
+ * keyed by the seed), so a failure is reproducible from its seed.
+ */
+export function patternBytes(len: number, seed: number): Buffer {
+  const key = Buffer.alloc(16);
+  key.writeUInt32LE(seed >>> 0, 0);
+  const c = createCipheriv('aes-128-ctr', key, Buffer.alloc(16));
+  return Buffer.concat([c.update(Buffer.alloc(len)), c.final()]);
+}
+
 /** A small seeded PRNG (mulberry32) so every randomised test is reproducible from its seed. */
 export class Prng {
   private s: number;

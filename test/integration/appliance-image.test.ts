@@ -20,7 +20,8 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { createCipheriv } from 'node:crypto';
+import { waitFor } from '../helpers/wait.js';
+import { patternBytes as pattern } from '../helpers/prng.js';
 
 const execFileP = promisify(execFile);
 const THIS_FILE = fileURLToPath(import.meta.url);
@@ -151,29 +152,6 @@ async function sh(cmd: string, args: string[], timeoutMs = 60_000): Promise<stri
   }
 }
 
-async function waitFor<T>(what: string, fn: () => Promise<T | null | undefined | false>, timeoutMs: number, everyMs = 250): Promise<T> {
-  const until = Date.now() + timeoutMs;
-  let lastErr: unknown = null;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v) return v;
-    } catch (err) {
-      lastErr = err;
-    }
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}${lastErr ? `: ${String(lastErr)}` : ''}`);
-    await sleep(everyMs);
-  }
-}
-
-/** A deterministic pseudo-random buffer (AES-CTR keystream). */
-function pattern(len: number, seed: number): Buffer {
-  const key = Buffer.alloc(16);
-  key.writeUInt32LE(seed >>> 0, 0);
-  const c = createCipheriv('aes-128-ctr', key, Buffer.alloc(16));
-  return Buffer.concat([c.update(Buffer.alloc(len)), c.final()]);
-}
-
 interface UnitState {
   ActiveState: string;
   SubState: string;
@@ -212,7 +190,7 @@ async function waitRunning(what: string, timeoutMs: number, not = 0): Promise<Un
     return await waitFor(what, async () => {
       const st = await unitState();
       return st.ActiveState === 'active' && st.SubState === 'running' && st.MainPID > 0 && st.MainPID !== not ? st : null;
-    }, timeoutMs);
+    }, timeoutMs, 250);
   } catch (err) {
     throw new Error(`${(err as Error).message}; unit ${JSON.stringify(await unitState().catch(() => null))}\n--- journal (tail) ---\n${await journalTail()}`);
   }

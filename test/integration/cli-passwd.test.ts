@@ -71,7 +71,7 @@ describe('snapback passwd', function () {
   it('a too-short or missing password: one clear line, exit 2, and the state file is untouched', async () => {
     let r = snapback(['passwd', '--state-dir', state, '--password-stdin'], {}, 'short\n');
     assert.equal(r.code, 2, r.stderr);
-    assert.equal(r.stderr, 'snapback: the password is not usable: at least 8 characters; it is unchanged\n');
+    assert.equal(r.stderr, 'snapback: the new password: at least 8 characters; nothing was changed\n');
     assert.equal(existsSync(join(state, 'state.json')), false, 'no state file was created');
 
     assert.equal(snapback(['passwd', '--state-dir', state, '--password-stdin'], {}, 'the-first-password').code, 0);

@@ -23,10 +23,11 @@ import * as fs from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createCipheriv } from 'node:crypto';
 import { promisify } from 'node:util';
+import { bytesStateSource, encodeRegionMap } from '../../appliance/session/region-map-codec.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { waitFor } from '../helpers/wait.js';
+import { patternBytes as pattern } from '../helpers/prng.js';
 
 const execFileP = promisify(execFile);
 const THIS_FILE = fileURLToPath(import.meta.url);
@@ -207,14 +208,6 @@ async function sh(cmd: string, args: string[], opts: { timeoutMs?: number; allow
     if (opts.allowFail) return { stdout: e.stdout ?? '', stderr: e.stderr ?? e.message, code: typeof e.code === 'number' ? e.code : 1 };
     throw new Error(`${cmd} ${args.join(' ')} failed: ${(e.stderr ?? '').trim() || e.message}`);
   }
-}
-
-/** A deterministic pseudo-random buffer (AES-CTR keystream), so failures are reproducible. */
-function pattern(len: number, seed: number): Buffer {
-  const key = Buffer.alloc(16);
-  key.writeUInt32LE(seed >>> 0, 0);
-  const c = createCipheriv('aes-128-ctr', key, Buffer.alloc(16));
-  return Buffer.concat([c.update(Buffer.alloc(len)), c.final()]);
 }
 
 /** The computer's side: the gadget's disk as /dev/sdX on the guest's own USB host. */
@@ -815,7 +808,7 @@ async function harnessServer(): Promise<void> {
     setMode: async () => undefined,
     setRestoreMode: async () => undefined,
     setHydrationRate: async () => undefined,
-    regionMap: () => new Uint8Array(0),
+    regionMap: async () => encodeRegionMap(bytesStateSource(new Uint8Array(0))),
     sessions: () => [],
     recordHostEvent: (what: string) => {
       events.push(what);

@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { RegionState } from '../../appliance/session/appliance-service.js';
 import { Client, PASSWORD, startHarness, type Harness, type ReqOptions } from '../helpers/http-harness.js';
+import { decodeRegionMap } from '../../appliance/session/region-map-codec.js';
 
 interface Endpoint {
   method: string;
@@ -211,13 +212,15 @@ describe('http: API endpoints', () => {
       assert.equal(r.json.session.number, 1);
     });
 
-    it('GET /api/regions: one state per region (base64)', async () => {
+    it('GET /api/regions: the region map, compact (runs of equal state), with its counts', async () => {
       hx.service.write([0, 5, 4095]);
       const r = await c.req('GET', '/api/regions');
       assert.equal(r.status, 200);
-      assert.equal(r.json.encoding, 'base64');
+      assert.equal(r.json.encoding, 'runs');
       assert.equal(r.json.count, 4096);
-      const map = new Uint8Array(Buffer.from(r.json.states, 'base64'));
+      assert.deepEqual([r.json.written, r.json.pending], [3, 0]);
+      assert.ok(Buffer.from(r.json.data, 'base64').length < 16, 'five runs take a few bytes');
+      const map = decodeRegionMap({ count: r.json.count, encoding: r.json.encoding, data: new Uint8Array(Buffer.from(r.json.data, 'base64')) });
       assert.equal(map.length, 4096);
       assert.deepEqual([map[0], map[1], map[5], map[4095]], [RegionState.written, RegionState.clean, RegionState.written, RegionState.written]);
     });

@@ -106,7 +106,7 @@ describe('http: live updates (server-sent events)', () => {
       const seen = new Map<number, number>();
       while (seen.size < 4) {
         const e = await reader.next((x) => x.event === 'regions');
-        for (const [r, s] of (e.data as { changes: [number, number][] }).changes) seen.set(r, s);
+        for (const [start, length, s] of (e.data as { runs: [number, number, number][] }).runs) for (let r = start; r < start + length; r++) seen.set(r, s);
       }
       assert.deepEqual([...seen.entries()].sort((a, b) => a[0] - b[0]), [10, 11, 12, 13].map((r) => [r, RegionState.written]));
       const st = await reader.next((e) => e.event === 'status' && (e.data as { regions: { writtenThisSession: number } }).regions.writtenThisSession === 4);
@@ -118,10 +118,11 @@ describe('http: live updates (server-sent events)', () => {
       assert.equal((ended.data as { number: number; endReason: string }).number, 1);
       const audit = await reader.next((e) => e.event === 'audit' && (e.data as { action: string }).action === 'session.end');
       assert.equal((audit.data as { actor: string }).actor, 'admin');
-      const pending = await reader.next(
-        (e) => e.event === 'regions' && ((e.data as { changes?: [number, number][] }).changes ?? []).some(([, s]) => s === RegionState.pending),
-      );
-      assert.ok(pending);
+      // a session end replaces the whole map: one small event, the client refetches the map
+      const replaced = await reader.next((e) => e.event === 'regions');
+      assert.deepEqual(replaced.data, { replaced: true });
+      const map = await c.req('GET', '/api/regions');
+      assert.deepEqual([map.json.written, map.json.pending], [0, 4]);
 
       // The restore runs: the status shows the progress until nothing is pending.
       hx.service.hydrateStep(2);
@@ -138,7 +139,7 @@ describe('http: live updates (server-sent events)', () => {
     }
   });
 
-  it('asks the client to reload the map when too many regions change at once', async () => {
+  it('tells the client the map was replaced when too many runs change at once', async () => {
     hx.service.close();
     await hx.close();
     hx = await startHarness({ fake: { regions: 65536 } });
@@ -147,9 +148,13 @@ describe('http: live updates (server-sent events)', () => {
     const { reader } = await SseReader.open(hx.url + '/api/events', { Cookie: c.cookie ?? '' });
     try {
       await reader.next((e) => e.event === 'status');
+      // one long stretch is one run; 15,000 scattered regions are too many runs for one tick
       hx.service.write(Array.from({ length: 30_000 }, (_, i) => i));
+      const one = await reader.next((x) => x.event === 'regions');
+      assert.deepEqual(one.data, { runs: [[0, 30_000, RegionState.written]] });
+      hx.service.write(Array.from({ length: 15_000 }, (_, i) => 30_001 + 2 * i));
       const e = await reader.next((x) => x.event === 'regions');
-      assert.deepEqual(e.data, { reload: true });
+      assert.deepEqual(e.data, { replaced: true });
     } finally {
       reader.close();
     }

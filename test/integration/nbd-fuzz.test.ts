@@ -23,6 +23,7 @@ import {
   type TempDir,
 } from '../helpers/nbd-clients.js';
 import { waitFor } from '../helpers/wait.js';
+import { Prng } from '../helpers/prng.js';
 
 const SIZE = 16 * 1024 * 1024;
 const MAX_BLOCK = 1024 * 1024;
@@ -30,31 +31,6 @@ const SEED = Number(process.env.NBD_FUZZ_SEED ?? 0x5eed);
 const CASES = Number(process.env.NBD_FUZZ_CASES ?? 3000);
 const TIME_BUDGET_MS = 90_000;
 const WORKERS = Number(process.env.NBD_FUZZ_WORKERS ?? 8);
-
-class Rng {
-  constructor(private state: number) {}
-  next(): number {
-    // mulberry32
-    this.state = (this.state + 0x6d2b79f5) | 0;
-    let t = Math.imul(this.state ^ (this.state >>> 15), 1 | this.state);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  }
-  int(n: number): number {
-    return Math.floor(this.next() * n);
-  }
-  chance(p: number): boolean {
-    return this.next() < p;
-  }
-  pick<T>(items: readonly T[]): T {
-    return items[this.int(items.length)]!;
-  }
-  bytes(n: number): Buffer {
-    const b = Buffer.allocUnsafe(n);
-    for (let i = 0; i < n; i++) b[i] = this.int(256);
-    return b;
-  }
-}
 
 const RANDOM_POOL = randomBytes(2 * MAX_BLOCK + 65536);
 const INTERESTING_U32 = [0, 1, 511, 512, 4095, 4096, MAX_BLOCK, MAX_BLOCK + 1, SIZE - 1, SIZE, 0x7fffffff, 0x80000000, 0xfffffffe, 0xffffffff];
@@ -94,7 +70,7 @@ function request(type: number, flags: number, handle: bigint, offset: bigint, le
   return b;
 }
 
-function mutate(rng: Rng, input: Buffer): Buffer {
+function mutate(rng: Prng, input: Buffer): Buffer {
   let b = Buffer.from(input);
   for (let k = 1 + rng.int(4); k > 0 && b.length > 0; k--) {
     switch (rng.int(6)) {
@@ -131,7 +107,7 @@ function mutate(rng: Rng, input: Buffer): Buffer {
 }
 
 /** A valid handshake into transmission, and how many NBD_REP_ACKs the server sends for it. */
-function validHandshake(rng: Rng): { bytes: Buffer; structured: boolean; viaExportName: boolean; acks: number } {
+function validHandshake(rng: Prng): { bytes: Buffer; structured: boolean; viaExportName: boolean; acks: number } {
   const noZeroes = rng.chance(0.8);
   const parts: Buffer[] = [u32(noZeroes ? 3 : 1)];
   const structured = rng.chance(0.6);
@@ -158,7 +134,7 @@ function validHandshake(rng: Rng): { bytes: Buffer; structured: boolean; viaExpo
   return { bytes: Buffer.concat(parts), structured, viaExportName, acks };
 }
 
-function randomHandshake(rng: Rng): Buffer {
+function randomHandshake(rng: Prng): Buffer {
   const parts: Buffer[] = [u32(rng.pick([0, 1, 2, 3, 3, 3, 4, 0xffffffff]))];
   for (let n = rng.int(6); n > 0; n--) {
     const opt = rng.pick([1, 2, 3, 5, 6, 7, 8, 9, 10, 11, rng.int(64), rng.int(0x100000000)]);
@@ -182,7 +158,7 @@ function randomHandshake(rng: Rng): Buffer {
 }
 
 /** Requests; `framed` is false when a mutation or a short payload breaks the framing. */
-function randomRequests(rng: Rng, count: number, nextHandle: () => bigint): { bytes: Buffer; framed: boolean } {
+function randomRequests(rng: Prng, count: number, nextHandle: () => bigint): { bytes: Buffer; framed: boolean } {
   const parts: Buffer[] = [];
   let framed = true;
   for (let i = 0; i < count; i++) {
@@ -213,7 +189,7 @@ interface Outcome {
 }
 
 /** Sends `data` in random slices; waits until the server is quiet or closes; then hangs up. */
-function runCase(rng: Rng, socketPath: string, data: Buffer): Promise<Outcome> {
+function runCase(rng: Prng, socketPath: string, data: Buffer): Promise<Outcome> {
   return new Promise((resolve) => {
     const chunks: Buffer[] = [];
     let closedByServer = false;
@@ -339,7 +315,7 @@ describe('NBD server: protocol fuzzer', function () {
     const problems: string[] = [];
     const counts = { garbage: 0, handshake: 0, mutatedHandshake: 0, transmission: 0, checkedStreams: 0 };
 
-    const oneCase = async (caseRng: Rng, index: number): Promise<void> => {
+    const oneCase = async (caseRng: Prng, index: number): Promise<void> => {
       const kind = caseRng.int(10);
       if (kind === 0) {
         counts.garbage++;
@@ -376,7 +352,7 @@ describe('NBD server: protocol fuzzer', function () {
     const worker = async (): Promise<void> => {
       while (next < CASES && Date.now() - started < TIME_BUDGET_MS) {
         const index = next++;
-        await oneCase(new Rng((SEED ^ Math.imul(index + 1, 0x9e3779b1)) >>> 0), index);
+        await oneCase(new Prng((SEED ^ Math.imul(index + 1, 0x9e3779b1)) >>> 0), index);
         done++;
         if (index === 200) baseline = (await server.stats()).memory;
       }

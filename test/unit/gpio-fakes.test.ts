@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { EventEmitter } from 'node:events';
 import type { TimerHandle } from '../../appliance/clock.js';
 import { FakeClock, settle } from '../helpers/fake-clock.js';
+import { bytesStateSource, encodeRegionMap, type EncodedRegionMap } from '../../appliance/session/region-map-codec.js';
 import type { Level } from '../../appliance/gpio/gpio-backend.js';
 import type { SimulatedGpioBackend } from '../../appliance/gpio/simulated-backend.js';
 import type {
@@ -111,8 +112,8 @@ export class FakeApplianceService extends EventEmitter implements ApplianceServi
     this.current.hydration.rateLimitBytesPerSecond = bytesPerSecond;
   }
 
-  regionMap(): Uint8Array {
-    return new Uint8Array(this.current.regions.total);
+  async regionMap(): Promise<EncodedRegionMap> {
+    return encodeRegionMap(bytesStateSource(new Uint8Array(this.current.regions.total)));
   }
 
   sessions(): SessionRecord[] {

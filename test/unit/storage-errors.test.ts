@@ -16,7 +16,8 @@ import { createManifest, manifestPathFor } from '../../appliance/storage/manifes
 import { initEngine, openEngine } from '../../appliance/storage/engine.js';
 import { ModelImage } from '../../appliance/storage/model-image.js';
 import { RegionLog, SLOT_SIZE, headerWriteOutcome } from '../../appliance/storage/region-log.js';
-import { Hydrator, type HydratorClock } from '../../appliance/storage/hydrator.js';
+import { Hydrator } from '../../appliance/storage/hydrator.js';
+import { FakeClock } from '../helpers/fake-clock.js';
 import { isSnapbackError } from '../../appliance/errors.js';
 
 async function makeState(dir: string, size = 1 << 20, seed = 1): Promise<{ model: string; disk: string; state: string; bytes: Buffer }> {
@@ -226,6 +227,8 @@ describe('storage engine error paths', function () {
     const st = await buildStack(new Prng(12), { regionSize: 4096, size: 64 * 1024, initialDisk: 'garbage' });
     await st.hydrator.stop();
     const h = new Hydrator(st.pd, { batchBytes: 8192, chunkBytes: 4096, maxYieldMs: 0, retryBaseMs: 1000, retryMaxMs: 4000, clock });
+    let starts = 0;
+    h.on('start', () => starts++);
     const pending = st.log.pendingCount;
     assert.equal(pending, 16);
     st.disk.faults.push({ op: 'write', errno: 'ENOSPC' });
@@ -235,7 +238,7 @@ describe('storage engine error paths', function () {
     let p = h.progress();
     assert.equal(p.running, false);
     assert.match(p.error ?? '', /no space left/);
-    assert.deepEqual({ code: p.lastError?.code, attempts: p.lastError?.attempts, nextRetryAt: p.lastError?.nextRetryAt }, { code: 'NO_SPACE', attempts: 1, nextRetryAt: clock.t + 1000 });
+    assert.deepEqual({ code: p.lastError?.code, attempts: p.lastError?.attempts, retryInMs: p.lastError?.retryInMs }, { code: 'NO_SPACE', attempts: 1, retryInMs: 1000 });
     assert.equal(p.pending, pending);
     // backoff: 1 s, 2 s, 4 s, then 4 s (bounded)
     for (const [attempt, delay] of [
@@ -244,20 +247,22 @@ describe('storage engine error paths', function () {
       [4, 4000],
       [5, 4000],
     ] as const) {
-      clock.advance(delay - 1);
-      assert.equal(h.running, false, `no retry before ${delay} ms`);
+      const before = starts;
+      await clock.advance(delay - 1);
+      assert.equal(starts, before, `no retry before ${delay} ms`);
       idle = once(h, 'idle');
-      clock.advance(1);
-      assert.equal(h.running, true, `retry ${attempt - 1} runs after ${delay} ms`);
+      await clock.advance(1);
       await idle;
+      assert.equal(starts, before + 1, `retry ${attempt - 1} ran after ${delay} ms`);
       p = h.progress();
       assert.equal(p.lastError?.attempts, attempt);
-      assert.equal(p.lastError?.nextRetryAt, clock.t + Math.min(4000, 1000 * 2 ** (attempt - 1)));
+      assert.equal(p.lastError?.retryInMs, Math.min(4000, 1000 * 2 ** (attempt - 1)));
+      assert.equal(p.pending, pending, 'nothing restored while the disk is full');
     }
     // space is freed: the next retry restores everything and the error goes away
     st.disk.faults = [];
     idle = once(h, 'idle');
-    clock.advance(4000);
+    await clock.advance(4000);
     await idle;
     p = h.progress();
     assert.equal(p.pending, 0);
@@ -266,35 +271,6 @@ describe('storage engine error paths', function () {
     assert.ok((await st.pd.read(0, st.pd.size)).equals(st.modelBytes));
     assert.ok(st.disk.snapshot().equals(st.modelBytes));
     await h.stop();
-    assert.equal(clock.timers.length, 0, 'no retry left scheduled');
+    assert.equal(clock.pendingTimers, 0, 'no retry left scheduled');
   });
 });
-
-/** Time that moves only when the test says so; timers fire in order as it passes them. */
-class FakeClock implements HydratorClock {
-  t = 1_000_000;
-  timers: { at: number; fn: () => void; id: number }[] = [];
-  private ids = 0;
-  now(): number {
-    return this.t;
-  }
-  setTimeout(fn: () => void, ms: number): unknown {
-    const id = ++this.ids;
-    this.timers.push({ at: this.t + ms, fn, id });
-    return id;
-  }
-  clearTimeout(handle: unknown): void {
-    this.timers = this.timers.filter((x) => x.id !== handle);
-  }
-  advance(ms: number): void {
-    const until = this.t + ms;
-    for (;;) {
-      const due = this.timers.filter((x) => x.at <= until).sort((a, b) => a.at - b.at)[0];
-      if (!due) break;
-      this.timers = this.timers.filter((x) => x !== due);
-      this.t = due.at;
-      due.fn();
-    }
-    this.t = until;
-  }
-}

@@ -3,6 +3,8 @@
  * Shared by the login page and the app (both public assets).
  */
 import type { AuthState } from './types.js';
+// type only: the login page loads this module, and the region map module needs a login
+import type { WireRegionMap } from './region-map.js';
 
 let csrfToken: string | null = null;
 
@@ -58,11 +60,7 @@ export async function authState(): Promise<AuthState> {
   return s;
 }
 
-/** The region map: GET /api/regions answers one state per region, base64-encoded. */
-export async function getRegionMap(): Promise<Uint8Array> {
-  const r = await getJson<{ count: number; encoding: string; states: string }>('/api/regions');
-  const bin = atob(r.states);
-  const out = new Uint8Array(bin.length);
-  for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
-  return out;
+/** The region map: GET /api/regions answers it compact (runs or two bits per region; decodeRegionMap in region-map.ts). */
+export function getRegionMap(): Promise<WireRegionMap> {
+  return getJson<WireRegionMap>('/api/regions');
 }

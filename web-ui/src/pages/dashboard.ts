@@ -6,7 +6,7 @@ import { getJson, getRegionMap } from '../api.js';
 import { endSession, setMode } from '../actions.js';
 import { fmtBytes, fmtDuration, fmtInt, fmtRate, fmtTime, h, pct, setText } from '../dom.js';
 import { latestStatus, on, setStatus } from '../live.js';
-import { RegionMap } from '../region-map.js';
+import { RegionMap, ZOOM_STEP, decodeRegionMap } from '../region-map.js';
 import type { ApplianceStatus } from '../types.js';
 import type { Page } from './page.js';
 
@@ -29,6 +29,10 @@ export const dashboardPage: Page = {
     const modeBtn = h('button', { type: 'button', class: 'btn', id: 'btn-toggle-mode' }, 'Thaw');
     const bar = h('progress', { id: 'hydration-bar', max: 100, value: 0 });
     const canvas = h('canvas', { id: 'region-map', role: 'img', 'aria-label': 'Region map' });
+    const zoomOutBtn = h('button', { type: 'button', class: 'btn btn-small', id: 'map-zoom-out', title: `Show ${ZOOM_STEP}× more of the disk` }, 'Zoom out');
+    const prevBtn = h('button', { type: 'button', class: 'btn btn-small', id: 'map-prev', 'aria-label': 'Earlier regions' }, '◀');
+    const nextBtn = h('button', { type: 'button', class: 'btn btn-small', id: 'map-next', 'aria-label': 'Later regions' }, '▶');
+    const wholeBtn = h('button', { type: 'button', class: 'btn btn-small', id: 'map-whole' }, 'Whole disk');
     root.append(
       h('div', { id: 'thawed-banner', class: 'banner banner-warn', hidden: true }, 'Thawed: what the host writes is kept. Freeze again when maintenance is done.'),
       h(
@@ -101,7 +105,17 @@ export const dashboardPage: Page = {
           ' clean ',
           h('span', { class: 'muted', id: 'map-scale' }),
         ),
+        h(
+          'div',
+          { class: 'map-controls' },
+          zoomOutBtn,
+          prevBtn,
+          nextBtn,
+          wholeBtn,
+          h('span', { class: 'muted small', id: 'map-range' }),
+        ),
         h('div', { class: 'map-wrap' }, canvas),
+        h('p', { class: 'muted small', id: 'map-inspect', 'aria-live': 'polite' }, 'Point at the map to see which regions a cell holds; click to zoom in.'),
       ),
     );
 
@@ -109,7 +123,7 @@ export const dashboardPage: Page = {
     let status: ApplianceStatus | null = latestStatus;
     let loading: Promise<void> | null = null;
     let reloadAgain = false;
-    let buffered: [number, number][] | null = [];
+    let buffered: [number, number, number][] | null = [];
 
     // Deltas that arrive while the map loads are kept and applied after it, in order.
     const loadMap = (): void => {
@@ -120,8 +134,8 @@ export const dashboardPage: Page = {
       buffered = [];
       loading = getRegionMap()
         .then((m) => {
-          map.setMap(m);
-          for (const c of buffered ?? []) map.apply([c]);
+          map.setMap(decodeRegionMap(m));
+          map.apply(buffered ?? []);
         })
         .catch(() => undefined)
         .finally(() => {
@@ -195,9 +209,56 @@ export const dashboardPage: Page = {
       modeBtn.dataset.target = s.mode === 'frozen' ? 'thawed' : 'frozen';
       endBtn.textContent = s.mode === 'frozen' ? 'End session & restore now' : 'End session';
       if (map.size !== s.regions.total && !loading) loadMap();
-      const l = map.layout;
-      setText(q('map-scale'), l.perCell > 1 ? `· one cell = ${fmtInt(l.perCell)} regions of ${fmtBytes(s.regions.regionSize)}` : `· one cell = one region of ${fmtBytes(s.regions.regionSize)}`);
+      map.regionSize = s.regions.regionSize;
+      mapTexts();
     };
+
+    // The zoom controls, the scale and the range in view follow every draw.
+    const mapTexts = (): void => {
+      const rs = map.regionSize;
+      const l = map.layout;
+      const v = map.view;
+      setText(root.querySelector('#map-scale'), l.perCell > 1 ? `· one cell = ${fmtInt(l.perCell)} regions of ${fmtBytes(rs)}` : `· one cell = one region of ${fmtBytes(rs)}`);
+      setText(
+        root.querySelector('#map-range'),
+        v.whole
+          ? `Whole disk: ${fmtInt(map.size)} regions`
+          : `Regions ${fmtInt(v.start)}–${fmtInt(v.end - 1)} of ${fmtInt(map.size)} (${fmtBytes(v.start * rs)} to ${fmtBytes(v.end * rs)})`,
+      );
+      zoomOutBtn.disabled = v.whole;
+      wholeBtn.disabled = v.whole;
+      prevBtn.disabled = v.start === 0;
+      nextBtn.disabled = v.end >= map.size;
+      canvas.style.cursor = v.end - v.start > map.minSpan ? 'zoom-in' : 'default';
+    };
+    map.onDraw = mapTexts;
+    const inspectText = (c: number | null): string => {
+      if (c === null) return 'Point at the map to see which regions a cell holds; click to zoom in.';
+      const i = map.cellInfo(c);
+      const rs = map.regionSize;
+      const what = [i.written ? `${fmtInt(i.written)} written this session` : '', i.pending ? `${fmtInt(i.pending)} pending restore` : '', i.clean ? `${fmtInt(i.clean)} clean` : '']
+        .filter(Boolean)
+        .join(', ');
+      const regions = i.first === i.last ? `Region ${fmtInt(i.first)}` : `Regions ${fmtInt(i.first)}–${fmtInt(i.last)}`;
+      return `${regions}: ${fmtBytes((i.last + 1 - i.first) * rs)} from byte ${fmtInt(i.first * rs)} (${fmtBytes(i.first * rs)}): ${what}`;
+    };
+    const pointAt = (ev: MouseEvent): number | null => {
+      const box = canvas.getBoundingClientRect();
+      return map.cellAt(ev.clientX - box.left, ev.clientY - box.top);
+    };
+    canvas.addEventListener('mousemove', (ev) => setText(root.querySelector('#map-inspect'), inspectText(pointAt(ev))));
+    canvas.addEventListener('mouseleave', () => setText(root.querySelector('#map-inspect'), inspectText(null)));
+    canvas.addEventListener('click', (ev) => {
+      const c = pointAt(ev);
+      if (c === null) return;
+      const i = map.cellInfo(c);
+      map.zoomIn((i.first + i.last + 1) / 2);
+      setText(root.querySelector('#map-inspect'), inspectText(null));
+    });
+    zoomOutBtn.addEventListener('click', () => map.zoomOut());
+    prevBtn.addEventListener('click', () => map.pan(-1));
+    nextBtn.addEventListener('click', () => map.pan(1));
+    wholeBtn.addEventListener('click', () => map.showWhole());
 
     endBtn.addEventListener('click', () => {
       endBtn.disabled = true;
@@ -218,11 +279,11 @@ export const dashboardPage: Page = {
         status = s;
         render();
       }),
-      on<{ changes?: [number, number][]; reload?: boolean }>('regions', (d) => {
-        if (d.reload) return loadMap();
-        if (!d.changes) return;
-        if (buffered) buffered.push(...d.changes);
-        else map.apply(d.changes);
+      on<{ runs?: [number, number, number][]; replaced?: boolean }>('regions', (d) => {
+        if (d.replaced) return loadMap();
+        if (!d.runs) return;
+        if (buffered) for (const r of d.runs) buffered.push(r);
+        else map.apply(d.runs);
       }),
       on('session-ended', () => loadMap()),
       on<boolean>('connection', (up) => {
