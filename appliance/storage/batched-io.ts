@@ -38,6 +38,11 @@ export interface BatchedIoOptions {
   idleMs?: number;
   /** The worker's module (default batched-io-worker.js beside this one). */
   workerUrl?: URL;
+  /**
+   * Take a request even when nothing else is in flight (default false: a lone request gains
+   * nothing from batching, and libuv's hop costs it less than the worker's).
+   */
+  loneRequests?: boolean;
 }
 
 interface Ring {
@@ -63,6 +68,8 @@ interface Pending {
 export class BatchedIo {
   readonly slots: number;
   readonly slotBytes: number;
+  /** Whether a lone request (nothing else in flight) is taken; see BatchedIoOptions. */
+  readonly loneRequests: boolean;
   private readonly mask: number;
   private readonly idleMs: number;
   private readonly workerUrl: URL;
@@ -103,6 +110,7 @@ export class BatchedIo {
     this.mask = this.slots - 1;
     this.slotBytes = options.slotBytes ?? 16 * 1024;
     this.idleMs = options.idleMs ?? 30_000;
+    this.loneRequests = options.loneRequests ?? false;
     this.workerUrl = options.workerUrl ?? new URL('./batched-io-worker.js', import.meta.url);
     this.pending = new Array<Pending | null>(this.slots).fill(null);
   }

@@ -37,7 +37,7 @@ describe('batched I/O worker', function () {
   it('serves 64 concurrent 4 KiB writes and reads of a FileDevice with fewer wake-ups than requests', async () => {
     const path = join(dir, 'disk.img');
     writeFileSync(path, Buffer.alloc(1 << 20));
-    const io = newIo();
+    const io = newIo({ loneRequests: true });
     const dev = new FileDevice(path, { batchedIo: io });
     await dev.open();
     const data = new Prng(7).bytes(64 * 4 * KiB);
@@ -56,7 +56,7 @@ describe('batched I/O worker', function () {
   it('reads zeroes past the end of a file shorter than the device', async () => {
     const path = join(dir, 'short.img');
     writeFileSync(path, Buffer.alloc(6 * KiB, 0xab));
-    const io = newIo();
+    const io = newIo({ loneRequests: true });
     const dev = new FileDevice(path, { size: 64 * KiB, batchedIo: io });
     await dev.open();
     const buf = await dev.read(4 * KiB, 4 * KiB);
@@ -70,7 +70,7 @@ describe('batched I/O worker', function () {
   it('leaves large requests, FUA writes and requests beyond its slots to the thread pool, with the same results', async () => {
     const path = join(dir, 'disk.img');
     writeFileSync(path, Buffer.alloc(1 << 20));
-    const io = newIo({ slots: 4, slotBytes: 8 * KiB });
+    const io = newIo({ slots: 4, slotBytes: 8 * KiB, loneRequests: true });
     const dev = new FileDevice(path, { batchedIo: io });
     await dev.open();
     const big = new Prng(3).bytes(64 * KiB);
@@ -84,6 +84,21 @@ describe('batched I/O worker', function () {
     assert.ok((await dev.read(0, 64 * KiB)).equals(big));
     assert.ok((await dev.read(128 * KiB, 4 * KiB)).equals(big.subarray(0, 4 * KiB)));
     assert.ok((await dev.read(256 * KiB, 64 * KiB)).equals(small));
+    await dev.close();
+  });
+
+  it('leaves a lone request to the thread pool and batches the requests that arrive while it is in flight', async () => {
+    const path = join(dir, 'disk.img');
+    writeFileSync(path, Buffer.alloc(1 << 20, 5));
+    const io = newIo();
+    const dev = new FileDevice(path, { batchedIo: io });
+    await dev.open();
+    await dev.read(0, 4 * KiB);
+    await dev.write(0, Buffer.alloc(4 * KiB, 6));
+    assert.equal(io.stats.requests, 0, 'one at a time: nothing for the worker');
+    const reads = await Promise.all(Array.from({ length: 8 }, (_, i) => dev.read(i * 4 * KiB, 4 * KiB)));
+    assert.equal(io.stats.requests, 7, 'the first of the burst went to the pool, the other 7 to the worker');
+    assert.ok(reads[0]!.every((b) => b === 6) && reads.slice(1).every((r) => r.every((b) => b === 5)));
     await dev.close();
   });
 
@@ -112,7 +127,7 @@ describe('batched I/O worker', function () {
     writeFileSync(path, original);
     const dying = join(dir, 'dying-worker.mjs');
     writeFileSync(dying, 'process.exit(3);\n');
-    const io = newIo({ workerUrl: pathToFileURL(dying) });
+    const io = newIo({ workerUrl: pathToFileURL(dying), loneRequests: true });
     const dev = new FileDevice(path, { batchedIo: io });
     await dev.open();
     const data = new Prng(10).bytes(8 * 4 * KiB);
