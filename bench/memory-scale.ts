@@ -176,7 +176,7 @@ export async function measureParts(dir: string, diskBytes: number): Promise<Part
     t = performance.now();
     const model = new ModelImage(st.modelPath);
     await model.open();
-    parts.push({ part: 'model image (manifest + verified map, open)', regions: model.manifest.regionCount, bytes: retained() - base, ms: Math.round(performance.now() - t), note: 'a second copy of the manifest here' });
+    parts.push({ part: 'model image (manifest + verified map, open)', regions: model.manifest.regionCount, bytes: retained() - base, ms: Math.round(performance.now() - t), note: 'what the daemon holds for the model (loads its own manifest)' });
     const rlog = opened.log;
     // the region map as the daemon emits it at a session end: one object per region
     base = retained();

@@ -1,7 +1,7 @@
 /**
  * `npm run bench` (node dist/bench/run.js): the benchmark, in parts.
  *
- *   node dist/bench/run.js [storage] [model] [nbd] [--quick] [--no-ext4] [--no-study] [--only W,W] [--dir DIR]
+ *   node dist/bench/run.js [storage] [model] [memory] [nbd] [--quick] [--no-ext4] [--no-memory] [--no-study] [--only W,W] [--dir DIR]
  *   npm run bench -- storage --only first-touch
  *
  * With no part named, every part runs. Parts:
@@ -10,6 +10,7 @@
  *            workloads (seq, first-touch, restore, session-end, study)
  *   model    hashing per core and the manifest of a 1 TiB model (bench/model.ts); the restore
  *            rows with model verification are the storage part's
+ *   memory   the daemon's memory on sparse 64 GiB and 1 TiB disks (bench/memory-scale.ts)
  *   nbd      the NBD benchmark (bench/nbd-peers.ts) if it is there, serving the protected disk
  *
  * Each part writes its own results and latest.md/latest.json are assembled from every part's
@@ -32,7 +33,7 @@ import { writePartResults } from './results-files.js';
 process.env.LOG_LEVEL ??= 'warn';
 
 const here = dirname(fileURLToPath(import.meta.url)); // dist/bench
-const PARTS = ['storage', 'model', 'nbd'] as const;
+const PARTS = ['storage', 'model', 'memory', 'nbd'] as const;
 type Part = (typeof PARTS)[number];
 
 function isTmpfs(path: string): boolean {
@@ -104,6 +105,19 @@ async function runModel(a: Args): Promise<void> {
   }
 }
 
+/** The daemon's memory on sparse 64 GiB and 1 TiB disks (bench/memory-scale.ts). */
+async function runMemory(a: Args, tag: string): Promise<void> {
+  const started = new Date();
+  const base = a.dir ? resolve(a.dir) : isTmpfs('/dev/shm') ? '/dev/shm' : tmpdir();
+  try {
+    const ms = await import('./memory-scale.js');
+    const memory = await ms.runMemoryScale({ dir: join(base, `${tag}-memory`), ...(a.quick ? { sizes: [64 * 2 ** 30] } : {}) });
+    process.stdout.write(writePartResults('memory', { startedAt: started.toISOString(), runs: memory.runs, parts: memory.parts }, memory.markdown));
+  } catch (err) {
+    process.stderr.write(`memory bench failed: ${(err as Error).stack ?? String(err)}\n`);
+  }
+}
+
 /** The NBD benchmark is another module's (bench/nbd-peers.ts); it runs if it is there. */
 async function runNbd(a: Args): Promise<void> {
   const peers = join(here, 'nbd-peers.js');
@@ -144,6 +158,7 @@ async function main(): Promise<void> {
     options: {
       'no-ext4': { type: 'boolean', default: false },
       'no-nbd': { type: 'boolean', default: false },
+      'no-memory': { type: 'boolean', default: false },
       'no-study': { type: 'boolean', default: false },
       quick: { type: 'boolean', default: false },
       only: { type: 'string' },
@@ -153,11 +168,13 @@ async function main(): Promise<void> {
   for (const p of positionals) if (!(PARTS as readonly string[]).includes(p)) throw new Error(`unknown part "${p}" (parts: ${PARTS.join(', ')})`);
   let parts: Part[] = positionals.length ? (positionals as Part[]) : [...PARTS];
   if (values['no-nbd']) parts = parts.filter((p) => p !== 'nbd');
+  if (values['no-memory']) parts = parts.filter((p) => p !== 'memory');
   const a: Args = { quick: values.quick === true, noExt4: values['no-ext4'] === true, noStudy: values['no-study'] === true, only: values.only ? values.only.split(',').map((x) => x.trim()).filter(Boolean) : null, dir: values.dir };
   const tag = `snapback-bench-${process.pid}`;
   const missed: string[] = [];
   if (parts.includes('storage')) missed.push(...(await runStorage(a, tag)));
   if (parts.includes('model')) await runModel(a);
+  if (parts.includes('memory')) await runMemory(a, tag);
   if (parts.includes('nbd')) await runNbd(a);
   if (missed.length) process.stderr.write(`targets missed: ${missed.join(', ')}\n`);
 }

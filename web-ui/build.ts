@@ -2,7 +2,9 @@
  * Builds the web UI into dist/web-ui/public:
  * - web-ui/static (HTML pages, CSS, icon) is copied as it is;
  * - web-ui/src (TypeScript for the browser, DOM lib) is compiled by tsc with web-ui/tsconfig.json
- *   into public/assets/js as plain ES modules.
+ *   into public/assets/js as plain ES modules. It imports the API's wire types from
+ *   appliance/api (type-only imports, erased from the output) through a project reference:
+ *   `tsc -b` first emits that project's declarations (dist/api-types).
  * No bundler and nothing fetched from the internet: the appliance is offline.
  */
 import { spawnSync } from 'node:child_process';
@@ -19,7 +21,7 @@ mkdirSync(out, { recursive: true });
 cpSync(join(root, 'web-ui', 'static'), out, { recursive: true });
 
 const tsc = createRequire(import.meta.url).resolve('typescript/bin/tsc');
-const r = spawnSync(process.execPath, [tsc, '-p', join(root, 'web-ui', 'tsconfig.json')], { stdio: 'inherit' });
+const r = spawnSync(process.execPath, [tsc, '-b', '--force', join(root, 'web-ui', 'tsconfig.json')], { stdio: 'inherit' });
 if (r.status !== 0) {
   process.exitCode = r.status ?? 1;
   throw new Error('web-ui: tsc failed');

@@ -141,6 +141,7 @@ export async function serve(o: {
   nbdTlsCa?: string;
   nbdInsecure?: boolean;
   httpListen: HostPort;
+  httpHostName?: string[];
   gadget: ServeOptions['gadget'];
   gpio: ServeOptions['gpio'];
   keepSession?: boolean;
@@ -154,6 +155,7 @@ export async function serve(o: {
     nbdTls: { pskFile: o.nbdTlsPsk, certFile: o.nbdTlsCert, keyFile: o.nbdTlsKey, caFile: o.nbdTlsCa },
     nbdInsecure: o.nbdInsecure ?? false,
     httpListen: o.httpListen,
+    httpHostNames: o.httpHostName ?? [],
     gadget: o.gadget,
     gpio: o.gpio,
     endSessionOnStart: !o.keepSession,

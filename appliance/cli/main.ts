@@ -4,14 +4,31 @@
  * line and exits 2; a failed operation exits 1; `verify` exits 1 when it finds a difference the
  * write log does not cover.
  */
-import { CommanderError } from 'commander';
+import { type Command, CommanderError } from 'commander';
 import { SnapbackError } from '../errors.js';
 import { buildProgram, type CliRun } from './program.js';
+
+/**
+ * `snapback help session end` means `snapback session end --help`: commander's own help command
+ * takes one word, so it would show the `session` group, and for an unknown word the whole usage
+ * without saying what was wrong.
+ */
+function helpAsFlag(program: Command, argv: string[]): string[] {
+  if (argv[0] !== 'help' || argv.length < 2) return argv;
+  let cmd = program;
+  for (const word of argv.slice(1)) {
+    const sub = cmd.commands.find((c) => c.name() === word);
+    if (!sub) throw new SnapbackError('BAD_ARGUMENT', `unknown command '${argv.slice(1).join(' ')}'; "snapback --help" lists them`);
+    cmd = sub;
+  }
+  return [...argv.slice(1), '--help'];
+}
 
 async function main(argv: string[]): Promise<number> {
   const run: CliRun = { exitCode: 0 };
   try {
-    await buildProgram(run).parseAsync(argv, { from: 'user' });
+    const program = buildProgram(run);
+    await program.parseAsync(helpAsFlag(program, argv), { from: 'user' });
     return run.exitCode;
   } catch (err) {
     if (!(err instanceof CommanderError)) throw err;

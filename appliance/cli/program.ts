@@ -125,6 +125,7 @@ export function buildProgram(run: CliRun = { exitCode: 0 }): Command {
     .option('--nbd-tls-ca <FILE>', 'TLS clients must present a certificate signed by this CA (PEM)')
     .option('--nbd-insecure', 'allow --nbd-listen off loopback without TLS (anyone on the network can write the disk)')
     .addOption(httpListen())
+    .option('--http-host-name <NAME>', 'a further name the web UI answers to (repeatable; loopback, IP addresses and the host name always work)', (v: string, prev: string[]) => [...prev, v], [] as string[])
     .addOption(new Option('--gadget <WHEN>', 'USB mass-storage gadget').choices(['auto', 'on', 'off'] as const).default('auto'))
     .addOption(new Option('--gpio <WHEN>', 'GPIO button, LED and host power').choices(['auto', 'on', 'off'] as const).default('auto'))
     .option('--keep-session', 'do not end the host session at start (the default ends it)')

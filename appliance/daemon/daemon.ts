@@ -15,7 +15,7 @@
  * SIGTERM/SIGINT drain in-flight requests, flush and exit 0; READY and a watchdog go to
  * systemd when it runs the daemon.
  */
-import type { Component } from './component.js';
+import type { Component } from '../component.js';
 import { SdNotify } from './sd-notify.js';
 import { preflight } from './preflight.js';
 import { StorageComponent } from './storage-component.js';
@@ -29,7 +29,7 @@ import type { ComponentHealth } from '../session/appliance-service.js';
 import { HttpComponent } from '../http/http-component.js';
 import { GadgetComponent } from '../gadget/gadget-component.js';
 import { GpioComponent } from '../gpio/gpio-component.js';
-import { createGpioRouter } from '../http/routes/gpio-routes.js';
+import { gpioRoutes } from '../http/routes/gpio-routes.js';
 import type { NbdTlsFiles } from '../nbd/tls-config.js';
 import { childLogger } from '../logger.js';
 
@@ -46,6 +46,8 @@ export interface ServeOptions {
   /** Allows --nbd-listen on a non-loopback address without TLS. */
   nbdInsecure?: boolean;
   httpListen: { host: string; port: number };
+  /** Further names the web UI answers to in the Host header (DNS rebinding defence). */
+  httpHostNames?: string[];
   gadget: 'auto' | 'on' | 'off';
   gpio: 'auto' | 'on' | 'off';
   endSessionOnStart?: boolean;
@@ -124,10 +126,11 @@ export class Daemon {
         service,
         store: state.store,
         listen: o.httpListen,
+        hostNames: o.httpHostNames ?? [],
         controlSocket: dir.controlSocket,
-        extraRouters: gpio ? [createGpioRouter(gpio)] : [],
+        extraRoutes: gpio ? [(api) => gpioRoutes(api, gpio)] : [],
       });
-      const httpUp = await this.startOptional(http);
+      const httpUp = await this.startOptional(http, true);
 
       if (plan.gadget) {
         const gadget = new GadgetComponent(service, plan.gadget.settings, { nbdSocket: plan.gadgetNbdSocket, configfsRoot: o.configfsRoot, sysRoot: o.sysRoot });
@@ -137,7 +140,8 @@ export class Daemon {
         if (o.gadget === 'auto') log.info({ reason: plan.gadgetOffReason }, 'USB gadget off (auto): serving NBD only');
       }
 
-      if (gpio) await this.startOptional(gpio);
+      // On a machine without GPIO (or with it disabled in gpio.json) the component runs idle: off, like an absent gadget.
+      if (gpio && (await this.startOptional(gpio)) && !gpio.available) this.setHealth('gpio', false, 'off', null);
       else if (plan.gpio) this.setHealth('gpio', false, 'failed', plan.gpio.problem);
       else this.setHealth('gpio', false, 'off', null);
 
@@ -148,7 +152,8 @@ export class Daemon {
       throw err;
     }
     for (const h of this.health.values()) {
-      if (h.problem !== null) log.error({ component: h.name, state: h.state, problem: h.problem }, `${h.name}: ${h.problem}`);
+      // Logged as the part's own component (a second `component` key would make the line ambiguous JSON).
+      if (h.problem !== null) childLogger(h.name).error({ state: h.state, problem: h.problem }, `${h.name}: ${h.problem}`);
     }
     this.sessions?.emit('status');
     await this.notify.ready(`serving ${plan.nbdSocket}`);
@@ -164,7 +169,7 @@ export class Daemon {
         try {
           await c.stop();
         } catch (err) {
-          log.error({ err, component: c.name }, 'component failed to stop cleanly');
+          childLogger(c.name).error({ err }, 'component failed to stop cleanly');
         }
       }
       this.started.length = 0;
@@ -182,21 +187,27 @@ export class Daemon {
     }
     this.started.push(c);
     this.setHealth(c.name, true, 'running', problem);
-    log.debug({ component: c.name }, 'started');
+    childLogger(c.name).debug('started');
   }
 
   /** Starts a component the disk does not need; its failure is reported, never thrown. */
-  private async startOptional(c: Component): Promise<boolean> {
+  /**
+   * `keepOnFailure`: the component keeps part of itself up when its start fails (the HTTP
+   * component keeps the CLI's control socket when the web listener cannot start); it is then
+   * stopped with the others at shutdown instead of at once.
+   */
+  private async startOptional(c: Component, keepOnFailure = false): Promise<boolean> {
     try {
       await c.start();
     } catch (err) {
-      await c.stop().catch(() => undefined);
+      if (keepOnFailure) this.started.push(c);
+      else await c.stop().catch(() => undefined);
       this.setHealth(c.name, false, 'failed', (err as Error).message);
       return false;
     }
     this.started.push(c);
     this.setHealth(c.name, false, 'running', null);
-    log.debug({ component: c.name }, 'started');
+    childLogger(c.name).debug('started');
     return true;
   }
 

@@ -5,7 +5,7 @@
  * It listens before the previous host session is ended, so that an address it cannot take
  * refuses the start before anything is written.
  */
-import type { Component } from './component.js';
+import type { Component } from '../component.js';
 import { NbdServer } from '../nbd/server.js';
 import type { NbdTlsOptions } from '../nbd/tls-config.js';
 import type { Engine } from '../storage/engine.js';

@@ -2,7 +2,7 @@
  * The sessions component: the session manager, the core every front end talks to. Starting it
  * ends the previous host session (unless told to keep it) and starts the background restore.
  */
-import type { Component } from './component.js';
+import type { Component } from '../component.js';
 import { SessionManager } from '../session/session-manager.js';
 import type { ComponentHealth } from '../session/appliance-service.js';
 import type { Engine } from '../storage/engine.js';

@@ -2,7 +2,7 @@
  * The state component: the state store (DIR/state.json: settings, administrator, API tokens,
  * session history, audit log). Essential: logins, history and audit need it.
  */
-import type { Component } from './component.js';
+import type { Component } from '../component.js';
 import { StateStore } from '../state/state-store.js';
 import { SnapbackError } from '../errors.js';
 

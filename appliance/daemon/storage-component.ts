@@ -2,7 +2,7 @@
  * The storage component: takes the state directory for this process (daemon.pid) and opens the
  * storage engine (model, working disk, write log). Essential: without it there is no disk.
  */
-import type { Component } from './component.js';
+import type { Component } from '../component.js';
 import { openEngine, type Engine } from '../storage/engine.js';
 import type { StateDir } from '../storage/state-dir.js';
 import { SnapbackError } from '../errors.js';

@@ -10,7 +10,7 @@
  * Events: 'change' () — status() changed.
  */
 import { EventEmitter } from 'node:events';
-import type { Component } from '../daemon/component.js';
+import type { Component } from '../component.js';
 import { systemClock, type Clock } from '../clock.js';
 import { SnapbackError } from '../errors.js';
 import { childLogger } from '../logger.js';

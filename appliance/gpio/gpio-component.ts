@@ -7,7 +7,7 @@
  */
 import { EventEmitter } from 'node:events';
 import { ZodError } from 'zod';
-import type { Component } from '../daemon/component.js';
+import type { Component } from '../component.js';
 import { SnapbackError } from '../errors.js';
 import { formatZodIssues } from '../zod-issues.js';
 import { childLogger } from '../logger.js';

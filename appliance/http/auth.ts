@@ -1,8 +1,9 @@
 /**
- * Who is asking: login sessions (cookie), API tokens (Bearer) and the trusted control socket.
+ * Who is asking: logins (cookie), API tokens (Bearer) and the trusted control socket. ("Login"
+ * here is a browser's logged-in state; "session" in Snapback means the host's session only.)
  *
- * - Login sessions live in memory only (a daemon restart logs everyone out). Each has its own
- *   CSRF token, sent by the browser in X-CSRF-Token on every state-changing request.
+ * - Logins live in memory only (a daemon restart logs everyone out). Each has its own CSRF
+ *   token, sent by the browser in X-CSRF-Token on every state-changing request.
  * - API tokens are checked against their SHA-256 hash in the state store; they need no CSRF
  *   token (a browser never sends them on its own).
  * - Requests arriving on the unix control socket (mode 0600, owner only) are the CLI: actor 'cli'.
@@ -13,10 +14,10 @@ import { parseApiToken, randomToken, safeEqual, sha256Hex } from './passwords.js
 
 export type Principal =
   | { kind: 'cli'; actor: 'cli' }
-  | { kind: 'session'; actor: string; session: LoginSession }
+  | { kind: 'login'; actor: string; login: Login }
   | { kind: 'token'; actor: string; tokenId: string };
 
-export interface LoginSession {
+export interface Login {
   id: string;
   csrfToken: string;
   user: string;
@@ -24,50 +25,52 @@ export interface LoginSession {
   lastSeenAt: number;
 }
 
-export const SESSION_COOKIE = 'snapback_session';
+/** The login cookie's name (kept from earlier releases, so an upgrade logs nobody out). */
+export const LOGIN_COOKIE = 'snapback_session';
 
-export interface SessionManagerOptions {
-  /** A session unused for this long ends (ms). Default 12 h. */
+export interface LoginsOptions {
+  /** A login unused for this long ends (ms). Default 12 h. */
   idleMs?: number;
-  /** A session ends this long after login whatever happens (ms). Default 7 days. */
+  /** A login ends this long after it began whatever happens (ms). Default 7 days. */
   absoluteMs?: number;
-  /** Most sessions at once; the least recently used goes first. Default 64. */
+  /** Most logins at once; the least recently used goes first. Default 64. */
   max?: number;
   now?: () => number;
 }
 
-export class LoginSessions {
-  readonly #byId = new Map<string, LoginSession>();
+/** The live logins. */
+export class Logins {
+  readonly #byId = new Map<string, Login>();
   readonly idleMs: number;
   readonly absoluteMs: number;
   readonly #max: number;
   readonly #now: () => number;
-  /** Called with a session's id when it ends (logout, password change, expiry). */
+  /** Called with a login's id when it ends (logout, password change, expiry). */
   onEnd: (id: string) => void = () => undefined;
 
-  constructor(opts: SessionManagerOptions = {}) {
+  constructor(opts: LoginsOptions = {}) {
     this.idleMs = opts.idleMs ?? 12 * 3600_000;
     this.absoluteMs = opts.absoluteMs ?? 7 * 24 * 3600_000;
     this.#max = opts.max ?? 64;
     this.#now = opts.now ?? Date.now;
   }
 
-  create(user: string): LoginSession {
+  create(user: string): Login {
     this.prune();
     while (this.#byId.size >= this.#max) {
-      let oldest: LoginSession | null = null;
+      let oldest: Login | null = null;
       for (const s of this.#byId.values()) if (!oldest || s.lastSeenAt < oldest.lastSeenAt) oldest = s;
       if (!oldest) break;
       this.end(oldest.id);
     }
     const now = this.#now();
-    const s: LoginSession = { id: randomToken(32), csrfToken: randomToken(32), user, createdAt: now, lastSeenAt: now };
+    const s: Login = { id: randomToken(32), csrfToken: randomToken(32), user, createdAt: now, lastSeenAt: now };
     this.#byId.set(s.id, s);
     return s;
   }
 
-  /** The live session with this id (and marks it used), or null. */
-  lookup(id: string): LoginSession | null {
+  /** The live login with this id (and marks it used), or null. */
+  lookup(id: string): Login | null {
     const s = this.#byId.get(id);
     if (!s) return null;
     const now = this.#now();
@@ -83,11 +86,12 @@ export class LoginSessions {
     if (this.#byId.delete(id)) this.onEnd(id);
   }
 
-  /** Ends every session except `keepId`. */
+  /** Ends every login except `keepId`. */
   endAll(keepId?: string): void {
     for (const id of [...this.#byId.keys()]) if (id !== keepId) this.end(id);
   }
 
+  /** Ends the logins that have expired (the component calls this periodically). */
   prune(): void {
     const now = this.#now();
     for (const s of [...this.#byId.values()]) {
@@ -97,62 +101,6 @@ export class LoginSessions {
 
   get size(): number {
     return this.#byId.size;
-  }
-}
-
-/**
- * Login rate limiting: at most `perClient` failed attempts per client address within `windowMs`,
- * and at most `global` failures from everyone within the same window (a distributed guesser).
- * While limited, even a right password is refused.
- */
-export class LoginRateLimiter {
-  readonly #failures = new Map<string, number[]>();
-  #globalFailures: number[] = [];
-  readonly #perClient: number;
-  readonly #global: number;
-  readonly #windowMs: number;
-  readonly #now: () => number;
-
-  constructor(opts: { perClient?: number; global?: number; windowMs?: number; now?: () => number } = {}) {
-    this.#perClient = opts.perClient ?? 5;
-    this.#global = opts.global ?? 30;
-    this.#windowMs = opts.windowMs ?? 15 * 60_000;
-    this.#now = opts.now ?? Date.now;
-  }
-
-  /** Seconds until `client` may try again, or 0 when it may try now. */
-  retryAfter(client: string): number {
-    const now = this.#now();
-    const cutoff = now - this.#windowMs;
-    this.#globalFailures = this.#globalFailures.filter((t) => t > cutoff);
-    const mine = (this.#failures.get(client) ?? []).filter((t) => t > cutoff);
-    if (mine.length) this.#failures.set(client, mine);
-    else this.#failures.delete(client);
-    let until = 0;
-    if (mine.length >= this.#perClient) until = Math.max(until, mine[mine.length - this.#perClient]! + this.#windowMs);
-    if (this.#globalFailures.length >= this.#global) {
-      until = Math.max(until, this.#globalFailures[this.#globalFailures.length - this.#global]! + this.#windowMs);
-    }
-    return until > now ? Math.ceil((until - now) / 1000) : 0;
-  }
-
-  fail(client: string): void {
-    const now = this.#now();
-    const list = this.#failures.get(client) ?? [];
-    list.push(now);
-    if (list.length > this.#perClient) list.splice(0, list.length - this.#perClient);
-    this.#failures.set(client, list);
-    this.#globalFailures.push(now);
-    if (this.#globalFailures.length > this.#global) this.#globalFailures.splice(0, this.#globalFailures.length - this.#global);
-    if (this.#failures.size > 10_000) {
-      // Bounded memory under a flood of addresses: drop the oldest entries.
-      const drop = [...this.#failures.keys()].slice(0, this.#failures.size - 10_000);
-      for (const k of drop) this.#failures.delete(k);
-    }
-  }
-
-  succeed(client: string): void {
-    this.#failures.delete(client);
   }
 }
 
@@ -176,8 +124,8 @@ export function parseCookies(header: string | undefined): Map<string, string> {
   return out;
 }
 
-export function sessionCookie(value: string, opts: { secure: boolean; maxAgeSeconds: number }): string {
-  const parts = [`${SESSION_COOKIE}=${value}`, 'Path=/', 'HttpOnly', 'SameSite=Strict', `Max-Age=${opts.maxAgeSeconds}`];
+export function loginCookie(value: string, opts: { secure: boolean; maxAgeSeconds: number }): string {
+  const parts = [`${LOGIN_COOKIE}=${value}`, 'Path=/', 'HttpOnly', 'SameSite=Strict', `Max-Age=${opts.maxAgeSeconds}`];
   if (opts.secure) parts.push('Secure');
   return parts.join('; ');
 }
@@ -185,7 +133,7 @@ export function sessionCookie(value: string, opts: { secure: boolean; maxAgeSeco
 /** Resolves the principal of a TCP request from its cookie or Bearer token (null: anonymous). */
 export function authenticate(
   req: Request,
-  sessions: LoginSessions,
+  logins: Logins,
   store: StateStore,
 ): { principal: Principal | null; badToken: boolean } {
   const authz = req.headers.authorization;
@@ -197,10 +145,10 @@ export function authenticate(
     store.touchToken(rec.id);
     return { principal: { kind: 'token', actor: `token:${rec.name}`, tokenId: rec.id }, badToken: false };
   }
-  const sid = parseCookies(req.headers.cookie).get(SESSION_COOKIE);
-  if (sid) {
-    const s = sessions.lookup(sid);
-    if (s) return { principal: { kind: 'session', actor: s.user, session: s }, badToken: false };
+  const id = parseCookies(req.headers.cookie).get(LOGIN_COOKIE);
+  if (id) {
+    const login = logins.lookup(id);
+    if (login) return { principal: { kind: 'login', actor: login.user, login }, badToken: false };
   }
   return { principal: null, badToken: false };
 }

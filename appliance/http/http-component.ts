@@ -3,32 +3,44 @@
  * served on two listeners.
  *
  * - TCP (`listen`, default 127.0.0.1:8080): the web UI and the JSON API. Everything but the
- *   login page needs a login (cookie session, CSRF token in X-CSRF-Token on every state-changing
- *   request) or an API token (Authorization: Bearer sbk_…). It binds beyond loopback only once
- *   an administrator password is set: start() refuses otherwise.
+ *   login page needs a login (cookie, CSRF token in X-CSRF-Token on every state-changing
+ *   request) or an API token (Authorization: Bearer sbk_…). It listens on the configured address
+ *   from the first boot; until a password exists, setting it from another machine needs the
+ *   one-time setup code (setup-code.ts). Every request must name the appliance in its Host
+ *   header, and a browser's state-changing request must come from the appliance's own pages
+ *   (host-check.ts: DNS rebinding, cross-site requests).
  * - The unix control socket (`controlSocket`, mode 0600): the CLI on the appliance. Whoever can
  *   open it is the socket's owner, so its requests are trusted as actor 'cli' (no login, no CSRF).
+ *   It stays up even when the TCP listener cannot start, so the CLI always works.
  *
- * Every successful state-changing request is written to the audit log (who, what, when).
+ * Every JSON route is declared once (api-router.ts, one file per resource in routes/) and
+ * described by GET /api/openapi.json. Every successful state-changing request is written to the
+ * audit log (who, what, when).
  */
-import { existsSync, lstatSync } from 'node:fs';
+import { lstatSync, existsSync } from 'node:fs';
 import { chmod, unlink } from 'node:fs/promises';
 import { createServer as createHttpServer, type Server } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import { type AddressInfo, type Socket, connect } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import express, { type Response } from 'express';
-import type { Component } from '../daemon/component.js';
+import express from 'express';
+import helmet from 'helmet';
+import type { Component } from '../component.js';
 import { SnapbackError } from '../errors.js';
 import { childLogger } from '../logger.js';
 import type { ApplianceService } from '../session/appliance-service.js';
 import type { StateStore } from '../state/state-store.js';
-import { LoginRateLimiter, LoginSessions, authenticate, type Principal } from './auth.js';
-import { HttpError, errorHandler, isLoopbackHost, redact, sendError } from './http-util.js';
+import { ApiRouter, type RouteSpec } from './api-router.js';
+import { Logins, authenticate, type LoginsOptions, type Principal } from './auth.js';
+import { HostCheck } from './host-check.js';
+import { HttpError, errorHandler, hostOfHeader, isLoopbackHost, redact, sendError } from './http-util.js';
 import { LiveEvents } from './live-events.js';
+import { LoginRateLimit, type LoginRateLimitOptions } from './login-rate-limit.js';
+import { buildOpenApiDocument } from './openapi.js';
 import { safeEqual } from './passwords.js';
 import { principalOf, type RouteDeps } from './route-context.js';
+import { listRoutes, type RouteEntry } from './route-table.js';
 import { auditRoutes } from './routes/audit-routes.js';
 import { authRoutes } from './routes/auth-routes.js';
 import { eventRoutes } from './routes/event-routes.js';
@@ -41,6 +53,7 @@ import { sessionRoutes } from './routes/session-routes.js';
 import { settingsRoutes } from './routes/settings-routes.js';
 import { statusRoutes } from './routes/status-routes.js';
 import { tokenRoutes } from './routes/token-routes.js';
+import { SetupCode } from './setup-code.js';
 
 const log = childLogger('http');
 
@@ -51,8 +64,18 @@ export interface HttpComponentOptions {
   listen: { host: string; port: number };
   /** Path of the CLI's unix control socket (DIR/control.sock); created with mode 0600. */
   controlSocket: string;
-  /** More routers, mounted after authentication (every request on them is logged in). */
-  extraRouters?: express.Router[];
+  /** More API routes (GPIO), declared on the same router (documented, validated, audited alike). */
+  extraRoutes?: ((api: ApiRouter) => void)[];
+  /** More names the appliance answers to in the Host header (besides loopback, IP literals, its host name). */
+  hostNames?: readonly string[];
+  /** The one-time setup code's file; default DIR/setup-code next to the state file. */
+  setupCodePath?: string;
+  /** Login lifetimes (tests shorten them). */
+  logins?: LoginsOptions;
+  /** How often expired logins are ended (and their streams closed); default 60 s. */
+  loginPruneIntervalMs?: number;
+  /** Failed-password limits. */
+  rateLimit?: LoginRateLimitOptions;
   /** Built web UI assets; default dist/web-ui/public next to this module's build. */
   publicDir?: string;
   /** Serve HTTPS instead of HTTP (cookies then get Secure). */
@@ -69,39 +92,70 @@ export interface HttpAddress {
 /** Built assets the login page needs; everything else under /assets needs a login. */
 const PUBLIC_ASSETS = new Set(['/assets/app.css', '/assets/icon.svg', '/assets/js/login.js', '/assets/js/api.js', '/assets/js/dom.js']);
 const STATE_CHANGING = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
-/** Public endpoints (no login): the login page's API. */
-const PUBLIC_API = new Set(['GET /api/auth/state', 'POST /api/auth/setup', 'POST /api/auth/login']);
+const isStateChanging = (method: string): boolean => STATE_CHANGING.has(method);
 
 export class HttpComponent implements Component {
   readonly name = 'http';
   readonly #opts: HttpComponentOptions;
-  readonly #sessions = new LoginSessions();
-  readonly #limiter = new LoginRateLimiter();
+  readonly #logins: Logins;
+  readonly #rateLimit: LoginRateLimit;
   readonly #live: LiveEvents;
+  readonly #setupCode: SetupCode;
   readonly #controlSockets = new WeakSet<Socket>();
+  #app: express.Express | null = null;
+  #api: ApiRouter | null = null;
   #tcp: Server | null = null;
   #control: Server | null = null;
   #address: HttpAddress | null = null;
+  #pruneTimer: NodeJS.Timeout | null = null;
   #starting: Promise<void> | null = null;
   #stopping: Promise<void> | null = null;
 
   constructor(opts: HttpComponentOptions) {
     this.#opts = opts;
+    this.#logins = new Logins(opts.logins);
+    this.#rateLimit = new LoginRateLimit(opts.rateLimit);
     this.#live = new LiveEvents(opts.service, opts.store);
-    this.#sessions.onEnd = (id) => this.#live.dropSession(id);
+    this.#setupCode = new SetupCode(opts.setupCodePath ?? join(dirname(opts.store.path), 'setup-code'));
+    this.#logins.onEnd = (id) => this.#live.dropLogin(id);
   }
 
-  /** The listeners' addresses; only after start(). */
+  /** The listeners' addresses; only after a successful start(). */
   address(): HttpAddress {
     if (!this.#address) throw new SnapbackError('CLOSED', 'the HTTP component is not started');
     return { ...this.#address };
   }
 
+  /** The one-time setup code's file (it exists only while no password is set). */
+  get setupCodePath(): string {
+    return this.#setupCode.path;
+  }
+
+  /** The OpenAPI document of the API (also served at GET /api/openapi.json). */
+  openApiDocument(): object {
+    if (!this.#api) throw new SnapbackError('CLOSED', 'the HTTP component is not started');
+    return buildOpenApiDocument(this.#api.routes(), this.#opts.service.status().daemon.version);
+  }
+
+  /** The declared API routes (what the OpenAPI document is made of). */
+  apiRoutes(): readonly RouteSpec[] {
+    if (!this.#api) throw new SnapbackError('CLOSED', 'the HTTP component is not started');
+    return this.#api.routes();
+  }
+
+  /** Every route express serves (for the check that the OpenAPI document covers them all). */
+  expressRoutes(): RouteEntry[] {
+    if (!this.#app) throw new SnapbackError('CLOSED', 'the HTTP component is not started');
+    return listRoutes(this.#app);
+  }
+
+  /**
+   * Starts the control socket, then the TCP listener. When only the TCP listener fails, the
+   * control socket stays up (the CLI keeps working) and start() rejects with the TCP error;
+   * stop() closes what is up.
+   */
   start(): Promise<void> {
-    this.#starting ??= this.#start().catch((err: unknown) => {
-      this.#starting = null;
-      throw err;
-    });
+    this.#starting ??= this.#start();
     return this.#starting;
   }
 
@@ -118,22 +172,22 @@ export class HttpComponent implements Component {
 
   async #start(): Promise<void> {
     const { host, port } = this.#opts.listen;
-    if (!isLoopbackHost(host) && !this.#opts.store.hasAdminPassword()) {
-      throw new SnapbackError(
-        'BAD_ARGUMENT',
-        `refusing to listen on ${host}:${port} before an administrator password is set: anyone on the network could set it. ` +
-          `Start with --http-listen 127.0.0.1:${port}, set the password in the web UI (for example through an SSH tunnel) ` +
-          'or with the CLI on the appliance, then restart with this address.',
-        { host, port },
-      );
-    }
-    const app = this.#buildApp();
-    this.#live.start();
     try {
-      this.#control = await this.#listenControl(app);
+      await this.#setupCode.prepare(this.#opts.store.hasAdminPassword());
+      this.#app = this.#buildApp();
+      this.#live.start();
+      this.#pruneTimer = setInterval(() => this.#logins.prune(), this.#opts.loginPruneIntervalMs ?? 60_000);
+      this.#pruneTimer.unref();
+      this.#control = await this.#listenControl(this.#app);
+    } catch (err) {
+      await this.#stop();
+      this.#starting = null;
+      throw err;
+    }
+    try {
       const server = this.#opts.tls
-        ? createHttpsServer({ key: this.#opts.tls.key, cert: this.#opts.tls.cert }, app)
-        : createHttpServer(app);
+        ? createHttpsServer({ key: this.#opts.tls.key, cert: this.#opts.tls.cert }, this.#app)
+        : createHttpServer(this.#app);
       this.#tcp = server;
       await listen(server, { host, port }, `${host}:${port}`);
       const a = server.address() as AddressInfo;
@@ -146,15 +200,19 @@ export class HttpComponent implements Component {
       };
       log.info({ url: this.#address.url, controlSocket: this.#opts.controlSocket }, 'web UI and API listening');
     } catch (err) {
-      await this.#stop();
+      this.#tcp = null;
+      log.error({ err, controlSocket: this.#opts.controlSocket }, 'the web UI cannot listen; the control socket stays up for the CLI');
       throw err;
     }
   }
 
   async #stop(): Promise<void> {
     this.#live.stop();
-    this.#sessions.endAll();
+    this.#logins.endAll();
+    if (this.#pruneTimer) clearInterval(this.#pruneTimer);
+    this.#pruneTimer = null;
     const servers = [this.#tcp, this.#control].filter((s): s is Server => s !== null);
+    const ownedSocket = this.#control !== null; // never remove another daemon's socket
     this.#tcp = this.#control = null;
     await Promise.all(
       servers.map(
@@ -165,9 +223,7 @@ export class HttpComponent implements Component {
           }),
       ),
     );
-    if (this.#address || existsSync(this.#opts.controlSocket)) {
-      if (isSocket(this.#opts.controlSocket)) await unlink(this.#opts.controlSocket).catch(() => undefined);
-    }
+    if (ownedSocket && isSocket(this.#opts.controlSocket)) await unlink(this.#opts.controlSocket).catch(() => undefined);
     this.#address = null;
   }
 
@@ -199,13 +255,69 @@ export class HttpComponent implements Component {
   #buildApp(): express.Express {
     const { service, store } = this.#opts;
     const publicDir = this.#opts.publicDir ?? defaultPublicDir();
+    const hostCheck = new HostCheck({ listenHost: this.#opts.listen.host, extraNames: this.#opts.hostNames ?? [] });
+    const checkHostAndOrigin = hostCheck.middleware(isStateChanging);
+    const api = new ApiRouter();
+    const deps: RouteDeps = { service, store, logins: this.#logins, rateLimit: this.#rateLimit, live: this.#live, setupCode: this.#setupCode };
+    for (const routes of [authRoutes, tokenRoutes, settingsRoutes, auditRoutes, sessionRoutes, modelRoutes, eventRoutes, statusRoutes, modeRoutes, regionRoutes, metricsRoutes]) {
+      routes(api, deps);
+    }
+    for (const add of this.#opts.extraRoutes ?? []) add(api);
+    api.add({
+      method: 'get',
+      path: '/api/openapi.json',
+      tag: 'meta',
+      public: true,
+      summary: 'This document: the API described in OpenAPI 3',
+      replies: { 200: { description: 'The OpenAPI document' } },
+      handler: () => this.openApiDocument(),
+    });
+    this.#api = api;
+    const publicApi = new Set(api.routes().filter((r) => r.public).map((r) => `${r.method.toUpperCase()} ${r.path}`));
+
     const app = express();
     app.disable('x-powered-by');
     app.set('etag', 'strong');
 
+    app.use(
+      helmet({
+        contentSecurityPolicy: {
+          useDefaults: false,
+          directives: {
+            defaultSrc: ["'none'"],
+            scriptSrc: ["'self'"],
+            styleSrc: ["'self'"],
+            imgSrc: ["'self'", 'data:'],
+            connectSrc: ["'self'"],
+            fontSrc: ["'self'"],
+            manifestSrc: ["'self'"],
+            baseUri: ["'none'"],
+            formAction: ["'self'"],
+            frameAncestors: ["'none'"],
+          },
+        },
+        xFrameOptions: { action: 'deny' },
+        referrerPolicy: { policy: 'no-referrer' },
+        // COOP only where browsers honour it (below): on plain HTTP beyond localhost Chromium
+        // ignores it and logs an error on every page.
+        crossOriginOpenerPolicy: false,
+        crossOriginResourcePolicy: { policy: 'same-origin' },
+        // HSTS only over TLS (below): on plain HTTP it would be meaningless and misleading.
+        strictTransportSecurity: false,
+      }),
+    );
     app.use((req, res, next) => {
-      securityHeaders(res, req.secure);
+      res.setHeader('Permissions-Policy', 'camera=(), microphone=(), geolocation=(), usb=(), payment=()');
+      if (req.secure) res.setHeader('Strict-Transport-Security', 'max-age=31536000');
+      if (req.secure || isLoopbackHost(hostOfHeader(req.headers.host))) res.setHeader('Cross-Origin-Opener-Policy', 'same-origin');
       next();
+    });
+
+    // The names the appliance answers to, and the origin of state-changing requests (TCP only:
+    // the control socket is the CLI on the appliance).
+    app.use((req, res, next) => {
+      if (this.#controlSockets.has(req.socket)) return next();
+      checkHostAndOrigin(req, res, next);
     });
 
     // Who is asking.
@@ -214,49 +326,45 @@ export class HttpComponent implements Component {
         res.locals.principal = { kind: 'cli', actor: 'cli' } satisfies Principal;
         return next();
       }
-      const { principal, badToken } = authenticate(req, this.#sessions, store);
+      const { principal, badToken } = authenticate(req, this.#logins, store);
       if (badToken) {
-        res.setHeader('WWW-Authenticate', 'Bearer realm="snapback", error="invalid_token"');
-        return sendError(res, 401, 'UNAUTHENTICATED', 'invalid or revoked API token');
+        throw new HttpError(401, 'UNAUTHENTICATED', 'invalid or revoked API token', { 'WWW-Authenticate': 'Bearer realm="snapback", error="invalid_token"' });
       }
       res.locals.principal = principal;
       next();
     });
 
     // State-changing requests carry JSON or nothing (a cross-site form cannot send JSON).
-    app.use((req, res, next) => {
-      if (!STATE_CHANGING.has(req.method)) return next();
+    app.use((req, _res, next) => {
+      if (!isStateChanging(req.method)) return next();
       const len = Number(req.headers['content-length'] ?? 0);
       const hasBody = len > 0 || req.headers['transfer-encoding'] !== undefined;
-      if (hasBody && !req.is('application/json')) {
-        return sendError(res, 415, 'UNSUPPORTED_MEDIA_TYPE', 'send the body as application/json');
-      }
+      if (hasBody && !req.is('application/json')) throw new HttpError(415, 'UNSUPPORTED_MEDIA_TYPE', 'send the body as application/json');
       next();
     });
     app.use(express.json({ limit: '64kb', strict: true }));
 
-    // Login gate: only the login page, its assets and the auth endpoints are public.
+    // Login gate: only the login page, its assets and the public API routes are open.
     app.use((req, res, next) => {
       if (principalOf(res)) return next();
       const isApi = req.path.startsWith('/api/') || req.path === '/metrics';
-      if (isApi && PUBLIC_API.has(`${req.method} ${req.path}`)) return next();
+      if (isApi && publicApi.has(`${req.method} ${req.path}`)) return next();
       if (!isApi && (req.method === 'GET' || req.method === 'HEAD')) {
         if (req.path === '/login' || PUBLIC_ASSETS.has(req.path)) return next();
         if (req.path === '/favicon.ico') return res.status(204).end();
         if (req.accepts(['html', 'json']) === 'html') return res.redirect(303, '/login');
       }
-      res.setHeader('WWW-Authenticate', 'Bearer realm="snapback"');
-      sendError(res, 401, 'UNAUTHENTICATED', 'log in or send an API token');
+      throw new HttpError(401, 'UNAUTHENTICATED', 'log in or send an API token', { 'WWW-Authenticate': 'Bearer realm="snapback"' });
     });
 
-    // CSRF: a browser session must prove, on every state-changing request, that the page
-    // making it was ours (the token is only readable by our own scripts).
+    // CSRF: a browser login must prove, on every state-changing request, that the page making it
+    // was ours (the token is only readable by our own scripts).
     app.use((req, res, next) => {
       const p = principalOf(res);
-      if (!STATE_CHANGING.has(req.method) || p?.kind !== 'session') return next();
+      if (!isStateChanging(req.method) || p?.kind !== 'login') return next();
       const sent = req.headers['x-csrf-token'];
-      if (typeof sent !== 'string' || !safeEqual(sent, p.session.csrfToken)) {
-        return sendError(res, 403, 'CSRF', 'missing or wrong X-CSRF-Token header; reload the page');
+      if (typeof sent !== 'string' || !safeEqual(sent, p.login.csrfToken)) {
+        throw new HttpError(403, 'CSRF', 'missing or wrong X-CSRF-Token header; reload the page');
       }
       next();
     });
@@ -268,9 +376,9 @@ export class HttpComponent implements Component {
     });
 
     // Audit every successful state-changing request not audited by its handler (under the name
-    // its route gives with auditAs()).
+    // its route declares).
     app.use((req, res, next) => {
-      if (!STATE_CHANGING.has(req.method)) return next();
+      if (!isStateChanging(req.method)) return next();
       const key = `${req.method} ${req.path}`;
       res.on('finish', () => {
         if (res.statusCode >= 300 || res.locals.audited) return;
@@ -285,11 +393,7 @@ export class HttpComponent implements Component {
       next();
     });
 
-    const deps: RouteDeps = { service, store, sessions: this.#sessions, limiter: this.#limiter, live: this.#live };
-    for (const routes of [authRoutes, tokenRoutes, settingsRoutes, auditRoutes, sessionRoutes, modelRoutes, eventRoutes, statusRoutes, modeRoutes, regionRoutes, metricsRoutes]) {
-      app.use(routes(deps));
-    }
-    for (const r of this.#opts.extraRouters ?? []) app.use(r);
+    app.use(api.router);
     app.use(pageRoutes(publicDir));
 
     app.use((req, res) => sendError(res, 404, 'NOT_FOUND', `no such endpoint: ${req.method} ${req.path}`));
@@ -301,31 +405,6 @@ export class HttpComponent implements Component {
     );
     return app;
   }
-}
-
-function securityHeaders(res: Response, tls: boolean): void {
-  res.setHeader(
-    'Content-Security-Policy',
-    [
-      "default-src 'none'",
-      "script-src 'self'",
-      "style-src 'self'",
-      "img-src 'self' data:",
-      "connect-src 'self'",
-      "font-src 'self'",
-      "manifest-src 'self'",
-      "base-uri 'none'",
-      "form-action 'self'",
-      "frame-ancestors 'none'",
-    ].join('; '),
-  );
-  res.setHeader('X-Frame-Options', 'DENY');
-  res.setHeader('X-Content-Type-Options', 'nosniff');
-  res.setHeader('Referrer-Policy', 'no-referrer');
-  res.setHeader('Cross-Origin-Opener-Policy', 'same-origin');
-  res.setHeader('Cross-Origin-Resource-Policy', 'same-origin');
-  res.setHeader('Permissions-Policy', 'camera=(), microphone=(), geolocation=(), usb=(), payment=()');
-  if (tls) res.setHeader('Strict-Transport-Security', 'max-age=31536000');
 }
 
 function listen(server: Server, where: { host: string; port: number } | { path: string }, what: string): Promise<void> {

@@ -1,14 +1,12 @@
 /**
- * Small HTTP helpers shared by the routers: JSON error replies, zod validation that answers 400
- * with a readable message, and the mapping from SnapbackError codes to HTTP statuses.
+ * The HTTP side's one error convention and small helpers: every error reply is
+ * `{"error": CODE, "message": "…"}` (sendError, from HttpError, SnapbackError or a body-parser
+ * error in errorHandler); zod validation answers 400 BAD_ARGUMENT naming what is wrong.
  */
 import type { NextFunction, Request, Response } from 'express';
 import type { z } from 'zod';
-import { SnapbackError, isSnapbackError, type ErrorCode } from '../errors.js';
-import { childLogger } from '../logger.js';
+import { isSnapbackError, type ErrorCode } from '../errors.js';
 import { formatZodIssues } from '../zod-issues.js';
-
-const log = childLogger('api');
 
 export class HttpError extends Error {
   readonly status: number;
@@ -111,35 +109,4 @@ export function hostOfHeader(hostHeader: string | undefined): string {
   if (hostHeader.startsWith('[')) return hostHeader.slice(1, hostHeader.indexOf(']'));
   const i = hostHeader.lastIndexOf(':');
   return i >= 0 && hostHeader.indexOf(':') === i ? hostHeader.slice(0, i) : hostHeader;
-}
-
-/** The control API's validation: answers 400 BAD_REQUEST and returns null on a bad body. */
-export function parseBody<T>(schema: z.ZodType<T>, body: unknown, res: Response): T | null {
-  const r = schema.safeParse(body ?? {});
-  if (!r.success) {
-    res.status(400).json({ error: 'BAD_REQUEST', message: formatZodIssues(r.error, 'body') });
-    return null;
-  }
-  return r.data;
-}
-
-export function httpStatusFor(err: unknown): number {
-  if (!(err instanceof SnapbackError)) return 500;
-  switch (err.code) {
-    case 'BAD_ARGUMENT':
-      return 400;
-    case 'BUSY':
-      return 409;
-    case 'NOT_SUPPORTED':
-      return 501;
-    default:
-      return 500;
-  }
-}
-
-/** The control API's failure reply for a rejected service call. */
-export function sendFailure(res: Response, err: unknown): void {
-  const status = httpStatusFor(err);
-  if (status >= 500) log.error({ err }, 'API request failed');
-  res.status(status).json({ error: err instanceof SnapbackError ? err.code : 'INTERNAL', message: (err as Error).message });
 }

@@ -11,12 +11,17 @@
  * - `settings`      the new settings;
  * - `model-verify`  verification progress.
  * Streams are bounded: a client that does not read is dropped rather than buffered without end.
+ * A stream lasts only as long as what authorised it: ending a login (logout, expiry, password
+ * change) or revoking an API token closes its streams.
  */
 import type { Response } from 'express';
-import type { ApplianceService, SessionRecord } from '../session/appliance-service.js';
+import type { AuditEntry } from '../api/audit.js';
+import type { ModelVerifyStatus } from '../api/model.js';
+import type { SessionRecord } from '../api/sessions.js';
+import type { Settings } from '../api/settings.js';
+import type { ApplianceService } from '../session/appliance-service.js';
 import type { RegionRun } from '../session/region-map-codec.js';
-import type { AuditEntry, Settings, StateStore } from '../state/state-store.js';
-import type { ModelVerifyStatus } from './model-verify.js';
+import type { StateStore } from '../state/state-store.js';
 
 const TICK_MS = 250;
 const HEARTBEAT_MS = 15_000;
@@ -24,9 +29,15 @@ const MAX_CLIENTS = 32;
 const MAX_BUFFERED = 1 << 20;
 const MAX_REGION_RUNS = 10_000;
 
+/** Who opened a stream: a login's id, an API token's id, or the CLI (neither). */
+export interface StreamOwner {
+  loginId?: string;
+  tokenId?: string;
+}
+
 interface Client {
   res: Response;
-  sessionId: string | null;
+  owner: StreamOwner;
 }
 
 export class LiveEvents {
@@ -87,7 +98,7 @@ export class LiveEvents {
   }
 
   /** Takes over `res` as an event stream. False when there are too many streams already. */
-  attach(res: Response, sessionId: string | null): boolean {
+  attach(res: Response, owner: StreamOwner): boolean {
     if (this.#clients.size >= MAX_CLIENTS) return false;
     res.status(200);
     res.setHeader('Content-Type', 'text/event-stream; charset=utf-8');
@@ -95,7 +106,7 @@ export class LiveEvents {
     res.setHeader('X-Accel-Buffering', 'no');
     res.flushHeaders();
     res.socket?.setNoDelay(true);
-    const c: Client = { res, sessionId };
+    const c: Client = { res, owner };
     this.#clients.add(c);
     res.on('close', () => this.#clients.delete(c));
     this.#write(c, 'retry: 3000\n\n');
@@ -103,9 +114,14 @@ export class LiveEvents {
     return true;
   }
 
-  /** Closes the streams of a login session that ended (logout, password change). */
-  dropSession(sessionId: string): void {
-    for (const c of [...this.#clients]) if (c.sessionId === sessionId) this.#drop(c);
+  /** Closes the streams of a login that ended (logout, expiry, password change). */
+  dropLogin(loginId: string): void {
+    for (const c of [...this.#clients]) if (c.owner.loginId === loginId) this.#drop(c);
+  }
+
+  /** Closes the streams of an API token that was revoked. */
+  dropToken(tokenId: string): void {
+    for (const c of [...this.#clients]) if (c.owner.tokenId === tokenId) this.#drop(c);
   }
 
   broadcast(event: string, data: unknown): void {

@@ -5,16 +5,19 @@
 import type { Request, Response } from 'express';
 import type { ApplianceService } from '../session/appliance-service.js';
 import type { StateStore } from '../state/state-store.js';
-import type { LoginRateLimiter, LoginSessions, Principal } from './auth.js';
+import type { Logins, Principal } from './auth.js';
 import { HttpError } from './http-util.js';
 import type { LiveEvents } from './live-events.js';
+import type { LoginRateLimit } from './login-rate-limit.js';
+import type { SetupCode } from './setup-code.js';
 
 export interface RouteDeps {
   service: ApplianceService;
   store: StateStore;
-  sessions: LoginSessions;
-  limiter: LoginRateLimiter;
+  logins: Logins;
+  rateLimit: LoginRateLimit;
   live: LiveEvents;
+  setupCode: SetupCode;
 }
 
 export function principalOf(res: Response): Principal | null {
@@ -33,17 +36,7 @@ export async function audit(store: StateStore, res: Response, actor: string, act
   await store.audit({ actor, action, ...(details ? { details } : {}) });
 }
 
-/**
- * Names the audit action of a route whose successful requests the generic audit middleware
- * (http-component.ts) records; without it the entry is named "http METHOD PATH".
- */
-export function auditAs(action: string) {
-  return (_req: Request, res: Response, next: () => void): void => {
-    res.locals.auditAction = action;
-    next();
-  };
-}
-
+/** The client's address ('control-socket' for the CLI). */
 export function clientOf(req: Request): string {
   return req.socket.remoteAddress ?? 'control-socket';
 }

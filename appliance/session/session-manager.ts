@@ -24,7 +24,8 @@ import {
   type SessionRecord,
 } from './appliance-service.js';
 import { RegionChangeBuffer, encodeRegionMapAsync, regionLogStates, type EncodedRegionMap } from './region-map-codec.js';
-import type { ModelVerifyStatus } from '../http/model-verify.js';
+import type { ModelVerifyStatus } from '../api/model.js';
+import { ModelVerification } from '../storage/model-verification.js';
 import { SnapbackError } from '../errors.js';
 import { childLogger } from '../logger.js';
 import { VERSION } from '../version.js';
@@ -48,8 +49,7 @@ export class SessionManager extends EventEmitter implements ApplianceService {
   private regionTimer: NodeJS.Timeout | null = null;
   private restoreStartedFor: SessionRecord | null = null;
   private readonly startedAt = new Date();
-  private verify: ModelVerifyStatus = { state: 'idle', startedAt: null, finishedAt: null, regionsTotal: 0, regionsDone: 0, bytesPerSecond: 0, badRegions: [], error: null };
-  private verifyTimer: NodeJS.Timeout | null = null;
+  private readonly verification = new ModelVerification((status) => this.emit('model-verify', status));
 
   private readonly components: () => ComponentHealth[];
 
@@ -294,54 +294,11 @@ export class SessionManager extends EventEmitter implements ApplianceService {
 
   /** Starts hashing every region of the model against its manifest in the background. */
   startModelVerify(): ModelVerifyStatus {
-    if (this.verify.state === 'running') throw new SnapbackError('BUSY', 'a model verification is already running');
-    const model = this.engine.model;
-    const total = model.manifest.regionCount;
-    const v: ModelVerifyStatus = { state: 'running', startedAt: new Date().toISOString(), finishedAt: null, regionsTotal: total, regionsDone: 0, bytesPerSecond: 0, badRegions: [], error: null };
-    this.verify = v;
-    const t0 = Date.now();
-    void (async () => {
-      let bad = 0;
-      try {
-        for (let r = 0; r < total; r++) {
-          if (!(await model.checkRegion(r))) {
-            bad++;
-            if (v.badRegions.length < 100) v.badRegions.push(r);
-          }
-          v.regionsDone = r + 1;
-          v.bytesPerSecond = Math.round((v.regionsDone * model.manifest.regionSize) / Math.max(0.001, (Date.now() - t0) / 1000));
-          this.verifyChanged();
-          if (r % 16 === 15) await new Promise((res) => setImmediate(res)); // let host I/O through
-        }
-        v.state = bad === 0 ? 'passed' : 'failed';
-      } catch (err) {
-        v.state = 'failed';
-        v.error = (err as Error).message;
-      }
-      v.finishedAt = new Date().toISOString();
-      log.info({ state: v.state, bad, error: v.error }, 'model verification finished');
-      this.verifyChanged(true);
-    })();
-    return { ...v };
+    return this.verification.start(this.engine.model);
   }
 
   modelVerifyStatus(): ModelVerifyStatus {
-    return { ...this.verify, badRegions: [...this.verify.badRegions] };
-  }
-
-  private verifyChanged(now = false): void {
-    if (now) {
-      if (this.verifyTimer) clearTimeout(this.verifyTimer);
-      this.verifyTimer = null;
-      this.emit('model-verify', this.modelVerifyStatus());
-      return;
-    }
-    if (this.verifyTimer) return;
-    this.verifyTimer = setTimeout(() => {
-      this.verifyTimer = null;
-      this.emit('model-verify', this.modelVerifyStatus());
-    }, 250);
-    this.verifyTimer.unref();
+    return this.verification.status();
   }
 
   // ---- change notification (throttled) --------------------------------------------------

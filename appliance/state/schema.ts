@@ -8,29 +8,18 @@
  * the old migrations (a Pi may skip several releases).
  */
 import { z } from 'zod';
+import { auditEntrySchema } from '../api/audit.js';
+import { sessionRecordSchema } from '../api/sessions.js';
+import { settingsSchema, type Settings } from '../api/settings.js';
 
 export const SCHEMA_VERSION = 2;
 
-/** Hydration rate limit in bytes per second (the control API's range); null is unlimited. */
-export const hydrationRateSchema = z
-  .number()
-  .int()
-  .positive()
-  .max(2 ** 40)
-  .nullable();
-
-/**
- * The settings kept in the state file. The protection and restore modes are not here (the write
- * log's header holds them, and a copy here could only disagree); which host transitions end a
- * session is set where the hardware is described: gadget.json (USB) and gpio.json (power LED).
- */
-export const settingsSchema = z
-  .object({
-    /** Background restore rate limit in bytes per second; null: unlimited. */
-    hydrationRateBytesPerSecond: hydrationRateSchema,
-  })
-  .strict();
-export type Settings = z.infer<typeof settingsSchema>;
+// The settings, session records and audit entries are also the HTTP API's: one definition, in
+// the API contract (appliance/api).
+export { hydrationRateSchema } from '../api/modes.js';
+export { settingsSchema, type Settings } from '../api/settings.js';
+export { sessionRecordSchema } from '../api/sessions.js';
+export { auditEntrySchema, type AuditEntry } from '../api/audit.js';
 
 export const DEFAULT_SETTINGS: Settings = {
   hydrationRateBytesPerSecond: null,
@@ -59,30 +48,6 @@ export const apiTokenSchema = z
   })
   .strict();
 export type ApiTokenRecord = z.infer<typeof apiTokenSchema>;
-
-export const sessionRecordSchema = z.object({
-  number: z.number().int().nonnegative(),
-  startedAt: z.string(),
-  endedAt: z.string().nullable(),
-  endReason: z.enum(['daemon-start', 'api', 'button', 'host-power-off', 'usb-reconnect', 'gadget-watchdog']).nullable(),
-  mode: z.enum(['frozen', 'thawed']),
-  regionsWritten: z.number().int().nonnegative(),
-  bytesWritten: z.number().nonnegative(),
-  sessionEndMs: z.number().nonnegative().nullable(),
-  restoreMs: z.number().nonnegative().nullable(),
-  events: z.array(z.object({ at: z.string(), what: z.string() })),
-});
-
-export const auditEntrySchema = z
-  .object({
-    id: z.number().int().positive(),
-    at: z.string(),
-    actor: z.string(),
-    action: z.string(),
-    details: z.record(z.unknown()).optional(),
-  })
-  .strict();
-export type AuditEntry = z.infer<typeof auditEntrySchema>;
 
 export const stateSchema = z
   .object({

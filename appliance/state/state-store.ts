@@ -23,7 +23,7 @@ import { EventEmitter } from 'node:events';
 import { copyFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Low } from 'lowdb';
-import type { SessionRecord } from '../session/appliance-service.js';
+import type { SessionRecord } from '../api/sessions.js';
 import { SnapbackError } from '../errors.js';
 import { formatZodIssues } from '../zod-issues.js';
 import { childLogger } from '../logger.js';

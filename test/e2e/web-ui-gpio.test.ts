@@ -13,7 +13,7 @@ import { waitFor } from '../helpers/wait.js';
 import { StateStore } from '../../appliance/state/state-store.js';
 import { HttpComponent } from '../../appliance/http/http-component.js';
 import { GpioComponent } from '../../appliance/gpio/gpio-component.js';
-import { createGpioRouter } from '../../appliance/http/routes/gpio-routes.js';
+import { gpioRoutes } from '../../appliance/http/routes/gpio-routes.js';
 import { SimulatedGpioBackend } from '../../appliance/gpio/simulated-backend.js';
 import { systemClock } from '../../appliance/clock.js';
 
@@ -38,7 +38,7 @@ describe('web UI: the GPIO page in Chromium', function () {
         { backend: sim, audit: (e) => void store.audit(e) },
       );
       await gpio.start();
-      const http = new HttpComponent({ service, store, listen: { host: '127.0.0.1', port: 0 }, controlSocket: join(dir, 'control.sock'), extraRouters: [createGpioRouter(gpio)] });
+      const http = new HttpComponent({ service, store, listen: { host: '127.0.0.1', port: 0 }, controlSocket: join(dir, 'control.sock'), extraRoutes: [(api) => gpioRoutes(api, gpio)] });
       await http.start();
       const { page, problems, context } = await newPage(chromium.browser, vp);
       try {

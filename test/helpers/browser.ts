@@ -56,7 +56,15 @@ export function screenshotDir(): string {
   return d;
 }
 
-export async function newPage(browser: Browser, vp: ViewportName): Promise<{ context: BrowserContext; page: Page; problems: string[] }> {
+/**
+ * A fresh browser context and page. Only the appliance may be reached: loopback, plus the
+ * addresses in `appliance` (this machine's own network address, for the first-boot test).
+ */
+export async function newPage(
+  browser: Browser,
+  vp: ViewportName,
+  opts: { appliance?: string[] } = {},
+): Promise<{ context: BrowserContext; page: Page; problems: string[] }> {
   const context = await browser.newContext({
     viewport: VIEWPORTS[vp],
     deviceScaleFactor: vp === 'phone' ? 2 : 1,
@@ -65,9 +73,10 @@ export async function newPage(browser: Browser, vp: ViewportName): Promise<{ con
     colorScheme: 'light',
     acceptDownloads: true,
   });
-  // Nothing may come from the internet: any request off loopback fails the test.
+  // Nothing may come from the internet: any request off the appliance fails the test.
   const problems: string[] = [];
-  await context.route(/^(?!https?:\/\/(127\.0\.0\.1|localhost)[:/]).*/, (route) => {
+  const hosts = ['127\\.0\\.0\\.1', 'localhost', ...(opts.appliance ?? []).map((a) => a.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'))];
+  await context.route(new RegExp(`^(?!https?://(${hosts.join('|')})[:/]).*`), (route) => {
     problems.push(`request off the appliance: ${route.request().url()}`);
     return route.abort();
   });

@@ -16,7 +16,8 @@ import {
   type SessionEndReason,
   type SessionRecord,
 } from '../../appliance/session/appliance-service.js';
-import type { ModelVerifyCapable, ModelVerifyStatus } from '../../appliance/http/model-verify.js';
+import type { ModelVerifyStatus } from '../../appliance/api/model.js';
+import type { ModelVerifyCapable } from '../../appliance/http/routes/model-routes.js';
 import { bytesStateSource, encodeRegionMap, runsOf, type EncodedRegionMap } from '../../appliance/session/region-map-codec.js';
 
 export interface FakeOptions {

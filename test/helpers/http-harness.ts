@@ -7,7 +7,7 @@ import { request as httpRequest } from 'node:http';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { HttpComponent } from '../../appliance/http/http-component.js';
+import { HttpComponent, type HttpComponentOptions } from '../../appliance/http/http-component.js';
 import type { ApplianceService } from '../../appliance/session/appliance-service.js';
 import { StateStore } from '../../appliance/state/state-store.js';
 import { FakeAppliance, type FakeOptions } from './fake-appliance.js';
@@ -22,14 +22,16 @@ export interface Harness<S extends ApplianceService = FakeAppliance> {
   close(): Promise<void>;
 }
 
-export async function startHarness(opts: { fake?: FakeOptions; dir?: string; host?: string } = {}): Promise<Harness> {
+export async function startHarness(
+  opts: { fake?: FakeOptions; dir?: string; host?: string; http?: Partial<Omit<HttpComponentOptions, 'service' | 'store'>> } = {},
+): Promise<Harness> {
   const dir = opts.dir ?? (await mkdtemp(join(tmpdir(), 'snapback-http-')));
   const store = await StateStore.open(dir);
   const service = new FakeAppliance(opts.fake);
   // As the session manager does: the hydration rate follows the saved settings.
   store.on('settings', (s: { hydrationRateBytesPerSecond: number | null }) => void service.setHydrationRate(s.hydrationRateBytesPerSecond));
   const controlSocket = join(dir, 'control.sock');
-  const http = new HttpComponent({ service, store, listen: { host: opts.host ?? '127.0.0.1', port: 0 }, controlSocket });
+  const http = new HttpComponent({ service, store, listen: { host: opts.host ?? '127.0.0.1', port: 0 }, controlSocket, ...opts.http });
   await http.start();
   const url = http.address().url.replace(/\/$/, '');
   return {
@@ -68,7 +70,7 @@ export interface ReqOptions {
   anonymous?: boolean;
 }
 
-/** A browser-like client: keeps the session cookie and the CSRF token. */
+/** A browser-like client: keeps the login cookie and the CSRF token. */
 export class Client {
   cookie: string | null = null;
   csrf: string | null = null;

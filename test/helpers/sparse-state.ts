@@ -5,10 +5,10 @@
  * the memory benchmark run the real daemon on a 64 GiB–1 TiB disk in seconds.
  */
 import { createHash } from 'node:crypto';
-import { closeSync, ftruncateSync, mkdirSync, openSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, ftruncateSync, mkdirSync, openSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { FileDevice } from '../../appliance/storage/file-device.js';
-import { MANIFEST_FORMAT, manifestPathFor } from '../../appliance/storage/manifest.js';
+import { Manifest, manifestPathFor } from '../../appliance/storage/manifest.js';
 import { RegionLog, logFileSize } from '../../appliance/storage/region-log.js';
 import { StateDir } from '../../appliance/storage/state-dir.js';
 import { StateStore } from '../../appliance/state/state-store.js';
@@ -38,22 +38,21 @@ function sparseFile(path: string, size: number): void {
   closeSync(fd);
 }
 
-/** Writes the manifest of an all-zero image of `size` bytes, as `snapback model manifest` would. */
-export function writeZeroManifest(modelPath: string, size: number, regionSize: number): string {
+/** Writes the manifest of an all-zero image of `size` bytes, as `snapback model manifest` would; returns its id. */
+export async function writeZeroManifest(modelPath: string, size: number, regionSize: number): Promise<string> {
   const count = Math.ceil(size / regionSize);
   const full = createHash('sha256').update(Buffer.alloc(regionSize)).digest();
   const digests = Buffer.alloc(count * full.length);
   for (let r = 0; r < count; r++) full.copy(digests, r * full.length);
   const tail = size - (count - 1) * regionSize;
   if (tail !== regionSize) createHash('sha256').update(Buffer.alloc(tail)).digest().copy(digests, (count - 1) * full.length);
-  const hashes = digests.toString('base64');
-  // the manifest id: the hash of the manifest's content (appliance/storage/manifest.ts)
-  const id = createHash('sha256').update(JSON.stringify({ format: MANIFEST_FORMAT, size, regionSize, hash: 'sha256', hashes })).digest('hex');
   const st = statSync(modelPath);
-  const json = { format: MANIFEST_FORMAT, id, name: 'sparse-zero-model', size, regionSize, hash: 'sha256', hashes, createdAt: new Date().toISOString(), image: { size: st.size, mtimeMs: st.mtimeMs, ino: st.ino } };
-  const path = manifestPathFor(modelPath);
-  writeFileSync(path, JSON.stringify(json, null, 1) + '\n');
-  return id;
+  const manifest = Manifest.fromDigests(
+    { name: 'sparse-zero-model', size, regionSize, hash: 'sha256', createdAt: new Date().toISOString(), image: { size: st.size, mtimeMs: st.mtimeMs, ino: st.ino } },
+    digests,
+  );
+  await manifest.save(manifestPathFor(modelPath));
+  return manifest.id;
 }
 
 export async function makeSparseState(o: SparseStateOptions): Promise<SparseState> {
@@ -63,7 +62,7 @@ export async function makeSparseState(o: SparseStateOptions): Promise<SparseStat
   const diskPath = join(o.dir, 'disk.img');
   const stateDir = join(o.dir, 'state');
   sparseFile(modelPath, o.diskBytes);
-  const modelId = writeZeroManifest(modelPath, o.diskBytes, o.manifestRegionSize ?? 1 << 20);
+  const modelId = await writeZeroManifest(modelPath, o.diskBytes, o.manifestRegionSize ?? 1 << 20);
   sparseFile(diskPath, o.diskBytes);
   const state = new StateDir(stateDir);
   mkdirSync(stateDir, { recursive: true });

@@ -15,7 +15,6 @@ import { execFile } from 'node:child_process';
 import { appendFileSync, existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import { request as httpRequest } from 'node:http';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -26,13 +25,22 @@ import { patternBytes as pattern } from '../helpers/prng.js';
 const execFileP = promisify(execFile);
 const THIS_FILE = fileURLToPath(import.meta.url);
 const REPO = path.resolve(path.dirname(THIS_FILE), '..', '..', '..');
-const CLI = path.join(REPO, 'dist', 'appliance', 'cli', 'main.js');
 const DISK_SIZE = 4 * 1024 * 1024;
 const UNIT = 'snapback.service';
 const STATE_DIR = '/var/lib/snapback';
 const ADDRESS = '192.0.2.1';
-/** The unit's WatchdogSec, shortened by a drop-in so that the watchdog step takes seconds, not half a minute. */
-const TEST_WATCHDOG_SEC = 15;
+/**
+ * The longest the watchdog step waits beyond the guard for systemd's watchdog: the unit's own
+ * WatchdogSec (30 s) is kept. A shorter one was tried: on a busy machine an emulated daemon's
+ * pings (each one a systemd-notify process) came late, and systemd killed a healthy daemon.
+ */
+const UNIT_WATCHDOG_SEC = 30;
+/**
+ * How long the scenario waits for what must happen (a start, a restart, the disk): a guard
+ * against waiting for ever, not a timing assertion. An emulated guest on a busy machine can
+ * take minutes to start node.
+ */
+const GUARD_MS = 8 * 60_000;
 
 interface StepResult {
   step: string;
@@ -56,30 +64,29 @@ const S = {
 
 function hostTests(): void {
   describe('the appliance image under systemd (pi-gen stage, QEMU, dummy_hcd)', function () {
-    this.timeout(16 * 60_000);
+    this.timeout(20 * 60_000);
     let steps: StepResult[] = [];
     let consoleTail = '';
     let bootError: Error | null = null;
     let resultsDir = '';
 
     before(async function () {
-      const { runApplianceVm } = await import('../rigs/appliance-vm.js');
+      const { runApplianceVm, prepareApplianceState } = await import('../rigs/appliance-vm.js');
       const t0 = Date.now();
       let prep = '';
       try {
-        prep = await fs.mkdtemp(path.join(os.tmpdir(), 'snapback-appliance-prep-'));
-        writeFileSync(path.join(prep, 'model.img'), pattern(DISK_SIZE, 7));
-        await execFileP(process.execPath, [CLI, 'model', 'manifest', path.join(prep, 'model.img')]);
+        const state = await prepareApplianceState(pattern(DISK_SIZE, 7));
+        prep = state.dir;
         const r = await runApplianceVm({
           command: ['node', THIS_FILE],
           env: { SNAPBACK_APPLIANCE_GUEST: 'scenario' },
-          modelDir: prep,
-          // The emulated guest on a shared machine starts node many times slower than a Pi does:
-          // a shorter watchdog keeps the watchdog step short, a longer start timeout keeps a slow
-          // start from being taken for a failed one. Everything else is the stage's unit as installed.
-          unitDropIns: { 'test-timing.conf': `[Service]\nWatchdogSec=${TEST_WATCHDOG_SEC}s\nTimeoutStartSec=600s\n` },
+          state,
+          // The emulated guest on a shared machine starts node many times slower than a Pi does: a
+          // longer start timeout keeps a slow start from being taken for a failed one. Everything
+          // else is the stage's unit as installed.
+          unitDropIns: { 'test-start-timeout.conf': '[Service]\nTimeoutStartSec=600s\n' },
           // A guard against a hung guest, not a timing assertion (an emulated guest on a busy machine is slow).
-          timeoutMs: 14 * 60_000,
+          timeoutMs: 18 * 60_000,
           kernelArgs: process.env.APPLIANCE_VM_VERBOSE ? ['systemd.journald.forward_to_console=1'] : [],
           onConsoleLine: process.env.APPLIANCE_VM_VERBOSE ? (l) => process.stderr.write(`  | ${l}\n`) : undefined,
         });
@@ -214,7 +221,7 @@ function findDisk(): string | null {
 /** Reads the whole disk with O_DIRECT and compares it with the model, retrying while the medium settles. */
 async function readsModel(model: Buffer, what: string): Promise<string> {
   let last = '';
-  const until = Date.now() + 90_000;
+  const until = Date.now() + GUARD_MS;
   while (Date.now() < until) {
     const dev = findDisk();
     if (dev) {
@@ -282,7 +289,8 @@ async function guestScenario(): Promise<void> {
   const t0 = Date.now();
   let allOk = false;
   try {
-    const model = readFileSync(path.join(STATE_DIR, 'model.img'));
+    const config = JSON.parse(readFileSync(path.join(STATE_DIR, 'snapback.json'), 'utf8')) as { modelImage: string };
+    const model = readFileSync(config.modelImage);
     const stage = path.join(REPO, 'pi-gen', 'stage-snapback', '02-snapback', 'files');
 
     const ok: boolean[] = [];
@@ -304,12 +312,15 @@ async function guestScenario(): Promise<void> {
       const enabled = (await sh('systemctl', ['is-enabled', UNIT])).trim();
       if (enabled !== 'enabled') throw new Error(`systemctl is-enabled ${UNIT}: ${enabled}`);
       const st = await unitState();
-      return `enabled; the unit's WatchdogSec=${wd[1]} (this test's drop-in: ${st.WatchdogUSec})`;
+      if (wd[1] !== `${UNIT_WATCHDOG_SEC}s` || st.WatchdogUSec !== `${UNIT_WATCHDOG_SEC}s`) {
+        throw new Error(`the unit's WatchdogSec=${wd[1]}, systemd's WatchdogUSec=${st.WatchdogUSec}; this test expects ${UNIT_WATCHDOG_SEC}s`);
+      }
+      return `enabled; WatchdogSec=${wd[1]}`;
     }));
 
     // Without a daemon that stays up, the other steps have nothing to look at.
     const up = await step(S.firstBoot, async () => {
-      const first = await waitRunning('systemd to report the daemon running (READY=1)', 180_000);
+      const first = await waitRunning('systemd to report the daemon running (READY=1)', GUARD_MS);
       const read = await readsModel(model, 'the first boot');
       const now = await unitState();
       if (now.NRestarts !== 0 || now.MainPID !== first.MainPID) {
@@ -321,7 +332,7 @@ async function guestScenario(): Promise<void> {
     if (!up) throw new Error('the first boot failed: the remaining steps are not run');
 
     ok.push(await step(S.web, async () => {
-      const stateReply = await waitFor('the web UI on port 80', async () => http('GET', '/api/auth/state'), 20_000, 500);
+      const stateReply = await waitFor('the web UI on port 80', async () => http('GET', '/api/auth/state'), 60_000, 500);
       if (stateReply.status !== 200) throw new Error(`GET /api/auth/state: ${stateReply.status} ${stateReply.body}`);
       const state = JSON.parse(stateReply.body) as { passwordSet?: boolean; setupCodeRequired?: boolean };
       if (state.passwordSet !== false || state.setupCodeRequired !== true) {
@@ -351,7 +362,7 @@ async function guestScenario(): Promise<void> {
     ok.push(await step(S.kill, async () => {
       const before = await unitState();
       process.kill(before.MainPID, 'SIGKILL');
-      const st = await waitRunning('systemd to restart the killed daemon', 120_000, before.MainPID);
+      const st = await waitRunning('systemd to restart the killed daemon', GUARD_MS, before.MainPID);
       if (st.NRestarts !== before.NRestarts + 1) throw new Error(`NRestarts ${before.NRestarts} → ${st.NRestarts}`);
       const events = await sessionEvents();
       const cleaned = events.find((e) => e.includes('cleaning up what an earlier run left'));
@@ -362,11 +373,11 @@ async function guestScenario(): Promise<void> {
 
     ok.push(await step(S.watchdog, async () => {
       // After a failed step the service may be between restarts: start from a running daemon.
-      await waitRunning('the daemon running before the watchdog step', 180_000);
+      await waitRunning('the daemon running before the watchdog step', GUARD_MS);
       const before = await unitState();
       const logBefore = (await journal()).split('\n').length;
       process.kill(before.MainPID, 'SIGSTOP');
-      const st = await waitRunning('systemd to kill the stopped daemon and start another', (TEST_WATCHDOG_SEC + 150) * 1000, before.MainPID);
+      const st = await waitRunning('systemd to kill the stopped daemon and start another', UNIT_WATCHDOG_SEC * 1000 + GUARD_MS, before.MainPID);
       if (st.NRestarts !== before.NRestarts + 1) throw new Error(`NRestarts ${before.NRestarts} → ${st.NRestarts}`);
       const newLines = (await journal()).split('\n').slice(logBefore - 1);
       const timeout = newLines.find((l) => /watchdog timeout/i.test(l));

@@ -6,11 +6,12 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Daemon, type ServeOptions } from '../../appliance/daemon/daemon.js';
+import { preflight } from '../../appliance/daemon/preflight.js';
 import { isSnapbackError } from '../../appliance/errors.js';
 import { verifyPassword } from '../../appliance/http/passwords.js';
 import { StateStore } from '../../appliance/state/state-store.js';
@@ -141,6 +142,20 @@ describe('daemon start: refusals write nothing, optional parts never take the di
     } finally {
       await d.stop();
     }
+  });
+
+  it('a bad gadget.json gives the gadget its default settings, with the problem naming the file and the key', async () => {
+    // A machine where the gadget can run (as far as the checks before the start can tell).
+    const sys = join(dir, 'sys');
+    mkdirSync(join(sys, 'class', 'udc', 'dummy_udc.0'), { recursive: true });
+    mkdirSync(join(sys, 'block', 'nbd0'), { recursive: true });
+    mkdirSync(join(dir, 'configfs', 'usb_gadget'), { recursive: true });
+    writeFileSync(join(state, 'gadget.json'), JSON.stringify({ profile: 'picky-bios', policy: { endOnDisconect: false } }));
+    const plan = await preflight({ stateDir: state, gadget: 'auto', gpio: 'off', sysRoot: sys, configfsRoot: join(dir, 'configfs') });
+    assert.ok(plan.gadget, `the gadget runs: ${plan.gadgetOffReason ?? ''}`);
+    assert.equal(plan.gadget.settings.profile, 'default', 'the default settings, not half of the file');
+    assert.match(plan.gadget.problem ?? '', /gadget\.json: policy: Unrecognized key\(s\) in object: 'endOnDisconect'/);
+    assert.match(plan.gadget.problem ?? '', /default settings/);
   });
 
   it('a web listener that cannot bind does not take the disk away: the disk is served and the status says why', async () => {

@@ -78,7 +78,7 @@ describe('http: API endpoints', () => {
         assert.equal(snapshot(), before);
       });
     }
-    it('a forged session cookie is no login', async () => {
+    it('a forged login cookie is no login', async () => {
       const anon = new Client(hx.url);
       anon.cookie = 'snapback_session=' + 'A'.repeat(43);
       assert.equal((await anon.req('GET', '/api/status')).status, 401);
@@ -277,6 +277,14 @@ describe('http: API endpoints', () => {
       const st = hx.service.status();
       assert.match(r.text, new RegExp(`^snapback_regions_total ${st.regions.total}$`, 'm'));
       assert.match(r.text, new RegExp(`^snapback_session_number ${st.session.number}$`, 'm'));
+    });
+
+    it('GET /metrics names the process and Node.js metrics with one snapback_ prefix (snapback_process_resident_memory_bytes, never snapback_process_process_…)', async () => {
+      const r = await c.req('GET', '/metrics', { headers: { Accept: 'text/plain' } });
+      assert.equal(r.status, 200);
+      assert.match(r.text, /^snapback_process_resident_memory_bytes \d+/m);
+      assert.match(r.text, /^snapback_nodejs_eventloop_lag_seconds /m);
+      assert.doesNotMatch(r.text, /snapback_process_process_|snapback_process_nodejs_/);
     });
 
     it('GET and POST /api/settings (the saved hydration rate reaches the service)', async () => {

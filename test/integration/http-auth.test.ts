@@ -1,11 +1,11 @@
 /**
  * The HTTP listener's security: first-run password, login, logout, cookies, CSRF, rate
- * limiting, API tokens, the trusted control socket, security headers, and the refusal to bind
- * beyond loopback before a password exists.
+ * limiting, API tokens, the trusted control socket, security headers, the names (Host) and
+ * origins it answers to, and its listeners.
  */
 import assert from 'node:assert/strict';
 import { mkdtemp, rm, stat } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { HttpComponent } from '../../appliance/http/http-component.js';
 import { isSnapbackError } from '../../appliance/errors.js';
@@ -38,7 +38,7 @@ describe('http: authentication and security', () => {
     it('sets the password once, logs in, and audits it; a second setup is refused', async () => {
       const r = await c.setup(PASSWORD);
       assert.equal(r.status, 201);
-      assert.ok(c.cookie, 'a session cookie');
+      assert.ok(c.cookie, 'a login cookie');
       assert.ok(c.csrf);
       assert.match(hx.store.admin()?.passwordHash ?? '', /^scrypt\$15\$8\$1\$/);
       assert.ok(!(hx.store.admin()?.passwordHash ?? '').includes(PASSWORD));
@@ -154,6 +154,87 @@ describe('http: authentication and security', () => {
     });
   });
 
+  describe('successful logins and the failed-login limit', () => {
+    it('successful logins never count toward the failed-login limit (40 good logins in a row all succeed)', async () => {
+      assert.equal((await new Client(hx.url).setup(PASSWORD)).status, 201);
+      for (let i = 0; i < 40; i++) {
+        const r = await new Client(hx.url).login(PASSWORD);
+        assert.equal(r.status, 200, `login ${i + 1}: ${r.text}`);
+      }
+      // Failures still count.
+      for (let i = 0; i < 5; i++) assert.equal((await c.login(`wrong ${i}`)).status, 401);
+      assert.equal((await c.login(PASSWORD)).status, 429);
+    });
+
+    it('failures from many clients hit the global limit; their successes do not', async () => {
+      await hx.close();
+      hx = await startHarness({ http: { rateLimit: { perClient: 100, global: 3 } } });
+      c = new Client(hx.url);
+      assert.equal((await c.setup(PASSWORD)).status, 201);
+      for (let i = 0; i < 6; i++) assert.equal((await new Client(hx.url).login(PASSWORD)).status, 200);
+      for (let i = 0; i < 3; i++) assert.equal((await new Client(hx.url).login(`wrong ${i}`)).status, 401);
+      assert.equal((await new Client(hx.url).login(PASSWORD)).status, 429);
+    });
+  });
+
+  describe('names and origins (DNS rebinding, cross-site requests)', () => {
+    let port: number;
+    beforeEach(async () => {
+      port = Number(new URL(hx.url).port);
+      assert.equal((await c.setup(PASSWORD)).status, 201);
+    });
+    const at = (host: string, method = 'GET', path = '/api/auth/state', body?: unknown, headers: Record<string, string> = {}) =>
+      nodeRequest({ host: '127.0.0.1', port }, method, path, body, { Host: host, ...headers });
+
+    it('refuses every request whose Host is not a name of the appliance: pages, API, login', async () => {
+      for (const [method, path, body] of [
+        ['GET', '/api/auth/state', undefined],
+        ['GET', '/login', undefined],
+        ['POST', '/api/auth/login', { password: PASSWORD }],
+      ] as const) {
+        const r = await at(`rebind.evil.example:${port}`, method, path, body);
+        assert.equal(r.status, 403, `${method} ${path}`);
+        assert.equal(r.json?.error, 'BAD_HOST');
+      }
+      assert.equal(hx.store.listAudit().filter((e) => e.action === 'auth.login').length, 0);
+    });
+
+    it('answers to loopback names, IP literals, its host name (also .local) and configured names', async () => {
+      await hx.close();
+      hx = await startHarness({ http: { hostNames: ['snapback.lab.example'] } });
+      port = Number(new URL(hx.url).port);
+      for (const host of ['localhost', '127.0.0.1', '[::1]', '192.0.2.77', hostname(), `${hostname()}.local`, 'SNAPBACK.lab.example']) {
+        const r = await at(`${host}:${port}`);
+        assert.equal(r.status, 200, host);
+      }
+    });
+
+    it('refuses a state-changing request from another origin, even with a valid login and CSRF token', async () => {
+      const cookie = c.cookie ?? '';
+      const csrf = c.csrf ?? '';
+      const before = hx.service.mode;
+      for (const origin of ['http://evil.example', `http://localhost:${port + 1}`, 'null']) {
+        const r = await at(`127.0.0.1:${port}`, 'POST', '/api/mode', { mode: 'thawed' }, { Origin: origin, Cookie: cookie, 'X-CSRF-Token': csrf });
+        assert.equal(r.status, 403, origin);
+        assert.equal(r.json?.error, 'BAD_ORIGIN');
+      }
+      const login = await at(`127.0.0.1:${port}`, 'POST', '/api/auth/login', { password: PASSWORD }, { Origin: 'http://evil.example' });
+      assert.equal(login.status, 403);
+      const fetchMeta = await at(`127.0.0.1:${port}`, 'POST', '/api/mode', { mode: 'thawed' }, { 'Sec-Fetch-Site': 'cross-site', Cookie: cookie, 'X-CSRF-Token': csrf });
+      assert.equal(fetchMeta.status, 403);
+      assert.equal(hx.service.mode, before);
+    });
+
+    it('accepts a state-changing request from its own origin, and one without Origin (a script)', async () => {
+      const cookie = c.cookie ?? '';
+      const csrf = c.csrf ?? '';
+      const same = await at(`127.0.0.1:${port}`, 'POST', '/api/mode', { mode: 'thawed' }, { Origin: `http://127.0.0.1:${port}`, Cookie: cookie, 'X-CSRF-Token': csrf });
+      assert.equal(same.status, 200, same.text);
+      const none = await at(`127.0.0.1:${port}`, 'POST', '/api/mode', { mode: 'frozen' }, { Cookie: cookie, 'X-CSRF-Token': csrf });
+      assert.equal(none.status, 200, none.text);
+    });
+  });
+
   describe('pages and headers', () => {
     it('without a login only the login page and its assets are served', async () => {
       const root = await c.req('GET', '/', { headers: { Accept: 'text/html' } });
@@ -258,7 +339,7 @@ describe('http: authentication and security', () => {
       await c.setup(PASSWORD);
     });
 
-    it('needs the current password; logs out the other sessions, keeps this one', async () => {
+    it('needs the current password; logs out the other logins, keeps this one', async () => {
       const other = new Client(hx.url);
       assert.equal((await other.login(PASSWORD)).status, 200);
       const wrong = await c.req('POST', '/api/auth/password', { body: { currentPassword: 'nope nope', newPassword: 'a brand new one' } });
@@ -333,23 +414,8 @@ describe('http: listening', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  it('refuses to bind beyond loopback before a password is set, with a clear message', async () => {
+  it("an address that is not this machine's is refused with a clear message", async () => {
     const store = await StateStore.open(dir);
-    const service = new FakeAppliance();
-    const http = new HttpComponent({ service, store, listen: { host: '0.0.0.0', port: 0 }, controlSocket: join(dir, 'control.sock') });
-    await assert.rejects(http.start(), (e: unknown) => {
-      assert.ok(isSnapbackError(e, 'BAD_ARGUMENT'));
-      assert.match((e as Error).message, /before an administrator password is set/);
-      assert.match((e as Error).message, /127\.0\.0\.1/);
-      return true;
-    });
-    await http.stop();
-    await store.close();
-  });
-
-  it('once a password is set, a non-loopback address passes the gate (and only the bind itself can fail)', async () => {
-    const store = await StateStore.open(dir);
-    await store.setAdminPasswordHash('scrypt$15$8$1$c2FsdHNhbHQ=$aGFzaGhhc2hoYXNoaGFzaA==');
     // 192.0.2.1 (TEST-NET-1) is not an address of this machine: nothing listens beyond loopback.
     const http = new HttpComponent({ service: new FakeAppliance(), store, listen: { host: '192.0.2.1', port: 0 }, controlSocket: join(dir, 'control.sock') });
     await assert.rejects(http.start(), (e: unknown) => {
@@ -359,7 +425,7 @@ describe('http: listening', () => {
       return true;
     });
     await http.stop();
-    await assert.rejects(stat(join(dir, 'control.sock')), 'the control socket is cleaned up after a failed start');
+    await assert.rejects(stat(join(dir, 'control.sock')), 'the control socket is removed on stop');
     await store.close();
   });
 

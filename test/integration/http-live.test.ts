@@ -186,4 +186,43 @@ describe('http: live updates (server-sent events)', () => {
     await reader.next((e) => e.event === 'status');
     reader.close();
   });
+
+  it('revoking an API token closes its open stream', async () => {
+    const t = await c.req('POST', '/api/tokens', { body: { name: 'dash' } });
+    const other = await c.req('POST', '/api/tokens', { body: { name: 'other' } });
+    const { reader } = await SseReader.open(hx.url + '/api/events', { Authorization: `Bearer ${t.json.token}` });
+    const { reader: otherReader } = await SseReader.open(hx.url + '/api/events', { Authorization: `Bearer ${other.json.token}` });
+    try {
+      await reader.next((e) => e.event === 'status');
+      await otherReader.next((e) => e.event === 'status');
+      assert.equal((await c.req('DELETE', `/api/tokens/${t.json.id}`)).status, 204);
+      await reader.closed();
+      assert.equal(reader.ended, true);
+      // The other token's stream still gets events (the revocation's audit entry, for one).
+      const e = await otherReader.next((x) => x.event === 'audit' && (x.data as { action: string }).action === 'token.revoke');
+      assert.ok(e);
+      assert.equal(otherReader.ended, false);
+    } finally {
+      reader.close();
+      otherReader.close();
+    }
+  });
+
+  it('an expired login closes its open stream', async () => {
+    await hx.close();
+    let now = Date.now();
+    hx = await startHarness({ http: { logins: { now: () => now }, loginPruneIntervalMs: 20 } });
+    c = new Client(hx.url);
+    await c.setup(PASSWORD);
+    const { reader } = await SseReader.open(hx.url + '/api/events', { Cookie: c.cookie ?? '' });
+    try {
+      await reader.next((e) => e.event === 'status');
+      now += 8 * 24 * 3600_000; // past the 7-day lifetime of a login
+      await reader.closed();
+      assert.equal(reader.ended, true);
+      assert.equal((await c.req('GET', '/api/status')).status, 401);
+    } finally {
+      reader.close();
+    }
+  });
 });

@@ -13,8 +13,10 @@
  *     guest root, so ROOTFS_DIR=/), then `NN-run-chroot.sh` through `bash -e` in the chroot.
  *     Any other kind of sub-stage file (packages, patches, debconf) fails the boot: the rig
  *     cannot install packages, and a test must not pass by silently skipping a step;
- *  4. sets the appliance up as README's Pi steps do: the model and its manifest in
- *     /var/lib/snapback, then `snapback init` through the CLI the stage installed.
+ *  4. puts in place the appliance's data as an administrator leaves it after README's Pi
+ *     steps: a state directory made by `snapback init` (on the host, where node is fast: see
+ *     prepareApplianceState) is copied to /var/lib/snapback, and the model and working disk
+ *     it names to the same absolute paths as on the host.
  * Then systemd boots multi-user.target, which starts snapback.service if the stage enabled it,
  * and runs the caller's command (rig-command.service) to drive and observe the appliance.
  *
@@ -24,28 +26,33 @@
  * own node_modules (after checking the lock file is the repository's), and `npm cache clean`
  * has nothing to do; any other npm command fails loudly.
  */
+import { execFile } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
+import { promisify } from 'node:util';
 import { repoRoot } from './debian-kernel.js';
 import { runKernelVm, type KernelVmResult } from './kernel-vm.js';
 
+const execFileP = promisify(execFile);
+
 /** The appliance's address inside the guest (TEST-NET-1: documentation only, never routed). */
-export const APPLIANCE_ADDRESS = '192.0.2.1';
+const APPLIANCE_ADDRESS = '192.0.2.1';
 /** The pi-gen stage's sub-stage that installs Snapback. */
-export const SNAPBACK_SUBSTAGE = path.join('pi-gen', 'stage-snapback', '02-snapback');
+const SNAPBACK_SUBSTAGE = path.join('pi-gen', 'stage-snapback', '02-snapback');
 /** Where the appliance keeps its state (the unit's --state-dir). */
-export const STATE_DIR = '/var/lib/snapback';
+const STATE_DIR = '/var/lib/snapback';
 
 /** The modules the appliance needs in the guest besides the rig's own. */
-export const APPLIANCE_MODULES = ['dummy_hcd', 'libcomposite', 'usb_f_mass_storage', 'nbd', 'usb_storage', 'sd_mod', 'dummy'];
+const APPLIANCE_MODULES = ['dummy_hcd', 'libcomposite', 'usb_f_mass_storage', 'nbd', 'usb_storage', 'sd_mod', 'dummy'];
 
 export interface ApplianceVmOptions {
   /** Command run inside the booted guest as rig-command.service (cwd: the repository). */
   command: string[];
   env?: Record<string, string>;
-  /** A host directory holding model.img and model.img.manifest.json (made by `snapback model manifest`). */
-  modelDir: string;
-  /** systemd drop-ins for snapback.service: file name → contents (e.g. a shorter WatchdogSec). */
+  /** What prepareApplianceState() made. */
+  state: ApplianceState;
+  /** systemd drop-ins for snapback.service: file name → contents (e.g. a longer TimeoutStartSec for an emulated guest). */
   unitDropIns?: Record<string, string>;
   /** Host directory that appears as /results. */
   resultsDir?: string;
@@ -58,21 +65,49 @@ export interface ApplianceVmOptions {
 
 const GUEST_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 const NPM_SHIM_DIR = '/.rig/npm';
-const MODEL_SHARE = '/.rig/model';
+const PREP_SHARE = '/.rig/prep';
+
+/** The appliance's data, made on the host: a directory holding the model, the working disk and the state directory. */
+export interface ApplianceState {
+  /** A fresh directory under /var/tmp (the guest's systemd empties /tmp at boot, so not there). */
+  dir: string;
+  /** The model image (its manifest beside it), as snapback.json names it. */
+  modelImage: string;
+  /** The working disk, as snapback.json names it. */
+  disk: string;
+}
+
+/**
+ * Makes the model's manifest and an initialised state directory with the project's CLI on the
+ * host (`snapback model manifest`, `snapback init`: README's Pi steps 3). The guest copies the
+ * model and disk to the same absolute paths, and the state directory to /var/lib/snapback.
+ */
+export async function prepareApplianceState(model: Buffer): Promise<ApplianceState> {
+  const cli = path.join(repoRoot(), 'dist', 'appliance', 'cli', 'main.js');
+  if (!existsSync(cli)) throw new Error('appliance-vm: build the project first (npm run build)');
+  const dir = await fs.mkdtemp('/var/tmp/snapback-appliance-');
+  const modelImage = path.join(dir, 'model.img');
+  const disk = path.join(dir, 'disk.img');
+  await fs.writeFile(modelImage, model);
+  await execFileP(process.execPath, [cli, 'model', 'manifest', modelImage], { env: { ...process.env, NODE_ENV: 'test' } });
+  await execFileP(process.execPath, [cli, 'init', '--state-dir', path.join(dir, 'state'), '--model', modelImage, '--disk', disk], {
+    env: { ...process.env, NODE_ENV: 'test' },
+  });
+  return { dir, modelImage, disk };
+}
 
 export function runApplianceVm(opts: ApplianceVmOptions): Promise<KernelVmResult> {
   const repo = repoRoot();
-  for (const f of ['model.img', 'model.img.manifest.json']) {
-    if (!existsSync(path.join(opts.modelDir, f))) throw new Error(`appliance-vm: ${path.join(opts.modelDir, f)} is missing`);
+  for (const f of [opts.state.modelImage, `${opts.state.modelImage}.manifest.json`, opts.state.disk, path.join(opts.state.dir, 'state', 'snapback.json')]) {
+    if (!existsSync(f)) throw new Error(`appliance-vm: ${f} is missing (prepareApplianceState makes it)`);
   }
-  if (!existsSync(path.join(repo, 'dist', 'appliance', 'cli', 'main.js'))) throw new Error('appliance-vm: build the project first (npm run build)');
   return runKernelVm({
     pid1: 'systemd',
     modules: APPLIANCE_MODULES,
     command: opts.command,
     env: opts.env,
-    shares: [{ hostPath: opts.modelDir, guestPath: MODEL_SHARE, readOnly: true }],
-    prepareRoot: prepareRootScript(repo, opts.unitDropIns ?? {}),
+    shares: [{ hostPath: opts.state.dir, guestPath: PREP_SHARE, readOnly: true }],
+    prepareRoot: prepareRootScript(repo, opts.state, opts.unitDropIns ?? {}),
     resultsDir: opts.resultsDir,
     memoryMb: opts.memoryMb ?? 768,
     timeoutMs: opts.timeoutMs,
@@ -171,7 +206,7 @@ esac
 `;
 }
 
-function prepareRootScript(repo: string, dropIns: Record<string, string>): string {
+function prepareRootScript(repo: string, state: ApplianceState, dropIns: Record<string, string>): string {
   const writeFile = (guestPath: string, text: string, mode = '644'): string => {
     const marker = 'RIG_EOF_' + Math.random().toString(36).slice(2);
     return `mkdir -p ${shQuote(path.dirname(guestPath))}\ncat > ${shQuote(guestPath)} <<'${marker}'\n${text.replace(/\n?$/, '\n')}${marker}\nchmod ${mode} ${shQuote(guestPath)}`;
@@ -194,10 +229,11 @@ function prepareRootScript(repo: string, dropIns: Record<string, string>): strin
       if (!/^[\w.-]+\.conf$/.test(name)) throw new Error(`appliance-vm: bad drop-in name ${name}`);
       return writeFile(`/newroot/etc/systemd/system/snapback.service.d/${name}`, text);
     }),
-    "echo \"[appliance-vm] $(cut -d' ' -f1 /newroot/proc/uptime)s: the administrator's steps: the model into the state directory, snapback init\"",
-    `cp -a /newroot${MODEL_SHARE}/model.img /newroot${MODEL_SHARE}/model.img.manifest.json /newroot${STATE_DIR}/`,
-    `chroot /newroot /usr/bin/env -i PATH=${GUEST_PATH} HOME=/root /usr/local/bin/snapback init --state-dir ${STATE_DIR} ` +
-      `--model ${STATE_DIR}/model.img --disk ${STATE_DIR}/disk.img`,
+    `echo "[appliance-vm] $(cut -d' ' -f1 /newroot/proc/uptime)s: the appliance's data: the state directory, the model and the disk"`,
+    `mkdir -p /newroot${shQuote(state.dir)}`,
+    `cp -a /newroot${PREP_SHARE}/${shQuote(path.relative(state.dir, state.modelImage))} /newroot${PREP_SHARE}/${shQuote(path.relative(state.dir, state.modelImage))}.manifest.json ` +
+      `/newroot${PREP_SHARE}/${shQuote(path.relative(state.dir, state.disk))} /newroot${shQuote(state.dir)}/`,
+    `cp -a /newroot${PREP_SHARE}/state/. /newroot${STATE_DIR}/`,
     `echo "[appliance-vm] $(cut -d' ' -f1 /newroot/proc/uptime)s: the root is ready; systemd boots"`,
   ];
   return lines.join('\n');

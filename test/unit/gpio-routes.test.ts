@@ -5,7 +5,9 @@ import type { Server } from 'node:http';
 import express from 'express';
 import type { GpioAuditEntry } from '../../appliance/gpio/gpio-audit.js';
 import { GpioComponent } from '../../appliance/gpio/gpio-component.js';
-import { createGpioRouter } from '../../appliance/http/routes/gpio-routes.js';
+import { ApiRouter } from '../../appliance/http/api-router.js';
+import { errorHandler } from '../../appliance/http/http-util.js';
+import { gpioRoutes } from '../../appliance/http/routes/gpio-routes.js';
 import type { GpioSettingsInput } from '../../appliance/gpio/gpio-settings.js';
 import type { GpioStatus } from '../../appliance/gpio/gpio-status.js';
 import { SimulatedGpioBackend } from '../../appliance/gpio/simulated-backend.js';
@@ -36,7 +38,7 @@ async function serve(settings: GpioSettingsInput, actor: string | null, backend 
     if (actor) res.locals.actor = actor; // what the auth middleware in front does
     next();
   });
-  app.use(createGpioRouter(gpio));
+  mountGpioRoutes(app, gpio);
   const server: Server = await new Promise((resolve) => {
     const s = app.listen(0, '127.0.0.1', () => resolve(s));
   });
@@ -51,6 +53,15 @@ async function serve(settings: GpioSettingsInput, actor: string | null, backend 
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },
   };
+}
+
+/** The GPIO routes as the HTTP server mounts them: JSON bodies, the one error handler. */
+function mountGpioRoutes(app: express.Express, gpio: GpioComponent): void {
+  app.use(express.json({ limit: '4kb' }));
+  const api = new ApiRouter();
+  gpioRoutes(api, gpio);
+  app.use(api.router);
+  app.use(errorHandler(() => undefined));
 }
 
 function post(url: string, body: string, type = 'application/json'): Promise<Response> {
@@ -86,7 +97,9 @@ describe('gpio HTTP API', () => {
     assert.equal(body.status.power.running?.action, 'on');
     const busy = await post(h.url, JSON.stringify({ action: 'reset' }));
     assert.equal(busy.status, 409);
-    assert.match(((await busy.json()) as { error: string }).error, /busy/);
+    const busyReply = (await busy.json()) as { error: string; message: string };
+    assert.equal(busyReply.error, 'BUSY');
+    assert.match(busyReply.message, /busy/);
     await h.clock.advance(3000);
     assert.deepEqual(
       h.audit.filter((e) => e.action === 'gpio.power.on').map((e) => [e.actor, e.details?.result]),
@@ -109,11 +122,11 @@ describe('gpio HTTP API', () => {
     const app = express();
     let audited: unknown;
     app.use((_req, res, next) => {
-      res.locals.principal = { kind: 'session', actor: 'dora' };
+      res.locals.principal = { kind: 'login', actor: 'dora' };
       res.on('finish', () => (audited = res.locals.audited));
       next();
     });
-    app.use(createGpioRouter(h.gpio));
+    mountGpioRoutes(app, h.gpio);
     const server: Server = await new Promise((resolve) => {
       const s = app.listen(0, '127.0.0.1', () => resolve(s));
     });
@@ -127,7 +140,7 @@ describe('gpio HTTP API', () => {
     }
   });
 
-  it('bad bodies get 400 with a message', async () => {
+  it('bad bodies get 400 BAD_ARGUMENT with a message (the one error format)', async () => {
     h = await serve(wired, 'alice');
     for (const body of [
       JSON.stringify({ action: 'explode' }),
@@ -138,8 +151,9 @@ describe('gpio HTTP API', () => {
     ]) {
       const res = await post(h.url, body);
       assert.equal(res.status, 400, body);
-      const json = (await res.json()) as { error: string };
-      assert.match(json.error, /^bad request: /, body);
+      const json = (await res.json()) as { error: string; message: string };
+      assert.equal(json.error, 'BAD_ARGUMENT', body);
+      assert.ok(json.message.length > 0, body);
     }
     const text = await post(h.url, 'action=on', 'application/x-www-form-urlencoded');
     assert.equal(text.status, 400);
@@ -150,11 +164,13 @@ describe('gpio HTTP API', () => {
     h = await serve({}, 'alice');
     const res = await post(h.url, JSON.stringify({ action: 'restore-now' }));
     assert.equal(res.status, 409);
-    assert.match(((await res.json()) as { error: string }).error, /not wired/);
+    const notWired = (await res.json()) as { error: string; message: string };
+    assert.equal(notWired.error, 'NOT_SUPPORTED');
+    assert.match(notWired.message, /not wired/);
     await h.close();
     h = await serve(wired, 'alice', false);
     const off = await post(h.url, JSON.stringify({ action: 'on' }));
     assert.equal(off.status, 409);
-    assert.match(((await off.json()) as { error: string }).error, /nonexistent-sysfs-root/);
+    assert.match(((await off.json()) as { message: string }).message, /nonexistent-sysfs-root/);
   });
 });

@@ -5,7 +5,8 @@
 import { getJson, postJson } from './api.js';
 import { confirmAction, errorText, notify } from './dom.js';
 import { setStatus } from './live.js';
-import type { ApplianceStatus, ProtectionMode, RestoreMode } from './types.js';
+import type { ProtectionMode, RestoreMode } from '../../appliance/api/common.js';
+import type { ApplianceStatus } from '../../appliance/api/status.js';
 
 async function refreshStatus(): Promise<void> {
   setStatus(await getJson<ApplianceStatus>('/api/status'));

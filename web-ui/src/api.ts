@@ -2,7 +2,8 @@
  * Talking to the daemon: JSON requests with the session's CSRF token, errors as ApiError.
  * Shared by the login page and the app (both public assets).
  */
-import type { AuthState } from './types.js';
+import type { AuthState } from '../../appliance/api/auth.js';
+import type { ApiErrorBody } from '../../appliance/api/common.js';
 // type only: the login page loads this module, and the region map module needs a login
 import type { WireRegionMap } from './region-map.js';
 
@@ -40,8 +41,8 @@ export async function request<T>(method: string, path: string, body?: unknown): 
   const type = res.headers.get('Content-Type') ?? '';
   const data: unknown = type.includes('json') ? await res.json().catch(() => null) : await res.text();
   if (!res.ok) {
-    // Errors are {"error": CODE, "message": "…"}.
-    const err = data as { error?: unknown; message?: unknown } | null;
+    // Errors are {"error": CODE, "message": "…"} (checked: a proxy may answer otherwise).
+    const err = data as Partial<ApiErrorBody> | null;
     const code = typeof err?.error === 'string' ? err.error : `HTTP_${res.status}`;
     const message = typeof err?.message === 'string' ? err.message : res.statusText;
     const e = new ApiError(res.status, code, message);

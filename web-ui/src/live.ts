@@ -3,7 +3,7 @@
  * Events: 'status', 'regions', 'session-ended', 'audit', 'settings', 'model-verify', and
  * 'connection' (true/false) when the stream opens or drops.
  */
-import type { ApplianceStatus } from './types.js';
+import type { ApplianceStatus } from '../../appliance/api/status.js';
 
 type Listener = (data: unknown) => void;
 

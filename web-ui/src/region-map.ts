@@ -8,7 +8,7 @@
  * The map arrives compact (GET /api/regions: runs or two bits per region, the daemon's
  * appliance/session/region-map-codec.ts) and changes as runs [start, length, state].
  */
-import { REGION_CLEAN, REGION_PENDING, REGION_WRITTEN } from './types.js';
+import { REGION_CLEAN, REGION_PENDING, REGION_WRITTEN } from './region-states.js';
 
 const COLORS: Record<number, [number, number, number]> = {
   [REGION_CLEAN]: [203, 213, 225],

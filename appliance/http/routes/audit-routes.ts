@@ -1,25 +1,16 @@
-/**
- * The audit log.
- *   GET /api/audit?limit=&before=   the audit log, newest first
- */
-import express, { type Router } from 'express';
-import { z } from 'zod';
-import { validate } from '../http-util.js';
-import { needPrincipal, type RouteDeps } from '../route-context.js';
+/** The audit log: GET /api/audit?limit=&before= (newest first). */
+import { auditPageSchema, auditQuerySchema } from '../../api/audit.js';
+import type { ApiRouter } from '../api-router.js';
+import type { RouteDeps } from '../route-context.js';
 
-const auditQuery = z
-  .object({
-    limit: z.coerce.number().int().min(1).max(1000).optional(),
-    before: z.coerce.number().int().positive().optional(),
-  })
-  .strict();
-
-export function auditRoutes({ store }: RouteDeps): Router {
-  const r = express.Router();
-  r.get('/api/audit', (req, res) => {
-    const q = validate(auditQuery, req.query, 'query');
-    needPrincipal(res);
-    res.json({ entries: store.listAudit({ limit: q.limit ?? 100, ...(q.before !== undefined ? { beforeId: q.before } : {}) }) });
+export function auditRoutes(api: ApiRouter, { store }: RouteDeps): void {
+  api.add({
+    method: 'get',
+    path: '/api/audit',
+    tag: 'audit',
+    summary: 'The audit log, newest first; `before` pages backwards by entry id',
+    query: auditQuerySchema,
+    replies: { 200: { description: 'A page of entries', schema: auditPageSchema } },
+    handler: ({ query }) => ({ entries: store.listAudit({ limit: query.limit ?? 100, ...(query.before !== undefined ? { beforeId: query.before } : {}) }) }),
   });
-  return r;
 }

@@ -1,22 +1,19 @@
-/**
- * Live updates.
- *   GET /api/events   server-sent events (live-events.ts)
- */
-import express, { type Router } from 'express';
-import { z } from 'zod';
-import { HttpError, validate } from '../http-util.js';
+/** Live updates: GET /api/events (server-sent events, see live-events.ts). */
+import type { ApiRouter } from '../api-router.js';
+import { HttpError } from '../http-util.js';
 import { needPrincipal, type RouteDeps } from '../route-context.js';
 
-const noQuery = z.object({}).strict();
-
-export function eventRoutes({ live }: RouteDeps): Router {
-  const r = express.Router();
-  r.get('/api/events', (req, res) => {
-    validate(noQuery, req.query, 'query');
-    const p = needPrincipal(res);
-    if (!live.attach(res, p.kind === 'session' ? p.session.id : null)) {
-      throw new HttpError(503, 'BUSY', 'too many live-update streams are open');
-    }
+export function eventRoutes(api: ApiRouter, { live }: RouteDeps): void {
+  api.add({
+    method: 'get',
+    path: '/api/events',
+    tag: 'events',
+    summary: 'Server-sent events: status, regions, session-ended, audit, settings, model-verify',
+    replies: { 200: { description: 'An event stream', contentType: 'text/event-stream' } },
+    handler: ({ res }) => {
+      const p = needPrincipal(res);
+      const owner = p.kind === 'login' ? { loginId: p.login.id } : p.kind === 'token' ? { tokenId: p.tokenId } : {};
+      if (!live.attach(res, owner)) throw new HttpError(503, 'BUSY', 'too many live-update streams are open');
+    },
   });
-  return r;
 }

@@ -1,15 +1,12 @@
-/**
- * Prometheus metrics.
- *   GET /metrics   Prometheus text; every gauge set from one status snapshot per scrape
- */
-import express, { type NextFunction, type Router } from 'express';
+/** Prometheus metrics: GET /metrics (every gauge set from one status snapshot per scrape). */
 import { Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import type { ApplianceService, ApplianceStatus } from '../../session/appliance-service.js';
+import type { ApiRouter } from '../api-router.js';
 import type { RouteDeps } from '../route-context.js';
 
 function makeMetrics(service: ApplianceService): { registry: Registry; refresh(): void } {
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry, prefix: 'snapback_process_' });
+  collectDefaultMetrics({ register: registry, prefix: 'snapback_' }); // snapback_process_…, snapback_nodejs_…
   const gauges: [Gauge, (s: ApplianceStatus) => number][] = [];
   const g = (name: string, help: string, get: (s: ApplianceStatus) => number) => gauges.push([new Gauge({ name, help, registers: [registry] }), get]);
   g('snapback_session_number', 'Current host session number', (s) => s.session.number);
@@ -31,14 +28,18 @@ function makeMetrics(service: ApplianceService): { registry: Registry; refresh()
   };
 }
 
-export function metricsRoutes({ service }: RouteDeps): Router {
-  const router = express.Router();
+export function metricsRoutes(api: ApiRouter, { service }: RouteDeps): void {
   const metrics = makeMetrics(service);
-  router.get('/metrics', (_req, res, next: NextFunction) => {
-    metrics.refresh();
-    metrics.registry.metrics().then((text) => {
+  api.add({
+    method: 'get',
+    path: '/metrics',
+    tag: 'metrics',
+    summary: 'Prometheus metrics',
+    replies: { 200: { description: 'Prometheus text format', contentType: 'text/plain' } },
+    handler: async ({ res }) => {
+      metrics.refresh();
+      const text = await metrics.registry.metrics();
       res.type(metrics.registry.contentType).send(text);
-    }, next);
+    },
   });
-  return router;
 }

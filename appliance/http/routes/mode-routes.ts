@@ -1,48 +1,48 @@
-/**
- * How the disk is protected and restored.
- *   POST /api/mode           {mode: "frozen"|"thawed"}           audit: mode.set
- *   POST /api/restore-mode   {restoreMode: "instant"|"eager"}    audit: restore-mode.set
- *   POST /api/hydration      {rateBytesPerSecond: number|null}   audit: hydration-rate.set
- */
-import express, { type Router } from 'express';
-import { z } from 'zod';
-import { parseBody, sendFailure } from '../http-util.js';
-import { auditAs, type RouteDeps } from '../route-context.js';
+/** How the disk is protected and restored: POST /api/mode, /api/restore-mode, /api/hydration. */
+import { hydrationBodySchema, modeBodySchema, restoreModeBodySchema } from '../../api/modes.js';
+import type { ApiRouter } from '../api-router.js';
+import type { RouteDeps } from '../route-context.js';
 
-const modeSchema = z.object({ mode: z.enum(['frozen', 'thawed']) }).strict();
-const restoreModeSchema = z.object({ restoreMode: z.enum(['instant', 'eager']) }).strict();
-const hydrationSchema = z.object({ rateBytesPerSecond: z.number().int().positive().max(2 ** 40).nullable() }).strict();
-
-export function modeRoutes({ service }: RouteDeps): Router {
-  const router = express.Router();
-  const json = express.json({ limit: '16kb' });
-
-  router.post('/api/mode', auditAs('mode.set'), json, (req, res) => {
-    const body = parseBody(modeSchema, req.body, res);
-    if (!body) return;
-    service.setMode(body.mode).then(
-      () => res.json({ mode: body.mode }),
-      (err: unknown) => sendFailure(res, err),
-    );
+export function modeRoutes(api: ApiRouter, { service }: RouteDeps): void {
+  api.add({
+    method: 'post',
+    path: '/api/mode',
+    tag: 'modes',
+    summary: 'Freeze (every session ends with a restore) or thaw (changes are kept)',
+    audit: 'mode.set',
+    body: modeBodySchema,
+    replies: { 200: { description: 'The new mode', schema: modeBodySchema } },
+    handler: async ({ body }) => {
+      await service.setMode(body.mode);
+      return { mode: body.mode };
+    },
   });
 
-  router.post('/api/restore-mode', auditAs('restore-mode.set'), json, (req, res) => {
-    const body = parseBody(restoreModeSchema, req.body, res);
-    if (!body) return;
-    service.setRestoreMode(body.restoreMode).then(
-      () => res.json({ restoreMode: body.restoreMode }),
-      (err: unknown) => sendFailure(res, err),
-    );
+  api.add({
+    method: 'post',
+    path: '/api/restore-mode',
+    tag: 'modes',
+    summary: 'Instant (restore in the background, reads fetch from the model) or eager (restore before the host reads)',
+    audit: 'restore-mode.set',
+    body: restoreModeBodySchema,
+    replies: { 200: { description: 'The new restore mode', schema: restoreModeBodySchema } },
+    handler: async ({ body }) => {
+      await service.setRestoreMode(body.restoreMode);
+      return { restoreMode: body.restoreMode };
+    },
   });
 
-  router.post('/api/hydration', auditAs('hydration-rate.set'), json, (req, res) => {
-    const body = parseBody(hydrationSchema, req.body, res);
-    if (!body) return;
-    service.setHydrationRate(body.rateBytesPerSecond).then(
-      () => res.json({ rateBytesPerSecond: body.rateBytesPerSecond }),
-      (err: unknown) => sendFailure(res, err),
-    );
+  api.add({
+    method: 'post',
+    path: '/api/hydration',
+    tag: 'modes',
+    summary: 'The background restore rate limit (bytes per second; null: unlimited)',
+    audit: 'hydration-rate.set',
+    body: hydrationBodySchema,
+    replies: { 200: { description: 'The new rate', schema: hydrationBodySchema } },
+    handler: async ({ body }) => {
+      await service.setHydrationRate(body.rateBytesPerSecond);
+      return { rateBytesPerSecond: body.rateBytesPerSecond };
+    },
   });
-
-  return router;
 }

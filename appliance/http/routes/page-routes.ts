@@ -14,7 +14,7 @@ export function pageRoutes(publicDir: string): Router {
     res.sendFile(join(publicDir, file), (err) => (err ? next(err) : undefined));
   };
   r.get('/login', (req, res, next) => {
-    if (principalOf(res)?.kind === 'session') return res.redirect(303, '/');
+    if (principalOf(res)?.kind === 'login') return res.redirect(303, '/');
     page('login.html')(req, res, next);
   });
   r.get(['/', '/index.html'], page('index.html'));

@@ -1,50 +1,54 @@
-/**
- * Host sessions: ending one, and the history.
- *   POST /api/session/end            {wait?: boolean}   audit: session.end
- *   GET  /api/sessions               session history
- *   GET  /api/export/sessions.csv    the session history as CSV
- */
-import express, { type Request, type Response, type Router } from 'express';
+/** Host sessions: ending one, and the history (POST /api/session/end, GET /api/sessions, CSV). */
 import { z } from 'zod';
+import { sessionEndBodySchema, sessionEndedReplySchema, sessionListSchema, type SessionRecord } from '../../api/sessions.js';
 import { childLogger } from '../../logger.js';
-import type { SessionRecord } from '../../session/appliance-service.js';
-import { parseBody, sendFailure, validate } from '../http-util.js';
-import { auditAs, needPrincipal, type RouteDeps } from '../route-context.js';
+import type { ApiRouter } from '../api-router.js';
+import type { RouteDeps } from '../route-context.js';
 
 const log = childLogger('api');
 
-const endSchema = z.object({ wait: z.boolean().optional() }).strict();
-const noQuery = z.object({}).strict();
-
-export function sessionRoutes({ service }: RouteDeps): Router {
-  const router = express.Router();
-  const json = express.json({ limit: '16kb' });
-
-  router.post('/api/session/end', auditAs('session.end'), json, (req: Request, res: Response) => {
-    const body = parseBody(endSchema, req.body, res);
-    if (!body) return;
-    const p = service.endSession('api');
-    if (body.wait) {
-      p.then((record) => res.json({ ended: record, status: service.status() }), (err: unknown) => sendFailure(res, err));
-    } else {
-      p.catch((err: unknown) => log.error({ err }, 'session end failed'));
+export function sessionRoutes(api: ApiRouter, { service }: RouteDeps): void {
+  api.add({
+    method: 'post',
+    path: '/api/session/end',
+    tag: 'sessions',
+    summary: 'End the host session (restore what it changed, when frozen); {wait: true} answers once the host may read again',
+    audit: 'session.end',
+    body: sessionEndBodySchema,
+    replies: {
+      200: { description: 'With wait: the ended session and the new status', schema: sessionEndedReplySchema },
+      202: { description: 'Without wait: the end has started', schema: z.object({ accepted: z.literal(true) }) },
+    },
+    handler: async ({ body, res }) => {
+      const ending = service.endSession('api');
+      if (body.wait) return { ended: await ending, status: service.status() };
+      ending.catch((err: unknown) => log.error({ err }, 'session end failed'));
       res.status(202).json({ accepted: true });
-    }
+      return undefined;
+    },
   });
 
-  router.get('/api/sessions', (_req, res) => {
-    res.json({ sessions: service.sessions() });
+  api.add({
+    method: 'get',
+    path: '/api/sessions',
+    tag: 'sessions',
+    summary: 'The session history',
+    replies: { 200: { description: 'The sessions', schema: sessionListSchema } },
+    handler: () => ({ sessions: service.sessions() }),
   });
 
-  router.get('/api/export/sessions.csv', (req, res) => {
-    validate(noQuery, req.query, 'query');
-    needPrincipal(res);
-    res.setHeader('Content-Type', 'text/csv; charset=utf-8');
-    res.setHeader('Content-Disposition', 'attachment; filename="snapback-sessions.csv"');
-    res.send(sessionsCsv(service.sessions()));
+  api.add({
+    method: 'get',
+    path: '/api/export/sessions.csv',
+    tag: 'sessions',
+    summary: 'The session history as CSV',
+    replies: { 200: { description: 'CSV, one session per row', contentType: 'text/csv' } },
+    handler: ({ res }) => {
+      res.setHeader('Content-Type', 'text/csv; charset=utf-8');
+      res.setHeader('Content-Disposition', 'attachment; filename="snapback-sessions.csv"');
+      res.send(sessionsCsv(service.sessions()));
+    },
   });
-
-  return router;
 }
 
 export const SESSION_CSV_COLUMNS = [

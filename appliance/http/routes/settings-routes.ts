@@ -1,42 +1,35 @@
 /**
- * The appliance's settings.
- *   GET  /api/settings
- *   POST /api/settings   {hydrationRateBytesPerSecond}   audit: settings.update
- * The state store owns these settings; the session manager applies what is saved here.
+ * The appliance's settings: GET and POST /api/settings (audit: settings.update). The state store
+ * owns these settings; the session manager applies what is saved here.
  */
-import express, { type Router } from 'express';
-import { z } from 'zod';
-import { hydrationRateSchema } from '../../state/schema.js';
-import { asyncHandler, redact, validate } from '../http-util.js';
+import { settingsSchema, settingsUpdateSchema } from '../../api/settings.js';
+import type { ApiRouter } from '../api-router.js';
+import { redact } from '../http-util.js';
 import { audit, needPrincipal, type RouteDeps } from '../route-context.js';
 
-const settingsBody = z
-  .object({
-    hydrationRateBytesPerSecond: hydrationRateSchema.optional(),
-  })
-  .strict()
-  .refine((b) => b.hydrationRateBytesPerSecond !== undefined, 'nothing to change');
-const noQuery = z.object({}).strict();
-
-export function settingsRoutes({ store }: RouteDeps): Router {
-  const r = express.Router();
-
-  r.get('/api/settings', (req, res) => {
-    validate(noQuery, req.query, 'query');
-    needPrincipal(res);
-    res.json(store.settings());
+export function settingsRoutes(api: ApiRouter, { store }: RouteDeps): void {
+  api.add({
+    method: 'get',
+    path: '/api/settings',
+    tag: 'settings',
+    summary: 'The settings',
+    replies: { 200: { description: 'The settings', schema: settingsSchema } },
+    handler: () => store.settings(),
   });
 
-  r.post(
-    '/api/settings',
-    asyncHandler(async (req, res) => {
-      const body = validate(settingsBody, req.body, 'body');
+  api.add({
+    method: 'post',
+    path: '/api/settings',
+    tag: 'settings',
+    summary: 'Change some settings',
+    audit: 'handler',
+    body: settingsUpdateSchema,
+    replies: { 200: { description: 'The settings after the change', schema: settingsSchema } },
+    handler: async ({ res, body }) => {
       const p = needPrincipal(res);
       const next = await store.updateSettings(body);
       await audit(store, res, p.actor, 'settings.update', { changes: redact(body) as Record<string, unknown> });
-      res.json(next);
-    }),
-  );
-
-  return r;
+      return next;
+    },
+  });
 }

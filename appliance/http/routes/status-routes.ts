@@ -1,14 +1,15 @@
-/**
- * The appliance's status.
- *   GET /api/status   mode, restore mode, session, regions, hydration, host, model, disk
- */
-import express, { type Router } from 'express';
+/** The appliance's status: GET /api/status. */
+import { applianceStatusSchema, type ApplianceStatus } from '../../api/status.js';
+import type { ApiRouter } from '../api-router.js';
 import type { RouteDeps } from '../route-context.js';
 
-export function statusRoutes({ service }: RouteDeps): Router {
-  const router = express.Router();
-  router.get('/api/status', (_req, res) => {
-    res.json(service.status());
+export function statusRoutes(api: ApiRouter, { service }: RouteDeps): void {
+  api.add({
+    method: 'get',
+    path: '/api/status',
+    tag: 'status',
+    summary: 'What the appliance is doing: modes, session, regions, restore, host, model, disk, daemon',
+    replies: { 200: { description: 'The status', schema: applianceStatusSchema } },
+    handler: (): ApplianceStatus => service.status(),
   });
-  return router;
 }

@@ -7,7 +7,7 @@ import { endSession, setMode } from '../actions.js';
 import { fmtBytes, fmtDuration, fmtInt, fmtRate, fmtTime, h, pct, setText } from '../dom.js';
 import { latestStatus, on, setStatus } from '../live.js';
 import { RegionMap, ZOOM_STEP, decodeRegionMap } from '../region-map.js';
-import type { ApplianceStatus } from '../types.js';
+import type { ApplianceStatus } from '../../../appliance/api/status.js';
 import type { Page } from './page.js';
 
 const HOST_TEXT: Record<string, string> = {

@@ -2,7 +2,7 @@
 import { getJson } from '../api.js';
 import { errorText, fmtTime, h } from '../dom.js';
 import { on } from '../live.js';
-import type { AuditEntry } from '../types.js';
+import type { AuditEntry } from '../../../appliance/api/audit.js';
 import type { Page } from './page.js';
 
 const PAGE = 100;

@@ -5,37 +5,10 @@
  */
 import { ApiError, getJson, postJson } from '../api.js';
 import { confirmAction, errorText, fmtTime, h, notify, setText } from '../dom.js';
+import type { GpioStatus, PowerAction } from '../../../appliance/api/gpio.js';
 import type { Page } from './page.js';
 
-interface PinStatus {
-  role: string;
-  bcm: number;
-  sysfs: number | null;
-  direction: 'in' | 'out';
-  activeLow: boolean;
-  level: 0 | 1 | null;
-  active: boolean | null;
-  error: string | null;
-}
-
-interface GpioStatus {
-  enabled: boolean;
-  available: boolean;
-  reason: string | null;
-  pins: PinStatus[];
-  button: { wired: boolean; pressed: boolean | null; warning: boolean };
-  led: { wired: boolean; pattern: string; lit: boolean | null };
-  host: { senseWired: boolean; power: string; blinking: boolean };
-  power: {
-    wired: { power: boolean; reset: boolean; led: boolean };
-    state: 'idle' | 'busy' | 'error';
-    running: { action: string; actor: string; phase: string | null } | null;
-    error: { message?: string } | null;
-    last: { action: string; actor: string; result: unknown; at: string } | null;
-  };
-}
-
-type Action = 'on' | 'off' | 'force-off' | 'reset' | 'restore-now';
+type Action = PowerAction;
 
 const ACTIONS: { action: Action; label: string; confirm: string | null; needs: 'power' | 'reset' | 'restore' }[] = [
   { action: 'on', label: 'Power on', confirm: null, needs: 'power' },

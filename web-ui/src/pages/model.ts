@@ -2,7 +2,8 @@
 import { ApiError, getJson, postJson } from '../api.js';
 import { errorText, fmtBytes, fmtInt, fmtRate, fmtTime, h, notify, pct, setText } from '../dom.js';
 import { on } from '../live.js';
-import type { ApplianceStatus, ModelVerifyStatus } from '../types.js';
+import type { ModelVerifyStatus } from '../../../appliance/api/model.js';
+import type { ApplianceStatus } from '../../../appliance/api/status.js';
 import type { Page } from './page.js';
 
 interface ModelInfo {

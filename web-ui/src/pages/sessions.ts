@@ -2,7 +2,7 @@
 import { getJson } from '../api.js';
 import { clear, errorText, fmtBytes, fmtDuration, fmtInt, fmtTime, h } from '../dom.js';
 import { on } from '../live.js';
-import type { SessionRecord } from '../types.js';
+import type { SessionRecord } from '../../../appliance/api/sessions.js';
 import type { Page } from './page.js';
 
 const REASON: Record<string, string> = {

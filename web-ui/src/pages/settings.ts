@@ -3,7 +3,9 @@ import { ApiError, getJson, postJson, request } from '../api.js';
 import { setMode, setRestoreMode } from '../actions.js';
 import { confirmAction, errorText, fmtTime, h, notify } from '../dom.js';
 import { latestStatus, on } from '../live.js';
-import type { ApiTokenInfo, ApplianceStatus, Settings } from '../types.js';
+import type { ApiTokenInfo } from '../../../appliance/api/auth.js';
+import type { Settings } from '../../../appliance/api/settings.js';
+import type { ApplianceStatus } from '../../../appliance/api/status.js';
 import type { Page } from './page.js';
 
 const MIB = 1024 * 1024;

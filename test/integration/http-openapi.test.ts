@@ -1,0 +1,105 @@
+/**
+ * The API's contract: GET /api/openapi.json is generated from the route declarations (and so
+ * from the zod schemas that validate requests). These tests fail when a route is served but not
+ * documented, when a documented route is not served, and when a reply does not fit its
+ * documented schema.
+ */
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { systemClock } from '../../appliance/clock.js';
+import { GpioComponent } from '../../appliance/gpio/gpio-component.js';
+import { SimulatedGpioBackend } from '../../appliance/gpio/simulated-backend.js';
+import { HttpComponent } from '../../appliance/http/http-component.js';
+import { openApiPath } from '../../appliance/http/openapi.js';
+import { gpioRoutes } from '../../appliance/http/routes/gpio-routes.js';
+import { StateStore } from '../../appliance/state/state-store.js';
+import { FakeAppliance } from '../helpers/fake-appliance.js';
+import { Client, PASSWORD } from '../helpers/http-harness.js';
+
+interface OpenApiDoc {
+  openapi: string;
+  paths: Record<string, Record<string, { summary?: string; security?: unknown[]; responses: Record<string, unknown> }>>;
+}
+
+describe('http: the OpenAPI document', () => {
+  let dir: string;
+  let store: StateStore;
+  let service: FakeAppliance;
+  let gpio: GpioComponent;
+  let http: HttpComponent;
+  let c: Client;
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'snapback-openapi-'));
+    store = await StateStore.open(dir);
+    service = new FakeAppliance();
+    gpio = new GpioComponent(service, { statusLed: { pin: 22 }, button: { pin: 17 }, power: { switchPin: 23, resetPin: 24, ledPin: 25 } }, {
+      backend: new SimulatedGpioBackend({ clock: systemClock, inputs: { 17: 1, 25: 1 } }),
+      audit: () => undefined,
+    });
+    await gpio.start();
+    // Mounted as the daemon mounts them: the GPIO routes too.
+    http = new HttpComponent({ service, store, listen: { host: '127.0.0.1', port: 0 }, controlSocket: join(dir, 'control.sock'), extraRoutes: [(api) => gpioRoutes(api, gpio)] });
+    await http.start();
+    c = new Client(http.address().url.replace(/\/$/, ''));
+    assert.equal((await c.setup(PASSWORD)).status, 201);
+  });
+  after(async () => {
+    await http.stop();
+    await gpio.stop();
+    service.close();
+    await store.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  async function fetchDoc(): Promise<OpenApiDoc> {
+    const r = await new Client(c.base).req('GET', '/api/openapi.json');
+    assert.equal(r.status, 200, 'public: scripts read it before they have a token');
+    return r.json as OpenApiDoc;
+  }
+
+  it('is served at /api/openapi.json without a login, as OpenAPI 3', async () => {
+    const doc = await fetchDoc();
+    assert.match(doc.openapi, /^3\./);
+    assert.ok(doc.paths['/api/status']?.get?.summary);
+  });
+
+  it('documents every API route express serves, and no route that is not served', async () => {
+    const doc = await fetchDoc();
+    const documented = new Set(Object.entries(doc.paths).flatMap(([path, ops]) => Object.keys(ops).map((m) => `${m.toUpperCase()} ${path}`)));
+    const served = new Set(
+      http
+        .expressRoutes()
+        .filter((r) => r.path.startsWith('/api/') || r.path === '/metrics')
+        .map((r) => `${r.method.toUpperCase()} ${openApiPath(r.path)}`),
+    );
+    assert.ok(served.size >= 25, `only ${served.size} routes found: the route table reader is broken`);
+    assert.deepEqual([...served].filter((r) => !documented.has(r)).sort(), [], 'served but not documented');
+    assert.deepEqual([...documented].filter((r) => !served.has(r)).sort(), [], 'documented but not served');
+    for (const probe of ['GET /api/gpio', 'POST /api/gpio/power', 'DELETE /api/tokens/{id}', 'GET /metrics']) assert.ok(documented.has(probe), probe);
+  });
+
+  it('marks exactly the login page\'s API public', async () => {
+    const doc = await fetchDoc();
+    const open = Object.entries(doc.paths)
+      .flatMap(([path, ops]) => Object.entries(ops).filter(([, op]) => Array.isArray(op.security) && op.security.length === 0).map(([m]) => `${m.toUpperCase()} ${path}`))
+      .sort();
+    assert.deepEqual(open, ['GET /api/auth/state', 'GET /api/openapi.json', 'POST /api/auth/login', 'POST /api/auth/setup']);
+  });
+
+  it('every JSON reply of a GET route fits its documented schema (the wire types)', async () => {
+    let checked = 0;
+    for (const route of http.apiRoutes()) {
+      if (route.method !== 'get' || route.path.includes(':')) continue;
+      const reply = route.replies[200];
+      if (!reply?.schema || (reply.contentType ?? 'application/json') !== 'application/json') continue;
+      const r = await c.req('GET', route.path);
+      assert.equal(r.status, 200, `${route.path}: ${r.text}`);
+      const parsed = reply.schema.safeParse(r.json);
+      assert.ok(parsed.success, `${route.path}: ${parsed.success ? '' : JSON.stringify(parsed.error.issues.slice(0, 3))}`);
+      checked++;
+    }
+    assert.ok(checked >= 9, `only ${checked} replies checked`);
+  });
+});
