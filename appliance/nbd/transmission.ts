@@ -4,7 +4,8 @@
  * and keeps memory bounded: it stops parsing (and the connection stops reading its socket)
  * while the bytes held for in-flight requests and unsent replies exceed a budget. Payloads of
  * 64 KiB and more are assembled in pooled buffers that the socket may read into directly
- * (direct-receive.ts); large reads go through pooled buffers too when the device has readInto.
+ * (direct-receive.ts), smaller ones copied out of a reused receive buffer go to pooled buffers
+ * too; reads go through pooled buffers when the device has readInto.
  *
  * Ordering: a FLUSH goes to the device when it is parsed; every write whose reply was sent
  * before it has already resolved, and the device's flush() covers every resolved write.
@@ -92,7 +93,10 @@ export class Transmission {
    * the socket may read into directly), else allocated when the input is transient.
    */
   private direct: Buffer | null = null;
+  /** `direct` came from the pool (goes back once written). */
   private directPooled = false;
+  /** The socket may read the rest of the payload straight into `direct` (large payloads). */
+  private directReceive = false;
   private skipLeft = 0;
   /** Bytes borrowed from the shared budget (what this connection holds above its floor). */
   private borrowed = 0;
@@ -235,8 +239,9 @@ export class Transmission {
       this.inflightCount++;
       this.inflightBytes += length;
       this.cGot = 0;
-      this.directPooled = length >= POOL_MIN_SIZE;
-      this.direct = this.directPooled ? this.pool.acquire(length) : this.transientInput ? Buffer.allocUnsafe(length) : null;
+      this.directReceive = length >= POOL_MIN_SIZE;
+      this.directPooled = this.directReceive || (this.transientInput && length > 0);
+      this.direct = this.directPooled ? this.pool.acquire(length) : null;
       this.mode = MODE_PAYLOAD;
       return;
     }
@@ -252,7 +257,7 @@ export class Transmission {
    * nothing received earlier is still queued (bytes must land in stream order).
    */
   directReadTarget(): Buffer | null {
-    if (this.mode !== MODE_PAYLOAD || !this.directPooled || this.direct === null || this.ending !== null || this.queue.length !== 0) return null;
+    if (this.mode !== MODE_PAYLOAD || !this.directReceive || this.direct === null || this.ending !== null || this.queue.length !== 0) return null;
     return this.direct.subarray(this.cGot, this.cLength);
   }
 
@@ -332,7 +337,7 @@ export class Transmission {
     this.inflightCount++;
     if (type === CMD_READ) {
       this.inflightBytes += length;
-      if (length >= POOL_MIN_SIZE && this.readInto) {
+      if (length > 0 && this.readInto) {
         this.pooledRead(hi, lo, offset, length, this.readInto);
         return;
       }
@@ -376,7 +381,7 @@ export class Transmission {
     );
   }
 
-  /** A large read into a pooled buffer, given back once the reply has been written. */
+  /** A read into a pooled buffer, given back once the reply has been copied or written. */
   private pooledRead(hi: number, lo: number, offset: number, length: number, readInto: (buf: Buffer, offset: number) => Promise<void>): void {
     const pooled = this.pool.acquire(length);
     const view = pooled.subarray(0, length);

@@ -8,11 +8,17 @@ import { basename } from 'node:path';
 import type { FileHandle } from 'node:fs/promises';
 import { checkRange, type BlockDevice, type DeviceCapabilities, type WriteOptions, type ZeroOptions } from './block-device.js';
 import { SnapbackError, fromSystemError } from '../errors.js';
+import { sharedBatchedIo, type BatchedIo } from './batched-io.js';
 
 export interface FileDeviceOptions {
   readOnly?: boolean;
   /** For a regular file that is shorter than this, the device still has this size (sparse tail). */
   size?: number;
+  /**
+   * Where small reads and plain writes go: a batched I/O worker (default: the process's), or
+   * null for libuv's thread pool only.
+   */
+  batchedIo?: BatchedIo | null;
 }
 
 const ZERO_CHUNK = Buffer.alloc(1 << 20);
@@ -47,11 +53,15 @@ export class FileDevice implements BlockDevice {
   private _size: number;
   private isBlockDev = false;
   private closed = false;
+  private readonly io: BatchedIo | null;
+  /** Requests in libuv's thread pool: while any is in flight, small ones go to the batched worker. */
+  private poolInflight = 0;
 
   constructor(path: string, options: FileDeviceOptions = {}) {
     this.path = path;
     this.readOnly = options.readOnly ?? false;
     this._size = options.size ?? -1;
+    this.io = options.batchedIo === undefined ? sharedBatchedIo() : options.batchedIo;
   }
 
   get size(): number {
@@ -114,9 +124,23 @@ export class FileDevice implements BlockDevice {
   }
 
   /** Reads exactly buf.length bytes at offset into buf (zeroes past the end of a short file). */
-  async readInto(buf: Buffer, offset: number): Promise<void> {
+  readInto(buf: Buffer, offset: number): Promise<void> {
+    if (this.io !== null && this.handle !== null && !this.closed && this.burst(this.io)) {
+      const p = this.io.read(this.handle.fd, buf, offset, this.path);
+      if (p !== null) return p;
+    }
+    return this.readIntoPool(buf, offset);
+  }
+
+  /** Whether other requests are in flight (batching pays only then), or lone ones go to the worker too. */
+  private burst(io: BatchedIo): boolean {
+    return this.poolInflight > 0 || io.inflight > 0 || io.loneRequests;
+  }
+
+  private async readIntoPool(buf: Buffer, offset: number): Promise<void> {
     const fd = this.h().fd;
     let done = 0;
+    this.poolInflight++;
     try {
       while (done < buf.length) {
         const bytesRead = await preadOnce(fd, buf, done, buf.length - done, offset + done);
@@ -128,14 +152,25 @@ export class FileDevice implements BlockDevice {
       }
     } catch (err) {
       throw fromSystemError(err, `reading ${this.path} at ${offset + done}`);
+    } finally {
+      this.poolInflight--;
     }
   }
 
-  async write(offset: number, data: Buffer, options: WriteOptions = {}): Promise<void> {
+  write(offset: number, data: Buffer, options: WriteOptions = {}): Promise<void> {
+    if (this.io !== null && options.fua !== true && this.burst(this.io) && !this.readOnly && this.handle !== null && !this.closed && Number.isSafeInteger(offset) && offset >= 0 && offset + data.length <= this._size) {
+      const p = this.io.write(this.handle.fd, data, offset, this.path);
+      if (p !== null) return p;
+    }
+    return this.writePool(offset, data, options);
+  }
+
+  private async writePool(offset: number, data: Buffer, options: WriteOptions): Promise<void> {
     this.checkWritable();
     checkRange(this.size, offset, data.length, 'write');
     const h = this.h();
     let done = 0;
+    this.poolInflight++;
     try {
       const fd = options.fua ? (await this.dsync()).fd : h.fd;
       while (done < data.length) {
@@ -143,6 +178,8 @@ export class FileDevice implements BlockDevice {
       }
     } catch (err) {
       throw fromSystemError(err, `writing ${this.path} at ${offset + done}`);
+    } finally {
+      this.poolInflight--;
     }
   }
 
@@ -202,6 +239,8 @@ export class FileDevice implements BlockDevice {
 
   async close(): Promise<void> {
     if (this.opening) await this.opening.catch(() => undefined);
+    // The batched worker must be done with the descriptor before its number can be reused.
+    if (this.io !== null && this.handle !== null) await this.io.drained(this.handle.fd);
     const h = this.handle;
     const sh = this.syncHandle;
     this.handle = null;

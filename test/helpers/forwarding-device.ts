@@ -67,7 +67,7 @@ export class ForwardingDevice implements BlockDevice {
   async read(offset: number, length: number): Promise<Buffer> {
     return this.readFilter(await this.run({ op: 'read', offset, length }, () => this.inner.read(offset, length)));
   }
-  /** The optional fast path the NBD server uses for large reads (FileDevice has it too). */
+  /** The optional fast path the NBD server reads through (FileDevice has it too). */
   readInto(buf: Buffer, offset: number): Promise<void> {
     return this.run({ op: 'read', offset, length: buf.length }, () => this.inner.read(offset, buf.length).then((d) => void d.copy(buf)));
   }
