@@ -53,11 +53,11 @@ export interface RouteSpec<B extends z.ZodTypeAny = z.ZodTypeAny, Q extends Obje
 
 export class ApiRouter {
   readonly router: Router = express.Router();
-  readonly #routes: RouteSpec[] = [];
+  private readonly declared: RouteSpec[] = [];
 
   add<B extends z.ZodTypeAny = z.ZodTypeAny, Q extends ObjectSchema = ObjectSchema, P extends ObjectSchema = ObjectSchema>(spec: RouteSpec<B, Q, P>): void {
     const okStatus = Number(Object.keys(spec.replies).find((s) => s.startsWith('2')) ?? 200);
-    this.#routes.push(spec as unknown as RouteSpec);
+    this.declared.push(spec as unknown as RouteSpec);
     this.router[spec.method](
       spec.path,
       ...(spec.use ?? []),
@@ -74,6 +74,6 @@ export class ApiRouter {
 
   /** Every route declared so far (for the OpenAPI document). */
   routes(): readonly RouteSpec[] {
-    return this.#routes;
+    return this.declared;
   }
 }

@@ -40,40 +40,40 @@ export interface LoginsOptions {
 
 /** The live logins. */
 export class Logins {
-  readonly #byId = new Map<string, Login>();
+  private readonly byId = new Map<string, Login>();
   readonly idleMs: number;
   readonly absoluteMs: number;
-  readonly #max: number;
-  readonly #now: () => number;
+  private readonly max: number;
+  private readonly now: () => number;
   /** Called with a login's id when it ends (logout, password change, expiry). */
   onEnd: (id: string) => void = () => undefined;
 
   constructor(opts: LoginsOptions = {}) {
     this.idleMs = opts.idleMs ?? 12 * 3600_000;
     this.absoluteMs = opts.absoluteMs ?? 7 * 24 * 3600_000;
-    this.#max = opts.max ?? 64;
-    this.#now = opts.now ?? Date.now;
+    this.max = opts.max ?? 64;
+    this.now = opts.now ?? Date.now;
   }
 
   create(user: string): Login {
     this.prune();
-    while (this.#byId.size >= this.#max) {
+    while (this.byId.size >= this.max) {
       let oldest: Login | null = null;
-      for (const s of this.#byId.values()) if (!oldest || s.lastSeenAt < oldest.lastSeenAt) oldest = s;
+      for (const s of this.byId.values()) if (!oldest || s.lastSeenAt < oldest.lastSeenAt) oldest = s;
       if (!oldest) break;
       this.end(oldest.id);
     }
-    const now = this.#now();
+    const now = this.now();
     const s: Login = { id: randomToken(32), csrfToken: randomToken(32), user, createdAt: now, lastSeenAt: now };
-    this.#byId.set(s.id, s);
+    this.byId.set(s.id, s);
     return s;
   }
 
   /** The live login with this id (and marks it used), or null. */
   lookup(id: string): Login | null {
-    const s = this.#byId.get(id);
+    const s = this.byId.get(id);
     if (!s) return null;
-    const now = this.#now();
+    const now = this.now();
     if (now - s.lastSeenAt > this.idleMs || now - s.createdAt > this.absoluteMs) {
       this.end(id);
       return null;
@@ -83,24 +83,24 @@ export class Logins {
   }
 
   end(id: string): void {
-    if (this.#byId.delete(id)) this.onEnd(id);
+    if (this.byId.delete(id)) this.onEnd(id);
   }
 
   /** Ends every login except `keepId`. */
   endAll(keepId?: string): void {
-    for (const id of [...this.#byId.keys()]) if (id !== keepId) this.end(id);
+    for (const id of [...this.byId.keys()]) if (id !== keepId) this.end(id);
   }
 
   /** Ends the logins that have expired (the component calls this periodically). */
   prune(): void {
-    const now = this.#now();
-    for (const s of [...this.#byId.values()]) {
+    const now = this.now();
+    for (const s of [...this.byId.values()]) {
       if (now - s.lastSeenAt > this.idleMs || now - s.createdAt > this.absoluteMs) this.end(s.id);
     }
   }
 
   get size(): number {
-    return this.#byId.size;
+    return this.byId.size;
   }
 }
 

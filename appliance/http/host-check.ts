@@ -24,20 +24,20 @@ export interface HostCheckOptions {
 }
 
 export class HostCheck {
-  readonly #fixed: Set<string>;
-  readonly #hostname: () => string;
+  private readonly fixed: Set<string>;
+  private readonly hostname: () => string;
 
   constructor(opts: HostCheckOptions) {
-    this.#hostname = opts.hostname ?? osHostname;
-    this.#fixed = new Set([opts.listenHost, ...(opts.extraNames ?? [])].map(normalizeName).filter((n) => n !== ''));
+    this.hostname = opts.hostname ?? osHostname;
+    this.fixed = new Set([opts.listenHost, ...(opts.extraNames ?? [])].map(normalizeName).filter((n) => n !== ''));
   }
 
   /** Whether a Host header's name is one the appliance answers to. */
   allows(name: string): boolean {
     const n = normalizeName(name);
     if (n === '') return false;
-    if (isLoopbackHost(n) || isIP(n) !== 0 || this.#fixed.has(n)) return true;
-    const own = normalizeName(this.#hostname()); // looked up each time: it can change at run time
+    if (isLoopbackHost(n) || isIP(n) !== 0 || this.fixed.has(n)) return true;
+    const own = normalizeName(this.hostname()); // looked up each time: it can change at run time
     return own !== '' && (n === own || n === `${own}.local`);
   }
 

@@ -96,57 +96,57 @@ const isStateChanging = (method: string): boolean => STATE_CHANGING.has(method);
 
 export class HttpComponent implements Component {
   readonly name = 'http';
-  readonly #opts: HttpComponentOptions;
-  readonly #logins: Logins;
-  readonly #rateLimit: LoginRateLimit;
-  readonly #live: LiveEvents;
-  readonly #setupCode: SetupCode;
-  readonly #controlSockets = new WeakSet<Socket>();
-  #app: express.Express | null = null;
-  #api: ApiRouter | null = null;
-  #tcp: Server | null = null;
-  #control: Server | null = null;
-  #address: HttpAddress | null = null;
-  #pruneTimer: NodeJS.Timeout | null = null;
-  #starting: Promise<void> | null = null;
-  #stopping: Promise<void> | null = null;
+  private readonly opts: HttpComponentOptions;
+  private readonly logins: Logins;
+  private readonly rateLimit: LoginRateLimit;
+  private readonly live: LiveEvents;
+  private readonly setupCode: SetupCode;
+  private readonly controlSockets = new WeakSet<Socket>();
+  private app: express.Express | null = null;
+  private api: ApiRouter | null = null;
+  private tcp: Server | null = null;
+  private control: Server | null = null;
+  private boundAddress: HttpAddress | null = null;
+  private pruneTimer: NodeJS.Timeout | null = null;
+  private starting: Promise<void> | null = null;
+  private stopping: Promise<void> | null = null;
 
   constructor(opts: HttpComponentOptions) {
-    this.#opts = opts;
-    this.#logins = new Logins(opts.logins);
-    this.#rateLimit = new LoginRateLimit(opts.rateLimit);
-    this.#live = new LiveEvents(opts.service, opts.store);
-    this.#setupCode = new SetupCode(opts.setupCodePath ?? join(dirname(opts.store.path), 'setup-code'));
-    this.#logins.onEnd = (id) => this.#live.dropLogin(id);
+    this.opts = opts;
+    this.logins = new Logins(opts.logins);
+    this.rateLimit = new LoginRateLimit(opts.rateLimit);
+    this.live = new LiveEvents(opts.service, opts.store);
+    this.setupCode = new SetupCode(opts.setupCodePath ?? join(dirname(opts.store.path), 'setup-code'));
+    this.logins.onEnd = (id) => this.live.dropLogin(id);
   }
 
   /** The listeners' addresses; only after a successful start(). */
   address(): HttpAddress {
-    if (!this.#address) throw new SnapbackError('CLOSED', 'the HTTP component is not started');
-    return { ...this.#address };
+    if (!this.boundAddress) throw new SnapbackError('CLOSED', 'the HTTP component is not started');
+    return { ...this.boundAddress };
   }
 
   /** The one-time setup code's file (it exists only while no password is set). */
   get setupCodePath(): string {
-    return this.#setupCode.path;
+    return this.setupCode.path;
   }
 
   /** The OpenAPI document of the API (also served at GET /api/openapi.json). */
   openApiDocument(): object {
-    if (!this.#api) throw new SnapbackError('CLOSED', 'the HTTP component is not started');
-    return buildOpenApiDocument(this.#api.routes(), this.#opts.service.status().daemon.version);
+    if (!this.api) throw new SnapbackError('CLOSED', 'the HTTP component is not started');
+    return buildOpenApiDocument(this.api.routes(), this.opts.service.status().daemon.version);
   }
 
   /** The declared API routes (what the OpenAPI document is made of). */
   apiRoutes(): readonly RouteSpec[] {
-    if (!this.#api) throw new SnapbackError('CLOSED', 'the HTTP component is not started');
-    return this.#api.routes();
+    if (!this.api) throw new SnapbackError('CLOSED', 'the HTTP component is not started');
+    return this.api.routes();
   }
 
   /** Every route express serves (for the check that the OpenAPI document covers them all). */
   expressRoutes(): RouteEntry[] {
-    if (!this.#app) throw new SnapbackError('CLOSED', 'the HTTP component is not started');
-    return listRoutes(this.#app);
+    if (!this.app) throw new SnapbackError('CLOSED', 'the HTTP component is not started');
+    return listRoutes(this.app);
   }
 
   /**
@@ -155,65 +155,65 @@ export class HttpComponent implements Component {
    * stop() closes what is up.
    */
   start(): Promise<void> {
-    this.#starting ??= this.#start();
-    return this.#starting;
+    this.starting ??= this.startListeners();
+    return this.starting;
   }
 
   stop(): Promise<void> {
-    if (!this.#starting) return Promise.resolve();
-    this.#stopping ??= (async () => {
-      await this.#starting?.catch(() => undefined);
-      await this.#stop();
-      this.#starting = null;
-      this.#stopping = null;
+    if (!this.starting) return Promise.resolve();
+    this.stopping ??= (async () => {
+      await this.starting?.catch(() => undefined);
+      await this.stopListeners();
+      this.starting = null;
+      this.stopping = null;
     })();
-    return this.#stopping;
+    return this.stopping;
   }
 
-  async #start(): Promise<void> {
-    const { host, port } = this.#opts.listen;
+  private async startListeners(): Promise<void> {
+    const { host, port } = this.opts.listen;
     try {
-      await this.#setupCode.prepare(this.#opts.store.hasAdminPassword());
-      this.#app = this.#buildApp();
-      this.#live.start();
-      this.#pruneTimer = setInterval(() => this.#logins.prune(), this.#opts.loginPruneIntervalMs ?? 60_000);
-      this.#pruneTimer.unref();
-      this.#control = await this.#listenControl(this.#app);
+      await this.setupCode.prepare(this.opts.store.hasAdminPassword());
+      this.app = this.buildApp();
+      this.live.start();
+      this.pruneTimer = setInterval(() => this.logins.prune(), this.opts.loginPruneIntervalMs ?? 60_000);
+      this.pruneTimer.unref();
+      this.control = await this.listenControl(this.app);
     } catch (err) {
-      await this.#stop();
-      this.#starting = null;
+      await this.stopListeners();
+      this.starting = null;
       throw err;
     }
     try {
-      const server = this.#opts.tls
-        ? createHttpsServer({ key: this.#opts.tls.key, cert: this.#opts.tls.cert }, this.#app)
-        : createHttpServer(this.#app);
-      this.#tcp = server;
+      const server = this.opts.tls
+        ? createHttpsServer({ key: this.opts.tls.key, cert: this.opts.tls.cert }, this.app)
+        : createHttpServer(this.app);
+      this.tcp = server;
       await listen(server, { host, port }, `${host}:${port}`);
       const a = server.address() as AddressInfo;
       const h = a.address.includes(':') ? `[${a.address}]` : a.address;
-      this.#address = {
+      this.boundAddress = {
         host: a.address,
         port: a.port,
-        url: `${this.#opts.tls ? 'https' : 'http'}://${h}:${a.port}/`,
-        controlSocket: this.#opts.controlSocket,
+        url: `${this.opts.tls ? 'https' : 'http'}://${h}:${a.port}/`,
+        controlSocket: this.opts.controlSocket,
       };
-      log.info({ url: this.#address.url, controlSocket: this.#opts.controlSocket }, 'web UI and API listening');
+      log.info({ url: this.boundAddress.url, controlSocket: this.opts.controlSocket }, 'web UI and API listening');
     } catch (err) {
-      this.#tcp = null;
-      log.error({ err, controlSocket: this.#opts.controlSocket }, 'the web UI cannot listen; the control socket stays up for the CLI');
+      this.tcp = null;
+      log.error({ err, controlSocket: this.opts.controlSocket }, 'the web UI cannot listen; the control socket stays up for the CLI');
       throw err;
     }
   }
 
-  async #stop(): Promise<void> {
-    this.#live.stop();
-    this.#logins.endAll();
-    if (this.#pruneTimer) clearInterval(this.#pruneTimer);
-    this.#pruneTimer = null;
-    const servers = [this.#tcp, this.#control].filter((s): s is Server => s !== null);
-    const ownedSocket = this.#control !== null; // never remove another daemon's socket
-    this.#tcp = this.#control = null;
+  private async stopListeners(): Promise<void> {
+    this.live.stop();
+    this.logins.endAll();
+    if (this.pruneTimer) clearInterval(this.pruneTimer);
+    this.pruneTimer = null;
+    const servers = [this.tcp, this.control].filter((s): s is Server => s !== null);
+    const ownedSocket = this.control !== null; // never remove another daemon's socket
+    this.tcp = this.control = null;
     await Promise.all(
       servers.map(
         (s) =>
@@ -223,12 +223,12 @@ export class HttpComponent implements Component {
           }),
       ),
     );
-    if (ownedSocket && isSocket(this.#opts.controlSocket)) await unlink(this.#opts.controlSocket).catch(() => undefined);
-    this.#address = null;
+    if (ownedSocket && isSocket(this.opts.controlSocket)) await unlink(this.opts.controlSocket).catch(() => undefined);
+    this.boundAddress = null;
   }
 
-  async #listenControl(app: express.Express): Promise<Server> {
-    const path = this.#opts.controlSocket;
+  private async listenControl(app: express.Express): Promise<Server> {
+    const path = this.opts.controlSocket;
     if (existsSync(path)) {
       if (!isSocket(path)) throw new SnapbackError('BAD_ARGUMENT', `${path} exists and is not a socket; not replacing it`, { path });
       if (await socketAnswers(path)) {
@@ -237,7 +237,7 @@ export class HttpComponent implements Component {
       await unlink(path);
     }
     const server = createHttpServer(app);
-    server.on('connection', (s: Socket) => this.#controlSockets.add(s));
+    server.on('connection', (s: Socket) => this.controlSockets.add(s));
     // The socket must never exist with wider permissions, even for a moment: bind under a
     // restrictive umask (bind is synchronous in listen()), then chmod to be sure.
     const old = process.umask(0o177);
@@ -252,17 +252,17 @@ export class HttpComponent implements Component {
     return server;
   }
 
-  #buildApp(): express.Express {
-    const { service, store } = this.#opts;
-    const publicDir = this.#opts.publicDir ?? defaultPublicDir();
-    const hostCheck = new HostCheck({ listenHost: this.#opts.listen.host, extraNames: this.#opts.hostNames ?? [] });
+  private buildApp(): express.Express {
+    const { service, store } = this.opts;
+    const publicDir = this.opts.publicDir ?? defaultPublicDir();
+    const hostCheck = new HostCheck({ listenHost: this.opts.listen.host, extraNames: this.opts.hostNames ?? [] });
     const checkHostAndOrigin = hostCheck.middleware(isStateChanging);
     const api = new ApiRouter();
-    const deps: RouteDeps = { service, store, logins: this.#logins, rateLimit: this.#rateLimit, live: this.#live, setupCode: this.#setupCode };
+    const deps: RouteDeps = { service, store, logins: this.logins, rateLimit: this.rateLimit, live: this.live, setupCode: this.setupCode };
     for (const routes of [authRoutes, tokenRoutes, settingsRoutes, auditRoutes, sessionRoutes, modelRoutes, eventRoutes, statusRoutes, modeRoutes, regionRoutes, metricsRoutes]) {
       routes(api, deps);
     }
-    for (const add of this.#opts.extraRoutes ?? []) add(api);
+    for (const add of this.opts.extraRoutes ?? []) add(api);
     api.add({
       method: 'get',
       path: '/api/openapi.json',
@@ -272,7 +272,7 @@ export class HttpComponent implements Component {
       replies: { 200: { description: 'The OpenAPI document' } },
       handler: () => this.openApiDocument(),
     });
-    this.#api = api;
+    this.api = api;
     const publicApi = new Set(api.routes().filter((r) => r.public).map((r) => `${r.method.toUpperCase()} ${r.path}`));
 
     const app = express();
@@ -316,17 +316,17 @@ export class HttpComponent implements Component {
     // The names the appliance answers to, and the origin of state-changing requests (TCP only:
     // the control socket is the CLI on the appliance).
     app.use((req, res, next) => {
-      if (this.#controlSockets.has(req.socket)) return next();
+      if (this.controlSockets.has(req.socket)) return next();
       checkHostAndOrigin(req, res, next);
     });
 
     // Who is asking.
     app.use((req, res, next) => {
-      if (this.#controlSockets.has(req.socket)) {
+      if (this.controlSockets.has(req.socket)) {
         res.locals.principal = { kind: 'cli', actor: 'cli' } satisfies Principal;
         return next();
       }
-      const { principal, badToken } = authenticate(req, this.#logins, store);
+      const { principal, badToken } = authenticate(req, this.logins, store);
       if (badToken) {
         throw new HttpError(401, 'UNAUTHENTICATED', 'invalid or revoked API token', { 'WWW-Authenticate': 'Bearer realm="snapback", error="invalid_token"' });
       }

@@ -41,65 +41,65 @@ interface Client {
 }
 
 export class LiveEvents {
-  readonly #service: ApplianceService;
-  readonly #store: StateStore;
-  readonly #clients = new Set<Client>();
-  #statusDirty = false;
-  #regionRuns: RegionRun[] = [];
-  #regionsReplaced = false;
-  #tick: NodeJS.Timeout | null = null;
-  #heartbeat: NodeJS.Timeout | null = null;
-  readonly #unsubscribe: (() => void)[] = [];
+  private readonly service: ApplianceService;
+  private readonly store: StateStore;
+  private readonly clients = new Set<Client>();
+  private statusDirty = false;
+  private regionRuns: RegionRun[] = [];
+  private regionsReplaced = false;
+  private tick: NodeJS.Timeout | null = null;
+  private heartbeat: NodeJS.Timeout | null = null;
+  private readonly unsubscribe: (() => void)[] = [];
 
   constructor(service: ApplianceService, store: StateStore) {
-    this.#service = service;
-    this.#store = store;
+    this.service = service;
+    this.store = store;
   }
 
   start(): void {
-    if (this.#tick) return;
+    if (this.tick) return;
     const on = <A extends unknown[]>(em: NodeJS.EventEmitter, ev: string, fn: (...a: A) => void): void => {
       const h = fn as (...a: unknown[]) => void;
       em.on(ev, h);
-      this.#unsubscribe.push(() => em.off(ev, h));
+      this.unsubscribe.push(() => em.off(ev, h));
     };
-    on(this.#service, 'status', () => {
-      this.#statusDirty = true;
+    on(this.service, 'status', () => {
+      this.statusDirty = true;
     });
-    on(this.#service, 'regions', (runs: RegionRun[]) => {
-      if (this.#regionsReplaced) return;
-      for (const r of runs) this.#regionRuns.push(r);
-      if (this.#regionRuns.length > MAX_REGION_RUNS) this.#replaceRegions();
+    on(this.service, 'regions', (runs: RegionRun[]) => {
+      if (this.regionsReplaced) return;
+      for (const r of runs) this.regionRuns.push(r);
+      if (this.regionRuns.length > MAX_REGION_RUNS) this.replaceRegions();
     });
-    on(this.#service, 'regions-replaced', () => this.#replaceRegions());
-    on(this.#service, 'session-ended', (r: SessionRecord) => {
-      this.#statusDirty = true;
+    on(this.service, 'regions-replaced', () => this.replaceRegions());
+    on(this.service, 'session-ended', (r: SessionRecord) => {
+      this.statusDirty = true;
       this.broadcast('session-ended', r);
     });
-    on(this.#service, 'model-verify', (s: ModelVerifyStatus) => this.broadcast('model-verify', s));
-    on(this.#store, 'audit', (e: AuditEntry) => this.broadcast('audit', e));
-    on(this.#store, 'settings', (s: Settings) => this.broadcast('settings', s));
-    this.#tick = setInterval(() => this.#flush(), TICK_MS);
-    this.#tick.unref();
-    this.#heartbeat = setInterval(() => this.#send(': ping\n\n'), HEARTBEAT_MS);
-    this.#heartbeat.unref();
+    on(this.service, 'model-verify', (s: ModelVerifyStatus) => this.broadcast('model-verify', s));
+    on(this.store, 'audit', (e: AuditEntry) => this.broadcast('audit', e));
+    on(this.store, 'settings', (s: Settings) => this.broadcast('settings', s));
+    this.tick = setInterval(() => this.flush(), TICK_MS);
+    this.tick.unref();
+    this.heartbeat = setInterval(() => this.send(': ping\n\n'), HEARTBEAT_MS);
+    this.heartbeat.unref();
   }
 
   stop(): void {
-    for (const u of this.#unsubscribe.splice(0)) u();
-    if (this.#tick) clearInterval(this.#tick);
-    if (this.#heartbeat) clearInterval(this.#heartbeat);
-    this.#tick = this.#heartbeat = null;
-    for (const c of [...this.#clients]) this.#drop(c);
+    for (const u of this.unsubscribe.splice(0)) u();
+    if (this.tick) clearInterval(this.tick);
+    if (this.heartbeat) clearInterval(this.heartbeat);
+    this.tick = this.heartbeat = null;
+    for (const c of [...this.clients]) this.drop(c);
   }
 
   get clientCount(): number {
-    return this.#clients.size;
+    return this.clients.size;
   }
 
   /** Takes over `res` as an event stream. False when there are too many streams already. */
   attach(res: Response, owner: StreamOwner): boolean {
-    if (this.#clients.size >= MAX_CLIENTS) return false;
+    if (this.clients.size >= MAX_CLIENTS) return false;
     res.status(200);
     res.setHeader('Content-Type', 'text/event-stream; charset=utf-8');
     res.setHeader('Cache-Control', 'no-store');
@@ -107,68 +107,68 @@ export class LiveEvents {
     res.flushHeaders();
     res.socket?.setNoDelay(true);
     const c: Client = { res, owner };
-    this.#clients.add(c);
-    res.on('close', () => this.#clients.delete(c));
-    this.#write(c, 'retry: 3000\n\n');
-    this.#write(c, frame('status', this.#service.status()));
+    this.clients.add(c);
+    res.on('close', () => this.clients.delete(c));
+    this.write(c, 'retry: 3000\n\n');
+    this.write(c, frame('status', this.service.status()));
     return true;
   }
 
   /** Closes the streams of a login that ended (logout, expiry, password change). */
   dropLogin(loginId: string): void {
-    for (const c of [...this.#clients]) if (c.owner.loginId === loginId) this.#drop(c);
+    for (const c of [...this.clients]) if (c.owner.loginId === loginId) this.drop(c);
   }
 
   /** Closes the streams of an API token that was revoked. */
   dropToken(tokenId: string): void {
-    for (const c of [...this.#clients]) if (c.owner.tokenId === tokenId) this.#drop(c);
+    for (const c of [...this.clients]) if (c.owner.tokenId === tokenId) this.drop(c);
   }
 
   broadcast(event: string, data: unknown): void {
-    if (this.#clients.size === 0) return;
-    this.#send(frame(event, data));
+    if (this.clients.size === 0) return;
+    this.send(frame(event, data));
   }
 
-  #flush(): void {
-    if (this.#clients.size === 0) {
-      this.#statusDirty = false;
-      this.#regionRuns = [];
-      this.#regionsReplaced = false;
+  private flush(): void {
+    if (this.clients.size === 0) {
+      this.statusDirty = false;
+      this.regionRuns = [];
+      this.regionsReplaced = false;
       return;
     }
-    if (this.#regionsReplaced) {
-      this.#regionsReplaced = false;
-      this.#send(frame('regions', { replaced: true }));
-    } else if (this.#regionRuns.length) {
-      const runs = this.#regionRuns;
-      this.#regionRuns = [];
-      this.#send(frame('regions', { runs }));
+    if (this.regionsReplaced) {
+      this.regionsReplaced = false;
+      this.send(frame('regions', { replaced: true }));
+    } else if (this.regionRuns.length) {
+      const runs = this.regionRuns;
+      this.regionRuns = [];
+      this.send(frame('regions', { runs }));
     }
-    if (this.#statusDirty) {
-      this.#statusDirty = false;
-      this.#send(frame('status', this.#service.status()));
+    if (this.statusDirty) {
+      this.statusDirty = false;
+      this.send(frame('status', this.service.status()));
     }
   }
 
-  #replaceRegions(): void {
-    this.#regionsReplaced = true;
-    this.#regionRuns = [];
+  private replaceRegions(): void {
+    this.regionsReplaced = true;
+    this.regionRuns = [];
   }
 
-  #send(text: string): void {
-    for (const c of [...this.#clients]) this.#write(c, text);
+  private send(text: string): void {
+    for (const c of [...this.clients]) this.write(c, text);
   }
 
-  #write(c: Client, text: string): void {
+  private write(c: Client, text: string): void {
     if (c.res.writableLength > MAX_BUFFERED) {
-      this.#drop(c);
+      this.drop(c);
       return;
     }
     c.res.write(text);
   }
 
-  #drop(c: Client): void {
-    this.#clients.delete(c);
+  private drop(c: Client): void {
+    this.clients.delete(c);
     c.res.end();
   }
 }

@@ -24,8 +24,8 @@ export interface LoginRateLimitOptions {
 }
 
 export class LoginRateLimit {
-  readonly #perClient: RateLimitRequestHandler;
-  readonly #global: RateLimitRequestHandler;
+  private readonly perClient: RateLimitRequestHandler;
+  private readonly global: RateLimitRequestHandler;
 
   constructor(opts: LoginRateLimitOptions = {}) {
     const windowMs = opts.windowMs ?? 15 * 60_000;
@@ -42,18 +42,18 @@ export class LoginRateLimit {
         next(new HttpError(429, 'RATE_LIMITED', `too many failed attempts; try again in ${wait} s`, { 'Retry-After': String(wait) }));
       },
     };
-    this.#perClient = rateLimit({ ...common, limit: opts.perClient ?? 5, keyGenerator: (req) => clientKey(req) });
-    this.#global = rateLimit({ ...common, limit: opts.global ?? 30, keyGenerator: () => 'everyone' });
+    this.perClient = rateLimit({ ...common, limit: opts.perClient ?? 5, keyGenerator: (req) => clientKey(req) });
+    this.global = rateLimit({ ...common, limit: opts.global ?? 30, keyGenerator: () => 'everyone' });
   }
 
   /** Middleware in front of a route that checks a password. */
   get middleware(): RequestHandler[] {
-    return [this.#global, this.#perClient];
+    return [this.global, this.perClient];
   }
 
   /** A right password: the client's earlier failures are forgotten. */
   async succeeded(req: Request): Promise<void> {
-    await this.#perClient.resetKey(clientKey(req));
+    await this.perClient.resetKey(clientKey(req));
   }
 }
 

@@ -19,7 +19,7 @@ const GROUP_LENGTH = 4;
 
 export class SetupCode {
   readonly path: string;
-  #code: string | null = null;
+  private code: string | null = null;
 
   constructor(path: string) {
     this.path = path;
@@ -27,7 +27,7 @@ export class SetupCode {
 
   /** Whether a code is in force (no password yet). */
   get active(): boolean {
-    return this.#code !== null;
+    return this.code !== null;
   }
 
   /**
@@ -52,7 +52,7 @@ export class SetupCode {
     } finally {
       await fh.close();
     }
-    this.#code = code;
+    this.code = code;
     log.warn(
       { setupCode: code, path: this.path },
       `no administrator password is set yet. To set it in the web UI from another machine, enter the setup code ${code} ` +
@@ -62,15 +62,15 @@ export class SetupCode {
 
   /** Whether `given` is the code in force (case, spaces and dashes do not matter). */
   matches(given: string | undefined): boolean {
-    if (this.#code === null || given === undefined) return false;
+    if (this.code === null || given === undefined) return false;
     const a = Buffer.from(normalize(given));
-    const b = Buffer.from(normalize(this.#code));
+    const b = Buffer.from(normalize(this.code));
     return a.length === b.length && timingSafeEqual(a, b);
   }
 
   /** The password is set: the code is spent and its file deleted. */
   async consume(): Promise<void> {
-    this.#code = null;
+    this.code = null;
     await unlink(this.path).catch((err: NodeJS.ErrnoException) => {
       if (err.code !== 'ENOENT') log.error({ err, path: this.path }, 'cannot delete the setup code file');
     });

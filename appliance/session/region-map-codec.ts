@@ -235,34 +235,34 @@ export function decodeRegionMap(enc: Pick<EncodedRegionMap, 'count' | 'encoding'
  * client fetches the whole map instead).
  */
 export class RegionChangeBuffer {
-  #regions = new Set<number>();
-  #replaced = false;
+  private regions = new Set<number>();
+  private replaced = false;
   constructor(private readonly limit = 65_536) {}
 
   get empty(): boolean {
-    return !this.#replaced && this.#regions.size === 0;
+    return !this.replaced && this.regions.size === 0;
   }
 
   add(region: number): void {
-    if (this.#replaced) return;
-    this.#regions.add(region);
-    if (this.#regions.size > this.limit) this.replaceAll();
+    if (this.replaced) return;
+    this.regions.add(region);
+    if (this.regions.size > this.limit) this.replaceAll();
   }
 
   /** The whole map changed (a session ended). */
   replaceAll(): void {
-    this.#replaced = true;
-    this.#regions.clear();
+    this.replaced = true;
+    this.regions.clear();
   }
 
   /** Runs of the current states of the changed regions, or 'replaced'; empties the buffer. */
   take(stateOf: (region: number) => number): RegionRun[] | 'replaced' {
-    if (this.#replaced) {
-      this.#replaced = false;
+    if (this.replaced) {
+      this.replaced = false;
       return 'replaced';
     }
-    const sorted = Float64Array.from(this.#regions).sort();
-    this.#regions.clear();
+    const sorted = Float64Array.from(this.regions).sort();
+    this.regions.clear();
     return runsOf(sorted, stateOf);
   }
 }

@@ -13,21 +13,21 @@ const PROGRESS_INTERVAL_MS = 250;
 const MAX_BAD_REGIONS_LISTED = 100;
 
 export class ModelVerification {
-  readonly #onChange: (status: ModelVerifyStatus) => void;
-  #status: ModelVerifyStatus = { state: 'idle', startedAt: null, finishedAt: null, regionsTotal: 0, regionsDone: 0, bytesPerSecond: 0, badRegions: [], error: null };
-  #timer: NodeJS.Timeout | null = null;
+  private readonly onChange: (status: ModelVerifyStatus) => void;
+  private current: ModelVerifyStatus = { state: 'idle', startedAt: null, finishedAt: null, regionsTotal: 0, regionsDone: 0, bytesPerSecond: 0, badRegions: [], error: null };
+  private timer: NodeJS.Timeout | null = null;
 
   /** `onChange` gets the progress (at most every 250 ms) and the result (at once). */
   constructor(onChange: (status: ModelVerifyStatus) => void) {
-    this.#onChange = onChange;
+    this.onChange = onChange;
   }
 
   /** Starts verifying `model`; BUSY while a verification runs. */
   start(model: Pick<ModelImage, 'manifest' | 'verifyRegions'>): ModelVerifyStatus {
-    if (this.#status.state === 'running') throw new SnapbackError('BUSY', 'a model verification is already running');
+    if (this.current.state === 'running') throw new SnapbackError('BUSY', 'a model verification is already running');
     const total = model.manifest.regionCount;
     const v: ModelVerifyStatus = { state: 'running', startedAt: new Date().toISOString(), finishedAt: null, regionsTotal: total, regionsDone: 0, bytesPerSecond: 0, badRegions: [], error: null };
-    this.#status = v;
+    this.current = v;
     const t0 = Date.now();
     void (async () => {
       let bad = 0;
@@ -37,7 +37,7 @@ export class ModelVerification {
           onProgress: (done) => {
             v.regionsDone = done;
             v.bytesPerSecond = Math.round((done * model.manifest.regionSize) / Math.max(0.001, (Date.now() - t0) / 1000));
-            this.#changed();
+            this.changed();
           },
           onBad: (region) => {
             if (v.badRegions.length < MAX_BAD_REGIONS_LISTED) v.badRegions.push(region);
@@ -53,28 +53,28 @@ export class ModelVerification {
       }
       v.finishedAt = new Date().toISOString();
       log.info({ state: v.state, bad, error: v.error }, 'model verification finished');
-      this.#changed(true);
+      this.changed(true);
     })();
     return this.status();
   }
 
   /** The running or the last verification. */
   status(): ModelVerifyStatus {
-    return { ...this.#status, badRegions: [...this.#status.badRegions] };
+    return { ...this.current, badRegions: [...this.current.badRegions] };
   }
 
-  #changed(now = false): void {
+  private changed(now = false): void {
     if (now) {
-      if (this.#timer) clearTimeout(this.#timer);
-      this.#timer = null;
-      this.#onChange(this.status());
+      if (this.timer) clearTimeout(this.timer);
+      this.timer = null;
+      this.onChange(this.status());
       return;
     }
-    if (this.#timer) return;
-    this.#timer = setTimeout(() => {
-      this.#timer = null;
-      this.#onChange(this.status());
+    if (this.timer) return;
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      this.onChange(this.status());
     }, PROGRESS_INTERVAL_MS);
-    this.#timer.unref();
+    this.timer.unref();
   }
 }
