@@ -116,7 +116,11 @@ describe('web UI: the region map of a 16 M-region (1 TiB) disk in Chromium', fun
           // between aiming and clicking: then the zoom landed next door; step back and aim again
           if ((await cellOf(page, 8_000_000)) === null) {
             await page.click('#map-zoom-out');
-            await waitData(page, '#region-map', 'viewEnd', String(Number(await canvasData(page, 'viewStart')) + before));
+            // the span is back to what it was (start and end are read together, once redrawn)
+            await page.waitForFunction((b: number) => {
+              const d = (globalThis as any).document.querySelector('#region-map').dataset;
+              return Number(d.viewEnd) - Number(d.viewStart) === b;
+            }, before);
           }
         }
         assert.equal(await canvasData(page, 'perCell'), '1');
