@@ -104,7 +104,7 @@ class Appliance {
       '--region-size', '64K', '--restore', this.restore, '--disk-matches-model']);
   }
 
-  /** Starts `snapback serve`; resolves once its NBD socket accepts connections. */
+  /** Starts `snapback serve`; resolves once its NBD socket and its control socket accept connections. */
   async serve(): Promise<number> {
     const t0 = Date.now();
     const child = spawn(process.execPath, [CLI, 'serve', '--state-dir', this.stateDir, '--nbd-socket', this.socket,
@@ -125,7 +125,10 @@ class Appliance {
       if (child.exitCode !== null || child.signalCode !== null) {
         throw new Error(`snapback serve exited (${child.exitCode ?? child.signalCode}) before its NBD socket was up\n${this.logTail()}`);
       }
-      if (existsSync(this.socket) && existsSync(this.controlSocket) && (await canConnect(this.socket))) break;
+      // Both sockets must answer: after a kill -9 the old socket files are still there, and the
+      // new daemon binds its NBD socket before its control socket.
+      if (existsSync(this.socket) && existsSync(this.controlSocket)
+        && (await canConnect(this.socket)) && (await canConnect(this.controlSocket))) break;
       if (Date.now() > deadline) throw new Error(`snapback serve: no NBD socket at ${this.socket} after 30 s\n${this.logTail()}`);
       await sleep(50);
     }
