@@ -1,0 +1,104 @@
+/**
+ * The model library: GET /api/models and the actions on it (import, upload, activate, capture,
+ * rename, remove). A library holds many models; one is active (the one the host's disk is
+ * restored from). A model is listed only once it is complete and verified, except a lazily
+ * provisioned one, which is listed (complete: false) from the moment it can serve the host.
+ */
+import { z } from 'zod';
+
+/** Where a model came from. */
+export const modelSourceSchema = z.discriminatedUnion('kind', [
+  z.object({ kind: z.literal('file'), path: z.string() }),
+  z.object({ kind: z.literal('upload'), fileName: z.string().nullable() }),
+  z.object({ kind: z.literal('url'), url: z.string() }),
+  /** Captured from what the host saw in a session. */
+  z.object({ kind: z.literal('capture'), session: z.number() }),
+]);
+export type ModelSource = z.infer<typeof modelSourceSchema>;
+
+/** A model still arriving from a URL (lazy provisioning or a background import). */
+export const modelDownloadSchema = z.object({
+  state: z.enum(['running', 'stalled', 'done']),
+  regionsTotal: z.number(),
+  regionsDone: z.number(),
+  bytesDone: z.number(),
+  bytesPerSecond: z.number(),
+  /** Background download rate limit in bytes per second; null for unlimited. */
+  rateLimitBytesPerSecond: z.number().nullable(),
+  /** Why the download is stalled (the server's error, a verification failure); null when it is not. */
+  lastError: z.string().nullable(),
+});
+export type ModelDownload = z.infer<typeof modelDownloadSchema>;
+
+export const modelRecordSchema = z.object({
+  /** The manifest's id: the hash of its content (64 hex digits). */
+  id: z.string(),
+  name: z.string(),
+  size: z.number(),
+  regionSize: z.number(),
+  /** The manifest's per-region hash (sha256, blake3, …). */
+  hash: z.string(),
+  createdAt: z.string(),
+  source: modelSourceSchema,
+  /** The id of the model this one was captured from; null for an import. */
+  parent: z.string().nullable(),
+  /** Every region is local and verified. */
+  complete: z.boolean(),
+  active: z.boolean(),
+  /** Present while a URL model is still arriving. */
+  download: modelDownloadSchema.nullable(),
+});
+export type ModelRecord = z.infer<typeof modelRecordSchema>;
+
+/** An import that has not finished yet (not a model until it has). */
+export const modelImportJobSchema = z.object({
+  id: z.string(),
+  name: z.string(),
+  source: modelSourceSchema,
+  state: z.enum(['running', 'failed', 'done']),
+  bytesTotal: z.number().nullable(),
+  bytesDone: z.number(),
+  error: z.string().nullable(),
+  /** The model it made, once done. */
+  modelId: z.string().nullable(),
+});
+export type ModelImportJob = z.infer<typeof modelImportJobSchema>;
+
+export const modelListSchema = z.object({
+  models: z.array(modelRecordSchema),
+  imports: z.array(modelImportJobSchema),
+});
+export type ModelList = z.infer<typeof modelListSchema>;
+
+/** POST /api/models/import: from a path on the appliance or an http(s) URL. */
+export const modelImportRequestSchema = z.object({
+  source: z.string().min(1),
+  name: z.string().min(1).max(100),
+  /** A URL model usable at once, fetched region by region as the host reads (needs a manifest at the URL). */
+  lazy: z.boolean().optional(),
+});
+export type ModelImportRequest = z.infer<typeof modelImportRequestSchema>;
+
+/** POST /api/models/:ref/activate. */
+export const modelActivateRequestSchema = z.object({ now: z.boolean().optional() });
+export type ModelActivateRequest = z.infer<typeof modelActivateRequestSchema>;
+
+export const modelActivateReplySchema = z.object({
+  model: modelRecordSchema,
+  /** 'now': the session was ended and the new model is in force; otherwise at the next session end. */
+  takesEffect: z.enum(['now', 'next-session-end']),
+  /** Regions that differ between the two models: what will be restored. */
+  regionsToRestore: z.number(),
+});
+export type ModelActivateReply = z.infer<typeof modelActivateReplySchema>;
+
+/** POST /api/models/capture. */
+export const modelCaptureRequestSchema = z.object({
+  name: z.string().min(1).max(100),
+  activate: z.boolean().optional(),
+});
+export type ModelCaptureRequest = z.infer<typeof modelCaptureRequestSchema>;
+
+/** PATCH /api/models/:ref. */
+export const modelRenameRequestSchema = z.object({ name: z.string().min(1).max(100) });
+export type ModelRenameRequest = z.infer<typeof modelRenameRequestSchema>;
