@@ -197,7 +197,7 @@ export class ModelLibrary {
     return this.serial(async () => {
       const m = await this.resolve(ref);
       if (m.record.name === name) return m;
-      await this.assertNameFree(name);
+      await this.checkNameFree(name);
       const record = { ...m.record, name };
       await writeRecord(join(m.dir, RECORD_FILE), record);
       log.info({ id: m.record.id, from: m.record.name, to: name }, 'model renamed');
@@ -241,7 +241,7 @@ export class ModelLibrary {
     const n = checkName(name);
     await this.cleanStaging();
     if (this.reserved.has(n)) throw nameTaken(n, 'an import in progress');
-    await this.assertNameFree(n);
+    await this.checkNameFree(n);
     this.reserved.add(n);
     let dir: string;
     try {
@@ -416,7 +416,7 @@ export class ModelLibrary {
   private async commitStagedLocked(dir: string, name: string, manifest: Manifest, info: CommitInfo, inPlace: string | null): Promise<StoredModel> {
     const existing = await this.find(manifest.id);
     if (existing) throw new SnapbackError('ALREADY_EXISTS', `this image is already in the library as "${existing.record.name}" (id ${manifest.id.slice(0, 12)}…)`, { id: manifest.id, name: existing.record.name });
-    await this.assertNameFree(name);
+    await this.checkNameFree(name);
     const imagePath = inPlace ?? join(dir, IMAGE_FILE);
     // the manifest describes the file as it lies in the library, so that opening it trusts it
     const st = await stat(imagePath);
@@ -458,7 +458,8 @@ export class ModelLibrary {
     }
   }
 
-  private async assertNameFree(name: string): Promise<void> {
+  /** Refuses (ALREADY_EXISTS) a name that a model of the library has. */
+  async checkNameFree(name: string): Promise<void> {
     const taken = (await this.list()).find((m) => m.record.name === name);
     if (taken) throw nameTaken(name, `model ${taken.record.id.slice(0, 12)}…`);
   }
