@@ -5,14 +5,14 @@
  * and the state exactly as they were while the daemon keeps serving the host's disk.
  */
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import type { ModelRecord } from '../../appliance/api/models.js';
 import { exited, nbdUri, snapback, startServe, tool } from '../helpers/cli.js';
 import { patternBytes } from '../helpers/prng.js';
+import { stateSnapshot } from '../helpers/state-snapshot.js';
 
 const SIZE = 4 << 20;
 
@@ -51,29 +51,14 @@ describe('snapback model: import, list, rename, remove', function () {
     return JSON.parse(r.stdout) as ModelRecord[];
   }
 
-  /** The write log, snapback.json and the library's files: what bad input must not change. */
-  function snapshot(): string {
-    const h = createHash('sha256');
-    for (const f of ['write-log.bin', 'snapback.json']) h.update(readFileSync(join(state, f)));
-    const walk = (d: string): void => {
-      for (const e of readdirSync(d, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))) {
-        h.update(join(d, e.name));
-        if (e.isDirectory()) walk(join(d, e.name));
-        else h.update(readFileSync(join(d, e.name)));
-      }
-    };
-    walk(join(state, 'models'));
-    return h.digest('hex');
-  }
-
   /** Runs the command, expects it to fail with one clear line matching `msg`, and nothing changed. */
   function refused(args: string[], msg: RegExp, code = 1): void {
-    const before = snapshot();
+    const before = stateSnapshot(state);
     const r = snapback([...args, '--state-dir', state]);
     assert.equal(r.code, code, `${args.join(' ')} → ${r.code}: ${r.stdout}${r.stderr}`);
     assert.match(r.stderr, msg);
     assert.equal(r.stderr.trim().split('\n').length, 1, `one line: ${r.stderr}`);
-    assert.equal(snapshot(), before, `${args.join(' ')} changed nothing`);
+    assert.equal(stateSnapshot(state), before, `${args.join(' ')} changed nothing`);
   }
 
   function exercise(how: string): void {

@@ -6,7 +6,6 @@
  * snapback.json exactly as they were, with nothing left behind.
  */
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -18,25 +17,9 @@ import { ModelImage } from '../../appliance/storage/model-image.js';
 import { ModelLibrary } from '../../appliance/storage/model-library.js';
 import { StateDir } from '../../appliance/storage/state-dir.js';
 import { patternBytes } from '../helpers/prng.js';
+import { stateSnapshot } from '../helpers/state-snapshot.js';
 
 const SIZE = 3 << 20;
-
-/** Everything an import must leave alone: the log, snapback.json, and every file under models/. */
-function snapshot(state: string): string {
-  const h = createHash('sha256');
-  for (const f of ['write-log.bin', 'snapback.json']) h.update(f).update(readFileSync(join(state, f)));
-  const walk = (d: string): void => {
-    if (!existsSync(d)) return;
-    for (const e of readdirSync(d, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))) {
-      const p = join(d, e.name);
-      h.update(p);
-      if (e.isDirectory()) walk(p);
-      else h.update(readFileSync(p));
-    }
-  };
-  walk(join(state, 'models'));
-  return h.digest('hex');
-}
 
 /** A stream of `data` in pieces of awkward sizes (not region multiples). */
 function piecewise(data: Buffer, piece = 300_001): Readable {
@@ -118,9 +101,9 @@ describe('model library', function () {
     const src = image('d.img', 4);
     await (await createManifest(src.path)).save(manifestPathFor(src.path));
     truncateSync(src.path, SIZE - 4096);
-    const before = snapshot(state);
+    const before = stateSnapshot(state);
     await assert.rejects(library.importFile(src.path, { name: 'd' }), (err: unknown) => isSnapbackError(err, 'MANIFEST_INVALID') && /is for 3145728 bytes but .* holds 3141632/.test((err as Error).message));
-    assert.equal(snapshot(state), before);
+    assert.equal(stateSnapshot(state), before);
   });
 
   it('refuses an image whose hashes do not match its manifest, naming the region, and leaves nothing behind', async () => {
@@ -128,21 +111,21 @@ describe('model library', function () {
     await (await createManifest(src.path)).save(manifestPathFor(src.path));
     src.bytes[(2 << 20) + 5]! ^= 0xff;
     writeFileSync(src.path, src.bytes);
-    const before = snapshot(state);
+    const before = stateSnapshot(state);
     await assert.rejects(library.importFile(src.path, { name: 'e' }), (err: unknown) => isSnapbackError(err, 'MANIFEST_INVALID') && /does not match its manifest: region 2 /.test((err as Error).message));
-    assert.equal(snapshot(state), before, 'no model, no staging left, log and config as they were');
+    assert.equal(stateSnapshot(state), before, 'no model, no staging left, log and config as they were');
     assert.deepEqual((await library.list()).map((m) => m.record.name), ['active.img']);
   });
 
   it('refuses a duplicate name, the same image twice, and a source that does not exist, each untouched', async () => {
     await library.importFile(image('f.img', 6).path, { name: 'f' });
-    const before = snapshot(state);
+    const before = stateSnapshot(state);
     await assert.rejects(library.importFile(image('g.img', 7).path, { name: 'f' }), (err: unknown) => isSnapbackError(err, 'ALREADY_EXISTS') && /the name "f" is taken/.test((err as Error).message));
     await assert.rejects(library.importFile(join(dir, 'f.img'), { name: 'f again' }), (err: unknown) => isSnapbackError(err, 'ALREADY_EXISTS') && /already in the library as "f"/.test((err as Error).message));
     await assert.rejects(library.importFile(join(dir, 'nope.img'), { name: 'nope' }), (err: unknown) => isSnapbackError(err, 'NOT_FOUND') && /nope\.img does not exist/.test((err as Error).message));
     await assert.rejects(library.importFile(dir, { name: 'a dir' }), (err: unknown) => isSnapbackError(err, 'BAD_ARGUMENT') && /not a file or a block device/.test((err as Error).message));
     await assert.rejects(library.importFile(join(dir, 'g.img'), { name: '  ' }), (err: unknown) => isSnapbackError(err, 'BAD_ARGUMENT') && /must not be empty/.test((err as Error).message));
-    assert.equal(snapshot(state), before);
+    assert.equal(stateSnapshot(state), before);
   });
 
   it('finds a model by name, id or unique id prefix; an unknown or ambiguous reference is a clear error', async () => {
@@ -165,10 +148,10 @@ describe('model library', function () {
 
   it('never removes the active model; the previous version only when forced; a model registered in place keeps its file', async () => {
     const [act] = await library.list();
-    const before = snapshot(state);
+    const before = stateSnapshot(state);
     await assert.rejects(library.remove('active.img'), (err: unknown) => isSnapbackError(err, 'IN_USE') && /is the active model/.test((err as Error).message));
     await assert.rejects(library.remove(act!.record.id, { force: true }), (err: unknown) => isSnapbackError(err, 'IN_USE'), 'not even forced');
-    assert.equal(snapshot(state), before);
+    assert.equal(stateSnapshot(state), before);
     const prev = await library.importFile(image('j.img', 10).path, { name: 'j' });
     await library.setPrevious(prev.record.id);
     await assert.rejects(library.remove('j'), (err: unknown) => isSnapbackError(err, 'IN_USE') && /previous version.*--force/.test((err as Error).message));
@@ -190,7 +173,7 @@ describe('model library', function () {
     assert.ok(readFileSync(m.imagePath).equals(bytes));
     const made = await createManifest(m.imagePath, { regionSize: 64 << 10 });
     assert.equal(m.record.id, made.id);
-    const before = snapshot(state);
+    const before = stateSnapshot(state);
     const other = patternBytes(SIZE, 13);
     await assert.rejects(library.importStream(piecewise(other.subarray(0, SIZE - 1000)), { name: 'short', size: SIZE, source: { kind: 'upload', fileName: null } }), (err: unknown) => isSnapbackError(err, 'BAD_ARGUMENT') && /ended after 3144728 of its 3145728 bytes/.test((err as Error).message));
     await assert.rejects(library.importStream(piecewise(other), { name: 'long', size: SIZE - 1, source: { kind: 'upload', fileName: null } }), (err: unknown) => isSnapbackError(err, 'BAD_ARGUMENT') && /longer than the 3145727 bytes/.test((err as Error).message));
@@ -199,14 +182,14 @@ describe('model library', function () {
     const bad = Buffer.from(bytes);
     bad[100]! ^= 1;
     await library.remove('up');
-    const before2 = snapshot(state);
+    const before2 = stateSnapshot(state);
     await assert.rejects(library.importStream(piecewise(bad), { name: 'up2', size: bad.length, source: { kind: 'upload', fileName: null }, manifest }), (err: unknown) => isSnapbackError(err, 'MANIFEST_INVALID') && /region 0/.test((err as Error).message));
-    assert.equal(snapshot(state), before2);
+    assert.equal(stateSnapshot(state), before2);
     assert.notEqual(before, before2);
   });
 
   it('an aborted import leaves nothing; what an interrupted one left is removed, never listed', async () => {
-    const before = snapshot(state);
+    const before = stateSnapshot(state);
     const abort = new AbortController();
     const bytes = patternBytes(SIZE, 14);
     const slow = Readable.from((async function* () {
@@ -215,7 +198,7 @@ describe('model library', function () {
       yield bytes.subarray(1 << 20);
     })());
     await assert.rejects(library.importStream(slow, { name: 'aborted', size: SIZE, source: { kind: 'upload', fileName: null }, signal: abort.signal }), (err: unknown) => isSnapbackError(err, 'CLOSED') && /cancelled/.test((err as Error).message));
-    assert.equal(snapshot(state), before);
+    assert.equal(stateSnapshot(state), before);
     // a power cut mid-import: a staging directory of a process that is gone
     const left = join(library.dir, '.staging', '999999999-dead');
     mkdirSync(left, { recursive: true });
