@@ -21,6 +21,7 @@ check mkfs.vfat dosfstools
 check sfdisk fdisk
 check openssl openssl      # certificates for the NBD TLS tests
 check runuser util-linux   # the NBD socket tests connect as user nobody
+check mkfs.xfs xfsprogs    # a model import shares blocks (reflink) on an XFS loop mount
 check mosquitto mosquitto                # the fleet tests' MQTT broker (started by each test on a loopback port)
 check mosquitto_passwd mosquitto
 check mosquitto_pub mosquitto-clients    # the fleet tests publish as other broker accounts
