@@ -110,3 +110,24 @@ export async function switchEngineModel(engine: Engine, to: ModelImage, plan: Sw
     }
   }
 }
+
+/**
+ * Makes a model captured from the host's disk (model-capture.ts, host I/O still stopped) the
+ * one in force without restoring anything: one header write names it and lets this session's S
+ * bits lapse (the session goes on), then D is cleared for the regions the capture copied from
+ * the working disk (they hold the new model's bytes, made durable before the copy). Regions
+ * pending before stay pending: the new model equals the old one there. A power cut between the
+ * two leaves those regions pending under the new model: restored from it again, the same bytes.
+ * Returns how many regions became clean.
+ */
+export async function adoptCapturedModel(pd: ProtectedDisk, hydrator: Hydrator, to: PositionalDevice, toId: string, written: Uint8Array): Promise<number> {
+  const resume = await hydrator.pause();
+  try {
+    await pd.switchModel({ model: to, modelId: toId, differing: new Uint8Array(Math.ceil(pd.log.regionCount / 8)) }, false);
+    const cleared = await pd.log.clearMatching(written);
+    log.info({ to: toId, cleared }, 'the captured model is in force; nothing is restored');
+    return cleared;
+  } finally {
+    resume();
+  }
+}

@@ -15,7 +15,7 @@ import { ProtectedDisk } from '../../appliance/storage/protected-disk.js';
 import { Hydrator } from '../../appliance/storage/hydrator.js';
 import { Manifest } from '../../appliance/storage/manifest.js';
 import { digestRegionsInto, DIGEST_LENGTHS } from '../../appliance/storage/hash-functions.js';
-import { planSwitch, switchModel, type SwitchPlan } from '../../appliance/storage/model-switch.js';
+import { planSwitch, switchModel, adoptCapturedModel, type SwitchPlan } from '../../appliance/storage/model-switch.js';
 
 export const MODEL_B_ID = 'cd'.repeat(32);
 
@@ -168,4 +168,64 @@ export function assertPendingIsPlan(sc: SwitchScenario, log: RegionLog): void {
   }
   // and the plan names every region whose bytes differ
   for (const r of sc.trulyDiffering) assert.ok((sc.plan.differing[r >> 3]! & (1 << (r & 7))) !== 0, `region ${r} differs between the models but the plan misses it`);
+}
+
+export const MODEL_C_ID = 'ef'.repeat(32);
+
+/**
+ * Capture --activate at the storage level: the host's view (viewA) becomes model C, put in force
+ * with the power cut at write/flush `cutAt` (Infinity: none). Host I/O is stopped meanwhile, as
+ * the capture does it.
+ */
+export async function adoptWithCut(sc: SwitchScenario, cutAt: number): Promise<{ completed: boolean; pendingBefore: Set<number> }> {
+  const { pd, hydrator, log, domain } = sc.stack;
+  await hydrator.stop();
+  const written = new Uint8Array(Math.ceil(log.regionCount / 8));
+  const pendingBefore = new Set<number>();
+  for (let r = 0; r < log.regionCount; r++) {
+    if (log.isWritten(r)) written[r >> 3] = written[r >> 3]! | (1 << (r & 7));
+    if (log.isPending(r)) pendingBefore.add(r);
+  }
+  const modelC = new FaultDevice('modelC', sc.viewA, domain);
+  domain.crashAt = domain.ops + cutAt;
+  let completed = false;
+  await pd.quiesce();
+  try {
+    await adoptCapturedModel(pd, hydrator, modelC, MODEL_C_ID, written);
+    completed = true;
+  } catch (e) {
+    if (!isPowerLost(e)) throw e;
+  } finally {
+    pd.resume();
+  }
+  domain.lost = true;
+  return { completed, pendingBefore };
+}
+
+/** After a cut in adoptWithCut: A or C in force, and the host reads exactly what it read before either way. */
+export async function checkAdoptAfterCut(sc: SwitchScenario, completed: boolean): Promise<'A' | 'C'> {
+  const { stack } = sc;
+  const size = stack.pd.size;
+  const rs = stack.pd.regionSize;
+  const diskImg = stack.disk.crashImage();
+  const logImg = stack.logDev.crashImage();
+  const rng = new Prng(6);
+  const { log } = await RegionLog.open(memoryDevice('log', logImg, rng));
+  const id = log.info.modelId;
+  assert.ok(id === MODEL_ID || id === MODEL_C_ID, `the log names neither model: ${id}`);
+  const which: 'A' | 'C' = id === MODEL_C_ID ? 'C' : 'A';
+  if (completed) assert.equal(which, 'C', 'the adoption completed, yet after the power cut the log names the old model');
+  const inForce = which === 'C' ? sc.viewA : stack.modelBytes;
+  for (let r = 0; r < log.regionCount; r++) {
+    const s = r * rs;
+    const e = Math.min(size, s + rs);
+    if (!diskImg.subarray(s, e).equals(inForce.subarray(s, e))) assert.ok(log.isDirty(r), `${which} in force: region ${r} differs from it without D`);
+  }
+  const disk = memoryDevice('disk', diskImg, rng);
+  const pd = new ProtectedDisk({ disk, model: memoryDevice('model', inForce, rng), log });
+  assert.ok((await pd.read(0, size)).equals(sc.viewA), `${which} in force after the cut, but the host does not read what it read before the capture`);
+  await pd.endSession({ keepWrites: false });
+  await new Hydrator(pd, { batchBytes: rs * 4, chunkBytes: rs, maxYieldMs: 0 }).runToCompletion();
+  assert.ok(disk.snapshot().subarray(0, size).equals(inForce), `after a full restore the disk differs from ${which}`);
+  return which;
 }

@@ -8,7 +8,7 @@
  * model in force. Never a mix. SWITCH_SEED=N runs one seed.
  */
 import assert from 'node:assert/strict';
-import { prepareSwitch, switchWithCut, checkAfterCut, assertPendingIsPlan, MODEL_B_ID } from '../helpers/switch-crash.js';
+import { prepareSwitch, switchWithCut, checkAfterCut, assertPendingIsPlan, adoptWithCut, checkAdoptAfterCut, MODEL_B_ID, MODEL_C_ID } from '../helpers/switch-crash.js';
 import { FaultDevice } from '../helpers/fault-device.js';
 import { switchModel } from '../../appliance/storage/model-switch.js';
 
@@ -57,5 +57,43 @@ describe('model switch under power cuts', function () {
       checked++;
     }
     assert.ok(checked >= 5, `only ${checked} scenarios had nothing dirty`);
+  });
+
+  it(`capture --activate: a power cut at every write and flush leaves the old model or the captured one in force, and the host reads the same bytes either way (${SEEDS} scenarios)`, async () => {
+    const seeds = process.env.SWITCH_SEED ? [Number(process.env.SWITCH_SEED)] : Array.from({ length: SEEDS }, (_, i) => 7000 + i);
+    const inForce = { A: 0, C: 0 };
+    for (const seed of seeds) {
+      for (let cutAt = 1; ; cutAt++) {
+        const sc = await prepareSwitch(seed);
+        try {
+          const { completed } = await adoptWithCut(sc, cutAt);
+          inForce[await checkAdoptAfterCut(sc, completed)]++;
+          if (completed) break;
+        } catch (err) {
+          (err as Error).message = `seed ${seed}, cut at write/flush ${cutAt} (rerun with SWITCH_SEED=${seed}): ${(err as Error).message}`;
+          throw err;
+        }
+      }
+    }
+    assert.ok(inForce.A > 0 && inForce.C > 0, `outcomes: ${JSON.stringify(inForce)}`);
+  });
+
+  it('capture --activate restores nothing: afterwards exactly the regions pending before are pending, the written ones are clean', async () => {
+    let withWrites = 0;
+    for (let seed = 7000; seed < 7000 + SEEDS; seed++) {
+      const sc = await prepareSwitch(seed);
+      const { log, pd } = sc.stack;
+      const writtenBefore = log.writtenCount;
+      const { completed, pendingBefore } = await adoptWithCut(sc, Infinity);
+      assert.ok(completed);
+      assert.equal(log.info.modelId, MODEL_C_ID);
+      for (let r = 0; r < log.regionCount; r++) assert.equal(log.isPending(r), pendingBefore.has(r), `seed ${seed}: region ${r} ${pendingBefore.has(r) ? 'was pending and is not' : 'is pending after the adoption'}`);
+      assert.equal(log.writtenCount, 0);
+      sc.stack.domain.lost = false;
+      sc.stack.domain.crashAt = Infinity;
+      assert.ok((await pd.read(0, pd.size)).equals(sc.viewA), `seed ${seed}: the host's view changed`);
+      if (writtenBefore > 0) withWrites++;
+    }
+    assert.ok(withWrites >= 5, `only ${withWrites} scenarios had written regions`);
   });
 });
