@@ -5,7 +5,7 @@
  * daemon's start, which ends the session).
  */
 import cliProgress from 'cli-progress';
-import type { ModelActivateReply, ModelImportJob } from '../api/models.js';
+import type { ModelActivateReply, ModelActivateRequest, ModelCaptureRequest, ModelImportJob } from '../api/models.js';
 import { openEngine } from '../storage/engine.js';
 import { ModelLibrary } from '../storage/model-library.js';
 import { StateDir } from '../storage/state-dir.js';
@@ -59,7 +59,7 @@ function describeActivation(name: string, id: string, takesEffect: string, regio
 export async function modelActivate(ref: string, o: { stateDir: string; now?: boolean }): Promise<number> {
   const state = new StateDir(o.stateDir);
   if (state.runningDaemon() !== null) {
-    const r = (await callDaemon(state.controlSocket, 'POST', `/api/models/${encodeURIComponent(ref)}/activate`, { now: o.now ?? false })) as ModelActivateReply;
+    const r = (await callDaemon(state.controlSocket, 'POST', `/api/models/${encodeURIComponent(ref)}/activate`, { now: o.now ?? false } satisfies ModelActivateRequest)) as ModelActivateReply;
     out(describeActivation(r.model.name, r.model.id, r.takesEffect, r.regionsToRestore));
     return 0;
   }
@@ -78,7 +78,7 @@ export async function modelCapture(o: { stateDir: string; name: string; activate
   const bar = byteBar('capturing');
   try {
     if (state.runningDaemon() !== null) {
-      let job = (await callDaemon(state.controlSocket, 'POST', '/api/models/capture', { name: o.name, activate: o.activate ?? false })) as ModelImportJob;
+      let job = (await callDaemon(state.controlSocket, 'POST', '/api/models/capture', { name: o.name, activate: o.activate ?? false } satisfies ModelCaptureRequest)) as ModelImportJob;
       while (job.state === 'running') {
         await new Promise((r) => setTimeout(r, 200));
         job = (await callDaemon(state.controlSocket, 'GET', `/api/models/imports/${job.id}`)) as ModelImportJob;
