@@ -33,6 +33,9 @@ import { GpioComponent } from '../gpio/gpio-component.js';
 import { gpioRoutes } from '../http/routes/gpio-routes.js';
 import { managementRoutes } from '../http/routes/management-routes.js';
 import { ManagementComponent, type ManagementCommandLine } from '../management/management-component.js';
+import { modelLibraryRoutes } from '../http/routes/model-library-routes.js';
+import { ModelService } from '../session/model-service.js';
+import { ModelLibrary } from '../storage/model-library.js';
 import type { NbdTlsFiles } from '../nbd/tls-config.js';
 import type { ApiRouter } from '../http/api-router.js';
 import { childLogger } from '../logger.js';
@@ -82,6 +85,8 @@ export class Daemon {
   private readonly notify = new SdNotify();
   engine: Engine | null = null;
   sessions: SessionManager | null = null;
+  /** The model library's service (imports, rename, remove); from the start of the HTTP component. */
+  models: ModelService | null = null;
   addresses: DaemonAddresses | null = null;
 
   constructor(private readonly opts: ServeOptions) {}
@@ -127,6 +132,8 @@ export class Daemon {
       const service = sessions.manager;
       const audit = (e: { actor: string; action: string; details?: Record<string, unknown> }): void => void state.store.audit(e).catch(() => undefined);
 
+      const models = new ModelService({ library: new ModelLibrary(dir), activeModelId: () => storage.engine.model.id });
+      this.models = models;
       const management: ManagementComponent = new ManagementComponent({
         service,
         stateDir: dir.path,
@@ -145,7 +152,11 @@ export class Daemon {
         listen: o.httpListen,
         hostNames: o.httpHostNames ?? [],
         controlSocket: dir.controlSocket,
-        extraRoutes: [...(gpio ? [(api: ApiRouter) => gpioRoutes(api, gpio)] : []), (api: ApiRouter) => managementRoutes(api, management, state.store)],
+        extraRoutes: [
+          (api) => modelLibraryRoutes(api, { models, store: state.store }),
+          ...(gpio ? [(api: ApiRouter) => gpioRoutes(api, gpio)] : []),
+          (api: ApiRouter) => managementRoutes(api, management, state.store),
+        ],
       });
       const httpUp = await this.startOptional(http, true);
 
@@ -185,6 +196,7 @@ export class Daemon {
     if (this.stopping) return this.stopping;
     this.stopping = (async () => {
       await this.notify.stopping();
+      await this.models?.close().catch((err: unknown) => log.error({ err }, 'model imports failed to stop cleanly'));
       for (const c of [...this.started].reverse()) {
         try {
           await c.stop();
