@@ -125,7 +125,7 @@ export function buildProgram(run: CliRun = { exitCode: 0 }): Command {
 
   program
     .command('serve')
-    .description('run the daemon: NBD server, USB gadget, web UI and API, GPIO')
+    .description('run the daemon: NBD server, USB gadget, web UI and API, GPIO, the link to a fleet console')
     .addOption(stateDir())
     .option('--nbd-socket <PATH>', 'NBD unix socket (default DIR/nbd.sock)')
     .option('--nbd-socket-group <GROUP>', 'a group that may use the NBD socket too (0660; default: root only, 0600)', checked(groupId))

@@ -20,7 +20,7 @@
  * missing broker or console is a problem in the status, never a reason to stop serving the disk.
  */
 import mqtt, { type IPublishPacket, type MqttClient } from 'mqtt';
-import { fleetCommandSchema, fleetTopic, type FleetResponse } from '../api/fleet.js';
+import { fleetCommandSchema, fleetTopic, type Availability, type FleetResponse } from '../api/fleet.js';
 import type { ManagementConnectionState, ManagementStatus, ManagementUpdate } from '../api/management.js';
 import type { Component } from '../component.js';
 import { SnapbackError } from '../errors.js';
@@ -36,6 +36,9 @@ const log = childLogger('management');
 
 /** How long the broker keeps this appliance's session (its subscription and queued commands) while it is away. */
 const SESSION_EXPIRY_S = 7 * 24 * 3600;
+
+const ONLINE: Availability = 'online';
+const OFFLINE: Availability = 'offline';
 
 /** `snapback serve --management URL …`: applied at start, over what was saved, and saved. */
 export interface ManagementCommandLine {
@@ -222,7 +225,7 @@ export class ManagementComponent implements Component {
       ...(broker.username !== null ? { username: broker.username } : {}),
       ...(broker.password !== null ? { password: broker.password } : {}),
       ...(broker.caCertificate !== null ? { ca: broker.caCertificate } : {}),
-      will: { topic: fleetTopic(name, 'availability'), payload: Buffer.from('offline'), qos: 1, retain: true },
+      will: { topic: fleetTopic(name, 'availability'), payload: Buffer.from(OFFLINE), qos: 1, retain: true },
     });
     this.client = client;
     // Commands arrive one at a time; each is acknowledged to the broker once it is recorded as
@@ -243,7 +246,7 @@ export class ManagementComponent implements Component {
       client.subscribe(fleetTopic(name, 'command'), { qos: 1 }, (err) => {
         if (err) log.error({ err }, 'subscribing to the command topic failed');
       });
-      this.publish(fleetTopic(name, 'availability'), 'online', true);
+      this.publish(fleetTopic(name, 'availability'), ONLINE, true);
       this.publish(fleetTopic(name, 'info'), JSON.stringify(applianceInfo(name, this.opts.service.status())), true);
       this.lastState = null;
       this.publishState();
@@ -283,7 +286,7 @@ export class ManagementComponent implements Component {
     this.client = null;
     if (client) {
       if (goodbye && client.connected) {
-        await Promise.race([client.publishAsync(fleetTopic(this.clientName, 'availability'), 'offline', { qos: 1, retain: true }).catch(() => undefined), new Promise((r) => setTimeout(r, 2000))]);
+        await Promise.race([client.publishAsync(fleetTopic(this.clientName, 'availability'), OFFLINE, { qos: 1, retain: true }).catch(() => undefined), new Promise((r) => setTimeout(r, 2000))]);
       }
       await client.endAsync(!client.connected).catch(() => undefined);
     }

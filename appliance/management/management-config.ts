@@ -23,7 +23,6 @@ const enrollmentSchema = z.object({
   caCertificate: z.string().nullable(),
   enrolledAt: z.string(),
 });
-export type Enrollment = z.infer<typeof enrollmentSchema>;
 
 const configSchema = z.object({
   url: z.string().nullable(),
