@@ -7,12 +7,13 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import type { ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import type { AuditEntry } from '../../appliance/api/audit.js';
-import type { FleetCommand, FleetResponse } from '../../appliance/api/fleet.js';
+import type { EnrollReply, EnrollRequest, FleetCommand, FleetResponse } from '../../appliance/api/fleet.js';
 import type { ManagementStatus } from '../../appliance/api/management.js';
 import type { ApplianceStatus } from '../../appliance/api/status.js';
 import { callDaemon } from '../../appliance/cli/control-client.js';
@@ -321,5 +322,95 @@ describe('fleet: the appliance side (real mosquitto, real daemons)', function ()
     await waitFor('the appliance online once the broker is up', () => c.last('snapback/early/availability') === 'online', 90_000);
     const s = await status(state);
     assert.equal(s.components.find((x) => x.name === 'management')?.state, 'running');
+  });
+  /** The console's enrollment endpoint as the appliance sees it: one code, valid once, for one name. */
+  async function enrollmentEndpoint(code: string, name: string, reply: EnrollReply): Promise<{ url: string; calls: EnrollRequest[]; server: Server }> {
+    const calls: EnrollRequest[] = [];
+    let used = false;
+    const server = createServer((req, res) => {
+      let body = '';
+      req.on('data', (d: Buffer) => (body += d.toString()));
+      req.on('end', () => {
+        const r = JSON.parse(body) as EnrollRequest;
+        calls.push(r);
+        res.setHeader('Content-Type', 'application/json');
+        if (req.method !== 'POST' || req.url !== '/api/enroll') return res.writeHead(404).end('{"error":"NOT_FOUND","message":"no"}');
+        if (r.code !== code || r.name !== name || used) return res.writeHead(403).end('{"error":"FORBIDDEN","message":"unknown or used enrollment code"}');
+        used = true;
+        res.writeHead(200).end(JSON.stringify(reply));
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const a = server.address();
+    return { url: `http://127.0.0.1:${typeof a === 'object' && a ? a.port : 0}`, calls, server };
+  }
+
+  it('enrollment: the one-time code is redeemed once for the broker login and CA, kept 0600 in the state directory and used from then on', async () => {
+    const broker = await loginBroker({ tls: true });
+    const endpoint = await enrollmentEndpoint('7KQ2-MX9D', 'lab2', { mqttUrl: broker.tlsUrl, username: 'lab2', password: USERS.lab2, caCertificate: broker.caPem });
+    try {
+      const state = stateFor('lab2');
+      const first = await serve(state, ['--management', endpoint.url, '--appliance-name', 'lab2', '--enrollment-code', '7KQ2-MX9D']);
+      await waitFor('connected with the enrolled login', async () => (await management(state)).connection.state === 'connected');
+      const m = await management(state);
+      assert.equal(m.broker, broker.tlsUrl);
+      assert.equal(m.username, 'lab2');
+      assert.ok(m.enrolledAt);
+      assert.equal(JSON.stringify(m).includes(USERS.lab2), false, 'the status never shows the password');
+      const saved = join(state, 'management.json');
+      assert.equal(statSync(saved).mode & 0o777, 0o600);
+      assert.match(readFileSync(saved, 'utf8'), /BEGIN CERTIFICATE/);
+      const c = await consoleOn(broker.tlsUrl, { username: 'console', password: USERS.console, ca: broker.caPem! });
+      assert.equal((await c.command('lab2', 'thaw')).ok, true);
+
+      // The next start needs only the console's URL: the saved login is used, the code is not sent again.
+      first.kill('SIGTERM');
+      await exited(first);
+      await serve(state, ['--management', endpoint.url, '--appliance-name', 'lab2']);
+      await waitFor('connected again', async () => (await management(state)).connection.state === 'connected');
+      assert.equal((await c.command('lab2', 'freeze')).ok, true);
+      assert.equal(endpoint.calls.length, 1, 'the code was redeemed once');
+    } finally {
+      endpoint.server.close();
+    }
+  });
+
+  it('enrollment: a refused code fails with the console\'s reason, and the disk is served', async () => {
+    const endpoint = await enrollmentEndpoint('RIGHT', 'lab1', { mqttUrl: 'mqtt://127.0.0.1:1', username: 'lab1', password: 'x', caCertificate: null });
+    try {
+      const state = stateFor('lab1');
+      await serve(state, ['--management', endpoint.url, '--appliance-name', 'lab1', '--enrollment-code', 'WRONG']);
+      const comp = await waitFor('management failed', async () => (await status(state)).components.find((x) => x.name === 'management' && x.state === 'failed'));
+      assert.match(comp.problem ?? '', /refused the enrollment code \(HTTP 403\): unknown or used enrollment code/);
+      assert.equal((await management(state)).connection.state, 'failed');
+      assert.equal(endpoint.calls.length, 1, 'a refused code is not tried again');
+      const info = await runTool('nbdinfo', ['--size', `nbd+unix:///snapback?socket=${join(state, 'nbd.sock')}`]);
+      assert.equal(Number(info.stdout.trim()), SIZE);
+    } finally {
+      endpoint.server.close();
+    }
+  });
+
+  it('the settings API (the web UI\'s): POST /api/management connects, is audited without secrets, and url null switches it off with a goodbye', async () => {
+    const broker = await loginBroker();
+    const state = stateFor('webset');
+    await serve(state, []);
+    assert.equal((await management(state)).connection.state, 'off');
+    assert.equal((await status(state)).components.find((x) => x.name === 'management')?.state, 'off');
+    const c = await consoleOn(broker.url);
+    await callDaemon(control(state), 'POST', '/api/management', { url: broker.url, applianceName: 'lab1', username: 'lab1', password: USERS.lab1 });
+    await waitFor('connected', async () => (await management(state)).connection.state === 'connected');
+    await waitFor('lab1 online', () => c.last('snapback/lab1/availability') === 'online');
+    const entry = (await audit(state)).find((e) => e.action === 'management.set');
+    assert.ok(entry, 'audited');
+    assert.equal(entry.actor, 'cli');
+    assert.equal(JSON.stringify(entry).includes(USERS.lab1), false, 'no password in the audit log');
+    // A bad URL is refused before anything changes.
+    await assert.rejects(callDaemon(control(state), 'POST', '/api/management', { url: 'ftp://x' }), /mqtt:\/\/, mqtts:\/\/|BAD_ARGUMENT/);
+    assert.equal((await management(state)).connection.state, 'connected');
+
+    await callDaemon(control(state), 'POST', '/api/management', { url: null });
+    await waitFor('lab1 offline (a clean goodbye)', () => c.last('snapback/lab1/availability') === 'offline');
+    assert.equal((await management(state)).connection.state, 'off');
   });
 });
