@@ -16,8 +16,23 @@ export type FleetAudit = (e: { actor: string; action: string; details?: Record<s
 
 const restoreModeArgs = z.object({ mode: restoreModeSchema }).strict();
 
+const assignModelArgs = z
+  .object({
+    url: z.string().url().refine((u) => /^https?:\/\//i.test(u), 'an http(s) URL of the model image'),
+    name: z.string().min(1).max(100),
+    /** Usable at once, fetched region by region as the host reads (default); false: downloaded whole first. */
+    lazy: z.boolean().optional(),
+    /** End the session now to put the model in force (default: at the next session end). */
+    now: z.boolean().optional(),
+  })
+  .strict();
+export type AssignModelArgs = z.infer<typeof assignModelArgs>;
+
+/** assign-model's work: import the URL into the model library (lazily) and activate the model. */
+export type ModelAssigner = (args: AssignModelArgs) => Promise<{ result: unknown; audit: Record<string, unknown> }>;
+
 /** Runs one command; resolves with its result, rejects with a SnapbackError the answer carries. */
-export async function runFleetCommand(cmd: FleetCommand, service: ApplianceService, audit: FleetAudit): Promise<unknown> {
+export async function runFleetCommand(cmd: FleetCommand, service: ApplianceService, audit: FleetAudit, assignModel: ModelAssigner | null): Promise<unknown> {
   const done = async (action: string, details: Record<string, unknown> = {}): Promise<void> => {
     await audit({ actor: CONSOLE_ACTOR, action, details: { command: cmd.id, ...details } });
   };
@@ -41,7 +56,13 @@ export async function runFleetCommand(cmd: FleetCommand, service: ApplianceServi
       await done('restore-mode.set', { restoreMode: args.data.mode });
       return { restoreMode: args.data.mode };
     }
-    case 'assign-model':
-      throw new SnapbackError('NOT_SUPPORTED', 'assign-model needs the model library (import from a URL, then activate), which this appliance version does not have yet');
+    case 'assign-model': {
+      const args = assignModelArgs.safeParse(cmd.args ?? {});
+      if (!args.success) throw new SnapbackError('BAD_ARGUMENT', `assign-model: ${formatZodIssues(args.error, 'args')}`);
+      if (!assignModel) throw new SnapbackError('NOT_SUPPORTED', 'assign-model needs the model library (import from a URL, then activate), which this appliance version does not have yet');
+      const assigned = await assignModel(args.data);
+      await done('model.assign', assigned.audit);
+      return assigned.result;
+    }
   }
 }

@@ -211,6 +211,13 @@ describe('fleet: the appliance side (real mosquitto, real daemons)', function ()
     const bad = await c.command('lab1', 'restore-mode', { mode: 'sometimes' });
     assert.deepEqual([bad.ok, bad.error?.code], [false, 'BAD_ARGUMENT']);
     assert.equal((await status(lab1.state)).restoreMode, 'eager');
+    const badAssign = await c.command('lab1', 'assign-model', { url: 'ftp://x/y.img', name: 'm' });
+    assert.deepEqual([badAssign.ok, badAssign.error?.code], [false, 'BAD_ARGUMENT']);
+    const garbage = await (async () => {
+      await c.client.publishAsync('snapback/lab1/command', '{"id":"junk-1","action":"format-disk"}', { qos: 1, properties: { responseTopic: 'snapback/lab1/response', correlationData: Buffer.from('junk') } });
+      return c.answer('junk-1');
+    })();
+    assert.deepEqual([garbage.ok, garbage.error?.code, garbage.correlation], [false, 'BAD_ARGUMENT', 'junk']);
   });
 
   it('an appliance killed with kill -9 shows offline through its last will', async () => {
