@@ -10,8 +10,8 @@
  *   and as a heartbeat every minute.
  * - commands (snapback/NAME/command, QoS 1, from the console's account only — the broker's ACL
  *   says so): each runs through the appliance service like the local API's requests, audited
- *   with actor "console", and is answered on the request's response topic with its correlation
- *   data. A command id runs at most once (command-journal.ts), so a broker delivering it again
+ *   with actor "console", and is answered on snapback/NAME/response with the request's
+ *   correlation data. A command id runs at most once (command-journal.ts), so a broker delivering it again
  *   after a restart gets the first answer again.
  *
  * The session on the broker is persistent (clean start off, long expiry), so commands sent
@@ -346,7 +346,12 @@ export class ManagementComponent implements Component {
   private async receive(packet: IPublishPacket, gen: number): Promise<void> {
     const name = this.clientName;
     if (packet.topic !== fleetTopic(name, 'command')) return;
-    const responseTopic = packet.properties?.responseTopic ?? fleetTopic(name, 'response');
+    // Answers go to this appliance's response topic, whatever the request names: the broker's ACL
+    // allows no other, and an answer must never land on the appliance's state or availability.
+    const responseTopic = fleetTopic(name, 'response');
+    if (packet.properties?.responseTopic !== undefined && packet.properties.responseTopic !== responseTopic) {
+      log.warn({ asked: packet.properties.responseTopic }, `a fleet command named another response topic; answering on ${responseTopic}`);
+    }
     const correlationData = packet.properties?.correlationData;
     const answer = (r: FleetResponse): void => {
       if (gen === this.generation) this.publish(responseTopic, JSON.stringify(r), false, correlationData ? { correlationData } : undefined);

@@ -218,6 +218,11 @@ describe('fleet: the appliance side (real mosquitto, real daemons)', function ()
       return c.answer('junk-1');
     })();
     assert.deepEqual([garbage.ok, garbage.error?.code, garbage.correlation], [false, 'BAD_ARGUMENT', 'junk']);
+    // A request naming the appliance's state topic as its response topic is answered on the response topic only.
+    const statesBefore = c.seen.get('snapback/lab1/state')?.length ?? 0;
+    await c.client.publishAsync('snapback/lab1/command', JSON.stringify({ id: 'aimed-at-state', action: 'restore-mode', args: { mode: 'eager' } }), { qos: 1, properties: { responseTopic: 'snapback/lab1/state' } });
+    assert.equal((await c.answer('aimed-at-state')).ok, true);
+    assert.equal((c.seen.get('snapback/lab1/state') ?? []).slice(statesBefore).some((t) => t.includes('aimed-at-state')), false);
   });
 
   it('an appliance killed with kill -9 shows offline through its last will', async () => {
