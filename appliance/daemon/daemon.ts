@@ -103,7 +103,9 @@ export class Daemon {
     const dir = plan.state;
 
     const storage = new StorageComponent(dir);
+    const library = new ModelLibrary(dir);
     const sessions: SessionsComponent = new SessionsComponent({
+      library,
       engine: () => storage.engine,
       store: () => state.store,
       endSessionOnStart: o.endSessionOnStart ?? true,
@@ -132,7 +134,8 @@ export class Daemon {
       const service = sessions.manager;
       const audit = (e: { actor: string; action: string; details?: Record<string, unknown> }): void => void state.store.audit(e).catch(() => undefined);
 
-      const models = new ModelService({ library: new ModelLibrary(dir), activeModelId: () => storage.engine.model.id });
+      const switcher = sessions.switcher;
+      const models = new ModelService({ library, activeModelId: () => storage.engine.model.id, inUse: () => (switcher.pendingModelId ? [switcher.pendingModelId] : []) });
       this.models = models;
       const management: ManagementComponent = new ManagementComponent({
         service,
@@ -153,7 +156,7 @@ export class Daemon {
         hostNames: o.httpHostNames ?? [],
         controlSocket: dir.controlSocket,
         extraRoutes: [
-          (api) => modelLibraryRoutes(api, { models, store: state.store }),
+          (api) => modelLibraryRoutes(api, { models, store: state.store, switcher }),
           ...(gpio ? [(api: ApiRouter) => gpioRoutes(api, gpio)] : []),
           (api: ApiRouter) => managementRoutes(api, management, state.store),
         ],
