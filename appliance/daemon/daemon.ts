@@ -33,6 +33,7 @@ import { GpioComponent } from '../gpio/gpio-component.js';
 import { gpioRoutes } from '../http/routes/gpio-routes.js';
 import { managementRoutes } from '../http/routes/management-routes.js';
 import { ManagementComponent, type ManagementCommandLine } from '../management/management-component.js';
+import { modelAssigner } from '../management/model-assignment.js';
 import { modelLibraryRoutes } from '../http/routes/model-library-routes.js';
 import { ModelService } from '../session/model-service.js';
 import { ModelLibrary } from '../storage/model-library.js';
@@ -141,6 +142,7 @@ export class Daemon {
         service,
         stateDir: dir.path,
         audit: (e) => state.store.audit(e),
+        assignModel: modelAssigner(models, switcher),
         commandLine: o.management ?? null,
         onChange: () => {
           if (!this.health.has('management')) return;

@@ -225,6 +225,24 @@ describe('fleet: the appliance side (real mosquitto, real daemons)', function ()
     assert.equal((c.seen.get('snapback/lab1/state') ?? []).slice(statesBefore).some((t) => t.includes('aimed-at-state')), false);
   });
 
+  it('assign-model: a name the appliance already has for a model from another source is refused, and nothing changes', async () => {
+    const broker = await loginBroker();
+    const state = stateFor('lab1');
+    const other = join(dir, 'other.img');
+    writeFileSync(other, new Prng(99).bytes(SIZE));
+    const r = snapback(['model', 'import', other, '--name', 'win11', '--state-dir', state]);
+    assert.equal(r.code, 0, r.stderr);
+    const lab1 = await appliance('lab1', broker, state);
+    const c = await consoleOn(broker.url);
+    const before = await status(lab1.state);
+    const a = await c.command('lab1', 'assign-model', { url: 'http://127.0.0.1:9/win11.img', name: 'win11', lazy: true });
+    assert.deepEqual([a.ok, a.error?.code], [false, 'ALREADY_EXISTS'], JSON.stringify(a));
+    assert.match(a.error?.message ?? '', /named win11 from another source/);
+    const after = await status(lab1.state);
+    assert.deepEqual([after.model.id, after.session.number], [before.model.id, before.session.number]);
+    assert.deepEqual((await audit(lab1.state)).filter((e) => e.action === 'model.assign'), []);
+  });
+
   it('an appliance killed with kill -9 shows offline through its last will', async () => {
     const broker = await loginBroker();
     const lab1 = await appliance('lab1', broker);
