@@ -21,6 +21,7 @@
  */
 import mqtt, { type IPublishPacket, type MqttClient } from 'mqtt';
 import { fleetCommandSchema, fleetTopic, type Availability, type FleetResponse } from '../api/fleet.js';
+import type { ModelDownload } from '../api/models.js';
 import type { ManagementConnectionState, ManagementStatus, ManagementUpdate } from '../api/management.js';
 import type { Component } from '../component.js';
 import { SnapbackError } from '../errors.js';
@@ -65,6 +66,8 @@ export interface ManagementOptions {
   service: ApplianceService;
   stateDir: string;
   audit: FleetAudit;
+  /** The active model's download while it arrives (lazy provisioning); default none. */
+  activeDownload?: () => ModelDownload | null;
   /** assign-model's work (the model library's URL import and activation); null: not available. */
   assignModel?: ModelAssigner | null;
   commandLine?: ManagementCommandLine | null;
@@ -323,7 +326,7 @@ export class ManagementComponent implements Component {
 
   private publishState(force = false): void {
     if (this.conn.state !== 'connected' || !this.client?.connected) return;
-    const body = JSON.stringify(applianceState(this.opts.service.status()));
+    const body = JSON.stringify(applianceState(this.opts.service.status(), this.opts.activeDownload?.() ?? null));
     if (!force && body === this.lastState) return;
     this.lastState = body;
     this.lastStateAt = Date.now();
