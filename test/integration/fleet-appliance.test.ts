@@ -243,6 +243,22 @@ describe('fleet: the appliance side (real mosquitto, real daemons)', function ()
     assert.deepEqual((await audit(lab1.state)).filter((e) => e.action === 'model.assign'), []);
   });
 
+  it('serve refuses fleet flags that cannot work, before anything starts', () => {
+    const state = stateFor('flags');
+    let r = snapback(['serve', '--state-dir', state, '--enrollment-code', 'X', '--gadget', 'off', '--gpio', 'off']);
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, /--enrollment-code need --management URL/);
+    r = snapback(['serve', '--state-dir', state, '--management', 'ftp://broker:21', '--gadget', 'off', '--gpio', 'off']);
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, /must start with mqtt:\/\/, mqtts:\/\//);
+    r = snapback(['serve', '--state-dir', state, '--management', 'mqtt://127.0.0.1:1883', '--appliance-name', 'lab/1', '--gadget', 'off', '--gpio', 'off']);
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, /an appliance name is 1-64 letters/);
+    r = snapback(['serve', '--state-dir', state, '--management', 'mqtt://127.0.0.1:1883', '--management-password-file', join(dir, 'no-such-file'), '--gadget', 'off', '--gpio', 'off']);
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, /--management-password-file .*no-such-file/);
+  });
+
   it('an appliance killed with kill -9 shows offline through its last will', async () => {
     const broker = await loginBroker();
     const lab1 = await appliance('lab1', broker);
