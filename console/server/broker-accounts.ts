@@ -5,7 +5,7 @@
  *
  * The ACL gives the console's account the whole snapback/ tree; each appliance may publish only
  * its own availability, info, state and response and read only its own command topic. Other
- * brokers: docs/fleet.md.
+ * brokers: docs/console.md.
  */
 import { pbkdf2, randomBytes } from 'node:crypto';
 import { readFile, rename, writeFile } from 'node:fs/promises';
