@@ -50,7 +50,6 @@ export const applianceListSchema = z.array(applianceRecordSchema);
 export const applianceParamsSchema = z.object({ name: applianceNameSchema }).strict();
 
 export const actionNameSchema = fleetCommandSchema.shape.action;
-export type ActionName = z.infer<typeof actionNameSchema>;
 
 /** What to do: the action and its own arguments. */
 export const actionSchema = z.discriminatedUnion('action', [

@@ -5,7 +5,7 @@
  */
 import type { Request, Response } from 'express';
 import { enrollCodeCreateSchema, enrollCodeCreatedSchema, enrollCodeListSchema, enrollCodeParamsSchema } from '../../../appliance/api/console.js';
-import { enrollReplySchema, enrollRequestSchema } from '../../../appliance/api/fleet.js';
+import { enrollReplySchema, enrollRequestSchema, type EnrollRequest } from '../../../appliance/api/fleet.js';
 import type { ApiRouter } from '../../../appliance/http/api-router.js';
 import { HttpError } from '../../../appliance/http/http-util.js';
 import type { LoginRateLimit } from '../../../appliance/http/login-rate-limit.js';
@@ -63,7 +63,7 @@ export function enrollRoutes(api: ApiRouter, { store, enrollment }: ConsoleDeps,
     use: rateLimit.middleware,
     body: enrollRequestSchema,
     replies: { 200: { description: 'The broker URL and credentials', schema: enrollReplySchema } },
-    handler: async ({ req, res, body }: { req: Request; res: Response; body: { code: string; name: string } }) => {
+    handler: async ({ req, res, body }: { req: Request; res: Response; body: EnrollRequest }) => {
       try {
         const reply = await enrollment.redeem(body.code, body.name);
         await rateLimit.succeeded(req);
