@@ -6,13 +6,16 @@
  * limits, one error format {error, message}, routes declared once and described by
  * GET /api/openapi.json, and every successful state-changing request in the audit log.
  *
- * Open without a login: the login API, POST /api/enroll (an appliance redeems its code) and the
- * catalogue's files under /models/ (what appliances download).
+ * Open without a login: the login API, the login page and its assets, POST /api/enroll (an
+ * appliance redeems its code) and the catalogue's files under /models/ (what appliances download).
+ * The web UI's pages come from a built directory (default dist/console/web/public: login.html,
+ * index.html, assets/), served like the appliance's.
  */
 import { createServer as createHttpServer, type Server } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import express from 'express';
 import { consoleStatusSchema } from '../../appliance/api/console.js';
 import { SnapbackError } from '../../appliance/errors.js';
@@ -24,14 +27,16 @@ import { HttpError, errorHandler, redact, sendError } from '../../appliance/http
 import { LoginRateLimit, type LoginRateLimitOptions } from '../../appliance/http/login-rate-limit.js';
 import { buildOpenApiDocument } from '../../appliance/http/openapi.js';
 import { safeEqual } from '../../appliance/http/passwords.js';
-import { principalOf } from '../../appliance/http/route-context.js';
+import { needPrincipal, principalOf } from '../../appliance/http/route-context.js';
 import { listRoutes, type RouteEntry } from '../../appliance/http/route-table.js';
 import { auditRoutes } from '../../appliance/http/routes/audit-routes.js';
 import { authRoutes } from '../../appliance/http/routes/auth-routes.js';
+import { pageRoutes } from '../../appliance/http/routes/page-routes.js';
 import { tokenRoutes } from '../../appliance/http/routes/token-routes.js';
 import { securityHeaders } from '../../appliance/http/security-headers.js';
 import { SetupCode } from '../../appliance/http/setup-code.js';
 import { VERSION } from '../../appliance/version.js';
+import { FleetEvents } from './fleet-events.js';
 import type { ConsoleDeps } from './route-deps.js';
 import { catalogueRoutes, UPLOAD_PATH } from './routes/catalogue-routes.js';
 import { enrollRoutes } from './routes/enroll-routes.js';
@@ -50,13 +55,19 @@ export interface ConsoleHttpOptions {
   logins?: LoginsOptions;
   rateLimit?: LoginRateLimitOptions;
   tls?: { key: string | Buffer; cert: string | Buffer };
+  /** The built web UI (login.html, index.html, assets/); default dist/console/web/public. */
+  publicDir?: string;
 }
+
+/** Built assets the login page needs (as the appliance's); every other page and asset needs a login. */
+const PUBLIC_ASSETS = new Set(['/assets/app.css', '/assets/icon.svg', '/assets/js/login.js', '/assets/js/api.js', '/assets/js/dom.js']);
 
 export class ConsoleHttp {
   private readonly opts: ConsoleHttpOptions;
   private readonly logins: Logins;
   private readonly rateLimit: LoginRateLimit;
   readonly setupCode: SetupCode;
+  private readonly events: FleetEvents;
   private api: ApiRouter | null = null;
   private app: express.Express | null = null;
   private server: Server | null = null;
@@ -67,6 +78,8 @@ export class ConsoleHttp {
     this.logins = new Logins(opts.logins);
     this.rateLimit = new LoginRateLimit(opts.rateLimit);
     this.setupCode = new SetupCode(join(dirname(opts.deps.store.path), 'setup-code'));
+    this.events = new FleetEvents(opts.deps.store);
+    this.logins.onEnd = (id) => this.events.dropLogin(id);
   }
 
   address(): { host: string; port: number; url: string } {
@@ -96,6 +109,7 @@ export class ConsoleHttp {
     const { store } = this.opts.deps;
     await this.setupCode.prepare(store.hasAdminPassword());
     this.app = this.buildApp();
+    this.events.start();
     const server = this.opts.tls ? createHttpsServer({ key: this.opts.tls.key, cert: this.opts.tls.cert }, this.app) : createHttpServer(this.app);
     const { host, port } = this.opts.listen;
     await new Promise<void>((resolve, reject) => {
@@ -119,6 +133,7 @@ export class ConsoleHttp {
     const s = this.server;
     this.server = null;
     this.bound = null;
+    this.events.stop();
     this.logins.endAll();
     if (s) {
       await new Promise<void>((resolve) => {
@@ -132,7 +147,7 @@ export class ConsoleHttp {
     const { deps } = this.opts;
     const { store } = deps;
     const api = new ApiRouter();
-    const accountDeps = { store, logins: this.logins, rateLimit: this.rateLimit, setupCode: this.setupCode, live: { dropToken: () => undefined } };
+    const accountDeps = { store, logins: this.logins, rateLimit: this.rateLimit, setupCode: this.setupCode, live: this.events };
     authRoutes(api, accountDeps);
     tokenRoutes(api, accountDeps);
     auditRoutes(api, accountDeps);
@@ -149,6 +164,18 @@ export class ConsoleHttp {
       handler: () => {
         const all = store.listAppliances();
         return { version: VERSION, broker: { connected: deps.link.connected }, appliances: { total: all.length, online: all.filter((a) => a.online).length } };
+      },
+    });
+    api.add({
+      method: 'get',
+      path: '/api/events',
+      tag: 'meta',
+      summary: 'Server-sent events: appliances (changed records, gathered per 250 ms), commands (made or changed), audit (new entries)',
+      replies: { 200: { description: 'An event stream', contentType: 'text/event-stream' } },
+      handler: ({ res }) => {
+        const p = needPrincipal(res);
+        const owner = p.kind === 'login' ? { loginId: p.login.id } : p.kind === 'token' ? { tokenId: p.tokenId } : {};
+        if (!this.events.attach(res, owner)) throw new HttpError(503, 'BUSY', 'too many live-update streams are open');
       },
     });
     api.add({
@@ -191,11 +218,15 @@ export class ConsoleHttp {
     });
     app.use(express.json({ limit: '1mb', strict: true }));
 
-    // Login gate: only the public routes are open.
+    // Login gate: only the public routes, the login page and its assets are open.
     app.use((req, res, next) => {
       if (principalOf(res)) return next();
       if (isPublic(req.method, req.path)) return next();
       if (req.path === '/favicon.ico') return res.status(204).end();
+      if (!req.path.startsWith('/api/') && (req.method === 'GET' || req.method === 'HEAD')) {
+        if (req.path === '/login' || PUBLIC_ASSETS.has(req.path)) return next();
+        if (req.accepts(['html', 'json']) === 'html') return res.redirect(303, '/login');
+      }
       throw new HttpError(401, 'UNAUTHENTICATED', 'log in or send an API token', { 'WWW-Authenticate': 'Bearer realm="snapback-console"' });
     });
 
@@ -229,6 +260,7 @@ export class ConsoleHttp {
     });
 
     app.use(api.router);
+    app.use(pageRoutes(this.opts.publicDir ?? join(dirname(fileURLToPath(import.meta.url)), '..', 'web', 'public')));
     app.use((req, res) => sendError(res, 404, 'NOT_FOUND', `no such endpoint: ${req.method} ${req.path}`));
     app.use(
       errorHandler((err, req) => {

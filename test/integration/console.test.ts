@@ -310,12 +310,38 @@ describe('the console (real mosquitto, appliances speaking the fleet protocol)',
     assert.deepEqual(r.appliances[0]!.received, []);
   });
 
+  it('live updates: GET /api/events streams changed appliances and commands; a page without a login leads to the login', async () => {
+    const a = await enrolled(r, 'lab-01');
+    const ctl = new AbortController();
+    const res = await fetch(`${r.base}/api/events`, { headers: { authorization: `Bearer ${r.token}` }, signal: ctl.signal });
+    assert.equal(res.status, 200);
+    assert.match(res.headers.get('content-type') ?? '', /text\/event-stream/);
+    const reader = res.body!.getReader();
+    let text = '';
+    const pump = (async () => {
+      for (;;) {
+        const { value, done } = await reader.read().catch(() => ({ value: undefined, done: true }));
+        if (done) return;
+        text += Buffer.from(value!).toString();
+      }
+    })();
+    await a.publishState({ session: { number: 42, startedAt: new Date().toISOString() } });
+    await waitFor('an appliances event with session 42', () => /event: appliances\ndata: .*"name":"lab-01".*"session":42/.test(text));
+    const cmd = (await call(r, 'POST', '/api/appliances/lab-01/actions', { action: 'freeze' })).body as { id: string };
+    await waitFor('a commands event with the answer', () => new RegExp(`event: commands\\ndata: .*"id":"${cmd.id}".*"state":"succeeded"`).test(text));
+    ctl.abort();
+    await pump;
+    const page = await fetch(`${r.base}/`, { headers: { accept: 'text/html' }, redirect: 'manual' });
+    assert.deepEqual([page.status, page.headers.get('location')], [303, '/login']);
+  });
+
   it('the OpenAPI document describes every route the console serves, and nothing else', async () => {
     const doc = (await call(r, 'GET', '/api/openapi.json', undefined, { token: null })).body as { info: { title: string }; paths: Record<string, Record<string, unknown>> };
     assert.equal(doc.info.title, 'Snapback console API');
     const documented = Object.entries(doc.paths).flatMap(([p, ops]) => Object.keys(ops).map((m) => `${m.toUpperCase()} ${p}`)).sort();
     const served = r.server.http
       .expressRoutes()
+      .filter((e) => e.path.startsWith('/api/') || e.path.startsWith('/models/')) // the web UI's pages are not API
       .map((e) => `${e.method.toUpperCase()} ${e.path.replace(/:([A-Za-z_]\w*)/g, '{$1}')}`)
       .sort();
     assert.deepEqual(documented, served);
