@@ -48,7 +48,7 @@ interface Rig {
   children: ChildProcess[];
 }
 
-async function startRig(): Promise<Rig> {
+async function startRig(opts: { tls?: boolean } = {}): Promise<Rig> {
   const dir = await mkdtemp(join(tmpdir(), 'snapback-console-'));
   const dataDir = join(dir, 'console');
   const brokerFiles = { passwordFile: join(dir, 'passwd'), aclFile: join(dir, 'acl'), pidFile: join(dir, 'mosquitto.pid') };
@@ -58,13 +58,14 @@ async function startRig(): Promise<Rig> {
   const t = newApiToken();
   await pre.addToken({ id: t.id, name: 'test', secretHash: sha256Hex(t.secret), createdAt: new Date().toISOString(), createdBy: 'cli', lastUsedAt: null });
   pre.close();
-  const broker = await Mosquitto.start({ passwordFile: brokerFiles.passwordFile, aclFile: brokerFiles.aclFile, dir: join(dir, 'broker') });
+  const broker = await Mosquitto.start({ passwordFile: brokerFiles.passwordFile, aclFile: brokerFiles.aclFile, dir: join(dir, 'broker'), ...(opts.tls ? { tls: true } : {}) });
   await writeFile(brokerFiles.pidFile, `${pidOf(broker.confPath)}\n`);
   const server = new ConsoleServer({
     dataDir,
     listen: { host: '127.0.0.1', port: 0 },
-    mqttUrl: broker.url.replace('mqtt://', `mqtt://console:${CONSOLE_PW}@`),
+    mqttUrl: opts.tls ? broker.tlsUrl.replace('mqtts://', `mqtts://console:${CONSOLE_PW}@`) : broker.url.replace('mqtt://', `mqtt://console:${CONSOLE_PW}@`),
     brokerFiles,
+    ...(opts.tls ? { brokerCaFile: join(broker.dir, 'ca.pem') } : {}),
     backoff: { minMs: 100, maxMs: 1000 },
   });
   await server.start();
@@ -115,9 +116,14 @@ async function enrolled(r: Rig, name: string): Promise<ProtocolAppliance> {
   assert.equal(code.status, 201, JSON.stringify(code.body));
   const creds = await call(r, 'POST', '/api/enroll', { code: (code.body as { code: string }).code, name }, { token: null });
   assert.equal(creds.status, 200, JSON.stringify(creds.body));
-  const c = creds.body as { mqttUrl: string; username: string; password: string };
+  const c = creds.body as { mqttUrl: string; username: string; password: string; caCertificate: string | null };
   // The broker rereads its files on SIGHUP: wait until the new account logs in.
-  const a = await waitFor(`${name} to log in`, () => ProtocolAppliance.connect({ url: c.mqttUrl, name, username: c.username, password: c.password }).catch(() => null), 10_000, 100);
+  const a = await waitFor(
+    `${name} to log in`,
+    () => ProtocolAppliance.connect({ url: c.mqttUrl, name, username: c.username, password: c.password, ...(c.caCertificate !== null ? { ca: c.caCertificate } : {}) }).catch(() => null),
+    10_000,
+    100,
+  );
   r.appliances.push(a);
   await waitFor(`${name} online in the console`, async () => (await fleet(r)).find((x) => x.name === name)?.online === true);
   return a;
@@ -135,6 +141,22 @@ async function answered(r: Rig, id: string): Promise<CommandRecord> {
     return c.state === 'succeeded' || c.state === 'failed' ? c : null;
   });
 }
+
+describe('the console over mqtts with a self-signed CA', function () {
+  this.timeout(120_000);
+
+  it('the console connects with the CA it is given, and enrollment hands appliances the broker\'s mqtts:// URL and that CA', async () => {
+    const r = await startRig({ tls: true });
+    try {
+      const a = await enrolled(r, 'lab-01');
+      assert.equal(a.client.options.protocol, 'mqtts');
+      const cmd = (await call(r, 'POST', '/api/appliances/lab-01/actions', { action: 'thaw' })).body as { id: string };
+      assert.equal((await answered(r, cmd.id)).state, 'succeeded');
+    } finally {
+      await stopRig(r);
+    }
+  });
+});
 
 describe('the console (real mosquitto, appliances speaking the fleet protocol)', function () {
   this.timeout(120_000);
