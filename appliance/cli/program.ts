@@ -14,7 +14,6 @@ import { groupId } from '../nbd/listen-policy.js';
 import { VERSION } from '../version.js';
 import * as commands from './commands.js';
 import * as consoleCommands from './console-commands.js';
-import { applianceNameSchema } from '../api/fleet.js';
 import { passwd } from './passwd.js';
 import { DEFAULT_FIRST_BOOT_PASSWORD_FILE } from '../daemon/first-boot-password.js';
 import { renderReference } from './reference.js';
@@ -233,11 +232,7 @@ export function buildProgram(run: CliRun = { exitCode: 0 }): Command {
     .command('create')
     .description('make a one-time enrollment code an appliance redeems for its broker account (printed as the last line)')
     .requiredOption('--data-dir <DIR>', "the console's data directory")
-    .option('--name <NAME>', 'the appliance name it is for (default: any)', checked((v) => {
-      const r = applianceNameSchema.safeParse(v);
-      if (!r.success) throw new InvalidArgumentError(r.error.issues[0]?.message ?? 'not an appliance name');
-      return v;
-    }))
+    .option('--name <NAME>', 'the appliance name it is for (default: any)', bySchema(applianceNameSchema))
     .option('--valid-hours <N>', 'how long it is valid (default 24)', checked((v) => {
       const n = Number(v);
       if (!Number.isInteger(n) || n < 1 || n > 720) throw new InvalidArgumentError('--valid-hours is a whole number from 1 to 720');
