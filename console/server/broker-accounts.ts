@@ -41,6 +41,8 @@ export class BrokerAccounts {
   private readonly opts: BrokerFilesOptions;
   private readonly store: ConsoleStore;
   private writing: Promise<void> = Promise.resolve();
+  /** The console's own account (whole snapback/ tree); null: the broker needs no login. */
+  private consoleAccount: string | null = null;
 
   constructor(store: ConsoleStore, opts: BrokerFilesOptions) {
     this.store = store;
@@ -56,8 +58,6 @@ export class BrokerAccounts {
     this.consoleAccount = name;
     await this.write();
   }
-
-  private consoleAccount: string | null = null;
 
   /** Writes both files from the store and asks the broker to reload them (one write at a time). */
   write(): Promise<void> {
