@@ -64,7 +64,7 @@ export const actionSchema = z.discriminatedUnion('action', [
       model: z.string().min(1).max(200).optional(),
       /** … or an image anywhere (http(s) URL with IMAGE.manifest.json beside it) and the name to give it. */
       url: z.string().url().max(2000).optional(),
-      name: z.string().min(1).max(200).optional(),
+      name: z.string().min(1).max(100).optional(),
       /** Provision lazily (regions on first read); default true. */
       lazy: z.boolean().optional(),
       /** Activate at once (ends the host session) instead of at the next session end. */
@@ -154,7 +154,7 @@ export type CatalogueModel = z.infer<typeof catalogueModelSchema>;
 export const catalogueListSchema = z.array(catalogueModelSchema);
 export const catalogueParamsSchema = z.object({ model: z.string().min(1).max(200) }).strict();
 export const catalogueUploadQuerySchema = z
-  .object({ name: z.string().trim().min(1, 'required').max(200).regex(/^[^/\\\u0000-\u001f]+$/, 'no slashes or control characters') })
+  .object({ name: z.string().trim().min(1, 'required').max(100, "at most 100 characters (the longest model name an appliance takes)").regex(/^[^/\\\u0000-\u001f]+$/, 'no slashes or control characters') })
   .strict();
 
 /** A one-time enrollment code (its secret is shown once, on creation). */
