@@ -154,7 +154,7 @@ export type CatalogueModel = z.infer<typeof catalogueModelSchema>;
 export const catalogueListSchema = z.array(catalogueModelSchema);
 export const catalogueParamsSchema = z.object({ model: z.string().min(1).max(200) }).strict();
 export const catalogueUploadQuerySchema = z
-  .object({ name: z.string().trim().min(1, 'required').max(100, "at most 100 characters (the longest model name an appliance takes)").regex(/^[^/\\\u0000-\u001f]+$/, 'no slashes or control characters') })
+  .object({ name: z.string().trim().min(1, 'required').max(100, 'at most 100 characters (the longest model name an appliance takes)').regex(/^[^/\\\u0000-\u001f]+$/, 'no slashes or control characters') })
   .strict();
 
 /** A one-time enrollment code (its secret is shown once, on creation). */
