@@ -43,6 +43,8 @@ export const applianceRecordSchema = z.object({
   stateUpdatedAt: z.string().nullable(),
   /** Enrolled through an enrollment code (false: it connected with credentials made elsewhere). */
   enrolled: z.boolean(),
+  /** The model last assigned from the console (the command that did it tells whether it took). */
+  assigned: z.object({ model: z.string(), url: z.string(), at: z.string(), command: z.string() }).nullable(),
 });
 export type ApplianceRecord = z.infer<typeof applianceRecordSchema>;
 export const applianceListSchema = z.array(applianceRecordSchema);

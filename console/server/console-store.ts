@@ -31,7 +31,14 @@ interface ApplianceRow {
   info: string | null;
   state: string | null;
   enrolled: number;
+  assigned_model: string | null;
+  assigned_url: string | null;
+  assigned_at: string | null;
+  assigned_command: string | null;
 }
+
+const APPLIANCE_SELECT =
+  'SELECT a.*, s.model_name AS assigned_model, s.url AS assigned_url, s.assigned_at AS assigned_at, s.command_id AS assigned_command FROM appliances a LEFT JOIN assignments s ON s.appliance = a.name';
 
 interface CommandRow {
   id: string;
@@ -95,7 +102,7 @@ export class ConsoleStore extends EventEmitter {
     }
     try {
       db.pragma('journal_mode = WAL');
-      db.pragma('synchronous = FULL');
+      db.pragma('synchronous = NORMAL');
       db.pragma('foreign_keys = ON');
       db.pragma('busy_timeout = 5000');
       migrate(db, path);
@@ -109,6 +116,22 @@ export class ConsoleStore extends EventEmitter {
 
   close(): void {
     if (this.db.open) this.db.close();
+  }
+
+  /**
+   * Runs `fn` as one transaction that is on disk when it returns (synchronous=FULL). The
+   * connection's default is NORMAL: in WAL mode that survives a crash of the console, and a
+   * power loss may undo only the last few of the frequent fleet updates (states, acknowledgements,
+   * answers), which the appliances publish or answer again. What the console promised someone
+   * (a command accepted with 202, a token, a code, an account) is written durably.
+   */
+  private durable<T>(fn: () => T): T {
+    this.db.pragma('synchronous = FULL');
+    try {
+      return this.db.transaction(fn)();
+    } finally {
+      this.db.pragma('synchronous = NORMAL');
+    }
   }
 
   // ---- the administrator and API tokens (the appliance's account routes use these) ----------
@@ -126,9 +149,11 @@ export class ConsoleStore extends EventEmitter {
 
   setAdminPasswordHash(passwordHash: string): Promise<void> {
     const t = now();
-    this.db
-      .prepare('INSERT INTO users (name, password_hash, created_at, password_changed_at) VALUES (?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET password_hash = excluded.password_hash, password_changed_at = excluded.password_changed_at')
-      .run(ADMIN_USER, passwordHash, t, t);
+    this.durable(() =>
+      this.db
+        .prepare('INSERT INTO users (name, password_hash, created_at, password_changed_at) VALUES (?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET password_hash = excluded.password_hash, password_changed_at = excluded.password_changed_at')
+        .run(ADMIN_USER, passwordHash, t, t),
+    );
     return Promise.resolve();
   }
 
@@ -142,14 +167,16 @@ export class ConsoleStore extends EventEmitter {
   }
 
   addToken(rec: ApiTokenRecord): Promise<void> {
-    this.db
-      .prepare('INSERT INTO tokens (id, name, secret_hash, created_at, created_by, last_used_at) VALUES (?, ?, ?, ?, ?, ?)')
-      .run(rec.id, rec.name, rec.secretHash, rec.createdAt, rec.createdBy, rec.lastUsedAt);
+    this.durable(() =>
+      this.db
+        .prepare('INSERT INTO tokens (id, name, secret_hash, created_at, created_by, last_used_at) VALUES (?, ?, ?, ?, ?, ?)')
+        .run(rec.id, rec.name, rec.secretHash, rec.createdAt, rec.createdBy, rec.lastUsedAt),
+    );
     return Promise.resolve();
   }
 
   removeToken(id: string): Promise<boolean> {
-    return Promise.resolve(this.db.prepare('DELETE FROM tokens WHERE id = ?').run(id).changes > 0);
+    return Promise.resolve(this.durable(() => this.db.prepare('DELETE FROM tokens WHERE id = ?').run(id).changes > 0));
   }
 
   touchToken(id: string, at = new Date()): void {
@@ -160,9 +187,12 @@ export class ConsoleStore extends EventEmitter {
 
   audit(entry: AuditInput): Promise<AuditEntry> {
     const at = now();
-    const info = this.db.prepare('INSERT INTO audit (at, actor, action, details) VALUES (?, ?, ?, ?)').run(at, entry.actor, entry.action, entry.details === undefined ? null : json(entry.details));
-    const id = Number(info.lastInsertRowid);
-    if (id % 1000 === 0) this.db.prepare('DELETE FROM audit WHERE id <= ?').run(id - AUDIT_LIMIT);
+    const id = this.durable(() => {
+      const info = this.db.prepare('INSERT INTO audit (at, actor, action, details) VALUES (?, ?, ?, ?)').run(at, entry.actor, entry.action, entry.details === undefined ? null : json(entry.details));
+      const n = Number(info.lastInsertRowid);
+      if (n % 1000 === 0) this.db.prepare('DELETE FROM audit WHERE id <= ?').run(n - AUDIT_LIMIT);
+      return n;
+    });
     const e: AuditEntry = { id, at, actor: entry.actor, action: entry.action, ...(entry.details !== undefined ? { details: structuredClone(entry.details) } : {}) };
     this.emit('audit', e);
     return Promise.resolve(e);
@@ -208,30 +238,34 @@ export class ConsoleStore extends EventEmitter {
   }
 
   markEnrolled(name: string): void {
-    this.ensureAppliance(name);
-    this.db.prepare('UPDATE appliances SET enrolled = 1 WHERE name = ?').run(name);
+    this.durable(() => {
+      this.ensureAppliance(name);
+      this.db.prepare('UPDATE appliances SET enrolled = 1 WHERE name = ?').run(name);
+    });
     this.emit('appliance', name);
   }
 
   listAppliances(): ApplianceRecord[] {
-    return (this.db.prepare('SELECT * FROM appliances ORDER BY name').all() as ApplianceRow[]).map(applianceOf);
+    return (this.db.prepare(`${APPLIANCE_SELECT} ORDER BY a.name`).all() as ApplianceRow[]).map(applianceOf);
   }
 
   appliance(name: string): ApplianceRecord | null {
-    const r = this.db.prepare('SELECT * FROM appliances WHERE name = ?').get(name) as ApplianceRow | undefined;
+    const r = this.db.prepare(`${APPLIANCE_SELECT} WHERE a.name = ?`).get(name) as ApplianceRow | undefined;
     return r ? applianceOf(r) : null;
   }
 
   /** Forgets an appliance (its commands stay in the history). */
   removeAppliance(name: string): boolean {
-    const gone = this.db.prepare('DELETE FROM appliances WHERE name = ?').run(name).changes > 0;
-    this.db.prepare('DELETE FROM assignments WHERE appliance = ?').run(name);
+    const gone = this.durable(() => {
+      this.db.prepare('DELETE FROM assignments WHERE appliance = ?').run(name);
+      return this.db.prepare('DELETE FROM appliances WHERE name = ?').run(name).changes > 0;
+    });
     if (gone) this.emit('appliance', name);
     return gone;
   }
 
   setApplianceGroup(name: string, group: string | null): void {
-    this.db.prepare('UPDATE appliances SET group_name = ? WHERE name = ?').run(group, name);
+    this.durable(() => this.db.prepare('UPDATE appliances SET group_name = ? WHERE name = ?').run(group, name));
     this.emit('appliance', name);
   }
 
@@ -261,30 +295,42 @@ export class ConsoleStore extends EventEmitter {
 
   /** False when a group of that name exists. */
   createGroup(name: string, description: string): boolean {
-    return this.db.prepare('INSERT OR IGNORE INTO groups (name, description, created_at) VALUES (?, ?, ?)').run(name, description, now()).changes > 0;
+    return this.durable(() => this.db.prepare('INSERT OR IGNORE INTO groups (name, description, created_at) VALUES (?, ?, ?)').run(name, description, now()).changes > 0);
   }
 
   updateGroup(name: string, description: string): boolean {
-    return this.db.prepare('UPDATE groups SET description = ? WHERE name = ?').run(description, name).changes > 0;
+    return this.durable(() => this.db.prepare('UPDATE groups SET description = ? WHERE name = ?').run(description, name).changes > 0);
   }
 
   /** Its members stay, in no group. */
   removeGroup(name: string): boolean {
     const members = this.group(name)?.members ?? [];
-    const gone = this.db.prepare('DELETE FROM groups WHERE name = ?').run(name).changes > 0;
+    const gone = this.durable(() => this.db.prepare('DELETE FROM groups WHERE name = ?').run(name).changes > 0);
     for (const m of members) this.emit('appliance', m);
     return gone;
   }
 
   // ---- commands --------------------------------------------------------------------------------
 
-  /** Records new commands (queued), all or none. */
-  addCommands(cmds: readonly { command: FleetCommand; appliance: string; actor: string }[]): CommandRecord[] {
-    const ins = this.db.prepare("INSERT INTO commands (id, appliance, action, args, state, actor, created_at) VALUES (?, ?, ?, ?, 'queued', ?, ?)");
+  /**
+   * Records new commands (queued), all or none, durably (they are then promised with 202); with
+   * `assignment`, each command's appliance is recorded as assigned that model.
+   */
+  addCommands(
+    cmds: readonly { command: FleetCommand; appliance: string; actor: string }[],
+    assignment?: { modelName: string; url: string },
+  ): CommandRecord[] {
     const t = now();
-    this.db.transaction(() => {
-      for (const c of cmds) ins.run(c.command.id, c.appliance, c.command.action, json(c.command.args ?? {}), c.actor, t);
-    })();
+    this.durable(() => {
+      const ins = this.db.prepare("INSERT INTO commands (id, appliance, action, args, state, actor, created_at) VALUES (?, ?, ?, ?, 'queued', ?, ?)");
+      const assign = this.db.prepare(
+        'INSERT INTO assignments (appliance, model_name, url, command_id, assigned_at, actor) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(appliance) DO UPDATE SET model_name = excluded.model_name, url = excluded.url, command_id = excluded.command_id, assigned_at = excluded.assigned_at, actor = excluded.actor',
+      );
+      for (const c of cmds) {
+        ins.run(c.command.id, c.appliance, c.command.action, json(c.command.args ?? {}), c.actor, t);
+        if (assignment) assign.run(c.appliance, assignment.modelName, assignment.url, c.command.id, t, c.actor);
+      }
+    });
     const out = cmds.map((c) => this.command(c.command.id)!);
     for (const c of out) this.emit('command', c);
     return out;
@@ -335,7 +381,7 @@ export class ConsoleStore extends EventEmitter {
   // ---- model catalogue and assignments --------------------------------------------------------
 
   addModel(m: CatalogueRow): void {
-    this.db.prepare('INSERT INTO models (id, name, size, region_size, hash, created_at) VALUES (?, ?, ?, ?, ?, ?)').run(m.id, m.name, m.size, m.regionSize, m.hash, m.createdAt);
+    this.durable(() => this.db.prepare('INSERT INTO models (id, name, size, region_size, hash, created_at) VALUES (?, ?, ?, ?, ?, ?)').run(m.id, m.name, m.size, m.regionSize, m.hash, m.createdAt));
   }
 
   listModels(): CatalogueRow[] {
@@ -349,37 +395,21 @@ export class ConsoleStore extends EventEmitter {
   }
 
   removeModel(id: string): boolean {
-    return this.db.prepare('DELETE FROM models WHERE id = ?').run(id).changes > 0;
-  }
-
-  recordAssignment(a: { appliance: string; modelName: string; url: string; commandId: string; actor: string }): void {
-    this.db
-      .prepare('INSERT INTO assignments (appliance, model_name, url, command_id, assigned_at, actor) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(appliance) DO UPDATE SET model_name = excluded.model_name, url = excluded.url, command_id = excluded.command_id, assigned_at = excluded.assigned_at, actor = excluded.actor')
-      .run(a.appliance, a.modelName, a.url, a.commandId, now(), a.actor);
-  }
-
-  /** The appliances a model URL is assigned to (a model in use is not removed from the catalogue). */
-  assignedTo(urlPrefix: string): string[] {
-    return (this.db.prepare('SELECT appliance FROM assignments WHERE substr(url, 1, ?) = ? ORDER BY appliance').all(urlPrefix.length, urlPrefix) as { appliance: string }[]).map((r) => r.appliance);
+    return this.durable(() => this.db.prepare('DELETE FROM models WHERE id = ?').run(id).changes > 0);
   }
 
   // ---- enrollment and broker accounts ---------------------------------------------------------
 
   addEnrollCode(c: Omit<EnrollCodeRow, 'usedAt' | 'usedBy'>): void {
-    this.db.prepare('INSERT INTO enroll_codes (id, secret_hash, name, created_at, expires_at) VALUES (?, ?, ?, ?, ?)').run(c.id, c.secretHash, c.name, c.createdAt, c.expiresAt);
+    this.durable(() => this.db.prepare('INSERT INTO enroll_codes (id, secret_hash, name, created_at, expires_at) VALUES (?, ?, ?, ?, ?)').run(c.id, c.secretHash, c.name, c.createdAt, c.expiresAt));
   }
 
   listEnrollCodes(): EnrollCodeRow[] {
     return (this.db.prepare('SELECT * FROM enroll_codes ORDER BY created_at DESC').all() as Record<string, string | null>[]).map(enrollCodeOf);
   }
 
-  enrollCode(id: string): EnrollCodeRow | null {
-    const r = this.db.prepare('SELECT * FROM enroll_codes WHERE id = ?').get(id) as Record<string, string | null> | undefined;
-    return r ? enrollCodeOf(r) : null;
-  }
-
   removeEnrollCode(id: string): boolean {
-    return this.db.prepare('DELETE FROM enroll_codes WHERE id = ?').run(id).changes > 0;
+    return this.durable(() => this.db.prepare('DELETE FROM enroll_codes WHERE id = ?').run(id).changes > 0);
   }
 
   /**
@@ -387,17 +417,21 @@ export class ConsoleStore extends EventEmitter {
    * false when the code was used meanwhile (a code is redeemed once).
    */
   redeemEnrollCode(id: string, name: string, brokerPasswordHash: string): boolean {
-    return this.db.transaction(() => {
+    return this.durable(() => {
       const t = now();
       const r = this.db.prepare('UPDATE enroll_codes SET used_at = ?, used_by = ? WHERE id = ? AND used_at IS NULL').run(t, name, id);
       if (r.changes === 0) return false;
-      this.setBrokerAccount(name, brokerPasswordHash);
+      this.putBrokerAccount(name, brokerPasswordHash);
       return true;
-    })();
+    });
   }
 
   /** Adds or replaces a broker account (its password in the broker's hash format). */
   setBrokerAccount(name: string, passwordHash: string): void {
+    this.durable(() => this.putBrokerAccount(name, passwordHash));
+  }
+
+  private putBrokerAccount(name: string, passwordHash: string): void {
     this.db
       .prepare('INSERT INTO broker_accounts (name, password_hash, created_at) VALUES (?, ?, ?) ON CONFLICT(name) DO UPDATE SET password_hash = excluded.password_hash')
       .run(name, passwordHash, now());
@@ -433,6 +467,7 @@ function applianceOf(r: ApplianceRow): ApplianceRecord {
     startedAt: info?.startedAt ?? null,
     stateUpdatedAt: state?.updatedAt ?? null,
     enrolled: r.enrolled === 1,
+    assigned: r.assigned_model !== null ? { model: r.assigned_model, url: r.assigned_url!, at: r.assigned_at!, command: r.assigned_command! } : null,
   };
 }
 

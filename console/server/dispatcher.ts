@@ -37,12 +37,7 @@ export class Dispatcher {
   async dispatch(action: ConsoleAction, targets: readonly string[], actor: string, via: Record<string, unknown> = {}): Promise<CommandRecord[]> {
     const { name: fleetAction, args, modelName } = this.toFleet(action);
     const cmds = targets.map((appliance) => ({ appliance, actor, command: { id: newCommandId(), action: fleetAction, args } satisfies FleetCommand }));
-    const records = this.store.addCommands(cmds);
-    for (const r of records) {
-      if (fleetAction === 'assign-model' && modelName !== null) {
-        this.store.recordAssignment({ appliance: r.appliance, modelName, url: String(args.url), commandId: r.id, actor });
-      }
-    }
+    const records = this.store.addCommands(cmds, modelName !== null ? { modelName, url: String(args.url) } : undefined);
     await this.store.audit({
       actor,
       action: `fleet.${fleetAction}`,

@@ -300,6 +300,8 @@ describe('the console (real mosquitto, appliances speaking the fleet protocol)',
     const res = await call(r, 'POST', '/api/appliances/lab-01/actions', { action: 'assign-model', model: 'win11-lab' });
     await answered(r, (res.body as { id: string }).id);
     assert.deepEqual(a1.ran[0]?.args, { url: model.url, name: 'win11-lab', lazy: true });
+    const row = ((await call(r, 'GET', '/api/appliances/lab-01')).body as { assigned: { model: string; url: string; command: string; at: string } }).assigned;
+    assert.deepEqual(row, { model: 'win11-lab', url: model.url, command: (res.body as { id: string }).id, at: row.at });
 
     assert.equal((await call(r, 'DELETE', `/api/models/${model.id}`)).status, 204);
     assert.equal((await fetch(model.url)).status, 404);
