@@ -359,6 +359,22 @@ export class ConsoleStore extends EventEmitter {
     return (rows as CommandRow[]).map(commandOf);
   }
 
+  /**
+   * Gives up on commands unanswered since before `before` (ISO time): they fail with EXPIRED and
+   * are not sent again. Returns how many.
+   */
+  expireCommands(before: string): number {
+    const error = json({ code: 'EXPIRED', message: `no answer from the appliance since ${before}; not sent again` });
+    const ids = (this.db.prepare("SELECT id FROM commands WHERE state IN ('queued', 'sent') AND created_at < ?").all(before) as { id: string }[]).map((r) => r.id);
+    if (ids.length === 0) return 0;
+    this.durable(() => {
+      const upd = this.db.prepare("UPDATE commands SET state = 'failed', error = ?, answered_at = ? WHERE id = ? AND state IN ('queued', 'sent')");
+      for (const id of ids) upd.run(error, now(), id);
+    });
+    for (const id of ids) this.emit('command', this.command(id)!);
+    return ids.length;
+  }
+
   /** The broker accepted the command (PUBACK); an answered command stays answered. */
   markSent(id: string): void {
     const r = this.db.prepare("UPDATE commands SET state = 'sent', sent_at = ? WHERE id = ? AND state = 'queued'").run(now(), id);

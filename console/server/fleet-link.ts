@@ -8,7 +8,8 @@
  *   answer. An answer counts only on the response topic of the appliance the command was for.
  * - Nothing is lost across a broker restart or a lost connection: every command not answered yet
  *   is sent again on each (re)connect and whenever its appliance comes online; the appliance runs
- *   a command id at most once, and an answered command is never sent again.
+ *   a command id at most once, and an answered command is never sent again. A command unanswered
+ *   for a week (an appliance gone for good) fails with EXPIRED instead.
  * - Reconnects with exponential backoff (capped), reset by a successful connect.
  */
 import { readFileSync } from 'node:fs';
@@ -32,6 +33,8 @@ export interface FleetLinkOptions {
   clientId?: string;
   /** Reconnect backoff: first delay and cap (ms). Default 1 s and 30 s. */
   backoff?: { minMs: number; maxMs: number };
+  /** A command unanswered for this long fails with EXPIRED instead of being sent again; default 7 days. */
+  commandLifetimeMs?: number;
 }
 
 /** Checks a broker URL's form (the CLI's --mqtt). */
@@ -140,6 +143,8 @@ export class FleetLink implements Component {
 
   /** Sends every unanswered command (of one appliance, or all). */
   private sendOpen(appliance?: string): void {
+    const expired = this.opts.store.expireCommands(new Date(Date.now() - (this.opts.commandLifetimeMs ?? 7 * 24 * 3600_000)).toISOString());
+    if (expired > 0) log.warn({ count: expired }, 'commands unanswered for too long have expired');
     const open = this.opts.store.openCommands(appliance);
     if (open.length > 0) log.info({ count: open.length, appliance }, 'sending unanswered commands');
     for (const cmd of open) this.send(cmd);

@@ -60,6 +60,17 @@ describe('the console store (SQLite)', () => {
     s.close();
   });
 
+  it('a command unanswered for too long expires: it fails with EXPIRED and is not open any more', () => {
+    const s = ConsoleStore.open(dir);
+    s.addCommands([{ appliance: 'lab-01', actor: 'admin', command: { id: 'old', action: 'freeze', args: {} } }]);
+    assert.equal(s.expireCommands('2000-01-01T00:00:00.000Z'), 0, 'a young command stays');
+    assert.equal(s.expireCommands(new Date(Date.now() + 1000).toISOString()), 1);
+    assert.deepEqual([s.command('old')?.state, s.command('old')?.error?.code], ['failed', 'EXPIRED']);
+    assert.deepEqual(s.openCommands(), []);
+    assert.equal(s.answerCommand('old', 'lab-01', { ok: true }), false, 'a late answer does not revive it');
+    s.close();
+  });
+
   it('an enrollment code is redeemed once', () => {
     const s = ConsoleStore.open(dir);
     s.addEnrollCode({ id: 'e1', secretHash: 'h', name: null, createdAt: new Date().toISOString(), expiresAt: new Date(Date.now() + 3600_000).toISOString() });
