@@ -13,7 +13,7 @@
  */
 import { createServer as createHttpServer, type Server } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import express from 'express';
@@ -44,6 +44,8 @@ import { fleetRoutes } from './routes/fleet-routes.js';
 import { groupRoutes } from './routes/group-routes.js';
 
 const log = childLogger('console-http');
+/** A connection that sends and receives nothing for this long is closed (a stalled upload, a dribbling client). */
+const IDLE_TIMEOUT_MS = 120_000;
 const STATE_CHANGING = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
 const isStateChanging = (method: string): boolean => STATE_CHANGING.has(method);
 
@@ -111,6 +113,11 @@ export class ConsoleHttp {
     this.app = this.buildApp();
     this.events.start();
     const server = this.opts.tls ? createHttpsServer({ key: this.opts.tls.key, cert: this.opts.tls.cert }, this.app) : createHttpServer(this.app);
+    // Node ends a request not received whole within 5 minutes; a model upload of many GiB takes
+    // longer. Instead: headers within a minute, and an idle limit per connection (below).
+    server.requestTimeout = 0;
+    server.headersTimeout = 60_000;
+    server.on('connection', (socket: Socket) => socket.setTimeout(IDLE_TIMEOUT_MS, () => socket.destroy()));
     const { host, port } = this.opts.listen;
     await new Promise<void>((resolve, reject) => {
       server.once('error', (err: NodeJS.ErrnoException) =>
