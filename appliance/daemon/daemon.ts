@@ -132,6 +132,18 @@ export class Daemon {
       const switcher = sessions.switcher;
       const models = new ModelService({ library, activeModelId: () => storage.engine.model.id, inUse: () => (switcher.pendingModelId ? [switcher.pendingModelId] : []) });
       this.models = models;
+      // a rename of the model in force: the status shows the library's name
+      models.on('models', () => {
+        const engine = storage.engine;
+        void library.find(engine.model.id).then(
+          (m) => {
+            if (!m || m.record.name === engine.modelEntry.record.name) return;
+            engine.modelEntry = m;
+            service.emit('status');
+          },
+          () => undefined,
+        );
+      });
       const gpio = plan.gpio?.settings ? new GpioComponent(service, plan.gpio.settings, { sysfsRoot: o.sysRoot, audit }) : null;
       const http = new HttpComponent({
         service,
