@@ -18,6 +18,8 @@ import { passwd } from './passwd.js';
 import { modelActivate, modelCapture } from './model-switch-commands.js';
 import { DEFAULT_FIRST_BOOT_PASSWORD_FILE } from '../daemon/first-boot-password.js';
 import { renderReference } from './reference.js';
+import { applianceNameSchema } from '../api/fleet.js';
+import { managementUrlSchema } from '../api/management.js';
 
 export const STATE_DIR_ENV = 'SNAPBACK_STATE_DIR';
 const DEFAULT_HTTP_LISTEN = '127.0.0.1:8080';
@@ -48,6 +50,15 @@ function parseRate(text: string): number | null {
   const rate = parseSize(text, 'hydration rate');
   if (rate === 0) throw new InvalidArgumentError('the hydration rate must be above 0 (or "unlimited")');
   return rate;
+}
+
+/** A value checked by a wire-contract schema; its first message is the flag's error. */
+function bySchema(schema: { safeParse(v: unknown): { success: true; data: string } | { success: false; error: { issues: { message: string }[] } } }): (text: string) => string {
+  return (text) => {
+    const r = schema.safeParse(text);
+    if (!r.success) throw new InvalidArgumentError(r.error.issues[0]?.message ?? 'invalid');
+    return r.data;
+  };
 }
 
 /** --state-dir DIR, which SNAPBACK_STATE_DIR may stand for; every command but demo needs one. */
@@ -159,7 +170,7 @@ export function buildProgram(run: CliRun = { exitCode: 0 }): Command {
 
   program
     .command('serve')
-    .description('run the daemon: NBD server, USB gadget, web UI and API, GPIO')
+    .description('run the daemon: NBD server, USB gadget, web UI and API, GPIO, the link to a fleet console')
     .addOption(stateDir())
     .option('--nbd-socket <PATH>', 'NBD unix socket (default DIR/nbd.sock)')
     .option('--nbd-socket-group <GROUP>', 'a group that may use the NBD socket too (0660; default: root only, 0600)', checked(groupId))
@@ -175,6 +186,12 @@ export function buildProgram(run: CliRun = { exitCode: 0 }): Command {
     .addOption(new Option('--gpio <WHEN>', 'GPIO button, LED and host power').choices(['auto', 'on', 'off'] as const).default('auto'))
     .option('--keep-session', 'do not end the host session at start (the default ends it)')
     .option('--first-boot-password-file <PATH>', 'administrator password put on the boot partition: set at start, then the file is deleted', DEFAULT_FIRST_BOOT_PASSWORD_FILE)
+    .option('--management <URL>', 'a fleet console: its MQTT broker (mqtt://HOST:PORT, mqtts://…) or the console to enroll with (https://…, with --enrollment-code); remembered in DIR', bySchema(managementUrlSchema))
+    .option('--appliance-name <NAME>', "this appliance's name in the fleet (default: the host name)", bySchema(applianceNameSchema))
+    .option('--enrollment-code <CODE>', 'the one-time code the console issued; redeemed once for the broker login and CA, which are kept in DIR')
+    .option('--management-username <USER>', 'the broker login (without enrollment)')
+    .option('--management-password-file <FILE>', "a file holding the broker login's password")
+    .option('--management-ca <FILE>', 'the CA (PEM) of an mqtts:// broker or an https:// console that no public CA signed')
     .action(act(commands.serve));
 
   program
