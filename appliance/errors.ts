@@ -22,7 +22,8 @@ export type ErrorCode =
   | 'STATE_CORRUPT' // the state file (settings, users, history) cannot be read or is from a newer version
   | 'VERIFY_FAILED' // a verification found a difference it should not have
   | 'DAEMON_UNREACHABLE' // the CLI cannot reach the daemon
-  | 'BUSY'; // an operation that conflicts with one in progress
+  | 'BUSY' // an operation that conflicts with one in progress
+  | 'REMOTE_ERROR'; // a remote system (a model URL) failed, could not be reached, or sent something unusable
 
 export class SnapbackError extends Error {
   readonly code: ErrorCode;

@@ -21,6 +21,7 @@ check mkfs.vfat dosfstools
 check sfdisk fdisk
 check openssl openssl      # certificates for the NBD TLS tests
 check runuser util-linux   # the NBD socket tests connect as user nobody
+[ -x /usr/sbin/nginx ] || need+=(nginx-light)  # the model-URL tests serve images over HTTP(S) Range
 /usr/bin/python3 -c 'import nbd' 2>/dev/null || need+=(python3-libnbd)  # Debian's python3: nbdsh's module lives there
 [ -e /usr/lib/syslinux/mbr/mbr.bin ] || need+=(syslinux-common)
 [ -e /usr/lib/syslinux/modules/bios/ldlinux.c32 ] || need+=(syslinux-common)
