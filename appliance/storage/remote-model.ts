@@ -96,8 +96,9 @@ export class RemoteModel extends EventEmitter implements BlockDevice {
   private stop = new AbortController();
   private cursor = 0;
   private nextSlotAt = 0;
+  /** Regions whose last fetch failed, with why; a wrong region stays here until it arrives right. */
+  private failing = new Map<number, { message: string; mismatch: boolean }>();
   private lastError: string | null = null;
-  private stalled = false;
   private samples: Array<{ at: number; bytes: number }> = [];
   /** Regions fetched that did not match the manifest, and fetches that failed. */
   mismatches = 0;
@@ -273,13 +274,13 @@ export class RemoteModel extends EventEmitter implements BlockDevice {
         }
       } catch (err) {
         this.failures++;
-        this.noteFailure(err);
+        this.noteFailure(region, err);
         throw err;
       }
       if (!this.opened) throw new SnapbackError('CLOSED', `model ${this.imagePath} was closed`);
       await this.file.write(off, bytes);
       this.markPresent(region, len);
-      this.noteSuccess(len);
+      this.noteSuccess(region, len);
       return bytes;
     })().finally(() => this.attempts.delete(region));
     this.attempts.set(region, p);
@@ -303,11 +304,16 @@ export class RemoteModel extends EventEmitter implements BlockDevice {
     } else this.scheduleSave();
   }
 
-  private noteFailure(err: unknown): void {
+  /** Stalled: some region's last fetch failed (the network, the server, or wrong bytes). */
+  private get stalled(): boolean {
+    return this.failing.size > 0;
+  }
+
+  private noteFailure(region: number, err: unknown): void {
     if (this.stop.signal.aborted) return;
     const message = err instanceof Error ? err.message : String(err);
     const was = this.stalled;
-    this.stalled = true;
+    this.failing.set(region, { message, mismatch: err instanceof RegionMismatchError });
     this.lastError = message;
     if (!was) {
       log.warn({ url: this.source.url.href, err: message }, 'model download stalled');
@@ -315,13 +321,20 @@ export class RemoteModel extends EventEmitter implements BlockDevice {
     }
   }
 
-  private noteSuccess(bytes: number): void {
+  /**
+   * A region arrived: its own failure is over, and so is every failure of the network or the
+   * server (it answers again); a region that came with wrong bytes stays failing until it
+   * arrives right.
+   */
+  private noteSuccess(region: number, bytes: number): void {
     const now = Date.now();
     this.samples.push({ at: now, bytes });
     while (this.samples.length > 0 && this.samples[0]!.at < now - 5000) this.samples.shift();
-    if (this.stalled) {
-      this.stalled = false;
-      this.lastError = null;
+    if (!this.stalled) return;
+    for (const [r, f] of this.failing) if (r === region || !f.mismatch) this.failing.delete(r);
+    const still = [...this.failing.values()].pop();
+    this.lastError = still ? still.message : null;
+    if (!this.stalled) {
       log.info({ url: this.source.url.href }, 'model download resumed');
       this.emit('resumed');
     }
@@ -367,7 +380,7 @@ export class RemoteModel extends EventEmitter implements BlockDevice {
       } catch (err) {
         if (signal.aborted) return;
         // not retryable (the server refuses, the local disk fails): stalled until the next start
-        this.noteFailure(err);
+        this.noteFailure(region, err);
         log.error({ region, err: (err as Error).message }, 'the model download stopped');
         return;
       }

@@ -88,6 +88,19 @@ export class Nginx {
     return `${this.tls ? 'https' : 'http'}://127.0.0.1:${this.port}/${location}/${name}`;
   }
 
+  /** The requests served so far (status, Range header or null, path), from nginx's access log. */
+  async requests(): Promise<Array<{ status: number; range: string | null; uri: string }>> {
+    const text = await readFile(join(this.prefix, 'access.log'), 'utf8').catch(() => '');
+    return text
+      .split('\n')
+      .filter((l) => l.length > 0)
+      .map((l) => {
+        const m = /^(\d+) "([^"]*)" (.*)$/.exec(l);
+        if (!m) throw new Error(`unexpected nginx access log line: ${l}`);
+        return { status: Number(m[1]), range: m[2] === '-' || m[2] === '' ? null : m[2]!, uri: m[3]! };
+      });
+  }
+
   get running(): boolean {
     return this.proc !== null;
   }
@@ -101,7 +114,8 @@ pid ${p('nginx.pid')};
 error_log ${p('error.log')} info;
 events { worker_connections 256; }
 http {
-  access_log ${p('access.log')};
+  log_format ranges '$status "$http_range" $request_uri';
+  access_log ${p('access.log')} ranges;
   client_body_temp_path ${p('tmp/body')};
   proxy_temp_path ${p('tmp/proxy')};
   fastcgi_temp_path ${p('tmp/fastcgi')};
