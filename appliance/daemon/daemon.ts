@@ -31,8 +31,11 @@ import { GadgetComponent } from '../gadget/gadget-component.js';
 import { GpioComponent } from '../gpio/gpio-component.js';
 import { gpioRoutes } from '../http/routes/gpio-routes.js';
 import { modelLibraryRoutes } from '../http/routes/model-library-routes.js';
+import { modelDownloadRoutes } from '../http/routes/model-download-routes.js';
+import { ModelDownloads } from '../session/model-downloads.js';
 import { ModelService } from '../session/model-service.js';
 import { ModelLibrary } from '../storage/model-library.js';
+import type { ModelDownload } from '../api/models.js';
 import type { NbdTlsFiles } from '../nbd/tls-config.js';
 import type { ApiRouter } from '../http/api-router.js';
 import { childLogger } from '../logger.js';
@@ -82,13 +85,16 @@ export class Daemon {
   sessions: SessionManager | null = null;
   /** The model library's service (imports, rename, remove); from the start of the HTTP component. */
   models: ModelService | null = null;
+  /** Models arriving from URLs (imports, lazy provisioning); from the start of the HTTP component. */
+  downloads: ModelDownloads | null = null;
   addresses: DaemonAddresses | null = null;
 
   constructor(private readonly opts: ServeOptions) {}
 
   /** Every component the daemon has, in start order, with its health. */
   components(): ComponentHealth[] {
-    return [...this.health.values()].map((h) => ({ ...h }));
+    // a model download's stall is live: it comes and goes while the daemon runs
+    return [...this.health.values()].map((h) => (h.name === 'model-download' && h.state === 'running' && this.downloads ? { ...h, problem: this.downloads.problem() } : { ...h }));
   }
 
   async start(): Promise<DaemonAddresses> {
@@ -127,8 +133,15 @@ export class Daemon {
       const service = sessions.manager;
       const audit = (e: { actor: string; action: string; details?: Record<string, unknown> }): void => void state.store.audit(e).catch(() => undefined);
 
-      const models = new ModelService({ library: new ModelLibrary(dir), activeModelId: () => storage.engine.model.id });
+      const library = new ModelLibrary(dir);
+      const models: ModelService = new ModelService({ library, activeModelId: () => storage.engine.model.id, downloadOf: (id): ModelDownload | null => downloads.downloadOf(id) });
       this.models = models;
+      const downloads: ModelDownloads = new ModelDownloads({ library, models, activeModel: () => storage.engine.model });
+      this.downloads = downloads;
+      downloads.on('changed', () => {
+        models.emit('models');
+        this.sessions?.emit('status');
+      });
       const gpio = plan.gpio?.settings ? new GpioComponent(service, plan.gpio.settings, { sysfsRoot: o.sysRoot, audit }) : null;
       const http = new HttpComponent({
         service,
@@ -136,9 +149,10 @@ export class Daemon {
         listen: o.httpListen,
         hostNames: o.httpHostNames ?? [],
         controlSocket: dir.controlSocket,
-        extraRoutes: [(api) => modelLibraryRoutes(api, { models, store: state.store }), ...(gpio ? [(api: ApiRouter) => gpioRoutes(api, gpio)] : [])],
+        extraRoutes: [(api) => modelLibraryRoutes(api, { models, store: state.store }), (api) => modelDownloadRoutes(api, { models, downloads, store: state.store }), ...(gpio ? [(api: ApiRouter) => gpioRoutes(api, gpio)] : [])],
       });
       const httpUp = await this.startOptional(http, true);
+      await this.startOptional(downloads);
 
       if (plan.gadget) {
         const gadget = new GadgetComponent(service, plan.gadget.settings, { nbdSocket: plan.gadgetNbdSocket, configfsRoot: o.configfsRoot, sysRoot: o.sysRoot });
@@ -173,6 +187,8 @@ export class Daemon {
     if (this.stopping) return this.stopping;
     this.stopping = (async () => {
       await this.notify.stopping();
+      // downloads first: an import the stop interrupts is kept, to resume at the next start
+      await this.downloads?.stop().catch((err: unknown) => log.error({ err }, 'model downloads failed to stop cleanly'));
       await this.models?.close().catch((err: unknown) => log.error({ err }, 'model imports failed to stop cleanly'));
       for (const c of [...this.started].reverse()) {
         try {

@@ -20,6 +20,7 @@ import { open as openFile } from 'node:fs/promises';
 import { checkRange, type BlockDevice, type DeviceCapabilities } from './block-device.js';
 import { FileDevice } from './file-device.js';
 import type { Manifest } from './manifest.js';
+import { ModelCorruptError, type ModelVerificationStats, type VerifyRegionsOptions, type VerifyRegionsResult } from './model-image.js';
 import { sharedHashPool, type HashPool } from './hash-pool.js';
 import { RemoteError, waitMs, withRetries, type HttpRangeSource } from './http-range-source.js';
 import { countBits, loadPresent, savePresent } from './present-bitmap.js';
@@ -100,6 +101,9 @@ export class RemoteModel extends EventEmitter implements BlockDevice {
   private failing = new Map<number, { message: string; mismatch: boolean }>();
   private lastError: string | null = null;
   private samples: Array<{ at: number; bytes: number }> = [];
+  private presentAtOpen = 0;
+  private hashedRegions = 0;
+  private hashedBytes = 0;
   /** Regions fetched that did not match the manifest, and fetches that failed. */
   mismatches = 0;
   failures = 0;
@@ -159,7 +163,7 @@ export class RemoteModel extends EventEmitter implements BlockDevice {
     await this.file.open();
     const bits = await loadPresent(this.presentPath, m.id, m.regionCount);
     if (bits) this.present = bits;
-    this.presentCount = countBits(this.present, m.regionCount);
+    this.presentCount = this.presentAtOpen = countBits(this.present, m.regionCount);
     this.bytesPresent = 0;
     for (let r = 0; r < m.regionCount; r++) if (this.isPresent(r)) this.bytesPresent += this.regionLength(r);
     this.stop = new AbortController();
@@ -382,6 +386,7 @@ export class RemoteModel extends EventEmitter implements BlockDevice {
         // not retryable (the server refuses, the local disk fails): stalled until the next start
         this.noteFailure(region, err);
         log.error({ region, err: (err as Error).message }, 'the model download stopped');
+        this.emit('stopped', err);
         return;
       }
     }
@@ -415,6 +420,64 @@ export class RemoteModel extends EventEmitter implements BlockDevice {
       await savePresent(this.presentPath, this.manifest.id, this.manifest.regionCount, snapshot);
     });
     return this.saving;
+  }
+
+  /** What is known: regions present were verified on arrival (or before a restart). */
+  verificationStats(): ModelVerificationStats {
+    return { regions: this.manifest.regionCount, verified: this.presentCount, bad: 0, fromRecord: this.presentAtOpen, hashedRegions: this.hashedRegions, hashedBytes: this.hashedBytes };
+  }
+
+  /**
+   * "Verify now": hashes every region present in the local copy again and fetches (and so
+   * verifies) every region still missing. A local region that no longer matches is reported bad
+   * and forgotten, so that the next read fetches it again.
+   */
+  async verifyRegions(options: VerifyRegionsOptions = {}): Promise<VerifyRegionsResult> {
+    const total = this.manifest.regionCount;
+    const bad: number[] = [];
+    let next = 0;
+    let done = 0;
+    let stop = false;
+    const worker = async () => {
+      while (!stop && next < total && !options.signal?.aborted) {
+        const r = next++;
+        const off = r * this.manifest.regionSize;
+        const len = this.regionLength(r);
+        if (this.isPresent(r)) {
+          const bytes = await this.file.read(off, len);
+          const actual = await this.pool.digest(this.manifest.hash, bytes);
+          this.hashedRegions++;
+          this.hashedBytes += len;
+          if (!actual.equals(this.manifest.digest(r))) {
+            this.forget(r, len);
+            bad.push(r);
+            options.onBad?.(r, new ModelCorruptError(r, this.manifest.digest(r).toString('hex'), actual.toString('hex'), this.imagePath));
+            if (options.stopAtFirstBad) stop = true;
+          }
+        } else await this.fetchForRead(r);
+        done++;
+        options.onProgress?.(done, total);
+      }
+    };
+    await Promise.all(Array.from({ length: Math.max(1, options.concurrency ?? 4) }, worker));
+    bad.sort((a, b) => a - b);
+    return { regions: total, bad, aborted: options.signal?.aborted === true };
+  }
+
+  /** Verifies every region (fetching what is missing); throws ModelCorruptError at the first bad one. */
+  async verifyAll(onProgress?: (done: number, total: number) => void): Promise<void> {
+    const res = await this.verifyRegions({ stopAtFirstBad: true, ...(onProgress ? { onProgress } : {}) });
+    const first = res.bad[0];
+    if (first !== undefined) throw new ModelCorruptError(first, this.manifest.digest(first).toString('hex'), 'changed on disk', this.imagePath);
+  }
+
+  private forget(region: number, len: number): void {
+    if (!this.isPresent(region)) return;
+    this.present[region >> 3]! &= ~(1 << (region & 7));
+    this.presentCount--;
+    this.bytesPresent -= len;
+    this.dirty = true;
+    this.scheduleSave();
   }
 
   private refuse(): never {
