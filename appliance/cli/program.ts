@@ -91,12 +91,13 @@ export function buildProgram(run: CliRun = { exitCode: 0 }): Command {
     .command('init')
     .description('initialise a state directory: model, working disk and an empty write log')
     .addOption(stateDir())
-    .requiredOption('--model <IMAGE>', 'the model image (its manifest must exist)')
+    .requiredOption('--model <IMAGE>', 'the model image (its manifest must exist), or an http(s) URL to provision it from lazily (its manifest beside it)')
     .requiredOption('--disk <PATH>', 'the working disk the host sees (a block device, or a file created sparse)')
     .option('--manifest <FILE>', "the model's manifest (default IMAGE.manifest.json)")
     .option('--region-size <SIZE>', 'write-log region size (default 64K)', size('--region-size'))
     .addOption(new Option('--restore <MODE>', 'restore mode').choices(['instant', 'eager'] as const).default('instant'))
     .option('--disk-matches-model', 'the disk already holds the model: verify it instead of restoring every region')
+    .option('--ca <FILE>', 'with --model https://…: a CA certificate (PEM) to trust besides the system\'s')
     .action(act(commands.init));
 
   program

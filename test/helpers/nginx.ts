@@ -57,7 +57,7 @@ export class Nginx {
   port = 0;
   private proc: ChildProcess | null = null;
   private root: string;
-  private readonly rateLimit: number;
+  private rateLimit: number;
   private readonly tls: boolean;
   private stderr = '';
 
@@ -137,10 +137,11 @@ http {
 `;
   }
 
-  /** Starts nginx (again), on the same port; `root` changes what it serves. */
-  async start(root?: string): Promise<void> {
+  /** Starts nginx (again), on the same port; `root` changes what it serves, `rateLimit` the /slow/ rate. */
+  async start(root?: string, rateLimit?: number): Promise<void> {
     if (this.proc) throw new Error('nginx is already running');
     if (root) this.root = root;
+    if (rateLimit) this.rateLimit = rateLimit;
     for (let tries = 0; ; tries++) {
       if (this.port === 0) this.port = await freePort();
       await writeFile(join(this.prefix, 'nginx.conf'), this.config());
