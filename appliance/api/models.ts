@@ -110,4 +110,3 @@ export const modelDownloadRateRequestSchema = z.object({
   /** Bytes per second; null for unlimited. */
   rateLimitBytesPerSecond: z.number().int().positive().nullable(),
 });
-export type ModelDownloadRateRequest = z.infer<typeof modelDownloadRateRequestSchema>;
