@@ -14,6 +14,7 @@ import { groupId } from '../nbd/listen-policy.js';
 import { VERSION } from '../version.js';
 import * as commands from './commands.js';
 import * as modelCommands from './model-commands.js';
+import { modelDownloadRate } from './model-download-commands.js';
 import { passwd } from './passwd.js';
 import { DEFAULT_FIRST_BOOT_PASSWORD_FILE } from '../daemon/first-boot-password.js';
 import { renderReference } from './reference.js';
@@ -94,8 +95,16 @@ export function buildProgram(run: CliRun = { exitCode: 0 }): Command {
     .addOption(stateDir())
     .requiredOption('--name <NAME>', "the model's name in the library (unique)")
     .option('--lazy', 'a URL model usable at once, fetched region by region as the host reads (needs the daemon)')
+    .option('--ca <FILE>', "for an https URL: a CA certificate (PEM) to trust besides the system's")
     .option('--json', "print the model's record as JSON")
     .action(act(modelCommands.modelImport));
+  model
+    .command('download-rate')
+    .description('limit the background download of a model still arriving from its URL, in bytes per second (e.g. 5M), or lift the limit; kept across restarts')
+    .argument('<NAME|ID>', 'the model: its name, id or a unique start of its id')
+    .addArgument(new Argument('<BYTES_PER_SECOND|unlimited>', 'the rate').argParser(checked(parseRate)))
+    .addOption(stateDir())
+    .action(act(modelDownloadRate));
   model
     .command('list')
     .description('the models in the library; * marks the active one')

@@ -159,4 +159,75 @@ except nbd.Error as e:
     const local = await readFile(join(state, 'models', after.id, 'image'));
     assert.equal(sha(local), sha(other));
   });
+
+  it('snapback model import URL: offline (verified region by region; without a manifest downloaded whole and hashed; over TLS with --ca), --lazy and download-rate through the daemon, and a bad scheme changes nothing', async function () {
+    const state = join(dir.path, 'state3');
+    await copyFile(join(root, 'model.img'), join(dir.path, 'local3.img'));
+    assert.equal(snapback(['init', '--state-dir', state, '--model', join(dir.path, 'local3.img'), '--disk', join(dir.path, 'disk3.img')]).code, 0);
+    const list = () => JSON.parse(snapback(['model', 'list', '--state-dir', state, '--json']).stdout) as ModelList['models'];
+    const before = list();
+
+    // a URL that is not http(s): a clear error, the library as it was
+    const bad = snapback(['model', 'import', 'ftp://127.0.0.1/model.img', '--name', 'bad', '--state-dir', state]);
+    assert.notEqual(bad.code, 0);
+    assert.match(bad.stderr, /http:\/\/ or https:\/\//);
+    assert.deepEqual(list(), before);
+
+    // with a manifest beside it (a different image: one region changed)
+    const third = Buffer.from(image);
+    third.fill(9, REGION, 2 * REGION);
+    await writeFile(join(root, 'third.img'), third);
+    await (await createManifest(join(root, 'third.img'), { regionSize: REGION })).save(manifestPathFor(join(root, 'third.img')));
+    const a = snapback(['model', 'import', nginx.url('redirect', 'third.img'), '--name', 'third', '--state-dir', state]);
+    assert.equal(a.code, 0, a.stderr);
+    const third3 = list().find((m) => m.name === 'third')!;
+    assert.equal(a.stdout.trim().split('\n').pop(), third3.id);
+    assert.equal(third3.complete, true);
+    assert.deepEqual(third3.source, { kind: 'url', url: nginx.url('redirect', 'third.img') });
+    assert.equal(sha(await readFile(join(state, 'models', third3.id, 'image'))), sha(third));
+
+    // without a manifest (and from a server without Range): downloaded whole, then hashed
+    const fourth = Buffer.from(image);
+    fourth.fill(3, 0, 100);
+    await writeFile(join(root, 'fourth.img'), fourth);
+    const b = snapback(['model', 'import', nginx.url('norange', 'fourth.img'), '--name', 'fourth', '--state-dir', state]);
+    assert.equal(b.code, 0, b.stderr);
+    const fourth4 = list().find((m) => m.name === 'fourth')!;
+    assert.equal(fourth4.complete, true);
+    assert.equal(sha(await readFile(join(state, 'models', fourth4.id, 'image'))), sha(fourth));
+    assert.deepEqual(readdirSync(join(state, 'models', '.downloads')), [], 'nothing of the downloads is left');
+
+    // over TLS with a CA of our own: refused without --ca, imported with it
+    const tls = await Nginx.start(join(dir.path, 'nginx-tls3'), { root, tls: true });
+    try {
+      const untrusted = snapback(['model', 'import', tls.url('files', 'third.img'), '--name', 'third-tls', '--state-dir', state]);
+      assert.notEqual(untrusted.code, 0);
+      assert.match(untrusted.stderr, /not trusted.*--ca/);
+      assert.equal(list().find((m) => m.name === 'third-tls'), undefined);
+      assert.equal(snapback(['model', 'remove', 'third', '--state-dir', state]).code, 0); // the same image: one copy in the library
+      const t = snapback(['model', 'import', tls.url('files', 'third.img'), '--name', 'third-tls', '--ca', tls.caFile, '--state-dir', state]);
+      assert.equal(t.code, 0, t.stderr);
+      assert.equal(list().find((m) => m.name === 'third-tls')?.id, third3.id);
+    } finally {
+      await tls.stop();
+    }
+
+    // --lazy needs the daemon: with it, listed at once (incomplete), its rate settable from the CLI
+    const noDaemon = snapback(['model', 'import', nginx.url('slow', 'fifth.img'), '--name', 'fifth', '--lazy', '--state-dir', state]);
+    assert.notEqual(noDaemon.code, 0);
+    assert.match(noDaemon.stderr, /--lazy needs the running daemon/);
+    const fifth = Buffer.from(image);
+    fifth.fill(5, 0, REGION);
+    await writeFile(join(root, 'fifth.img'), fifth);
+    await (await createManifest(join(root, 'fifth.img'), { regionSize: REGION })).save(manifestPathFor(join(root, 'fifth.img')));
+    daemon = await startServe(state);
+    const c = snapback(['model', 'import', nginx.url('slow', 'fifth.img'), '--name', 'fifth', '--lazy', '--json', '--state-dir', state]);
+    assert.equal(c.code, 0, c.stderr);
+    const rec = JSON.parse(c.stdout.trim().split('\n').pop()!) as ModelList['models'][number];
+    assert.equal(rec.complete, false);
+    const rate = snapback(['model', 'download-rate', 'fifth', '64K', '--state-dir', state]);
+    assert.equal(rate.code, 0, rate.stderr);
+    assert.equal(list().find((m) => m.name === 'fifth')!.download?.rateLimitBytesPerSecond, 65536);
+    assert.equal(snapback(['model', 'download-rate', 'fifth', 'unlimited', '--state-dir', state]).code, 0);
+  });
 });
