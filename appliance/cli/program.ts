@@ -16,6 +16,7 @@ import * as commands from './commands.js';
 import * as modelCommands from './model-commands.js';
 import { modelDownloadRate } from './model-download-commands.js';
 import { passwd } from './passwd.js';
+import { modelActivate, modelCapture } from './model-switch-commands.js';
 import { DEFAULT_FIRST_BOOT_PASSWORD_FILE } from '../daemon/first-boot-password.js';
 import { renderReference } from './reference.js';
 
@@ -125,6 +126,20 @@ export function buildProgram(run: CliRun = { exitCode: 0 }): Command {
     .addOption(stateDir())
     .option('--force', 'remove the previous version too, giving up the rollback to it')
     .action(act(modelCommands.modelRemove));
+  model
+    .command('activate')
+    .description('activate a model of the library: the regions that differ from the active one are restored from it at the next session end')
+    .argument('<NAME|ID>', "the model's name, id or unique id prefix")
+    .option('--now', 'end the host session now, on the new model')
+    .addOption(stateDir())
+    .action(act(modelActivate));
+  model
+    .command('capture')
+    .description("capture the host's disk as it reads now as a new model of the library (its parent: the active model); prints its id last")
+    .requiredOption('--name <NAME>', "the new model's name")
+    .option('--activate', 'make it the active model at once, without a restore (the host session goes on)')
+    .addOption(stateDir())
+    .action(act(modelCapture));
 
   program
     .command('init')

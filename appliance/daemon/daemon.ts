@@ -104,7 +104,9 @@ export class Daemon {
     const dir = plan.state;
 
     const storage = new StorageComponent(dir);
+    const library = new ModelLibrary(dir);
     const sessions: SessionsComponent = new SessionsComponent({
+      library,
       engine: () => storage.engine,
       store: () => state.store,
       endSessionOnStart: o.endSessionOnStart ?? true,
@@ -133,8 +135,13 @@ export class Daemon {
       const service = sessions.manager;
       const audit = (e: { actor: string; action: string; details?: Record<string, unknown> }): void => void state.store.audit(e).catch(() => undefined);
 
-      const library = new ModelLibrary(dir);
-      const models: ModelService = new ModelService({ library, activeModelId: () => storage.engine.model.id, downloadOf: (id): ModelDownload | null => downloads.downloadOf(id) });
+      const switcher = sessions.switcher;
+      const models: ModelService = new ModelService({
+        library,
+        activeModelId: () => storage.engine.model.id,
+        inUse: () => (switcher.pendingModelId ? [switcher.pendingModelId] : []),
+        downloadOf: (id): ModelDownload | null => downloads.downloadOf(id),
+      });
       this.models = models;
       const downloads: ModelDownloads = new ModelDownloads({ library, models, activeModel: () => storage.engine.model });
       this.downloads = downloads;
@@ -149,7 +156,7 @@ export class Daemon {
         listen: o.httpListen,
         hostNames: o.httpHostNames ?? [],
         controlSocket: dir.controlSocket,
-        extraRoutes: [(api) => modelLibraryRoutes(api, { models, store: state.store }), (api) => modelDownloadRoutes(api, { models, downloads, store: state.store }), ...(gpio ? [(api: ApiRouter) => gpioRoutes(api, gpio)] : [])],
+        extraRoutes: [(api) => modelLibraryRoutes(api, { models, store: state.store, switcher }), (api) => modelDownloadRoutes(api, { models, downloads, store: state.store }), ...(gpio ? [(api: ApiRouter) => gpioRoutes(api, gpio)] : [])],
       });
       const httpUp = await this.startOptional(http, true);
       await this.startOptional(downloads);
