@@ -127,6 +127,8 @@ except nbd.Error as e:
     assert.equal(done.download, null);
     assert.equal((await status(state)).components.find((c) => c.name === 'model-download')?.problem, null);
     assert.equal(await readExport(state, 0, SIZE), sha(image));
+    await nginx.stop();
+    await nginx.start(undefined, 16 * KiB); // slow again for the next tests
   });
 
   it('model import URL --lazy through the daemon: a restart in the middle of the download resumes from what arrived, at the rate kept', async function () {
@@ -154,8 +156,12 @@ except nbd.Error as e:
     assert.equal(after.complete, false);
     assert.ok(after.download!.regionsDone >= before, `resumed from ${before} regions (now ${after.download!.regionsDone})`);
     assert.equal(after.download!.rateLimitBytesPerSecond, 8192, 'the rate is kept across the restart');
+    await nginx.stop(); // and back faster, for the rest
+    await nginx.start(undefined, 1 << 20);
     await callDaemon(sock, 'PATCH', `/api/models/other/download`, { rateLimitBytesPerSecond: null });
     await waitFor('the model to be complete', async () => (await models(state)).models.find((x) => x.name === 'other')!.complete, 120_000, 250);
+    await nginx.stop();
+    await nginx.start(undefined, 16 * KiB);
     const local = await readFile(join(state, 'models', after.id, 'image'));
     assert.equal(sha(local), sha(other));
   });
