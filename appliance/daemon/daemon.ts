@@ -31,6 +31,7 @@ import { GadgetComponent } from '../gadget/gadget-component.js';
 import { GpioComponent } from '../gpio/gpio-component.js';
 import { gpioRoutes } from '../http/routes/gpio-routes.js';
 import { modelLibraryRoutes } from '../http/routes/model-library-routes.js';
+import { modelUploadRoutes } from '../http/routes/model-upload-routes.js';
 import { ModelService } from '../session/model-service.js';
 import { ModelLibrary } from '../storage/model-library.js';
 import type { NbdTlsFiles } from '../nbd/tls-config.js';
@@ -136,7 +137,7 @@ export class Daemon {
         listen: o.httpListen,
         hostNames: o.httpHostNames ?? [],
         controlSocket: dir.controlSocket,
-        extraRoutes: [(api) => modelLibraryRoutes(api, { models, store: state.store }), ...(gpio ? [(api: ApiRouter) => gpioRoutes(api, gpio)] : [])],
+        extraRoutes: [(api) => modelLibraryRoutes(api, { models, store: state.store }), (api) => modelUploadRoutes(api, { models, store: state.store }), ...(gpio ? [(api: ApiRouter) => gpioRoutes(api, gpio)] : [])],
       });
       const httpUp = await this.startOptional(http, true);
 
