@@ -9,7 +9,7 @@
  * image already in the library or a full disk: a clear error, the job failed, nothing kept.
  * Both outcomes are audited (model.upload, model.upload-failed).
  */
-import { Transform, pipeline, type TransformCallback } from 'node:stream';
+import { Transform, type TransformCallback } from 'node:stream';
 import type { Request } from 'express';
 import { modelRecordSchema, modelUploadQuerySchema, type ModelRecord, type ModelUploadQuery } from '../../api/models.js';
 import { SnapbackError } from '../../errors.js';
@@ -61,7 +61,8 @@ export function modelUploadRoutes(api: ApiRouter, { models, store }: { models: M
         await audit(store, res, p.actor, 'model.upload', { model: model.id, name: model.name, size: model.size, fileName });
         return model;
       } catch (err) {
-        await audit(store, res, p.actor, 'model.upload-failed', { name: query.name, fileName, error: err instanceof Error ? err.message : String(err) });
+        // (on a full disk the audit entry may not be written either: the upload's error is what the client must get)
+        await audit(store, res, p.actor, 'model.upload-failed', { name: query.name, fileName, error: err instanceof Error ? err.message : String(err) }).catch(() => undefined);
         throw err;
       }
     },
@@ -79,16 +80,20 @@ async function receive(req: Request, models: ModelService, q: ModelUploadQuery):
     if (!isHashName(hash)) throw new HttpError(400, 'BAD_ARGUMENT', `query: hash ${hash} is not one this appliance knows`);
     expect = { id: q.manifestId, regionSize, hash };
   }
+  // The body flows through a counter into the library. A connection lost mid-way ends the
+  // counter with an error (pipe() does not pass errors on), which ends the import.
   const counter = new ByteCounter();
   let lost = false;
-  const onAborted = (): void => {
+  const onLost = (): void => {
+    if (req.complete) return;
     lost = true;
+    counter.destroy(new Error('the connection was lost'));
   };
-  req.once('aborted', onAborted);
+  req.once('aborted', onLost);
+  req.once('error', onLost);
+  req.once('close', onLost);
   req.setTimeout(UPLOAD_IDLE_MS, () => req.destroy(new Error(`nothing arrived for ${UPLOAD_IDLE_MS / 1000} s`)));
-  pipeline(req, counter, (err) => {
-    if (err && !req.complete) lost = true;
-  });
+  req.pipe(counter);
   try {
     return await uploadModel(models, counter, {
       name: q.name,
@@ -100,8 +105,18 @@ async function receive(req: Request, models: ModelService, q: ModelUploadQuery):
           ? new SnapbackError('BAD_ARGUMENT', `the upload was cut off after ${counter.bytes} of ${size} bytes; nothing was imported`, { received: counter.bytes, size })
           : null,
     });
+  } catch (err) {
+    // Refused before the end of the body (a full disk): the rest is read and dropped, so that
+    // the client, still sending, gets the answer rather than a reset connection.
+    if (!req.complete && !req.destroyed) {
+      req.unpipe(counter);
+      req.resume();
+    }
+    throw err;
   } finally {
-    req.off('aborted', onAborted);
+    req.off('aborted', onLost);
+    req.off('error', onLost);
+    req.off('close', onLost);
     req.setTimeout(0);
   }
 }
