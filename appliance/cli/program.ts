@@ -7,7 +7,7 @@
  * Argument and value names are written as they appear in the synopsis (IMAGE, DIR, HOST:PORT).
  */
 import { Argument, Command, InvalidArgumentError, Option } from 'commander';
-import { SUPPORTED_HASHES } from '../storage/manifest.js';
+import { DEFAULT_MANIFEST_HASH, SUPPORTED_HASHES } from '../storage/manifest.js';
 import { parseSize } from '../storage/sizes.js';
 import { isSnapbackError } from '../errors.js';
 import { groupId } from '../nbd/listen-policy.js';
@@ -83,7 +83,7 @@ export function buildProgram(run: CliRun = { exitCode: 0 }): Command {
     .argument('<IMAGE>', 'the model image (file or block device)')
     .option('--out <FILE>', 'where to write the manifest')
     .option('--region-size <SIZE>', 'manifest region size (default 1M)', size('--region-size'))
-    .addOption(new Option('--hash <HASH>', 'hash function').choices(SUPPORTED_HASHES).default('sha256'))
+    .addOption(new Option('--hash <HASH>', 'hash function').choices(SUPPORTED_HASHES).default(DEFAULT_MANIFEST_HASH))
     .option('--name <NAME>', "the model's display name (default: the image's file name)")
     .action(act(commands.modelManifest));
 
