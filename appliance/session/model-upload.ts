@@ -11,7 +11,7 @@ import type { Readable } from 'node:stream';
 import type { ModelRecord, ModelSource } from '../api/models.js';
 import { SnapbackError } from '../errors.js';
 import type { HashName } from '../storage/hash-functions.js';
-import { DEFAULT_MANIFEST_REGION_SIZE, Manifest } from '../storage/manifest.js';
+import { DEFAULT_MANIFEST_HASH, DEFAULT_MANIFEST_REGION_SIZE, Manifest } from '../storage/manifest.js';
 import { checkName } from '../storage/model-library.js';
 import { writeAndHash } from '../storage/model-ingest.js';
 import type { ModelService } from './model-service.js';
@@ -40,7 +40,7 @@ export async function uploadModel(models: ModelService, stream: Readable, o: Upl
   const name = await checkUpload(models, o.name);
   const source: ModelSource = { kind: 'upload', fileName: o.fileName };
   const regionSize = o.expect?.regionSize ?? DEFAULT_MANIFEST_REGION_SIZE;
-  const hash = o.expect?.hash ?? 'sha256';
+  const hash = o.expect?.hash ?? DEFAULT_MANIFEST_HASH;
   let failure: unknown = null;
   const job = models.runJob({ name, source, bytesTotal: o.size }, async (ctx) => {
     try {

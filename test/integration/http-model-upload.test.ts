@@ -13,7 +13,7 @@ import { closeSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync,
 import { request as httpRequest, type ClientRequest } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createManifest } from '../../appliance/storage/manifest.js';
+import { DEFAULT_MANIFEST_HASH, createManifest } from '../../appliance/storage/manifest.js';
 import { exited, snapback, startServe, webUiUrl } from '../helpers/cli.js';
 import { Client, PASSWORD, type Reply } from '../helpers/http-harness.js';
 import { patternBytes } from '../helpers/prng.js';
@@ -142,7 +142,7 @@ describe('uploading a model through the API of the real daemon', function () {
     u.req.end();
     const r = await u.reply;
     assert.equal(r.status, 201, r.text);
-    const want = await createManifest(join(dir, 'up.img'), { regionSize: MIB, hash: 'sha256' });
+    const want = await createManifest(join(dir, 'up.img'), { regionSize: MIB, hash: DEFAULT_MANIFEST_HASH });
     assert.equal(r.json.id, want.id);
     assert.equal(r.json.size, bytes.length);
     assert.deepEqual(r.json.source, { kind: 'upload', fileName: 'up.img' });

@@ -16,6 +16,7 @@ import { SnapbackError } from '../../errors.js';
 import type { ModelService } from '../../session/model-service.js';
 import { uploadModel } from '../../session/model-upload.js';
 import { isHashName, type HashName } from '../../storage/hash-functions.js';
+import { DEFAULT_MANIFEST_HASH, DEFAULT_MANIFEST_REGION_SIZE } from '../../storage/manifest.js';
 import { isValidRegionSize } from '../../storage/sizes.js';
 import type { StateStore } from '../../state/state-store.js';
 import type { ApiRouter } from '../api-router.js';
@@ -74,8 +75,8 @@ async function receive(req: Request, models: ModelService, q: ModelUploadQuery):
   const size = contentLength(req);
   let expect: { id: string; regionSize: number; hash: HashName } | undefined;
   if (q.manifestId !== undefined) {
-    const regionSize = q.regionSize ?? 1 << 20;
-    const hash = q.hash ?? 'sha256';
+    const regionSize = q.regionSize ?? DEFAULT_MANIFEST_REGION_SIZE;
+    const hash = q.hash ?? DEFAULT_MANIFEST_HASH;
     if (!isValidRegionSize(regionSize)) throw new HttpError(400, 'BAD_ARGUMENT', `query: regionSize ${regionSize} is not a power of two from 4 KiB to 16 MiB`);
     if (!isHashName(hash)) throw new HttpError(400, 'BAD_ARGUMENT', `query: hash ${hash} is not one this appliance knows`);
     expect = { id: q.manifestId, regionSize, hash };

@@ -6,7 +6,7 @@
  */
 import { postJson, uploadFile, type Upload } from '../api.js';
 import { errorText, fmtBytes, fmtRate, h, notify, pct, setText } from '../dom.js';
-import type { ModelRecord } from '../../../appliance/api/models.js';
+import type { ModelImportJob, ModelRecord } from '../../../appliance/api/models.js';
 import type { ApplianceStatus } from '../../../appliance/api/status.js';
 
 /** A model name from a file name: without its extension, at most 100 characters. */
@@ -180,9 +180,10 @@ export function captureCard(changed: () => void): CaptureView {
   form.addEventListener('submit', (ev) => {
     ev.preventDefault();
     btn.disabled = true;
-    postJson<ModelRecord>('/api/models/capture', { name: name.value.trim(), ...(activate.checked ? { activate: true } : {}) })
-      .then((m) => {
-        notify(`Captured ${m.name}${activate.checked ? '; it is the active model now' : ''}.`);
+    // Answered at once; the capture runs as an import job in the list.
+    postJson<ModelImportJob>('/api/models/capture', { name: name.value.trim(), ...(activate.checked ? { activate: true } : {}) })
+      .then((job) => {
+        notify(`Capturing ${job.name}${activate.checked ? '; it becomes the active model when done' : ''}…`);
         form.reset();
       })
       .catch((err: unknown) => notify(`Not captured: ${errorText(err)}`, 'error'))
