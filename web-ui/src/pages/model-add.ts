@@ -9,6 +9,9 @@ import { errorText, fmtBytes, fmtRate, h, notify, pct, setText } from '../dom.js
 import type { ModelImportJob, ModelRecord } from '../../../appliance/api/models.js';
 import type { ApplianceStatus } from '../../../appliance/api/status.js';
 
+/** How often the list is reloaded while an upload runs. */
+const LIST_EVERY_MS = 1000;
+
 /** A model name from a file name: without its extension, at most 100 characters. */
 function nameOfFile(fileName: string): string {
   return fileName.replace(/\.(img|raw|bin|iso)$/i, '').slice(0, 100) || 'model';
@@ -80,8 +83,14 @@ export function uploadCard(changed: () => void): HTMLElement {
     bar.hidden = false;
     bar.value = 0;
     form.dataset.state = 'uploading';
+    let listedAt = 0;
     upload = uploadFile<ModelRecord>(`/api/models/upload?${q.toString()}`, f, (sent, total) => {
       bar.value = pct(sent, total);
+      // the daemon lists the upload as an import job: the list follows it while it runs
+      if (performance.now() - listedAt > LIST_EVERY_MS) {
+        listedAt = performance.now();
+        changed();
+      }
       const secs = (performance.now() - startedAt) / 1000;
       setText(
         text,
@@ -112,7 +121,6 @@ export function uploadCard(changed: () => void): HTMLElement {
         bar.hidden = form.dataset.state !== 'done';
         changed();
       });
-    changed(); // the import job appears in the list
   });
   cancel.addEventListener('click', () => upload?.abort());
 
