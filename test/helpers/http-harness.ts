@@ -7,6 +7,7 @@ import { request as httpRequest } from 'node:http';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { ApiRouter } from '../../appliance/http/api-router.js';
 import { HttpComponent, type HttpComponentOptions } from '../../appliance/http/http-component.js';
 import type { ApplianceService } from '../../appliance/session/appliance-service.js';
 import { StateStore } from '../../appliance/state/state-store.js';
@@ -23,7 +24,14 @@ export interface Harness<S extends ApplianceService = FakeAppliance> {
 }
 
 export async function startHarness(
-  opts: { fake?: FakeOptions; dir?: string; host?: string; http?: Partial<Omit<HttpComponentOptions, 'service' | 'store'>> } = {},
+  opts: {
+    fake?: FakeOptions;
+    dir?: string;
+    host?: string;
+    http?: Partial<Omit<HttpComponentOptions, 'service' | 'store'>>;
+    /** More routes that need the harness's state store (the model library's). */
+    routes?: ((api: ApiRouter, store: StateStore) => void)[];
+  } = {},
 ): Promise<Harness> {
   const dir = opts.dir ?? (await mkdtemp(join(tmpdir(), 'snapback-http-')));
   const store = await StateStore.open(dir);
@@ -31,7 +39,8 @@ export async function startHarness(
   // As the session manager does: the hydration rate follows the saved settings.
   store.on('settings', (s: { hydrationRateBytesPerSecond: number | null }) => void service.setHydrationRate(s.hydrationRateBytesPerSecond));
   const controlSocket = join(dir, 'control.sock');
-  const http = new HttpComponent({ service, store, listen: { host: opts.host ?? '127.0.0.1', port: 0 }, controlSocket, ...opts.http });
+  const extraRoutes = [...(opts.http?.extraRoutes ?? []), ...(opts.routes ?? []).map((add) => (api: ApiRouter) => add(api, store))];
+  const http = new HttpComponent({ service, store, listen: { host: opts.host ?? '127.0.0.1', port: 0 }, controlSocket, ...opts.http, extraRoutes });
   await http.start();
   const url = http.address().url.replace(/\/$/, '');
   return {

@@ -160,11 +160,11 @@ export function libraryView(changed: () => void): LibraryView {
       h('td', { 'data-label': 'Name', class: 'model-name' }, h('strong', null, m.name)),
       h('td', { 'data-label': 'Size', class: 'num' }, fmtBytes(m.size)),
       h('td', { 'data-label': 'Id', title: m.id }, h('code', null, shortId(m.id))),
-      h('td', { 'data-label': 'Source', class: 'details' }, sourceText(m.source)),
+      h('td', { 'data-label': 'Source', class: 'model-source' }, sourceText(m.source)),
       h('td', { 'data-label': 'Created' }, fmtTime(m.createdAt)),
       h('td', { 'data-label': 'Parent' }, parent),
       stateCell(m),
-      h('td', { class: 'row-actions' }, act, ren, rem),
+      h('td', null, h('div', { class: 'row-actions' }, act, ren, rem)),
     );
   };
 
