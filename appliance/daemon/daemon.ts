@@ -99,7 +99,9 @@ export class Daemon {
     const dir = plan.state;
 
     const storage = new StorageComponent(dir);
+    const library = new ModelLibrary(dir);
     const sessions: SessionsComponent = new SessionsComponent({
+      library,
       engine: () => storage.engine,
       store: () => state.store,
       endSessionOnStart: o.endSessionOnStart ?? true,
@@ -128,7 +130,8 @@ export class Daemon {
       const service = sessions.manager;
       const audit = (e: { actor: string; action: string; details?: Record<string, unknown> }): void => void state.store.audit(e).catch(() => undefined);
 
-      const models = new ModelService({ library: new ModelLibrary(dir), activeModelId: () => storage.engine.model.id });
+      const switcher = sessions.switcher;
+      const models = new ModelService({ library, activeModelId: () => storage.engine.model.id, inUse: () => (switcher.pendingModelId ? [switcher.pendingModelId] : []) });
       this.models = models;
       const gpio = plan.gpio?.settings ? new GpioComponent(service, plan.gpio.settings, { sysfsRoot: o.sysRoot, audit }) : null;
       const http = new HttpComponent({
@@ -137,7 +140,11 @@ export class Daemon {
         listen: o.httpListen,
         hostNames: o.httpHostNames ?? [],
         controlSocket: dir.controlSocket,
-        extraRoutes: [(api) => modelLibraryRoutes(api, { models, store: state.store }), (api) => modelUploadRoutes(api, { models, store: state.store }), ...(gpio ? [(api: ApiRouter) => gpioRoutes(api, gpio)] : [])],
+        extraRoutes: [
+          (api) => modelLibraryRoutes(api, { models, store: state.store, switcher }),
+          (api) => modelUploadRoutes(api, { models, store: state.store }),
+          ...(gpio ? [(api: ApiRouter) => gpioRoutes(api, gpio)] : []),
+        ],
       });
       const httpUp = await this.startOptional(http, true);
 

@@ -29,7 +29,7 @@ import { syncDir, writeFileDurably } from './durable-write.js';
 import { FileDevice } from './file-device.js';
 import type { HashName } from './hash-functions.js';
 import type { HashPool } from './hash-pool.js';
-import { createManifest, DEFAULT_MANIFEST_REGION_SIZE, Manifest, manifestPathFor } from './manifest.js';
+import { createManifest, DEFAULT_MANIFEST_HASH, DEFAULT_MANIFEST_REGION_SIZE, Manifest, manifestPathFor } from './manifest.js';
 import { MODEL_RECORD_FORMAT, readRecord, writeRecord, type LibraryRecord } from './model-record.js';
 import { writeAndHash } from './model-ingest.js';
 import { readLogModelId } from './log-header.js';
@@ -71,7 +71,7 @@ export interface StreamImportOptions extends ImportOptions {
   source: ModelSource;
   /** The manifest the bytes must match (size and every region's hash); none: a new one is made. */
   manifest?: Manifest;
-  /** For a new manifest (default 1 MiB, sha256). */
+  /** For a new manifest (default 1 MiB, DEFAULT_MANIFEST_HASH). */
   regionSize?: number;
   hash?: HashName;
 }
@@ -300,7 +300,7 @@ export class ModelLibrary {
       const source: ModelSource = { kind: 'file', path };
       if (st.isFile() && (await reflink(path, staging.imagePath))) {
         log.info({ path }, 'model image copied as a reflink');
-        const made = await createManifest(staging.imagePath, { regionSize: manifest?.regionSize ?? DEFAULT_MANIFEST_REGION_SIZE, hash: manifest?.hash ?? 'sha256', name: staging.name, onProgress: options.onProgress, hashPool: options.hashPool });
+        const made = await createManifest(staging.imagePath, { regionSize: manifest?.regionSize ?? DEFAULT_MANIFEST_REGION_SIZE, hash: manifest?.hash ?? DEFAULT_MANIFEST_HASH, name: staging.name, onProgress: options.onProgress, hashPool: options.hashPool });
         if (manifest) assertSameDigests(manifest, made.allDigests, path);
         return await staging.commit(manifest ?? made, { source });
       }
@@ -400,7 +400,7 @@ export class ModelLibrary {
 
   private async fillAndCommit(staging: ModelStaging, stream: Readable, o: StreamImportOptions): Promise<StoredModel> {
     const regionSize = o.manifest?.regionSize ?? o.regionSize ?? DEFAULT_MANIFEST_REGION_SIZE;
-    const hash = o.manifest?.hash ?? o.hash ?? 'sha256';
+    const hash = o.manifest?.hash ?? o.hash ?? DEFAULT_MANIFEST_HASH;
     const digests = await writeAndHash(stream, { dest: staging.imagePath, size: o.size, regionSize, hash, hashPool: o.hashPool, onProgress: o.onProgress, signal: o.signal });
     let manifest = o.manifest;
     if (manifest) assertSameDigests(manifest, digests, sourceText(o.source));

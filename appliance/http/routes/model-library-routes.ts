@@ -5,12 +5,24 @@
  *   GET    /api/models/imports/:id   → the import job (poll until done or failed)
  *   PATCH  /api/models/:ref          {name} → the renamed model (audit: model.rename)
  *   DELETE /api/models/:ref[?force=true] → the removed model (audit: model.remove)
+ *   POST   /api/models/:ref/activate {now?} → ModelActivateReply (audit: model.activate)
+ *   POST   /api/models/capture       {name, activate?} → 202 the capture's job (audit: model.capture)
  * `:ref` is a model's name, id or unique id prefix. An import's source is a path on the
  * appliance or an http(s) URL (when the daemon has a URL importer).
  */
 import { z } from 'zod';
-import { modelImportJobSchema, modelImportRequestSchema, modelListSchema, modelRecordSchema, modelRenameRequestSchema } from '../../api/models.js';
+import {
+  modelActivateReplySchema,
+  modelActivateRequestSchema,
+  modelCaptureRequestSchema,
+  modelImportJobSchema,
+  modelImportRequestSchema,
+  modelListSchema,
+  modelRecordSchema,
+  modelRenameRequestSchema,
+} from '../../api/models.js';
 import type { ModelService } from '../../session/model-service.js';
+import type { ModelSwitcher } from '../../session/model-switcher.js';
 import type { StateStore } from '../../state/state-store.js';
 import type { ApiRouter } from '../api-router.js';
 import { audit, needPrincipal } from '../route-context.js';
@@ -19,7 +31,7 @@ const refParams = z.object({ ref: z.string().min(1).max(200) });
 const jobParams = z.object({ id: z.string().regex(/^[0-9a-f]{16}$/, 'an import job id is 16 hex digits') });
 const removeQuery = z.object({ force: z.enum(['true', 'false']).optional() }).strict();
 
-export function modelLibraryRoutes(api: ApiRouter, { models, store }: { models: ModelService; store: StateStore }): void {
+export function modelLibraryRoutes(api: ApiRouter, { models, store, switcher }: { models: ModelService; store: StateStore; switcher?: ModelSwitcher }): void {
   api.add({
     method: 'get',
     path: '/api/models',
@@ -87,6 +99,51 @@ export function modelLibraryRoutes(api: ApiRouter, { models, store }: { models: 
       const m = await models.remove(params.ref, { force: query.force === 'true' });
       await audit(store, res, p.actor, 'model.remove', { model: m.id, name: m.name, ...(query.force === 'true' ? { force: true } : {}) });
       return m;
+    },
+  });
+
+  if (switcher) modelSwitchRoutes(api, { models, store, switcher });
+}
+
+/** Activate and capture (the model switcher). */
+function modelSwitchRoutes(api: ApiRouter, { models, store, switcher }: { models: ModelService; store: StateStore; switcher: ModelSwitcher }): void {
+  api.add({
+    method: 'post',
+    path: '/api/models/:ref/activate',
+    tag: 'models',
+    summary: 'Activate a model: the regions that differ from the model in force are restored from it, at the next session end or now (now: the session ends)',
+    audit: 'handler',
+    params: refParams,
+    body: modelActivateRequestSchema,
+    replies: { 200: { description: 'The activation, and when it takes effect', schema: modelActivateReplySchema } },
+    handler: async ({ res, params, body }) => {
+      const p = needPrincipal(res);
+      const a = await switcher.activate(params.ref, { now: body.now ?? false });
+      await audit(store, res, p.actor, 'model.activate', { model: a.model.record.id, name: a.model.record.name, takesEffect: a.takesEffect, regionsToRestore: a.regionsToRestore });
+      models.emit('models');
+      return { model: await models.record(a.model), takesEffect: a.takesEffect, regionsToRestore: a.regionsToRestore };
+    },
+  });
+
+  api.add({
+    method: 'post',
+    path: '/api/models/capture',
+    tag: 'models',
+    summary: "Capture the host's disk as it reads now as a new model (its parent: the model in force); with activate it becomes the model in force, without a restore. Runs as a job listed in GET /api/models",
+    audit: 'handler',
+    body: modelCaptureRequestSchema,
+    replies: { 202: { description: 'The capture started', schema: modelImportJobSchema } },
+    handler: async ({ res, body }) => {
+      const p = needPrincipal(res);
+      await models.library.checkNameFree(body.name);
+      switcher.assertSomethingToCapture();
+      const session = switcher.sessionNumber;
+      const job = models.runJob({ name: body.name, source: { kind: 'capture', session }, bytesTotal: null }, async (ctx) => {
+        const c = await switcher.capture({ name: body.name, activate: body.activate ?? false, onProgress: (d, t) => ctx.progress(d, t) });
+        return c.model;
+      });
+      await audit(store, res, p.actor, 'model.capture', { job: job.id, name: body.name, session, ...(body.activate ? { activate: true } : {}) });
+      return job;
     },
   });
 }
