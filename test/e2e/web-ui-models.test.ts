@@ -1,9 +1,10 @@
 /**
  * The Models page in a real Chromium against the real daemon (`snapback serve`): upload an image
  * by drag and drop (desktop) or the file chooser (phone) and watch its progress, see it listed
- * with the manifest hashing the same bytes gives, rename it, the activate confirmation saying
- * when a switch takes effect, remove it (never the active model), import from a path on the
- * appliance, capture offered only while thawed, and every action in the audit log.
+ * with the manifest hashing the same bytes gives, rename it, activate it (the confirmation says
+ * when the switch takes effect: at the next session end, or now), capture what the host wrote
+ * while thawed (offered only then), import from a path on the appliance, remove a model (never
+ * the active one), and every action in the audit log.
  * Screenshots go to docs/screenshots (daemon-models-*).
  */
 import assert from 'node:assert/strict';
@@ -16,10 +17,12 @@ import { DEFAULT_MANIFEST_HASH, createManifest } from '../../appliance/storage/m
 import { useChromium, VIEWPORT_NAMES, newPage, shot, waitText } from '../helpers/browser.js';
 import { exited, snapback, startServe, webUiUrl } from '../helpers/cli.js';
 import { PASSWORD, controlRequest } from '../helpers/http-harness.js';
+import { nbdsh } from '../helpers/nbd-clients.js';
 import { patternBytes } from '../helpers/prng.js';
 
 const MIB = 1 << 20;
-const UPLOAD = 6 * MIB;
+/** The same size as the disk: a model to switch to must be. */
+const UPLOAD = 8 * MIB;
 
 /** The rows of the models table as "name[*]" (* = active). */
 async function modelRows(page: Page): Promise<string[]> {
@@ -124,15 +127,15 @@ describe('the Models page in Chromium against the real daemon', function () {
         } else {
           await page.setInputFiles('#upload-file', join(dir, 'lab-v2.img'));
         }
-        await waitText(page, '#upload-chosen', 'lab-v2.img (6.00 MiB)');
+        await waitText(page, '#upload-chosen', 'lab-v2.img (8.00 MiB)');
         assert.equal(await page.inputValue('#upload-name'), 'lab-v2');
         await page.click('#btn-upload');
-        await waitText(page, '#upload-text', /^Uploading: [\d.]+ (KiB|MiB) of 6\.00 MiB/);
+        await waitText(page, '#upload-text', /^Uploading: [\d.]+ (KiB|MiB) of 8\.00 MiB/);
         // The daemon lists it as an import while it arrives.
         await page.waitForSelector('#imports-body tr[data-state=running]');
         await shot(page, vp, 'daemon-models-uploading');
         await cdp.send('Network.emulateNetworkConditions', { offline: false, latency: 0, downloadThroughput: -1, uploadThroughput: -1 });
-        await waitText(page, '#upload-text', 'Uploaded “lab-v2” (6.00 MiB).');
+        await waitText(page, '#upload-text', 'Uploaded “lab-v2” (8.00 MiB).');
         await waitRows(page, ['lab-image*', 'lab-v2']);
         const want = await createManifest(join(dir, 'lab-v2.img'), { hash: DEFAULT_MANIFEST_HASH });
         assert.equal(await page.getAttribute('#models-body tr[data-name=lab-v2] td[data-label=Id]', 'title'), want.id);
@@ -140,7 +143,7 @@ describe('the Models page in Chromium against the real daemon', function () {
         await page.waitForSelector('#imports', { state: 'hidden' });
       });
 
-      it('renames a model; the activate confirmation says when the switch takes effect', async () => {
+      it('renames a model; activates it (confirmed: it takes effect at the next session end), and it is active after that end', async () => {
         await page.click('#models-body tr[data-name=lab-v2] [data-action=rename]');
         await page.fill('dialog.confirm #ask-text', 'lab-2026-12');
         await page.click('dialog.confirm [data-action=confirm]');
@@ -151,9 +154,45 @@ describe('the Models page in Chromium against the real daemon', function () {
         await shot(page, vp, 'daemon-models-confirm-activate');
         await page.check('#activate-now');
         await waitText(page, '#activate-now-message', /^It takes effect now/);
-        await page.click('dialog.confirm [data-action=cancel]');
-        await page.waitForSelector('dialog.confirm', { state: 'detached' });
+        await page.uncheck('#activate-now');
+        await page.click('dialog.confirm [data-action=confirm]');
+        await waitText(page, '.notice-ok:last-child', /^lab-2026-12 becomes active at the next session end \(\d+ regions to restore then\)\.$/);
         await waitRows(page, ['lab-image*', 'lab-2026-12']);
+        // The session ends (the host power-cycles): the switch is made.
+        const end = await controlRequest(join(state, 'control.sock'), 'POST', '/api/session/end', {});
+        assert.ok(end.status < 300, end.text);
+        await waitRows(page, ['lab-image', 'lab-2026-12*']);
+        assert.equal(await page.isDisabled('#models-body tr[data-name=lab-2026-12] [data-action=remove]'), true);
+        const id = await page.getAttribute('#models-body tr[data-name=lab-2026-12] td[data-label=Id]', 'title');
+        await waitText(page, '#model-id', id!);
+      });
+
+      it('captures what the host wrote while thawed, as a child of the active model', async () => {
+        cli('mode', 'thawed');
+        await page.waitForSelector('#capture-form', { state: 'visible' });
+        await nbdsh(
+          [
+            `h.connect_uri(${JSON.stringify(`nbd+unix:///snapback?socket=${join(state, 'nbd.sock')}`)})`,
+            `h.pwrite(b'\\x5a' * ${4 * MIB}, ${2 * MIB})`,
+            'h.flush()',
+            'h.shutdown()',
+          ].join('\n'),
+        );
+        await page.fill('#capture-name', 'lab-2026-12-updates');
+        await page.click('#btn-capture');
+        await waitRows(page, ['lab-image', 'lab-2026-12*', 'lab-2026-12-updates']);
+        await waitText(page, '#models-body tr[data-name=lab-2026-12-updates] td[data-label=Parent]', 'lab-2026-12');
+        await waitText(page, '#models-body tr[data-name=lab-2026-12-updates] td[data-label=Source]', /^captured in session \d+$/);
+        cli('mode', 'frozen');
+        await page.waitForSelector('#capture-form', { state: 'hidden' });
+      });
+
+      it('activates a model now (confirmed): it is in force at once', async () => {
+        await page.click('#models-body tr[data-name=lab-image] [data-action=activate]');
+        await page.check('#activate-now');
+        await page.click('dialog.confirm [data-action=confirm]');
+        await waitText(page, '.notice-ok:last-child', /^lab-image is active now; \d+ regions are being restored\.$/);
+        await waitRows(page, ['lab-image*', 'lab-2026-12', 'lab-2026-12-updates']);
       });
 
       it('imports from a path on the appliance through the import form', async () => {
@@ -162,7 +201,7 @@ describe('the Models page in Chromium against the real daemon', function () {
         await page.fill('#import-url', path);
         await page.fill('#import-name', 'from-path');
         await page.click('#btn-import');
-        await waitRows(page, ['lab-image*', 'lab-2026-12', 'from-path']);
+        await waitRows(page, ['lab-image*', 'lab-2026-12', 'lab-2026-12-updates', 'from-path']);
         await waitText(page, '#models-body tr[data-name=from-path] td[data-label=Source]', `file ${path}`);
         await shot(page, vp, 'daemon-models');
       });
@@ -170,18 +209,21 @@ describe('the Models page in Chromium against the real daemon', function () {
       it('removes a model after confirmation; the daemon’s library agrees', async () => {
         await page.click('#models-body tr[data-name=from-path] [data-action=remove]');
         await page.click('dialog.confirm [data-action=confirm]');
-        await waitRows(page, ['lab-image*', 'lab-2026-12']);
+        await waitRows(page, ['lab-image*', 'lab-2026-12', 'lab-2026-12-updates']);
         const listed = (await controlRequest(join(state, 'control.sock'), 'GET', '/api/models')).json.models as { name: string; active: boolean }[];
-        assert.deepEqual(listed.map((m) => `${m.name}${m.active ? '*' : ''}`).sort(), ['lab-2026-12', 'lab-image*']);
+        assert.deepEqual(listed.map((m) => `${m.name}${m.active ? '*' : ''}`).sort(), ['lab-2026-12', 'lab-2026-12-updates', 'lab-image*']);
       });
 
       it('the Events page shows every model action with who did it', async () => {
         await page.click('#nav a[data-page=events]');
-        await page.waitForFunction(() => (globalThis as any).document.querySelectorAll('#audit-body tr').length >= 5);
+        await page.waitForFunction(() => (globalThis as any).document.querySelectorAll('#audit-body tr').length >= 10);
         const rows: string[] = await page.evaluate(() =>
           Array.from((globalThis as any).document.querySelectorAll('#audit-body tr'), (r: any) => `${r.children[1].textContent} ${r.children[2].textContent}`),
         );
-        assert.deepEqual(rows.slice(0, 4), ['admin model.remove', 'admin model.import', 'admin model.rename', 'admin model.upload']);
+        assert.deepEqual(
+          rows.filter((r) => / model\./.test(r)).slice(0, 7),
+          ['admin model.remove', 'admin model.import', 'admin model.activate', 'admin model.capture', 'admin model.activate', 'admin model.rename', 'admin model.upload'],
+        );
         await shot(page, vp, 'daemon-models-events');
       });
     });
