@@ -6,7 +6,7 @@
  */
 import { postJson, uploadFile, type Upload } from '../api.js';
 import { errorText, fmtBytes, fmtRate, h, notify, pct, setText } from '../dom.js';
-import type { ModelImportJob, ModelRecord } from '../../../appliance/api/models.js';
+import type { ModelCaptureRequest, ModelImportJob, ModelImportRequest, ModelRecord } from '../../../appliance/api/models.js';
 import type { ApplianceStatus } from '../../../appliance/api/status.js';
 
 /** How often the list is reloaded while an upload runs. */
@@ -149,7 +149,7 @@ export function importCard(changed: () => void): HTMLElement {
   );
   form.addEventListener('submit', (ev) => {
     ev.preventDefault();
-    postJson('/api/models/import', { source: url.value.trim(), name: name.value.trim(), ...(lazy.checked ? { lazy: true } : {}) })
+    postJson('/api/models/import', { source: url.value.trim(), name: name.value.trim(), ...(lazy.checked ? { lazy: true } : {}) } satisfies ModelImportRequest)
       .then(() => {
         notify(`Importing ${name.value.trim()}…`);
         form.reset();
@@ -189,7 +189,7 @@ export function captureCard(changed: () => void): CaptureView {
     ev.preventDefault();
     btn.disabled = true;
     // Answered at once; the capture runs as an import job in the list.
-    postJson<ModelImportJob>('/api/models/capture', { name: name.value.trim(), ...(activate.checked ? { activate: true } : {}) })
+    postJson<ModelImportJob>('/api/models/capture', { name: name.value.trim(), ...(activate.checked ? { activate: true } : {}) } satisfies ModelCaptureRequest)
       .then((job) => {
         notify(`Capturing ${job.name}${activate.checked ? '; it becomes the active model when done' : ''}…`);
         form.reset();

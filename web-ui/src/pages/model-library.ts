@@ -6,7 +6,7 @@
  */
 import { request, postJson } from '../api.js';
 import { askText, confirmAction, confirmWithOption, errorText, fmtBytes, fmtInt, fmtRate, fmtTime, h, notify, pct } from '../dom.js';
-import type { ModelActivateReply, ModelImportJob, ModelList, ModelRecord, ModelSource } from '../../../appliance/api/models.js';
+import type { ModelActivateReply, ModelActivateRequest, ModelImportJob, ModelList, ModelRecord, ModelRenameRequest, ModelSource } from '../../../appliance/api/models.js';
 
 export function sourceText(s: ModelSource): string {
   switch (s.kind) {
@@ -101,7 +101,8 @@ export function libraryView(changed: () => void): LibraryView {
     });
     if (now === null) return;
     try {
-      const r = await postJson<ModelActivateReply>(`${modelPath(m)}/activate`, now ? { now: true } : {});
+      const body: ModelActivateRequest = now ? { now: true } : {};
+      const r = await postJson<ModelActivateReply>(`${modelPath(m)}/activate`, body);
       notify(
         r.takesEffect === 'now'
           ? `${m.name} is active now; ${fmtInt(r.regionsToRestore)} regions are being restored.`
@@ -117,7 +118,7 @@ export function libraryView(changed: () => void): LibraryView {
     const name = await askText({ title: `Rename “${m.name}”`, label: 'New name', value: m.name, confirmLabel: 'Rename', maxLength: 100 });
     if (name === null || name === m.name) return;
     try {
-      await request('PATCH', modelPath(m), { name });
+      await request('PATCH', modelPath(m), { name } satisfies ModelRenameRequest);
       notify(`Renamed to ${name}.`);
     } catch (err) {
       notify(`Not renamed: ${errorText(err)}`, 'error');
