@@ -1,6 +1,6 @@
 /**
  * The Models page in a real Chromium against the real daemon (`snapback serve`): upload an image
- * by drag and drop (desktop) or the file chooser (phone) and watch its progress, see it listed
+ * by drag and drop (desktop) or the file chooser with its manifest (phone) and watch its progress, see it listed
  * with the manifest hashing the same bytes gives, rename it, activate it (the confirmation says
  * when the switch takes effect: at the next session end, or now), capture what the host wrote
  * while thawed (offered only then), import from a path on the appliance, remove a model (never
@@ -125,9 +125,23 @@ describe('the Models page in Chromium against the real daemon', function () {
           await page.dispatchEvent('#drop-zone', 'dragover', { dataTransfer: dt });
           await page.dispatchEvent('#drop-zone', 'drop', { dataTransfer: dt });
         } else {
-          await page.setInputFiles('#upload-file', join(dir, 'lab-v2.img'));
+          // The image with its manifest (made by `snapback model manifest`): the upload is checked
+          // against it. First with the manifest of other bytes of the same size: refused.
+          await writeFile(join(dir, 'other.img'), patternBytes(UPLOAD, 99));
+          for (const img of ['lab-v2.img', 'other.img']) {
+            const r = snapback(['model', 'manifest', join(dir, img)]);
+            assert.equal(r.code, 0, r.stderr);
+          }
+          await page.setInputFiles('#upload-file', [join(dir, 'lab-v2.img'), join(dir, 'other.img.manifest.json')]);
+          await waitText(page, '#upload-chosen', 'lab-v2.img (8.00 MiB), checked against other.img.manifest.json');
+          await page.click('#btn-upload');
+          await waitText(page, '#upload-text', /^Upload failed: the upload does not match its manifest/);
+          // (the refused request is logged by Chromium as a failed load: expected here)
+          assert.deepEqual(problems.splice(0).filter((p) => !/status of 400/.test(p)), []);
+          await waitRows(page, ['lab-image*']);
+          await page.setInputFiles('#upload-file', [join(dir, 'lab-v2.img'), join(dir, 'lab-v2.img.manifest.json')]);
         }
-        await waitText(page, '#upload-chosen', 'lab-v2.img (8.00 MiB)');
+        await waitText(page, '#upload-chosen', vp === 'desktop' ? 'lab-v2.img (8.00 MiB)' : 'lab-v2.img (8.00 MiB), checked against lab-v2.img.manifest.json');
         assert.equal(await page.inputValue('#upload-name'), 'lab-v2');
         await page.click('#btn-upload');
         await waitText(page, '#upload-text', /^Uploading: [\d.]+ (KiB|MiB) of 8\.00 MiB/);
@@ -140,7 +154,8 @@ describe('the Models page in Chromium against the real daemon', function () {
         const want = await createManifest(join(dir, 'lab-v2.img'), { hash: DEFAULT_MANIFEST_HASH });
         assert.equal(await page.getAttribute('#models-body tr[data-name=lab-v2] td[data-label=Id]', 'title'), want.id);
         await waitText(page, '#models-body tr[data-name=lab-v2] td[data-label=Source]', 'upload of lab-v2.img');
-        await page.waitForSelector('#imports', { state: 'hidden' });
+        await page.waitForSelector('#imports-body tr[data-state=running]', { state: 'detached' });
+        if (vp === 'phone') await waitText(page, '#imports-body tr[data-state=failed] td[data-label=Progress]', /^Failed: the upload does not match its manifest/);
       });
 
       it('renames a model; activates it (confirmed: it takes effect at the next session end), and it is active after that end', async () => {

@@ -17,15 +17,38 @@ function nameOfFile(fileName: string): string {
   return fileName.replace(/\.(img|raw|bin|iso)$/i, '').slice(0, 100) || 'model';
 }
 
+/** What the upload must hash to: from a manifest file chosen with the image. */
+interface ExpectedManifest {
+  id: string;
+  regionSize: number;
+  hash: string;
+}
+
+/** Reads a manifest file (only its small fields are used) and checks it is for `image`. */
+async function readManifest(m: File, image: File): Promise<ExpectedManifest> {
+  let j: unknown;
+  try {
+    j = JSON.parse(await m.text());
+  } catch {
+    throw new Error(`${m.name} is not JSON`);
+  }
+  const o = j as Partial<Record<'id' | 'regionSize' | 'hash' | 'size', unknown>>;
+  if (typeof o.id !== 'string' || typeof o.regionSize !== 'number' || typeof o.hash !== 'string' || typeof o.size !== 'number') {
+    throw new Error(`${m.name} is not a Snapback manifest`);
+  }
+  if (o.size !== image.size) throw new Error(`${m.name} describes ${fmtBytes(o.size)} (${o.size} bytes) but ${image.name} is ${image.size} bytes`);
+  return { id: o.id, regionSize: o.regionSize, hash: o.hash };
+}
+
 /** The upload card: `changed` runs when an upload ends (the list reloads). */
 export function uploadCard(changed: () => void): HTMLElement {
-  const input = h('input', { type: 'file', id: 'upload-file' });
+  const input = h('input', { type: 'file', id: 'upload-file', multiple: true });
   const chosen = h('p', { id: 'upload-chosen', class: 'muted' }, 'Drop a disk image here, or choose one.');
   const zone = h(
     'label',
     { class: 'drop-zone', id: 'drop-zone', for: 'upload-file' },
     h('strong', null, 'Drop a disk image here'),
-    h('span', { class: 'muted small' }, 'or click to choose a file'),
+    h('span', { class: 'muted small' }, 'or click to choose a file; add its .manifest.json to have it checked'),
     input,
   );
   const name = h('input', { type: 'text', id: 'upload-name', maxlength: 100, required: true, placeholder: 'model name' });
@@ -45,12 +68,26 @@ export function uploadCard(changed: () => void): HTMLElement {
     text,
   );
   let file: File | null = null;
+  let manifest: ExpectedManifest | null = null;
   let upload: Upload<ModelRecord> | null = null;
 
-  const choose = (f: File | undefined): void => {
+  /** The image, and optionally its manifest (IMAGE.manifest.json) chosen or dropped with it. */
+  const choose = async (files: FileList | null | undefined): Promise<void> => {
+    const all = [...(files ?? [])];
+    const f = all.find((x) => !x.name.endsWith('.manifest.json'));
+    const m = all.find((x) => x.name.endsWith('.manifest.json'));
     if (!f || upload) return;
+    manifest = null;
+    if (m) {
+      try {
+        manifest = await readManifest(m, f);
+      } catch (err) {
+        notify(`Not used: ${errorText(err)}`, 'error');
+        return;
+      }
+    }
     file = f;
-    setText(chosen, `${f.name} (${fmtBytes(f.size)})`);
+    setText(chosen, `${f.name} (${fmtBytes(f.size)})${manifest ? `, checked against ${m?.name ?? 'its manifest'}` : ''}`);
     chosen.classList.remove('muted');
     if (!name.value || name.dataset.auto === 'true') {
       name.value = nameOfFile(f.name);
@@ -59,7 +96,7 @@ export function uploadCard(changed: () => void): HTMLElement {
     start.disabled = false;
   };
   name.addEventListener('input', () => (name.dataset.auto = 'false'));
-  input.addEventListener('change', () => choose(input.files?.[0]));
+  input.addEventListener('change', () => void choose(input.files));
   zone.addEventListener('dragover', (ev) => {
     ev.preventDefault();
     zone.classList.add('drag-over');
@@ -68,7 +105,7 @@ export function uploadCard(changed: () => void): HTMLElement {
   zone.addEventListener('drop', (ev) => {
     ev.preventDefault();
     zone.classList.remove('drag-over');
-    choose(ev.dataTransfer?.files[0]);
+    void choose(ev.dataTransfer?.files);
   });
 
   form.addEventListener('submit', (ev) => {
@@ -78,6 +115,11 @@ export function uploadCard(changed: () => void): HTMLElement {
     if (!f || !n || upload) return;
     const startedAt = performance.now();
     const q = new URLSearchParams({ name: n, fileName: f.name });
+    if (manifest) {
+      q.set('manifestId', manifest.id);
+      q.set('regionSize', String(manifest.regionSize));
+      q.set('hash', manifest.hash);
+    }
     start.disabled = true;
     cancel.hidden = false;
     bar.hidden = false;
@@ -105,6 +147,7 @@ export function uploadCard(changed: () => void): HTMLElement {
         setText(text, `Uploaded “${m.name}” (${fmtBytes(m.size)}).`);
         notify(`Model ${m.name} added.`);
         file = null;
+        manifest = null;
         form.reset();
         setText(chosen, 'Drop a disk image here, or choose one.');
         chosen.classList.add('muted');
