@@ -166,7 +166,7 @@ describe('the Models page in Chromium against the real daemon', function () {
 
         await page.click('#models-body tr[data-name=lab-2026-12] [data-action=activate]');
         await waitText(page, '#activate-now-message', /^It takes effect at the next session end/);
-        await shot(page, vp, 'daemon-models-confirm-activate');
+        await shot(page, vp, 'daemon-models-confirm-activate', false);
         await page.check('#activate-now');
         await waitText(page, '#activate-now-message', /^It takes effect now/);
         await page.uncheck('#activate-now');
