@@ -5,7 +5,7 @@
  * and flags are defined, parsed and checked in program.ts; each handler gets them typed and
  * returns the exit status.
  */
-import { stat } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { SnapbackError } from '../errors.js';
 import { createManifest, manifestPathFor, type HashName } from '../storage/manifest.js';
 import { formatSize } from '../storage/sizes.js';
@@ -129,7 +129,14 @@ export async function serve(o: {
   gpio: ServeOptions['gpio'];
   keepSession?: boolean;
   firstBootPasswordFile: string;
+  management?: string;
+  applianceName?: string;
+  enrollmentCode?: string;
+  managementUsername?: string;
+  managementPasswordFile?: string;
+  managementCa?: string;
 }): Promise<number> {
+  const management = await managementOptions(o);
   await startDaemon({
     stateDir: o.stateDir,
     nbdSocket: o.nbdSocket,
@@ -143,9 +150,34 @@ export async function serve(o: {
     gpio: o.gpio,
     endSessionOnStart: !o.keepSession,
     firstBootPasswordFile: o.firstBootPasswordFile,
+    management,
   });
   await new Promise<never>(() => undefined); // runs until a signal
   return 0;
+}
+
+/** serve's fleet flags, with the files they name read (a missing file is an error before anything starts). */
+async function managementOptions(o: { management?: string; applianceName?: string; enrollmentCode?: string; managementUsername?: string; managementPasswordFile?: string; managementCa?: string }): Promise<ServeOptions['management']> {
+  if (o.management === undefined) {
+    const stray = [o.enrollmentCode && '--enrollment-code', o.managementUsername && '--management-username', o.managementPasswordFile && '--management-password-file', o.managementCa && '--management-ca', o.applianceName && '--appliance-name'].filter(Boolean);
+    if (stray.length > 0) throw new SnapbackError('BAD_ARGUMENT', `${stray.join(', ')} need --management URL`);
+    return null;
+  }
+  const read = async (flag: string, file: string): Promise<string> => {
+    try {
+      return await readFile(file, 'utf8');
+    } catch (err) {
+      throw new SnapbackError('BAD_ARGUMENT', `${flag} ${file}: ${(err as Error).message}`);
+    }
+  };
+  return {
+    url: o.management,
+    ...(o.applianceName !== undefined ? { applianceName: o.applianceName } : {}),
+    ...(o.enrollmentCode !== undefined ? { enrollmentCode: o.enrollmentCode } : {}),
+    ...(o.managementUsername !== undefined ? { username: o.managementUsername } : {}),
+    ...(o.managementPasswordFile !== undefined ? { password: (await read('--management-password-file', o.managementPasswordFile)).replace(/\r?\n$/, '') } : {}),
+    ...(o.managementCa !== undefined ? { caCertificate: await read('--management-ca', o.managementCa) } : {}),
+  };
 }
 
 function controlSocketOf(stateDir: string): string {

@@ -9,6 +9,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ApiRouter } from '../../appliance/http/api-router.js';
 import { HttpComponent, type HttpComponentOptions } from '../../appliance/http/http-component.js';
+import { managementRoutes } from '../../appliance/http/routes/management-routes.js';
+import { ManagementComponent } from '../../appliance/management/management-component.js';
 import type { ApplianceService } from '../../appliance/session/appliance-service.js';
 import { StateStore } from '../../appliance/state/state-store.js';
 import { FakeAppliance, type FakeOptions } from './fake-appliance.js';
@@ -39,8 +41,21 @@ export async function startHarness(
   // As the session manager does: the hydration rate follows the saved settings.
   store.on('settings', (s: { hydrationRateBytesPerSecond: number | null }) => void service.setHydrationRate(s.hydrationRateBytesPerSecond));
   const controlSocket = join(dir, 'control.sock');
-  const extraRoutes = [...(opts.http?.extraRoutes ?? []), ...(opts.routes ?? []).map((add) => (api: ApiRouter) => add(api, store))];
-  const http = new HttpComponent({ service, store, listen: { host: opts.host ?? '127.0.0.1', port: 0 }, controlSocket, ...opts.http, extraRoutes });
+  // As the daemon has it: the fleet link (off until configured), and its settings routes.
+  const management = new ManagementComponent({ service, stateDir: dir, audit: (e) => store.audit(e) });
+  await management.start();
+  const http = new HttpComponent({
+    service,
+    store,
+    listen: { host: opts.host ?? '127.0.0.1', port: 0 },
+    controlSocket,
+    ...opts.http,
+    extraRoutes: [
+      ...(opts.http?.extraRoutes ?? []),
+      (api) => managementRoutes(api, management, store),
+      ...(opts.routes ?? []).map((add) => (api: ApiRouter) => add(api, store)),
+    ],
+  });
   await http.start();
   const url = http.address().url.replace(/\/$/, '');
   return {
@@ -51,6 +66,7 @@ export async function startHarness(
     url,
     controlSocket,
     async close() {
+      await management.stop();
       await http.stop();
       service.close();
       await store.close();
