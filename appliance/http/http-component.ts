@@ -137,8 +137,8 @@ export class HttpComponent implements Component {
    */
   async openApiDocument(): Promise<object> {
     if (!this.api) throw new SnapbackError('CLOSED', 'the HTTP component is not started');
-    const { buildOpenApiDocument } = await import('./openapi.js');
-    return buildOpenApiDocument(this.api.routes(), this.opts.service.status().daemon.version);
+    const openapi = await import('./openapi.js');
+    return openapi.buildOpenApiDocument(this.api.routes(), this.opts.service.status().daemon.version);
   }
 
   /** The declared API routes (what the OpenAPI document is made of). */
