@@ -16,7 +16,7 @@ import { startServe, exited, nbdUri } from '../helpers/cli.js';
 import { qemuIo } from '../helpers/nbd-clients.js';
 import { waitFor } from '../helpers/wait.js';
 import { callDaemon } from '../../appliance/cli/control-client.js';
-import { forEachRun, type RegionMapEncoding, type RegionRun } from '../../appliance/session/region-map-codec.js';
+import { forEachRun, type RegionMapEncoding, type RegionRun } from '../../appliance/api/region-map-wire.js';
 import { RegionState } from '../../appliance/session/appliance-service.js';
 
 const TiB = 2 ** 40;
