@@ -22,7 +22,10 @@ export type ErrorCode =
   | 'STATE_CORRUPT' // the state file (settings, users, history) cannot be read or is from a newer version
   | 'VERIFY_FAILED' // a verification found a difference it should not have
   | 'DAEMON_UNREACHABLE' // the CLI cannot reach the daemon
-  | 'BUSY'; // an operation that conflicts with one in progress
+  | 'BUSY' // an operation that conflicts with one in progress
+  | 'NOT_FOUND' // a named thing (a model, a file) that does not exist
+  | 'ALREADY_EXISTS' // a name or a model that is taken already
+  | 'IN_USE'; // a model (or other thing) that cannot be removed while it is used
 
 export class SnapbackError extends Error {
   readonly code: ErrorCode;

@@ -1,7 +1,7 @@
 /**
  * `npm run bench` (node dist/bench/run.js): the benchmark, in parts.
  *
- *   node dist/bench/run.js [storage] [model] [memory] [nbd] [--quick] [--no-ext4] [--no-memory] [--no-study] [--only W,W] [--dir DIR]
+ *   node dist/bench/run.js [storage] [model] [models] [memory] [nbd] [--quick] [--no-ext4] [--no-memory] [--no-study] [--only W,W] [--dir DIR]
  *   npm run bench -- storage --only first-touch
  *
  * With no part named, every part runs. Parts:
@@ -10,6 +10,9 @@
  *            workloads (seq, first-touch, restore, session-end, study)
  *   model    hashing per core and the manifest of a 1 TiB model (bench/model.ts); the restore
  *            rows with model verification are the storage part's
+ *   models   the model library (bench/models.ts): SHA-256 and BLAKE3 on one core, the manifest
+ *            of a 64 GiB sparse image, import over HTTP against curl, the first read of a lazy
+ *            model, a switch between models against a full copy
  *   memory   the daemon's memory on sparse 64 GiB and 1 TiB disks (bench/memory-scale.ts)
  *   nbd      the NBD benchmark (bench/nbd-peers.ts) if it is there, serving the protected disk
  *
@@ -33,7 +36,7 @@ import { writePartResults } from './results-files.js';
 process.env.LOG_LEVEL ??= 'warn';
 
 const here = dirname(fileURLToPath(import.meta.url)); // dist/bench
-const PARTS = ['storage', 'model', 'memory', 'nbd'] as const;
+const PARTS = ['storage', 'model', 'models', 'memory', 'nbd'] as const;
 type Part = (typeof PARTS)[number];
 
 function isTmpfs(path: string): boolean {
@@ -102,6 +105,19 @@ async function runModel(a: Args): Promise<void> {
     process.stdout.write(writePartResults('model', { startedAt: started.toISOString(), ...model }, mb.modelMarkdown(model)));
   } catch (err) {
     process.stderr.write(`model bench failed: ${(err as Error).stack ?? String(err)}\n`);
+  }
+}
+
+/** The model library (bench/models.ts), on the disk-backed temporary directory as on the appliance's disk. */
+async function runModels(a: Args): Promise<void> {
+  const mb = await import('./models.js');
+  const started = new Date();
+  const dir = a.dir ? resolve(a.dir) : isTmpfs(tmpdir()) ? '/var/tmp' : tmpdir();
+  try {
+    const r = await mb.runModelsBench({ dir, quick: a.quick });
+    process.stdout.write(writePartResults('models', { startedAt: started.toISOString(), ...r }, mb.modelsMarkdown(r)));
+  } catch (err) {
+    process.stderr.write(`models bench failed: ${(err as Error).stack ?? String(err)}\n`);
   }
 }
 
@@ -174,6 +190,7 @@ async function main(): Promise<void> {
   const missed: string[] = [];
   if (parts.includes('storage')) missed.push(...(await runStorage(a, tag)));
   if (parts.includes('model')) await runModel(a);
+  if (parts.includes('models')) await runModels(a);
   if (parts.includes('memory')) await runMemory(a, tag);
   if (parts.includes('nbd')) await runNbd(a);
   if (missed.length) process.stderr.write(`targets missed: ${missed.join(', ')}\n`);

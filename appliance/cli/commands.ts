@@ -6,7 +6,6 @@
  * returns the exit status.
  */
 import { stat } from 'node:fs/promises';
-import cliProgress from 'cli-progress';
 import { SnapbackError } from '../errors.js';
 import { createManifest, manifestPathFor, type HashName } from '../storage/manifest.js';
 import { formatSize } from '../storage/sizes.js';
@@ -14,6 +13,7 @@ import { initEngine, openEngine } from '../storage/engine.js';
 import { StateDir } from '../storage/state-dir.js';
 import { verifyAgainstLog } from '../storage/verify.js';
 import { callDaemon } from './control-client.js';
+import { bytesBar, out, progressBar } from './output.js';
 import { Daemon, type ServeOptions } from '../daemon/daemon.js';
 import { runDemo } from './demo.js';
 import type { ApplianceStatus } from '../session/appliance-service.js';
@@ -22,30 +22,11 @@ function bad(msg: string): never {
   throw new SnapbackError('BAD_ARGUMENT', msg);
 }
 
-const out = (s: string) => process.stdout.write(s.endsWith('\n') ? s : s + '\n');
-
-function progressBar(label: string): { update(done: number, total: number): void; stop(): void } {
-  if (!process.stderr.isTTY) return { update() {}, stop() {} };
-  const bar = new cliProgress.SingleBar({ format: `${label} [{bar}] {percentage}% | {value}/{total} regions | ETA {eta}s`, stream: process.stderr }, cliProgress.Presets.shades_classic);
-  let started = false;
-  return {
-    update(done, total) {
-      if (!started) {
-        bar.start(total, done);
-        started = true;
-      } else bar.update(done);
-    },
-    stop() {
-      if (started) bar.stop();
-    },
-  };
-}
-
 export async function modelManifest(image: string, o: { out?: string; regionSize?: number; hash: HashName; name?: string }): Promise<number> {
   const st = await stat(image).catch(() => bad(`model image ${image} does not exist`));
   if (!st.isFile() && !st.isBlockDevice()) bad(`${image} is not a file or block device`);
-  const bar = progressBar('hashing');
-  const m = await createManifest(image, { regionSize: o.regionSize, hash: o.hash, name: o.name, onProgress: (d, t) => bar.update(Math.floor(d / 1048576), Math.ceil(t / 1048576)) });
+  const bar = bytesBar('hashing');
+  const m = await createManifest(image, { regionSize: o.regionSize, hash: o.hash, name: o.name, onProgress: (d, t) => bar.update(d, t) });
   bar.stop();
   const dest = o.out ?? manifestPathFor(image);
   await m.save(dest);
@@ -56,6 +37,7 @@ export async function modelManifest(image: string, o: { out?: string; regionSize
 export async function init(o: { stateDir: string; model: string; disk: string; manifest?: string; regionSize?: number; restore: 'instant' | 'eager'; diskMatchesModel?: boolean }): Promise<number> {
   const state = new StateDir(o.stateDir);
   state.assertNotInUse('init');
+  const bar = bytesBar('hashing the model');
   const res = await initEngine({
     stateDir: o.stateDir,
     model: o.model,
@@ -64,7 +46,8 @@ export async function init(o: { stateDir: string; model: string; disk: string; m
     regionSize: o.regionSize,
     restore: o.restore,
     diskMatchesModel: o.diskMatchesModel ?? false,
-  });
+    onManifestProgress: (d, t) => bar.update(d, t),
+  }).finally(() => bar.stop());
   out(`initialised ${state.path}: ${res.regionCount} regions, ${res.pendingRegions} pending${res.createdDisk ? ` (created ${o.disk} as a sparse file)` : ''}`);
   return 0;
 }

@@ -4,9 +4,12 @@
  */
 import { request } from 'node:http';
 import { existsSync } from 'node:fs';
-import { SnapbackError } from '../errors.js';
+import { SnapbackError, type ErrorCode } from '../errors.js';
 
-export async function callDaemon(controlSocket: string, method: 'GET' | 'POST', path: string, body?: unknown, timeoutMs = 0): Promise<unknown> {
+/** Codes a daemon's error reply may carry that the CLI passes on as they are (exit status, message). */
+const PASSED_ON: ReadonlySet<string> = new Set<ErrorCode>(['BAD_ARGUMENT', 'NOT_FOUND', 'ALREADY_EXISTS', 'IN_USE', 'MANIFEST_INVALID', 'NO_SPACE', 'BUSY', 'NOT_SUPPORTED', 'STATE_LOCKED']);
+
+export async function callDaemon(controlSocket: string, method: 'GET' | 'POST' | 'PATCH' | 'DELETE', path: string, body?: unknown, timeoutMs = 0): Promise<unknown> {
   if (!existsSync(controlSocket)) throw new SnapbackError('DAEMON_UNREACHABLE', `no daemon is running here (no ${controlSocket}); start one with "snapback serve"`);
   const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
   return new Promise((resolve, reject) => {
@@ -25,7 +28,8 @@ export async function callDaemon(controlSocket: string, method: 'GET' | 'POST', 
           }
           if ((res.statusCode ?? 500) >= 400) {
             const msg = typeof json === 'object' && json && 'message' in json ? String((json as { message: unknown }).message) : text;
-            reject(new SnapbackError((res.statusCode ?? 500) === 400 ? 'BAD_ARGUMENT' : 'IO_ERROR', `daemon: ${msg}`));
+            const code = typeof json === 'object' && json && 'error' in json ? String((json as { error: unknown }).error) : '';
+            reject(new SnapbackError(PASSED_ON.has(code) ? (code as ErrorCode) : (res.statusCode ?? 500) === 400 ? 'BAD_ARGUMENT' : 'IO_ERROR', `daemon: ${msg}`));
           } else resolve(json);
         });
       },

@@ -7,13 +7,15 @@
  * Argument and value names are written as they appear in the synopsis (IMAGE, DIR, HOST:PORT).
  */
 import { Argument, Command, InvalidArgumentError, Option } from 'commander';
-import { SUPPORTED_HASHES } from '../storage/manifest.js';
+import { DEFAULT_MANIFEST_HASH, SUPPORTED_HASHES } from '../storage/manifest.js';
 import { parseSize } from '../storage/sizes.js';
 import { isSnapbackError } from '../errors.js';
 import { groupId } from '../nbd/listen-policy.js';
 import { VERSION } from '../version.js';
 import * as commands from './commands.js';
+import * as modelCommands from './model-commands.js';
 import { passwd } from './passwd.js';
+import { modelActivate, modelCapture } from './model-switch-commands.js';
 import { DEFAULT_FIRST_BOOT_PASSWORD_FILE } from '../daemon/first-boot-password.js';
 import { renderReference } from './reference.js';
 
@@ -83,17 +85,60 @@ export function buildProgram(run: CliRun = { exitCode: 0 }): Command {
     .argument('<IMAGE>', 'the model image (file or block device)')
     .option('--out <FILE>', 'where to write the manifest')
     .option('--region-size <SIZE>', 'manifest region size (default 1M)', size('--region-size'))
-    .addOption(new Option('--hash <HASH>', 'hash function').choices(SUPPORTED_HASHES).default('sha256'))
+    .addOption(new Option('--hash <HASH>', 'hash function').choices(SUPPORTED_HASHES).default(DEFAULT_MANIFEST_HASH))
     .option('--name <NAME>', "the model's display name (default: the image's file name)")
     .action(act(commands.modelManifest));
+  model
+    .command('import')
+    .description("add a model to the library: copied (a reflink where the filesystem can) and hashed, or checked against SOURCE.manifest.json; prints the new model's id last")
+    .argument('<SOURCE>', 'the model image: a path, or an http(s) URL')
+    .addOption(stateDir())
+    .requiredOption('--name <NAME>', "the model's name in the library (unique)")
+    .option('--lazy', 'a URL model usable at once, fetched region by region as the host reads (needs the daemon)')
+    .option('--json', "print the model's record as JSON")
+    .action(act(modelCommands.modelImport));
+  model
+    .command('list')
+    .description('the models in the library; * marks the active one')
+    .addOption(stateDir())
+    .option('--json', 'print the records as a JSON array')
+    .action(act(modelCommands.modelList));
+  model
+    .command('rename')
+    .description('rename a model of the library (names are unique)')
+    .argument('<NAME|ID>', 'the model: its name, id or a unique start of its id')
+    .argument('<NEW_NAME>', 'its new name')
+    .addOption(stateDir())
+    .action(act(modelCommands.modelRename));
+  model
+    .command('remove')
+    .description('remove a model from the library: never the active one; the previous version (the rollback target) only with --force')
+    .argument('<NAME|ID>', 'the model: its name, id or a unique start of its id')
+    .addOption(stateDir())
+    .option('--force', 'remove the previous version too, giving up the rollback to it')
+    .action(act(modelCommands.modelRemove));
+  model
+    .command('activate')
+    .description('activate a model of the library: the regions that differ from the active one are restored from it at the next session end')
+    .argument('<NAME|ID>', "the model's name, id or unique id prefix")
+    .option('--now', 'end the host session now, on the new model')
+    .addOption(stateDir())
+    .action(act(modelActivate));
+  model
+    .command('capture')
+    .description("capture the host's disk as it reads now as a new model of the library (its parent: the active model); prints its id last")
+    .requiredOption('--name <NAME>', "the new model's name")
+    .option('--activate', 'make it the active model at once, without a restore (the host session goes on)')
+    .addOption(stateDir())
+    .action(act(modelCapture));
 
   program
     .command('init')
     .description('initialise a state directory: model, working disk and an empty write log')
     .addOption(stateDir())
-    .requiredOption('--model <IMAGE>', 'the model image (its manifest must exist)')
+    .requiredOption('--model <IMAGE>', 'the model image, registered in the library where it lies (hashed into a manifest when it has none)')
     .requiredOption('--disk <PATH>', 'the working disk the host sees (a block device, or a file created sparse)')
-    .option('--manifest <FILE>', "the model's manifest (default IMAGE.manifest.json)")
+    .option('--manifest <FILE>', "the model's manifest (default IMAGE.manifest.json when it exists)")
     .option('--region-size <SIZE>', 'write-log region size (default 64K)', size('--region-size'))
     .addOption(new Option('--restore <MODE>', 'restore mode').choices(['instant', 'eager'] as const).default('instant'))
     .option('--disk-matches-model', 'the disk already holds the model: verify it instead of restoring every region')

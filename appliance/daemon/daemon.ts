@@ -30,7 +30,11 @@ import { HttpComponent } from '../http/http-component.js';
 import { GadgetComponent } from '../gadget/gadget-component.js';
 import { GpioComponent } from '../gpio/gpio-component.js';
 import { gpioRoutes } from '../http/routes/gpio-routes.js';
+import { modelLibraryRoutes } from '../http/routes/model-library-routes.js';
+import { ModelService } from '../session/model-service.js';
+import { ModelLibrary } from '../storage/model-library.js';
 import type { NbdTlsFiles } from '../nbd/tls-config.js';
+import type { ApiRouter } from '../http/api-router.js';
 import { childLogger } from '../logger.js';
 
 const log = childLogger('daemon');
@@ -76,6 +80,8 @@ export class Daemon {
   private readonly notify = new SdNotify();
   engine: Engine | null = null;
   sessions: SessionManager | null = null;
+  /** The model library's service (imports, rename, remove); from the start of the HTTP component. */
+  models: ModelService | null = null;
   addresses: DaemonAddresses | null = null;
 
   constructor(private readonly opts: ServeOptions) {}
@@ -92,7 +98,9 @@ export class Daemon {
     const dir = plan.state;
 
     const storage = new StorageComponent(dir);
+    const library = new ModelLibrary(dir);
     const sessions: SessionsComponent = new SessionsComponent({
+      library,
       engine: () => storage.engine,
       store: () => state.store,
       endSessionOnStart: o.endSessionOnStart ?? true,
@@ -121,6 +129,9 @@ export class Daemon {
       const service = sessions.manager;
       const audit = (e: { actor: string; action: string; details?: Record<string, unknown> }): void => void state.store.audit(e).catch(() => undefined);
 
+      const switcher = sessions.switcher;
+      const models = new ModelService({ library, activeModelId: () => storage.engine.model.id, inUse: () => (switcher.pendingModelId ? [switcher.pendingModelId] : []) });
+      this.models = models;
       const gpio = plan.gpio?.settings ? new GpioComponent(service, plan.gpio.settings, { sysfsRoot: o.sysRoot, audit }) : null;
       const http = new HttpComponent({
         service,
@@ -128,7 +139,7 @@ export class Daemon {
         listen: o.httpListen,
         hostNames: o.httpHostNames ?? [],
         controlSocket: dir.controlSocket,
-        extraRoutes: gpio ? [(api) => gpioRoutes(api, gpio)] : [],
+        extraRoutes: [(api) => modelLibraryRoutes(api, { models, store: state.store, switcher }), ...(gpio ? [(api: ApiRouter) => gpioRoutes(api, gpio)] : [])],
       });
       const httpUp = await this.startOptional(http, true);
 
@@ -165,6 +176,7 @@ export class Daemon {
     if (this.stopping) return this.stopping;
     this.stopping = (async () => {
       await this.notify.stopping();
+      await this.models?.close().catch((err: unknown) => log.error({ err }, 'model imports failed to stop cleanly'));
       for (const c of [...this.started].reverse()) {
         try {
           await c.stop();

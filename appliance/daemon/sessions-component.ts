@@ -1,9 +1,13 @@
 /**
- * The sessions component: the session manager, the core every front end talks to. Starting it
- * ends the previous host session (unless told to keep it) and starts the background restore.
+ * The sessions component: the session manager, the core every front end talks to, and the model
+ * switcher. Starting it schedules an activation left pending, ends the previous host session
+ * (unless told to keep it: then the activation waits for the next session end) and starts the
+ * background restore.
  */
 import type { Component } from '../component.js';
 import { SessionManager } from '../session/session-manager.js';
+import { ModelSwitcher } from '../session/model-switcher.js';
+import type { ModelLibrary } from '../storage/model-library.js';
 import type { ComponentHealth } from '../session/appliance-service.js';
 import type { Engine } from '../storage/engine.js';
 import type { StateStore } from '../state/state-store.js';
@@ -13,6 +17,8 @@ export interface SessionsComponentOptions {
   engine: () => Engine;
   store: () => StateStore;
   endSessionOnStart: boolean;
+  /** The state directory's model library (shared with the model service). */
+  library: ModelLibrary;
   /** The daemon's view of its components, for the status. */
   components: () => ComponentHealth[];
   /** NBD clients connected when the manager starts. */
@@ -22,12 +28,18 @@ export interface SessionsComponentOptions {
 export class SessionsComponent implements Component {
   readonly name = 'sessions';
   private created: SessionManager | null = null;
+  private switcherMade: ModelSwitcher | null = null;
 
   constructor(private readonly opts: SessionsComponentOptions) {}
 
   get manager(): SessionManager {
     if (!this.created) throw new SnapbackError('CLOSED', 'the session manager is not running');
     return this.created;
+  }
+
+  get switcher(): ModelSwitcher {
+    if (!this.switcherMade) throw new SnapbackError('CLOSED', 'the session manager is not running');
+    return this.switcherMade;
   }
 
   /** Forwards the NBD client count once the manager exists. */
@@ -40,10 +52,14 @@ export class SessionsComponent implements Component {
     const manager = new SessionManager(this.opts.engine(), this.opts.store(), { components: this.opts.components });
     this.created = manager;
     manager.setNbdClients(this.opts.nbdClients());
+    const switcher = new ModelSwitcher(this.opts.engine(), this.opts.library, manager);
+    this.switcherMade = switcher;
+    await switcher.load();
     await manager.start({ endSessionOnStart: this.opts.endSessionOnStart });
   }
 
   async stop(): Promise<void> {
     await this.created?.stop();
+    await this.switcherMade?.close();
   }
 }

@@ -14,7 +14,7 @@ import type { z } from 'zod';
 import { noQuerySchema } from '../api/common.js';
 import { asyncHandler, validate } from './http-util.js';
 
-export type Method = 'get' | 'post' | 'delete';
+export type Method = 'get' | 'post' | 'patch' | 'delete';
 
 export interface ReplySpec {
   description: string;

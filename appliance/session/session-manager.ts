@@ -37,8 +37,24 @@ export interface SessionManagerOptions {
   components?: () => ComponentHealth[];
 }
 
+/**
+ * A model switch to make at the next session end (the model switcher, model-switcher.ts): the
+ * session ends on the new model instead of the old one.
+ */
+export interface SessionEndSwitch {
+  /** What the session history says (e.g. "model switched to NAME"). */
+  readonly note: string;
+  /** Puts the new model in force with host I/O stopped; keeps it stopped if asked (an eager restore follows). */
+  run(keepQuiesced: boolean): Promise<void>;
+  /** After the session ended on the new model: bookkeeping, not undone by its failure. */
+  done(): Promise<void>;
+}
+
 export class SessionManager extends EventEmitter implements ApplianceService {
   private readonly participants: SessionEndParticipant[] = [];
+  private switchAtEnd: SessionEndSwitch | null = null;
+  /** Work that must not overlap a session end (exclusive()). */
+  private holding: Promise<unknown> | null = null;
   private ending: Promise<SessionRecord> | null = null;
   private current: SessionRecord;
   private hostConnection: HostConnectionState = 'nbd-only';
@@ -183,10 +199,39 @@ export class SessionManager extends EventEmitter implements ApplianceService {
 
   endSession(reason: SessionEndReason, note?: string): Promise<SessionRecord> {
     if (this.ending) return this.ending;
-    this.ending = this.doEndSession(reason, note).finally(() => {
+    this.ending = (async () => {
+      while (this.holding) await this.holding.catch(() => undefined);
+      return this.doEndSession(reason, note);
+    })().finally(() => {
       this.ending = null;
     });
     return this.ending;
+  }
+
+  /**
+   * Runs `fn` with no session end under way: waits for one in progress, and a session end asked
+   * for meanwhile waits for `fn` (a capture stops host I/O itself, and must not have a session
+   * end let it through).
+   */
+  async exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    for (;;) {
+      const busy = this.ending ?? this.holding;
+      if (!busy) break;
+      await busy.catch(() => undefined);
+    }
+    const run = fn();
+    this.holding = run;
+    try {
+      return await run;
+    } finally {
+      this.holding = null;
+    }
+  }
+
+  /** The model in force changed outside a session end (a captured disk made the baseline): status and region map follow. */
+  modelChanged(): void {
+    this.changed();
+    this.queueRegions(null);
   }
 
   private async doEndSession(reason: SessionEndReason, note?: string): Promise<SessionRecord> {
@@ -197,6 +242,8 @@ export class SessionManager extends EventEmitter implements ApplianceService {
     log.info({ reason, note, mode, restore: e.log.info.restoreMode }, 'ending the host session');
     const ended = this.current;
     const quiesced: SessionEndParticipant[] = [];
+    const sw = this.switchAtEnd;
+    let switched = false;
     try {
       // participants (the USB gadget) let go of the disk first: no old page cache survives
       for (const p of this.participants) {
@@ -205,8 +252,20 @@ export class SessionManager extends EventEmitter implements ApplianceService {
       }
       ended.regionsWritten = e.log.writtenCount;
       ended.bytesWritten = e.pd.stats.bytesWrittenThisSession;
-      await e.pd.endSession({ keepWrites: mode === 'thawed', keepQuiesced: eager && mode === 'frozen' });
-      if (eager && mode === 'frozen') {
+      if (sw) {
+        // a switch ends the session on the new model: the session's writes lapse in any mode
+        const modelBefore = e.log.info.modelId;
+        try {
+          await sw.run(eager);
+        } catch (err) {
+          e.pd.resume(); // the host must not wait for a restore that will not come
+          throw err;
+        } finally {
+          switched = e.log.info.modelId !== modelBefore;
+          if (switched && this.switchAtEnd === sw) this.switchAtEnd = null;
+        }
+      } else await e.pd.endSession({ keepWrites: mode === 'thawed', keepQuiesced: eager && mode === 'frozen' });
+      if (eager && (mode === 'frozen' || switched)) {
         try {
           await e.hydrator.runToCompletion(() => this.changed());
         } finally {
@@ -224,7 +283,11 @@ export class SessionManager extends EventEmitter implements ApplianceService {
     ended.endReason = reason;
     ended.sessionEndMs = now - t0;
     if (note) ended.events.push({ at: ended.endedAt, what: `end: ${note}` });
-    if (mode === 'thawed' || e.log.pendingCount === 0) ended.restoreMs = eager ? now - t0 : 0;
+    if (sw && switched) {
+      ended.events.push({ at: ended.endedAt, what: sw.note });
+      await sw.done().catch((err: unknown) => log.error({ err }, 'the bookkeeping after a model switch failed; the switch itself is made'));
+    }
+    if ((mode === 'thawed' && !switched) || e.log.pendingCount === 0) ended.restoreMs = eager ? now - t0 : 0;
     else this.restoreStartedFor = ended;
     this.current = this.openRecord();
     e.hydrator.kick();
@@ -235,6 +298,21 @@ export class SessionManager extends EventEmitter implements ApplianceService {
     this.changed();
     this.queueRegions(null);
     return ended;
+  }
+
+  /**
+   * Makes the next session end switch models (null: withdraws it); returns the one it replaces.
+   * The session end in progress, if any, keeps what it started with.
+   */
+  setSessionEndSwitch(sw: SessionEndSwitch | null): SessionEndSwitch | null {
+    const before = this.switchAtEnd;
+    this.switchAtEnd = sw;
+    this.changed();
+    return before;
+  }
+
+  get sessionEndSwitch(): SessionEndSwitch | null {
+    return this.switchAtEnd;
   }
 
   /** The write log's header owns the modes: once it is written, the change has happened. */

@@ -1,14 +1,17 @@
 /**
  * The storage engine of one state directory, assembled: model image, working disk, region log,
  * protected disk and hydrator (docs/architecture.md). `initEngine` creates a state; `openEngine` opens one,
- * refusing sizes that disagree and adopting a model the log was not made for (every region
- * pending, said loudly).
+ * refusing sizes that disagree. The model it opens is the library's model whose id the write
+ * log's header names (model-library.ts); a log naming a model the library does not hold, in a
+ * library of one model, adopts that model (every region pending, said loudly).
  */
 import { existsSync, openSync, closeSync, ftruncateSync, mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { FileDevice, sizeOfPath } from './file-device.js';
 import { ModelImage } from './model-image.js';
-import { manifestPathFor } from './manifest.js';
+import { createManifest, Manifest, manifestPathFor } from './manifest.js';
+import { ModelLibrary, type StoredModel } from './model-library.js';
+import { migrateStateDir } from './state-migration.js';
 import { RegionLog, logFileSize, type BitmapDamage, type LogRestoreMode } from './region-log.js';
 import { ProtectedDisk } from './protected-disk.js';
 import { Hydrator, type HydratorOptions } from './hydrator.js';
@@ -30,6 +33,8 @@ export function verifiedDirOf(state: StateDir): string {
 export interface Engine {
   state: StateDir;
   config: StateConfig;
+  /** The active model's entry in the library. */
+  modelEntry: StoredModel;
   model: ModelImage;
   disk: FileDevice;
   log: RegionLog;
@@ -58,6 +63,8 @@ export interface InitOptions {
   regionSize?: number;
   restore?: LogRestoreMode;
   diskMatchesModel?: boolean;
+  /** No manifest beside the model: progress of hashing one (bytes done, of total). */
+  onManifestProgress?: (done: number, total: number) => void;
 }
 
 export interface InitResult {
@@ -72,10 +79,13 @@ export async function initEngine(opts: InitOptions): Promise<InitResult> {
   const regionSize = opts.regionSize ?? DEFAULT_REGION_SIZE;
   if (!isValidRegionSize(regionSize)) throw new SnapbackError('BAD_ARGUMENT', `--region-size ${regionSize} is not a power of two from 4K to 16M`);
   const modelPath = resolve(opts.model);
-  const manifestPath = resolve(opts.manifest ?? manifestPathFor(modelPath));
   if (!existsSync(modelPath)) throw new SnapbackError('BAD_ARGUMENT', `model image ${modelPath} does not exist`);
-  if (!existsSync(manifestPath)) throw new SnapbackError('MANIFEST_INVALID', `no manifest at ${manifestPath}; make one with "snapback model manifest ${opts.model}"`);
-  const model = new ModelImage(modelPath, { manifestPath, verifiedDir: verifiedDirOf(state) });
+  if (opts.manifest !== undefined && !existsSync(resolve(opts.manifest))) throw new SnapbackError('MANIFEST_INVALID', `no manifest at ${resolve(opts.manifest)}`);
+  // the model is registered in the library where it lies (not copied); without a manifest, one is made
+  const manifestPath = resolve(opts.manifest ?? manifestPathFor(modelPath));
+  const manifest = existsSync(manifestPath) ? await Manifest.load(manifestPath) : await createManifest(modelPath, { onProgress: opts.onManifestProgress });
+  const entry = await new ModelLibrary(state).registerInPlace(modelPath, manifest, { name: manifest.json.name, source: { kind: 'file', path: modelPath } });
+  const model = new ModelImage(entry.imagePath, { manifestPath: entry.manifestPath, verifiedDir: verifiedDirOf(state) });
   await model.open();
   const diskPath = resolve(opts.disk);
   let createdDisk = false;
@@ -120,7 +130,7 @@ export async function initEngine(opts: InitOptions): Promise<InitResult> {
       );
       const result = { createdDisk, pendingRegions: rlog.pendingCount, regionCount: rlog.regionCount };
       await rlog.close();
-      state.writeConfig({ version: 1, modelImage: modelPath, modelManifest: manifestPath, disk: diskPath, regionSize, createdAt: new Date().toISOString() });
+      state.writeConfig({ version: 2, disk: diskPath, regionSize, createdAt: new Date().toISOString() });
       return result;
     } finally {
       await disk.close();
@@ -163,22 +173,43 @@ export interface OpenOptions {
   verifyModel?: 'lazy' | 'off';
 }
 
+/**
+ * The library model the write log names (`logModelId`). A log naming a model the library does
+ * not hold is refused, except in a library of exactly one model: that one is adopted (as when
+ * the one model of an older state directory was replaced under its path).
+ */
+export async function modelForLog(library: ModelLibrary, logModelId: string | null): Promise<StoredModel> {
+  const named = logModelId ? await library.find(logModelId) : null;
+  if (named) return named;
+  const all = await library.list();
+  if (all.length === 1) return all[0]!;
+  throw new SnapbackError(
+    'STATE_CORRUPT',
+    `the write log belongs to model ${logModelId ?? '(unknown)'}, which is not in the model library ${library.dir}${all.length ? ` (it holds ${all.map((m) => m.record.name).join(', ')})` : ' (it is empty)'}`,
+    { model: logModelId },
+  );
+}
+
 export async function openEngine(stateDir: string, opts: OpenOptions = {}): Promise<Engine> {
   const state = new StateDir(stateDir);
-  const config = state.readConfig();
-  const model = new ModelImage(config.modelImage, { manifestPath: config.modelManifest, verify: opts.verifyModel ?? 'lazy', verifiedDir: verifiedDirOf(state) });
-  await model.open();
-  const disk = new FileDevice(config.disk, { size: model.size });
+  const config = await migrateStateDir(state);
+  const library = new ModelLibrary(state);
   const logDev = new FileDevice(state.logPath);
-  const toClose: { close(): Promise<void> }[] = [model];
+  const toClose: { close(): Promise<void> }[] = [];
   try {
+    const opened = await RegionLog.open(logDev);
+    const rlog = opened.log;
+    toClose.push(rlog);
+    const entry = await modelForLog(library, rlog.info.modelId);
+    if (!entry.record.complete) throw new SnapbackError('NOT_SUPPORTED', `the active model "${entry.record.name}" is not complete (its regions are still arriving), and this daemon cannot fetch them`);
+    const model = new ModelImage(entry.imagePath, { manifestPath: entry.manifestPath, verify: opts.verifyModel ?? 'lazy', verifiedDir: verifiedDirOf(state) });
+    await model.open();
+    toClose.push(model);
+    const disk = new FileDevice(config.disk, { size: model.size });
     await disk.open();
     toClose.push(disk);
     const diskBytes = sizeOfPath(config.disk);
     if (diskBytes < model.size) throw new SnapbackError('SIZE_MISMATCH', `working disk ${config.disk} holds ${diskBytes} bytes, less than the model's ${model.size}`, { expected: model.size, actual: diskBytes });
-    const opened = await RegionLog.open(logDev);
-    const rlog = opened.log;
-    toClose.push(rlog);
     if (rlog.info.diskSize !== model.size) {
       throw new SnapbackError('SIZE_MISMATCH', `the write log is for a ${rlog.info.diskSize}-byte disk but the model holds ${model.size} bytes`, { expected: rlog.info.diskSize, actual: model.size });
     }
@@ -194,6 +225,7 @@ export async function openEngine(stateDir: string, opts: OpenOptions = {}): Prom
     return {
       state,
       config,
+      modelEntry: entry,
       model,
       disk,
       log: rlog,

@@ -230,6 +230,18 @@ export class Hydrator extends EventEmitter {
     await this.pd.log.sync().catch(() => undefined);
   }
 
+  /**
+   * Stops the background restore until the returned function is called, which starts it again
+   * if it was started (a model switch: nothing is copied from the old model meanwhile).
+   */
+  async pause(): Promise<() => void> {
+    const wasStarted = this.started;
+    await this.stop();
+    return () => {
+      if (wasStarted) this.start();
+    };
+  }
+
   get lastFinishedAt(): number {
     return this.finishedAt;
   }
@@ -266,8 +278,12 @@ export class Hydrator extends EventEmitter {
           if (held !== undefined) await this.pd.locks.released(held);
           continue;
         }
-        const bytes = await this.copyRegions(todo);
+        // the model at the start of the batch: if a switch put another in force meanwhile, the
+        // bytes copied are the old model's and the regions stay pending (copied again)
+        const model = this.pd.model;
+        const bytes = await this.copyRegions(todo, model);
         await this.pd.disk.flush();
+        if (this.pd.model !== model) continue;
         for (const r of todo) this.pd.log.clearRestored(r);
         this.pd.emitChanges(todo, 0);
         this.done += todo.length;
@@ -293,7 +309,7 @@ export class Hydrator extends EventEmitter {
   }
 
   /** Copies the regions (ascending) from model to disk, coalescing contiguous runs. */
-  private async copyRegions(regions: number[]): Promise<number> {
+  private async copyRegions(regions: number[], model: ProtectedDisk['model']): Promise<number> {
     const rs = this.pd.regionSize;
     const size = this.pd.size;
     const chunks: { off: number; len: number }[] = [];
@@ -314,7 +330,7 @@ export class Hydrator extends EventEmitter {
       while (next < chunks.length) {
         const c = chunks[next++]!;
         const view = buf.subarray(0, c.len);
-        await this.pd.model.readInto(view, c.off);
+        await model.readInto(view, c.off);
         await this.pd.disk.write(c.off, view);
         total += c.len;
       }

@@ -21,14 +21,15 @@ import { basename } from 'node:path';
 import { z } from 'zod';
 import { FileDevice } from './file-device.js';
 import { ManifestDigestFile } from './manifest-digest-file.js';
-import { DIGEST_LENGTHS, SUPPORTED_HASHES, type HashName } from './hash-functions.js';
+import { DIGEST_LENGTHS, DEFAULT_MANIFEST_HASH, SUPPORTED_HASHES, zeroRegionDigest, type HashName } from './hash-functions.js';
+import { dataRegionRuns } from './data-extents.js';
 import { sharedHashPool, type HashPool } from './hash-pool.js';
 import { SharedBufferPool } from './shared-buffers.js';
 import { SnapbackError } from '../errors.js';
 import { formatZodIssues } from '../zod-issues.js';
 import { parseSize, isValidRegionSize } from './sizes.js';
 
-export { SUPPORTED_HASHES, type HashName };
+export { DEFAULT_MANIFEST_HASH, SUPPORTED_HASHES, type HashName };
 
 export const MANIFEST_FORMAT = 'snapback-manifest/1';
 export const DEFAULT_MANIFEST_REGION_SIZE = 1 << 20;
@@ -440,18 +441,27 @@ export function manifestPathFor(imagePath: string): string {
 
 export interface CreateManifestOptions {
   regionSize?: number;
+  /** The region digest (default DEFAULT_MANIFEST_HASH). */
   hash?: HashName;
   name?: string;
   onProgress?: (doneBytes: number, totalBytes: number) => void;
+  /** Told the length of every read of the image (what was read, as opposed to skipped as holes). */
+  onRead?: (bytes: number) => void;
+  /** Skip the holes of a sparse image file (default true); false reads every byte. */
+  skipHoles?: boolean;
   /** The hash worker threads (default: the process's shared pool). */
   hashPool?: HashPool;
 }
 
-/** Hashes an image region by region (on the hash workers, several chunks at once) and returns its manifest. */
+/**
+ * Hashes an image region by region (on the hash workers, several chunks at once) and returns
+ * its manifest. Regions that lie wholly in holes of a sparse image file are not read: their
+ * digest is that of zeros, computed once.
+ */
 export async function createManifest(imagePath: string, options: CreateManifestOptions = {}): Promise<Manifest> {
   const regionSize = options.regionSize ?? DEFAULT_MANIFEST_REGION_SIZE;
   if (!isValidRegionSize(regionSize)) throw new SnapbackError('BAD_ARGUMENT', `region size ${regionSize} is not a power of two from 4 KiB to 16 MiB`);
-  const hash = options.hash ?? 'sha256';
+  const hash = options.hash ?? DEFAULT_MANIFEST_HASH;
   const pool = options.hashPool ?? sharedHashPool();
   const dev = new FileDevice(imagePath, { readOnly: true });
   await dev.open();
@@ -461,24 +471,54 @@ export async function createManifest(imagePath: string, options: CreateManifestO
     const count = Math.ceil(size / regionSize);
     const dlen = digestLength(hash);
     const digests = Buffer.alloc(count * dlen);
+    // The regions to read; the rest are holes, whose digests are filled in here.
+    const runs = (options.skipHoles ?? true) && st.isFile() ? await dataRegionRuns(imagePath, size, regionSize) : null;
+    const toRead: Array<[number, number]> = runs ?? (count > 0 ? [[0, count]] : []);
+    let done = 0;
+    let holeStart = 0;
+    for (const [first, end] of [...toRead, [count, count] as [number, number]]) {
+      if (first > holeStart) {
+        const lastShort = first === count && size % regionSize !== 0;
+        const full = lastShort ? first - 1 : first;
+        if (full > holeStart) digests.fill(zeroRegionDigest(hash, regionSize), holeStart * dlen, full * dlen);
+        if (lastShort) zeroRegionDigest(hash, size % regionSize).copy(digests, (count - 1) * dlen);
+        done += Math.min(size, first * regionSize) - holeStart * regionSize;
+      }
+      holeStart = end;
+    }
+    if (done > 0) options.onProgress?.(done, size);
     const chunkBytes = Math.max(regionSize, 4 << 20);
     const perChunk = chunkBytes / regionSize;
     const inFlight = Math.max(2, pool.threads + 1);
     const buffers = new SharedBufferPool(chunkBytes, inFlight);
-    let next = 0;
-    let done = 0;
+    let run = 0;
+    let next = toRead[0]?.[0] ?? count;
+    /** The next chunk to read: up to perChunk regions, within one run of data. */
+    const take = (): [number, number] | null => {
+      for (;;) {
+        const r = toRead[run];
+        if (!r) return null;
+        if (next < r[1]) {
+          const first = next;
+          next = Math.min(r[1], first + perChunk);
+          return [first, next];
+        }
+        run++;
+        next = toRead[run]?.[0] ?? count;
+      }
+    };
     const worker = async () => {
-      while (next < count) {
-        const r = next;
-        next += perChunk;
-        const off = r * regionSize;
-        const len = Math.min(chunkBytes, size - off);
+      for (let c = take(); c !== null; c = take()) {
+        const [first, end] = c;
+        const off = first * regionSize;
+        const len = Math.min(end * regionSize, size) - off;
         const buf = await buffers.acquire();
         try {
           const view = buf.subarray(0, len);
           await dev.readInto(view, off);
+          options.onRead?.(len);
           const d = await pool.digestRegions(hash, view, regionSize);
-          d.copy(digests, r * dlen);
+          d.copy(digests, first * dlen);
         } finally {
           buffers.release(buf);
         }

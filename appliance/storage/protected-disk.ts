@@ -16,7 +16,7 @@
  */
 import { EventEmitter } from 'node:events';
 import { checkRange, type BlockDevice, type DeviceCapabilities, type WriteOptions, type ZeroOptions } from './block-device.js';
-import type { RegionLog } from './region-log.js';
+import { headerWriteOutcome, type RegionLog } from './region-log.js';
 import { RegionLocks } from './region-locks.js';
 import { SnapbackError } from '../errors.js';
 
@@ -35,9 +35,17 @@ export interface ProtectedDiskOptions {
 
 const DEFAULT_MARK_AHEAD = 64 << 20;
 
+/** Another model to put in force: its device, its id and the regions that differ (one bit a region). */
+export interface ModelSwitch {
+  model: PositionalDevice;
+  modelId: string;
+  differing: Uint8Array;
+}
+
 export class ProtectedDisk extends EventEmitter implements BlockDevice {
   readonly disk: PositionalDevice;
-  readonly model: PositionalDevice;
+  /** The model in force (the one the log's header names); replaced only by a switch (endSession). */
+  private _model: PositionalDevice;
   readonly log: RegionLog;
   readonly locks = new RegionLocks();
   private readonly rs: number;
@@ -56,7 +64,7 @@ export class ProtectedDisk extends EventEmitter implements BlockDevice {
   constructor(options: ProtectedDiskOptions) {
     super();
     this.disk = options.disk;
-    this.model = options.model;
+    this._model = options.model;
     this.log = options.log;
     this.rs = options.log.regionSize;
     this.maxAhead = Math.max(1, Math.floor((options.markAheadBytes ?? DEFAULT_MARK_AHEAD) / this.rs));
@@ -67,6 +75,9 @@ export class ProtectedDisk extends EventEmitter implements BlockDevice {
 
   get size(): number {
     return this.log.info.diskSize;
+  }
+  get model(): PositionalDevice {
+    return this._model;
   }
   get regionSize(): number {
     return this.rs;
@@ -409,11 +420,17 @@ export class ProtectedDisk extends EventEmitter implements BlockDevice {
   /**
    * Ends the session: host I/O stops, the log's epoch moves on in one header write (thawed:
    * only the session number), host I/O resumes unless `keepQuiesced`.
+   * With `switchTo` the session ends on another model (RegionLog.switchModel): the session's
+   * writes lapse whatever the mode, the regions it names become pending, and reads and the
+   * restore use the new model from the moment the header names it. Whoever calls this keeps the
+   * background restore paused meanwhile (model-switch.ts).
    */
-  async endSession(options: { keepWrites: boolean; keepQuiesced?: boolean }): Promise<void> {
+  async endSession(options: { keepWrites: boolean; keepQuiesced?: boolean; switchTo?: ModelSwitch }): Promise<void> {
     await this.quiesce();
     try {
-      await this.log.endSession(options.keepWrites);
+      const to = options.switchTo;
+      if (to) await this.switchModel(to, true);
+      else await this.log.endSession(options.keepWrites);
       this.seqNext = -1;
       this.aheadWindow = 0;
       this.aheadEnd = 0;
@@ -422,6 +439,22 @@ export class ProtectedDisk extends EventEmitter implements BlockDevice {
     } finally {
       if (!options.keepQuiesced) this.resume();
     }
+  }
+
+  /**
+   * Puts another model in force while host I/O is stopped (the caller quiesced it). When the
+   * header write failed but is in force ('applied'), the new model is in force here too.
+   */
+  async switchModel(to: ModelSwitch, newSession: boolean): Promise<void> {
+    if (!this.quiesced || this.inflight > 0) throw new SnapbackError('BUSY', 'a model switch needs host I/O stopped');
+    if (to.model.size !== this.size) throw new SnapbackError('SIZE_MISMATCH', `the new model holds ${to.model.size} bytes, the disk ${this.size}`, { expected: this.size, actual: to.model.size });
+    try {
+      await this.log.switchModel(to.modelId, to.differing, { newSession });
+    } catch (err) {
+      if (headerWriteOutcome(err) === 'applied') this._model = to.model;
+      throw err;
+    }
+    this._model = to.model;
   }
 
   emitChanges(regions: number[], state: 0 | 1 | 2): void {

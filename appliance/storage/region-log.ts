@@ -251,6 +251,8 @@ export class RegionLog {
   private dCount = 0;
   private sCount = 0;
   private closed = false;
+  /** A model switch is under way: no D bit may be cleared (see switchModel). */
+  private switching = 0;
   /** Bitmap sectors that failed their checksum at open (null: none). */
   readonly damage: BitmapDamage | null;
 
@@ -596,7 +598,7 @@ export class RegionLog {
 
   /** The hydrator durably copied the model into region r: clear D (persisted lazily). */
   clearRestored(r: number): void {
-    if (!this.isPending(r)) return;
+    if (!this.isPending(r) || this.switching > 0) return;
     this.setD(r, false);
     this.dCount--;
   }
@@ -637,6 +639,72 @@ export class RegionLog {
   async setModes(mode: LogMode, restoreMode: LogRestoreMode): Promise<void> {
     if (mode === this.header.mode && restoreMode === this.header.restoreMode) return;
     await this.writeHeader((h) => ({ ...h, mode, restoreMode }));
+  }
+
+  /**
+   * Puts another model in force. D is set for every region `differing` names (one bit a region,
+   * as planned by model-switch.ts) and made durable first; then one header write names the new
+   * model and moves the epoch on, so the session's S bits lapse and every D region is pending:
+   * restored from the new model. A power cut before that header write leaves the old model in
+   * force, with at most some regions more pending (restored from it again: harmless); after it,
+   * the new model, with D wherever the working disk may differ from it. Never a mix.
+   * `newSession` also moves the session number on (a session end); without it the host's session
+   * goes on (a captured disk made the new baseline). No D bit is cleared while this runs: the
+   * background restore copying the old model's bytes must not make a region clean under the new
+   * one. A failure says in its error what it left (`headerWriteOutcome`).
+   */
+  async switchModel(modelId: string, differing: Uint8Array, options: { newSession: boolean; now?: number }): Promise<void> {
+    if (!/^[0-9a-f]{64}$/.test(modelId)) throw new SnapbackError('BAD_ARGUMENT', `model id ${modelId} is not 64 hex digits`);
+    const n = this.header.regionCount;
+    if (differing.length < Math.ceil(n / 8)) throw new SnapbackError('BAD_ARGUMENT', `the switch names ${differing.length * 8} regions, the log holds ${n}`);
+    this.switching++;
+    try {
+      await this.sync(); // marks made before the switch first
+      for (let s = 0; s < sectorCountFor(n); s++) {
+        const at = s * SECTOR + D_AT;
+        const count = Math.min(REGIONS_PER_SECTOR, n - s * REGIONS_PER_SECTOR);
+        const bytes = Math.ceil(count / 8);
+        let changed = false;
+        for (let i = 0; i < bytes; i++) {
+          let add = differing[s * BITS_BYTES + i]! & ~this.image[at + i]!;
+          if (i === bytes - 1 && count & 7) add &= (1 << (count & 7)) - 1; // no bits past the last region
+          if (add === 0) continue;
+          this.image[at + i] = this.image[at + i]! | add;
+          this.dCount += POPCOUNT[add]!;
+          changed = true;
+        }
+        if (changed) this.dirty.add(s);
+      }
+      await this.commit(); // D durable before the header that makes it mean the new model
+      const now = options.now ?? Date.now();
+      await this.writeHeader((h) => ({
+        ...h,
+        modelId,
+        epoch: h.epoch + 1,
+        ...(options.newSession ? { sessionNumber: h.sessionNumber + 1, sessionStartedAt: now } : {}),
+      }));
+    } finally {
+      this.switching--;
+    }
+  }
+
+  /**
+   * Clears D for the regions `restored` names that are pending now: the caller vouches that the
+   * working disk durably holds the model's bytes there (a captured disk made the model). Made
+   * durable before it resolves. Regions written since are left alone.
+   */
+  async clearMatching(restored: Uint8Array): Promise<number> {
+    const n = this.header.regionCount;
+    let cleared = 0;
+    for (let r = this.nextDirty(0); r >= 0 && r < n; r = this.nextDirty(r + 1)) {
+      if (!((restored[r >> 3] ?? 0) & (1 << (r & 7)))) continue;
+      if (!this.isPending(r)) continue;
+      this.setD(r, false);
+      this.dCount--;
+      cleared++;
+    }
+    await this.commit();
+    return cleared;
   }
 
   /**

@@ -1,6 +1,10 @@
 /**
  * The state directory: where an appliance keeps its configuration, write log and sockets.
- *   snapback.json   what the state is for: model image + manifest, working disk, region size
+ *   snapback.json   what the state is for: working disk, region size (version 2; version 1, of
+ *                   releases before the model library, also named the model: migrated at the
+ *                   first start or command, state-migration.ts)
+ *   models/         the model library (model-library.ts); the active model is the one the
+ *                   write log's header names
  *   write-log.bin   the region log (docs/write-log-format.md)
  *   state.json      settings, users, tokens, session history, audit log (appliance/state)
  *   daemon.pid      held by the running daemon; commands that would write the state refuse it
@@ -15,7 +19,7 @@ export const CONFIG_FILE = 'snapback.json';
 export const LOG_FILE = 'write-log.bin';
 export const PID_FILE = 'daemon.pid';
 
-const configSchema = z.object({
+const legacyConfigSchema = z.object({
   version: z.literal(1),
   modelImage: z.string(),
   modelManifest: z.string(),
@@ -23,7 +27,17 @@ const configSchema = z.object({
   regionSize: z.number().int(),
   createdAt: z.string(),
 });
+/** snapback.json of a release before the model library: it named one model's files. */
+export type LegacyStateConfig = z.infer<typeof legacyConfigSchema>;
+
+const configSchema = z.object({
+  version: z.literal(2),
+  disk: z.string(),
+  regionSize: z.number().int(),
+  createdAt: z.string(),
+});
 export type StateConfig = z.infer<typeof configSchema>;
+const anyConfigSchema = z.discriminatedUnion('version', [legacyConfigSchema, configSchema]);
 
 export class StateDir {
   readonly path: string;
@@ -49,16 +63,17 @@ export class StateDir {
     return existsSync(this.configPath);
   }
 
-  readConfig(): StateConfig {
+  /** snapback.json as it is: of this release, or of one before the model library (to migrate). */
+  readConfig(): StateConfig | LegacyStateConfig {
     if (!existsSync(this.configPath)) throw new SnapbackError('STATE_MISSING', `${this.path} is not a Snapback state directory (no ${CONFIG_FILE}); run "snapback init" first`);
     try {
-      return configSchema.parse(JSON.parse(readFileSync(this.configPath, 'utf8')));
+      return anyConfigSchema.parse(JSON.parse(readFileSync(this.configPath, 'utf8')));
     } catch (err) {
       throw new SnapbackError('STATE_MISSING', `${this.configPath} is not valid: ${(err as Error).message}`);
     }
   }
 
-  writeConfig(config: StateConfig): void {
+  writeConfig(config: StateConfig | LegacyStateConfig): void {
     mkdirSync(this.path, { recursive: true });
     const tmp = `${this.configPath}.tmp`;
     writeFileSync(tmp, JSON.stringify(config, null, 2) + '\n');

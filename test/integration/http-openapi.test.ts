@@ -14,6 +14,10 @@ import { SimulatedGpioBackend } from '../../appliance/gpio/simulated-backend.js'
 import { HttpComponent } from '../../appliance/http/http-component.js';
 import { openApiPath } from '../../appliance/http/openapi.js';
 import { gpioRoutes } from '../../appliance/http/routes/gpio-routes.js';
+import { modelLibraryRoutes } from '../../appliance/http/routes/model-library-routes.js';
+import { ModelService } from '../../appliance/session/model-service.js';
+import { ModelLibrary } from '../../appliance/storage/model-library.js';
+import { StateDir } from '../../appliance/storage/state-dir.js';
 import { StateStore } from '../../appliance/state/state-store.js';
 import { FakeAppliance } from '../helpers/fake-appliance.js';
 import { Client, PASSWORD } from '../helpers/http-harness.js';
@@ -39,8 +43,15 @@ describe('http: the OpenAPI document', () => {
       audit: () => undefined,
     });
     await gpio.start();
-    // Mounted as the daemon mounts them: the GPIO routes too.
-    http = new HttpComponent({ service, store, listen: { host: '127.0.0.1', port: 0 }, controlSocket: join(dir, 'control.sock'), extraRoutes: [(api) => gpioRoutes(api, gpio)] });
+    // Mounted as the daemon mounts them: the model library's and the GPIO routes too.
+    const models = new ModelService({ library: new ModelLibrary(new StateDir(dir)) });
+    http = new HttpComponent({
+      service,
+      store,
+      listen: { host: '127.0.0.1', port: 0 },
+      controlSocket: join(dir, 'control.sock'),
+      extraRoutes: [(api) => modelLibraryRoutes(api, { models, store }), (api) => gpioRoutes(api, gpio)],
+    });
     await http.start();
     c = new Client(http.address().url.replace(/\/$/, ''));
     assert.equal((await c.setup(PASSWORD)).status, 201);
@@ -77,7 +88,7 @@ describe('http: the OpenAPI document', () => {
     assert.ok(served.size >= 25, `only ${served.size} routes found: the route table reader is broken`);
     assert.deepEqual([...served].filter((r) => !documented.has(r)).sort(), [], 'served but not documented');
     assert.deepEqual([...documented].filter((r) => !served.has(r)).sort(), [], 'documented but not served');
-    for (const probe of ['GET /api/gpio', 'POST /api/gpio/power', 'DELETE /api/tokens/{id}', 'GET /metrics']) assert.ok(documented.has(probe), probe);
+    for (const probe of ['GET /api/gpio', 'POST /api/gpio/power', 'DELETE /api/tokens/{id}', 'GET /metrics', 'GET /api/models', 'PATCH /api/models/{ref}']) assert.ok(documented.has(probe), probe);
   });
 
   it('marks exactly the login page\'s API public', async () => {

@@ -21,6 +21,10 @@ check mkfs.vfat dosfstools
 check sfdisk fdisk
 check openssl openssl      # certificates for the NBD TLS tests
 check runuser util-linux   # the NBD socket tests connect as user nobody
+check mosquitto mosquitto                # the fleet tests' MQTT broker (started by each test on a loopback port)
+check mosquitto_passwd mosquitto
+check mosquitto_pub mosquitto-clients    # the fleet tests publish as other broker accounts
+check mosquitto_sub mosquitto-clients
 /usr/bin/python3 -c 'import nbd' 2>/dev/null || need+=(python3-libnbd)  # Debian's python3: nbdsh's module lives there
 [ -e /usr/lib/syslinux/mbr/mbr.bin ] || need+=(syslinux-common)
 [ -e /usr/lib/syslinux/modules/bios/ldlinux.c32 ] || need+=(syslinux-common)

@@ -18,7 +18,7 @@ describe('snapback help COMMAND', () => {
     const r = snapback(['help', 'model', 'manifest']);
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /^Usage: snapback model manifest /m);
-    assert.match(r.stdout, /--hash <HASH>.*default: "sha256"/s);
+    assert.match(r.stdout, /--hash <HASH>.*default: "blake3"/s);
   });
 
   it('snapback help of a one-word command shows its flags (help serve names --http-listen and its default)', () => {

@@ -1,8 +1,8 @@
 /**
  * Every error path of the storage engine: damaged header slots, a damaged bitmap, sizes that
- * disagree, a log made for another model, a full disk (working disk, log header, background
- * restore), EIO from the working disk, and a model file that changed under its manifest. Each
- * must say what is wrong and leave the log consistent with what it says.
+ * disagree, a log made for a model the library does not hold, a full disk (working disk, log
+ * header, background restore), EIO from the working disk, and a model file that changed under
+ * its manifest. Each must say what is wrong and leave the log consistent with what it says.
  */
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
@@ -15,6 +15,8 @@ import { memoryDevice } from '../helpers/fault-device.js';
 import { createManifest, manifestPathFor } from '../../appliance/storage/manifest.js';
 import { initEngine, openEngine } from '../../appliance/storage/engine.js';
 import { ModelImage } from '../../appliance/storage/model-image.js';
+import { ModelLibrary } from '../../appliance/storage/model-library.js';
+import { StateDir } from '../../appliance/storage/state-dir.js';
 import { RegionLog, SLOT_SIZE, headerWriteOutcome } from '../../appliance/storage/region-log.js';
 import { Hydrator } from '../../appliance/storage/hydrator.js';
 import { FakeClock } from '../helpers/fake-clock.js';
@@ -80,23 +82,43 @@ describe('storage engine error paths', function () {
     await assert.rejects(m.open(), (err: unknown) => isSnapbackError(err, 'SIZE_MISMATCH'));
   });
 
-  it('treats a log made for another model as all pending, loudly, and serves the new model', async () => {
+  it('treats a log made for another model as all pending, loudly, and serves the one model of the library', async () => {
     const s = await makeState(dir);
     let e = await openEngine(s.state);
     await e.hydrator.runToCompletion();
     await e.close();
-    // a different model of the same size under the same paths
+    // the library's one model replaced by a different model of the same size
+    const library = new ModelLibrary(new StateDir(s.state));
+    const [old] = await library.list();
+    rmSync(old!.dir, { recursive: true });
     const other = new Prng(99).bytes(s.bytes.length);
-    writeFileSync(s.model, other);
-    await (await createManifest(s.model, { regionSize: 64 * 1024 })).save(manifestPathFor(s.model));
+    const otherPath = join(dir, 'other.img');
+    writeFileSync(otherPath, other);
+    await library.registerInPlace(otherPath, await createManifest(otherPath, { regionSize: 64 * 1024 }), { name: 'other', source: { kind: 'file', path: otherPath } });
     e = await openEngine(s.state);
     assert.equal(e.adoptedForeignModel, true);
+    assert.equal(e.modelEntry.record.name, 'other');
     assert.equal(e.log.pendingCount, e.log.regionCount);
     assert.ok((await e.pd.read(0, other.length)).equals(other), 'the host reads the new model at once');
     await e.close();
     e = await openEngine(s.state);
     assert.equal(e.adoptedForeignModel, false, 'adopted once, durably');
     await e.close();
+  });
+
+  it('refuses a log naming a model the library does not hold when the library has several', async () => {
+    const s = await makeState(dir);
+    const library = new ModelLibrary(new StateDir(s.state));
+    const [old] = await library.list();
+    for (const seed of [98, 99]) {
+      const p = join(dir, `other-${seed}.img`);
+      writeFileSync(p, new Prng(seed).bytes(s.bytes.length));
+      await library.registerInPlace(p, await createManifest(p), { name: `other-${seed}`, source: { kind: 'file', path: p } });
+    }
+    rmSync(old!.dir, { recursive: true });
+    const log = readFileSync(join(s.state, 'write-log.bin'));
+    await assert.rejects(openEngine(s.state), (err: unknown) => isSnapbackError(err, 'STATE_CORRUPT') && /not in the model library.*other-98, other-99/.test((err as Error).message));
+    assert.ok(readFileSync(join(s.state, 'write-log.bin')).equals(log), 'the log was not touched');
   });
 
   it('detects a model file that changed under its manifest', async () => {

@@ -1,0 +1,116 @@
+/**
+ * The `snapback model` commands on the library: import, list, rename, remove. With a daemon
+ * running on the state directory they go through its control socket (the daemon owns the
+ * library then); without one they act on the state directory themselves, through the same
+ * model service, so both ways check and answer alike.
+ */
+import { resolve } from 'node:path';
+import type { ModelImportJob, ModelList, ModelRecord } from '../api/models.js';
+import { SnapbackError } from '../errors.js';
+import { ModelService } from '../session/model-service.js';
+import { ModelLibrary } from '../storage/model-library.js';
+import { formatSize } from '../storage/sizes.js';
+import { StateDir } from '../storage/state-dir.js';
+import { migrateStateDir } from '../storage/state-migration.js';
+import { callDaemon } from './control-client.js';
+import { bytesBar, out } from './output.js';
+
+const POLL_MS = 200;
+
+/** The daemon's control socket when a daemon runs on the directory; null: act on the directory. */
+function daemonSocket(state: StateDir): string | null {
+  return state.runningDaemon() !== null ? state.controlSocket : null;
+}
+
+/** The model service of a state directory no daemon runs on (brought up to date first). */
+async function offlineService(state: StateDir): Promise<ModelService> {
+  state.assertNotInUse('model');
+  await migrateStateDir(state);
+  return new ModelService({ library: new ModelLibrary(state) });
+}
+
+/** A source as the daemon must see it: a URL as it is, a path made absolute. */
+function sourceOf(source: string): string {
+  return /^[a-z][a-z0-9+.-]*:\/\//i.test(source) ? source : resolve(source);
+}
+
+export async function modelImport(source: string, o: { stateDir: string; name: string; lazy?: boolean; json?: boolean }): Promise<number> {
+  const state = new StateDir(o.stateDir);
+  const request = { source: sourceOf(source), name: o.name, ...(o.lazy ? { lazy: true } : {}) };
+  const socket = daemonSocket(state);
+  const bar = o.json ? null : bytesBar('importing');
+  let model: ModelRecord;
+  try {
+    if (socket) {
+      let job = (await callDaemon(socket, 'POST', '/api/models/import', request)) as ModelImportJob;
+      while (job.state === 'running') {
+        bar?.update(job.bytesDone, job.bytesTotal);
+        await new Promise((r) => setTimeout(r, POLL_MS));
+        job = (await callDaemon(socket, 'GET', `/api/models/imports/${job.id}`)) as ModelImportJob;
+      }
+      bar?.stop();
+      if (job.state === 'failed' || !job.modelId) throw new SnapbackError('IO_ERROR', `import of "${o.name}" failed: ${job.error ?? 'no model was made'}`);
+      const list = (await callDaemon(socket, 'GET', '/api/models')) as ModelList;
+      const found = list.models.find((m) => m.id === job.modelId);
+      if (!found) throw new SnapbackError('IO_ERROR', `import of "${o.name}" finished, but model ${job.modelId} is not in the list`);
+      model = found;
+    } else {
+      if (o.lazy) throw new SnapbackError('BAD_ARGUMENT', '--lazy needs the running daemon (it fetches the regions as the host reads them); start it with "snapback serve"');
+      const service = await offlineService(state);
+      const started = await service.startImport(request);
+      const onProgress = () => {
+        const j = service.job(started.id);
+        bar?.update(j.bytesDone, j.bytesTotal);
+      };
+      service.on('models', onProgress);
+      const job = await service.waitForJob(started.id);
+      service.off('models', onProgress);
+      bar?.stop();
+      if (job.state === 'failed' || !job.modelId) throw new SnapbackError('IO_ERROR', `import of "${o.name}" failed: ${job.error ?? 'no model was made'}`);
+      model = await service.get(job.modelId);
+    }
+  } finally {
+    bar?.stop();
+  }
+  if (o.json) out(JSON.stringify(model));
+  else {
+    out(`imported "${model.name}": ${formatSize(model.size)}, ${Math.ceil(model.size / model.regionSize)} regions of ${formatSize(model.regionSize)} (${model.hash})`);
+    out(model.id);
+  }
+  return 0;
+}
+
+export async function modelList(o: { stateDir: string; json?: boolean }): Promise<number> {
+  const state = new StateDir(o.stateDir);
+  const socket = daemonSocket(state);
+  const list = socket ? ((await callDaemon(socket, 'GET', '/api/models')) as ModelList) : await (await offlineService(state)).list();
+  if (o.json) {
+    out(JSON.stringify(list.models));
+    return 0;
+  }
+  if (list.models.length === 0) out('the model library is empty');
+  for (const m of list.models) {
+    const flags = [m.active ? 'active' : null, m.complete ? null : 'incomplete', m.parent ? `from ${m.parent.slice(0, 12)}` : null].filter(Boolean).join(', ');
+    out(`${m.active ? '*' : ' '} ${m.name}  ${m.id.slice(0, 12)}  ${formatSize(m.size)}  ${m.createdAt}${flags ? `  (${flags})` : ''}`);
+  }
+  for (const j of list.imports.filter((i) => i.state === 'running')) out(`  importing "${j.name}": ${formatSize(j.bytesDone)}${j.bytesTotal !== null ? ` of ${formatSize(j.bytesTotal)}` : ''}`);
+  return 0;
+}
+
+export async function modelRename(ref: string, newName: string, o: { stateDir: string }): Promise<number> {
+  const state = new StateDir(o.stateDir);
+  const socket = daemonSocket(state);
+  const m = socket ? ((await callDaemon(socket, 'PATCH', `/api/models/${encodeURIComponent(ref)}`, { name: newName })) as ModelRecord) : await (await offlineService(state)).rename(ref, newName);
+  out(`renamed to "${m.name}" (${m.id.slice(0, 12)})`);
+  return 0;
+}
+
+export async function modelRemove(ref: string, o: { stateDir: string; force?: boolean }): Promise<number> {
+  const state = new StateDir(o.stateDir);
+  const socket = daemonSocket(state);
+  const m = socket
+    ? ((await callDaemon(socket, 'DELETE', `/api/models/${encodeURIComponent(ref)}${o.force ? '?force=true' : ''}`)) as ModelRecord)
+    : await (await offlineService(state)).remove(ref, { force: o.force ?? false });
+  out(`removed "${m.name}" (${m.id})`);
+  return 0;
+}

@@ -1,0 +1,301 @@
+/**
+ * The model switcher: activating another model of the library, and capturing the host's disk as
+ * a new model (for the API, the CLI and the daemon's start).
+ *
+ * Activate: the new model is checked (it opens, its size is the disk's) and the request is
+ * kept in STATE/model-switch.json; the switch itself is made by the next session end (or at once
+ * with `now`, which ends the session): the regions whose digests differ become pending and one
+ * header write puts the model in force (storage/model-switch.ts). Until then the host reads the
+ * old model and its own writes, as before: nothing changes under it. Activating the model in
+ * force withdraws a pending activation. Without a daemon (no session manager) `now` switches at
+ * once on the state directory, and otherwise the request waits for the daemon's start, which
+ * ends the session.
+ *
+ * Capture: the host's disk as it reads now becomes a new model of the library, its parent the
+ * model in force (storage/model-capture.ts); with `activate` it becomes the model in force at
+ * the same instant, without a restore, and the host's session goes on.
+ */
+import type { Engine } from '../storage/engine.js';
+import { verifiedDirOf } from '../storage/engine.js';
+import type { ModelLibrary, StoredModel } from '../storage/model-library.js';
+import { ModelImage } from '../storage/model-image.js';
+import { adoptCapturedModel, planSwitch, switchEngineModel, type SwitchPlan } from '../storage/model-switch.js';
+import { captureModel } from '../storage/model-capture.js';
+import { readPendingSwitch, writePendingSwitch } from '../storage/pending-switch.js';
+import type { SessionManager, SessionEndSwitch } from './session-manager.js';
+import { SnapbackError } from '../errors.js';
+import { childLogger } from '../logger.js';
+
+const log = childLogger('model-switcher');
+
+export interface ActivationResult {
+  model: StoredModel;
+  takesEffect: 'now' | 'next-session-end';
+  /** Regions that differ between the model in force and this one (what will be restored). */
+  regionsToRestore: number;
+  /** 'all' when the two manifests could not be compared region by region (see `reason`). */
+  method: SwitchPlan['method'];
+  reason: string | null;
+}
+
+export interface CaptureRequest {
+  name: string;
+  activate?: boolean;
+  onProgress?: (done: number, total: number) => void;
+}
+
+export interface CaptureResult {
+  model: StoredModel;
+  activated: boolean;
+  copy: 'reflink' | 'copy';
+  writtenRegions: number;
+  bytesCopied: number;
+}
+
+interface Scheduled {
+  target: StoredModel;
+  image: ModelImage;
+  sw: SessionEndSwitch;
+}
+
+export class ModelSwitcher {
+  private scheduled: Scheduled | null = null;
+  private chain: Promise<unknown> = Promise.resolve();
+
+  constructor(
+    private readonly engine: Engine,
+    private readonly library: ModelLibrary,
+    /** The daemon's session manager; none when a command works on the state directory. */
+    private readonly sessions: SessionManager | null = null,
+  ) {}
+
+  /** The host session now (the one a capture is taken from). */
+  get sessionNumber(): number {
+    return this.engine.log.info.sessionNumber;
+  }
+
+  /** The model an activation waits for the next session end to put in force, or null. */
+  get pendingModelId(): string | null {
+    return this.scheduled?.target.record.id ?? null;
+  }
+
+  /**
+   * At the daemon's start, before the session end it makes: schedules the activation requested
+   * earlier (by a command on the state directory, or before a restart or a power cut).
+   */
+  async load(): Promise<void> {
+    const req = await readPendingSwitch(this.engine.state);
+    if (!req) return;
+    if (req.modelId === this.engine.log.info.modelId) {
+      await writePendingSwitch(this.engine.state, null); // made already: the cut came after the header write
+      return;
+    }
+    const target = await this.library.find(req.modelId);
+    if (!target) {
+      log.warn({ model: req.modelId }, 'the model of a pending activation is no longer in the library: the activation is withdrawn');
+      await writePendingSwitch(this.engine.state, null);
+      return;
+    }
+    try {
+      await this.schedule(target, await this.openChecked(target));
+      log.info({ model: target.record.id, name: target.record.name }, 'a pending activation will be made at the next session end');
+    } catch (err) {
+      log.error({ err, model: target.record.id }, 'a pending activation cannot be made: it is withdrawn');
+      await writePendingSwitch(this.engine.state, null);
+    }
+  }
+
+  /** Activates the model `ref` names (name, id or id prefix): at the next session end, or `now`. */
+  activate(ref: string, options: { now?: boolean } = {}): Promise<ActivationResult> {
+    return this.serial(async () => {
+      const target = await this.library.resolve(ref);
+      const e = this.engine;
+      if (target.record.id === e.log.info.modelId) {
+        await this.withdraw();
+        return { model: target, takesEffect: 'now', regionsToRestore: 0, method: 'digests', reason: null };
+      }
+      if (!target.record.complete) throw new SnapbackError('NOT_SUPPORTED', `model "${target.record.name}" is not complete yet (its regions are still arriving)`);
+      const image = await this.openChecked(target);
+      let plan: SwitchPlan;
+      try {
+        plan = this.planTo(image);
+      } catch (err) {
+        await image.close();
+        throw err;
+      }
+      const result = (takesEffect: ActivationResult['takesEffect']): ActivationResult => ({ model: target, takesEffect, regionsToRestore: plan.regions, method: plan.method, reason: plan.reason });
+      if (!this.sessions) {
+        if (!options.now) {
+          await image.close();
+          await writePendingSwitch(e.state, target.record.id);
+          return result('next-session-end');
+        }
+        const from = e.model.id;
+        try {
+          await switchEngineModel(e, image, plan);
+        } catch (err) {
+          if (e.model !== image) await image.close();
+          throw err;
+        }
+        await this.afterSwitch(target, from);
+        return result('now');
+      }
+      await writePendingSwitch(e.state, target.record.id);
+      this.schedule(target, image);
+      if (!options.now) return result('next-session-end');
+      await this.sessions.endSession('api', `activate model ${target.record.name}`);
+      if (e.log.info.modelId !== target.record.id) throw new SnapbackError('BUSY', `the session ended, but model "${target.record.name}" is not in force (another activation replaced this one)`);
+      return result('now');
+    });
+  }
+
+  /** Captures the host's disk as the model `name` (see the module comment). */
+  capture(req: CaptureRequest): Promise<CaptureResult> {
+    return this.serial(() => (this.sessions ? this.sessions.exclusive(() => this.doCapture(req)) : this.doCapture(req)));
+  }
+
+  /** Refuses a capture that would make a copy of the model in force (nothing written since it was put in force). */
+  assertSomethingToCapture(): void {
+    if (this.engine.log.writtenCount > 0) return;
+    throw new SnapbackError(
+      'BAD_ARGUMENT',
+      `the host's disk reads exactly as model "${this.engine.modelEntry.record.name}" (nothing was written since it was put in force): there is nothing to capture`,
+    );
+  }
+
+  private async doCapture(req: CaptureRequest): Promise<CaptureResult> {
+    const e = this.engine;
+    const parent = e.model;
+    const parentId = parent.id;
+    const session = e.log.info.sessionNumber;
+    const staging = await this.library.stage(req.name);
+    let stored: StoredModel | null = null;
+    let activated = false;
+    const commit = async (manifest: import('../storage/manifest.js').Manifest): Promise<StoredModel> => {
+      if (manifest.id === parentId) {
+        throw new SnapbackError('BAD_ARGUMENT', `the host's disk reads exactly as model "${e.modelEntry.record.name}" (nothing was written since it was put in force): there is nothing to capture`);
+      }
+      return staging.commit(manifest, { source: { kind: 'capture', session }, parent: parentId });
+    };
+    try {
+      this.assertSomethingToCapture();
+      const captured = await captureModel(e.pd, parent, staging.imagePath, {
+        name: staging.name,
+        ...(req.onProgress ? { onProgress: req.onProgress } : {}),
+        ensureSpace: (bytes) => staging.ensureSpace(bytes),
+        ...(req.activate
+          ? {
+              whileStopped: async (c) => {
+                stored = await commit(c.manifest);
+                const image = await this.openChecked(stored);
+                try {
+                  await adoptCapturedModel(e.pd, e.hydrator, image, stored.record.id, c.written);
+                } catch (err) {
+                  if (e.pd.model !== image) {
+                    await image.close();
+                    throw err;
+                  }
+                  log.error({ err }, 'the captured model is in force, but making that durable failed');
+                }
+                e.model = image;
+                e.modelEntry = stored;
+                activated = true;
+                await parent.close().catch(() => undefined);
+              },
+            }
+          : {}),
+      });
+      stored ??= await commit(captured.manifest);
+      if (activated) {
+        await this.afterSwitch(stored, parentId, false);
+        this.sessions?.modelChanged();
+      }
+      return { model: stored, activated, copy: captured.copy, writtenRegions: captured.writtenRegions, bytesCopied: captured.bytesCopied };
+    } catch (err) {
+      if (!stored) await staging.abort();
+      throw err;
+    }
+  }
+
+  /** The target opened (with the state directory's verified record), refused if its size is not the disk's. */
+  private async openChecked(target: StoredModel): Promise<ModelImage> {
+    const image = new ModelImage(target.imagePath, { manifestPath: target.manifestPath, verifiedDir: verifiedDirOf(this.engine.state) });
+    await image.open();
+    const size = image.size;
+    if (size !== this.engine.pd.size) {
+      await image.close();
+      throw new SnapbackError(
+        'SIZE_MISMATCH',
+        `model "${target.record.name}" holds ${size} bytes but the disk the host sees holds ${this.engine.pd.size}: a switch needs a model of the same size (the host's disk keeps its size)`,
+        { expected: this.engine.pd.size, actual: size },
+      );
+    }
+    return image;
+  }
+
+  private planTo(image: ModelImage): SwitchPlan {
+    const l = this.engine.log;
+    return planSwitch(this.engine.model.manifest, image.manifest, { regionSize: l.regionSize, regionCount: l.regionCount, diskSize: l.info.diskSize });
+  }
+
+  /** Hands the session manager the switch to make at its next session end (replacing any earlier one). */
+  private schedule(target: StoredModel, image: ModelImage): void {
+    const sessions = this.sessions;
+    if (!sessions) throw new SnapbackError('NOT_SUPPORTED', 'no session manager to make the switch');
+    const e = this.engine;
+    const entry: Scheduled = {
+      target,
+      image,
+      sw: {
+        note: `model switched to ${target.record.name}`,
+        run: async (keepQuiesced) => {
+          // planned now, from the model in force now (a capture may have changed it)
+          const plan = this.planTo(image);
+          await switchEngineModel(e, image, plan, { keepQuiesced });
+        },
+        done: async () => {
+          if (this.scheduled === entry) this.scheduled = null;
+          await this.afterSwitch(target, null);
+        },
+      },
+    };
+    const before = this.scheduled;
+    this.scheduled = entry;
+    sessions.setSessionEndSwitch(entry.sw);
+    if (before && before.image !== image) void before.image.close().catch(() => undefined);
+  }
+
+  /** Withdraws a pending activation (activating the model in force). */
+  private async withdraw(): Promise<void> {
+    const s = this.scheduled;
+    this.scheduled = null;
+    if (s) {
+      this.sessions?.setSessionEndSwitch(null);
+      await s.image.close().catch(() => undefined);
+    }
+    await writePendingSwitch(this.engine.state, null);
+  }
+
+  /** Bookkeeping once `target` is in force: the engine's entry, the request file, the rollback target. */
+  private async afterSwitch(target: StoredModel, from: string | null, clearRequest = true): Promise<void> {
+    const previous = from ?? this.engine.modelEntry.record.id;
+    this.engine.modelEntry = target;
+    if (clearRequest) await writePendingSwitch(this.engine.state, null);
+    if (previous !== target.record.id) await this.library.setPrevious(previous);
+    log.info({ model: target.record.id, name: target.record.name, previous }, 'model in force');
+  }
+
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.chain.then(fn, fn);
+    this.chain = run.catch(() => undefined);
+    return run;
+  }
+
+  /** Closes a scheduled model's image (daemon stop; the request file stays for the next start). */
+  async close(): Promise<void> {
+    const s = this.scheduled;
+    this.scheduled = null;
+    this.sessions?.setSessionEndSwitch(null);
+    await s?.image.close().catch(() => undefined);
+  }
+}

@@ -1,0 +1,133 @@
+/**
+ * Switching the model an engine restores from, without a full restore: the regions that must be
+ * restored are those whose manifest digests differ between the model in force and the new one
+ * (plus those the working disk already differs in, which the log has pending or written).
+ *
+ * Two manifests of the same region size and hash are compared digest by digest; a manifest
+ * region maps onto every write-log region it overlaps. Manifests of different region sizes or
+ * hashes cannot be compared: then every region is to be restored (said in the plan). Models of
+ * another size than the disk are refused: the host's disk keeps its size.
+ */
+import type { Engine } from './engine.js';
+import type { Manifest } from './manifest.js';
+import type { ModelImage } from './model-image.js';
+import type { ProtectedDisk, PositionalDevice } from './protected-disk.js';
+import type { Hydrator } from './hydrator.js';
+import { SnapbackError } from '../errors.js';
+import { childLogger } from '../logger.js';
+
+const log = childLogger('model-switch');
+
+/** Which write-log regions a switch makes pending, and how that was found. */
+export interface SwitchPlan {
+  fromId: string;
+  toId: string;
+  /** One bit a write-log region: set where the two models may differ. */
+  differing: Uint8Array;
+  /** How many regions `differing` names. */
+  regions: number;
+  /** 'digests': compared region by region; 'all': the manifests cannot be compared (see `reason`). */
+  method: 'digests' | 'all';
+  reason: string | null;
+}
+
+/** The shape of the write log a switch must fit. */
+export interface LogShape {
+  regionSize: number;
+  regionCount: number;
+  diskSize: number;
+}
+
+/** Plans a switch from the model `from` to `to` on a log of this shape; refuses a model of another size. */
+export function planSwitch(from: Manifest, to: Manifest, shape: LogShape): SwitchPlan {
+  if (to.size !== shape.diskSize) {
+    throw new SnapbackError(
+      'SIZE_MISMATCH',
+      `model "${to.json.name}" holds ${to.size} bytes but the disk the host sees holds ${shape.diskSize}: a switch needs a model of the same size (the host's disk keeps its size)`,
+      { expected: shape.diskSize, actual: to.size },
+    );
+  }
+  const n = shape.regionCount;
+  const differing = new Uint8Array(Math.ceil(n / 8));
+  const set = (r: number) => (differing[r >> 3] = differing[r >> 3]! | (1 << (r & 7)));
+  let regions = 0;
+  if (from.regionSize !== to.regionSize || from.hash !== to.hash) {
+    for (let r = 0; r < n; r++) set(r);
+    const reason =
+      from.regionSize !== to.regionSize
+        ? `the manifests' region sizes differ (${from.regionSize} and ${to.regionSize} bytes)`
+        : `the manifests' hashes differ (${from.hash} and ${to.hash})`;
+    log.warn({ from: from.id, to: to.id, reason }, 'the models cannot be compared region by region: every region will be restored');
+    return { fromId: from.id, toId: to.id, differing, regions: n, method: 'all', reason };
+  }
+  const mrs = to.regionSize;
+  const rs = shape.regionSize;
+  const a = from.allDigests;
+  const b = to.allDigests;
+  const dl = to.digestLength;
+  for (let m = 0; m < to.regionCount; m++) {
+    if (a.compare(b, m * dl, (m + 1) * dl, m * dl, (m + 1) * dl) === 0) continue;
+    const first = Math.floor((m * mrs) / rs);
+    const last = Math.floor((Math.min(shape.diskSize, (m + 1) * mrs) - 1) / rs);
+    for (let r = first; r <= last; r++) {
+      if ((differing[r >> 3]! & (1 << (r & 7))) === 0) {
+        set(r);
+        regions++;
+      }
+    }
+  }
+  return { fromId: from.id, toId: to.id, differing, regions, method: 'digests', reason: null };
+}
+
+/**
+ * Ends the session of a protected disk on another model: the background restore pauses (nothing
+ * is copied from the old model meanwhile), the protected disk puts the new model in force
+ * (durable D bits, then one header write), and the restore resumes from the new model.
+ * `keepQuiesced` as for ProtectedDisk.endSession (an eager restore follows).
+ */
+export async function switchModel(pd: ProtectedDisk, hydrator: Hydrator, to: PositionalDevice, plan: SwitchPlan, options: { keepQuiesced?: boolean } = {}): Promise<void> {
+  if (plan.fromId !== pd.log.info.modelId) throw new SnapbackError('BUSY', `the switch was planned from model ${plan.fromId.slice(0, 12)}, but ${pd.log.info.modelId.slice(0, 12)} is in force`);
+  const resume = await hydrator.pause();
+  try {
+    await pd.endSession({ keepWrites: false, ...(options.keepQuiesced ? { keepQuiesced: true } : {}), switchTo: { model: to, modelId: plan.toId, differing: plan.differing } });
+  } finally {
+    resume();
+  }
+  log.info({ from: plan.fromId, to: plan.toId, regions: plan.regions, method: plan.method }, 'the model was switched');
+}
+
+/** switchModel for an engine: the engine then holds the new model, and the old one is closed. */
+export async function switchEngineModel(engine: Engine, to: ModelImage, plan: SwitchPlan, options: { keepQuiesced?: boolean } = {}): Promise<void> {
+  if (plan.toId !== to.id) throw new SnapbackError('BAD_ARGUMENT', `the switch was planned to model ${plan.toId.slice(0, 12)}, not ${to.id.slice(0, 12)}`);
+  const old = engine.model;
+  try {
+    await switchModel(engine.pd, engine.hydrator, to, plan, options);
+  } finally {
+    // also when the header write is in force but not durable ('applied'): the log names `to`
+    if (engine.pd.model === to && old !== to) {
+      engine.model = to;
+      await old.close().catch((err: unknown) => log.warn({ err }, 'closing the previous model failed'));
+    }
+  }
+}
+
+/**
+ * Makes a model captured from the host's disk (model-capture.ts, host I/O still stopped) the
+ * one in force without restoring anything: one header write names it and lets this session's S
+ * bits lapse (the session goes on), then D is cleared for the regions the capture copied from
+ * the working disk (they hold the new model's bytes, made durable before the copy). Regions
+ * pending before stay pending: the new model equals the old one there. A power cut between the
+ * two leaves those regions pending under the new model: restored from it again, the same bytes.
+ * Returns how many regions became clean.
+ */
+export async function adoptCapturedModel(pd: ProtectedDisk, hydrator: Hydrator, to: PositionalDevice, toId: string, written: Uint8Array): Promise<number> {
+  const resume = await hydrator.pause();
+  try {
+    await pd.switchModel({ model: to, modelId: toId, differing: new Uint8Array(Math.ceil(pd.log.regionCount / 8)) }, false);
+    const cleared = await pd.log.clearMatching(written);
+    log.info({ to: toId, cleared }, 'the captured model is in force; nothing is restored');
+    return cleared;
+  } finally {
+    resume();
+  }
+}

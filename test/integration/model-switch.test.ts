@@ -1,0 +1,217 @@
+/**
+ * Activate (switch) and capture, end to end: the built CLI, the daemon, the model library on
+ * real files and a real NBD client (nbdcopy) reading what the host sees.
+ */
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { ChildProcess } from 'node:child_process';
+import { Prng } from '../helpers/prng.js';
+import { snapback, tool, startServe, exited, nbdUri } from '../helpers/cli.js';
+import { nbdsh } from '../helpers/nbd-clients.js';
+import { callDaemon } from '../../appliance/cli/control-client.js';
+import { ModelLibrary } from '../../appliance/storage/model-library.js';
+import { StateDir } from '../../appliance/storage/state-dir.js';
+import type { ApplianceStatus } from '../../appliance/api/status.js';
+import type { ModelList } from '../../appliance/api/models.js';
+
+const MIB = 1 << 20;
+const SIZE = 16 * MIB;
+/** Manifest regions (1 MiB) in which model B differs from A: 16 write-log regions of 64 KiB each. */
+const B_DIFFERS_IN = [2, 5, 11];
+
+describe('model activate and capture (CLI, daemon, NBD)', function () {
+  this.timeout(240_000);
+  let dir: string;
+  let state: string;
+  let modelA: Buffer;
+  let modelB: Buffer;
+  let daemon: ChildProcess | null = null;
+
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'snapback-switch-'));
+    state = join(dir, 'state');
+    const rng = new Prng(11);
+    modelA = rng.bytes(SIZE);
+    modelA.fill(0, 8 * MIB, 10 * MIB);
+    modelB = Buffer.from(modelA);
+    for (const m of B_DIFFERS_IN) {
+      const at = m * MIB + rng.int(MIB);
+      modelB[at] = modelB[at]! ^ 0x5a; // one byte is enough to differ
+    }
+    writeFileSync(join(dir, 'a.img'), modelA);
+    writeFileSync(join(dir, 'b.img'), modelB);
+    writeFileSync(join(dir, 'big.img'), Buffer.alloc(SIZE + MIB));
+  });
+  afterEach(async () => {
+    if (daemon) {
+      daemon.kill('SIGTERM');
+      await exited(daemon);
+      daemon = null;
+    }
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  const ok = (args: string[]) => {
+    const r = snapback(args);
+    assert.equal(r.code, 0, `snapback ${args.join(' ')}: ${r.stderr}${r.stdout}`);
+    return r.stdout;
+  };
+  /** A state on model A (restored: nothing pending), with B (and a model one MiB larger) in its library. */
+  async function setUp(): Promise<void> {
+    ok(['init', '--state-dir', state, '--model', join(dir, 'a.img'), '--disk', join(dir, 'disk.img'), '--region-size', '64K']);
+    ok(['restore', '--state-dir', state]);
+    const lib = new ModelLibrary(new StateDir(state));
+    await lib.importFile(join(dir, 'b.img'), { name: 'B' });
+    await lib.importFile(join(dir, 'big.img'), { name: 'big' });
+  }
+  const hostReads = (): Buffer => {
+    const out = join(dir, `export-${Date.now()}.img`);
+    const r = tool('nbdcopy', [nbdUri(state), out]);
+    assert.equal(r.code, 0, r.stderr);
+    const b = readFileSync(out);
+    rmSync(out);
+    return b;
+  };
+  /** The host writes `data` at `offset` and flushes (nbdsh, libnbd's Python shell). */
+  const hostWrites = async (offset: number, data: Buffer): Promise<void> => {
+    const src = join(dir, 'chunk.bin');
+    writeFileSync(src, data);
+    await nbdsh(`h.connect_uri(${JSON.stringify(nbdUri(state))})\nh.pwrite(open(${JSON.stringify(src)}, 'rb').read(), ${offset})\nh.flush()\nh.shutdown()\n`);
+  };
+  const status = async () => (await callDaemon(join(state, 'control.sock'), 'GET', '/api/status')) as ApplianceStatus;
+  const models = async () => (await callDaemon(join(state, 'control.sock'), 'GET', '/api/models')) as ModelList;
+  const verify = () => JSON.parse(ok(['verify', '--state-dir', state, '--json'])) as { pending: number; differing: number; unlogged: number[] };
+
+  it('activate --now on the state directory marks pending exactly the regions whose manifest digests differ (3 MiB of 16), and the host then reads model B', async () => {
+    await setUp();
+    assert.equal(verify().pending, 0);
+    const out = ok(['model', 'activate', 'B', '--now', '--state-dir', state]);
+    assert.match(out, /48 regions/);
+    const v = verify();
+    assert.equal(v.pending, 3 * 16, 'exactly the write-log regions of the three differing manifest regions are pending');
+    assert.deepEqual(v.unlogged, []);
+    daemon = await startServe(state, ['--keep-session']);
+    const st = await status();
+    assert.equal(st.model.name, 'B');
+    assert.ok(hostReads().equals(modelB), 'the host does not read model B');
+    assert.equal((await models()).models.find((m) => m.name === 'B')?.active, true);
+  });
+
+  it('activate waits for the next session end: until then the host reads the old model and its own writes; then model B', async () => {
+    await setUp();
+    daemon = await startServe(state);
+    const write = Buffer.alloc(4096, 0xee);
+    await hostWrites(7 * MIB, write);
+    const out = ok(['model', 'activate', 'B', '--state-dir', state]);
+    assert.match(out, /next session end; 48 regions/);
+    const before = Buffer.from(modelA);
+    write.copy(before, 7 * MIB);
+    assert.ok(hostReads().equals(before), 'the activation changed what the host reads before the session end');
+    assert.equal((await status()).model.name, 'a.img', 'the old model is in force until the session end');
+    assert.ok(existsSync(join(state, 'model-switch.json')), 'the pending activation is kept on disk');
+    ok(['session', 'end', '--wait', '--state-dir', state]);
+    assert.ok(hostReads().equals(modelB), 'after the session end the host does not read model B (the write was undone too)');
+    assert.equal((await status()).model.name, 'B');
+    assert.ok(!existsSync(join(state, 'model-switch.json')));
+  });
+
+  it('a pending activation survives a daemon restart: the restart ends the session on the new model', async () => {
+    await setUp();
+    daemon = await startServe(state);
+    ok(['model', 'activate', 'B', '--state-dir', state]);
+    daemon.kill('SIGKILL'); // as a power cut would
+    await exited(daemon);
+    daemon = await startServe(state);
+    assert.equal((await status()).model.name, 'B');
+    assert.ok(hostReads().equals(modelB));
+  });
+
+  it('activate --now through the daemon ends the session at once and the host reads model B', async () => {
+    await setUp();
+    daemon = await startServe(state);
+    await hostWrites(0, Buffer.alloc(8192, 1));
+    const out = ok(['model', 'activate', 'B', '--now', '--state-dir', state]);
+    assert.match(out, /is active/);
+    assert.ok(hostReads().equals(modelB));
+    // and back: one activate rolls back to A
+    ok(['model', 'activate', 'a.img', '--now', '--state-dir', state]);
+    assert.ok(hostReads().equals(modelA));
+  });
+
+  it('capture, then activate and a session end: the host reads what it read at the capture, not what it wrote after', async () => {
+    await setUp();
+    daemon = await startServe(state);
+    ok(['mode', 'thawed', '--state-dir', state]);
+    const w1 = new Prng(3).bytes(300 * 1024);
+    await hostWrites(3 * MIB + 1000, w1);
+    const seen = hostReads();
+    const out = ok(['model', 'capture', '--name', 'C', '--state-dir', state]).trim().split('\n');
+    const id = out[out.length - 1]!;
+    assert.match(id, /^[0-9a-f]{64}$/, 'the last line is the new model id');
+    const c = (await models()).models.find((m) => m.name === 'C');
+    assert.ok(c, 'the captured model is in the library');
+    assert.equal(c.id, id);
+    assert.equal(c.active, false);
+    assert.equal(c.parent, (await models()).models.find((m) => m.name === 'a.img')?.id, 'its parent is the model it came from');
+    assert.deepEqual(c.source, { kind: 'capture', session: (await status()).session.number });
+    assert.ok(readFileSync(join(state, 'models', id, 'image')).equals(seen), "the captured image is the host's view");
+    await hostWrites(12 * MIB, Buffer.alloc(4096, 0x77)); // after the capture: not in C
+    ok(['mode', 'frozen', '--state-dir', state]);
+    ok(['model', 'activate', 'C', '--state-dir', state]);
+    ok(['session', 'end', '--wait', '--state-dir', state]);
+    assert.ok(hostReads().equals(seen), 'after activating the capture and a session end the host does not read the captured disk');
+  });
+
+  it('capture --activate makes the disk the new baseline without a restore: nothing pending, and a session end keeps the captured content', async () => {
+    await setUp();
+    daemon = await startServe(state);
+    ok(['mode', 'thawed', '--state-dir', state]);
+    await hostWrites(5 * MIB, new Prng(4).bytes(MIB + 4096));
+    const seen = hostReads();
+    const written = (await status()).regions.writtenThisSession;
+    assert.ok(written >= 17);
+    ok(['model', 'capture', '--name', 'D', '--activate', '--state-dir', state]);
+    const st = await status();
+    assert.equal(st.model.name, 'D');
+    assert.equal(st.regions.pending, 0, 'the capture made regions pending: a restore would follow');
+    assert.equal(st.regions.clean, st.regions.total, 'the written regions are clean under the captured model');
+    assert.ok(hostReads().equals(seen), "the host's view changed");
+    ok(['mode', 'frozen', '--state-dir', state]);
+    ok(['session', 'end', '--wait', '--state-dir', state]);
+    assert.equal((await status()).regions.pending, 0, 'the session end after capture --activate restores something');
+    assert.ok(hostReads().equals(seen));
+  });
+
+  it('bad input (an unknown model, a model larger than the disk, a capture under a taken name) leaves the log, the library and what the host reads untouched', async () => {
+    await setUp();
+    const logBefore = readFileSync(join(state, 'write-log.bin'));
+    const libBefore = ok(['verify', '--state-dir', state, '--json']);
+    let r = snapback(['model', 'activate', 'nope', '--state-dir', state]);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /no model named "nope"/);
+    r = snapback(['model', 'activate', 'big', '--now', '--state-dir', state]);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /holds 17825792 bytes but the disk the host sees holds 16777216/);
+    r = snapback(['model', 'capture', '--name', 'B', '--state-dir', state]);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /name "B" is taken/);
+    assert.ok(readFileSync(join(state, 'write-log.bin')).equals(logBefore), 'the write log changed');
+    assert.ok(!existsSync(join(state, 'model-switch.json')));
+    assert.equal(ok(['verify', '--state-dir', state, '--json']), libBefore);
+    // and through the daemon
+    daemon = await startServe(state, ['--keep-session']);
+    const listBefore = await models();
+    r = snapback(['model', 'activate', 'big', '--state-dir', state]);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /a switch needs a model of the same size/);
+    r = snapback(['model', 'capture', '--name', 'x', '--state-dir', state]);
+    assert.equal(r.code, 2, 'a capture with nothing written');
+    assert.match(r.stderr, /nothing to capture/);
+    assert.deepEqual((await models()).models, listBefore.models);
+    assert.equal((await status()).model.name, 'a.img');
+    assert.ok(hostReads().equals(modelA));
+    assert.ok(!existsSync(join(state, 'model-switch.json')));
+  });
+});
