@@ -9,6 +9,7 @@
  * open, so what is read is the file whose id was checked when the manifest was loaded, even if
  * its path is replaced later (manifests are replaced by rename, never rewritten in place).
  */
+import { readSync } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { SnapbackError } from '../errors.js';
 
@@ -33,31 +34,62 @@ export class ManifestDigestFile {
 
   /** Decoded digest bytes [offset, offset + length). */
   async read(offset: number, length: number): Promise<Buffer> {
+    const span = this.span(offset, length);
+    return this.decode(await this.readText(span.pos, span.length), offset - span.firstByte, length);
+  }
+
+  /**
+   * The same, read synchronously (for callers that compare whole manifests, such as planning a
+   * model switch; verification uses read()).
+   */
+  readSync(offset: number, length: number): Buffer {
+    const span = this.span(offset, length);
+    return this.decode(this.readTextSync(span.pos, span.length), offset - span.firstByte, length);
+  }
+
+  /** `length` characters of the digests' base64 text from `pos` (within textLength). */
+  async readText(pos: number, length: number): Promise<string> {
+    this.checkOpen();
+    const buf = Buffer.allocUnsafe(length);
+    for (let got = 0; got < length; ) {
+      const { bytesRead } = await this.fh.read(buf, got, length - got, this.textStart + pos + got);
+      got += this.counted(bytesRead);
+    }
+    return buf.toString('latin1');
+  }
+
+  private readTextSync(pos: number, length: number): string {
+    this.checkOpen();
+    const buf = Buffer.allocUnsafe(length);
+    for (let got = 0; got < length; ) got += this.counted(readSync(this.fh.fd, buf, got, length - got, this.textStart + pos + got));
+    return buf.toString('latin1');
+  }
+
+  /** The whole base64 groups that hold bytes [offset, offset + length). */
+  private span(offset: number, length: number): { firstByte: number; pos: number; length: number } {
     if (offset < 0 || length < 0 || offset + length > this.byteLength) {
       throw new SnapbackError('BAD_ARGUMENT', `digest bytes ${offset}+${length} are outside the manifest's ${this.byteLength}`);
     }
     const firstGroup = Math.floor(offset / 3);
     const endGroup = Math.ceil((offset + length) / 3);
-    const text = await this.readText(firstGroup * 4, (endGroup - firstGroup) * 4);
+    return { firstByte: firstGroup * 3, pos: firstGroup * 4, length: (endGroup - firstGroup) * 4 };
+  }
+
+  private decode(text: string, at: number, length: number): Buffer {
     const decoded = Buffer.from(text, 'base64');
-    const at = offset - firstGroup * 3;
     if (decoded.length < at + length) {
       throw new SnapbackError('MANIFEST_INVALID', `manifest ${this.path} changed on disk since it was loaded (its digests no longer decode)`);
     }
     return decoded.subarray(at, at + length);
   }
 
-  /** `length` characters of the digests' base64 text from `pos` (within textLength). */
-  async readText(pos: number, length: number): Promise<string> {
+  private checkOpen(): void {
     if (this.closed) throw new SnapbackError('CLOSED', `manifest ${this.path} is closed`);
-    const buf = Buffer.allocUnsafe(length);
-    let got = 0;
-    while (got < length) {
-      const { bytesRead } = await this.fh.read(buf, got, length - got, this.textStart + pos + got);
-      if (bytesRead === 0) throw new SnapbackError('MANIFEST_INVALID', `manifest ${this.path} changed on disk since it was loaded (it is shorter now)`);
-      got += bytesRead;
-    }
-    return buf.toString('latin1');
+  }
+
+  private counted(bytesRead: number): number {
+    if (bytesRead === 0) throw new SnapbackError('MANIFEST_INVALID', `manifest ${this.path} changed on disk since it was loaded (it is shorter now)`);
+    return bytesRead;
   }
 
   async close(): Promise<void> {

@@ -97,16 +97,26 @@ export class Manifest {
     return digestLength(this.json.hash);
   }
 
-  /** One region's digest (read from the manifest file when its digests are not held). */
-  async digest(region: number): Promise<Buffer> {
+  /** One region's digest (read synchronously from the manifest file when its digests are not held). */
+  digest(region: number): Buffer {
+    const n = this.digestLength;
+    if (this.digests instanceof ManifestDigestFile) return this.digests.readSync(region * n, n);
+    return this.digests.subarray(region * n, region * n + n);
+  }
+
+  /** One region's digest, without blocking on the manifest file when its digests are not held. */
+  async readDigest(region: number): Promise<Buffer> {
     const n = this.digestLength;
     if (this.digests instanceof ManifestDigestFile) return this.digests.read(region * n, n);
     return this.digests.subarray(region * n, region * n + n);
   }
 
-  /** All the digests, region after region (a view, not a copy; read whole from the file when not held). */
-  async allDigests(): Promise<Buffer> {
-    if (this.digests instanceof ManifestDigestFile) return this.digests.read(0, this.digests.byteLength);
+  /**
+   * All the digests, region after region: a view of the held buffer, or, when they are not held,
+   * a copy read whole from the file (32 MB at 1 M regions: for comparing models, not per region).
+   */
+  get allDigests(): Buffer {
+    if (this.digests instanceof ManifestDigestFile) return this.digests.readSync(0, this.digests.byteLength);
     return this.digests;
   }
 

@@ -295,7 +295,7 @@ export class ModelImage implements BlockDevice {
         const actual = await this.pool.digest(m.hash, data);
         this.stats.hashedRegions++;
         this.stats.hashedBytes += len;
-        const expected = await m.digest(region);
+        const expected = await m.readDigest(region);
         if (!actual.equals(expected)) {
           this.setState(region, 2);
           this.failed.set(region, { expected: expected.toString('hex'), actual: actual.toString('hex') });

@@ -56,11 +56,11 @@ describe('model manifests', function () {
       const plain = await loadManifestPlain(path);
       assert.equal(fast.id, old.id, `${c.size}: the id is the one the old code computed`);
       assert.equal(plain.id, old.id);
-      assert.ok((await fast.allDigests()).equals(digests), `${c.size}: the same digests`);
-      assert.ok((await plain.allDigests()).equals(digests));
+      assert.ok(fast.allDigests.equals(digests), `${c.size}: the same digests`);
+      assert.ok(plain.allDigests.equals(digests));
       assert.deepEqual(fast.json, plain.json);
       assert.equal('hashes' in fast.json, false, 'no base64 text kept in memory');
-      assert.equal((await fast.allDigests()).length, fast.regionCount * fast.digestLength, 'one binary buffer, a digest per region');
+      assert.equal(fast.allDigests.length, fast.regionCount * fast.digestLength, 'one binary buffer, a digest per region');
       const copy = join(dir, 'copy.json');
       await fast.save(copy);
       assert.equal(readFileSync(copy, 'utf8'), old.text, `${c.size}: saved byte for byte as before`);
@@ -84,20 +84,23 @@ describe('model manifests', function () {
         assert.equal(m.id, old.id);
         const n = m.digestLength;
         const sample = count <= 64 ? Array.from({ length: count }, (_, r) => r) : [0, 1, 2, 3, 4, 5, count - 2, count - 1, ...Array.from({ length: 200 }, () => rng.int(count))];
-        for (const r of sample) assert.ok((await m.digest(r)).equals(digests.subarray(r * n, r * n + n)), `${c.size}: region ${r}`);
-        assert.ok((await m.allDigests()).equals(digests), `${c.size}: all digests`);
+        for (const r of sample) {
+          assert.ok((await m.readDigest(r)).equals(digests.subarray(r * n, r * n + n)), `${c.size}: region ${r}`);
+          assert.ok(m.digest(r).equals(digests.subarray(r * n, r * n + n)), `${c.size}: region ${r}, read synchronously`);
+        }
+        assert.ok(m.allDigests.equals(digests), `${c.size}: all digests`);
         // the path replaced by another manifest (as a save does, by rename): still the loaded file's digests
         const other = join(dir, 'other.json');
         writeOldStyleManifest(other, { name: 'other', ...c, digests: randomDigests(rng, count, c.hash) });
         renameSync(other, path);
-        assert.ok((await m.digest(count - 1)).equals(digests.subarray((count - 1) * n)), `${c.size}: the loaded file, not the path`);
+        assert.ok((await m.readDigest(count - 1)).equals(digests.subarray((count - 1) * n)), `${c.size}: the loaded file, not the path`);
         const copy = join(dir, 'od-copy.json');
         await m.save(copy);
         assert.equal(readFileSync(copy, 'utf8'), old.text, `${c.size}: saved byte for byte`);
       } finally {
         await m.close();
       }
-      await assert.rejects(m.digest(0), (err: unknown) => isSnapbackError(err, 'CLOSED'));
+      await assert.rejects(m.readDigest(0), (err: unknown) => isSnapbackError(err, 'CLOSED'));
     }
   });
 
@@ -113,7 +116,7 @@ describe('model manifests', function () {
     assert.equal(await loadManifestStreaming(path), null, 'not our layout: left to the plain reader');
     const m = await Manifest.load(path);
     assert.equal(m.id, old.id);
-    assert.ok((await m.allDigests()).equals(digests));
+    assert.ok(m.allDigests.equals(digests));
     // escapes inside the digests' string (valid JSON): the plain reader unescapes them
     const escaped = join(dir, 'escaped.json');
     writeFileSync(escaped, old.text.replace(/"hashes": "(.)/, (_, c: string) => `"hashes": "\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`));
@@ -174,7 +177,7 @@ describe('model manifests', function () {
         const m = await createManifest(image, { regionSize, hash, hashPool: pool, onProgress: (d) => progress.push(d) });
         for (let r = 0; r < m.regionCount; r++) {
           const want = digestOf(hash, bytes.subarray(r * regionSize, Math.min(size, (r + 1) * regionSize)));
-          assert.ok((await m.digest(r)).equals(want), `region ${r} of ${size}`);
+          assert.ok(m.digest(r).equals(want), `region ${r} of ${size}`);
         }
         assert.equal(progress[progress.length - 1], size, 'progress reaches the whole image');
         await m.save(manifestPathFor(image));
