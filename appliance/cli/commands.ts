@@ -5,6 +5,7 @@
  * and flags are defined, parsed and checked in program.ts; each handler gets them typed and
  * returns the exit status.
  */
+import { existsSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { SnapbackError } from '../errors.js';
 import { createManifest, manifestPathFor, type HashName } from '../storage/manifest.js';
@@ -148,8 +149,15 @@ export async function serve(o: {
   return 0;
 }
 
+/**
+ * The control socket of a state directory's daemon. A directory that does not exist, or that
+ * `snapback init` did not make, is said to be so (STATE_MISSING), not reported as "no daemon".
+ */
 function controlSocketOf(stateDir: string): string {
-  return new StateDir(stateDir).controlSocket;
+  const dir = new StateDir(stateDir);
+  if (!existsSync(dir.path)) throw new SnapbackError('STATE_MISSING', `the state directory ${dir.path} does not exist`);
+  dir.readConfig();
+  return dir.controlSocket;
 }
 
 function describeStatus(s: ApplianceStatus): string {

@@ -5,7 +5,7 @@
  * write workload.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync, readFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawn } from 'node:child_process';
@@ -58,6 +58,24 @@ describe('snapback CLI and daemon', function () {
       assert.equal(r.stderr.trim().split('\n').length, 1, `one line for ${args.join(' ')}: ${r.stderr}`);
       assert.match(r.stderr, /^snapback: /);
     }
+  });
+
+  it('status and the other daemon commands name a directory that is missing or not a state directory, and say "no daemon" only for a state directory', () => {
+    const missing = join(dir, 'nonexistent');
+    let r = snapback(['status', '--state-dir', missing]);
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, /the state directory .*nonexistent does not exist/);
+    const bare = join(dir, 'bare');
+    mkdirSync(bare);
+    for (const args of [['status'], ['session', 'end'], ['mode', 'thawed']]) {
+      r = snapback([...args, '--state-dir', bare]);
+      assert.notEqual(r.code, 0);
+      assert.match(r.stderr, /is not a Snapback state directory \(no snapback\.json\); run "snapback init" first/, `${args.join(' ')}: ${r.stderr}`);
+    }
+    initState();
+    r = snapback(['status', '--state-dir', state]);
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, /no daemon is running here/);
   });
 
   it('init creates a sparse disk, restore fills it, verify finds no unlogged difference', () => {
