@@ -12,7 +12,8 @@ import { spawn } from 'node:child_process';
 import { Prng } from '../helpers/prng.js';
 import { spawnNbdsh } from '../helpers/nbd-clients.js';
 import { waitFor } from '../helpers/wait.js';
-import { snapback, tool, startServe, exited, nbdUri } from '../helpers/cli.js';
+import { CLI, snapback, tool, startServe, exited, nbdUri } from '../helpers/cli.js';
+import { ownNetworkAddress } from '../helpers/network.js';
 import { callDaemon } from '../../appliance/cli/control-client.js';
 import { VERSION } from '../../appliance/version.js';
 import { openSync, writeSync, closeSync } from 'node:fs';
@@ -76,6 +77,26 @@ describe('snapback CLI and daemon', function () {
     r = snapback(['status', '--state-dir', state]);
     assert.notEqual(r.code, 0);
     assert.match(r.stderr, /no daemon is running here/);
+  });
+
+  it('serve on every address (0.0.0.0) prints a URL a browser can open: this machine\'s own address, which answers', async () => {
+    initState();
+    const child = spawn(process.execPath, [CLI, 'serve', '--state-dir', state, '--http-listen', '0.0.0.0:0', '--gadget', 'off', '--gpio', 'off'], { env: { ...process.env, NODE_ENV: 'test', LOG_LEVEL: 'warn' }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+    try {
+      await waitFor('the web UI line', () => /web UI and API on /.test(out) || child.exitCode !== null, 60_000);
+      const m = /web UI and API on (http:\/\/(\S+):(\d+)\/)/.exec(out);
+      assert.ok(m, out);
+      assert.notEqual(m[2], '0.0.0.0', `printed ${m[1]}`);
+      assert.equal(m[2], ownNetworkAddress(), 'the first of this machine\'s own addresses');
+      const res = await fetch(`${m[1]}api/auth/state`);
+      assert.equal(res.status, 200, 'the printed URL answers');
+    } finally {
+      child.kill('SIGTERM');
+      await exited(child);
+    }
   });
 
   it('init creates a sparse disk, restore fills it, verify finds no unlogged difference', () => {
