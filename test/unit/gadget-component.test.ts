@@ -164,11 +164,18 @@ describe('gadget: GadgetComponent (simulated configfs and tools)', function () {
     await settled(g);
   };
 
-  /** Everything the gadget started is done: a session end it asked for, and its queue. */
+  /**
+   * Everything the gadget started is done: a session end it asked for, and its queue. Repeated
+   * until no new session end began meanwhile (one its queue asked for while this waited).
+   */
   const settled = async (g: GadgetComponent): Promise<void> => {
-    await tick();
-    await svc.ending;
-    await g.idle();
+    for (;;) {
+      await tick();
+      const ending = svc.ending;
+      await ending;
+      await g.idle();
+      if (svc.ending === ending) return;
+    }
   };
 
   /** The host enumerates the freshly bound gadget, each state seen by the watcher. */
