@@ -76,6 +76,8 @@ export const modelImportRequestSchema = z.object({
   name: z.string().min(1).max(100),
   /** A URL model usable at once, fetched region by region as the host reads (needs a manifest at the URL). */
   lazy: z.boolean().optional(),
+  /** For an https URL: a CA certificate (a PEM file on the appliance) to trust besides the system's. */
+  ca: z.string().min(1).optional(),
 });
 export type ModelImportRequest = z.infer<typeof modelImportRequestSchema>;
 
@@ -102,3 +104,9 @@ export type ModelCaptureRequest = z.infer<typeof modelCaptureRequestSchema>;
 /** PATCH /api/models/:ref. */
 export const modelRenameRequestSchema = z.object({ name: z.string().min(1).max(100) });
 export type ModelRenameRequest = z.infer<typeof modelRenameRequestSchema>;
+
+/** PATCH /api/models/:ref/download: the background download rate of a model still arriving. */
+export const modelDownloadRateRequestSchema = z.object({
+  /** Bytes per second; null for unlimited. */
+  rateLimitBytesPerSecond: z.number().int().positive().nullable(),
+});

@@ -7,6 +7,7 @@ import { applianceStatusSchema } from './status.js';
 export const sessionEndReasonSchema = z.enum([
   'daemon-start', // the daemon started (the Pi booted, usually with the host)
   'api', // web UI, HTTP API or CLI
+  'console', // the fleet console (over MQTT)
   'button', // the GPIO reset button
   'host-power-off', // the host's power LED went dark (GPIO sense)
   'usb-reconnect', // a USB power-cycle / re-enumeration seen on the UDC state

@@ -6,7 +6,7 @@
  * returns the exit status.
  */
 import { existsSync } from 'node:fs';
-import { stat } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { SnapbackError } from '../errors.js';
 import { createManifest, manifestPathFor, type HashName } from '../storage/manifest.js';
 import { formatSize } from '../storage/sizes.js';
@@ -36,7 +36,7 @@ export async function modelManifest(image: string, o: { out?: string; regionSize
   return 0;
 }
 
-export async function init(o: { stateDir: string; model: string; disk: string; manifest?: string; regionSize?: number; restore: 'instant' | 'eager'; diskMatchesModel?: boolean }): Promise<number> {
+export async function init(o: { stateDir: string; model: string; disk: string; manifest?: string; regionSize?: number; restore: 'instant' | 'eager'; diskMatchesModel?: boolean; ca?: string }): Promise<number> {
   const state = new StateDir(o.stateDir);
   state.assertNotInUse('init');
   const bar = bytesBar('hashing the model');
@@ -49,6 +49,7 @@ export async function init(o: { stateDir: string; model: string; disk: string; m
     restore: o.restore,
     diskMatchesModel: o.diskMatchesModel ?? false,
     onManifestProgress: (d, t) => bar.update(d, t),
+    ...(o.ca ? { caFile: o.ca } : {}),
   }).finally(() => bar.stop());
   out(`initialised ${state.path}: ${res.regionCount} regions, ${res.pendingRegions} pending${res.createdDisk ? ` (created ${o.disk} as a sparse file)` : ''}`);
   return 0;
@@ -134,7 +135,14 @@ export async function serve(o: {
   gpio: ServeOptions['gpio'];
   keepSession?: boolean;
   firstBootPasswordFile: string;
+  management?: string;
+  applianceName?: string;
+  enrollmentCode?: string;
+  managementUsername?: string;
+  managementPasswordFile?: string;
+  managementCa?: string;
 }): Promise<number> {
+  const management = await managementOptions(o);
   await startDaemon({
     stateDir: o.stateDir,
     nbdSocket: o.nbdSocket,
@@ -148,9 +156,34 @@ export async function serve(o: {
     gpio: o.gpio,
     endSessionOnStart: !o.keepSession,
     firstBootPasswordFile: o.firstBootPasswordFile,
+    management,
   });
   await new Promise<never>(() => undefined); // runs until a signal
   return 0;
+}
+
+/** serve's fleet flags, with the files they name read (a missing file is an error before anything starts). */
+async function managementOptions(o: { management?: string; applianceName?: string; enrollmentCode?: string; managementUsername?: string; managementPasswordFile?: string; managementCa?: string }): Promise<ServeOptions['management']> {
+  if (o.management === undefined) {
+    const stray = [o.enrollmentCode && '--enrollment-code', o.managementUsername && '--management-username', o.managementPasswordFile && '--management-password-file', o.managementCa && '--management-ca', o.applianceName && '--appliance-name'].filter(Boolean);
+    if (stray.length > 0) throw new SnapbackError('BAD_ARGUMENT', `${stray.join(', ')} need --management URL`);
+    return null;
+  }
+  const read = async (flag: string, file: string): Promise<string> => {
+    try {
+      return await readFile(file, 'utf8');
+    } catch (err) {
+      throw new SnapbackError('BAD_ARGUMENT', `${flag} ${file}: ${(err as Error).message}`);
+    }
+  };
+  return {
+    url: o.management,
+    ...(o.applianceName !== undefined ? { applianceName: o.applianceName } : {}),
+    ...(o.enrollmentCode !== undefined ? { enrollmentCode: o.enrollmentCode } : {}),
+    ...(o.managementUsername !== undefined ? { username: o.managementUsername } : {}),
+    ...(o.managementPasswordFile !== undefined ? { password: (await read('--management-password-file', o.managementPasswordFile)).replace(/\r?\n$/, '') } : {}),
+    ...(o.managementCa !== undefined ? { caCertificate: await read('--management-ca', o.managementCa) } : {}),
+  };
 }
 
 /**

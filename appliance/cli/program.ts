@@ -14,10 +14,14 @@ import { groupId } from '../nbd/listen-policy.js';
 import { VERSION } from '../version.js';
 import * as commands from './commands.js';
 import * as modelCommands from './model-commands.js';
+import * as consoleCommands from './console-commands.js';
+import { modelDownloadRate } from './model-download-commands.js';
 import { passwd } from './passwd.js';
 import { modelActivate, modelCapture } from './model-switch-commands.js';
 import { DEFAULT_FIRST_BOOT_PASSWORD_FILE } from '../daemon/first-boot-password.js';
 import { renderReference } from './reference.js';
+import { applianceNameSchema } from '../api/fleet.js';
+import { managementUrlSchema } from '../api/management.js';
 
 export const STATE_DIR_ENV = 'SNAPBACK_STATE_DIR';
 const DEFAULT_HTTP_LISTEN = '127.0.0.1:8080';
@@ -48,6 +52,15 @@ function parseRate(text: string): number | null {
   const rate = parseSize(text, 'hydration rate');
   if (rate === 0) throw new InvalidArgumentError('the hydration rate must be above 0 (or "unlimited")');
   return rate;
+}
+
+/** A value checked by a wire-contract schema; its first message is the flag's error. */
+function bySchema(schema: { safeParse(v: unknown): { success: true; data: string } | { success: false; error: { issues: { message: string }[] } } }): (text: string) => string {
+  return (text) => {
+    const r = schema.safeParse(text);
+    if (!r.success) throw new InvalidArgumentError(r.error.issues[0]?.message ?? 'invalid');
+    return r.data;
+  };
 }
 
 /** --state-dir DIR, which SNAPBACK_STATE_DIR may stand for; every command but demo needs one. */
@@ -95,8 +108,16 @@ export function buildProgram(run: CliRun = { exitCode: 0 }): Command {
     .addOption(stateDir())
     .requiredOption('--name <NAME>', "the model's name in the library (unique)")
     .option('--lazy', 'a URL model usable at once, fetched region by region as the host reads (needs the daemon)')
+    .option('--ca <FILE>', "for an https URL: a CA certificate (PEM) to trust besides the system's")
     .option('--json', "print the model's record as JSON")
     .action(act(modelCommands.modelImport));
+  model
+    .command('download-rate')
+    .description('limit the background download of a model still arriving from its URL, in bytes per second (e.g. 5M), or lift the limit; kept across restarts')
+    .argument('<NAME|ID>', 'the model: its name, id or a unique start of its id')
+    .addArgument(new Argument('<BYTES_PER_SECOND|unlimited>', 'the rate').argParser(checked(parseRate)))
+    .addOption(stateDir())
+    .action(act(modelDownloadRate));
   model
     .command('list')
     .description('the models in the library; * marks the active one')
@@ -136,12 +157,13 @@ export function buildProgram(run: CliRun = { exitCode: 0 }): Command {
     .command('init')
     .description('initialise a state directory: model, working disk and an empty write log')
     .addOption(stateDir())
-    .requiredOption('--model <IMAGE>', 'the model image, registered in the library where it lies (hashed into a manifest when it has none)')
+    .requiredOption('--model <IMAGE>', 'the model image, registered in the library where it lies (hashed into a manifest when it has none), or an http(s) URL to provision it from lazily (its manifest beside it)')
     .requiredOption('--disk <PATH>', 'the working disk the host sees (a block device, or a file created sparse)')
     .option('--manifest <FILE>', "the model's manifest (default IMAGE.manifest.json when it exists)")
     .option('--region-size <SIZE>', 'write-log region size (default 64K)', size('--region-size'))
     .addOption(new Option('--restore <MODE>', 'restore mode').choices(['instant', 'eager'] as const).default('instant'))
     .option('--disk-matches-model', 'the disk already holds the model: verify it instead of restoring every region')
+    .option('--ca <FILE>', 'with --model https://…: a CA certificate (PEM) to trust besides the system\'s')
     .action(act(commands.init));
 
   program
@@ -159,7 +181,7 @@ export function buildProgram(run: CliRun = { exitCode: 0 }): Command {
 
   program
     .command('serve')
-    .description('run the daemon: NBD server, USB gadget, web UI and API, GPIO')
+    .description('run the daemon: NBD server, USB gadget, web UI and API, GPIO, the link to a fleet console')
     .addOption(stateDir())
     .option('--nbd-socket <PATH>', 'NBD unix socket (default DIR/nbd.sock)')
     .option('--nbd-socket-group <GROUP>', 'a group that may use the NBD socket too (0660; default: root only, 0600)', checked(groupId))
@@ -175,6 +197,12 @@ export function buildProgram(run: CliRun = { exitCode: 0 }): Command {
     .addOption(new Option('--gpio <WHEN>', 'GPIO button, LED and host power').choices(['auto', 'on', 'off'] as const).default('auto'))
     .option('--keep-session', 'do not end the host session at start (the default ends it)')
     .option('--first-boot-password-file <PATH>', 'administrator password put on the boot partition: set at start, then the file is deleted', DEFAULT_FIRST_BOOT_PASSWORD_FILE)
+    .option('--management <URL>', 'a fleet console: its MQTT broker (mqtt://HOST:PORT, mqtts://…) or the console to enroll with (https://…, with --enrollment-code); remembered in DIR', bySchema(managementUrlSchema))
+    .option('--appliance-name <NAME>', "this appliance's name in the fleet (default: the host name)", bySchema(applianceNameSchema))
+    .option('--enrollment-code <CODE>', 'the one-time code the console issued; redeemed once for the broker login and CA, which are kept in DIR')
+    .option('--management-username <USER>', 'the broker login (without enrollment)')
+    .option('--management-password-file <FILE>', "a file holding the broker login's password")
+    .option('--management-ca <FILE>', 'the CA (PEM) of an mqtts:// broker or an https:// console that no public CA signed')
     .action(act(commands.serve));
 
   program
@@ -227,6 +255,45 @@ export function buildProgram(run: CliRun = { exitCode: 0 }): Command {
     .option('--dir <DIR>', 'where the demo keeps its files', '.snapback-demo')
     .addOption(httpListen())
     .action(act(commands.demo));
+
+  const fleetConsole = program.command('console').description('the console of a fleet of appliances: their status, commands and models, over MQTT and HTTP');
+  fleetConsole
+    .command('serve')
+    .description('run the console: its API (and web UI), connected to the fleet\'s MQTT broker')
+    .requiredOption('--data-dir <DIR>', "the console's data directory (its database and model catalogue)")
+    .addOption(httpListen())
+    .requiredOption('--mqtt <URL>', "the broker, with the console's account: mqtt[s]://USER:PASSWORD@HOST:PORT")
+    .option('--mqtt-for-appliances <URL>', 'the broker URL enrolled appliances are given (default: --mqtt without its account)')
+    .option('--broker-ca <FILE>', "the CA of the broker's certificate (PEM), trusted by the console and handed to appliances")
+    .option('--broker-password-file <FILE>', "the broker's password file, kept by the console (mosquitto_passwd format; with --broker-acl-file)")
+    .option('--broker-acl-file <FILE>', "the broker's ACL file, kept by the console (mosquitto's acl_file format)")
+    .option('--broker-pid-file <FILE>', 'the broker\'s pid file: it gets SIGHUP after each account change (mosquitto then rereads both files)')
+    .option('--public-url <URL>', 'the console\'s URL as appliances reach it (model catalogue URLs; default the listen address)')
+    .option('--http-host-name <NAME>', 'a further name the console answers to (repeatable)', (v: string, prev: string[]) => [...prev, v], [] as string[])
+    .option('--http-tls-cert <FILE>', 'serve HTTPS with this certificate (PEM; with --http-tls-key)')
+    .option('--http-tls-key <FILE>', 'the private key of --http-tls-cert (PEM)')
+    .action(act(consoleCommands.consoleServe));
+  fleetConsole
+    .command('token')
+    .description('API tokens of the console')
+    .command('create')
+    .description('make an API token for scripts (printed as the last line, shown only once)')
+    .requiredOption('--data-dir <DIR>', "the console's data directory")
+    .option('--name <N>', 'what the token is for', 'cli')
+    .action(act(consoleCommands.consoleTokenCreate));
+  fleetConsole
+    .command('enroll-code')
+    .description('enrollment codes of the console')
+    .command('create')
+    .description('make a one-time enrollment code an appliance redeems for its broker account (printed as the last line)')
+    .requiredOption('--data-dir <DIR>', "the console's data directory")
+    .option('--name <NAME>', 'the appliance name it is for (default: any)', bySchema(applianceNameSchema))
+    .option('--valid-hours <N>', 'how long it is valid (default 24)', checked((v) => {
+      const n = Number(v);
+      if (!Number.isInteger(n) || n < 1 || n > 720) throw new InvalidArgumentError('--valid-hours is a whole number from 1 to 720');
+      return n;
+    }))
+    .action(act(consoleCommands.consoleEnrollCodeCreate));
 
   // The top-level help is the reference the README carries: every command's synopsis.
   program.configureHelp({

@@ -5,11 +5,12 @@
  *
  *   storage (state directory locked, engine open) → nbd (listening) → state (state store)
  *   → sessions (ends the previous host session, starts the background restore) → http (web UI,
- *   API, control socket) → gadget (the USB drive) → gpio (button, LED, host power).
+ *   API, control socket) → gadget (the USB drive) → gpio (button, LED, host power) → management
+ *   (the link to a fleet console over MQTT).
  *
  * Essential components serve the host's disk: storage, nbd, state, sessions, and the gadget
  * when it runs. One of them failing to start stops the daemon with its error. Optional ones
- * (http, gpio) that fail are reported in the status (`components`), the log and on the LED,
+ * (http, gpio, management) that fail are reported in the status (`components`), the log and on the LED,
  * and the disk is served all the same: the daemon never exits because of them.
  *
  * SIGTERM/SIGINT drain in-flight requests, flush and exit 0; READY and a watchdog go to
@@ -30,9 +31,15 @@ import { HttpComponent } from '../http/http-component.js';
 import { GadgetComponent } from '../gadget/gadget-component.js';
 import { GpioComponent } from '../gpio/gpio-component.js';
 import { gpioRoutes } from '../http/routes/gpio-routes.js';
+import { managementRoutes } from '../http/routes/management-routes.js';
+import { ManagementComponent, type ManagementCommandLine } from '../management/management-component.js';
+import { modelAssigner } from '../management/model-assignment.js';
 import { modelLibraryRoutes } from '../http/routes/model-library-routes.js';
+import { modelDownloadRoutes } from '../http/routes/model-download-routes.js';
+import { ModelDownloads } from '../session/model-downloads.js';
 import { ModelService } from '../session/model-service.js';
 import { ModelLibrary } from '../storage/model-library.js';
+import type { ModelDownload } from '../api/models.js';
 import type { NbdTlsFiles } from '../nbd/tls-config.js';
 import type { ApiRouter } from '../http/api-router.js';
 import { childLogger } from '../logger.js';
@@ -63,6 +70,8 @@ export interface ServeOptions {
    * null: none.
    */
   firstBootPasswordFile?: string | null;
+  /** `--management URL …`: the fleet link's settings, saved over DIR/management.json at start. */
+  management?: ManagementCommandLine | null;
 }
 
 export interface DaemonAddresses {
@@ -82,13 +91,16 @@ export class Daemon {
   sessions: SessionManager | null = null;
   /** The model library's service (imports, rename, remove); from the start of the HTTP component. */
   models: ModelService | null = null;
+  /** Models arriving from URLs (imports, lazy provisioning); from the start of the HTTP component. */
+  downloads: ModelDownloads | null = null;
   addresses: DaemonAddresses | null = null;
 
   constructor(private readonly opts: ServeOptions) {}
 
   /** Every component the daemon has, in start order, with its health. */
   components(): ComponentHealth[] {
-    return [...this.health.values()].map((h) => ({ ...h }));
+    // a model download's stall is live: it comes and goes while the daemon runs
+    return [...this.health.values()].map((h) => (h.name === 'model-download' && h.state === 'running' && this.downloads ? { ...h, problem: this.downloads.problem() } : { ...h }));
   }
 
   async start(): Promise<DaemonAddresses> {
@@ -130,8 +142,37 @@ export class Daemon {
       const audit = (e: { actor: string; action: string; details?: Record<string, unknown> }): void => void state.store.audit(e).catch(() => undefined);
 
       const switcher = sessions.switcher;
-      const models = new ModelService({ library, activeModelId: () => storage.engine.model.id, inUse: () => (switcher.pendingModelId ? [switcher.pendingModelId] : []) });
+      const models: ModelService = new ModelService({
+        library,
+        activeModelId: () => storage.engine.model.id,
+        inUse: () => (switcher.pendingModelId ? [switcher.pendingModelId] : []),
+        downloadOf: (id): ModelDownload | null => downloads.downloadOf(id),
+        // the active model renamed: the status names it so at once
+        onRenamed: (m) => {
+          if (storage.engine.modelEntry.record.id !== m.record.id) return;
+          storage.engine.modelEntry = m;
+          service.emit('status');
+        },
+      });
       this.models = models;
+      const downloads: ModelDownloads = new ModelDownloads({ library, models, activeModel: () => storage.engine.model });
+      this.downloads = downloads;
+      downloads.on('changed', () => {
+        models.emit('models');
+        this.sessions?.emit('status');
+      });
+      const management: ManagementComponent = new ManagementComponent({
+        service,
+        stateDir: dir.path,
+        audit: (e) => state.store.audit(e),
+        assignModel: modelAssigner(models, switcher),
+        commandLine: o.management ?? null,
+        onChange: () => {
+          if (!this.health.has('management')) return;
+          this.setManagementHealth(management);
+          this.sessions?.emit('status');
+        },
+      });
       const gpio = plan.gpio?.settings ? new GpioComponent(service, plan.gpio.settings, { sysfsRoot: o.sysRoot, audit }) : null;
       const http = new HttpComponent({
         service,
@@ -139,9 +180,15 @@ export class Daemon {
         listen: o.httpListen,
         hostNames: o.httpHostNames ?? [],
         controlSocket: dir.controlSocket,
-        extraRoutes: [(api) => modelLibraryRoutes(api, { models, store: state.store, switcher }), ...(gpio ? [(api: ApiRouter) => gpioRoutes(api, gpio)] : [])],
+        extraRoutes: [
+          (api) => modelLibraryRoutes(api, { models, store: state.store, switcher }),
+          (api) => modelDownloadRoutes(api, { models, downloads, store: state.store }),
+          ...(gpio ? [(api: ApiRouter) => gpioRoutes(api, gpio)] : []),
+          (api: ApiRouter) => managementRoutes(api, management, state.store),
+        ],
       });
       const httpUp = await this.startOptional(http, true);
+      await this.startOptional(downloads);
 
       if (plan.gadget) {
         const gadget = new GadgetComponent(service, plan.gadget.settings, { nbdSocket: plan.gadgetNbdSocket, configfsRoot: o.configfsRoot, sysRoot: o.sysRoot });
@@ -155,6 +202,9 @@ export class Daemon {
       if (gpio && (await this.startOptional(gpio)) && !gpio.available) this.setHealth('gpio', false, 'off', null);
       else if (plan.gpio) this.setHealth('gpio', false, 'failed', plan.gpio.problem);
       else this.setHealth('gpio', false, 'off', null);
+
+      // The fleet link never holds up the disk: it connects (and reconnects) in the background.
+      if (await this.startOptional(management)) this.setManagementHealth(management);
 
       const a = httpUp ? http.address() : null;
       this.addresses = { nbdSocket: plan.nbdSocket, nbdTcp: nbd.tcp, http: a ? { host: a.host, port: a.port } : null, controlSocket: dir.controlSocket };
@@ -176,6 +226,8 @@ export class Daemon {
     if (this.stopping) return this.stopping;
     this.stopping = (async () => {
       await this.notify.stopping();
+      // downloads first: an import the stop interrupts is kept, to resume at the next start
+      await this.downloads?.stop().catch((err: unknown) => log.error({ err }, 'model downloads failed to stop cleanly'));
       await this.models?.close().catch((err: unknown) => log.error({ err }, 'model imports failed to stop cleanly'));
       for (const c of [...this.started].reverse()) {
         try {
@@ -221,6 +273,15 @@ export class Daemon {
     this.setHealth(c.name, false, 'running', null);
     childLogger(c.name).debug('started');
     return true;
+  }
+
+  /** The fleet link as a component: off, running (connected, or connecting for the first time), or failed with why (reconnecting, refused). */
+  private setManagementHealth(m: ManagementComponent): void {
+    const c = m.status().connection;
+    if (c.state === 'off') this.setHealth('management', false, 'off', null);
+    else if (c.state === 'failed') this.setHealth('management', false, 'failed', c.problem);
+    else if (c.state === 'reconnecting') this.setHealth('management', false, 'failed', `reconnecting: ${c.problem ?? ''}`);
+    else this.setHealth('management', false, 'running', null);
   }
 
   private setHealth(name: string, essential: boolean, state: ComponentHealth['state'], problem: string | null): void {

@@ -8,6 +8,8 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { HttpComponent, type HttpComponentOptions } from '../../appliance/http/http-component.js';
+import { managementRoutes } from '../../appliance/http/routes/management-routes.js';
+import { ManagementComponent } from '../../appliance/management/management-component.js';
 import type { ApplianceService } from '../../appliance/session/appliance-service.js';
 import { StateStore } from '../../appliance/state/state-store.js';
 import { FakeAppliance, type FakeOptions } from './fake-appliance.js';
@@ -31,7 +33,17 @@ export async function startHarness(
   // As the session manager does: the hydration rate follows the saved settings.
   store.on('settings', (s: { hydrationRateBytesPerSecond: number | null }) => void service.setHydrationRate(s.hydrationRateBytesPerSecond));
   const controlSocket = join(dir, 'control.sock');
-  const http = new HttpComponent({ service, store, listen: { host: opts.host ?? '127.0.0.1', port: 0 }, controlSocket, ...opts.http });
+  // As the daemon has it: the fleet link (off until configured), and its settings routes.
+  const management = new ManagementComponent({ service, stateDir: dir, audit: (e) => store.audit(e) });
+  await management.start();
+  const http = new HttpComponent({
+    service,
+    store,
+    listen: { host: opts.host ?? '127.0.0.1', port: 0 },
+    controlSocket,
+    ...opts.http,
+    extraRoutes: [...(opts.http?.extraRoutes ?? []), (api) => managementRoutes(api, management, store)],
+  });
   await http.start();
   const url = http.address().url.replace(/\/$/, '');
   return {
@@ -42,6 +54,7 @@ export async function startHarness(
     url,
     controlSocket,
     async close() {
+      await management.stop();
       await http.stop();
       service.close();
       await store.close();

@@ -62,6 +62,8 @@ export interface MosquittoOptions {
   aclFile?: string;
   /** Also listen with TLS (mqtts://) on a second port, with a certificate from a self-signed CA. */
   tls?: boolean;
+  /** The mqtt:// port; default a free one. */
+  port?: number;
   /** Where everything goes; default a new temporary directory, removed by stop({remove: true}). */
   dir?: string;
 }
@@ -112,7 +114,7 @@ export class Mosquitto {
     const ownsDir = opts.dir === undefined;
     const dir = opts.dir ?? (await mkdtemp(join(tmpdir(), 'snapback-mosquitto-')));
     await mkdir(join(dir, 'data'), { recursive: true });
-    const port = await freePort();
+    const port = opts.port ?? (await freePort());
     const tlsPort = opts.tls ? await freePort([port]) : null;
     const caPem = opts.tls ? await makeCertificates(dir) : null;
 
@@ -220,7 +222,7 @@ export class Mosquitto {
 }
 
 /** A TCP port free on loopback right now (mosquitto cannot listen on port 0 and say which it got). */
-async function freePort(avoid: number[] = []): Promise<number> {
+export async function freePort(avoid: number[] = []): Promise<number> {
   for (;;) {
     const port = await new Promise<number>((resolve, reject) => {
       const s = createServer();

@@ -21,10 +21,15 @@ export const LAYERS: readonly { name: string; holds: readonly string[]; what: st
   { name: 'storage', holds: ['appliance/storage'], what: 'block devices, model image and manifest, write log, protected disk, hydrator, engine, model verification' },
   { name: 'state', holds: ['appliance/state'], what: 'the state store: settings, users, tokens, session history, audit log' },
   { name: 'session', holds: ['appliance/session'], what: 'host sessions and modes over the engine: the ApplianceService the front ends use' },
-  { name: 'hardware front ends', holds: ['appliance/nbd', 'appliance/gadget', 'appliance/gpio'], what: 'NBD server, USB gadget, GPIO (no express, no HTTP)' },
+  { name: 'hardware and fleet front ends', holds: ['appliance/nbd', 'appliance/gadget', 'appliance/gpio', 'appliance/management'], what: 'NBD server, USB gadget, GPIO, the fleet link over MQTT (no express, no HTTP)' },
   { name: 'HTTP front end', holds: ['appliance/http'], what: 'web UI listener, JSON API (also for the GPIO), control socket' },
   { name: 'daemon', holds: ['appliance/daemon'], what: 'constructs and starts every component in order' },
-  { name: 'command line', holds: ['appliance/cli'], what: 'the snapback command (serve starts the daemon)' },
+  {
+    name: 'console',
+    holds: ['console/server'],
+    what: 'the console of a fleet: its SQLite store, the MQTT broker link, the broker account files, the model catalogue, enrollment and its HTTP API',
+  },
+  { name: 'command line', holds: ['appliance/cli'], what: 'the snapback command (serve starts the daemon, console serve the console)' },
 ];
 
 /**
@@ -43,7 +48,7 @@ function runtimeWireModules(): string[] {
   return (config.config.files as string[]).map((f) => relative(root, resolve(root, dirname(BROWSER.runtimeWire), f)).split(sep).join('/'));
 }
 /** Folders whose code must not depend on express (hardware and the wire contract). */
-const NO_EXPRESS = ['appliance/api', 'appliance/storage', 'appliance/state', 'appliance/session', 'appliance/nbd', 'appliance/gadget', 'appliance/gpio'];
+const NO_EXPRESS = ['appliance/api', 'appliance/storage', 'appliance/state', 'appliance/session', 'appliance/nbd', 'appliance/gadget', 'appliance/gpio', 'appliance/management'];
 
 const here = dirname(fileURLToPath(import.meta.url)); // dist/test/unit
 const root = resolve(here, '..', '..', '..');
@@ -143,7 +148,7 @@ function upwardImports(files: readonly string[], imports: (f: string) => Import[
 
 describe('layers: imports point one way', function () {
   this.timeout(120_000); // parses a few hundred files on a slow machine
-  const applianceFiles = tsFiles('appliance');
+  const applianceFiles = [...tsFiles('appliance'), ...tsFiles('console/server')];
   const browserFiles = BROWSER.holds.flatMap(tsFiles);
   const wire = runtimeWireModules();
 
@@ -152,11 +157,11 @@ describe('layers: imports point one way', function () {
     assert.ok(browserFiles.length > 5, `only ${browserFiles.length} files under web-ui/src`);
   });
 
-  it('every appliance module belongs to a declared layer', () => {
+  it('every appliance and console module belongs to a declared layer', () => {
     assert.deepEqual(applianceFiles.filter((f) => layerOf(f) < 0), []);
   });
 
-  it('no appliance module imports from a higher layer', () => {
+  it('no appliance or console module imports from a higher layer', () => {
     assert.deepEqual(upwardImports(applianceFiles, importsOf), []);
   });
 

@@ -8,6 +8,7 @@ import type { Page } from './page.js';
 const REASON: Record<string, string> = {
   'daemon-start': 'appliance started',
   api: 'web UI / API / CLI',
+  console: 'fleet console',
   button: 'reset button',
   'host-power-off': 'host powered off',
   'usb-reconnect': 'USB power-cycle',

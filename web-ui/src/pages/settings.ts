@@ -1,4 +1,4 @@
-/** Settings: mode, restore mode, hydration rate, password, API tokens. */
+/** Settings: mode, restore mode, hydration rate, password, fleet management, API tokens. */
 import { ApiError, getJson, postJson, request } from '../api.js';
 import { setMode, setRestoreMode } from '../actions.js';
 import { confirmAction, errorText, fmtTime, h, notify } from '../dom.js';
@@ -7,6 +7,7 @@ import type { ApiTokenInfo } from '../../../appliance/api/auth.js';
 import type { Settings } from '../../../appliance/api/settings.js';
 import type { ApplianceStatus } from '../../../appliance/api/status.js';
 import type { Page } from './page.js';
+import { managementCard } from './management-card.js';
 
 const MIB = 1024 * 1024;
 
@@ -195,6 +196,7 @@ export const settingsPage: Page = {
         .catch((err: unknown) => notify(`Not created: ${errorText(err)}`, 'error'));
     });
 
+    const fleet = managementCard();
     root.append(
       h(
         'div',
@@ -202,6 +204,7 @@ export const settingsPage: Page = {
         h('section', { class: 'card' }, modeForm),
         h('section', { class: 'card' }, policyForm),
         h('section', { class: 'card' }, pwForm),
+        h('section', { class: 'card', id: 'management-card' }, fleet.element),
         h(
           'section',
           { class: 'card card-span' },
@@ -229,7 +232,7 @@ export const settingsPage: Page = {
       .catch((err: unknown) => notify(`Could not load the settings: ${errorText(err)}`, 'error'));
     if (!latestStatus) void getJson<ApplianceStatus>('/api/status').then(showModes, () => undefined);
     loadTokens();
-    const offs = [on<ApplianceStatus>('status', showModes), on<Settings>('settings', showSettings)];
+    const offs = [on<ApplianceStatus>('status', showModes), on<Settings>('settings', showSettings), fleet.dispose];
     return () => {
       for (const off of offs) off();
     };

@@ -1,0 +1,41 @@
+/**
+ * assign-model: the console names a model by its URL; the appliance imports it into its model
+ * library (lazily by default: usable at once, fetched region by region as the host reads) and
+ * activates it (at the next session end, or now). The same calls the local API's
+ * POST /api/models/import and /api/models/:ref/activate make.
+ *
+ * Assigning the same model again (a console re-sending a group's assignment) reuses the model of
+ * that name imported from that URL instead of importing it twice.
+ */
+import { SnapbackError } from '../errors.js';
+import type { ModelService } from '../session/model-service.js';
+import type { ModelSwitcher } from '../session/model-switcher.js';
+import type { ModelAssigner } from './fleet-commands.js';
+
+export function modelAssigner(models: ModelService, switcher: ModelSwitcher): ModelAssigner {
+  return async (a) => {
+    const existing = (await models.library.list()).find((m) => m.record.name === a.name);
+    let ref: string;
+    let imported = false;
+    if (existing) {
+      const src = existing.record.source;
+      if (src.kind !== 'url' || src.url !== a.url) {
+        throw new SnapbackError('ALREADY_EXISTS', `this appliance has a model named ${a.name} from another source (${src.kind === 'url' ? src.url : src.kind}); assign under another name, or remove it first`);
+      }
+      ref = existing.record.id;
+    } else {
+      const job = await models.startImport({ source: a.url, name: a.name, lazy: a.lazy ?? true });
+      const end = await models.waitForJob(job.id);
+      if (end.state !== 'done' || end.modelId === null) throw new SnapbackError('IO_ERROR', `importing ${a.url}: ${end.error ?? 'the import did not finish'}`);
+      ref = end.modelId;
+      imported = true;
+    }
+    const act = await switcher.activate(ref, { now: a.now ?? false });
+    models.emit('models');
+    const model = { id: act.model.record.id, name: act.model.record.name };
+    return {
+      result: { model, takesEffect: act.takesEffect, regionsToRestore: act.regionsToRestore, imported },
+      audit: { url: a.url, model: model.id, name: model.name, takesEffect: act.takesEffect, regionsToRestore: act.regionsToRestore },
+    };
+  };
+}
