@@ -9,7 +9,8 @@ import assert from 'node:assert/strict';
 import { request } from 'node:http';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { ChildProcess } from 'node:child_process';
 import { makeSparseState } from '../helpers/sparse-state.js';
 import { startServe, exited, nbdUri } from '../helpers/cli.js';
@@ -33,6 +34,21 @@ const REGION = 64 * 1024;
 const RSS_GROWTH_BOUND = 32 * 2 ** 20;
 const RSS_TARGET = 100 * 2 ** 20;
 const RSS_PEAK_BOUND = 150 * 2 ** 20;
+
+/** The V8 options the appliance's systemd unit gives the daemon (NODE_OPTIONS), to start it as installed. */
+const UNIT = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'pi-gen', 'stage-snapback', '02-snapback', 'files', 'snapback.service');
+async function withUnitNodeOptions<T>(fn: () => Promise<T>): Promise<T> {
+  const m = /^Environment=NODE_OPTIONS=(.*)$/m.exec(readFileSync(UNIT, 'utf8'));
+  assert.ok(m, `${UNIT} sets NODE_OPTIONS`);
+  const before = process.env.NODE_OPTIONS;
+  process.env.NODE_OPTIONS = m[1]!;
+  try {
+    return await fn();
+  } finally {
+    if (before === undefined) delete process.env.NODE_OPTIONS;
+    else process.env.NODE_OPTIONS = before;
+  }
+}
 
 function rssOf(pid: number, key: 'VmRSS' | 'VmHWM' = 'VmRSS'): number {
   const m = new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
@@ -102,7 +118,7 @@ describe('region map at scale: the daemon on a sparse 1 TiB disk', function () {
     const st = await makeSparseState({ dir, diskBytes: TiB });
     const n = st.regionCount;
     assert.equal(n, 16 * 1024 * 1024);
-    child = await startServe(st.stateDir);
+    child = await withUnitNodeOptions(() => startServe(st.stateDir));
     const pid = child.pid!;
     const ctl = join(st.stateDir, 'control.sock');
     await new Promise((r) => setTimeout(r, 1000)); // the start's own restore check and GC have run
