@@ -4,7 +4,9 @@
  * - web-ui/src (TypeScript for the browser, DOM lib) is compiled by tsc with web-ui/tsconfig.json
  *   into public/assets/js as plain ES modules. It imports the API's wire types from
  *   appliance/api (type-only imports, erased from the output) through a project reference:
- *   `tsc -b` first emits that project's declarations (dist/api-types).
+ *   `tsc -b` first emits that project's declarations (dist/api-types);
+ * - the few wire-contract modules the browser runs (web-ui/tsconfig.wire.json: the region map's
+ *   decoder, which the daemon's tests use too) are compiled into public/assets/js/api.
  * No bundler and nothing fetched from the internet: the appliance is offline.
  */
 import { spawnSync } from 'node:child_process';
@@ -21,8 +23,10 @@ mkdirSync(out, { recursive: true });
 cpSync(join(root, 'web-ui', 'static'), out, { recursive: true });
 
 const tsc = createRequire(import.meta.url).resolve('typescript/bin/tsc');
-const r = spawnSync(process.execPath, [tsc, '-b', '--force', join(root, 'web-ui', 'tsconfig.json')], { stdio: 'inherit' });
-if (r.status !== 0) {
-  process.exitCode = r.status ?? 1;
-  throw new Error('web-ui: tsc failed');
+for (const args of [['-b', '--force', join(root, 'web-ui', 'tsconfig.json')], ['-p', join(root, 'web-ui', 'tsconfig.wire.json')]]) {
+  const r = spawnSync(process.execPath, [tsc, ...args], { stdio: 'inherit' });
+  if (r.status !== 0) {
+    process.exitCode = r.status ?? 1;
+    throw new Error(`web-ui: tsc ${args.join(' ')} failed`);
+  }
 }

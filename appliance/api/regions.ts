@@ -1,12 +1,11 @@
 /** The region map: GET /api/regions, and the live `regions` event. */
 import { z } from 'zod';
 
-/** Region states in the region map (two bits each on the wire). */
-export const RegionState = { clean: 0, written: 1, pending: 2 } as const;
+export { RegionState } from './region-map-wire.js';
 
 /**
  * The map, compact: `runs` (run-lengths) or `bits2` (two bits per region), whichever is smaller
- * (appliance/session/region-map-codec.ts encodes and decodes both).
+ * (region-map-wire.ts says how; appliance/session/region-map-codec.ts encodes).
  */
 export const regionMapSchema = z.object({
   regionSize: z.number(),

@@ -5,6 +5,7 @@
  * and flags are defined, parsed and checked in program.ts; each handler gets them typed and
  * returns the exit status.
  */
+import { existsSync } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { SnapbackError } from '../errors.js';
 import { createManifest, manifestPathFor, type HashName } from '../storage/manifest.js';
@@ -13,6 +14,7 @@ import { initEngine, openEngine } from '../storage/engine.js';
 import { StateDir } from '../storage/state-dir.js';
 import { verifyAgainstLog } from '../storage/verify.js';
 import { callDaemon } from './control-client.js';
+import { browserUrls } from './listen-urls.js';
 import { bytesBar, out, progressBar } from './output.js';
 import { Daemon, type ServeOptions } from '../daemon/daemon.js';
 import { runDemo } from './demo.js';
@@ -95,7 +97,10 @@ async function startDaemon(opts: ServeOptions): Promise<Daemon> {
   const daemon = new Daemon(opts);
   const addresses = await daemon.start();
   out(`snapback: serving NBD on ${addresses.nbdSocket}${addresses.nbdTcp ? ` and nbd://${addresses.nbdTcp.host}:${addresses.nbdTcp.port}` : ''}`);
-  if (addresses.http) out(`snapback: web UI and API on http://${addresses.http.host}:${addresses.http.port}/ (control socket ${addresses.controlSocket})`);
+  if (addresses.http) {
+    const [first, ...more] = browserUrls(addresses.http.host, addresses.http.port);
+    out(`snapback: web UI and API on ${first}${more.length ? ` (also ${more.join(', ')})` : ''} (control socket ${addresses.controlSocket})`);
+  }
   else out('snapback: the web UI and API are not running (see the log and `snapback status`); the disk is served');
   let signalled = false;
   const onSignal = (sig: string) => {
@@ -181,8 +186,15 @@ async function managementOptions(o: { management?: string; applianceName?: strin
   };
 }
 
+/**
+ * The control socket of a state directory's daemon. A directory that does not exist, or that
+ * `snapback init` did not make, is said to be so (STATE_MISSING), not reported as "no daemon".
+ */
 function controlSocketOf(stateDir: string): string {
-  return new StateDir(stateDir).controlSocket;
+  const dir = new StateDir(stateDir);
+  if (!existsSync(dir.path)) throw new SnapbackError('STATE_MISSING', `the state directory ${dir.path} does not exist`);
+  dir.readConfig();
+  return dir.controlSocket;
 }
 
 function describeStatus(s: ApplianceStatus): string {

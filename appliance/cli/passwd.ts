@@ -33,6 +33,7 @@ export async function setAdminPassword(stateDir: string, password: string): Prom
     return 'daemon';
   }
   if (!existsSync(dir.path)) throw new SnapbackError('STATE_MISSING', `the state directory ${dir.path} does not exist`);
+  dir.readConfig(); // STATE_MISSING unless `snapback init` made it: no state file is created elsewhere
   const unlock = dir.lock();
   try {
     const store = await StateStore.open(dir.path);

@@ -36,7 +36,6 @@ import { HostCheck } from './host-check.js';
 import { HttpError, errorHandler, redact, sendError } from './http-util.js';
 import { LiveEvents } from './live-events.js';
 import { LoginRateLimit, type LoginRateLimitOptions } from './login-rate-limit.js';
-import { buildOpenApiDocument } from './openapi.js';
 import { safeEqual } from './passwords.js';
 import { principalOf, type RouteDeps } from './route-context.js';
 import { listRoutes, type RouteEntry } from './route-table.js';
@@ -143,10 +142,15 @@ export class HttpComponent implements Component {
     return this.setupCode.path;
   }
 
-  /** The OpenAPI document of the API (also served at GET /api/openapi.json). */
-  openApiDocument(): object {
+  /**
+   * The OpenAPI document of the API (also served at GET /api/openapi.json). Its generator is
+   * loaded when the document is first asked for, not at start (memory the daemon would otherwise
+   * hold for nothing).
+   */
+  async openApiDocument(): Promise<object> {
     if (!this.api) throw new SnapbackError('CLOSED', 'the HTTP component is not started');
-    return buildOpenApiDocument(this.api.routes(), this.opts.service.status().daemon.version);
+    const openapi = await import('./openapi.js');
+    return openapi.buildOpenApiDocument(this.api.routes(), this.opts.service.status().daemon.version);
   }
 
   /** The declared API routes (what the OpenAPI document is made of). */

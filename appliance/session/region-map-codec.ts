@@ -1,34 +1,19 @@
 /**
- * The region map on the wire, compact at any disk size (GET /api/regions, live events). A disk
- * of 1 TiB has 16 M regions of 64 KiB: one object, or even one byte, per region is too much for
- * the appliance to build on every session end. Two encodings, the smaller one is sent:
- *
- * - `runs`: the map as runs of equal state, in region order, each one unsigned LEB128 varint
- *   holding `length * 4 + state`. A clean disk is one byte; a session's scattered writes are a
- *   few bytes per written stretch.
- * - `bits2`: two bits per region, four regions per byte, region r in byte r >> 2 at bit
- *   (r & 3) * 2. The bound for any map: count / 4 bytes (4 MiB at 16 M regions).
- *
- * Live changes travel as runs too: `[start, length, state]` triples. No Node APIs beyond a
- * timer; the web UI carries the same decoder (web-ui/src/region-map.ts).
+ * Encodes the region map compact at any disk size (GET /api/regions, live events): the wire form
+ * and its decoder are appliance/api/region-map-wire.ts. A disk of 1 TiB has 16 M regions of
+ * 64 KiB: one object, or even one byte, per region is too much for the appliance to build on
+ * every session end, so the encoder walks the map as runs of equal state (skipping clean
+ * stretches quickly) and sends the smaller of `runs` and `bits2`. No Node APIs beyond a timer.
  */
-import { RegionState } from './appliance-service.js';
-import { SnapbackError } from '../errors.js';
+import { RegionState, type RegionMapBytes, type RegionRun } from '../api/region-map-wire.js';
 
-export type RegionMapEncoding = 'runs' | 'bits2';
+export type { RegionMapEncoding, RegionRun } from '../api/region-map-wire.js';
 
-export interface EncodedRegionMap {
-  /** Regions on the disk. */
-  count: number;
-  encoding: RegionMapEncoding;
-  data: Uint8Array;
+export interface EncodedRegionMap extends RegionMapBytes {
   /** Regions written this session and pending restore, counted while encoding. */
   written: number;
   pending: number;
 }
-
-/** A change to the map: `length` regions from `start` now have `state`. */
-export type RegionRun = [start: number, length: number, state: number];
 
 /** Where the encoder reads region states from, with a way to skip clean stretches quickly. */
 export interface RegionStateSource {
@@ -100,133 +85,74 @@ export async function encodeRegionMapAsync(src: RegionStateSource): Promise<Enco
   }
 }
 
-/** The encoder; yields after every SLICE regions it examined one by one. */
+/**
+ * The map's runs of equal state in region order (clean stretches found with nextNonClean, other
+ * regions read one by one); `null` after every SLICE regions read one by one, a point where the
+ * asynchronous encoder gives the event loop back.
+ */
+function* runsOfSource(src: RegionStateSource): Generator<RegionRun | null, void, void> {
+  const n = src.count;
+  let runState: number = RegionState.clean;
+  let runStart = 0;
+  let budget = SLICE;
+  let r = 0;
+  while (r < n) {
+    if (--budget === 0) {
+      budget = SLICE;
+      yield null;
+    }
+    const next = src.nextNonClean(r);
+    const s = next > r ? RegionState.clean : src.stateOf(r);
+    if (s !== runState) {
+      if (r > runStart) yield [runStart, r - runStart, runState];
+      runState = s;
+      runStart = r;
+    }
+    r = next > r ? next : r + 1;
+  }
+  if (n > runStart) yield [runStart, n - runStart, runState];
+}
+
+/** The encoder; yields where the run walk gives the event loop back. */
 function* encodeSteps(src: RegionStateSource): Generator<void, EncodedRegionMap, void> {
   const n = src.count;
   const bits2Bytes = Math.ceil(n / 4);
   const sink = new ByteSink();
   let written = 0;
   let pending = 0;
-  let runState: number = RegionState.clean;
-  let runStart = 0;
-  let tooBig = false;
-  let budget = SLICE;
-  const close = (end: number): void => {
-    if (end > runStart) sink.varint((end - runStart) * 4 + runState);
+  const count = ([, length, state]: RegionRun): void => {
+    if (state === RegionState.written) written += length;
+    else if (state === RegionState.pending) pending += length;
   };
-  let r = 0;
-  while (r < n) {
-    if (--budget === 0) {
-      budget = SLICE;
+  let tooBig = false;
+  for (const run of runsOfSource(src)) {
+    if (run === null) {
       yield;
-    }
-    const next = src.nextNonClean(r);
-    if (next > r) {
-      // a clean stretch [r, next)
-      if (runState !== RegionState.clean) {
-        close(r);
-        runState = RegionState.clean;
-        runStart = r;
-      }
-      r = next;
       continue;
     }
-    const s = src.stateOf(r);
-    if (s === RegionState.written) written++;
-    else if (s === RegionState.pending) pending++;
-    if (s !== runState) {
-      close(r);
-      runState = s;
-      runStart = r;
-      if (sink.length > bits2Bytes) {
-        tooBig = true;
-        break;
-      }
+    count(run);
+    sink.varint(run[1] * 4 + run[2]);
+    if (sink.length > bits2Bytes) {
+      tooBig = true;
+      break;
     }
-    r++;
   }
-  if (!tooBig) {
-    close(n);
-    if (sink.length <= bits2Bytes) return { count: n, encoding: 'runs', data: sink.bytes(), written, pending };
-  }
+  if (!tooBig) return { count: n, encoding: 'runs', data: sink.bytes(), written, pending };
   // dense map: two bits per region
   const data = new Uint8Array(bits2Bytes);
   written = 0;
   pending = 0;
-  r = 0;
-  while (r < n) {
-    if (--budget === 0) {
-      budget = SLICE;
+  for (const run of runsOfSource(src)) {
+    if (run === null) {
       yield;
-    }
-    const next = src.nextNonClean(r);
-    if (next > r) {
-      r = next;
       continue;
     }
-    const s = src.stateOf(r) & 3;
-    if (s === RegionState.written) written++;
-    else if (s === RegionState.pending) pending++;
-    data[r >> 2]! |= s << ((r & 3) * 2);
-    r++;
+    count(run);
+    const [start, length, state] = run;
+    if (state === RegionState.clean) continue;
+    for (let r = start; r < start + length; r++) data[r >> 2]! |= (state & 3) << ((r & 3) * 2);
   }
   return { count: n, encoding: 'bits2', data, written, pending };
-}
-
-/** A map that does not decode (a client sent or kept a damaged one). */
-export class RegionMapDecodeError extends SnapbackError {
-  constructor(message: string) {
-    super('BAD_ARGUMENT', message);
-  }
-}
-
-/** Calls `run` for each run of equal state, in region order. Throws on a malformed map. */
-export function forEachRun(enc: Pick<EncodedRegionMap, 'count' | 'encoding' | 'data'>, run: (start: number, length: number, state: number) => void): void {
-  const { count, data } = enc;
-  if (enc.encoding === 'bits2') {
-    if (data.length !== Math.ceil(count / 4)) throw new RegionMapDecodeError(`bits2 region map of ${count} regions needs ${Math.ceil(count / 4)} bytes, got ${data.length}`);
-    let start = 0;
-    let state = count > 0 ? data[0]! & 3 : 0;
-    for (let r = 1; r < count; r++) {
-      const s = (data[r >> 2]! >> ((r & 3) * 2)) & 3;
-      if (s !== state) {
-        run(start, r - start, state);
-        start = r;
-        state = s;
-      }
-    }
-    if (count > 0) run(start, count - start, state);
-    return;
-  }
-  if (enc.encoding !== 'runs') throw new RegionMapDecodeError(`unknown region map encoding ${String(enc.encoding)}`);
-  let pos = 0;
-  let at = 0;
-  while (pos < data.length) {
-    let v = 0;
-    let mul = 1;
-    for (;;) {
-      const b = data[pos++];
-      if (b === undefined) throw new RegionMapDecodeError('region map ends inside a run');
-      v += (b & 0x7f) * mul;
-      if (b < 0x80) break;
-      mul *= 0x80;
-    }
-    const state = v % 4;
-    const length = Math.floor(v / 4);
-    if (length === 0 || at + length > count) throw new RegionMapDecodeError(`region map run of ${length} at region ${at} does not fit ${count} regions`);
-    run(at, length, state);
-    at += length;
-  }
-  if (at !== count) throw new RegionMapDecodeError(`region map covers ${at} of ${count} regions`);
-}
-
-/** One byte per region (tests and small maps only: 16 MB at 16 M regions). */
-export function decodeRegionMap(enc: Pick<EncodedRegionMap, 'count' | 'encoding' | 'data'>): Uint8Array {
-  const out = new Uint8Array(enc.count);
-  forEachRun(enc, (start, length, state) => {
-    if (state !== RegionState.clean) out.fill(state, start, start + length);
-  });
-  return out;
 }
 
 /**

@@ -10,12 +10,17 @@
  * straight into that buffer and hashed on the way for the id, so neither the text of the file
  * nor a string of the digests is ever held whole. A manifest laid out unlike ours (another key
  * order, escapes in the digests) is read the plain way, whole, through JSON.parse.
+ *
+ * A daemon serving a model loads its manifest with `digests: 'file'`: the digests are checked
+ * the same way at load and then read from the open file region by region when a region is
+ * verified (manifest-digest-file.ts), so a 1 TiB model costs no memory for them.
  */
 import { createHash } from 'node:crypto';
 import { open, rename, stat } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { z } from 'zod';
 import { FileDevice } from './file-device.js';
+import { ManifestDigestFile } from './manifest-digest-file.js';
 import { DIGEST_LENGTHS, DEFAULT_MANIFEST_HASH, SUPPORTED_HASHES, zeroRegionDigest, type HashName } from './hash-functions.js';
 import { dataRegionRuns } from './data-extents.js';
 import { sharedHashPool, type HashPool } from './hash-pool.js';
@@ -53,12 +58,24 @@ export type ManifestInfo = Omit<ManifestJson, 'hashes'>;
 const PLAIN_PARSE_LIMIT = 256 << 20;
 /** The JSON around the digests is small; more than this is not a manifest of ours. */
 const FIELDS_LIMIT = 1 << 20;
-const READ_CHUNK = 1 << 20;
+/**
+ * The file is read, and the digests' text written, this much at a time: each piece becomes a
+ * string on its way to or from base64, and strings this small die young (a scavenge frees them),
+ * while megabyte strings wait in the large-object space for a full collection: at 1 TiB those
+ * were 40 MB of a daemon's RSS after it loaded a manifest.
+ */
+const READ_CHUNK = 64 << 10;
+const TEXT_STEP = 3 * (16 << 10); // a multiple of 3 bytes: the pieces' base64 concatenates
+
+export interface LoadManifestOptions {
+  /** 'memory' (default): the digests held in one buffer; 'file': read from the open file when asked (close() the manifest). */
+  digests?: 'memory' | 'file';
+}
 
 export class Manifest {
   constructor(
     readonly json: ManifestInfo,
-    private readonly digests: Buffer,
+    private readonly digests: Buffer | ManifestDigestFile,
   ) {}
 
   /** A manifest for these digests (its id computed from them). */
@@ -87,24 +104,42 @@ export class Manifest {
     return digestLength(this.json.hash);
   }
 
+  /** One region's digest (read synchronously from the manifest file when its digests are not held). */
   digest(region: number): Buffer {
     const n = this.digestLength;
+    if (this.digests instanceof ManifestDigestFile) return this.digests.readSync(region * n, n);
     return this.digests.subarray(region * n, region * n + n);
   }
 
-  /** All the digests, region after region (a view, not a copy). */
+  /** One region's digest, without blocking on the manifest file when its digests are not held. */
+  async readDigest(region: number): Promise<Buffer> {
+    const n = this.digestLength;
+    if (this.digests instanceof ManifestDigestFile) return this.digests.read(region * n, n);
+    return this.digests.subarray(region * n, region * n + n);
+  }
+
+  /**
+   * All the digests, region after region: a view of the held buffer, or, when they are not held,
+   * a copy read whole from the file (32 MB at 1 M regions: for comparing models, not per region).
+   */
   get allDigests(): Buffer {
+    if (this.digests instanceof ManifestDigestFile) return this.digests.readSync(0, this.digests.byteLength);
     return this.digests;
   }
 
-  static async load(path: string): Promise<Manifest> {
+  /** Closes the manifest file a manifest loaded with `digests: 'file'` reads from (nothing otherwise). */
+  async close(): Promise<void> {
+    if (this.digests instanceof ManifestDigestFile) await this.digests.close();
+  }
+
+  static async load(path: string, options: LoadManifestOptions = {}): Promise<Manifest> {
     let size: number;
     try {
       size = (await stat(path)).size;
     } catch (err) {
       throw new SnapbackError('MANIFEST_INVALID', `cannot read manifest ${path}: ${(err as Error).message}`);
     }
-    const fast = await loadStreaming(path, size);
+    const fast = await loadStreaming(path, size, options.digests ?? 'memory');
     if (fast) return fast;
     if (size > PLAIN_PARSE_LIMIT) {
       throw new SnapbackError('MANIFEST_INVALID', `manifest ${path} (${size} bytes) is not laid out as Snapback writes manifests, and is too large to read whole; make it again with "snapback model manifest"`);
@@ -119,8 +154,13 @@ export class Manifest {
     const fh = await open(tmp, 'w', 0o644);
     try {
       await fh.write(head);
-      const step = 3 * (256 << 10); // multiples of 3 bytes: the chunks' base64 concatenates
-      for (let i = 0; i < this.digests.length; i += step) await fh.write(this.digests.toString('base64', i, Math.min(this.digests.length, i + step)));
+      const d = this.digests;
+      const step = TEXT_STEP;
+      if (d instanceof ManifestDigestFile) {
+        for (let i = 0; i < d.textLength; i += step) await fh.write(await d.readText(i, Math.min(d.textLength - i, step)));
+      } else {
+        for (let i = 0; i < d.length; i += step) await fh.write(d.toString('base64', i, Math.min(d.length, i + step)));
+      }
       await fh.write(tail);
       await fh.sync();
     } finally {
@@ -165,7 +205,7 @@ function idPrefix(size: number, regionSize: number, hash: string): string {
 /** The manifest id: SHA-256 of {format, size, regionSize, hash, hashes} as JSON, hashes in base64. */
 function manifestId(size: number, regionSize: number, hash: string, digests: Buffer): string {
   const h = createHash('sha256').update(idPrefix(size, regionSize, hash));
-  const step = 3 * (256 << 10);
+  const step = TEXT_STEP;
   for (let i = 0; i < digests.length; i += step) h.update(digests.toString('base64', i, Math.min(digests.length, i + step)));
   return h.update('"}').digest('hex');
 }
@@ -175,11 +215,12 @@ function invalid(path: string, why: string, details?: Record<string, unknown>): 
 }
 
 /** Checks the parsed fields and the digests against each other; the manifest or a clear error. */
-function finish(path: string, parsed: ManifestInfo, digests: Buffer, computedId: string): Manifest {
+function finish(path: string, parsed: ManifestInfo, digests: Buffer | ManifestDigestFile, computedId: string): Manifest {
   const count = Math.ceil(parsed.size / parsed.regionSize);
   const want = count * digestLength(parsed.hash);
-  if (digests.length !== want) {
-    throw new SnapbackError('MANIFEST_INVALID', `manifest ${path} holds ${digests.length} bytes of digests, expected ${want}`);
+  const have = digests instanceof ManifestDigestFile ? digests.byteLength : digests.length;
+  if (have !== want) {
+    throw new SnapbackError('MANIFEST_INVALID', `manifest ${path} holds ${have} bytes of digests, expected ${want}`);
   }
   if (computedId !== parsed.id) {
     throw new SnapbackError('MANIFEST_INVALID', `manifest ${path} has id ${parsed.id} but its content hashes to ${computedId}`, { expected: computedId, actual: parsed.id });
@@ -284,23 +325,24 @@ class FieldScanner {
 }
 
 /** The streaming reader; null when the file is not laid out as ours (the caller reads it plainly). */
-export async function loadManifestStreaming(path: string): Promise<Manifest | null> {
+export async function loadManifestStreaming(path: string, options: LoadManifestOptions = {}): Promise<Manifest | null> {
   let size: number;
   try {
     size = (await stat(path)).size;
   } catch (err) {
     throw new SnapbackError('MANIFEST_INVALID', `cannot read manifest ${path}: ${(err as Error).message}`);
   }
-  return loadStreaming(path, size);
+  return loadStreaming(path, size, options.digests ?? 'memory');
 }
 
-async function loadStreaming(path: string, fileSize: number): Promise<Manifest | null> {
+async function loadStreaming(path: string, fileSize: number, keep: 'memory' | 'file'): Promise<Manifest | null> {
   let fh;
   try {
     fh = await open(path, 'r');
   } catch (err) {
     throw new SnapbackError('MANIFEST_INVALID', `cannot read manifest ${path}: ${(err as Error).message}`);
   }
+  let keptOpen = false;
   try {
     const chunk = Buffer.allocUnsafe(Math.min(READ_CHUNK, Math.max(4096, fileSize)));
     let pos = 0;
@@ -346,7 +388,11 @@ async function loadStreaming(path: string, fileSize: number): Promise<Manifest |
     // exactly the digests the fields call for (no more than the file can hold): more digests
     // than that decode short of their length below, and the plain reader names the mismatch
     const expected = Math.ceil(size / regionSize) * DIGEST_LENGTHS[hash as HashName];
-    const out = Buffer.allocUnsafeSlow(Math.min(Number.isSafeInteger(expected) ? expected : 0, Math.floor((fileSize * 3) / 4) + 3));
+    const held = Math.min(Number.isSafeInteger(expected) ? expected : 0, Math.floor((fileSize * 3) / 4) + 3);
+    // digests read from the file on demand are decoded here only to be checked, a chunk at a time
+    const out = keep === 'file' ? null : Buffer.allocUnsafeSlow(held);
+    const scratch = out ? null : Buffer.allocUnsafe(Math.floor(((chunk.length + 4) * 3) / 4) + 3);
+    const textStart = valueStart;
     let outLen = 0;
     let carry = '';
     let tail: Buffer | null = null;
@@ -363,8 +409,9 @@ async function loadStreaming(path: string, fileSize: number): Promise<Manifest |
       // A character outside base64 (an escape, a space), or padding before the end, decodes to
       // fewer bytes than its length promises: the plain reader decides about such a file.
       const pads = end >= 0 ? (text.endsWith('==') ? 2 : text.endsWith('=') ? 1 : 0) : 0;
-      const wrote = out.write(text, outLen, 'base64');
+      const wrote = out ? out.write(text, outLen, 'base64') : scratch!.write(text, 0, 'base64');
       if (wrote !== Math.floor((text.length * 3) / 4) - pads) return null;
+      if (!out && outLen + wrote > held) return null; // more digests than the fields call for: the plain reader says so
       outLen += wrote;
       if (end >= 0) {
         tail = Buffer.from(chunk.subarray(end, available));
@@ -394,9 +441,12 @@ async function loadStreaming(path: string, fileSize: number): Promise<Manifest |
     }
     const parsed = parseFields(path, value);
     if (parsed.size !== size || parsed.regionSize !== regionSize || parsed.hash !== hash) return null; // keys given twice: not ours
-    return finish(path, infoOf(parsed), out.subarray(0, outLen), computedId);
+    if (out) return finish(path, infoOf(parsed), out.subarray(0, outLen), computedId);
+    const manifest = finish(path, infoOf(parsed), new ManifestDigestFile(fh, path, textStart, outLen), computedId);
+    keptOpen = true;
+    return manifest;
   } finally {
-    await fh.close();
+    if (!keptOpen) await fh.close();
   }
 }
 

@@ -147,10 +147,17 @@ export class ModelImage implements BlockDevice {
 
   async open(): Promise<void> {
     if (this._manifest) return;
-    const manifest = await Manifest.load(this.manifestPath);
-    await this.file.open();
+    // the digests stay in the manifest file, read when a region is verified (no memory for them)
+    const manifest = await Manifest.load(this.manifestPath, { digests: 'file' });
+    try {
+      await this.file.open();
+    } catch (err) {
+      await manifest.close();
+      throw err;
+    }
     if (this.file.size !== manifest.size) {
       await this.file.close();
+      await manifest.close();
       throw new SnapbackError('SIZE_MISMATCH', `model ${this.imagePath} holds ${this.file.size} bytes but its manifest says ${manifest.size}`, {
         expected: manifest.size,
         actual: this.file.size,
@@ -255,11 +262,14 @@ export class ModelImage implements BlockDevice {
   }
 
   private throwIfBad(region: number): void {
-    const m = this.manifest;
-    throw new ModelCorruptError(region, m.digest(region).toString('hex'), this.lastActual.get(region) ?? 'unknown', this.imagePath);
+    throw this.corrupt(region, 'unknown');
   }
-  /** The digest found for regions that failed (for errors raised later). */
-  private lastActual = new Map<number, string>();
+  private corrupt(region: number, actualIfUnknown: string): ModelCorruptError {
+    const f = this.failed.get(region);
+    return new ModelCorruptError(region, f?.expected ?? 'unknown', f?.actual ?? actualIfUnknown, this.imagePath);
+  }
+  /** The digests expected and found for regions that failed (for errors raised later). */
+  private failed = new Map<number, { expected: string; actual: string }>();
 
   /**
    * Reads the whole region, hashes it on a worker and compares; `use` gets the verified bytes
@@ -270,7 +280,7 @@ export class ModelImage implements BlockDevice {
     if (state === 1 && !force) return Promise.resolve();
     const m = this.manifest;
     if (state === 2 && !force) {
-      return Promise.reject(new ModelCorruptError(region, m.digest(region).toString('hex'), this.lastActual.get(region) ?? 'previously failed', this.imagePath));
+      return Promise.reject(this.corrupt(region, 'previously failed'));
     }
     const existing = this.verifying.get(region);
     if (existing) return existing;
@@ -285,10 +295,10 @@ export class ModelImage implements BlockDevice {
         const actual = await this.pool.digest(m.hash, data);
         this.stats.hashedRegions++;
         this.stats.hashedBytes += len;
-        const expected = m.digest(region);
+        const expected = await m.readDigest(region);
         if (!actual.equals(expected)) {
           this.setState(region, 2);
-          this.lastActual.set(region, actual.toString('hex'));
+          this.failed.set(region, { expected: expected.toString('hex'), actual: actual.toString('hex') });
           throw new ModelCorruptError(region, expected.toString('hex'), actual.toString('hex'), this.imagePath);
         }
         this.setState(region, 1);
@@ -419,6 +429,7 @@ export class ModelImage implements BlockDevice {
     this.recordTimer = null;
     await this.saveRecord();
     await this.file.close();
+    await this._manifest?.close();
     this._manifest = null;
     this.recordKey = null;
     this.slabs?.trim();

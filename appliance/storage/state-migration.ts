@@ -21,13 +21,14 @@ export async function migrateStateDir(state: StateDir): Promise<StateConfig> {
   if (config.version === 2) return config;
   let manifest: Manifest;
   try {
-    manifest = await Manifest.load(config.modelManifest);
+    // the digests are copied from the file into the library's manifest, never held (32 MB at 1 TiB)
+    manifest = await Manifest.load(config.modelManifest, { digests: 'file' });
   } catch (err) {
     throw new SnapbackError('MANIFEST_INVALID', `cannot bring ${state.path} up to date: its model's manifest cannot be read (${(err as Error).message})`, undefined, { cause: err });
   }
   const library = new ModelLibrary(state);
   const name = manifest.json.name || basename(config.modelImage);
-  const m = await library.registerInPlace(config.modelImage, manifest, { name, source: { kind: 'file', path: config.modelImage } });
+  const m = await library.registerInPlace(config.modelImage, manifest, { name, source: { kind: 'file', path: config.modelImage } }).finally(() => manifest.close());
   const next: StateConfig = { version: 2, disk: config.disk, regionSize: config.regionSize, createdAt: config.createdAt };
   state.writeConfig(next);
   log.info({ stateDir: state.path, model: m.record.id, name: m.record.name, image: config.modelImage }, 'state directory brought up to date: its model is now in the model library (registered in place, not copied)');

@@ -16,7 +16,7 @@ import { CLI, exited, snapback } from '../helpers/cli.js';
 import { nbdsh } from '../helpers/nbd-clients.js';
 import { Prng } from '../helpers/prng.js';
 import { PASSWORD, controlRequest } from '../helpers/http-harness.js';
-import { useChromium, VIEWPORT_NAMES, newPage, shot, waitData, waitText } from '../helpers/browser.js';
+import { useChromium, VIEWPORT_NAMES, newPage, shot, waitData, waitText, setFirstPassword } from '../helpers/browser.js';
 
 const SIZE = 32 << 20;
 const REGION = 64 << 10;
@@ -130,11 +130,7 @@ describe('web UI in Chromium against the real daemon, with a real NBD client wri
 
       it('first run sets the password; the dashboard shows the daemon', async () => {
         await page.goto(daemon.url + '/');
-        await page.waitForSelector('#setup-form');
-        await page.fill('#new-password', PASSWORD);
-        await page.fill('#confirm-password', PASSWORD);
-        await page.click('#setup-submit');
-        await page.waitForSelector('#session-number');
+        await setFirstPassword(page, PASSWORD);
         await page.waitForSelector('#live.live-on');
         await waitText(page, '#mode', 'Frozen');
         await waitText(page, '#host-state', /./);

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { useChromium, VIEWPORT_NAMES, newPage, shot, waitText } from '../helpers/browser.js';
+import { useChromium, VIEWPORT_NAMES, newPage, shot, waitText, setFirstPassword } from '../helpers/browser.js';
 import { FakeAppliance } from '../helpers/fake-appliance.js';
 import { waitFor } from '../helpers/wait.js';
 import { StateStore } from '../../appliance/state/state-store.js';
@@ -44,11 +44,7 @@ describe('web UI: the GPIO page in Chromium', function () {
       try {
         const url = http.address().url.replace(/\/$/, '');
         await page.goto(url + '/');
-        await page.waitForSelector('#setup-form');
-        await page.fill('#new-password', PASSWORD);
-        await page.fill('#confirm-password', PASSWORD);
-        await page.click('#setup-submit');
-        await page.waitForSelector('#session-number');
+        await setFirstPassword(page, PASSWORD);
         await page.click('#nav a[data-page="gpio"]');
         await page.waitForSelector('#gpio-pins tr[data-role="button"]');
         // live pin state: the button (active-low) is released, then held

@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import type { Browser, Page } from 'playwright-core';
 import { startHarness, type Harness, PASSWORD } from '../helpers/http-harness.js';
-import { VIEWPORTS, launchChromium, newPage, shot, waitData, waitText, type ViewportName } from '../helpers/browser.js';
+import { VIEWPORTS, launchChromium, newPage, shot, waitData, waitText, type ViewportName, setFirstPassword } from '../helpers/browser.js';
 
 const N = 16 * 1024 * 1024;
 const RED = [220, 38, 38];
@@ -79,11 +79,7 @@ describe('web UI: the region map of a 16 M-region (1 TiB) disk in Chromium', fun
         fake.write(writtenRegions);
 
         await page.goto(hx.url + '/');
-        await page.waitForSelector('#setup-form');
-        await page.fill('#new-password', PASSWORD);
-        await page.fill('#confirm-password', PASSWORD);
-        await page.click('#setup-submit');
-        await page.waitForSelector('#session-number');
+        await setFirstPassword(page, PASSWORD);
         await waitData(page, '#region-map', 'regions', String(N));
         await waitData(page, '#region-map', 'written', '4');
         await waitData(page, '#region-map', 'pending', '1001');

@@ -121,3 +121,16 @@ export async function waitText(page: Page, sel: string, want: string | RegExp): 
 export async function waitData(page: Page, sel: string, key: string, want: string): Promise<void> {
   await page.waitForFunction(({ sel, key, want }) => (globalThis as any).document.querySelector(sel)?.dataset[key] === want, { sel, key, want });
 }
+
+/**
+ * The first-run form on a fresh appliance: the administrator password, twice, then the
+ * dashboard. (The tests of the form itself, with a wrong setup code or passwords that differ,
+ * drive it field by field.)
+ */
+export async function setFirstPassword(page: Page, password: string): Promise<void> {
+  await page.waitForSelector('#setup-form');
+  await page.fill('#new-password', password);
+  await page.fill('#confirm-password', password);
+  await page.click('#setup-submit');
+  await page.waitForSelector('#session-number');
+}

@@ -5,14 +5,15 @@
  * write workload.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync, readFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawn } from 'node:child_process';
 import { Prng } from '../helpers/prng.js';
 import { spawnNbdsh } from '../helpers/nbd-clients.js';
 import { waitFor } from '../helpers/wait.js';
-import { snapback, tool, startServe, exited, nbdUri } from '../helpers/cli.js';
+import { CLI, snapback, tool, startServe, exited, nbdUri } from '../helpers/cli.js';
+import { ownNetworkAddress } from '../helpers/network.js';
 import { callDaemon } from '../../appliance/cli/control-client.js';
 import { VERSION } from '../../appliance/version.js';
 import { openSync, writeSync, closeSync } from 'node:fs';
@@ -57,6 +58,44 @@ describe('snapback CLI and daemon', function () {
       assert.equal(r.code, 2, `${args.join(' ')} → ${r.code}: ${r.stderr}`);
       assert.equal(r.stderr.trim().split('\n').length, 1, `one line for ${args.join(' ')}: ${r.stderr}`);
       assert.match(r.stderr, /^snapback: /);
+    }
+  });
+
+  it('status and the other daemon commands name a directory that is missing or not a state directory, and say "no daemon" only for a state directory', () => {
+    const missing = join(dir, 'nonexistent');
+    let r = snapback(['status', '--state-dir', missing]);
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, /the state directory .*nonexistent does not exist/);
+    const bare = join(dir, 'bare');
+    mkdirSync(bare);
+    for (const args of [['status'], ['session', 'end'], ['mode', 'thawed']]) {
+      r = snapback([...args, '--state-dir', bare]);
+      assert.notEqual(r.code, 0);
+      assert.match(r.stderr, /is not a Snapback state directory \(no snapback\.json\); run "snapback init" first/, `${args.join(' ')}: ${r.stderr}`);
+    }
+    initState();
+    r = snapback(['status', '--state-dir', state]);
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, /no daemon is running here/);
+  });
+
+  it('serve on every address (0.0.0.0) prints a URL a browser can open: this machine\'s own address, which answers', async () => {
+    initState();
+    const child = spawn(process.execPath, [CLI, 'serve', '--state-dir', state, '--http-listen', '0.0.0.0:0', '--gadget', 'off', '--gpio', 'off'], { env: { ...process.env, NODE_ENV: 'test', LOG_LEVEL: 'warn' }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+    try {
+      await waitFor('the web UI line', () => /web UI and API on /.test(out) || child.exitCode !== null, 60_000);
+      const m = /web UI and API on (http:\/\/(\S+):(\d+)\/)/.exec(out);
+      assert.ok(m, out);
+      assert.notEqual(m[2], '0.0.0.0', `printed ${m[1]}`);
+      assert.equal(m[2], ownNetworkAddress(), 'the first of this machine\'s own addresses');
+      const res = await fetch(`${m[1]}api/auth/state`);
+      assert.equal(res.status, 200, 'the printed URL answers');
+    } finally {
+      child.kill('SIGTERM');
+      await exited(child);
     }
   });
 

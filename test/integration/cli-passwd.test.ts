@@ -5,7 +5,7 @@
  * with one line, exit 2, and changes nothing.
  */
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Prng } from '../helpers/prng.js';
@@ -13,6 +13,7 @@ import { exited, snapback, snapbackOnTerminal, startServe } from '../helpers/cli
 import { callDaemon } from '../../appliance/cli/control-client.js';
 import { StateStore } from '../../appliance/state/state-store.js';
 import { verifyPassword } from '../../appliance/http/passwords.js';
+import { StateDir } from '../../appliance/storage/state-dir.js';
 
 async function adminHash(stateDir: string): Promise<string | null> {
   const store = await StateStore.open(stateDir);
@@ -32,6 +33,7 @@ describe('snapback passwd', function () {
     dir = mkdtempSync(join(tmpdir(), 'snapback-passwd-'));
     state = join(dir, 'state');
     mkdirSync(state);
+    new StateDir(state).writeConfig({ version: 2, disk: join(dir, 'disk.img'), regionSize: 65536, createdAt: new Date().toISOString() });
   });
   afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
@@ -48,6 +50,16 @@ describe('snapback passwd', function () {
     } finally {
       await store.close();
     }
+  });
+
+  it('refuses a directory that snapback init did not make (no snapback.json) and creates nothing in it', () => {
+    const bare = join(dir, 'bare');
+    mkdirSync(bare);
+    const r = snapback(['passwd', '--state-dir', bare, '--password-stdin'], {}, 'correct horse\n');
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, /not a Snapback state directory \(no snapback\.json\)/);
+    assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+    assert.deepEqual(readdirSync(bare), [], 'no state file, no lock left behind');
   });
 
   it('on a terminal, asks twice and echoes nothing; two different entries change nothing', async () => {
@@ -88,22 +100,23 @@ describe('snapback passwd', function () {
   });
 
   it('with a daemon running, sets it through the control socket: the daemon takes the new password at once', async () => {
+    const served = join(dir, 'served');
     const model = join(dir, 'model.img');
     writeFileSync(model, new Prng(3).bytes(4 << 20));
     assert.equal(snapback(['model', 'manifest', model]).code, 0);
-    const init = snapback(['init', '--state-dir', state, '--model', model, '--disk', join(dir, 'disk.img')]);
+    const init = snapback(['init', '--state-dir', served, '--model', model, '--disk', join(dir, 'disk.img')]);
     assert.equal(init.code, 0, init.stderr);
-    const d = await startServe(state);
-    const ctl = join(state, 'control.sock');
+    const d = await startServe(served);
+    const ctl = join(served, 'control.sock');
     try {
       assert.equal(((await callDaemon(ctl, 'GET', '/api/auth/state')) as { passwordSet: boolean }).passwordSet, false);
-      let r = snapback(['passwd', '--state-dir', state, '--password-stdin'], {}, 'daemon-secret-1\n');
+      let r = snapback(['passwd', '--state-dir', served, '--password-stdin'], {}, 'daemon-secret-1\n');
       assert.equal(r.code, 0, r.stderr);
       assert.match(r.stdout, /through the running daemon/);
       assert.equal(((await callDaemon(ctl, 'GET', '/api/auth/state')) as { passwordSet: boolean }).passwordSet, true);
       await callDaemon(ctl, 'POST', '/api/auth/login', { password: 'daemon-secret-1' });
 
-      r = snapback(['passwd', '--state-dir', state, '--password-stdin'], {}, 'short\n');
+      r = snapback(['passwd', '--state-dir', served, '--password-stdin'], {}, 'short\n');
       assert.equal(r.code, 2, r.stderr);
       assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
       await callDaemon(ctl, 'POST', '/api/auth/login', { password: 'daemon-secret-1' }); // still the same password
@@ -112,6 +125,6 @@ describe('snapback passwd', function () {
       d.kill('SIGTERM');
       await exited(d);
     }
-    assert.ok(await verifyPassword('daemon-secret-1', (await adminHash(state))!), 'the daemon saved it in its state file');
+    assert.ok(await verifyPassword('daemon-secret-1', (await adminHash(served))!), 'the daemon saved it in its state file');
   });
 });

@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { RegionState } from '../../appliance/session/appliance-service.js';
 import { Client, PASSWORD, startHarness, type Harness, type ReqOptions } from '../helpers/http-harness.js';
-import { decodeRegionMap } from '../../appliance/session/region-map-codec.js';
+import { decodeRegionMap } from '../../appliance/api/region-map-wire.js';
 
 interface Endpoint {
   method: string;

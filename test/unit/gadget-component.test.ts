@@ -7,7 +7,7 @@
  */
 import { strict as assert } from 'node:assert';
 import { EventEmitter } from 'node:events';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { setImmediate as tick } from 'node:timers/promises';
@@ -81,7 +81,14 @@ describe('gadget: GadgetComponent (simulated configfs and tools)', function () {
   let components: GadgetComponent[];
   let clock: FakeClock;
   const statePath = () => path.join(sys, 'class', 'udc', 'dummy_udc.0', 'state');
-  const setState = (s: string) => writeFileSync(statePath(), `${s}\n`);
+  /**
+   * The host puts the UDC in state `s`. Written whole at once, as sysfs shows an attribute: a
+   * plain rewrite truncates first, and a read the file watcher starts in between sees no state.
+   */
+  const setState = (s: string) => {
+    writeFileSync(`${statePath()}.new`, `${s}\n`);
+    renameSync(`${statePath()}.new`, statePath());
+  };
   const G = (...p: string[]) => path.join(cfg, 'usb_gadget', 'snapback', ...p);
   const attr = (...p: string[]) => readFileSync(G(...p), 'utf8').trim();
   const connected = (n: string) => existsSync(path.join(sys, 'block', n, 'pid'));
@@ -157,11 +164,18 @@ describe('gadget: GadgetComponent (simulated configfs and tools)', function () {
     await settled(g);
   };
 
-  /** Everything the gadget started is done: a session end it asked for, and its queue. */
+  /**
+   * Everything the gadget started is done: a session end it asked for, and its queue. Repeated
+   * until no new session end began meanwhile (one its queue asked for while this waited).
+   */
   const settled = async (g: GadgetComponent): Promise<void> => {
-    await tick();
-    await svc.ending;
-    await g.idle();
+    for (;;) {
+      await tick();
+      const ending = svc.ending;
+      await ending;
+      await g.idle();
+      if (svc.ending === ending) return;
+    }
   };
 
   /** The host enumerates the freshly bound gadget, each state seen by the watcher. */

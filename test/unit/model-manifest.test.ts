@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync, statSync } from 'node:fs';
+import { mkdtempSync, readFileSync, renameSync, rmSync, truncateSync, writeFileSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Prng } from '../helpers/prng.js';
@@ -64,6 +64,43 @@ describe('model manifests', function () {
       const copy = join(dir, 'copy.json');
       await fast.save(copy);
       assert.equal(readFileSync(copy, 'utf8'), old.text, `${c.size}: saved byte for byte as before`);
+    }
+  });
+
+  it('reads the digests from the manifest file region by region when loaded with digests on demand, the same as held in memory', async () => {
+    const rng = new Prng(15);
+    for (const c of [
+      { size: 1, regionSize: 4096, hash: 'sha256' as const },
+      { size: 5 * 4096 + 17, regionSize: 4096, hash: 'sha1' as const },
+      { size: 3 << 20, regionSize: 1 << 20, hash: 'blake2b512' as const },
+      { size: 160 * 1024 * 4096 - 100, regionSize: 4096, hash: 'sha256' as const },
+    ]) {
+      const path = join(dir, `od-${c.size}-${c.hash}.json`);
+      const count = Math.ceil(c.size / c.regionSize);
+      const digests = randomDigests(rng, count, c.hash);
+      const old = writeOldStyleManifest(path, { name: 'on demand', ...c, digests });
+      const m = await Manifest.load(path, { digests: 'file' });
+      try {
+        assert.equal(m.id, old.id);
+        const n = m.digestLength;
+        const sample = count <= 64 ? Array.from({ length: count }, (_, r) => r) : [0, 1, 2, 3, 4, 5, count - 2, count - 1, ...Array.from({ length: 200 }, () => rng.int(count))];
+        for (const r of sample) {
+          assert.ok((await m.readDigest(r)).equals(digests.subarray(r * n, r * n + n)), `${c.size}: region ${r}`);
+          assert.ok(m.digest(r).equals(digests.subarray(r * n, r * n + n)), `${c.size}: region ${r}, read synchronously`);
+        }
+        assert.ok(m.allDigests.equals(digests), `${c.size}: all digests`);
+        // the path replaced by another manifest (as a save does, by rename): still the loaded file's digests
+        const other = join(dir, 'other.json');
+        writeOldStyleManifest(other, { name: 'other', ...c, digests: randomDigests(rng, count, c.hash) });
+        renameSync(other, path);
+        assert.ok((await m.readDigest(count - 1)).equals(digests.subarray((count - 1) * n)), `${c.size}: the loaded file, not the path`);
+        const copy = join(dir, 'od-copy.json');
+        await m.save(copy);
+        assert.equal(readFileSync(copy, 'utf8'), old.text, `${c.size}: saved byte for byte`);
+      } finally {
+        await m.close();
+      }
+      await assert.rejects(m.readDigest(0), (err: unknown) => isSnapbackError(err, 'CLOSED'));
     }
   });
 

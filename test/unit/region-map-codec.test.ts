@@ -1,6 +1,7 @@
 /**
- * The compact region map (appliance/session/region-map-codec.ts): what GET /api/regions and the
- * live events carry. Every map decodes to exactly the states it was made from, whatever its
+ * The compact region map (appliance/session/region-map-codec.ts encodes it,
+ * appliance/api/region-map-wire.ts decodes it for the tests and the web UI): what GET /api/regions
+ * and the live events carry. Every map decodes to exactly the states it was made from, whatever its
  * shape, in at most two bits per region; damaged maps are refused; changes become runs of the
  * regions' current states and give up to "replaced" past their bound.
  */
@@ -9,19 +10,10 @@ import { closeSync, ftruncateSync, mkdtempSync, openSync, rmSync } from 'node:fs
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { RegionState } from '../../appliance/session/appliance-service.js';
-import {
-  RegionChangeBuffer,
-  bytesStateSource,
-  decodeRegionMap,
-  encodeRegionMap,
-  encodeRegionMapAsync,
-  forEachRun,
-  regionLogStates,
-  runsOf,
-} from '../../appliance/session/region-map-codec.js';
+import { RegionChangeBuffer, bytesStateSource, encodeRegionMap, encodeRegionMapAsync, regionLogStates, runsOf } from '../../appliance/session/region-map-codec.js';
+import { RegionMapDecodeError, decodeRegionMap, forEachRun } from '../../appliance/api/region-map-wire.js';
 import { FileDevice } from '../../appliance/storage/file-device.js';
 import { RegionLog, logFileSize } from '../../appliance/storage/region-log.js';
-import { SnapbackError } from '../../appliance/errors.js';
 import { Prng } from '../helpers/prng.js';
 
 const { clean, written, pending } = RegionState;
@@ -98,7 +90,7 @@ describe('region map codec', () => {
       { count: 1000, encoding: 'bits2' as const, data: new Uint8Array(249) },
       { count: 1000, encoding: 'bytes' as unknown as 'runs', data: new Uint8Array(1000) },
     ];
-    for (const b of bad) assert.throws(() => decodeRegionMap(b), (err: unknown) => err instanceof SnapbackError && err.code === 'BAD_ARGUMENT' && /region map/.test(err.message));
+    for (const b of bad) assert.throws(() => decodeRegionMap(b), (err: unknown) => err instanceof RegionMapDecodeError && err.code === 'BAD_ARGUMENT' && /region map/.test(err.message));
   });
 
   it('changes become runs of the current state; past the bound the map is "replaced"', () => {

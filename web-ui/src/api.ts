@@ -4,8 +4,7 @@
  */
 import type { AuthState } from '../../appliance/api/auth.js';
 import type { ApiErrorBody } from '../../appliance/api/common.js';
-// type only: the login page loads this module, and the region map module needs a login
-import type { WireRegionMap } from './region-map.js';
+import type { RegionMapReply } from '../../appliance/api/regions.js';
 
 let csrfToken: string | null = null;
 
@@ -102,7 +101,7 @@ export async function authState(): Promise<AuthState> {
   return s;
 }
 
-/** The region map: GET /api/regions answers it compact (runs or two bits per region; decodeRegionMap in region-map.ts). */
-export function getRegionMap(): Promise<WireRegionMap> {
-  return getJson<WireRegionMap>('/api/regions');
+/** The region map: GET /api/regions answers it compact (runs or two bits per region; decodeWireMap in region-map.ts). */
+export function getRegionMap(): Promise<RegionMapReply> {
+  return getJson<RegionMapReply>('/api/regions');
 }

@@ -5,10 +5,17 @@
  * then clean) — a 1 TiB disk has 16 M regions. Clicking a cell zooms in on it; hovering tells
  * which regions and bytes a cell covers and what they hold. Redraws at most once per frame.
  *
- * The map arrives compact (GET /api/regions: runs or two bits per region, the daemon's
- * appliance/session/region-map-codec.ts) and changes as runs [start, length, state].
+ * The map arrives compact (GET /api/regions: runs or two bits per region) and is decoded by
+ * the wire contract's own decoder, the one module of appliance/api the browser loads as code
+ * (`./api/…` resolves there through web-ui/tsconfig.json's rootDirs; web-ui/build.ts puts it
+ * beside these scripts). Changes arrive as runs [start, length, state].
  */
-import { REGION_CLEAN, REGION_PENDING, REGION_WRITTEN } from './region-states.js';
+import type { RegionMapReply } from '../../appliance/api/regions.js';
+import { RegionState, decodeRegionMap } from './api/region-map-wire.js';
+
+const REGION_CLEAN = RegionState.clean;
+const REGION_WRITTEN = RegionState.written;
+const REGION_PENDING = RegionState.pending;
 
 const COLORS: Record<number, [number, number, number]> = {
   [REGION_CLEAN]: [203, 213, 225],
@@ -23,13 +30,6 @@ const BLOCK = 64;
 /** A zoom step divides (or multiplies) the regions in view by this. */
 export const ZOOM_STEP = 16;
 
-/** The compact map as GET /api/regions sends it. */
-export interface WireRegionMap {
-  count: number;
-  encoding: string;
-  data: string;
-}
-
 function fromBase64(text: string): Uint8Array {
   const bin = atob(text);
   const out = new Uint8Array(bin.length);
@@ -37,37 +37,9 @@ function fromBase64(text: string): Uint8Array {
   return out;
 }
 
-/** Decodes the compact map into one byte per region (REGION_* values). Throws on a damaged map. */
-export function decodeRegionMap(wire: WireRegionMap): Uint8Array {
-  const data = fromBase64(wire.data);
-  const n = wire.count;
-  const out = new Uint8Array(n);
-  if (wire.encoding === 'bits2') {
-    if (data.length !== Math.ceil(n / 4)) throw new Error(`region map: ${data.length} bytes for ${n} regions`);
-    for (let r = 0; r < n; r++) out[r] = (data[r >> 2]! >> ((r & 3) * 2)) & 3;
-    return out;
-  }
-  if (wire.encoding !== 'runs') throw new Error(`region map: unknown encoding ${wire.encoding}`);
-  let pos = 0;
-  let at = 0;
-  while (pos < data.length) {
-    let v = 0;
-    let mul = 1;
-    for (;;) {
-      const b = data[pos++];
-      if (b === undefined) throw new Error('region map: ends inside a run');
-      v += (b & 0x7f) * mul;
-      if (b < 0x80) break;
-      mul *= 0x80;
-    }
-    const state = v % 4;
-    const length = Math.floor(v / 4);
-    if (length === 0 || at + length > n) throw new Error(`region map: a run of ${length} at ${at} does not fit ${n} regions`);
-    if (state !== REGION_CLEAN) out.fill(state, at, at + length);
-    at += length;
-  }
-  if (at !== n) throw new Error(`region map: covers ${at} of ${n} regions`);
-  return out;
+/** Decodes the compact map into one byte per region (RegionState values). Throws on a damaged map. */
+export function decodeWireMap(wire: RegionMapReply): Uint8Array {
+  return decodeRegionMap({ count: wire.count, encoding: wire.encoding, data: fromBase64(wire.data) });
 }
 
 export interface CellInfo {

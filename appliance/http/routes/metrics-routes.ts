@@ -1,10 +1,15 @@
-/** Prometheus metrics: GET /metrics (every gauge set from one status snapshot per scrape). */
-import { Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+/**
+ * Prometheus metrics: GET /metrics (every gauge set from one status snapshot per scrape).
+ * prom-client is loaded on the first scrape, not at start: a daemon nobody scrapes does not pay
+ * its memory (about 10 MB of a Pi's RSS budget).
+ */
+import type { Gauge, Registry } from 'prom-client';
 import type { ApplianceService, ApplianceStatus } from '../../session/appliance-service.js';
 import type { ApiRouter } from '../api-router.js';
 import type { RouteDeps } from '../route-context.js';
 
-function makeMetrics(service: ApplianceService): { registry: Registry; refresh(): void } {
+async function makeMetrics(service: ApplianceService): Promise<{ registry: Registry; refresh(): void }> {
+  const { Gauge, Registry, collectDefaultMetrics } = await import('prom-client');
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'snapback_' }); // snapback_process_…, snapback_nodejs_…
   const gauges: [Gauge, (s: ApplianceStatus) => number][] = [];
@@ -29,7 +34,7 @@ function makeMetrics(service: ApplianceService): { registry: Registry; refresh()
 }
 
 export function metricsRoutes(api: ApiRouter, { service }: RouteDeps): void {
-  const metrics = makeMetrics(service);
+  let metrics: ReturnType<typeof makeMetrics> | null = null;
   api.add({
     method: 'get',
     path: '/metrics',
@@ -37,9 +42,11 @@ export function metricsRoutes(api: ApiRouter, { service }: RouteDeps): void {
     summary: 'Prometheus metrics',
     replies: { 200: { description: 'Prometheus text format', contentType: 'text/plain' } },
     handler: async ({ res }) => {
-      metrics.refresh();
-      const text = await metrics.registry.metrics();
-      res.type(metrics.registry.contentType).send(text);
+      metrics ??= makeMetrics(service);
+      const m = await metrics;
+      m.refresh();
+      const text = await m.registry.metrics();
+      res.type(m.registry.contentType).send(text);
     },
   });
 }

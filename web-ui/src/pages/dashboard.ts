@@ -6,7 +6,7 @@ import { getJson, getRegionMap } from '../api.js';
 import { endSession, setMode } from '../actions.js';
 import { fmtBytes, fmtDuration, fmtInt, fmtRate, fmtTime, h, pct, setText } from '../dom.js';
 import { latestStatus, on, setStatus } from '../live.js';
-import { RegionMap, ZOOM_STEP, decodeRegionMap } from '../region-map.js';
+import { RegionMap, ZOOM_STEP, decodeWireMap } from '../region-map.js';
 import type { ApplianceStatus } from '../../../appliance/api/status.js';
 import type { Page } from './page.js';
 
@@ -135,7 +135,7 @@ export const dashboardPage: Page = {
       buffered = [];
       loading = getRegionMap()
         .then((m) => {
-          map.setMap(decodeRegionMap(m));
+          map.setMap(decodeWireMap(m));
           map.apply(buffered ?? []);
         })
         .catch(() => undefined)
