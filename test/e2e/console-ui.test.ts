@@ -123,7 +123,9 @@ describe('the console web UI in Chromium (real console, mosquitto and appliance 
       const pc2 = await appliance('pc-02');
       await page.waitForSelector('#fleet-rows tr[data-name="pc-01"][data-online="true"]', { timeout: 60_000 });
       await page.waitForSelector('#fleet-rows tr[data-name="pc-02"][data-online="true"]', { timeout: 60_000 });
-      await page.waitForFunction(() => /#1/.test((globalThis as any).document.querySelector('#fleet-rows tr[data-name="pc-01"] td.session')?.textContent ?? ''), null, { timeout: 60_000 });
+      const sessionShown = (name: string, n: number): Promise<unknown> =>
+        page.waitForFunction(([nm, want]) => ((globalThis as any).document.querySelector(`#fleet-rows tr[data-name="${nm}"] td.session`)?.textContent ?? '').startsWith(`#${want}`), [name, n] as const, { timeout: 60_000 });
+      await sessionShown('pc-01', (await status(pc1.state)).session.number);
       assert.match(await rowText(page, 'pc-01', 'model'), /model/);
 
       // One appliance: thaw pc-01 from its row's checkbox; pc-02 stays frozen.
@@ -157,7 +159,7 @@ describe('the console web UI in Chromium (real console, mosquitto and appliance 
       await page.click('#act-end-session');
       await confirm(page);
       await waitFor('both sessions ended', async () => (await status(pc1.state)).session.number > before[0]! && (await status(pc2.state)).session.number > before[1]!, 60_000);
-      await page.waitForFunction(() => /#2/.test((globalThis as any).document.querySelector('#fleet-rows tr[data-name="pc-02"] td.session')?.textContent ?? ''), null, { timeout: 60_000 });
+      await sessionShown('pc-02', (await status(pc2.state)).session.number);
       await shot(page, 'desktop', 'console-fleet');
 
       // The commands' results: three answered commands (thaw, two end-sessions).
