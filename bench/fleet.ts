@@ -95,7 +95,7 @@ export async function runFleetBench(o: FleetBenchOptions = {}): Promise<FleetBen
   const P = o.processes ?? 4;
   const trials = o.trials ?? 3;
   const dir = mkdtempSync(join(tmpdir(), 'snapback-bench-fleet-'));
-  const broker = await Mosquitto.start({ dir: join(dir, 'broker') });
+  const broker = await Mosquitto.start({ dir: join(dir, 'broker'), maxQueuedMessages: 10 * N });
   const children: ChildProcess[] = [];
   const stop = new AbortController();
   try {

@@ -205,7 +205,7 @@ describe('the console web UI in Chromium (real console, mosquitto and appliance 
 
   it('keeps 1,000 appliances paged and filterable, and a selection action reaches only the chosen ones', async () => {
     const N = 1000;
-    const broker = await Mosquitto.start({ dir: join(dir, 'broker-1000') });
+    const broker = await Mosquitto.start({ dir: join(dir, 'broker-1000'), maxQueuedMessages: 10 * N });
     const server = new ConsoleServer({ dataDir: join(dir, 'console-1000'), listen: { host: '127.0.0.1', port: 0 }, mqttUrl: broker.url, backoff: { minMs: 100, maxMs: 1000 } });
     const fleet: ProtocolAppliance[] = [];
     const p = await newPage(chromium.browser, 'desktop');
@@ -229,7 +229,7 @@ describe('the console web UI in Chromium (real console, mosquitto and appliance 
       assert.equal(await page.textContent('#fleet-page-info'), `1–100 of ${N}`);
       await page.click('#fleet-next');
       assert.equal(await page.getAttribute('#fleet-rows tr:first-child', 'data-name'), name(100));
-      await shot(page, 'desktop', 'console-fleet-1000');
+      await shot(page, 'desktop', 'console-fleet-1000', false);
       // Filter by name.
       await page.fill('#fleet-filter', 'lab-09');
       await page.waitForFunction(() => (globalThis as any).document.querySelector('#fleet-page-info')?.textContent === '1–100 of 100');
