@@ -62,7 +62,7 @@ describe('the console web UI in Chromium (real console, mosquitto and appliance 
   });
   after(() => rmSync(dir, { recursive: true, force: true }));
 
-  it('sets the first password, shows the fleet live, sends actions to one appliance and to a group, and uploads a model', async () => {
+  it('sets the first password, shows the fleet live, sends actions to one appliance and to a group, uploads a model and assigns it', async () => {
     const model = join(dir, 'model.img');
     writeFileSync(model, new Prng(7).bytes(SIZE));
     assert.equal(snapback(['model', 'manifest', model]).code, 0);
@@ -170,7 +170,9 @@ describe('the console web UI in Chromium (real console, mosquitto and appliance 
       // The catalogue: upload an image with its progress, then it is listed with its URL.
       await page.click('#nav a[data-page=models]');
       await waitData(page, '#page', 'loaded', 'true');
-      await page.setInputFiles('#model-file', model);
+      const image = join(dir, 'lab-image.img'); // not the model the daemons already hold
+      writeFileSync(image, new Prng(8).bytes(SIZE));
+      await page.setInputFiles('#model-file', image);
       await page.fill('#model-name', 'lab-image');
       await page.click('#model-upload');
       await page.waitForSelector('#model-rows tr td.name:text-is("lab-image")', { timeout: 60_000 });
@@ -178,6 +180,28 @@ describe('the console web UI in Chromium (real console, mosquitto and appliance 
       assert.deepEqual(listed.map((m) => m.name), ['lab-image']);
       assert.equal(await page.textContent('#model-rows td.url code'), listed[0]!.url);
       await shot(page, 'desktop', 'console-models');
+
+      // Assign the uploaded model to pc-01 from the fleet table: the daemon takes it (lazily, from the console's URL).
+      await page.click('#nav a[data-page=fleet]');
+      await waitData(page, '#page', 'loaded', 'true');
+      await page.check('#fleet-rows tr[data-name="pc-01"] input[type=checkbox]');
+      await page.selectOption('#assign-model', { label: 'lab-image' });
+      await page.click('#act-assign-model');
+      await confirm(page);
+      const assigned = await waitFor(
+        'the assign-model command answered',
+        async () => (await api<{ action: string; state: string; result: unknown; error: unknown }[]>('GET', '/api/commands?appliance=pc-01')).find((c) => c.action === 'assign-model' && (c.state === 'succeeded' || c.state === 'failed')),
+        60_000,
+      );
+      // pc-01 pulled it into its library from the console's URL (lazily). Whether it then takes
+      // effect is the appliance's answer, shown on the Commands page: an appliance that cannot yet
+      // activate a model whose regions are still arriving answers so.
+      const library = async (state: string): Promise<string[]> => ((await callDaemon(join(state, 'control.sock'), 'GET', '/api/models')) as { models: { name: string }[] }).models.map((m) => m.name);
+      assert.ok((await library(pc1.state)).includes('lab-image'), JSON.stringify(await library(pc1.state)));
+      assert.equal((await library(pc2.state)).includes('lab-image'), false, 'pc-02 got nothing');
+      await page.click('#nav a[data-page=commands]');
+      await page.waitForSelector(`#command-rows tr[data-appliance="pc-01"][data-state="${assigned.state}"] td.action:has-text("assign-model")`);
+      if (assigned.state === 'succeeded') assert.equal((assigned.result as { model: { name: string } }).model.name, 'lab-image');
 
       // The audit log shows what was done from the UI.
       await page.click('#nav a[data-page=audit]');
