@@ -17,7 +17,7 @@ const here = dirname(fileURLToPath(import.meta.url)); // dist/bench
 export const RESULTS_DIR = join(resolve(here, '..', '..'), 'bench', 'results');
 
 /** Sections of latest.md come in this order; parts not named here follow, alphabetically. */
-export const PART_ORDER = ['storage', 'model', 'models', 'memory', 'nbd'];
+export const PART_ORDER = ['storage', 'model', 'models', 'memory', 'nbd', 'fleet'];
 
 /** Writes one part's results and re-assembles latest.md/latest.json. Returns latest.md's text. */
 export function writePartResults(part: string, json: unknown, markdown: string, dir = RESULTS_DIR): string {

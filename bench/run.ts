@@ -1,7 +1,7 @@
 /**
  * `npm run bench` (node dist/bench/run.js): the benchmark, in parts.
  *
- *   node dist/bench/run.js [storage] [model] [models] [memory] [nbd] [--quick] [--no-ext4] [--no-memory] [--no-study] [--only W,W] [--dir DIR]
+ *   node dist/bench/run.js [storage] [model] [models] [memory] [nbd] [fleet] [--quick] [--no-ext4] [--no-memory] [--no-study] [--only W,W] [--dir DIR]
  *   npm run bench -- storage --only first-touch
  *
  * With no part named, every part runs. Parts:
@@ -15,6 +15,8 @@
  *            model, a switch between models against a full copy
  *   memory   the daemon's memory on sparse 64 GiB and 1 TiB disks (bench/memory-scale.ts)
  *   nbd      the NBD benchmark (bench/nbd-peers.ts) if it is there, serving the protected disk
+ *   fleet    the console with 1,000 simulated appliances over one mosquitto (bench/fleet.ts): a
+ *            group command's round trip, the console's RSS, the fleet page's render time
  *
  * Each part writes its own results and latest.md/latest.json are assembled from every part's
  * latest (bench/results-files.ts), so a run of one part keeps the others' last figures. The
@@ -28,7 +30,7 @@
 import { existsSync, statfsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { cpus, release, tmpdir } from 'node:os';
+import { cpus, loadavg, release, tmpdir } from 'node:os';
 import { parseArgs } from 'node:util';
 import { writePartResults } from './results-files.js';
 
@@ -36,7 +38,7 @@ import { writePartResults } from './results-files.js';
 process.env.LOG_LEVEL ??= 'warn';
 
 const here = dirname(fileURLToPath(import.meta.url)); // dist/bench
-const PARTS = ['storage', 'model', 'models', 'memory', 'nbd'] as const;
+const PARTS = ['storage', 'model', 'models', 'memory', 'nbd', 'fleet'] as const;
 type Part = (typeof PARTS)[number];
 
 function isTmpfs(path: string): boolean {
@@ -168,6 +170,19 @@ async function runNbd(a: Args): Promise<void> {
   process.stdout.write(writePartResults('nbd', { startedAt: started.toISOString(), env, ...nbd }, markdown || `### NBD server\n\n(no figures)\n`));
 }
 
+/** The console with 1,000 simulated appliances (bench/fleet.ts); `--quick`: 200 of them. */
+async function runFleet(a: Args): Promise<void> {
+  const fb = await import('./fleet.js');
+  const started = new Date();
+  const load = loadavg().map((l) => l.toFixed(2)).join(' ');
+  try {
+    const r = await fb.runFleetBench(a.quick ? { appliances: 200, processes: 2, trials: 2 } : {});
+    process.stdout.write(writePartResults('fleet', { startedAt: started.toISOString(), loadBefore: load, ...r }, fb.fleetMarkdown(r, load)));
+  } catch (err) {
+    process.stderr.write(`fleet bench failed: ${(err as Error).stack ?? String(err)}\n`);
+  }
+}
+
 async function main(): Promise<void> {
   const { values, positionals } = parseArgs({
     allowPositionals: true,
@@ -193,6 +208,7 @@ async function main(): Promise<void> {
   if (parts.includes('models')) await runModels(a);
   if (parts.includes('memory')) await runMemory(a, tag);
   if (parts.includes('nbd')) await runNbd(a);
+  if (parts.includes('fleet')) await runFleet(a);
   if (missed.length) process.stderr.write(`targets missed: ${missed.join(', ')}\n`);
 }
 

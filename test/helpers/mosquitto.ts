@@ -66,6 +66,12 @@ export interface MosquittoOptions {
   port?: number;
   /** Where everything goes; default a new temporary directory, removed by stop({remove: true}). */
   dir?: string;
+  /**
+   * QoS 1 messages the broker queues per client before it drops them (mosquitto's default: 1000).
+   * A console of N appliances needs about 3 × N when they all connect at once (info, state,
+   * availability), or mosquitto drops some and the console never hears of those appliances.
+   */
+  maxQueuedMessages?: number;
 }
 
 const HOST = '127.0.0.1';
@@ -146,6 +152,7 @@ export class Mosquitto {
       `persistence_location ${join(dir, 'data')}/`,
       'autosave_interval 1',
       'autosave_on_changes false',
+      ...(opts.maxQueuedMessages !== undefined ? [`max_queued_messages ${opts.maxQueuedMessages}`] : []),
       'log_dest stderr',
       'log_type error',
       'log_type warning',
