@@ -60,6 +60,8 @@ describe('activating a lazily provisioned model before it is downloaded (daemon,
   it('model activate B --now while B is still arriving: the host reads B at once (regions not here yet fetched first), switching away keeps its download, and B completes', async function () {
     const state = join(dir.path, 'state');
     await copyFile(join(dir.path, 'a.img'), join(dir.path, 'a-model.img'));
+    // the regions of B's manifest, so that the switch compares the two region by region
+    await (await createManifest(join(dir.path, 'a-model.img'), { regionSize: REGION })).save(manifestPathFor(join(dir.path, 'a-model.img')));
     const init = snapback(['init', '--state-dir', state, '--model', join(dir.path, 'a-model.img'), '--disk', join(dir.path, 'disk.img')]);
     assert.equal(init.code, 0, init.stderr);
     daemon = await startServe(state);
@@ -84,6 +86,7 @@ print(hashlib.sha256(h.pread(${length}, ${offset})).hexdigest())
 
     const act = snapback(['model', 'activate', 'B', '--now', '--state-dir', state]);
     assert.equal(act.code, 0, act.stderr);
+    assert.match(act.stdout, /is active; 17 regions are restored from it/, 'planned from B\'s manifest: only the regions that differ');
     const st = await status();
     assert.equal(st.model.name, 'B');
     let listed = await modelB();
