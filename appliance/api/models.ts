@@ -110,3 +110,21 @@ export const modelDownloadRateRequestSchema = z.object({
   /** Bytes per second; null for unlimited. */
   rateLimitBytesPerSecond: z.number().int().positive().nullable(),
 });
+
+/**
+ * PUT /api/models/upload?… with the image as the body (application/octet-stream, Content-Length
+ * required). With manifestId (and the manifest's regionSize and hash) the image must hash to
+ * that manifest, or nothing is imported.
+ */
+export const modelUploadQuerySchema = z
+  .object({
+    name: z.string().min(1).max(100),
+    /** The file's name on the uploader's side, kept as the model's source. */
+    fileName: z.string().min(1).max(255).optional(),
+    manifestId: z.string().regex(/^[0-9a-f]{64}$/, 'a manifest id is 64 hex digits').optional(),
+    regionSize: z.coerce.number().int().positive().optional(),
+    hash: z.string().min(1).max(32).optional(),
+  })
+  .strict()
+  .refine((q) => q.manifestId !== undefined || (q.regionSize === undefined && q.hash === undefined), 'regionSize and hash go with manifestId');
+export type ModelUploadQuery = z.infer<typeof modelUploadQuerySchema>;

@@ -37,6 +37,7 @@ import { modelAssigner } from '../management/model-assignment.js';
 import { modelLibraryRoutes } from '../http/routes/model-library-routes.js';
 import { modelDownloadRoutes } from '../http/routes/model-download-routes.js';
 import { ModelDownloads } from '../session/model-downloads.js';
+import { modelUploadRoutes } from '../http/routes/model-upload-routes.js';
 import { ModelService } from '../session/model-service.js';
 import { ModelLibrary } from '../storage/model-library.js';
 import type { ModelDownload } from '../api/models.js';
@@ -185,6 +186,7 @@ export class Daemon {
         extraRoutes: [
           (api) => modelLibraryRoutes(api, { models, store: state.store, switcher }),
           (api) => modelDownloadRoutes(api, { models, downloads, store: state.store }),
+          (api) => modelUploadRoutes(api, { models, store: state.store }),
           ...(gpio ? [(api: ApiRouter) => gpioRoutes(api, gpio)] : []),
           (api: ApiRouter) => managementRoutes(api, management, state.store),
         ],
