@@ -116,6 +116,7 @@ export class Daemon {
       library,
       engine: () => storage.engine,
       store: () => state.store,
+      lazyModels: () => this.downloads,
       endSessionOnStart: o.endSessionOnStart ?? true,
       components: () => this.components(),
       nbdClients: () => nbd.clientCount,
@@ -137,22 +138,17 @@ export class Daemon {
       await this.startEssential(nbd);
       await this.startEssential(state);
       if (o.firstBootPasswordFile !== null) await consumeFirstBootPassword(o.firstBootPasswordFile ?? DEFAULT_FIRST_BOOT_PASSWORD_FILE, state.store);
-      await this.startEssential(sessions);
-      this.sessions = sessions.manager;
-      const service = sessions.manager;
-      const audit = (e: { actor: string; action: string; details?: Record<string, unknown> }): void => void state.store.audit(e).catch(() => undefined);
-
-      const switcher = sessions.switcher;
+      // made before the sessions: an activation left pending may take over a model still arriving
       const models: ModelService = new ModelService({
         library,
         activeModelId: () => storage.engine.model.id,
-        inUse: () => (switcher.pendingModelId ? [switcher.pendingModelId] : []),
+        inUse: () => (sessions.pendingModelId ? [sessions.pendingModelId] : []),
         downloadOf: (id): ModelDownload | null => downloads.downloadOf(id),
         // the active model renamed: the status names it so at once
         onRenamed: (m) => {
           if (storage.engine.modelEntry.record.id !== m.record.id) return;
           storage.engine.modelEntry = m;
-          service.emit('status');
+          this.sessions?.emit('status');
         },
       });
       this.models = models;
@@ -162,6 +158,12 @@ export class Daemon {
         models.emit('models');
         this.sessions?.emit('status');
       });
+      await this.startEssential(sessions);
+      this.sessions = sessions.manager;
+      const service = sessions.manager;
+      const audit = (e: { actor: string; action: string; details?: Record<string, unknown> }): void => void state.store.audit(e).catch(() => undefined);
+
+      const switcher = sessions.switcher;
       const management: ManagementComponent = new ManagementComponent({
         service,
         stateDir: dir.path,

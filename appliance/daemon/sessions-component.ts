@@ -6,7 +6,7 @@
  */
 import type { Component } from '../component.js';
 import { SessionManager } from '../session/session-manager.js';
-import { ModelSwitcher } from '../session/model-switcher.js';
+import { ModelSwitcher, type LazyModels } from '../session/model-switcher.js';
 import type { ModelLibrary } from '../storage/model-library.js';
 import type { ComponentHealth } from '../session/appliance-service.js';
 import type { Engine } from '../storage/engine.js';
@@ -16,6 +16,8 @@ import { SnapbackError } from '../errors.js';
 export interface SessionsComponentOptions {
   engine: () => Engine;
   store: () => StateStore;
+  /** The daemon's models still arriving from their URLs (shared with an activation of one). */
+  lazyModels?: () => LazyModels | null;
   endSessionOnStart: boolean;
   /** The state directory's model library (shared with the model service). */
   library: ModelLibrary;
@@ -42,6 +44,11 @@ export class SessionsComponent implements Component {
     return this.switcherMade;
   }
 
+  /** The model an activation waits for the next session end to put in force, or null. */
+  get pendingModelId(): string | null {
+    return this.switcherMade?.pendingModelId ?? null;
+  }
+
   /** Forwards the NBD client count once the manager exists. */
   setNbdClients(n: number): void {
     this.created?.setNbdClients(n);
@@ -52,7 +59,7 @@ export class SessionsComponent implements Component {
     const manager = new SessionManager(this.opts.engine(), this.opts.store(), { components: this.opts.components });
     this.created = manager;
     manager.setNbdClients(this.opts.nbdClients());
-    const switcher = new ModelSwitcher(this.opts.engine(), this.opts.library, manager);
+    const switcher = new ModelSwitcher(this.opts.engine(), this.opts.library, manager, this.opts.lazyModels?.() ?? null);
     this.switcherMade = switcher;
     await switcher.load();
     await manager.start({ endSessionOnStart: this.opts.endSessionOnStart });

@@ -9,6 +9,10 @@
  * its next start. When a download cannot move ("stalled": the network is gone, the server
  * fails, a region arrives wrong), `problem()` says so for the status and the web UI; it goes
  * on retrying and resumes by itself.
+ *
+ * A model still arriving has one open RemoteModel, shared by its download and the engine: an
+ * activation takes it over (`take`), and a switch away from it hands it back (`give`), its
+ * download going on.
  */
 import { EventEmitter } from 'node:events';
 import type { Component } from '../component.js';
@@ -19,6 +23,7 @@ import { finishLazyModel, importFromUrl, openRemoteModel, pendingDownloads, save
 import { SnapbackError } from '../errors.js';
 import { childLogger } from '../logger.js';
 import type { ImportJobContext, ModelService } from './model-service.js';
+import type { LazyModels } from './model-switcher.js';
 
 const log = childLogger('model-download');
 
@@ -37,7 +42,7 @@ interface Arriving {
   own: boolean;
 }
 
-export class ModelDownloads extends EventEmitter implements Component {
+export class ModelDownloads extends EventEmitter implements Component, LazyModels {
   readonly name = 'model-download';
   private readonly arriving = new Map<string, Arriving>();
   private stopping = false;
@@ -52,7 +57,7 @@ export class ModelDownloads extends EventEmitter implements Component {
     this.opts.models.setUrlImporter((req, ctx) => this.importUrl(req, ctx));
     const active = this.opts.activeModel();
     for (const entry of await this.opts.library.list()) {
-      if (entry.record.complete || entry.record.source.kind !== 'url') continue;
+      if (entry.record.complete || entry.record.source.kind !== 'url' || this.arriving.has(entry.record.id)) continue;
       if (active instanceof RemoteModel && active.id === entry.record.id) this.watch(entry, active, false);
       else {
         try {
@@ -76,6 +81,25 @@ export class ModelDownloads extends EventEmitter implements Component {
     const all = [...this.arriving.values()];
     this.arriving.clear();
     await Promise.all(all.filter((a) => a.own).map((a) => a.model.close().catch(() => undefined)));
+  }
+
+  /** The RemoteModel of a model still arriving, now held by the engine (see LazyModels). */
+  async take(entry: StoredModel): Promise<RemoteModel> {
+    const a = this.arriving.get(entry.record.id);
+    if (a) {
+      a.own = false;
+      return a.model;
+    }
+    const model = await openRemoteModel(entry, this.opts.tuning);
+    this.watch(entry, model, false);
+    return model;
+  }
+
+  /** The engine no longer holds `model`: its download goes on, or it is closed if it has finished. */
+  async give(model: RemoteModel): Promise<void> {
+    const a = this.arriving.get(model.id);
+    if (a?.model === model && !this.stopping) a.own = true;
+    else await model.close();
   }
 
   /** The download of a model still arriving, or null. */
@@ -131,9 +155,10 @@ export class ModelDownloads extends EventEmitter implements Component {
     const finish = () => {
       void finishLazyModel(this.opts.library, entry, model).then(
         async () => {
-          if (this.arriving.get(id)?.model !== model) return;
+          const a = this.arriving.get(id);
+          if (a?.model !== model) return;
           this.arriving.delete(id);
-          if (own) await model.close();
+          if (a.own) await model.close(); // else the engine holds it (and closes it)
           this.emit('changed');
         },
         (err: unknown) => log.error({ model: entry.record.name, err: (err as Error).message }, 'cannot mark the downloaded model complete'),

@@ -11,6 +11,14 @@
  * once on the state directory, and otherwise the request waits for the daemon's start, which
  * ends the session.
  *
+ * A model still arriving from its URL (lazily provisioned) may be activated too: the switch plan
+ * comes from its manifest (local), and the engine's model becomes its RemoteModel, which fetches
+ * a region the host reads before it is here. Its one open RemoteModel is shared with the
+ * background download (LazyModels, the daemon's model downloads): the switch takes it over
+ * rather than starting a second download, and a switch away from it hands it back, so its
+ * download goes on. Without a daemon the switcher opens it itself (its download resumes at the
+ * daemon's next start).
+ *
  * Capture: the host's disk as it reads now becomes a new model of the library, its parent the
  * model in force (storage/model-capture.ts); with `activate` it becomes the model in force at
  * the same instant, without a restore, and the host's session goes on.
@@ -20,6 +28,7 @@ import { verifiedDirOf } from '../storage/engine.js';
 import type { ModelLibrary, StoredModel } from '../storage/model-library.js';
 import { ModelImage } from '../storage/model-image.js';
 import { RemoteModel } from '../storage/remote-model.js';
+import { openRemoteModel } from '../storage/url-import.js';
 import { adoptCapturedModel, planSwitch, switchEngineModel, type SwitchPlan } from '../storage/model-switch.js';
 import { captureModel } from '../storage/model-capture.js';
 import { readPendingSwitch, writePendingSwitch } from '../storage/pending-switch.js';
@@ -53,9 +62,20 @@ export interface CaptureResult {
   bytesCopied: number;
 }
 
+/** A model the engine may hold: a local image, or one still arriving from its URL. */
+type OpenModel = ModelImage | RemoteModel;
+
+/** The daemon's open RemoteModels of models still arriving: one per model, shared with its background download. */
+export interface LazyModels {
+  /** The RemoteModel of `entry` (opened, its download started, if it was not open), now held by the caller. */
+  take(entry: StoredModel): Promise<RemoteModel>;
+  /** The caller no longer holds `model`: its download goes on (or it is closed once it has none). */
+  give(model: RemoteModel): Promise<void>;
+}
+
 interface Scheduled {
   target: StoredModel;
-  image: ModelImage;
+  image: OpenModel;
   sw: SessionEndSwitch;
 }
 
@@ -68,6 +88,8 @@ export class ModelSwitcher {
     private readonly library: ModelLibrary,
     /** The daemon's session manager; none when a command works on the state directory. */
     private readonly sessions: SessionManager | null = null,
+    /** The daemon's models still arriving (none when a command works on the state directory). */
+    private readonly lazyModels: LazyModels | null = null,
   ) {}
 
   /** The host session now (the one a capture is taken from). */
@@ -115,27 +137,26 @@ export class ModelSwitcher {
         await this.withdraw();
         return { model: target, takesEffect: 'now', regionsToRestore: 0, method: 'digests', reason: null };
       }
-      if (!target.record.complete) throw new SnapbackError('NOT_SUPPORTED', `model "${target.record.name}" is not complete yet (its regions are still arriving)`);
       const image = await this.openChecked(target);
       let plan: SwitchPlan;
       try {
         plan = this.planTo(image);
       } catch (err) {
-        await image.close();
+        await this.release(image);
         throw err;
       }
       const result = (takesEffect: ActivationResult['takesEffect']): ActivationResult => ({ model: target, takesEffect, regionsToRestore: plan.regions, method: plan.method, reason: plan.reason });
       if (!this.sessions) {
         if (!options.now) {
-          await image.close();
+          await this.release(image);
           await writePendingSwitch(e.state, target.record.id);
           return result('next-session-end');
         }
         const from = e.model.id;
         try {
-          await switchEngineModel(e, image, plan);
+          await switchEngineModel(e, image, plan, { release: this.release });
         } catch (err) {
-          if (e.model !== image) await image.close();
+          if (e.model !== image) await this.release(image);
           throw err;
         }
         await this.afterSwitch(target, from);
@@ -222,13 +243,21 @@ export class ModelSwitcher {
     }
   }
 
-  /** The target opened (with the state directory's verified record), refused if its size is not the disk's. */
-  private async openChecked(target: StoredModel): Promise<ModelImage> {
-    const image = new ModelImage(target.imagePath, { manifestPath: target.manifestPath, verifiedDir: verifiedDirOf(this.engine.state) });
-    await image.open();
+  /**
+   * The target opened (with the state directory's verified record; a model still arriving as its
+   * RemoteModel), refused if its size is not the disk's.
+   */
+  private async openChecked(target: StoredModel): Promise<OpenModel> {
+    let image: OpenModel;
+    if (target.record.complete) {
+      image = new ModelImage(target.imagePath, { manifestPath: target.manifestPath, verifiedDir: verifiedDirOf(this.engine.state) });
+      await image.open();
+    } else {
+      image = this.lazyModels ? await this.lazyModels.take(target) : await openRemoteModel(target);
+    }
     const size = image.size;
     if (size !== this.engine.pd.size) {
-      await image.close();
+      await this.release(image);
       throw new SnapbackError(
         'SIZE_MISMATCH',
         `model "${target.record.name}" holds ${size} bytes but the disk the host sees holds ${this.engine.pd.size}: a switch needs a model of the same size (the host's disk keeps its size)`,
@@ -238,13 +267,19 @@ export class ModelSwitcher {
     return image;
   }
 
-  private planTo(image: ModelImage): SwitchPlan {
+  /** Lets go of a model this switcher opened or took (a model still arriving keeps downloading). */
+  private readonly release = async (image: OpenModel): Promise<void> => {
+    if (image instanceof RemoteModel && this.lazyModels) await this.lazyModels.give(image);
+    else await image.close();
+  };
+
+  private planTo(image: OpenModel): SwitchPlan {
     const l = this.engine.log;
     return planSwitch(this.engine.model.manifest, image.manifest, { regionSize: l.regionSize, regionCount: l.regionCount, diskSize: l.info.diskSize });
   }
 
   /** Hands the session manager the switch to make at its next session end (replacing any earlier one). */
-  private schedule(target: StoredModel, image: ModelImage): void {
+  private schedule(target: StoredModel, image: OpenModel): void {
     const sessions = this.sessions;
     if (!sessions) throw new SnapbackError('NOT_SUPPORTED', 'no session manager to make the switch');
     const e = this.engine;
@@ -256,7 +291,7 @@ export class ModelSwitcher {
         run: async (keepQuiesced) => {
           // planned now, from the model in force now (a capture may have changed it)
           const plan = this.planTo(image);
-          await switchEngineModel(e, image, plan, { keepQuiesced });
+          await switchEngineModel(e, image, plan, { keepQuiesced, release: this.release });
         },
         done: async () => {
           if (this.scheduled === entry) this.scheduled = null;
@@ -267,7 +302,7 @@ export class ModelSwitcher {
     const before = this.scheduled;
     this.scheduled = entry;
     sessions.setSessionEndSwitch(entry.sw);
-    if (before && before.image !== image) void before.image.close().catch(() => undefined);
+    if (before && before.image !== image) void this.release(before.image).catch(() => undefined);
   }
 
   /** Withdraws a pending activation (activating the model in force). */
@@ -276,7 +311,7 @@ export class ModelSwitcher {
     this.scheduled = null;
     if (s) {
       this.sessions?.setSessionEndSwitch(null);
-      await s.image.close().catch(() => undefined);
+      await this.release(s.image).catch(() => undefined);
     }
     await writePendingSwitch(this.engine.state, null);
   }
@@ -301,6 +336,6 @@ export class ModelSwitcher {
     const s = this.scheduled;
     this.scheduled = null;
     this.sessions?.setSessionEndSwitch(null);
-    await s?.image.close().catch(() => undefined);
+    if (s) await this.release(s.image).catch(() => undefined);
   }
 }

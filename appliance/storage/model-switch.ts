@@ -10,7 +10,6 @@
  */
 import type { Engine } from './engine.js';
 import type { Manifest } from './manifest.js';
-import type { ModelImage } from './model-image.js';
 import type { ProtectedDisk, PositionalDevice } from './protected-disk.js';
 import type { Hydrator } from './hydrator.js';
 import { SnapbackError } from '../errors.js';
@@ -96,17 +95,25 @@ export async function switchModel(pd: ProtectedDisk, hydrator: Hydrator, to: Pos
   log.info({ from: plan.fromId, to: plan.toId, regions: plan.regions, method: plan.method }, 'the model was switched');
 }
 
-/** switchModel for an engine: the engine then holds the new model, and the old one is closed. */
-export async function switchEngineModel(engine: Engine, to: ModelImage, plan: SwitchPlan, options: { keepQuiesced?: boolean } = {}): Promise<void> {
+/**
+ * switchModel for an engine: the engine then holds the new model, and the old one is closed (or
+ * handed to `release`: a model still arriving keeps downloading).
+ */
+export async function switchEngineModel(
+  engine: Engine,
+  to: Engine['model'],
+  plan: SwitchPlan,
+  options: { keepQuiesced?: boolean; release?: (old: Engine['model']) => Promise<void> } = {},
+): Promise<void> {
   if (plan.toId !== to.id) throw new SnapbackError('BAD_ARGUMENT', `the switch was planned to model ${plan.toId.slice(0, 12)}, not ${to.id.slice(0, 12)}`);
   const old = engine.model;
   try {
-    await switchModel(engine.pd, engine.hydrator, to, plan, options);
+    await switchModel(engine.pd, engine.hydrator, to, plan, options.keepQuiesced ? { keepQuiesced: true } : {});
   } finally {
     // also when the header write is in force but not durable ('applied'): the log names `to`
     if (engine.pd.model === to && old !== to) {
       engine.model = to;
-      await old.close().catch((err: unknown) => log.warn({ err }, 'closing the previous model failed'));
+      await (options.release ? options.release(old) : old.close()).catch((err: unknown) => log.warn({ err }, 'closing the previous model failed'));
     }
   }
 }
