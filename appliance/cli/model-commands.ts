@@ -5,7 +5,7 @@
  * model service, so both ways check and answer alike.
  */
 import { resolve } from 'node:path';
-import type { ModelImportJob, ModelList, ModelRecord } from '../api/models.js';
+import type { ModelImportJob, ModelImportRequest, ModelList, ModelRecord, ModelRenameRequest } from '../api/models.js';
 import { SnapbackError } from '../errors.js';
 import { ModelService } from '../session/model-service.js';
 import { ModelLibrary } from '../storage/model-library.js';
@@ -36,7 +36,7 @@ function sourceOf(source: string): string {
 
 export async function modelImport(source: string, o: { stateDir: string; name: string; lazy?: boolean; json?: boolean }): Promise<number> {
   const state = new StateDir(o.stateDir);
-  const request = { source: sourceOf(source), name: o.name, ...(o.lazy ? { lazy: true } : {}) };
+  const request: ModelImportRequest = { source: sourceOf(source), name: o.name, ...(o.lazy ? { lazy: true } : {}) };
   const socket = daemonSocket(state);
   const bar = o.json ? null : bytesBar('importing');
   let model: ModelRecord;
@@ -100,7 +100,8 @@ export async function modelList(o: { stateDir: string; json?: boolean }): Promis
 export async function modelRename(ref: string, newName: string, o: { stateDir: string }): Promise<number> {
   const state = new StateDir(o.stateDir);
   const socket = daemonSocket(state);
-  const m = socket ? ((await callDaemon(socket, 'PATCH', `/api/models/${encodeURIComponent(ref)}`, { name: newName })) as ModelRecord) : await (await offlineService(state)).rename(ref, newName);
+  const body: ModelRenameRequest = { name: newName };
+  const m = socket ? ((await callDaemon(socket, 'PATCH', `/api/models/${encodeURIComponent(ref)}`, body)) as ModelRecord) : await (await offlineService(state)).rename(ref, body.name);
   out(`renamed to "${m.name}" (${m.id.slice(0, 12)})`);
   return 0;
 }

@@ -136,7 +136,17 @@ export class Daemon {
       const audit = (e: { actor: string; action: string; details?: Record<string, unknown> }): void => void state.store.audit(e).catch(() => undefined);
 
       const switcher = sessions.switcher;
-      const models = new ModelService({ library, activeModelId: () => storage.engine.model.id, inUse: () => (switcher.pendingModelId ? [switcher.pendingModelId] : []) });
+      const models = new ModelService({
+        library,
+        activeModelId: () => storage.engine.model.id,
+        inUse: () => (switcher.pendingModelId ? [switcher.pendingModelId] : []),
+        // the active model renamed: the status names it so at once
+        onRenamed: (m) => {
+          if (storage.engine.modelEntry.record.id !== m.record.id) return;
+          storage.engine.modelEntry = m;
+          service.emit('status');
+        },
+      });
       this.models = models;
       const management: ManagementComponent = new ManagementComponent({
         service,

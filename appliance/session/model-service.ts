@@ -37,6 +37,8 @@ export interface ModelServiceOptions {
   downloadOf?: (id: string) => ModelDownload | null;
   /** Ids that must not be removed besides the active one (a switch pending to them). */
   inUse?: () => readonly string[];
+  /** Called after a model is renamed (with its new entry). */
+  onRenamed?: (m: StoredModel) => void;
 }
 
 interface Job {
@@ -167,6 +169,7 @@ export class ModelService extends EventEmitter {
 
   async rename(ref: string, name: string): Promise<ModelRecord> {
     const m = await this.library.rename(ref, name);
+    this.opts.onRenamed?.(m);
     this.emit('models');
     return this.record(m);
   }

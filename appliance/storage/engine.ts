@@ -222,7 +222,7 @@ export async function openEngine(stateDir: string, opts: OpenOptions = {}): Prom
     const pd = new ProtectedDisk({ disk, model, log: rlog });
     const hydrator = new Hydrator(pd, opts.hydrator);
     let closed = false;
-    return {
+    const engine: Engine = {
       state,
       config,
       modelEntry: entry,
@@ -243,9 +243,10 @@ export async function openEngine(stateDir: string, opts: OpenOptions = {}): Prom
         await disk.flush().catch(() => undefined);
         await rlog.close();
         await disk.close();
-        await model.close();
+        await engine.model.close(); // the model in force now (a switch replaces it)
       },
     };
+    return engine;
   } catch (err) {
     for (const c of toClose.reverse()) await c.close().catch(() => undefined);
     await logDev.close().catch(() => undefined);

@@ -145,11 +145,11 @@ export class ModelLibrary {
     if (!/^[0-9a-f]{64}$/.test(id)) return null;
     const dir = join(this.dir, id);
     try {
-      return this.stored(dir, await readRecord(join(dir, RECORD_FILE)));
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT' || /ENOENT|no such file/.test((err as Error).message)) return null;
-      throw err;
+      await stat(join(dir, RECORD_FILE));
+    } catch {
+      return null;
     }
+    return this.stored(dir, await readRecord(join(dir, RECORD_FILE)));
   }
 
   /** The model a user means by `ref`: its name, its id, or a unique prefix of its id. */

@@ -289,8 +289,12 @@ async function guestScenario(): Promise<void> {
   const t0 = Date.now();
   let allOk = false;
   try {
-    const config = JSON.parse(readFileSync(path.join(STATE_DIR, 'snapback.json'), 'utf8')) as { modelImage: string };
-    const model = readFileSync(config.modelImage);
+    // the one model of the library, registered in place by `snapback init`
+    const models = path.join(STATE_DIR, 'models');
+    const ids = readdirSync(models).filter((n) => /^[0-9a-f]{64}$/.test(n));
+    if (ids.length !== 1) throw new Error(`expected one model in ${models}, found ${ids.length}`);
+    const record = JSON.parse(readFileSync(path.join(models, ids[0]!, 'record.json'), 'utf8')) as { image: string };
+    const model = readFileSync(record.image);
     const stage = path.join(REPO, 'pi-gen', 'stage-snapback', '02-snapback', 'files');
 
     const ok: boolean[] = [];

@@ -1028,6 +1028,63 @@ done
     assertGuestSawModel(check, small);
     await assertExportIsModel(app, 'after kill -9 of the daemon');
   });
+
+  it('7. a thawed maintenance session captured as the new baseline, then a switch back to the first model, each followed by a power cycle', async function () {
+    const t = timings('7 capture, switch');
+    const dir = await scenarioDir('capture-switch');
+    const app = await appliance(dir, small, 'instant');
+    const cli = (args: string[]): Promise<CliResult> => runCli([...args, '--state-dir', app.stateDir]);
+    await app.mode('thawed');
+
+    // Boot 1, thawed: the maintenance (an update installed); then captured as the new baseline
+    await bootAndRun(app, dir, 'boot-1-maintenance', `
+mount -t vfat /dev/sda1 /mnt || fail mount
+echo "installed update" > /mnt/update.txt
+rm /mnt/data/victim.txt
+sync; umount /mnt
+mark updated
+`, t);
+    const captured = (await cli(['model', 'capture', '--name', 'updated', '--activate'])).stdout.trim().split('\n').pop() ?? '';
+    assert.match(captured, /^[0-9a-f]{64}$/, 'capture prints the new model id last');
+    const s1 = await app.status();
+    assert.equal(s1.regions.pending, 0, 'capture --activate made regions pending: a restore would follow');
+    assert.equal((await app.verify()).code, 0, 'an unlogged difference from the captured model');
+    await app.mode('frozen');
+    const capturedImage: HostImage = { ...small, path: path.join(app.stateDir, 'models', captured, 'image') };
+
+    // Boot 2, frozen: the update is there; junk written; a power cycle brings the captured model back
+    await bootAndRun(app, dir, 'boot-2-junk', `
+mount -t vfat /dev/sda1 /mnt || fail mount
+[ "$(cat /mnt/update.txt)" = "installed update" ] || fail "the captured update is missing"
+echo junk > /mnt/junk.txt
+sync; umount /mnt
+mark junked
+`, t);
+    await app.sessionEnd(true);
+    await waitHydrated(app);
+    const cmp = await compareExportWithModel(app.socket, capturedImage);
+    assert.ok(cmp.equal, `after the power cycle the export is not the captured model (first difference at ${cmp.firstDifference}, ${cmp.differingRegions} regions)`);
+    await bootAndRun(app, dir, 'boot-3-check-captured', `
+mount -t vfat -o ro /dev/sda1 /mnt || fail mount
+[ "$(cat /mnt/update.txt)" = "installed update" ] || fail "the captured update is missing after the power cycle"
+[ ! -e /mnt/junk.txt ] || fail "the junk of the frozen session survived the power cycle"
+[ ! -e /mnt/data/victim.txt ] || fail "the captured deletion was undone"
+umount /mnt
+mark checked
+`, t);
+
+    // A switch back to the first model: it takes effect at the power cycle
+    const list = JSON.parse((await cli(['model', 'list', '--json'])).stdout) as { id: string; name: string; active: boolean }[];
+    const first = list.find((m) => m.id !== captured);
+    assert.ok(first && list.find((m) => m.id === captured)?.active, `the library: ${JSON.stringify(list)}`);
+    const act = await cli(['model', 'activate', first.id]);
+    assert.match(act.stdout, /next session end/);
+    await app.sessionEnd(true);
+    await waitHydrated(app);
+    const vm = await bootAndRun(app, dir, 'boot-4-check-first', CHECK_MODEL, t);
+    assertGuestSawModel(vm, small);
+    await assertExportIsModel(app, 'after the switch back to the first model');
+  });
 });
 
 // ---------------------------------------------------------------------------------------------

@@ -100,6 +100,15 @@ describe('model library API on a real daemon', function () {
     assert.deepEqual(audit.entries.find((e) => e.action === 'model.rename')!.details, { model: m.id, from: 'a', to: 'release 2' });
   });
 
+  it('renaming the active model renames it in the status at once', async () => {
+    const active = (await models()).models.find((m) => m.active)!;
+    const r = await c.req('PATCH', `/api/models/${active.id}`, { body: { name: 'lab image 2026' } });
+    assert.equal(r.status, 200, r.text);
+    assert.equal((await c.req('GET', '/api/status')).json.model.name, 'lab image 2026');
+    assert.equal((await c.req('PATCH', `/api/models/${active.id}`, { body: { name: active.name } })).status, 200);
+    assert.equal((await c.req('GET', '/api/status')).json.model.name, active.name);
+  });
+
   it('answers bad requests with their codes and changes nothing', async () => {
     await imported(image('b.img', 3), 'b');
     const bad = image('bad.img', 4);

@@ -11,8 +11,6 @@ import { Prng } from '../helpers/prng.js';
 import { snapback, tool, startServe, exited, nbdUri } from '../helpers/cli.js';
 import { nbdsh } from '../helpers/nbd-clients.js';
 import { callDaemon } from '../../appliance/cli/control-client.js';
-import { ModelLibrary } from '../../appliance/storage/model-library.js';
-import { StateDir } from '../../appliance/storage/state-dir.js';
 import type { ApplianceStatus } from '../../appliance/api/status.js';
 import type { ModelList } from '../../appliance/api/models.js';
 
@@ -59,12 +57,11 @@ describe('model activate and capture (CLI, daemon, NBD)', function () {
     return r.stdout;
   };
   /** A state on model A (restored: nothing pending), with B (and a model one MiB larger) in its library. */
-  async function setUp(): Promise<void> {
+  function setUp(): void {
     ok(['init', '--state-dir', state, '--model', join(dir, 'a.img'), '--disk', join(dir, 'disk.img'), '--region-size', '64K']);
     ok(['restore', '--state-dir', state]);
-    const lib = new ModelLibrary(new StateDir(state));
-    await lib.importFile(join(dir, 'b.img'), { name: 'B' });
-    await lib.importFile(join(dir, 'big.img'), { name: 'big' });
+    ok(['model', 'import', join(dir, 'b.img'), '--name', 'B', '--state-dir', state]);
+    ok(['model', 'import', join(dir, 'big.img'), '--name', 'big', '--state-dir', state]);
   }
   const hostReads = (): Buffer => {
     const out = join(dir, `export-${Date.now()}.img`);
@@ -85,7 +82,7 @@ describe('model activate and capture (CLI, daemon, NBD)', function () {
   const verify = () => JSON.parse(ok(['verify', '--state-dir', state, '--json'])) as { pending: number; differing: number; unlogged: number[] };
 
   it('activate --now on the state directory marks pending exactly the regions whose manifest digests differ (3 MiB of 16), and the host then reads model B', async () => {
-    await setUp();
+    setUp();
     assert.equal(verify().pending, 0);
     const out = ok(['model', 'activate', 'B', '--now', '--state-dir', state]);
     assert.match(out, /48 regions/);
@@ -100,7 +97,7 @@ describe('model activate and capture (CLI, daemon, NBD)', function () {
   });
 
   it('activate waits for the next session end: until then the host reads the old model and its own writes; then model B', async () => {
-    await setUp();
+    setUp();
     daemon = await startServe(state);
     const write = Buffer.alloc(4096, 0xee);
     await hostWrites(7 * MIB, write);
@@ -118,7 +115,7 @@ describe('model activate and capture (CLI, daemon, NBD)', function () {
   });
 
   it('a pending activation survives a daemon restart: the restart ends the session on the new model', async () => {
-    await setUp();
+    setUp();
     daemon = await startServe(state);
     ok(['model', 'activate', 'B', '--state-dir', state]);
     daemon.kill('SIGKILL'); // as a power cut would
@@ -129,7 +126,7 @@ describe('model activate and capture (CLI, daemon, NBD)', function () {
   });
 
   it('activate --now through the daemon ends the session at once and the host reads model B', async () => {
-    await setUp();
+    setUp();
     daemon = await startServe(state);
     await hostWrites(0, Buffer.alloc(8192, 1));
     const out = ok(['model', 'activate', 'B', '--now', '--state-dir', state]);
@@ -141,7 +138,7 @@ describe('model activate and capture (CLI, daemon, NBD)', function () {
   });
 
   it('capture, then activate and a session end: the host reads what it read at the capture, not what it wrote after', async () => {
-    await setUp();
+    setUp();
     daemon = await startServe(state);
     ok(['mode', 'thawed', '--state-dir', state]);
     const w1 = new Prng(3).bytes(300 * 1024);
@@ -165,7 +162,7 @@ describe('model activate and capture (CLI, daemon, NBD)', function () {
   });
 
   it('capture --activate makes the disk the new baseline without a restore: nothing pending, and a session end keeps the captured content', async () => {
-    await setUp();
+    setUp();
     daemon = await startServe(state);
     ok(['mode', 'thawed', '--state-dir', state]);
     await hostWrites(5 * MIB, new Prng(4).bytes(MIB + 4096));
@@ -185,7 +182,7 @@ describe('model activate and capture (CLI, daemon, NBD)', function () {
   });
 
   it('bad input (an unknown model, a model larger than the disk, a capture under a taken name) leaves the log, the library and what the host reads untouched', async () => {
-    await setUp();
+    setUp();
     const logBefore = readFileSync(join(state, 'write-log.bin'));
     const libBefore = ok(['verify', '--state-dir', state, '--json']);
     let r = snapback(['model', 'activate', 'nope', '--state-dir', state]);

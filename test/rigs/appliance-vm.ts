@@ -71,7 +71,7 @@ const PREP_SHARE = '/.rig/prep';
 export interface ApplianceState {
   /** A fresh directory under /var/tmp (the guest's systemd empties /tmp at boot, so not there). */
   dir: string;
-  /** The model image (its manifest beside it), as snapback.json names it. */
+  /** The model image (its manifest beside it), registered in the state's model library where it lies. */
   modelImage: string;
   /** The working disk, as snapback.json names it. */
   disk: string;

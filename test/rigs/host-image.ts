@@ -426,7 +426,9 @@ export async function buildHostImage(opts: HostImageOptions): Promise<HostImage>
     'LABEL snapback',
     '  KERNEL /vmlinuz',
     '  INITRD /initrd.img',
-    `  APPEND console=ttyS0 panic=-1 quiet loglevel=3 ${opts.kernelArgs ?? ''}`.trimEnd(),
+    // no_timer_check: under TCG on a loaded machine the kernel's IO-APIC timer check sometimes
+    // fails and panics ("IO-APIC + timer doesn't work!"), as in kernel-vm.ts
+    `  APPEND console=ttyS0 panic=-1 quiet loglevel=3 no_timer_check ${opts.kernelArgs ?? ''}`.trimEnd(),
     '',
   ].join('\n'));
   await fs.copyFile(kernel.vmlinuz, path.join(stage, 'vmlinuz'));
