@@ -14,6 +14,7 @@ import { groupId } from '../nbd/listen-policy.js';
 import { VERSION } from '../version.js';
 import * as commands from './commands.js';
 import * as modelCommands from './model-commands.js';
+import * as consoleCommands from './console-commands.js';
 import { passwd } from './passwd.js';
 import { modelActivate, modelCapture } from './model-switch-commands.js';
 import { DEFAULT_FIRST_BOOT_PASSWORD_FILE } from '../daemon/first-boot-password.js';
@@ -244,6 +245,45 @@ export function buildProgram(run: CliRun = { exitCode: 0 }): Command {
     .option('--dir <DIR>', 'where the demo keeps its files', '.snapback-demo')
     .addOption(httpListen())
     .action(act(commands.demo));
+
+  const fleetConsole = program.command('console').description('the console of a fleet of appliances: their status, commands and models, over MQTT and HTTP');
+  fleetConsole
+    .command('serve')
+    .description('run the console: its API (and web UI), connected to the fleet\'s MQTT broker')
+    .requiredOption('--data-dir <DIR>', "the console's data directory (its database and model catalogue)")
+    .addOption(httpListen())
+    .requiredOption('--mqtt <URL>', "the broker, with the console's account: mqtt[s]://USER:PASSWORD@HOST:PORT")
+    .option('--mqtt-for-appliances <URL>', 'the broker URL enrolled appliances are given (default: --mqtt without its account)')
+    .option('--broker-ca <FILE>', "the CA of the broker's certificate (PEM), trusted by the console and handed to appliances")
+    .option('--broker-password-file <FILE>', "the broker's password file, kept by the console (mosquitto_passwd format; with --broker-acl-file)")
+    .option('--broker-acl-file <FILE>', "the broker's ACL file, kept by the console (mosquitto's acl_file format)")
+    .option('--broker-pid-file <FILE>', 'the broker\'s pid file: it gets SIGHUP after each account change (mosquitto then rereads both files)')
+    .option('--public-url <URL>', 'the console\'s URL as appliances reach it (model catalogue URLs; default the listen address)')
+    .option('--http-host-name <NAME>', 'a further name the console answers to (repeatable)', (v: string, prev: string[]) => [...prev, v], [] as string[])
+    .option('--http-tls-cert <FILE>', 'serve HTTPS with this certificate (PEM; with --http-tls-key)')
+    .option('--http-tls-key <FILE>', 'the private key of --http-tls-cert (PEM)')
+    .action(act(consoleCommands.consoleServe));
+  fleetConsole
+    .command('token')
+    .description('API tokens of the console')
+    .command('create')
+    .description('make an API token for scripts (printed as the last line, shown only once)')
+    .requiredOption('--data-dir <DIR>', "the console's data directory")
+    .option('--name <N>', 'what the token is for', 'cli')
+    .action(act(consoleCommands.consoleTokenCreate));
+  fleetConsole
+    .command('enroll-code')
+    .description('enrollment codes of the console')
+    .command('create')
+    .description('make a one-time enrollment code an appliance redeems for its broker account (printed as the last line)')
+    .requiredOption('--data-dir <DIR>', "the console's data directory")
+    .option('--name <NAME>', 'the appliance name it is for (default: any)', bySchema(applianceNameSchema))
+    .option('--valid-hours <N>', 'how long it is valid (default 24)', checked((v) => {
+      const n = Number(v);
+      if (!Number.isInteger(n) || n < 1 || n > 720) throw new InvalidArgumentError('--valid-hours is a whole number from 1 to 720');
+      return n;
+    }))
+    .action(act(consoleCommands.consoleEnrollCodeCreate));
 
   // The top-level help is the reference the README carries: every command's synopsis.
   program.configureHelp({

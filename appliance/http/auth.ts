@@ -134,7 +134,7 @@ export function loginCookie(value: string, opts: { secure: boolean; maxAgeSecond
 export function authenticate(
   req: Request,
   logins: Logins,
-  store: StateStore,
+  store: Pick<StateStore, 'findToken' | 'touchToken'>,
 ): { principal: Principal | null; badToken: boolean } {
   const authz = req.headers.authorization;
   if (authz !== undefined) {

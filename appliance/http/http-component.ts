@@ -25,7 +25,6 @@ import { type AddressInfo, type Socket, connect } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import express from 'express';
-import helmet from 'helmet';
 import type { Component } from '../component.js';
 import { SnapbackError } from '../errors.js';
 import { childLogger } from '../logger.js';
@@ -34,7 +33,7 @@ import type { StateStore } from '../state/state-store.js';
 import { ApiRouter, type RouteSpec } from './api-router.js';
 import { Logins, authenticate, type LoginsOptions, type Principal } from './auth.js';
 import { HostCheck } from './host-check.js';
-import { HttpError, errorHandler, hostOfHeader, isLoopbackHost, redact, sendError } from './http-util.js';
+import { HttpError, errorHandler, redact, sendError } from './http-util.js';
 import { LiveEvents } from './live-events.js';
 import { LoginRateLimit, type LoginRateLimitOptions } from './login-rate-limit.js';
 import { buildOpenApiDocument } from './openapi.js';
@@ -53,6 +52,7 @@ import { sessionRoutes } from './routes/session-routes.js';
 import { settingsRoutes } from './routes/settings-routes.js';
 import { statusRoutes } from './routes/status-routes.js';
 import { tokenRoutes } from './routes/token-routes.js';
+import { securityHeaders } from './security-headers.js';
 import { SetupCode } from './setup-code.js';
 
 const log = childLogger('http');
@@ -279,39 +279,7 @@ export class HttpComponent implements Component {
     app.disable('x-powered-by');
     app.set('etag', 'strong');
 
-    app.use(
-      helmet({
-        contentSecurityPolicy: {
-          useDefaults: false,
-          directives: {
-            defaultSrc: ["'none'"],
-            scriptSrc: ["'self'"],
-            styleSrc: ["'self'"],
-            imgSrc: ["'self'", 'data:'],
-            connectSrc: ["'self'"],
-            fontSrc: ["'self'"],
-            manifestSrc: ["'self'"],
-            baseUri: ["'none'"],
-            formAction: ["'self'"],
-            frameAncestors: ["'none'"],
-          },
-        },
-        xFrameOptions: { action: 'deny' },
-        referrerPolicy: { policy: 'no-referrer' },
-        // COOP only where browsers honour it (below): on plain HTTP beyond localhost Chromium
-        // ignores it and logs an error on every page.
-        crossOriginOpenerPolicy: false,
-        crossOriginResourcePolicy: { policy: 'same-origin' },
-        // HSTS only over TLS (below): on plain HTTP it would be meaningless and misleading.
-        strictTransportSecurity: false,
-      }),
-    );
-    app.use((req, res, next) => {
-      res.setHeader('Permissions-Policy', 'camera=(), microphone=(), geolocation=(), usb=(), payment=()');
-      if (req.secure) res.setHeader('Strict-Transport-Security', 'max-age=31536000');
-      if (req.secure || isLoopbackHost(hostOfHeader(req.headers.host))) res.setHeader('Cross-Origin-Opener-Policy', 'same-origin');
-      next();
-    });
+    app.use(securityHeaders());
 
     // The names the appliance answers to, and the origin of state-changing requests (TCP only:
     // the control socket is the CLI on the appliance).

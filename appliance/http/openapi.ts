@@ -17,7 +17,20 @@ export function openApiPath(expressPath: string): string {
   return expressPath.replace(/:([A-Za-z_][A-Za-z0-9_]*)/g, '{$1}');
 }
 
-export function buildOpenApiDocument(routes: readonly RouteSpec[], version: string): object {
+/** The document's title and description; default: the appliance's API. */
+export interface OpenApiInfo {
+  title: string;
+  description: string;
+}
+
+const APPLIANCE_INFO: OpenApiInfo = {
+  title: 'Snapback appliance API',
+  description:
+    'The daemon\'s JSON API, as used by the web UI, the CLI (over the unix control socket) and scripts (with an API token). ' +
+    'Every error is {"error": CODE, "message": "…"}. Every successful state-changing request is written to the audit log.',
+};
+
+export function buildOpenApiDocument(routes: readonly RouteSpec[], version: string, about: OpenApiInfo = APPLIANCE_INFO): object {
   const registry = new OpenAPIRegistry();
   registry.registerComponent('securitySchemes', 'apiToken', {
     type: 'http',
@@ -56,13 +69,7 @@ export function buildOpenApiDocument(routes: readonly RouteSpec[], version: stri
   const generator = new OpenApiGeneratorV3(registry.definitions);
   return generator.generateDocument({
     openapi: '3.0.3',
-    info: {
-      title: 'Snapback appliance API',
-      version,
-      description:
-        'The daemon\'s JSON API, as used by the web UI, the CLI (over the unix control socket) and scripts (with an API token). ' +
-        'Every error is {"error": CODE, "message": "…"}. Every successful state-changing request is written to the audit log.',
-    },
+    info: { title: about.title, version, description: about.description },
     security: [{ apiToken: [] }, { login: [] }],
   });
 }

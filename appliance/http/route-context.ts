@@ -20,6 +20,22 @@ export interface RouteDeps {
   setupCode: SetupCode;
 }
 
+/** What the account routes (login, password, API tokens, audit log) need of a state store: the appliance's StateStore, or the console's. */
+export type AccountStore = Pick<
+  StateStore,
+  'hasAdminPassword' | 'admin' | 'setAdminPasswordHash' | 'listTokens' | 'findToken' | 'addToken' | 'removeToken' | 'touchToken' | 'audit' | 'listAudit'
+>;
+
+/** What the account routes need: shared by the appliance and the console. */
+export interface AccountDeps {
+  store: AccountStore;
+  logins: Logins;
+  rateLimit: LoginRateLimit;
+  setupCode: SetupCode;
+  /** Ends a revoked token's live-update streams. */
+  live: Pick<LiveEvents, 'dropToken'>;
+}
+
 export function principalOf(res: Response): Principal | null {
   return (res.locals.principal as Principal | undefined) ?? null;
 }
@@ -31,7 +47,7 @@ export function needPrincipal(res: Response): Principal {
 }
 
 /** Writes an audit entry and marks the request as audited, so the generic audit skips it. */
-export async function audit(store: StateStore, res: Response, actor: string, action: string, details?: Record<string, unknown>): Promise<void> {
+export async function audit(store: Pick<StateStore, 'audit'>, res: Response, actor: string, action: string, details?: Record<string, unknown>): Promise<void> {
   res.locals.audited = true;
   await store.audit({ actor, action, ...(details ? { details } : {}) });
 }

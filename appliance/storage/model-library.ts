@@ -295,6 +295,7 @@ export class ModelLibrary {
     if (manifest && manifest.size !== size) {
       throw new SnapbackError('MANIFEST_INVALID', `the manifest ${beside} is for ${manifest.size} bytes but ${path} holds ${size}`, { expected: manifest.size, actual: size });
     }
+    if (manifest) await this.assertNotHeld(manifest.id);
     const staging = await this.stage(options.name);
     try {
       const source: ModelSource = { kind: 'file', path };
@@ -321,6 +322,7 @@ export class ModelLibrary {
     if (options.manifest && options.manifest.size !== options.size) {
       throw new SnapbackError('MANIFEST_INVALID', `the manifest is for ${options.manifest.size} bytes but the image has ${options.size}`, { expected: options.manifest.size, actual: options.size });
     }
+    if (options.manifest) await this.assertNotHeld(options.manifest.id);
     const staging = await this.stage(options.name);
     try {
       await staging.ensureSpace(options.size);
@@ -362,6 +364,7 @@ export class ModelLibrary {
    * verified regions into `imagePath` and calls markComplete() when every one is there.
    */
   async createIncomplete(manifest: Manifest, info: { name: string; source: ModelSource }): Promise<StoredModel> {
+    await this.assertNotHeld(manifest.id);
     const staging = await this.stage(info.name);
     try {
       const fh = await open(staging.imagePath, 'wx', 0o644);
@@ -413,9 +416,14 @@ export class ModelLibrary {
   }
 
   /** Writes the manifest and record into the staging directory and renames it into place. */
+  /** Refuses (ALREADY_EXISTS) a model the library holds already. */
+  private async assertNotHeld(id: string): Promise<void> {
+    const existing = await this.find(id);
+    if (existing) throw new SnapbackError('ALREADY_EXISTS', `this image is already in the library as "${existing.record.name}" (id ${id.slice(0, 12)}…)`, { id, name: existing.record.name });
+  }
+
   private async commitStagedLocked(dir: string, name: string, manifest: Manifest, info: CommitInfo, inPlace: string | null): Promise<StoredModel> {
-    const existing = await this.find(manifest.id);
-    if (existing) throw new SnapbackError('ALREADY_EXISTS', `this image is already in the library as "${existing.record.name}" (id ${manifest.id.slice(0, 12)}…)`, { id: manifest.id, name: existing.record.name });
+    await this.assertNotHeld(manifest.id);
     await this.checkNameFree(name);
     const imagePath = inPlace ?? join(dir, IMAGE_FILE);
     // the manifest describes the file as it lies in the library, so that opening it trusts it

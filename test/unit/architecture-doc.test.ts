@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 const DOC = 'docs/architecture.md';
-const TOP = ['appliance', 'test', 'web-ui', 'bench', 'docs', 'pi-gen', 'gadget-config'];
+const TOP = ['appliance', 'console', 'test', 'web-ui', 'bench', 'docs', 'pi-gen', 'gadget-config'];
 
 const read = (file: string): string => readFileSync(join(ROOT, file), 'utf8');
 

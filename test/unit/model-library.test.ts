@@ -122,6 +122,11 @@ describe('model library', function () {
     const before = stateSnapshot(state);
     await assert.rejects(library.importFile(image('g.img', 7).path, { name: 'f' }), (err: unknown) => isSnapbackError(err, 'ALREADY_EXISTS') && /the name "f" is taken/.test((err as Error).message));
     await assert.rejects(library.importFile(join(dir, 'f.img'), { name: 'f again' }), (err: unknown) => isSnapbackError(err, 'ALREADY_EXISTS') && /already in the library as "f"/.test((err as Error).message));
+    // with its manifest beside it, that is known before anything is copied
+    await (await createManifest(join(dir, 'f.img'))).save(manifestPathFor(join(dir, 'f.img')));
+    let copied = 0;
+    await assert.rejects(library.importFile(join(dir, 'f.img'), { name: 'f again', onProgress: (d) => (copied = d) }), (err: unknown) => isSnapbackError(err, 'ALREADY_EXISTS'));
+    assert.equal(copied, 0, 'refused before copying');
     await assert.rejects(library.importFile(join(dir, 'nope.img'), { name: 'nope' }), (err: unknown) => isSnapbackError(err, 'NOT_FOUND') && /nope\.img does not exist/.test((err as Error).message));
     await assert.rejects(library.importFile(dir, { name: 'a dir' }), (err: unknown) => isSnapbackError(err, 'BAD_ARGUMENT') && /not a file or a block device/.test((err as Error).message));
     await assert.rejects(library.importFile(join(dir, 'g.img'), { name: '  ' }), (err: unknown) => isSnapbackError(err, 'BAD_ARGUMENT') && /must not be empty/.test((err as Error).message));

@@ -1,9 +1,9 @@
 /** The audit log: GET /api/audit?limit=&before= (newest first). */
 import { auditPageSchema, auditQuerySchema } from '../../api/audit.js';
 import type { ApiRouter } from '../api-router.js';
-import type { RouteDeps } from '../route-context.js';
+import type { AccountDeps } from '../route-context.js';
 
-export function auditRoutes(api: ApiRouter, { store }: RouteDeps): void {
+export function auditRoutes(api: ApiRouter, { store }: Pick<AccountDeps, 'store'>): void {
   api.add({
     method: 'get',
     path: '/api/audit',

@@ -19,14 +19,14 @@ import type { ApiRouter } from '../api-router.js';
 import { loginCookie, type Principal } from '../auth.js';
 import { HttpError, isLoopbackHost } from '../http-util.js';
 import { hashPassword, verifyPassword } from '../passwords.js';
-import { audit, clientOf, needPrincipal, principalOf, type RouteDeps } from '../route-context.js';
+import { audit, clientOf, needPrincipal, principalOf, type AccountDeps } from '../route-context.js';
 
 /** The CLI, or a client on the appliance itself (loopback: a local browser or an SSH tunnel). */
 function onTheAppliance(req: Request, p: Principal | null): boolean {
   return p?.kind === 'cli' || isLoopbackHost(req.socket.remoteAddress ?? '');
 }
 
-export function authRoutes(api: ApiRouter, deps: RouteDeps): void {
+export function authRoutes(api: ApiRouter, deps: AccountDeps): void {
   const { store, logins, rateLimit, setupCode } = deps;
 
   const setLoginCookie = (req: Request, res: Response, value: string, maxAgeSeconds?: number): void => {

@@ -8,7 +8,7 @@ import type { ApiRouter } from '../api-router.js';
 import type { Principal } from '../auth.js';
 import { HttpError } from '../http-util.js';
 import { newApiToken, sha256Hex } from '../passwords.js';
-import { audit, needPrincipal, type RouteDeps } from '../route-context.js';
+import { audit, needPrincipal, type AccountDeps } from '../route-context.js';
 
 const MAX_TOKENS = 100;
 
@@ -18,7 +18,7 @@ function needTokenManager(res: Response): Principal {
   return p;
 }
 
-export function tokenRoutes(api: ApiRouter, { store, live }: RouteDeps): void {
+export function tokenRoutes(api: ApiRouter, { store, live }: AccountDeps): void {
   api.add({
     method: 'get',
     path: '/api/tokens',
