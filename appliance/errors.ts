@@ -25,7 +25,8 @@ export type ErrorCode =
   | 'BUSY' // an operation that conflicts with one in progress
   | 'NOT_FOUND' // a named thing (a model, a file) that does not exist
   | 'ALREADY_EXISTS' // a name or a model that is taken already
-  | 'IN_USE'; // a model (or other thing) that cannot be removed while it is used
+  | 'IN_USE' // a model (or other thing) that cannot be removed while it is used
+  | 'REMOTE_ERROR'; // a remote system (a model URL) failed, could not be reached, or sent something unusable
 
 export class SnapbackError extends Error {
   readonly code: ErrorCode;

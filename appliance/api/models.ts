@@ -76,6 +76,8 @@ export const modelImportRequestSchema = z.object({
   name: z.string().min(1).max(100),
   /** A URL model usable at once, fetched region by region as the host reads (needs a manifest at the URL). */
   lazy: z.boolean().optional(),
+  /** For an https URL: a CA certificate (a PEM file on the appliance) to trust besides the system's. */
+  ca: z.string().min(1).optional(),
 });
 export type ModelImportRequest = z.infer<typeof modelImportRequestSchema>;
 
@@ -102,3 +104,27 @@ export type ModelCaptureRequest = z.infer<typeof modelCaptureRequestSchema>;
 /** PATCH /api/models/:ref. */
 export const modelRenameRequestSchema = z.object({ name: z.string().min(1).max(100) });
 export type ModelRenameRequest = z.infer<typeof modelRenameRequestSchema>;
+
+/** PATCH /api/models/:ref/download: the background download rate of a model still arriving. */
+export const modelDownloadRateRequestSchema = z.object({
+  /** Bytes per second; null for unlimited. */
+  rateLimitBytesPerSecond: z.number().int().positive().nullable(),
+});
+
+/**
+ * PUT /api/models/upload?… with the image as the body (application/octet-stream, Content-Length
+ * required). With manifestId (and the manifest's regionSize and hash) the image must hash to
+ * that manifest, or nothing is imported.
+ */
+export const modelUploadQuerySchema = z
+  .object({
+    name: z.string().min(1).max(100),
+    /** The file's name on the uploader's side, kept as the model's source. */
+    fileName: z.string().min(1).max(255).optional(),
+    manifestId: z.string().regex(/^[0-9a-f]{64}$/, 'a manifest id is 64 hex digits').optional(),
+    regionSize: z.coerce.number().int().positive().optional(),
+    hash: z.string().min(1).max(32).optional(),
+  })
+  .strict()
+  .refine((q) => q.manifestId !== undefined || (q.regionSize === undefined && q.hash === undefined), 'regionSize and hash go with manifestId');
+export type ModelUploadQuery = z.infer<typeof modelUploadQuerySchema>;

@@ -34,7 +34,7 @@ export async function modelManifest(image: string, o: { out?: string; regionSize
   return 0;
 }
 
-export async function init(o: { stateDir: string; model: string; disk: string; manifest?: string; regionSize?: number; restore: 'instant' | 'eager'; diskMatchesModel?: boolean }): Promise<number> {
+export async function init(o: { stateDir: string; model: string; disk: string; manifest?: string; regionSize?: number; restore: 'instant' | 'eager'; diskMatchesModel?: boolean; ca?: string }): Promise<number> {
   const state = new StateDir(o.stateDir);
   state.assertNotInUse('init');
   const bar = bytesBar('hashing the model');
@@ -47,6 +47,7 @@ export async function init(o: { stateDir: string; model: string; disk: string; m
     restore: o.restore,
     diskMatchesModel: o.diskMatchesModel ?? false,
     onManifestProgress: (d, t) => bar.update(d, t),
+    ...(o.ca ? { caFile: o.ca } : {}),
   }).finally(() => bar.stop());
   out(`initialised ${state.path}: ${res.regionCount} regions, ${res.pendingRegions} pending${res.createdDisk ? ` (created ${o.disk} as a sparse file)` : ''}`);
   return 0;

@@ -9,6 +9,7 @@ import type { ModelImportJob, ModelImportRequest, ModelList, ModelRecord, ModelR
 import { SnapbackError } from '../errors.js';
 import { ModelService } from '../session/model-service.js';
 import { ModelLibrary } from '../storage/model-library.js';
+import { importFromUrl } from '../storage/url-import.js';
 import { formatSize } from '../storage/sizes.js';
 import { StateDir } from '../storage/state-dir.js';
 import { migrateStateDir } from '../storage/state-migration.js';
@@ -26,7 +27,11 @@ function daemonSocket(state: StateDir): string | null {
 async function offlineService(state: StateDir): Promise<ModelService> {
   state.assertNotInUse('model');
   await migrateStateDir(state);
-  return new ModelService({ library: new ModelLibrary(state) });
+  const library = new ModelLibrary(state);
+  const service = new ModelService({ library });
+  // a URL downloaded by this command (a lazy model needs the daemon, which serves it as it arrives)
+  service.setUrlImporter(async (req, ctx) => (await importFromUrl(library, { url: req.source, name: req.name, caFile: req.ca ?? null, onProgress: (d, t) => ctx.progress(d, t), signal: ctx.signal })).model);
+  return service;
 }
 
 /** A source as the daemon must see it: a URL as it is, a path made absolute. */
@@ -34,9 +39,9 @@ function sourceOf(source: string): string {
   return /^[a-z][a-z0-9+.-]*:\/\//i.test(source) ? source : resolve(source);
 }
 
-export async function modelImport(source: string, o: { stateDir: string; name: string; lazy?: boolean; json?: boolean }): Promise<number> {
+export async function modelImport(source: string, o: { stateDir: string; name: string; lazy?: boolean; ca?: string; json?: boolean }): Promise<number> {
   const state = new StateDir(o.stateDir);
-  const request: ModelImportRequest = { source: sourceOf(source), name: o.name, ...(o.lazy ? { lazy: true } : {}) };
+  const request: ModelImportRequest = { source: sourceOf(source), name: o.name, ...(o.lazy ? { lazy: true } : {}), ...(o.ca ? { ca: resolve(o.ca) } : {}) };
   const socket = daemonSocket(state);
   const bar = o.json ? null : bytesBar('importing');
   let model: ModelRecord;

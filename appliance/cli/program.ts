@@ -15,6 +15,7 @@ import { VERSION } from '../version.js';
 import * as commands from './commands.js';
 import * as modelCommands from './model-commands.js';
 import * as consoleCommands from './console-commands.js';
+import { modelDownloadRate } from './model-download-commands.js';
 import { passwd } from './passwd.js';
 import { modelActivate, modelCapture } from './model-switch-commands.js';
 import { DEFAULT_FIRST_BOOT_PASSWORD_FILE } from '../daemon/first-boot-password.js';
@@ -107,8 +108,16 @@ export function buildProgram(run: CliRun = { exitCode: 0 }): Command {
     .addOption(stateDir())
     .requiredOption('--name <NAME>', "the model's name in the library (unique)")
     .option('--lazy', 'a URL model usable at once, fetched region by region as the host reads (needs the daemon)')
+    .option('--ca <FILE>', "for an https URL: a CA certificate (PEM) to trust besides the system's")
     .option('--json', "print the model's record as JSON")
     .action(act(modelCommands.modelImport));
+  model
+    .command('download-rate')
+    .description('limit the background download of a model still arriving from its URL, in bytes per second (e.g. 5M), or lift the limit; kept across restarts')
+    .argument('<NAME|ID>', 'the model: its name, id or a unique start of its id')
+    .addArgument(new Argument('<BYTES_PER_SECOND|unlimited>', 'the rate').argParser(checked(parseRate)))
+    .addOption(stateDir())
+    .action(act(modelDownloadRate));
   model
     .command('list')
     .description('the models in the library; * marks the active one')
@@ -148,12 +157,13 @@ export function buildProgram(run: CliRun = { exitCode: 0 }): Command {
     .command('init')
     .description('initialise a state directory: model, working disk and an empty write log')
     .addOption(stateDir())
-    .requiredOption('--model <IMAGE>', 'the model image, registered in the library where it lies (hashed into a manifest when it has none)')
+    .requiredOption('--model <IMAGE>', 'the model image, registered in the library where it lies (hashed into a manifest when it has none), or an http(s) URL to provision it from lazily (its manifest beside it)')
     .requiredOption('--disk <PATH>', 'the working disk the host sees (a block device, or a file created sparse)')
     .option('--manifest <FILE>', "the model's manifest (default IMAGE.manifest.json when it exists)")
     .option('--region-size <SIZE>', 'write-log region size (default 64K)', size('--region-size'))
     .addOption(new Option('--restore <MODE>', 'restore mode').choices(['instant', 'eager'] as const).default('instant'))
     .option('--disk-matches-model', 'the disk already holds the model: verify it instead of restoring every region')
+    .option('--ca <FILE>', 'with --model https://…: a CA certificate (PEM) to trust besides the system\'s')
     .action(act(commands.init));
 
   program

@@ -35,8 +35,12 @@ import { managementRoutes } from '../http/routes/management-routes.js';
 import { ManagementComponent, type ManagementCommandLine } from '../management/management-component.js';
 import { modelAssigner } from '../management/model-assignment.js';
 import { modelLibraryRoutes } from '../http/routes/model-library-routes.js';
+import { modelDownloadRoutes } from '../http/routes/model-download-routes.js';
+import { ModelDownloads } from '../session/model-downloads.js';
+import { modelUploadRoutes } from '../http/routes/model-upload-routes.js';
 import { ModelService } from '../session/model-service.js';
 import { ModelLibrary } from '../storage/model-library.js';
+import type { ModelDownload } from '../api/models.js';
 import type { NbdTlsFiles } from '../nbd/tls-config.js';
 import type { ApiRouter } from '../http/api-router.js';
 import { childLogger } from '../logger.js';
@@ -88,13 +92,16 @@ export class Daemon {
   sessions: SessionManager | null = null;
   /** The model library's service (imports, rename, remove); from the start of the HTTP component. */
   models: ModelService | null = null;
+  /** Models arriving from URLs (imports, lazy provisioning); from the start of the HTTP component. */
+  downloads: ModelDownloads | null = null;
   addresses: DaemonAddresses | null = null;
 
   constructor(private readonly opts: ServeOptions) {}
 
   /** Every component the daemon has, in start order, with its health. */
   components(): ComponentHealth[] {
-    return [...this.health.values()].map((h) => ({ ...h }));
+    // a model download's stall is live: it comes and goes while the daemon runs
+    return [...this.health.values()].map((h) => (h.name === 'model-download' && h.state === 'running' && this.downloads ? { ...h, problem: this.downloads.problem() } : { ...h }));
   }
 
   async start(): Promise<DaemonAddresses> {
@@ -136,10 +143,11 @@ export class Daemon {
       const audit = (e: { actor: string; action: string; details?: Record<string, unknown> }): void => void state.store.audit(e).catch(() => undefined);
 
       const switcher = sessions.switcher;
-      const models = new ModelService({
+      const models: ModelService = new ModelService({
         library,
         activeModelId: () => storage.engine.model.id,
         inUse: () => (switcher.pendingModelId ? [switcher.pendingModelId] : []),
+        downloadOf: (id): ModelDownload | null => downloads.downloadOf(id),
         // the active model renamed: the status names it so at once
         onRenamed: (m) => {
           if (storage.engine.modelEntry.record.id !== m.record.id) return;
@@ -148,6 +156,12 @@ export class Daemon {
         },
       });
       this.models = models;
+      const downloads: ModelDownloads = new ModelDownloads({ library, models, activeModel: () => storage.engine.model });
+      this.downloads = downloads;
+      downloads.on('changed', () => {
+        models.emit('models');
+        this.sessions?.emit('status');
+      });
       const management: ManagementComponent = new ManagementComponent({
         service,
         stateDir: dir.path,
@@ -169,11 +183,14 @@ export class Daemon {
         controlSocket: dir.controlSocket,
         extraRoutes: [
           (api) => modelLibraryRoutes(api, { models, store: state.store, switcher }),
+          (api) => modelDownloadRoutes(api, { models, downloads, store: state.store }),
+          (api) => modelUploadRoutes(api, { models, store: state.store }),
           ...(gpio ? [(api: ApiRouter) => gpioRoutes(api, gpio)] : []),
           (api: ApiRouter) => managementRoutes(api, management, state.store),
         ],
       });
       const httpUp = await this.startOptional(http, true);
+      await this.startOptional(downloads);
 
       if (plan.gadget) {
         const gadget = new GadgetComponent(service, plan.gadget.settings, { nbdSocket: plan.gadgetNbdSocket, configfsRoot: o.configfsRoot, sysRoot: o.sysRoot });
@@ -211,6 +228,8 @@ export class Daemon {
     if (this.stopping) return this.stopping;
     this.stopping = (async () => {
       await this.notify.stopping();
+      // downloads first: an import the stop interrupts is kept, to resume at the next start
+      await this.downloads?.stop().catch((err: unknown) => log.error({ err }, 'model downloads failed to stop cleanly'));
       await this.models?.close().catch((err: unknown) => log.error({ err }, 'model imports failed to stop cleanly'));
       for (const c of [...this.started].reverse()) {
         try {

@@ -14,7 +14,7 @@ import type { z } from 'zod';
 import { noQuerySchema } from '../api/common.js';
 import { asyncHandler, validate } from './http-util.js';
 
-export type Method = 'get' | 'post' | 'patch' | 'delete';
+export type Method = 'get' | 'post' | 'put' | 'patch' | 'delete';
 
 export interface ReplySpec {
   description: string;
@@ -44,6 +44,11 @@ export interface RouteSpec<B extends z.ZodTypeAny = z.ZodTypeAny, Q extends Obje
   /** Middleware run before the input is validated (rate limits). */
   use?: RequestHandler[];
   body?: B;
+  /**
+   * The body is not JSON but a stream of this content type (an uploaded image), read by the
+   * handler from `req` as it arrives; never parsed or held whole.
+   */
+  rawBody?: { contentType: string; description: string };
   /** Default: no query parameters allowed. */
   query?: Q;
   params?: P;

@@ -93,6 +93,18 @@ export interface HttpAddress {
 const PUBLIC_ASSETS = new Set(['/assets/app.css', '/assets/icon.svg', '/assets/js/login.js', '/assets/js/api.js', '/assets/js/dom.js']);
 const STATE_CHANGING = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
 const isStateChanging = (method: string): boolean => STATE_CHANGING.has(method);
+/** A JSON body (at most 64 KiB) must arrive within this; a client that dribbles one is cut off. */
+const JSON_BODY_TIMEOUT_MS = 60_000;
+
+/**
+ * Node ends any request not received whole within 5 minutes; an image upload of many GiB takes
+ * longer, so that limit is off and each kind of body has its own: JSON bodies the one above, an
+ * upload an idle timeout of its own (its route). Headers must still arrive within a minute.
+ */
+function setRequestTimeouts(server: Server): void {
+  server.requestTimeout = 0;
+  server.headersTimeout = 60_000;
+}
 
 export class HttpComponent implements Component {
   readonly name = 'http';
@@ -188,6 +200,7 @@ export class HttpComponent implements Component {
       const server = this.opts.tls
         ? createHttpsServer({ key: this.opts.tls.key, cert: this.opts.tls.cert }, this.app)
         : createHttpServer(this.app);
+      setRequestTimeouts(server);
       this.tcp = server;
       await listen(server, { host, port }, `${host}:${port}`);
       const a = server.address() as AddressInfo;
@@ -237,6 +250,7 @@ export class HttpComponent implements Component {
       await unlink(path);
     }
     const server = createHttpServer(app);
+    setRequestTimeouts(server);
     server.on('connection', (s: Socket) => this.controlSockets.add(s));
     // The socket must never exist with wider permissions, even for a moment: bind under a
     // restrictive umask (bind is synchronous in listen()), then chmod to be sure.
@@ -274,6 +288,7 @@ export class HttpComponent implements Component {
     });
     this.api = api;
     const publicApi = new Set(api.routes().filter((r) => r.public).map((r) => `${r.method.toUpperCase()} ${r.path}`));
+    const rawBodyTypes = new Map(api.routes().flatMap((r) => (r.rawBody ? [[`${r.method.toUpperCase()} ${r.path}`, r.rawBody.contentType] as const] : [])));
 
     const app = express();
     app.disable('x-powered-by');
@@ -302,12 +317,28 @@ export class HttpComponent implements Component {
       next();
     });
 
-    // State-changing requests carry JSON or nothing (a cross-site form cannot send JSON).
-    app.use((req, _res, next) => {
+    // State-changing requests carry JSON or nothing (a cross-site form cannot send JSON), except
+    // an upload route's stream of its own content type (a form cannot send that either; its
+    // handler reads it; its connection is not kept open after it, so an upload refused early is
+    // not read to its end).
+    app.use((req, res, next) => {
       if (!isStateChanging(req.method)) return next();
+      const raw = rawBodyTypes.get(`${req.method} ${req.path}`);
+      if (raw !== undefined) {
+        res.setHeader('Connection', 'close');
+        if (!req.is(raw)) throw new HttpError(415, 'UNSUPPORTED_MEDIA_TYPE', `send the body as ${raw}`);
+        return next();
+      }
       const len = Number(req.headers['content-length'] ?? 0);
       const hasBody = len > 0 || req.headers['transfer-encoding'] !== undefined;
       if (hasBody && !req.is('application/json')) throw new HttpError(415, 'UNSUPPORTED_MEDIA_TYPE', 'send the body as application/json');
+      if (hasBody) {
+        const timer = setTimeout(() => req.destroy(), JSON_BODY_TIMEOUT_MS);
+        timer.unref();
+        const clear = (): void => clearTimeout(timer);
+        req.once('end', clear);
+        req.once('close', clear);
+      }
       next();
     });
     app.use(express.json({ limit: '64kb', strict: true }));

@@ -47,6 +47,7 @@ const statusOfCode: Partial<Record<ErrorCode, number>> = {
   NOT_SUPPORTED: 501,
   CLOSED: 503,
   NO_SPACE: 507,
+  REMOTE_ERROR: 502,
 };
 
 /** Express error handler: HttpError, SnapbackError, body-parser errors; the rest is a 500. */

@@ -53,6 +53,7 @@ export function buildOpenApiDocument(routes: readonly RouteSpec[], version: stri
     responses.default = error;
     const request: NonNullable<Parameters<OpenAPIRegistry['registerPath']>[0]['request']> = {};
     if (r.body) request.body = { required: true, content: { 'application/json': { schema: r.body } } };
+    if (r.rawBody) request.body = { required: true, description: r.rawBody.description, content: { [r.rawBody.contentType]: { schema: z.string().openapi({ format: 'binary' }) } } };
     if (r.query && !isEmptyObject(r.query)) request.query = r.query;
     if (r.params) request.params = r.params;
     registry.registerPath({

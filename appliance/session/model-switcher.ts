@@ -19,6 +19,7 @@ import type { Engine } from '../storage/engine.js';
 import { verifiedDirOf } from '../storage/engine.js';
 import type { ModelLibrary, StoredModel } from '../storage/model-library.js';
 import { ModelImage } from '../storage/model-image.js';
+import { RemoteModel } from '../storage/remote-model.js';
 import { adoptCapturedModel, planSwitch, switchEngineModel, type SwitchPlan } from '../storage/model-switch.js';
 import { captureModel } from '../storage/model-capture.js';
 import { readPendingSwitch, writePendingSwitch } from '../storage/pending-switch.js';
@@ -179,6 +180,10 @@ export class ModelSwitcher {
     };
     try {
       this.assertSomethingToCapture();
+      // a copy of the parent's image is the capture's start: every region of it must be here
+      if (parent instanceof RemoteModel && !parent.complete) {
+        throw new SnapbackError('BUSY', `model "${e.modelEntry.record.name}" is still arriving from its URL (${parent.progress().regionsDone} of ${parent.progress().regionsTotal} regions here); capture once it is complete`);
+      }
       const captured = await captureModel(e.pd, parent, staging.imagePath, {
         name: staging.name,
         ...(req.onProgress ? { onProgress: req.onProgress } : {}),

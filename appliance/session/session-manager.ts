@@ -189,6 +189,7 @@ export class SessionManager extends EventEmitter implements ApplianceService {
         lastError: h.error,
       },
       host: { connection: this.gadget ? this.hostConnection : this.nbdClients > 0 ? 'nbd-only' : this.hostConnection === 'nbd-only' ? 'absent' : this.hostConnection, nbdClients: this.nbdClients, gadget: this.gadget },
+      // the library's name (a rename changes it; the manifest keeps the name it was made with)
       model: { id: e.model.id, name: e.modelEntry.record.name, size: e.model.size, regionSize: e.model.manifest.regionSize },
       disk: { path: e.config.disk, size: e.pd.size, ioErrors: e.pd.stats.ioErrors },
       stateDir: { path: e.state.path, freeBytes: free, writeError: this.store.writeError },

@@ -11,6 +11,9 @@ import { FileDevice, sizeOfPath } from './file-device.js';
 import { ModelImage } from './model-image.js';
 import { createManifest, Manifest, manifestPathFor } from './manifest.js';
 import { ModelLibrary, type StoredModel } from './model-library.js';
+import type { RemoteModel } from './remote-model.js';
+import { looksLikeUrl } from './http-range-source.js';
+import { importFromUrl, openRemoteModel, zeroRegionsOfManifest, type RemoteModelTuning } from './url-import.js';
 import { migrateStateDir } from './state-migration.js';
 import { RegionLog, logFileSize, type BitmapDamage, type LogRestoreMode } from './region-log.js';
 import { ProtectedDisk } from './protected-disk.js';
@@ -35,7 +38,8 @@ export interface Engine {
   config: StateConfig;
   /** The active model's entry in the library. */
   modelEntry: StoredModel;
-  model: ModelImage;
+  /** The active model: a local image, or one still arriving from its URL (lazy provisioning). */
+  model: ModelImage | RemoteModel;
   disk: FileDevice;
   log: RegionLog;
   pd: ProtectedDisk;
@@ -65,6 +69,8 @@ export interface InitOptions {
   diskMatchesModel?: boolean;
   /** No manifest beside the model: progress of hashing one (bytes done, of total). */
   onManifestProgress?: (done: number, total: number) => void;
+  /** A model at an http(s) URL: a CA (PEM file) to trust besides the system's. */
+  caFile?: string;
 }
 
 export interface InitResult {
@@ -78,6 +84,7 @@ export async function initEngine(opts: InitOptions): Promise<InitResult> {
   if (state.initialised) throw new SnapbackError('STATE_EXISTS', `${state.path} is already initialised (${state.configPath} exists)`);
   const regionSize = opts.regionSize ?? DEFAULT_REGION_SIZE;
   if (!isValidRegionSize(regionSize)) throw new SnapbackError('BAD_ARGUMENT', `--region-size ${regionSize} is not a power of two from 4K to 16M`);
+  if (looksLikeUrl(opts.model)) return initFromUrl(state, opts, regionSize);
   const modelPath = resolve(opts.model);
   if (!existsSync(modelPath)) throw new SnapbackError('BAD_ARGUMENT', `model image ${modelPath} does not exist`);
   if (opts.manifest !== undefined && !existsSync(resolve(opts.manifest))) throw new SnapbackError('MANIFEST_INVALID', `no manifest at ${resolve(opts.manifest)}`);
@@ -87,6 +94,27 @@ export async function initEngine(opts: InitOptions): Promise<InitResult> {
   const entry = await new ModelLibrary(state).registerInPlace(modelPath, manifest, { name: manifest.json.name, source: { kind: 'file', path: modelPath } });
   const model = new ModelImage(entry.imagePath, { manifestPath: entry.manifestPath, verifiedDir: verifiedDirOf(state) });
   await model.open();
+  return initWithModel(state, opts, regionSize, model, (rs) => zeroRegionsOf(model, rs));
+}
+
+/**
+ * `init --model URL`: the model is provisioned lazily from the remote system (registered at
+ * once, its regions fetched as the host reads them and in the background once the daemon runs);
+ * a new disk's pending regions come from the manifest's digests, without fetching anything.
+ */
+async function initFromUrl(state: StateDir, opts: InitOptions, regionSize: number): Promise<InitResult> {
+  const library = new ModelLibrary(state);
+  const name = decodeURIComponent(new URL(opts.model).pathname.split('/').pop() || 'model');
+  const { model: entry, remote } = await importFromUrl(library, { url: opts.model, name, lazy: true, ...(opts.caFile ? { caFile: opts.caFile } : {}) });
+  try {
+    return await initWithModel(state, opts, regionSize, remote!, async (rs) => zeroRegionsOfManifest(remote!.manifest, rs));
+  } catch (err) {
+    await library.remove(entry.record.id, { force: true }).catch(() => undefined);
+    throw err;
+  }
+}
+
+async function initWithModel(state: StateDir, opts: InitOptions, regionSize: number, model: ModelImage | RemoteModel, zeroRegionsFor: (regionSize: number) => Promise<Uint8Array>): Promise<InitResult> {
   const diskPath = resolve(opts.disk);
   let createdDisk = false;
   try {
@@ -104,7 +132,7 @@ export async function initEngine(opts: InitOptions): Promise<InitResult> {
     try {
       if (createdDisk) {
         // a new sparse disk reads zeroes: pending wherever the model is not all zeroes
-        const zeroRegions = await zeroRegionsOf(model, regionSize);
+        const zeroRegions = await zeroRegionsFor(regionSize);
         pendingOf = (r) => (zeroRegions[r >> 3]! & (1 << (r & 7))) === 0;
       } else if (opts.diskMatchesModel) {
         const cmp = await compareDiskWithModel(disk, model, regionSize);
@@ -171,6 +199,8 @@ export function isAllZero(b: Buffer): boolean {
 export interface OpenOptions {
   hydrator?: HydratorOptions;
   verifyModel?: 'lazy' | 'off';
+  /** A model still arriving from its URL: how its regions are fetched. */
+  remote?: RemoteModelTuning;
 }
 
 /**
@@ -201,8 +231,8 @@ export async function openEngine(stateDir: string, opts: OpenOptions = {}): Prom
     const rlog = opened.log;
     toClose.push(rlog);
     const entry = await modelForLog(library, rlog.info.modelId);
-    if (!entry.record.complete) throw new SnapbackError('NOT_SUPPORTED', `the active model "${entry.record.name}" is not complete (its regions are still arriving), and this daemon cannot fetch them`);
-    const model = new ModelImage(entry.imagePath, { manifestPath: entry.manifestPath, verify: opts.verifyModel ?? 'lazy', verifiedDir: verifiedDirOf(state) });
+    // a model still arriving from its URL is fetched region by region as it is read
+    const model = entry.record.complete ? new ModelImage(entry.imagePath, { manifestPath: entry.manifestPath, verify: opts.verifyModel ?? 'lazy', verifiedDir: verifiedDirOf(state) }) : await openRemoteModel(entry, opts.remote);
     await model.open();
     toClose.push(model);
     const disk = new FileDevice(config.disk, { size: model.size });

@@ -14,6 +14,7 @@ import { constants as fsConstants } from 'node:fs';
 import { copyFile, open, rm, stat, type FileHandle } from 'node:fs/promises';
 import type { ProtectedDisk } from './protected-disk.js';
 import type { ModelImage } from './model-image.js';
+import type { RemoteModel } from './remote-model.js';
 import { Manifest } from './manifest.js';
 import { sharedHashPool, type HashPool } from './hash-pool.js';
 import { SnapbackError, fromSystemError } from '../errors.js';
@@ -56,7 +57,7 @@ export interface CapturedModel {
  * Writes the host's current view of `pd` to `dest` (a new file) as a model whose parent is
  * `parent` (the model in force), and returns its manifest (region size and hash as the parent's).
  */
-export async function captureModel(pd: ProtectedDisk, parent: ModelImage, dest: string, options: CaptureOptions): Promise<CapturedModel> {
+export async function captureModel(pd: ProtectedDisk, parent: ModelImage | RemoteModel, dest: string, options: CaptureOptions): Promise<CapturedModel> {
   if (pd.model !== parent) throw new SnapbackError('BUSY', 'the model in force changed: capture again');
   const pm = parent.manifest;
   const size = pm.size;

@@ -5,8 +5,13 @@
  * logout and login; at desktop and phone widths. Screenshots go to docs/screenshots.
  */
 import assert from 'node:assert/strict';
-import { readFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { Page } from 'playwright-core';
+import { modelLibraryRoutes } from '../../appliance/http/routes/model-library-routes.js';
+import type { ModelService } from '../../appliance/session/model-service.js';
+import { fakeModelLibrary } from '../helpers/fake-model-library.js';
 import { Client, PASSWORD, startHarness, type Harness } from '../helpers/http-harness.js';
 import { VIEWPORTS, useChromium, VIEWPORT_NAMES, newPage, shot, waitData, waitText } from '../helpers/browser.js';
 
@@ -39,12 +44,16 @@ describe('web UI in Chromium (fake appliance)', function () {
   for (const vp of VIEWPORT_NAMES) {
     describe(`at ${vp} width (${VIEWPORTS[vp].width}x${VIEWPORTS[vp].height})`, () => {
       let hx: Harness;
+      let libraryDir: string;
+      let models: ModelService;
       let page: Page;
       let problems: string[];
       let closeContext: () => Promise<void>;
 
       before(async () => {
-        hx = await startHarness({ fake: { regions: 8192 } });
+        libraryDir = await mkdtemp(join(tmpdir(), 'snapback-webui-library-'));
+        models = await fakeModelLibrary(libraryDir);
+        hx = await startHarness({ fake: { regions: 8192 }, routes: [(api, store) => modelLibraryRoutes(api, { models, store })] });
         const p = await newPage(chromium.browser, vp);
         page = p.page;
         problems = p.problems;
@@ -53,6 +62,8 @@ describe('web UI in Chromium (fake appliance)', function () {
       after(async () => {
         await closeContext?.();
         await hx?.close();
+        await models?.close();
+        await rm(libraryDir, { recursive: true, force: true });
       });
       afterEach(function () {
         // No page errors, console errors (CSP violations) or requests off the appliance.
@@ -188,6 +199,14 @@ describe('web UI in Chromium (fake appliance)', function () {
         await waitText(page, '#verify-text', /^Passed: all 8,192 regions match/);
         await shot(page, vp, 'model');
         assert.ok(hx.store.listAudit().some((e) => e.action === 'model.verify'));
+        // The library: the active model, a version captured from it, a URL model still arriving.
+        await page.waitForSelector('#models-body tr[data-name=win11-lab]');
+        assert.deepEqual(await dataOf(page, '#models-body tr[data-model]', 'name'), ['lab-image-2024', 'lab-image-2025-01', 'win11-lab']);
+        assert.deepEqual(await dataOf(page, '#models-body tr[data-model]', 'active'), ['true', 'false', 'false']);
+        await waitText(page, '#models-body tr[data-name=lab-image-2025-01] td[data-label=Parent]', 'lab-image-2024');
+        await waitText(page, '#models-body tr[data-name=lab-image-2025-01] td[data-label=Source]', 'captured in session 12');
+        await waitText(page, '#models-body tr[data-name=win11-lab] td[data-label=State]', 'Downloading: 23 of 64 regions (35 %), 12.5 MiB/s');
+        await shot(page, vp, 'models');
       });
 
       it('the Settings page changes the rate, and creates and revokes an API token', async () => {

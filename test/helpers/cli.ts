@@ -3,6 +3,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
+import { waitFor } from './wait.js';
 
 export const CLI = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'appliance', 'cli', 'main.js');
 
@@ -61,6 +62,7 @@ export async function startServe(stateDir: string, extra: string[] = []): Promis
   let out = '';
   child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+  outputOf.set(child, () => out);
   const deadline = Date.now() + 30_000;
   while (Date.now() < deadline) {
     if (child.exitCode !== null) throw new Error(`snapback serve exited ${child.exitCode}: ${out}`);
@@ -69,6 +71,18 @@ export async function startServe(stateDir: string, extra: string[] = []): Promis
   }
   child.kill('SIGKILL');
   throw new Error(`snapback serve did not start: ${out}`);
+}
+
+const outputOf = new WeakMap<ChildProcess, () => string>();
+
+/** The web UI's address (http://127.0.0.1:PORT) of a daemon started with startServe, once it listens. */
+export function webUiUrl(child: ChildProcess): Promise<string> {
+  const out = outputOf.get(child);
+  if (!out) throw new Error('not a daemon started with startServe');
+  return waitFor("the daemon's web UI to listen", () => {
+    if (child.exitCode !== null) throw new Error(`snapback serve exited ${child.exitCode}`);
+    return /web UI and API on (http:\/\/127\.0\.0\.1:\d+)\//.exec(out())?.[1];
+  }, 30_000);
 }
 
 export function exited(child: ChildProcess): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {

@@ -7,6 +7,7 @@ import { request as httpRequest } from 'node:http';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { ApiRouter } from '../../appliance/http/api-router.js';
 import { HttpComponent, type HttpComponentOptions } from '../../appliance/http/http-component.js';
 import { managementRoutes } from '../../appliance/http/routes/management-routes.js';
 import { ManagementComponent } from '../../appliance/management/management-component.js';
@@ -25,7 +26,14 @@ export interface Harness<S extends ApplianceService = FakeAppliance> {
 }
 
 export async function startHarness(
-  opts: { fake?: FakeOptions; dir?: string; host?: string; http?: Partial<Omit<HttpComponentOptions, 'service' | 'store'>> } = {},
+  opts: {
+    fake?: FakeOptions;
+    dir?: string;
+    host?: string;
+    http?: Partial<Omit<HttpComponentOptions, 'service' | 'store'>>;
+    /** More routes that need the harness's state store (the model library's). */
+    routes?: ((api: ApiRouter, store: StateStore) => void)[];
+  } = {},
 ): Promise<Harness> {
   const dir = opts.dir ?? (await mkdtemp(join(tmpdir(), 'snapback-http-')));
   const store = await StateStore.open(dir);
@@ -42,7 +50,11 @@ export async function startHarness(
     listen: { host: opts.host ?? '127.0.0.1', port: 0 },
     controlSocket,
     ...opts.http,
-    extraRoutes: [...(opts.http?.extraRoutes ?? []), (api) => managementRoutes(api, management, store)],
+    extraRoutes: [
+      ...(opts.http?.extraRoutes ?? []),
+      (api) => managementRoutes(api, management, store),
+      ...(opts.routes ?? []).map((add) => (api: ApiRouter) => add(api, store)),
+    ],
   });
   await http.start();
   const url = http.address().url.replace(/\/$/, '');

@@ -10,6 +10,7 @@ import type { ChildProcess } from 'node:child_process';
 import { Prng } from '../helpers/prng.js';
 import { snapback, tool, startServe, exited, nbdUri } from '../helpers/cli.js';
 import { nbdsh } from '../helpers/nbd-clients.js';
+import { waitFor } from '../helpers/wait.js';
 import { callDaemon } from '../../appliance/cli/control-client.js';
 import type { ApplianceStatus } from '../../appliance/api/status.js';
 import type { ModelList } from '../../appliance/api/models.js';
@@ -135,6 +136,17 @@ describe('model activate and capture (CLI, daemon, NBD)', function () {
     // and back: one activate rolls back to A
     ok(['model', 'activate', 'a.img', '--now', '--state-dir', state]);
     assert.ok(hostReads().equals(modelA));
+  });
+
+  it("the status names the model in force by its library name: after a rename of it, and after a switch to a renamed model", async () => {
+    setUp();
+    daemon = await startServe(state);
+    ok(['model', 'rename', 'a.img', 'lab-1', '--state-dir', state]);
+    await waitFor('the status to show the new name of the model in force', async () => (await status()).model.name === 'lab-1');
+    ok(['model', 'rename', 'B', 'lab-2', '--state-dir', state]);
+    ok(['model', 'activate', 'lab-2', '--now', '--state-dir', state]);
+    assert.equal((await status()).model.name, 'lab-2');
+    assert.equal(((await callDaemon(join(state, 'control.sock'), 'GET', '/api/model')) as { model: { name: string } }).model.name, 'lab-2');
   });
 
   it('capture, then activate and a session end: the host reads what it read at the capture, not what it wrote after', async () => {

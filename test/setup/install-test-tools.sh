@@ -21,12 +21,12 @@ check mkfs.vfat dosfstools
 check sfdisk fdisk
 check openssl openssl      # certificates for the NBD TLS tests
 check runuser util-linux   # the NBD socket tests connect as user nobody
-check mkfs.xfs xfsprogs    # a model import shares blocks (reflink) on an XFS loop mount
+check mkfs.xfs xfsprogs    # reflinked model imports, and sparse-image hashing on xfs (loop mounts)
+[ -x /usr/sbin/nginx ] || need+=(nginx-light)  # the model-URL tests serve images over HTTP(S) Range
 check mosquitto mosquitto                # the fleet tests' MQTT broker (started by each test on a loopback port)
 check mosquitto_passwd mosquitto
 check mosquitto_pub mosquitto-clients    # the fleet tests publish as other broker accounts
 check mosquitto_sub mosquitto-clients
-check mkfs.xfs xfsprogs       # sparse-image hashing on xfs and btrfs (loop-mounted by the test)
 check mkfs.btrfs btrfs-progs
 /usr/bin/python3 -c 'import nbd' 2>/dev/null || need+=(python3-libnbd)  # Debian's python3: nbdsh's module lives there
 [ -e /usr/lib/syslinux/mbr/mbr.bin ] || need+=(syslinux-common)

@@ -52,6 +52,47 @@ export async function request<T>(method: string, path: string, body?: unknown): 
   return data as T;
 }
 
+/** An upload in flight: its outcome, and a way to stop it. */
+export interface Upload<T> {
+  done: Promise<T>;
+  abort(): void;
+}
+
+/**
+ * Sends a file as the raw body of a PUT (XMLHttpRequest: fetch cannot report upload progress).
+ * The browser streams the file from disk; `onProgress` gets the bytes sent so far.
+ */
+export function uploadFile<T>(path: string, file: File, onProgress: (sent: number, total: number) => void): Upload<T> {
+  const xhr = new XMLHttpRequest();
+  const done = new Promise<T>((resolve, reject) => {
+    xhr.open('PUT', path);
+    xhr.setRequestHeader('Content-Type', 'application/octet-stream');
+    xhr.setRequestHeader('Accept', 'application/json');
+    if (csrfToken) xhr.setRequestHeader('X-CSRF-Token', csrfToken);
+    xhr.responseType = 'text';
+    xhr.upload.addEventListener('progress', (ev) => onProgress(ev.loaded, ev.lengthComputable ? ev.total : file.size));
+    xhr.addEventListener('load', () => {
+      let data: unknown = null;
+      try {
+        data = JSON.parse(xhr.responseText);
+      } catch {
+        data = null;
+      }
+      if (xhr.status >= 200 && xhr.status < 300) {
+        resolve(data as T);
+        return;
+      }
+      const err = data as Partial<ApiErrorBody> | null;
+      if (xhr.status === 401) onUnauthenticated();
+      reject(new ApiError(xhr.status, typeof err?.error === 'string' ? err.error : `HTTP_${xhr.status}`, typeof err?.message === 'string' ? err.message : xhr.statusText));
+    });
+    xhr.addEventListener('error', () => reject(new ApiError(0, 'NETWORK', 'the connection to the appliance was lost')));
+    xhr.addEventListener('abort', () => reject(new ApiError(0, 'ABORTED', 'the upload was cancelled')));
+    xhr.send(file);
+  });
+  return { done, abort: () => xhr.abort() };
+}
+
 export const getJson = <T>(path: string): Promise<T> => request<T>('GET', path);
 export const postJson = <T>(path: string, body: unknown = {}): Promise<T> => request<T>('POST', path, body);
 

@@ -126,6 +126,53 @@ export function confirmAction(o: ConfirmOptions): Promise<boolean> {
   });
 }
 
+export interface ChoiceOptions extends ConfirmOptions {
+  /** A checkbox in the dialog (off at first); `message` follows it when it changes. */
+  option: { id: string; label: string; messageWhenOn: string };
+}
+
+/** A modal confirmation with one checkbox: resolves its value when confirmed, null otherwise. */
+export function confirmWithOption(o: ChoiceOptions): Promise<boolean | null> {
+  const box = h('input', { type: 'checkbox', id: o.option.id });
+  const text = h('p', { id: `${o.option.id}-message` }, o.message);
+  box.addEventListener('change', () => setText(text, box.checked ? o.option.messageWhenOn : o.message));
+  return modal(o, [text, h('label', { class: 'check', for: o.option.id }, box, o.option.label)], () => box.checked);
+}
+
+/** A modal asking for one line of text: resolves it (trimmed) when confirmed, null otherwise. */
+export function askText(o: { title: string; label: string; value: string; confirmLabel: string; maxLength: number }): Promise<string | null> {
+  const input = h('input', { type: 'text', id: 'ask-text', value: o.value, maxlength: o.maxLength, required: true });
+  return modal({ ...o, message: '' }, [h('label', { for: 'ask-text' }, o.label), input], () => input.value.trim() || null, input);
+}
+
+/** The dialog behind the confirmations: `value()` is read when the confirm button is pressed. */
+function modal<T>(o: ConfirmOptions, body: HTMLElement[], value: () => T, focus?: HTMLElement): Promise<T | null> {
+  return new Promise((resolve) => {
+    const cancel = h('button', { type: 'button', class: 'btn', 'data-action': 'cancel' }, 'Cancel');
+    const ok = h('button', { type: 'submit', class: o.danger ? 'btn btn-danger' : 'btn btn-primary', 'data-action': 'confirm' }, o.confirmLabel);
+    const form = h('form', { method: 'dialog', class: 'stack' }, ...body, h('div', { class: 'dialog-actions' }, cancel, ok));
+    const dlg = h('dialog', { class: 'confirm', 'aria-labelledby': 'confirm-title' }, h('h2', { id: 'confirm-title' }, o.title), form);
+    let answered = false;
+    const done = (v: T | null): void => {
+      if (answered) return;
+      answered = true;
+      dlg.close();
+      dlg.remove();
+      resolve(v);
+    };
+    cancel.addEventListener('click', () => done(null));
+    form.addEventListener('submit', (ev) => {
+      ev.preventDefault();
+      done(value());
+    });
+    dlg.addEventListener('cancel', () => done(null));
+    dlg.addEventListener('close', () => done(null));
+    document.body.append(dlg);
+    dlg.showModal();
+    (focus ?? cancel).focus();
+  });
+}
+
 /** A short notice at the bottom of the screen. */
 export function notify(message: string, kind: 'ok' | 'error' = 'ok'): void {
   let box = document.getElementById('notices');

@@ -35,6 +35,7 @@ export const dashboardPage: Page = {
     const wholeBtn = h('button', { type: 'button', class: 'btn btn-small', id: 'map-whole' }, 'Whole disk');
     root.append(
       h('div', { id: 'thawed-banner', class: 'banner banner-warn', hidden: true }, 'Thawed: what the host writes is kept. Freeze again when maintenance is done.'),
+      h('div', { id: 'download-banner', class: 'banner banner-warn', role: 'status', hidden: true }),
       h(
         'div',
         { class: 'grid' },
@@ -174,6 +175,11 @@ export const dashboardPage: Page = {
       setText(q('restore-mode'), s.restoreMode === 'instant' ? 'Instant restore' : 'Eager restore');
       const banner = q('thawed-banner');
       if (banner) banner.hidden = s.mode !== 'thawed';
+      // a model still arriving from its URL that cannot move: "model download stalled (…): why"
+      const stalled = s.components.find((c) => c.name === 'model-download' && c.problem)?.problem ?? null;
+      const dl = q('download-banner');
+      if (dl) dl.hidden = stalled === null;
+      setText(dl, stalled ? `${stalled.charAt(0).toUpperCase()}${stalled.slice(1)}. It resumes by itself when the server answers again; reads of regions not here yet fail until then.` : '');
       setText(q('regions-written'), fmtInt(s.regions.writtenThisSession));
       setText(q('regions-pending'), fmtInt(s.regions.pending));
       setText(q('regions-clean'), fmtInt(s.regions.clean));

@@ -1,10 +1,22 @@
-/** Model: the active model image and "verify now" with progress. */
+/**
+ * Models: the active model, the library of models (activate, rename, remove), adding one (upload,
+ * URL import, capture while thawed), and "verify now" of the active one with progress. The list
+ * follows changes live: an audit entry of a model action (from here, the CLI or a script) or a
+ * change of the active model reloads it, and it is polled while an import or a download runs.
+ */
 import { ApiError, getJson, postJson } from '../api.js';
 import { errorText, fmtBytes, fmtInt, fmtRate, fmtTime, h, notify, pct, setText } from '../dom.js';
-import { on } from '../live.js';
+import { latestStatus, on } from '../live.js';
+import type { AuditEntry } from '../../../appliance/api/audit.js';
 import type { ModelVerifyStatus } from '../../../appliance/api/model.js';
+import type { ModelList } from '../../../appliance/api/models.js';
 import type { ApplianceStatus } from '../../../appliance/api/status.js';
+import { captureCard, importCard, uploadCard } from './model-add.js';
+import { libraryView } from './model-library.js';
 import type { Page } from './page.js';
+
+/** How often the list is polled while an import or a download runs. */
+const POLL_MS = 1000;
 
 interface ModelInfo {
   model: ApplianceStatus['model'];
@@ -13,13 +25,49 @@ interface ModelInfo {
 }
 
 export const modelPage: Page = {
-  title: 'Model',
+  title: 'Models',
   render(root) {
+    let poll: number | null = null;
+    let loading = false;
+    let again = false;
+    const loadList = (): void => {
+      if (loading) {
+        again = true;
+        return;
+      }
+      loading = true;
+      getJson<ModelList>('/api/models')
+        .then((list) => {
+          library.show(list);
+          const busy = list.imports.some((j) => j.state === 'running') || list.models.some((m) => m.download !== null && m.download.state !== 'done');
+          if (busy && poll === null) poll = window.setInterval(loadList, POLL_MS);
+          if (!busy && poll !== null) {
+            window.clearInterval(poll);
+            poll = null;
+          }
+        })
+        .catch((err: unknown) => notify(`Could not load the models: ${errorText(err)}`, 'error'))
+        .finally(() => {
+          loading = false;
+          if (again) {
+            again = false;
+            loadList();
+          }
+        });
+    };
+    const changed = (): void => {
+      loadList();
+      load();
+    };
+    const library = libraryView(changed);
+    const capture = captureCard(changed);
     const btn = h('button', { type: 'button', class: 'btn btn-primary', id: 'btn-verify' }, 'Verify now');
     const bar = h('progress', { id: 'verify-bar', max: 100, value: 0, hidden: true });
     const dl = h('dl', { class: 'facts', id: 'model-facts' });
     root.append(
       h('section', { class: 'card card-wide' }, h('h2', null, 'Active model'), dl),
+      library.element,
+      h('div', { class: 'grid grid-3' }, uploadCard(changed), importCard(changed), capture.element),
       h(
         'section',
         { class: 'card card-wide' },
@@ -80,9 +128,25 @@ export const modelPage: Page = {
         });
     });
     load();
-    const offs = [on<ModelVerifyStatus>('model-verify', showVerify), on<boolean>('connection', (up) => up && load())];
+    loadList();
+    capture.show(latestStatus);
+    if (!latestStatus) void getJson<ApplianceStatus>('/api/status').then((s) => capture.show(s), () => undefined);
+    let activeId = latestStatus?.model.id ?? null;
+    const offs = [
+      on<ModelVerifyStatus>('model-verify', showVerify),
+      on<boolean>('connection', (up) => up && changed()),
+      on<AuditEntry>('audit', (e) => e.action.startsWith('model') && loadList()),
+      on<ApplianceStatus>('status', (s) => {
+        capture.show(s);
+        if (s.model.id !== activeId) {
+          activeId = s.model.id;
+          changed();
+        }
+      }),
+    ];
     return () => {
       for (const off of offs) off();
+      if (poll !== null) window.clearInterval(poll);
     };
   },
 };

@@ -1,0 +1,148 @@
+/**
+ * The daemon's model downloads: imports from http(s) URLs (the model service's URL importer)
+ * and the background download of every model still arriving from its URL (lazy provisioning).
+ *
+ * The active model, when it is still arriving, is the engine's own (reads of missing regions
+ * fetch them); other arriving models are opened here. Each downloads in the background at its
+ * rate (kept in its directory, so it survives a restart), and becomes complete in the library
+ * when its last region is verified. Downloads the daemon was stopped in the middle of resume at
+ * its next start. When a download cannot move ("stalled": the network is gone, the server
+ * fails, a region arrives wrong), `problem()` says so for the status and the web UI; it goes
+ * on retrying and resumes by itself.
+ */
+import { EventEmitter } from 'node:events';
+import type { Component } from '../component.js';
+import type { ModelDownload, ModelImportRequest } from '../api/models.js';
+import type { ModelLibrary, StoredModel } from '../storage/model-library.js';
+import { RemoteModel } from '../storage/remote-model.js';
+import { finishLazyModel, importFromUrl, openRemoteModel, pendingDownloads, saveDownloadRate, type RemoteModelTuning } from '../storage/url-import.js';
+import { SnapbackError } from '../errors.js';
+import { childLogger } from '../logger.js';
+import type { ImportJobContext, ModelService } from './model-service.js';
+
+const log = childLogger('model-download');
+
+export interface ModelDownloadsOptions {
+  library: ModelLibrary;
+  models: ModelService;
+  /** The engine's active model (a RemoteModel while it is still arriving). */
+  activeModel: () => { readonly id: string } | null;
+  tuning?: RemoteModelTuning;
+}
+
+interface Arriving {
+  entry: StoredModel;
+  model: RemoteModel;
+  /** Opened here (closed here), rather than the engine's. */
+  own: boolean;
+}
+
+export class ModelDownloads extends EventEmitter implements Component {
+  readonly name = 'model-download';
+  private readonly arriving = new Map<string, Arriving>();
+  private stopping = false;
+
+  constructor(private readonly opts: ModelDownloadsOptions) {
+    super();
+  }
+
+  /** Registers the URL importer, and starts or resumes every download. */
+  async start(): Promise<void> {
+    this.stopping = false;
+    this.opts.models.setUrlImporter((req, ctx) => this.importUrl(req, ctx));
+    const active = this.opts.activeModel();
+    for (const entry of await this.opts.library.list()) {
+      if (entry.record.complete || entry.record.source.kind !== 'url') continue;
+      if (active instanceof RemoteModel && active.id === entry.record.id) this.watch(entry, active, false);
+      else {
+        try {
+          this.watch(entry, await openRemoteModel(entry, this.opts.tuning), true);
+        } catch (err) {
+          log.error({ model: entry.record.name, err: (err as Error).message }, 'cannot resume the download of a model');
+        }
+      }
+    }
+    for (const d of await pendingDownloads(this.opts.library)) {
+      log.info({ url: d.info.url, name: d.info.name }, 'resuming an import from a URL');
+      this.opts.models.runJob({ name: d.info.name, source: { kind: 'url', url: d.info.url }, bytesTotal: null }, (ctx) =>
+        this.importUrl({ source: d.info.url, name: d.info.name, ...(d.info.caFile ? { ca: d.info.caFile } : {}) }, ctx),
+      );
+    }
+  }
+
+  /** Stops every download this service opened; what arrived is kept and resumes at the next start. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    const all = [...this.arriving.values()];
+    this.arriving.clear();
+    await Promise.all(all.filter((a) => a.own).map((a) => a.model.close().catch(() => undefined)));
+  }
+
+  /** The download of a model still arriving, or null. */
+  downloadOf(id: string): ModelDownload | null {
+    const a = this.arriving.get(id);
+    return a ? a.model.progress() : null;
+  }
+
+  /** Sets (and keeps) a model's background download rate; null for unlimited. */
+  async setRate(id: string, bytesPerSecond: number | null): Promise<ModelDownload> {
+    const a = this.arriving.get(id);
+    if (!a) throw new SnapbackError('BAD_ARGUMENT', `model ${id.slice(0, 12)}… is not being downloaded`);
+    a.model.setRateLimit(bytesPerSecond);
+    await saveDownloadRate(a.entry, bytesPerSecond);
+    this.emit('changed');
+    return a.model.progress();
+  }
+
+  /** "model download stalled: …" while a download cannot move, else null. */
+  problem(): string | null {
+    for (const a of this.arriving.values()) {
+      const p = a.model.progress();
+      if (p.state === 'stalled') return `model download stalled (${a.entry.record.name}): ${p.lastError ?? 'unknown error'}`;
+    }
+    return null;
+  }
+
+  /** Marks the import interrupted by a stop as kept for the next start. */
+  private readonly keepOnAbort = (): boolean => this.stopping;
+
+  private async importUrl(req: ModelImportRequest, ctx: ImportJobContext): Promise<StoredModel> {
+    const { model, remote } = await importFromUrl(this.opts.library, {
+      url: req.source,
+      name: req.name,
+      lazy: req.lazy ?? false,
+      caFile: req.ca ?? null,
+      onProgress: (done, total) => ctx.progress(done, total),
+      signal: ctx.signal,
+      keepOnAbort: this.keepOnAbort,
+      ...(this.opts.tuning ? { tuning: this.opts.tuning } : {}),
+    });
+    if (remote) this.watch(model, remote, true);
+    return model;
+  }
+
+  /** Starts a model's background download and follows it to its end. */
+  private watch(entry: StoredModel, model: RemoteModel, own: boolean): void {
+    const id = entry.record.id;
+    this.arriving.set(id, { entry, model, own });
+    const changed = () => this.emit('changed');
+    model.on('stalled', changed);
+    model.on('resumed', changed);
+    const finish = () => {
+      void finishLazyModel(this.opts.library, entry, model).then(
+        async () => {
+          if (this.arriving.get(id)?.model !== model) return;
+          this.arriving.delete(id);
+          if (own) await model.close();
+          this.emit('changed');
+        },
+        (err: unknown) => log.error({ model: entry.record.name, err: (err as Error).message }, 'cannot mark the downloaded model complete'),
+      );
+    };
+    if (model.complete) finish(); // every region arrived before a stop, but the record was not marked yet
+    else model.once('complete', finish);
+    model.startDownload();
+    changed();
+  }
+}
+// Events: 'changed' () — a download stalled, resumed, finished, or its rate changed.
