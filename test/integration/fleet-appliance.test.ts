@@ -235,6 +235,7 @@ describe('fleet: the appliance side (real mosquitto, real daemons)', function ()
     assert.equal(r.code, 0, r.stderr);
     const lab1 = await appliance('lab1', broker, state);
     const c = await consoleOn(broker.url);
+    await waitFor('lab1 online', () => c.last('snapback/lab1/availability') === 'online');
     const before = await status(lab1.state);
     const a = await c.command('lab1', 'assign-model', { url: 'http://127.0.0.1:9/win11.img', name: 'win11', lazy: true });
     assert.deepEqual([a.ok, a.error?.code], [false, 'ALREADY_EXISTS'], JSON.stringify(a));
