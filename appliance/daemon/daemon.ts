@@ -169,6 +169,7 @@ export class Daemon {
         stateDir: dir.path,
         audit: (e) => state.store.audit(e),
         assignModel: modelAssigner(models, switcher),
+        activeDownload: () => downloads.downloadOf(storage.engine.model.id),
         commandLine: o.management ?? null,
         onChange: () => {
           if (!this.health.has('management')) return;

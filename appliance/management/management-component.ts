@@ -19,7 +19,7 @@
  * retried with exponential backoff. The component is optional: it never blocks the daemon, and a
  * missing broker or console is a problem in the status, never a reason to stop serving the disk.
  */
-import mqtt, { type IPublishPacket, type MqttClient } from 'mqtt';
+import type { IPublishPacket, MqttClient } from 'mqtt';
 import { fleetCommandSchema, fleetTopic, type Availability, type FleetResponse } from '../api/fleet.js';
 import type { ModelDownload } from '../api/models.js';
 import type { ManagementConnectionState, ManagementStatus, ManagementUpdate } from '../api/management.js';
@@ -177,7 +177,7 @@ export class ManagementComponent implements Component {
     const gen = ++this.generation;
     if (this.config.url === null) return this.setConn('off', null);
     const broker = brokerOf(this.config);
-    if (broker) return this.connect(broker, gen);
+    if (broker) return void this.connect(broker, gen);
     if (this.pendingCode === null) {
       return this.setConn('failed', `not enrolled at ${this.config.url} as ${this.applianceName}: give the enrollment code the console issued (--enrollment-code, or on the Settings page)`);
     }
@@ -202,7 +202,7 @@ export class ManagementComponent implements Component {
       await this.file.save(this.config).catch((err: unknown) => log.error({ err }, 'saving the enrollment failed: it holds until the daemon stops'));
       if (gen !== this.generation) return;
       const broker = brokerOf(this.config);
-      if (broker) this.connect(broker, gen);
+      if (broker) await this.connect(broker, gen);
     } catch (err) {
       if (gen !== this.generation) return;
       const message = (err as Error).message;
@@ -214,11 +214,14 @@ export class ManagementComponent implements Component {
     }
   }
 
-  private connect(broker: BrokerTarget, gen: number): void {
+  private async connect(broker: BrokerTarget, gen: number): Promise<void> {
     const name = this.applianceName;
     this.clientName = name;
     this.setConn(this.conn.lastConnectedAt ? 'reconnecting' : 'connecting', this.conn.problem);
     let lastError: string | null = null;
+    // The MQTT client is loaded only by an appliance that is managed (it costs memory).
+    const mqtt = (await import('mqtt')).default;
+    if (gen !== this.generation) return;
     const client = mqtt.connect(broker.url, {
       protocolVersion: 5,
       clientId: `snapback-appliance-${name}`,

@@ -5,8 +5,11 @@
  * POST /api/models/import and /api/models/:ref/activate make.
  *
  * Assigning the same model again (a console re-sending a group's assignment) reuses the model of
- * that name imported from that URL instead of importing it twice.
+ * that name imported from that URL instead of importing it twice. A model the switcher will not
+ * activate while its regions are still arriving is activated once they are all there (the
+ * library downloads it in the background; the command is answered then).
  */
+import { once } from 'node:events';
 import { SnapbackError } from '../errors.js';
 import type { ModelService } from '../session/model-service.js';
 import type { ModelSwitcher } from '../session/model-switcher.js';
@@ -30,7 +33,14 @@ export function modelAssigner(models: ModelService, switcher: ModelSwitcher): Mo
       ref = end.modelId;
       imported = true;
     }
-    const act = await switcher.activate(ref, { now: a.now ?? false });
+    let act;
+    try {
+      act = await switcher.activate(ref, { now: a.now ?? false });
+    } catch (err) {
+      if ((await models.get(ref)).complete) throw err;
+      await untilComplete(models, ref);
+      act = await switcher.activate(ref, { now: a.now ?? false });
+    }
     models.emit('models');
     const model = { id: act.model.record.id, name: act.model.record.name };
     return {
@@ -38,4 +48,16 @@ export function modelAssigner(models: ModelService, switcher: ModelSwitcher): Mo
       audit: { url: a.url, model: model.id, name: model.name, takesEffect: act.takesEffect, regionsToRestore: act.regionsToRestore },
     };
   };
+}
+
+/** Resolves when the library has every region of the model (its background download is done). */
+async function untilComplete(models: ModelService, ref: string): Promise<void> {
+  while (!(await models.get(ref)).complete) {
+    // 'models' is emitted as downloads move; the timeout is a safety net, not a schedule.
+    const stop = new AbortController();
+    const timer = setTimeout(() => stop.abort(), 5000);
+    await once(models, 'models', { signal: stop.signal }).catch(() => undefined);
+    clearTimeout(timer);
+    stop.abort();
+  }
 }

@@ -9,6 +9,7 @@ import { randomUUID } from 'node:crypto';
 import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
@@ -234,6 +235,7 @@ describe('fleet: the appliance side (real mosquitto, real daemons)', function ()
     assert.equal(r.code, 0, r.stderr);
     const lab1 = await appliance('lab1', broker, state);
     const c = await consoleOn(broker.url);
+    await waitFor('lab1 online', () => c.last('snapback/lab1/availability') === 'online');
     const before = await status(lab1.state);
     const a = await c.command('lab1', 'assign-model', { url: 'http://127.0.0.1:9/win11.img', name: 'win11', lazy: true });
     assert.deepEqual([a.ok, a.error?.code], [false, 'ALREADY_EXISTS'], JSON.stringify(a));
@@ -370,10 +372,10 @@ describe('fleet: the appliance side (real mosquitto, real daemons)', function ()
     assert.equal(s.components.find((x) => x.name === 'management')?.state, 'running');
   });
   /** The console's enrollment endpoint as the appliance sees it: one code, valid once, for one name. */
-  async function enrollmentEndpoint(code: string, name: string, reply: EnrollReply): Promise<{ url: string; calls: EnrollRequest[]; server: Server }> {
+  async function enrollmentEndpoint(code: string, name: string, reply: EnrollReply, tls?: { key: string; cert: string }): Promise<{ url: string; calls: EnrollRequest[]; server: Server }> {
     const calls: EnrollRequest[] = [];
     let used = false;
-    const server = createServer((req, res) => {
+    const handler = (req: import('node:http').IncomingMessage, res: import('node:http').ServerResponse): void => {
       let body = '';
       req.on('data', (d: Buffer) => (body += d.toString()));
       req.on('end', () => {
@@ -385,18 +387,23 @@ describe('fleet: the appliance side (real mosquitto, real daemons)', function ()
         used = true;
         res.writeHead(200).end(JSON.stringify(reply));
       });
-    });
+    };
+    const server: Server = tls ? createHttpsServer(tls, handler) : createServer(handler);
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     const a = server.address();
-    return { url: `http://127.0.0.1:${typeof a === 'object' && a ? a.port : 0}`, calls, server };
+    return { url: `${tls ? 'https' : 'http'}://127.0.0.1:${typeof a === 'object' && a ? a.port : 0}`, calls, server };
   }
 
-  it('enrollment: the one-time code is redeemed once for the broker login and CA, kept 0600 in the state directory and used from then on', async () => {
+  it('enrollment over https (the console\'s certificate from a private CA): the one-time code is redeemed once for the broker login and CA, kept 0600 in the state directory and used from then on', async () => {
     const broker = await loginBroker({ tls: true });
-    const endpoint = await enrollmentEndpoint('7KQ2-MX9D', 'lab2', { mqttUrl: broker.tlsUrl, username: 'lab2', password: USERS.lab2, caCertificate: broker.caPem });
+    // The console's https certificate: the test CA's, as the broker's (127.0.0.1).
+    const tls = { key: readFileSync(join(broker.dir, 'server.key'), 'utf8'), cert: readFileSync(join(broker.dir, 'server.pem'), 'utf8') };
+    const endpoint = await enrollmentEndpoint('7KQ2-MX9D', 'lab2', { mqttUrl: broker.tlsUrl, username: 'lab2', password: USERS.lab2, caCertificate: broker.caPem }, tls);
+    const ca = join(dir, 'console-ca.pem');
+    writeFileSync(ca, broker.caPem!);
     try {
       const state = stateFor('lab2');
-      const first = await serve(state, ['--management', endpoint.url, '--appliance-name', 'lab2', '--enrollment-code', '7KQ2-MX9D']);
+      const first = await serve(state, ['--management', endpoint.url, '--appliance-name', 'lab2', '--enrollment-code', '7KQ2-MX9D', '--management-ca', ca]);
       await waitFor('connected with the enrolled login', async () => (await management(state)).connection.state === 'connected');
       const m = await management(state);
       assert.equal(m.broker, broker.tlsUrl);
@@ -412,7 +419,7 @@ describe('fleet: the appliance side (real mosquitto, real daemons)', function ()
       // The next start needs only the console's URL: the saved login is used, the code is not sent again.
       first.kill('SIGTERM');
       await exited(first);
-      await serve(state, ['--management', endpoint.url, '--appliance-name', 'lab2']);
+      await serve(state, ['--management', endpoint.url, '--appliance-name', 'lab2', '--management-ca', ca]);
       await waitFor('connected again', async () => (await management(state)).connection.state === 'connected');
       assert.equal((await c.command('lab2', 'freeze')).ok, true);
       assert.equal(endpoint.calls.length, 1, 'the code was redeemed once');
