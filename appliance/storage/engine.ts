@@ -20,6 +20,7 @@ import { ProtectedDisk } from './protected-disk.js';
 import { Hydrator, type HydratorOptions } from './hydrator.js';
 import { StateDir, type StateConfig } from './state-dir.js';
 import { isValidRegionSize } from './sizes.js';
+import { isAllZero } from './file-io.js';
 import { compareDiskWithModel } from './verify.js';
 import { SnapbackError } from '../errors.js';
 import { childLogger } from '../logger.js';
@@ -187,14 +188,6 @@ async function zeroRegionsOf(model: ModelImage, regionSize: number): Promise<Uin
   return zeros;
 }
 
-const ZERO = Buffer.alloc(1 << 16);
-export function isAllZero(b: Buffer): boolean {
-  for (let i = 0; i < b.length; i += ZERO.length) {
-    const n = Math.min(ZERO.length, b.length - i);
-    if (!b.subarray(i, i + n).equals(ZERO.subarray(0, n))) return false;
-  }
-  return true;
-}
 
 export interface OpenOptions {
   hydrator?: HydratorOptions;

@@ -11,11 +11,12 @@
  * the host's disk; the parent's copy comes before, while the host goes on.
  */
 import { constants as fsConstants } from 'node:fs';
-import { copyFile, open, rm, stat, type FileHandle } from 'node:fs/promises';
+import { copyFile, open, rm, stat } from 'node:fs/promises';
 import type { ProtectedDisk } from './protected-disk.js';
 import type { ModelImage } from './model-image.js';
 import type { RemoteModel } from './remote-model.js';
 import { Manifest } from './manifest.js';
+import { isAllZero, readAll, writeAll } from './file-io.js';
 import { sharedHashPool, type HashPool } from './hash-pool.js';
 import { SnapbackError, fromSystemError } from '../errors.js';
 import { childLogger } from '../logger.js';
@@ -174,7 +175,7 @@ async function copySparse(src: string, dest: string, size: number, onProgress: (
       for (let off = 0; off < size; off += buf.length) {
         const view = buf.subarray(0, Math.min(buf.length, size - off));
         await readAll(from, view, off);
-        if (!isZero(view)) await writeAll(to, view, off);
+        if (!isAllZero(view)) await writeAll(to, view, off);
         onProgress(off + view.length);
       }
       await to.sync();
@@ -184,31 +185,4 @@ async function copySparse(src: string, dest: string, size: number, onProgress: (
   } finally {
     await from.close();
   }
-}
-
-async function readAll(fh: FileHandle, buf: Buffer, position: number): Promise<void> {
-  let at = 0;
-  while (at < buf.length) {
-    const { bytesRead } = await fh.read(buf, at, buf.length - at, position + at);
-    if (bytesRead === 0) throw new SnapbackError('IO_ERROR', `unexpected end of file at byte ${position + at}`);
-    at += bytesRead;
-  }
-}
-
-async function writeAll(fh: FileHandle, data: Buffer, position: number): Promise<void> {
-  let at = 0;
-  while (at < data.length) {
-    const { bytesWritten } = await fh.write(data, at, data.length - at, position + at);
-    if (bytesWritten === 0) throw new SnapbackError('IO_ERROR', 'a write made no progress');
-    at += bytesWritten;
-  }
-}
-
-const ZERO = Buffer.alloc(1 << 16);
-function isZero(b: Buffer): boolean {
-  for (let i = 0; i < b.length; i += ZERO.length) {
-    const n = Math.min(ZERO.length, b.length - i);
-    if (!b.subarray(i, i + n).equals(ZERO.subarray(0, n))) return false;
-  }
-  return true;
 }

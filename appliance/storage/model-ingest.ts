@@ -11,6 +11,7 @@ import { SnapbackError, fromSystemError } from '../errors.js';
 import { DIGEST_LENGTHS, type HashName } from './hash-functions.js';
 import { sharedHashPool, type HashPool } from './hash-pool.js';
 import { SharedBufferPool } from './shared-buffers.js';
+import { isAllZero, writeAll } from './file-io.js';
 
 export interface WriteAndHashOptions {
   dest: string;
@@ -55,7 +56,7 @@ export async function writeAndHash(stream: Readable, o: WriteAndHashOptions): Pr
     (async () => {
       try {
         const view = buf.subarray(0, len);
-        const [d] = await Promise.all([pool.digestRegions(o.hash, view, o.regionSize), isZero(view) ? Promise.resolve() : writeAll(fh, view, offset)]);
+        const [d] = await Promise.all([pool.digestRegions(o.hash, view, o.regionSize), isAllZero(view) ? Promise.resolve() : writeAll(fh, view, offset)]);
         d.copy(digests, (offset / o.regionSize) * dlen);
         done += len;
         o.onProgress?.(done, o.size);
@@ -110,22 +111,4 @@ export async function writeAndHash(stream: Readable, o: WriteAndHashOptions): Pr
   } finally {
     await fh.close().catch(() => undefined);
   }
-}
-
-async function writeAll(fh: import('node:fs/promises').FileHandle, data: Buffer, position: number): Promise<void> {
-  let at = 0;
-  while (at < data.length) {
-    const { bytesWritten } = await fh.write(data, at, data.length - at, position + at);
-    if (bytesWritten === 0) throw new SnapbackError('IO_ERROR', 'a write made no progress');
-    at += bytesWritten;
-  }
-}
-
-const ZERO = Buffer.alloc(1 << 16);
-function isZero(b: Buffer): boolean {
-  for (let i = 0; i < b.length; i += ZERO.length) {
-    const n = Math.min(ZERO.length, b.length - i);
-    if (!b.subarray(i, i + n).equals(ZERO.subarray(0, n))) return false;
-  }
-  return true;
 }
