@@ -107,8 +107,8 @@ export class MaintenanceComponent extends EventEmitter implements Component {
     if (this.timer) this.deps.clock.clearTimeout(this.timer);
     this.timer = null;
     // a window in progress stays in the journal: the next start ends it safely
+    // (a button press under way is ended by the GPIO component's own stop)
     this.abort.abort(new SnapbackError('CLOSED', 'the daemon is stopping'));
-    await this.current?.catch(() => undefined);
     await this.writing;
   }
 
@@ -240,8 +240,9 @@ export class MaintenanceComponent extends EventEmitter implements Component {
   private async runOne(w: MaintenanceWindow, at: number): Promise<void> {
     const service = this.deps.service;
     this.journal.running = { window: w.name, startedAt: iso(at) ?? '', endedAt: null, step: null, result: null, message: null, previousMode: service.status().mode };
+    // on disk before anything changes: a restart from here on ends the window safely
     await this.persist();
-    await this.deps.audit({ actor: MAINTENANCE_ACTOR, action: 'maintenance.window.start', details: { window: w.name, after: w.after } });
+    this.auditLater({ actor: MAINTENANCE_ACTOR, action: 'maintenance.window.start', details: { window: w.name, after: w.after } });
     let outcome;
     try {
       outcome = await runWindow(w, at, {
@@ -256,11 +257,14 @@ export class MaintenanceComponent extends EventEmitter implements Component {
         powerOnTimeoutMs: this.deps.powerOnTimeoutMs ?? 5 * 60_000,
         forcedOffTimeoutMs: this.deps.forcedOffTimeoutMs ?? 30_000,
         signal: this.abort.signal,
+        // the journal and audit writes are queued, not waited for: a power sequence never
+        // waits on the SD card (the journal only matters if the daemon stops, and then the
+        // window is ended safely whichever step it names)
         step: async (step, what, details) => {
           if (this.journal.running) this.journal.running.step = step;
           this.history(what);
-          await this.persist();
-          await this.deps.audit({ actor: MAINTENANCE_ACTOR, action: `maintenance.window.${step}`, details: { window: w.name, ...details } });
+          void this.persist();
+          this.auditLater({ actor: MAINTENANCE_ACTOR, action: `maintenance.window.${step}`, details: { window: w.name, ...details } });
           this.emit('change');
         },
       });
@@ -297,6 +301,10 @@ export class MaintenanceComponent extends EventEmitter implements Component {
     await this.persist();
     await this.deps.audit({ actor: MAINTENANCE_ACTOR, action: `maintenance.window.${run.result ?? 'end'}`, details: { window: run.window, ...(run.message ? { message: run.message } : {}) } }).catch(() => undefined);
     this.emit('change');
+  }
+
+  private auditLater(e: { actor: string; action: string; details?: Record<string, unknown> }): void {
+    this.deps.audit(e).catch((err: unknown) => log.warn({ err, action: e.action }, 'audit write failed'));
   }
 
   private history(what: string): void {

@@ -31,7 +31,7 @@ export class MaintenanceSchedule {
     }
     let cron: Cron;
     try {
-      cron = new Cron(fields.join(' '), { timezone: timeZone, paused: true });
+      cron = new Cron(fields.join(' '), { timezone: timeZone, paused: true, mode: '5-part' });
     } catch (err) {
       throw new SnapbackError('BAD_ARGUMENT', `schedule "${expression}" does not parse: ${(err as Error).message}`, { schedule: expression });
     }

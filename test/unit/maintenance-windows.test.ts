@@ -22,6 +22,7 @@ import type { MaintenanceWindowInput } from '../../appliance/api/maintenance.js'
 import { StateStore } from '../../appliance/state/state-store.js';
 import { FakeApplianceService, SimHost, type SimHostOptions } from './gpio-fakes.test.js';
 import { FakeClock } from '../helpers/fake-clock.js';
+import { waitFor } from '../helpers/wait.js';
 
 const SW = 23;
 const PLED = 24;
@@ -100,6 +101,15 @@ const auditActions = (store: StateStore): string[] => store.listAudit({ limit: 2
 /** Fake-clock time of wall-clock `iso`. */
 const at = (iso: string): number => Date.parse(iso) - BASE;
 
+/**
+ * Moves the clock to the window's start at `iso` and waits (in real time) for the window to have
+ * journalled its start on disk; from there its power sequence runs on the fake clock alone.
+ */
+async function reachStart(r: Rig, iso: string): Promise<void> {
+  await r.clock.advanceTo(at(iso));
+  await waitFor('the window to start', () => r.maintenance.status().running?.step ?? r.maintenance.status().recent[0]);
+}
+
 describe('maintenance windows', function () {
   afterEach(async () => {
     for (const r of rigs.splice(0)) {
@@ -115,6 +125,7 @@ describe('maintenance windows', function () {
     await r.maintenance.add(nightly, 'admin');
     assert.equal(r.maintenance.status().windows[0]?.nextRun, '2026-11-28T03:00:00.000Z');
 
+    await reachStart(r, '2026-11-28T03:00:00Z');
     await r.clock.advanceTo(at('2026-11-28T03:00:10Z'));
     assert.equal(r.host?.on, true, 'the host was powered on at the window start');
     assert.equal(r.service.status().mode, 'thawed', 'thawed for the window');
@@ -142,6 +153,7 @@ describe('maintenance windows', function () {
     assert.match(last?.message ?? '', /nightly-2026-11-28-0300 captured and activated/);
     assert.equal(r.maintenance.status().running, null);
 
+    await waitFor('the outcome in the audit log', () => auditActions(r.store).includes('maintenance.window.captured'));
     const actions = auditActions(r.store);
     for (const a of ['maintenance.add', 'maintenance.window.start', 'maintenance.window.thawing', 'maintenance.window.powering-on', 'maintenance.window.running', 'maintenance.window.shutting-down', 'maintenance.window.forcing-off', 'maintenance.window.capturing', 'maintenance.window.captured']) {
       assert.ok(actions.includes(a), `audit has ${a}: ${actions.join(', ')}`);
@@ -156,6 +168,7 @@ describe('maintenance windows', function () {
   it('a host that shuts down on the press is never forced off; discard freezes and ends the session', async () => {
     const r = await setup({ host: { onShortPress: 'shutdown', shutdownMs: 20_000 } });
     await r.maintenance.add({ ...nightly, after: 'discard', graceSeconds: 120 }, 'admin');
+    await reachStart(r, '2026-11-28T03:00:00Z');
     await r.clock.advanceTo(at('2026-11-28T03:35:00Z'));
     assert.equal(r.host?.on, false);
     assert.equal(presses(r.sim).length, 2, 'power on and one shutdown press, no forced off');
@@ -169,6 +182,7 @@ describe('maintenance windows', function () {
   it('a capture that fails leaves the disk thawed, so nothing the host installed is lost', async () => {
     const r = await setup({ host: { onShortPress: 'shutdown' }, captureError: new Error('no space left') });
     await r.maintenance.add(nightly, 'admin');
+    await reachStart(r, '2026-11-28T03:00:00Z');
     await r.clock.advanceTo(at('2026-11-28T03:35:00Z'));
     const last = r.maintenance.status().recent[0];
     assert.equal(last?.result, 'failed');
@@ -179,20 +193,23 @@ describe('maintenance windows', function () {
   it('skips a window when the host is already on and in use, and says why', async () => {
     const r = await setup({ host: { on: true } });
     await r.maintenance.add(nightly, 'admin');
+    await reachStart(r, '2026-11-28T03:00:00Z');
+    await waitFor('the skip to be recorded', () => r.maintenance.status().recent[0]);
     await r.clock.advanceTo(at('2026-11-28T03:40:00Z'));
     assert.deepEqual(presses(r.sim), [], 'no button pressed');
     assert.equal(r.service.status().mode, 'frozen', 'never thawed');
     const last = r.maintenance.status().recent[0];
     assert.equal(last?.result, 'skipped');
     assert.equal(last?.message, 'the host is already on and in use');
-    assert.ok(auditActions(r.store).includes('maintenance.window.skipped'));
+    await waitFor('the skip in the audit log', () => auditActions(r.store).includes('maintenance.window.skipped'));
     assert.ok(r.service.hostEvents.some((e) => e.what === 'maintenance window nightly: skipped (the host is already on and in use)'));
   });
 
   it('skips a window when no host power control is wired, and says why', async () => {
     const r = await setup({ gpio: { power: { ledPin: PLED } }, host: null });
     await r.maintenance.add(nightly, 'admin');
-    await r.clock.advanceTo(at('2026-11-28T03:05:00Z'));
+    await reachStart(r, '2026-11-28T03:00:00Z');
+    await waitFor('the skip to be recorded', () => r.maintenance.status().recent[0]);
     const last = r.maintenance.status().recent[0];
     assert.equal(last?.result, 'skipped');
     assert.match(last?.message ?? '', /power button output is not wired/);
@@ -211,7 +228,7 @@ describe('maintenance windows', function () {
     try {
       const port = socket.address().port;
       await r.maintenance.add({ ...nightly, after: 'discard', wakeOnLan: { mac: '52:54:00:12:34:56', address: '127.0.0.1', port } }, 'admin');
-      await r.clock.advanceTo(at('2026-11-28T03:00:00Z'));
+      await reachStart(r, '2026-11-28T03:00:00Z');
       // the datagram travels for real: let the event loop deliver it, then the LED settles
       for (let i = 0; i < 50 && packets.length === 0; i++) await new Promise((res) => setTimeout(res, 10));
       await r.clock.advance(1000);
@@ -231,25 +248,29 @@ describe('maintenance windows', function () {
     await r.maintenance.setThawBoots(2, 'admin');
     assert.equal(r.service.status().mode, 'thawed');
     await r.service.endSession('api');
-    await r.clock.advance(0);
-    assert.equal(r.store.settings().maintenance.thawBoots, 1);
+    await waitFor('one boot counted', () => r.store.settings().maintenance.thawBoots === 1);
     assert.equal(r.service.status().mode, 'thawed');
     await r.service.endSession('api');
-    await r.clock.advance(0);
+    await waitFor('frozen after two boots', () => r.service.status().mode === 'frozen');
     assert.equal(r.store.settings().maintenance.thawBoots, 0);
-    assert.equal(r.service.status().mode, 'frozen', 'frozen after two boots');
     await r.service.endSession('api');
+    await waitFor('the last count in the audit log', () => r.store.listAudit({ limit: 50 }).filter((e) => e.action === 'maintenance.thaw-boots.consumed').length === 2);
     assert.equal(r.store.settings().maintenance.thawBoots, 0, 'the counter stays at 0');
-    assert.ok(auditActions(r.store).includes('maintenance.thaw-boots.consumed'));
+    assert.equal(r.service.status().mode, 'frozen');
   });
 
   it('a window in progress when the daemon restarts is ended safely: interrupted, mode as before, no power action', async () => {
     const first = await setup({ host: { onShortPress: 'shutdown' } });
     await first.maintenance.add(nightly, 'admin');
+    await reachStart(first, '2026-11-28T03:00:00Z');
     await first.clock.advanceTo(at('2026-11-28T03:05:00Z'));
     assert.equal(first.maintenance.status().running?.step, 'running');
     const dir = first.dir;
-    const journal = JSON.parse(readFileSync(join(dir, MAINTENANCE_JOURNAL), 'utf8')) as { running: { window: string; step: string; previousMode: string } };
+    type Journal = { running: { window: string; step: string; previousMode: string } };
+    const journal = await waitFor('the journal to name the step', () => {
+      const j = JSON.parse(readFileSync(join(dir, MAINTENANCE_JOURNAL), 'utf8')) as Journal;
+      return j.running.step === 'running' && j;
+    });
     assert.deepEqual([journal.running.window, journal.running.step, journal.running.previousMode], ['nightly', 'running', 'frozen'], 'the journal on disk names the running window');
     await first.maintenance.stop();
     await first.gpio.stop();
