@@ -76,7 +76,6 @@ export const maintenanceStepSchema = z.enum([
 export type MaintenanceStep = z.infer<typeof maintenanceStepSchema>;
 
 export const maintenanceResultSchema = z.enum(['captured', 'discarded', 'skipped', 'failed', 'interrupted']);
-export type MaintenanceResult = z.infer<typeof maintenanceResultSchema>;
 
 /** A window that ran (or was skipped): the last few are kept. */
 export const maintenanceRunSchema = z.object({
