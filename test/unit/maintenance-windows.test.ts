@@ -20,6 +20,7 @@ import { MaintenanceSchedule } from '../../appliance/maintenance/schedule.js';
 import { magicPacket } from '../../appliance/maintenance/wake-on-lan.js';
 import type { MaintenanceWindowInput } from '../../appliance/api/maintenance.js';
 import { StateStore } from '../../appliance/state/state-store.js';
+import { runFleetCommand } from '../../appliance/management/fleet-commands.js';
 import { FakeApplianceService, SimHost, type SimHostOptions } from './gpio-fakes.test.js';
 import { FakeClock } from '../helpers/fake-clock.js';
 import { waitFor } from '../helpers/wait.js';
@@ -325,6 +326,24 @@ describe('maintenance windows', function () {
     assert.equal(new Date(fallNext).toISOString(), '2026-10-26T01:30:00.000Z', 'the next run is the following day (02:30 CET), not 02:30 again an hour later');
     const ny = MaintenanceSchedule.parse('0 3 * * 6', 'America/New_York');
     assert.equal(new Date(ny.nextAfter(Date.parse('2026-11-27T00:00:00Z')) ?? 0).toISOString(), '2026-11-28T08:00:00.000Z', 'Saturday 03:00 EST');
+  });
+
+
+  it('the console sets the windows and the counter with the fleet command set-maintenance; bad arguments change nothing', async () => {
+    const r = await setup({ host: null });
+    await r.maintenance.add(nightly, 'admin');
+    const set = (args: unknown): Promise<unknown> =>
+      runFleetCommand({ id: `c${Math.random()}`, action: 'set-maintenance', args: args as Record<string, unknown> }, r.service, (e) => r.store.audit(e), null, (a, actor) => r.maintenance.replace(a, actor));
+    const status = (await set({ windows: [{ name: 'weekly', schedule: '0 4 * * sun', timeZone: 'Europe/Paris', durationMinutes: 90, after: 'capture' }], thawBoots: 3 })) as { windows: { window: { name: string } }[]; thawBoots: number };
+    assert.deepEqual(status.windows.map((w) => w.window.name), ['weekly'], 'the list replaces the old one');
+    assert.equal(status.thawBoots, 3);
+    assert.equal(r.service.status().mode, 'thawed');
+    await waitFor('the console in the audit log', () => r.store.listAudit({ limit: 20 }).some((e) => e.actor === 'console' && e.action === 'maintenance.set'));
+    for (const bad of [{}, { windows: [{ name: 'x', schedule: 'every night', durationMinutes: 5 }] }, { windows: [{ ...nightly }, { ...nightly }] }, { thawBoots: -1 }]) {
+      await assert.rejects(set(bad), (err: unknown) => isSnapbackError(err) && err.code === 'BAD_ARGUMENT', JSON.stringify(bad));
+    }
+    assert.deepEqual(r.store.settings().maintenance.windows.map((w) => w.name), ['weekly'], 'nothing changed');
+    await assert.rejects(runFleetCommand({ id: 'c-none', action: 'set-maintenance', args: { thawBoots: 1 } }, r.service, (e) => r.store.audit(e), null, null), (err: unknown) => isSnapbackError(err) && err.code === 'NOT_SUPPORTED');
   });
 
 });
