@@ -31,7 +31,7 @@ import {
 import type { Clock, TimerHandle } from '../clock.js';
 import { SnapbackError } from '../errors.js';
 import { childLogger } from '../logger.js';
-import type { ApplianceService } from '../session/appliance-service.js';
+import type { ApplianceService, SessionRecord } from '../session/appliance-service.js';
 import { DurableJsonFile } from '../state/durable-json-file.js';
 import { formatZodIssues } from '../zod-issues.js';
 import { MaintenanceSchedule } from './schedule.js';
@@ -49,6 +49,8 @@ const MAX_TIMER_MS = 60 * 60_000;
 interface Journal {
   running: (MaintenanceRun & { previousMode: ProtectionMode }) | null;
   recent: MaintenanceRun[];
+  /** The last session whose end the thawed-boots counter has seen (counted or not). */
+  thawCountedThrough?: number;
 }
 
 export interface MaintenanceDeps {
@@ -81,7 +83,7 @@ export class MaintenanceComponent extends EventEmitter implements Component {
   private writing: Promise<void> = Promise.resolve();
   private readonly wallNow: () => number;
 
-  private readonly onSessionEnded = (): void => void this.consumeThawedBoot();
+  private readonly onSessionEnded = (record: SessionRecord): void => void this.countSessionEnd(record.number);
 
   constructor(private readonly deps: MaintenanceDeps) {
     super();
@@ -97,6 +99,12 @@ export class MaintenanceComponent extends EventEmitter implements Component {
     const left = this.journal.running;
     if (left) await this.endInterrupted(left);
     this.deps.service.on('session-ended', this.onSessionEnded);
+    // session ends made before this start (the daemon's own, when the appliance boots with the host) count too
+    const through = this.journal.thawCountedThrough;
+    if (through !== undefined) {
+      const ended = this.deps.service.sessions().filter((r) => r.endedAt !== null && r.number > through).map((r) => r.number);
+      for (const n of ended.sort((a, b) => a - b)) await this.countSessionEnd(n);
+    }
     this.arm();
   }
 
@@ -159,6 +167,9 @@ export class MaintenanceComponent extends EventEmitter implements Component {
    */
   async setThawBoots(boots: number, actor: string): Promise<void> {
     if (!Number.isInteger(boots) || boots < 0 || boots > 1000) throw new SnapbackError('BAD_ARGUMENT', `--boots must be a whole number from 0 to 1000 (got ${boots})`);
+    // the session now is the first thawed boot: its end is the first one counted
+    this.journal.thawCountedThrough = this.deps.service.status().session.number - 1;
+    await this.persist();
     await this.save({ ...this.deps.settings(), thawBoots: boots });
     if (boots > 0 && this.deps.service.status().mode !== 'thawed') await this.deps.service.setMode('thawed');
     this.deps.service.recordHostEvent(boots > 0 ? `thawed for the next ${boots} boot(s)` : 'thawed-boots counter withdrawn');
@@ -175,8 +186,12 @@ export class MaintenanceComponent extends EventEmitter implements Component {
 
   // ---- thawed boots ----
 
-  private async consumeThawedBoot(): Promise<void> {
-    // a window's own session ends are not boots of the counter
+  /** Session `number` ended: one thawed boot less (not for a window's own session ends). */
+  private async countSessionEnd(number: number): Promise<void> {
+    const through = this.journal.thawCountedThrough;
+    if (through !== undefined && number <= through) return;
+    this.journal.thawCountedThrough = number;
+    void this.persist();
     if (this.journal.running) return;
     const s = this.deps.settings();
     if (s.thawBoots <= 0) return;
