@@ -142,7 +142,7 @@ export class Daemon {
       const models: ModelService = new ModelService({
         library,
         activeModelId: () => storage.engine.model.id,
-        inUse: () => (sessions.pendingModelId ? [sessions.pendingModelId] : []),
+        pendingActivation: () => sessions.pendingModelId,
         downloadOf: (id): ModelDownload | null => downloads.downloadOf(id),
         // the active model renamed: the status names it so at once
         onRenamed: (m) => {
