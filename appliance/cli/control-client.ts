@@ -19,7 +19,8 @@ export async function callDaemon(controlSocket: string, method: 'GET' | 'POST' |
   const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
   return new Promise((resolve, reject) => {
     const req = request(
-      { socketPath: controlSocket, method, path, headers: payload ? { 'content-type': 'application/json', 'content-length': payload.length } : {}, timeout: timeoutMs || undefined },
+      // a connection of its own (agent: false): a kept-alive one the daemon is closing just then fails with EPIPE
+      { socketPath: controlSocket, method, path, agent: false, headers: payload ? { 'content-type': 'application/json', 'content-length': payload.length } : {}, timeout: timeoutMs || undefined },
       (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));

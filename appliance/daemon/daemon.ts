@@ -144,8 +144,12 @@ export class Daemon {
         activeModelId: () => storage.engine.model.id,
         pendingActivation: () => sessions.pendingModelId,
         downloadOf: (id): ModelDownload | null => downloads.downloadOf(id),
-        // the active model renamed: the status names it so at once
+        // the active model (or a pending activation's) renamed: the status names it so at once
         onRenamed: (m) => {
+          if (sessions.pendingModelId === m.record.id) {
+            sessions.switcher.modelRenamed(m);
+            this.sessions?.emit('status');
+          }
           if (storage.engine.modelEntry.record.id !== m.record.id) return;
           storage.engine.modelEntry = m;
           this.sessions?.emit('status');

@@ -333,16 +333,21 @@ export class ModelSwitcher {
       target,
       image,
       sw: {
-        note: `model switched to ${target.record.name}`,
-        target: { id: target.record.id, name: target.record.name },
+        // the target's name as it is now (renamed while pending: the new one)
+        get note() {
+          return `model switched to ${entry.target.record.name}`;
+        },
+        get target() {
+          return { id: entry.target.record.id, name: entry.target.record.name };
+        },
         run: async (keepQuiesced) => {
           // planned now, from the model in force now (a capture may have changed it)
-          const plan = await this.planTo(target, image);
+          const plan = await this.planTo(entry.target, image);
           await switchEngineModel(e, image, plan, { keepQuiesced, release: this.release });
         },
         done: async () => {
           if (this.scheduled === entry) this.scheduled = null;
-          await this.afterSwitch(target, null);
+          await this.afterSwitch(entry.target, null);
         },
       },
     };
@@ -350,6 +355,11 @@ export class ModelSwitcher {
     this.scheduled = entry;
     sessions.setSessionEndSwitch(entry.sw);
     if (before && before.image !== image) void this.release(before.image).catch(() => undefined);
+  }
+
+  /** A model of the library was renamed: a pending activation of it names it so from now on. */
+  modelRenamed(m: StoredModel): void {
+    if (this.scheduled?.target.record.id === m.record.id) this.scheduled.target = m;
   }
 
   /** Withdraws a pending activation (activating the model in force, or cancelling). */
