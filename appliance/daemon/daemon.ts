@@ -196,8 +196,10 @@ export class Daemon {
           (api: ApiRouter) => managementRoutes(api, management, state.store),
         ],
       });
-      const httpUp = await this.startOptional(http, true);
+      // the downloads before the API: a request right after the start (a download's rate, an
+      // import from a URL) finds every download resumed and the URL importer registered
       await this.startOptional(downloads);
+      const httpUp = await this.startOptional(http, true);
 
       if (plan.gadget) {
         const gadget = new GadgetComponent(service, plan.gadget.settings, { nbdSocket: plan.gadgetNbdSocket, configfsRoot: o.configfsRoot, sysRoot: o.sysRoot });

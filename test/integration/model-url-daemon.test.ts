@@ -156,6 +156,9 @@ except nbd.Error as e:
     daemon.kill('SIGTERM');
     await exited(daemon);
     daemon = await startServe(state);
+    // the downloads are resumed before the API answers (a request right after the start finds them)
+    const started = (await status(state)).components.map((c) => c.name);
+    assert.ok(started.includes('model-download') && started.indexOf('model-download') < started.indexOf('http'), `the daemon's parts in start order: ${started.join(', ')}`);
     const after = (await models(state)).models.find((x) => x.name === 'other')!;
     assert.equal(after.complete, false);
     assert.ok(after.download!.regionsDone >= before, `resumed from ${before} regions (now ${after.download!.regionsDone})`);

@@ -184,7 +184,7 @@ export const dashboardPage: Page = {
       // an activation waiting for the next session end
       const next = s.model.pendingActivation;
       const pendingBanner = q('pending-model-banner');
-      if (pendingBanner) pendingBanner.hidden = next === null;
+      if (pendingBanner) pendingBanner.hidden = !next;
       setText(pendingBanner, next ? `Model ${next.name} will be active after the next session end (the host's next power cycle, or End session); the Models page can cancel it.` : '');
       setText(q('regions-written'), fmtInt(s.regions.writtenThisSession));
       setText(q('regions-pending'), fmtInt(s.regions.pending));
