@@ -19,8 +19,9 @@ export async function callDaemon(controlSocket: string, method: 'GET' | 'POST' |
   const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
   return new Promise((resolve, reject) => {
     const req = request(
-      // a connection of its own (agent: false): a kept-alive one the daemon is closing just then fails with EPIPE
-      { socketPath: controlSocket, method, path, agent: false, headers: payload ? { 'content-type': 'application/json', 'content-length': payload.length } : {}, timeout: timeoutMs || undefined },
+      // agent: false: one connection per call. A kept-alive connection the daemon closes as idle
+      // (after 5 s) while the next call is being written would fail that call with EPIPE.
+      { socketPath: controlSocket, agent: false, method, path, headers: payload ? { 'content-type': 'application/json', 'content-length': payload.length } : {}, timeout: timeoutMs || undefined },
       (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
