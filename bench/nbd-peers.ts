@@ -318,7 +318,7 @@ export async function runNbdBench(opts: NbdBenchOptions = {}): Promise<NbdBenchR
       },
       imageBytes,
       rounds,
-      device: opts.deviceModule ? `makeDevice from ${opts.deviceModule}` : 'FileDevice',
+      device: `${opts.deviceModule ? `makeDevice from ${opts.deviceModule}` : 'FileDevice'}${unitNodeOptions() ? `, node ${unitNodeOptions()} (the appliance unit's NODE_OPTIONS)` : ''}`,
       workloads,
       piBudget,
     };
@@ -479,11 +479,26 @@ export function nbdMarkdown(r: Omit<NbdBenchResult, 'markdown'>): string {
 
 // ---------------------------------------------------------------------------------------------
 
+/** The appliance's systemd unit: its NODE_OPTIONS are what the daemon runs with. */
+const UNIT = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'pi-gen', 'stage-snapback', '02-snapback', 'files', 'snapback.service');
+
+/** The V8 options the unit gives the daemon (NODE_OPTIONS), or '' without the unit. */
+function unitNodeOptions(): string {
+  if (!existsSync(UNIT)) return '';
+  return /^Environment=NODE_OPTIONS=(.*)$/m.exec(readFileSync(UNIT, 'utf8'))?.[1]?.trim() ?? '';
+}
+
 async function startSnapback(dir: string, imagePath: string, deviceModule: string | undefined): Promise<RunningServer> {
   const socket = join(dir, 'snapback.sock');
   const entry = join(dirname(fileURLToPath(import.meta.url)), 'nbd-serve-entry.js');
   const args = [entry, '--image', imagePath, '--socket', socket, ...(deviceModule ? ['--device-module', deviceModule] : [])];
-  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, LOG_LEVEL: process.env.LOG_LEVEL ?? 'warn' } });
+  // Our server runs with the V8 options the daemon runs with on the appliance (a smaller young
+  // generation), so its CPU per request is the installed daemon's.
+  const nodeOptions = [process.env.NODE_OPTIONS ?? '', unitNodeOptions()].filter(Boolean).join(' ');
+  const child = spawn(process.execPath, args, {
+    stdio: ['ignore', 'pipe', 'inherit'],
+    env: { ...process.env, LOG_LEVEL: process.env.LOG_LEVEL ?? 'warn', ...(nodeOptions ? { NODE_OPTIONS: nodeOptions } : {}) },
+  });
   const exited = new Promise<void>((r) => child.once('exit', () => r()));
   await new Promise<void>((resolveReady, reject) => {
     let out = '';
