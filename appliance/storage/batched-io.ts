@@ -108,6 +108,8 @@ export class BatchedIo {
     if (!this.startWorker(r)) return;
     this.published = this.submitted;
     Atomics.store(r.ctl, CTL.SUBMITTED, this.submitted);
+    // Armed only for published requests: a lone request taken back leaves no waiter behind.
+    if (!this.waiting) this.arm(r);
     // The worker sets SLEEPING before it looks at SUBMITTED again: one of us sees the other.
     if (Atomics.load(r.ctl, CTL.SLEEPING) !== 0) {
       this.stats.wakeups++;
@@ -183,7 +185,6 @@ export class BatchedIo {
       this.kickQueued = true;
       queueMicrotask(this.kick);
     }
-    if (!this.waiting) this.arm(r);
     return new Promise<void>((resolve, reject) => {
       this.pending[i] = { op, fd, offset, length, dest: op === OP_READ ? buf : null, src: op === OP_READ ? null : buf, path, resolve, reject };
     });
@@ -246,8 +247,9 @@ export class BatchedIo {
       }
       this.seen = (this.seen + 1) | 0;
     }
-    if (this.inflight > 0) this.arm(r);
-    else {
+    // Wait for the worker only while it holds published requests (kick arms for later ones).
+    if (this.published !== this.seen) this.arm(r);
+    else if (this.inflight === 0) {
       r.worker?.unref();
       this.lastUse = Date.now();
       this.scheduleIdleStop();
