@@ -141,42 +141,70 @@ export class ProtectedDisk extends EventEmitter implements BlockDevice {
     return buf;
   }
 
-  async readInto(buf: Buffer, offset: number): Promise<void> {
+  readInto(buf: Buffer, offset: number): Promise<void> {
     const length = buf.length;
-    checkRange(this.size, offset, length, 'read');
-    if (length === 0) return;
+    try {
+      checkRange(this.size, offset, length, 'read');
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    if (length === 0) return Promise.resolve();
+    if (this.gate !== null || this.closed) return this.readIntoGated(buf, offset);
+    // The common case, the gate open: no async frames between the host's request and the disk.
+    this.inflight++;
+    let p: Promise<void>;
+    try {
+      p = this.readParts(buf, offset);
+    } catch (err) {
+      p = Promise.reject(err);
+    }
+    return p.then(this.leaveAfterRead, this.leaveAfterFailedRead);
+  }
+
+  private readonly leaveAfterRead = (): void => this.leave();
+  private readonly leaveAfterFailedRead = (err: unknown): never => {
+    this.stats.ioErrors++;
+    this.leave();
+    throw err;
+  };
+
+  /** A read that arrived while host I/O is stopped: it waits for the gate, then reads. */
+  private async readIntoGated(buf: Buffer, offset: number): Promise<void> {
     await this.enter();
     try {
-      this.stats.reads++;
-      this.stats.bytesRead += length;
-      const r0 = Math.floor(offset / this.rs);
-      const r1 = Math.floor((offset + length - 1) / this.rs);
-      if (this.log.pendingCount === 0) {
-        await this.disk.readInto(buf, offset);
-        return;
-      }
-      // Walk runs of regions that read from the same source.
-      let runStart = r0;
-      let runModel = this.fromModel(r0);
-      const parts: Promise<void>[] = [];
-      for (let r = r0 + 1; r <= r1 + 1; r++) {
-        const m = r <= r1 ? this.fromModel(r) : !runModel;
-        if (m !== runModel) {
-          const from = Math.max(offset, runStart * this.rs);
-          const to = Math.min(offset + length, r * this.rs);
-          const view = buf.subarray(from - offset, to - offset);
-          parts.push((runModel ? this.model : this.disk).readInto(view, from));
-          runStart = r;
-          runModel = m;
-        }
-      }
-      await Promise.all(parts);
+      await this.readParts(buf, offset);
     } catch (err) {
       this.stats.ioErrors++;
       throw err;
     } finally {
       this.leave();
     }
+  }
+
+  /** Reads each run of regions from where it lives now (the working disk, or the model if pending). */
+  private readParts(buf: Buffer, offset: number): Promise<void> {
+    const length = buf.length;
+    this.stats.reads++;
+    this.stats.bytesRead += length;
+    if (this.log.pendingCount === 0) return this.disk.readInto(buf, offset);
+    const r0 = Math.floor(offset / this.rs);
+    const r1 = Math.floor((offset + length - 1) / this.rs);
+    // Walk runs of regions that read from the same source.
+    let runStart = r0;
+    let runModel = this.fromModel(r0);
+    const parts: Promise<void>[] = [];
+    for (let r = r0 + 1; r <= r1 + 1; r++) {
+      const m = r <= r1 ? this.fromModel(r) : !runModel;
+      if (m !== runModel) {
+        const from = Math.max(offset, runStart * this.rs);
+        const to = Math.min(offset + length, r * this.rs);
+        const view = buf.subarray(from - offset, to - offset);
+        parts.push((runModel ? this.model : this.disk).readInto(view, from));
+        runStart = r;
+        runModel = m;
+      }
+    }
+    return parts.length === 1 ? parts[0]! : Promise.all(parts).then(() => undefined);
   }
 
   // ---- writes ---------------------------------------------------------------------------
