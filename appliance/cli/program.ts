@@ -48,6 +48,12 @@ export function parseHostPort(text: string): { host: string; port: number } {
 
 const size = (what: string) => checked((text) => parseSize(text, what));
 
+function parsePartitionNumber(text: string): number {
+  const n = Number(text);
+  if (!/^\d+$/.test(text) || !Number.isSafeInteger(n) || n < 1) throw new InvalidArgumentError(`"${text}" is not a partition number (1, 2, …)`);
+  return n;
+}
+
 function parseRate(text: string): number | null {
   if (text === 'unlimited') return null;
   const rate = parseSize(text, 'hydration rate');
@@ -110,6 +116,7 @@ export function buildProgram(run: CliRun = { exitCode: 0 }): Command {
     .requiredOption('--name <NAME>', "the model's name in the library (unique)")
     .option('--lazy', 'a URL model usable at once, fetched region by region as the host reads (needs the daemon)')
     .option('--ca <FILE>', "for an https URL: a CA certificate (PEM) to trust besides the system's")
+    .option('--partition <N>', 'SOURCE is the image of partition N of the active model: the new model is the active one with that partition from SOURCE ("snapback partitions" lists them)', checked(parsePartitionNumber))
     .option('--json', "print the model's record as JSON")
     .action(act(modelCommands.modelImport));
   model
