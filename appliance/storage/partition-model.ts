@@ -7,7 +7,7 @@
  * it as on any model. Its manifest reuses the base's digests outside the partition: only the
  * partition's regions are hashed. docs/partitions.md says more.
  */
-import { copyFile, open, stat } from 'node:fs/promises';
+import { constants as fsConstants, copyFile, open, stat } from 'node:fs/promises';
 import { SnapbackError, fromSystemError } from '../errors.js';
 import type { HashPool } from './hash-pool.js';
 import { sharedHashPool } from './hash-pool.js';
@@ -94,7 +94,7 @@ export async function importPartitionModel(library: ModelLibrary, imagePath: str
   try {
     await staging.ensureSpace(base.record.size);
     // The base first (a reflink where the filesystem can), then the partition's bytes over it.
-    await copyFile(base.imagePath, staging.imagePath).catch((err: unknown) => {
+    await copyFile(base.imagePath, staging.imagePath, fsConstants.COPYFILE_FICLONE).catch((err: unknown) => {
       throw fromSystemError(err, `copying the base model ${base.record.name}`);
     });
     const src = await open(imagePath, 'r');
