@@ -19,6 +19,7 @@ import { modelDownloadRate } from './model-download-commands.js';
 import { passwd } from './passwd.js';
 import { modelActivate, modelCapture } from './model-switch-commands.js';
 import { maintenanceAdd, maintenanceList, maintenanceRemove, thawBoots } from './maintenance-commands.js';
+import { partitions } from './partition-commands.js';
 import { DEFAULT_FIRST_BOOT_PASSWORD_FILE } from '../daemon/first-boot-password.js';
 import { renderReference } from './reference.js';
 import { applianceNameSchema } from '../api/fleet.js';
@@ -54,6 +55,12 @@ function wholeNumber(what: string): (text: string) => number {
     if (!/^\d+$/.test(text)) throw new InvalidArgumentError(`${what} takes a whole number (got "${text}")`);
     return Number(text);
   };
+}
+
+function parsePartitionNumber(text: string): number {
+  const n = Number(text);
+  if (!/^\d+$/.test(text) || !Number.isSafeInteger(n) || n < 1) throw new InvalidArgumentError(`"${text}" is not a partition number (1, 2, …)`);
+  return n;
 }
 
 function parseRate(text: string): number | null {
@@ -118,6 +125,7 @@ export function buildProgram(run: CliRun = { exitCode: 0 }): Command {
     .requiredOption('--name <NAME>', "the model's name in the library (unique)")
     .option('--lazy', 'a URL model usable at once, fetched region by region as the host reads (needs the daemon)')
     .option('--ca <FILE>', "for an https URL: a CA certificate (PEM) to trust besides the system's")
+    .option('--partition <N>', 'SOURCE is the image of partition N of the active model: the new model is the active one with that partition from SOURCE ("snapback partitions" lists them)', checked(parsePartitionNumber))
     .option('--json', "print the model's record as JSON")
     .action(act(modelCommands.modelImport));
   model
@@ -182,6 +190,13 @@ export function buildProgram(run: CliRun = { exitCode: 0 }): Command {
     .addOption(stateDir())
     .option('--json', 'print the report as JSON')
     .action(act(commands.verify));
+
+  program
+    .command('partitions')
+    .description("the active model's partitions (what the host sees when frozen): number, type, start, size, label")
+    .addOption(stateDir())
+    .option('--json', 'print the table as JSON (byte offsets and sizes)')
+    .action(act(partitions));
 
   program
     .command('restore')
