@@ -18,6 +18,7 @@ import { migrateStateDir } from './state-migration.js';
 import { RegionLog, logFileSize, type BitmapDamage, type LogRestoreMode } from './region-log.js';
 import { ProtectedDisk } from './protected-disk.js';
 import { Hydrator, type HydratorOptions } from './hydrator.js';
+import { PersistentAreas } from './persistent-areas.js';
 import { StateDir, type StateConfig } from './state-dir.js';
 import { isValidRegionSize } from './sizes.js';
 import { isAllZero } from './file-io.js';
@@ -45,6 +46,8 @@ export interface Engine {
   log: RegionLog;
   pd: ProtectedDisk;
   hydrator: Hydrator;
+  /** The persistent areas in force and any change waiting for the next session end. */
+  persistent: PersistentAreas;
   /** Set when the log was made for another model and every region was marked pending. */
   adoptedForeignModel: boolean;
   /** A header slot problem found at open (the other slot was used). */
@@ -236,6 +239,9 @@ export async function openEngine(stateDir: string, opts: OpenOptions = {}): Prom
     if (rlog.info.diskSize !== model.size) {
       throw new SnapbackError('SIZE_MISMATCH', `the write log is for a ${rlog.info.diskSize}-byte disk but the model holds ${model.size} bytes`, { expected: rlog.info.diskSize, actual: model.size });
     }
+    // persistent areas first: no mark is kept there, whatever follows (an adoption, damage found at open)
+    const persistent = await PersistentAreas.load(state, { regionSize: rlog.regionSize, diskSize: rlog.info.diskSize });
+    await rlog.setPersistent(persistent.activeMask());
     let adopted = false;
     if (rlog.info.modelId !== model.id) {
       log.warn({ logModel: rlog.info.modelId, model: model.id }, 'THE WRITE LOG WAS MADE FOR ANOTHER MODEL: every region is now pending and will be restored from this model');
@@ -243,6 +249,7 @@ export async function openEngine(stateDir: string, opts: OpenOptions = {}): Prom
       adopted = true;
     }
     const pd = new ProtectedDisk({ disk, model, log: rlog });
+    pd.persistentAreas = persistent;
     const hydrator = new Hydrator(pd, opts.hydrator);
     let closed = false;
     const engine: Engine = {
@@ -254,6 +261,7 @@ export async function openEngine(stateDir: string, opts: OpenOptions = {}): Prom
       log: rlog,
       pd,
       hydrator,
+      persistent,
       adoptedForeignModel: adopted,
       headerWarning: opened.otherSlotProblem,
       bitmapDamage: opened.bitmapDamage,
