@@ -18,7 +18,7 @@ import { migrateStateDir } from './state-migration.js';
 import { RegionLog, logFileSize, type BitmapDamage, type LogRestoreMode } from './region-log.js';
 import { ProtectedDisk } from './protected-disk.js';
 import { Hydrator, type HydratorOptions } from './hydrator.js';
-import { PersistentAreas } from './persistent-areas.js';
+import { PersistentAreas, areasFileOf } from './persistent-areas.js';
 import { StateDir, type StateConfig } from './state-dir.js';
 import { isValidRegionSize } from './sizes.js';
 import { isAllZero } from './file-io.js';
@@ -240,7 +240,7 @@ export async function openEngine(stateDir: string, opts: OpenOptions = {}): Prom
       throw new SnapbackError('SIZE_MISMATCH', `the write log is for a ${rlog.info.diskSize}-byte disk but the model holds ${model.size} bytes`, { expected: rlog.info.diskSize, actual: model.size });
     }
     // persistent areas first: no mark is kept there, whatever follows (an adoption, damage found at open)
-    const persistent = await PersistentAreas.load(state, { regionSize: rlog.regionSize, diskSize: rlog.info.diskSize });
+    const persistent = await PersistentAreas.load(areasFileOf(state), { regionSize: rlog.regionSize, diskSize: rlog.info.diskSize });
     await rlog.setPersistent(persistent.activeMask());
     let adopted = false;
     if (rlog.info.modelId !== model.id) {

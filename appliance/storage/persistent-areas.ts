@@ -61,6 +61,35 @@ export interface AreaChange {
   list: PersistentList;
 }
 
+/**
+ * Where the areas are kept: a text written whole, so that a power cut leaves the old text or the
+ * new one (STATE/persistent-areas.json through durable-write.ts).
+ */
+export interface AreasStore {
+  /** The text, or null when there is none yet. */
+  read(): Promise<string | null>;
+  write(text: string): Promise<void>;
+  /** For messages. */
+  readonly name: string;
+}
+
+/** STATE/persistent-areas.json, replaced durably. */
+export function areasFileOf(state: StateDir): AreasStore {
+  const path = join(state.path, PERSISTENT_AREAS_FILE);
+  return {
+    name: path,
+    async read() {
+      try {
+        return await readFile(path, 'utf8');
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+        throw fromSystemError(err, `reading ${path}`);
+      }
+    },
+    write: (text) => writeFileDurably(path, text, 0o600),
+  };
+}
+
 /** What a session end put in force. */
 export interface AppliedAreas {
   added: PersistentArea[];
@@ -98,7 +127,7 @@ export class PersistentAreas extends EventEmitter {
   private chain: Promise<unknown> = Promise.resolve();
 
   private constructor(
-    private readonly state: StateDir,
+    private readonly store: AreasStore,
     readonly regionSize: number,
     readonly diskSize: number,
     file: AreasFile,
@@ -108,28 +137,18 @@ export class PersistentAreas extends EventEmitter {
     this.file = file;
   }
 
-  static pathOf(state: StateDir): string {
-    return join(state.path, PERSISTENT_AREAS_FILE);
-  }
-
-  /** Reads STATE/persistent-areas.json (none: no areas). */
-  static async load(state: StateDir, shape: { regionSize: number; diskSize: number }, partitions: PartitionLookup | null = null): Promise<PersistentAreas> {
-    const path = PersistentAreas.pathOf(state);
+  /** Reads the areas (none kept yet: no areas). */
+  static async load(store: AreasStore, shape: { regionSize: number; diskSize: number }, partitions: PartitionLookup | null = null): Promise<PersistentAreas> {
     let file: AreasFile = { version: 1, nextId: 1, active: [], pending: null };
-    let text: string | null = null;
-    try {
-      text = await readFile(path, 'utf8');
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw fromSystemError(err, `reading ${path}`);
-    }
+    const text = await store.read();
     if (text !== null) {
       try {
         file = fileSchema.parse(JSON.parse(text));
       } catch (err) {
-        throw new SnapbackError('STATE_CORRUPT', `${path} is not valid (${(err as Error).message}); restore it from a backup, or remove it to have no persistent areas`);
+        throw new SnapbackError('STATE_CORRUPT', `${store.name} is not valid (${(err as Error).message}); restore it from a backup, or remove it to have no persistent areas`);
       }
     }
-    return new PersistentAreas(state, shape.regionSize, shape.diskSize, file, partitions);
+    return new PersistentAreas(store, shape.regionSize, shape.diskSize, file, partitions);
   }
 
   /** Where `--partition N` finds partition N (the partition table reader). */
@@ -273,7 +292,7 @@ export class PersistentAreas extends EventEmitter {
   }
 
   private async save(next: AreasFile): Promise<void> {
-    await writeFileDurably(PersistentAreas.pathOf(this.state), JSON.stringify(next, null, 2) + '\n', 0o600);
+    await this.store.write(JSON.stringify(next, null, 2) + '\n');
     this.file = next;
   }
 
