@@ -7,7 +7,7 @@ import { existsSync } from 'node:fs';
 import { SnapbackError, type ErrorCode } from '../errors.js';
 
 /** Codes a daemon's error reply may carry that the CLI passes on as they are (exit status, message). */
-const PASSED_ON: ReadonlySet<string> = new Set<ErrorCode>(['BAD_ARGUMENT', 'NOT_FOUND', 'ALREADY_EXISTS', 'IN_USE', 'MANIFEST_INVALID', 'NO_SPACE', 'BUSY', 'NOT_SUPPORTED', 'STATE_LOCKED']);
+const PASSED_ON: ReadonlySet<string> = new Set<ErrorCode>(['BAD_ARGUMENT', 'NOT_FOUND', 'ALREADY_EXISTS', 'IN_USE', 'MANIFEST_INVALID', 'PARTITION_TABLE_CORRUPT', 'NO_SPACE', 'BUSY', 'NOT_SUPPORTED', 'STATE_LOCKED']);
 
 export async function callDaemon(controlSocket: string, method: 'GET' | 'POST' | 'PATCH' | 'DELETE', path: string, body?: unknown, timeoutMs = 0): Promise<unknown> {
   if (!existsSync(controlSocket)) throw new SnapbackError('DAEMON_UNREACHABLE', `no daemon is running here (no ${controlSocket}); start one with "snapback serve"`);

@@ -18,7 +18,11 @@ import * as consoleCommands from './console-commands.js';
 import { modelDownloadRate } from './model-download-commands.js';
 import { passwd } from './passwd.js';
 import { modelActivate, modelCapture } from './model-switch-commands.js';
+<<<<<<< HEAD
 import { persistentAdd, persistentList, persistentRemove } from './persistent-commands.js';
+=======
+import { partitions } from './partition-commands.js';
+>>>>>>> p1-partitions
 import { DEFAULT_FIRST_BOOT_PASSWORD_FILE } from '../daemon/first-boot-password.js';
 import { renderReference } from './reference.js';
 import { applianceNameSchema } from '../api/fleet.js';
@@ -205,6 +209,13 @@ export function buildProgram(run: CliRun = { exitCode: 0 }): Command {
     .addOption(stateDir())
     .option('--json', 'print the report as JSON')
     .action(act(commands.verify));
+
+  program
+    .command('partitions')
+    .description("the active model's partitions (what the host sees when frozen): number, type, start, size, label")
+    .addOption(stateDir())
+    .option('--json', 'print the table as JSON (byte offsets and sizes)')
+    .action(act(partitions));
 
   program
     .command('restore')

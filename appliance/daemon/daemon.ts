@@ -36,6 +36,8 @@ import { ManagementComponent, type ManagementCommandLine } from '../management/m
 import { modelAssigner } from '../management/model-assignment.js';
 import { modelLibraryRoutes } from '../http/routes/model-library-routes.js';
 import { persistentRoutes } from '../http/routes/persistent-routes.js';
+import { partitionRoutes } from '../http/routes/partition-routes.js';
+import { readPartitionTable } from '../storage/partition-table.js';
 import { modelDownloadRoutes } from '../http/routes/model-download-routes.js';
 import { ModelDownloads } from '../session/model-downloads.js';
 import { modelUploadRoutes } from '../http/routes/model-upload-routes.js';
@@ -190,6 +192,7 @@ export class Daemon {
           (api) => modelDownloadRoutes(api, { models, downloads, store: state.store }),
           (api) => modelUploadRoutes(api, { models, store: state.store }),
           (api) => persistentRoutes(api, { areas: () => storage.engine.persistent, store: state.store }),
+          (api) => partitionRoutes(api, { partitions: () => readPartitionTable(storage.engine.model) }),
           ...(gpio ? [(api: ApiRouter) => gpioRoutes(api, gpio)] : []),
           (api: ApiRouter) => managementRoutes(api, management, state.store),
         ],

@@ -19,6 +19,7 @@ import { RegionLog, logFileSize, type BitmapDamage, type LogRestoreMode } from '
 import { ProtectedDisk } from './protected-disk.js';
 import { Hydrator, type HydratorOptions } from './hydrator.js';
 import { PersistentAreas, areasFileOf } from './persistent-areas.js';
+import { findPartition, readPartitionTable } from './partition-table.js';
 import { StateDir, type StateConfig } from './state-dir.js';
 import { isValidRegionSize } from './sizes.js';
 import { isAllZero } from './file-io.js';
@@ -277,6 +278,11 @@ export async function openEngine(stateDir: string, opts: OpenOptions = {}): Prom
         await engine.model.close(); // the model in force now (a switch replaces it)
       },
     };
+    // `--partition N` names a partition of the model in force's partition table
+    persistent.setPartitionLookup(async (n) => {
+      const p = findPartition(await readPartitionTable(engine.model), n);
+      return { start: p.start, size: p.size };
+    });
     return engine;
   } catch (err) {
     for (const c of toClose.reverse()) await c.close().catch(() => undefined);
