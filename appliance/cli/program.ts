@@ -18,11 +18,8 @@ import * as consoleCommands from './console-commands.js';
 import { modelDownloadRate } from './model-download-commands.js';
 import { passwd } from './passwd.js';
 import { modelActivate, modelCapture } from './model-switch-commands.js';
-<<<<<<< HEAD
 import { persistentAdd, persistentList, persistentRemove } from './persistent-commands.js';
-=======
 import { partitions } from './partition-commands.js';
->>>>>>> p1-partitions
 import { DEFAULT_FIRST_BOOT_PASSWORD_FILE } from '../daemon/first-boot-password.js';
 import { renderReference } from './reference.js';
 import { applianceNameSchema } from '../api/fleet.js';
