@@ -34,6 +34,16 @@ describe('persistent areas (storage)', function () {
     dir = mkdtempSync(join(tmpdir(), 'snapback-persistent-'));
     state = join(dir, 'state');
     model = rng.bytes(SIZE);
+    // an MBR: partition 1 at 1 MiB (1 MiB, FAT), partition 2 at 3 MiB (1 MiB, Linux)
+    model.fill(0, 0, 512);
+    for (const [i, type, lba] of [[0, 0x0c, 2048], [1, 0x83, 6144]] as const) {
+      const e = 446 + 16 * i;
+      model[e + 4] = type;
+      model.writeUInt32LE(lba, e + 8);
+      model.writeUInt32LE(2048, e + 12);
+    }
+    model[510] = 0x55;
+    model[511] = 0xaa;
     writeFileSync(join(dir, 'model.img'), model);
     await (await createManifest(join(dir, 'model.img'), { regionSize: RS })).save(manifestPathFor(join(dir, 'model.img')));
     await initEngine({ stateDir: state, model: join(dir, 'model.img'), disk: join(dir, 'disk.img'), regionSize: RS });
@@ -62,7 +72,15 @@ describe('persistent areas (storage)', function () {
     assert.deepEqual(e.persistent.list().pending, []);
   });
 
-  it('bad requests (overlap, beyond the disk, zero or negative length, malformed, no whole region, no partition) are refused with a clear error and change nothing', async () => {
+  it('a partition is added as the bytes the model\'s partition table gives it, and removed by its number', async () => {
+    const c = await e.persistent.add({ partition: 2 });
+    assert.deepEqual([c.area.offset, c.area.length, c.area.partition, c.adjustment], [3 * MIB, MIB, 2, null]);
+    const r = await e.persistent.remove({ partition: '2' });
+    assert.equal(r.area.id, c.area.id);
+    assert.deepEqual(e.persistent.list().pending, []);
+  });
+
+  it('bad requests (overlap, beyond the disk, zero or negative length, malformed, no whole region, a partition that does not exist) are refused with a clear error and change nothing', async () => {
     await e.persistent.add({ range: '1M:1M' });
     const before = fileText();
     const list = JSON.stringify(e.persistent.list());
@@ -80,6 +98,8 @@ describe('persistent areas (storage)', function () {
     await refused({ range: '3M:lots' }, 'BAD_ARGUMENT', /length "lots" is not a size/);
     await refused({ range: '3M:4000' }, 'BAD_ARGUMENT', /holds no whole region of 64 KiB/);
     await refused({ partition: 0 }, 'BAD_ARGUMENT', /partition numbers start at 1/);
+    await refused({ partition: 5 }, 'NOT_FOUND', /partition 5 does not exist \(the disk's MBR has partitions 1, 2\)/);
+    await refused({ partition: 1 }, 'BAD_ARGUMENT', /partition 1 overlaps persistent area/);
     await assert.rejects(e.persistent.remove({ id: '99' }), /no persistent area is id 99 \(the areas are: \d+ \(1048576:1048576\)\)/);
     assert.equal(fileText(), before);
   });
