@@ -13,10 +13,15 @@
  * will be in force from the next session end. Every change is one durable replacement of the
  * file (durable-write.ts): a power cut leaves it changed or not, never half. At the session end
  * (ProtectedDisk.endSession, host I/O stopped) the change is applied: regions entering an area
- * that are pending get the model's bytes first (the host reads them), then the log drops its
- * marks there and marks regions leaving an area written (setPersistent, durable), and only then
- * does the file name the new list as in force. A power cut between the two applies the change
- * again at the next session end (the daemon's start ends one), with the same result.
+ * that are pending get the model's bytes first (the host reads them) and the working disk is
+ * flushed; the file then says which list is being applied (`applying`: the log keeps no marks
+ * there from an open on); the log drops its marks there and marks regions leaving an area
+ * written (setPersistent, durable); and only then does the file name the new list as in force.
+ * A power cut in between applies the change again at the next session end (the daemon's start
+ * ends one), with the same result; at no point does a region differ from the model with neither
+ * a mark nor an area. Every
+ * session end flushes the working disk when areas are in force: what the host wrote there is
+ * durable from then on.
  */
 import { EventEmitter } from 'node:events';
 import { readFile } from 'node:fs/promises';
@@ -40,6 +45,8 @@ const fileSchema = z
     nextId: z.number().int().positive(),
     active: z.array(persistentAreaSchema),
     pending: z.array(persistentAreaSchema).nullable(),
+    /** A session end was putting this list in force (see applyAtSessionEnd); null otherwise. */
+    applying: z.array(persistentAreaSchema).nullable().default(null),
   })
   .strict();
 type AreasFile = z.infer<typeof fileSchema>;
@@ -139,7 +146,7 @@ export class PersistentAreas extends EventEmitter {
 
   /** Reads the areas (none kept yet: no areas). */
   static async load(store: AreasStore, shape: { regionSize: number; diskSize: number }, partitions: PartitionLookup | null = null): Promise<PersistentAreas> {
-    let file: AreasFile = { version: 1, nextId: 1, active: [], pending: null };
+    let file: AreasFile = { version: 1, nextId: 1, active: [], pending: null, applying: null };
     const text = await store.read();
     if (text !== null) {
       try {
@@ -169,9 +176,14 @@ export class PersistentAreas extends EventEmitter {
     return this.file.pending !== null;
   }
 
-  /** The regions of the areas in force (one bit a region), or null when there are none. */
+  /**
+   * The regions the write log must keep no marks in at open (one bit a region), or null when
+   * there are none: the areas in force, and those a session end cut by a power cut was putting
+   * in force (the log may already have dropped its marks there; see applyAtSessionEnd).
+   */
   activeMask(): Uint8Array | null {
-    return this.file.active.length ? maskOf(this.file.active, this.regionSize, this.regionCount) : null;
+    const areas = [...this.file.active, ...(this.file.applying ?? [])];
+    return areas.length ? maskOf(areas, this.regionSize, this.regionCount) : null;
   }
 
   /** Adds an area (a partition or a range) to the list that takes effect at the next session end. */
@@ -265,26 +277,34 @@ export class PersistentAreas extends EventEmitter {
   applyAtSessionEnd(pd: ProtectedDisk): Promise<AppliedAreas | null> {
     return this.serial(async () => {
       const next = this.file.pending;
-      if (next === null) return null;
+      if (next === null) {
+        // what the host wrote in its areas is durable at every session end, like the log's marks elsewhere
+        if (this.file.active.length > 0) await pd.disk.flush();
+        return null;
+      }
       const rs = pd.regionSize;
       const n = pd.log.regionCount;
-      const was = maskOf(this.file.active, rs, n);
       const mask = maskOf(next, rs, n);
       // regions entering an area: the working disk must hold what the host reads there
       const restore: number[] = [];
       for (let i = 0; i < mask.length; i++) {
-        const enter = mask[i]! & ~was[i]!;
-        if (enter === 0) continue;
-        for (let b = 0; b < 8; b++) if (enter & (1 << b) && pd.log.isPending(i * 8 + b)) restore.push(i * 8 + b);
+        if (mask[i] === 0) continue;
+        for (let b = 0; b < 8; b++) if (mask[i]! & (1 << b) && !pd.log.isPersistent(i * 8 + b) && pd.log.isPending(i * 8 + b)) restore.push(i * 8 + b);
       }
       await pd.restoreRegions(restore);
-      await pd.disk.flush(); // the host's bytes in regions leaving an area: durable before they are marked
+      // durable from here: the model's bytes restored, the host's bytes in every area
+      await pd.disk.flush();
+      // Said before the log drops its marks: a power cut after that finds every region of this
+      // list authoritative on the working disk at open, as the log then has it (no region
+      // differs from the model without a mark or an area). The next session end applies it again.
+      const applying = [...(this.file.applying ?? []).filter((a) => !next.some((b) => b.id === a.id)), ...next];
+      if (JSON.stringify(applying) !== JSON.stringify(this.file.applying)) await this.save({ ...this.file, applying });
       await pd.log.setPersistent(mask);
       const ids = (l: readonly PersistentArea[]) => new Set(l.map((a) => a.id));
       const nextIds = ids(next);
       const activeIds = ids(this.file.active);
       const applied: AppliedAreas = { added: next.filter((a) => !activeIds.has(a.id)), removed: this.file.active.filter((a) => !nextIds.has(a.id)) };
-      await this.save({ ...this.file, active: next, pending: null });
+      await this.save({ ...this.file, active: next, pending: null, applying: null });
       log.info({ added: applied.added.map((a) => a.id), removed: applied.removed.map((a) => a.id), restored: restore.length }, 'the persistent areas changed at the session end');
       this.emit('applied', applied);
       return applied;
