@@ -122,6 +122,8 @@ export type ModelActivationCancelReply = z.infer<typeof modelActivationCancelRep
 export const modelCaptureRequestSchema = z.object({
   name: z.string().min(1).max(100),
   activate: z.boolean().optional(),
+  /** Also take the host's bytes in persistent areas (default: the parent's bytes stay there). */
+  includePersistent: z.boolean().optional(),
 });
 export type ModelCaptureRequest = z.infer<typeof modelCaptureRequestSchema>;
 

@@ -35,6 +35,12 @@ export interface ProtectedDiskOptions {
 
 const DEFAULT_MARK_AHEAD = 64 << 20;
 
+/** A change of the persistent areas waiting for a session end (persistent-areas.ts). */
+export interface SessionEndAreas {
+  /** Applies the waiting change, if any, with host I/O stopped. */
+  applyAtSessionEnd(pd: ProtectedDisk): Promise<unknown>;
+}
+
 /** Another model to put in force: its device, its id and the regions that differ (one bit a region). */
 export interface ModelSwitch {
   model: PositionalDevice;
@@ -58,6 +64,8 @@ export class ProtectedDisk extends EventEmitter implements BlockDevice {
   private aheadWindow = 0;
   private aheadEnd = 0;
   private closed = false;
+  /** Persistent areas whose waiting change a session end applies (none: no areas here). */
+  persistentAreas: SessionEndAreas | null = null;
   /** Counters for status and metrics. */
   readonly stats = { reads: 0, writes: 0, bytesRead: 0, bytesWritten: 0, bytesWrittenThisSession: 0, ioErrors: 0, merges: 0, flushes: 0 };
 
@@ -398,7 +406,7 @@ export class ProtectedDisk extends EventEmitter implements BlockDevice {
     for (let r = r0; r <= r1; r++) {
       const wasWritten = this.log.isWritten(r);
       const m = this.log.markForWrite(r);
-      if (!wasWritten) changed.push(r);
+      if (!wasWritten && !this.log.isPersistent(r)) changed.push(r);
       if (m && m !== wait) wait = wait ? Promise.all([wait, m]).then(() => undefined) : m;
     }
     // sequential stream detection: mark ahead in the same commit
@@ -409,7 +417,7 @@ export class ProtectedDisk extends EventEmitter implements BlockDevice {
       if (this.aheadEnd < r1 + 1 + this.aheadWindow / 2) {
         const target = Math.min(this.log.regionCount, r1 + 1 + this.aheadWindow);
         for (let r = Math.max(this.aheadEnd, r1 + 1); r < target; r++) {
-          if (!this.log.isDirty(r)) {
+          if (!this.log.isDirty(r) && !this.log.isPersistent(r)) {
             this.log.markForWrite(r);
             changed.push(r);
           }
@@ -456,6 +464,7 @@ export class ProtectedDisk extends EventEmitter implements BlockDevice {
   async endSession(options: { keepWrites: boolean; keepQuiesced?: boolean; switchTo?: ModelSwitch }): Promise<void> {
     await this.quiesce();
     try {
+      await this.persistentAreas?.applyAtSessionEnd(this);
       const to = options.switchTo;
       if (to) await this.switchModel(to, true);
       else await this.log.endSession(options.keepWrites);
@@ -483,6 +492,29 @@ export class ProtectedDisk extends EventEmitter implements BlockDevice {
       throw err;
     }
     this._model = to.model;
+  }
+
+  /**
+   * Copies the model's bytes into these pending regions of the working disk (each under its
+   * region lock, as the background restore does), durably; the regions stay pending until the
+   * caller clears them. Regions no longer pending are skipped.
+   */
+  async restoreRegions(regions: readonly number[]): Promise<void> {
+    if (regions.length === 0) return;
+    const buf = Buffer.allocUnsafe(this.rs);
+    for (const r of regions) {
+      const release = await this.locks.acquire([r]);
+      try {
+        if (!this.log.isPending(r)) continue;
+        const off = r * this.rs;
+        const view = buf.subarray(0, Math.min(this.rs, this.size - off));
+        await this.model.readInto(view, off);
+        await this.disk.write(off, view);
+      } finally {
+        release();
+      }
+    }
+    await this.disk.flush();
   }
 
   emitChanges(regions: number[], state: 0 | 1 | 2): void {
