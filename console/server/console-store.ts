@@ -118,6 +118,11 @@ export class ConsoleStore extends EventEmitter {
     if (this.db.open) this.db.close();
   }
 
+  /** This console's id, made once with its database: the same across restarts, different for every data directory. */
+  consoleId(): string {
+    return (this.db.prepare("SELECT value FROM meta WHERE key = 'console_id'").get() as { value: string }).value;
+  }
+
   /**
    * Runs `fn` as one transaction that is on disk when it returns (synchronous=FULL). The
    * connection's default is NORMAL: in WAL mode that survives a crash of the console, and a

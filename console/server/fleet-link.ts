@@ -29,8 +29,6 @@ export interface FleetLinkOptions {
   store: ConsoleStore;
   /** A CA certificate (PEM file) for mqtts:// with a private CA. */
   caFile?: string;
-  /** The MQTT client id; default snapback-console. */
-  clientId?: string;
   /** Reconnect backoff: first delay and cap (ms). Default 1 s and 30 s. */
   backoff?: { minMs: number; maxMs: number };
   /** A command unanswered for this long fails with EXPIRED instead of being sent again; default 7 days. */
@@ -60,6 +58,15 @@ export class FleetLink implements Component {
     this.delayMs = opts.backoff?.minMs ?? 1000;
   }
 
+  /**
+   * The MQTT client id: snapback-console-ID, ID the console's own (kept in its database). A
+   * restarted console takes its persistent session back; a second console on the same broker
+   * has its own and does not knock the first off.
+   */
+  get clientId(): string {
+    return `snapback-console-${this.opts.store.consoleId()}`;
+  }
+
   get connected(): boolean {
     return this.client?.connected ?? false;
   }
@@ -77,7 +84,7 @@ export class FleetLink implements Component {
     const backoff = this.opts.backoff ?? { minMs: 1000, maxMs: 30_000 };
     const options: IClientOptions = {
       protocolVersion: 5,
-      clientId: this.opts.clientId ?? 'snapback-console',
+      clientId: this.clientId,
       // A persistent session: answers published while the console is away wait at the broker.
       clean: false,
       properties: { sessionExpiryInterval: 7 * 24 * 3600 },

@@ -279,6 +279,43 @@ describe('the console (real mosquitto, appliances speaking the fleet protocol)',
     await waitFor('lab-01 online again', async () => (await fleet(r)).find((x) => x.name === 'lab-01')?.online === true);
   });
 
+  it('two consoles on one broker, and a restarted console, each keep their own client id: none knocks another off', async () => {
+    const first = r.server.link.clientId;
+    const other = new ConsoleServer({
+      dataDir: join(r.dir, 'console-2'),
+      listen: { host: '127.0.0.1', port: 0 },
+      mqttUrl: r.broker.url.replace('mqtt://', `mqtt://console:${CONSOLE_PW}@`),
+      backoff: { minMs: 100, maxMs: 1000 },
+    });
+    try {
+      await other.start();
+      await waitFor('the second console to connect', () => other.link.connected);
+      assert.notEqual(other.link.clientId, first);
+      const a1 = await enrolled(r, 'lab-01');
+      // Both consoles hear the fleet; the first still commands it.
+      await waitFor('lab-01 in the second console', () => other.store.appliance('lab-01')?.online === true);
+      const cmd = (await call(r, 'POST', '/api/appliances/lab-01/actions', { action: 'thaw' })).body as { id: string };
+      assert.equal((await answered(r, cmd.id)).state, 'succeeded');
+      assert.deepEqual(a1.ran.map((c) => c.id), [cmd.id]);
+    } finally {
+      await other.stop();
+    }
+    // The first console restarted on its data directory is the same client (its persistent session).
+    await r.server.stop();
+    r.server = new ConsoleServer({
+      dataDir: join(r.dir, 'console'),
+      listen: { host: '127.0.0.1', port: 0 },
+      mqttUrl: r.broker.url.replace('mqtt://', `mqtt://console:${CONSOLE_PW}@`),
+      backoff: { minMs: 100, maxMs: 1000 },
+    });
+    await r.server.start();
+    await waitFor('the restarted console to connect', () => r.server.link.connected);
+    assert.equal(r.server.link.clientId, first);
+    const log = r.broker.log();
+    assert.doesNotMatch(log, /already connected, closing old connection/, 'no console took over another\'s connection');
+    assert.equal(log.split(` as ${first} `).length - 1, 2, 'the first console connected once, and once more after its restart');
+  });
+
   it('the model catalogue: an upload is served with Range beside its manifest, and assign-model sends its URL', async () => {
     const a1 = await enrolled(r, 'lab-01');
     const image = Buffer.alloc(3 << 20);
