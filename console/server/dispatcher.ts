@@ -44,7 +44,7 @@ export class Dispatcher {
       details: { ...via, args, commands: records.map((r) => ({ id: r.id, appliance: r.appliance })).slice(0, 100), count: records.length },
     });
     for (const r of records) this.link.send(r);
-    return records.map((r) => this.store.command(r.id) ?? r);
+    return records;
   }
 
   private toFleet(a: ConsoleAction): { name: FleetCommand['action']; args: Record<string, unknown>; modelName: string | null } {
