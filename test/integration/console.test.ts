@@ -244,6 +244,35 @@ describe('the console (real mosquitto, appliances speaking the fleet protocol)',
     assert.equal((await fleet(r)).find((x) => x.name === 'lab-01')?.group, null);
   });
 
+  it('set-maintenance: a maintenance window sent to a group reaches each member with its fields, is audited, and a malformed one is refused before anything is sent', async () => {
+    const [a1, a2, a3] = [await enrolled(r, 'lab-01'), await enrolled(r, 'lab-02'), await enrolled(r, 'lab-03')];
+    assert.equal((await call(r, 'POST', '/api/groups', { name: 'room-102' })).status, 201);
+    for (const n of ['lab-01', 'lab-02']) assert.equal((await call(r, 'POST', `/api/appliances/${n}/group`, { group: 'room-102' })).status, 200);
+    const window = { name: 'nightly', schedule: '0 2 * * 1-5', timeZone: 'Europe/Berlin', durationMinutes: 90, after: 'capture' };
+    const res = await call(r, 'POST', '/api/groups/room-102/actions', { action: 'set-maintenance', windows: [window], thawBoots: 2 });
+    assert.equal(res.status, 202, JSON.stringify(res.body));
+    for (const c of (res.body as { commands: { id: string }[] }).commands) assert.equal((await answered(r, c.id)).state, 'succeeded');
+    for (const a of [a1, a2]) {
+      assert.deepEqual(a.ran.map((c) => c.action), ['set-maintenance']);
+      const args = a.ran[0]!.args as { windows: Record<string, unknown>[]; thawBoots: number };
+      assert.deepEqual([args.windows.length, args.thawBoots], [1, 2]);
+      assert.deepEqual({ ...args.windows[0], graceSeconds: undefined, modelName: undefined, wakeOnLan: undefined }, { ...window, graceSeconds: undefined, modelName: undefined, wakeOnLan: undefined });
+    }
+    assert.deepEqual(a3.ran, [], 'lab-03, outside the group, got nothing');
+    const audit = (await call(r, 'GET', '/api/audit?limit=50')).body as { entries: { action: string; details?: { groups?: string[]; count?: number } }[] };
+    const entry = audit.entries.find((e) => e.action === 'fleet.set-maintenance');
+    assert.deepEqual([entry?.details?.groups, entry?.details?.count], [['room-102'], 2]);
+
+    // Refused with the field named, and nothing sent: a bad name, nothing to set.
+    const bad = await call(r, 'POST', '/api/appliances/lab-03/actions', { action: 'set-maintenance', windows: [{ ...window, name: 'no spaces' }] });
+    assert.equal(bad.status, 400);
+    assert.match((bad.body as { message: string }).message, /windows\.0\.name/);
+    const empty = await call(r, 'POST', '/api/appliances/lab-03/actions', { action: 'set-maintenance' });
+    assert.equal(empty.status, 400);
+    assert.match((empty.body as { message: string }).message, /windows and\/or thawBoots/);
+    assert.deepEqual(a3.received, []);
+  });
+
   it('an appliance killed with SIGKILL shows offline through its last will', async () => {
     const code = ((await call(r, 'POST', '/api/enroll-codes', { name: 'lab-07' })).body as { code: string }).code;
     const creds = (await call(r, 'POST', '/api/enroll', { code, name: 'lab-07' }, { token: null })).body as { mqttUrl: string; password: string };
