@@ -9,7 +9,7 @@
  */
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Page } from 'playwright-core';
@@ -23,6 +23,7 @@ import { ConsoleStore } from '../../console/server/console-store.js';
 import { useChromium, newPage, shot, waitData } from '../helpers/browser.js';
 import { exited, snapback, startServe } from '../helpers/cli.js';
 import { PASSWORD } from '../helpers/http-harness.js';
+import { pidOf } from '../helpers/console-rig.js';
 import { Mosquitto } from '../helpers/mosquitto.js';
 import { ProtocolAppliance } from '../helpers/protocol-appliance.js';
 import { Prng } from '../helpers/prng.js';
@@ -30,18 +31,6 @@ import { waitFor } from '../helpers/wait.js';
 
 const SIZE = 4 << 20;
 const CONSOLE_PW = 'console-broker-pw';
-
-function pidOf(confPath: string): number {
-  for (const e of readdirSync('/proc')) {
-    if (!/^\d+$/.test(e)) continue;
-    try {
-      if (readFileSync(`/proc/${e}/cmdline`, 'utf8').split('\0').includes(confPath)) return Number(e);
-    } catch {
-      /* gone meanwhile */
-    }
-  }
-  throw new Error(`no process runs with ${confPath}`);
-}
 
 /** The rows' text of the fleet table, by appliance name. */
 async function rowText(page: Page, name: string, cell: string): Promise<string> {

@@ -9,18 +9,16 @@
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { closeSync, openSync, readdirSync, readFileSync, truncateSync, writeFileSync } from 'node:fs';
+import { closeSync, openSync, truncateSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import type { ApplianceRecord, CatalogueModel, CommandRecord } from '../../appliance/api/console.js';
 import type { ModelList } from '../../appliance/api/models.js';
 import { callDaemon } from '../../appliance/cli/control-client.js';
-import { newApiToken, sha256Hex } from '../../appliance/http/passwords.js';
-import { BrokerAccounts } from '../../console/server/broker-accounts.js';
-import { ConsoleServer } from '../../console/server/console-server.js';
-import { ConsoleStore } from '../../console/server/console-store.js';
+import type { ConsoleServer } from '../../console/server/console-server.js';
 import { exited, nbdUri, snapback, startServe } from '../helpers/cli.js';
-import { Mosquitto } from '../helpers/mosquitto.js';
+import { startConsoleRig } from '../helpers/console-rig.js';
+import type { Mosquitto } from '../helpers/mosquitto.js';
 import { makeTempDir, nbdsh, type TempDir } from '../helpers/nbd-clients.js';
 import { Nginx } from '../helpers/nginx.js';
 import { Prng } from '../helpers/prng.js';
@@ -31,20 +29,7 @@ const MiB = 1 << 20;
 const SIZE = 16 * MiB;
 /** Per connection: an appliance's few parallel fetches need well over 10 s for the whole image. */
 const LINK_RATE = 256 * 1024;
-const CONSOLE_PW = 'console-broker-pw';
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
-
-function pidOf(confPath: string): number {
-  for (const e of readdirSync('/proc')) {
-    if (!/^\d+$/.test(e)) continue;
-    try {
-      if (readFileSync(`/proc/${e}/cmdline`, 'utf8').split('\0').includes(confPath)) return Number(e);
-    } catch {
-      /* gone meanwhile */
-    }
-  }
-  throw new Error(`no process runs with ${confPath}`);
-}
 
 function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -69,30 +54,10 @@ describe('the console provisions a group from its catalogue (real mosquitto, ngi
 
   before(async () => {
     dir = await makeTempDir('snapback-console-group-');
-    const dataDir = join(dir.path, 'console');
-    const brokerFiles = { passwordFile: join(dir.path, 'passwd'), aclFile: join(dir.path, 'acl'), pidFile: join(dir.path, 'mosquitto.pid') };
-    const pre = ConsoleStore.open(dataDir);
-    await new BrokerAccounts(pre, brokerFiles).setConsoleAccount('console', CONSOLE_PW);
-    const t = newApiToken();
-    await pre.addToken({ id: t.id, name: 'test', secretHash: sha256Hex(t.secret), createdAt: new Date().toISOString(), createdBy: 'cli', lastUsedAt: null });
-    pre.close();
-    token = t.token;
-    broker = await Mosquitto.start({ passwordFile: brokerFiles.passwordFile, aclFile: brokerFiles.aclFile, dir: join(dir.path, 'broker') });
-    writeFileSync(brokerFiles.pidFile, `${pidOf(broker.confPath)}\n`);
     // Appliances reach the catalogue through the slow link; the API (enrollment) directly.
     const port = await freePort();
     nginx = await Nginx.start(join(dir.path, 'nginx'), { root: dir.path, upstream: `http://127.0.0.1:${port}`, rateLimit: LINK_RATE });
-    server = new ConsoleServer({
-      dataDir,
-      listen: { host: '127.0.0.1', port },
-      mqttUrl: broker.url.replace('mqtt://', `mqtt://console:${CONSOLE_PW}@`),
-      brokerFiles,
-      publicUrl: nginx.url('proxy', ''),
-      backoff: { minMs: 100, maxMs: 1000 },
-    });
-    await server.start();
-    base = server.http.address().url;
-    await waitFor('the console connected', () => server.link.connected);
+    ({ broker, server, token, base } = await startConsoleRig(dir.path, { port, publicUrl: nginx.url('proxy', '') }));
   });
 
   after(async () => {

@@ -7,7 +7,6 @@
  */
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -18,25 +17,13 @@ import { newApiToken, sha256Hex } from '../../appliance/http/passwords.js';
 import { BrokerAccounts } from '../../console/server/broker-accounts.js';
 import { ConsoleServer } from '../../console/server/console-server.js';
 import { ConsoleStore } from '../../console/server/console-store.js';
+import { pidOf } from '../helpers/console-rig.js';
 import { Mosquitto } from '../helpers/mosquitto.js';
 import { ProtocolAppliance } from '../helpers/protocol-appliance.js';
 import { sleep, waitFor } from '../helpers/wait.js';
 
 const CONSOLE_PW = 'console-broker-pw';
 const here = dirname(fileURLToPath(import.meta.url));
-
-/** The pid of the mosquitto started with this configuration file (for the console's --broker-pid-file). */
-function pidOf(confPath: string): number {
-  for (const e of readdirSync('/proc')) {
-    if (!/^\d+$/.test(e)) continue;
-    try {
-      if (readFileSync(`/proc/${e}/cmdline`, 'utf8').split('\0').includes(confPath)) return Number(e);
-    } catch {
-      /* gone meanwhile */
-    }
-  }
-  throw new Error(`no process runs with ${confPath}`);
-}
 
 interface Rig {
   dir: string;
