@@ -16,6 +16,7 @@ export type ErrorCode =
   | 'LOG_FOREIGN' // the write log was made for another model
   | 'MODEL_CORRUPT' // model bytes do not match the manifest
   | 'MANIFEST_INVALID' // a manifest file that cannot be used
+  | 'PARTITION_TABLE_CORRUPT' // a disk's MBR or GPT that cannot be read (bad checksum, entries beyond the disk)
   | 'STATE_EXISTS' // init into a state directory that is already initialised
   | 'STATE_MISSING' // a state directory that was never initialised
   | 'STATE_LOCKED' // the state directory is in use by a running daemon

@@ -80,12 +80,12 @@ export interface WorkloadResult {
 
 /**
  * The Pi-sized budget: our server limited to 25 % of one core must sustain 40 MB/s sequential
- * read and write. Measured under a cgroup v2 cpu.max where the machine allows it; otherwise
- * derived from the CPU seconds per GiB.
+ * read and write. Measured under a cgroup CPU limit where the machine allows it (v2 cpu.max, or
+ * v1's CFS quota); otherwise derived from the CPU seconds per GiB.
  */
 export interface PiBudget {
   /** How the figures were obtained. */
-  method: 'cgroup cpu.max' | 'estimated from CPU seconds per GiB';
+  method: 'cgroup cpu.max' | 'cgroup v1 cpu quota' | 'estimated from CPU seconds per GiB';
   note: string;
   rows: Array<{
     id: string;
@@ -318,7 +318,7 @@ export async function runNbdBench(opts: NbdBenchOptions = {}): Promise<NbdBenchR
       },
       imageBytes,
       rounds,
-      device: opts.deviceModule ? `makeDevice from ${opts.deviceModule}` : 'FileDevice',
+      device: `${opts.deviceModule ? `makeDevice from ${opts.deviceModule}` : 'FileDevice'}${unitNodeOptions() ? `, node ${unitNodeOptions()} (the appliance unit's NODE_OPTIONS)` : ''}`,
       workloads,
       piBudget,
     };
@@ -330,11 +330,73 @@ export async function runNbdBench(opts: NbdBenchOptions = {}): Promise<NbdBenchR
 }
 
 const CGROUP_ROOT = '/sys/fs/cgroup';
+/** Where the cgroup v1 cpu controller is mounted (on hosts still on the legacy hierarchy). */
+const CGROUP_V1_CPU = join(CGROUP_ROOT, 'cpu');
+
+/** A cgroup our server runs in for the Pi budget, limited to PI_CPU_SHARE of one core. */
+interface CpuLimitedGroup {
+  method: PiBudget['method'];
+  note: string;
+  /** Moves every thread of `pid` into the group. */
+  enter(pid: number): Promise<void>;
+  /** Moves `pid` back to the root group and removes the group. */
+  remove(pid: number): Promise<void>;
+}
+
+/**
+ * Makes a cgroup with a CPU limit of a quarter of one core: cgroup v2's cpu.max where the cpu
+ * controller is enabled, else cgroup v1's CFS quota (cpu.cfs_quota_us over cpu.cfs_period_us),
+ * which limits the same way. Throws, saying why, where neither can be made.
+ */
+async function makeCpuLimitedGroup(name: string): Promise<CpuLimitedGroup> {
+  const quota = Math.round(PI_CPU_SHARE * 100_000);
+  const made = (root: string, group: string, method: PiBudget['method'], note: string): CpuLimitedGroup => ({
+    method,
+    note,
+    enter: (pid) => writeFile(join(group, 'cgroup.procs'), `${pid}\n`),
+    remove: async (pid) => {
+      await writeFile(join(root, 'cgroup.procs'), `${pid}\n`).catch(() => undefined);
+      await rmdir(group).catch(() => undefined);
+    },
+  });
+  let v2Why: string;
+  try {
+    const controllers = readFileSync(join(CGROUP_ROOT, 'cgroup.controllers'), 'utf8');
+    if (!controllers.split(/\s+/).includes('cpu')) throw new Error('the cgroup v2 cpu controller is not enabled');
+    const group = join(CGROUP_ROOT, name);
+    await mkdir(group);
+    try {
+      await writeFile(join(group, 'cpu.max'), `${quota} 100000\n`);
+    } catch (err) {
+      await rmdir(group).catch(() => undefined);
+      throw err;
+    }
+    return made(CGROUP_ROOT, group, 'cgroup cpu.max', `our server in a cgroup v2 with cpu.max ${quota} 100000`);
+  } catch (err) {
+    v2Why = (err as Error).message.split('\n')[0] ?? '';
+  }
+  try {
+    if (!existsSync(join(CGROUP_V1_CPU, 'cpu.cfs_quota_us'))) throw new Error('no cgroup v1 cpu controller either');
+    const group = join(CGROUP_V1_CPU, name);
+    await mkdir(group);
+    try {
+      await writeFile(join(group, 'cpu.cfs_period_us'), '100000\n');
+      await writeFile(join(group, 'cpu.cfs_quota_us'), `${quota}\n`);
+    } catch (err) {
+      await rmdir(group).catch(() => undefined);
+      throw err;
+    }
+    return made(CGROUP_V1_CPU, group, 'cgroup v1 cpu quota', `our server in a cgroup v1 with cpu.cfs_quota_us ${quota} per cpu.cfs_period_us 100000 (no cgroup v2 cpu controller here: ${v2Why})`);
+  } catch (err) {
+    throw new Error(`${v2Why}; ${(err as Error).message.split('\n')[0] ?? ''}`);
+  }
+}
 
 /**
  * Our server's sequential 1 MiB read and write under a quarter of one core: measured in a
- * cgroup v2 with cpu.max where this machine lets us make one, else derived from the CPU
- * seconds per GiB measured above (our server's own threads only; the client is not counted).
+ * cgroup with a CPU limit where this machine lets us make one (cgroup v2 cpu.max, else the
+ * cgroup v1 CFS quota), else derived from the CPU seconds per GiB measured above (our
+ * server's own threads only; the client is not counted).
  */
 async function measurePiBudget(ctx: RunContext, ours: RunningServer, workloads: WorkloadResult[], log: (line: string) => void): Promise<PiBudget> {
   const ids = ['seq-read-1m', 'seq-write-1m'];
@@ -345,34 +407,29 @@ async function measurePiBudget(ctx: RunContext, ours: RunningServer, workloads: 
       const atQuarter = round2(mbs(id, cpuGiB));
       return [{ id, cpuSecondsPerGiB: cpuGiB, mbPerSecondAtQuarterCore: atQuarter, mbPerSecondOnePi4Core: round2(GiB / 1e6 / (PI4_SLOWDOWN * cpuGiB)), target: PI_TARGET_MBS, pass: atQuarter >= PI_TARGET_MBS }];
     });
-  const group = join(CGROUP_ROOT, `snapback-bench-${process.pid}`);
   let why = '';
   try {
-    const controllers = readFileSync(join(CGROUP_ROOT, 'cgroup.controllers'), 'utf8');
-    if (!controllers.split(/\s+/).includes('cpu')) throw new Error('the cpu controller is not enabled');
-    await mkdir(group);
+    const group = await makeCpuLimitedGroup(`snapback-bench-${process.pid}`);
     try {
-      await writeFile(join(group, 'cpu.max'), `${Math.round(PI_CPU_SHARE * 100_000)} 100000\n`);
-      await writeFile(join(group, 'cgroup.procs'), `${ours.pid}\n`);
+      await group.enter(ours.pid);
       const measured = new Map<string, number>();
       for (const id of ids) {
         const w = WORKLOADS.find((x) => x.id === id)!;
         const r = await w.run(ctx, ours);
         measured.set(id, r.value);
-        log(`  pi budget (cpu.max ${PI_CPU_SHARE * 100} %) ${id}: ${r.value.toFixed(1)} MB/s`);
+        log(`  pi budget (${group.method}, ${PI_CPU_SHARE * 100} % of one core) ${id}: ${r.value.toFixed(1)} MB/s`);
       }
-      return { method: 'cgroup cpu.max', note: `our server in a cgroup with cpu.max ${Math.round(PI_CPU_SHARE * 100_000)} 100000`, rows: rowsFor((id) => measured.get(id) ?? 0) };
+      return { method: group.method, note: group.note, rows: rowsFor((id) => measured.get(id) ?? 0) };
     } finally {
-      await writeFile(join(CGROUP_ROOT, 'cgroup.procs'), `${ours.pid}\n`).catch(() => undefined);
-      await rmdir(group).catch(() => undefined);
+      await group.remove(ours.pid);
     }
   } catch (err) {
     why = (err as Error).message.split('\n')[0] ?? '';
   }
-  log(`  pi budget: no cgroup v2 cpu.max here (${why}); estimating from CPU seconds per GiB`);
+  log(`  pi budget: no cgroup with a CPU limit here (${why}); estimating from CPU seconds per GiB`);
   return {
     method: 'estimated from CPU seconds per GiB',
-    note: `no cgroup v2 cpu.max on this machine (${why}); MB/s at ${PI_CPU_SHARE * 100} % of one core = ${PI_CPU_SHARE} × 1 GiB ÷ CPU seconds per GiB`,
+    note: `no cgroup with a CPU limit on this machine (${why}); MB/s at ${PI_CPU_SHARE * 100} % of one core = ${PI_CPU_SHARE} × 1 GiB ÷ CPU seconds per GiB`,
     rows: rowsFor((_id, cpuGiB) => (PI_CPU_SHARE * GiB) / 1e6 / cpuGiB),
   };
 }
@@ -422,11 +479,26 @@ export function nbdMarkdown(r: Omit<NbdBenchResult, 'markdown'>): string {
 
 // ---------------------------------------------------------------------------------------------
 
+/** The appliance's systemd unit: its NODE_OPTIONS are what the daemon runs with. */
+const UNIT = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'pi-gen', 'stage-snapback', '02-snapback', 'files', 'snapback.service');
+
+/** The V8 options the unit gives the daemon (NODE_OPTIONS), or '' without the unit. */
+function unitNodeOptions(): string {
+  if (!existsSync(UNIT)) return '';
+  return /^Environment=NODE_OPTIONS=(.*)$/m.exec(readFileSync(UNIT, 'utf8'))?.[1]?.trim() ?? '';
+}
+
 async function startSnapback(dir: string, imagePath: string, deviceModule: string | undefined): Promise<RunningServer> {
   const socket = join(dir, 'snapback.sock');
   const entry = join(dirname(fileURLToPath(import.meta.url)), 'nbd-serve-entry.js');
   const args = [entry, '--image', imagePath, '--socket', socket, ...(deviceModule ? ['--device-module', deviceModule] : [])];
-  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, LOG_LEVEL: process.env.LOG_LEVEL ?? 'warn' } });
+  // Our server runs with the V8 options the daemon runs with on the appliance (a smaller young
+  // generation), so its CPU per request is the installed daemon's.
+  const nodeOptions = [process.env.NODE_OPTIONS ?? '', unitNodeOptions()].filter(Boolean).join(' ');
+  const child = spawn(process.execPath, args, {
+    stdio: ['ignore', 'pipe', 'inherit'],
+    env: { ...process.env, LOG_LEVEL: process.env.LOG_LEVEL ?? 'warn', ...(nodeOptions ? { NODE_OPTIONS: nodeOptions } : {}) },
+  });
   const exited = new Promise<void>((r) => child.once('exit', () => r()));
   await new Promise<void>((resolveReady, reject) => {
     let out = '';
@@ -552,11 +624,23 @@ function round2(x: number): number {
   return Math.round(x * 100) / 100;
 }
 
-// `node dist/bench/nbd-peers.js [--quick]`: run this benchmark alone and print its summary.
+// `node dist/bench/nbd-peers.js [--quick] [--device-module=FILE.js] [--only=ID,ID] [--peers=nbdkit,qemu-nbd]
+//  [--rounds=N] [--no-pi-budget]`: run this benchmark alone (or some of its workloads) and print its summary.
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  const flag = (name: string): string | undefined => process.argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3);
   const quick = process.argv.includes('--quick');
-  const deviceModule = process.argv.find((a) => a.startsWith('--device-module='))?.split('=')[1];
-  runNbdBench({ ...(quick ? { rounds: 1, imageBytes: 256 * MiB, fioSeconds: 2 } : {}), ...(deviceModule ? { deviceModule } : {}) })
+  const deviceModule = flag('device-module');
+  const only = flag('only')?.split(',').filter(Boolean);
+  const peers = flag('peers')?.split(',').filter(Boolean) as Array<'nbdkit' | 'qemu-nbd'> | undefined;
+  const rounds = flag('rounds');
+  runNbdBench({
+    ...(quick ? { rounds: 1, imageBytes: 256 * MiB, fioSeconds: 2 } : {}),
+    ...(deviceModule ? { deviceModule } : {}),
+    ...(only ? { only } : {}),
+    ...(peers ? { peers } : {}),
+    ...(rounds ? { rounds: Number(rounds) } : {}),
+    ...(process.argv.includes('--no-pi-budget') ? { skipPiBudget: true } : {}),
+  })
     .then((r) => {
       process.stdout.write(`${r.markdown}\n`);
       process.stdout.write(`${JSON.stringify({ ...r, markdown: undefined }, null, 2)}\n`);

@@ -7,6 +7,7 @@
 import { z } from 'zod';
 import { protectionModeSchema, restoreModeSchema } from './common.js';
 import { applianceNameSchema, fleetCommandSchema } from './fleet.js';
+import { maintenanceWindowInputSchema } from './maintenance.js';
 import { modelDownloadSchema } from './models.js';
 
 /** A group name ("room 101"): free text, but not empty and not absurdly long. */
@@ -73,12 +74,24 @@ export const actionSchema = z.discriminatedUnion('action', [
       now: z.boolean().optional(),
     })
     .strict(),
+  z
+    .object({
+      action: z.literal('set-maintenance'),
+      /** The appliance's maintenance windows: they replace its list ([]: none any more). */
+      windows: z.array(maintenanceWindowInputSchema).max(20).optional(),
+      /** Session ends to stay thawed for before freezing again (0: none). */
+      thawBoots: z.number().int().min(0).max(1000).optional(),
+    })
+    .strict(),
 ]).superRefine((a, ctx) => {
+  if (a.action === 'set-maintenance' && a.windows === undefined && a.thawBoots === undefined) ctx.addIssue({ code: 'custom', path: ['windows'], message: 'give windows and/or thawBoots' });
   if (a.action !== 'assign-model') return;
   if ((a.model !== undefined) === (a.url !== undefined)) ctx.addIssue({ code: 'custom', path: ['model'], message: 'give either model (a catalogue model) or url' });
   else if (a.url !== undefined && a.name === undefined) ctx.addIssue({ code: 'custom', path: ['name'], message: 'required with url' });
 });
 export type ConsoleAction = z.infer<typeof actionSchema>;
+/** An action as a client sends it (fields with a default may be left out). */
+export type ConsoleActionInput = z.input<typeof actionSchema>;
 
 /**
  * POST /api/actions: one action on a selection of appliances and/or every member of groups; the

@@ -30,6 +30,15 @@ export const modelDownloadSchema = z.object({
 });
 export type ModelDownload = z.infer<typeof modelDownloadSchema>;
 
+/** A partition model: the partition of the disk it protects (the rest of the disk is its parent's). */
+export const modelPartitionSchema = z.object({
+  number: z.number().int().positive(),
+  /** Its first byte on the disk, and its length. */
+  offset: z.number().int().nonnegative(),
+  size: z.number().int().positive(),
+});
+export type ModelPartition = z.infer<typeof modelPartitionSchema>;
+
 export const modelRecordSchema = z.object({
   /** The manifest's id: the hash of its content (64 hex digits). */
   id: z.string(),
@@ -49,6 +58,8 @@ export const modelRecordSchema = z.object({
   pendingActivation: z.boolean(),
   /** Present while a URL model is still arriving. */
   download: modelDownloadSchema.nullable(),
+  /** Set for a model made from the image of one partition; absent or null for a whole-disk model. */
+  partition: modelPartitionSchema.nullable().optional(),
 });
 export type ModelRecord = z.infer<typeof modelRecordSchema>;
 
@@ -82,6 +93,8 @@ export const modelImportRequestSchema = z.object({
   lazy: z.boolean().optional(),
   /** For an https URL: a CA certificate (a PEM file on the appliance) to trust besides the system's. */
   ca: z.string().min(1).optional(),
+  /** The source is the image of this partition of the active model (a file on the appliance). */
+  partition: z.number().int().positive().optional(),
 });
 export type ModelImportRequest = z.infer<typeof modelImportRequestSchema>;
 
@@ -109,6 +122,8 @@ export type ModelActivationCancelReply = z.infer<typeof modelActivationCancelRep
 export const modelCaptureRequestSchema = z.object({
   name: z.string().min(1).max(100),
   activate: z.boolean().optional(),
+  /** Also take the host's bytes in persistent areas (default: the parent's bytes stay there). */
+  includePersistent: z.boolean().optional(),
 });
 export type ModelCaptureRequest = z.infer<typeof modelCaptureRequestSchema>;
 

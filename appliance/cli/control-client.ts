@@ -7,7 +7,7 @@ import { existsSync } from 'node:fs';
 import { SnapbackError, type ErrorCode } from '../errors.js';
 
 /** Codes a daemon's error reply may carry that the CLI passes on as they are (exit status, message). */
-const PASSED_ON: ReadonlySet<string> = new Set<ErrorCode>(['BAD_ARGUMENT', 'NOT_FOUND', 'ALREADY_EXISTS', 'IN_USE', 'MANIFEST_INVALID', 'NO_SPACE', 'BUSY', 'NOT_SUPPORTED', 'STATE_LOCKED']);
+const PASSED_ON: ReadonlySet<string> = new Set<ErrorCode>(['BAD_ARGUMENT', 'NOT_FOUND', 'ALREADY_EXISTS', 'IN_USE', 'MANIFEST_INVALID', 'PARTITION_TABLE_CORRUPT', 'NO_SPACE', 'BUSY', 'NOT_SUPPORTED', 'STATE_LOCKED']);
 
 /** An error code a daemon reported (a failed job's), as the CLI passes it on; others are IO_ERROR. */
 export function passedOnCode(code: string | null): ErrorCode {

@@ -44,9 +44,15 @@ function sourceOf(source: string): string {
   return /^[a-z][a-z0-9+.-]*:\/\//i.test(source) ? source : resolve(source);
 }
 
-export async function modelImport(source: string, o: { stateDir: string; name: string; lazy?: boolean; ca?: string; json?: boolean }): Promise<number> {
+export async function modelImport(source: string, o: { stateDir: string; name: string; lazy?: boolean; ca?: string; partition?: number; json?: boolean }): Promise<number> {
   const state = new StateDir(o.stateDir);
-  const request: ModelImportRequest = { source: sourceOf(source), name: o.name, ...(o.lazy ? { lazy: true } : {}), ...(o.ca ? { ca: resolve(o.ca) } : {}) };
+  const request: ModelImportRequest = {
+    source: sourceOf(source),
+    name: o.name,
+    ...(o.lazy ? { lazy: true } : {}),
+    ...(o.ca ? { ca: resolve(o.ca) } : {}),
+    ...(o.partition !== undefined ? { partition: o.partition } : {}),
+  };
   const socket = daemonSocket(state);
   const bar = o.json ? null : bytesBar('importing');
   let model: ModelRecord;
@@ -84,7 +90,8 @@ export async function modelImport(source: string, o: { stateDir: string; name: s
   }
   if (o.json) out(JSON.stringify(model));
   else {
-    out(`imported "${model.name}": ${formatSize(model.size)}, ${Math.ceil(model.size / model.regionSize)} regions of ${formatSize(model.regionSize)} (${model.hash})`);
+    const what = model.partition ? `partition ${model.partition.number} (${formatSize(model.partition.size)} from byte ${model.partition.offset}) of a ${formatSize(model.size)} disk` : formatSize(model.size);
+    out(`imported "${model.name}": ${what}, ${Math.ceil(model.size / model.regionSize)} regions of ${formatSize(model.regionSize)} (${model.hash})`);
     out(model.id);
   }
   return 0;

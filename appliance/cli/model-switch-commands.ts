@@ -93,12 +93,12 @@ async function modelActivateCancel(stateDir: string): Promise<number> {
   return 0;
 }
 
-export async function modelCapture(o: { stateDir: string; name: string; activate?: boolean }): Promise<number> {
+export async function modelCapture(o: { stateDir: string; name: string; activate?: boolean; includePersistent?: boolean }): Promise<number> {
   const state = new StateDir(o.stateDir);
   const bar = byteBar('capturing');
   try {
     if (state.runningDaemon() !== null) {
-      let job = (await callDaemon(state.controlSocket, 'POST', '/api/models/capture', { name: o.name, activate: o.activate ?? false } satisfies ModelCaptureRequest)) as ModelImportJob;
+      let job = (await callDaemon(state.controlSocket, 'POST', '/api/models/capture', { name: o.name, activate: o.activate ?? false, includePersistent: o.includePersistent ?? false } satisfies ModelCaptureRequest)) as ModelImportJob;
       while (job.state === 'running') {
         await new Promise((r) => setTimeout(r, 200));
         job = (await callDaemon(state.controlSocket, 'GET', `/api/models/imports/${job.id}`)) as ModelImportJob;
@@ -110,7 +110,7 @@ export async function modelCapture(o: { stateDir: string; name: string; activate
       out(job.modelId);
       return 0;
     }
-    const c = await offline(o.stateDir, 'model capture', (s) => s.capture({ name: o.name, activate: o.activate ?? false, onProgress: (d, t) => bar.update(d, t) }));
+    const c = await offline(o.stateDir, 'model capture', (s) => s.capture({ name: o.name, activate: o.activate ?? false, includePersistent: o.includePersistent ?? false, onProgress: (d, t) => bar.update(d, t) }));
     bar.stop();
     out(`captured model ${c.model.record.name}: ${c.writtenRegions} changed regions copied over ${c.copy === 'reflink' ? 'a reflink' : 'a copy'} of its parent${c.activated ? '; now the active model (nothing is restored)' : ''}`);
     out(c.model.record.id);

@@ -19,6 +19,8 @@ import { modelDownloadRate } from './model-download-commands.js';
 import { passwd } from './passwd.js';
 import { modelActivate, modelCapture } from './model-switch-commands.js';
 import { maintenanceAdd, maintenanceList, maintenanceRemove, thawBoots } from './maintenance-commands.js';
+import { persistentAdd, persistentList, persistentRemove } from './persistent-commands.js';
+import { partitions } from './partition-commands.js';
 import { DEFAULT_FIRST_BOOT_PASSWORD_FILE } from '../daemon/first-boot-password.js';
 import { renderReference } from './reference.js';
 import { applianceNameSchema } from '../api/fleet.js';
@@ -54,6 +56,14 @@ function wholeNumber(what: string): (text: string) => number {
     if (!/^\d+$/.test(text)) throw new InvalidArgumentError(`${what} takes a whole number (got "${text}")`);
     return Number(text);
   };
+}
+
+/** A partition number as the host's OS counts them (1 and up). */
+function parsePartitionNumber(text: string): number {
+  const n = /^\s*-?\d+\s*$/.test(text) ? Number(text) : NaN;
+  if (!Number.isInteger(n)) throw new InvalidArgumentError(`"${text}" is not a partition number`);
+  if (n < 1) throw new InvalidArgumentError(`partition ${n}: partition numbers start at 1`);
+  return n;
 }
 
 function parseRate(text: string): number | null {
@@ -118,6 +128,7 @@ export function buildProgram(run: CliRun = { exitCode: 0 }): Command {
     .requiredOption('--name <NAME>', "the model's name in the library (unique)")
     .option('--lazy', 'a URL model usable at once, fetched region by region as the host reads (needs the daemon)')
     .option('--ca <FILE>', "for an https URL: a CA certificate (PEM) to trust besides the system's")
+    .option('--partition <N>', 'SOURCE is the image of partition N of the active model: the new model is the active one with that partition from SOURCE ("snapback partitions" lists them)', checked(parsePartitionNumber))
     .option('--json', "print the model's record as JSON")
     .action(act(modelCommands.modelImport));
   model
@@ -160,8 +171,32 @@ export function buildProgram(run: CliRun = { exitCode: 0 }): Command {
     .description("capture the host's disk as it reads now as a new model of the library (its parent: the active model); prints its id last")
     .requiredOption('--name <NAME>', "the new model's name")
     .option('--activate', 'make it the active model at once, without a restore (the host session goes on)')
+    .option('--include-persistent', "also take the host's bytes in persistent areas (left out by default: the new model keeps its parent's bytes there)")
     .addOption(stateDir())
     .action(act(modelCapture));
+
+  const persistent = program.command('persistent').description('persistent areas: partitions or byte ranges whose writes survive session ends even when frozen (changes take effect at the next session end)');
+  persistent
+    .command('add')
+    .description('make a partition or a byte range persistent (narrowed inward to whole regions; the command says so)')
+    .option('--partition <N>', "a partition of the model's partition table, by number", parsePartitionNumber)
+    .option('--range <OFFSET:LENGTH>', 'a byte range; sizes may end in K, M, G (e.g. 1G:512M)')
+    .addOption(stateDir())
+    .action(act(persistentAdd));
+  persistent
+    .command('list')
+    .description('the persistent areas in force and those waiting for the next session end')
+    .addOption(stateDir())
+    .option('--json', 'print the list as JSON')
+    .action(act(persistentList));
+  persistent
+    .command('remove')
+    .description('stop keeping an area (at the next session end; a frozen one then restores it from the model)')
+    .option('--partition <N>', 'the area added as this partition', parsePartitionNumber)
+    .option('--range <OFFSET:LENGTH>', 'the area added as this range')
+    .option('--id <ID>', 'the area with this id (see persistent list)')
+    .addOption(stateDir())
+    .action(act(persistentRemove));
 
   program
     .command('init')
@@ -182,6 +217,13 @@ export function buildProgram(run: CliRun = { exitCode: 0 }): Command {
     .addOption(stateDir())
     .option('--json', 'print the report as JSON')
     .action(act(commands.verify));
+
+  program
+    .command('partitions')
+    .description("the active model's partitions (what the host sees when frozen): number, type, start, size, label")
+    .addOption(stateDir())
+    .option('--json', 'print the table as JSON (byte offsets and sizes)')
+    .action(act(partitions));
 
   program
     .command('restore')

@@ -36,6 +36,9 @@ import { managementRoutes } from '../http/routes/management-routes.js';
 import { ManagementComponent, type ManagementCommandLine } from '../management/management-component.js';
 import { modelAssigner } from '../management/model-assignment.js';
 import { modelLibraryRoutes } from '../http/routes/model-library-routes.js';
+import { persistentRoutes } from '../http/routes/persistent-routes.js';
+import { partitionRoutes } from '../http/routes/partition-routes.js';
+import { readPartitionTable } from '../storage/partition-table.js';
 import { modelDownloadRoutes } from '../http/routes/model-download-routes.js';
 import { ModelDownloads } from '../session/model-downloads.js';
 import { modelUploadRoutes } from '../http/routes/model-upload-routes.js';
@@ -208,6 +211,8 @@ export class Daemon {
           (api) => modelLibraryRoutes(api, { models, store: state.store, switcher }),
           (api) => modelDownloadRoutes(api, { models, downloads, store: state.store }),
           (api) => modelUploadRoutes(api, { models, store: state.store }),
+          (api) => persistentRoutes(api, { areas: () => storage.engine.persistent, store: state.store }),
+          (api) => partitionRoutes(api, { partitions: () => readPartitionTable(storage.engine.model) }),
           ...(gpio ? [(api: ApiRouter) => gpioRoutes(api, gpio)] : []),
           (api: ApiRouter) => managementRoutes(api, management, state.store),
           (api: ApiRouter) => maintenanceRoutes(api, maintenance),

@@ -31,13 +31,13 @@ import { childLogger } from '../logger.js';
 import type { ApplianceService } from '../session/appliance-service.js';
 import type { StateStore } from '../state/state-store.js';
 import { ApiRouter, type RouteSpec } from './api-router.js';
-import { Logins, authenticate, type LoginsOptions, type Principal } from './auth.js';
+import { Logins, type LoginsOptions, type Principal } from './auth.js';
 import { HostCheck } from './host-check.js';
-import { HttpError, errorHandler, redact, sendError } from './http-util.js';
+import { HttpError } from './http-util.js';
 import { LiveEvents } from './live-events.js';
 import { LoginRateLimit, type LoginRateLimitOptions } from './login-rate-limit.js';
-import { safeEqual } from './passwords.js';
-import { principalOf, type RouteDeps } from './route-context.js';
+import type { RouteDeps } from './route-context.js';
+import { auditStateChanges, csrfGate, identify, isStateChanging, loginGate, noStore, pipelineEnd } from './request-gates.js';
 import { listRoutes, type RouteEntry } from './route-table.js';
 import { auditRoutes } from './routes/audit-routes.js';
 import { authRoutes } from './routes/auth-routes.js';
@@ -89,9 +89,6 @@ export interface HttpAddress {
 }
 
 /** Built assets the login page needs; everything else under /assets needs a login. */
-const PUBLIC_ASSETS = new Set(['/assets/app.css', '/assets/icon.svg', '/assets/js/login.js', '/assets/js/api.js', '/assets/js/dom.js']);
-const STATE_CHANGING = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
-const isStateChanging = (method: string): boolean => STATE_CHANGING.has(method);
 /** A JSON body (at most 64 KiB) must arrive within this; a client that dribbles one is cut off. */
 const JSON_BODY_TIMEOUT_MS = 60_000;
 
@@ -307,17 +304,11 @@ export class HttpComponent implements Component {
       checkHostAndOrigin(req, res, next);
     });
 
-    // Who is asking.
+    // Who is asking (on the control socket: the CLI on the appliance).
+    const who = identify(this.logins, store, 'snapback');
     app.use((req, res, next) => {
-      if (this.controlSockets.has(req.socket)) {
-        res.locals.principal = { kind: 'cli', actor: 'cli' } satisfies Principal;
-        return next();
-      }
-      const { principal, badToken } = authenticate(req, this.logins, store);
-      if (badToken) {
-        throw new HttpError(401, 'UNAUTHENTICATED', 'invalid or revoked API token', { 'WWW-Authenticate': 'Bearer realm="snapback", error="invalid_token"' });
-      }
-      res.locals.principal = principal;
+      if (!this.controlSockets.has(req.socket)) return who(req, res, next);
+      res.locals.principal = { kind: 'cli', actor: 'cli' } satisfies Principal;
       next();
     });
 
@@ -347,65 +338,15 @@ export class HttpComponent implements Component {
     });
     app.use(express.json({ limit: '64kb', strict: true }));
 
-    // Login gate: only the login page, its assets and the public API routes are open.
-    app.use((req, res, next) => {
-      if (principalOf(res)) return next();
-      const isApi = req.path.startsWith('/api/') || req.path === '/metrics';
-      if (isApi && publicApi.has(`${req.method} ${req.path}`)) return next();
-      if (!isApi && (req.method === 'GET' || req.method === 'HEAD')) {
-        if (req.path === '/login' || PUBLIC_ASSETS.has(req.path)) return next();
-        if (req.path === '/favicon.ico') return res.status(204).end();
-        if (req.accepts(['html', 'json']) === 'html') return res.redirect(303, '/login');
-      }
-      throw new HttpError(401, 'UNAUTHENTICATED', 'log in or send an API token', { 'WWW-Authenticate': 'Bearer realm="snapback"' });
-    });
-
-    // CSRF: a browser login must prove, on every state-changing request, that the page making it
-    // was ours (the token is only readable by our own scripts).
-    app.use((req, res, next) => {
-      const p = principalOf(res);
-      if (!isStateChanging(req.method) || p?.kind !== 'login') return next();
-      const sent = req.headers['x-csrf-token'];
-      if (typeof sent !== 'string' || !safeEqual(sent, p.login.csrfToken)) {
-        throw new HttpError(403, 'CSRF', 'missing or wrong X-CSRF-Token header; reload the page');
-      }
-      next();
-    });
-
-    // API replies are never cached.
-    app.use('/api', (_req, res, next) => {
-      res.setHeader('Cache-Control', 'no-store');
-      next();
-    });
-
-    // Audit every successful state-changing request not audited by its handler (under the name
-    // its route declares).
-    app.use((req, res, next) => {
-      if (!isStateChanging(req.method)) return next();
-      const key = `${req.method} ${req.path}`;
-      res.on('finish', () => {
-        if (res.statusCode >= 300 || res.locals.audited) return;
-        const p = principalOf(res);
-        const action = (res.locals.auditAction as string | undefined) ?? `http ${key}`;
-        const details: Record<string, unknown> = { status: res.statusCode };
-        if (req.body !== undefined && !(typeof req.body === 'object' && Object.keys(req.body as object).length === 0)) {
-          details.request = redact(req.body);
-        }
-        store.audit({ actor: p?.actor ?? 'anonymous', action, details }).catch((err: unknown) => log.error({ err }, 'audit write failed'));
-      });
-      next();
-    });
+    app.use(loginGate((req) => (req.path.startsWith('/api/') || req.path === '/metrics') && publicApi.has(`${req.method} ${req.path}`), 'snapback'));
+    app.use(csrfGate());
+    app.use('/api', noStore);
+    app.use(auditStateChanges(store));
 
     app.use(api.router);
     app.use(pageRoutes(publicDir));
 
-    app.use((req, res) => sendError(res, 404, 'NOT_FOUND', `no such endpoint: ${req.method} ${req.path}`));
-    app.use(
-      errorHandler((err, req) => {
-        if (err instanceof HttpError) return;
-        log.error({ err, method: req.method, path: req.path }, 'request failed');
-      }),
-    );
+    app.use(...pipelineEnd());
     return app;
   }
 }

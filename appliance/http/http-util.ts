@@ -38,6 +38,7 @@ const statusOfCode: Partial<Record<ErrorCode, number>> = {
   BAD_ARGUMENT: 400,
   OUT_OF_RANGE: 400,
   MANIFEST_INVALID: 400,
+  PARTITION_TABLE_CORRUPT: 422,
   READ_ONLY: 409,
   BUSY: 409,
   STATE_LOCKED: 409,

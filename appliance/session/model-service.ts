@@ -13,6 +13,7 @@ import type { ModelDownload, ModelImportJob, ModelImportRequest, ModelList, Mode
 import { SnapbackError } from '../errors.js';
 import { childLogger } from '../logger.js';
 import { checkName, type ModelLibrary, type StoredModel } from '../storage/model-library.js';
+import { importPartitionModel, planPartitionModel } from '../storage/partition-model.js';
 import { readPendingSwitch } from '../storage/pending-switch.js';
 
 const log = childLogger('models');
@@ -119,6 +120,7 @@ export class ModelService extends EventEmitter {
     const name = checkName(request.name);
     const src = request.source;
     if (/^https?:\/\//i.test(src)) {
+      if (request.partition !== undefined) throw new SnapbackError('BAD_ARGUMENT', 'a partition model comes from a file on the appliance, not a URL');
       const importer = this.urlImporter;
       if (!importer) throw new SnapbackError('NOT_SUPPORTED', 'this daemon cannot import from a URL');
       await this.library.checkNameFree(name);
@@ -132,8 +134,12 @@ export class ModelService extends EventEmitter {
     });
     if (!st.isFile() && !st.isBlockDevice()) throw new SnapbackError('BAD_ARGUMENT', `${src} is not a file or a block device`);
     await this.library.checkNameFree(name);
+    const partition = request.partition;
+    if (partition !== undefined) await planPartitionModel(this.library, src, partition);
     return this.runJob({ name, source: { kind: 'file', path: src }, bytesTotal: st.isFile() ? st.size : null }, (ctx) =>
-      this.library.importFile(src, { name, onProgress: (d, t) => ctx.progress(d, t), signal: ctx.signal }),
+      partition !== undefined
+        ? importPartitionModel(this.library, src, { name, partition, onProgress: (d, t) => ctx.progress(d, t), signal: ctx.signal })
+        : this.library.importFile(src, { name, onProgress: (d, t) => ctx.progress(d, t), signal: ctx.signal }),
     );
   }
 
@@ -225,6 +231,7 @@ export class ModelService extends EventEmitter {
       active: r.id === active,
       pendingActivation: r.id === pending && r.id !== active,
       download: this.opts.downloadOf?.(r.id) ?? null,
+      partition: r.partition ?? null,
     };
   }
 

@@ -51,6 +51,8 @@ export interface ActivationResult {
 export interface CaptureRequest {
   name: string;
   activate?: boolean;
+  /** Also take the host's bytes in persistent areas (model-capture.ts). */
+  includePersistent?: boolean;
   onProgress?: (done: number, total: number) => void;
 }
 
@@ -231,6 +233,7 @@ export class ModelSwitcher {
         name: staging.name,
         ...(req.onProgress ? { onProgress: req.onProgress } : {}),
         ensureSpace: (bytes) => staging.ensureSpace(bytes),
+        includePersistent: req.includePersistent ?? false,
         ...(req.activate
           ? {
               whileStopped: async (c) => {

@@ -25,6 +25,7 @@ import {
 } from './appliance-service.js';
 import { RegionChangeBuffer, encodeRegionMapAsync, regionLogStates, type EncodedRegionMap } from './region-map-codec.js';
 import type { ModelVerifyStatus } from '../api/model.js';
+import type { AppliedAreas } from '../storage/persistent-areas.js';
 import { ModelVerification } from '../storage/model-verification.js';
 import { SnapbackError } from '../errors.js';
 import { childLogger } from '../logger.js';
@@ -67,6 +68,8 @@ export class SessionManager extends EventEmitter implements ApplianceService {
   private regionTimer: NodeJS.Timeout | null = null;
   private restoreStartedFor: SessionRecord | null = null;
   private readonly startedAt = new Date();
+  /** Persistent-area changes the session end under way put in force (history and audit). */
+  private areasApplied: AppliedAreas[] = [];
   private readonly verification = new ModelVerification((status) => this.emit('model-verify', status));
 
   private readonly components: () => ComponentHealth[];
@@ -81,6 +84,7 @@ export class SessionManager extends EventEmitter implements ApplianceService {
     this.current = this.openRecord();
     engine.pd.on('regions', (changes: { region: number }[]) => this.queueRegions(changes));
     engine.hydrator.on('progress', () => this.changed());
+    engine.persistent.on('applied', (a: AppliedAreas) => this.areasApplied.push(a));
     engine.hydrator.on('idle', () => {
       const rec = this.restoreStartedFor;
       if (rec && engine.log.pendingCount === 0) {
@@ -292,6 +296,14 @@ export class SessionManager extends EventEmitter implements ApplianceService {
     ended.endReason = reason;
     ended.sessionEndMs = now - t0;
     if (note) ended.events.push({ at: ended.endedAt, what: `end: ${note}` });
+    for (const a of this.areasApplied.splice(0)) {
+      const say = (l: AppliedAreas['added']) => l.map((x) => (x.partition !== null ? `partition ${x.partition}` : `${x.offset}:${x.length}`)).join(', ');
+      ended.events.push({ at: ended.endedAt, what: `persistent areas changed:${a.added.length ? ` added ${say(a.added)}` : ''}${a.removed.length ? ` removed ${say(a.removed)}` : ''}` });
+      await this.save(
+        'the audit entry of the persistent areas',
+        this.store.audit({ actor: 'system', action: 'persistent.apply', details: { session: ended.number, added: a.added.map((x) => x.id), removed: a.removed.map((x) => x.id) } }).then(() => undefined),
+      );
+    }
     if (sw && switched) {
       ended.events.push({ at: ended.endedAt, what: sw.note });
       await sw.done().catch((err: unknown) => log.error({ err }, 'the bookkeeping after a model switch failed; the switch itself is made'));

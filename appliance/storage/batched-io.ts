@@ -40,13 +40,16 @@ export interface BatchedIoOptions {
   workerUrl?: URL;
   /**
    * Take a request even when nothing else is in flight (default false: a lone request gains
-   * nothing from batching, and libuv's hop costs it less than the worker's).
+   * nothing from batching, and libuv's hop costs it less than the worker's). Whether a request
+   * is alone is decided when the turn that submitted it ends, so the first request of a burst
+   * goes to the worker with the rest.
    */
   loneRequests?: boolean;
 }
 
 interface Ring {
-  worker: Worker;
+  /** Started when the first batch is published (a ring that only saw lone requests has none). */
+  worker: Worker | null;
   ctl: Int32Array;
   positions: Float64Array;
   data: Buffer;
@@ -60,6 +63,8 @@ interface Pending {
   length: number;
   /** Where read data goes (null for a write). */
   dest: Buffer | null;
+  /** A write's data, the caller's buffer (held until the call settles). */
+  src: Buffer | null;
   path: string;
   resolve: () => void;
   reject: (err: Error) => void;
@@ -84,15 +89,27 @@ export class BatchedIo {
   private idleTimer: NodeJS.Timeout | null = null;
   private lastUse = 0;
   private disabled = false;
-  /** Requests taken, times a sleeping worker was woken, and times results were delivered. */
-  readonly stats = { requests: 0, wakeups: 0, deliveries: 0 };
+  /** Lone requests handed to libuv's thread pool, not yet settled (their fds are still in use). */
+  private readonly viaPool = new Set<Pending>();
+  /**
+   * Requests the worker did, times a sleeping worker was woken, times results were delivered,
+   * and lone requests handed to the thread pool instead.
+   */
+  readonly stats = { requests: 0, wakeups: 0, deliveries: 0, lone: 0 };
 
   private readonly kick = (): void => {
     this.kickQueued = false;
     const r = this.ring;
     if (!r || this.published === this.submitted) return;
+    if (!this.loneRequests && ((this.submitted - this.published) | 0) === 1 && this.published === this.seen && this.viaPool.size === 0) {
+      this.takeBackLone(r);
+      return;
+    }
+    if (!this.startWorker(r)) return;
     this.published = this.submitted;
     Atomics.store(r.ctl, CTL.SUBMITTED, this.submitted);
+    // Armed only for published requests: a lone request taken back leaves no waiter behind.
+    if (!this.waiting) this.arm(r);
     // The worker sets SLEEPING before it looks at SUBMITTED again: one of us sees the other.
     if (Atomics.load(r.ctl, CTL.SLEEPING) !== 0) {
       this.stats.wakeups++;
@@ -136,7 +153,8 @@ export class BatchedIo {
 
   /** Resolves once no request on `fd` is in flight (its owner may close it then). */
   async drained(fd: number): Promise<void> {
-    while (this.pending.some((p) => p !== null && p.fd === fd)) await new Promise((r) => setTimeout(r, 1));
+    const busy = (p: Pending | null): boolean => p !== null && p.fd === fd;
+    while (this.pending.some(busy) || [...this.viaPool].some(busy)) await new Promise((r) => setTimeout(r, 1));
   }
 
   /** Stops the worker once nothing is in flight (a later request starts a new one). */
@@ -149,7 +167,6 @@ export class BatchedIo {
     const length = buf.length;
     if (this.disabled || length > this.slotBytes || length === 0 || this.inflight >= this.slots) return null;
     const r = this.ring ?? this.start();
-    if (!r) return null;
     const seq = this.submitted;
     const i = seq & this.mask;
     const e = ENTRY + i * ENTRY_INTS;
@@ -161,17 +178,47 @@ export class BatchedIo {
     this.submitted = (seq + 1) | 0;
     this.stats.requests++;
     if (this.inflight === 1) {
-      r.worker.ref();
+      r.worker?.ref();
       this.lastUse = Date.now();
     }
     if (!this.kickQueued) {
       this.kickQueued = true;
       queueMicrotask(this.kick);
     }
-    if (!this.waiting) this.arm(r);
     return new Promise<void>((resolve, reject) => {
-      this.pending[i] = { op, fd, offset, length, dest: op === OP_READ ? buf : null, path, resolve, reject };
+      this.pending[i] = { op, fd, offset, length, dest: op === OP_READ ? buf : null, src: op === OP_READ ? null : buf, path, resolve, reject };
     });
+  }
+
+  /**
+   * The turn submitted one request and the worker has nothing of ours: waking it gains nothing
+   * from batching, so the request goes through libuv's thread pool instead (it was not yet
+   * published, so the worker never sees it).
+   */
+  private takeBackLone(r: Ring): void {
+    const seq = (this.submitted - 1) | 0;
+    const i = seq & this.mask;
+    const p = this.pending[i]!;
+    this.pending[i] = null;
+    this.submitted = seq;
+    this.stats.requests--;
+    this.stats.lone++;
+    this.viaPool.add(p);
+    if (this.inflight === 0) {
+      r.worker?.unref();
+      this.lastUse = Date.now();
+      this.scheduleIdleStop();
+    }
+    redoOne(p, p.src ?? EMPTY).then(
+      () => {
+        this.viaPool.delete(p);
+        p.resolve();
+      },
+      (err: unknown) => {
+        this.viaPool.delete(p);
+        p.reject(fromSystemError(err, `${p.op === OP_READ ? 'reading' : 'writing'} ${p.path} at ${p.offset}`));
+      },
+    );
   }
 
   /** Waits (without blocking) for the worker to publish results past what was seen. */
@@ -200,9 +247,10 @@ export class BatchedIo {
       }
       this.seen = (this.seen + 1) | 0;
     }
-    if (this.inflight > 0) this.arm(r);
-    else {
-      r.worker.unref();
+    // Wait for the worker only while it holds published requests (kick arms for later ones).
+    if (this.published !== this.seen) this.arm(r);
+    else if (this.inflight === 0) {
+      r.worker?.unref();
       this.lastUse = Date.now();
       this.scheduleIdleStop();
     }
@@ -219,7 +267,8 @@ export class BatchedIo {
     return fromSystemError(err, `${p.op === OP_READ ? 'reading' : 'writing'} ${p.path} at ${p.offset}`);
   }
 
-  private start(): Ring | null {
+  /** The shared memory of a ring; its worker starts with the first batch (startWorker). */
+  private start(): Ring {
     const control = new SharedArrayBuffer((ENTRY + this.slots * ENTRY_INTS) * 4);
     const positions = new SharedArrayBuffer(this.slots * 8);
     const data = new SharedArrayBuffer(this.slots * this.slotBytes);
@@ -227,18 +276,34 @@ export class BatchedIo {
     // The worker starts at the sequence number the main thread is at.
     ctl[CTL.SUBMITTED] = this.submitted;
     ctl[CTL.COMPLETED] = this.submitted;
-    const shared: BatchedIoShared = { control, positions, data, slots: this.slots, slotBytes: this.slotBytes };
+    const ring: Ring = { worker: null, ctl, positions: new Float64Array(positions), data: Buffer.from(data) };
+    this.seen = this.submitted;
+    this.published = this.submitted;
+    this.ring = ring;
+    return ring;
+  }
+
+  /** Starts the ring's worker if it has none; false (and its requests redone) if it cannot start. */
+  private startWorker(ring: Ring): boolean {
+    if (ring.worker) return true;
+    const shared: BatchedIoShared = {
+      control: ring.ctl.buffer as SharedArrayBuffer,
+      positions: ring.positions.buffer as SharedArrayBuffer,
+      data: ring.data.buffer as SharedArrayBuffer,
+      slots: this.slots,
+      slotBytes: this.slotBytes,
+    };
     let worker: Worker;
     try {
       worker = new Worker(this.workerUrl, { workerData: shared });
     } catch (err) {
+      this.ring = null;
       this.giveUp(`the batched I/O worker did not start: ${(err as Error).message}`);
-      return null;
+      this.redo(ring);
+      return false;
     }
-    worker.unref();
-    const ring: Ring = { worker, ctl, positions: new Float64Array(positions), data: Buffer.from(data) };
-    this.seen = this.submitted;
-    this.published = this.submitted;
+    if (this.inflight === 0) worker.unref();
+    ring.worker = worker;
     const lost = (why: string): void => {
       if (this.ring !== ring) return; // stopped on purpose, or already handled
       this.ring = null;
@@ -247,8 +312,7 @@ export class BatchedIo {
     };
     worker.on('error', (err) => lost(err.message));
     worker.on('exit', (code) => lost(`exit code ${code}`));
-    this.ring = ring;
-    return ring;
+    return true;
   }
 
   private giveUp(why: string): void {
@@ -296,7 +360,7 @@ export class BatchedIo {
     this.waiting = false;
     Atomics.store(r.ctl, CTL.STOP, 1);
     Atomics.notify(r.ctl, CTL.SUBMITTED);
-    void r.worker.terminate();
+    void r.worker?.terminate();
   }
 }
 
@@ -316,6 +380,8 @@ async function redoOne(p: Pending, slot: Buffer): Promise<void> {
     done += n;
   }
 }
+
+const EMPTY = Buffer.alloc(0);
 
 let shared: BatchedIo | null = null;
 

@@ -18,6 +18,8 @@ import { migrateStateDir } from './state-migration.js';
 import { RegionLog, logFileSize, type BitmapDamage, type LogRestoreMode } from './region-log.js';
 import { ProtectedDisk } from './protected-disk.js';
 import { Hydrator, type HydratorOptions } from './hydrator.js';
+import { PersistentAreas, areasFileOf } from './persistent-areas.js';
+import { findPartition, readPartitionTable } from './partition-table.js';
 import { StateDir, type StateConfig } from './state-dir.js';
 import { isValidRegionSize } from './sizes.js';
 import { isAllZero } from './file-io.js';
@@ -45,6 +47,8 @@ export interface Engine {
   log: RegionLog;
   pd: ProtectedDisk;
   hydrator: Hydrator;
+  /** The persistent areas in force and any change waiting for the next session end. */
+  persistent: PersistentAreas;
   /** Set when the log was made for another model and every region was marked pending. */
   adoptedForeignModel: boolean;
   /** A header slot problem found at open (the other slot was used). */
@@ -236,6 +240,9 @@ export async function openEngine(stateDir: string, opts: OpenOptions = {}): Prom
     if (rlog.info.diskSize !== model.size) {
       throw new SnapbackError('SIZE_MISMATCH', `the write log is for a ${rlog.info.diskSize}-byte disk but the model holds ${model.size} bytes`, { expected: rlog.info.diskSize, actual: model.size });
     }
+    // persistent areas first: no mark is kept there, whatever follows (an adoption, damage found at open)
+    const persistent = await PersistentAreas.load(areasFileOf(state), { regionSize: rlog.regionSize, diskSize: rlog.info.diskSize });
+    await rlog.setPersistent(persistent.activeMask());
     let adopted = false;
     if (rlog.info.modelId !== model.id) {
       log.warn({ logModel: rlog.info.modelId, model: model.id }, 'THE WRITE LOG WAS MADE FOR ANOTHER MODEL: every region is now pending and will be restored from this model');
@@ -243,6 +250,7 @@ export async function openEngine(stateDir: string, opts: OpenOptions = {}): Prom
       adopted = true;
     }
     const pd = new ProtectedDisk({ disk, model, log: rlog });
+    pd.persistentAreas = persistent;
     const hydrator = new Hydrator(pd, opts.hydrator);
     let closed = false;
     const engine: Engine = {
@@ -254,6 +262,7 @@ export async function openEngine(stateDir: string, opts: OpenOptions = {}): Prom
       log: rlog,
       pd,
       hydrator,
+      persistent,
       adoptedForeignModel: adopted,
       headerWarning: opened.otherSlotProblem,
       bitmapDamage: opened.bitmapDamage,
@@ -269,6 +278,11 @@ export async function openEngine(stateDir: string, opts: OpenOptions = {}): Prom
         await engine.model.close(); // the model in force now (a switch replaces it)
       },
     };
+    // `--partition N` names a partition of the model in force's partition table
+    persistent.setPartitionLookup(async (n) => {
+      const p = findPartition(await readPartitionTable(engine.model), n);
+      return { start: p.start, size: p.size };
+    });
     return engine;
   } catch (err) {
     for (const c of toClose.reverse()) await c.close().catch(() => undefined);

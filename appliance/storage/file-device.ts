@@ -54,8 +54,6 @@ export class FileDevice implements BlockDevice {
   private isBlockDev = false;
   private closed = false;
   private readonly io: BatchedIo | null;
-  /** Requests in libuv's thread pool: while any is in flight, small ones go to the batched worker. */
-  private poolInflight = 0;
 
   constructor(path: string, options: FileDeviceOptions = {}) {
     this.path = path;
@@ -125,22 +123,16 @@ export class FileDevice implements BlockDevice {
 
   /** Reads exactly buf.length bytes at offset into buf (zeroes past the end of a short file). */
   readInto(buf: Buffer, offset: number): Promise<void> {
-    if (this.io !== null && this.handle !== null && !this.closed && this.burst(this.io)) {
+    if (this.io !== null && this.handle !== null && !this.closed) {
       const p = this.io.read(this.handle.fd, buf, offset, this.path);
       if (p !== null) return p;
     }
     return this.readIntoPool(buf, offset);
   }
 
-  /** Whether other requests are in flight (batching pays only then), or lone ones go to the worker too. */
-  private burst(io: BatchedIo): boolean {
-    return this.poolInflight > 0 || io.inflight > 0 || io.loneRequests;
-  }
-
   private async readIntoPool(buf: Buffer, offset: number): Promise<void> {
     const fd = this.h().fd;
     let done = 0;
-    this.poolInflight++;
     try {
       while (done < buf.length) {
         const bytesRead = await preadOnce(fd, buf, done, buf.length - done, offset + done);
@@ -152,13 +144,11 @@ export class FileDevice implements BlockDevice {
       }
     } catch (err) {
       throw fromSystemError(err, `reading ${this.path} at ${offset + done}`);
-    } finally {
-      this.poolInflight--;
     }
   }
 
   write(offset: number, data: Buffer, options: WriteOptions = {}): Promise<void> {
-    if (this.io !== null && options.fua !== true && this.burst(this.io) && !this.readOnly && this.handle !== null && !this.closed && Number.isSafeInteger(offset) && offset >= 0 && offset + data.length <= this._size) {
+    if (this.io !== null && options.fua !== true && !this.readOnly && this.handle !== null && !this.closed && Number.isSafeInteger(offset) && offset >= 0 && offset + data.length <= this._size) {
       const p = this.io.write(this.handle.fd, data, offset, this.path);
       if (p !== null) return p;
     }
@@ -170,7 +160,6 @@ export class FileDevice implements BlockDevice {
     checkRange(this.size, offset, data.length, 'write');
     const h = this.h();
     let done = 0;
-    this.poolInflight++;
     try {
       const fd = options.fua ? (await this.dsync()).fd : h.fd;
       while (done < data.length) {
@@ -178,8 +167,6 @@ export class FileDevice implements BlockDevice {
       }
     } catch (err) {
       throw fromSystemError(err, `writing ${this.path} at ${offset + done}`);
-    } finally {
-      this.poolInflight--;
     }
   }
 

@@ -7,6 +7,9 @@
  * written regions copied over it from the working disk, and its manifest is the parent's
  * digests with the manifest regions those writes touch hashed again.
  *
+ * Regions of persistent areas are left out (the new model keeps the parent's bytes there) unless
+ * `includePersistent` asks for the host's bytes there too.
+ *
  * Host I/O is stopped while the written regions are copied, so the capture is one instant of
  * the host's disk; the parent's copy comes before, while the host goes on.
  */
@@ -39,6 +42,8 @@ export interface CaptureOptions {
    */
   whileStopped?: (captured: CapturedModel) => Promise<void>;
   hashPool?: HashPool;
+  /** Also copy the regions of persistent areas from the working disk (default: the parent's bytes stay there). */
+  includePersistent?: boolean;
 }
 
 export interface CapturedModel {
@@ -86,13 +91,17 @@ export async function captureModel(pd: ProtectedDisk, parent: ModelImage | Remot
     const written = new Uint8Array(Math.ceil(n / 8));
     const runs: { first: number; last: number }[] = [];
     let writtenRegions = 0;
-    for (let r = pd.log.nextDirty(0); r >= 0; r = pd.log.nextDirty(r + 1)) {
-      if (!pd.log.isWritten(r)) continue;
+    const take = (r: number) => {
       written[r >> 3] = written[r >> 3]! | (1 << (r & 7));
       writtenRegions++;
       const last = runs[runs.length - 1];
       if (last && last.last + 1 === r) last.last = r;
       else runs.push({ first: r, last: r });
+    };
+    if (options.includePersistent && pd.log.persistentCount > 0) {
+      for (let r = 0; r < n; r++) if (pd.log.isWritten(r) || pd.log.isPersistent(r)) take(r);
+    } else {
+      for (let r = pd.log.nextDirty(0); r >= 0; r = pd.log.nextDirty(r + 1)) if (pd.log.isWritten(r)) take(r);
     }
     const total = writtenRegions * rs;
     // the working disk's bytes durable: a baseline made of them must survive a power cut

@@ -22,7 +22,7 @@ import { createReadStream } from 'node:fs';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { z } from 'zod';
-import type { ModelSource } from '../api/models.js';
+import type { ModelPartition, ModelSource } from '../api/models.js';
 import { SnapbackError, fromSystemError } from '../errors.js';
 import { childLogger } from '../logger.js';
 import { syncDir, writeFileDurably } from './durable-write.js';
@@ -83,6 +83,8 @@ export interface CommitInfo {
   parent?: string | null;
   /** Default true; false for a lazily provisioned model whose regions arrive later. */
   complete?: boolean;
+  /** A partition model: the partition it protects (partition-model.ts). */
+  partition?: ModelPartition;
 }
 
 /**
@@ -451,6 +453,7 @@ export class ModelLibrary {
       parent: info.parent ?? null,
       complete: info.complete ?? true,
       image: inPlace,
+      ...(info.partition ? { partition: info.partition } : {}),
     };
     await writeRecord(join(dir, RECORD_FILE), record);
     await syncDir(dir);

@@ -8,7 +8,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { z } from 'zod';
-import { modelSourceSchema } from '../api/models.js';
+import { modelPartitionSchema, modelSourceSchema } from '../api/models.js';
 import { SnapbackError } from '../errors.js';
 import { formatZodIssues } from '../zod-issues.js';
 import { writeFileDurably } from './durable-write.js';
@@ -28,6 +28,8 @@ export const libraryRecordSchema = z.object({
   complete: z.boolean(),
   /** An image file outside the library (registered in place); null: the model's directory holds it. */
   image: z.string().nullable(),
+  /** A partition model: which partition of the disk it protects (partition-model.ts); absent for a whole-disk model. */
+  partition: modelPartitionSchema.optional(),
 });
 export type LibraryRecord = z.infer<typeof libraryRecordSchema>;
 

@@ -35,6 +35,12 @@ export interface ProtectedDiskOptions {
 
 const DEFAULT_MARK_AHEAD = 64 << 20;
 
+/** A change of the persistent areas waiting for a session end (persistent-areas.ts). */
+export interface SessionEndAreas {
+  /** Applies the waiting change, if any, with host I/O stopped. */
+  applyAtSessionEnd(pd: ProtectedDisk): Promise<unknown>;
+}
+
 /** Another model to put in force: its device, its id and the regions that differ (one bit a region). */
 export interface ModelSwitch {
   model: PositionalDevice;
@@ -58,6 +64,8 @@ export class ProtectedDisk extends EventEmitter implements BlockDevice {
   private aheadWindow = 0;
   private aheadEnd = 0;
   private closed = false;
+  /** Persistent areas whose waiting change a session end applies (none: no areas here). */
+  persistentAreas: SessionEndAreas | null = null;
   /** Counters for status and metrics. */
   readonly stats = { reads: 0, writes: 0, bytesRead: 0, bytesWritten: 0, bytesWrittenThisSession: 0, ioErrors: 0, merges: 0, flushes: 0 };
 
@@ -141,42 +149,70 @@ export class ProtectedDisk extends EventEmitter implements BlockDevice {
     return buf;
   }
 
-  async readInto(buf: Buffer, offset: number): Promise<void> {
+  readInto(buf: Buffer, offset: number): Promise<void> {
     const length = buf.length;
-    checkRange(this.size, offset, length, 'read');
-    if (length === 0) return;
+    try {
+      checkRange(this.size, offset, length, 'read');
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    if (length === 0) return Promise.resolve();
+    if (this.gate !== null || this.closed) return this.readIntoGated(buf, offset);
+    // The common case, the gate open: no async frames between the host's request and the disk.
+    this.inflight++;
+    let p: Promise<void>;
+    try {
+      p = this.readParts(buf, offset);
+    } catch (err) {
+      p = Promise.reject(err);
+    }
+    return p.then(this.leaveAfterRead, this.leaveAfterFailedRead);
+  }
+
+  private readonly leaveAfterRead = (): void => this.leave();
+  private readonly leaveAfterFailedRead = (err: unknown): never => {
+    this.stats.ioErrors++;
+    this.leave();
+    throw err;
+  };
+
+  /** A read that arrived while host I/O is stopped: it waits for the gate, then reads. */
+  private async readIntoGated(buf: Buffer, offset: number): Promise<void> {
     await this.enter();
     try {
-      this.stats.reads++;
-      this.stats.bytesRead += length;
-      const r0 = Math.floor(offset / this.rs);
-      const r1 = Math.floor((offset + length - 1) / this.rs);
-      if (this.log.pendingCount === 0) {
-        await this.disk.readInto(buf, offset);
-        return;
-      }
-      // Walk runs of regions that read from the same source.
-      let runStart = r0;
-      let runModel = this.fromModel(r0);
-      const parts: Promise<void>[] = [];
-      for (let r = r0 + 1; r <= r1 + 1; r++) {
-        const m = r <= r1 ? this.fromModel(r) : !runModel;
-        if (m !== runModel) {
-          const from = Math.max(offset, runStart * this.rs);
-          const to = Math.min(offset + length, r * this.rs);
-          const view = buf.subarray(from - offset, to - offset);
-          parts.push((runModel ? this.model : this.disk).readInto(view, from));
-          runStart = r;
-          runModel = m;
-        }
-      }
-      await Promise.all(parts);
+      await this.readParts(buf, offset);
     } catch (err) {
       this.stats.ioErrors++;
       throw err;
     } finally {
       this.leave();
     }
+  }
+
+  /** Reads each run of regions from where it lives now (the working disk, or the model if pending). */
+  private readParts(buf: Buffer, offset: number): Promise<void> {
+    const length = buf.length;
+    this.stats.reads++;
+    this.stats.bytesRead += length;
+    if (this.log.pendingCount === 0) return this.disk.readInto(buf, offset);
+    const r0 = Math.floor(offset / this.rs);
+    const r1 = Math.floor((offset + length - 1) / this.rs);
+    // Walk runs of regions that read from the same source.
+    let runStart = r0;
+    let runModel = this.fromModel(r0);
+    const parts: Promise<void>[] = [];
+    for (let r = r0 + 1; r <= r1 + 1; r++) {
+      const m = r <= r1 ? this.fromModel(r) : !runModel;
+      if (m !== runModel) {
+        const from = Math.max(offset, runStart * this.rs);
+        const to = Math.min(offset + length, r * this.rs);
+        const view = buf.subarray(from - offset, to - offset);
+        parts.push((runModel ? this.model : this.disk).readInto(view, from));
+        runStart = r;
+        runModel = m;
+      }
+    }
+    return parts.length === 1 ? parts[0]! : Promise.all(parts).then(() => undefined);
   }
 
   // ---- writes ---------------------------------------------------------------------------
@@ -370,7 +406,7 @@ export class ProtectedDisk extends EventEmitter implements BlockDevice {
     for (let r = r0; r <= r1; r++) {
       const wasWritten = this.log.isWritten(r);
       const m = this.log.markForWrite(r);
-      if (!wasWritten) changed.push(r);
+      if (!wasWritten && !this.log.isPersistent(r)) changed.push(r);
       if (m && m !== wait) wait = wait ? Promise.all([wait, m]).then(() => undefined) : m;
     }
     // sequential stream detection: mark ahead in the same commit
@@ -381,7 +417,7 @@ export class ProtectedDisk extends EventEmitter implements BlockDevice {
       if (this.aheadEnd < r1 + 1 + this.aheadWindow / 2) {
         const target = Math.min(this.log.regionCount, r1 + 1 + this.aheadWindow);
         for (let r = Math.max(this.aheadEnd, r1 + 1); r < target; r++) {
-          if (!this.log.isDirty(r)) {
+          if (!this.log.isDirty(r) && !this.log.isPersistent(r)) {
             this.log.markForWrite(r);
             changed.push(r);
           }
@@ -428,6 +464,7 @@ export class ProtectedDisk extends EventEmitter implements BlockDevice {
   async endSession(options: { keepWrites: boolean; keepQuiesced?: boolean; switchTo?: ModelSwitch }): Promise<void> {
     await this.quiesce();
     try {
+      await this.persistentAreas?.applyAtSessionEnd(this);
       const to = options.switchTo;
       if (to) await this.switchModel(to, true);
       else await this.log.endSession(options.keepWrites);
@@ -455,6 +492,29 @@ export class ProtectedDisk extends EventEmitter implements BlockDevice {
       throw err;
     }
     this._model = to.model;
+  }
+
+  /**
+   * Copies the model's bytes into these pending regions of the working disk (each under its
+   * region lock, as the background restore does), durably; the regions stay pending until the
+   * caller clears them. Regions no longer pending are skipped.
+   */
+  async restoreRegions(regions: readonly number[]): Promise<void> {
+    if (regions.length === 0) return;
+    const buf = Buffer.allocUnsafe(this.rs);
+    for (const r of regions) {
+      const release = await this.locks.acquire([r]);
+      try {
+        if (!this.log.isPending(r)) continue;
+        const off = r * this.rs;
+        const view = buf.subarray(0, Math.min(this.rs, this.size - off));
+        await this.model.readInto(view, off);
+        await this.disk.write(off, view);
+      } finally {
+        release();
+      }
+    }
+    await this.disk.flush();
   }
 
   emitChanges(regions: number[], state: 0 | 1 | 2): void {

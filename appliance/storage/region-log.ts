@@ -253,6 +253,12 @@ export class RegionLog {
   private closed = false;
   /** A model switch is under way: no D bit may be cleared (see switchModel). */
   private switching = 0;
+  /**
+   * Regions of persistent areas (one bit a region, laid out as the D bits: sector s's bytes are
+   * s * BITS_BYTES onwards), or null: the working disk is authoritative there, so D and S are
+   * never set (setPersistent).
+   */
+  private persistent: Uint8Array | null = null;
   /** Bitmap sectors that failed their checksum at open (null: none). */
   readonly damage: BitmapDamage | null;
 
@@ -434,6 +440,91 @@ export class RegionLog {
   isPending(r: number): boolean {
     return this.isDirty(r) && !this.isWritten(r);
   }
+  /** Region r lies in a persistent area: what the host writes there is kept, never restored. */
+  isPersistent(r: number): boolean {
+    return this.persistent !== null && getBit(this.persistent, 0, r);
+  }
+  /** How many regions lie in persistent areas. */
+  get persistentCount(): number {
+    return this.persistent ? popcount(this.persistent, 0, this.persistent.length) : 0;
+  }
+
+  /**
+   * Puts persistent areas in force (`mask`: one bit a region; null: none). The caller vouches
+   * that the working disk durably holds what the host may read in every region of the mask
+   * (nothing pending there: restored first, see persistent-areas.ts). Regions entering the mask
+   * lose D and S: never pending, never restored, never marked again. Regions leaving it get D
+   * and S, as if written this session: the working disk may differ from the model there, so a
+   * frozen session end restores them and a thawed one keeps them. Durable when it resolves.
+   */
+  async setPersistent(mask: Uint8Array | null): Promise<void> {
+    const n = this.header.regionCount;
+    const before = this.persistent;
+    this.persistent = mask && popcount(mask, 0, Math.min(mask.length, Math.ceil(n / 8))) > 0 ? Uint8Array.from(mask.subarray(0, Math.ceil(n / 8))) : null;
+    let changed = false;
+    for (let s = 0; s < sectorCountFor(n); s++) {
+      for (let i = 0; i < BITS_BYTES; i++) {
+        const k = s * BITS_BYTES + i;
+        const was = before?.[k] ?? 0;
+        const now = this.persistent?.[k] ?? 0;
+        if (was === 0 && now === 0) continue;
+        for (let b = 0; b < 8; b++) {
+          const r = k * 8 + b;
+          if (r >= n) break;
+          const bit = 1 << b;
+          if (now & bit) {
+            if (this.dropMarks(r)) changed = true;
+          } else if (was & bit) {
+            this.freshen(s);
+            if (!this.isDirty(r)) this.dCount++;
+            if (!getBit(this.sView, s * BITS_BYTES, r % REGIONS_PER_SECTOR)) this.sCount++;
+            setBit(this.image, s * SECTOR + D_AT, r % REGIONS_PER_SECTOR, true);
+            setBit(this.image, s * SECTOR + S_AT, r % REGIONS_PER_SECTOR, true);
+            setBit(this.sView, s * BITS_BYTES, r % REGIONS_PER_SECTOR, true);
+            this.dirty.add(s);
+            changed = true;
+          }
+        }
+      }
+    }
+    if (changed) await this.commit();
+  }
+
+  /** Clears D and S of region r (a persistent region); true if anything changed. */
+  private dropMarks(r: number): boolean {
+    const s = Math.floor(r / REGIONS_PER_SECTOR);
+    const bit = r % REGIONS_PER_SECTOR;
+    let changed = false;
+    if (this.isWritten(r)) {
+      setBit(this.sView, s * BITS_BYTES, bit, false);
+      this.sCount--;
+    }
+    if (getBit(this.image, s * SECTOR + S_AT, bit)) {
+      setBit(this.image, s * SECTOR + S_AT, bit, false);
+      changed = true;
+    }
+    if (this.isDirty(r)) {
+      setBit(this.image, s * SECTOR + D_AT, bit, false);
+      this.dCount--;
+      changed = true;
+    }
+    this.writtenPending.delete(r);
+    this.unconfirmed.delete(r);
+    if (changed) this.dirty.add(s);
+    return changed;
+  }
+
+  /** Clears the D bits of persistent regions in bitmap sector s after a whole-sector mark. */
+  private unmarkPersistent(s: number): void {
+    const p = this.persistent;
+    if (!p) return;
+    const at = s * SECTOR + D_AT;
+    for (let i = 0; i < BITS_BYTES; i++) {
+      const m = p[s * BITS_BYTES + i] ?? 0;
+      if (m === 0) continue;
+      this.image[at + i] = this.image[at + i]! & ~m;
+    }
+  }
 
   /** Finds the next pending region at or after `from` (wrapping not done); -1 when none. */
   nextPending(from: number): number {
@@ -508,6 +599,7 @@ export class RegionLog {
    * needs nothing made durable. Must not be used for a pending region.
    */
   markForWrite(r: number): Promise<void> | null {
+    if (this.persistent !== null && getBit(this.persistent, 0, r)) return null; // the disk is authoritative: no mark
     const s = Math.floor(r / REGIONS_PER_SECTOR);
     this.freshen(s);
     const bit = r % REGIONS_PER_SECTOR;
@@ -611,6 +703,7 @@ export class RegionLog {
       const at = s * SECTOR + D_AT;
       const before = popcount(this.image, at, at + BITS_BYTES);
       setAllD(this.image, s, n);
+      this.unmarkPersistent(s);
       const after = popcount(this.image, at, at + BITS_BYTES);
       if (after !== before) {
         this.dCount += after - before;
@@ -666,7 +759,7 @@ export class RegionLog {
         const bytes = Math.ceil(count / 8);
         let changed = false;
         for (let i = 0; i < bytes; i++) {
-          let add = differing[s * BITS_BYTES + i]! & ~this.image[at + i]!;
+          let add = differing[s * BITS_BYTES + i]! & ~this.image[at + i]! & ~(this.persistent?.[s * BITS_BYTES + i] ?? 0);
           if (i === bytes - 1 && count & 7) add &= (1 << (count & 7)) - 1; // no bits past the last region
           if (add === 0) continue;
           this.image[at + i] = this.image[at + i]! | add;

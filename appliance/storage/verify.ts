@@ -1,7 +1,8 @@
 /**
  * Verification of a working disk against the model, region by region (`snapback verify`):
  * which regions differ, and which of those differences the write log does not cover (D clear):
- * an *unlogged difference*, the one thing invariant 1 forbids.
+ * an *unlogged difference*, the one thing invariant 1 forbids. Regions of persistent areas are
+ * left out: the host's writes stay there by design (persistent-areas.ts).
  */
 import type { RegionLog } from './region-log.js';
 
@@ -51,7 +52,8 @@ export interface VerifyReport {
 }
 
 export async function verifyAgainstLog(disk: Readable, model: Readable, log: RegionLog, onProgress?: (done: number, total: number) => void): Promise<VerifyReport> {
-  const cmp = await compareDiskWithModel(disk, model, log.regionSize, onProgress);
+  const all = await compareDiskWithModel(disk, model, log.regionSize, onProgress);
+  const cmp = { ...all, differing: all.differing.filter((r) => !log.isPersistent(r)) };
   const unlogged = cmp.differing.filter((r) => !log.isDirty(r));
   return {
     regionCount: cmp.regionCount,

@@ -21,13 +21,13 @@ import { consoleStatusSchema } from '../../appliance/api/console.js';
 import { SnapbackError } from '../../appliance/errors.js';
 import { childLogger } from '../../appliance/logger.js';
 import { ApiRouter } from '../../appliance/http/api-router.js';
-import { Logins, authenticate, type LoginsOptions } from '../../appliance/http/auth.js';
+import { Logins, type LoginsOptions } from '../../appliance/http/auth.js';
 import { HostCheck } from '../../appliance/http/host-check.js';
-import { HttpError, errorHandler, redact, sendError } from '../../appliance/http/http-util.js';
+import { HttpError } from '../../appliance/http/http-util.js';
 import { LoginRateLimit, type LoginRateLimitOptions } from '../../appliance/http/login-rate-limit.js';
 import { buildOpenApiDocument } from '../../appliance/http/openapi.js';
-import { safeEqual } from '../../appliance/http/passwords.js';
-import { needPrincipal, principalOf } from '../../appliance/http/route-context.js';
+import { needPrincipal } from '../../appliance/http/route-context.js';
+import { auditStateChanges, csrfGate, identify, isStateChanging, loginGate, noStore, pipelineEnd } from '../../appliance/http/request-gates.js';
 import { listRoutes, type RouteEntry } from '../../appliance/http/route-table.js';
 import { auditRoutes } from '../../appliance/http/routes/audit-routes.js';
 import { authRoutes } from '../../appliance/http/routes/auth-routes.js';
@@ -46,8 +46,6 @@ import { groupRoutes } from './routes/group-routes.js';
 const log = childLogger('console-http');
 /** A connection that sends and receives nothing for this long is closed (a stalled upload, a dribbling client). */
 const IDLE_TIMEOUT_MS = 120_000;
-const STATE_CHANGING = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
-const isStateChanging = (method: string): boolean => STATE_CHANGING.has(method);
 
 export interface ConsoleHttpOptions {
   deps: ConsoleDeps;
@@ -62,7 +60,6 @@ export interface ConsoleHttpOptions {
 }
 
 /** Built assets the login page needs (as the appliance's); every other page and asset needs a login. */
-const PUBLIC_ASSETS = new Set(['/assets/app.css', '/assets/icon.svg', '/assets/js/login.js', '/assets/js/api.js', '/assets/js/dom.js']);
 
 export class ConsoleHttp {
   private readonly opts: ConsoleHttpOptions;
@@ -206,13 +203,7 @@ export class ConsoleHttp {
     app.use(securityHeaders());
     app.use(hostCheck.middleware(isStateChanging));
 
-    // Who is asking.
-    app.use((req, res, next) => {
-      const { principal, badToken } = authenticate(req, this.logins, store);
-      if (badToken) throw new HttpError(401, 'UNAUTHENTICATED', 'invalid or revoked API token', { 'WWW-Authenticate': 'Bearer realm="snapback-console", error="invalid_token"' });
-      res.locals.principal = principal;
-      next();
-    });
+    app.use(identify(this.logins, store, 'snapback-console'));
 
     // State-changing requests carry JSON or nothing (a cross-site form cannot send JSON); the
     // catalogue's upload carries the raw image.
@@ -224,57 +215,13 @@ export class ConsoleHttp {
       next();
     });
     app.use(express.json({ limit: '1mb', strict: true }));
-
-    // Login gate: only the public routes, the login page and its assets are open.
-    app.use((req, res, next) => {
-      if (principalOf(res)) return next();
-      if (isPublic(req.method, req.path)) return next();
-      if (req.path === '/favicon.ico') return res.status(204).end();
-      if (!req.path.startsWith('/api/') && (req.method === 'GET' || req.method === 'HEAD')) {
-        if (req.path === '/login' || PUBLIC_ASSETS.has(req.path)) return next();
-        if (req.accepts(['html', 'json']) === 'html') return res.redirect(303, '/login');
-      }
-      throw new HttpError(401, 'UNAUTHENTICATED', 'log in or send an API token', { 'WWW-Authenticate': 'Bearer realm="snapback-console"' });
-    });
-
-    // CSRF: a browser login proves on every state-changing request that the page was ours.
-    app.use((req, res, next) => {
-      const p = principalOf(res);
-      if (!isStateChanging(req.method) || p?.kind !== 'login') return next();
-      const sent = req.headers['x-csrf-token'];
-      if (typeof sent !== 'string' || !safeEqual(sent, p.login.csrfToken)) throw new HttpError(403, 'CSRF', 'missing or wrong X-CSRF-Token header; reload the page');
-      next();
-    });
-
-    app.use('/api', (_req, res, next) => {
-      res.setHeader('Cache-Control', 'no-store');
-      next();
-    });
-
-    // Audit every successful state-changing request not audited by its handler.
-    app.use((req, res, next) => {
-      if (!isStateChanging(req.method)) return next();
-      const key = `${req.method} ${req.path}`;
-      res.on('finish', () => {
-        if (res.statusCode >= 300 || res.locals.audited) return;
-        const p = principalOf(res);
-        const action = (res.locals.auditAction as string | undefined) ?? `http ${key}`;
-        const details: Record<string, unknown> = { status: res.statusCode, path: req.path };
-        if (req.body !== undefined && typeof req.body === 'object' && Object.keys(req.body as object).length > 0) details.request = redact(req.body);
-        store.audit({ actor: p?.actor ?? 'anonymous', action, details }).catch((err: unknown) => log.error({ err }, 'audit write failed'));
-      });
-      next();
-    });
-
+    app.use(loginGate((req) => isPublic(req.method, req.path), 'snapback-console'));
+    app.use(csrfGate());
+    app.use('/api', noStore);
+    app.use(auditStateChanges(store));
     app.use(api.router);
     app.use(pageRoutes(this.opts.publicDir ?? join(dirname(fileURLToPath(import.meta.url)), '..', 'web', 'public')));
-    app.use((req, res) => sendError(res, 404, 'NOT_FOUND', `no such endpoint: ${req.method} ${req.path}`));
-    app.use(
-      errorHandler((err, req) => {
-        if (err instanceof HttpError) return;
-        log.error({ err, method: req.method, path: req.path }, 'request failed');
-      }),
-    );
+    app.use(...pipelineEnd());
     return app;
   }
 }

@@ -84,6 +84,8 @@ const now = (): string => new Date().toISOString();
 export class ConsoleStore extends EventEmitter {
   readonly path: string;
   private readonly db: Database.Database;
+  /** Prepared statements by their SQL (preparing one costs more than running it). */
+  private readonly statements = new Map<string, Database.Statement>();
 
   private constructor(path: string, db: Database.Database) {
     super();
@@ -114,8 +116,30 @@ export class ConsoleStore extends EventEmitter {
     return new ConsoleStore(path, db);
   }
 
+  private stmt(sql: string): Database.Statement {
+    let st = this.statements.get(sql);
+    if (!st) {
+      st = this.db.prepare(sql);
+      this.statements.set(sql, st);
+    }
+    return st;
+  }
+
+  /**
+   * Runs `fn` as one transaction (default durability: see durable()). The broker link applies
+   * the fleet's messages in batches this way: a thousand answers are one commit, not a thousand.
+   */
+  batch<T>(fn: () => T): T {
+    return this.db.transaction(fn)();
+  }
+
   close(): void {
     if (this.db.open) this.db.close();
+  }
+
+  /** This console's id, made once with its database: the same across restarts, different for every data directory. */
+  consoleId(): string {
+    return (this.stmt("SELECT value FROM meta WHERE key = 'console_id'").get() as { value: string }).value;
   }
 
   /**
@@ -137,7 +161,7 @@ export class ConsoleStore extends EventEmitter {
   // ---- the administrator and API tokens (the appliance's account routes use these) ----------
 
   admin(): UserRecord | null {
-    const r = this.db.prepare('SELECT * FROM users WHERE name = ?').get(ADMIN_USER) as
+    const r = this.stmt('SELECT * FROM users WHERE name = ?').get(ADMIN_USER) as
       | { name: string; password_hash: string; created_at: string; password_changed_at: string }
       | undefined;
     return r ? { name: r.name, passwordHash: r.password_hash, createdAt: r.created_at, passwordChangedAt: r.password_changed_at } : null;
@@ -158,11 +182,11 @@ export class ConsoleStore extends EventEmitter {
   }
 
   listTokens(): ApiTokenRecord[] {
-    return (this.db.prepare('SELECT * FROM tokens ORDER BY created_at').all() as Record<string, string | null>[]).map(tokenOf);
+    return (this.stmt('SELECT * FROM tokens ORDER BY created_at').all() as Record<string, string | null>[]).map(tokenOf);
   }
 
   findToken(id: string): ApiTokenRecord | null {
-    const r = this.db.prepare('SELECT * FROM tokens WHERE id = ?').get(id) as Record<string, string | null> | undefined;
+    const r = this.stmt('SELECT * FROM tokens WHERE id = ?').get(id) as Record<string, string | null> | undefined;
     return r ? tokenOf(r) : null;
   }
 
@@ -176,11 +200,11 @@ export class ConsoleStore extends EventEmitter {
   }
 
   removeToken(id: string): Promise<boolean> {
-    return Promise.resolve(this.durable(() => this.db.prepare('DELETE FROM tokens WHERE id = ?').run(id).changes > 0));
+    return Promise.resolve(this.durable(() => this.stmt('DELETE FROM tokens WHERE id = ?').run(id).changes > 0));
   }
 
   touchToken(id: string, at = new Date()): void {
-    this.db.prepare('UPDATE tokens SET last_used_at = ? WHERE id = ?').run(at.toISOString(), id);
+    this.stmt('UPDATE tokens SET last_used_at = ? WHERE id = ?').run(at.toISOString(), id);
   }
 
   // ---- the audit log -------------------------------------------------------------------------
@@ -188,9 +212,9 @@ export class ConsoleStore extends EventEmitter {
   audit(entry: AuditInput): Promise<AuditEntry> {
     const at = now();
     const id = this.durable(() => {
-      const info = this.db.prepare('INSERT INTO audit (at, actor, action, details) VALUES (?, ?, ?, ?)').run(at, entry.actor, entry.action, entry.details === undefined ? null : json(entry.details));
+      const info = this.stmt('INSERT INTO audit (at, actor, action, details) VALUES (?, ?, ?, ?)').run(at, entry.actor, entry.action, entry.details === undefined ? null : json(entry.details));
       const n = Number(info.lastInsertRowid);
-      if (n % 1000 === 0) this.db.prepare('DELETE FROM audit WHERE id <= ?').run(n - AUDIT_LIMIT);
+      if (n % 1000 === 0) this.stmt('DELETE FROM audit WHERE id <= ?').run(n - AUDIT_LIMIT);
       return n;
     });
     const e: AuditEntry = { id, at, actor: entry.actor, action: entry.action, ...(entry.details !== undefined ? { details: structuredClone(entry.details) } : {}) };
@@ -201,8 +225,7 @@ export class ConsoleStore extends EventEmitter {
   /** Audit entries, newest first. */
   listAudit(q: AuditQuery = {}): AuditEntry[] {
     const limit = Math.max(1, Math.min(q.limit ?? 100, 1000));
-    const rows = this.db
-      .prepare('SELECT * FROM audit WHERE id < ? ORDER BY id DESC LIMIT ?')
+    const rows = this.stmt('SELECT * FROM audit WHERE id < ? ORDER BY id DESC LIMIT ?')
       .all(q.beforeId ?? Number.MAX_SAFE_INTEGER, limit) as { id: number; at: string; actor: string; action: string; details: string | null }[];
     return rows.map((r) => ({ id: r.id, at: r.at, actor: r.actor, action: r.action, ...(r.details !== null ? { details: JSON.parse(r.details) as Record<string, unknown> } : {}) }));
   }
@@ -210,62 +233,62 @@ export class ConsoleStore extends EventEmitter {
   // ---- the fleet -------------------------------------------------------------------------------
 
   private ensureAppliance(name: string): void {
-    this.db.prepare('INSERT OR IGNORE INTO appliances (name, created_at) VALUES (?, ?)').run(name, now());
+    this.stmt('INSERT OR IGNORE INTO appliances (name, created_at) VALUES (?, ?)').run(name, now());
   }
 
   /** What the appliance's availability topic says (a retained or a last-will message). */
   setAvailability(name: string, online: boolean): void {
     this.ensureAppliance(name);
-    const r = this.db.prepare('UPDATE appliances SET online = ?, last_seen = ? WHERE name = ? AND online != ?').run(online ? 1 : 0, now(), name, online ? 1 : 0);
+    const r = this.stmt('UPDATE appliances SET online = ?, last_seen = ? WHERE name = ? AND online != ?').run(online ? 1 : 0, now(), name, online ? 1 : 0);
     if (r.changes > 0) this.emit('appliance', name);
   }
 
   setInfo(name: string, info: ApplianceInfo): void {
     this.ensureAppliance(name);
-    this.db.prepare('UPDATE appliances SET info = ?, last_seen = ? WHERE name = ?').run(json(info), now(), name);
+    this.stmt('UPDATE appliances SET info = ?, last_seen = ? WHERE name = ?').run(json(info), now(), name);
     this.emit('appliance', name);
   }
 
   setState(name: string, state: ApplianceState): void {
     this.ensureAppliance(name);
-    this.db.prepare('UPDATE appliances SET state = ?, last_seen = ? WHERE name = ?').run(json(state), now(), name);
+    this.stmt('UPDATE appliances SET state = ?, last_seen = ? WHERE name = ?').run(json(state), now(), name);
     this.emit('appliance', name);
   }
 
   /** Heard from it (an answer): only the last-seen time changes. */
   touchAppliance(name: string): void {
-    this.db.prepare('UPDATE appliances SET last_seen = ? WHERE name = ?').run(now(), name);
+    this.stmt('UPDATE appliances SET last_seen = ? WHERE name = ?').run(now(), name);
   }
 
   markEnrolled(name: string): void {
     this.durable(() => {
       this.ensureAppliance(name);
-      this.db.prepare('UPDATE appliances SET enrolled = 1 WHERE name = ?').run(name);
+      this.stmt('UPDATE appliances SET enrolled = 1 WHERE name = ?').run(name);
     });
     this.emit('appliance', name);
   }
 
   listAppliances(): ApplianceRecord[] {
-    return (this.db.prepare(`${APPLIANCE_SELECT} ORDER BY a.name`).all() as ApplianceRow[]).map(applianceOf);
+    return (this.stmt(`${APPLIANCE_SELECT} ORDER BY a.name`).all() as ApplianceRow[]).map(applianceOf);
   }
 
   appliance(name: string): ApplianceRecord | null {
-    const r = this.db.prepare(`${APPLIANCE_SELECT} WHERE a.name = ?`).get(name) as ApplianceRow | undefined;
+    const r = this.stmt(`${APPLIANCE_SELECT} WHERE a.name = ?`).get(name) as ApplianceRow | undefined;
     return r ? applianceOf(r) : null;
   }
 
   /** Forgets an appliance (its commands stay in the history). */
   removeAppliance(name: string): boolean {
     const gone = this.durable(() => {
-      this.db.prepare('DELETE FROM assignments WHERE appliance = ?').run(name);
-      return this.db.prepare('DELETE FROM appliances WHERE name = ?').run(name).changes > 0;
+      this.stmt('DELETE FROM assignments WHERE appliance = ?').run(name);
+      return this.stmt('DELETE FROM appliances WHERE name = ?').run(name).changes > 0;
     });
     if (gone) this.emit('appliance', name);
     return gone;
   }
 
   setApplianceGroup(name: string, group: string | null): void {
-    this.durable(() => this.db.prepare('UPDATE appliances SET group_name = ? WHERE name = ?').run(group, name));
+    this.durable(() => this.stmt('UPDATE appliances SET group_name = ? WHERE name = ?').run(group, name));
     this.emit('appliance', name);
   }
 
@@ -273,12 +296,12 @@ export class ConsoleStore extends EventEmitter {
 
   listGroups(): GroupRecord[] {
     const members = new Map<string, string[]>();
-    for (const r of this.db.prepare('SELECT name, group_name FROM appliances WHERE group_name IS NOT NULL ORDER BY name').all() as { name: string; group_name: string }[]) {
+    for (const r of this.stmt('SELECT name, group_name FROM appliances WHERE group_name IS NOT NULL ORDER BY name').all() as { name: string; group_name: string }[]) {
       const list = members.get(r.group_name) ?? [];
       list.push(r.name);
       members.set(r.group_name, list);
     }
-    return (this.db.prepare('SELECT * FROM groups ORDER BY name').all() as { name: string; description: string; created_at: string }[]).map((g) => ({
+    return (this.stmt('SELECT * FROM groups ORDER BY name').all() as { name: string; description: string; created_at: string }[]).map((g) => ({
       name: g.name,
       description: g.description,
       createdAt: g.created_at,
@@ -287,25 +310,25 @@ export class ConsoleStore extends EventEmitter {
   }
 
   group(name: string): GroupRecord | null {
-    const g = this.db.prepare('SELECT * FROM groups WHERE name = ?').get(name) as { name: string; description: string; created_at: string } | undefined;
+    const g = this.stmt('SELECT * FROM groups WHERE name = ?').get(name) as { name: string; description: string; created_at: string } | undefined;
     if (!g) return null;
-    const members = (this.db.prepare('SELECT name FROM appliances WHERE group_name = ? ORDER BY name').all(name) as { name: string }[]).map((r) => r.name);
+    const members = (this.stmt('SELECT name FROM appliances WHERE group_name = ? ORDER BY name').all(name) as { name: string }[]).map((r) => r.name);
     return { name: g.name, description: g.description, createdAt: g.created_at, members };
   }
 
   /** False when a group of that name exists. */
   createGroup(name: string, description: string): boolean {
-    return this.durable(() => this.db.prepare('INSERT OR IGNORE INTO groups (name, description, created_at) VALUES (?, ?, ?)').run(name, description, now()).changes > 0);
+    return this.durable(() => this.stmt('INSERT OR IGNORE INTO groups (name, description, created_at) VALUES (?, ?, ?)').run(name, description, now()).changes > 0);
   }
 
   updateGroup(name: string, description: string): boolean {
-    return this.durable(() => this.db.prepare('UPDATE groups SET description = ? WHERE name = ?').run(description, name).changes > 0);
+    return this.durable(() => this.stmt('UPDATE groups SET description = ? WHERE name = ?').run(description, name).changes > 0);
   }
 
   /** Its members stay, in no group. */
   removeGroup(name: string): boolean {
     const members = this.group(name)?.members ?? [];
-    const gone = this.durable(() => this.db.prepare('DELETE FROM groups WHERE name = ?').run(name).changes > 0);
+    const gone = this.durable(() => this.stmt('DELETE FROM groups WHERE name = ?').run(name).changes > 0);
     for (const m of members) this.emit('appliance', m);
     return gone;
   }
@@ -321,23 +344,23 @@ export class ConsoleStore extends EventEmitter {
     assignment?: { modelName: string; url: string },
   ): CommandRecord[] {
     const t = now();
+    const out: CommandRecord[] = [];
     this.durable(() => {
-      const ins = this.db.prepare("INSERT INTO commands (id, appliance, action, args, state, actor, created_at) VALUES (?, ?, ?, ?, 'queued', ?, ?)");
-      const assign = this.db.prepare(
+      const ins = this.stmt("INSERT INTO commands (id, appliance, action, args, state, actor, created_at) VALUES (?, ?, ?, ?, 'queued', ?, ?) RETURNING *");
+      const assign = this.stmt(
         'INSERT INTO assignments (appliance, model_name, url, command_id, assigned_at, actor) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(appliance) DO UPDATE SET model_name = excluded.model_name, url = excluded.url, command_id = excluded.command_id, assigned_at = excluded.assigned_at, actor = excluded.actor',
       );
       for (const c of cmds) {
-        ins.run(c.command.id, c.appliance, c.command.action, json(c.command.args ?? {}), c.actor, t);
+        out.push(commandOf(ins.get(c.command.id, c.appliance, c.command.action, json(c.command.args ?? {}), c.actor, t) as CommandRow));
         if (assignment) assign.run(c.appliance, assignment.modelName, assignment.url, c.command.id, t, c.actor);
       }
     });
-    const out = cmds.map((c) => this.command(c.command.id)!);
     for (const c of out) this.emit('command', c);
     return out;
   }
 
   command(id: string): CommandRecord | null {
-    const r = this.db.prepare('SELECT * FROM commands WHERE id = ?').get(id) as CommandRow | undefined;
+    const r = this.stmt('SELECT * FROM commands WHERE id = ?').get(id) as CommandRow | undefined;
     return r ? commandOf(r) : null;
   }
 
@@ -345,8 +368,8 @@ export class ConsoleStore extends EventEmitter {
     const limit = q.limit ?? 100;
     const rows =
       q.appliance === undefined
-        ? this.db.prepare('SELECT * FROM commands ORDER BY created_at DESC, rowid DESC LIMIT ?').all(limit)
-        : this.db.prepare('SELECT * FROM commands WHERE appliance = ? ORDER BY created_at DESC, rowid DESC LIMIT ?').all(q.appliance, limit);
+        ? this.stmt('SELECT * FROM commands ORDER BY created_at DESC, rowid DESC LIMIT ?').all(limit)
+        : this.stmt('SELECT * FROM commands WHERE appliance = ? ORDER BY created_at DESC, rowid DESC LIMIT ?').all(q.appliance, limit);
     return (rows as CommandRow[]).map(commandOf);
   }
 
@@ -354,8 +377,8 @@ export class ConsoleStore extends EventEmitter {
   openCommands(appliance?: string): CommandRecord[] {
     const rows =
       appliance === undefined
-        ? this.db.prepare("SELECT * FROM commands WHERE state IN ('queued', 'sent') ORDER BY created_at, rowid").all()
-        : this.db.prepare("SELECT * FROM commands WHERE state IN ('queued', 'sent') AND appliance = ? ORDER BY created_at, rowid").all(appliance);
+        ? this.stmt("SELECT * FROM commands WHERE state IN ('queued', 'sent') ORDER BY created_at, rowid").all()
+        : this.stmt("SELECT * FROM commands WHERE state IN ('queued', 'sent') AND appliance = ? ORDER BY created_at, rowid").all(appliance);
     return (rows as CommandRow[]).map(commandOf);
   }
 
@@ -365,10 +388,10 @@ export class ConsoleStore extends EventEmitter {
    */
   expireCommands(before: string): number {
     const error = json({ code: 'EXPIRED', message: `no answer from the appliance since ${before}; not sent again` });
-    const ids = (this.db.prepare("SELECT id FROM commands WHERE state IN ('queued', 'sent') AND created_at < ?").all(before) as { id: string }[]).map((r) => r.id);
+    const ids = (this.stmt("SELECT id FROM commands WHERE state IN ('queued', 'sent') AND created_at < ?").all(before) as { id: string }[]).map((r) => r.id);
     if (ids.length === 0) return 0;
     this.durable(() => {
-      const upd = this.db.prepare("UPDATE commands SET state = 'failed', error = ?, answered_at = ? WHERE id = ? AND state IN ('queued', 'sent')");
+      const upd = this.stmt("UPDATE commands SET state = 'failed', error = ?, answered_at = ? WHERE id = ? AND state IN ('queued', 'sent')");
       for (const id of ids) upd.run(error, now(), id);
     });
     for (const id of ids) this.emit('command', this.command(id)!);
@@ -377,8 +400,8 @@ export class ConsoleStore extends EventEmitter {
 
   /** The broker accepted the command (PUBACK); an answered command stays answered. */
   markSent(id: string): void {
-    const r = this.db.prepare("UPDATE commands SET state = 'sent', sent_at = ? WHERE id = ? AND state = 'queued'").run(now(), id);
-    if (r.changes > 0) this.emit('command', this.command(id)!);
+    const r = this.stmt("UPDATE commands SET state = 'sent', sent_at = ? WHERE id = ? AND state = 'queued' RETURNING *").get(now(), id) as CommandRow | undefined;
+    if (r) this.emit('command', commandOf(r));
   }
 
   /**
@@ -386,46 +409,46 @@ export class ConsoleStore extends EventEmitter {
    * command was for: returns false otherwise.
    */
   answerCommand(id: string, appliance: string, answer: { ok: boolean; result?: unknown; error?: { code: string; message: string } }): boolean {
-    const r = this.db
-      .prepare("UPDATE commands SET state = ?, result = ?, error = ?, answered_at = ?, sent_at = COALESCE(sent_at, ?) WHERE id = ? AND appliance = ? AND state IN ('queued', 'sent')")
-      .run(answer.ok ? 'succeeded' : 'failed', answer.result === undefined ? null : json(answer.result), answer.error === undefined ? null : json(answer.error), now(), now(), id, appliance);
-    if (r.changes === 0) return false;
-    this.emit('command', this.command(id)!);
+    const t = now();
+    const r = this.stmt("UPDATE commands SET state = ?, result = ?, error = ?, answered_at = ?, sent_at = COALESCE(sent_at, ?) WHERE id = ? AND appliance = ? AND state IN ('queued', 'sent') RETURNING *")
+      .get(answer.ok ? 'succeeded' : 'failed', answer.result === undefined ? null : json(answer.result), answer.error === undefined ? null : json(answer.error), t, t, id, appliance) as CommandRow | undefined;
+    if (!r) return false;
+    this.emit('command', commandOf(r));
     return true;
   }
 
   // ---- model catalogue and assignments --------------------------------------------------------
 
   addModel(m: CatalogueRow): void {
-    this.durable(() => this.db.prepare('INSERT INTO models (id, name, size, region_size, hash, created_at) VALUES (?, ?, ?, ?, ?, ?)').run(m.id, m.name, m.size, m.regionSize, m.hash, m.createdAt));
+    this.durable(() => this.stmt('INSERT INTO models (id, name, size, region_size, hash, created_at) VALUES (?, ?, ?, ?, ?, ?)').run(m.id, m.name, m.size, m.regionSize, m.hash, m.createdAt));
   }
 
   listModels(): CatalogueRow[] {
-    return (this.db.prepare('SELECT * FROM models ORDER BY name').all() as Record<string, string | number>[]).map(modelOf);
+    return (this.stmt('SELECT * FROM models ORDER BY name').all() as Record<string, string | number>[]).map(modelOf);
   }
 
   /** A catalogue model by id or by name. */
   findModel(idOrName: string): CatalogueRow | null {
-    const r = this.db.prepare('SELECT * FROM models WHERE id = ? OR name = ? ORDER BY id = ? DESC LIMIT 1').get(idOrName, idOrName, idOrName) as Record<string, string | number> | undefined;
+    const r = this.stmt('SELECT * FROM models WHERE id = ? OR name = ? ORDER BY id = ? DESC LIMIT 1').get(idOrName, idOrName, idOrName) as Record<string, string | number> | undefined;
     return r ? modelOf(r) : null;
   }
 
   removeModel(id: string): boolean {
-    return this.durable(() => this.db.prepare('DELETE FROM models WHERE id = ?').run(id).changes > 0);
+    return this.durable(() => this.stmt('DELETE FROM models WHERE id = ?').run(id).changes > 0);
   }
 
   // ---- enrollment and broker accounts ---------------------------------------------------------
 
   addEnrollCode(c: Omit<EnrollCodeRow, 'usedAt' | 'usedBy'>): void {
-    this.durable(() => this.db.prepare('INSERT INTO enroll_codes (id, secret_hash, name, created_at, expires_at) VALUES (?, ?, ?, ?, ?)').run(c.id, c.secretHash, c.name, c.createdAt, c.expiresAt));
+    this.durable(() => this.stmt('INSERT INTO enroll_codes (id, secret_hash, name, created_at, expires_at) VALUES (?, ?, ?, ?, ?)').run(c.id, c.secretHash, c.name, c.createdAt, c.expiresAt));
   }
 
   listEnrollCodes(): EnrollCodeRow[] {
-    return (this.db.prepare('SELECT * FROM enroll_codes ORDER BY created_at DESC').all() as Record<string, string | null>[]).map(enrollCodeOf);
+    return (this.stmt('SELECT * FROM enroll_codes ORDER BY created_at DESC').all() as Record<string, string | null>[]).map(enrollCodeOf);
   }
 
   removeEnrollCode(id: string): boolean {
-    return this.durable(() => this.db.prepare('DELETE FROM enroll_codes WHERE id = ?').run(id).changes > 0);
+    return this.durable(() => this.stmt('DELETE FROM enroll_codes WHERE id = ?').run(id).changes > 0);
   }
 
   /**
@@ -435,7 +458,7 @@ export class ConsoleStore extends EventEmitter {
   redeemEnrollCode(id: string, name: string, brokerPasswordHash: string): boolean {
     return this.durable(() => {
       const t = now();
-      const r = this.db.prepare('UPDATE enroll_codes SET used_at = ?, used_by = ? WHERE id = ? AND used_at IS NULL').run(t, name, id);
+      const r = this.stmt('UPDATE enroll_codes SET used_at = ?, used_by = ? WHERE id = ? AND used_at IS NULL').run(t, name, id);
       if (r.changes === 0) return false;
       this.putBrokerAccount(name, brokerPasswordHash);
       return true;
@@ -448,13 +471,12 @@ export class ConsoleStore extends EventEmitter {
   }
 
   private putBrokerAccount(name: string, passwordHash: string): void {
-    this.db
-      .prepare('INSERT INTO broker_accounts (name, password_hash, created_at) VALUES (?, ?, ?) ON CONFLICT(name) DO UPDATE SET password_hash = excluded.password_hash')
+    this.stmt('INSERT INTO broker_accounts (name, password_hash, created_at) VALUES (?, ?, ?) ON CONFLICT(name) DO UPDATE SET password_hash = excluded.password_hash')
       .run(name, passwordHash, now());
   }
 
   brokerAccounts(): { name: string; passwordHash: string }[] {
-    return (this.db.prepare('SELECT name, password_hash FROM broker_accounts ORDER BY name').all() as { name: string; password_hash: string }[]).map((r) => ({ name: r.name, passwordHash: r.password_hash }));
+    return (this.stmt('SELECT name, password_hash FROM broker_accounts ORDER BY name').all() as { name: string; password_hash: string }[]).map((r) => ({ name: r.name, passwordHash: r.password_hash }));
   }
 }
 

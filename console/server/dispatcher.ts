@@ -1,7 +1,7 @@
 /**
  * From an administrator's action to commands: resolves the target appliances (one, a selection,
  * groups), turns the action into the fleet protocol's command (assign-model: the catalogue
- * model's URL), records one command per appliance, audits it, and hands it to the broker link.
+ * model's URL; set-maintenance: the maintenance windows, which replace the appliance's), records one command per appliance, audits it, and hands it to the broker link.
  */
 import { randomBytes } from 'node:crypto';
 import type { CommandRecord, ConsoleAction } from '../../appliance/api/console.js';
@@ -44,7 +44,7 @@ export class Dispatcher {
       details: { ...via, args, commands: records.map((r) => ({ id: r.id, appliance: r.appliance })).slice(0, 100), count: records.length },
     });
     for (const r of records) this.link.send(r);
-    return records.map((r) => this.store.command(r.id) ?? r);
+    return records;
   }
 
   private toFleet(a: ConsoleAction): { name: FleetCommand['action']; args: Record<string, unknown>; modelName: string | null } {
@@ -62,6 +62,9 @@ export class Dispatcher {
           name = a.name!;
         }
       return { name: a.action, args: { url, name, lazy: a.lazy ?? true, ...(a.now !== undefined ? { now: a.now } : {}) }, modelName: name };
+    }
+    if (a.action === 'set-maintenance') {
+      return { name: a.action, args: { ...(a.windows !== undefined ? { windows: a.windows } : {}), ...(a.thawBoots !== undefined ? { thawBoots: a.thawBoots } : {}) }, modelName: null };
     }
     return { name: a.action, args: {}, modelName: null };
   }

@@ -10,6 +10,8 @@
  *   is sent again on each (re)connect and whenever its appliance comes online; the appliance runs
  *   a command id at most once, and an answered command is never sent again. A command unanswered
  *   for a week (an appliance gone for good) fails with EXPIRED instead.
+ * - Messages and the broker's acknowledgements are applied to the store in batches, one
+ *   transaction per turn of the event loop: a group command's thousand answers are a few commits.
  * - Reconnects with exponential backoff (capped), reset by a successful connect.
  */
 import { readFileSync } from 'node:fs';
@@ -29,8 +31,6 @@ export interface FleetLinkOptions {
   store: ConsoleStore;
   /** A CA certificate (PEM file) for mqtts:// with a private CA. */
   caFile?: string;
-  /** The MQTT client id; default snapback-console. */
-  clientId?: string;
   /** Reconnect backoff: first delay and cap (ms). Default 1 s and 30 s. */
   backoff?: { minMs: number; maxMs: number };
   /** A command unanswered for this long fails with EXPIRED instead of being sent again; default 7 days. */
@@ -49,15 +49,28 @@ export function parseBrokerUrl(text: string): URL {
   return u;
 }
 
+/** What the broker connection hands the store: a fleet message, or the broker's acknowledgement of a command. */
+type Inbound = { topic: string; payload: Buffer; correlationData: Buffer | undefined } | { sent: string };
+
 export class FleetLink implements Component {
   readonly name = 'fleet-link';
   private readonly opts: FleetLinkOptions;
   private client: MqttClient | null = null;
   private delayMs: number;
+  private readonly inbox: Inbound[] = [];
 
   constructor(opts: FleetLinkOptions) {
     this.opts = opts;
     this.delayMs = opts.backoff?.minMs ?? 1000;
+  }
+
+  /**
+   * The MQTT client id: snapback-console-ID, ID the console's own (kept in its database). A
+   * restarted console takes its persistent session back; a second console on the same broker
+   * has its own and does not knock the first off.
+   */
+  get clientId(): string {
+    return `snapback-console-${this.opts.store.consoleId()}`;
   }
 
   get connected(): boolean {
@@ -77,7 +90,7 @@ export class FleetLink implements Component {
     const backoff = this.opts.backoff ?? { minMs: 1000, maxMs: 30_000 };
     const options: IClientOptions = {
       protocolVersion: 5,
-      clientId: this.opts.clientId ?? 'snapback-console',
+      clientId: this.clientId,
       // A persistent session: answers published while the console is away wait at the broker.
       clean: false,
       properties: { sessionExpiryInterval: 7 * 24 * 3600 },
@@ -109,13 +122,7 @@ export class FleetLink implements Component {
       this.delayMs = Math.min(this.delayMs * 2, backoff.maxMs);
     });
     client.on('error', (err) => log.warn({ err: err.message }, 'broker connection error'));
-    client.on('message', (topic, payload, packet) => {
-      try {
-        this.onMessage(topic, payload, packet.properties?.correlationData);
-      } catch (err) {
-        log.error({ err, topic }, 'a fleet message could not be handled');
-      }
-    });
+    client.on('message', (topic, payload, packet) => this.queue({ topic, payload, correlationData: packet.properties?.correlationData }));
     return Promise.resolve();
   }
 
@@ -123,6 +130,7 @@ export class FleetLink implements Component {
     const c = this.client;
     this.client = null;
     if (c) await c.endAsync(true).catch(() => undefined);
+    this.drain(); // what arrived before the end is kept
   }
 
   /** Publishes a command (recorded in the store first); without a connection it waits for the next connect. */
@@ -136,7 +144,7 @@ export class FleetLink implements Component {
       { qos: 1, properties: { responseTopic: fleetTopic(cmd.appliance, 'response'), correlationData: Buffer.from(cmd.id), contentType: 'application/json' } },
       (err) => {
         if (err) log.warn({ err: err.message, id: cmd.id }, 'a command was not accepted by the broker; it is sent again on reconnect');
-        else this.opts.store.markSent(cmd.id);
+        else this.queue({ sent: cmd.id });
       },
     );
   }
@@ -150,21 +158,50 @@ export class FleetLink implements Component {
     for (const cmd of open) this.send(cmd);
   }
 
-  private onMessage(topic: string, payload: Buffer, correlationData: Buffer | undefined): void {
+  /** Queues a message or an acknowledgement; the queue is applied in one transaction once the current I/O is done. */
+  private queue(item: Inbound): void {
+    this.inbox.push(item);
+    if (this.inbox.length === 1) setImmediate(() => this.drain());
+  }
+
+  private drain(): void {
+    const items = this.inbox.splice(0);
+    if (items.length === 0) return;
+    const cameOnline: string[] = [];
+    this.opts.store.batch(() => {
+      for (const item of items) {
+        if ('sent' in item) {
+          this.opts.store.markSent(item.sent);
+          continue;
+        }
+        try {
+          if (this.onMessage(item.topic, item.payload, item.correlationData)) cameOnline.push(item.topic.split('/')[1]!);
+        } catch (err) {
+          log.error({ err, topic: item.topic }, 'a fleet message could not be handled');
+        }
+      }
+    });
+    if (this.client) for (const name of cameOnline) this.sendOpen(name);
+  }
+
+  /** Applies one fleet message to the store; true when it says that an appliance came online. */
+  private onMessage(topic: string, payload: Buffer, correlationData: Buffer | undefined): boolean {
     const parts = topic.split('/');
-    if (parts.length !== 3 || parts[0] !== TOPIC_ROOT) return;
+    if (parts.length !== 3 || parts[0] !== TOPIC_ROOT) return false;
     const name = parts[1]!;
     const kind = parts[2]!;
-    if (!applianceNameSchema.safeParse(name).success) return;
-    if (payload.length === 0) return; // a cleared retained message
+    if (!applianceNameSchema.safeParse(name).success) return false;
+    if (payload.length === 0) return false; // a cleared retained message
     const { store } = this.opts;
     if (kind === 'availability') {
       const a = availabilitySchema.safeParse(payload.toString('utf8').trim());
-      if (!a.success) return log.warn({ topic }, 'ignoring an availability that is neither online nor offline');
+      if (!a.success) {
+        log.warn({ topic }, 'ignoring an availability that is neither online nor offline');
+        return false;
+      }
       const wasOnline = store.appliance(name)?.online ?? false;
       store.setAvailability(name, a.data === 'online');
-      if (a.data === 'online' && !wasOnline) this.sendOpen(name);
-      return;
+      return a.data === 'online' && !wasOnline;
     }
     const body = parseJson(payload);
     if (kind === 'info') {
@@ -177,13 +214,20 @@ export class FleetLink implements Component {
       else log.warn({ topic }, 'ignoring a malformed state message');
     } else if (kind === 'response') {
       const r = fleetResponseSchema.safeParse(body);
-      if (!r.success) return log.warn({ topic }, 'ignoring a malformed response');
+      if (!r.success) {
+        log.warn({ topic }, 'ignoring a malformed response');
+        return false;
+      }
       const id = correlationData ? correlationData.toString('utf8') : r.data.id;
-      if (id !== r.data.id) return log.warn({ topic, id, bodyId: r.data.id }, 'ignoring a response whose correlation data and id differ');
+      if (id !== r.data.id) {
+        log.warn({ topic, id, bodyId: r.data.id }, 'ignoring a response whose correlation data and id differ');
+        return false;
+      }
       store.touchAppliance(name);
       const answer = { ok: r.data.ok, ...(r.data.result !== undefined ? { result: r.data.result } : {}), ...(r.data.error ? { error: r.data.error } : {}) };
       if (!store.answerCommand(id, name, answer)) log.debug({ id, appliance: name }, 'an answer to no open command of this appliance (a repeat, or not ours)');
     }
+    return false;
   }
 }
 

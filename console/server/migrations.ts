@@ -92,6 +92,14 @@ const MIGRATIONS: readonly string[] = [
     created_at TEXT NOT NULL
   );
   `,
+  // 2: the console's own id (its broker client id: two consoles on one broker never share one).
+  `
+  CREATE TABLE meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+  );
+  INSERT INTO meta (key, value) VALUES ('console_id', lower(hex(randomblob(8))));
+  `,
 ];
 
 /** The schema version this release writes. */

@@ -9,7 +9,7 @@
  */
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Page } from 'playwright-core';
@@ -23,6 +23,7 @@ import { ConsoleStore } from '../../console/server/console-store.js';
 import { useChromium, newPage, shot, waitData } from '../helpers/browser.js';
 import { exited, snapback, startServe } from '../helpers/cli.js';
 import { PASSWORD } from '../helpers/http-harness.js';
+import { pidOf } from '../helpers/console-rig.js';
 import { Mosquitto } from '../helpers/mosquitto.js';
 import { ProtocolAppliance } from '../helpers/protocol-appliance.js';
 import { Prng } from '../helpers/prng.js';
@@ -30,18 +31,6 @@ import { waitFor } from '../helpers/wait.js';
 
 const SIZE = 4 << 20;
 const CONSOLE_PW = 'console-broker-pw';
-
-function pidOf(confPath: string): number {
-  for (const e of readdirSync('/proc')) {
-    if (!/^\d+$/.test(e)) continue;
-    try {
-      if (readFileSync(`/proc/${e}/cmdline`, 'utf8').split('\0').includes(confPath)) return Number(e);
-    } catch {
-      /* gone meanwhile */
-    }
-  }
-  throw new Error(`no process runs with ${confPath}`);
-}
 
 /** The rows' text of the fleet table, by appliance name. */
 async function rowText(page: Page, name: string, cell: string): Promise<string> {
@@ -207,9 +196,43 @@ describe('the console web UI in Chromium (real console, mosquitto and appliance 
       await page.click('#nav a[data-page=audit]');
       await page.waitForSelector('#audit-rows tr[data-action="model.upload"]');
 
-      // A daemon killed with kill -9 turns offline in its row (its last will).
+      // A maintenance window from the fleet page: pc-01 takes it (its own scheduler answers with the next run).
       await page.click('#nav a[data-page=fleet]');
       await waitData(page, '#page', 'loaded', 'true');
+      await page.check('#fleet-rows tr[data-name="pc-01"] input[type=checkbox]');
+      await page.fill('#mw-name', 'nightly');
+      await page.fill('#mw-schedule', '30 1 * * *');
+      await page.fill('#mw-minutes', '45');
+      await page.click('#act-set-maintenance');
+      await confirm(page);
+      const mw = await waitFor(
+        'the set-maintenance command answered',
+        async () => (await api<{ action: string; state: string; result: unknown; error: unknown }[]>('GET', '/api/commands?appliance=pc-01')).find((c) => c.action === 'set-maintenance' && (c.state === 'succeeded' || c.state === 'failed')),
+        60_000,
+      );
+      assert.equal(mw.state, 'succeeded', JSON.stringify(mw.error));
+      const windows = (mw.result as { windows: { window: { name: string; schedule: string; durationMinutes: number }; nextRun: string | null }[] }).windows;
+      assert.deepEqual(windows.map((w) => [w.window.name, w.window.schedule, w.window.durationMinutes]), [['nightly', '30 1 * * *', 45]]);
+      assert.ok(windows[0]!.nextRun !== null);
+      await page.uncheck('#fleet-rows tr[data-name="pc-01"] input[type=checkbox]');
+
+      // At phone width the console's pages fit the screen (no sideways scrolling); screenshots of each.
+      const phone = await newPage(chromium.browser, 'phone');
+      try {
+        await phone.context.addCookies(await p.context.cookies());
+        for (const [pageName, shotName] of [['fleet', 'console-fleet'], ['commands', 'console-commands'], ['models', 'console-models'], ['audit', 'console-audit']] as const) {
+          await phone.page.goto(`${base}/#/${pageName}`);
+          await waitData(phone.page, '#page', 'loaded', 'true');
+          const overflow = await phone.page.evaluate(() => (globalThis as any).document.documentElement.scrollWidth - (globalThis as any).innerWidth);
+          assert.ok(overflow <= 0, `the ${pageName} page is ${overflow} px wider than a phone`);
+          await shot(phone.page, 'phone', shotName);
+        }
+        assert.deepEqual(phone.problems, []);
+      } finally {
+        await phone.context.close();
+      }
+
+      // A daemon killed with kill -9 turns offline in its row (its last will).
       pc2.child.kill('SIGKILL');
       await exited(pc2.child);
       await page.waitForSelector('#fleet-rows tr[data-name="pc-02"][data-online="false"]', { timeout: 60_000 });

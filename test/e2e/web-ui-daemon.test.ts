@@ -255,6 +255,41 @@ describe('web UI in Chromium against the real daemon, with a real NBD client wri
         assert.equal(settings.hydrationRateBytesPerSecond, null);
       });
 
+      it('the Settings page lists, adds and removes persistent areas; a bad range is refused with the daemon\'s message', async () => {
+        await page.waitForSelector('#persistent-body[data-loaded]');
+        await waitText(page, '#persistent-body', /No persistent areas/);
+        await page.fill('#persistent-value', '1M:1M');
+        await page.click('#persistent-add');
+        await waitText(page, '#notices', /Area 1 will be persistent from the next session end/);
+        await waitText(page, '[data-area-state="1"]', 'added at the next session end');
+        // narrowed to whole regions: the notice says which bytes stay protected
+        await page.fill('#persistent-value', '4100K:200K');
+        await page.click('#persistent-add');
+        await waitText(page, '#notices', /narrowed to whole regions of 64 KiB: bytes 4259840–4390911 are persistent/);
+        await page.fill('#persistent-value', '40M:1M');
+        await page.click('#persistent-add');
+        await waitText(page, '#notices', /Not added: range 40M:1M ends at byte 42991616, beyond the end of the disk/);
+        await page.selectOption('#persistent-kind', 'partition');
+        await page.fill('#persistent-value', '3');
+        await page.click('#persistent-add');
+        await waitText(page, '#notices', /Not added: partition 3: the disk has no partition table/);
+        await shot(page, vp, 'daemon-settings-persistent');
+        await page.click('[data-area="2"]');
+        await page.click('dialog.confirm [data-action=confirm]');
+        await waitText(page, '#notices', /Area 2 will be removed at the next session end/);
+        await page.waitForSelector('[data-area-row="2"]', { state: 'detached' });
+        const listed = JSON.parse(cli('persistent', 'list', '--json')) as { active: unknown[]; pending: { id: string; offset: number; length: number }[] };
+        assert.deepEqual(listed.pending.map((a) => [a.id, a.offset, a.length]), [['1', 1 << 20, 1 << 20]]);
+        // the last one removed: none left
+        await page.click('[data-area="1"]');
+        await page.click('dialog.confirm [data-action=confirm]');
+        await waitText(page, '#persistent-body', /No persistent areas/);
+        // the two refusals (400, 404) are the only failed loads the browser logged
+        const refusals = problems.filter((p) => /status of (400|404)/.test(p));
+        assert.equal(refusals.length, 2, problems.join('\n'));
+        problems.splice(0, problems.length, ...problems.filter((p) => !refusals.includes(p)));
+      });
+
       it('logs out', async () => {
         await page.click('#logout');
         await page.waitForSelector('#login-form');

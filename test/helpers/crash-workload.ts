@@ -4,10 +4,33 @@ import { Prng } from './prng.js';
 import { buildStack, randomShape, reopenStack, HostReference, type Stack } from './storage-rig.js';
 import { BITMAP_OFFSET, SECTOR, REGIONS_PER_SECTOR } from '../../appliance/storage/region-log.js';
 import { isPowerLost } from './fault-device.js';
+import { isSnapbackError } from '../../appliance/errors.js';
+import type { PersistentArea } from '../../appliance/api/persistent.js';
 
 
 interface Outcome {
   sessionEndInFlight: boolean;
+  /** What the host reads once the session end in flight is made (its persistent areas keep their bytes). */
+  viewAfterEnd: Buffer | null;
+  /** A change of the persistent areas in flight at the cut: the areas asked for before it, and the one added or removed. */
+  areaChange: { before: PersistentArea[]; range: string } | null;
+}
+
+/** The areas that are (or will be, after the next session end) in force. */
+const areasAfterEnd = (s: Stack): PersistentArea[] => s.areas.list().pending ?? s.areas.list().active;
+
+/** `model` with the bytes of `view` in the regions of `areas`. */
+function keepAreas(model: Buffer, view: Buffer, areas: readonly PersistentArea[]): Buffer {
+  const b = Buffer.from(model);
+  for (const a of areas) view.copy(b, a.offset, a.offset, Math.min(view.length, a.offset + a.length));
+  return b;
+}
+
+/** No region of an area in force carries a write-log mark. */
+function assertNoMarksInAreas(s: { log: Stack['log'] }, when: string): void {
+  for (let r = 0; r < s.log.regionCount; r++) {
+    if (s.log.isPersistent(r)) assert.ok(!s.log.isDirty(r), `${when}: region ${r} of a persistent area has its D bit set`);
+  }
 }
 
 export const trace: string[] = [];
@@ -21,7 +44,7 @@ async function workload(s: Stack, rng: Prng, ref: HostReference, steps: number):
   const rs = pd.regionSize;
   const inflight = new Set<Promise<void>>();
   const busy: { a: number; b: number }[] = [];
-  const outcome: Outcome = { sessionEndInFlight: false };
+  const outcome: Outcome = { sessionEndInFlight: false, viewAfterEnd: null, areaChange: null };
   let failed: unknown = null;
   const track = (p: Promise<void>) => {
     const q = p.catch((e) => {
@@ -99,10 +122,13 @@ async function workload(s: Stack, rng: Prng, ref: HostReference, steps: number):
       await drain();
       if (s.domain.lost) break;
       outcome.sessionEndInFlight = true;
-      T(`session end (${mode})`);
+      const after = areasAfterEnd(s);
+      outcome.viewAfterEnd = mode === 'frozen' ? keepAreas(s.modelBytes, ref.current(), after) : null;
+      T(`session end (${mode}), areas after it ${after.map((a) => `${a.offset}+${a.length}`).join(' ')}`);
       try {
         await pd.endSession({ keepWrites: mode === 'thawed' });
-        if (mode === 'frozen') ref.reset(s.modelBytes);
+        if (mode === 'frozen') ref.reset(outcome.viewAfterEnd!);
+        assertNoMarksInAreas(s, 'after a session end');
         if (rng.chance(0.3)) await hydrator.runToCompletion(); // eager
         hydrator.kick();
       } catch (e) {
@@ -110,6 +136,7 @@ async function workload(s: Stack, rng: Prng, ref: HostReference, steps: number):
         break;
       }
       outcome.sessionEndInFlight = false;
+      outcome.viewAfterEnd = null;
     } else if (kind < 0.9) {
       await drain();
       if (s.domain.lost) break;
@@ -123,6 +150,21 @@ async function workload(s: Stack, rng: Prng, ref: HostReference, steps: number):
       }
     } else if (kind < 0.95) {
       hydrator.start();
+    } else if (kind < 0.98) {
+      // a persistent area added (some not region-aligned, some refused: overlapping) or removed
+      const target = areasAfterEnd(s);
+      const remove = target.length > 0 && rng.chance(0.4);
+      const victim = remove ? target[rng.int(target.length)]! : null;
+      const range = victim ? `${victim.requested.offset}:${victim.requested.length}` : `${rng.chance(0.5) ? rng.int(size - rs) : rng.int(Math.floor(size / rs)) * rs}:${rng.range(1, 3) * rs + (rng.chance(0.3) ? rng.range(1, 700) : 0)}`;
+      outcome.areaChange = { before: target, range };
+      T(`persistent ${remove ? 'remove' : 'add'} ${range}`);
+      try {
+        await (remove ? s.areas.remove({ range }) : s.areas.add({ range }));
+      } catch (e) {
+        if (isPowerLost(e)) break;
+        if (!isSnapbackError(e, 'BAD_ARGUMENT')) throw e; // overlapping, beyond the disk, no whole region
+      }
+      outcome.areaChange = null;
     } else {
       await Promise.race([...inflight, new Promise((r) => setImmediate(r))]);
     }
@@ -157,17 +199,28 @@ export async function crashOnce(seed: number, instrument?: (s: Stack) => void): 
     }
     T(`corrupted bitmap sector ${corrupted}`);
   }
-  const re = await reopenStack(s.modelBytes, diskImg, logImg);
+  const re = await reopenStack(s.modelBytes, diskImg, logImg, s.areasFile.text);
   const rs = re.log.regionSize;
+  assertNoMarksInAreas(re, 'after the power cut');
+  if (outcome.areaChange) {
+    // an area added or removed as the power went out: the change was made whole or not at all
+    const now = re.areas.list().pending ?? re.areas.list().active;
+    const key = (l: PersistentArea[]) => JSON.stringify(l.map((a) => [a.id, a.offset, a.length]));
+    const others = now.filter((a) => outcome.areaChange!.before.some((b) => b.id === a.id));
+    const added = now.filter((a) => !outcome.areaChange!.before.some((b) => b.id === a.id));
+    assert.ok(added.length <= 1 && (added.length === 0 || `${added[0]!.requested.offset}:${added[0]!.requested.length}` === outcome.areaChange.range), `an area change cut by the power left ${key(now)}`);
+    assert.ok(others.length === outcome.areaChange.before.length || others.length === outcome.areaChange.before.length - 1, `an area change cut by the power left ${key(now)}`);
+  }
   const damaged = new Set(re.log.damage?.sectors ?? []);
   if (corrupted !== null) assert.ok(damaged.has(corrupted), `the corrupted bitmap sector ${corrupted} was not detected`);
-  const inDamage = (region: number) => damaged.has(Math.floor(region / REGIONS_PER_SECTOR));
-  // invariant 1
+  // persistent regions read the working disk whatever the bitmap says: never counted as damaged
+  const inDamage = (region: number) => damaged.has(Math.floor(region / REGIONS_PER_SECTOR)) && !re.log.isPersistent(region);
+  // invariant 1 (persistent areas: the working disk is authoritative, no mark)
   for (let r = 0; r < re.log.regionCount; r++) {
     const a = r * rs;
     const b = Math.min(shape.size, a + rs);
     if (!diskImg.subarray(a, b).equals(s.modelBytes.subarray(a, b))) {
-      assert.ok(re.log.isDirty(r), `invariant 1: region ${r} differs from the model without D`);
+      assert.ok(re.log.isDirty(r) || re.log.isPersistent(r), `invariant 1: region ${r} differs from the model without D`);
     }
   }
   // invariant 2, except in regions of a damaged sector: those read the model
@@ -179,14 +232,16 @@ export async function crashOnce(seed: number, instrument?: (s: Stack) => void): 
     assert.ok(seen.subarray(a, b).equals(s.modelBytes.subarray(a, b)), `region ${r} of a damaged bitmap sector does not read the model`);
   }
   const bad = ref.firstViolation(seen, (i) => inDamage(Math.floor(i / rs)));
-  if (bad >= 0 && !(outcome.sessionEndInFlight && seen.equals(s.modelBytes))) {
+  if (bad >= 0 && !(outcome.sessionEndInFlight && outcome.viewAfterEnd && seen.equals(outcome.viewAfterEnd))) {
     assert.fail(`invariant 2: byte ${bad} (region ${Math.floor(bad / rs)}) reads ${seen[bad]}, expected ${ref.stable[bad]} or a recent write's byte`);
   }
-  // invariant 3
+  // invariant 3, outside persistent areas; inside them the host's bytes stay
+  const kept = keepAreas(s.modelBytes, seen, re.areas.list().pending ?? re.areas.list().active);
   await re.pd.endSession({ keepWrites: false });
-  assert.ok((await re.pd.read(0, shape.size)).equals(s.modelBytes), 'invariant 3: after the session end the host does not read the model');
+  assertNoMarksInAreas(re, 'after the session end that followed the cut');
+  assert.ok((await re.pd.read(0, shape.size)).equals(kept), 'invariant 3: after the session end the host does not read the model (and its bytes in persistent areas)');
   await re.hydrator.runToCompletion();
   assert.equal(re.log.pendingCount, 0);
-  assert.ok(re.disk.snapshot().subarray(0, shape.size).equals(s.modelBytes), 'after a full restore the working disk differs from the model');
+  assert.ok(re.disk.snapshot().subarray(0, shape.size).equals(kept), 'after a full restore the working disk differs from the model outside persistent areas');
 }
 

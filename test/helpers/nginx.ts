@@ -9,6 +9,8 @@
  *   /slow/NAME       the same, at `rateLimit` bytes per second (limit_rate)
  *   /norange/NAME    Range requests answered with the whole file (max_ranges 0)
  *   /redirect/NAME   302 to /files/NAME;  /redirect2/NAME   301 to /redirect/NAME (two hops)
+ *   /proxy/PATH      with `upstream`: a reverse proxy to UPSTREAM/PATH at `rateLimit` bytes per
+ *                    second per connection (a slow link in front of an HTTP server, e.g. the console)
  * With `tls`, the server speaks only https, with a certificate for 127.0.0.1 signed by a CA made
  * here by openssl (`caFile`).
  *
@@ -30,6 +32,8 @@ export interface NginxOptions {
   /** Bytes per second of the /slow/ location (default 256 KiB/s). */
   rateLimit?: number;
   tls?: boolean;
+  /** The base URL (http://HOST:PORT) that /proxy/ forwards to. */
+  upstream?: string;
 }
 
 async function freePort(): Promise<number> {
@@ -59,6 +63,7 @@ export class Nginx {
   private root: string;
   private rateLimit: number;
   private readonly tls: boolean;
+  private readonly upstream: string | null;
   private stderr = '';
 
   private constructor(
@@ -68,6 +73,7 @@ export class Nginx {
     this.root = options.root;
     this.rateLimit = options.rateLimit ?? 256 * 1024;
     this.tls = options.tls ?? false;
+    this.upstream = options.upstream ?? null;
   }
 
   /** Starts nginx with its prefix (config, logs, temp files) in `prefix`. */
@@ -84,7 +90,7 @@ export class Nginx {
     return join(this.prefix, 'ca-cert.pem');
   }
 
-  url(location: 'files' | 'slow' | 'norange' | 'redirect' | 'redirect2', name: string): string {
+  url(location: 'files' | 'slow' | 'norange' | 'redirect' | 'redirect2' | 'proxy', name: string): string {
     return `${this.tls ? 'https' : 'http'}://127.0.0.1:${this.port}/${location}/${name}`;
   }
 
@@ -132,7 +138,7 @@ http {
     location /norange/ { alias ${this.root}/; max_ranges 0; }
     location /redirect/ { rewrite ^/redirect/(.*)$ /files/$1 redirect; }
     location /redirect2/ { rewrite ^/redirect2/(.*)$ /redirect/$1 permanent; }
-  }
+${this.upstream !== null ? `    location /proxy/ { proxy_pass ${this.upstream.replace(/\/$/, '')}/; limit_rate ${this.rateLimit}; }\n` : ''}  }
 }
 `;
   }

@@ -8,6 +8,7 @@ import { Prng } from './prng.js';
 import { RegionLog, logFileSize } from '../../appliance/storage/region-log.js';
 import { ProtectedDisk } from '../../appliance/storage/protected-disk.js';
 import { Hydrator } from '../../appliance/storage/hydrator.js';
+import { PersistentAreas, type AreasStore } from '../../appliance/storage/persistent-areas.js';
 
 export const MODEL_ID = 'ab'.repeat(32);
 
@@ -20,6 +21,40 @@ export interface Stack {
   pd: ProtectedDisk;
   hydrator: Hydrator;
   modelBytes: Buffer;
+  /** The persistent areas, kept in `areasFile`. */
+  areas: PersistentAreas;
+  areasFile: AreasFile;
+}
+
+/**
+ * The persistent areas' file on the power domain: each write replaces it whole or, when the
+ * power goes out at that write, not at all — never torn, as durable-write.ts's temporary file
+ * and rename make the real one.
+ */
+export class AreasFile implements AreasStore {
+  readonly name = 'persistent-areas.json (in memory)';
+  constructor(
+    private readonly domain: PowerDomain | null,
+    public text: string | null = null,
+  ) {}
+  async read(): Promise<string | null> {
+    return this.text;
+  }
+  async write(text: string): Promise<void> {
+    if (this.domain) {
+      await this.domain.jitter();
+      this.domain.tick();
+    }
+    this.text = text;
+  }
+}
+
+/** The areas of `file`, put in force on `log` and applied by `pd` at session ends (as the engine does). */
+async function attachAreas(file: AreasFile, log: RegionLog, pd: ProtectedDisk): Promise<PersistentAreas> {
+  const areas = await PersistentAreas.load(file, { regionSize: log.regionSize, diskSize: log.info.diskSize });
+  await log.setPersistent(areas.activeMask());
+  pd.persistentAreas = areas;
+  return areas;
 }
 
 export interface StackShape {
@@ -57,18 +92,26 @@ export async function buildStack(rng: Prng, shape: StackShape): Promise<Stack> {
   const log = await RegionLog.create(logDev, { modelId: MODEL_ID, regionSize: shape.regionSize, diskSize: shape.size, sessionNumber: 1, sessionStartedAt: 0, mode: 'frozen', restoreMode: 'instant' }, pendingOf);
   const pd = new ProtectedDisk({ disk, model, log, markAheadBytes: shape.regionSize * 4 });
   const hydrator = new Hydrator(pd, { batchBytes: shape.regionSize * 3, chunkBytes: shape.regionSize, parallel: 2, maxYieldMs: 0 });
-  return { domain, model, disk, logDev, log, pd, hydrator, modelBytes };
+  const areasFile = new AreasFile(domain);
+  const areas = await attachAreas(areasFile, log, pd);
+  return { domain, model, disk, logDev, log, pd, hydrator, modelBytes, areas, areasFile };
 }
 
-/** Reopens a stack from the images a power cut left. */
-export async function reopenStack(modelBytes: Buffer, diskImg: Buffer, logImg: Buffer): Promise<{ log: RegionLog; pd: ProtectedDisk; hydrator: Hydrator; disk: FaultDevice }> {
+/** Reopens a stack from the images a power cut left (and the persistent areas' file, if any). */
+export async function reopenStack(
+  modelBytes: Buffer,
+  diskImg: Buffer,
+  logImg: Buffer,
+  areasText: string | null = null,
+): Promise<{ log: RegionLog; pd: ProtectedDisk; hydrator: Hydrator; disk: FaultDevice; areas: PersistentAreas }> {
   const rng = new Prng(7);
   const disk = memoryDevice('disk', diskImg, rng);
   const model = memoryDevice('model', modelBytes, rng);
   const { log } = await RegionLog.open(memoryDevice('log', logImg, rng));
   const pd = new ProtectedDisk({ disk, model, log });
+  const areas = await attachAreas(new AreasFile(null, areasText), log, pd);
   const hydrator = new Hydrator(pd, { batchBytes: log.regionSize * 4, chunkBytes: log.regionSize, maxYieldMs: 0 });
-  return { log, pd, hydrator, disk };
+  return { log, pd, hydrator, disk, areas };
 }
 
 interface RefWrite {

@@ -8,36 +8,21 @@
  */
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { AuditEntry } from '../../appliance/api/audit.js';
 import type { ApplianceRecord, CommandRecord } from '../../appliance/api/console.js';
 import type { ApplianceStatus } from '../../appliance/api/status.js';
 import { callDaemon } from '../../appliance/cli/control-client.js';
-import { newApiToken, sha256Hex } from '../../appliance/http/passwords.js';
-import { BrokerAccounts } from '../../console/server/broker-accounts.js';
-import { ConsoleServer } from '../../console/server/console-server.js';
-import { ConsoleStore } from '../../console/server/console-store.js';
+import type { ConsoleServer } from '../../console/server/console-server.js';
 import { exited, snapback, startServe } from '../helpers/cli.js';
-import { Mosquitto } from '../helpers/mosquitto.js';
+import { pidOf, startConsoleRig } from '../helpers/console-rig.js';
+import type { Mosquitto } from '../helpers/mosquitto.js';
 import { Prng } from '../helpers/prng.js';
 import { waitFor } from '../helpers/wait.js';
 
 const SIZE = 4 << 20;
-const CONSOLE_PW = 'console-broker-pw';
-
-function pidOf(confPath: string): number {
-  for (const e of readdirSync('/proc')) {
-    if (!/^\d+$/.test(e)) continue;
-    try {
-      if (readFileSync(`/proc/${e}/cmdline`, 'utf8').split('\0').includes(confPath)) return Number(e);
-    } catch {
-      /* gone meanwhile */
-    }
-  }
-  throw new Error(`no process runs with ${confPath}`);
-}
 
 describe('the console with real appliance daemons (real mosquitto)', function () {
   this.timeout(240_000);
@@ -59,27 +44,7 @@ describe('the console with real appliance daemons (real mosquitto)', function ()
   after(() => rmSync(dir, { recursive: true, force: true }));
 
   beforeEach(async () => {
-    const run = join(dir, `run-${++serial}`);
-    const dataDir = join(run, 'console');
-    const brokerFiles = { passwordFile: join(run, 'passwd'), aclFile: join(run, 'acl'), pidFile: join(run, 'mosquitto.pid') };
-    const pre = ConsoleStore.open(dataDir);
-    await new BrokerAccounts(pre, brokerFiles).setConsoleAccount('console', CONSOLE_PW);
-    const t = newApiToken();
-    await pre.addToken({ id: t.id, name: 'test', secretHash: sha256Hex(t.secret), createdAt: new Date().toISOString(), createdBy: 'cli', lastUsedAt: null });
-    pre.close();
-    token = t.token;
-    broker = await Mosquitto.start({ passwordFile: brokerFiles.passwordFile, aclFile: brokerFiles.aclFile, dir: join(run, 'broker') });
-    writeFileSync(brokerFiles.pidFile, `${pidOf(broker.confPath)}\n`);
-    server = new ConsoleServer({
-      dataDir,
-      listen: { host: '127.0.0.1', port: 0 },
-      mqttUrl: broker.url.replace('mqtt://', `mqtt://console:${CONSOLE_PW}@`),
-      brokerFiles,
-      backoff: { minMs: 100, maxMs: 1000 },
-    });
-    await server.start();
-    base = server.http.address().url;
-    await waitFor('the console connected', () => server.link.connected);
+    ({ broker, server, token, base } = await startConsoleRig(join(dir, `run-${++serial}`)));
   });
 
   afterEach(async () => {

@@ -7,7 +7,6 @@
  */
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -18,25 +17,13 @@ import { newApiToken, sha256Hex } from '../../appliance/http/passwords.js';
 import { BrokerAccounts } from '../../console/server/broker-accounts.js';
 import { ConsoleServer } from '../../console/server/console-server.js';
 import { ConsoleStore } from '../../console/server/console-store.js';
+import { pidOf } from '../helpers/console-rig.js';
 import { Mosquitto } from '../helpers/mosquitto.js';
 import { ProtocolAppliance } from '../helpers/protocol-appliance.js';
 import { sleep, waitFor } from '../helpers/wait.js';
 
 const CONSOLE_PW = 'console-broker-pw';
 const here = dirname(fileURLToPath(import.meta.url));
-
-/** The pid of the mosquitto started with this configuration file (for the console's --broker-pid-file). */
-function pidOf(confPath: string): number {
-  for (const e of readdirSync('/proc')) {
-    if (!/^\d+$/.test(e)) continue;
-    try {
-      if (readFileSync(`/proc/${e}/cmdline`, 'utf8').split('\0').includes(confPath)) return Number(e);
-    } catch {
-      /* gone meanwhile */
-    }
-  }
-  throw new Error(`no process runs with ${confPath}`);
-}
 
 interface Rig {
   dir: string;
@@ -244,6 +231,35 @@ describe('the console (real mosquitto, appliances speaking the fleet protocol)',
     assert.equal((await fleet(r)).find((x) => x.name === 'lab-01')?.group, null);
   });
 
+  it('set-maintenance: a maintenance window sent to a group reaches each member with its fields, is audited, and a malformed one is refused before anything is sent', async () => {
+    const [a1, a2, a3] = [await enrolled(r, 'lab-01'), await enrolled(r, 'lab-02'), await enrolled(r, 'lab-03')];
+    assert.equal((await call(r, 'POST', '/api/groups', { name: 'room-102' })).status, 201);
+    for (const n of ['lab-01', 'lab-02']) assert.equal((await call(r, 'POST', `/api/appliances/${n}/group`, { group: 'room-102' })).status, 200);
+    const window = { name: 'nightly', schedule: '0 2 * * 1-5', timeZone: 'Europe/Berlin', durationMinutes: 90, after: 'capture' };
+    const res = await call(r, 'POST', '/api/groups/room-102/actions', { action: 'set-maintenance', windows: [window], thawBoots: 2 });
+    assert.equal(res.status, 202, JSON.stringify(res.body));
+    for (const c of (res.body as { commands: { id: string }[] }).commands) assert.equal((await answered(r, c.id)).state, 'succeeded');
+    for (const a of [a1, a2]) {
+      assert.deepEqual(a.ran.map((c) => c.action), ['set-maintenance']);
+      const args = a.ran[0]!.args as { windows: Record<string, unknown>[]; thawBoots: number };
+      assert.deepEqual([args.windows.length, args.thawBoots], [1, 2]);
+      assert.deepEqual({ ...args.windows[0], graceSeconds: undefined, modelName: undefined, wakeOnLan: undefined }, { ...window, graceSeconds: undefined, modelName: undefined, wakeOnLan: undefined });
+    }
+    assert.deepEqual(a3.ran, [], 'lab-03, outside the group, got nothing');
+    const audit = (await call(r, 'GET', '/api/audit?limit=50')).body as { entries: { action: string; details?: { groups?: string[]; count?: number } }[] };
+    const entry = audit.entries.find((e) => e.action === 'fleet.set-maintenance');
+    assert.deepEqual([entry?.details?.groups, entry?.details?.count], [['room-102'], 2]);
+
+    // Refused with the field named, and nothing sent: a bad name, nothing to set.
+    const bad = await call(r, 'POST', '/api/appliances/lab-03/actions', { action: 'set-maintenance', windows: [{ ...window, name: 'no spaces' }] });
+    assert.equal(bad.status, 400);
+    assert.match((bad.body as { message: string }).message, /windows\.0\.name/);
+    const empty = await call(r, 'POST', '/api/appliances/lab-03/actions', { action: 'set-maintenance' });
+    assert.equal(empty.status, 400);
+    assert.match((empty.body as { message: string }).message, /windows and\/or thawBoots/);
+    assert.deepEqual(a3.received, []);
+  });
+
   it('an appliance killed with SIGKILL shows offline through its last will', async () => {
     const code = ((await call(r, 'POST', '/api/enroll-codes', { name: 'lab-07' })).body as { code: string }).code;
     const creds = (await call(r, 'POST', '/api/enroll', { code, name: 'lab-07' }, { token: null })).body as { mqttUrl: string; password: string };
@@ -277,6 +293,43 @@ describe('the console (real mosquitto, appliances speaking the fleet protocol)',
     assert.deepEqual(ranIds, [before.id, ...during], 'every command ran once, in order');
     assert.equal(a1.received.filter((c) => c.id === before.id).length, 1, 'a command answered before the restart is not sent again');
     await waitFor('lab-01 online again', async () => (await fleet(r)).find((x) => x.name === 'lab-01')?.online === true);
+  });
+
+  it('two consoles on one broker, and a restarted console, each keep their own client id: none knocks another off', async () => {
+    const first = r.server.link.clientId;
+    const other = new ConsoleServer({
+      dataDir: join(r.dir, 'console-2'),
+      listen: { host: '127.0.0.1', port: 0 },
+      mqttUrl: r.broker.url.replace('mqtt://', `mqtt://console:${CONSOLE_PW}@`),
+      backoff: { minMs: 100, maxMs: 1000 },
+    });
+    try {
+      await other.start();
+      await waitFor('the second console to connect', () => other.link.connected);
+      assert.notEqual(other.link.clientId, first);
+      const a1 = await enrolled(r, 'lab-01');
+      // Both consoles hear the fleet; the first still commands it.
+      await waitFor('lab-01 in the second console', () => other.store.appliance('lab-01')?.online === true);
+      const cmd = (await call(r, 'POST', '/api/appliances/lab-01/actions', { action: 'thaw' })).body as { id: string };
+      assert.equal((await answered(r, cmd.id)).state, 'succeeded');
+      assert.deepEqual(a1.ran.map((c) => c.id), [cmd.id]);
+    } finally {
+      await other.stop();
+    }
+    // The first console restarted on its data directory is the same client (its persistent session).
+    await r.server.stop();
+    r.server = new ConsoleServer({
+      dataDir: join(r.dir, 'console'),
+      listen: { host: '127.0.0.1', port: 0 },
+      mqttUrl: r.broker.url.replace('mqtt://', `mqtt://console:${CONSOLE_PW}@`),
+      backoff: { minMs: 100, maxMs: 1000 },
+    });
+    await r.server.start();
+    await waitFor('the restarted console to connect', () => r.server.link.connected);
+    assert.equal(r.server.link.clientId, first);
+    const log = r.broker.log();
+    assert.doesNotMatch(log, /already connected, closing old connection/, 'no console took over another\'s connection');
+    assert.equal(log.split(` as ${first} `).length - 1, 2, 'the first console connected once, and once more after its restart');
   });
 
   it('the model catalogue: an upload is served with Range beside its manifest, and assign-model sends its URL', async () => {

@@ -12,7 +12,8 @@
  *                     under /data (text, binary, nested, empty, multi-region files)
  *   partition 2       type 0xda ("non-FS data"), the rest of the disk, filled with a
  *                     deterministic pseudo-random pattern, so that raw writes there can never
- *                     go unnoticed (no region of it is zero)
+ *                     go unnoticed (no region of it is zero); or, with `dataPartition: 'fat'`,
+ *                     type 0x0e holding an empty FAT16 (label SNAPDATA) for file scenarios
  *
  * The initramfs holds busybox-static, the kernel modules a PC needs to see a USB stick
  * (xhci, usb-storage, sd_mod, vfat, …) and /init. /init loads the modules, waits for the disk,
@@ -384,6 +385,8 @@ export interface HostImageOptions {
   kernel?: DebianKernel;
   /** Extra text for syslinux's APPEND line. */
   kernelArgs?: string;
+  /** Partition 2: the raw pattern (default), or an empty FAT16 the guest can keep files on. */
+  dataPartition?: 'raw' | 'fat';
 }
 
 const DISK_ID = '0x534e4150'; // "SNAP"
@@ -457,7 +460,7 @@ export async function buildHostImage(opts: HostImageOptions): Promise<HostImage>
       'label: dos',
       `label-id: ${DISK_ID}`,
       `start=${boot.start / SECTOR}, size=${boot.size / SECTOR}, type=6, bootable`,
-      `start=${data.start / SECTOR}, size=${data.size / SECTOR}, type=da`,
+      `start=${data.start / SECTOR}, size=${data.size / SECTOR}, type=${opts.dataPartition === 'fat' ? 'e' : 'da'}`,
       '',
     ].join('\n'),
   });
@@ -467,11 +470,19 @@ export async function buildHostImage(opts: HostImageOptions): Promise<HostImage>
     if (mbr.length > 440) throw new Error(`host-image: ${SYSLINUX_MBR} is ${mbr.length} bytes, expected ≤ 440`);
     await out.write(mbr, 0, mbr.length, 0);
     await out.write(await fs.readFile(part), 0, boot.size, boot.start);
-    const chunk = 16 * MiB;
-    const pattern = patternBytes('data-partition', data.size);
-    for (let off = 0; off < data.size; off += chunk) {
-      const n = Math.min(chunk, data.size - off);
-      await out.write(pattern, off, n, data.start + off);
+    if (opts.dataPartition === 'fat') {
+      const dataPart = path.join(work, 'data.part');
+      await fs.writeFile(dataPart, Buffer.alloc(0));
+      await fs.truncate(dataPart, data.size);
+      await run('mkfs.vfat', ['-F', '16', '-h', String(data.start / SECTOR), '-n', 'SNAPDATA', '-i', '5a4b0002', dataPart]);
+      await out.write(await fs.readFile(dataPart), 0, data.size, data.start);
+    } else {
+      const chunk = 16 * MiB;
+      const pattern = patternBytes('data-partition', data.size);
+      for (let off = 0; off < data.size; off += chunk) {
+        const n = Math.min(chunk, data.size - off);
+        await out.write(pattern, off, n, data.start + off);
+      }
     }
     await out.sync();
   } finally {

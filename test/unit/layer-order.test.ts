@@ -33,13 +33,25 @@ export const LAYERS: readonly { name: string; holds: readonly string[]; what: st
 ];
 
 /**
- * Browser code: may import only itself and (types only) the wire contract, except the wire
+ * Browser code: may import only browser code and (types only) the wire contract, except the wire
  * modules the web UI build compiles for the browser (web-ui/tsconfig.wire.json), which it may
  * import as code: those import nothing at all, so they run in a browser as they are. Browser code
- * reaches them as `./api/…` from web-ui/src (web-ui/tsconfig.json's rootDirs: web-ui/src and
- * appliance/ seen as one tree).
+ * reaches files of other trees through its tsconfig's rootDirs, which merge folders into one
+ * tree: web-ui/src reaches `./api/…` in appliance/, the console's UI reaches the appliance web
+ * UI's building blocks (`./api.js`, `./dom.js`) in web-ui/src. Those rootDirs are read from the
+ * tsconfig files, so an import through them is checked where it really lands.
  */
-const BROWSER = { holds: ['web-ui/src', 'console/web'], mayImportTypes: ['appliance/api'], runtimeWire: 'web-ui/tsconfig.wire.json', rootDirs: { 'web-ui/src': 'appliance' } as Record<string, string> };
+const BROWSER = { holds: ['web-ui/src', 'console/web'], mayImportTypes: ['appliance/api'], runtimeWire: 'web-ui/tsconfig.wire.json', tsconfigs: ['web-ui/tsconfig.json', 'console/web/tsconfig.json'] };
+
+/** Each browser tsconfig's rootDirs, as repository folders (one merged tree each). */
+function rootDirGroups(): string[][] {
+  return BROWSER.tsconfigs.map((c) => {
+    const config = ts.readConfigFile(join(root, c), ts.sys.readFile);
+    const dirs = config.config?.compilerOptions?.rootDirs as string[] | undefined;
+    assert.ok(!config.error && Array.isArray(dirs), `${c} has rootDirs`);
+    return dirs.map((d) => relative(root, resolve(root, dirname(c), d)).split(sep).join('/'));
+  });
+}
 
 /** The wire-contract modules the browser loads as code (the files of BROWSER.runtimeWire). */
 function runtimeWireModules(): string[] {
@@ -52,6 +64,7 @@ const NO_EXPRESS = ['appliance/api', 'appliance/storage', 'appliance/state', 'ap
 
 const here = dirname(fileURLToPath(import.meta.url)); // dist/test/unit
 const root = resolve(here, '..', '..', '..');
+const rootDirs = rootDirGroups();
 
 interface Import {
   file: string;
@@ -112,15 +125,19 @@ function layerOf(file: string): number {
 }
 
 /**
- * The repository path an import points at (null: a package or a Node built-in). A browser file's
- * import that is not in its own tree is looked for in the tree its rootDirs merge with it.
+ * The repository path an import points at (null: a package or a Node built-in). An import that
+ * is no file where it points is looked for in the other folders of the rootDirs that merge the
+ * importing file's folder (as the compiler does); `groups` are those rootDirs.
  */
-function target(imp: Import): string | null {
+function target(imp: Import, groups: readonly string[][] = rootDirs): string | null {
   if (!imp.specifier.startsWith('.')) return null;
   const abs = resolve(root, dirname(imp.file), imp.specifier).replace(/\.js$/, '.ts');
   const path = relative(root, abs).split(sep).join('/');
-  for (const [own, other] of Object.entries(BROWSER.rootDirs)) {
-    if (holderOf(imp.file, [own]) && holderOf(path, [own]) && !existsSync(abs)) {
+  if (existsSync(abs)) return path;
+  for (const group of groups) {
+    const own = group.find((d) => holderOf(imp.file, [d]) && holderOf(path, [d]));
+    if (own === undefined) continue;
+    for (const other of group) {
       const merged = other + path.slice(own.length);
       if (existsSync(join(root, merged))) return merged;
     }
@@ -181,14 +198,14 @@ describe('layers: imports point one way', function () {
     assert.deepEqual(bad, []);
   });
 
-  it('browser code imports only itself and, types only, the wire contract', () => {
+  it('browser code imports only browser code and, types only, the wire contract', () => {
     const bad: string[] = [];
     for (const f of browserFiles) {
-      const own = BROWSER.holds.find((h) => holderOf(f, [h]))!;
       for (const imp of importsOf(f)) {
         const t = target(imp);
         if (t === null) bad.push(`${where(imp)}: a package or Node module in browser code`);
-        else if (holderOf(t, [own])) continue;
+        else if (!existsSync(join(root, t))) bad.push(`${where(imp)}: no such file, here or through the rootDirs`);
+        else if (holderOf(t, BROWSER.holds)) continue;
         else if (!holderOf(t, BROWSER.mayImportTypes)) bad.push(`${where(imp)}: outside the browser code`);
         else if (!imp.typeOnly && !wire.includes(t)) bad.push(`${where(imp)}: the wire contract is imported with \`import type\` only, but for the modules of ${BROWSER.runtimeWire} (no bundler)`);
       }
@@ -202,6 +219,17 @@ describe('layers: imports point one way', function () {
     assert.deepEqual(bad, []);
     const reached = new Set(browserFiles.flatMap(importsOf).filter((i) => !i.typeOnly).map((i) => target(i)));
     assert.deepEqual(wire.filter((f) => !reached.has(f)), [], 'a module compiled for the browser that no browser code imports');
+  });
+
+  it("the checker follows each browser tsconfig's rootDirs: the console UI's ./api.js is the web UI's, and a missing file is no file", () => {
+    const imp = (file: string, specifier: string): Import => ({ file, specifier, typeOnly: false, line: 1 });
+    assert.equal(target(imp('console/web/src/fleet-page.ts', './api.js')), 'web-ui/src/api.ts');
+    assert.equal(target(imp('web-ui/src/app.ts', './api/region-map-wire.js')), 'appliance/api/region-map-wire.ts');
+    // Through the console's rootDirs a storage module is still storage: not browser code.
+    const probe = imp('console/web/src/probe.ts', '../../../appliance/storage/engine.js');
+    assert.equal(target(probe), 'appliance/storage/engine.ts');
+    assert.equal(target(imp('console/web/src/probe.ts', './nowhere.js')), 'console/web/src/nowhere.ts');
+    assert.equal(target(imp('console/web/src/probe.ts', './api.js'), []), 'console/web/src/api.ts', 'without rootDirs the import lands nowhere');
   });
 
   it('the checker reports an upward import and accepts a downward one', () => {

@@ -87,7 +87,7 @@ describe('batched I/O worker', function () {
     await dev.close();
   });
 
-  it('leaves a lone request to the thread pool and batches the requests that arrive while it is in flight', async () => {
+  it('leaves a lone request to the thread pool and sends a whole burst, its first request too, to the worker', async () => {
     const path = join(dir, 'disk.img');
     writeFileSync(path, Buffer.alloc(1 << 20, 5));
     const io = newIo();
@@ -96,10 +96,16 @@ describe('batched I/O worker', function () {
     await dev.read(0, 4 * KiB);
     await dev.write(0, Buffer.alloc(4 * KiB, 6));
     assert.equal(io.stats.requests, 0, 'one at a time: nothing for the worker');
+    assert.equal(io.stats.lone, 2, 'both went through the thread pool');
     const reads = await Promise.all(Array.from({ length: 8 }, (_, i) => dev.read(i * 4 * KiB, 4 * KiB)));
-    assert.equal(io.stats.requests, 7, 'the first of the burst went to the pool, the other 7 to the worker');
+    assert.equal(io.stats.requests, 8, 'the whole burst went to the worker');
     assert.ok(reads[0]!.every((b) => b === 6) && reads.slice(1).every((r) => r.every((b) => b === 5)));
+    // A lone write after the burst: through the thread pool again, its data in the file.
+    await dev.write(4 * KiB, Buffer.alloc(4 * KiB, 7));
+    assert.equal(io.stats.lone, 3);
+    assert.ok((await dev.read(4 * KiB, 4 * KiB)).every((b) => b === 7));
     await dev.close();
+    assert.ok(readFileSync(path).subarray(4 * KiB, 8 * KiB).every((b) => b === 7));
   });
 
   it('rejects a failed request with a storage error naming the file and offset', async () => {

@@ -4,6 +4,8 @@
  * of regions showing the most significant state among them (written this session, then pending,
  * then clean) — a 1 TiB disk has 16 M regions. Clicking a cell zooms in on it; hovering tells
  * which regions and bytes a cell covers and what they hold. Redraws at most once per frame.
+ * The cells where a partition begins or ends get a dark mark on their left edge (`boundaries`,
+ * set by the page from the partition table; partition-band.ts).
  *
  * The map arrives compact (GET /api/regions: runs or two bits per region) and is decoded by
  * the wire contract's own decoder, the one module of appliance/api the browser loads as code
@@ -65,6 +67,8 @@ export class RegionMap {
   regionSize = 0;
   /** Regions per cell, the cell size in CSS pixels and the grid, from the last layout. */
   layout = { perCell: 1, cell: 8, cols: 1, rows: 1 };
+  /** Regions where a partition begins or ends: their cells are marked. */
+  boundaries: number[] = [];
   /** Called after each draw (the page updates its zoom controls and texts). */
   onDraw: (() => void) | null = null;
 
@@ -299,6 +303,14 @@ export class RegionMap {
       }
     }
     ctx.putImageData(img, 0, 0);
+    let marks = 0;
+    ctx.fillStyle = dark ? '#e6edf5' : '#17202c';
+    for (const b of this.boundaries) {
+      if (b <= start || b >= end) continue;
+      const c = Math.floor((b - start) / perCell);
+      ctx.fillRect(Math.round((c % cols) * cellPx), Math.round(Math.floor(c / cols) * cellPx), Math.max(1, Math.round(dpr)), Math.round(cellPx));
+      marks++;
+    }
     const total = this.#map.length;
     const cnt = this.#counts;
     const d = this.canvas.dataset;
@@ -310,6 +322,7 @@ export class RegionMap {
     d.viewEnd = String(end);
     d.written = String(cnt.written);
     d.pending = String(cnt.pending);
+    d.boundaryMarks = String(marks);
     this.canvas.setAttribute(
       'aria-label',
       `Region map: ${total} regions, ${cnt.written} written this session, ${cnt.pending} pending restore, ${cnt.clean} clean` +

@@ -157,10 +157,10 @@ function modelSwitchRoutes(api: ApiRouter, { models, store, switcher }: { models
       switcher.assertSomethingToCapture();
       const session = switcher.sessionNumber;
       const job = models.runJob({ name: body.name, source: { kind: 'capture', session }, bytesTotal: null }, async (ctx) => {
-        const c = await switcher.capture({ name: body.name, activate: body.activate ?? false, onProgress: (d, t) => ctx.progress(d, t) });
+        const c = await switcher.capture({ name: body.name, activate: body.activate ?? false, includePersistent: body.includePersistent ?? false, onProgress: (d, t) => ctx.progress(d, t) });
         return c.model;
       });
-      await audit(store, res, p.actor, 'model.capture', { job: job.id, name: body.name, session, ...(body.activate ? { activate: true } : {}) });
+      await audit(store, res, p.actor, 'model.capture', { job: job.id, name: body.name, session, ...(body.activate ? { activate: true } : {}), ...(body.includePersistent ? { includePersistent: true } : {}) });
       return job;
     },
   });

@@ -1,8 +1,9 @@
 /**
- * Sending the console's actions (end session, freeze, thaw, restore mode, assign a model, group)
+ * Sending the console's actions (end session, freeze, thaw, restore mode, assign a model, set a
+ * maintenance window)
  * to one appliance, a selection or a group, after a confirmation, and saying what was sent.
  */
-import type { ConsoleAction } from '../../../appliance/api/console.js';
+import type { ConsoleAction, ConsoleActionInput } from '../../../appliance/api/console.js';
 import { postJson } from './api.js';
 import { confirmAction, errorText, notify } from './dom.js';
 
@@ -20,16 +21,23 @@ const LABELS: Record<ConsoleAction['action'], string> = {
   thaw: 'Thaw',
   'restore-mode': 'Set restore mode',
   'assign-model': 'Assign model',
+  'set-maintenance': 'Set maintenance',
 };
 
 /** Confirms, sends, and resolves with the ids of the commands made (empty when cancelled or refused). */
-export async function sendAction(action: ConsoleAction, target: Target): Promise<string[]> {
-  const what = action.action === 'assign-model' ? `Assign model ${action.model ?? action.name ?? ''}` : LABELS[action.action] + (action.action === 'restore-mode' ? ` to ${action.mode}` : '');
+export async function sendAction(action: ConsoleActionInput, target: Target): Promise<string[]> {
+  const what =
+    action.action === 'assign-model'
+      ? `Assign model ${action.model ?? action.name ?? ''}`
+      : action.action === 'set-maintenance'
+        ? `Set maintenance window ${action.windows?.map((w) => `${w.name} (${w.schedule})`).join(', ') ?? ''}`
+        : LABELS[action.action] + (action.action === 'restore-mode' ? ` to ${action.mode}` : '');
   const ok = await confirmAction({
     title: `${what}?`,
     message:
       `This goes to ${describeTarget(target)}.` +
-      (action.action === 'end-session' ? ' Each ends its host session: the host must be off or rebooting, or its changes are restored away.' : ''),
+      (action.action === 'end-session' ? ' Each ends its host session: the host must be off or rebooting, or its changes are restored away.' : '') +
+      (action.action === 'set-maintenance' ? ' It replaces the maintenance windows each appliance has.' : ''),
     confirmLabel: what,
     danger: action.action === 'end-session' || action.action === 'thaw',
   });

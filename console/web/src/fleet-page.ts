@@ -30,6 +30,10 @@ export const fleetPage: ConsolePage = {
     const restoreSel = h('select', { id: 'restore-mode', 'aria-label': 'Restore mode' }, h('option', { value: 'instant' }, 'instant'), h('option', { value: 'eager' }, 'eager'));
     const modelSel = h('select', { id: 'assign-model', 'aria-label': 'Model to assign' });
     const moveSel = h('select', { id: 'move-group', 'aria-label': 'Move to group' });
+    const mwName = h('input', { type: 'text', id: 'mw-name', value: 'nightly', size: '8', 'aria-label': 'Maintenance window name' });
+    const mwSchedule = h('input', { type: 'text', id: 'mw-schedule', value: '0 2 * * *', size: '10', 'aria-label': 'Maintenance schedule (cron: minute hour day month weekday)' });
+    const mwMinutes = h('input', { type: 'number', id: 'mw-minutes', value: '60', min: '1', max: '1440', 'aria-label': 'Maintenance duration (minutes)' });
+    const mwAfter = h('select', { id: 'mw-after', 'aria-label': 'After the window' }, h('option', { value: 'discard' }, 'then discard'), h('option', { value: 'capture' }, 'then capture'));
     const body = h('tbody', { id: 'fleet-rows' });
     const selectPage = h('input', { type: 'checkbox', id: 'select-page', 'aria-label': 'Select the rows on this page' });
     const pageInfo = h('span', { id: 'fleet-page-info', class: 'muted' });
@@ -80,6 +84,17 @@ export const fleetPage: ConsolePage = {
       h('span', { class: 'inline-form' }, restoreSel, btn('act-restore-mode', 'Set restore mode', () => act({ action: 'restore-mode', mode: restoreSel.value === 'eager' ? 'eager' : 'instant' }))),
       h('span', { class: 'inline-form' }, modelSel, btn('act-assign-model', 'Assign model', () => (modelSel.value ? act({ action: 'assign-model', model: modelSel.value }) : notify('Upload a model on the Models page first.', 'error')))),
       h('span', { class: 'inline-form' }, moveSel, btn('act-move', 'Move to group', () => void moveToGroup())),
+      h(
+        'span',
+        { class: 'inline-form', id: 'maintenance-form' },
+        mwName,
+        mwSchedule,
+        mwMinutes,
+        mwAfter,
+        btn('act-set-maintenance', 'Set maintenance window', () =>
+          act({ action: 'set-maintenance', windows: [{ name: mwName.value.trim(), schedule: mwSchedule.value.trim(), durationMinutes: Number(mwMinutes.value), after: mwAfter.value === 'capture' ? 'capture' : 'discard' }] }),
+        ),
+      ),
     );
 
     main.append(

@@ -1,13 +1,16 @@
 /**
  * Dashboard: host connection, session, modes, region counts, bytes changed, restore progress,
- * the live region map, disk and SD card health, and the disk-changing actions.
+ * the live region map with the model's partitions over it, disk and SD card health, and the
+ * disk-changing actions.
  */
 import { getJson, getRegionMap } from '../api.js';
 import { endSession, setMode } from '../actions.js';
 import { fmtBytes, fmtDuration, fmtInt, fmtRate, fmtTime, h, pct, setText } from '../dom.js';
 import { latestStatus, on, setStatus } from '../live.js';
 import { RegionMap, ZOOM_STEP, decodeWireMap } from '../region-map.js';
+import { partitionBoundaries, partitionsText, renderPartitionBand } from '../partition-band.js';
 import type { ApplianceStatus } from '../../../appliance/api/status.js';
+import type { PartitionTable } from '../../../appliance/api/partitions.js';
 import type { Page } from './page.js';
 
 const HOST_TEXT: Record<string, string> = {
@@ -116,12 +119,32 @@ export const dashboardPage: Page = {
           wholeBtn,
           h('span', { class: 'muted small', id: 'map-range' }),
         ),
-        h('div', { class: 'map-wrap' }, canvas),
+        h('div', { class: 'map-wrap' }, canvas, h('div', { class: 'partition-band', id: 'partition-band', 'aria-label': 'Partitions' })),
         h('p', { class: 'muted small', id: 'map-inspect', 'aria-live': 'polite' }, 'Point at the map to see which regions a cell holds; click to zoom in.'),
       ),
     );
 
     const map = new RegionMap(canvas);
+    // The active model's partitions (read again when the model changes).
+    let partitions: PartitionTable | null = null;
+    let partitionProblem: string | null = null;
+    let partitionsOf: string | null = null;
+    const loadPartitions = (modelId: string): void => {
+      partitionsOf = modelId;
+      getJson<PartitionTable>('/api/partitions')
+        .then((t) => {
+          partitions = t;
+          partitionProblem = null;
+        })
+        .catch((err: unknown) => {
+          partitions = null;
+          partitionProblem = err instanceof Error ? err.message : String(err);
+        })
+        .finally(() => {
+          map.boundaries = partitions ? partitionBoundaries(partitions, map.regionSize) : [];
+          map.schedule();
+        });
+    };
     let status: ApplianceStatus | null = latestStatus;
     let loading: Promise<void> | null = null;
     let reloadAgain = false;
@@ -222,6 +245,7 @@ export const dashboardPage: Page = {
       endBtn.textContent = s.mode === 'frozen' ? 'End session & restore now' : 'End session';
       if (map.size !== s.regions.total && !loading) loadMap();
       map.regionSize = s.regions.regionSize;
+      if (partitionsOf !== s.model.id) loadPartitions(s.model.id);
       mapTexts();
     };
 
@@ -237,6 +261,11 @@ export const dashboardPage: Page = {
           ? `Whole disk: ${fmtInt(map.size)} regions`
           : `Regions ${fmtInt(v.start)}–${fmtInt(v.end - 1)} of ${fmtInt(map.size)} (${fmtBytes(v.start * rs)} to ${fmtBytes(v.end * rs)})`,
       );
+      const band = root.querySelector<HTMLElement>('#partition-band');
+      if (band) {
+        band.style.width = canvas.style.width;
+        renderPartitionBand(band, partitions, partitionProblem, v.start * rs, v.end * rs);
+      }
       zoomOutBtn.disabled = v.whole;
       wholeBtn.disabled = v.whole;
       prevBtn.disabled = v.start === 0;
@@ -252,7 +281,7 @@ export const dashboardPage: Page = {
         .filter(Boolean)
         .join(', ');
       const regions = i.first === i.last ? `Region ${fmtInt(i.first)}` : `Regions ${fmtInt(i.first)}–${fmtInt(i.last)}`;
-      return `${regions}: ${fmtBytes((i.last + 1 - i.first) * rs)} from byte ${fmtInt(i.first * rs)} (${fmtBytes(i.first * rs)}): ${what}`;
+      return `${regions}: ${fmtBytes((i.last + 1 - i.first) * rs)} from byte ${fmtInt(i.first * rs)} (${fmtBytes(i.first * rs)}): ${what}${partitionsText(partitions, i.first * rs, (i.last + 1) * rs)}`;
     };
     const pointAt = (ev: MouseEvent): number | null => {
       const box = canvas.getBoundingClientRect();

@@ -1,10 +1,11 @@
-/** Settings: mode, restore mode, hydration rate, password, fleet management, maintenance windows, API tokens. */
+/** Settings: mode, restore mode, hydration rate, persistent areas, password, fleet management, maintenance windows, API tokens. */
 import { ApiError, getJson, postJson, request } from '../api.js';
 import { setMode, setRestoreMode } from '../actions.js';
 import { confirmAction, errorText, fmtTime, h, notify } from '../dom.js';
 import { latestStatus, on } from '../live.js';
 import type { ApiTokenInfo } from '../../../appliance/api/auth.js';
 import type { Settings } from '../../../appliance/api/settings.js';
+import type { PersistentArea, PersistentChangeReply, PersistentList } from '../../../appliance/api/persistent.js';
 import type { ApplianceStatus } from '../../../appliance/api/status.js';
 import type { Page } from './page.js';
 import { managementCard } from './management-card.js';
@@ -97,6 +98,86 @@ export const settingsPage: Page = {
           notify('Settings saved.');
         })
         .catch((err: unknown) => notify(`Not saved: ${errorText(err)}`, 'error'));
+    });
+
+    // ---- persistent areas ----
+    const areasBody = h('tbody', { id: 'persistent-body' });
+    const areaKind = h(
+      'select',
+      { id: 'persistent-kind', name: 'kind' },
+      h('option', { value: 'range' }, 'Byte range (OFFSET:LENGTH)'),
+      h('option', { value: 'partition' }, 'Partition number'),
+    );
+    const areaValue = h('input', { type: 'text', id: 'persistent-value', required: true, maxlength: 100, placeholder: 'e.g. 1G:512M or 2' });
+    const areaForm = h(
+      'form',
+      { id: 'persistent-form', class: 'inline-form' },
+      h('label', { for: 'persistent-kind' }, 'Area'),
+      areaKind,
+      h('label', { for: 'persistent-value' }, 'Which'),
+      areaValue,
+      h('button', { type: 'submit', class: 'btn btn-primary', id: 'persistent-add' }, 'Add'),
+    );
+    const bytesOf = (a: PersistentArea): string => `${a.offset}–${a.offset + a.length - 1} (${(a.length / MIB).toFixed(a.length % MIB ? 2 : 0)} MiB)`;
+    const showAreas = (l: PersistentList): void => {
+      areasBody.dataset.loaded = 'true';
+      const active = new Set(l.active.map((a) => a.id));
+      const next = l.pending ? new Set(l.pending.map((a) => a.id)) : active;
+      const all = [...l.active, ...(l.pending ?? []).filter((a) => !active.has(a.id))].sort((x, y) => x.offset - y.offset);
+      areasBody.replaceChildren(
+        ...(all.length
+          ? all.map((a) => {
+              const state = active.has(a.id) ? (next.has(a.id) ? 'in force' : 'removed at the next session end') : 'added at the next session end';
+              const remove = h('button', { type: 'button', class: 'btn btn-small btn-danger', 'data-area': a.id, disabled: !next.has(a.id) }, 'Remove');
+              remove.addEventListener('click', () => {
+                void confirmAction({
+                  title: `Stop keeping area ${a.id}?`,
+                  message: 'From the next session end it is protected again: a frozen session end restores it from the model, and what the host wrote there is lost.',
+                  confirmLabel: 'Remove',
+                  danger: true,
+                }).then((ok) => {
+                  if (!ok) return;
+                  request<PersistentChangeReply>('DELETE', `/api/persistent?id=${encodeURIComponent(a.id)}`)
+                    .then((c) => {
+                      notify(`Area ${c.area.id} will be removed at the next session end.`);
+                      showAreas(c.list);
+                    })
+                    .catch((err: unknown) => notify(`Not removed: ${errorText(err)}`, 'error'));
+                });
+              });
+              return h(
+                'tr',
+                { 'data-area-row': a.id },
+                h('td', { 'data-label': 'Id' }, a.id),
+                h('td', { 'data-label': 'What' }, a.partition !== null ? `partition ${a.partition}` : 'range'),
+                h('td', { 'data-label': 'Bytes' }, bytesOf(a)),
+                h('td', { 'data-label': 'State', 'data-area-state': a.id }, state),
+                h('td', null, remove),
+              );
+            })
+          : [h('tr', null, h('td', { colspan: 5, class: 'muted' }, 'No persistent areas: every write is undone at a frozen session end.'))]),
+      );
+    };
+    const loadAreas = (): void => {
+      getJson<PersistentList>('/api/persistent')
+        .then(showAreas)
+        .catch((err: unknown) => notify(`Could not load the persistent areas: ${errorText(err)}`, 'error'));
+    };
+    areaForm.addEventListener('submit', (ev) => {
+      ev.preventDefault();
+      const v = areaValue.value.trim();
+      const body = areaKind.value === 'partition' ? { partition: /^-?\d+$/.test(v) ? Number(v) : NaN } : { range: v };
+      if ('partition' in body && !Number.isInteger(body.partition)) {
+        notify(`Not added: “${v}” is not a partition number.`, 'error');
+        return;
+      }
+      postJson<PersistentChangeReply>('/api/persistent', body)
+        .then((c) => {
+          areaForm.reset();
+          notify(`Area ${c.area.id} will be persistent from the next session end${c.adjustment ? `; ${c.adjustment}` : ''}.`);
+          showAreas(c.list);
+        })
+        .catch((err: unknown) => notify(`Not added: ${errorText(err)}`, 'error'));
     });
 
     // ---- password ----
@@ -205,6 +286,27 @@ export const settingsPage: Page = {
         { class: 'grid grid-2' },
         h('section', { class: 'card' }, modeForm),
         h('section', { class: 'card' }, policyForm),
+        h(
+          'section',
+          { class: 'card card-span', id: 'persistent-card' },
+          h('h2', null, 'Persistent areas'),
+          h(
+            'p',
+            { class: 'muted small' },
+            'Partitions or byte ranges whose writes are kept across session ends even when frozen (a data partition, a page file). Never restored, left out of captures. Rounded inward to whole regions; changes take effect at the next session end.',
+          ),
+          areaForm,
+          h(
+            'div',
+            { class: 'table-wrap' },
+            h(
+              'table',
+              { class: 'table stack-on-phone', id: 'persistent-table' },
+              h('thead', null, h('tr', null, ['Id', 'What', 'Bytes', 'State', ''].map((t) => h('th', { scope: 'col' }, t)))),
+              areasBody,
+            ),
+          ),
+        ),
         h('section', { class: 'card' }, pwForm),
         h('section', { class: 'card', id: 'management-card' }, fleet.element),
         h('section', { class: 'card card-span', id: 'maintenance-card' }, maintenance.element),
@@ -235,6 +337,7 @@ export const settingsPage: Page = {
       .catch((err: unknown) => notify(`Could not load the settings: ${errorText(err)}`, 'error'));
     if (!latestStatus) void getJson<ApplianceStatus>('/api/status').then(showModes, () => undefined);
     loadTokens();
+    loadAreas();
     const offs = [on<ApplianceStatus>('status', showModes), on<Settings>('settings', showSettings), fleet.dispose, maintenance.dispose];
     return () => {
       for (const off of offs) off();
