@@ -5,11 +5,13 @@
  * copy; a read of a missing region fetches that region first, ahead of the background download,
  * which fetches the rest at a settable rate with several requests in flight.
  *
- * Every region fetched is hashed (on a hash worker) and compared with the manifest before
- * anything else happens to it: a region that does not match is dropped and fetched again; it is
- * never written, never served. A matching region is written to the local copy, and its bit is
- * persisted only after the copy was synced (data before bit), so a restart of the daemon resumes
- * where it stopped and never trusts bytes that are not on disk.
+ * Every region fetched is hashed (on a hash worker) and compared with the manifest while it is
+ * written to the local copy: a region that does not match is not marked present, so it is never
+ * served, and is fetched again (over the wrong bytes). A matching region is marked present, and
+ * its bit is persisted only after the copy was synced (data before bit), so a restart of the
+ * daemon resumes where it stopped and never trusts bytes that are not on disk. The background
+ * download asks for several contiguous missing regions in one request, each verified as soon as
+ * it is whole.
  *
  * When the network goes away, a host read of a missing region is retried with a short backoff
  * and then fails with an I/O error for that request only (never wrong data); the download is
@@ -40,6 +42,11 @@ export interface RemoteModelOptions {
   rateLimit?: number | null;
   /** Background fetches in flight (default 4). */
   parallel?: number;
+  /**
+   * Bytes one background request asks for (default 16 MiB): contiguous missing regions are
+   * fetched together, each verified as it arrives. With a rate limit a request is one region.
+   */
+  requestBytes?: number;
   /** Attempts of a host read's fetch before it fails with EIO (default 4), and its backoff (ms). */
   readAttempts?: number;
   readRetryBaseMs?: number;
@@ -83,6 +90,7 @@ export class RemoteModel extends EventEmitter implements BlockDevice {
   private readonly attempts = new Map<number, Promise<Buffer>>();
   private rate: number | null;
   private readonly parallel: number;
+  private readonly requestBytes: number;
   private readonly readAttempts: number;
   private readonly readRetryBaseMs: number;
   private readonly readRetryMaxMs: number;
@@ -119,6 +127,7 @@ export class RemoteModel extends EventEmitter implements BlockDevice {
     this.present = new Uint8Array(Math.ceil(options.manifest.regionCount / 8));
     this.rate = options.rateLimit ? options.rateLimit : null;
     this.parallel = Math.max(1, options.parallel ?? 4);
+    this.requestBytes = options.requestBytes ?? 16 << 20;
     this.readAttempts = Math.max(1, options.readAttempts ?? 4);
     this.readRetryBaseMs = options.readRetryBaseMs ?? 250;
     this.readRetryMaxMs = options.readRetryMaxMs ?? 2000;
@@ -270,25 +279,100 @@ export class RemoteModel extends EventEmitter implements BlockDevice {
       let bytes: Buffer;
       try {
         bytes = await this.source.readRange(off, len, this.stop.signal);
-        const actual = await this.pool.digest(this.manifest.hash, bytes);
-        if (!actual.equals(this.manifest.digest(region))) {
-          this.mismatches++;
-          log.warn({ region, url: this.source.url.href }, 'a region fetched does not match the manifest: dropped, fetched again');
-          throw new RegionMismatchError(region, this.source.url.href);
-        }
       } catch (err) {
         this.failures++;
         this.noteFailure(region, err);
         throw err;
       }
-      if (!this.opened) throw new SnapbackError('CLOSED', `model ${this.imagePath} was closed`);
-      await this.file.write(off, bytes);
-      this.markPresent(region, len);
-      this.noteSuccess(region, len);
+      await this.accept(region, bytes);
       return bytes;
     })().finally(() => this.attempts.delete(region));
     this.attempts.set(region, p);
     return p;
+  }
+
+  /**
+   * A region's bytes fetched: hashed and, at the same time, written to the local copy (a region
+   * not marked present is never read from the copy, so wrong bytes there are harmless and are
+   * overwritten when the region is fetched again); marked present only once its digest matched
+   * the manifest and the write is done. A mismatch is counted, noted and thrown.
+   */
+  private async accept(region: number, bytes: Buffer): Promise<void> {
+    if (!this.opened) throw new SnapbackError('CLOSED', `model ${this.imagePath} was closed`);
+    const written = this.file.write(region * this.manifest.regionSize, bytes);
+    written.catch(() => undefined);
+    try {
+      const actual = await this.pool.digest(this.manifest.hash, bytes);
+      if (!actual.equals(this.manifest.digest(region))) {
+        this.mismatches++;
+        log.warn({ region, url: this.source.url.href }, 'a region fetched does not match the manifest: dropped, fetched again');
+        throw new RegionMismatchError(region, this.source.url.href);
+      }
+    } catch (err) {
+      await written.catch(() => undefined);
+      this.failures++;
+      this.noteFailure(region, err);
+      throw err;
+    }
+    await written;
+    this.markPresent(region, bytes.length);
+    this.noteSuccess(region, bytes.length);
+  }
+
+  /**
+   * The background download's fetch of regions [first, end) in one request: from the first
+   * still missing to the last. Each region arrives, is verified and written on its own (a
+   * reader waiting for one gets it as soon as it is here); a region someone else is fetching
+   * meanwhile is left to them. Throws the first failure (a wrong region, the network) after the
+   * request ended, so that a retry fetches what is still missing.
+   */
+  private async attemptRun(first: number, end: number): Promise<void> {
+    while (first < end && this.isPresent(first)) first++;
+    while (end > first && this.isPresent(end - 1)) end--;
+    if (end - first <= 1) {
+      if (end > first) await this.attempt(first);
+      return;
+    }
+    const rs = this.manifest.regionSize;
+    const mine = new Map<number, { resolve: (b: Buffer) => void; reject: (e: unknown) => void }>();
+    for (let r = first; r < end; r++) {
+      if (this.isPresent(r) || this.attempts.has(r)) continue;
+      const p = new Promise<Buffer>((resolve, reject) => mine.set(r, { resolve, reject }));
+      p.catch(() => undefined);
+      this.attempts.set(r, p);
+    }
+    let failure: unknown = null;
+    const settle = (r: number, err: unknown, bytes?: Buffer) => {
+      const d = mine.get(r);
+      if (!d) return;
+      mine.delete(r);
+      this.attempts.delete(r);
+      if (bytes) d.resolve(bytes);
+      else d.reject(err);
+    };
+    try {
+      await this.source.streamRange(first * rs, Math.min(end * rs, this.size) - first * rs, rs, async (i, bytes) => {
+        const r = first + i;
+        if (!mine.has(r)) return;
+        try {
+          await this.accept(r, bytes);
+          settle(r, null, bytes);
+        } catch (err) {
+          settle(r, err);
+          if (!(err instanceof RegionMismatchError)) throw err;
+          failure ??= err;
+        }
+      }, this.stop.signal);
+    } catch (err) {
+      failure = err;
+      if (mine.size > 0) {
+        this.failures++;
+        this.noteFailure(mine.keys().next().value!, err);
+      }
+    } finally {
+      for (const r of [...mine.keys()]) settle(r, failure ?? new SnapbackError('CLOSED', `model ${this.imagePath} was closed`));
+    }
+    if (failure) throw failure;
   }
 
   private markPresent(region: number, len: number): void {
@@ -371,10 +455,16 @@ export class RemoteModel extends EventEmitter implements BlockDevice {
         this.cursor = 0;
         continue;
       }
-      const region = this.cursor++;
+      // contiguous regions nobody fetches yet, in one request (one region under a rate limit)
+      const first = this.cursor;
+      const most = this.rate ? 1 : Math.max(1, Math.floor(this.requestBytes / this.manifest.regionSize));
+      let end = first + 1;
+      while (end < count && end - first < most && !this.isPresent(end) && !this.attempts.has(end)) end++;
+      this.cursor = end;
+      const region = first;
       try {
         await this.throttle(this.regionLength(region), signal);
-        await withRetries(() => this.attempt(region), {
+        await withRetries(() => this.attemptRun(first, end), {
           attempts: Infinity,
           baseMs: this.retryBaseMs,
           maxMs: this.retryMaxMs,
