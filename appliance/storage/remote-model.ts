@@ -5,11 +5,11 @@
  * copy; a read of a missing region fetches that region first, ahead of the background download,
  * which fetches the rest at a settable rate with several requests in flight.
  *
- * Every region fetched is hashed (on a hash worker) and compared with the manifest while it is
- * written to the local copy: a region that does not match is not marked present, so it is never
- * served, and is fetched again (over the wrong bytes). A matching region is marked present, and
- * its bit is persisted only after the copy was synced (data before bit), so a restart of the
- * daemon resumes where it stopped and never trusts bytes that are not on disk. The background
+ * Every region fetched is hashed (on a hash worker) and compared with the manifest before
+ * anything else happens to it: a region that does not match is dropped and fetched again; it is
+ * never written, never served. A matching region is written to the local copy, and its bit is
+ * persisted only after the copy was synced (data before bit), so a restart of the daemon resumes
+ * where it stopped and never trusts bytes that are not on disk. The background
  * download asks for several contiguous missing regions in one request, each verified as soon as
  * it is whole.
  *
@@ -88,6 +88,8 @@ export class RemoteModel extends EventEmitter implements BlockDevice {
   private presentCount = 0;
   private bytesPresent = 0;
   private readonly attempts = new Map<number, Promise<Buffer>>();
+  /** Regions a background request is fetching, several at a time (see attemptRun). */
+  private readonly claimed = new Set<number>();
   private rate: number | null;
   private readonly parallel: number;
   private readonly requestBytes: number;
@@ -292,15 +294,10 @@ export class RemoteModel extends EventEmitter implements BlockDevice {
   }
 
   /**
-   * A region's bytes fetched: hashed and, at the same time, written to the local copy (a region
-   * not marked present is never read from the copy, so wrong bytes there are harmless and are
-   * overwritten when the region is fetched again); marked present only once its digest matched
-   * the manifest and the write is done. A mismatch is counted, noted and thrown.
+   * A region's bytes fetched: verified against the manifest (a mismatch is counted, noted and
+   * thrown, nothing written), then written to the local copy and marked present.
    */
   private async accept(region: number, bytes: Buffer): Promise<void> {
-    if (!this.opened) throw new SnapbackError('CLOSED', `model ${this.imagePath} was closed`);
-    const written = this.file.write(region * this.manifest.regionSize, bytes);
-    written.catch(() => undefined);
     try {
       const actual = await this.pool.digest(this.manifest.hash, bytes);
       if (!actual.equals(this.manifest.digest(region))) {
@@ -309,22 +306,23 @@ export class RemoteModel extends EventEmitter implements BlockDevice {
         throw new RegionMismatchError(region, this.source.url.href);
       }
     } catch (err) {
-      await written.catch(() => undefined);
       this.failures++;
       this.noteFailure(region, err);
       throw err;
     }
-    await written;
+    if (!this.opened) throw new SnapbackError('CLOSED', `model ${this.imagePath} was closed`);
+    await this.file.write(region * this.manifest.regionSize, bytes);
     this.markPresent(region, bytes.length);
     this.noteSuccess(region, bytes.length);
   }
 
   /**
    * The background download's fetch of regions [first, end) in one request: from the first
-   * still missing to the last. Each region arrives, is verified and written on its own (a
-   * reader waiting for one gets it as soon as it is here); a region someone else is fetching
-   * meanwhile is left to them. Throws the first failure (a wrong region, the network) after the
-   * request ended, so that a retry fetches what is still missing.
+   * still missing to the last. Each region is verified and written as soon as it is whole. The
+   * regions are only claimed against the other background workers: a host read of one of them
+   * fetches it on its own at once rather than wait for the request to reach it, and the request
+   * then skips it. Throws the first failure (a wrong region, the network) after the request
+   * ended, so that a retry fetches what is still missing.
    */
   private async attemptRun(first: number, end: number): Promise<void> {
     while (first < end && this.isPresent(first)) first++;
@@ -334,43 +332,27 @@ export class RemoteModel extends EventEmitter implements BlockDevice {
       return;
     }
     const rs = this.manifest.regionSize;
-    const mine = new Map<number, { resolve: (b: Buffer) => void; reject: (e: unknown) => void }>();
-    for (let r = first; r < end; r++) {
-      if (this.isPresent(r) || this.attempts.has(r)) continue;
-      const p = new Promise<Buffer>((resolve, reject) => mine.set(r, { resolve, reject }));
-      p.catch(() => undefined);
-      this.attempts.set(r, p);
-    }
+    for (let r = first; r < end; r++) this.claimed.add(r);
     let failure: unknown = null;
-    const settle = (r: number, err: unknown, bytes?: Buffer) => {
-      const d = mine.get(r);
-      if (!d) return;
-      mine.delete(r);
-      this.attempts.delete(r);
-      if (bytes) d.resolve(bytes);
-      else d.reject(err);
-    };
     try {
       await this.source.streamRange(first * rs, Math.min(end * rs, this.size) - first * rs, rs, async (i, bytes) => {
         const r = first + i;
-        if (!mine.has(r)) return;
+        if (this.isPresent(r) || this.attempts.has(r)) return; // a host read got it, or is getting it
         try {
           await this.accept(r, bytes);
-          settle(r, null, bytes);
         } catch (err) {
-          settle(r, err);
           if (!(err instanceof RegionMismatchError)) throw err;
           failure ??= err;
         }
       }, this.stop.signal);
     } catch (err) {
-      failure = err;
-      if (mine.size > 0) {
+      if (!failure) {
         this.failures++;
-        this.noteFailure(mine.keys().next().value!, err);
+        this.noteFailure(first, err);
       }
+      failure = err;
     } finally {
-      for (const r of [...mine.keys()]) settle(r, failure ?? new SnapbackError('CLOSED', `model ${this.imagePath} was closed`));
+      for (let r = first; r < end; r++) this.claimed.delete(r);
     }
     if (failure) throw failure;
   }
@@ -446,7 +428,7 @@ export class RemoteModel extends EventEmitter implements BlockDevice {
     const count = this.manifest.regionCount;
     const signal = this.stop.signal;
     while (!signal.aborted) {
-      while (this.cursor < count && (this.isPresent(this.cursor) || this.attempts.has(this.cursor))) this.cursor++;
+      while (this.cursor < count && (this.isPresent(this.cursor) || this.attempts.has(this.cursor) || this.claimed.has(this.cursor))) this.cursor++;
       if (this.cursor >= count) {
         if (this.complete) return;
         // regions a host read was fetching (and may have failed to): look again once it settled
@@ -459,7 +441,7 @@ export class RemoteModel extends EventEmitter implements BlockDevice {
       const first = this.cursor;
       const most = this.rate ? 1 : Math.max(1, Math.floor(this.requestBytes / this.manifest.regionSize));
       let end = first + 1;
-      while (end < count && end - first < most && !this.isPresent(end) && !this.attempts.has(end)) end++;
+      while (end < count && end - first < most && !this.isPresent(end) && !this.attempts.has(end) && !this.claimed.has(end)) end++;
       this.cursor = end;
       const region = first;
       try {
