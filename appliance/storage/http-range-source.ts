@@ -197,8 +197,11 @@ export class HttpRangeSource {
    * several regions of a model fetched at once, each verified as soon as it is whole. At most
    * `depth` pieces are being handled at a time; the connection waits meanwhile (backpressure).
    * A failure of `onPiece` ends the request and is thrown; pieces already handled stay handled.
+   * With `reuse`, a piece's memory is used again for a later piece once `onPiece` settled (it
+   * must not keep the bytes): no new memory, no page faults, per piece.
    */
-  async streamRange(offset: number, length: number, pieceSize: number, onPiece: (index: number, bytes: Buffer) => Promise<void>, signal?: AbortSignal, depth = 2): Promise<void> {
+  async streamRange(offset: number, length: number, pieceSize: number, onPiece: (index: number, bytes: Buffer) => Promise<void>, signal?: AbortSignal, options: { depth?: number; reuse?: boolean } = {}): Promise<void> {
+    const depth = options.depth ?? 2;
     const end = offset + length - 1;
     const res = await this.get({ Range: `bytes=${offset}-${end}` }, signal);
     if (res.statusCode === 200) {
@@ -212,17 +215,24 @@ export class HttpRangeSource {
     }
     const pending: Promise<void>[] = [];
     let failed: unknown = null;
-    const handle = (p: Promise<void>) => {
-      const tracked = p.catch((err: unknown) => {
-        failed ??= err;
-        res.destroy();
-      });
+    const free: Buffer[] = [];
+    const handle = (bytes: Buffer, p: Promise<void>) => {
+      const tracked = p.then(
+        () => void (options.reuse && free.push(bytes)),
+        (err: unknown) => {
+          failed ??= err;
+          res.destroy();
+        },
+      );
       pending.push(tracked);
     };
     let got = 0;
     let index = 0;
     // pieces in shared memory: a hash worker reads them without a copy
-    const newPiece = (n: number) => Buffer.from(new SharedArrayBuffer(n));
+    const newPiece = (n: number) => {
+      const old = free.pop();
+      return old && old.length === n ? old : Buffer.from(new SharedArrayBuffer(n));
+    };
     let piece = newPiece(Math.min(pieceSize, length));
     let filled = 0;
     try {
@@ -235,11 +245,11 @@ export class HttpRangeSource {
           filled += n;
           at += n;
           if (filled === piece.length) {
-            handle(onPiece(index++, piece));
-            const left = length - index * pieceSize;
-            if (left > 0) piece = newPiece(Math.min(pieceSize, left));
+            handle(piece, onPiece(index++, piece));
             filled = 0;
             while (pending.length >= depth) await pending.shift();
+            const left = length - index * pieceSize;
+            if (left > 0) piece = newPiece(Math.min(pieceSize, left));
             if (failed) break;
           }
         }

@@ -344,7 +344,7 @@ export class RemoteModel extends EventEmitter implements BlockDevice {
           if (!(err instanceof RegionMismatchError)) throw err;
           failure ??= err;
         }
-      }, this.stop.signal);
+      }, this.stop.signal, { reuse: true });
     } catch (err) {
       if (!failure) {
         this.failures++;
