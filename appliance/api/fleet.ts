@@ -57,8 +57,11 @@ export type ApplianceState = z.infer<typeof applianceStateSchema>;
 export const fleetCommandSchema = z.object({
   /** Unique per command: the appliance runs a command id at most once. */
   id: z.string().min(1).max(100),
-  action: z.enum(['end-session', 'freeze', 'thaw', 'restore-mode', 'assign-model']),
-  /** restore-mode: {mode: 'instant' | 'eager'}; assign-model: {url, name, lazy?, now?}. */
+  action: z.enum(['end-session', 'freeze', 'thaw', 'restore-mode', 'assign-model', 'set-maintenance']),
+  /**
+   * restore-mode: {mode: 'instant' | 'eager'}; assign-model: {url, name, lazy?, now?};
+   * set-maintenance: {windows?: MaintenanceWindowInput[] (replaces the list), thawBoots?: number}.
+   */
   args: z.record(z.unknown()).optional(),
 });
 export type FleetCommand = z.infer<typeof fleetCommandSchema>;

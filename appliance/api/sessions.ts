@@ -12,6 +12,7 @@ export const sessionEndReasonSchema = z.enum([
   'host-power-off', // the host's power LED went dark (GPIO sense)
   'usb-reconnect', // a USB power-cycle / re-enumeration seen on the UDC state
   'gadget-watchdog', // the gadget stalled and was rebuilt
+  'maintenance', // a maintenance window discarded its changes
 ]);
 export type SessionEndReason = z.infer<typeof sessionEndReasonSchema>;
 

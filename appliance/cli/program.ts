@@ -18,6 +18,7 @@ import * as consoleCommands from './console-commands.js';
 import { modelDownloadRate } from './model-download-commands.js';
 import { passwd } from './passwd.js';
 import { modelActivate, modelCapture } from './model-switch-commands.js';
+import { maintenanceAdd, maintenanceList, maintenanceRemove, thawBoots } from './maintenance-commands.js';
 import { DEFAULT_FIRST_BOOT_PASSWORD_FILE } from '../daemon/first-boot-password.js';
 import { renderReference } from './reference.js';
 import { applianceNameSchema } from '../api/fleet.js';
@@ -46,6 +47,14 @@ export function parseHostPort(text: string): { host: string; port: number } {
 }
 
 const size = (what: string) => checked((text) => parseSize(text, what));
+
+/** A whole number ≥ 0 for flag `what`. */
+function wholeNumber(what: string): (text: string) => number {
+  return (text) => {
+    if (!/^\d+$/.test(text)) throw new InvalidArgumentError(`${what} takes a whole number (got "${text}")`);
+    return Number(text);
+  };
+}
 
 function parseRate(text: string): number | null {
   if (text === 'unlimited') return null;
@@ -140,9 +149,10 @@ export function buildProgram(run: CliRun = { exitCode: 0 }): Command {
     .action(act(modelCommands.modelRemove));
   model
     .command('activate')
-    .description('activate a model of the library: the regions that differ from the active one are restored from it at the next session end')
-    .argument('<NAME|ID>', "the model's name, id or unique id prefix")
+    .description('activate a model of the library: the regions that differ from the active one are restored from it at the next session end (--cancel withdraws an activation still waiting)')
+    .argument('[NAME|ID]', "the model's name, id or unique id prefix")
     .option('--now', 'end the host session now, on the new model')
+    .option('--cancel', 'withdraw the activation waiting for the next session end (the active model stays)')
     .addOption(stateDir())
     .action(act(modelActivate));
   model
@@ -241,6 +251,42 @@ export function buildProgram(run: CliRun = { exitCode: 0 }): Command {
     .addArgument(new Argument('<BYTES_PER_SECOND|unlimited>', 'the rate').argParser(checked(parseRate)))
     .addOption(stateDir())
     .action(act(commands.hydrationRate));
+
+  const maintenance = program.command('maintenance').description('maintenance windows: scheduled times when the host is powered on thawed, updates, is shut down, and its disk is captured as a new model or discarded');
+  maintenance
+    .command('add')
+    .description('add a window (through the daemon when one runs)')
+    .argument('<NAME>', 'the window\'s name (letters, digits, "-", "_")')
+    .requiredOption('--schedule <CRON>', '5-field cron: minute hour day-of-month month day-of-week (e.g. "0 3 * * 6")')
+    .option('--time-zone <ZONE>', 'the IANA time zone the schedule is read in (default UTC)')
+    .requiredOption('--duration <MINUTES>', 'how long the host runs before it is shut down', wholeNumber('--duration'))
+    .option('--grace <SECONDS>', 'after the shutdown press, how long before the host is forced off (default 300)', wholeNumber('--grace'))
+    .addOption(new Option('--after <WHAT>', 'capture: a new model version, activated; discard: frozen, restored (default discard)').choices(['capture', 'discard']))
+    .option('--model-name <PATTERN>', 'the captured model\'s name; {window}, {date}, {time} are replaced (default {window}-{date}-{time})')
+    .option('--wake-mac <MAC>', 'power on with a Wake-on-LAN packet to this MAC instead of the GPIO power press')
+    .option('--wake-address <ADDRESS>', 'where the Wake-on-LAN packet goes (default 255.255.255.255)')
+    .option('--wake-port <PORT>', 'the Wake-on-LAN UDP port (default 9)', wholeNumber('--wake-port'))
+    .addOption(stateDir())
+    .action(act(maintenanceAdd));
+  maintenance
+    .command('list')
+    .description('the windows with their next start, the thawed-boots counter, the running and last windows')
+    .addOption(stateDir())
+    .option('--json', 'print the status as JSON')
+    .action(act(maintenanceList));
+  maintenance
+    .command('remove')
+    .description('remove a window')
+    .argument('<NAME>', 'the window\'s name')
+    .addOption(stateDir())
+    .action(act(maintenanceRemove));
+
+  program
+    .command('thaw')
+    .description('thaw for the next N boots (session ends), then freeze; --boots 0 withdraws the counter (needs the daemon)')
+    .requiredOption('--boots <N>', 'how many session ends stay thawed', wholeNumber('--boots'))
+    .addOption(stateDir())
+    .action(act(thawBoots));
 
   program
     .command('passwd')

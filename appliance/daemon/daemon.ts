@@ -5,12 +5,13 @@
  *
  *   storage (state directory locked, engine open) → nbd (listening) → state (state store)
  *   → sessions (ends the previous host session, starts the background restore) → http (web UI,
- *   API, control socket) → gadget (the USB drive) → gpio (button, LED, host power) → management
- *   (the link to a fleet console over MQTT).
+ *   API, control socket) → gadget (the USB drive) → gpio (button, LED, host power) → maintenance
+ *   (scheduled maintenance windows, thawed boots) → management (the link to a fleet console over
+ *   MQTT).
  *
  * Essential components serve the host's disk: storage, nbd, state, sessions, and the gadget
  * when it runs. One of them failing to start stops the daemon with its error. Optional ones
- * (http, gpio, management) that fail are reported in the status (`components`), the log and on the LED,
+ * (http, gpio, maintenance, management) that fail are reported in the status (`components`), the log and on the LED,
  * and the disk is served all the same: the daemon never exits because of them.
  *
  * SIGTERM/SIGINT drain in-flight requests, flush and exit 0; READY and a watchdog go to
@@ -44,6 +45,10 @@ import type { ModelDownload } from '../api/models.js';
 import type { NbdTlsFiles } from '../nbd/tls-config.js';
 import type { ApiRouter } from '../http/api-router.js';
 import { childLogger } from '../logger.js';
+import { MaintenanceComponent } from '../maintenance/maintenance-component.js';
+import { maintenanceRoutes } from '../http/routes/maintenance-routes.js';
+import { gpioHostPower } from './maintenance-power.js';
+import { systemClock } from '../clock.js';
 
 const log = childLogger('daemon');
 
@@ -142,10 +147,14 @@ export class Daemon {
       const models: ModelService = new ModelService({
         library,
         activeModelId: () => storage.engine.model.id,
-        inUse: () => (sessions.pendingModelId ? [sessions.pendingModelId] : []),
+        pendingActivation: () => sessions.pendingModelId,
         downloadOf: (id): ModelDownload | null => downloads.downloadOf(id),
-        // the active model renamed: the status names it so at once
+        // the active model (or a pending activation's) renamed: the status names it so at once
         onRenamed: (m) => {
+          if (sessions.pendingModelId === m.record.id) {
+            sessions.switcher.modelRenamed(m);
+            this.sessions?.emit('status');
+          }
           if (storage.engine.modelEntry.record.id !== m.record.id) return;
           storage.engine.modelEntry = m;
           this.sessions?.emit('status');
@@ -164,11 +173,23 @@ export class Daemon {
       const audit = (e: { actor: string; action: string; details?: Record<string, unknown> }): void => void state.store.audit(e).catch(() => undefined);
 
       const switcher = sessions.switcher;
+      const gpio = plan.gpio?.settings ? new GpioComponent(service, plan.gpio.settings, { sysfsRoot: o.sysRoot, audit }) : null;
+      const maintenance = new MaintenanceComponent({
+        service,
+        settings: () => state.store.settings().maintenance,
+        saveSettings: async (m) => void (await state.store.updateSettings({ maintenance: m })),
+        audit: (e) => state.store.audit(e),
+        power: () => (gpio?.available ? gpioHostPower(gpio) : null),
+        captureAndActivate: async (name) => (await switcher.capture({ name, activate: true })).model.record.name,
+        stateDir: dir.path,
+        clock: systemClock,
+      });
       const management: ManagementComponent = new ManagementComponent({
         service,
         stateDir: dir.path,
         audit: (e) => state.store.audit(e),
         assignModel: modelAssigner(models, switcher),
+        setMaintenance: (args, actor) => maintenance.replace(args, actor),
         activeDownload: () => downloads.downloadOf(storage.engine.model.id),
         commandLine: o.management ?? null,
         onChange: () => {
@@ -177,7 +198,6 @@ export class Daemon {
           this.sessions?.emit('status');
         },
       });
-      const gpio = plan.gpio?.settings ? new GpioComponent(service, plan.gpio.settings, { sysfsRoot: o.sysRoot, audit }) : null;
       const http = new HttpComponent({
         service,
         store: state.store,
@@ -190,10 +210,13 @@ export class Daemon {
           (api) => modelUploadRoutes(api, { models, store: state.store }),
           ...(gpio ? [(api: ApiRouter) => gpioRoutes(api, gpio)] : []),
           (api: ApiRouter) => managementRoutes(api, management, state.store),
+          (api: ApiRouter) => maintenanceRoutes(api, maintenance),
         ],
       });
-      const httpUp = await this.startOptional(http, true);
+      // the downloads before the API: a request right after the start (a download's rate, an
+      // import from a URL) finds every download resumed and the URL importer registered
       await this.startOptional(downloads);
+      const httpUp = await this.startOptional(http, true);
 
       if (plan.gadget) {
         const gadget = new GadgetComponent(service, plan.gadget.settings, { nbdSocket: plan.gadgetNbdSocket, configfsRoot: o.configfsRoot, sysRoot: o.sysRoot });
@@ -207,6 +230,9 @@ export class Daemon {
       if (gpio && (await this.startOptional(gpio)) && !gpio.available) this.setHealth('gpio', false, 'off', null);
       else if (plan.gpio) this.setHealth('gpio', false, 'failed', plan.gpio.problem);
       else this.setHealth('gpio', false, 'off', null);
+
+      // Windows need the GPIO host power; without it each one is skipped and says why.
+      await this.startOptional(maintenance);
 
       // The fleet link never holds up the disk: it connects (and reconnects) in the background.
       if (await this.startOptional(management)) this.setManagementHealth(management);

@@ -1,11 +1,12 @@
 /**
  * What a fleet command does: the same calls into the appliance service as the local API's
- * routes (POST /api/session/end, /api/mode, /api/restore-mode), audited under the same action
+ * routes (POST /api/session/end, /api/mode, /api/restore-mode, /api/maintenance…), audited under the same action
  * names, with the console as the actor.
  */
 import { z } from 'zod';
 import type { FleetCommand } from '../api/fleet.js';
 import { restoreModeSchema } from '../api/common.js';
+import { setMaintenanceArgsSchema, type SetMaintenanceArgs } from '../api/maintenance.js';
 import { SnapbackError } from '../errors.js';
 import type { ApplianceService } from '../session/appliance-service.js';
 import { formatZodIssues } from '../zod-issues.js';
@@ -31,8 +32,11 @@ export type AssignModelArgs = z.infer<typeof assignModelArgs>;
 /** assign-model's work: import the URL into the model library (lazily) and activate the model. */
 export type ModelAssigner = (args: AssignModelArgs) => Promise<{ result: unknown; audit: Record<string, unknown> }>;
 
+/** set-maintenance's work: replaces the windows and/or sets the thawed-boots counter (it audits); resolves with the maintenance status. */
+export type MaintenanceSetter = (args: SetMaintenanceArgs, actor: string) => Promise<unknown>;
+
 /** Runs one command; resolves with its result, rejects with a SnapbackError the answer carries. */
-export async function runFleetCommand(cmd: FleetCommand, service: ApplianceService, audit: FleetAudit, assignModel: ModelAssigner | null): Promise<unknown> {
+export async function runFleetCommand(cmd: FleetCommand, service: ApplianceService, audit: FleetAudit, assignModel: ModelAssigner | null, setMaintenance: MaintenanceSetter | null = null): Promise<unknown> {
   const done = async (action: string, details: Record<string, unknown> = {}): Promise<void> => {
     await audit({ actor: CONSOLE_ACTOR, action, details: { command: cmd.id, ...details } });
   };
@@ -63,6 +67,12 @@ export async function runFleetCommand(cmd: FleetCommand, service: ApplianceServi
       const assigned = await assignModel(args.data);
       await done('model.assign', assigned.audit);
       return assigned.result;
+    }
+    case 'set-maintenance': {
+      const args = setMaintenanceArgsSchema.safeParse(cmd.args ?? {});
+      if (!args.success) throw new SnapbackError('BAD_ARGUMENT', `set-maintenance: ${formatZodIssues(args.error, 'args')}`);
+      if (!setMaintenance) throw new SnapbackError('NOT_SUPPORTED', 'set-maintenance needs the maintenance component, which is not running');
+      return setMaintenance(args.data, CONSOLE_ACTOR);
     }
   }
 }

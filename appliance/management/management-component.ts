@@ -30,7 +30,7 @@ import type { ApplianceService } from '../session/appliance-service.js';
 import { CommandJournal } from './command-journal.js';
 import { EnrollmentRefusedError, redeemEnrollmentCode } from './enrollment.js';
 import { applianceInfo, applianceState } from './fleet-report.js';
-import { runFleetCommand, type FleetAudit, type ModelAssigner } from './fleet-commands.js';
+import { runFleetCommand, type FleetAudit, type MaintenanceSetter, type ModelAssigner } from './fleet-commands.js';
 import { applianceNameOf, brokerOf, isConsoleUrl, ManagementConfigFile, NO_MANAGEMENT, type BrokerTarget, type ManagementConfig } from './management-config.js';
 
 const log = childLogger('management');
@@ -70,6 +70,8 @@ export interface ManagementOptions {
   activeDownload?: () => ModelDownload | null;
   /** assign-model's work (the model library's URL import and activation); null: not available. */
   assignModel?: ModelAssigner | null;
+  /** set-maintenance's work (the maintenance windows and the thawed-boots counter); null: not available. */
+  setMaintenance?: MaintenanceSetter | null;
   commandLine?: ManagementCommandLine | null;
   /** Called when the connection state changes (the daemon updates its component health). */
   onChange?: () => void;
@@ -382,7 +384,7 @@ export class ManagementComponent implements Component {
       return answer({ id: cmd.id, ok: false, error: { code: 'INTERRUPTED', message: 'the appliance restarted while this command ran; it was not run again' } });
     }
     log.info({ id: cmd.id, action: cmd.action }, 'fleet command');
-    void runFleetCommand(cmd, this.opts.service, this.opts.audit, this.opts.assignModel ?? null)
+    void runFleetCommand(cmd, this.opts.service, this.opts.audit, this.opts.assignModel ?? null, this.opts.setMaintenance ?? null)
       .then(
         (result): FleetResponse => ({ id: cmd.id, ok: true, ...(result !== undefined ? { result } : {}) }),
         (err: unknown): FleetResponse => {

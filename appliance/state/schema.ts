@@ -11,6 +11,7 @@ import { z } from 'zod';
 import { auditEntrySchema } from '../api/audit.js';
 import { sessionRecordSchema } from '../api/sessions.js';
 import { settingsSchema, type Settings } from '../api/settings.js';
+import { DEFAULT_MAINTENANCE_SETTINGS } from '../api/maintenance.js';
 
 export const SCHEMA_VERSION = 2;
 
@@ -23,6 +24,7 @@ export { auditEntrySchema, type AuditEntry } from '../api/audit.js';
 
 export const DEFAULT_SETTINGS: Settings = {
   hydrationRateBytesPerSecond: null,
+  maintenance: structuredClone(DEFAULT_MAINTENANCE_SETTINGS),
 };
 
 export const userSchema = z

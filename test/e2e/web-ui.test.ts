@@ -245,6 +245,43 @@ describe('web UI in Chromium (fake appliance)', function () {
         for (const a of ['settings.update', 'token.create', 'token.revoke', 'restore-mode.set']) assert.ok(actions.includes(a), a);
       });
 
+      it('the Settings page adds a maintenance window, thaws for N boots and removes the window', async () => {
+        await page.click('#nav a[data-page=settings]');
+        await page.waitForSelector('#maintenance-card [data-loaded]');
+        await page.fill('#mw-name', 'weekly');
+        await page.fill('#mw-schedule', '0 3 * * 6');
+        await page.fill('#mw-zone', 'Europe/Berlin');
+        await page.fill('#mw-duration', '45');
+        await page.selectOption('#mw-after', 'capture');
+        await page.click('#maintenance-add');
+        await waitText(page, '.notice-ok:last-child', 'Maintenance window weekly added.');
+        await page.waitForSelector('#maintenance-body tr[data-window-row=weekly]');
+        const [row] = await cells(page, '#maintenance-body tr[data-window-row]');
+        assert.match(row?.join(' | ') ?? '', /weekly \| 0 3 \* \* 6 \(Europe\/Berlin\), 45 min \| capture “\{window\}-\{date\}-\{time\}” \| \S/);
+        assert.deepEqual(hx.store.settings().maintenance.windows.map((w) => [w.name, w.timeZone, w.durationMinutes, w.after]), [['weekly', 'Europe/Berlin', 45, 'capture']]);
+        // a schedule that does not parse is refused with its reason (here through the API: the page shows the same message)
+        const api = new Client(hx.url);
+        await api.login(PASSWORD);
+        const bad = await api.req('POST', '/api/maintenance/windows', { body: { name: 'bad', schedule: '0 25 * * *', durationMinutes: 5 } });
+        assert.equal(bad.status, 400);
+        assert.match(String((bad.json as { message?: string }).message), /schedule "0 25 \* \* \*" does not parse/);
+
+        await page.fill('#thaw-boots', '2');
+        await page.click('#thaw-boots-save');
+        await waitText(page, '#maintenance-thaw-state', 'Thawed for the next 2 boot(s).');
+        assert.equal(hx.service.status().mode, 'thawed');
+        await shot(page, vp, 'settings-maintenance');
+
+        await page.click('#maintenance-body button[data-window=weekly]');
+        await page.waitForSelector('dialog.confirm[open]');
+        await page.click('dialog.confirm [data-action=confirm]');
+        await page.waitForSelector('#maintenance-body tr[data-window-row]', { state: 'detached' });
+        assert.deepEqual(hx.store.settings().maintenance.windows, []);
+        const actions = hx.store.listAudit({ limit: 20 }).map((e) => e.action);
+        for (const a of ['maintenance.add', 'maintenance.thaw-boots', 'maintenance.remove']) assert.ok(actions.includes(a), a);
+        await hx.service.setMode('frozen');
+      });
+
       it('logs out, refuses a wrong password, logs in again', async () => {
         await page.click('#logout');
         await page.waitForURL(/\/login$/);

@@ -11,6 +11,10 @@ import type { ApiRouter } from '../../appliance/http/api-router.js';
 import { HttpComponent, type HttpComponentOptions } from '../../appliance/http/http-component.js';
 import { managementRoutes } from '../../appliance/http/routes/management-routes.js';
 import { ManagementComponent } from '../../appliance/management/management-component.js';
+import { MaintenanceComponent } from '../../appliance/maintenance/maintenance-component.js';
+import { maintenanceRoutes } from '../../appliance/http/routes/maintenance-routes.js';
+import { systemClock } from '../../appliance/clock.js';
+import { SnapbackError } from '../../appliance/errors.js';
 import type { ApplianceService } from '../../appliance/session/appliance-service.js';
 import { StateStore } from '../../appliance/state/state-store.js';
 import { FakeAppliance, type FakeOptions } from './fake-appliance.js';
@@ -44,6 +48,18 @@ export async function startHarness(
   // As the daemon has it: the fleet link (off until configured), and its settings routes.
   const management = new ManagementComponent({ service, stateDir: dir, audit: (e) => store.audit(e) });
   await management.start();
+  // and the maintenance windows (no host power here: a window that comes due is skipped)
+  const maintenance = new MaintenanceComponent({
+    service,
+    settings: () => store.settings().maintenance,
+    saveSettings: async (m) => void (await store.updateSettings({ maintenance: m })),
+    audit: (e) => store.audit(e),
+    power: () => null,
+    captureAndActivate: () => Promise.reject(new SnapbackError('NOT_SUPPORTED', 'no model library in this harness')),
+    stateDir: dir,
+    clock: systemClock,
+  });
+  await maintenance.start();
   const http = new HttpComponent({
     service,
     store,
@@ -53,6 +69,7 @@ export async function startHarness(
     extraRoutes: [
       ...(opts.http?.extraRoutes ?? []),
       (api) => managementRoutes(api, management, store),
+      (api) => maintenanceRoutes(api, maintenance),
       ...(opts.routes ?? []).map((add) => (api: ApiRouter) => add(api, store)),
     ],
   });
@@ -67,6 +84,7 @@ export async function startHarness(
     controlSocket,
     async close() {
       await management.stop();
+      await maintenance.stop();
       await http.stop();
       service.close();
       await store.close();
@@ -163,6 +181,7 @@ export function nodeRequest(
     const req = httpRequest(
       {
         ...where,
+        agent: false, // a fresh connection per request: no race with the server closing an idle one
         method,
         path,
         headers: {

@@ -174,6 +174,37 @@ describe('snapback CLI and daemon', function () {
     }
   });
 
+  it('maintenance windows through the daemon and on the state directory: add, list, a schedule that does not parse, thaw for N boots, remove', async () => {
+    initState();
+    // without a daemon: the state directory's settings
+    const offline = snapback(['maintenance', 'add', 'weekly', '--schedule', '0 3 * * 6', '--time-zone', 'Europe/Berlin', '--duration', '60', '--after', 'capture', '--state-dir', state]);
+    assert.equal(offline.code, 0, offline.stderr);
+    assert.match(offline.stdout, /maintenance window weekly added \(it runs once the daemon runs\); next: \d{4}-/);
+    const d = await startServe(state);
+    try {
+      const list = JSON.parse(snapback(['maintenance', 'list', '--json', '--state-dir', state]).stdout) as { windows: { window: { name: string; timeZone: string; after: string }; nextRun: string }[]; thawBoots: number };
+      assert.deepEqual(list.windows.map((w) => [w.window.name, w.window.timeZone, w.window.after]), [['weekly', 'Europe/Berlin', 'capture']], 'the daemon has the window added without it');
+      assert.equal(new Date(list.windows[0]!.nextRun).getUTCDay(), 6, 'next start on a Saturday');
+      const bad = snapback(['maintenance', 'add', 'nightly', '--schedule', '0 3 * *', '--duration', '30', '--state-dir', state]);
+      assert.equal(bad.code, 2, bad.stderr);
+      assert.match(bad.stderr, /^snapback: .*schedule "0 3 \* \*" has 4 field\(s\); a schedule has 5/);
+      const thaw = snapback(['thaw', '--boots', '2', '--state-dir', state]);
+      assert.equal(thaw.code, 0, thaw.stderr);
+      assert.match(thaw.stdout, /thawed for the next 2 boot\(s\), then frozen/);
+      const control = join(state, 'control.sock');
+      assert.equal(((await callDaemon(control, 'GET', '/api/status')) as { mode: string }).mode, 'thawed');
+      const end = snapback(['session', 'end', '--wait', '--state-dir', state]);
+      assert.equal(end.code, 0, end.stderr);
+      await waitFor('one thawed boot counted', async () => ((await callDaemon(control, 'GET', '/api/maintenance')) as { thawBoots: number }).thawBoots === 1);
+      const rm = snapback(['maintenance', 'remove', 'weekly', '--state-dir', state]);
+      assert.equal(rm.code, 0, rm.stderr);
+      assert.match(snapback(['maintenance', 'list', '--state-dir', state]).stdout, /no maintenance windows\nthawed for the next 1 boot\(s\)/);
+    } finally {
+      d.kill('SIGTERM');
+      assert.equal((await exited(d)).code, 0);
+    }
+  });
+
   it('a pulled plug (kill -9) mid-write: after a restart, verify passes and the export is the model', async () => {
     initState();
     let d = await startServe(state);

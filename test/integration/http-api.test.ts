@@ -38,6 +38,8 @@ const WRITES: Endpoint[] = [
   { method: 'DELETE', path: `/api/tokens/${TOKEN_ID}` },
   { method: 'POST', path: '/api/settings', body: { hydrationRateBytesPerSecond: 1048576 } },
   { method: 'POST', path: '/api/model/verify', body: {} },
+  { method: 'POST', path: '/api/maintenance/windows', body: { name: 'weekly', schedule: '0 3 * * 6', durationMinutes: 60 } },
+  { method: 'POST', path: '/api/maintenance/thaw-boots', body: { boots: 2 } },
 ];
 
 describe('http: API endpoints', () => {
@@ -289,10 +291,10 @@ describe('http: API endpoints', () => {
 
     it('GET and POST /api/settings (the saved hydration rate reaches the service)', async () => {
       const g = await c.req('GET', '/api/settings');
-      assert.deepEqual(g.json, { hydrationRateBytesPerSecond: null });
+      assert.deepEqual(g.json, { hydrationRateBytesPerSecond: null, maintenance: { windows: [], thawBoots: 0 } });
       const r = await c.req('POST', '/api/settings', { body: { hydrationRateBytesPerSecond: 4 << 20 } });
       assert.equal(r.status, 200, r.text);
-      assert.deepEqual(r.json, { hydrationRateBytesPerSecond: 4 << 20 });
+      assert.deepEqual(r.json, { hydrationRateBytesPerSecond: 4 << 20, maintenance: { windows: [], thawBoots: 0 } });
       assert.equal(hx.service.hydrationRate, 4 << 20);
       const back = await c.req('POST', '/api/settings', { body: { hydrationRateBytesPerSecond: null } });
       assert.equal(back.json.hydrationRateBytesPerSecond, null);

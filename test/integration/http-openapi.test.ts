@@ -15,6 +15,9 @@ import { HttpComponent } from '../../appliance/http/http-component.js';
 import { openApiPath } from '../../appliance/http/openapi.js';
 import { gpioRoutes } from '../../appliance/http/routes/gpio-routes.js';
 import { modelLibraryRoutes } from '../../appliance/http/routes/model-library-routes.js';
+import { maintenanceRoutes } from '../../appliance/http/routes/maintenance-routes.js';
+import { MaintenanceComponent } from '../../appliance/maintenance/maintenance-component.js';
+import { gpioHostPower } from '../../appliance/daemon/maintenance-power.js';
 import { ModelService } from '../../appliance/session/model-service.js';
 import { ModelLibrary } from '../../appliance/storage/model-library.js';
 import { StateDir } from '../../appliance/storage/state-dir.js';
@@ -43,14 +46,25 @@ describe('http: the OpenAPI document', () => {
       audit: () => undefined,
     });
     await gpio.start();
-    // Mounted as the daemon mounts them: the model library's and the GPIO routes too.
+    // Mounted as the daemon mounts them: the model library's, the GPIO and the maintenance routes too.
     const models = new ModelService({ library: new ModelLibrary(new StateDir(dir)) });
+    const maintenance = new MaintenanceComponent({
+      service,
+      settings: () => store.settings().maintenance,
+      saveSettings: async (m) => void (await store.updateSettings({ maintenance: m })),
+      audit: (e) => store.audit(e),
+      power: () => gpioHostPower(gpio),
+      captureAndActivate: () => Promise.reject(new Error('no capture here')),
+      stateDir: dir,
+      clock: systemClock,
+    });
+    await maintenance.add({ name: 'weekly', schedule: '0 3 * * 6', durationMinutes: 60 }, 'test');
     http = new HttpComponent({
       service,
       store,
       listen: { host: '127.0.0.1', port: 0 },
       controlSocket: join(dir, 'control.sock'),
-      extraRoutes: [(api) => modelLibraryRoutes(api, { models, store }), (api) => gpioRoutes(api, gpio)],
+      extraRoutes: [(api) => modelLibraryRoutes(api, { models, store }), (api) => gpioRoutes(api, gpio), (api) => maintenanceRoutes(api, maintenance)],
     });
     await http.start();
     c = new Client(http.address().url.replace(/\/$/, ''));

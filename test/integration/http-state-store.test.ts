@@ -151,7 +151,7 @@ describe('state store (lowdb, durable)', () => {
     const v0 = { settings: { restoreMode: 'eager', hydrationRateBytesPerSecond: 1 << 20 }, audit: [{ id: 4, at: '2024-01-01T00:00:00.000Z', actor: 'admin', action: 'x' }] };
     await writeFile(p, JSON.stringify(v0));
     const s = await StateStore.open(dir);
-    assert.deepEqual(s.settings(), { hydrationRateBytesPerSecond: 1 << 20 });
+    assert.deepEqual(s.settings(), { hydrationRateBytesPerSecond: 1 << 20, maintenance: { windows: [], thawBoots: 0 } }, 'a file from before maintenance windows has none');
     assert.equal((await s.audit({ actor: 'a', action: 'b' })).id, 5);
     await s.close();
     const raw = JSON.parse(await readFile(p, 'utf8'));
@@ -172,7 +172,7 @@ describe('state store (lowdb, durable)', () => {
     };
     await writeFile(p, JSON.stringify(v1));
     const s = await StateStore.open(dir);
-    assert.deepEqual(s.settings(), { hydrationRateBytesPerSecond: 2048 });
+    assert.deepEqual(s.settings(), { hydrationRateBytesPerSecond: 2048, maintenance: { windows: [], thawBoots: 0 } });
     assert.equal((await s.audit({ actor: 'a', action: 'b' })).id, 7);
     await s.close();
     const raw = JSON.parse(await readFile(p, 'utf8'));

@@ -21,7 +21,7 @@ export const LAYERS: readonly { name: string; holds: readonly string[]; what: st
   { name: 'storage', holds: ['appliance/storage'], what: 'block devices, model image and manifest, write log, protected disk, hydrator, engine, model verification' },
   { name: 'state', holds: ['appliance/state'], what: 'the state store: settings, users, tokens, session history, audit log' },
   { name: 'session', holds: ['appliance/session'], what: 'host sessions and modes over the engine: the ApplianceService the front ends use' },
-  { name: 'hardware and fleet front ends', holds: ['appliance/nbd', 'appliance/gadget', 'appliance/gpio', 'appliance/management'], what: 'NBD server, USB gadget, GPIO, the fleet link over MQTT (no express, no HTTP)' },
+  { name: 'hardware and fleet front ends', holds: ['appliance/nbd', 'appliance/gadget', 'appliance/gpio', 'appliance/maintenance', 'appliance/management'], what: 'NBD server, USB gadget, GPIO, maintenance windows, the fleet link over MQTT (no express, no HTTP)' },
   { name: 'HTTP front end', holds: ['appliance/http'], what: 'web UI listener, JSON API (also for the GPIO), control socket' },
   { name: 'daemon', holds: ['appliance/daemon'], what: 'constructs and starts every component in order' },
   {
@@ -48,7 +48,7 @@ function runtimeWireModules(): string[] {
   return (config.config.files as string[]).map((f) => relative(root, resolve(root, dirname(BROWSER.runtimeWire), f)).split(sep).join('/'));
 }
 /** Folders whose code must not depend on express (hardware and the wire contract). */
-const NO_EXPRESS = ['appliance/api', 'appliance/storage', 'appliance/state', 'appliance/session', 'appliance/nbd', 'appliance/gadget', 'appliance/gpio', 'appliance/management'];
+const NO_EXPRESS = ['appliance/api', 'appliance/storage', 'appliance/state', 'appliance/session', 'appliance/nbd', 'appliance/gadget', 'appliance/gpio', 'appliance/maintenance', 'appliance/management'];
 
 const here = dirname(fileURLToPath(import.meta.url)); // dist/test/unit
 const root = resolve(here, '..', '..', '..');

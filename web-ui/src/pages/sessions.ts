@@ -13,6 +13,7 @@ const REASON: Record<string, string> = {
   'host-power-off': 'host powered off',
   'usb-reconnect': 'USB power-cycle',
   'gadget-watchdog': 'USB gadget rebuilt',
+  maintenance: 'maintenance window',
 };
 
 export const sessionsPage: Page = {

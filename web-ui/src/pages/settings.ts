@@ -1,4 +1,4 @@
-/** Settings: mode, restore mode, hydration rate, password, fleet management, API tokens. */
+/** Settings: mode, restore mode, hydration rate, password, fleet management, maintenance windows, API tokens. */
 import { ApiError, getJson, postJson, request } from '../api.js';
 import { setMode, setRestoreMode } from '../actions.js';
 import { confirmAction, errorText, fmtTime, h, notify } from '../dom.js';
@@ -8,6 +8,7 @@ import type { Settings } from '../../../appliance/api/settings.js';
 import type { ApplianceStatus } from '../../../appliance/api/status.js';
 import type { Page } from './page.js';
 import { managementCard } from './management-card.js';
+import { maintenanceCard } from './maintenance-card.js';
 
 const MIB = 1024 * 1024;
 
@@ -197,6 +198,7 @@ export const settingsPage: Page = {
     });
 
     const fleet = managementCard();
+    const maintenance = maintenanceCard();
     root.append(
       h(
         'div',
@@ -205,6 +207,7 @@ export const settingsPage: Page = {
         h('section', { class: 'card' }, policyForm),
         h('section', { class: 'card' }, pwForm),
         h('section', { class: 'card', id: 'management-card' }, fleet.element),
+        h('section', { class: 'card card-span', id: 'maintenance-card' }, maintenance.element),
         h(
           'section',
           { class: 'card card-span' },
@@ -232,7 +235,7 @@ export const settingsPage: Page = {
       .catch((err: unknown) => notify(`Could not load the settings: ${errorText(err)}`, 'error'));
     if (!latestStatus) void getJson<ApplianceStatus>('/api/status').then(showModes, () => undefined);
     loadTokens();
-    const offs = [on<ApplianceStatus>('status', showModes), on<Settings>('settings', showSettings), fleet.dispose];
+    const offs = [on<ApplianceStatus>('status', showModes), on<Settings>('settings', showSettings), fleet.dispose, maintenance.dispose];
     return () => {
       for (const off of offs) off();
     };
