@@ -186,6 +186,22 @@ export class HttpRangeSource {
 
   /** Exactly `length` bytes at `offset` (one attempt; see withRetries). */
   async readRange(offset: number, length: number, signal?: AbortSignal): Promise<Buffer> {
+    let out: Buffer | null = null;
+    await this.streamRange(offset, length, length, async (_i, bytes) => void (out = bytes), signal);
+    return out!;
+  }
+
+  /**
+   * The `length` bytes at `offset` in one request (one attempt; see withRetries), handed to
+   * `onPiece` in consecutive pieces of `pieceSize` bytes (the last may be short) as they arrive:
+   * several regions of a model fetched at once, each verified as soon as it is whole. At most
+   * `depth` pieces are being handled at a time; the connection waits meanwhile (backpressure).
+   * A failure of `onPiece` ends the request and is thrown; pieces already handled stay handled.
+   * With `reuse`, a piece's memory is used again for a later piece once `onPiece` settled (it
+   * must not keep the bytes): no new memory, no page faults, per piece.
+   */
+  async streamRange(offset: number, length: number, pieceSize: number, onPiece: (index: number, bytes: Buffer) => Promise<void>, signal?: AbortSignal, options: { depth?: number; reuse?: boolean } = {}): Promise<void> {
+    const depth = options.depth ?? 2;
     const end = offset + length - 1;
     const res = await this.get({ Range: `bytes=${offset}-${end}` }, signal);
     if (res.statusCode === 200) {
@@ -197,23 +213,58 @@ export class HttpRangeSource {
       res.destroy();
       throw new RemoteError(`${this.url.href} answered bytes ${offset}-${end} with ${header(res, 'content-range') ?? 'no Content-Range'}`, false, 206);
     }
-    const out = Buffer.allocUnsafe(length);
-    let got = 0;
-    await new Promise<void>((resolve, reject) => {
-      res.on('data', (chunk: Buffer) => {
-        if (got + chunk.length > length) {
+    const pending: Promise<void>[] = [];
+    let failed: unknown = null;
+    const free: Buffer[] = [];
+    const handle = (bytes: Buffer, p: Promise<void>) => {
+      const tracked = p.then(
+        () => void (options.reuse && free.push(bytes)),
+        (err: unknown) => {
+          failed ??= err;
           res.destroy();
-          reject(new RemoteError(`${this.url.href} sent more than the ${length} bytes asked for`, false, 206));
-          return;
-        }
-        chunk.copy(out, got);
+        },
+      );
+      pending.push(tracked);
+    };
+    let got = 0;
+    let index = 0;
+    // pieces in shared memory: a hash worker reads them without a copy
+    const newPiece = (n: number) => {
+      const old = free.pop();
+      return old && old.length === n ? old : Buffer.from(new SharedArrayBuffer(n));
+    };
+    let piece = newPiece(Math.min(pieceSize, length));
+    let filled = 0;
+    try {
+      for await (const chunk of res as AsyncIterable<Buffer>) {
+        if (got + chunk.length > length) throw new RemoteError(`${this.url.href} sent more than the ${length} bytes asked for`, false, 206);
         got += chunk.length;
-      });
-      res.on('end', () => (got === length ? resolve() : reject(new RemoteError(`${this.url.href}: the connection ended after ${got} of ${length} bytes`, true))));
-      res.on('error', (err) => reject(this.networkError(err)));
-      res.on('aborted', () => reject(new RemoteError(`${this.url.href}: the connection was lost after ${got} of ${length} bytes`, true)));
-    });
-    return out;
+        for (let at = 0; at < chunk.length; ) {
+          const n = Math.min(piece.length - filled, chunk.length - at);
+          chunk.copy(piece, filled, at, at + n);
+          filled += n;
+          at += n;
+          if (filled === piece.length) {
+            handle(piece, onPiece(index++, piece));
+            filled = 0;
+            while (pending.length >= depth) await pending.shift();
+            const left = length - index * pieceSize;
+            if (left > 0) piece = newPiece(Math.min(pieceSize, left));
+            if (failed) break;
+          }
+        }
+        if (failed) break;
+      }
+    } catch (err) {
+      if (!failed) {
+        res.destroy();
+        throw err instanceof SnapbackError ? err : this.networkError(err as Error);
+      }
+    } finally {
+      await Promise.all(pending);
+    }
+    if (failed) throw failed;
+    if (got !== length) throw new RemoteError(`${this.url.href}: the connection was lost after ${got} of ${length} bytes`, true);
   }
 
   /**

@@ -532,7 +532,8 @@ function nameTaken(name: string, by: string): SnapbackError {
   return new SnapbackError('ALREADY_EXISTS', `the name "${name}" is taken (by ${by}); choose another name or rename that model first`, { name });
 }
 
-function assertSameDigests(manifest: Manifest, digests: Buffer, what: string): void {
+/** Throws MANIFEST_INVALID naming the first region whose digest is not the manifest's. */
+export function assertSameDigests(manifest: Manifest, digests: Buffer, what: string): void {
   if (digests.equals(manifest.allDigests)) return;
   const n = manifest.digestLength;
   let r = 0;

@@ -9,7 +9,9 @@
  * anything else happens to it: a region that does not match is dropped and fetched again; it is
  * never written, never served. A matching region is written to the local copy, and its bit is
  * persisted only after the copy was synced (data before bit), so a restart of the daemon resumes
- * where it stopped and never trusts bytes that are not on disk.
+ * where it stopped and never trusts bytes that are not on disk. The background
+ * download asks for several contiguous missing regions in one request, each verified as soon as
+ * it is whole.
  *
  * When the network goes away, a host read of a missing region is retried with a short backoff
  * and then fails with an I/O error for that request only (never wrong data); the download is
@@ -40,6 +42,11 @@ export interface RemoteModelOptions {
   rateLimit?: number | null;
   /** Background fetches in flight (default 4). */
   parallel?: number;
+  /**
+   * Bytes one background request asks for (default 16 MiB): contiguous missing regions are
+   * fetched together, each verified as it arrives. With a rate limit a request is one region.
+   */
+  requestBytes?: number;
   /** Attempts of a host read's fetch before it fails with EIO (default 4), and its backoff (ms). */
   readAttempts?: number;
   readRetryBaseMs?: number;
@@ -81,8 +88,11 @@ export class RemoteModel extends EventEmitter implements BlockDevice {
   private presentCount = 0;
   private bytesPresent = 0;
   private readonly attempts = new Map<number, Promise<Buffer>>();
+  /** Regions a background request is fetching, several at a time (see attemptRun). */
+  private readonly claimed = new Set<number>();
   private rate: number | null;
   private readonly parallel: number;
+  private readonly requestBytes: number;
   private readonly readAttempts: number;
   private readonly readRetryBaseMs: number;
   private readonly readRetryMaxMs: number;
@@ -119,6 +129,7 @@ export class RemoteModel extends EventEmitter implements BlockDevice {
     this.present = new Uint8Array(Math.ceil(options.manifest.regionCount / 8));
     this.rate = options.rateLimit ? options.rateLimit : null;
     this.parallel = Math.max(1, options.parallel ?? 4);
+    this.requestBytes = options.requestBytes ?? 16 << 20;
     this.readAttempts = Math.max(1, options.readAttempts ?? 4);
     this.readRetryBaseMs = options.readRetryBaseMs ?? 250;
     this.readRetryMaxMs = options.readRetryMaxMs ?? 2000;
@@ -270,25 +281,80 @@ export class RemoteModel extends EventEmitter implements BlockDevice {
       let bytes: Buffer;
       try {
         bytes = await this.source.readRange(off, len, this.stop.signal);
-        const actual = await this.pool.digest(this.manifest.hash, bytes);
-        if (!actual.equals(this.manifest.digest(region))) {
-          this.mismatches++;
-          log.warn({ region, url: this.source.url.href }, 'a region fetched does not match the manifest: dropped, fetched again');
-          throw new RegionMismatchError(region, this.source.url.href);
-        }
       } catch (err) {
         this.failures++;
         this.noteFailure(region, err);
         throw err;
       }
-      if (!this.opened) throw new SnapbackError('CLOSED', `model ${this.imagePath} was closed`);
-      await this.file.write(off, bytes);
-      this.markPresent(region, len);
-      this.noteSuccess(region, len);
+      await this.accept(region, bytes);
       return bytes;
     })().finally(() => this.attempts.delete(region));
     this.attempts.set(region, p);
     return p;
+  }
+
+  /**
+   * A region's bytes fetched: verified against the manifest (a mismatch is counted, noted and
+   * thrown, nothing written), then written to the local copy and marked present.
+   */
+  private async accept(region: number, bytes: Buffer): Promise<void> {
+    try {
+      const actual = await this.pool.digest(this.manifest.hash, bytes);
+      if (!actual.equals(this.manifest.digest(region))) {
+        this.mismatches++;
+        log.warn({ region, url: this.source.url.href }, 'a region fetched does not match the manifest: dropped, fetched again');
+        throw new RegionMismatchError(region, this.source.url.href);
+      }
+    } catch (err) {
+      this.failures++;
+      this.noteFailure(region, err);
+      throw err;
+    }
+    if (!this.opened) throw new SnapbackError('CLOSED', `model ${this.imagePath} was closed`);
+    await this.file.write(region * this.manifest.regionSize, bytes);
+    this.markPresent(region, bytes.length);
+    this.noteSuccess(region, bytes.length);
+  }
+
+  /**
+   * The background download's fetch of regions [first, end) in one request: from the first
+   * still missing to the last. Each region is verified and written as soon as it is whole. The
+   * regions are only claimed against the other background workers: a host read of one of them
+   * fetches it on its own at once rather than wait for the request to reach it, and the request
+   * then skips it. Throws the first failure (a wrong region, the network) after the request
+   * ended, so that a retry fetches what is still missing.
+   */
+  private async attemptRun(first: number, end: number): Promise<void> {
+    while (first < end && this.isPresent(first)) first++;
+    while (end > first && this.isPresent(end - 1)) end--;
+    if (end - first <= 1) {
+      if (end > first) await this.attempt(first);
+      return;
+    }
+    const rs = this.manifest.regionSize;
+    for (let r = first; r < end; r++) this.claimed.add(r);
+    let failure: unknown = null;
+    try {
+      await this.source.streamRange(first * rs, Math.min(end * rs, this.size) - first * rs, rs, async (i, bytes) => {
+        const r = first + i;
+        if (this.isPresent(r) || this.attempts.has(r)) return; // a host read got it, or is getting it
+        try {
+          await this.accept(r, bytes);
+        } catch (err) {
+          if (!(err instanceof RegionMismatchError)) throw err;
+          failure ??= err;
+        }
+      }, this.stop.signal, { reuse: true });
+    } catch (err) {
+      if (!failure) {
+        this.failures++;
+        this.noteFailure(first, err);
+      }
+      failure = err;
+    } finally {
+      for (let r = first; r < end; r++) this.claimed.delete(r);
+    }
+    if (failure) throw failure;
   }
 
   private markPresent(region: number, len: number): void {
@@ -362,7 +428,7 @@ export class RemoteModel extends EventEmitter implements BlockDevice {
     const count = this.manifest.regionCount;
     const signal = this.stop.signal;
     while (!signal.aborted) {
-      while (this.cursor < count && (this.isPresent(this.cursor) || this.attempts.has(this.cursor))) this.cursor++;
+      while (this.cursor < count && (this.isPresent(this.cursor) || this.attempts.has(this.cursor) || this.claimed.has(this.cursor))) this.cursor++;
       if (this.cursor >= count) {
         if (this.complete) return;
         // regions a host read was fetching (and may have failed to): look again once it settled
@@ -371,10 +437,16 @@ export class RemoteModel extends EventEmitter implements BlockDevice {
         this.cursor = 0;
         continue;
       }
-      const region = this.cursor++;
+      // contiguous regions nobody fetches yet, in one request (one region under a rate limit)
+      const first = this.cursor;
+      const most = this.rate ? 1 : Math.max(1, Math.floor(this.requestBytes / this.manifest.regionSize));
+      let end = first + 1;
+      while (end < count && end - first < most && !this.isPresent(end) && !this.attempts.has(end) && !this.claimed.has(end)) end++;
+      this.cursor = end;
+      const region = first;
       try {
         await this.throttle(this.regionLength(region), signal);
-        await withRetries(() => this.attempt(region), {
+        await withRetries(() => this.attemptRun(first, end), {
           attempts: Infinity,
           baseMs: this.retryBaseMs,
           maxMs: this.retryMaxMs,

@@ -9,25 +9,25 @@
  *     bitmap survives a network loss and a daemon restart) and becomes a model only once every
  *     region is there.
  * - Without a manifest, or from a server without Range support: the image is downloaded whole
- *   (continued after a network loss when the server has Range), then imported as a local file:
- *   hashed into a new manifest, or checked against the one the server has.
+ *   (continued after a network loss when the server has Range), then hashed where it lies into
+ *   a new manifest, or checked against the one the server has, and moved into the library: it
+ *   needs the image's size on disk once, never a second copy.
  *
  * A URL model's directory keeps `download.json` (the URL, the CA to trust, the rate) and
  * `present` (the regions already here) until the model is complete.
  */
 import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
-import { mkdir, readFile, readdir, rename, rm, stat, statfs } from 'node:fs/promises';
+import { mkdir, readFile, readdir, rename, rm, rmdir, stat, statfs } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { HttpRangeSource, parseModelUrl, RemoteError, type RetryPolicy } from './http-range-source.js';
-import { Manifest, manifestPathFor } from './manifest.js';
-import { checkName, type ModelLibrary, type StoredModel } from './model-library.js';
+import { createManifest, DEFAULT_MANIFEST_REGION_SIZE, Manifest, manifestPathFor } from './manifest.js';
+import { assertSameDigests, checkName, type ModelLibrary, type StoredModel } from './model-library.js';
 import { fetchRemoteImage } from './remote-manifest.js';
 import { RemoteModel } from './remote-model.js';
 import { writeFileDurably } from './durable-write.js';
 import type { HashPool } from './hash-pool.js';
-import { digestOf } from './hash-functions.js';
+import { DEFAULT_MANIFEST_HASH, digestOf } from './hash-functions.js';
 import { SnapbackError, fromSystemError } from '../errors.js';
 import { childLogger } from '../logger.js';
 
@@ -189,6 +189,10 @@ export async function importFromUrl(library: ModelLibrary, o: UrlImportOptions):
     }
     if (manifest && remote.info.rangeSupported) return { model: await downloadRegions(library, manifest, info, o, downloads), remote: null };
     return { model: await downloadWhole(library, source, manifest, info, o, retry, downloads), remote: null };
+  } catch (err) {
+    // a failed import leaves no trace: the downloads directory goes too when nothing else is in it
+    await rmdir(downloads).catch(() => undefined);
+    throw err;
   } finally {
     source.close();
   }
@@ -278,17 +282,28 @@ async function downloadWhole(library: ModelLibrary, source: HttpRangeSource, man
   try {
     await writeDownloadInfo(dir, info);
     const size = (await source.probe(o.signal)).size;
-    await ensureSpace(dir, size);
+    if (manifest && manifest.size !== size) throw new SnapbackError('MANIFEST_INVALID', `the manifest beside ${info.url} is for ${manifest.size} bytes but the image has ${size}`, { expected: manifest.size, actual: size });
+    const arrived = await stat(image).then((st) => st.size, () => 0);
+    await ensureSpace(dir, Math.max(0, size - arrived));
     await source.downloadTo(image, { ...retry, onRetry: (err, attempt, delay) => log.warn({ url: info.url, attempt, delay, err: err.message }, 'download interrupted; retrying') }, (done, total) => o.onProgress?.(done, total));
-    // a local file now: hashed into a manifest, or checked against the server's, on its way into the library
-    const stored = await library.importStream(createReadStream(image, { highWaterMark: 1 << 20 }), {
+    // hashed where it lies (into a manifest, or checked against the server's), then moved into the library: never copied
+    const made = await createManifest(image, {
+      regionSize: manifest?.regionSize ?? DEFAULT_MANIFEST_REGION_SIZE,
+      hash: manifest?.hash ?? DEFAULT_MANIFEST_HASH,
       name: info.name,
-      size,
-      source: { kind: 'url', url: info.url },
-      ...(manifest ? { manifest } : {}),
-      ...(o.signal ? { signal: o.signal } : {}),
       ...(o.tuning?.hashPool ? { hashPool: o.tuning.hashPool } : {}),
     });
+    if (manifest) assertSameDigests(manifest, made.allDigests, info.url);
+    if (o.signal?.aborted) throw new SnapbackError('CLOSED', `the import of ${info.url} was cancelled`);
+    const staging = await library.stage(info.name);
+    let stored: StoredModel;
+    try {
+      await rename(image, staging.imagePath);
+      stored = await staging.commit(manifest ?? made, { source: { kind: 'url', url: info.url } });
+    } catch (err) {
+      await staging.abort();
+      throw err;
+    }
     await rm(dir, { recursive: true, force: true });
     return stored;
   } catch (err) {

@@ -3,11 +3,12 @@
  * state directory lives on a small tmpfs of its own. An import larger than the free space is
  * refused before it writes anything; one during which the disk fills fails with NO_SPACE and
  * leaves the library, the write log and snapback.json as they were; once there is room, the
- * same import succeeds.
+ * same import succeeds. A URL without a manifest beside it is downloaded whole and needs room
+ * for the image once (hashed where it lies, then moved into the library), not twice.
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, rmSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -15,7 +16,9 @@ import { isSnapbackError } from '../../appliance/errors.js';
 import { initEngine } from '../../appliance/storage/engine.js';
 import { ModelLibrary } from '../../appliance/storage/model-library.js';
 import { StateDir } from '../../appliance/storage/state-dir.js';
+import { importFromUrl } from '../../appliance/storage/url-import.js';
 import { snapback } from '../helpers/cli.js';
+import { Nginx } from '../helpers/nginx.js';
 import { patternBytes } from '../helpers/prng.js';
 import { stateSnapshot } from '../helpers/state-snapshot.js';
 
@@ -42,6 +45,32 @@ describe('model import on a full disk', function () {
     if (mounted) execFileSync('umount', [fs]);
     mounted = false;
     rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('a URL without a manifest is downloaded whole into the library needing its size once (not a copy), and one larger than the free space is refused saying what it needs', async () => {
+    const www = join(dir, 'www');
+    mkdirSync(www);
+    const image = patternBytes(20 << 20, 4); // room for it once (with the reserve), not twice
+    writeFileSync(join(www, 'fits.img'), image);
+    writeFileSync(join(www, 'big.img'), patternBytes(36 << 20, 5));
+    const nginx = await Nginx.start(join(dir, 'nginx'), { root: www });
+    try {
+      const library = new ModelLibrary(new StateDir(state));
+      const before = stateSnapshot(state);
+      await assert.rejects(importFromUrl(library, { url: nginx.url('files', 'big.img'), name: 'big', retry: { attempts: 1, baseMs: 10, maxMs: 10 } }), (err: unknown) => {
+        assert.ok(isSnapbackError(err, 'NO_SPACE'), String(err));
+        assert.match((err as Error).message, /not enough free space for the model in .*: it needs \d+ bytes, \d+ are free/);
+        return true;
+      });
+      assert.equal(stateSnapshot(state), before, 'nothing left behind by the refused import');
+      const { model } = await importFromUrl(library, { url: nginx.url('files', 'fits.img'), name: 'fits', retry: { attempts: 1, baseMs: 10, maxMs: 10 } });
+      assert.equal(model.record.complete, true);
+      assert.equal(model.record.size, image.length);
+      assert.ok(readFileSync(model.imagePath).equals(image), 'the model holds the served bytes');
+      assert.deepEqual(readdirSync(join(state, 'models', '.downloads')), [], 'the download left nothing behind');
+    } finally {
+      await nginx.stop();
+    }
   });
 
   /** Fills the filesystem to its last block; returns the filler's path. */

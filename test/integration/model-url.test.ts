@@ -127,6 +127,21 @@ describe('model URLs against a real nginx', function () {
     assert.equal(model.mismatches, 0);
   });
 
+  it('the background download asks for several contiguous missing regions in one request, each verified', async function () {
+    const { model, local } = await remoteModel(nginx.url('files', IMG), { parallel: 2, requestBytes: 16 * REGION });
+    const before = (await nginx.requests()).length;
+    model.startDownload();
+    await model.whenComplete();
+    const ranges = (await nginx.requests())
+      .slice(before)
+      .map((q) => /^bytes=(\d+)-(\d+)$/.exec(q.range ?? ''))
+      .filter((m): m is RegExpExecArray => m !== null)
+      .map((m) => (Number(m[2]) + 1 - Number(m[1])) / REGION);
+    assert.deepEqual(ranges, Array(manifest.regionCount / 16).fill(16), 'one request per 16 regions');
+    assert.equal(model.progress().regionsDone, manifest.regionCount);
+    assert.equal(sha(await readFile(join(local, 'image'))), sha(image));
+  });
+
   describe('over TLS with a CA of our own', function () {
     let tls: Nginx;
     before(async function () {
