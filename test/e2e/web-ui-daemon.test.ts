@@ -11,7 +11,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Page } from 'playwright-core';
-import { exited, initState, nbdUri, serveOutput, snapback, startServe, webUiUrl } from '../helpers/cli.js';
+import { exited, initState, nbdUri, serveOutput, snapbackOk, startServe, webUiUrl } from '../helpers/cli.js';
 import { nbdsh } from '../helpers/nbd-clients.js';
 import { Prng } from '../helpers/prng.js';
 import { PASSWORD, controlRequest } from '../helpers/http-harness.js';
@@ -72,11 +72,7 @@ describe('web UI in Chromium against the real daemon, with a real NBD client wri
       const tab = usePage(chromium, vp);
       let page: Page;
       let written = 0;
-      const cli = (...args: string[]) => {
-        const r = snapback([...args, '--state-dir', state]);
-        assert.equal(r.code, 0, `snapback ${args.join(' ')}: ${r.stderr}`);
-        return r.stdout;
-      };
+      const cli = (...args: string[]): string => snapbackOk(state, args);
 
       before(async () => {
         dir = await mkdtemp(join(tmpdir(), 'snapback-webui-'));

@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import type { Page } from 'playwright-core';
 import { DEFAULT_MANIFEST_HASH, createManifest } from '../../appliance/storage/manifest.js';
 import { setFirstPassword, useChromium, usePage, VIEWPORT_NAMES, shot, waitText } from '../helpers/browser.js';
-import { exited, initState, snapback, startServe, webUiUrl } from '../helpers/cli.js';
+import { exited, initState, snapback, snapbackOk, startServe, webUiUrl } from '../helpers/cli.js';
 import { PASSWORD, controlRequest } from '../helpers/http-harness.js';
 import { nbdsh } from '../helpers/nbd-clients.js';
 import { patternBytes } from '../helpers/prng.js';
@@ -51,11 +51,7 @@ describe('the Models page in Chromium against the real daemon', function () {
       const tab = usePage(chromium, vp);
       let page: Page;
       const image = patternBytes(UPLOAD, 21);
-      const cli = (...args: string[]): string => {
-        const r = snapback([...args, '--state-dir', state]);
-        assert.equal(r.code, 0, `snapback ${args.join(' ')}: ${r.stderr}`);
-        return r.stdout;
-      };
+      const cli = (...args: string[]): string => snapbackOk(state, args);
 
       before(async () => {
         dir = await mkdtemp(join(tmpdir(), 'snapback-models-ui-'));

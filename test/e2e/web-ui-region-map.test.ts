@@ -6,9 +6,9 @@
  * changes and a session end ("map replaced") redraw it. Screenshots go to docs/screenshots.
  */
 import assert from 'node:assert/strict';
-import type { Browser, Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import { startHarness, type Harness, PASSWORD } from '../helpers/http-harness.js';
-import { VIEWPORTS, launchChromium, newPage, shot, waitData, waitText, type ViewportName, setFirstPassword } from '../helpers/browser.js';
+import { VIEWPORT_NAMES, newPage, shot, useChromium, waitData, waitText, setFirstPassword } from '../helpers/browser.js';
 
 const N = 16 * 1024 * 1024;
 const RED = [220, 38, 38];
@@ -57,18 +57,12 @@ async function canvasData(page: Page, key: string): Promise<string> {
 
 describe('web UI: the region map of a 16 M-region (1 TiB) disk in Chromium', function () {
   this.timeout(300_000);
-  let browser: Browser;
-  before(async () => {
-    browser = await launchChromium();
-  });
-  after(async () => {
-    await browser?.close();
-  });
+  const chromium = useChromium();
 
-  for (const vp of Object.keys(VIEWPORTS) as ViewportName[]) {
+  for (const vp of VIEWPORT_NAMES) {
     it(`draws every changed region among 16 M, tells what a cell holds and zooms to single regions (${vp})`, async () => {
       const hx: Harness = await startHarness({ fake: { regions: N, regionSize: 64 * 1024 } });
-      const { page, problems, context } = await newPage(browser, vp);
+      const { page, problems, context } = await newPage(chromium.browser, vp);
       try {
         const fake = hx.service;
         // pending: 1000 regions early on and one far out; written: single regions here and there

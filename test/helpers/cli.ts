@@ -18,6 +18,13 @@ export function snapback(args: string[], env: NodeJS.ProcessEnv = {}, input?: st
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
+/** Runs `snapback ARGS --state-dir DIR`, which must succeed; returns what it printed. */
+export function snapbackOk(stateDir: string, args: string[]): string {
+  const r = snapback([...args, '--state-dir', stateDir]);
+  if (r.code !== 0) throw new Error(`snapback ${args.join(' ')} exited ${r.code}: ${r.stderr}`);
+  return r.stdout;
+}
+
 /**
  * What most daemon and CLI tests start from, made with the CLI as an administrator would: a model
  * image of `bytes` in `dir` with its manifest (`snapback model manifest`, named `name` when given)

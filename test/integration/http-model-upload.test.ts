@@ -15,7 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DEFAULT_MANIFEST_HASH, createManifest } from '../../appliance/storage/manifest.js';
 import { exited, snapback, startServe, webUiUrl } from '../helpers/cli.js';
-import { Client, PASSWORD, type Reply } from '../helpers/http-harness.js';
+import { Client, PASSWORD, replyOf, type Reply } from '../helpers/http-harness.js';
 import { fillUp, Mounts } from '../helpers/mounts.js';
 import { patternBytes } from '../helpers/prng.js';
 import { waitFor } from '../helpers/wait.js';
@@ -28,18 +28,7 @@ function startUpload(base: string, path: string, headers: Record<string, string>
   let req!: ClientRequest;
   const reply = new Promise<Reply>((resolve, reject) => {
     req = httpRequest({ host: u.hostname, port: u.port, method: 'PUT', path: u.pathname + u.search, headers: { Accept: 'application/json', ...headers } }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => {
-        const text = Buffer.concat(chunks).toString('utf8');
-        let json: unknown = null;
-        try {
-          json = JSON.parse(text);
-        } catch {
-          json = null;
-        }
-        resolve({ status: res.statusCode ?? 0, headers: new Headers(), text, json });
-      });
+      replyOf(res).then(resolve, reject);
     });
     req.on('error', reject);
   });

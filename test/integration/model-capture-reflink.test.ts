@@ -10,7 +10,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { patternBytes, Prng } from '../helpers/prng.js';
-import { snapback, tool, startServe, exited, nbdUri } from '../helpers/cli.js';
+import { snapbackOk, tool, startServe, exited, nbdUri } from '../helpers/cli.js';
 import { nbdsh } from '../helpers/nbd-clients.js';
 import { freeBytes, Mounts } from '../helpers/mounts.js';
 
@@ -40,11 +40,7 @@ describe('model capture on a filesystem with reflinks', function () {
     const model = join(mnt, 'model.img');
     writeFileSync(model, patternBytes(MODEL, 5));
     const state = join(mnt, 'state');
-    const ok = (args: string[]): string => {
-      const r = snapback([...args, '--state-dir', state]);
-      assert.equal(r.code, 0, `snapback ${args.join(' ')}: ${r.stderr}`);
-      return r.stdout;
-    };
+    const ok = (args: string[]): string => snapbackOk(state, args);
     ok(['init', '--model', model, '--disk', join(mnt, 'disk.img')]);
     ok(['restore']);
     daemon = await startServe(state);
