@@ -45,6 +45,8 @@ export const modelRecordSchema = z.object({
   /** Every region is local and verified. */
   complete: z.boolean(),
   active: z.boolean(),
+  /** An activation waits to make it the active model at the next session end. */
+  pendingActivation: z.boolean(),
   /** Present while a URL model is still arriving. */
   download: modelDownloadSchema.nullable(),
 });
@@ -59,6 +61,8 @@ export const modelImportJobSchema = z.object({
   bytesTotal: z.number().nullable(),
   bytesDone: z.number(),
   error: z.string().nullable(),
+  /** The failure's machine-readable code (ALREADY_EXISTS, NO_SPACE, MANIFEST_INVALID, …); null unless failed. */
+  errorCode: z.string().nullable(),
   /** The model it made, once done. */
   modelId: z.string().nullable(),
 });
@@ -93,6 +97,13 @@ export const modelActivateReplySchema = z.object({
   regionsToRestore: z.number(),
 });
 export type ModelActivateReply = z.infer<typeof modelActivateReplySchema>;
+
+/** POST /api/models/activation/cancel: the activation waiting for the next session end is withdrawn. */
+export const modelActivationCancelReplySchema = z.object({
+  /** The model that would have been put in force; null when no activation was pending. */
+  cancelled: modelRecordSchema.nullable(),
+});
+export type ModelActivationCancelReply = z.infer<typeof modelActivationCancelReplySchema>;
 
 /** POST /api/models/capture. */
 export const modelCaptureRequestSchema = z.object({

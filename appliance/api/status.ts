@@ -55,7 +55,14 @@ export const applianceStatusSchema = z.object({
   bytesChangedThisSession: z.number(),
   hydration: hydrationStatusSchema,
   host: z.object({ connection: hostConnectionStateSchema, nbdClients: z.number(), gadget: gadgetStatusSchema.nullable() }),
-  model: z.object({ id: z.string(), name: z.string(), size: z.number(), regionSize: z.number() }),
+  model: z.object({
+    id: z.string(),
+    name: z.string(),
+    size: z.number(),
+    regionSize: z.number(),
+    /** The model an activation will put in force at the next session end; null when none is pending. */
+    pendingActivation: z.object({ id: z.string(), name: z.string() }).nullable(),
+  }),
   disk: z.object({ path: z.string(), size: z.number(), ioErrors: z.number() }),
   /** writeError: the last write of the state file (settings, history, audit) failed; null once one succeeds. */
   stateDir: z.object({ path: z.string(), freeBytes: z.number().nullable(), writeError: z.string().nullable() }),

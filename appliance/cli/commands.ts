@@ -206,6 +206,9 @@ function describeStatus(s: ApplianceStatus): string {
     `restore: ${h.running ? `running, ${h.done}/${h.totalAtStart} done, ${formatSize(h.bytesPerSecond)}/s${h.etaSeconds !== null ? `, ~${Math.ceil(h.etaSeconds)} s left` : ''}` : 'idle'}${h.rateLimitBytesPerSecond ? ` (limit ${formatSize(h.rateLimitBytesPerSecond)}/s)` : ''}`,
     `host: ${s.host.connection}, NBD clients ${s.host.nbdClients}${s.host.gadget ? `, gadget ${s.host.gadget.bound ? 'bound' : 'unbound'} (UDC ${s.host.gadget.udcState ?? '?'}, medium ${s.host.gadget.medium})` : ', no USB gadget'}`,
     `model: ${s.model.name} (${formatSize(s.model.size)}, id ${s.model.id.slice(0, 16)}…)`,
+    ...(s.model.pendingActivation
+      ? [`model ${s.model.pendingActivation.name} (id ${s.model.pendingActivation.id.slice(0, 16)}…) will be active after the next session end ("snapback model activate --cancel" withdraws that)`]
+      : []),
     ...(h.lastError ? [`RESTORE ERROR: ${h.lastError}`] : []),
     ...(s.stateDir.writeError ? [`STATE FILE NOT SAVED: ${s.stateDir.writeError}`] : []),
     ...s.components.filter((c) => c.problem !== null).map((c) => `${c.name.toUpperCase()} ${c.state === 'failed' ? 'FAILED' : 'PROBLEM'}: ${c.problem}`),

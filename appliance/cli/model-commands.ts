@@ -13,7 +13,7 @@ import { importFromUrl } from '../storage/url-import.js';
 import { formatSize } from '../storage/sizes.js';
 import { StateDir } from '../storage/state-dir.js';
 import { migrateStateDir } from '../storage/state-migration.js';
-import { callDaemon } from './control-client.js';
+import { callDaemon, passedOnCode } from './control-client.js';
 import { bytesBar, out } from './output.js';
 
 const POLL_MS = 200;
@@ -32,6 +32,11 @@ async function offlineService(state: StateDir): Promise<ModelService> {
   // a URL downloaded by this command (a lazy model needs the daemon, which serves it as it arrives)
   service.setUrlImporter(async (req, ctx) => (await importFromUrl(library, { url: req.source, name: req.name, caFile: req.ca ?? null, onProgress: (d, t) => ctx.progress(d, t), signal: ctx.signal })).model);
   return service;
+}
+
+/** The error a failed job ended with, its code kept (an image already in the library is ALREADY_EXISTS). */
+export function jobFailure(job: ModelImportJob, what: string): SnapbackError {
+  return new SnapbackError(passedOnCode(job.errorCode), `${what} failed: ${job.error ?? 'no model was made'}`);
 }
 
 /** A source as the daemon must see it: a URL as it is, a path made absolute. */
@@ -54,7 +59,7 @@ export async function modelImport(source: string, o: { stateDir: string; name: s
         job = (await callDaemon(socket, 'GET', `/api/models/imports/${job.id}`)) as ModelImportJob;
       }
       bar?.stop();
-      if (job.state === 'failed' || !job.modelId) throw new SnapbackError('IO_ERROR', `import of "${o.name}" failed: ${job.error ?? 'no model was made'}`);
+      if (job.state === 'failed' || !job.modelId) throw jobFailure(job, `import of "${o.name}"`);
       const list = (await callDaemon(socket, 'GET', '/api/models')) as ModelList;
       const found = list.models.find((m) => m.id === job.modelId);
       if (!found) throw new SnapbackError('IO_ERROR', `import of "${o.name}" finished, but model ${job.modelId} is not in the list`);
@@ -71,7 +76,7 @@ export async function modelImport(source: string, o: { stateDir: string; name: s
       const job = await service.waitForJob(started.id);
       service.off('models', onProgress);
       bar?.stop();
-      if (job.state === 'failed' || !job.modelId) throw new SnapbackError('IO_ERROR', `import of "${o.name}" failed: ${job.error ?? 'no model was made'}`);
+      if (job.state === 'failed' || !job.modelId) throw service.jobFailure(job.id, `import of "${o.name}"`) ?? jobFailure(job, `import of "${o.name}"`);
       model = await service.get(job.modelId);
     }
   } finally {
@@ -95,11 +100,27 @@ export async function modelList(o: { stateDir: string; json?: boolean }): Promis
   }
   if (list.models.length === 0) out('the model library is empty');
   for (const m of list.models) {
-    const flags = [m.active ? 'active' : null, m.complete ? null : 'incomplete', m.parent ? `from ${m.parent.slice(0, 12)}` : null].filter(Boolean).join(', ');
+    const flags = [
+      m.active ? 'active' : null,
+      m.pendingActivation ? 'active after the next session end' : null,
+      downloadText(m),
+      m.parent ? `from ${m.parent.slice(0, 12)}` : null,
+    ]
+      .filter(Boolean)
+      .join(', ');
     out(`${m.active ? '*' : ' '} ${m.name}  ${m.id.slice(0, 12)}  ${formatSize(m.size)}  ${m.createdAt}${flags ? `  (${flags})` : ''}`);
   }
   for (const j of list.imports.filter((i) => i.state === 'running')) out(`  importing "${j.name}": ${formatSize(j.bytesDone)}${j.bytesTotal !== null ? ` of ${formatSize(j.bytesTotal)}` : ''}`);
   return 0;
+}
+
+/** A model still arriving: downloading (how far) or stalled (why); null for a complete model. */
+function downloadText(m: ModelRecord): string | null {
+  if (m.complete) return null;
+  const d = m.download;
+  if (!d || d.state === 'done') return 'incomplete';
+  const pct = d.regionsTotal ? Math.floor((100 * d.regionsDone) / d.regionsTotal) : 0;
+  return d.state === 'stalled' ? `download stalled at ${pct} %${d.lastError ? `: ${d.lastError}` : ''}` : `downloading, ${pct} % (${d.regionsDone} of ${d.regionsTotal} regions)`;
 }
 
 export async function modelRename(ref: string, newName: string, o: { stateDir: string }): Promise<number> {

@@ -5,13 +5,14 @@
  * daemon's start, which ends the session).
  */
 import cliProgress from 'cli-progress';
-import type { ModelActivateReply, ModelActivateRequest, ModelCaptureRequest, ModelImportJob } from '../api/models.js';
+import type { ModelActivateReply, ModelActivateRequest, ModelActivationCancelReply, ModelCaptureRequest, ModelImportJob } from '../api/models.js';
 import { openEngine } from '../storage/engine.js';
 import { ModelLibrary } from '../storage/model-library.js';
 import { StateDir } from '../storage/state-dir.js';
 import { ModelSwitcher } from '../session/model-switcher.js';
 import { SnapbackError } from '../errors.js';
 import { callDaemon } from './control-client.js';
+import { jobFailure } from './model-commands.js';
 
 const out = (s: string) => process.stdout.write(s.endsWith('\n') ? s : s + '\n');
 
@@ -56,7 +57,12 @@ function describeActivation(name: string, id: string, takesEffect: string, regio
     : `model ${name} (${id.slice(0, 12)}) will be active from the next session end; ${regions} regions will be restored from it`;
 }
 
-export async function modelActivate(ref: string, o: { stateDir: string; now?: boolean }): Promise<number> {
+export async function modelActivate(ref: string | undefined, o: { stateDir: string; now?: boolean; cancel?: boolean }): Promise<number> {
+  if (o.cancel) {
+    if (ref !== undefined || o.now) throw new SnapbackError('BAD_ARGUMENT', '--cancel withdraws the pending activation: give it no model and no --now');
+    return modelActivateCancel(o.stateDir);
+  }
+  if (ref === undefined) throw new SnapbackError('BAD_ARGUMENT', 'name the model to activate (its name, id or unique id prefix), or give --cancel to withdraw a pending activation');
   const state = new StateDir(o.stateDir);
   if (state.runningDaemon() !== null) {
     const r = (await callDaemon(state.controlSocket, 'POST', `/api/models/${encodeURIComponent(ref)}/activate`, { now: o.now ?? false } satisfies ModelActivateRequest)) as ModelActivateReply;
@@ -73,6 +79,20 @@ export async function modelActivate(ref: string, o: { stateDir: string; now?: bo
   return 0;
 }
 
+/** `snapback model activate --cancel`: the activation waiting for the next session end is withdrawn. */
+async function modelActivateCancel(stateDir: string): Promise<number> {
+  const state = new StateDir(stateDir);
+  const cancelled =
+    state.runningDaemon() !== null
+      ? ((await callDaemon(state.controlSocket, 'POST', '/api/models/activation/cancel')) as ModelActivationCancelReply).cancelled
+      : await offline(stateDir, 'model activate --cancel', async (s) => {
+          const m = await s.cancelActivation();
+          return m ? { name: m.record.name, id: m.record.id } : null;
+        });
+  out(cancelled ? `the activation of model ${cancelled.name} (${cancelled.id.slice(0, 12)}) is cancelled; the active model stays` : 'no activation was pending');
+  return 0;
+}
+
 export async function modelCapture(o: { stateDir: string; name: string; activate?: boolean }): Promise<number> {
   const state = new StateDir(o.stateDir);
   const bar = byteBar('capturing');
@@ -85,7 +105,7 @@ export async function modelCapture(o: { stateDir: string; name: string; activate
         if (job.bytesTotal) bar.update(job.bytesDone, job.bytesTotal);
       }
       bar.stop();
-      if (job.state === 'failed' || !job.modelId) throw new SnapbackError('IO_ERROR', `the capture failed: ${job.error ?? 'no model was made'}`);
+      if (job.state === 'failed' || !job.modelId) throw jobFailure(job, 'the capture');
       out(`captured model ${job.name}${o.activate ? ', now the active model (nothing is restored)' : ''}`);
       out(job.modelId);
       return 0;

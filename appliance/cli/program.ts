@@ -140,9 +140,10 @@ export function buildProgram(run: CliRun = { exitCode: 0 }): Command {
     .action(act(modelCommands.modelRemove));
   model
     .command('activate')
-    .description('activate a model of the library: the regions that differ from the active one are restored from it at the next session end')
-    .argument('<NAME|ID>', "the model's name, id or unique id prefix")
+    .description('activate a model of the library: the regions that differ from the active one are restored from it at the next session end (--cancel withdraws an activation still waiting)')
+    .argument('[NAME|ID]', "the model's name, id or unique id prefix")
     .option('--now', 'end the host session now, on the new model')
+    .option('--cancel', 'withdraw the activation waiting for the next session end (the active model stays)')
     .addOption(stateDir())
     .action(act(modelActivate));
   model

@@ -142,10 +142,14 @@ export class Daemon {
       const models: ModelService = new ModelService({
         library,
         activeModelId: () => storage.engine.model.id,
-        inUse: () => (sessions.pendingModelId ? [sessions.pendingModelId] : []),
+        pendingActivation: () => sessions.pendingModelId,
         downloadOf: (id): ModelDownload | null => downloads.downloadOf(id),
-        // the active model renamed: the status names it so at once
+        // the active model (or a pending activation's) renamed: the status names it so at once
         onRenamed: (m) => {
+          if (sessions.pendingModelId === m.record.id) {
+            sessions.switcher.modelRenamed(m);
+            this.sessions?.emit('status');
+          }
           if (storage.engine.modelEntry.record.id !== m.record.id) return;
           storage.engine.modelEntry = m;
           this.sessions?.emit('status');
@@ -192,8 +196,10 @@ export class Daemon {
           (api: ApiRouter) => managementRoutes(api, management, state.store),
         ],
       });
-      const httpUp = await this.startOptional(http, true);
+      // the downloads before the API: a request right after the start (a download's rate, an
+      // import from a URL) finds every download resumed and the URL importer registered
       await this.startOptional(downloads);
+      const httpUp = await this.startOptional(http, true);
 
       if (plan.gadget) {
         const gadget = new GadgetComponent(service, plan.gadget.settings, { nbdSocket: plan.gadgetNbdSocket, configfsRoot: o.configfsRoot, sysRoot: o.sysRoot });

@@ -29,7 +29,7 @@ export function modelAssigner(models: ModelService, switcher: ModelSwitcher): Mo
     } else {
       const job = await models.startImport({ source: a.url, name: a.name, lazy: a.lazy ?? true });
       const end = await models.waitForJob(job.id);
-      if (end.state !== 'done' || end.modelId === null) throw new SnapbackError('IO_ERROR', `importing ${a.url}: ${end.error ?? 'the import did not finish'}`);
+      if (end.state !== 'done' || end.modelId === null) throw models.jobFailure(job.id, `importing ${a.url}`) ?? new SnapbackError('IO_ERROR', `importing ${a.url}: the import did not finish`);
       ref = end.modelId;
       imported = true;
     }

@@ -13,6 +13,7 @@ import type { ModelDownload, ModelImportJob, ModelImportRequest, ModelList, Mode
 import { SnapbackError } from '../errors.js';
 import { childLogger } from '../logger.js';
 import { checkName, type ModelLibrary, type StoredModel } from '../storage/model-library.js';
+import { readPendingSwitch } from '../storage/pending-switch.js';
 
 const log = childLogger('models');
 
@@ -35,14 +36,16 @@ export interface ModelServiceOptions {
   activeModelId?: () => string | null;
   /** Download state of a model still arriving (lazy provisioning); default none. */
   downloadOf?: (id: string) => ModelDownload | null;
-  /** Ids that must not be removed besides the active one (a switch pending to them). */
-  inUse?: () => readonly string[];
+  /** The model an activation waits to put in force (not removable); default: STATE/model-switch.json's. */
+  pendingActivation?: () => string | null;
   /** Called after a model is renamed (with its new entry). */
   onRenamed?: (m: StoredModel) => void;
 }
 
 interface Job {
   view: ModelImportJob;
+  /** What it failed with (its code kept for callers in this process). */
+  failure: SnapbackError | null;
   abort: AbortController;
   done: Promise<ModelImportJob>;
 }
@@ -64,19 +67,19 @@ export class ModelService extends EventEmitter {
   }
 
   async list(): Promise<ModelList> {
-    const active = await this.activeId();
-    const models = (await this.library.list()).map((m) => this.toRecord(m, active));
+    const ids = await this.ids();
+    const models = (await this.library.list()).map((m) => this.toRecord(m, ids));
     return { models, imports: [...this.jobs.values()].map((j) => ({ ...j.view })) };
   }
 
   /** One model as the API shows it (by name, id or unique id prefix). */
   async get(ref: string): Promise<ModelRecord> {
-    return this.toRecord(await this.library.resolve(ref), await this.activeId());
+    return this.toRecord(await this.library.resolve(ref), await this.ids());
   }
 
   /** The model a stored entry is, as the API shows it. */
   async record(m: StoredModel): Promise<ModelRecord> {
-    return this.toRecord(m, await this.activeId());
+    return this.toRecord(m, await this.ids());
   }
 
   /** An import job by id. */
@@ -91,6 +94,12 @@ export class ModelService extends EventEmitter {
     const j = this.jobs.get(id);
     if (!j) throw new SnapbackError('NOT_FOUND', `no import job ${id}`);
     return j.done;
+  }
+
+  /** The error a failed job ended with (`what` failed: its message), its code kept; null unless it failed. */
+  jobFailure(id: string, what: string): SnapbackError | null {
+    const f = this.jobs.get(id)?.failure;
+    return f ? new SnapbackError(f.code, `${what} failed: ${f.message}`, f.details, { cause: f }) : null;
   }
 
   /** Cancels a running import: it fails, and leaves nothing behind. */
@@ -135,7 +144,7 @@ export class ModelService extends EventEmitter {
    */
   runJob(meta: { name: string; source: ModelSource; bytesTotal: number | null }, work: (ctx: ImportJobContext) => Promise<StoredModel>): ModelImportJob {
     const id = randomBytes(8).toString('hex');
-    const view: ModelImportJob = { id, name: meta.name, source: meta.source, state: 'running', bytesTotal: meta.bytesTotal, bytesDone: 0, error: null, modelId: null };
+    const view: ModelImportJob = { id, name: meta.name, source: meta.source, state: 'running', bytesTotal: meta.bytesTotal, bytesDone: 0, error: null, errorCode: null, modelId: null };
     const abort = new AbortController();
     const ctx: ImportJobContext = {
       progress: (done, total) => {
@@ -155,13 +164,17 @@ export class ModelService extends EventEmitter {
       } catch (err) {
         view.state = 'failed';
         view.error = (err as Error).message;
+        const failure = err instanceof SnapbackError ? err : new SnapbackError('IO_ERROR', view.error, undefined, { cause: err });
+        view.errorCode = failure.code;
+        const j = this.jobs.get(id);
+        if (j) j.failure = failure;
         log.warn({ job: id, name: meta.name, err: view.error }, 'model import failed');
       }
       this.prune();
       this.emit('models');
       return { ...view };
     })();
-    this.jobs.set(id, { view, abort, done });
+    this.jobs.set(id, { view, abort, done, failure: null });
     log.info({ job: id, name: meta.name, source: meta.source }, 'model import started');
     this.emit('models');
     return { ...view };
@@ -176,10 +189,10 @@ export class ModelService extends EventEmitter {
 
   /** Removes a model (see ModelLibrary.remove for what is refused). */
   async remove(ref: string, options: { force?: boolean } = {}): Promise<ModelRecord> {
-    const active = await this.activeId();
-    const m = await this.library.remove(ref, { force: options.force ?? false, inUse: [...(active ? [active] : []), ...(this.opts.inUse?.() ?? [])] });
+    const ids = await this.ids();
+    const m = await this.library.remove(ref, { force: options.force ?? false, active: ids.active, pending: ids.pending });
     this.emit('models');
-    return { ...this.toRecord(m, active), active: false };
+    return { ...this.toRecord(m, ids), active: false };
   }
 
   /** Cancels running imports and waits for them to end (daemon stop). */
@@ -190,11 +203,14 @@ export class ModelService extends EventEmitter {
     await Promise.all([...this.jobs.values()].map((j) => j.done));
   }
 
-  private async activeId(): Promise<string | null> {
-    return this.opts.activeModelId ? this.opts.activeModelId() : this.library.activeModelId();
+  /** The active model's id, and the one an activation waits to put in force. */
+  private async ids(): Promise<{ active: string | null; pending: string | null }> {
+    const active = this.opts.activeModelId ? this.opts.activeModelId() : await this.library.activeModelId();
+    const pending = this.opts.pendingActivation ? this.opts.pendingActivation() : ((await readPendingSwitch(this.library.state).catch(() => null))?.modelId ?? null);
+    return { active, pending };
   }
 
-  private toRecord(m: StoredModel, active: string | null): ModelRecord {
+  private toRecord(m: StoredModel, { active, pending }: { active: string | null; pending: string | null }): ModelRecord {
     const r = m.record;
     return {
       id: r.id,
@@ -207,6 +223,7 @@ export class ModelService extends EventEmitter {
       parent: r.parent,
       complete: r.complete,
       active: r.id === active,
+      pendingActivation: r.id === pending && r.id !== active,
       download: this.opts.downloadOf?.(r.id) ?? null,
     };
   }

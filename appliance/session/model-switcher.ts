@@ -29,7 +29,7 @@ import type { ModelLibrary, StoredModel } from '../storage/model-library.js';
 import { ModelImage } from '../storage/model-image.js';
 import { RemoteModel } from '../storage/remote-model.js';
 import { openRemoteModel } from '../storage/url-import.js';
-import { adoptCapturedModel, planSwitch, switchEngineModel, type SwitchPlan } from '../storage/model-switch.js';
+import { adoptCapturedModel, comparable, planSwitch, rehashedAs, switchEngineModel, type ComparableManifests, type SwitchPlan } from '../storage/model-switch.js';
 import { captureModel } from '../storage/model-capture.js';
 import { readPendingSwitch, writePendingSwitch } from '../storage/pending-switch.js';
 import type { SessionManager, SessionEndSwitch } from './session-manager.js';
@@ -120,7 +120,14 @@ export class ModelSwitcher {
       return;
     }
     try {
-      await this.schedule(target, await this.openChecked(target));
+      const image = await this.openChecked(target);
+      try {
+        await this.planTo(target, image); // what the session end will need is made now (a model hashed again), not then
+      } catch (err) {
+        await this.release(image);
+        throw err;
+      }
+      this.schedule(target, image);
       log.info({ model: target.record.id, name: target.record.name }, 'a pending activation will be made at the next session end');
     } catch (err) {
       log.error({ err, model: target.record.id }, 'a pending activation cannot be made: it is withdrawn');
@@ -140,7 +147,7 @@ export class ModelSwitcher {
       const image = await this.openChecked(target);
       let plan: SwitchPlan;
       try {
-        plan = this.planTo(image);
+        plan = await this.planTo(target, image);
       } catch (err) {
         await this.release(image);
         throw err;
@@ -168,6 +175,21 @@ export class ModelSwitcher {
       await this.sessions.endSession('api', `activate model ${target.record.name}`);
       if (e.log.info.modelId !== target.record.id) throw new SnapbackError('BUSY', `the session ended, but model "${target.record.name}" is not in force (another activation replaced this one)`);
       return result('now');
+    });
+  }
+
+  /**
+   * Withdraws the activation waiting for the next session end (or, without a daemon, for the
+   * daemon's start): the model in force stays. Returns the model it would have put in force, or
+   * null when none was pending.
+   */
+  cancelActivation(): Promise<StoredModel | null> {
+    return this.serial(async () => {
+      const id = this.scheduled?.target.record.id ?? (await readPendingSwitch(this.engine.state))?.modelId ?? null;
+      const target = this.scheduled?.target ?? (id ? await this.library.find(id) : null);
+      await this.withdraw();
+      if (id) log.info({ model: id, name: target?.record.name ?? null }, 'the pending activation was cancelled');
+      return target;
     });
   }
 
@@ -273,9 +295,33 @@ export class ModelSwitcher {
     else await image.close();
   };
 
-  private planTo(image: OpenModel): SwitchPlan {
+  private async planTo(target: StoredModel, image: OpenModel): Promise<SwitchPlan> {
     const l = this.engine.log;
-    return planSwitch(this.engine.model.manifest, image.manifest, { regionSize: l.regionSize, regionCount: l.regionCount, diskSize: l.info.diskSize });
+    const rehashed = await this.rehashed(this.engine.modelEntry, this.engine.model, target, image);
+    return planSwitch(this.engine.model.manifest, image.manifest, { regionSize: l.regionSize, regionCount: l.regionCount, diskSize: l.info.diskSize }, rehashed);
+  }
+
+  /**
+   * For two manifests of different region sizes or hashes: one image hashed again at the other
+   * manifest's region size and hash, so that only the regions whose bytes differ are restored.
+   * The coarser side is hashed at the finer's region size when its image is here whole (the
+   * finer comparison), else the finer side at the coarser's; null when neither image is here
+   * whole (two models still arriving: every region is restored).
+   */
+  private async rehashed(fromEntry: StoredModel, from: OpenModel, toEntry: StoredModel, to: OpenModel): Promise<ComparableManifests | null> {
+    const a = from.manifest;
+    const b = to.manifest;
+    if (comparable(a, b) || a.size !== b.size) return null;
+    const whole = (m: OpenModel): boolean => !(m instanceof RemoteModel) || m.complete;
+    const sides = a.regionSize <= b.regionSize ? (['to', 'from'] as const) : (['from', 'to'] as const);
+    for (const side of sides) {
+      const [entry, model, other] = side === 'from' ? [fromEntry, from, b] : [toEntry, to, a];
+      if (!whole(model)) continue;
+      const again = await rehashedAs(model.manifest, entry.imagePath, entry.dir, { regionSize: other.regionSize, hash: other.hash });
+      const note = `the manifests' region sizes or hashes differ (${a.regionSize} bytes ${a.hash}, ${b.regionSize} bytes ${b.hash}): the image of model "${entry.record.name}" was hashed again at ${other.regionSize}-byte regions (${other.hash}) to compare them`;
+      return side === 'from' ? { from: again, to: b, note } : { from: a, to: again, note };
+    }
+    return null;
   }
 
   /** Hands the session manager the switch to make at its next session end (replacing any earlier one). */
@@ -287,15 +333,21 @@ export class ModelSwitcher {
       target,
       image,
       sw: {
-        note: `model switched to ${target.record.name}`,
+        // the target's name as it is now (renamed while pending: the new one)
+        get note() {
+          return `model switched to ${entry.target.record.name}`;
+        },
+        get target() {
+          return { id: entry.target.record.id, name: entry.target.record.name };
+        },
         run: async (keepQuiesced) => {
           // planned now, from the model in force now (a capture may have changed it)
-          const plan = this.planTo(image);
+          const plan = await this.planTo(entry.target, image);
           await switchEngineModel(e, image, plan, { keepQuiesced, release: this.release });
         },
         done: async () => {
           if (this.scheduled === entry) this.scheduled = null;
-          await this.afterSwitch(target, null);
+          await this.afterSwitch(entry.target, null);
         },
       },
     };
@@ -305,7 +357,12 @@ export class ModelSwitcher {
     if (before && before.image !== image) void this.release(before.image).catch(() => undefined);
   }
 
-  /** Withdraws a pending activation (activating the model in force). */
+  /** A model of the library was renamed: a pending activation of it names it so from now on. */
+  modelRenamed(m: StoredModel): void {
+    if (this.scheduled?.target.record.id === m.record.id) this.scheduled.target = m;
+  }
+
+  /** Withdraws a pending activation (activating the model in force, or cancelling). */
   private async withdraw(): Promise<void> {
     const s = this.scheduled;
     this.scheduled = null;

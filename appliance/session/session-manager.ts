@@ -44,6 +44,8 @@ export interface SessionManagerOptions {
 export interface SessionEndSwitch {
   /** What the session history says (e.g. "model switched to NAME"). */
   readonly note: string;
+  /** The model the switch puts in force (the status shows it as the pending activation). */
+  readonly target: { readonly id: string; readonly name: string };
   /** Puts the new model in force with host I/O stopped; keeps it stopped if asked (an eager restore follows). */
   run(keepQuiesced: boolean): Promise<void>;
   /** After the session ended on the new model: bookkeeping, not undone by its failure. */
@@ -190,7 +192,13 @@ export class SessionManager extends EventEmitter implements ApplianceService {
       },
       host: { connection: this.gadget ? this.hostConnection : this.nbdClients > 0 ? 'nbd-only' : this.hostConnection === 'nbd-only' ? 'absent' : this.hostConnection, nbdClients: this.nbdClients, gadget: this.gadget },
       // the library's name (a rename changes it; the manifest keeps the name it was made with)
-      model: { id: e.model.id, name: e.modelEntry.record.name, size: e.model.size, regionSize: e.model.manifest.regionSize },
+      model: {
+        id: e.model.id,
+        name: e.modelEntry.record.name,
+        size: e.model.size,
+        regionSize: e.model.manifest.regionSize,
+        pendingActivation: this.switchAtEnd ? { id: this.switchAtEnd.target.id, name: this.switchAtEnd.target.name } : null,
+      },
       disk: { path: e.config.disk, size: e.pd.size, ioErrors: e.pd.stats.ioErrors },
       stateDir: { path: e.state.path, freeBytes: free, writeError: this.store.writeError },
       daemon: { startedAt: this.startedAt.toISOString(), pid: process.pid, version: VERSION },

@@ -33,6 +33,7 @@ import { createManifest, DEFAULT_MANIFEST_HASH, DEFAULT_MANIFEST_REGION_SIZE, Ma
 import { MODEL_RECORD_FORMAT, readRecord, writeRecord, type LibraryRecord } from './model-record.js';
 import { writeAndHash } from './model-ingest.js';
 import { readLogModelId } from './log-header.js';
+import { readPendingSwitch } from './pending-switch.js';
 import type { StateDir } from './state-dir.js';
 
 const log = childLogger('model-library');
@@ -206,17 +207,24 @@ export class ModelLibrary {
   }
 
   /**
-   * Removes a model. The active model is refused (IN_USE), and so is the rollback target (the
-   * model the active one replaced) unless `force`. A model registered in place loses its record
-   * only: its image file, outside the library, is left where it is.
+   * Removes a model. The active model is refused (IN_USE), and so is the target of a pending
+   * activation (STATE/model-switch.json, or one the caller names in `pending`), and the rollback
+   * target (the model the active one replaced) unless `force`. A model registered in place loses
+   * its record only: its image file, outside the library, is left where it is.
    */
-  remove(ref: string, options: { force?: boolean; inUse?: readonly string[] } = {}): Promise<StoredModel> {
+  remove(ref: string, options: { force?: boolean; active?: string | null; pending?: string | null } = {}): Promise<StoredModel> {
     return this.serial(async () => {
       const m = await this.resolve(ref);
       const id = m.record.id;
-      const active = await this.activeModelId();
-      if (id === active || options.inUse?.includes(id)) {
+      const active = options.active ?? (await this.activeModelId());
+      if (id === active) {
         throw new SnapbackError('IN_USE', `model "${m.record.name}" is the active model; activate another one before removing it`);
+      }
+      if (id === options.pending || id === (await readPendingSwitch(this.state))?.modelId) {
+        throw new SnapbackError(
+          'IN_USE',
+          `model "${m.record.name}" is the pending activation target (it becomes the active model at the next session end); cancel that with "snapback model activate --cancel" before removing it`,
+        );
       }
       if (!options.force && id === (await this.previous())) {
         throw new SnapbackError('IN_USE', `model "${m.record.name}" is the previous version (the rollback target of the active model); remove it with --force to give up the rollback`);

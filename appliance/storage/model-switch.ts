@@ -5,11 +5,17 @@
  *
  * Two manifests of the same region size and hash are compared digest by digest; a manifest
  * region maps onto every write-log region it overlaps. Manifests of different region sizes or
- * hashes cannot be compared: then every region is to be restored (said in the plan). Models of
- * another size than the disk are refused: the host's disk keeps its size.
+ * hashes cannot be compared as they are: one of the two images (one that is here whole) is
+ * hashed again at the other's region size and hash (`rehashedAs`, kept beside the model so that
+ * the session end that makes the switch reads it rather than hashing again), and those digests
+ * are compared. Only when neither image is here whole (two models still arriving) is every
+ * region to be restored (said in the plan). Models of another size than the disk are refused:
+ * the host's disk keeps its size.
  */
 import type { Engine } from './engine.js';
-import type { Manifest } from './manifest.js';
+import { join } from 'node:path';
+import { createManifest, Manifest } from './manifest.js';
+import type { HashName } from './hash-functions.js';
 import type { ProtectedDisk, PositionalDevice } from './protected-disk.js';
 import type { Hydrator } from './hydrator.js';
 import { SnapbackError } from '../errors.js';
@@ -25,9 +31,47 @@ export interface SwitchPlan {
   differing: Uint8Array;
   /** How many regions `differing` names. */
   regions: number;
-  /** 'digests': compared region by region; 'all': the manifests cannot be compared (see `reason`). */
-  method: 'digests' | 'all';
+  /**
+   * 'digests': compared region by region; 'rehashed': compared region by region after one image
+   * was hashed again at the other manifest's region size and hash (see `reason`); 'all': the
+   * manifests cannot be compared (see `reason`).
+   */
+  method: 'digests' | 'rehashed' | 'all';
   reason: string | null;
+}
+
+/** Two manifests of the two models at one region size and hash (one made again from its image). */
+export interface ComparableManifests {
+  from: Manifest;
+  to: Manifest;
+  /** Which image was hashed again, and how (for the plan's `reason`). */
+  note: string;
+}
+
+/** Whether two manifests can be compared digest by digest. */
+export function comparable(a: Manifest, b: Manifest): boolean {
+  return a.regionSize === b.regionSize && a.hash === b.hash;
+}
+
+/**
+ * A manifest of the image at `imagePath` (the model `model` describes) made at another region
+ * size and hash, kept in `dir` (the model's directory in the library): made once, then read.
+ * The image of a library model never changes, so neither does this.
+ */
+export async function rehashedAs(model: Manifest, imagePath: string, dir: string, want: { regionSize: number; hash: HashName }): Promise<Manifest> {
+  const path = join(dir, `rehashed-${want.regionSize}-${want.hash}.manifest.json`);
+  try {
+    const kept = await Manifest.load(path);
+    if (kept.size === model.size && kept.regionSize === want.regionSize && kept.hash === want.hash) return kept;
+  } catch {
+    /* not made yet (or unreadable): made again below */
+  }
+  const t0 = Date.now();
+  const made = await createManifest(imagePath, { regionSize: want.regionSize, hash: want.hash, name: model.json.name });
+  if (made.size !== model.size) throw new SnapbackError('MODEL_CORRUPT', `the image of model ${model.id.slice(0, 12)} holds ${made.size} bytes, its manifest says ${model.size}`);
+  await made.save(path);
+  log.info({ model: model.id, regionSize: want.regionSize, hash: want.hash, ms: Date.now() - t0 }, 'model image hashed again to compare it with a manifest of another region size');
+  return made;
 }
 
 /** The shape of the write log a switch must fit. */
@@ -38,7 +82,7 @@ export interface LogShape {
 }
 
 /** Plans a switch from the model `from` to `to` on a log of this shape; refuses a model of another size. */
-export function planSwitch(from: Manifest, to: Manifest, shape: LogShape): SwitchPlan {
+export function planSwitch(from: Manifest, to: Manifest, shape: LogShape, rehashed: ComparableManifests | null = null): SwitchPlan {
   if (to.size !== shape.diskSize) {
     throw new SnapbackError(
       'SIZE_MISMATCH',
@@ -50,7 +94,13 @@ export function planSwitch(from: Manifest, to: Manifest, shape: LogShape): Switc
   const differing = new Uint8Array(Math.ceil(n / 8));
   const set = (r: number) => (differing[r >> 3] = differing[r >> 3]! | (1 << (r & 7)));
   let regions = 0;
-  if (from.regionSize !== to.regionSize || from.hash !== to.hash) {
+  let a = from;
+  let b = to;
+  if (!comparable(from, to) && rehashed && comparable(rehashed.from, rehashed.to) && rehashed.from.size === from.size && rehashed.to.size === to.size) {
+    a = rehashed.from;
+    b = rehashed.to;
+  }
+  if (!comparable(a, b)) {
     for (let r = 0; r < n; r++) set(r);
     const reason =
       from.regionSize !== to.regionSize
@@ -59,13 +109,13 @@ export function planSwitch(from: Manifest, to: Manifest, shape: LogShape): Switc
     log.warn({ from: from.id, to: to.id, reason }, 'the models cannot be compared region by region: every region will be restored');
     return { fromId: from.id, toId: to.id, differing, regions: n, method: 'all', reason };
   }
-  const mrs = to.regionSize;
+  const mrs = b.regionSize;
   const rs = shape.regionSize;
-  const a = from.allDigests;
-  const b = to.allDigests;
-  const dl = to.digestLength;
-  for (let m = 0; m < to.regionCount; m++) {
-    if (a.compare(b, m * dl, (m + 1) * dl, m * dl, (m + 1) * dl) === 0) continue;
+  const da = a.allDigests;
+  const db = b.allDigests;
+  const dl = b.digestLength;
+  for (let m = 0; m < b.regionCount; m++) {
+    if (da.compare(db, m * dl, (m + 1) * dl, m * dl, (m + 1) * dl) === 0) continue;
     const first = Math.floor((m * mrs) / rs);
     const last = Math.floor((Math.min(shape.diskSize, (m + 1) * mrs) - 1) / rs);
     for (let r = first; r <= last; r++) {
@@ -75,6 +125,7 @@ export function planSwitch(from: Manifest, to: Manifest, shape: LogShape): Switc
       }
     }
   }
+  if (a !== from) return { fromId: from.id, toId: to.id, differing, regions, method: 'rehashed', reason: rehashed!.note };
   return { fromId: from.id, toId: to.id, differing, regions, method: 'digests', reason: null };
 }
 

@@ -2,7 +2,8 @@
  * The Models page in a real Chromium against the real daemon (`snapback serve`): upload an image
  * by drag and drop (desktop) or the file chooser with its manifest (phone) and watch its progress, see it listed
  * with the manifest hashing the same bytes gives, rename it, activate it (the confirmation says
- * when the switch takes effect: at the next session end, or now), capture what the host wrote
+ * when the switch takes effect: at the next session end, or now; until then it is listed as
+ * pending, the dashboard says so, and the activation can be cancelled), capture what the host wrote
  * while thawed (offered only then), import from a path on the appliance, remove a model (never
  * the active one), and every action in the audit log.
  * Screenshots go to docs/screenshots (daemon-models-*).
@@ -151,6 +152,20 @@ describe('the Models page in Chromium against the real daemon', function () {
         await page.click('dialog.confirm [data-action=confirm]');
         await waitText(page, '.notice-ok:last-child', /^lab-2026-12 becomes active at the next session end \(\d+ regions to restore then\)\.$/);
         await waitRows(page, ['lab-image*', 'lab-2026-12']);
+        // Until then it is listed as pending (not removable, its activation can be cancelled), and the dashboard says so.
+        const pendingRow = '#models-body tr[data-name=lab-2026-12]';
+        await waitText(page, `${pendingRow} .badge-pending`, 'Active after the next session end');
+        assert.equal(await page.isDisabled(`${pendingRow} [data-action=remove]`), true);
+        await page.click('#nav a[data-page=dashboard]');
+        await waitText(page, '#pending-model-banner', /^Model lab-2026-12 will be active after the next session end/);
+        await page.click('#nav a[data-page=model]');
+        await page.click(`${pendingRow} [data-action=cancel-activation]`);
+        await waitText(page, '.notice-ok:last-child', 'The activation of lab-2026-12 is cancelled; the active model stays.');
+        await page.waitForSelector(`${pendingRow} .badge-pending`, { state: 'detached' });
+        assert.equal((await controlRequest(join(state, 'control.sock'), 'GET', '/api/status')).json.model.pendingActivation, null);
+        await page.click(`${pendingRow} [data-action=activate]`);
+        await page.click('dialog.confirm [data-action=confirm]');
+        await page.waitForSelector(`${pendingRow} .badge-pending`);
         // The session ends (the host power-cycles): the switch is made.
         const end = await controlRequest(join(state, 'control.sock'), 'POST', '/api/session/end', {});
         assert.ok(end.status < 300, end.text);
@@ -214,8 +229,18 @@ describe('the Models page in Chromium against the real daemon', function () {
           Array.from((globalThis as any).document.querySelectorAll('#audit-body tr'), (r: any) => `${r.children[1].textContent} ${r.children[2].textContent}`),
         );
         assert.deepEqual(
-          rows.filter((r) => / model\./.test(r)).slice(0, 7),
-          ['admin model.remove', 'admin model.import', 'admin model.activate', 'admin model.capture', 'admin model.activate', 'admin model.rename', 'admin model.upload'],
+          rows.filter((r) => / model\./.test(r)).slice(0, 9),
+          [
+            'admin model.remove',
+            'admin model.import',
+            'admin model.activate',
+            'admin model.capture',
+            'admin model.activate',
+            'admin model.activate-cancel',
+            'admin model.activate',
+            'admin model.rename',
+            'admin model.upload',
+          ],
         );
         await shot(page, vp, 'daemon-models-events');
       });

@@ -95,7 +95,7 @@ export class FakeAppliance extends EventEmitter implements ApplianceService, Mod
         lastError: null,
       },
       host: { connection: this.host, nbdClients: this.nbdClients, gadget: null },
-      model: { id: 'sha256:' + 'ab12'.repeat(16), name: 'lab-image-2024', size, regionSize: this.regionSize },
+      model: { id: 'sha256:' + 'ab12'.repeat(16), name: 'lab-image-2024', size, regionSize: this.regionSize, pendingActivation: null },
       disk: { path: '/var/lib/snapback/working.img', size, ioErrors: 0 },
       stateDir: { path: '/var/lib/snapback', freeBytes: 12 * 1024 ** 3, writeError: null },
       daemon: { startedAt: this.sessionStartedAt, pid: process.pid, version: '0.1.0-test' },

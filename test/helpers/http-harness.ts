@@ -184,6 +184,7 @@ export function nodeRequest(
     const req = httpRequest(
       {
         ...where,
+        agent: false, // a fresh connection per request: no race with the server closing an idle one
         method,
         path,
         headers: {

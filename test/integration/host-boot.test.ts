@@ -18,6 +18,7 @@ import { strict as assert } from 'node:assert';
 import { repoRoot } from '../rigs/debian-kernel.js';
 import { buildHostImage, fileRangeSha256, type HostImage } from '../rigs/host-image.js';
 import { HostVm, requireVmTools } from '../rigs/host-vm.js';
+import { Nginx } from '../helpers/nginx.js';
 
 const MiB = 1024 * 1024;
 const KiB = 1024;
@@ -63,6 +64,14 @@ interface Status {
   hydration: { running: boolean; pendingRegions: number; done: number; totalAtStart: number };
 }
 
+interface LibraryModel {
+  id: string;
+  name: string;
+  active: boolean;
+  complete: boolean;
+  download: { state: 'running' | 'stalled' | 'done'; regionsTotal: number; regionsDone: number } | null;
+}
+
 interface SessionRecord {
   number: number;
   startedAt: string;
@@ -102,6 +111,20 @@ class Appliance {
     await fs.chmod(this.disk, 0o644);
     await runCli(['init', '--state-dir', this.stateDir, '--model', this.model.path, '--disk', this.disk,
       '--region-size', '64K', '--restore', this.restore, '--disk-matches-model']);
+  }
+
+  /**
+   * A new appliance provisioned straight from the remote system: `snapback init --model URL`
+   * (the model's manifest beside it on the server), an empty working disk, nothing downloaded.
+   */
+  async initFromUrl(url: string): Promise<void> {
+    await fs.mkdir(this.dir, { recursive: true });
+    await runCli(['init', '--state-dir', this.stateDir, '--model', url, '--disk', this.disk, '--region-size', '64K', '--restore', this.restore]);
+  }
+
+  /** The library as `GET /api/models` lists it (straight from the control socket). */
+  async models(): Promise<LibraryModel[]> {
+    return (JSON.parse(await httpGetUnix(this.controlSocket, '/api/models')) as { models: LibraryModel[] }).models;
   }
 
   /** Starts `snapback serve`; resolves once its NBD socket and its control socket accept connections. */
@@ -498,10 +521,21 @@ function guestView(vm: HostVm): GuestView {
 
 function assertGuestSawModel(vm: HostVm, model: HostImage): void {
   const v = guestView(vm);
-  const expected = new Map(model.files.map((f) => [f.path, f.sha256]));
-  assert.deepEqual([...v.files.entries()].sort(), [...expected.entries()].sort(), `${vm.opts.name}: files on the FAT differ from the model's`);
-  assert.deepEqual(v.dirs, model.dirs, `${vm.opts.name}: directories differ from the model's`);
+  assertGuestSawModelFiles(vm, model);
   assert.equal(v.diskSha256, model.sha256, `${vm.opts.name}: the guest read a disk that is not the model`);
+}
+
+/** Every file and directory the guest listed (report_files) is the model's, byte for byte. */
+function assertGuestSawModelFiles(vm: HostVm, model: HostImage): void {
+  const files = new Map<string, string>();
+  for (const e of vm.all('file')) {
+    const [digest, ...rest] = e.args;
+    files.set(rest.join(' '), digest ?? '');
+  }
+  const dirs = vm.all('dir').map((e) => e.args.join(' ')).filter((d) => d !== '.' && d !== '').sort();
+  const expected = new Map(model.files.map((f) => [f.path, f.sha256]));
+  assert.deepEqual([...files.entries()].sort(), [...expected.entries()].sort(), `${vm.opts.name}: files on the FAT differ from the model's`);
+  assert.deepEqual(dirs, model.dirs, `${vm.opts.name}: directories differ from the model's`);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1085,9 +1119,77 @@ mark checked
     assertGuestSawModel(vm, small);
     await assertExportIsModel(app, 'after the switch back to the first model');
   });
+
+  it('8. a new appliance provisioned by init --model URL: the host boots from the model while it is still downloading, reads its files, writes; the download completes; a power cycle brings the model back', async function () {
+    const t = timings('8 lazy boot');
+    const dir = await scenarioDir('lazy-url');
+    // the remote system: nginx serving the model and its manifest, each connection at most 4 MiB/s
+    const www = path.join(dir, 'www');
+    await fs.mkdir(www);
+    await fs.copyFile(small.path, path.join(www, 'model.img'));
+    await fs.copyFile(`${small.path}.manifest.json`, path.join(www, 'model.img.manifest.json'));
+    const nginx = await Nginx.start(path.join(dir, 'nginx'), { root: www, rateLimit: 4 * MiB });
+    try {
+      const app = new Appliance(dir, small, 'instant');
+      apps.push(app);
+      await app.initFromUrl(nginx.url('slow', 'model.img'));
+      const cli = (args: string[]): Promise<CliResult> => runCli([...args, '--state-dir', app.stateDir]);
+      const [lazy] = JSON.parse((await cli(['model', 'list', '--json'])).stdout) as LibraryModel[];
+      assert.ok(lazy && lazy.active && !lazy.complete, `init --model URL: ${JSON.stringify(lazy)}`);
+      // the background download trickles (kept for the daemon's start), so that the host boots
+      // while most of the model is still on the server; what the host reads is fetched first
+      await cli(['model', 'download-rate', lazy.id, String(LAZY_TRICKLE)]);
+      await app.serve();
+      await app.hydrationRate(LAZY_TRICKLE);
+
+      const vm = await bootAndRun(app, dir, 'boot-1-lazy', `
+mark check-start
+mount -t vfat -o ro /dev/sda1 /mnt || fail "mount the model's FAT"
+report_files /mnt
+umount /mnt
+mount -t vfat /dev/sda1 /mnt || fail "mount rw"
+echo "written while the model arrives" > /mnt/lazy-write.txt
+dd if=/dev/urandom of=/mnt/data/big.bin bs=64k count=8 conv=notrunc 2>/dev/null
+sync; umount /mnt
+dropcache
+mount -t vfat -o ro /dev/sda1 /mnt || fail "remount ro"
+[ "$(cat /mnt/lazy-write.txt)" = "written while the model arrives" ] || fail "the write is not read back"
+umount /mnt
+mark checked
+`, t);
+      assertGuestSawModelFiles(vm, small);
+      const during = (await app.models()).find((m) => m.id === lazy.id);
+      assert.ok(during?.download && !during.complete && during.download.regionsDone < during.download.regionsTotal,
+        `the guest booted and powered off with the download still running: ${JSON.stringify(during)}`);
+      t.notes.push(`${during.download.regionsDone} of ${during.download.regionsTotal} model regions were here when the guest powered off`);
+
+      // the rest arrives; the model becomes complete in the library
+      await cli(['model', 'download-rate', lazy.id, 'unlimited']);
+      await app.hydrationRate(null);
+      const deadline = Date.now() + 180_000;
+      for (;;) {
+        const m = (await app.models()).find((x) => x.id === lazy.id);
+        if (m?.complete && m.download === null) break;
+        if (Date.now() > deadline) throw new Error(`the download did not complete: ${JSON.stringify(m)}\n${app.logTail()}`);
+        await sleep(250);
+      }
+      // the power cycle: the guest's writes are undone, the export is the model, every byte
+      await powerCycle(app, t, [{ offset: small.bootPartition.start, length: 4096 }]);
+      await assertExportIsModel(app, 'after the download completed and a power cycle');
+    } finally {
+      await nginx.stop();
+    }
+  });
 });
 
 // ---------------------------------------------------------------------------------------------
+
+/**
+ * Scenario 8's background download and restore rates while the guest boots: one 1 MiB model
+ * region in 32 s each, so that most of the 64 MiB model is still on the server when the guest
+ * powers off, however slowly TCG boots on a loaded machine (a 150 s boot: ~10 regions).
+ */
+const LAZY_TRICKLE = 32 * KiB;
 
 /**
  * Scenario 4's hydration rate until the guest starts reading: slow enough that regions are

@@ -11,6 +11,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ModelImportJob, ModelList, ModelRecord } from '../../appliance/api/models.js';
 import { Daemon } from '../../appliance/daemon/daemon.js';
+import { modelImport } from '../../appliance/cli/model-commands.js';
+import { isSnapbackError } from '../../appliance/errors.js';
 import { initEngine } from '../../appliance/storage/engine.js';
 import { createManifest, manifestPathFor } from '../../appliance/storage/manifest.js';
 import { Client, PASSWORD } from '../helpers/http-harness.js';
@@ -147,5 +149,24 @@ describe('model library API on a real daemon', function () {
     assert.ok(after.log.equals(before.log) && after.config.equals(before.config), 'the write log and snapback.json are unchanged');
     assert.equal(JSON.stringify((await models()).models), list, 'the library is unchanged');
     assert.equal(daemon.engine!.model.id, active.id, 'the active model is unchanged');
+  });
+
+  it('an image already in the library under another name: ALREADY_EXISTS naming that model, through the API job and the CLI', async () => {
+    const first = await imported(image('dup.img', 7), 'dup');
+    const copy = join(dir, 'dup-copy.img');
+    writeFileSync(copy, readFileSync(join(dir, 'dup.img')));
+    const list = JSON.stringify((await models()).models);
+    const r = await c.req('POST', '/api/models/import', { body: { source: copy, name: 'dup again' } });
+    assert.equal(r.status, 202, r.text);
+    const failed = await waitFor('the duplicate import to fail', async () => {
+      const j = (await c.req('GET', `/api/models/imports/${(r.json as ModelImportJob).id}`)).json as ModelImportJob;
+      return j.state !== 'running' ? j : null;
+    });
+    assert.equal(failed.state, 'failed');
+    assert.equal(failed.errorCode, 'ALREADY_EXISTS');
+    assert.match(failed.error ?? '', new RegExp(`already in the library as "dup" \\(id ${first.id.slice(0, 12)}`));
+    // the CLI (through this daemon's control socket) fails with the same code, not an I/O error
+    await assert.rejects(modelImport(copy, { stateDir: state, name: 'dup again', json: true }), (err: unknown) => isSnapbackError(err, 'ALREADY_EXISTS') && /already in the library as "dup"/.test((err as Error).message));
+    assert.equal(JSON.stringify((await models()).models), list, 'the library is unchanged');
   });
 });

@@ -10,6 +10,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import type { ModelRecord } from '../../appliance/api/models.js';
+import { modelImport } from '../../appliance/cli/model-commands.js';
+import { isSnapbackError } from '../../appliance/errors.js';
 import { exited, nbdUri, snapback, startServe, tool } from '../helpers/cli.js';
 import { patternBytes } from '../helpers/prng.js';
 import { stateSnapshot } from '../helpers/state-snapshot.js';
@@ -106,6 +108,16 @@ describe('snapback model: import, list, rename, remove', function () {
 
   it('on the state directory when no daemon runs', () => {
     exercise('offline');
+  });
+
+  it('an image the library holds already, on the state directory: ALREADY_EXISTS naming that model (not an I/O error), nothing changed', async () => {
+    const a = image('a.img', 2);
+    assert.equal(snapback(['model', 'import', a, '--name', 'a', '--state-dir', state]).code, 0);
+    const copy = join(dir, 'a-copy.img');
+    writeFileSync(copy, readFileSync(a));
+    const before = stateSnapshot(state);
+    await assert.rejects(modelImport(copy, { stateDir: state, name: 'a again', json: true }), (err: unknown) => isSnapbackError(err, 'ALREADY_EXISTS') && /already in the library as "a"/.test((err as Error).message));
+    assert.equal(stateSnapshot(state), before, 'nothing changed');
   });
 
   it('through the running daemon, which keeps serving the same disk', async () => {

@@ -193,6 +193,68 @@ describe('model activate and capture (CLI, daemon, NBD)', function () {
     assert.ok(hostReads().equals(seen));
   });
 
+  it('models whose manifests have other region sizes and hashes: one image is hashed again, and only the regions whose bytes differ become pending', async () => {
+    setUp();
+    // model B's bytes twice more, with manifests of 256 KiB sha256 regions and of 4 MiB (blake3) regions
+    const b256 = join(dir, 'b-256k.img');
+    const b4m = join(dir, 'b-4m.img');
+    writeFileSync(b256, modelB);
+    writeFileSync(b4m, modelB);
+    ok(['model', 'manifest', b256, '--region-size', '256K', '--hash', 'sha256']);
+    ok(['model', 'manifest', b4m, '--region-size', '4M']);
+    ok(['model', 'import', b256, '--name', 'B256', '--state-dir', state]);
+    ok(['model', 'import', b4m, '--name', 'B4M', '--state-dir', state]);
+    // from A (1 MiB regions) to a finer manifest: A is hashed again at 256 KiB, 3 of those differ
+    let out = ok(['model', 'activate', 'B256', '--now', '--state-dir', state]);
+    assert.match(out, /; 12 regions are restored/);
+    assert.equal(verify().pending, 3 * 4, 'exactly the write-log regions of the three differing 256 KiB regions are pending');
+    ok(['restore', '--state-dir', state]);
+    // to a coarser manifest of the same bytes: that image is hashed again at 256 KiB sha256: nothing differs
+    out = ok(['model', 'activate', 'B4M', '--now', '--state-dir', state]);
+    assert.match(out, /; 0 regions are restored/);
+    assert.equal(verify().pending, 0);
+    assert.ok(existsSync(join(state, 'models', JSON.parse(ok(['model', 'list', '--json', '--state-dir', state])).find((m: { name: string }) => m.name === 'B4M').id, 'rehashed-262144-sha256.manifest.json')), 'the digests made again are kept');
+    daemon = await startServe(state, ['--keep-session']);
+    assert.equal((await status()).model.name, 'B4M');
+    assert.ok(hostReads().equals(modelB), 'the host does not read model B');
+  });
+
+  it('a pending activation: the status (text and JSON) names it, removing its model is refused saying so, and activate --cancel withdraws it (on the state directory and through the daemon)', async () => {
+    setUp();
+    const refusedRemove = (): void => {
+      const r = snapback(['model', 'remove', 'B', '--state-dir', state]);
+      assert.equal(r.code, 1, r.stdout);
+      assert.match(r.stderr, /model "B" is the pending activation target \(it becomes the active model at the next session end\); cancel that with "snapback model activate --cancel"/);
+    };
+    const listed = (): { name: string; id: string; pendingActivation: boolean }[] => JSON.parse(ok(['model', 'list', '--json', '--state-dir', state]));
+    const bId = listed().find((m) => m.name === 'B')!.id;
+
+    // on the state directory (no daemon): the request waits for the daemon's start
+    ok(['model', 'activate', 'B', '--state-dir', state]);
+    refusedRemove();
+    assert.deepEqual(listed().filter((m) => m.pendingActivation).map((m) => m.name), ['B']);
+    assert.match(ok(['model', 'activate', '--cancel', '--state-dir', state]), /the activation of model B \([0-9a-f]{12}\) is cancelled; the active model stays/);
+    assert.ok(!existsSync(join(state, 'model-switch.json')));
+    assert.deepEqual(listed().filter((m) => m.pendingActivation), []);
+
+    // through the daemon
+    daemon = await startServe(state);
+    ok(['model', 'activate', 'B', '--state-dir', state]);
+    assert.deepEqual((await status()).model.pendingActivation, { id: bId, name: 'B' });
+    assert.deepEqual((JSON.parse(ok(['status', '--json', '--state-dir', state])) as ApplianceStatus).model.pendingActivation, { id: bId, name: 'B' });
+    assert.match(ok(['status', '--state-dir', state]), new RegExp(`^model B \\(id ${bId.slice(0, 16)}…\\) will be active after the next session end`, 'm'));
+    assert.match(ok(['model', 'list', '--state-dir', state]), /^ {2}B .*\(active after the next session end\)$/m);
+    refusedRemove();
+    assert.match(ok(['model', 'activate', '--cancel', '--state-dir', state]), /the activation of model B .* is cancelled/);
+    assert.equal((await status()).model.pendingActivation, null);
+    assert.ok(!existsSync(join(state, 'model-switch.json')));
+    ok(['session', 'end', '--wait', '--state-dir', state]);
+    assert.equal((await status()).model.name, 'a.img', 'the cancelled activation was made at the session end');
+    assert.ok(hostReads().equals(modelA));
+    assert.match(ok(['model', 'activate', '--cancel', '--state-dir', state]), /no activation was pending/);
+    ok(['model', 'remove', 'B', '--state-dir', state]);
+  });
+
   it('bad input (an unknown model, a model larger than the disk, a capture under a taken name) leaves the log, the library and what the host reads untouched', async () => {
     setUp();
     const logBefore = readFileSync(join(state, 'write-log.bin'));

@@ -12,6 +12,8 @@ import { copyFile, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import { callDaemon } from '../../appliance/cli/control-client.js';
+import { modelImport } from '../../appliance/cli/model-commands.js';
+import { isSnapbackError } from '../../appliance/errors.js';
 import type { ModelList } from '../../appliance/api/models.js';
 import type { ApplianceStatus } from '../../appliance/api/status.js';
 import { createManifest, manifestPathFor } from '../../appliance/storage/manifest.js';
@@ -104,6 +106,7 @@ except nbd.Error as e:
     assert.equal(await readExport(state, SIZE - REGION, REGION), sha(image.subarray(SIZE - REGION)));
     list = await models(state);
     assert.ok(list.models[0]!.download!.regionsDone < REGIONS, 'the download is still running');
+    assert.match(snapback(['model', 'list', '--state-dir', state]).stdout, new RegExp(`\\(active, downloading, \\d+ % \\(\\d+ of ${REGIONS} regions\\)\\)$`, 'm'), 'the list says the model is downloading');
 
     // the server goes away: a read of a missing region fails alone (EIO), never with wrong bytes
     await nginx.stop();
@@ -119,6 +122,7 @@ except nbd.Error as e:
     });
     assert.match(stalled.problem!, /127\.0\.0\.1/);
     assert.equal((await models(state)).models[0]!.download?.state, 'stalled');
+    assert.match(snapback(['model', 'list', '--state-dir', state]).stdout, /\(active, download stalled at \d+ %/, 'the list says the download stalled');
 
     // back (and faster): it resumes by itself, and the model becomes complete
     await nginx.start(undefined, 1 << 20);
@@ -152,6 +156,9 @@ except nbd.Error as e:
     daemon.kill('SIGTERM');
     await exited(daemon);
     daemon = await startServe(state);
+    // the downloads are resumed before the API answers (a request right after the start finds them)
+    const started = (await status(state)).components.map((c) => c.name);
+    assert.ok(started.includes('model-download') && started.indexOf('model-download') < started.indexOf('http'), `the daemon's parts in start order: ${started.join(', ')}`);
     const after = (await models(state)).models.find((x) => x.name === 'other')!;
     assert.equal(after.complete, false);
     assert.ok(after.download!.regionsDone >= before, `resumed from ${before} regions (now ${after.download!.regionsDone})`);
@@ -202,6 +209,14 @@ except nbd.Error as e:
     assert.equal(fourth4.complete, true);
     assert.equal(sha(await readFile(join(state, 'models', fourth4.id, 'image'))), sha(fourth));
     assert.deepEqual(readdirSync(join(state, 'models', '.downloads')), [], 'nothing of the downloads is left');
+
+    // the same images again under other names (with a manifest at the URL, and without): ALREADY_EXISTS naming the model
+    const listed = list();
+    for (const [url, name] of [[nginx.url('files', 'third.img'), 'third'], [nginx.url('norange', 'fourth.img'), 'fourth']] as const) {
+      await assert.rejects(modelImport(url, { stateDir: state, name: `${name} again`, json: true }), (err: unknown) => isSnapbackError(err, 'ALREADY_EXISTS') && new RegExp(`already in the library as "${name}"`).test((err as Error).message));
+    }
+    assert.deepEqual(list(), listed);
+    assert.deepEqual(readdirSync(join(state, 'models', '.downloads')), [], 'nothing of the refused downloads is left');
 
     // over TLS with a CA of our own: refused without --ca, imported with it
     const tls = await Nginx.start(join(dir.path, 'nginx-tls3'), { root, tls: true });

@@ -72,7 +72,9 @@ export const DEFAULT_KERNEL_MODULES: readonly string[] = [
   'virtio_pci', 'virtio_blk', 'virtio_scsi', 'virtio_net', 'virtio_console', 'virtio_rng',
   '9pnet_virtio', '9p', 'overlay',
   // host-side controllers and filesystems
-  'xhci_pci', 'ehci_pci', 'ext4', 'vfat', 'nls_cp437', 'nls_iso8859_1', 'nls_utf8', 'loop', 'squashfs', 'isofs',
+  'xhci_pci', 'ehci_pci', 'ext4', 'vfat', 'nls_cp437', 'nls_iso8859_1', 'nls_utf8', 'nls_ascii', 'loop', 'squashfs', 'isofs',
+  // the appliance VM's dummy network device; the host-boot guest's fw_cfg and crc helpers
+  'dummy', 'qemu_fw_cfg', 'crct10dif_generic', 'crc64_rocksoft_generic',
 ];
 
 export function normaliseModuleName(name: string): string {
@@ -98,8 +100,11 @@ const inFlight = new Map<string, Promise<DebianKernel>>();
 
 /**
  * Returns Debian's kernel with (at least) DEFAULT_KERNEL_MODULES and `opts.modules`, fetching
- * and extracting it the first time. Concurrent calls in one process share the work; entries
- * are published with an atomic rename, so a crash leaves no half entry behind.
+ * and extracting it the first time. Concurrent calls in one process share the work; test files
+ * running in parallel processes take the cache's lock, so one builds and the others read its
+ * entry; entries are published with an atomic rename, so a crash leaves no half entry behind.
+ * DEFAULT_KERNEL_MODULES covers every rig, so the first entry serves them all and no process
+ * ever replaces an entry another one is using.
  */
 export function ensureDebianKernel(opts: EnsureDebianKernelOptions = {}): Promise<DebianKernel> {
   const wanted = [...new Set([...DEFAULT_KERNEL_MODULES, ...(opts.modules ?? [])].map(normaliseModuleName))].sort();
@@ -107,13 +112,51 @@ export function ensureDebianKernel(opts: EnsureDebianKernelOptions = {}): Promis
   const key = cacheDir + '\0' + wanted.join(',');
   let p = inFlight.get(key);
   if (!p) {
-    p = ensure(cacheDir, wanted).catch((err: unknown) => {
+    p = withCacheLock(cacheDir, () => ensure(cacheDir, wanted)).catch((err: unknown) => {
       inFlight.delete(key);
       throw err;
     });
     inFlight.set(key, p);
   }
   return p;
+}
+
+/**
+ * Runs `fn` holding the cache directory's lock: a directory `.lock` made with mkdir (atomic),
+ * holding the owner's pid. A lock whose owner is gone (a killed test run) is taken over.
+ */
+async function withCacheLock<T>(cacheDir: string, fn: () => Promise<T>): Promise<T> {
+  await fs.mkdir(cacheDir, { recursive: true });
+  const lock = path.join(cacheDir, '.lock');
+  for (;;) {
+    try {
+      await fs.mkdir(lock);
+      await fs.writeFile(path.join(lock, 'pid'), String(process.pid));
+      break;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      const owner = Number(await fs.readFile(path.join(lock, 'pid'), 'utf8').catch(() => ''));
+      if (owner > 0 && !processAlive(owner)) {
+        await fs.rm(lock, { recursive: true, force: true });
+        continue;
+      }
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  }
+  try {
+    return await fn();
+  } finally {
+    await fs.rm(lock, { recursive: true, force: true });
+  }
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }
 
 interface Manifest {

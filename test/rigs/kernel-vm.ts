@@ -32,6 +32,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
 import { ensureDebianKernel, repoRoot, type DebianKernel } from './debian-kernel.js';
+import { withKernelVmSlot } from './vm-slot.js';
 
 const execFileP = promisify(execFile);
 
@@ -139,16 +140,20 @@ export async function runKernelVm(opts: KernelVmOptions): Promise<KernelVmResult
         `local,path=${s.hostPath},mount_tag=${s.tag},security_model=none,multidevs=remap${s.readOnly ? ',readonly=on' : ''}`,
       );
     }
-    let run = await runQemu(qemuArgs, opts.timeoutMs ?? 300_000, opts.onConsoleLine);
-    // A guest that died before the command started (a boot-time panic under emulation) is
-    // booted once more; a failure of the command itself never is.
-    // A failed root preparation is the caller's error, not the emulator's: not booted again.
-    if (!run.timedOut && !run.console.includes(COMMAND_MARK) && !run.console.includes(PREPARE_FAILED)) {
-      opts.onConsoleLine?.('[rig] the guest died before the command started; booting it once more');
-      const first = run.console;
-      run = await runQemu(qemuArgs, opts.timeoutMs ?? 300_000, opts.onConsoleLine);
-      run.console = `${first}\n[rig] ---- second boot ----\n${run.console}`;
-    }
+    // The guest runs only while this process holds the kernel-VM slot (test/rigs/vm-slot.ts).
+    const run = await withKernelVmSlot(async () => {
+      let run = await runQemu(qemuArgs, opts.timeoutMs ?? 300_000, opts.onConsoleLine);
+      // A guest that died before the command started (a boot-time panic under emulation) is
+      // booted once more; a failure of the command itself never is.
+      // A failed root preparation is the caller's error, not the emulator's: not booted again.
+      if (!run.timedOut && !run.console.includes(COMMAND_MARK) && !run.console.includes(PREPARE_FAILED)) {
+        opts.onConsoleLine?.('[rig] the guest died before the command started; booting it once more');
+        const first = run.console;
+        run = await runQemu(qemuArgs, opts.timeoutMs ?? 300_000, opts.onConsoleLine);
+        run.console = `${first}\n[rig] ---- second boot ----\n${run.console}`;
+      }
+      return run;
+    });
     let exitStatus: number | null = null;
     try {
       const text = (await fs.readFile(path.join(resultsDir, '.exit-status'), 'utf8')).trim();

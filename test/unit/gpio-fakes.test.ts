@@ -42,7 +42,7 @@ export function makeStatus(): ApplianceStatus {
       lastError: null,
     },
     host: { connection: 'nbd-only', nbdClients: 0, gadget: null },
-    model: { id: 'model', name: 'model', size: 1 << 20, regionSize: 65536 },
+    model: { id: 'model', name: 'model', size: 1 << 20, regionSize: 65536, pendingActivation: null },
     disk: { path: '/tmp/disk', size: 1 << 20, ioErrors: 0 },
     stateDir: { path: '/tmp/state', freeBytes: null, writeError: null },
     daemon: { startedAt: new Date(0).toISOString(), pid: 1, version: 'test' },

@@ -1,7 +1,8 @@
 /**
  * Planning a switch from the manifests: which write-log regions become pending, with manifest
- * regions smaller than, equal to and larger than the log's; the fallback to every region when
- * the manifests cannot be compared; and the refusal of a model of another size.
+ * regions smaller than, equal to and larger than the log's; manifests of other region sizes or
+ * hashes compared through one image hashed again; the fallback to every region when the
+ * manifests cannot be compared; and the refusal of a model of another size.
  */
 import assert from 'node:assert/strict';
 import { Manifest } from '../../appliance/storage/manifest.js';
@@ -51,6 +52,18 @@ describe('model switch planning', () => {
     assert.equal(hashes.method, 'all');
     assert.equal(pendingOf(hashes.differing, 40).length, 40);
     assert.match(hashes.reason ?? '', /hashes differ/);
+  });
+
+  it('manifests of different region sizes made comparable by one image hashed again: only the log regions whose bytes differ, at the finer size', () => {
+    // from: 4 log regions a manifest region; to: 4 KiB sha1 regions; `from` hashed again as `to` is
+    const p = planSwitch(manifestOf(a, 4 * LOG_RS), manifestOf(b, 4096, 'sha1'), shape, { from: manifestOf(a, 4096, 'sha1'), to: manifestOf(b, 4096, 'sha1'), note: 'hashed again' });
+    assert.equal(p.method, 'rehashed');
+    assert.equal(p.reason, 'hashed again');
+    assert.deepEqual(pendingOf(p.differing, 40), [3, 39]);
+    assert.equal(p.regions, 2);
+    // a pair that is not comparable either (or of another size) is not used: every region
+    const wrong = planSwitch(manifestOf(a, LOG_RS), manifestOf(b, 2 * LOG_RS), shape, { from: manifestOf(a, LOG_RS), to: manifestOf(b, 2 * LOG_RS), note: 'x' });
+    assert.equal(wrong.method, 'all');
   });
 
   it('refuses a model of another size than the disk (SIZE_MISMATCH)', () => {

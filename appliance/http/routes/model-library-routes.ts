@@ -6,6 +6,7 @@
  *   PATCH  /api/models/:ref          {name} → the renamed model (audit: model.rename)
  *   DELETE /api/models/:ref[?force=true] → the removed model (audit: model.remove)
  *   POST   /api/models/:ref/activate {now?} → ModelActivateReply (audit: model.activate)
+ *   POST   /api/models/activation/cancel → ModelActivationCancelReply (audit: model.activate-cancel)
  *   POST   /api/models/capture       {name, activate?} → 202 the capture's job (audit: model.capture)
  * `:ref` is a model's name, id or unique id prefix. An import's source is a path on the
  * appliance or an http(s) URL (when the daemon has a URL importer).
@@ -14,6 +15,7 @@ import { z } from 'zod';
 import {
   modelActivateReplySchema,
   modelActivateRequestSchema,
+  modelActivationCancelReplySchema,
   modelCaptureRequestSchema,
   modelImportJobSchema,
   modelImportRequestSchema,
@@ -122,6 +124,22 @@ function modelSwitchRoutes(api: ApiRouter, { models, store, switcher }: { models
       await audit(store, res, p.actor, 'model.activate', { model: a.model.record.id, name: a.model.record.name, takesEffect: a.takesEffect, regionsToRestore: a.regionsToRestore });
       models.emit('models');
       return { model: await models.record(a.model), takesEffect: a.takesEffect, regionsToRestore: a.regionsToRestore };
+    },
+  });
+
+  api.add({
+    method: 'post',
+    path: '/api/models/activation/cancel',
+    tag: 'models',
+    summary: 'Cancel the activation waiting for the next session end: the active model stays',
+    audit: 'handler',
+    replies: { 200: { description: 'The model that would have been activated (null: none was pending)', schema: modelActivationCancelReplySchema } },
+    handler: async ({ res }) => {
+      const p = needPrincipal(res);
+      const m = await switcher.cancelActivation();
+      if (m) await audit(store, res, p.actor, 'model.activate-cancel', { model: m.record.id, name: m.record.name });
+      models.emit('models');
+      return { cancelled: m ? await models.record(m) : null };
     },
   });
 

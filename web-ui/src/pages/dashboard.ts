@@ -36,6 +36,7 @@ export const dashboardPage: Page = {
     root.append(
       h('div', { id: 'thawed-banner', class: 'banner banner-warn', hidden: true }, 'Thawed: what the host writes is kept. Freeze again when maintenance is done.'),
       h('div', { id: 'download-banner', class: 'banner banner-warn', role: 'status', hidden: true }),
+      h('div', { id: 'pending-model-banner', class: 'banner banner-ok', role: 'status', hidden: true }),
       h(
         'div',
         { class: 'grid' },
@@ -180,6 +181,11 @@ export const dashboardPage: Page = {
       const dl = q('download-banner');
       if (dl) dl.hidden = stalled === null;
       setText(dl, stalled ? `${stalled.charAt(0).toUpperCase()}${stalled.slice(1)}. It resumes by itself when the server answers again; reads of regions not here yet fail until then.` : '');
+      // an activation waiting for the next session end
+      const next = s.model.pendingActivation;
+      const pendingBanner = q('pending-model-banner');
+      if (pendingBanner) pendingBanner.hidden = !next;
+      setText(pendingBanner, next ? `Model ${next.name} will be active after the next session end (the host's next power cycle, or End session); the Models page can cancel it.` : '');
       setText(q('regions-written'), fmtInt(s.regions.writtenThisSession));
       setText(q('regions-pending'), fmtInt(s.regions.pending));
       setText(q('regions-clean'), fmtInt(s.regions.clean));

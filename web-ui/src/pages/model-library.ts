@@ -6,7 +6,7 @@
  */
 import { request, postJson } from '../api.js';
 import { askText, confirmAction, confirmWithOption, errorText, fmtBytes, fmtInt, fmtRate, fmtTime, h, notify, pct } from '../dom.js';
-import type { ModelActivateReply, ModelActivateRequest, ModelImportJob, ModelList, ModelRecord, ModelRenameRequest, ModelSource } from '../../../appliance/api/models.js';
+import type { ModelActivateReply, ModelActivateRequest, ModelActivationCancelReply, ModelImportJob, ModelList, ModelRecord, ModelRenameRequest, ModelSource } from '../../../appliance/api/models.js';
 
 export function sourceText(s: ModelSource): string {
   switch (s.kind) {
@@ -46,6 +46,7 @@ function stateCell(m: ModelRecord): HTMLElement {
     td.append(m.complete ? 'Ready' : 'Incomplete');
   }
   if (m.active) td.prepend(h('span', { class: 'badge badge-active' }, 'Active'), ' ');
+  if (m.pendingActivation) td.prepend(h('span', { class: 'badge badge-pending', title: 'An activation waits for the next session end' }, 'Active after the next session end'), ' ');
   return td;
 }
 
@@ -114,6 +115,16 @@ export function libraryView(changed: () => void): LibraryView {
     changed();
   };
 
+  const cancelActivation = async (m: ModelRecord): Promise<void> => {
+    try {
+      const r = await postJson<ModelActivationCancelReply>('/api/models/activation/cancel', {});
+      notify(r.cancelled ? `The activation of ${r.cancelled.name} is cancelled; the active model stays.` : 'No activation was pending.');
+    } catch (err) {
+      notify(`Not cancelled (${m.name}): ${errorText(err)}`, 'error');
+    }
+    changed();
+  };
+
   const rename = async (m: ModelRecord): Promise<void> => {
     const name = await askText({ title: `Rename “${m.name}”`, label: 'New name', value: m.name, confirmLabel: 'Rename', maxLength: 100 });
     if (name === null || name === m.name) return;
@@ -147,11 +158,14 @@ export function libraryView(changed: () => void): LibraryView {
     const parent = m.parent === null ? '—' : (byId.get(m.parent)?.name ?? shortId(m.parent));
     const act = h('button', { type: 'button', class: 'btn btn-small btn-primary', 'data-action': 'activate', disabled: m.active }, 'Activate');
     const ren = h('button', { type: 'button', class: 'btn btn-small', 'data-action': 'rename' }, 'Rename');
-    const rem = h('button', { type: 'button', class: 'btn btn-small btn-danger', 'data-action': 'remove', disabled: m.active }, 'Remove');
+    const rem = h('button', { type: 'button', class: 'btn btn-small btn-danger', 'data-action': 'remove', disabled: m.active || m.pendingActivation }, 'Remove');
     if (m.active) {
       act.title = 'This is the active model.';
       rem.title = 'The active model cannot be removed: activate another one first.';
     }
+    if (m.pendingActivation) rem.title = 'It becomes the active model at the next session end: cancel that activation first.';
+    const cancel = m.pendingActivation ? h('button', { type: 'button', class: 'btn btn-small', 'data-action': 'cancel-activation' }, 'Cancel activation') : null;
+    cancel?.addEventListener('click', () => void cancelActivation(m));
     act.addEventListener('click', () => void activate(m));
     ren.addEventListener('click', () => void rename(m));
     rem.addEventListener('click', () => void remove(m));
@@ -165,7 +179,7 @@ export function libraryView(changed: () => void): LibraryView {
       h('td', { 'data-label': 'Created' }, fmtTime(m.createdAt)),
       h('td', { 'data-label': 'Parent' }, parent),
       stateCell(m),
-      h('td', null, h('div', { class: 'row-actions' }, act, ren, rem)),
+      h('td', null, h('div', { class: 'row-actions' }, ...(cancel ? [cancel] : [act]), ren, rem)),
     );
   };
 
