@@ -205,7 +205,7 @@ ${install(true)}
 "ci --omit=dev"*)
 ${install(false)}
 	;;
-"cache clean") ;;
+"cache clean"*) ;;
 *)
 	echo "rig npm: cannot stand in for: npm $*" >&2
 	exit 1
