@@ -2,15 +2,40 @@
  * The `snapback console …` commands: serve (the console), token create and enroll-code create
  * (offline, on the console's data directory: SQLite lets them run beside a running console).
  * Their flags are defined and checked in program.ts.
+ *
+ * The console's modules are loaded only when one of these runs: the console keeps its state in
+ * SQLite through better-sqlite3, a native module and an optional dependency that an appliance's
+ * install (the Raspberry Pi image) leaves out, so the appliance's commands never need it.
  */
 import { readFileSync } from 'node:fs';
-import { ConsoleServer } from '../../console/server/console-server.js';
-import { ConsoleStore } from '../../console/server/console-store.js';
-import { Enrollment } from '../../console/server/enrollment.js';
 import { SnapbackError } from '../errors.js';
 import { newApiToken, sha256Hex } from '../http/passwords.js';
 
 const out = (s: string) => process.stdout.write(s.endsWith('\n') ? s : s + '\n');
+
+/** The console's server, store and enrollment; without better-sqlite3, an error that says what to install. */
+async function consoleModules(): Promise<{
+  ConsoleServer: typeof import('../../console/server/console-server.js').ConsoleServer;
+  ConsoleStore: typeof import('../../console/server/console-store.js').ConsoleStore;
+  Enrollment: typeof import('../../console/server/enrollment.js').Enrollment;
+}> {
+  try {
+    const [server, store, enrollment] = await Promise.all([
+      import('../../console/server/console-server.js'),
+      import('../../console/server/console-store.js'),
+      import('../../console/server/enrollment.js'),
+    ]);
+    return { ConsoleServer: server.ConsoleServer, ConsoleStore: store.ConsoleStore, Enrollment: enrollment.Enrollment };
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ERR_MODULE_NOT_FOUND' && /better-sqlite3/.test((err as Error).message)) {
+      throw new SnapbackError(
+        'NOT_SUPPORTED',
+        "the console needs the optional package better-sqlite3 (its SQLite store), which is not installed here (an appliance's install leaves it out): run `npm install better-sqlite3` where snapback is installed",
+      );
+    }
+    throw err;
+  }
+}
 
 type HostPort = { host: string; port: number };
 
@@ -32,6 +57,7 @@ export async function consoleServe(o: {
     throw new SnapbackError('BAD_ARGUMENT', '--broker-password-file and --broker-acl-file go together');
   }
   if ((o.httpTlsCert === undefined) !== (o.httpTlsKey === undefined)) throw new SnapbackError('BAD_ARGUMENT', '--http-tls-cert and --http-tls-key go together');
+  const { ConsoleServer } = await consoleModules();
   const server = new ConsoleServer({
     dataDir: o.dataDir,
     listen: o.httpListen,
@@ -64,6 +90,7 @@ export async function consoleServe(o: {
 }
 
 export async function consoleTokenCreate(o: { dataDir: string; name: string }): Promise<number> {
+  const { ConsoleStore } = await consoleModules();
   const store = ConsoleStore.open(o.dataDir);
   try {
     const t = newApiToken();
@@ -79,6 +106,7 @@ export async function consoleTokenCreate(o: { dataDir: string; name: string }): 
 }
 
 export async function consoleEnrollCodeCreate(o: { dataDir: string; name?: string; validHours?: number }): Promise<number> {
+  const { ConsoleStore, Enrollment } = await consoleModules();
   const store = ConsoleStore.open(o.dataDir);
   try {
     const c = new Enrollment(store, null, { brokerUrl: '' }).create({ ...(o.name !== undefined ? { name: o.name } : {}), ...(o.validHours !== undefined ? { validHours: o.validHours } : {}) });

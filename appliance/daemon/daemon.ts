@@ -227,7 +227,7 @@ export class Daemon {
         const gadget = new GadgetComponent(service, plan.gadget.settings, { nbdSocket: plan.gadgetNbdSocket, configfsRoot: o.configfsRoot, sysRoot: o.sysRoot });
         await this.startEssential(gadget, plan.gadget.problem);
       } else {
-        this.setHealth('gadget', true, 'off', null);
+        this.setHealth('gadget', true, 'off', plan.gadgetOffProblem);
         if (o.gadget === 'auto') log.info({ reason: plan.gadgetOffReason }, 'USB gadget off (auto): serving NBD only');
       }
 

@@ -8,7 +8,8 @@
  * the NBD TLS files, `--gadget on` where no
  * gadget can run. Settings files of optional parts never refuse a start: a bad gpio.json turns
  * GPIO off, a bad gadget.json gives the gadget its default settings; either is reported in the
- * status, the log and on the LED, and the host's disk is served all the same.
+ * status, the log and on the LED, and the host's disk is served all the same. gadget.json is
+ * checked under `--gadget auto` also where no gadget can run, and reported the same way.
  */
 import { lstatSync } from 'node:fs';
 import { join } from 'node:path';
@@ -46,6 +47,11 @@ export interface StartPlan {
   /** null: no gadget (off, or auto on a machine without one: `gadgetOffReason`). */
   gadget: { settings: GadgetSettings; problem: string | null } | null;
   gadgetOffReason: string | null;
+  /**
+   * With `--gadget auto` on a machine without a gadget: what is wrong with gadget.json (null: it
+   * is absent or good), so that a misspelt key is reported here too and not first on the Pi.
+   */
+  gadgetOffProblem: string | null;
   /** null: --gpio off. `settings` null: gpio.json is bad (`problem` says why) and GPIO stays off. */
   gpio: { settings: GpioSettings | null; problem: string | null } | null;
 }
@@ -71,11 +77,16 @@ export async function preflight(opts: PreflightOptions): Promise<StartPlan> {
 
   let gadget: StartPlan['gadget'] = null;
   let gadgetOffReason: string | null = null;
+  let gadgetOffProblem: string | null = null;
   if (opts.gadget !== 'off') {
     const avail = gadgetAvailable(opts.configfsRoot, opts.sysRoot);
     if (!avail.available && opts.gadget === 'on') throw new SnapbackError('NOT_SUPPORTED', `--gadget on, but the USB gadget cannot run here: ${avail.reason}`);
-    if (avail.available) gadget = gadgetSettingsOrDefaults(join(state.path, GADGET_SETTINGS_FILE));
-    else gadgetOffReason = avail.reason ?? 'not available';
+    const settings = gadgetSettingsOrDefaults(join(state.path, GADGET_SETTINGS_FILE));
+    if (avail.available) gadget = { settings: settings.settings, problem: settings.problem && `${settings.problem}; the gadget runs with the default settings` };
+    else {
+      gadgetOffReason = avail.reason ?? 'not available';
+      gadgetOffProblem = settings.problem && `${settings.problem}; where a gadget can run, it would run with the default settings`;
+    }
   } else gadgetOffReason = '--gadget off';
 
   let gpio: StartPlan['gpio'] = null;
@@ -86,17 +97,17 @@ export async function preflight(opts: PreflightOptions): Promise<StartPlan> {
       gpio = { settings: null, problem: `${(err as Error).message}; GPIO stays off until the file is fixed` };
     }
   }
-  return { state, nbdSocket, gadgetNbdSocket, nbdTls, gadget, gadgetOffReason, gpio };
+  return { state, nbdSocket, gadgetNbdSocket, nbdTls, gadget, gadgetOffReason, gadgetOffProblem, gpio };
 }
 
-/** gadget.json with its profile resolved; on any problem, the defaults and the problem. */
+/** gadget.json with its profile resolved; on any problem, the defaults and what is wrong with the file. */
 function gadgetSettingsOrDefaults(file: string): { settings: GadgetSettings; problem: string | null } {
   try {
     const settings = readJsonSettings(file, GadgetSettingsSchema);
     resolveGadgetDescription(settings.profile, settings.overrides, settings.configDir ?? defaultGadgetConfigDir());
     return { settings, problem: null };
   } catch (err) {
-    return { settings: GadgetSettingsSchema.parse({}), problem: `${(err as Error).message}; the gadget runs with the default settings` };
+    return { settings: GadgetSettingsSchema.parse({}), problem: (err as Error).message };
   }
 }
 

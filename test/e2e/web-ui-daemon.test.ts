@@ -6,17 +6,16 @@
  * phone widths. Screenshots go to docs/screenshots (daemon-*).
  */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import type { ChildProcess } from 'node:child_process';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Page } from 'playwright-core';
-import { CLI, exited, snapback } from '../helpers/cli.js';
+import { exited, initState, nbdUri, serveOutput, snapbackOk, startServe, webUiUrl } from '../helpers/cli.js';
 import { nbdsh } from '../helpers/nbd-clients.js';
 import { Prng } from '../helpers/prng.js';
 import { PASSWORD, controlRequest } from '../helpers/http-harness.js';
-import { useChromium, VIEWPORT_NAMES, newPage, shot, waitData, waitText, setFirstPassword } from '../helpers/browser.js';
+import { useChromium, usePage, VIEWPORT_NAMES, shot, waitData, waitText, setFirstPassword } from '../helpers/browser.js';
 
 const SIZE = 32 << 20;
 const REGION = 64 << 10;
@@ -24,38 +23,18 @@ const REGION = 64 << 10;
 interface Daemon {
   child: ChildProcess;
   url: string;
-  output: () => string;
 }
 
 async function serve(stateDir: string): Promise<Daemon> {
-  const child = spawn(process.execPath, [CLI, 'serve', '--state-dir', stateDir, '--http-listen', '127.0.0.1:0', '--gadget', 'off', '--gpio', 'off'], {
-    env: { ...process.env, NODE_ENV: 'test', LOG_LEVEL: 'warn' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let out = '';
-  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-  child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
-  const url = await new Promise<string>((resolve, reject) => {
-    const check = (): void => {
-      const m = /web UI and API on (http:\/\/127\.0\.0\.1:\d+)\//.exec(out);
-      if (m && existsSync(join(stateDir, 'control.sock'))) {
-        child.stdout!.off('data', check);
-        child.off('exit', onExit);
-        resolve(m[1]!);
-      }
-    };
-    const onExit = (code: number | null): void => reject(new Error(`snapback serve exited ${code}: ${out}`));
-    child.stdout!.on('data', check);
-    child.once('exit', onExit);
-  });
-  return { child, url, output: () => out };
+  const child = await startServe(stateDir);
+  return { child, url: await webUiUrl(child) };
 }
 
 /** The host writes `count` regions at `firstRegion` through the NBD socket, then flushes. */
 async function hostWrites(stateDir: string, firstRegion: number, count: number, fill: number): Promise<void> {
   await nbdsh(
     [
-      `h.connect_uri(${JSON.stringify(`nbd+unix:///snapback?socket=${join(stateDir, 'nbd.sock')}`)})`,
+      `h.connect_uri(${JSON.stringify(nbdUri(stateDir))})`,
       `buf = bytes([${fill}]) * ${REGION}`,
       `for i in range(${count}):`,
       `    h.pwrite(buf, ${firstRegion * REGION} + i * ${REGION})`,
@@ -69,7 +48,7 @@ async function hostWrites(stateDir: string, firstRegion: number, count: number, 
 async function hostReadsModel(stateDir: string, model: string, offset: number, length: number): Promise<boolean> {
   const out = await nbdsh(
     [
-      `h.connect_uri(${JSON.stringify(`nbd+unix:///snapback?socket=${join(stateDir, 'nbd.sock')}`)})`,
+      `h.connect_uri(${JSON.stringify(nbdUri(stateDir))})`,
       `data = h.pread(${length}, ${offset})`,
       `f = open(${JSON.stringify(model)}, 'rb')`,
       `f.seek(${offset})`,
@@ -90,42 +69,24 @@ describe('web UI in Chromium against the real daemon, with a real NBD client wri
       let state: string;
       let model: string;
       let daemon: Daemon;
+      const tab = usePage(chromium, vp);
       let page: Page;
-      let problems: string[];
-      let closeContext: () => Promise<void>;
       let written = 0;
-      const cli = (...args: string[]) => {
-        const r = snapback([...args, '--state-dir', state]);
-        assert.equal(r.code, 0, `snapback ${args.join(' ')}: ${r.stderr}`);
-        return r.stdout;
-      };
+      const cli = (...args: string[]): string => snapbackOk(state, args);
 
       before(async () => {
         dir = await mkdtemp(join(tmpdir(), 'snapback-webui-'));
-        state = join(dir, 'state');
-        model = join(dir, 'model.img');
-        await writeFile(model, new Prng(7).bytes(SIZE));
-        let r = snapback(['model', 'manifest', model, '--name', 'lab-image']);
-        assert.equal(r.code, 0, r.stderr);
-        r = snapback(['init', '--state-dir', state, '--model', model, '--disk', join(dir, 'disk.img'), '--region-size', '64K']);
-        assert.equal(r.code, 0, r.stderr);
+        ({ state, model } = initState(dir, new Prng(7).bytes(SIZE), { name: 'lab-image', regionSize: '64K' }));
         daemon = await serve(state);
-        const p = await newPage(chromium.browser, vp);
-        page = p.page;
-        problems = p.problems;
-        closeContext = () => p.context.close();
+        page = tab.page;
       });
       after(async () => {
-        await closeContext?.();
         if (daemon && daemon.child.exitCode === null) {
           daemon.child.kill('SIGTERM');
           const e = await exited(daemon.child);
-          assert.equal(e.code, 0, daemon.output());
+          assert.equal(e.code, 0, serveOutput(daemon.child));
         }
         await rm(dir, { recursive: true, force: true });
-      });
-      afterEach(() => {
-        assert.deepEqual(problems.splice(0), []);
       });
 
       it('first run sets the password; the dashboard shows the daemon', async () => {

@@ -9,28 +9,21 @@
 import assert from 'node:assert/strict';
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Browser } from 'playwright-core';
 import { ownNetworkAddress } from '../helpers/network.js';
-import { VIEWPORTS, launchChromium, newPage, shot, type ViewportName, waitText } from '../helpers/browser.js';
+import { VIEWPORT_NAMES, newPage, shot, useChromium, waitText } from '../helpers/browser.js';
 import { PASSWORD, startHarness } from '../helpers/http-harness.js';
 
 describe('web UI: first boot with the setup code, in Chromium', function () {
   this.timeout(120_000);
-  let browser: Browser;
-  before(async () => {
-    browser = await launchChromium();
-  });
-  after(async () => {
-    await browser?.close();
-  });
+  const chromium = useChromium();
 
-  for (const vp of Object.keys(VIEWPORTS) as ViewportName[]) {
+  for (const vp of VIEWPORT_NAMES) {
     it(`asks a network browser for the setup code, refuses a wrong one, accepts the right one (${vp})`, async () => {
       const hx = await startHarness({ host: '0.0.0.0' });
       const ip = ownNetworkAddress();
       const port = Number(new URL(hx.url).port);
-      const { page, problems, context } = await newPage(browser, vp, { appliance: [ip] });
-      const local = await newPage(browser, vp);
+      const { page, problems, context } = await newPage(chromium.browser, vp, { appliance: [ip] });
+      const local = await newPage(chromium.browser, vp);
       try {
         // On the appliance itself: no code asked.
         await local.page.goto(`http://127.0.0.1:${port}/`);

@@ -1,6 +1,6 @@
 /**
- * The GPIO page in a real Chromium: live pin states and host power actions through
- * the web UI, confirmation before a disruptive action, and every action in the audit log. The
+ * The GPIO page in a real Chromium: the backend, live pin states, the power LED, the session
+ * end a short press armed or that failed, and host power actions through the web UI, confirmation before a disruptive action, and every action in the audit log. The
  * pins are the simulated backend behind the same interface as onoff (there is no GPIO here).
  */
 import assert from 'node:assert/strict';
@@ -41,6 +41,13 @@ describe('web UI: the GPIO page in Chromium', function () {
       const http = new HttpComponent({ service, store, listen: { host: '127.0.0.1', port: 0 }, controlSocket: join(dir, 'control.sock'), extraRoutes: [(api) => gpioRoutes(api, gpio)] });
       await http.start();
       const { page, problems, context } = await newPage(chromium.browser, vp);
+      /** Holds the button (active-low) until the page shows it held, then lets go: a short press. */
+      const shortPress = async (): Promise<void> => {
+        sim.setInput(PINS.button, 0);
+        await waitText(page, buttonState, 'active');
+        sim.setInput(PINS.button, 1);
+        await waitText(page, buttonState, 'inactive');
+      };
       try {
         const url = http.address().url.replace(/\/$/, '');
         await page.goto(url + '/');
@@ -75,7 +82,22 @@ describe('web UI: the GPIO page in Chromium', function () {
         assert.ok(actions.some((a) => a.startsWith('admin:gpio.power.reset:')), actions.join('\n'));
         // the short press on the button, with the host dark, ended the session at once
         assert.ok(actions.some((a) => a.startsWith('button:gpio.button.short-press')), actions.join('\n'));
+        // the backend and the power LED's own level, as GpioStatus has them
+        await waitText(page, '#gpio-backend', /^Backend: simulated/);
+        await waitText(page, '#gpio-power', /\(LED dark\)/);
+        await waitText(page, '#gpio-session', 'Session: no end pending');
         await shot(page, vp, 'gpio');
+        // a session end that fails is shown with its reason (the short press, with the host off, ends at once)
+        const endSession = service.endSession.bind(service);
+        service.endSession = () => Promise.reject(new Error('the working disk is gone'));
+        await shortPress();
+        await waitText(page, '#gpio-session', /ending the session failed: the working disk is gone/);
+        service.endSession = endSession;
+        // with the host on (its power LED lit), a short press arms the end for the next power-off
+        sim.setInput(PINS.sense, 0);
+        await waitText(page, '#gpio-power', /host power: on \(LED lit\)/);
+        await shortPress();
+        await waitText(page, '#gpio-session', /end armed by button since .*: the session ends when the host powers off/);
         assert.deepEqual(problems, []);
       } finally {
         await context.close();

@@ -15,8 +15,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Page } from 'playwright-core';
 import { DEFAULT_MANIFEST_HASH, createManifest } from '../../appliance/storage/manifest.js';
-import { useChromium, VIEWPORT_NAMES, newPage, shot, waitText } from '../helpers/browser.js';
-import { exited, snapback, startServe, webUiUrl } from '../helpers/cli.js';
+import { setFirstPassword, useChromium, usePage, VIEWPORT_NAMES, shot, waitText } from '../helpers/browser.js';
+import { exited, initState, snapback, snapbackOk, startServe, webUiUrl } from '../helpers/cli.js';
 import { PASSWORD, controlRequest } from '../helpers/http-harness.js';
 import { nbdsh } from '../helpers/nbd-clients.js';
 import { patternBytes } from '../helpers/prng.js';
@@ -49,52 +49,30 @@ describe('the Models page in Chromium against the real daemon', function () {
       let state: string;
       let daemon: ChildProcess;
       let url: string;
+      const tab = usePage(chromium, vp);
       let page: Page;
-      let problems: string[];
-      let closeContext: () => Promise<void>;
       const image = patternBytes(UPLOAD, 21);
-      const cli = (...args: string[]): string => {
-        const r = snapback([...args, '--state-dir', state]);
-        assert.equal(r.code, 0, `snapback ${args.join(' ')}: ${r.stderr}`);
-        return r.stdout;
-      };
+      const cli = (...args: string[]): string => snapbackOk(state, args);
 
       before(async () => {
         dir = await mkdtemp(join(tmpdir(), 'snapback-models-ui-'));
-        state = join(dir, 'state');
-        const model = join(dir, 'model.img');
-        await writeFile(model, patternBytes(8 * MIB, 20));
-        let r = snapback(['model', 'manifest', model, '--name', 'lab-image']);
-        assert.equal(r.code, 0, r.stderr);
-        r = snapback(['init', '--state-dir', state, '--model', model, '--disk', join(dir, 'disk.img'), '--region-size', '64K']);
-        assert.equal(r.code, 0, r.stderr);
+        state = initState(dir, patternBytes(8 * MIB, 20), { name: 'lab-image', regionSize: '64K' }).state;
         await writeFile(join(dir, 'lab-v2.img'), image);
         daemon = await startServe(state);
         url = await webUiUrl(daemon);
-        const p = await newPage(chromium.browser, vp);
-        page = p.page;
-        problems = p.problems;
-        closeContext = () => p.context.close();
+        page = tab.page;
       });
       after(async () => {
-        await closeContext?.();
         if (daemon && daemon.exitCode === null) {
           daemon.kill('SIGTERM');
           assert.equal((await exited(daemon)).code, 0);
         }
         await rm(dir, { recursive: true, force: true });
       });
-      afterEach(() => {
-        assert.deepEqual(problems.splice(0), []);
-      });
 
       it('lists the library: the active model cannot be removed; capture is offered only while thawed', async () => {
         await page.goto(url + '/');
-        await page.waitForSelector('#setup-form');
-        await page.fill('#new-password', PASSWORD);
-        await page.fill('#confirm-password', PASSWORD);
-        await page.click('#setup-submit');
-        await page.waitForSelector('#session-number');
+        await setFirstPassword(page, PASSWORD);
         await page.click('#nav a[data-page=model]');
         await waitRows(page, ['lab-image*']);
         assert.equal(await page.isDisabled('#models-body tr[data-name=lab-image] [data-action=remove]'), true);
@@ -138,7 +116,7 @@ describe('the Models page in Chromium against the real daemon', function () {
           await page.click('#btn-upload');
           await waitText(page, '#upload-text', /^Upload failed: the upload does not match its manifest/);
           // (the refused request is logged by Chromium as a failed load: expected here)
-          assert.deepEqual(problems.splice(0).filter((p) => !/status of 400/.test(p)), []);
+          assert.deepEqual(tab.problems.splice(0).filter((p) => !/status of 400/.test(p)), []);
           await waitRows(page, ['lab-image*']);
           await page.setInputFiles('#upload-file', [join(dir, 'lab-v2.img'), join(dir, 'lab-v2.img.manifest.json')]);
         }

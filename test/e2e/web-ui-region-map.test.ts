@@ -12,12 +12,12 @@ import { execFileSync } from 'node:child_process';
 import { closeSync, mkdtempSync, openSync, rmSync, truncateSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Browser, Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import { partitionRoutes } from '../../appliance/http/routes/partition-routes.js';
 import { FileDevice } from '../../appliance/storage/file-device.js';
 import { readPartitionTable } from '../../appliance/storage/partition-table.js';
 import { startHarness, type Harness, PASSWORD } from '../helpers/http-harness.js';
-import { VIEWPORTS, launchChromium, newPage, shot, waitData, waitText, type ViewportName, setFirstPassword } from '../helpers/browser.js';
+import { VIEWPORT_NAMES, newPage, shot, useChromium, waitData, waitText, setFirstPassword } from '../helpers/browser.js';
 
 const N = 16 * 1024 * 1024;
 const RED = [220, 38, 38];
@@ -107,25 +107,23 @@ async function canvasData(page: Page, key: string): Promise<string> {
 
 describe('web UI: the region map of a 16 M-region (1 TiB) disk in Chromium', function () {
   this.timeout(300_000);
-  let browser: Browser;
+  const chromium = useChromium();
   let dir: string;
   let model: FileDevice;
   before(async () => {
-    browser = await launchChromium();
     dir = mkdtempSync(join(tmpdir(), 'snapback-map-parts-'));
     model = new FileDevice(partitionedModel(dir), { readOnly: true, batchedIo: null });
     await model.open();
   });
   after(async () => {
-    await browser?.close();
     await model?.close();
     rmSync(dir, { recursive: true, force: true });
   });
 
-  for (const vp of Object.keys(VIEWPORTS) as ViewportName[]) {
+  for (const vp of VIEWPORT_NAMES) {
     it(`draws every changed region among 16 M, tells what a cell holds and zooms to single regions (${vp})`, async () => {
       const hx: Harness = await startHarness({ fake: { regions: N, regionSize: 64 * 1024 }, routes: [(api) => partitionRoutes(api, { partitions: () => readPartitionTable(model) })] });
-      const { page, problems, context } = await newPage(browser, vp);
+      const { page, problems, context } = await newPage(chromium.browser, vp);
       try {
         const fake = hx.service;
         // pending: 1000 regions early on and one far out; written: single regions here and there

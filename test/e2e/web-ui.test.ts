@@ -13,7 +13,7 @@ import { modelLibraryRoutes } from '../../appliance/http/routes/model-library-ro
 import type { ModelService } from '../../appliance/session/model-service.js';
 import { fakeModelLibrary } from '../helpers/fake-model-library.js';
 import { Client, PASSWORD, startHarness, type Harness } from '../helpers/http-harness.js';
-import { VIEWPORTS, useChromium, VIEWPORT_NAMES, newPage, shot, waitData, waitText } from '../helpers/browser.js';
+import { VIEWPORTS, useChromium, usePage, VIEWPORT_NAMES, shot, waitData, waitText } from '../helpers/browser.js';
 
 // The test compiles without the DOM lib, so page-side functions reach the DOM through an
 // untyped `globalThis.document`. (They must be functions: the app's CSP forbids eval, which
@@ -46,28 +46,20 @@ describe('web UI in Chromium (fake appliance)', function () {
       let hx: Harness;
       let libraryDir: string;
       let models: ModelService;
+      // No page errors, console errors (CSP violations) or requests off the appliance.
+      const tab = usePage(chromium, vp);
       let page: Page;
-      let problems: string[];
-      let closeContext: () => Promise<void>;
 
       before(async () => {
         libraryDir = await mkdtemp(join(tmpdir(), 'snapback-webui-library-'));
         models = await fakeModelLibrary(libraryDir);
         hx = await startHarness({ fake: { regions: 8192 }, routes: [(api, store) => modelLibraryRoutes(api, { models, store })] });
-        const p = await newPage(chromium.browser, vp);
-        page = p.page;
-        problems = p.problems;
-        closeContext = () => p.context.close();
+        page = tab.page;
       });
       after(async () => {
-        await closeContext?.();
         await hx?.close();
         await models?.close();
         await rm(libraryDir, { recursive: true, force: true });
-      });
-      afterEach(function () {
-        // No page errors, console errors (CSP violations) or requests off the appliance.
-        assert.deepEqual(problems.splice(0), []);
       });
 
       it('first run: asks for a new password (there is no default), then shows the dashboard', async () => {

@@ -3,6 +3,7 @@
  * end-to-end tests: viewports, screenshots into docs/screenshots, and a guard that fails a test
  * on any page error or console error (a CSP violation shows up as one).
  */
+import assert from 'node:assert/strict';
 import { tmpdir } from 'node:os';
 import { mkdirSync, mkdtempSync } from 'node:fs';
 import { join } from 'node:path';
@@ -40,6 +41,35 @@ export function useChromium(): { readonly browser: Browser } {
     get browser(): Browser {
       if (!browser) throw new Error('Chromium is not running (useChromium() belongs in a describe body)');
       return browser;
+    },
+  };
+}
+
+/**
+ * One page for a describe block whose tests share it: opened before them, closed after them.
+ * Each test fails on a page error, a console error or a request off the appliance it caused.
+ * Call it in the block's body after useChromium(); `page` is there once the tests run.
+ */
+export function usePage(chromium: { readonly browser: Browser }, vp: ViewportName): { readonly page: Page; readonly problems: string[] } {
+  let opened: { context: BrowserContext; page: Page; problems: string[] } | null = null;
+  before(async () => {
+    opened = await newPage(chromium.browser, vp);
+  });
+  after(async () => {
+    await opened?.context.close();
+  });
+  afterEach(() => {
+    if (opened) assert.deepEqual(opened.problems.splice(0), []);
+  });
+  return {
+    get page(): Page {
+      if (!opened) throw new Error('no page is open (usePage() belongs in a describe body)');
+      return opened.page;
+    },
+    /** What went wrong on the page since the last test ended (a test that expects a problem takes it out). */
+    get problems(): string[] {
+      if (!opened) throw new Error('no page is open (usePage() belongs in a describe body)');
+      return opened.problems;
     },
   };
 }

@@ -1,6 +1,6 @@
 /** Runs the built `snapback` CLI and the daemon as child processes, for integration tests. */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
 import { waitFor } from './wait.js';
@@ -16,6 +16,31 @@ export interface Run {
 export function snapback(args: string[], env: NodeJS.ProcessEnv = {}, input?: string): Run {
   const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', env: { ...process.env, NODE_ENV: 'test', ...env }, timeout: 120_000, input });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** Runs `snapback ARGS --state-dir DIR`, which must succeed; returns what it printed. */
+export function snapbackOk(stateDir: string, args: string[]): string {
+  const r = snapback([...args, '--state-dir', stateDir]);
+  if (r.code !== 0) throw new Error(`snapback ${args.join(' ')} exited ${r.code}: ${r.stderr}`);
+  return r.stdout;
+}
+
+/**
+ * What most daemon and CLI tests start from, made with the CLI as an administrator would: a model
+ * image of `bytes` in `dir` with its manifest (`snapback model manifest`, named `name` when given)
+ * and a state directory `dir`/state over the working disk `dir`/disk.img (`snapback init`, with
+ * `--region-size` when given). Returns the paths.
+ */
+export function initState(dir: string, bytes: Buffer, opts: { name?: string; regionSize?: string } = {}): { state: string; model: string; disk: string } {
+  const model = join(dir, 'model.img');
+  const state = join(dir, 'state');
+  const disk = join(dir, 'disk.img');
+  writeFileSync(model, bytes);
+  const manifest = snapback(['model', 'manifest', model, ...(opts.name ? ['--name', opts.name] : [])]);
+  if (manifest.code !== 0) throw new Error(`snapback model manifest: ${manifest.stderr}`);
+  const init = snapback(['init', '--state-dir', state, '--model', model, '--disk', disk, ...(opts.regionSize ? ['--region-size', opts.regionSize] : [])]);
+  if (init.code !== 0) throw new Error(`snapback init: ${init.stderr}`);
+  return { state, model, disk };
 }
 
 /**
@@ -74,6 +99,11 @@ export async function startServe(stateDir: string, extra: string[] = []): Promis
 }
 
 const outputOf = new WeakMap<ChildProcess, () => string>();
+
+/** Everything a daemon started with startServe has printed so far (for failure messages). */
+export function serveOutput(child: ChildProcess): string {
+  return outputOf.get(child)?.() ?? '';
+}
 
 /** The web UI's address (http://127.0.0.1:PORT) of a daemon started with startServe, once it listens. */
 export function webUiUrl(child: ChildProcess): Promise<string> {

@@ -3,7 +3,7 @@
  * service), on 127.0.0.1 with a random port, and gives tests a cookie-keeping client for TCP
  * and a client for the unix control socket.
  */
-import { request as httpRequest } from 'node:http';
+import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -168,6 +168,27 @@ export function controlRequest(socketPath: string, method: string, path: string,
   return nodeRequest({ socketPath }, method, path, body);
 }
 
+/** A node:http response read whole: its status, headers, text and (when the text is JSON) its body. */
+export function replyOf(res: IncomingMessage): Promise<Reply> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    res.on('data', (c: Buffer) => chunks.push(c));
+    res.on('error', reject);
+    res.on('end', () => {
+      const text = Buffer.concat(chunks).toString('utf8');
+      let json: unknown = null;
+      try {
+        json = text ? JSON.parse(text) : null;
+      } catch {
+        json = null;
+      }
+      const headers = new Headers();
+      for (const [k, v] of Object.entries(res.headers)) if (typeof v === 'string') headers.set(k, v);
+      resolve({ status: res.statusCode ?? 0, headers, text, json });
+    });
+  });
+}
+
 /** One request with node:http (which, unlike fetch, lets a test set any header, Host included). */
 export function nodeRequest(
   where: { socketPath: string } | { host: string; port: number },
@@ -190,22 +211,7 @@ export function nodeRequest(
           ...extraHeaders,
         },
       },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => {
-          const text = Buffer.concat(chunks).toString('utf8');
-          let json: unknown = null;
-          try {
-            json = text ? JSON.parse(text) : null;
-          } catch {
-            json = null;
-          }
-          const headers = new Headers();
-          for (const [k, v] of Object.entries(res.headers)) if (typeof v === 'string') headers.set(k, v);
-          resolve({ status: res.statusCode ?? 0, headers, text, json });
-        });
-      },
+      (res) => void replyOf(res).then(resolve, reject),
     );
     req.on('error', reject);
     if (data !== undefined) req.write(data);

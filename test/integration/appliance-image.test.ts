@@ -11,18 +11,16 @@
  *    is the scenario: it watches the service through systemctl and journalctl, acts as the
  *    computer through the gadget's /dev/sdX, and as a browser on the network address.
  */
-import { execFile } from 'node:child_process';
-import { appendFileSync, existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import { request as httpRequest } from 'node:http';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { waitFor } from '../helpers/wait.js';
 import { patternBytes as pattern } from '../helpers/prng.js';
+import { GUEST_RESULTS, NO_RUN, notReported, readVmRun, reportStep, runStep, sh as run, type VmRun } from '../rigs/vm-steps.js';
 
-const execFileP = promisify(execFile);
 const THIS_FILE = fileURLToPath(import.meta.url);
 const REPO = path.resolve(path.dirname(THIS_FILE), '..', '..', '..');
 const DISK_SIZE = 4 * 1024 * 1024;
@@ -42,13 +40,6 @@ const UNIT_WATCHDOG_SEC = 30;
  */
 const GUARD_MS = 8 * 60_000;
 
-interface StepResult {
-  step: string;
-  ok: boolean;
-  detail: string;
-  ms: number;
-}
-
 /** The steps, in order (the guest reports each; the host expects each). */
 const S = {
   installed: 'the stage installed the unit, the CLI, the modules list and the overlay where pi-gen puts them, and enabled the unit',
@@ -65,14 +56,11 @@ const S = {
 function hostTests(): void {
   describe('the appliance image under systemd (pi-gen stage, QEMU, dummy_hcd)', function () {
     this.timeout(20 * 60_000);
-    let steps: StepResult[] = [];
-    let consoleTail = '';
+    let run: VmRun = NO_RUN;
     let bootError: Error | null = null;
-    let resultsDir = '';
 
     before(async function () {
       const { runApplianceVm, prepareApplianceState } = await import('../rigs/appliance-vm.js');
-      const t0 = Date.now();
       let prep = '';
       try {
         const state = await prepareApplianceState(pattern(DISK_SIZE, 7));
@@ -90,14 +78,9 @@ function hostTests(): void {
           kernelArgs: process.env.APPLIANCE_VM_VERBOSE ? ['systemd.journald.forward_to_console=1'] : [],
           onConsoleLine: process.env.APPLIANCE_VM_VERBOSE ? (l) => process.stderr.write(`  | ${l}\n`) : undefined,
         });
-        resultsDir = r.resultsDir;
-        consoleTail = r.console.split('\n').slice(-60).join('\n');
-        const file = path.join(r.resultsDir, 'steps.jsonl');
-        steps = existsSync(file) ? readFileSync(file, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as StepResult) : [];
         // Steps the guest reported before a time-out still count; the others fail with it.
-        if (r.timedOut) bootError = new Error(`the VM did not finish in time\n${consoleTail}`);
-        else if (r.exitStatus === null) bootError = new Error(`the guest never reported an exit status (QEMU ${JSON.stringify(r.qemuExit)})\n${consoleTail}`);
-        process.stderr.write(`      (VM run: ${((Date.now() - t0) / 1000).toFixed(1)} s, guest exit ${r.exitStatus}, results in ${r.resultsDir})\n`);
+        run = readVmRun(r, 60);
+        bootError = run.runError;
       } catch (err) {
         bootError = err as Error;
       } finally {
@@ -107,23 +90,17 @@ function hostTests(): void {
 
     for (const name of Object.values(S)) {
       it(name, function () {
-        const s = steps.find((x) => x.step === name);
-        if (!s && bootError) throw bootError;
-        if (!s) {
-          const last = steps.at(-1);
-          throw new Error(
-            `the guest never reported this step (the last it reported: ${last ? `${last.step}, ${last.ok ? 'ok' : 'FAILED'}` : 'none'}; results in ${resultsDir})\n${consoleTail}`,
-          );
-        }
-        if (!s.ok) throw new Error(`${s.detail}\n(the service's journal: ${path.join(resultsDir, 'journal.txt')})`);
+        const s = run.steps.find((x) => x.step === name);
+        if (!s) throw bootError ?? notReported(run);
+        if (!s.ok) throw new Error(`${s.detail}\n(the service's journal: ${path.join(run.resultsDir, 'journal.txt')})`);
       });
     }
 
     after(async function () {
       // Everything passed: the results (journal, console) are kept only when something failed.
-      const done = steps.some((s) => s.step === 'done' && s.ok);
-      if (done && !bootError && steps.every((s) => s.ok) && resultsDir && !process.env.APPLIANCE_VM_KEEP) {
-        await fs.rm(resultsDir, { recursive: true, force: true });
+      const done = run.steps.some((s) => s.step === 'done' && s.ok);
+      if (done && !bootError && run.steps.every((s) => s.ok) && !process.env.APPLIANCE_VM_KEEP) {
+        await fs.rm(run.resultsDir, { recursive: true, force: true });
       }
     });
   });
@@ -133,31 +110,15 @@ function hostTests(): void {
 // Guest side: the scenario
 // =========================================================================================
 
-const RESULTS = '/results';
+const RESULTS = GUEST_RESULTS;
 
 /** Runs one step and reports it; returns whether it passed (a failed step does not stop the next ones unless the caller says so). */
 async function step(name: string, fn: () => Promise<string>): Promise<boolean> {
-  const t0 = Date.now();
-  let line: StepResult;
-  try {
-    line = { step: name, ok: true, detail: await fn(), ms: 0 };
-  } catch (err) {
-    line = { step: name, ok: false, detail: err instanceof Error ? err.stack ?? err.message : String(err), ms: 0 };
-  }
-  line.ms = Date.now() - t0;
-  appendFileSync(path.join(RESULTS, 'steps.jsonl'), JSON.stringify(line) + '\n');
-  process.stdout.write(`[scenario] ${line.ok ? 'ok  ' : 'FAIL'} ${name} (${line.ms} ms)${line.ok ? ` — ${line.detail}` : `\n${line.detail}`}\n`);
-  return line.ok;
+  return (await runStep({ step: name }, fn)).ok;
 }
 
-async function sh(cmd: string, args: string[], timeoutMs = 60_000): Promise<string> {
-  try {
-    return (await execFileP(cmd, args, { timeout: timeoutMs, maxBuffer: 64 << 20 })).stdout;
-  } catch (err) {
-    const e = err as { stderr?: string; message: string };
-    throw new Error(`${cmd} ${args.join(' ')} failed: ${(e.stderr ?? '').trim() || e.message}`);
-  }
-}
+/** A command's standard output. */
+const sh = async (cmd: string, args: string[], timeoutMs = 60_000): Promise<string> => (await run(cmd, args, { timeoutMs })).stdout;
 
 interface UnitState {
   ActiveState: string;
@@ -391,10 +352,10 @@ async function guestScenario(): Promise<void> {
     }));
     allOk = ok.every(Boolean);
   } catch (err) {
-    appendFileSync(path.join(RESULTS, 'steps.jsonl'), JSON.stringify({ step: 'stopped', ok: false, detail: String((err as Error).stack ?? err), ms: Date.now() - t0 }) + '\n');
+    reportStep({ step: 'stopped', ok: false, detail: String((err as Error).stack ?? err), ms: Date.now() - t0 });
   }
   writeFileSync(path.join(RESULTS, 'journal.txt'), await journal());
-  if (allOk) appendFileSync(path.join(RESULTS, 'steps.jsonl'), JSON.stringify({ step: 'done', ok: true, detail: '', ms: Date.now() - t0 }) + '\n');
+  if (allOk) reportStep({ step: 'done', ok: true, detail: '', ms: Date.now() - t0 });
   process.exit(allOk ? 0 : 1);
 }
 

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Daemon } from '../../appliance/daemon/daemon.js';
 import { Prng } from '../helpers/prng.js';
-import { CLI, exited, snapback } from '../helpers/cli.js';
+import { CLI, exited, initState } from '../helpers/cli.js';
 import { waitFor } from '../helpers/wait.js';
 
 const SIZE = 4 << 20;
@@ -39,12 +39,7 @@ describe('daemon report: log lines and component states', function () {
 
   beforeEach(() => {
     dir = mkdtempSync(join(tmpdir(), 'snapback-report-'));
-    const model = join(dir, 'model.img');
-    writeFileSync(model, new Prng(3).bytes(SIZE));
-    state = join(dir, 'state');
-    assert.equal(snapback(['model', 'manifest', model]).code, 0);
-    const r = snapback(['init', '--state-dir', state, '--model', model, '--disk', join(dir, 'disk.img')]);
-    assert.equal(r.code, 0, r.stderr);
+    state = initState(dir, new Prng(3).bytes(SIZE)).state;
   });
   afterEach(() => rmSync(dir, { recursive: true, force: true }));
 

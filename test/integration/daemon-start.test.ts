@@ -17,7 +17,7 @@ import { verifyPassword } from '../../appliance/http/passwords.js';
 import { StateStore } from '../../appliance/state/state-store.js';
 import type { ApplianceStatus } from '../../appliance/session/appliance-service.js';
 import { Prng } from '../helpers/prng.js';
-import { CLI, exited, nbdUri, snapback } from '../helpers/cli.js';
+import { CLI, exited, initState, nbdUri, snapback } from '../helpers/cli.js';
 
 const SIZE = 8 << 20;
 
@@ -28,12 +28,7 @@ describe('daemon start: refusals write nothing, optional parts never take the di
 
   beforeEach(() => {
     dir = mkdtempSync(join(tmpdir(), 'snapback-start-'));
-    const model = join(dir, 'model.img');
-    writeFileSync(model, new Prng(7).bytes(SIZE));
-    state = join(dir, 'state');
-    assert.equal(snapback(['model', 'manifest', model]).code, 0);
-    const r = snapback(['init', '--state-dir', state, '--model', model, '--disk', join(dir, 'disk.img')]);
-    assert.equal(r.code, 0, r.stderr);
+    state = initState(dir, new Prng(7).bytes(SIZE)).state;
   });
   afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
@@ -156,6 +151,22 @@ describe('daemon start: refusals write nothing, optional parts never take the di
     assert.equal(plan.gadget.settings.profile, 'default', 'the default settings, not half of the file');
     assert.match(plan.gadget.problem ?? '', /gadget\.json: policy: Unrecognized key\(s\) in object: 'endOnDisconect'/);
     assert.match(plan.gadget.problem ?? '', /default settings/);
+  });
+
+  it('a misspelt gadget.json key is reported under --gadget auto where no gadget can run, with the same message as where one can', async () => {
+    // No UDC, no configfs: `auto` serves NBD only; the file is still checked, as on the Pi.
+    writeFileSync(join(state, 'gadget.json'), JSON.stringify({ policy: { endOnDisconect: false } }));
+    const d = new Daemon(options({ gadget: 'auto', configfsRoot: join(dir, 'no-configfs') }));
+    try {
+      await d.start();
+      await served();
+      const gadget = component(d.sessions!.status(), 'gadget');
+      assert.equal(gadget.state, 'off');
+      assert.match(gadget.problem ?? '', /gadget\.json: policy: Unrecognized key\(s\) in object: 'endOnDisconect'/);
+      assert.match(gadget.problem ?? '', /default settings/);
+    } finally {
+      await d.stop();
+    }
   });
 
   it('a web listener that cannot bind does not take the disk away: the disk is served and the status says why', async () => {

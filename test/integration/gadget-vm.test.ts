@@ -18,7 +18,7 @@
 import { fork, spawn, execFile, type ChildProcess } from 'node:child_process';
 import { request as httpRequest } from 'node:http';
 import { EventEmitter } from 'node:events';
-import { closeSync, constants as fsConstants, existsSync, openSync, readdirSync, readFileSync, readlinkSync, writeFileSync, appendFileSync, mkdirSync } from 'node:fs';
+import { closeSync, constants as fsConstants, existsSync, openSync, readdirSync, readFileSync, readlinkSync, writeFileSync, mkdirSync } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -28,6 +28,7 @@ import { bytesStateSource, encodeRegionMap } from '../../appliance/session/regio
 import { setTimeout as sleep } from 'node:timers/promises';
 import { waitFor } from '../helpers/wait.js';
 import { patternBytes as pattern } from '../helpers/prng.js';
+import { GUEST_RESULTS, NO_RUN, notReported, readVmRun, reportStep, runStep, sh, type VmRun } from '../rigs/vm-steps.js';
 
 const execFileP = promisify(execFile);
 const THIS_FILE = fileURLToPath(import.meta.url);
@@ -41,13 +42,6 @@ const MiB = 1024 * 1024;
 // Shared between host and guest
 // =========================================================================================
 
-interface StepResult {
-  phase: string;
-  step: string;
-  ok: boolean;
-  detail: string;
-  ms: number;
-}
 
 
 // =========================================================================================
@@ -57,14 +51,11 @@ interface StepResult {
 function hostTests(): void {
   describe('USB gadget on a real kernel (QEMU, dummy_hcd)', function () {
     this.timeout(15 * 60_000);
-    let steps: StepResult[] = [];
-    let consoleTail = '';
+    let run: VmRun = NO_RUN;
     let bootError: Error | null = null;
-    let resultsDir = '';
 
     before(async function () {
       const { runKernelVm } = await import('../rigs/kernel-vm.js');
-      const t0 = Date.now();
       let prep = '';
       try {
         // The model and the state directory are made here, where node is fast; the guest copies
@@ -87,15 +78,8 @@ function hostTests(): void {
           memoryMb: 768,
           onConsoleLine: process.env.GADGET_VM_VERBOSE ? (l) => process.stderr.write(`  | ${l}\n`) : undefined,
         });
-        resultsDir = r.resultsDir;
-        consoleTail = r.console.split('\n').slice(-80).join('\n');
-        const file = path.join(r.resultsDir, 'steps.jsonl');
-        steps = existsSync(file)
-          ? readFileSync(file, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as StepResult)
-          : [];
-        if (r.timedOut) bootError = new Error(`the VM did not finish in time\n${consoleTail}`);
-        else if (r.exitStatus === null) bootError = new Error(`the guest never reported an exit status (QEMU ${JSON.stringify(r.qemuExit)})\n${consoleTail}`);
-        process.stderr.write(`      (VM run: ${((Date.now() - t0) / 1000).toFixed(1)} s, guest exit ${r.exitStatus}, results in ${r.resultsDir})\n`);
+        run = readVmRun(r, 80);
+        bootError = run.runError;
       } catch (err) {
         bootError = err as Error;
       } finally {
@@ -106,26 +90,21 @@ function hostTests(): void {
     const expectStep = (phase: string, step: string): void => {
       it(`${phase}: ${step}`, function () {
         if (bootError) throw bootError;
-        const s = steps.find((x) => x.phase === phase && x.step === step);
-        if (!s) {
-          const last = steps.at(-1);
-          throw new Error(
-            `the guest never reported this step (the last it reported: ${last ? `${last.phase}: ${last.step}, ${last.ok ? 'ok' : 'FAILED'}` : 'none'}; results in ${resultsDir})`,
-          );
-        }
-        if (!s.ok) throw new Error(`${s.detail}\n--- guest console (tail) ---\n${consoleTail}`);
+        const s = run.steps.find((x) => x.phase === phase && x.step === step);
+        if (!s) throw notReported(run);
+        if (!s.ok) throw new Error(`${s.detail}\n--- guest console (tail) ---\n${run.consoleTail}`);
       });
     };
     for (const [phase, names] of Object.entries(EXPECTED_STEPS)) for (const n of names) expectStep(phase, n);
 
     it('the guest scenario finished cleanly', async function () {
       if (bootError) throw bootError;
-      const failed = steps.filter((s) => !s.ok);
+      const failed = run.steps.filter((s) => !s.ok);
       if (failed.length > 0) throw new Error(`failed steps: ${failed.map((f) => `${f.phase}: ${f.step}`).join('; ')}`);
-      const done = steps.find((s) => s.phase === 'scenario' && s.step === 'done');
-      if (!done) throw new Error(`the scenario did not reach its end (results in ${resultsDir})\n${consoleTail}`);
+      const done = run.steps.find((s) => s.phase === 'scenario' && s.step === 'done');
+      if (!done) throw new Error(`the scenario did not reach its end (results in ${run.resultsDir})\n${run.consoleTail}`);
       // Everything passed: the results (daemon logs, traces) are kept only when asked for.
-      if (!process.env.GADGET_VM_TRACE && resultsDir) await fs.rm(resultsDir, { recursive: true, force: true });
+      if (!process.env.GADGET_VM_TRACE && run.resultsDir) await fs.rm(run.resultsDir, { recursive: true, force: true });
     });
   });
 }
@@ -177,37 +156,18 @@ const EXPECTED_STEPS: Record<string, string[]> = Object.fromEntries(PHASES.map((
 // Guest side: the scenario
 // =========================================================================================
 
-const RESULTS = '/results';
+const RESULTS = GUEST_RESULTS;
 const PREP = process.env.SNAPBACK_GADGET_PREP ?? '/tmp/snap';
 
 function report(phase: string, step: string, ok: boolean, detail: string, t0: number): void {
-  const line: StepResult = { phase, step, ok, detail, ms: Date.now() - t0 };
-  appendFileSync(path.join(RESULTS, 'steps.jsonl'), JSON.stringify(line) + '\n');
-  process.stdout.write(`[scenario] ${ok ? 'ok  ' : 'FAIL'} ${phase}: ${step} (${line.ms} ms)${ok ? '' : ` — ${detail}`}\n`);
+  reportStep({ phase, step, ok, detail, ms: Date.now() - t0 });
 }
 
 class StepFailed extends Error {}
 
+/** Runs one step and reports it; a failed step ends the scenario. */
 async function step(phase: string, name: string, fn: () => Promise<string | void>): Promise<void> {
-  const t0 = Date.now();
-  try {
-    const detail = await fn();
-    report(phase, name, true, detail ?? '', t0);
-  } catch (err) {
-    report(phase, name, false, err instanceof Error ? err.stack ?? err.message : String(err), t0);
-    throw new StepFailed(name);
-  }
-}
-
-async function sh(cmd: string, args: string[], opts: { timeoutMs?: number; allowFail?: boolean } = {}): Promise<{ stdout: string; stderr: string; code: number }> {
-  try {
-    const r = await execFileP(cmd, args, { timeout: opts.timeoutMs ?? 60_000, maxBuffer: 64 << 20 });
-    return { stdout: r.stdout, stderr: r.stderr, code: 0 };
-  } catch (err) {
-    const e = err as { stdout?: string; stderr?: string; code?: number | string; message: string };
-    if (opts.allowFail) return { stdout: e.stdout ?? '', stderr: e.stderr ?? e.message, code: typeof e.code === 'number' ? e.code : 1 };
-    throw new Error(`${cmd} ${args.join(' ')} failed: ${(e.stderr ?? '').trim() || e.message}`);
-  }
+  if (!(await runStep({ phase, step: name }, fn)).ok) throw new StepFailed(name);
 }
 
 /** The computer's side: the gadget's disk as /dev/sdX on the guest's own USB host. */

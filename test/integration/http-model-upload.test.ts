@@ -8,14 +8,15 @@
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { type ChildProcess, execFileSync } from 'node:child_process';
-import { closeSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request as httpRequest, type ClientRequest } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DEFAULT_MANIFEST_HASH, createManifest } from '../../appliance/storage/manifest.js';
 import { exited, snapback, startServe, webUiUrl } from '../helpers/cli.js';
-import { Client, PASSWORD, type Reply } from '../helpers/http-harness.js';
+import { Client, PASSWORD, replyOf, type Reply } from '../helpers/http-harness.js';
+import { fillUp, Mounts } from '../helpers/mounts.js';
 import { patternBytes } from '../helpers/prng.js';
 import { waitFor } from '../helpers/wait.js';
 
@@ -27,18 +28,7 @@ function startUpload(base: string, path: string, headers: Record<string, string>
   let req!: ClientRequest;
   const reply = new Promise<Reply>((resolve, reject) => {
     req = httpRequest({ host: u.hostname, port: u.port, method: 'PUT', path: u.pathname + u.search, headers: { Accept: 'application/json', ...headers } }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => {
-        const text = Buffer.concat(chunks).toString('utf8');
-        let json: unknown = null;
-        try {
-          json = JSON.parse(text);
-        } catch {
-          json = null;
-        }
-        resolve({ status: res.statusCode ?? 0, headers: new Headers(), text, json });
-      });
+      replyOf(res).then(resolve, reject);
     });
     req.on('error', reject);
   });
@@ -76,7 +66,7 @@ describe('uploading a model through the API of the real daemon', function () {
   let daemon: ChildProcess | null = null;
   let client: Client;
   let base: string;
-  const mounted: string[] = [];
+  const mounts = new Mounts();
 
   /** A state directory with one 8 MiB model ("lab-image"), a daemon on it, and a login. */
   async function start(stateDir: string): Promise<void> {
@@ -122,7 +112,7 @@ describe('uploading a model through the API of the real daemon', function () {
       await exited(daemon);
       daemon = null;
     }
-    for (const m of mounted.splice(0).reverse()) execFileSync('umount', [m]);
+    mounts.unmountAll();
     rmSync(dir, { recursive: true, force: true });
   });
 
@@ -230,11 +220,8 @@ describe('uploading a model through the API of the real daemon', function () {
   });
 
   it('a disk too small is refused before a byte is written; a disk that fills during the upload ends it with NO_SPACE; nothing left', async () => {
-    const fs = join(dir, 'statefs');
-    mkdirSync(fs);
-    // A real small filesystem for the state directory (the suite runs as root, as the disk-full test does).
-    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=48m', 'tmpfs', fs]);
-    mounted.push(fs);
+    // A real small filesystem for the state directory.
+    const fs = mounts.tmpfs(join(dir, 'statefs'), '48m');
     await start(join(fs, 'state'));
     const before = await snapshot();
 
@@ -248,15 +235,7 @@ describe('uploading a model through the API of the real daemon', function () {
     const u = startUpload(base, '/api/models/upload?name=fills', headers(bytes.length));
     await send(u.req, bytes.subarray(0, 2 * MIB));
     await waitFor('the upload under way', async () => (await list()).imports.some((j: any) => j.name === 'fills' && j.state === 'running'));
-    const filler = join(fs, 'filler');
-    const fd = openSync(filler, 'w');
-    try {
-      for (const block = Buffer.alloc(MIB, 0xaa); ; ) writeSync(fd, block);
-    } catch (err) {
-      assert.equal((err as NodeJS.ErrnoException).code, 'ENOSPC');
-    } finally {
-      closeSync(fd);
-    }
+    const filler = fillUp(fs);
     await send(u.req, bytes.subarray(2 * MIB)).catch(() => undefined);
     u.req.end();
     const r = await u.reply;

@@ -6,12 +6,13 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync, type ChildProcess } from 'node:child_process';
-import { closeSync, mkdirSync, mkdtempSync, openSync, ftruncateSync, readFileSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { patternBytes, Prng } from '../helpers/prng.js';
-import { snapback, tool, startServe, exited, nbdUri } from '../helpers/cli.js';
+import { snapbackOk, tool, startServe, exited, nbdUri } from '../helpers/cli.js';
 import { nbdsh } from '../helpers/nbd-clients.js';
+import { freeBytes, Mounts } from '../helpers/mounts.js';
 
 const MODEL = 64 << 20;
 
@@ -19,28 +20,19 @@ describe('model capture on a filesystem with reflinks', function () {
   this.timeout(180_000);
   let dir: string;
   let mnt: string;
-  let mounted = false;
+  const mounts = new Mounts();
   let daemon: ChildProcess | null = null;
 
   before(() => {
     dir = mkdtempSync(join(tmpdir(), 'snapback-capture-reflink-'));
-    const img = join(dir, 'xfs.img');
-    const fd = openSync(img, 'w');
-    ftruncateSync(fd, 512 << 20);
-    closeSync(fd);
-    execFileSync('mkfs.xfs', ['-q', '-m', 'reflink=1', img]);
-    mnt = join(dir, 'mnt');
-    mkdirSync(mnt);
-    // Root is needed; the test setup runs the suite as root (as the gadget and VM tests need).
-    execFileSync('mount', ['-o', 'loop', img, mnt]);
-    mounted = true;
+    mnt = mounts.loop(join(dir, 'xfs.img'), join(dir, 'mnt'), ['mkfs.xfs', '-q', '-m', 'reflink=1'], 512 << 20);
   });
   after(async () => {
     if (daemon) {
       daemon.kill('SIGTERM');
       await exited(daemon);
     }
-    if (mounted) execFileSync('umount', [mnt]);
+    mounts.unmountAll();
     rmSync(dir, { recursive: true, force: true });
   });
 
@@ -48,11 +40,7 @@ describe('model capture on a filesystem with reflinks', function () {
     const model = join(mnt, 'model.img');
     writeFileSync(model, patternBytes(MODEL, 5));
     const state = join(mnt, 'state');
-    const ok = (args: string[]): string => {
-      const r = snapback([...args, '--state-dir', state]);
-      assert.equal(r.code, 0, `snapback ${args.join(' ')}: ${r.stderr}`);
-      return r.stdout;
-    };
+    const ok = (args: string[]): string => snapbackOk(state, args);
     ok(['init', '--model', model, '--disk', join(mnt, 'disk.img')]);
     ok(['restore']);
     daemon = await startServe(state);
@@ -64,14 +52,10 @@ describe('model capture on a filesystem with reflinks', function () {
     const r = tool('nbdcopy', [nbdUri(state), seenFile]);
     assert.equal(r.code, 0, r.stderr);
     execFileSync('sync');
-    const free = (): number => {
-      const s = statfsSync(mnt);
-      return s.bavail * s.bsize;
-    };
-    const before = free();
+    const before = freeBytes(mnt);
     const id = ok(['model', 'capture', '--name', 'captured']).trim().split('\n').pop() ?? '';
     execFileSync('sync');
-    const used = before - free();
+    const used = before - freeBytes(mnt);
     assert.ok(used < 4 << 20, `the capture used ${used} bytes for a ${MODEL}-byte model: the parent's blocks were not shared`);
     assert.ok(readFileSync(join(state, 'models', id, 'image')).equals(readFileSync(seenFile)), "the captured image is not the host's view");
   });

@@ -7,8 +7,7 @@
  * for the image once (hashed where it lies, then moved into the library), not twice.
  */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -18,6 +17,7 @@ import { ModelLibrary } from '../../appliance/storage/model-library.js';
 import { StateDir } from '../../appliance/storage/state-dir.js';
 import { importFromUrl } from '../../appliance/storage/url-import.js';
 import { snapback } from '../helpers/cli.js';
+import { fillUp, Mounts } from '../helpers/mounts.js';
 import { Nginx } from '../helpers/nginx.js';
 import { patternBytes } from '../helpers/prng.js';
 import { stateSnapshot } from '../helpers/state-snapshot.js';
@@ -27,23 +27,18 @@ describe('model import on a full disk', function () {
   let dir: string;
   let fs: string;
   let state: string;
-  let mounted = false;
+  const mounts = new Mounts();
 
   beforeEach(async () => {
     dir = mkdtempSync(join(tmpdir(), 'snapback-import-full-'));
-    fs = join(dir, 'statefs');
-    mkdirSync(fs);
-    // Root is needed; the test setup runs the suite as root (as the gadget and VM tests need).
-    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=48m,mode=0700', 'tmpfs', fs]);
-    mounted = true;
+    fs = mounts.tmpfs(join(dir, 'statefs'), '48m');
     state = join(fs, 'state');
     writeFileSync(join(dir, 'base.img'), patternBytes(4 << 20, 1));
     // the active model lies outside the small filesystem (registered in place); the disk too
     await initEngine({ stateDir: state, model: join(dir, 'base.img'), disk: join(dir, 'disk.img') });
   });
   afterEach(() => {
-    if (mounted) execFileSync('umount', [fs]);
-    mounted = false;
+    mounts.unmountAll();
     rmSync(dir, { recursive: true, force: true });
   });
 
@@ -73,21 +68,6 @@ describe('model import on a full disk', function () {
     }
   });
 
-  /** Fills the filesystem to its last block; returns the filler's path. */
-  function fill(): string {
-    const p = join(fs, 'filler');
-    const fd = openSync(p, 'w');
-    const block = Buffer.alloc(4096, 0xaa);
-    try {
-      for (;;) writeSync(fd, block);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOSPC') throw err;
-    } finally {
-      closeSync(fd);
-    }
-    return p;
-  }
-
   it('refuses an import larger than the free space before writing anything', () => {
     const big = join(dir, 'big.img');
     writeFileSync(big, patternBytes(40 << 20, 2));
@@ -104,7 +84,7 @@ describe('model import on a full disk', function () {
     const stream = (fillAfter: number | null): Readable =>
       Readable.from((async function* () {
         for (let at = 0; at < bytes.length; at += 1 << 20) {
-          if (fillAfter !== null && at === fillAfter) filler = fill(); // something else takes the space
+          if (fillAfter !== null && at === fillAfter) filler = fillUp(fs); // something else takes the space
           yield bytes.subarray(at, at + (1 << 20));
         }
       })());

@@ -6,13 +6,14 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { closeSync, mkdirSync, mkdtempSync, openSync, ftruncateSync, readFileSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { initEngine } from '../../appliance/storage/engine.js';
 import { createManifest } from '../../appliance/storage/manifest.js';
 import { ModelLibrary } from '../../appliance/storage/model-library.js';
 import { StateDir } from '../../appliance/storage/state-dir.js';
+import { freeBytes, Mounts } from '../helpers/mounts.js';
 import { patternBytes } from '../helpers/prng.js';
 
 const MODEL = 64 << 20;
@@ -21,23 +22,14 @@ describe('model import on a filesystem with reflinks', function () {
   this.timeout(120_000);
   let dir: string;
   let mnt: string;
-  let mounted = false;
+  const mounts = new Mounts();
 
   before(() => {
     dir = mkdtempSync(join(tmpdir(), 'snapback-reflink-'));
-    const img = join(dir, 'xfs.img');
-    const fd = openSync(img, 'w');
-    ftruncateSync(fd, 512 << 20);
-    closeSync(fd);
-    execFileSync('mkfs.xfs', ['-q', '-m', 'reflink=1', img]);
-    mnt = join(dir, 'mnt');
-    mkdirSync(mnt);
-    // Root is needed; the test setup runs the suite as root (as the gadget and VM tests need).
-    execFileSync('mount', ['-o', 'loop', img, mnt]);
-    mounted = true;
+    mnt = mounts.loop(join(dir, 'xfs.img'), join(dir, 'mnt'), ['mkfs.xfs', '-q', '-m', 'reflink=1'], 512 << 20);
   });
   after(() => {
-    if (mounted) execFileSync('umount', [mnt]);
+    mounts.unmountAll();
     rmSync(dir, { recursive: true, force: true });
   });
 
@@ -49,15 +41,11 @@ describe('model import on a filesystem with reflinks', function () {
     const bytes = patternBytes(MODEL, 2);
     writeFileSync(src, bytes);
     execFileSync('sync');
-    const free = (): number => {
-      const s = statfsSync(mnt);
-      return s.bavail * s.bsize;
-    };
-    const before = free();
+    const before = freeBytes(mnt);
     const library = new ModelLibrary(new StateDir(state));
     const m = await library.importFile(src, { name: 'big' });
     execFileSync('sync');
-    const used = before - free();
+    const used = before - freeBytes(mnt);
     assert.ok(used < 4 << 20, `the import used ${used} bytes for a ${MODEL}-byte model: its blocks are shared`);
     assert.ok(readFileSync(m.imagePath).equals(bytes));
     assert.equal(m.record.id, (await createManifest(src)).id);

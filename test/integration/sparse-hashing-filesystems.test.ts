@@ -7,10 +7,10 @@
  * byte gives, having read only the regions with data.
  */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { closeSync, ftruncateSync, mkdirSync, mkdtempSync, openSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, ftruncateSync, mkdtempSync, openSync, rmSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Mounts } from '../helpers/mounts.js';
 import { Prng } from '../helpers/prng.js';
 import { createManifest } from '../../appliance/storage/manifest.js';
 import { dataRegionRuns } from '../../appliance/storage/data-extents.js';
@@ -30,6 +30,7 @@ describe('sparse model images on ext4, xfs and btrfs: holes skipped, the same ma
   this.timeout(300_000);
   let dir: string;
   let pool: HashPool;
+  const mounts = new Mounts();
   before(() => {
     assert.equal(process.getuid?.(), 0, 'these tests loop-mount file systems: run the suite as root, as CI does');
   });
@@ -44,13 +45,7 @@ describe('sparse model images on ext4, xfs and btrfs: holes skipped, the same ma
 
   for (const { fs, mkfs } of FILESYSTEMS) {
     it(`on ${fs}: SEEK_DATA finds the regions written, and the manifest skipping holes equals the one reading every byte`, async () => {
-      const fsImage = join(dir, `${fs}.img`);
-      const mnt = join(dir, 'mnt');
-      mkdirSync(mnt);
-      closeSync(openSync(fsImage, 'w'));
-      execFileSync('truncate', ['-s', '512M', fsImage]);
-      execFileSync(mkfs[0]!, [...mkfs.slice(1), fsImage], { stdio: 'pipe' });
-      execFileSync('mount', ['-o', 'loop', fsImage, mnt], { stdio: 'pipe' });
+      const mnt = mounts.loop(join(dir, `${fs}.img`), join(dir, 'mnt'), mkfs, 512 * MiB);
       try {
         const regionSize = MiB;
         const size = 1 * GiB + 100 * KiB;
@@ -89,7 +84,7 @@ describe('sparse model images on ext4, xfs and btrfs: holes skipped, the same ma
         for (const r of found) foundBytes += Math.min(size, (r + 1) * regionSize) - r * regionSize;
         assert.equal(read, foundBytes, `${fs}: only the regions with data are read`);
       } finally {
-        execFileSync('umount', [mnt], { stdio: 'pipe' });
+        mounts.unmountAll();
       }
     });
   }

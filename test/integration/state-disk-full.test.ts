@@ -7,14 +7,16 @@
  * the restore's error until space is back.
  */
 import assert from 'node:assert/strict';
-import { execFileSync, type ChildProcess } from 'node:child_process';
-import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { callDaemon } from '../../appliance/cli/control-client.js';
 import type { ApplianceStatus } from '../../appliance/session/appliance-service.js';
 import { Prng } from '../helpers/prng.js';
 import { exited, snapback, startServe } from '../helpers/cli.js';
+import { fillUp, Mounts } from '../helpers/mounts.js';
+import { waitFor } from '../helpers/wait.js';
 
 const SIZE = 8 << 20;
 
@@ -25,21 +27,14 @@ describe('disk full: what is reported is what happened', function () {
   let diskFs: string;
   let state: string;
   let daemon: ChildProcess | null = null;
-  const mounted: string[] = [];
-
-  function mountTmpfs(at: string, size: string): void {
-    mkdirSync(at, { recursive: true });
-    // Root is needed; the test setup runs the suite as root (as the gadget and VM tests need).
-    execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${size},mode=0700`, 'tmpfs', at]);
-    mounted.push(at);
-  }
+  const mounts = new Mounts();
 
   beforeEach(() => {
     dir = mkdtempSync(join(tmpdir(), 'snapback-full-'));
     stateFs = join(dir, 'statefs');
     diskFs = join(dir, 'diskfs');
-    mountTmpfs(stateFs, '1m');
-    mountTmpfs(diskFs, '4m'); // half of what restoring the 8 MiB model needs
+    mounts.tmpfs(stateFs, '1m');
+    mounts.tmpfs(diskFs, '4m'); // half of what restoring the 8 MiB model needs
     const model = join(dir, 'model.img');
     writeFileSync(model, new Prng(11).bytes(SIZE));
     assert.equal(snapback(['model', 'manifest', model]).code, 0);
@@ -54,48 +49,30 @@ describe('disk full: what is reported is what happened', function () {
       await exited(daemon);
       daemon = null;
     }
-    for (const m of mounted.splice(0).reverse()) execFileSync('umount', [m]);
+    mounts.unmountAll();
     rmSync(dir, { recursive: true, force: true });
   });
 
   const control = (): string => join(state, 'control.sock');
   const status = async (): Promise<ApplianceStatus> => (await callDaemon(control(), 'GET', '/api/status')) as ApplianceStatus;
 
-  async function until<T>(what: string, get: () => Promise<T>, ok: (v: T) => boolean): Promise<T> {
-    const deadline = Date.now() + 30_000;
-    for (;;) {
-      const v = await get();
-      if (ok(v)) return v;
-      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}: ${JSON.stringify(v)}`);
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  }
-
-  /** Fills a filesystem to the last block with one file; returns its path. */
-  function fill(fs: string): string {
-    const p = join(fs, 'filler');
-    const fd = openSync(p, 'w');
-    const block = Buffer.alloc(4096, 0xaa);
-    try {
-      for (;;) writeSync(fd, block);
-    } catch (err) {
-      assert.equal((err as NodeJS.ErrnoException).code, 'ENOSPC');
-    } finally {
-      closeSync(fd);
-    }
-    return p;
-  }
+  /** The status once `ok` holds for it. */
+  const statusWhen = (what: string, ok: (s: ApplianceStatus) => boolean): Promise<ApplianceStatus> =>
+    waitFor(what, async () => {
+      const s = await status();
+      return ok(s) ? s : null;
+    }, 30_000, 100);
 
   it('mode thawed and session end --wait on a full state filesystem succeed, are audited, and the status shows the write error and the restore error', async () => {
     daemon = await startServe(state);
 
     // The restore runs out of space on the disk's filesystem: the status says so.
-    const stopped = await until('the restore to stop on a full disk', status, (s) => s.hydration.lastError !== null);
+    const stopped = await statusWhen('the restore to stop on a full disk', (s) => s.hydration.lastError !== null);
     assert.match(stopped.hydration.lastError ?? '', /no space|ENOSPC/i);
     assert.ok(stopped.hydration.pendingRegions > 0);
 
     // Now the state directory's filesystem fills up too.
-    const filler = fill(stateFs);
+    const filler = fillUp(stateFs);
     const sessionBefore = (await status()).session.number;
 
     const mode = snapback(['mode', 'thawed', '--state-dir', state]);
@@ -117,7 +94,7 @@ describe('disk full: what is reported is what happened', function () {
     // Space comes back: the next write saves everything that was kept in memory.
     rmSync(filler);
     assert.equal(snapback(['mode', 'frozen', '--state-dir', state]).code, 0);
-    s = await until('the state file to be written again', status, (x) => x.stateDir.writeError === null);
+    s = await statusWhen('the state file to be written again', (x) => x.stateDir.writeError === null);
     assert.equal(s.mode, 'frozen');
     const onDisk = JSON.parse(readFileSync(join(state, 'state.json'), 'utf8')) as { audit: { action: string }[]; sessions: { number: number; endReason: string | null }[] };
     const saved = onDisk.audit.map((e) => e.action);

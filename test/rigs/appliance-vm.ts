@@ -22,9 +22,10 @@
  *
  * Node comes from this machine (its /usr/bin/node, as the distribution's `nodejs` would be on
  * the image). The one stand-in is npm: tests reach no registry, so inside the guest `npm ci
- * --omit=dev` links the production packages that package-lock.json lists from the repository's
- * own node_modules (after checking the lock file is the repository's), and `npm cache clean`
- * has nothing to do; any other npm command fails loudly.
+ * --omit=dev` (and `--omit=optional`) links the packages that install would put there, as
+ * package-lock.json lists them, from the repository's own node_modules (after checking the lock
+ * file is the repository's), and `npm cache clean` has nothing to do; any other npm command
+ * fails loudly.
  */
 import { execFile } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
@@ -155,12 +156,12 @@ function subStageSteps(repo: string): string[] {
   return steps;
 }
 
-/** The packages `npm ci --omit=dev` installs at the top of node_modules, from package-lock.json. */
-function productionPackages(repo: string): string[] {
-  const lock = JSON.parse(readFileSync(path.join(repo, 'package-lock.json'), 'utf8')) as { packages?: Record<string, { dev?: boolean }> };
+/** The packages `npm ci --omit=dev` (with `omitOptional`: and `--omit=optional`) installs at the top of node_modules, from package-lock.json. */
+function productionPackages(repo: string, omitOptional: boolean): string[] {
+  const lock = JSON.parse(readFileSync(path.join(repo, 'package-lock.json'), 'utf8')) as { packages?: Record<string, { dev?: boolean; optional?: boolean }> };
   const out: string[] = [];
   for (const [key, entry] of Object.entries(lock.packages ?? {})) {
-    if (!key.startsWith('node_modules/') || entry.dev) continue;
+    if (!key.startsWith('node_modules/') || entry.dev || (omitOptional && entry.optional)) continue;
     const name = key.slice('node_modules/'.length);
     // Nested copies live inside their parent's directory, which is linked whole.
     if (name.includes('/node_modules/')) continue;
@@ -172,32 +173,39 @@ function productionPackages(repo: string): string[] {
 }
 
 function npmShim(repo: string): string {
-  const pkgs = productionPackages(repo);
   const modules = path.join(repo, 'node_modules');
-  // One `ln` per directory of links (forks are slow under emulation): unscoped packages, then one per @scope.
-  const byDir = new Map<string, string[]>();
-  for (const p of pkgs) {
-    const dir = p.includes('/') ? p.slice(0, p.indexOf('/')) : '';
-    byDir.set(dir, [...(byDir.get(dir) ?? []), p]);
-  }
-  const links = [...byDir.entries()]
-    .map(([dir, names]) => {
-      const dest = dir ? `node_modules/${dir}/` : 'node_modules/';
-      return `${dir ? `\tmkdir -p ${shQuote(dest)}\n` : ''}\tln -s ${names.map((n) => shQuote(path.join(modules, n))).join(' ')} ${shQuote(dest)}`;
-    })
-    .join('\n');
+  /** The shell lines of one `npm ci`: the lock file checked, then the packages linked. */
+  const install = (omitOptional: boolean): string => {
+    const pkgs = productionPackages(repo, omitOptional);
+    // One `ln` per directory of links (forks are slow under emulation): unscoped packages, then one per @scope.
+    const byDir = new Map<string, string[]>();
+    for (const p of pkgs) {
+      const dir = p.includes('/') ? p.slice(0, p.indexOf('/')) : '';
+      byDir.set(dir, [...(byDir.get(dir) ?? []), p]);
+    }
+    const links = [...byDir.entries()]
+      .map(([dir, names]) => {
+        const dest = dir ? `node_modules/${dir}/` : 'node_modules/';
+        return `${dir ? `\tmkdir -p ${shQuote(dest)}\n` : ''}\tln -s ${names.map((n) => shQuote(path.join(modules, n))).join(' ')} ${shQuote(dest)}`;
+      })
+      .join('\n');
+    return `\tcmp -s package-lock.json ${shQuote(path.join(repo, 'package-lock.json'))} || { echo "rig npm: $PWD/package-lock.json is not the repository's" >&2; exit 1; }
+\trm -rf node_modules
+\tmkdir node_modules
+${links}
+\techo "rig npm: ${pkgs.length} production packages${omitOptional ? ' (no optional ones)' : ''} linked from the repository's node_modules"`;
+  };
   return `#!/bin/sh
 # Test rig: npm inside the guest, where no registry can be reached (see test/rigs/appliance-vm.ts).
 set -e
-case "$1 $2" in
-"ci --omit=dev")
-	cmp -s package-lock.json ${shQuote(path.join(repo, 'package-lock.json'))} || { echo "rig npm: $PWD/package-lock.json is not the repository's" >&2; exit 1; }
-	rm -rf node_modules
-	mkdir node_modules
-${links}
-	echo "rig npm: ${pkgs.length} production packages linked from the repository's node_modules"
+case "$*" in
+"ci --omit=dev --omit=optional"*)
+${install(true)}
 	;;
-"cache clean") ;;
+"ci --omit=dev"*)
+${install(false)}
+	;;
+"cache clean"*) ;;
 *)
 	echo "rig npm: cannot stand in for: npm $*" >&2
 	exit 1

@@ -1,5 +1,6 @@
 /**
- * GPIO: live pin states (button, status LED, host power/reset switches, host power LED) and
+ * GPIO: the backend, live pin states (button, status LED, host power/reset switches, host power
+ * LED), the host session as the GPIO sees it (a short press armed to end it, a failed end) and
  * host power actions. Actions that cut the host's power or restore ask for confirmation; each
  * is written to the audit log by the daemon. States refresh every second while the page is open.
  */
@@ -18,10 +19,27 @@ const ACTIONS: { action: Action; label: string; confirm: string | null; needs: '
   { action: 'restore-now', label: 'Restore now', confirm: 'Shut the host down, end the session (its changes are restored from the model), and power it on again.', needs: 'restore' },
 ];
 
+/** Which GPIO backend drives the pins, and the chip that holds the BCM lines when it is known. */
+function backendText(b: GpioStatus['backend']): string {
+  if (!b) return 'Backend: none';
+  return `Backend: ${b.kind}${b.chip ? ` · chip ${b.chip.label} (lines ${b.chip.base}–${b.chip.base + b.chip.ngpio - 1})` : ''}`;
+}
+
+/** The host session as the GPIO sees it: an end in progress, a short press armed to end it, a failed end. */
+function sessionText(g: GpioStatus): string {
+  const parts: string[] = [];
+  if (g.session.ending) parts.push('ending now');
+  if (g.button.armedEnd) parts.push(`end armed by ${g.button.armedEnd.by} since ${fmtTime(g.button.armedEnd.since)}: the session ends when the host powers off`);
+  if (g.session.error) parts.push(`${g.session.error.message} (${fmtTime(g.session.error.at)})`);
+  return `Session: ${parts.length ? parts.join(' · ') : 'no end pending'}`;
+}
+
 export const gpioPage: Page = {
   title: 'GPIO',
   render(root) {
     const summary = h('p', { id: 'gpio-summary' });
+    const backend = h('p', { id: 'gpio-backend' });
+    const session = h('p', { id: 'gpio-session' });
     const tbody = h('tbody', { id: 'gpio-pins' });
     const table = h('table', { class: 'table' }, h('thead', null, h('tr', null, h('th', null, 'Role'), h('th', null, 'BCM'), h('th', null, 'sysfs'), h('th', null, 'Direction'), h('th', null, 'Level'), h('th', null, 'State'))), tbody);
     const buttons = new Map<Action, HTMLButtonElement>();
@@ -44,13 +62,15 @@ export const gpioPage: Page = {
     }
     const powerText = h('p', { id: 'gpio-power' });
     root.append(
-      h('section', { class: 'card card-wide' }, h('h2', null, 'GPIO'), summary, table),
+      h('section', { class: 'card card-wide' }, h('h2', null, 'GPIO'), summary, backend, session, table),
       h('section', { class: 'card card-wide' }, h('h2', null, 'Host power'), powerText, actionRow),
     );
 
     const show = (g: GpioStatus): void => {
       root.dataset.gpio = g.available ? 'on' : 'off';
       setText(summary, g.available ? `Status LED: ${g.led.pattern}${g.button.wired ? ` · button ${g.button.pressed ? 'pressed' : 'released'}` : ''}` : `GPIO is off: ${g.reason ?? 'not available'}`);
+      setText(backend, backendText(g.backend));
+      setText(session, sessionText(g));
       tbody.replaceChildren(
         ...g.pins.map((p) =>
           h(
@@ -66,7 +86,8 @@ export const gpioPage: Page = {
         ),
       );
       const pw = g.power;
-      const hostText = g.host.senseWired ? `host power: ${g.host.power}${g.host.blinking ? ' (LED blinking: asleep)' : ''}` : 'host power LED not wired';
+      const led = g.host.lit === null ? '' : g.host.blinking ? ' (LED blinking: asleep)' : g.host.lit ? ' (LED lit)' : ' (LED dark)';
+      const hostText = g.host.senseWired ? `host power: ${g.host.power}${led}` : 'host power LED not wired';
       const running = pw.running ? ` · running: ${pw.running.action}${pw.running.phase ? ` (${pw.running.phase})` : ''} by ${pw.running.actor}` : '';
       const last = pw.last ? ` · last: ${pw.last.action} by ${pw.last.actor} at ${fmtTime(pw.last.at)}` : '';
       const err = pw.state === 'error' && pw.error?.message ? ` · error: ${pw.error.message}` : '';
