@@ -246,9 +246,9 @@ describe('web UI in Chromium against the real daemon, with a real NBD client wri
         await page.click('dialog.confirm [data-action=confirm]');
         await waitText(page, '#persistent-body', /No persistent areas/);
         // the two refusals (400, 404) are the only failed loads the browser logged
-        const refusals = problems.filter((p) => /status of (400|404)/.test(p));
-        assert.equal(refusals.length, 2, problems.join('\n'));
-        problems.splice(0, problems.length, ...problems.filter((p) => !refusals.includes(p)));
+        const refusals = tab.problems.filter((p) => /status of (400|404)/.test(p));
+        assert.equal(refusals.length, 2, tab.problems.join('\n'));
+        tab.problems.splice(0, tab.problems.length, ...tab.problems.filter((p) => !refusals.includes(p)));
       });
 
       it('logs out', async () => {

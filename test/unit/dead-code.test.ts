@@ -19,7 +19,7 @@ function loadProgram(): ts.Program {
     assert.ok(parsed, project);
     return parsed.fileNames;
   };
-  const rootNames = [...files('tsconfig.json'), ...files('web-ui/tsconfig.json')];
+  const rootNames = [...new Set([...files('tsconfig.json'), ...files('web-ui/tsconfig.json'), ...files('console/web/tsconfig.json')])];
   return ts.createProgram({ rootNames, options: { noEmit: true, allowJs: false, skipLibCheck: true, module: ts.ModuleKind.NodeNext, moduleResolution: ts.ModuleResolutionKind.NodeNext, target: ts.ScriptTarget.ES2022, lib: ['lib.es2023.d.ts', 'lib.dom.d.ts'], types: ['node', 'mocha'], strict: true } });
 }
 
