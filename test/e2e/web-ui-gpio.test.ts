@@ -12,6 +12,7 @@ import { FakeAppliance } from '../helpers/fake-appliance.js';
 import { waitFor } from '../helpers/wait.js';
 import { StateStore } from '../../appliance/state/state-store.js';
 import { HttpComponent } from '../../appliance/http/http-component.js';
+import { partitionRoutes } from '../../appliance/http/routes/partition-routes.js';
 import { GpioComponent } from '../../appliance/gpio/gpio-component.js';
 import { gpioRoutes } from '../../appliance/http/routes/gpio-routes.js';
 import { SimulatedGpioBackend } from '../../appliance/gpio/simulated-backend.js';
@@ -38,7 +39,7 @@ describe('web UI: the GPIO page in Chromium', function () {
         { backend: sim, audit: (e) => void store.audit(e) },
       );
       await gpio.start();
-      const http = new HttpComponent({ service, store, listen: { host: '127.0.0.1', port: 0 }, controlSocket: join(dir, 'control.sock'), extraRoutes: [(api) => gpioRoutes(api, gpio)] });
+      const http = new HttpComponent({ service, store, listen: { host: '127.0.0.1', port: 0 }, controlSocket: join(dir, 'control.sock'), extraRoutes: [(api) => gpioRoutes(api, gpio), (api) => partitionRoutes(api, { partitions: async () => ({ scheme: 'none', sectorSize: 512, diskId: '', diskSize: 0, partitions: [], warnings: [] }) })] });
       await http.start();
       const { page, problems, context } = await newPage(chromium.browser, vp);
       /** Holds the button (active-low) until the page shows it held, then lets go: a short press. */

@@ -13,7 +13,6 @@ import { closeSync, mkdtempSync, openSync, rmSync, truncateSync } from 'node:fs'
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Page } from 'playwright-core';
-import { partitionRoutes } from '../../appliance/http/routes/partition-routes.js';
 import { FileDevice } from '../../appliance/storage/file-device.js';
 import { readPartitionTable } from '../../appliance/storage/partition-table.js';
 import { startHarness, type Harness, PASSWORD } from '../helpers/http-harness.js';
@@ -122,7 +121,7 @@ describe('web UI: the region map of a 16 M-region (1 TiB) disk in Chromium', fun
 
   for (const vp of VIEWPORT_NAMES) {
     it(`draws every changed region among 16 M, tells what a cell holds and zooms to single regions (${vp})`, async () => {
-      const hx: Harness = await startHarness({ fake: { regions: N, regionSize: 64 * 1024 }, routes: [(api) => partitionRoutes(api, { partitions: () => readPartitionTable(model) })] });
+      const hx: Harness = await startHarness({ fake: { regions: N, regionSize: 64 * 1024 }, partitions: () => readPartitionTable(model) });
       const { page, problems, context } = await newPage(chromium.browser, vp);
       try {
         const fake = hx.service;

@@ -13,6 +13,11 @@ import { managementRoutes } from '../../appliance/http/routes/management-routes.
 import { ManagementComponent } from '../../appliance/management/management-component.js';
 import { MaintenanceComponent } from '../../appliance/maintenance/maintenance-component.js';
 import { maintenanceRoutes } from '../../appliance/http/routes/maintenance-routes.js';
+import { partitionRoutes } from '../../appliance/http/routes/partition-routes.js';
+import { persistentRoutes } from '../../appliance/http/routes/persistent-routes.js';
+import type { PartitionTable } from '../../appliance/api/partitions.js';
+import { PersistentAreas, areasFileOf } from '../../appliance/storage/persistent-areas.js';
+import { StateDir } from '../../appliance/storage/state-dir.js';
 import { systemClock } from '../../appliance/clock.js';
 import { SnapbackError } from '../../appliance/errors.js';
 import type { ApplianceService } from '../../appliance/session/appliance-service.js';
@@ -37,6 +42,8 @@ export async function startHarness(
     http?: Partial<Omit<HttpComponentOptions, 'service' | 'store'>>;
     /** More routes that need the harness's state store (the model library's). */
     routes?: ((api: ApiRouter, store: StateStore) => void)[];
+    /** The model's partition table (GET /api/partitions); default: a disk without one. */
+    partitions?: () => Promise<PartitionTable>;
   } = {},
 ): Promise<Harness> {
   const dir = opts.dir ?? (await mkdtemp(join(tmpdir(), 'snapback-http-')));
@@ -60,6 +67,11 @@ export async function startHarness(
     clock: systemClock,
   });
   await maintenance.start();
+  // and, as the daemon has them, the persistent areas (real, in the harness's directory) and the
+  // model's partition table, which the dashboard and the Settings page ask for
+  const shape = service.status();
+  const areas = await PersistentAreas.load(areasFileOf(new StateDir(dir)), { regionSize: shape.regions.regionSize, diskSize: shape.model.size });
+  const noTable = async (): Promise<PartitionTable> => ({ scheme: 'none', sectorSize: 512, diskId: '', diskSize: shape.model.size, partitions: [], warnings: [] });
   const http = new HttpComponent({
     service,
     store,
@@ -70,6 +82,8 @@ export async function startHarness(
       ...(opts.http?.extraRoutes ?? []),
       (api) => managementRoutes(api, management, store),
       (api) => maintenanceRoutes(api, maintenance),
+      (api) => persistentRoutes(api, { areas: () => areas, store }),
+      (api) => partitionRoutes(api, { partitions: opts.partitions ?? noTable }),
       ...(opts.routes ?? []).map((add) => (api: ApiRouter) => add(api, store)),
     ],
   });

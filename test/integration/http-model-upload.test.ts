@@ -27,7 +27,10 @@ function startUpload(base: string, path: string, headers: Record<string, string>
   const u = new URL(base + path);
   let req!: ClientRequest;
   const reply = new Promise<Reply>((resolve, reject) => {
-    req = httpRequest({ host: u.hostname, port: u.port, method: 'PUT', path: u.pathname + u.search, headers: { Accept: 'application/json', ...headers } }, (res) => {
+    // agent: false: every upload on a connection of its own. An upload the daemon refused early
+    // leaves its connection with a body the daemon still drains; a later upload reusing that
+    // kept-alive connection would be read as the rest of it (and cut off: EPIPE).
+    req = httpRequest({ host: u.hostname, port: u.port, agent: false, method: 'PUT', path: u.pathname + u.search, headers: { Accept: 'application/json', ...headers } }, (res) => {
       replyOf(res).then(resolve, reject);
     });
     req.on('error', reject);
