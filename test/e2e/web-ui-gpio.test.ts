@@ -42,10 +42,14 @@ describe('web UI: the GPIO page in Chromium', function () {
       const http = new HttpComponent({ service, store, listen: { host: '127.0.0.1', port: 0 }, controlSocket: join(dir, 'control.sock'), extraRoutes: [(api) => gpioRoutes(api, gpio), (api) => partitionRoutes(api, { partitions: async () => ({ scheme: 'none', sectorSize: 512, diskId: '', diskSize: 0, partitions: [], warnings: [] }) })] });
       await http.start();
       const { page, problems, context } = await newPage(chromium.browser, vp);
-      /** Holds the button (active-low) until the page shows it held, then lets go: a short press. */
+      /**
+       * Holds the button (active-low) until the component has seen it held, then lets go: a short
+       * press. (Waiting for the page, which polls every second, could hold it past the long-press
+       * time on a loaded machine.) The page then shows it released.
+       */
       const shortPress = async (): Promise<void> => {
         sim.setInput(PINS.button, 0);
-        await waitText(page, buttonState, 'active');
+        await waitFor('the button seen held', () => gpio.status().button.pressed === true, 10_000, 5);
         sim.setInput(PINS.button, 1);
         await waitText(page, buttonState, 'inactive');
       };
