@@ -25,6 +25,9 @@ import { audit, needPrincipal } from '../route-context.js';
 
 /** An upload that sends nothing for this long is given up (the client is gone or stuck). */
 const UPLOAD_IDLE_MS = 120_000;
+/** A refused upload's rest, up to this much, is read before the answer goes out (see receive()). */
+const DRAIN_BYTES = 256 * 1024 * 1024;
+const DRAIN_WAIT_MS = 30_000;
 
 /** Counts the bytes that pass (to say how far a cut-off upload got). */
 class ByteCounter extends Transform {
@@ -107,11 +110,18 @@ async function receive(req: Request, models: ModelService, q: ModelUploadQuery):
           : null,
     });
   } catch (err) {
-    // Refused before the end of the body (a full disk): the rest is read and dropped, so that
-    // the client, still sending, gets the answer rather than a reset connection.
+    // Refused before the end of the body (a name taken, a full disk): the rest is read and
+    // dropped, so that the client, still sending, gets the answer rather than a reset connection.
+    // Up to DRAIN_BYTES the answer waits until the body is in: an answer sent while the client
+    // still writes races the connection's close, and the client may see only "EPIPE".
     if (!req.complete && !req.destroyed) {
       req.unpipe(counter);
+      const drained = new Promise<void>((resolve) => {
+        req.once('end', resolve);
+        req.once('close', resolve);
+      });
       req.resume();
+      if (size - counter.bytes <= DRAIN_BYTES) await Promise.race([drained, new Promise((r) => setTimeout(r, DRAIN_WAIT_MS).unref())]);
     }
     throw err;
   } finally {
