@@ -27,6 +27,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { withDirLock } from './dir-lock.js';
 import { promisify } from 'node:util';
 
 const execFileP = promisify(execFile);
@@ -121,42 +122,10 @@ export function ensureDebianKernel(opts: EnsureDebianKernelOptions = {}): Promis
   return p;
 }
 
-/**
- * Runs `fn` holding the cache directory's lock: a directory `.lock` made with mkdir (atomic),
- * holding the owner's pid. A lock whose owner is gone (a killed test run) is taken over.
- */
+/** Runs `fn` holding the cache directory's lock (`.lock`, test/rigs/dir-lock.ts). */
 async function withCacheLock<T>(cacheDir: string, fn: () => Promise<T>): Promise<T> {
   await fs.mkdir(cacheDir, { recursive: true });
-  const lock = path.join(cacheDir, '.lock');
-  for (;;) {
-    try {
-      await fs.mkdir(lock);
-      await fs.writeFile(path.join(lock, 'pid'), String(process.pid));
-      break;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      const owner = Number(await fs.readFile(path.join(lock, 'pid'), 'utf8').catch(() => ''));
-      if (owner > 0 && !processAlive(owner)) {
-        await fs.rm(lock, { recursive: true, force: true });
-        continue;
-      }
-      await new Promise((r) => setTimeout(r, 250));
-    }
-  }
-  try {
-    return await fn();
-  } finally {
-    await fs.rm(lock, { recursive: true, force: true });
-  }
-}
-
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
+  return withDirLock(path.join(cacheDir, '.lock'), 250, fn);
 }
 
 interface Manifest {
