@@ -86,6 +86,11 @@ export class Hydrator extends EventEmitter {
   private readonly retryMaxMs: number;
   private readonly clock: Clock;
   private finishedAt = 0;
+  /** The pacing under a rate limit counts from here: the start, or the last change of the rate. */
+  private paceFrom = 0;
+  private paceBytes = 0;
+  /** Ends the pacing wait in progress (a new rate, a stop), so that it is computed again. */
+  private wakePacing: (() => void) | null = null;
   /** Copy buffers, allocated once: fresh ones per batch cost page faults and zeroing. */
   private readonly buffers: Buffer[] = [];
 
@@ -107,8 +112,19 @@ export class Hydrator extends EventEmitter {
   get rateLimit(): number | null {
     return this.rate;
   }
+  /**
+   * Takes effect at once: the pacing starts again from now (bytes copied under another rate,
+   * or unlimited, are no debt), and a pacing wait in progress ends to be computed again.
+   */
   setRateLimit(bytesPerSecond: number | null): void {
     this.rate = bytesPerSecond && bytesPerSecond > 0 ? bytesPerSecond : null;
+    this.restartPacing();
+  }
+
+  private restartPacing(): void {
+    this.paceFrom = this.clock.now();
+    this.paceBytes = 0;
+    this.wakePacing?.();
   }
 
   get running(): boolean {
@@ -147,6 +163,7 @@ export class Hydrator extends EventEmitter {
     this.done = 0;
     this.bytesCopied = 0;
     this.startedAt = this.clock.now();
+    this.restartPacing();
     this.emit('start', this.totalAtStart);
     this.loop = this.run(false)
       .then(
@@ -225,6 +242,7 @@ export class Hydrator extends EventEmitter {
     this.started = false;
     this.stopping = true;
     this.cancelRetry();
+    this.wakePacing?.();
     if (this.loop) await this.loop;
     this.stopping = false;
     await this.pd.log.sync().catch(() => undefined);
@@ -288,6 +306,7 @@ export class Hydrator extends EventEmitter {
         this.pd.emitChanges(todo, 0);
         this.done += todo.length;
         this.bytesCopied += bytes;
+        this.paceBytes += bytes;
         sinceSync += bytes;
         onProgress?.(this.done, this.totalAtStart);
         if (this.lastError) {
@@ -344,11 +363,24 @@ export class Hydrator extends EventEmitter {
     while (this.pd.hostInflight > 0 && Date.now() < until) await sleep(1);
   }
 
-  /** Paces the restore: bytes copied since it began never run ahead of rate × elapsed time. */
+  /**
+   * Paces the restore: bytes copied since the rate was set never run ahead of rate × the time
+   * since. The wait ends early when the rate changes or the restore stops (then it is computed
+   * again from the new rate, or not at all).
+   */
   private async throttle(): Promise<void> {
-    if (!this.rate) return;
-    const due = this.startedAt + (this.bytesCopied / this.rate) * 1000;
-    const wait = due - this.clock.now();
-    if (wait > 0) await sleep(wait);
+    while (this.rate && !this.stopping) {
+      const due = this.paceFrom + (this.paceBytes / this.rate) * 1000;
+      const wait = due - this.clock.now();
+      if (wait <= 0) return;
+      await new Promise<void>((resolve) => {
+        const timer = this.clock.setTimeout(resolve, wait);
+        this.wakePacing = () => {
+          this.clock.clearTimeout(timer);
+          resolve();
+        };
+      });
+      this.wakePacing = null;
+    }
   }
 }

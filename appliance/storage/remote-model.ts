@@ -107,6 +107,8 @@ export class RemoteModel extends EventEmitter implements BlockDevice {
   private stop = new AbortController();
   private cursor = 0;
   private nextSlotAt = 0;
+  /** Aborted when the rate changes: the workers' pacing waits end and are computed again. */
+  private rateChanged = new AbortController();
   /** Regions whose last fetch failed, with why; a wrong region stays here until it arrives right. */
   private failing = new Map<number, { message: string; mismatch: boolean }>();
   private lastError: string | null = null;
@@ -215,6 +217,8 @@ export class RemoteModel extends EventEmitter implements BlockDevice {
   setRateLimit(bytesPerSecond: number | null): void {
     this.rate = bytesPerSecond ? bytesPerSecond : null;
     this.nextSlotAt = 0;
+    this.rateChanged.abort();
+    this.rateChanged = new AbortController();
   }
 
   progress(): RemoteModelProgress {
@@ -464,13 +468,18 @@ export class RemoteModel extends EventEmitter implements BlockDevice {
     }
   }
 
-  /** Waits for this fetch's turn under the rate limit (bytes per second across all workers). */
+  /**
+   * Waits for this fetch's turn under the rate limit (bytes per second across all workers). A
+   * new rate ends the wait, and the turn is taken again under it (none when it is unlimited).
+   */
   private async throttle(bytes: number, signal: AbortSignal): Promise<void> {
-    if (!this.rate) return;
-    const now = Date.now();
-    const start = Math.max(now, this.nextSlotAt);
-    this.nextSlotAt = start + (bytes / this.rate) * 1000;
-    if (start > now) await waitMs(start - now, signal);
+    while (this.rate) {
+      const now = Date.now();
+      const start = Math.max(now, this.nextSlotAt);
+      this.nextSlotAt = start + (bytes / this.rate) * 1000;
+      if (start <= now) return;
+      if (await paceWait(start - now, signal, this.rateChanged.signal)) return;
+    }
   }
 
   private scheduleSave(): void {
@@ -581,4 +590,26 @@ export class RemoteModel extends EventEmitter implements BlockDevice {
     await this.file.close();
     this.emit('closed');
   }
+}
+
+/**
+ * Waits `ms`: true when the time passed, false when `changed` aborted first (the rate changed);
+ * rejects with the reason when `stop` aborts.
+ */
+function paceWait(ms: number, stop: AbortSignal, changed: AbortSignal): Promise<boolean> {
+  return new Promise<boolean>((resolve, reject) => {
+    if (stop.aborted) return reject(stop.reason);
+    if (changed.aborted) return resolve(false);
+    const end = (outcome: () => void) => {
+      clearTimeout(timer);
+      stop.removeEventListener('abort', onStop);
+      changed.removeEventListener('abort', onChanged);
+      outcome();
+    };
+    const timer = setTimeout(() => end(() => resolve(true)), ms);
+    const onStop = () => end(() => reject(stop.reason));
+    const onChanged = () => end(() => resolve(false));
+    stop.addEventListener('abort', onStop, { once: true });
+    changed.addEventListener('abort', onChanged, { once: true });
+  });
 }

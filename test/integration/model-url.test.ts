@@ -142,6 +142,22 @@ describe('model URLs against a real nginx', function () {
     assert.equal(sha(await readFile(join(local, 'image'))), sha(image));
   });
 
+  it('a new download rate takes effect at once: workers waiting for their turn under the old one go on under the new one', async function () {
+    // 1 byte per second: after the first regions each worker's turn is days away
+    const { model, local } = await remoteModel(nginx.url('files', IMG), { parallel: 2, rateLimit: 1 });
+    model.startDownload();
+    const started = Date.now();
+    while (model.progress().regionsDone < 1) {
+      if (Date.now() - started > 60_000) throw new Error(`no region arrived: ${JSON.stringify(model.progress())}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    assert.ok(model.progress().regionsDone < manifest.regionCount, 'paced: the rest waits for its turn');
+    model.setRateLimit(null);
+    await model.whenComplete();
+    assert.equal(model.progress().regionsDone, manifest.regionCount);
+    assert.equal(sha(await readFile(join(local, 'image'))), sha(image));
+  });
+
   describe('over TLS with a CA of our own', function () {
     let tls: Nginx;
     before(async function () {
