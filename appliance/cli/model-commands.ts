@@ -9,7 +9,7 @@ import type { ModelImportJob, ModelImportRequest, ModelList, ModelRecord, ModelR
 import { SnapbackError } from '../errors.js';
 import { ModelService } from '../session/model-service.js';
 import { ModelLibrary } from '../storage/model-library.js';
-import { importFromUrl } from '../storage/url-import.js';
+import { importFromUrl, lookUpUrlImage } from '../storage/url-import.js';
 import { formatSize } from '../storage/sizes.js';
 import { StateDir } from '../storage/state-dir.js';
 import { migrateStateDir } from '../storage/state-migration.js';
@@ -30,7 +30,13 @@ async function offlineService(state: StateDir): Promise<ModelService> {
   const library = new ModelLibrary(state);
   const service = new ModelService({ library });
   // a URL downloaded by this command (a lazy model needs the daemon, which serves it as it arrives)
-  service.setUrlImporter(async (req, ctx) => (await importFromUrl(library, { url: req.source, name: req.name, caFile: req.ca ?? null, onProgress: (d, t) => ctx.progress(d, t), signal: ctx.signal })).model);
+  service.setUrlImporter(async (req) => {
+    const known = await lookUpUrlImage(library, req.source, req.ca ?? null);
+    return {
+      id: known?.manifest?.id ?? null,
+      run: async (ctx) => (await importFromUrl(library, { url: req.source, name: req.name, caFile: req.ca ?? null, known, onProgress: (d, t) => ctx.progress(d, t), signal: ctx.signal })).model,
+    };
+  });
   return service;
 }
 

@@ -18,8 +18,9 @@ import { EventEmitter } from 'node:events';
 import type { Component } from '../component.js';
 import type { ModelDownload, ModelImportRequest } from '../api/models.js';
 import type { ModelLibrary, StoredModel } from '../storage/model-library.js';
+import type { RemoteImage } from '../storage/remote-manifest.js';
 import { RemoteModel } from '../storage/remote-model.js';
-import { finishLazyModel, importFromUrl, openRemoteModel, pendingDownloads, saveDownloadRate, type RemoteModelTuning } from '../storage/url-import.js';
+import { finishLazyModel, importFromUrl, lookUpUrlImage, openRemoteModel, pendingDownloads, saveDownloadRate, type RemoteModelTuning } from '../storage/url-import.js';
 import { SnapbackError } from '../errors.js';
 import { childLogger } from '../logger.js';
 import type { ImportJobContext, ModelService } from './model-service.js';
@@ -54,7 +55,10 @@ export class ModelDownloads extends EventEmitter implements Component, LazyModel
   /** Registers the URL importer, and starts or resumes every download. */
   async start(): Promise<void> {
     this.stopping = false;
-    this.opts.models.setUrlImporter((req, ctx) => this.importUrl(req, ctx));
+    this.opts.models.setUrlImporter(async (req) => {
+      const known = await lookUpUrlImage(this.opts.library, req.source, req.ca ?? null);
+      return { id: known?.manifest?.id ?? null, run: (ctx) => this.importUrl(req, ctx, known) };
+    });
     const active = this.opts.activeModel();
     for (const entry of await this.opts.library.list()) {
       if (entry.record.complete || entry.record.source.kind !== 'url' || this.arriving.has(entry.record.id)) continue;
@@ -130,9 +134,11 @@ export class ModelDownloads extends EventEmitter implements Component, LazyModel
   /** Marks the import interrupted by a stop as kept for the next start. */
   private readonly keepOnAbort = (): boolean => this.stopping;
 
-  private async importUrl(req: ModelImportRequest, ctx: ImportJobContext): Promise<StoredModel> {
+  /** An import from a URL (`known`: what a first look found there, not fetched again). */
+  private async importUrl(req: ModelImportRequest, ctx: ImportJobContext, known: RemoteImage | null = null): Promise<StoredModel> {
     const { model, remote } = await importFromUrl(this.opts.library, {
       url: req.source,
+      known,
       name: req.name,
       lazy: req.lazy ?? false,
       caFile: req.ca ?? null,

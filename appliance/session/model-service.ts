@@ -13,6 +13,7 @@ import type { ModelDownload, ModelImportJob, ModelImportRequest, ModelList, Mode
 import { SnapbackError } from '../errors.js';
 import { childLogger } from '../logger.js';
 import { checkName, type ModelLibrary, type StoredModel } from '../storage/model-library.js';
+import { Manifest, manifestPathFor } from '../storage/manifest.js';
 import { importPartitionModel, planPartitionModel } from '../storage/partition-model.js';
 import { readPendingSwitch } from '../storage/pending-switch.js';
 
@@ -28,8 +29,12 @@ export interface ImportJobContext {
   readonly signal: AbortSignal;
 }
 
-/** Imports from an http(s) URL: provided by the URL importer when the daemon has one. */
-export type UrlImporter = (request: ModelImportRequest, job: ImportJobContext) => Promise<StoredModel>;
+/**
+ * Imports from an http(s) URL: provided by the URL importer when the daemon has one. A first
+ * look at the URL (before the job starts) gives the image's id when a manifest beside it names
+ * it, and the work of the job.
+ */
+export type UrlImporter = (request: ModelImportRequest) => Promise<{ id: string | null; run: (job: ImportJobContext) => Promise<StoredModel> }>;
 
 export interface ModelServiceOptions {
   library: ModelLibrary;
@@ -113,8 +118,9 @@ export class ModelService extends EventEmitter {
 
   /**
    * Starts an import from `request.source`: a path on the appliance, or an http(s) URL (when a
-   * URL importer is registered). What can be checked at once is (the name, the source exists),
-   * so those errors come back here; the copy and hashing run as the returned job.
+   * URL importer is registered). What can be checked at once is (the name, the source exists,
+   * an image the library holds already when a manifest names it), so those errors come back
+   * here; the copy and hashing run as the returned job.
    */
   async startImport(request: ModelImportRequest): Promise<ModelImportJob> {
     const name = checkName(request.name);
@@ -124,7 +130,10 @@ export class ModelService extends EventEmitter {
       const importer = this.urlImporter;
       if (!importer) throw new SnapbackError('NOT_SUPPORTED', 'this daemon cannot import from a URL');
       await this.library.checkNameFree(name);
-      return this.runJob({ name, source: { kind: 'url', url: src }, bytesTotal: null }, (ctx) => importer({ ...request, name }, ctx));
+      const prepared = await importer({ ...request, name });
+      // a manifest at the URL names the image: a model the library holds already is refused now
+      if (prepared.id) await this.library.assertNotHeld(prepared.id);
+      return this.runJob({ name, source: { kind: 'url', url: src }, bytesTotal: null }, prepared.run);
     }
     if (/^[a-z][a-z0-9+.-]*:\/\//i.test(src)) throw new SnapbackError('BAD_ARGUMENT', `${src} is neither a path on the appliance nor an http:// or https:// URL`);
     if (request.lazy) throw new SnapbackError('BAD_ARGUMENT', '--lazy is for an http(s) URL: a model from a local file is copied whole');
@@ -136,6 +145,11 @@ export class ModelService extends EventEmitter {
     await this.library.checkNameFree(name);
     const partition = request.partition;
     if (partition !== undefined) await planPartitionModel(this.library, src, partition);
+    else {
+      // a manifest beside the file names the image: a model the library holds already is refused now
+      const beside = manifestPathFor(src);
+      if (await stat(beside).then(() => true, () => false)) await this.library.assertNotHeld((await Manifest.load(beside)).id);
+    }
     return this.runJob({ name, source: { kind: 'file', path: src }, bytesTotal: st.isFile() ? st.size : null }, (ctx) =>
       partition !== undefined
         ? importPartitionModel(this.library, src, { name, partition, onProgress: (d, t) => ctx.progress(d, t), signal: ctx.signal })

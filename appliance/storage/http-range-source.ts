@@ -18,6 +18,9 @@ import { open, stat } from 'node:fs/promises';
 import { rootCertificates } from 'node:tls';
 import { SnapbackError, fromSystemError } from '../errors.js';
 import { childLogger } from '../logger.js';
+import { RemoteError } from './remote-error.js';
+import { RangeConnectionPool } from './http-range-connection.js';
+import { parseContentRange } from './http-response-head.js';
 
 const log = childLogger('http-source');
 
@@ -51,17 +54,7 @@ export interface RemoteInfo {
   lastModified: string | null;
 }
 
-/** A failed request to the remote system; `retryable` when trying again may succeed. */
-export class RemoteError extends SnapbackError {
-  constructor(
-    message: string,
-    readonly retryable: boolean,
-    readonly status: number | null = null,
-    options?: { cause?: unknown },
-  ) {
-    super('REMOTE_ERROR', message, { retryable, status }, options);
-  }
-}
+export { RemoteError };
 
 /** The URL of a model image, or BAD_ARGUMENT for anything but http:// and https://. */
 export function parseModelUrl(text: string): URL {
@@ -119,13 +112,6 @@ export async function withRetries<T>(fn: () => Promise<T>, policy: RetryPolicy):
   }
 }
 
-/** A byte range of the form "bytes a-b/total" (Content-Range). */
-function parseContentRange(value: string | undefined): { start: number; end: number; total: number | null } | null {
-  const m = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(value?.trim() ?? '');
-  if (!m) return null;
-  return { start: Number(m[1]), end: Number(m[2]), total: m[3] === '*' ? null : Number(m[3]) };
-}
-
 const REDIRECTS = new Set([301, 302, 303, 307, 308]);
 
 export class HttpRangeSource {
@@ -134,6 +120,8 @@ export class HttpRangeSource {
   private readonly idleTimeoutMs: number;
   private readonly httpAgent: http.Agent;
   private readonly httpsAgent: https.Agent;
+  /** The connections of streamRange (bodies read straight into the pieces). */
+  private readonly ranges: RangeConnectionPool;
   private readonly caFile: string | undefined;
 
   constructor(url: string | URL, options: HttpSourceOptions = {}) {
@@ -155,6 +143,7 @@ export class HttpRangeSource {
     }
     this.httpAgent = new http.Agent({ keepAlive: true, maxSockets });
     this.httpsAgent = new https.Agent({ keepAlive: true, maxSockets, ...(ca ? { ca } : {}) });
+    this.ranges = new RangeConnectionPool({ idleTimeoutMs: this.idleTimeoutMs, maxIdle: maxSockets, ...(ca ? { ca } : {}) });
   }
 
   /** The same server options for another URL (the manifest beside the image). */
@@ -166,6 +155,7 @@ export class HttpRangeSource {
   close(): void {
     this.httpAgent.destroy();
     this.httpsAgent.destroy();
+    this.ranges.close();
   }
 
   /** The image's size and whether the server honours Range (one ranged GET of its first byte). */
@@ -201,70 +191,52 @@ export class HttpRangeSource {
    * must not keep the bytes): no new memory, no page faults, per piece.
    */
   async streamRange(offset: number, length: number, pieceSize: number, onPiece: (index: number, bytes: Buffer) => Promise<void>, signal?: AbortSignal, options: { depth?: number; reuse?: boolean } = {}): Promise<void> {
-    const depth = options.depth ?? 2;
     const end = offset + length - 1;
-    const res = await this.get({ Range: `bytes=${offset}-${end}` }, signal);
-    if (res.statusCode === 200) {
-      res.destroy();
-      throw new RemoteError(`${this.url.href}: the server does not support Range requests (it answered with the whole file), so the image cannot be fetched region by region`, false, 200);
-    }
-    const cr = parseContentRange(header(res, 'content-range') ?? undefined);
-    if (!cr || cr.start !== offset || cr.end !== end) {
-      res.destroy();
-      throw new RemoteError(`${this.url.href} answered bytes ${offset}-${end} with ${header(res, 'content-range') ?? 'no Content-Range'}`, false, 206);
-    }
-    const pending: Promise<void>[] = [];
-    let failed: unknown = null;
-    const free: Buffer[] = [];
-    const handle = (bytes: Buffer, p: Promise<void>) => {
-      const tracked = p.then(
-        () => void (options.reuse && free.push(bytes)),
-        (err: unknown) => {
-          failed ??= err;
-          res.destroy();
-        },
-      );
-      pending.push(tracked);
-    };
-    let got = 0;
-    let index = 0;
-    // pieces in shared memory: a hash worker reads them without a copy
-    const newPiece = (n: number) => {
-      const old = free.pop();
-      return old && old.length === n ? old : Buffer.from(new SharedArrayBuffer(n));
-    };
-    let piece = newPiece(Math.min(pieceSize, length));
-    let filled = 0;
-    try {
-      for await (const chunk of res as AsyncIterable<Buffer>) {
-        if (got + chunk.length > length) throw new RemoteError(`${this.url.href} sent more than the ${length} bytes asked for`, false, 206);
-        got += chunk.length;
-        for (let at = 0; at < chunk.length; ) {
-          const n = Math.min(piece.length - filled, chunk.length - at);
-          chunk.copy(piece, filled, at, at + n);
-          filled += n;
-          at += n;
-          if (filled === piece.length) {
-            handle(piece, onPiece(index++, piece));
-            filled = 0;
-            while (pending.length >= depth) await pending.shift();
-            const left = length - index * pieceSize;
-            if (left > 0) piece = newPiece(Math.min(pieceSize, left));
-            if (failed) break;
-          }
-        }
-        if (failed) break;
+    let pieceFailure: unknown = null;
+    const handle = async (i: number, bytes: Buffer) => {
+      try {
+        await onPiece(i, bytes);
+      } catch (err) {
+        pieceFailure ??= err;
+        throw err;
       }
-    } catch (err) {
-      if (!failed) {
-        res.destroy();
-        throw err instanceof SnapbackError ? err : this.networkError(err as Error);
+    };
+    let url = this.url;
+    for (let hop = 0; ; hop++) {
+      let answer: Awaited<ReturnType<RangeConnectionPool['request']>>;
+      try {
+        answer = await this.ranges.request(url, { Range: `bytes=${offset}-${end}` }, signal);
+      } catch (err) {
+        throw this.networkError(err as Error, url);
       }
-    } finally {
-      await Promise.all(pending);
+      const { head, exchange } = answer;
+      const status = head.status;
+      if (REDIRECTS.has(status)) {
+        await exchange.discard();
+        url = this.redirectTarget(url, status, head.headers.get('location') ?? null, hop);
+        continue;
+      }
+      if (status === 200) {
+        exchange.close();
+        throw new RemoteError(`${this.url.href}: the server does not support Range requests (it answered with the whole file), so the image cannot be fetched region by region`, false, 200);
+      }
+      if (status < 200 || status >= 300) {
+        await exchange.discard();
+        throw statusError(url, status);
+      }
+      const cr = parseContentRange(head.headers.get('content-range'));
+      if (status !== 206 || !cr || cr.start !== offset || cr.end !== end) {
+        exchange.close();
+        throw new RemoteError(`${this.url.href} answered bytes ${offset}-${end} with ${status !== 206 ? `HTTP ${status}` : (head.headers.get('content-range') ?? 'no Content-Range')}`, false, status);
+      }
+      try {
+        await exchange.receiveBody({ length, pieceSize, depth: options.depth ?? 2, reuse: options.reuse ?? false, onPiece: handle });
+      } catch (err) {
+        if (err === pieceFailure || err instanceof SnapbackError) throw err;
+        throw this.networkError(err as Error, url);
+      }
+      return;
     }
-    if (failed) throw failed;
-    if (got !== length) throw new RemoteError(`${this.url.href}: the connection was lost after ${got} of ${length} bytes`, true);
   }
 
   /**
@@ -326,21 +298,23 @@ export class HttpRangeSource {
       const status = res.statusCode ?? 0;
       if (REDIRECTS.has(status)) {
         res.resume();
-        const location = header(res, 'location');
-        if (!location) throw new RemoteError(`${url.href} redirected (HTTP ${status}) without a Location`, false, status);
-        if (hop >= this.maxRedirects) throw new RemoteError(`${this.url.href}: more than ${this.maxRedirects} redirects`, false, status);
-        const next = new URL(location, url);
-        if (next.protocol !== 'http:' && next.protocol !== 'https:') throw new RemoteError(`${url.href} redirected to ${next.href}, which is not http(s)`, false, status);
-        log.debug({ from: url.href, to: next.href, status }, 'redirect');
-        url = next;
+        url = this.redirectTarget(url, status, header(res, 'location'), hop);
         continue;
       }
       if (status >= 200 && status < 300) return res;
       res.resume();
-      const retryable = status >= 500 || status === 429 || status === 408;
-      const why = status === 404 ? 'not found' : status === 403 || status === 401 ? 'access denied' : status === 416 ? 'range not satisfiable' : `HTTP ${status}`;
-      throw new RemoteError(`${url.href}: ${why} (HTTP ${status})`, retryable, status);
+      throw statusError(url, status);
     }
+  }
+
+  /** Where a redirect (HTTP `status` from `url`, hop `hop` of this request) leads, or why it is not followed. */
+  private redirectTarget(url: URL, status: number, location: string | null, hop: number): URL {
+    if (!location) throw new RemoteError(`${url.href} redirected (HTTP ${status}) without a Location`, false, status);
+    if (hop >= this.maxRedirects) throw new RemoteError(`${this.url.href}: more than ${this.maxRedirects} redirects`, false, status);
+    const next = new URL(location, url);
+    if (next.protocol !== 'http:' && next.protocol !== 'https:') throw new RemoteError(`${url.href} redirected to ${next.href}, which is not http(s)`, false, status);
+    log.debug({ from: url.href, to: next.href, status }, 'redirect');
+    return next;
   }
 
   private once(url: URL, headers: Record<string, string>, signal?: AbortSignal): Promise<http.IncomingMessage> {
@@ -368,6 +342,13 @@ export class HttpRangeSource {
     }
     return new RemoteError(`${url.href}: ${err.message}${code && !err.message.includes(code) ? ` (${code})` : ''}`, true, null, { cause: err });
   }
+}
+
+/** A refusal or failure of the server (a 4xx or 5xx); 5xx, 429 and 408 may pass. */
+function statusError(url: URL, status: number): RemoteError {
+  const retryable = status >= 500 || status === 429 || status === 408;
+  const why = status === 404 ? 'not found' : status === 403 || status === 401 ? 'access denied' : status === 416 ? 'range not satisfiable' : `HTTP ${status}`;
+  return new RemoteError(`${url.href}: ${why} (HTTP ${status})`, retryable, status);
 }
 
 function header(res: http.IncomingMessage, name: string): string | null {

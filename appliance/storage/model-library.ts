@@ -85,6 +85,11 @@ export interface CommitInfo {
   complete?: boolean;
   /** A partition model: the partition it protects (partition-model.ts). */
   partition?: ModelPartition;
+  /**
+   * The manifest was made here from the whole image (none came with it): a model the library
+   * holds already is found only now, and the error says so.
+   */
+  hashedHere?: boolean;
 }
 
 /**
@@ -313,7 +318,7 @@ export class ModelLibrary {
         log.info({ path }, 'model image copied as a reflink');
         const made = await createManifest(staging.imagePath, { regionSize: manifest?.regionSize ?? DEFAULT_MANIFEST_REGION_SIZE, hash: manifest?.hash ?? DEFAULT_MANIFEST_HASH, name: staging.name, onProgress: options.onProgress, hashPool: options.hashPool });
         if (manifest) assertSameDigests(manifest, made.allDigests, path);
-        return await staging.commit(manifest ?? made, { source });
+        return await staging.commit(manifest ?? made, { source, hashedHere: !manifest });
       }
       await staging.ensureSpace(st.isFile() ? Math.min(size, st.blocks * 512) : size);
       const stream = createReadStream(path, { highWaterMark: 1 << 20 });
@@ -418,22 +423,29 @@ export class ModelLibrary {
     let manifest = o.manifest;
     if (manifest) assertSameDigests(manifest, digests, sourceText(o.source));
     else manifest = Manifest.fromDigests({ name: staging.name, size: o.size, regionSize, hash, createdAt: new Date().toISOString(), image: { size: o.size, mtimeMs: 0, ino: 0 } }, digests);
-    return staging.commit(manifest, { source: o.source });
+    return staging.commit(manifest, { source: o.source, hashedHere: !o.manifest });
   }
 
   private commitStaged(dir: string, name: string, manifest: Manifest, info: CommitInfo, inPlace: string | null): Promise<StoredModel> {
     return this.serial(() => this.commitStagedLocked(dir, name, manifest, info, inPlace));
   }
 
-  /** Writes the manifest and record into the staging directory and renames it into place. */
-  /** Refuses (ALREADY_EXISTS) a model the library holds already. */
-  private async assertNotHeld(id: string): Promise<void> {
+  /**
+   * Refuses (ALREADY_EXISTS, naming it) a model the library holds already: at once when a
+   * manifest names the image before any byte is copied; `hashedHere` when it was known only
+   * once the whole image was hashed.
+   */
+  async assertNotHeld(id: string, hashedHere = false): Promise<void> {
     const existing = await this.find(id);
-    if (existing) throw new SnapbackError('ALREADY_EXISTS', `this image is already in the library as "${existing.record.name}" (id ${id.slice(0, 12)}…)`, { id, name: existing.record.name });
+    if (existing) {
+      const when = hashedHere ? ' (found once the whole image was hashed: no manifest came with it to tell before)' : '';
+      throw new SnapbackError('ALREADY_EXISTS', `this image is already in the library as "${existing.record.name}" (id ${id.slice(0, 12)}…)${when}`, { id, name: existing.record.name });
+    }
   }
 
+  /** Writes the manifest and record into the staging directory and renames it into place. */
   private async commitStagedLocked(dir: string, name: string, manifest: Manifest, info: CommitInfo, inPlace: string | null): Promise<StoredModel> {
-    await this.assertNotHeld(manifest.id);
+    await this.assertNotHeld(manifest.id, info.hashedHere ?? false);
     await this.checkNameFree(name);
     const imagePath = inPlace ?? join(dir, IMAGE_FILE);
     // the manifest describes the file as it lies in the library, so that opening it trusts it

@@ -23,7 +23,7 @@ import { z } from 'zod';
 import { HttpRangeSource, parseModelUrl, RemoteError, type RetryPolicy } from './http-range-source.js';
 import { createManifest, DEFAULT_MANIFEST_REGION_SIZE, Manifest, manifestPathFor } from './manifest.js';
 import { assertSameDigests, checkName, type ModelLibrary, type StoredModel } from './model-library.js';
-import { fetchRemoteImage } from './remote-manifest.js';
+import { fetchRemoteImage, type RemoteImage } from './remote-manifest.js';
 import { RemoteModel } from './remote-model.js';
 import { writeFileDurably } from './durable-write.js';
 import type { HashPool } from './hash-pool.js';
@@ -150,6 +150,8 @@ export interface UrlImportOptions {
   tuning?: RemoteModelTuning;
   /** The network's retries for the manifest and whole downloads (default: unbounded, 0.5 s doubling to 30 s). */
   retry?: Omit<RetryPolicy, 'signal'>;
+  /** What a first look found (lookUpUrlImage): the image's size and manifest, not fetched again. */
+  known?: RemoteImage | null;
 }
 
 /** The result: the model, and for a lazy one its RemoteModel (open, download started) for the caller to serve and watch. */
@@ -169,9 +171,7 @@ export async function importFromUrl(library: ModelLibrary, o: UrlImportOptions):
   const info: DownloadInfo = { url: url.href, caFile: o.caFile ?? null, rateLimit: o.rateLimit ?? null, name };
   try {
     await mkdir(downloads, { recursive: true });
-    const manifestTmp = join(downloads, `manifest-${process.pid}-${Date.now().toString(36)}.json`);
-    const remote = await fetchRemoteImage(source, manifestTmp, retry);
-    await rm(manifestTmp, { force: true });
+    const remote = o.known ?? (await fetchManifest(source, downloads, retry));
     const { manifest } = remote;
     if (o.lazy) {
       if (!manifest) throw new SnapbackError('BAD_ARGUMENT', `${url.href} has no manifest beside it (${url.pathname.split('/').pop()}.manifest.json), so it cannot be provisioned lazily: its regions could not be verified as they arrive; import it without --lazy (it is then downloaded whole and hashed)`);
@@ -193,6 +193,46 @@ export async function importFromUrl(library: ModelLibrary, o: UrlImportOptions):
     // a failed import leaves no trace: the downloads directory goes too when nothing else is in it
     await rmdir(downloads).catch(() => undefined);
     throw err;
+  } finally {
+    source.close();
+  }
+}
+
+/** The image's size and Range support, and the manifest beside it (fetched through a file in `downloads`). */
+async function fetchManifest(source: HttpRangeSource, downloads: string, retry: RetryPolicy): Promise<RemoteImage> {
+  const manifestTmp = join(downloads, `manifest-${process.pid}-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}.json`);
+  try {
+    return await fetchRemoteImage(source, manifestTmp, retry);
+  } finally {
+    await rm(manifestTmp, { force: true });
+  }
+}
+
+/** How long a first look at a URL waits for the server before leaving it to the import's job. */
+const LOOK_TIMEOUT_MS = 10_000;
+
+/**
+ * A first look at a URL before its import starts: the image's size and the manifest beside it,
+ * whose id says at once whether the library holds the image already (no byte of it copied).
+ * One attempt: null when the server does not answer now or refuses (the import's job then
+ * tries again with its retries, and reports what is wrong).
+ */
+export async function lookUpUrlImage(library: ModelLibrary, url: string, caFile: string | null): Promise<RemoteImage | null> {
+  let source: HttpRangeSource;
+  try {
+    source = new HttpRangeSource(parseModelUrl(url), { idleTimeoutMs: LOOK_TIMEOUT_MS, ...(caFile ? { caFile } : {}) });
+  } catch {
+    return null; // a bad URL or CA file: the import says so
+  }
+  const downloads = join(library.dir, DOWNLOADS_DIR);
+  const signal = AbortSignal.timeout(LOOK_TIMEOUT_MS);
+  try {
+    await mkdir(downloads, { recursive: true });
+    return await fetchManifest(source, downloads, { attempts: 1, baseMs: 0, maxMs: 0, signal });
+  } catch (err) {
+    log.debug({ url, err: (err as Error).message }, 'no first look at the URL: the import finds out');
+    await rmdir(downloads).catch(() => undefined);
+    return null;
   } finally {
     source.close();
   }
@@ -299,7 +339,7 @@ async function downloadWhole(library: ModelLibrary, source: HttpRangeSource, man
     let stored: StoredModel;
     try {
       await rename(image, staging.imagePath);
-      stored = await staging.commit(manifest ?? made, { source: { kind: 'url', url: info.url } });
+      stored = await staging.commit(manifest ?? made, { source: { kind: 'url', url: info.url }, hashedHere: !manifest });
     } catch (err) {
       await staging.abort();
       throw err;
