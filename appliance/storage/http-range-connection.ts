@@ -225,7 +225,7 @@ export class Exchange {
       if (this.place(c)) this.conn.socket.resume();
     } else if (o.length === 0) body.stop(null);
     else this.conn.socket.resume();
-    return body.done.then(() => this.conn.finish(this, head.keepAlive && !this.error));
+    return body.done.then(() => this.end(head.keepAlive && !this.error));
   }
 
   /** Drops the answer: its body is read when small and framed by its length (the connection kept), else the connection closes. */
