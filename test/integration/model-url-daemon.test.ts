@@ -2,8 +2,9 @@
  * Lazy provisioning end to end: `snapback init --model URL` against a real nginx, the daemon
  * serving the host (a real NBD client) while the model is still arriving, the download stalled
  * in the status when the server goes away and resuming by itself, a daemon restart in the
- * middle of the download, the model complete in the library at the end; and a URL that is not
- * http(s) refused with nothing changed.
+ * middle of the download, the model complete in the library at the end; a URL that is not
+ * http(s) refused with nothing changed; and an image the library holds already refused at once
+ * when a manifest names it (a URL or a file), or by the import's job once hashed when none does.
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
@@ -14,12 +15,13 @@ import type { ChildProcess } from 'node:child_process';
 import { callDaemon } from '../../appliance/cli/control-client.js';
 import { modelImport } from '../../appliance/cli/model-commands.js';
 import { isSnapbackError } from '../../appliance/errors.js';
-import type { ModelList } from '../../appliance/api/models.js';
+import type { ModelImportJob, ModelList } from '../../appliance/api/models.js';
 import type { ApplianceStatus } from '../../appliance/api/status.js';
 import { createManifest, manifestPathFor } from '../../appliance/storage/manifest.js';
 import { Nginx } from '../helpers/nginx.js';
 import { makeImage, makeTempDir, nbdsh, type TempDir } from '../helpers/nbd-clients.js';
 import { exited, nbdUri, snapback, startServe } from '../helpers/cli.js';
+import { nodeRequest } from '../helpers/http-harness.js';
 import { waitFor } from '../helpers/wait.js';
 
 const KiB = 1024;
@@ -253,5 +255,53 @@ except nbd.Error as e:
     assert.equal(rate.code, 0, rate.stderr);
     assert.equal(list().find((m) => m.name === 'fifth')!.download?.rateLimitBytesPerSecond, 65536);
     assert.equal(snapback(['model', 'download-rate', 'fifth', 'unlimited', '--state-dir', state]).code, 0);
+  });
+  it('a duplicate import through the daemon: refused at once (409 ALREADY_EXISTS naming the model) when a manifest names the image, at a URL or beside a file; without a manifest the job fails once the image is hashed, and says so', async function () {
+    const state = join(dir.path, 'state4');
+    // the library's first model: the image served by nginx, with the manifest nginx serves beside it (the same id)
+    const local = join(dir.path, 'local4.img');
+    await copyFile(join(root, 'model.img'), local);
+    await copyFile(manifestPathFor(join(root, 'model.img')), manifestPathFor(local));
+    assert.equal(snapback(['init', '--state-dir', state, '--model', local, '--manifest', manifestPathFor(local), '--disk', join(dir.path, 'disk4.img')]).code, 0);
+    daemon = await startServe(state);
+    const sock = join(state, 'control.sock');
+    const first = (await models(state)).models[0]!;
+    const importsBefore = (await models(state)).imports.length;
+    const post = (source: string, name: string) => nodeRequest({ socketPath: sock }, 'POST', '/api/models/import', { source, name });
+
+    // a manifest names the image (at the URL, after a redirect, beside a local file): 409 at once, no job, no byte copied
+    for (const source of [nginx.url('slow', 'model.img'), nginx.url('redirect', 'model.img'), local]) {
+      const r = await post(source, 'again');
+      assert.equal(r.status, 409, r.text);
+      assert.equal((r.json as { error: string }).error, 'ALREADY_EXISTS');
+      assert.match((r.json as { message: string }).message, new RegExp(`already in the library as "${first.name}" \\(id ${first.id.slice(0, 12)}`));
+      assert.doesNotMatch((r.json as { message: string }).message, /hashed/);
+    }
+    assert.equal((await models(state)).imports.length, importsBefore, 'no import job was started');
+    const cli = snapback(['model', 'import', nginx.url('slow', 'model.img'), '--name', 'again', '--state-dir', state]);
+    assert.equal(cli.code, 1, cli.stderr);
+    assert.match(cli.stderr, new RegExp(`already in the library as "${first.name}"`));
+    assert.equal((await models(state)).imports.length, importsBefore, 'the CLI started no import job either');
+    assert.deepEqual(downloadsLeft(state), [], 'nothing was downloaded');
+
+    // no manifest at the URL: the image is known only once downloaded and hashed, so the job fails then, saying so
+    const bare = Buffer.from(image);
+    bare.fill(4, 0, 100);
+    await writeFile(join(root, 'bare.img'), bare);
+    await copyFile(join(root, 'bare.img'), join(root, 'bare-copy.img'));
+    assert.equal(snapback(['model', 'import', nginx.url('files', 'bare.img'), '--name', 'bare', '--state-dir', state]).code, 0);
+    const r = await post(nginx.url('files', 'bare-copy.img'), 'bare again');
+    assert.equal(r.status, 202, r.text);
+    const failed = await waitFor('the duplicate import to fail', async () => {
+      const j = (await callDaemon(sock, 'GET', `/api/models/imports/${(r.json as ModelImportJob).id}`)) as ModelImportJob;
+      return j.state !== 'running' ? j : null;
+    });
+    assert.equal(failed.errorCode, 'ALREADY_EXISTS');
+    assert.match(failed.error ?? '', /already in the library as "bare" .*found once the whole image was hashed: no manifest came with it/);
+    const late = snapback(['model', 'import', nginx.url('files', 'bare-copy.img'), '--name', 'bare again', '--state-dir', state]);
+    assert.equal(late.code, 1, late.stderr);
+    assert.match(late.stderr, /already in the library as "bare" .*found once the whole image was hashed/);
+    assert.deepEqual((await models(state)).models.map((m) => m.name).sort(), [first.name, 'bare'].sort());
+    assert.deepEqual(downloadsLeft(state), [], 'nothing of the refused downloads is left');
   });
 });
