@@ -45,6 +45,8 @@ export interface LibraryRow {
 export interface LibraryBenchOptions {
   dir: string;
   quick: boolean;
+  /** Only the URL rows (import against curl, lazy first read), not the switch. */
+  urlOnly?: boolean;
   progress: (line: string) => void;
 }
 
@@ -272,6 +274,7 @@ export async function libraryRows(opts: LibraryBenchOptions): Promise<LibraryRow
   } finally {
     rmSync(join(opts.dir, 'url'), { recursive: true, force: true });
   }
+  if (opts.urlOnly) return rows;
   try {
     rows.push(await switchRow(join(opts.dir, 'switch'), 1024 * MiB, opts.progress));
   } catch (err) {

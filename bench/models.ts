@@ -9,7 +9,7 @@
  *     a lazily provisioned region, a switch between models against a full copy): each measured
  *     by bench/models-library.ts when the feature is there, otherwise reported as not measured.
  *
- *   node dist/bench/models.js [--quick] [--dir DIR]
+ *   node dist/bench/models.js [--quick] [--only library|url] [--dir DIR]
  */
 import { execFileSync } from 'node:child_process';
 import { randomFillSync } from 'node:crypto';
@@ -66,6 +66,8 @@ export interface ModelsBenchOptions {
   /** Where the sparse image and the library's files go (a disk-backed file system, as on the appliance). */
   dir: string;
   quick?: boolean;
+  /** Only the library's rows against their peers ('library'), or only the URL rows ('url': import against curl, lazy first read). */
+  only?: 'library' | 'url';
   progress?: (line: string) => void;
 }
 
@@ -132,16 +134,22 @@ export async function runModelsBench(opts: ModelsBenchOptions): Promise<ModelsBe
   const dir = join(opts.dir, `models-bench-${process.pid}`);
   mkdirSync(dir, { recursive: true });
   try {
+    const hashes: HashCoreRow[] = [];
+    const rows: SparseRow[] = [];
+    if (opts.only) {
+      progress(`models bench: only the ${opts.only === 'url' ? 'URL rows' : "library's rows"}`);
+      const library = await libraryRows({ dir: join(dir, 'library'), quick, progress, ...(opts.only === 'url' ? { urlOnly: true } : {}) });
+      return { cpu: cpus()[0]?.model ?? 'unknown', cpus: cpus().length, quick, hashes, sparse: { dir: opts.dir, fs: fsName(opts.dir), rows }, library };
+    }
     progress('models bench: hash throughput of one core (one hash worker thread)');
     const mib = quick ? 256 : 1024;
-    const hashes = hashCores(mib, ['sha256', 'blake3'], false);
+    hashes.push(...hashCores(mib, ['sha256', 'blake3'], false));
     if (hasShaInstructions()) hashes.push(...hashCores(mib, ['sha256'], true));
 
     progress('  the manifest of a 64 GiB sparse image');
     const image = join(dir, 'sparse-64g.img');
     const size = 64 * GiB;
     const dataBytes = makeSparseImage(image, size, 4, (quick ? 16 : 64) * MiB);
-    const rows: SparseRow[] = [];
     rows.push(await manifestRow(image, 'blake3', true, size, dataBytes));
     rows.push(await manifestRow(image, 'sha256', true, size, dataBytes));
     if (!quick) {
@@ -198,9 +206,10 @@ function isTmpfs(path: string): boolean {
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   process.env.LOG_LEVEL ??= 'warn';
-  const { values } = parseArgs({ options: { quick: { type: 'boolean', default: false }, dir: { type: 'string' } } });
+  const { values } = parseArgs({ options: { quick: { type: 'boolean', default: false }, dir: { type: 'string' }, only: { type: 'string' } } });
   const dir = values.dir ?? (isTmpfs(tmpdir()) ? '/var/tmp' : tmpdir());
-  runModelsBench({ dir, quick: values.quick === true })
+  if (values.only !== undefined && values.only !== 'library' && values.only !== 'url') throw new Error(`--only ${values.only}: library or url`);
+  runModelsBench({ dir, quick: values.quick === true, ...(values.only ? { only: values.only } : {}) })
     .then((r) => process.stdout.write(modelsMarkdown(r) + '\n' + JSON.stringify(r) + '\n'))
     .catch((err: unknown) => {
       process.stderr.write(`${(err as Error).stack ?? String(err)}\n`);

@@ -185,7 +185,9 @@ export class Exchange {
       return false; // paused until the caller says what to do with the body
     }
     if (this.drainDone) return this.drained(n);
-    if (!this.body) {
+    if (!this.body || this.carry !== null) {
+      // no piece can take them yet (or bytes wait before them): kept in order behind those. TLS
+      // hands over what it has decrypted already even after reading was told to stop.
       this.carry = this.carry ? Buffer.concat([this.carry, scratch.subarray(0, n)]) : Buffer.from(scratch.subarray(0, n));
       return false;
     }
