@@ -1,7 +1,9 @@
 /**
  * The model library:
  *   GET    /api/models               → ModelList (models, and imports still running or just ended)
- *   POST   /api/models/import        {source, name, lazy?} → 202 the import job (audit: model.import)
+ *   POST   /api/models/import        {source, name, lazy?} → 202 the import job (audit: model.import);
+ *                                     409 ALREADY_EXISTS at once when a manifest (at the URL, beside
+ *                                     the file) names an image the library holds
  *   GET    /api/models/imports/:id   → the import job (poll until done or failed)
  *   PATCH  /api/models/:ref          {name} → the renamed model (audit: model.rename)
  *   DELETE /api/models/:ref[?force=true] → the removed model (audit: model.remove)
