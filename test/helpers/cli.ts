@@ -29,9 +29,10 @@ export function snapbackOk(stateDir: string, args: string[]): string {
  * What most daemon and CLI tests start from, made with the CLI as an administrator would: a model
  * image of `bytes` in `dir` with its manifest (`snapback model manifest`, named `name` when given)
  * and a state directory `dir`/state over the working disk `dir`/disk.img (`snapback init`, with
- * `--region-size` when given). Returns the paths.
+ * `--region-size` when given); with `restored`, the disk then restored (`snapback restore`:
+ * nothing pending). Returns the paths.
  */
-export function initState(dir: string, bytes: Buffer, opts: { name?: string; regionSize?: string } = {}): { state: string; model: string; disk: string } {
+export function initState(dir: string, bytes: Buffer, opts: { name?: string; regionSize?: string; restored?: boolean } = {}): { state: string; model: string; disk: string } {
   const model = join(dir, 'model.img');
   const state = join(dir, 'state');
   const disk = join(dir, 'disk.img');
@@ -40,6 +41,10 @@ export function initState(dir: string, bytes: Buffer, opts: { name?: string; reg
   if (manifest.code !== 0) throw new Error(`snapback model manifest: ${manifest.stderr}`);
   const init = snapback(['init', '--state-dir', state, '--model', model, '--disk', disk, ...(opts.regionSize ? ['--region-size', opts.regionSize] : [])]);
   if (init.code !== 0) throw new Error(`snapback init: ${init.stderr}`);
+  if (opts.restored) {
+    const restore = snapback(['restore', '--state-dir', state]);
+    if (restore.code !== 0) throw new Error(`snapback restore: ${restore.stderr}`);
+  }
   return { state, model, disk };
 }
 

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import { Prng } from '../helpers/prng.js';
-import { snapback, tool, startServe, exited, nbdUri } from '../helpers/cli.js';
+import { initState, snapback, tool, startServe, exited, nbdUri } from '../helpers/cli.js';
 import { nbdsh } from '../helpers/nbd-clients.js';
 import { waitFor } from '../helpers/wait.js';
 import { callDaemon } from '../../appliance/cli/control-client.js';
@@ -39,7 +39,6 @@ describe('model activate and capture (CLI, daemon, NBD)', function () {
       const at = m * MIB + rng.int(MIB);
       modelB[at] = modelB[at]! ^ 0x5a; // one byte is enough to differ
     }
-    writeFileSync(join(dir, 'a.img'), modelA);
     writeFileSync(join(dir, 'b.img'), modelB);
     writeFileSync(join(dir, 'big.img'), Buffer.alloc(SIZE + MIB));
   });
@@ -59,8 +58,7 @@ describe('model activate and capture (CLI, daemon, NBD)', function () {
   };
   /** A state on model A (restored: nothing pending), with B (and a model one MiB larger) in its library. */
   function setUp(): void {
-    ok(['init', '--state-dir', state, '--model', join(dir, 'a.img'), '--disk', join(dir, 'disk.img'), '--region-size', '64K']);
-    ok(['restore', '--state-dir', state]);
+    initState(dir, modelA, { name: 'a.img', regionSize: '64K', restored: true });
     ok(['model', 'import', join(dir, 'b.img'), '--name', 'B', '--state-dir', state]);
     ok(['model', 'import', join(dir, 'big.img'), '--name', 'big', '--state-dir', state]);
   }

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import { Prng } from '../helpers/prng.js';
-import { snapback, tool, startServe, exited, nbdUri } from '../helpers/cli.js';
+import { initState, snapback, tool, startServe, exited, nbdUri } from '../helpers/cli.js';
 import { nbdsh } from '../helpers/nbd-clients.js';
 import { callDaemon } from '../../appliance/cli/control-client.js';
 import type { PersistentList } from '../../appliance/api/persistent.js';
@@ -28,11 +28,8 @@ describe('snapback persistent (CLI, daemon, NBD)', function () {
 
   before(() => {
     dir = mkdtempSync(join(tmpdir(), 'snapback-persistent-cli-'));
-    state = join(dir, 'state');
     model = new Prng(5).bytes(SIZE);
-    writeFileSync(join(dir, 'model.img'), model);
-    ok(['init', '--state-dir', state, '--model', join(dir, 'model.img'), '--disk', join(dir, 'disk.img'), '--region-size', '64K']);
-    ok(['restore', '--state-dir', state]);
+    ({ state } = initState(dir, model, { regionSize: '64K', restored: true }));
   });
   after(async () => {
     if (daemon) {
