@@ -141,6 +141,13 @@ describe('snapback model: import, list, rename, remove', function () {
     for (const a of ['model.import', 'model.rename', 'model.remove']) assert.ok(actions.includes(a), `${a} audited: ${actions.join(', ')}`);
   });
 
+  it('an offline command logs to stderr: with LOG_LEVEL=info, `model import --json` prints its record alone on stdout (it parses as JSON)', () => {
+    const r = snapback(['model', 'import', image('logged.img', 4), '--name', 'logged', '--json', '--state-dir', state], { LOG_LEVEL: 'info' });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal((JSON.parse(r.stdout) as ModelRecord).name, 'logged', r.stdout);
+    assert.match(r.stderr, /"msg":"model added to the library"/, 'the log lines are written, to stderr');
+  });
+
   it('init makes the manifest itself when the image has none, without writing beside the image', () => {
     assert.equal(existsSync(join(dir, 'base.img.manifest.json')), false);
     const [m] = list();
