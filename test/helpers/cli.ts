@@ -1,8 +1,10 @@
 /** Runs the built `snapback` CLI and the daemon as child processes, for integration tests. */
+import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
+import { stateSnapshot } from './state-snapshot.js';
 import { waitFor } from './wait.js';
 
 export const CLI = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'appliance', 'cli', 'main.js');
@@ -23,6 +25,19 @@ export function snapbackOk(stateDir: string, args: string[]): string {
   const r = snapback([...args, '--state-dir', stateDir]);
   if (r.code !== 0) throw new Error(`snapback ${args.join(' ')} exited ${r.code}: ${r.stderr}`);
   return r.stdout;
+}
+
+/**
+ * Runs `snapback ARGS --state-dir DIR`, which must fail with exit `code` (2: bad input) and one
+ * clear line on stderr matching `msg`, and change nothing in the state directory (stateSnapshot).
+ */
+export function snapbackRefused(stateDir: string, args: string[], msg: RegExp, code = 1): void {
+  const before = stateSnapshot(stateDir);
+  const r = snapback([...args, '--state-dir', stateDir]);
+  assert.equal(r.code, code, `${args.join(' ')} → ${r.code}: ${r.stdout}${r.stderr}`);
+  assert.match(r.stderr, msg);
+  assert.equal(r.stderr.trim().split('\n').length, 1, `one line: ${r.stderr}`);
+  assert.equal(stateSnapshot(stateDir), before, `${args.join(' ')} changed nothing`);
 }
 
 /**

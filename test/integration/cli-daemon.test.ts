@@ -13,6 +13,7 @@ import { Prng } from '../helpers/prng.js';
 import { spawnNbdsh } from '../helpers/nbd-clients.js';
 import { waitFor } from '../helpers/wait.js';
 import { CLI, initState, snapback, tool, startServe, exited, nbdUri } from '../helpers/cli.js';
+import { hostReads } from '../helpers/host-io.js';
 import { ownNetworkAddress } from '../helpers/network.js';
 import { callDaemon } from '../../appliance/cli/control-client.js';
 import { VERSION } from '../../appliance/version.js';
@@ -36,13 +37,6 @@ describe('snapback CLI and daemon', function () {
     state = join(dir, 'state');
   });
   afterEach(() => rmSync(dir, { recursive: true, force: true }));
-
-  function exportBytes(): Buffer {
-    const out = join(dir, 'export.img');
-    const r = tool('nbdcopy', [nbdUri(state), out]);
-    assert.equal(r.code, 0, r.stderr);
-    return readFileSync(out);
-  }
 
   it('rejects bad arguments with one clear line and exit 2', () => {
     const cases: string[][] = [['init', '--bogus'], ['init', '--state-dir', state], ['init', '--state-dir', state, '--model', model, '--disk', 'd', '--region-size', '3K'], ['frobnicate'], ['mode', 'melted', '--state-dir', state], ['verify']];
@@ -157,7 +151,7 @@ describe('snapback CLI and daemon', function () {
       await exited(sh);
       const expect16 = modelBytes.subarray(1 << 20, (1 << 20) + 16).toString('hex');
       assert.ok(shOut.includes(`READ ${expect16}`), `after the session end the connected client read the model: ${shOut}`);
-      assert.ok(exportBytes().equals(modelBytes), 'the whole export equals the model');
+      assert.ok(hostReads(state, dir).equals(modelBytes), 'the whole export equals the model');
       const sessions = JSON.parse(snapback(['status', '--state-dir', state, '--json']).stdout) as { session: { number: number } };
       assert.ok(sessions.session.number >= 3);
     } finally {
@@ -212,7 +206,7 @@ describe('snapback CLI and daemon', function () {
     assert.equal(v1.code, 0, `no unlogged difference after the crash: ${v1.stdout}${v1.stderr}`);
     d = await startServe(state);
     try {
-      assert.ok(exportBytes().equals(modelBytes), 'the restart began a new session: the model');
+      assert.ok(hostReads(state, dir).equals(modelBytes), 'the restart began a new session: the model');
     } finally {
       d.kill('SIGTERM');
       await exited(d);
