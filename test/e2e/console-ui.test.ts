@@ -20,7 +20,7 @@ import { ConsoleServer } from '../../console/server/console-server.js';
 import { useChromium, newPage, shot, waitData } from '../helpers/browser.js';
 import { exited, snapback, startServe } from '../helpers/cli.js';
 import { PASSWORD } from '../helpers/http-harness.js';
-import { startConsoleRig } from '../helpers/console-rig.js';
+import { consoleApi, startConsoleRig } from '../helpers/console-rig.js';
 import { Mosquitto } from '../helpers/mosquitto.js';
 import { ProtocolAppliance } from '../helpers/protocol-appliance.js';
 import { Prng } from '../helpers/prng.js';
@@ -58,13 +58,9 @@ describe('the console web UI in Chromium (real console, mosquitto and appliance 
     const page = p.page;
     try {
       const api = async <T>(method: string, path: string, body?: unknown): Promise<T> => {
-        const res = await fetch(base + path, {
-          method,
-          headers: { authorization: `Bearer ${token}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
-          ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-        });
-        assert.ok(res.ok, `${method} ${path}: ${res.status}`);
-        return (await res.json()) as T;
+        const res = await consoleApi<T>({ base: url, token }, method, path, body);
+        assert.ok(res.status >= 200 && res.status < 300, `${method} ${path}: ${res.status}`);
+        return res.body;
       };
       const status = async (state: string): Promise<ApplianceStatus> => (await callDaemon(join(state, 'control.sock'), 'GET', '/api/status')) as ApplianceStatus;
       const appliance = async (name: string): Promise<{ state: string; child: ChildProcess }> => {

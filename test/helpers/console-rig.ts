@@ -62,3 +62,13 @@ export async function startConsoleRig(dir: string, opts: { port?: number; public
   await waitFor('the console connected', () => server.link.connected);
   return { broker, server, token: t.token, base: server.http.address().url };
 }
+
+/** Calls the console's API with the rig's token; `path` is taken from the console's root. */
+export async function consoleApi<T>(rig: { base: string; token: string }, method: string, path: string, body?: unknown): Promise<{ status: number; body: T }> {
+  const res = await fetch(rig.base + path.replace(/^\//, ''), {
+    method,
+    headers: { authorization: `Bearer ${rig.token}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
+    ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+  });
+  return { status: res.status, body: (await res.json()) as T };
+}
