@@ -12,6 +12,7 @@ import { parseSize } from '../storage/sizes.js';
 import { isSnapbackError } from '../errors.js';
 import { groupId } from '../nbd/listen-policy.js';
 import { VERSION } from '../version.js';
+import { setLogDestination } from '../logger.js';
 import * as commands from './commands.js';
 import * as modelCommands from './model-commands.js';
 import * as consoleCommands from './console-commands.js';
@@ -94,11 +95,17 @@ export interface CliRun {
 }
 
 export function buildProgram(run: CliRun = { exitCode: 0 }): Command {
-  const act =
+  // A command's log lines go to standard error, so that what it prints (--json) is its output
+  // alone; the servers (serve, demo, console serve) log to standard output, their journal.
+  const withLogsTo =
+    (to: 'stdout' | 'stderr') =>
     <A extends unknown[]>(handler: (...args: A) => Promise<number>) =>
     async (...args: A): Promise<void> => {
+      setLogDestination(to);
       run.exitCode = await handler(...args);
     };
+  const act = withLogsTo('stderr');
+  const actServer = withLogsTo('stdout');
 
   const program = new Command('snapback')
     .usage('COMMAND [options]')
@@ -255,7 +262,7 @@ export function buildProgram(run: CliRun = { exitCode: 0 }): Command {
     .option('--management-username <USER>', 'the broker login (without enrollment)')
     .option('--management-password-file <FILE>', "a file holding the broker login's password")
     .option('--management-ca <FILE>', 'the CA (PEM) of an mqtts:// broker or an https:// console that no public CA signed')
-    .action(act(commands.serve));
+    .action(actServer(commands.serve));
 
   program
     .command('status')
@@ -342,7 +349,7 @@ export function buildProgram(run: CliRun = { exitCode: 0 }): Command {
     .description('the appliance on a laptop: a demo disk in DIR, served over NBD, with the web UI')
     .option('--dir <DIR>', 'where the demo keeps its files', '.snapback-demo')
     .addOption(httpListen())
-    .action(act(commands.demo));
+    .action(actServer(commands.demo));
 
   const fleetConsole = program.command('console').description('the console of a fleet of appliances: their status, commands and models, over MQTT and HTTP');
   fleetConsole
@@ -360,7 +367,7 @@ export function buildProgram(run: CliRun = { exitCode: 0 }): Command {
     .option('--http-host-name <NAME>', 'a further name the console answers to (repeatable)', (v: string, prev: string[]) => [...prev, v], [] as string[])
     .option('--http-tls-cert <FILE>', 'serve HTTPS with this certificate (PEM; with --http-tls-key)')
     .option('--http-tls-key <FILE>', 'the private key of --http-tls-cert (PEM)')
-    .action(act(consoleCommands.consoleServe));
+    .action(actServer(consoleCommands.consoleServe));
   fleetConsole
     .command('token')
     .description('API tokens of the console')

@@ -31,26 +31,18 @@ import type { ComponentHealth } from '../session/appliance-service.js';
 import { HttpComponent } from '../http/http-component.js';
 import { GadgetComponent } from '../gadget/gadget-component.js';
 import { GpioComponent } from '../gpio/gpio-component.js';
-import { gpioRoutes } from '../http/routes/gpio-routes.js';
-import { managementRoutes } from '../http/routes/management-routes.js';
 import { ManagementComponent, type ManagementCommandLine } from '../management/management-component.js';
 import { modelAssigner } from '../management/model-assignment.js';
-import { modelLibraryRoutes } from '../http/routes/model-library-routes.js';
-import { persistentRoutes } from '../http/routes/persistent-routes.js';
-import { partitionRoutes } from '../http/routes/partition-routes.js';
 import { readPartitionTable } from '../storage/partition-table.js';
-import { modelDownloadRoutes } from '../http/routes/model-download-routes.js';
 import { ModelDownloads } from '../session/model-downloads.js';
-import { modelUploadRoutes } from '../http/routes/model-upload-routes.js';
 import { ModelService } from '../session/model-service.js';
 import { ModelLibrary } from '../storage/model-library.js';
 import type { ModelDownload } from '../api/models.js';
 import type { NbdTlsFiles } from '../nbd/tls-config.js';
-import type { ApiRouter } from '../http/api-router.js';
 import { childLogger } from '../logger.js';
 import { MaintenanceComponent } from '../maintenance/maintenance-component.js';
-import { maintenanceRoutes } from '../http/routes/maintenance-routes.js';
 import { gpioHostPower } from './maintenance-power.js';
+import { daemonRoutes } from './daemon-routes.js';
 import { systemClock } from '../clock.js';
 
 const log = childLogger('daemon');
@@ -207,16 +199,17 @@ export class Daemon {
         listen: o.httpListen,
         hostNames: o.httpHostNames ?? [],
         controlSocket: dir.controlSocket,
-        extraRoutes: [
-          (api) => modelLibraryRoutes(api, { models, store: state.store, switcher }),
-          (api) => modelDownloadRoutes(api, { models, downloads, store: state.store }),
-          (api) => modelUploadRoutes(api, { models, store: state.store }),
-          (api) => persistentRoutes(api, { areas: () => storage.engine.persistent, store: state.store }),
-          (api) => partitionRoutes(api, { partitions: () => readPartitionTable(storage.engine.model) }),
-          ...(gpio ? [(api: ApiRouter) => gpioRoutes(api, gpio)] : []),
-          (api: ApiRouter) => managementRoutes(api, management, state.store),
-          (api: ApiRouter) => maintenanceRoutes(api, maintenance),
-        ],
+        extraRoutes: daemonRoutes({
+          store: state.store,
+          models,
+          downloads,
+          switcher,
+          areas: () => storage.engine.persistent,
+          partitions: () => readPartitionTable(storage.engine.model),
+          gpio,
+          management,
+          maintenance,
+        }),
       });
       // the downloads before the API: a request right after the start (a download's rate, an
       // import from a URL) finds every download resumed and the URL importer registered

@@ -2,6 +2,9 @@
  * ReplyWriter: encodes transmission-phase replies and sends them in batches. Replies that
  * complete in the same event-loop turn leave in one socket write (one writev): headers and
  * small payloads are packed into a slab, large payloads are passed by reference (never copied).
+ * A full slab is used again once the kernel has taken every part of it: a fresh 256 KiB slab
+ * for every 63 replies of 4 KiB cost page faults, kernel zeroing and an munmap each time
+ * (about a twentieth of the server's CPU for 4 KiB random reads).
  */
 import type { Socket } from 'node:net';
 import {
@@ -17,6 +20,8 @@ import {
 } from './protocol.js';
 
 const SLAB_SIZE = 256 * 1024;
+/** Written-out slabs kept for reuse (beyond the one being filled). */
+const SPARE_SLABS = 1;
 /** Read payloads up to this size are copied next to their header; larger ones are referenced. */
 const COPY_THRESHOLD = 16 * 1024;
 const TWO_32 = 0x100000000;
@@ -26,8 +31,26 @@ function afterWrite(release: (() => void) | undefined): ((err?: Error | null) =>
   return release ? (err) => (err ? undefined : release()) : undefined;
 }
 
+/** A slab and how many of its pieces the socket still holds. */
+interface Slab {
+  buf: Buffer;
+  /** Pieces handed to the socket and not yet written. */
+  held: number;
+  /** No longer the slab being filled: reusable once `held` is 0. */
+  full: boolean;
+  /** A piece of it was written (made once per slab, not per batch). */
+  written: () => void;
+  /** The same, for the last piece of a batch: also reports that the batch left. */
+  writtenLast: (err?: Error | null) => void;
+}
+
 export class ReplyWriter {
-  private slab = Buffer.allocUnsafeSlow(SLAB_SIZE);
+  private current: Slab = this.newSlab(Buffer.allocUnsafeSlow(SLAB_SIZE));
+  private slab = this.current.buf;
+  /** Full slabs whose every piece was written, ready to be filled again. */
+  private readonly spare: Buffer[] = [];
+  /** Slabs allocated so far (the rest were reused). */
+  slabsAllocated = 1;
   /** Start of the slab bytes not yet handed to the socket, and end of the bytes written. */
   private sealed = 0;
   private used = 0;
@@ -149,6 +172,7 @@ export class ReplyWriter {
     const onWritten = this.onWritten;
     if (!onWritten) return afterWrite(release);
     if (!release) return this.batchWritten;
+    if (release === this.current.written) return this.current.writtenLast;
     return (err) => {
       if (!err) release?.();
       onWritten();
@@ -177,8 +201,15 @@ export class ReplyWriter {
   private reserve(n: number): number {
     if (this.slab.length - this.used < n) {
       this.seal();
-      // Slab regions already handed out stay referenced by the socket: start a fresh slab.
-      this.slab = Buffer.allocUnsafeSlow(Math.max(SLAB_SIZE, n));
+      // Slab regions already handed out stay referenced by the socket until written: fill a
+      // slab whose pieces have all been written, or a fresh one.
+      const full = this.current;
+      full.full = true;
+      this.keepIfWritten(full);
+      const reused = n <= SLAB_SIZE ? this.spare.pop() : undefined;
+      if (reused === undefined) this.slabsAllocated++;
+      this.current = this.newSlab(reused ?? Buffer.allocUnsafeSlow(Math.max(SLAB_SIZE, n)));
+      this.slab = this.current.buf;
       this.sealed = 0;
       this.used = 0;
     }
@@ -197,9 +228,38 @@ export class ReplyWriter {
 
   private seal(): void {
     if (this.used > this.sealed) {
+      const slab = this.current;
+      slab.held++;
       this.pieces.push(this.slab.subarray(this.sealed, this.used));
-      this.releases.push(undefined);
+      // Runs only once the kernel took the piece (afterWrite): a failed or dropped write never
+      // gives its slab back, and the GC frees it.
+      this.releases.push(slab.written);
       this.sealed = this.used;
+    }
+  }
+
+  private newSlab(buf: Buffer): Slab {
+    const slab: Slab = {
+      buf,
+      held: 0,
+      full: false,
+      written: () => {
+        slab.held--;
+        this.keepIfWritten(slab);
+      },
+      writtenLast: (err) => {
+        if (!err) slab.written();
+        this.onWritten?.();
+      },
+    };
+    return slab;
+  }
+
+  /** A full slab none of whose pieces the socket still holds is kept for reuse (up to SPARE_SLABS). */
+  private keepIfWritten(slab: Slab): void {
+    if (slab.full && slab.held === 0 && slab.buf.length === SLAB_SIZE && this.spare.length < SPARE_SLABS) {
+      slab.full = false; // kept once only
+      this.spare.push(slab.buf);
     }
   }
 

@@ -64,6 +64,19 @@ export interface HydrationProgress {
   lastError: HydrationError | null;
 }
 
+/** A batch of regions copied from the model, holding their region locks until cleared. */
+interface CopiedBatch {
+  /** The regions, ascending. */
+  todo: number[];
+  regions: Set<number>;
+  /** The model the bytes came from. */
+  model: ProtectedDisk['model'];
+  release: () => void;
+  bytes: number;
+  /** The flush that makes the copy durable, once started. */
+  flushed: Promise<void> | null;
+}
+
 const sleep = (ms: number) => new Promise<void>((res) => setTimeout(res, ms));
 
 export class Hydrator extends EventEmitter {
@@ -264,33 +277,68 @@ export class Hydrator extends EventEmitter {
     return this.finishedAt;
   }
 
+  /**
+   * The restore loop. Batches are pipelined: a batch's flush runs while the next batch is
+   * copied, and a batch's regions are cleared (and its region locks released) only once its own
+   * flush is done, so that no region is ever marked restored before its bytes are durable. At
+   * most two batches hold locks at once. Under a rate limit each batch is finished before the
+   * pacing wait, which holds no locks.
+   */
   private async run(fullSpeed: boolean, onProgress?: (done: number, total: number) => void): Promise<void> {
     const rs = this.pd.regionSize;
     // under a rate limit, batches of at most a quarter second's worth keep progress honest
     const batch = this.rate && !fullSpeed ? Math.min(this.batchBytes, Math.floor(this.rate / 4)) : this.batchBytes;
     const maxRegions = Math.max(1, Math.floor(batch / rs));
     let sinceSync = 0;
-    for (;;) {
-      if (this.stopping && !fullSpeed) break;
-      if (!fullSpeed) await this.yieldToHost();
-      let first = this.pd.log.nextPending(this.cursor);
-      if (first < 0 && this.cursor > 0) {
-        this.cursor = 0;
-        first = this.pd.log.nextPending(0);
+    /** The batch whose flush is running (copied, not yet cleared), if any. */
+    let flushing: CopiedBatch | null = null;
+    /** The batch being copied: it holds its locks too. */
+    let copying: CopiedBatch | null = null;
+    const finishFlushing = async (): Promise<void> => {
+      const b = flushing;
+      if (!b) return;
+      flushing = null;
+      if (await this.finishBatch(b, onProgress)) sinceSync += b.bytes;
+      if (sinceSync >= 256 << 20) {
+        sinceSync = 0;
+        await this.pd.log.sync();
       }
-      if (first < 0) break;
-      // the batch: pending regions from `first`, up to maxRegions, that are not locked by a host write
-      const candidates: number[] = [];
-      for (let r = first; r < this.pd.log.regionCount && candidates.length < maxRegions; r++) {
-        if (this.pd.log.isPending(r)) candidates.push(r);
-        else if (r - first > maxRegions * 4) break;
-      }
-      this.cursor = (candidates[candidates.length - 1] ?? first) + 1;
-      const { locked, release } = this.pd.locks.tryAcquire(candidates);
-      let copied = false;
-      try {
+    };
+    try {
+      for (;;) {
+        if (this.stopping && !fullSpeed) break;
+        if (!fullSpeed) {
+          // under a rate limit: no pipelining, and no locks held while waiting for the pace
+          if (this.rate) {
+            await finishFlushing();
+            await this.throttle();
+            if (this.stopping) break;
+          }
+          await this.yieldToHost();
+        }
+        const inFlush = flushing?.regions;
+        const first = this.nextCandidate(inFlush);
+        if (first < 0) {
+          // nothing pending but what is being flushed: finish it (a switch may leave it pending)
+          if (!flushing) break;
+          await finishFlushing();
+          continue;
+        }
+        // the batch: pending regions from `first`, up to maxRegions, not locked by a host write
+        const candidates: number[] = [];
+        for (let r = first; r < this.pd.log.regionCount && candidates.length < maxRegions; r++) {
+          if (this.pd.log.isPending(r) && !inFlush?.has(r)) candidates.push(r);
+          else if (r - first > maxRegions * 4) break;
+        }
+        this.cursor = (candidates[candidates.length - 1] ?? first) + 1;
+        const { locked, release } = this.pd.locks.tryAcquire(candidates);
         const todo = locked.filter((r) => this.pd.log.isPending(r));
         if (todo.length === 0) {
+          release();
+          if (flushing) {
+            await finishFlushing();
+            continue;
+          }
           // every candidate is held by a host write: wait for the first to be released
           const held = candidates.find((r) => this.pd.locks.isLocked(r) && !locked.includes(r));
           if (held !== undefined) await this.pd.locks.released(held);
@@ -299,32 +347,58 @@ export class Hydrator extends EventEmitter {
         // the model at the start of the batch: if a switch put another in force meanwhile, the
         // bytes copied are the old model's and the regions stay pending (copied again)
         const model = this.pd.model;
-        const bytes = await this.copyRegions(todo, model);
-        await this.pd.disk.flush();
-        if (this.pd.model !== model) continue;
-        for (const r of todo) this.pd.log.clearRestored(r);
-        this.pd.emitChanges(todo, 0);
-        this.done += todo.length;
-        this.bytesCopied += bytes;
-        this.paceBytes += bytes;
-        sinceSync += bytes;
-        onProgress?.(this.done, this.totalAtStart);
-        if (this.lastError) {
-          log.info({ after: this.lastError.attempts }, 'the background restore is moving again');
-          this.lastError = null;
-        }
-        this.emit('progress', this.done, this.totalAtStart);
-        copied = true;
-      } finally {
-        release();
+        copying = { todo, regions: new Set(todo), model, release, bytes: 0, flushed: null };
+        copying.bytes = await this.copyRegions(todo, model);
+        // the previous batch's flush ran while this one was copied
+        await finishFlushing();
+        flushing = copying;
+        copying = null;
+        flushing.flushed = this.pd.disk.flush();
+        // awaited in finishBatch; a stop or an error before then must not leave it unhandled
+        flushing.flushed.catch(() => undefined);
       }
-      if (copied && !fullSpeed) await this.throttle();
-      if (sinceSync >= 256 << 20) {
-        sinceSync = 0;
-        await this.pd.log.sync();
-      }
+      await finishFlushing();
+    } finally {
+      // an error (or a stop) with batches still holding locks: they stay pending, unlocked
+      for (const b of [flushing, copying]) b?.release();
     }
     await this.pd.log.sync();
+  }
+
+  /** The first pending region at or after the cursor (wrapping once), not in `skip`; -1 if none. */
+  private nextCandidate(skip: ReadonlySet<number> | undefined): number {
+    for (let pass = 0; pass < 2; pass++) {
+      let r = this.pd.log.nextPending(this.cursor);
+      while (r >= 0 && skip?.has(r)) r = this.pd.log.nextPending(r + 1);
+      if (r >= 0 || this.cursor === 0) return r;
+      this.cursor = 0;
+    }
+    return -1;
+  }
+
+  /**
+   * Waits for a batch's flush, then marks its regions restored (unless another model was put
+   * in force since it was copied) and releases its locks. True when its regions were cleared.
+   */
+  private async finishBatch(b: CopiedBatch, onProgress?: (done: number, total: number) => void): Promise<boolean> {
+    try {
+      await b.flushed;
+      if (this.pd.model !== b.model) return false;
+      for (const r of b.todo) this.pd.log.clearRestored(r);
+      this.pd.emitChanges(b.todo, 0);
+      this.done += b.todo.length;
+      this.bytesCopied += b.bytes;
+      this.paceBytes += b.bytes;
+      onProgress?.(this.done, this.totalAtStart);
+      if (this.lastError) {
+        log.info({ after: this.lastError.attempts }, 'the background restore is moving again');
+        this.lastError = null;
+      }
+      this.emit('progress', this.done, this.totalAtStart);
+      return true;
+    } finally {
+      b.release();
+    }
   }
 
   /** Copies the regions (ascending) from model to disk, coalescing contiguous runs. */

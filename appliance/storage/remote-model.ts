@@ -25,7 +25,8 @@ import type { Manifest } from './manifest.js';
 import { ModelCorruptError, type ModelVerificationStats, type VerifyRegionsOptions, type VerifyRegionsResult } from './model-image.js';
 import { sharedHashPool, type HashPool } from './hash-pool.js';
 import { RemoteError, waitMs, withRetries, type HttpRangeSource } from './http-range-source.js';
-import { countBits, loadPresent, savePresent } from './present-bitmap.js';
+import { countBits } from './bitmap-file.js';
+import { loadPresent, savePresent } from './present-bitmap.js';
 import { SnapbackError, fromSystemError } from '../errors.js';
 import { childLogger } from '../logger.js';
 

@@ -8,14 +8,13 @@
  * Only regular files get a record: a block device's inode times do not follow its contents.
  * The record is a cache: a missing, damaged or foreign one only means hashing again.
  *
- * File: one JSON header line, the bitmap (bit r set: region r verified), then the SHA-256 of
- * everything before it. Written to a temporary file and renamed over the old one.
+ * Kept as a bitmap file (bitmap-file.ts; bit r set: region r verified) whose header holds the key.
  */
-import { createHash } from 'node:crypto';
 import { fstat, type BigIntStats } from 'node:fs';
-import { mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
+import { mkdir, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { z } from 'zod';
+import { countBits, loadBitmapFile, saveBitmapFile } from './bitmap-file.js';
 
 export const VERIFIED_RECORD_FORMAT = 'snapback-verified/1';
 
@@ -62,37 +61,16 @@ export function verifiedRecordPath(dir: string, manifestId: string): string {
  * there is none, it is for another key, or it is damaged.
  */
 export async function loadVerified(path: string, key: VerifiedKey): Promise<Uint8Array | null> {
-  let data: Buffer;
-  try {
-    data = await readFile(path);
-  } catch {
-    return null;
-  }
-  if (data.length < 33) return null;
-  const body = data.subarray(0, data.length - 32);
-  if (!createHash('sha256').update(body).digest().equals(data.subarray(data.length - 32))) return null;
-  const nl = body.indexOf(10);
-  if (nl < 0) return null;
-  let header: z.infer<typeof headerSchema>;
-  try {
-    header = headerSchema.parse(JSON.parse(body.subarray(0, nl).toString('utf8')));
-  } catch {
-    return null;
-  }
+  const file = await loadBitmapFile(path, headerSchema).catch(() => null);
+  if (!file) return null;
+  const { header } = file;
   if (header.manifestId !== key.manifestId || header.regionCount !== key.regionCount || !sameIdentity(header.identity, key.identity)) return null;
-  const bits = body.subarray(nl + 1);
-  if (bits.length !== Math.ceil(key.regionCount / 8)) return null;
-  return new Uint8Array(bits);
+  return file.bits;
 }
 
 /** Replaces the record at `path` with this key and bitmap. */
 export async function saveVerified(path: string, key: VerifiedKey, bits: Uint8Array): Promise<void> {
-  let verified = 0;
-  for (let r = 0; r < key.regionCount; r++) if (bits[r >> 3]! & (1 << (r & 7))) verified++;
-  const header = Buffer.from(JSON.stringify({ format: VERIFIED_RECORD_FORMAT, manifestId: key.manifestId, regionCount: key.regionCount, identity: key.identity, verified }) + '\n');
-  const sum = createHash('sha256').update(header).update(bits).digest();
   await mkdir(dirname(path), { recursive: true });
-  const tmp = `${path}.tmp-${process.pid}`;
-  await writeFile(tmp, Buffer.concat([header, bits, sum]), { mode: 0o600 });
-  await rename(tmp, path);
+  const header = { format: VERIFIED_RECORD_FORMAT, manifestId: key.manifestId, regionCount: key.regionCount, identity: key.identity, verified: countBits(bits, key.regionCount) };
+  await saveBitmapFile(path, header, bits, 0o600);
 }

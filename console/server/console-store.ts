@@ -211,15 +211,23 @@ export class ConsoleStore extends EventEmitter {
 
   audit(entry: AuditInput): Promise<AuditEntry> {
     const at = now();
-    const id = this.durable(() => {
-      const info = this.stmt('INSERT INTO audit (at, actor, action, details) VALUES (?, ?, ?, ?)').run(at, entry.actor, entry.action, entry.details === undefined ? null : json(entry.details));
-      const n = Number(info.lastInsertRowid);
-      if (n % 1000 === 0) this.stmt('DELETE FROM audit WHERE id <= ?').run(n - AUDIT_LIMIT);
-      return n;
-    });
+    const id = this.durable(() => this.insertAudit(entry, at));
+    return Promise.resolve(this.audited(entry, id, at));
+  }
+
+  /** Writes an audit entry (inside the caller's transaction); returns its id. */
+  private insertAudit(entry: AuditInput, at: string): number {
+    const info = this.stmt('INSERT INTO audit (at, actor, action, details) VALUES (?, ?, ?, ?)').run(at, entry.actor, entry.action, entry.details === undefined ? null : json(entry.details));
+    const n = Number(info.lastInsertRowid);
+    if (n % 1000 === 0) this.stmt('DELETE FROM audit WHERE id <= ?').run(n - AUDIT_LIMIT);
+    return n;
+  }
+
+  /** The entry as written, to the live stream. */
+  private audited(entry: AuditInput, id: number, at: string): AuditEntry {
     const e: AuditEntry = { id, at, actor: entry.actor, action: entry.action, ...(entry.details !== undefined ? { details: structuredClone(entry.details) } : {}) };
     this.emit('audit', e);
-    return Promise.resolve(e);
+    return e;
   }
 
   /** Audit entries, newest first. */
@@ -336,25 +344,28 @@ export class ConsoleStore extends EventEmitter {
   // ---- commands --------------------------------------------------------------------------------
 
   /**
-   * Records new commands (queued), all or none, durably (they are then promised with 202); with
-   * `assignment`, each command's appliance is recorded as assigned that model.
+   * Records new commands (queued) and, with `audit`, their audit entry, all or none in one durable
+   * commit (they are then promised with 202, and sent); with `assignment`, each command's
+   * appliance is recorded as assigned that model.
    */
   addCommands(
     cmds: readonly { command: FleetCommand; appliance: string; actor: string }[],
-    assignment?: { modelName: string; url: string },
+    o: { assignment?: { modelName: string; url: string }; audit?: AuditInput } = {},
   ): CommandRecord[] {
     const t = now();
     const out: CommandRecord[] = [];
-    this.durable(() => {
+    const auditId = this.durable(() => {
       const ins = this.stmt("INSERT INTO commands (id, appliance, action, args, state, actor, created_at) VALUES (?, ?, ?, ?, 'queued', ?, ?) RETURNING *");
       const assign = this.stmt(
         'INSERT INTO assignments (appliance, model_name, url, command_id, assigned_at, actor) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(appliance) DO UPDATE SET model_name = excluded.model_name, url = excluded.url, command_id = excluded.command_id, assigned_at = excluded.assigned_at, actor = excluded.actor',
       );
       for (const c of cmds) {
         out.push(commandOf(ins.get(c.command.id, c.appliance, c.command.action, json(c.command.args ?? {}), c.actor, t) as CommandRow));
-        if (assignment) assign.run(c.appliance, assignment.modelName, assignment.url, c.command.id, t, c.actor);
+        if (o.assignment) assign.run(c.appliance, o.assignment.modelName, o.assignment.url, c.command.id, t, c.actor);
       }
+      return o.audit ? this.insertAudit(o.audit, t) : null;
     });
+    if (o.audit && auditId !== null) this.audited(o.audit, auditId, t);
     for (const c of out) this.emit('command', c);
     return out;
   }

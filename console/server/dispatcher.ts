@@ -1,7 +1,8 @@
 /**
  * From an administrator's action to commands: resolves the target appliances (one, a selection,
  * groups), turns the action into the fleet protocol's command (assign-model: the catalogue
- * model's URL; set-maintenance: the maintenance windows, which replace the appliance's), records one command per appliance, audits it, and hands it to the broker link.
+ * model's URL; set-maintenance: the maintenance windows, which replace the appliance's), records one command per appliance and
+ * its audit entry in one commit, and hands them to the broker link.
  */
 import { randomBytes } from 'node:crypto';
 import type { CommandRecord, ConsoleAction } from '../../appliance/api/console.js';
@@ -37,11 +38,14 @@ export class Dispatcher {
   async dispatch(action: ConsoleAction, targets: readonly string[], actor: string, via: Record<string, unknown> = {}): Promise<CommandRecord[]> {
     const { name: fleetAction, args, modelName } = this.toFleet(action);
     const cmds = targets.map((appliance) => ({ appliance, actor, command: { id: newCommandId(), action: fleetAction, args } satisfies FleetCommand }));
-    const records = this.store.addCommands(cmds, modelName !== null ? { modelName, url: String(args.url) } : undefined);
-    await this.store.audit({
-      actor,
-      action: `fleet.${fleetAction}`,
-      details: { ...via, args, commands: records.map((r) => ({ id: r.id, appliance: r.appliance })).slice(0, 100), count: records.length },
+    // the commands and their audit entry in one commit: one wait for the disk before they go out
+    const records = this.store.addCommands(cmds, {
+      ...(modelName !== null ? { assignment: { modelName, url: String(args.url) } } : {}),
+      audit: {
+        actor,
+        action: `fleet.${fleetAction}`,
+        details: { ...via, args, commands: cmds.slice(0, 100).map((c) => ({ id: c.command.id, appliance: c.appliance })), count: cmds.length },
+      },
     });
     for (const r of records) this.link.send(r);
     return records;

@@ -16,21 +16,17 @@ import type { Page } from 'playwright-core';
 import type { ApplianceRecord } from '../../appliance/api/console.js';
 import type { ApplianceStatus } from '../../appliance/api/status.js';
 import { callDaemon } from '../../appliance/cli/control-client.js';
-import { newApiToken, sha256Hex } from '../../appliance/http/passwords.js';
-import { BrokerAccounts } from '../../console/server/broker-accounts.js';
 import { ConsoleServer } from '../../console/server/console-server.js';
-import { ConsoleStore } from '../../console/server/console-store.js';
 import { useChromium, newPage, shot, waitData } from '../helpers/browser.js';
 import { exited, snapback, startServe } from '../helpers/cli.js';
 import { PASSWORD } from '../helpers/http-harness.js';
-import { pidOf } from '../helpers/console-rig.js';
+import { consoleApi, startConsoleRig } from '../helpers/console-rig.js';
 import { Mosquitto } from '../helpers/mosquitto.js';
 import { ProtocolAppliance } from '../helpers/protocol-appliance.js';
 import { Prng } from '../helpers/prng.js';
 import { waitFor } from '../helpers/wait.js';
 
 const SIZE = 4 << 20;
-const CONSOLE_PW = 'console-broker-pw';
 
 /** The rows' text of the fleet table, by appliance name. */
 async function rowText(page: Page, name: string, cell: string): Promise<string> {
@@ -55,36 +51,16 @@ describe('the console web UI in Chromium (real console, mosquitto and appliance 
     const model = join(dir, 'model.img');
     writeFileSync(model, new Prng(7).bytes(SIZE));
     assert.equal(snapback(['model', 'manifest', model]).code, 0);
-    const dataDir = join(dir, 'console');
-    const brokerFiles = { passwordFile: join(dir, 'passwd'), aclFile: join(dir, 'acl'), pidFile: join(dir, 'mosquitto.pid') };
-    const pre = ConsoleStore.open(dataDir);
-    await new BrokerAccounts(pre, brokerFiles).setConsoleAccount('console', CONSOLE_PW);
-    const t = newApiToken();
-    await pre.addToken({ id: t.id, name: 'test', secretHash: sha256Hex(t.secret), createdAt: new Date().toISOString(), createdBy: 'cli', lastUsedAt: null });
-    pre.close();
-    const broker = await Mosquitto.start({ passwordFile: brokerFiles.passwordFile, aclFile: brokerFiles.aclFile, dir: join(dir, 'broker') });
-    writeFileSync(brokerFiles.pidFile, `${pidOf(broker.confPath)}\n`);
-    const server = new ConsoleServer({
-      dataDir,
-      listen: { host: '127.0.0.1', port: 0 },
-      mqttUrl: broker.url.replace('mqtt://', `mqtt://console:${CONSOLE_PW}@`),
-      brokerFiles,
-      backoff: { minMs: 100, maxMs: 1000 },
-    });
+    const { broker, server, token, base: url } = await startConsoleRig(dir);
+    const base = url.replace(/\/$/, '');
     const children: ChildProcess[] = [];
     const p = await newPage(chromium.browser, 'desktop');
     const page = p.page;
     try {
-      await server.start();
-      const base = server.http.address().url.replace(/\/$/, '');
       const api = async <T>(method: string, path: string, body?: unknown): Promise<T> => {
-        const res = await fetch(base + path, {
-          method,
-          headers: { authorization: `Bearer ${t.token}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
-          ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-        });
-        assert.ok(res.ok, `${method} ${path}: ${res.status}`);
-        return (await res.json()) as T;
+        const res = await consoleApi<T>({ base: url, token }, method, path, body);
+        assert.ok(res.status >= 200 && res.status < 300, `${method} ${path}: ${res.status}`);
+        return res.body;
       };
       const status = async (state: string): Promise<ApplianceStatus> => (await callDaemon(join(state, 'control.sock'), 'GET', '/api/status')) as ApplianceStatus;
       const appliance = async (name: string): Promise<{ state: string; child: ChildProcess }> => {

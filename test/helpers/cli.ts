@@ -1,8 +1,10 @@
 /** Runs the built `snapback` CLI and the daemon as child processes, for integration tests. */
+import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
+import { stateSnapshot } from './state-snapshot.js';
 import { waitFor } from './wait.js';
 
 export const CLI = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'appliance', 'cli', 'main.js');
@@ -26,12 +28,26 @@ export function snapbackOk(stateDir: string, args: string[]): string {
 }
 
 /**
+ * Runs `snapback ARGS --state-dir DIR`, which must fail with exit `code` (2: bad input) and one
+ * clear line on stderr matching `msg`, and change nothing in the state directory (stateSnapshot).
+ */
+export function snapbackRefused(stateDir: string, args: string[], msg: RegExp, code = 1): void {
+  const before = stateSnapshot(stateDir);
+  const r = snapback([...args, '--state-dir', stateDir]);
+  assert.equal(r.code, code, `${args.join(' ')} → ${r.code}: ${r.stdout}${r.stderr}`);
+  assert.match(r.stderr, msg);
+  assert.equal(r.stderr.trim().split('\n').length, 1, `one line: ${r.stderr}`);
+  assert.equal(stateSnapshot(stateDir), before, `${args.join(' ')} changed nothing`);
+}
+
+/**
  * What most daemon and CLI tests start from, made with the CLI as an administrator would: a model
  * image of `bytes` in `dir` with its manifest (`snapback model manifest`, named `name` when given)
  * and a state directory `dir`/state over the working disk `dir`/disk.img (`snapback init`, with
- * `--region-size` when given). Returns the paths.
+ * `--region-size` when given); with `restored`, the disk then restored (`snapback restore`:
+ * nothing pending). Returns the paths.
  */
-export function initState(dir: string, bytes: Buffer, opts: { name?: string; regionSize?: string } = {}): { state: string; model: string; disk: string } {
+export function initState(dir: string, bytes: Buffer, opts: { name?: string; regionSize?: string; restored?: boolean } = {}): { state: string; model: string; disk: string } {
   const model = join(dir, 'model.img');
   const state = join(dir, 'state');
   const disk = join(dir, 'disk.img');
@@ -40,6 +56,10 @@ export function initState(dir: string, bytes: Buffer, opts: { name?: string; reg
   if (manifest.code !== 0) throw new Error(`snapback model manifest: ${manifest.stderr}`);
   const init = snapback(['init', '--state-dir', state, '--model', model, '--disk', disk, ...(opts.regionSize ? ['--region-size', opts.regionSize] : [])]);
   if (init.code !== 0) throw new Error(`snapback init: ${init.stderr}`);
+  if (opts.restored) {
+    const restore = snapback(['restore', '--state-dir', state]);
+    if (restore.code !== 0) throw new Error(`snapback restore: ${restore.stderr}`);
+  }
   return { state, model, disk };
 }
 

@@ -35,8 +35,11 @@ export interface ConsoleRig {
   base: string;
 }
 
-/** Starts a broker and a console under `dir`; `port` and `publicUrl` as the console's options. */
-export async function startConsoleRig(dir: string, opts: { port?: number; publicUrl?: string } = {}): Promise<ConsoleRig> {
+/**
+ * Starts a broker and a console under `dir`; `port` and `publicUrl` as the console's options;
+ * with `tls` the console reaches the broker over TLS (trusting the broker's own CA).
+ */
+export async function startConsoleRig(dir: string, opts: { port?: number; publicUrl?: string; tls?: boolean } = {}): Promise<ConsoleRig> {
   const dataDir = join(dir, 'console');
   const brokerFiles = { passwordFile: join(dir, 'passwd'), aclFile: join(dir, 'acl'), pidFile: join(dir, 'mosquitto.pid') };
   const pre = ConsoleStore.open(dataDir);
@@ -44,17 +47,28 @@ export async function startConsoleRig(dir: string, opts: { port?: number; public
   const t = newApiToken();
   await pre.addToken({ id: t.id, name: 'test', secretHash: sha256Hex(t.secret), createdAt: new Date().toISOString(), createdBy: 'cli', lastUsedAt: null });
   pre.close();
-  const broker = await Mosquitto.start({ passwordFile: brokerFiles.passwordFile, aclFile: brokerFiles.aclFile, dir: join(dir, 'broker') });
+  const broker = await Mosquitto.start({ passwordFile: brokerFiles.passwordFile, aclFile: brokerFiles.aclFile, dir: join(dir, 'broker'), ...(opts.tls ? { tls: true } : {}) });
   writeFileSync(brokerFiles.pidFile, `${pidOf(broker.confPath)}\n`);
   const server = new ConsoleServer({
     dataDir,
     listen: { host: '127.0.0.1', port: opts.port ?? 0 },
-    mqttUrl: broker.url.replace('mqtt://', `mqtt://console:${CONSOLE_BROKER_PASSWORD}@`),
+    mqttUrl: opts.tls ? broker.tlsUrl.replace('mqtts://', `mqtts://console:${CONSOLE_BROKER_PASSWORD}@`) : broker.url.replace('mqtt://', `mqtt://console:${CONSOLE_BROKER_PASSWORD}@`),
     brokerFiles,
+    ...(opts.tls ? { brokerCaFile: join(broker.dir, 'ca.pem') } : {}),
     ...(opts.publicUrl !== undefined ? { publicUrl: opts.publicUrl } : {}),
     backoff: { minMs: 100, maxMs: 1000 },
   });
   await server.start();
   await waitFor('the console connected', () => server.link.connected);
   return { broker, server, token: t.token, base: server.http.address().url };
+}
+
+/** Calls the console's API with the rig's token; `path` is taken from the console's root. */
+export async function consoleApi<T>(rig: { base: string; token: string }, method: string, path: string, body?: unknown): Promise<{ status: number; body: T }> {
+  const res = await fetch(rig.base + path.replace(/^\//, ''), {
+    method,
+    headers: { authorization: `Bearer ${rig.token}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
+    ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+  });
+  return { status: res.status, body: (await res.json()) as T };
 }

@@ -18,6 +18,8 @@ import { digestRegionsInto, DIGEST_LENGTHS } from '../../appliance/storage/hash-
 import { planSwitch, switchModel, adoptCapturedModel, type SwitchPlan } from '../../appliance/storage/model-switch.js';
 
 export const MODEL_B_ID = 'cd'.repeat(32);
+/** The model a capture makes of the host's view (adoptWithCut). */
+export const MODEL_C_ID = 'ef'.repeat(32);
 
 /** A manifest of `bytes` at this region size (sha256), with the id the test gives it. */
 function manifestOf(bytes: Buffer, regionSize: number, id: string): Manifest {
@@ -117,21 +119,27 @@ export async function switchWithCut(sc: SwitchScenario, cutAt: number): Promise<
   return { completed, opsUsed };
 }
 
-/** Reopens what the cut left and checks it; says which model is in force. */
-export async function checkAfterCut(sc: SwitchScenario, completed: boolean): Promise<'A' | 'B'> {
+/**
+ * Reopens what a cut left and checks it; says which model is in force: A, or the one the
+ * operation puts in force (B after switchWithCut, C after adoptWithCut). Whichever it is, the
+ * log has D wherever the disk differs from it, the host reads that model's view (B, or what it
+ * read before), and a full restore makes the disk equal to it.
+ */
+export async function checkAfterCut<N extends 'B' | 'C'>(sc: SwitchScenario, completed: boolean, next: N): Promise<'A' | N> {
   const { stack } = sc;
   const size = stack.pd.size;
   const rs = stack.pd.regionSize;
   const a = stack.modelBytes;
+  const nextId = next === 'B' ? MODEL_B_ID : MODEL_C_ID;
   const diskImg = stack.disk.crashImage();
   const logImg = stack.logDev.crashImage();
   const rng = new Prng(5);
   const { log } = await RegionLog.open(memoryDevice('log', logImg, rng));
   const id = log.info.modelId;
-  assert.ok(id === MODEL_ID || id === MODEL_B_ID, `the log names neither model: ${id}`);
-  const which: 'A' | 'B' = id === MODEL_B_ID ? 'B' : 'A';
-  if (completed) assert.equal(which, 'B', 'the switch completed, yet after the power cut the log names the old model');
-  const inForce = which === 'B' ? sc.modelB : a;
+  assert.ok(id === MODEL_ID || id === nextId, `the log names neither model: ${id}`);
+  const which: 'A' | N = id === nextId ? next : 'A';
+  if (completed) assert.equal(which, next, `the ${next === 'B' ? 'switch' : 'adoption'} completed, yet after the power cut the log names the old model`);
+  const inForce = which === 'A' ? a : next === 'B' ? sc.modelB : sc.viewA;
   // invariant 1 for the model in force: D wherever the disk differs from it
   for (let r = 0; r < log.regionCount; r++) {
     const s = r * rs;
@@ -141,16 +149,16 @@ export async function checkAfterCut(sc: SwitchScenario, completed: boolean): Pro
   const disk = memoryDevice('disk', diskImg, rng);
   const pd = new ProtectedDisk({ disk, model: memoryDevice('model', inForce, rng), log });
   const seen = await pd.read(0, size);
-  if (which === 'A') {
-    // the old model in force: its session goes on, the host reads what it wrote and flushed
-    assert.ok(seen.equals(sc.viewA), 'A in force after the cut, but the host does not read its session as it was');
-  } else {
+  if (which === 'B') {
     // the new model in force: the host reads B (the small write after the switch aside)
     const head = Math.min(512, size);
     const rest = seen.subarray(head).equals(sc.modelB.subarray(head));
     const first = seen.subarray(0, head);
     assert.ok(rest && (first.equals(sc.modelB.subarray(0, head)) || first.equals(Buffer.alloc(head, 7))), 'B in force after the cut, but the host does not read B');
     if (sc.cleanBefore && !completed) assertPendingIsPlan(sc, log);
+  } else {
+    // A's session goes on, or C is that session's view made a model: the host reads what it read before
+    assert.ok(seen.equals(sc.viewA), `${which} in force after the cut, but the host does not read what it read before`);
   }
   // and a full restore makes the disk equal to the model in force
   await pd.endSession({ keepWrites: false });
@@ -169,8 +177,6 @@ export function assertPendingIsPlan(sc: SwitchScenario, log: RegionLog): void {
   // and the plan names every region whose bytes differ
   for (const r of sc.trulyDiffering) assert.ok((sc.plan.differing[r >> 3]! & (1 << (r & 7))) !== 0, `region ${r} differs between the models but the plan misses it`);
 }
-
-export const MODEL_C_ID = 'ef'.repeat(32);
 
 /**
  * Capture --activate at the storage level: the host's view (viewA) becomes model C, put in force
@@ -200,32 +206,4 @@ export async function adoptWithCut(sc: SwitchScenario, cutAt: number): Promise<{
   }
   domain.lost = true;
   return { completed, pendingBefore };
-}
-
-/** After a cut in adoptWithCut: A or C in force, and the host reads exactly what it read before either way. */
-export async function checkAdoptAfterCut(sc: SwitchScenario, completed: boolean): Promise<'A' | 'C'> {
-  const { stack } = sc;
-  const size = stack.pd.size;
-  const rs = stack.pd.regionSize;
-  const diskImg = stack.disk.crashImage();
-  const logImg = stack.logDev.crashImage();
-  const rng = new Prng(6);
-  const { log } = await RegionLog.open(memoryDevice('log', logImg, rng));
-  const id = log.info.modelId;
-  assert.ok(id === MODEL_ID || id === MODEL_C_ID, `the log names neither model: ${id}`);
-  const which: 'A' | 'C' = id === MODEL_C_ID ? 'C' : 'A';
-  if (completed) assert.equal(which, 'C', 'the adoption completed, yet after the power cut the log names the old model');
-  const inForce = which === 'C' ? sc.viewA : stack.modelBytes;
-  for (let r = 0; r < log.regionCount; r++) {
-    const s = r * rs;
-    const e = Math.min(size, s + rs);
-    if (!diskImg.subarray(s, e).equals(inForce.subarray(s, e))) assert.ok(log.isDirty(r), `${which} in force: region ${r} differs from it without D`);
-  }
-  const disk = memoryDevice('disk', diskImg, rng);
-  const pd = new ProtectedDisk({ disk, model: memoryDevice('model', inForce, rng), log });
-  assert.ok((await pd.read(0, size)).equals(sc.viewA), `${which} in force after the cut, but the host does not read what it read before the capture`);
-  await pd.endSession({ keepWrites: false });
-  await new Hydrator(pd, { batchBytes: rs * 4, chunkBytes: rs, maxYieldMs: 0 }).runToCompletion();
-  assert.ok(disk.snapshot().subarray(0, size).equals(inForce), `after a full restore the disk differs from ${which}`);
-  return which;
 }

@@ -12,7 +12,8 @@ import { spawn } from 'node:child_process';
 import { Prng } from '../helpers/prng.js';
 import { spawnNbdsh } from '../helpers/nbd-clients.js';
 import { waitFor } from '../helpers/wait.js';
-import { CLI, snapback, tool, startServe, exited, nbdUri } from '../helpers/cli.js';
+import { CLI, initState, snapback, tool, startServe, exited, nbdUri } from '../helpers/cli.js';
+import { hostReads } from '../helpers/host-io.js';
 import { ownNetworkAddress } from '../helpers/network.js';
 import { callDaemon } from '../../appliance/cli/control-client.js';
 import { VERSION } from '../../appliance/version.js';
@@ -37,20 +38,6 @@ describe('snapback CLI and daemon', function () {
   });
   afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
-  function initState(extra: string[] = []): void {
-    const m = snapback(['model', 'manifest', model]);
-    assert.equal(m.code, 0, m.stderr);
-    const r = snapback(['init', '--state-dir', state, '--model', model, '--disk', join(dir, 'disk.img'), ...extra]);
-    assert.equal(r.code, 0, r.stderr);
-  }
-
-  function exportBytes(): Buffer {
-    const out = join(dir, 'export.img');
-    const r = tool('nbdcopy', [nbdUri(state), out]);
-    assert.equal(r.code, 0, r.stderr);
-    return readFileSync(out);
-  }
-
   it('rejects bad arguments with one clear line and exit 2', () => {
     const cases: string[][] = [['init', '--bogus'], ['init', '--state-dir', state], ['init', '--state-dir', state, '--model', model, '--disk', 'd', '--region-size', '3K'], ['frobnicate'], ['mode', 'melted', '--state-dir', state], ['verify']];
     for (const args of cases) {
@@ -73,14 +60,14 @@ describe('snapback CLI and daemon', function () {
       assert.notEqual(r.code, 0);
       assert.match(r.stderr, /is not a Snapback state directory \(no snapback\.json\); run "snapback init" first/, `${args.join(' ')}: ${r.stderr}`);
     }
-    initState();
+    initState(dir, modelBytes);
     r = snapback(['status', '--state-dir', state]);
     assert.notEqual(r.code, 0);
     assert.match(r.stderr, /no daemon is running here/);
   });
 
   it('serve on every address (0.0.0.0) prints a URL a browser can open: this machine\'s own address, which answers', async () => {
-    initState();
+    initState(dir, modelBytes);
     const child = spawn(process.execPath, [CLI, 'serve', '--state-dir', state, '--http-listen', '0.0.0.0:0', '--gadget', 'off', '--gpio', 'off'], { env: { ...process.env, NODE_ENV: 'test', LOG_LEVEL: 'warn' }, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
@@ -100,7 +87,7 @@ describe('snapback CLI and daemon', function () {
   });
 
   it('init creates a sparse disk, restore fills it, verify finds no unlogged difference', () => {
-    initState(['--region-size', '64K']);
+    initState(dir, modelBytes, { regionSize: '64K' });
     const again = snapback(['init', '--state-dir', state, '--model', model, '--disk', join(dir, 'disk.img')]);
     assert.equal(again.code, 1);
     assert.match(again.stderr, /already initialised/);
@@ -137,7 +124,7 @@ describe('snapback CLI and daemon', function () {
   });
 
   it('serves; a session end while a client is connected gives the client the model; SIGTERM exits 0', async () => {
-    initState();
+    initState(dir, modelBytes);
     const d = await startServe(state);
     try {
       const locked = snapback(['restore', '--state-dir', state]);
@@ -164,7 +151,7 @@ describe('snapback CLI and daemon', function () {
       await exited(sh);
       const expect16 = modelBytes.subarray(1 << 20, (1 << 20) + 16).toString('hex');
       assert.ok(shOut.includes(`READ ${expect16}`), `after the session end the connected client read the model: ${shOut}`);
-      assert.ok(exportBytes().equals(modelBytes), 'the whole export equals the model');
+      assert.ok(hostReads(state, dir).equals(modelBytes), 'the whole export equals the model');
       const sessions = JSON.parse(snapback(['status', '--state-dir', state, '--json']).stdout) as { session: { number: number } };
       assert.ok(sessions.session.number >= 3);
     } finally {
@@ -175,7 +162,7 @@ describe('snapback CLI and daemon', function () {
   });
 
   it('maintenance windows through the daemon and on the state directory: add, list, a schedule that does not parse, thaw for N boots, remove', async () => {
-    initState();
+    initState(dir, modelBytes);
     // without a daemon: the state directory's settings
     const offline = snapback(['maintenance', 'add', 'weekly', '--schedule', '0 3 * * 6', '--time-zone', 'Europe/Berlin', '--duration', '60', '--after', 'capture', '--state-dir', state]);
     assert.equal(offline.code, 0, offline.stderr);
@@ -206,7 +193,7 @@ describe('snapback CLI and daemon', function () {
   });
 
   it('a pulled plug (kill -9) mid-write: after a restart, verify passes and the export is the model', async () => {
-    initState();
+    initState(dir, modelBytes);
     let d = await startServe(state);
     const junk = join(dir, 'junk.img');
     writeFileSync(junk, new Prng(7).bytes(SIZE));
@@ -219,7 +206,7 @@ describe('snapback CLI and daemon', function () {
     assert.equal(v1.code, 0, `no unlogged difference after the crash: ${v1.stdout}${v1.stderr}`);
     d = await startServe(state);
     try {
-      assert.ok(exportBytes().equals(modelBytes), 'the restart began a new session: the model');
+      assert.ok(hostReads(state, dir).equals(modelBytes), 'the restart began a new session: the model');
     } finally {
       d.kill('SIGTERM');
       await exited(d);
@@ -228,7 +215,7 @@ describe('snapback CLI and daemon', function () {
     assert.equal(v2.code, 0, v2.stdout);
   });
   it('verifies the model on request, and names a region whose bytes changed under the manifest', async () => {
-    initState();
+    initState(dir, modelBytes);
     const d = await startServe(state);
     const ctl = join(state, 'control.sock');
     const waitDone = async () => {

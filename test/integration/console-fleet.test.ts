@@ -17,7 +17,7 @@ import type { ApplianceStatus } from '../../appliance/api/status.js';
 import { callDaemon } from '../../appliance/cli/control-client.js';
 import type { ConsoleServer } from '../../console/server/console-server.js';
 import { exited, snapback, startServe } from '../helpers/cli.js';
-import { pidOf, startConsoleRig } from '../helpers/console-rig.js';
+import { consoleApi, pidOf, startConsoleRig } from '../helpers/console-rig.js';
 import type { Mosquitto } from '../helpers/mosquitto.js';
 import { Prng } from '../helpers/prng.js';
 import { waitFor } from '../helpers/wait.js';
@@ -56,14 +56,7 @@ describe('the console with real appliance daemons (real mosquitto)', function ()
     await broker.stop();
   });
 
-  async function api<T>(method: string, path: string, body?: unknown): Promise<{ status: number; body: T }> {
-    const res = await fetch(base + path.replace(/^\//, ''), {
-      method,
-      headers: { authorization: `Bearer ${token}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
-      ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-    });
-    return { status: res.status, body: (await res.json()) as T };
-  }
+  const api = <T>(method: string, path: string, body?: unknown): Promise<{ status: number; body: T }> => consoleApi<T>({ base, token }, method, path, body);
 
   const control = (state: string): string => join(state, 'control.sock');
   const status = async (state: string): Promise<ApplianceStatus> => (await callDaemon(control(state), 'GET', '/api/status')) as ApplianceStatus;

@@ -17,7 +17,7 @@ import type { ModelList } from '../../appliance/api/models.js';
 import { callDaemon } from '../../appliance/cli/control-client.js';
 import type { ConsoleServer } from '../../console/server/console-server.js';
 import { exited, nbdUri, snapback, startServe } from '../helpers/cli.js';
-import { startConsoleRig } from '../helpers/console-rig.js';
+import { consoleApi, startConsoleRig } from '../helpers/console-rig.js';
 import type { Mosquitto } from '../helpers/mosquitto.js';
 import { makeTempDir, nbdsh, type TempDir } from '../helpers/nbd-clients.js';
 import { Nginx } from '../helpers/nginx.js';
@@ -71,14 +71,7 @@ describe('the console provisions a group from its catalogue (real mosquitto, ngi
     await dir?.remove();
   });
 
-  async function api<T>(method: string, path: string, body?: unknown): Promise<{ status: number; body: T }> {
-    const res = await fetch(base + path.replace(/^\//, ''), {
-      method,
-      headers: { authorization: `Bearer ${token}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
-      ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-    });
-    return { status: res.status, body: (await res.json()) as T };
-  }
+  const api = <T>(method: string, path: string, body?: unknown): Promise<{ status: number; body: T }> => consoleApi<T>({ base, token }, method, path, body);
   const row = async (name: string): Promise<ApplianceRecord | undefined> => (await api<ApplianceRecord[]>('GET', '/api/appliances')).body.find((a) => a.name === name);
 
   /** A real appliance daemon, on a model of its own, enrolled with a code from the console. */

@@ -13,16 +13,12 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import mqtt from 'mqtt';
 import type { CommandRecord } from '../../appliance/api/console.js';
-import { newApiToken, sha256Hex } from '../../appliance/http/passwords.js';
-import { BrokerAccounts } from '../../console/server/broker-accounts.js';
 import { ConsoleServer } from '../../console/server/console-server.js';
-import { ConsoleStore } from '../../console/server/console-store.js';
-import { pidOf } from '../helpers/console-rig.js';
+import { CONSOLE_BROKER_PASSWORD, pidOf, startConsoleRig } from '../helpers/console-rig.js';
 import { Mosquitto } from '../helpers/mosquitto.js';
 import { ProtocolAppliance } from '../helpers/protocol-appliance.js';
 import { sleep, waitFor } from '../helpers/wait.js';
 
-const CONSOLE_PW = 'console-broker-pw';
 const here = dirname(fileURLToPath(import.meta.url));
 
 interface Rig {
@@ -37,27 +33,8 @@ interface Rig {
 
 async function startRig(opts: { tls?: boolean } = {}): Promise<Rig> {
   const dir = await mkdtemp(join(tmpdir(), 'snapback-console-'));
-  const dataDir = join(dir, 'console');
-  const brokerFiles = { passwordFile: join(dir, 'passwd'), aclFile: join(dir, 'acl'), pidFile: join(dir, 'mosquitto.pid') };
-  // The console writes the broker's files; the broker starts from them.
-  const pre = ConsoleStore.open(dataDir);
-  await new BrokerAccounts(pre, brokerFiles).setConsoleAccount('console', CONSOLE_PW);
-  const t = newApiToken();
-  await pre.addToken({ id: t.id, name: 'test', secretHash: sha256Hex(t.secret), createdAt: new Date().toISOString(), createdBy: 'cli', lastUsedAt: null });
-  pre.close();
-  const broker = await Mosquitto.start({ passwordFile: brokerFiles.passwordFile, aclFile: brokerFiles.aclFile, dir: join(dir, 'broker'), ...(opts.tls ? { tls: true } : {}) });
-  await writeFile(brokerFiles.pidFile, `${pidOf(broker.confPath)}\n`);
-  const server = new ConsoleServer({
-    dataDir,
-    listen: { host: '127.0.0.1', port: 0 },
-    mqttUrl: opts.tls ? broker.tlsUrl.replace('mqtts://', `mqtts://console:${CONSOLE_PW}@`) : broker.url.replace('mqtt://', `mqtt://console:${CONSOLE_PW}@`),
-    brokerFiles,
-    ...(opts.tls ? { brokerCaFile: join(broker.dir, 'ca.pem') } : {}),
-    backoff: { minMs: 100, maxMs: 1000 },
-  });
-  await server.start();
-  await waitFor('the console to connect to the broker', () => server.link.connected);
-  return { dir, broker, server, token: t.token, base: server.http.address().url.replace(/\/$/, ''), appliances: [], children: [] };
+  const { broker, server, token, base } = await startConsoleRig(dir, opts);
+  return { dir, broker, server, token, base: base.replace(/\/$/, ''), appliances: [], children: [] };
 }
 
 async function stopRig(r: Rig): Promise<void> {
@@ -300,7 +277,7 @@ describe('the console (real mosquitto, appliances speaking the fleet protocol)',
     const other = new ConsoleServer({
       dataDir: join(r.dir, 'console-2'),
       listen: { host: '127.0.0.1', port: 0 },
-      mqttUrl: r.broker.url.replace('mqtt://', `mqtt://console:${CONSOLE_PW}@`),
+      mqttUrl: r.broker.url.replace('mqtt://', `mqtt://console:${CONSOLE_BROKER_PASSWORD}@`),
       backoff: { minMs: 100, maxMs: 1000 },
     });
     try {
@@ -321,7 +298,7 @@ describe('the console (real mosquitto, appliances speaking the fleet protocol)',
     r.server = new ConsoleServer({
       dataDir: join(r.dir, 'console'),
       listen: { host: '127.0.0.1', port: 0 },
-      mqttUrl: r.broker.url.replace('mqtt://', `mqtt://console:${CONSOLE_PW}@`),
+      mqttUrl: r.broker.url.replace('mqtt://', `mqtt://console:${CONSOLE_BROKER_PASSWORD}@`),
       backoff: { minMs: 100, maxMs: 1000 },
     });
     await r.server.start();

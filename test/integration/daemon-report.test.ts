@@ -43,14 +43,18 @@ describe('daemon report: log lines and component states', function () {
   });
   afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
-  it('every daemon log line is one JSON object with each key once, and the line about a failed part names it as its component', async () => {
+  it('every daemon log line goes to stdout (its journal) as one JSON object with each key once, and the line about a failed part names it as its component', async () => {
     writeFileSync(join(state, 'gpio.json'), JSON.stringify({ buton: { pin: 17 } }));
     const child = spawn(process.execPath, [CLI, 'serve', '--state-dir', state, '--http-listen', '127.0.0.1:0', '--gadget', 'off', '--gpio', 'auto'], {
       env: { ...process.env, NODE_ENV: 'production', LOG_LEVEL: 'debug' },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let out = '';
-    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    let stdout = '';
+    child.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+      stdout += d.toString();
+    });
     child.stderr.on('data', (d: Buffer) => (out += d.toString()));
     try {
       await waitFor('the daemon to log the bad gpio.json', () => /buton/.test(out) && /serving NBD/.test(out), 60_000);
@@ -58,7 +62,7 @@ describe('daemon report: log lines and component states', function () {
       child.kill('SIGTERM');
       await exited(child);
     }
-    const lines = out.split('\n').filter((l) => l.startsWith('{'));
+    const lines = stdout.split('\n').filter((l) => l.startsWith('{'));
     assert.ok(lines.length > 3, out);
     for (const line of lines) {
       const keys = topLevelKeys(line);

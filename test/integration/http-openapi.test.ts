@@ -5,22 +5,24 @@
  * documented schema.
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { systemClock } from '../../appliance/clock.js';
+import { daemonRoutes } from '../../appliance/daemon/daemon-routes.js';
+import { gpioHostPower } from '../../appliance/daemon/maintenance-power.js';
 import { GpioComponent } from '../../appliance/gpio/gpio-component.js';
 import { SimulatedGpioBackend } from '../../appliance/gpio/simulated-backend.js';
 import { HttpComponent } from '../../appliance/http/http-component.js';
 import { openApiPath } from '../../appliance/http/openapi.js';
-import { gpioRoutes } from '../../appliance/http/routes/gpio-routes.js';
-import { modelLibraryRoutes } from '../../appliance/http/routes/model-library-routes.js';
-import { maintenanceRoutes } from '../../appliance/http/routes/maintenance-routes.js';
 import { MaintenanceComponent } from '../../appliance/maintenance/maintenance-component.js';
-import { gpioHostPower } from '../../appliance/daemon/maintenance-power.js';
+import { ManagementComponent } from '../../appliance/management/management-component.js';
+import { ModelDownloads } from '../../appliance/session/model-downloads.js';
 import { ModelService } from '../../appliance/session/model-service.js';
+import { ModelSwitcher } from '../../appliance/session/model-switcher.js';
+import { initEngine, openEngine, type Engine } from '../../appliance/storage/engine.js';
 import { ModelLibrary } from '../../appliance/storage/model-library.js';
-import { StateDir } from '../../appliance/storage/state-dir.js';
+import { readPartitionTable } from '../../appliance/storage/partition-table.js';
 import { StateStore } from '../../appliance/state/state-store.js';
 import { FakeAppliance } from '../helpers/fake-appliance.js';
 import { Client, PASSWORD } from '../helpers/http-harness.js';
@@ -34,11 +36,17 @@ describe('http: the OpenAPI document', () => {
   let dir: string;
   let store: StateStore;
   let service: FakeAppliance;
+  let engine: Engine;
   let gpio: GpioComponent;
+  let management: ManagementComponent;
   let http: HttpComponent;
   let c: Client;
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'snapback-openapi-'));
+    // A real (small) storage engine, for the routes that read it: persistent areas, partition table, model switch.
+    await writeFile(join(dir, 'model.img'), Buffer.alloc(1 << 20));
+    await initEngine({ stateDir: join(dir, 'state'), model: join(dir, 'model.img'), disk: join(dir, 'disk.img'), regionSize: 64 << 10 });
+    engine = await openEngine(join(dir, 'state'));
     store = await StateStore.open(dir);
     service = new FakeAppliance();
     gpio = new GpioComponent(service, { statusLed: { pin: 22 }, button: { pin: 17 }, power: { switchPin: 23, resetPin: 24, ledPin: 25 } }, {
@@ -46,8 +54,10 @@ describe('http: the OpenAPI document', () => {
       audit: () => undefined,
     });
     await gpio.start();
-    // Mounted as the daemon mounts them: the model library's, the GPIO and the maintenance routes too.
-    const models = new ModelService({ library: new ModelLibrary(new StateDir(dir)) });
+    management = new ManagementComponent({ service, stateDir: dir, audit: (e) => store.audit(e) });
+    await management.start();
+    const library = new ModelLibrary(engine.state);
+    const models = new ModelService({ library });
     const maintenance = new MaintenanceComponent({
       service,
       settings: () => store.settings().maintenance,
@@ -64,7 +74,18 @@ describe('http: the OpenAPI document', () => {
       store,
       listen: { host: '127.0.0.1', port: 0 },
       controlSocket: join(dir, 'control.sock'),
-      extraRoutes: [(api) => modelLibraryRoutes(api, { models, store }), (api) => gpioRoutes(api, gpio), (api) => maintenanceRoutes(api, maintenance)],
+      // every route the daemon mounts, from the daemon's own list
+      extraRoutes: daemonRoutes({
+        store,
+        models,
+        downloads: new ModelDownloads({ library, models, activeModel: () => engine.model }),
+        switcher: new ModelSwitcher(engine, library),
+        areas: () => engine.persistent,
+        partitions: () => readPartitionTable(engine.model),
+        gpio,
+        management,
+        maintenance,
+      }),
     });
     await http.start();
     c = new Client(http.address().url.replace(/\/$/, ''));
@@ -72,7 +93,9 @@ describe('http: the OpenAPI document', () => {
   });
   after(async () => {
     await http.stop();
+    await management.stop();
     await gpio.stop();
+    await engine.close();
     service.close();
     await store.close();
     await rm(dir, { recursive: true, force: true });
@@ -102,7 +125,10 @@ describe('http: the OpenAPI document', () => {
     assert.ok(served.size >= 25, `only ${served.size} routes found: the route table reader is broken`);
     assert.deepEqual([...served].filter((r) => !documented.has(r)).sort(), [], 'served but not documented');
     assert.deepEqual([...documented].filter((r) => !served.has(r)).sort(), [], 'documented but not served');
-    for (const probe of ['GET /api/gpio', 'POST /api/gpio/power', 'DELETE /api/tokens/{id}', 'GET /metrics', 'GET /api/models', 'PATCH /api/models/{ref}']) assert.ok(documented.has(probe), probe);
+    const probes = ['GET /api/gpio', 'POST /api/gpio/power', 'DELETE /api/tokens/{id}', 'GET /metrics', 'GET /api/models', 'PATCH /api/models/{ref}'];
+    // the daemon's own routes (daemon-routes.ts) too
+    probes.push('GET /api/partitions', 'GET /api/persistent', 'POST /api/persistent', 'DELETE /api/persistent', 'GET /api/management', 'PUT /api/models/upload', 'POST /api/models/{ref}/activate', 'GET /api/maintenance');
+    for (const probe of probes) assert.ok(documented.has(probe) && served.has(probe), probe);
   });
 
   it('marks exactly the login page\'s API public', async () => {
@@ -114,7 +140,7 @@ describe('http: the OpenAPI document', () => {
   });
 
   it('every JSON reply of a GET route fits its documented schema (the wire types)', async () => {
-    let checked = 0;
+    const checked: string[] = [];
     for (const route of http.apiRoutes()) {
       if (route.method !== 'get' || route.path.includes(':')) continue;
       const reply = route.replies[200];
@@ -123,8 +149,9 @@ describe('http: the OpenAPI document', () => {
       assert.equal(r.status, 200, `${route.path}: ${r.text}`);
       const parsed = reply.schema.safeParse(r.json);
       assert.ok(parsed.success, `${route.path}: ${parsed.success ? '' : JSON.stringify(parsed.error.issues.slice(0, 3))}`);
-      checked++;
+      checked.push(route.path);
     }
-    assert.ok(checked >= 9, `only ${checked} replies checked`);
+    assert.ok(checked.length >= 9, `only ${checked.length} replies checked`);
+    for (const path of ['/api/partitions', '/api/persistent', '/api/management', '/api/maintenance']) assert.ok(checked.includes(path), `${path} was not checked`);
   });
 });

@@ -17,7 +17,7 @@ import { SessionsComponent } from '../../appliance/daemon/sessions-component.js'
 import { initEngine, openEngine, type Engine } from '../../appliance/storage/engine.js';
 import { ModelLibrary } from '../../appliance/storage/model-library.js';
 import { StateStore } from '../../appliance/state/state-store.js';
-import { SimHost } from '../unit/gpio-fakes.test.js';
+import { SimHost } from '../helpers/sim-host.js';
 import { FakeClock } from '../helpers/fake-clock.js';
 import { Prng } from '../helpers/prng.js';
 import { waitFor } from '../helpers/wait.js';

@@ -12,7 +12,8 @@ import type { ChildProcess } from 'node:child_process';
 import type { ModelRecord } from '../../appliance/api/models.js';
 import { modelImport } from '../../appliance/cli/model-commands.js';
 import { isSnapbackError } from '../../appliance/errors.js';
-import { exited, nbdUri, snapback, startServe, tool } from '../helpers/cli.js';
+import { exited, snapback, snapbackRefused, startServe } from '../helpers/cli.js';
+import { hostReads } from '../helpers/host-io.js';
 import { patternBytes } from '../helpers/prng.js';
 import { stateSnapshot } from '../helpers/state-snapshot.js';
 
@@ -53,15 +54,7 @@ describe('snapback model: import, list, rename, remove', function () {
     return JSON.parse(r.stdout) as ModelRecord[];
   }
 
-  /** Runs the command, expects it to fail with one clear line matching `msg`, and nothing changed. */
-  function refused(args: string[], msg: RegExp, code = 1): void {
-    const before = stateSnapshot(state);
-    const r = snapback([...args, '--state-dir', state]);
-    assert.equal(r.code, code, `${args.join(' ')} → ${r.code}: ${r.stdout}${r.stderr}`);
-    assert.match(r.stderr, msg);
-    assert.equal(r.stderr.trim().split('\n').length, 1, `one line: ${r.stderr}`);
-    assert.equal(stateSnapshot(state), before, `${args.join(' ')} changed nothing`);
-  }
+  const refused = (args: string[], msg: RegExp, code = 1): void => snapbackRefused(state, args, msg, code);
 
   function exercise(how: string): void {
     const a = image(`a-${how}.img`, 2);
@@ -122,23 +115,24 @@ describe('snapback model: import, list, rename, remove', function () {
 
   it('through the running daemon, which keeps serving the same disk', async () => {
     daemon = await startServe(state);
-    const served = (): Buffer => {
-      const out = join(dir, 'export.img');
-      const r = tool('nbdcopy', [nbdUri(state), out]);
-      assert.equal(r.code, 0, r.stderr);
-      return readFileSync(out);
-    };
-    const before = served();
+    const before = hostReads(state, dir);
     assert.ok(before.equals(patternBytes(SIZE, 1)));
     exercise('daemon');
     // the import went through the daemon: it is in the daemon's audit log
-    assert.ok(served().equals(before), 'the host still reads the active model');
+    assert.ok(hostReads(state, dir).equals(before), 'the host still reads the active model');
     daemon.kill('SIGTERM');
     await exited(daemon);
     daemon = null;
     const st = JSON.parse(readFileSync(join(state, 'state.json'), 'utf8')) as { audit: { action: string }[] };
     const actions = st.audit.map((e) => e.action);
     for (const a of ['model.import', 'model.rename', 'model.remove']) assert.ok(actions.includes(a), `${a} audited: ${actions.join(', ')}`);
+  });
+
+  it('an offline command logs to stderr: with LOG_LEVEL=info, `model import --json` prints its record alone on stdout (it parses as JSON)', () => {
+    const r = snapback(['model', 'import', image('logged.img', 4), '--name', 'logged', '--json', '--state-dir', state], { LOG_LEVEL: 'info' });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal((JSON.parse(r.stdout) as ModelRecord).name, 'logged', r.stdout);
+    assert.match(r.stderr, /"msg":"model added to the library"/, 'the log lines are written, to stderr');
   });
 
   it('init makes the manifest itself when the image has none, without writing beside the image', () => {

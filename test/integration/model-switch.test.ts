@@ -8,8 +8,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import { Prng } from '../helpers/prng.js';
-import { snapback, tool, startServe, exited, nbdUri } from '../helpers/cli.js';
-import { nbdsh } from '../helpers/nbd-clients.js';
+import { initState, snapback, startServe, exited } from '../helpers/cli.js';
+import { hostReads, hostWrites } from '../helpers/host-io.js';
 import { waitFor } from '../helpers/wait.js';
 import { callDaemon } from '../../appliance/cli/control-client.js';
 import type { ApplianceStatus } from '../../appliance/api/status.js';
@@ -39,7 +39,6 @@ describe('model activate and capture (CLI, daemon, NBD)', function () {
       const at = m * MIB + rng.int(MIB);
       modelB[at] = modelB[at]! ^ 0x5a; // one byte is enough to differ
     }
-    writeFileSync(join(dir, 'a.img'), modelA);
     writeFileSync(join(dir, 'b.img'), modelB);
     writeFileSync(join(dir, 'big.img'), Buffer.alloc(SIZE + MIB));
   });
@@ -59,25 +58,10 @@ describe('model activate and capture (CLI, daemon, NBD)', function () {
   };
   /** A state on model A (restored: nothing pending), with B (and a model one MiB larger) in its library. */
   function setUp(): void {
-    ok(['init', '--state-dir', state, '--model', join(dir, 'a.img'), '--disk', join(dir, 'disk.img'), '--region-size', '64K']);
-    ok(['restore', '--state-dir', state]);
+    initState(dir, modelA, { name: 'a.img', regionSize: '64K', restored: true });
     ok(['model', 'import', join(dir, 'b.img'), '--name', 'B', '--state-dir', state]);
     ok(['model', 'import', join(dir, 'big.img'), '--name', 'big', '--state-dir', state]);
   }
-  const hostReads = (): Buffer => {
-    const out = join(dir, `export-${Date.now()}.img`);
-    const r = tool('nbdcopy', [nbdUri(state), out]);
-    assert.equal(r.code, 0, r.stderr);
-    const b = readFileSync(out);
-    rmSync(out);
-    return b;
-  };
-  /** The host writes `data` at `offset` and flushes (nbdsh, libnbd's Python shell). */
-  const hostWrites = async (offset: number, data: Buffer): Promise<void> => {
-    const src = join(dir, 'chunk.bin');
-    writeFileSync(src, data);
-    await nbdsh(`h.connect_uri(${JSON.stringify(nbdUri(state))})\nh.pwrite(open(${JSON.stringify(src)}, 'rb').read(), ${offset})\nh.flush()\nh.shutdown()\n`);
-  };
   const status = async () => (await callDaemon(join(state, 'control.sock'), 'GET', '/api/status')) as ApplianceStatus;
   const models = async () => (await callDaemon(join(state, 'control.sock'), 'GET', '/api/models')) as ModelList;
   const verify = () => JSON.parse(ok(['verify', '--state-dir', state, '--json'])) as { pending: number; differing: number; unlogged: number[] };
@@ -93,7 +77,7 @@ describe('model activate and capture (CLI, daemon, NBD)', function () {
     daemon = await startServe(state, ['--keep-session']);
     const st = await status();
     assert.equal(st.model.name, 'B');
-    assert.ok(hostReads().equals(modelB), 'the host does not read model B');
+    assert.ok(hostReads(state, dir).equals(modelB), 'the host does not read model B');
     assert.equal((await models()).models.find((m) => m.name === 'B')?.active, true);
   });
 
@@ -101,16 +85,16 @@ describe('model activate and capture (CLI, daemon, NBD)', function () {
     setUp();
     daemon = await startServe(state);
     const write = Buffer.alloc(4096, 0xee);
-    await hostWrites(7 * MIB, write);
+    await hostWrites(state, dir, 7 * MIB, write);
     const out = ok(['model', 'activate', 'B', '--state-dir', state]);
     assert.match(out, /next session end; 48 regions/);
     const before = Buffer.from(modelA);
     write.copy(before, 7 * MIB);
-    assert.ok(hostReads().equals(before), 'the activation changed what the host reads before the session end');
+    assert.ok(hostReads(state, dir).equals(before), 'the activation changed what the host reads before the session end');
     assert.equal((await status()).model.name, 'a.img', 'the old model is in force until the session end');
     assert.ok(existsSync(join(state, 'model-switch.json')), 'the pending activation is kept on disk');
     ok(['session', 'end', '--wait', '--state-dir', state]);
-    assert.ok(hostReads().equals(modelB), 'after the session end the host does not read model B (the write was undone too)');
+    assert.ok(hostReads(state, dir).equals(modelB), 'after the session end the host does not read model B (the write was undone too)');
     assert.equal((await status()).model.name, 'B');
     assert.ok(!existsSync(join(state, 'model-switch.json')));
   });
@@ -123,19 +107,19 @@ describe('model activate and capture (CLI, daemon, NBD)', function () {
     await exited(daemon);
     daemon = await startServe(state);
     assert.equal((await status()).model.name, 'B');
-    assert.ok(hostReads().equals(modelB));
+    assert.ok(hostReads(state, dir).equals(modelB));
   });
 
   it('activate --now through the daemon ends the session at once and the host reads model B', async () => {
     setUp();
     daemon = await startServe(state);
-    await hostWrites(0, Buffer.alloc(8192, 1));
+    await hostWrites(state, dir, 0, Buffer.alloc(8192, 1));
     const out = ok(['model', 'activate', 'B', '--now', '--state-dir', state]);
     assert.match(out, /is active/);
-    assert.ok(hostReads().equals(modelB));
+    assert.ok(hostReads(state, dir).equals(modelB));
     // and back: one activate rolls back to A
     ok(['model', 'activate', 'a.img', '--now', '--state-dir', state]);
-    assert.ok(hostReads().equals(modelA));
+    assert.ok(hostReads(state, dir).equals(modelA));
   });
 
   it("the status names the model in force by its library name: after a rename of it, and after a switch to a renamed model", async () => {
@@ -154,8 +138,8 @@ describe('model activate and capture (CLI, daemon, NBD)', function () {
     daemon = await startServe(state);
     ok(['mode', 'thawed', '--state-dir', state]);
     const w1 = new Prng(3).bytes(300 * 1024);
-    await hostWrites(3 * MIB + 1000, w1);
-    const seen = hostReads();
+    await hostWrites(state, dir, 3 * MIB + 1000, w1);
+    const seen = hostReads(state, dir);
     const out = ok(['model', 'capture', '--name', 'C', '--state-dir', state]).trim().split('\n');
     const id = out[out.length - 1]!;
     assert.match(id, /^[0-9a-f]{64}$/, 'the last line is the new model id');
@@ -166,19 +150,19 @@ describe('model activate and capture (CLI, daemon, NBD)', function () {
     assert.equal(c.parent, (await models()).models.find((m) => m.name === 'a.img')?.id, 'its parent is the model it came from');
     assert.deepEqual(c.source, { kind: 'capture', session: (await status()).session.number });
     assert.ok(readFileSync(join(state, 'models', id, 'image')).equals(seen), "the captured image is the host's view");
-    await hostWrites(12 * MIB, Buffer.alloc(4096, 0x77)); // after the capture: not in C
+    await hostWrites(state, dir, 12 * MIB, Buffer.alloc(4096, 0x77)); // after the capture: not in C
     ok(['mode', 'frozen', '--state-dir', state]);
     ok(['model', 'activate', 'C', '--state-dir', state]);
     ok(['session', 'end', '--wait', '--state-dir', state]);
-    assert.ok(hostReads().equals(seen), 'after activating the capture and a session end the host does not read the captured disk');
+    assert.ok(hostReads(state, dir).equals(seen), 'after activating the capture and a session end the host does not read the captured disk');
   });
 
   it('capture --activate makes the disk the new baseline without a restore: nothing pending, and a session end keeps the captured content', async () => {
     setUp();
     daemon = await startServe(state);
     ok(['mode', 'thawed', '--state-dir', state]);
-    await hostWrites(5 * MIB, new Prng(4).bytes(MIB + 4096));
-    const seen = hostReads();
+    await hostWrites(state, dir, 5 * MIB, new Prng(4).bytes(MIB + 4096));
+    const seen = hostReads(state, dir);
     const written = (await status()).regions.writtenThisSession;
     assert.ok(written >= 17);
     ok(['model', 'capture', '--name', 'D', '--activate', '--state-dir', state]);
@@ -186,11 +170,11 @@ describe('model activate and capture (CLI, daemon, NBD)', function () {
     assert.equal(st.model.name, 'D');
     assert.equal(st.regions.pending, 0, 'the capture made regions pending: a restore would follow');
     assert.equal(st.regions.clean, st.regions.total, 'the written regions are clean under the captured model');
-    assert.ok(hostReads().equals(seen), "the host's view changed");
+    assert.ok(hostReads(state, dir).equals(seen), "the host's view changed");
     ok(['mode', 'frozen', '--state-dir', state]);
     ok(['session', 'end', '--wait', '--state-dir', state]);
     assert.equal((await status()).regions.pending, 0, 'the session end after capture --activate restores something');
-    assert.ok(hostReads().equals(seen));
+    assert.ok(hostReads(state, dir).equals(seen));
   });
 
   it('models whose manifests have other region sizes and hashes: one image is hashed again, and only the regions whose bytes differ become pending', async () => {
@@ -216,7 +200,7 @@ describe('model activate and capture (CLI, daemon, NBD)', function () {
     assert.ok(existsSync(join(state, 'models', JSON.parse(ok(['model', 'list', '--json', '--state-dir', state])).find((m: { name: string }) => m.name === 'B4M').id, 'rehashed-262144-sha256.manifest.json')), 'the digests made again are kept');
     daemon = await startServe(state, ['--keep-session']);
     assert.equal((await status()).model.name, 'B4M');
-    assert.ok(hostReads().equals(modelB), 'the host does not read model B');
+    assert.ok(hostReads(state, dir).equals(modelB), 'the host does not read model B');
   });
 
   it('a pending activation: the status (text and JSON) names it, removing its model is refused saying so, and activate --cancel withdraws it (on the state directory and through the daemon)', async () => {
@@ -250,7 +234,7 @@ describe('model activate and capture (CLI, daemon, NBD)', function () {
     assert.ok(!existsSync(join(state, 'model-switch.json')));
     ok(['session', 'end', '--wait', '--state-dir', state]);
     assert.equal((await status()).model.name, 'a.img', 'the cancelled activation was made at the session end');
-    assert.ok(hostReads().equals(modelA));
+    assert.ok(hostReads(state, dir).equals(modelA));
     assert.match(ok(['model', 'activate', '--cancel', '--state-dir', state]), /no activation was pending/);
     ok(['model', 'remove', 'B', '--state-dir', state]);
   });
@@ -282,7 +266,7 @@ describe('model activate and capture (CLI, daemon, NBD)', function () {
     assert.match(r.stderr, /nothing to capture/);
     assert.deepEqual((await models()).models, listBefore.models);
     assert.equal((await status()).model.name, 'a.img');
-    assert.ok(hostReads().equals(modelA));
+    assert.ok(hostReads(state, dir).equals(modelA));
     assert.ok(!existsSync(join(state, 'model-switch.json')));
   });
 });

@@ -12,9 +12,9 @@ import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ModelRecord } from '../../appliance/api/models.js';
-import { exited, nbdUri, snapback, startServe, tool } from '../helpers/cli.js';
+import { exited, initState, nbdUri, snapback, snapbackRefused, startServe, tool } from '../helpers/cli.js';
+import { hostReads } from '../helpers/host-io.js';
 import { patternBytes } from '../helpers/prng.js';
-import { stateSnapshot } from '../helpers/state-snapshot.js';
 
 const MIB = 1 << 20;
 const SIZE = 16 * MIB;
@@ -30,9 +30,9 @@ describe('partition models: a model of one partition of the disk', function () {
 
   before(() => {
     dir = mkdtempSync(join(tmpdir(), 'snapback-partmodel-'));
-    state = join(dir, 'state');
-    const model = join(dir, 'base.img');
-    writeFileSync(model, patternBytes(SIZE, 1));
+    // the whole-disk model: a GPT (made by sfdisk on a scratch file) over a pattern
+    const scratch = join(dir, 'partitioned.img');
+    writeFileSync(scratch, patternBytes(SIZE, 1));
     const script = [
       'label: gpt',
       'start=2048, size=8192, type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B, name="ESP"',
@@ -40,10 +40,10 @@ describe('partition models: a model of one partition of the disk', function () {
       'start=26700, size=2000, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, name="odd"',
       '',
     ].join('\n');
-    execFileSync('sfdisk', ['--quiet', '--no-reread', '--no-tell-kernel', model], { input: script });
-    base = readFileSync(model);
-    const r = snapback(['init', '--state-dir', state, '--model', model, '--disk', join(dir, 'disk.img')]);
-    assert.equal(r.code, 0, r.stderr);
+    execFileSync('sfdisk', ['--quiet', '--no-reread', '--no-tell-kernel', scratch], { input: script });
+    base = readFileSync(scratch);
+    rmSync(scratch);
+    ({ state } = initState(dir, base, { name: 'base.img' }));
   });
   after(async () => {
     if (daemon) {
@@ -53,23 +53,7 @@ describe('partition models: a model of one partition of the disk', function () {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  /** Runs the command, expects one clear line matching `msg` and exit `code` (2: bad input), and nothing changed. */
-  function refused(args: string[], msg: RegExp, code = 1): void {
-    const before = stateSnapshot(state);
-    const r = snapback([...args, '--state-dir', state]);
-    assert.equal(r.code, code, `${args.join(' ')} → ${r.code}: ${r.stdout}${r.stderr}`);
-    assert.match(r.stderr, msg);
-    assert.equal(r.stderr.trim().split('\n').length, 1, `one line: ${r.stderr}`);
-    assert.equal(stateSnapshot(state), before, `${args.join(' ')} changed nothing`);
-  }
-
-  /** What the host reads of the whole disk, through the daemon's NBD socket. */
-  function hostView(): Buffer {
-    const out = join(dir, 'host-view.img');
-    const r = tool('nbdcopy', [nbdUri(state), out]);
-    assert.equal(r.code, 0, r.stderr);
-    return readFileSync(out);
-  }
+  const refused = (args: string[], msg: RegExp, code = 1): void => snapbackRefused(state, args, msg, code);
 
   it('refuses a partition that does not exist, an image larger than its partition, and an unaligned partition', () => {
     const small = join(dir, 'small.img');
@@ -114,7 +98,7 @@ describe('partition models: a model of one partition of the disk', function () {
 
     const act = snapback(['model', 'activate', 'system v2', '--now', '--state-dir', state]);
     assert.equal(act.code, 0, act.stderr);
-    let view = hostView();
+    let view = hostReads(state, dir);
     const expected = Buffer.from(base);
     bytes.copy(expected, P2.start);
     assert.ok(view.subarray(P2.start, P2.start + bytes.length).equals(bytes), 'partition 2 starts with the image');
@@ -128,10 +112,10 @@ describe('partition models: a model of one partition of the disk', function () {
     writeSync(fd, patternBytes(64 * 1024, 10), 0, 64 * 1024, P2.start + 4096); // partition 2, in the image's part
     closeSync(fd);
     assert.equal(tool('nbdcopy', [junk, nbdUri(state)]).code, 0);
-    assert.ok(!hostView().equals(expected), 'the host changed its disk');
+    assert.ok(!hostReads(state, dir).equals(expected), 'the host changed its disk');
     const end = snapback(['session', 'end', '--wait', '--state-dir', state]);
     assert.equal(end.code, 0, end.stderr);
-    view = hostView();
+    view = hostReads(state, dir);
     assert.ok(view.equals(expected), 'after the session end: the partition model again');
   });
 });

@@ -5,13 +5,13 @@
  * across a frozen session end. One daemon for the file.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import { Prng } from '../helpers/prng.js';
-import { snapback, tool, startServe, exited, nbdUri } from '../helpers/cli.js';
-import { nbdsh } from '../helpers/nbd-clients.js';
+import { initState, snapback, startServe, exited } from '../helpers/cli.js';
+import { hostReads, hostWrites } from '../helpers/host-io.js';
 import { callDaemon } from '../../appliance/cli/control-client.js';
 import type { PersistentList } from '../../appliance/api/persistent.js';
 import type { AuditEntry } from '../../appliance/api/audit.js';
@@ -28,11 +28,8 @@ describe('snapback persistent (CLI, daemon, NBD)', function () {
 
   before(() => {
     dir = mkdtempSync(join(tmpdir(), 'snapback-persistent-cli-'));
-    state = join(dir, 'state');
     model = new Prng(5).bytes(SIZE);
-    writeFileSync(join(dir, 'model.img'), model);
-    ok(['init', '--state-dir', state, '--model', join(dir, 'model.img'), '--disk', join(dir, 'disk.img'), '--region-size', '64K']);
-    ok(['restore', '--state-dir', state]);
+    ({ state } = initState(dir, model, { regionSize: '64K', restored: true }));
   });
   after(async () => {
     if (daemon) {
@@ -54,19 +51,6 @@ describe('snapback persistent (CLI, daemon, NBD)', function () {
   };
   const list = () => JSON.parse(ok(['persistent', 'list', '--json', '--state-dir', state])) as PersistentList;
   const control = (method: 'GET' | 'POST' | 'DELETE', path: string, body?: unknown) => callDaemon(join(state, 'control.sock'), method, path, body);
-  const hostReads = (): Buffer => {
-    const out = join(dir, 'export.img');
-    const r = tool('nbdcopy', [nbdUri(state), out]);
-    assert.equal(r.code, 0, r.stderr);
-    const b = readFileSync(out);
-    rmSync(out);
-    return b;
-  };
-  const hostWrites = async (offset: number, data: Buffer): Promise<void> => {
-    const src = join(dir, 'chunk.bin');
-    writeFileSync(src, data);
-    await nbdsh(`h.connect_uri(${JSON.stringify(nbdUri(state))})\nh.pwrite(open(${JSON.stringify(src)}, 'rb').read(), ${offset})\nh.flush()\nh.shutdown()\n`);
-  };
 
   it('on the state directory: an added range waits for the daemon\'s start; bad requests are refused and change nothing', () => {
     const out = ok(['persistent', 'add', '--range', '1M:1M', '--state-dir', state]);
@@ -89,12 +73,12 @@ describe('snapback persistent (CLI, daemon, NBD)', function () {
     assert.equal(l.pending, null);
     const inside = Buffer.alloc(128 * 1024, 0xa5);
     const outside = Buffer.alloc(4096, 0x5a);
-    await hostWrites(MIB + 4096, inside);
-    await hostWrites(5 * MIB, outside);
+    await hostWrites(state, dir, MIB + 4096, inside);
+    await hostWrites(state, dir, 5 * MIB, outside);
     ok(['session', 'end', '--wait', '--state-dir', state]);
     const expect = Buffer.from(model);
     inside.copy(expect, MIB + 4096);
-    assert.ok(hostReads().equals(expect), 'the host reads its writes in the area and the model elsewhere');
+    assert.ok(hostReads(state, dir).equals(expect), 'the host reads its writes in the area and the model elsewhere');
 
     const narrowed = ok(['persistent', 'add', '--range', '100K:200K', '--state-dir', state]);
     assert.match(narrowed, /range 102400:204800 narrowed to whole regions of 64 KiB: bytes 131072–262143 are persistent/);
@@ -108,7 +92,7 @@ describe('snapback persistent (CLI, daemon, NBD)', function () {
 
     ok(['session', 'end', '--wait', '--state-dir', state]);
     assert.deepEqual(list().active.map((a) => a.id), ['2']);
-    assert.ok(hostReads().equals(model), 'the removed area was restored from the model');
+    assert.ok(hostReads(state, dir).equals(model), 'the removed area was restored from the model');
     const audit = ((await control('GET', '/api/audit')) as { entries: AuditEntry[] }).entries.map((a) => `${a.actor} ${a.action}`);
     assert.deepEqual(audit.filter((a) => a.includes('persistent')).reverse(), ['cli persistent.add', 'system persistent.apply', 'cli persistent.add', 'cli persistent.remove', 'system persistent.apply']);
   });

@@ -1,7 +1,7 @@
 /**
  * The console's SQLite store: the schema is created from version 1 and a newer database is
- * refused; a command is answered once and only by the appliance it was for; an enrollment code
- * is redeemed once.
+ * refused; a command is answered once and only by the appliance it was for; a group's commands
+ * and their audit entry are one commit; an enrollment code is redeemed once.
  */
 import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -9,8 +9,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { isSnapbackError } from '../../appliance/errors.js';
+import { Catalogue } from '../../console/server/catalogue.js';
 import { CONSOLE_SCHEMA_VERSION } from '../../console/server/migrations.js';
 import { ConsoleStore } from '../../console/server/console-store.js';
+import { Dispatcher } from '../../console/server/dispatcher.js';
+import { FleetLink } from '../../console/server/fleet-link.js';
 
 describe('the console store (SQLite)', () => {
   let dir: string;
@@ -57,6 +60,27 @@ describe('the console store (SQLite)', () => {
     const c = s.command('c1')!;
     assert.deepEqual([c.state, c.error], ['failed', { code: 'BUSY', message: 'busy' }]);
     assert.deepEqual(s.openCommands(), []);
+    s.close();
+  });
+
+  it("a group action's commands and its audit entry are one commit: when the entry cannot be written, no command is recorded to be sent later", async () => {
+    const s = ConsoleStore.open(dir);
+    for (const name of ['lab-01', 'lab-02']) s.setAvailability(name, true);
+    s.createGroup('room 101', '');
+    for (const name of ['lab-01', 'lab-02']) s.setApplianceGroup(name, 'room 101');
+    // (a broker link that is not connected: what is recorded waits for it, and is sent on connect)
+    const dispatcher = new Dispatcher(s, new FleetLink({ url: 'mqtt://127.0.0.1:1', store: s }), new Catalogue(dir, s, () => 'http://127.0.0.1/'));
+    const sent = await dispatcher.dispatch({ action: 'freeze' }, dispatcher.resolveTargets({ groups: ['room 101'] }), 'admin', { groups: ['room 101'] });
+    assert.deepEqual(s.openCommands().map((c) => c.appliance).sort(), ['lab-01', 'lab-02']);
+    const entry = s.listAudit({ limit: 1 })[0]!;
+    assert.deepEqual([entry.action, entry.details?.count, (entry.details?.commands as { id: string }[]).map((c) => c.id).sort()], ['fleet.freeze', 2, sent.map((c) => c.id).sort()]);
+
+    // The audit log refuses the next entry (as a full disk would): the action fails and leaves nothing to send.
+    const side = new Database(join(dir, 'console.db'));
+    side.exec("CREATE TRIGGER refuse_audit BEFORE INSERT ON audit BEGIN SELECT RAISE(ABORT, 'the audit log cannot be written'); END");
+    await assert.rejects(dispatcher.dispatch({ action: 'thaw' }, dispatcher.resolveTargets({ groups: ['room 101'] }), 'admin'), /audit log cannot be written/);
+    assert.deepEqual(s.openCommands().map((c) => c.action), ['freeze', 'freeze'], 'no thaw is queued to go out on the next connect');
+    side.close();
     s.close();
   });
 

@@ -9,7 +9,8 @@ import { GpioComponent } from '../../appliance/gpio/gpio-component.js';
 import type { GpioSettingsInput } from '../../appliance/gpio/gpio-settings.js';
 import { LED_PATTERNS, patternLitAt } from '../../appliance/gpio/led-patterns.js';
 import { SimulatedGpioBackend } from '../../appliance/gpio/simulated-backend.js';
-import { FakeApplianceService, SimHost, type SimHostOptions } from './gpio-fakes.test.js';
+import { FakeApplianceService } from '../helpers/fake-appliance-service.js';
+import { SimHost, type SimHostOptions } from '../helpers/sim-host.js';
 import { FakeClock } from '../helpers/fake-clock.js';
 
 const BUTTON = 17;

@@ -9,7 +9,7 @@ import {
 } from '../../appliance/gpio/led-patterns.js';
 import { SimulatedGpioBackend } from '../../appliance/gpio/simulated-backend.js';
 import { StatusLed } from '../../appliance/gpio/status-led.js';
-import { makeStatus } from './gpio-fakes.test.js';
+import { makeStatus } from '../helpers/fake-appliance-service.js';
 import { FakeClock } from '../helpers/fake-clock.js';
 
 const PIN = 22;

@@ -6,7 +6,8 @@ import { defaultGpioSettings, type PowerSettings } from '../../appliance/gpio/gp
 import { HostPowerSense } from '../../appliance/gpio/host-power-sense.js';
 import { PowerController } from '../../appliance/gpio/power-controller.js';
 import { SimulatedGpioBackend } from '../../appliance/gpio/simulated-backend.js';
-import { FakeApplianceService, SimHost, type SimHostOptions } from './gpio-fakes.test.js';
+import { FakeApplianceService } from '../helpers/fake-appliance-service.js';
+import { SimHost, type SimHostOptions } from '../helpers/sim-host.js';
 import { FakeClock } from '../helpers/fake-clock.js';
 
 const SW = 23;

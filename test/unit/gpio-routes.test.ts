@@ -11,7 +11,8 @@ import { gpioRoutes } from '../../appliance/http/routes/gpio-routes.js';
 import type { GpioSettingsInput } from '../../appliance/gpio/gpio-settings.js';
 import type { GpioStatus } from '../../appliance/gpio/gpio-status.js';
 import { SimulatedGpioBackend } from '../../appliance/gpio/simulated-backend.js';
-import { FakeApplianceService, SimHost } from './gpio-fakes.test.js';
+import { FakeApplianceService } from '../helpers/fake-appliance-service.js';
+import { SimHost } from '../helpers/sim-host.js';
 import { FakeClock } from '../helpers/fake-clock.js';
 
 interface Harness {

@@ -21,7 +21,8 @@ import { magicPacket } from '../../appliance/maintenance/wake-on-lan.js';
 import type { MaintenanceWindowInput } from '../../appliance/api/maintenance.js';
 import { StateStore } from '../../appliance/state/state-store.js';
 import { runFleetCommand } from '../../appliance/management/fleet-commands.js';
-import { FakeApplianceService, SimHost, type SimHostOptions } from './gpio-fakes.test.js';
+import { FakeApplianceService } from '../helpers/fake-appliance-service.js';
+import { SimHost, type SimHostOptions } from '../helpers/sim-host.js';
 import { FakeClock } from '../helpers/fake-clock.js';
 import { waitFor } from '../helpers/wait.js';
 

@@ -8,7 +8,7 @@
  * model in force. Never a mix. SWITCH_SEED=N runs one seed.
  */
 import assert from 'node:assert/strict';
-import { prepareSwitch, switchWithCut, checkAfterCut, assertPendingIsPlan, adoptWithCut, checkAdoptAfterCut, MODEL_B_ID, MODEL_C_ID } from '../helpers/switch-crash.js';
+import { prepareSwitch, switchWithCut, checkAfterCut, assertPendingIsPlan, adoptWithCut, MODEL_B_ID, MODEL_C_ID } from '../helpers/switch-crash.js';
 import { FaultDevice } from '../helpers/fault-device.js';
 import { switchModel } from '../../appliance/storage/model-switch.js';
 
@@ -28,7 +28,7 @@ describe('model switch under power cuts', function () {
         let result;
         try {
           result = await switchWithCut(sc, cutAt);
-          inForce[await checkAfterCut(sc, result.completed)]++;
+          inForce[await checkAfterCut(sc, result.completed, 'B')]++;
         } catch (err) {
           (err as Error).message = `seed ${seed}, cut at write/flush ${cutAt} of the switch (rerun with SWITCH_SEED=${seed}): ${(err as Error).message}`;
           throw err;
@@ -67,7 +67,7 @@ describe('model switch under power cuts', function () {
         const sc = await prepareSwitch(seed);
         try {
           const { completed } = await adoptWithCut(sc, cutAt);
-          inForce[await checkAdoptAfterCut(sc, completed)]++;
+          inForce[await checkAfterCut(sc, completed, 'C')]++;
           if (completed) break;
         } catch (err) {
           (err as Error).message = `seed ${seed}, cut at write/flush ${cutAt} (rerun with SWITCH_SEED=${seed}): ${(err as Error).message}`;

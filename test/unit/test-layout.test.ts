@@ -2,7 +2,8 @@
  * The test tree's layout, so a newcomer finds things where they belong: test folders hold only
  * tests; fakes, harnesses and helpers live in test/helpers (rigs in test/rigs); there is one
  * way to wait for a condition (test/helpers/wait.ts) and one forwarding test device
- * (test/helpers/forwarding-device.ts) rather than copies in test files.
+ * (test/helpers/forwarding-device.ts) rather than copies in test files; no file imports a test
+ * file (that would register its tests again in the importing process).
  */
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
@@ -31,5 +32,10 @@ describe('test layout', () => {
   it('one forwarding test device (test/helpers/forwarding-device.ts): no test file implements BlockDevice itself', () => {
     const own = tsFiles(TEST).filter((f) => f.endsWith('.test.ts') && f !== join('unit', 'test-layout.test.ts') && /implements\s+BlockDevice\b/.test(readFileSync(join(TEST, f), 'utf8')));
     assert.deepEqual(own, []);
+  });
+
+  it('no file imports a *.test file: what tests share lives in test/helpers, so importing it registers no tests twice', () => {
+    const importers = tsFiles(TEST).filter((f) => /\bfrom\s+['"][^'"]*\.test(\.js)?['"]|\bimport\(\s*['"][^'"]*\.test(\.js)?['"]/.test(readFileSync(join(TEST, f), 'utf8')));
+    assert.deepEqual(importers, []);
   });
 });

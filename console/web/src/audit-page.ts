@@ -2,10 +2,10 @@
 import type { AuditEntry } from '../../../appliance/api/audit.js';
 import { getJson } from './api.js';
 import { on } from './console-live.js';
-import type { ConsolePage } from './console-page.js';
+import type { Page } from './pages/page.js';
 import { errorText, fmtTime, h, notify } from './dom.js';
 
-export const auditPage: ConsolePage = {
+export const auditPage: Page = {
   title: 'Audit log',
   render(main) {
     const body = h('tbody', { id: 'audit-rows' });

@@ -4,7 +4,7 @@
  */
 import type { CatalogueModel } from '../../../appliance/api/console.js';
 import { authState, getJson, request } from './api.js';
-import type { ConsolePage } from './console-page.js';
+import type { Page } from './pages/page.js';
 import { confirmAction, errorText, fmtBytes, fmtTime, h, notify } from './dom.js';
 
 /** Uploads with XMLHttpRequest: fetch() reports no upload progress. */
@@ -34,7 +34,7 @@ function upload(file: File, name: string, csrf: string, onProgress: (done: numbe
   });
 }
 
-export const cataloguePage: ConsolePage = {
+export const cataloguePage: Page = {
   title: 'Models',
   render(main) {
     const list = h('tbody', { id: 'model-rows' });

@@ -5,7 +5,7 @@
 import type { CommandRecord } from '../../../appliance/api/console.js';
 import { getJson } from './api.js';
 import { on } from './console-live.js';
-import type { ConsolePage } from './console-page.js';
+import type { Page } from './pages/page.js';
 import { errorText, fmtTime, h, notify } from './dom.js';
 
 const LIMIT = 200;
@@ -16,7 +16,7 @@ function outcome(c: CommandRecord): string {
   return JSON.stringify(c.result);
 }
 
-export const commandsPage: ConsolePage = {
+export const commandsPage: Page = {
   title: 'Commands',
   render(main) {
     const byId = new Map<string, CommandRecord>();

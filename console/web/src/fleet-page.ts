@@ -8,13 +8,13 @@ import type { ApplianceRecord, CatalogueModel, GroupRecord } from '../../../appl
 import { getJson, postJson } from './api.js';
 import { sendAction, type Target } from './actions.js';
 import { on } from './console-live.js';
-import type { ConsolePage } from './console-page.js';
+import type { Page } from './pages/page.js';
 import { clear, errorText, fmtDuration, fmtTime, h, notify, pct } from './dom.js';
 
 /** Rows shown at once: the DOM holds one page, whatever the fleet's size. */
 const PAGE_SIZE = 100;
 
-export const fleetPage: ConsolePage = {
+export const fleetPage: Page = {
   title: 'Fleet',
   render(main) {
     const all = new Map<string, ApplianceRecord>();

@@ -6,10 +6,10 @@ import type { GroupRecord } from '../../../appliance/api/console.js';
 import { getJson, postJson, request } from './api.js';
 import { sendAction } from './actions.js';
 import { on } from './console-live.js';
-import type { ConsolePage } from './console-page.js';
+import type { Page } from './pages/page.js';
 import { confirmAction, errorText, h, notify } from './dom.js';
 
-export const groupsPage: ConsolePage = {
+export const groupsPage: Page = {
   title: 'Groups',
   render(main) {
     const list = h('tbody', { id: 'group-rows' });
