@@ -278,9 +278,11 @@ except nbd.Error as e:
       assert.doesNotMatch((r.json as { message: string }).message, /hashed/);
     }
     assert.equal((await models(state)).imports.length, importsBefore, 'no import job was started');
-    const cli = snapback(['model', 'import', nginx.url('slow', 'model.img'), '--name', 'again', '--state-dir', state]);
-    assert.equal(cli.code, 1, cli.stderr);
-    assert.match(cli.stderr, new RegExp(`already in the library as "${first.name}"`));
+    for (const source of [nginx.url('slow', 'model.img'), local]) {
+      const cli = snapback(['model', 'import', source, '--name', 'again', '--state-dir', state]);
+      assert.equal(cli.code, 1, cli.stderr);
+      assert.match(cli.stderr, new RegExp(`already in the library as "${first.name}"`));
+    }
     assert.equal((await models(state)).imports.length, importsBefore, 'the CLI started no import job either');
     assert.deepEqual(downloadsLeft(state), [], 'nothing was downloaded');
 
