@@ -455,8 +455,7 @@ class BodyReceiver {
   private newPiece(): Buffer {
     const n = Math.min(this.o.pieceSize, this.length - this.index * this.o.pieceSize);
     const old = this.free.pop();
-    // in shared memory: a hash worker reads it without a copy
-    return old && old.length === n ? old : Buffer.from(new SharedArrayBuffer(n));
+    return old && old.length === n ? old : sharedPiece(n);
   }
 
   private settle(): void {
@@ -472,6 +471,27 @@ class BodyReceiver {
       this.rejectDone(new RemoteError(`${this.what}: the connection was lost after ${this.received} of ${this.length} bytes`, true));
     }
   }
+}
+
+const WASM_PAGE = 64 << 10;
+/** WebAssembly.Memory (in Node; the project's TypeScript libraries leave WebAssembly out). */
+const WasmMemory = (globalThis as unknown as { WebAssembly: { Memory: new (d: { initial: number; maximum: number; shared: boolean }) => { buffer: SharedArrayBuffer } } }).WebAssembly.Memory;
+
+/**
+ * `n` bytes of shared memory (a hash worker reads them without a copy). Whole multiples of 64 KiB
+ * (a region) come page-aligned, from a shared WebAssembly memory, so that they can be written
+ * with direct I/O; other sizes, or when such memory cannot be had, a SharedArrayBuffer.
+ */
+function sharedPiece(n: number): Buffer {
+  if (n > 0 && n % WASM_PAGE === 0) {
+    try {
+      const pages = n / WASM_PAGE;
+      return Buffer.from(new WasmMemory({ initial: pages, maximum: pages, shared: true }).buffer, 0, n);
+    } catch {
+      /* no address space for it now: plain shared memory */
+    }
+  }
+  return Buffer.from(new SharedArrayBuffer(n));
 }
 
 /**
