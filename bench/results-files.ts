@@ -6,6 +6,8 @@
  *   bench/results/parts/<part>.json   the part's latest results (any JSON; `startedAt` if it has one)
  *   bench/results/parts/<part>.md     the part's Markdown section (starts with a "### " heading)
  *   bench/results/<ISO date>-<part>.json   every run of a part, kept
+ *   bench/results/<ISO date>-<part>-partial.json   a run of some of a part's workloads (`--only`):
+ *                                     kept, but it replaces neither the part's results nor latest.*
  *   bench/results/latest.md           "## Snapback benchmark" + every part's section, in PART_ORDER
  *   bench/results/latest.json         { assembledAt, parts: { <part>: <its JSON>, … } }
  */
@@ -21,15 +23,31 @@ export const PART_ORDER = ['storage', 'model', 'models', 'memory', 'nbd', 'fleet
 
 /** Writes one part's results and re-assembles latest.md/latest.json. Returns latest.md's text. */
 export function writePartResults(part: string, json: unknown, markdown: string, dir = RESULTS_DIR): string {
-  if (!/^[a-z0-9-]+$/.test(part)) throw new Error(`bad part name "${part}"`);
+  const text = writeRunRecord(part, json, dir);
   const partsDir = join(dir, 'parts');
   mkdirSync(partsDir, { recursive: true });
-  const text = `${JSON.stringify(json, null, 2)}\n`;
-  const stamp = new Date().toISOString().replace(/:/g, '-').replace(/\.\d+Z$/, 'Z');
-  writeFileSync(join(dir, `${stamp}-${part}.json`), text);
   writeFileSync(join(partsDir, `${part}.json`), text);
   writeFileSync(join(partsDir, `${part}.md`), markdown.endsWith('\n') ? markdown : `${markdown}\n`);
   return assembleLatest(dir);
+}
+
+/**
+ * Keeps the record of a partial run of a part (some of its workloads): the dated file only, so
+ * that the part's last full figures stay in latest.md. Returns the Markdown to print, which says so.
+ */
+export function writePartialRun(part: string, json: unknown, markdown: string, dir = RESULTS_DIR): string {
+  writeRunRecord(`${part}-partial`, json, dir);
+  return `${markdown.trimEnd()}\n\n(a partial run: kept in ${dir} as a dated -partial file; parts/${part} and latest.md keep the last full run)\n`;
+}
+
+/** Writes the dated record of one run and returns its text. */
+function writeRunRecord(name: string, json: unknown, dir: string): string {
+  if (!/^[a-z0-9-]+$/.test(name)) throw new Error(`bad part name "${name}"`);
+  mkdirSync(dir, { recursive: true });
+  const text = `${JSON.stringify(json, null, 2)}\n`;
+  const stamp = new Date().toISOString().replace(/:/g, '-').replace(/\.\d+Z$/, 'Z');
+  writeFileSync(join(dir, `${stamp}-${name}.json`), text);
+  return text;
 }
 
 /** Assembles latest.md and latest.json from every part's latest results. */

@@ -32,7 +32,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { cpus, loadavg, release, tmpdir } from 'node:os';
 import { parseArgs } from 'node:util';
-import { writePartResults } from './results-files.js';
+import { writePartResults, writePartialRun } from './results-files.js';
 
 // Library code logs through pino to stdout; stdout here is the Markdown summary.
 process.env.LOG_LEVEL ??= 'warn';
@@ -94,7 +94,8 @@ async function runStorage(a: Args, tag: string): Promise<string[]> {
   const md = [`### Storage (${started.toISOString()}; Node ${process.version}, ${tmpfs.env.cpus} × ${tmpfs.env.cpu}, kernel ${tmpfs.env.kernel}; ${durationS} s${a.quick ? '; quick' : ''}${only ? `; only ${only.join(', ')}` : ''})`, ''];
   md.push(storage.storageMarkdown(tmpfs).replace(/^### /, '#### '));
   if (disk) md.push(storage.storageMarkdown(disk).replace(/^### /, '#### '));
-  process.stdout.write(writePartResults('storage', result, md.join('\n')));
+  // a run of some workloads only must not replace the last full run's figures
+  process.stdout.write(only ? writePartialRun('storage', result, md.join('\n')) : writePartResults('storage', result, md.join('\n')));
   return [tmpfs, ...(disk ? [disk] : [])].flatMap((r) => r.comparisons.filter((c) => c.pass === false).map((c) => `${r.label}: ${c.id}`));
 }
 
