@@ -77,6 +77,22 @@ export class ApiRouter {
     );
   }
 
+  /**
+   * GET /api/openapi.json: the API described from its own routes (public), served the same way
+   * by the appliance and the console; `document` builds it when it is asked for.
+   */
+  addOpenApiRoute(document: () => object | Promise<object>): void {
+    this.add({
+      method: 'get',
+      path: '/api/openapi.json',
+      tag: 'meta',
+      public: true,
+      summary: 'This document: the API described in OpenAPI 3',
+      replies: { 200: { description: 'The OpenAPI document' } },
+      handler: () => document(),
+    });
+  }
+
   /** Every route declared so far (for the OpenAPI document). */
   routes(): readonly RouteSpec[] {
     return this.declared;

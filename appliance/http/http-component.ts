@@ -278,15 +278,7 @@ export class HttpComponent implements Component {
       routes(api, deps);
     }
     for (const add of this.opts.extraRoutes ?? []) add(api);
-    api.add({
-      method: 'get',
-      path: '/api/openapi.json',
-      tag: 'meta',
-      public: true,
-      summary: 'This document: the API described in OpenAPI 3',
-      replies: { 200: { description: 'The OpenAPI document' } },
-      handler: () => this.openApiDocument(),
-    });
+    api.addOpenApiRoute(() => this.openApiDocument());
     this.api = api;
     const publicApi = new Set(api.routes().filter((r) => r.public).map((r) => `${r.method.toUpperCase()} ${r.path}`));
     const rawBodyTypes = new Map(api.routes().flatMap((r) => (r.rawBody ? [[`${r.method.toUpperCase()} ${r.path}`, r.rawBody.contentType] as const] : [])));

@@ -182,15 +182,7 @@ export class ConsoleHttp {
         if (!this.events.attach(res, owner)) throw new HttpError(503, 'BUSY', 'too many live-update streams are open');
       },
     });
-    api.add({
-      method: 'get',
-      path: '/api/openapi.json',
-      tag: 'meta',
-      public: true,
-      summary: 'This document: the API described in OpenAPI 3',
-      replies: { 200: { description: 'The OpenAPI document' } },
-      handler: () => this.openApiDocument(),
-    });
+    api.addOpenApiRoute(() => this.openApiDocument());
     this.api = api;
     const publicRoutes = api.routes().filter((r) => r.public);
     const isPublic = (method: string, path: string): boolean =>
