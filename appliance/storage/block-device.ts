@@ -63,3 +63,15 @@ export function checkRange(size: number, offset: number, length: number, what = 
     });
   }
 }
+
+/** A device's read() where it has readInto(): checks the range, then reads into a new buffer. */
+export async function readToNewBuffer(
+  device: { readonly size: number; readInto(buf: Buffer, offset: number): Promise<void> },
+  offset: number,
+  length: number,
+): Promise<Buffer> {
+  checkRange(device.size, offset, length, 'read');
+  const buf = Buffer.allocUnsafe(length);
+  await device.readInto(buf, offset);
+  return buf;
+}

@@ -6,7 +6,7 @@
 import { promises as fsp, constants as fsc, statSync, readFileSync, realpathSync, read as fsRead, write as fsWrite } from 'node:fs';
 import { basename } from 'node:path';
 import type { FileHandle } from 'node:fs/promises';
-import { checkRange, type BlockDevice, type DeviceCapabilities, type WriteOptions, type ZeroOptions } from './block-device.js';
+import { checkRange, readToNewBuffer, type BlockDevice, type DeviceCapabilities, type WriteOptions, type ZeroOptions } from './block-device.js';
 import { SnapbackError, fromSystemError } from '../errors.js';
 import { sharedBatchedIo, type BatchedIo } from './batched-io.js';
 
@@ -114,11 +114,8 @@ export class FileDevice implements BlockDevice {
     return this.handle;
   }
 
-  async read(offset: number, length: number): Promise<Buffer> {
-    checkRange(this.size, offset, length, 'read');
-    const buf = Buffer.allocUnsafe(length);
-    await this.readInto(buf, offset);
-    return buf;
+  read(offset: number, length: number): Promise<Buffer> {
+    return readToNewBuffer(this, offset, length);
   }
 
   /** Reads exactly buf.length bytes at offset into buf (zeroes past the end of a short file). */

@@ -15,7 +15,7 @@
  * requests, and requests that arrive meanwhile wait and then see the new session.
  */
 import { EventEmitter } from 'node:events';
-import { checkRange, type BlockDevice, type DeviceCapabilities, type WriteOptions, type ZeroOptions } from './block-device.js';
+import { checkRange, readToNewBuffer, type BlockDevice, type DeviceCapabilities, type WriteOptions, type ZeroOptions } from './block-device.js';
 import { headerWriteOutcome, type RegionLog } from './region-log.js';
 import { RegionLocks } from './region-locks.js';
 import { SnapbackError } from '../errors.js';
@@ -142,11 +142,8 @@ export class ProtectedDisk extends EventEmitter implements BlockDevice {
     return this.log.isPending(r);
   }
 
-  async read(offset: number, length: number): Promise<Buffer> {
-    checkRange(this.size, offset, length, 'read');
-    const buf = Buffer.allocUnsafe(length);
-    await this.readInto(buf, offset);
-    return buf;
+  read(offset: number, length: number): Promise<Buffer> {
+    return readToNewBuffer(this, offset, length);
   }
 
   readInto(buf: Buffer, offset: number): Promise<void> {
