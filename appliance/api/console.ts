@@ -8,7 +8,7 @@ import { z } from 'zod';
 import { protectionModeSchema, restoreModeSchema } from './common.js';
 import { applianceNameSchema, fleetCommandSchema } from './fleet.js';
 import { maintenanceWindowInputSchema } from './maintenance.js';
-import { modelDownloadSchema } from './models.js';
+import { modelDownloadSchema, modelIdentitySchema } from './models.js';
 
 /** A group name ("room 101"): free text, but not empty and not absurdly long. */
 export const groupNameSchema = z
@@ -154,14 +154,7 @@ export const groupUpdateSchema = z.object({ description: z.string().max(500) }).
 export const groupAssignSchema = z.object({ group: groupNameSchema.nullable() }).strict();
 
 /** A model image in the console's catalogue, served at `url` (its manifest at `url` + ".manifest.json"). */
-export const catalogueModelSchema = z.object({
-  /** The manifest's id (a hash of the image's content). */
-  id: z.string(),
-  name: z.string(),
-  size: z.number(),
-  regionSize: z.number(),
-  hash: z.string(),
-  createdAt: z.string(),
+export const catalogueModelSchema = modelIdentitySchema.extend({
   /** Where appliances fetch it (absolute, from the console's public URL). */
   url: z.string(),
 });

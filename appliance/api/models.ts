@@ -39,7 +39,8 @@ export const modelPartitionSchema = z.object({
 });
 export type ModelPartition = z.infer<typeof modelPartitionSchema>;
 
-export const modelRecordSchema = z.object({
+/** What names a model image wherever it is listed: the appliance's library and the console's catalogue. */
+export const modelIdentitySchema = z.object({
   /** The manifest's id: the hash of its content (64 hex digits). */
   id: z.string(),
   name: z.string(),
@@ -48,6 +49,9 @@ export const modelRecordSchema = z.object({
   /** The manifest's per-region hash (sha256, blake3, …). */
   hash: z.string(),
   createdAt: z.string(),
+});
+
+export const modelRecordSchema = modelIdentitySchema.extend({
   source: modelSourceSchema,
   /** The id of the model this one was captured from; null for an import. */
   parent: z.string().nullable(),
