@@ -140,6 +140,15 @@ export function exited(child: ChildProcess): Promise<{ code: number | null; sign
   return new Promise((res) => child.once('exit', (code, signal) => res({ code, signal })));
 }
 
+/** SIGKILLs (as a power cut would) the daemon a test left running, if any, and waits for it to exit; null for the test's variable. */
+export async function killDaemon(child: ChildProcess | null): Promise<null> {
+  if (child) {
+    child.kill('SIGKILL');
+    await exited(child);
+  }
+  return null;
+}
+
 export function nbdUri(stateDir: string): string {
   return `nbd+unix:///snapback?socket=${join(stateDir, 'nbd.sock')}`;
 }

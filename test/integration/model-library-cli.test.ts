@@ -12,7 +12,7 @@ import type { ChildProcess } from 'node:child_process';
 import type { ModelRecord } from '../../appliance/api/models.js';
 import { modelImport } from '../../appliance/cli/model-commands.js';
 import { isSnapbackError } from '../../appliance/errors.js';
-import { exited, snapback, snapbackRefused, startServe } from '../helpers/cli.js';
+import { exited, killDaemon, snapback, snapbackRefused, startServe } from '../helpers/cli.js';
 import { hostReads } from '../helpers/host-io.js';
 import { patternBytes } from '../helpers/prng.js';
 import { stateSnapshot } from '../helpers/state-snapshot.js';
@@ -34,11 +34,7 @@ describe('snapback model: import, list, rename, remove', function () {
     assert.equal(r.code, 0, r.stderr);
   });
   afterEach(async () => {
-    if (daemon) {
-      daemon.kill('SIGKILL');
-      await exited(daemon);
-      daemon = null;
-    }
+    daemon = await killDaemon(daemon);
     rmSync(dir, { recursive: true, force: true });
   });
 

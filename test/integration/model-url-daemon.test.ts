@@ -20,7 +20,7 @@ import type { ApplianceStatus } from '../../appliance/api/status.js';
 import { createManifest, manifestPathFor } from '../../appliance/storage/manifest.js';
 import { Nginx } from '../helpers/nginx.js';
 import { makeImage, makeTempDir, nbdsh, type TempDir } from '../helpers/nbd-clients.js';
-import { exited, nbdUri, snapback, startServe } from '../helpers/cli.js';
+import { exited, killDaemon, nbdUri, snapback, startServe } from '../helpers/cli.js';
 import { nodeRequest } from '../helpers/http-harness.js';
 import { waitFor } from '../helpers/wait.js';
 
@@ -53,11 +53,7 @@ describe('lazy provisioning from a URL (daemon, real nginx, real NBD client)', f
     nginx = await Nginx.start(join(dir.path, 'nginx'), { root, rateLimit: 16 * KiB });
   });
   afterEach(async function () {
-    if (daemon) {
-      daemon.kill('SIGKILL');
-      await exited(daemon);
-      daemon = null;
-    }
+    daemon = await killDaemon(daemon);
     if (!nginx.running) await nginx.start();
   });
   after(async function () {

@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { callDaemon } from '../../appliance/cli/control-client.js';
 import type { ApplianceStatus } from '../../appliance/session/appliance-service.js';
 import { Prng } from '../helpers/prng.js';
-import { exited, snapback, startServe } from '../helpers/cli.js';
+import { killDaemon, snapback, startServe } from '../helpers/cli.js';
 import { fillUp, Mounts } from '../helpers/mounts.js';
 import { waitFor } from '../helpers/wait.js';
 
@@ -44,11 +44,7 @@ describe('disk full: what is reported is what happened', function () {
   });
 
   afterEach(async () => {
-    if (daemon) {
-      daemon.kill('SIGKILL');
-      await exited(daemon);
-      daemon = null;
-    }
+    daemon = await killDaemon(daemon);
     mounts.unmountAll();
     rmSync(dir, { recursive: true, force: true });
   });

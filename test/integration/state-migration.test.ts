@@ -13,7 +13,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ChildProcess } from 'node:child_process';
 import type { ModelRecord } from '../../appliance/api/models.js';
-import { exited, nbdUri, snapback, startServe, tool } from '../helpers/cli.js';
+import { exited, killDaemon, nbdUri, snapback, startServe, tool } from '../helpers/cli.js';
 
 const FIXTURE = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'test', 'fixtures', 'state-v1');
 
@@ -41,11 +41,7 @@ describe('a state directory of the release before the model library', function (
     writeFileSync(join(state, 'snapback.json'), config.split(expected.root).join(dir));
   });
   afterEach(async () => {
-    if (daemon) {
-      daemon.kill('SIGKILL');
-      await exited(daemon);
-      daemon = null;
-    }
+    daemon = await killDaemon(daemon);
     rmSync(dir, { recursive: true, force: true });
   });
 
