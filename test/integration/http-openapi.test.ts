@@ -10,7 +10,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { systemClock } from '../../appliance/clock.js';
 import { daemonRoutes } from '../../appliance/daemon/daemon-routes.js';
-import { gpioHostPower } from '../../appliance/daemon/maintenance-power.js';
 import { GpioComponent } from '../../appliance/gpio/gpio-component.js';
 import { SimulatedGpioBackend } from '../../appliance/gpio/simulated-backend.js';
 import { HttpComponent } from '../../appliance/http/http-component.js';
@@ -26,6 +25,7 @@ import { readPartitionTable } from '../../appliance/storage/partition-table.js';
 import { StateStore } from '../../appliance/state/state-store.js';
 import { FakeAppliance } from '../helpers/fake-appliance.js';
 import { Client, PASSWORD } from '../helpers/http-harness.js';
+import { storeMaintenanceDeps } from '../helpers/maintenance-deps.js';
 
 interface OpenApiDoc {
   openapi: string;
@@ -59,11 +59,7 @@ describe('http: the OpenAPI document', () => {
     const library = new ModelLibrary(engine.state);
     const models = new ModelService({ library });
     const maintenance = new MaintenanceComponent({
-      service,
-      settings: () => store.settings().maintenance,
-      saveSettings: async (m) => void (await store.updateSettings({ maintenance: m })),
-      audit: (e) => store.audit(e),
-      power: () => gpioHostPower(gpio),
+      ...storeMaintenanceDeps(service, store, gpio),
       captureAndActivate: () => Promise.reject(new Error('no capture here')),
       stateDir: dir,
       clock: systemClock,

@@ -11,7 +11,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GpioComponent } from '../../appliance/gpio/gpio-component.js';
 import { SimulatedGpioBackend } from '../../appliance/gpio/simulated-backend.js';
-import { gpioHostPower } from '../../appliance/daemon/maintenance-power.js';
 import { MaintenanceComponent } from '../../appliance/maintenance/maintenance-component.js';
 import { SessionsComponent } from '../../appliance/daemon/sessions-component.js';
 import { initEngine, openEngine, type Engine } from '../../appliance/storage/engine.js';
@@ -19,6 +18,7 @@ import { ModelLibrary } from '../../appliance/storage/model-library.js';
 import { StateStore } from '../../appliance/state/state-store.js';
 import { SimHost } from '../helpers/sim-host.js';
 import { FakeClock } from '../helpers/fake-clock.js';
+import { storeMaintenanceDeps } from '../helpers/maintenance-deps.js';
 import { Prng } from '../helpers/prng.js';
 import { waitFor } from '../helpers/wait.js';
 
@@ -69,11 +69,7 @@ describe('a maintenance window through the real storage, sessions and model swit
     cleanup.push(() => gpio.stop());
     await clock.advance(6000); // the power LED's state settles (off)
     const maintenance = new MaintenanceComponent({
-      service,
-      settings: () => store.settings().maintenance,
-      saveSettings: async (m) => void (await store.updateSettings({ maintenance: m })),
-      audit: (e) => store.audit(e),
-      power: () => gpioHostPower(gpio),
+      ...storeMaintenanceDeps(service, store, gpio),
       captureAndActivate: async (name) => (await switcher.capture({ name, activate: true })).model.record.name,
       stateDir,
       clock,

@@ -14,7 +14,6 @@ import { isSnapbackError } from '../../appliance/errors.js';
 import { GpioComponent } from '../../appliance/gpio/gpio-component.js';
 import type { GpioSettingsInput } from '../../appliance/gpio/gpio-settings.js';
 import { SimulatedGpioBackend } from '../../appliance/gpio/simulated-backend.js';
-import { gpioHostPower } from '../../appliance/daemon/maintenance-power.js';
 import { MAINTENANCE_JOURNAL, MaintenanceComponent } from '../../appliance/maintenance/maintenance-component.js';
 import { MaintenanceSchedule } from '../../appliance/maintenance/schedule.js';
 import { magicPacket } from '../../appliance/maintenance/wake-on-lan.js';
@@ -24,6 +23,7 @@ import { runFleetCommand } from '../../appliance/management/fleet-commands.js';
 import { FakeApplianceService } from '../helpers/fake-appliance-service.js';
 import { SimHost, type SimHostOptions } from '../helpers/sim-host.js';
 import { FakeClock } from '../helpers/fake-clock.js';
+import { storeMaintenanceDeps } from '../helpers/maintenance-deps.js';
 import { waitFor } from '../helpers/wait.js';
 
 const SW = 23;
@@ -64,11 +64,7 @@ async function setup(opts: { gpio?: GpioSettingsInput; host?: Partial<SimHostOpt
   await clock.advance(6000);
   const captures: Rig['captures'] = [];
   const maintenance = new MaintenanceComponent({
-    service,
-    settings: () => store.settings().maintenance,
-    saveSettings: async (m) => void (await store.updateSettings({ maintenance: m })),
-    audit: (e) => store.audit(e),
-    power: () => gpioHostPower(gpio),
+    ...storeMaintenanceDeps(service, store, gpio),
     captureAndActivate: async (name) => {
       captures.push({ name, at: clock.now(), hostOn: host?.on ?? false });
       if (opts.captureError) throw opts.captureError;
