@@ -11,7 +11,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { randomFillSync } from 'node:crypto';
-import { mkdirSync, rmSync, statSync, statfsSync } from 'node:fs';
+import { mkdirSync, rmSync, statSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -20,6 +20,7 @@ import { digestOf, SUPPORTED_HASHES, type HashName } from '../appliance/storage/
 import { HashPool, DEFAULT_HASH_THREADS } from '../appliance/storage/hash-pool.js';
 import { Manifest } from '../appliance/storage/manifest.js';
 import type { Comparison } from './storage.js';
+import { isTmpfs } from './filesystem.js';
 
 const here = dirname(fileURLToPath(import.meta.url)); // dist/bench
 const MiB = 1 << 20;
@@ -188,14 +189,6 @@ export function modelMarkdown(r: ModelBenchResult): string {
   }
   L.push('');
   return L.join('\n');
-}
-
-function isTmpfs(path: string): boolean {
-  try {
-    return statfsSync(path).type === 0x01021994;
-  } catch {
-    return false;
-  }
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {

@@ -22,6 +22,7 @@ import type { HashName } from '../appliance/storage/hash-functions.js';
 import { HashPool } from '../appliance/storage/hash-pool.js';
 import { createManifest } from '../appliance/storage/manifest.js';
 import { libraryRows, type LibraryRow } from './models-library.js';
+import { isTmpfs } from './filesystem.js';
 
 const here = dirname(fileURLToPath(import.meta.url)); // dist/bench
 const MiB = 1 << 20;
@@ -194,14 +195,6 @@ export function modelsMarkdown(r: ModelsBenchResult): string {
   }
   L.push('');
   return L.join('\n');
-}
-
-function isTmpfs(path: string): boolean {
-  try {
-    return statfsSync(path).type === 0x01021994;
-  } catch {
-    return false;
-  }
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {

@@ -17,13 +17,14 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, readFileSync, statfsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, open, rm, rmdir, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { BlockDevice } from '../appliance/storage/block-device.js';
+import { isTmpfs } from './filesystem.js';
 
 export type ServerName = 'snapback' | 'nbdkit' | 'qemu-nbd';
 
@@ -594,14 +595,6 @@ async function writeRandomFile(path: string, bytes: number): Promise<void> {
     for (let at = 0; at < bytes; at += chunk) await fh.write(randomBytes(Math.min(chunk, bytes - at)), 0, Math.min(chunk, bytes - at), at);
   } finally {
     await fh.close();
-  }
-}
-
-function isTmpfs(path: string): boolean {
-  try {
-    return statfsSync(path).type === 0x01021994;
-  } catch {
-    return false;
   }
 }
 

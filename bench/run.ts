@@ -27,12 +27,13 @@
  * differences being measured; tmpfs is steady, so the ratios are the engine's own overhead.
  * The ext4 run is reported for what tmpfs hides: the cost of the write log's fdatasync.
  */
-import { existsSync, statfsSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { cpus, loadavg, release, tmpdir } from 'node:os';
 import { parseArgs } from 'node:util';
 import { writePartResults, writePartialRun } from './results-files.js';
+import { isTmpfs } from './filesystem.js';
 
 // Library code logs through pino to stdout; stdout here is the Markdown summary.
 process.env.LOG_LEVEL ??= 'warn';
@@ -40,14 +41,6 @@ process.env.LOG_LEVEL ??= 'warn';
 const here = dirname(fileURLToPath(import.meta.url)); // dist/bench
 const PARTS = ['storage', 'model', 'models', 'memory', 'nbd', 'fleet'] as const;
 type Part = (typeof PARTS)[number];
-
-function isTmpfs(path: string): boolean {
-  try {
-    return statfsSync(path).type === 0x01021994;
-  } catch {
-    return false;
-  }
-}
 
 interface Args {
   quick: boolean;
