@@ -338,25 +338,32 @@ async function spotCheck(f: Files, regions: readonly number[], regionSize: numbe
   });
 }
 
-// ---- (a) sequential 1 MiB writes ------------------------------------------------------------
-
-async function seqWrites(f: Files, st: State, trials: number, depth = 8, io = MiB): Promise<Comparison & { logCommits: number }> {
-  const n = Math.floor(f.size / io);
+/**
+ * The write comparisons' trials: each writes once through a plain FileDevice and once through
+ * ProtectedDisk on a fresh engine, alternating which goes first. The first WARMUP trials warm up
+ * (JIT, heap, page cache) and are not counted; `commits` is the last trial's log commits.
+ */
+async function writeTrials(
+  f: Files,
+  st: State,
+  trials: number,
+  plainRun: (dev: FileDevice) => Promise<Sample>,
+  pdRun: (e: Engine) => Promise<Sample>,
+): Promise<{ pd: Sample[]; plain: Sample[]; commits: number }> {
   const pd: Sample[] = [];
   const plain: Sample[] = [];
   let commits = 0;
-  // the first WARMUP trials warm up (JIT, heap, page cache) and are not counted
   for (let t = 0; t < trials + WARMUP; t++) {
     const plainFirst = t % 2 === 0;
     const runPlain = async () => {
-      const x = await withPlain(f, (dev) => timed(n, depth, (i) => dev.write(i * io, modelBytes(f, i * io, io)), () => dev.flush()));
+      const x = await withPlain(f, plainRun);
       if (t >= WARMUP) plain.push(x);
     };
     if (plainFirst) await runPlain();
     const e = await freshEngine(st);
     const c = countLogFlushes(e.log);
     try {
-      const x = await timed(n, depth, (i) => e.pd.write(i * io, modelBytes(f, i * io, io)), () => e.pd.flush());
+      const x = await pdRun(e);
       if (t >= WARMUP) pd.push(x);
       commits = c.count;
     } finally {
@@ -364,6 +371,20 @@ async function seqWrites(f: Files, st: State, trials: number, depth = 8, io = Mi
     }
     if (!plainFirst) await runPlain();
   }
+  return { pd, plain, commits };
+}
+
+// ---- (a) sequential 1 MiB writes ------------------------------------------------------------
+
+async function seqWrites(f: Files, st: State, trials: number, depth = 8, io = MiB): Promise<Comparison & { logCommits: number }> {
+  const n = Math.floor(f.size / io);
+  const { pd, plain, commits } = await writeTrials(
+    f,
+    st,
+    trials,
+    (dev) => timed(n, depth, (i) => dev.write(i * io, modelBytes(f, i * io, io)), () => dev.flush()),
+    (e) => timed(n, depth, (i) => e.pd.write(i * io, modelBytes(f, i * io, io)), () => e.pd.flush()),
+  );
   return comparison({
     id: `seq-${io / MiB}M-qd${depth}`,
     label: `sequential ${formatSize(io)} writes, QD ${depth}, whole disk, + flush`,
@@ -385,29 +406,17 @@ async function firstTouch(f: Files, st: State, trials: number, maxWrites: number
   const regions = shuffled(st.regionCount, rnd).slice(0, n);
   const per = st.regionSize / (4 * KiB);
   const offsets = regions.map((r) => r * st.regionSize + Math.floor(rnd() * per) * 4 * KiB);
-  const pd: Sample[] = [];
-  const plain: Sample[] = [];
-  let commits = 0;
-  // the first WARMUP trials warm up (JIT, heap, page cache) and are not counted
-  for (let t = 0; t < trials + WARMUP; t++) {
-    const plainFirst = t % 2 === 0;
-    const runPlain = async () => {
-      const x = await withPlain(f, (dev) => timed(n, depth, (i) => dev.write(offsets[i]!, modelBytes(f, offsets[i]!, 4 * KiB)), () => dev.flush()));
-      if (t >= WARMUP) plain.push(x);
-    };
-    if (plainFirst) await runPlain();
-    const e = await freshEngine(st);
-    const c = countLogFlushes(e.log);
-    try {
+  const { pd, plain, commits } = await writeTrials(
+    f,
+    st,
+    trials,
+    (dev) => timed(n, depth, (i) => dev.write(offsets[i]!, modelBytes(f, offsets[i]!, 4 * KiB)), () => dev.flush()),
+    async (e) => {
       const x = await timed(n, depth, (i) => e.pd.write(offsets[i]!, modelBytes(f, offsets[i]!, 4 * KiB)), () => e.pd.flush());
-      if (t >= WARMUP) pd.push(x);
-      commits = c.count;
       if (e.log.writtenCount !== n) throw new Error(`first-touch: ${e.log.writtenCount} regions written, expected ${n}`);
-    } finally {
-      await e.close();
-    }
-    if (!plainFirst) await runPlain();
-  }
+      return x;
+    },
+  );
   return comparison({
     id: `first-touch-4K-qd${depth}`,
     label: `4 KiB random first-touch writes (each to a different clean region), QD ${depth}, + flush`,

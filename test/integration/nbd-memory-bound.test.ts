@@ -100,6 +100,17 @@ describe('NBD server: memory bounded under hostile clients', function () {
     return rss;
   }
 
+  /** The peak stayed under the limit, and once the hostile clients are gone the RSS comes back near its baseline. */
+  async function assertBoundedAndBack(baseline: number, peak: number, clients: RawNbdClient[]): Promise<void> {
+    if (process.env.NBD_MEM_REPORT) process.stderr.write(`baseline ${mib(baseline)} peak ${mib(peak)}\n`);
+    assert.ok(peak < RSS_LIMIT, `peak RSS ${mib(peak)} (baseline ${mib(baseline)})`);
+    for (const c of clients) c.destroy();
+    await waitFor('the server to drop the hostile clients', async () => (await server.stats()).clients === 0);
+    const after = await settleBack(baseline);
+    if (process.env.NBD_MEM_REPORT) process.stderr.write(`after ${mib(after)}\n`);
+    assert.ok(after < baseline + 64 * MiB, `RSS ${mib(after)} after the clients left (baseline ${mib(baseline)}, peak ${mib(peak)})`);
+  }
+
   it('63 clients sending 32 MiB WRITE payloads slowly keep the RSS under 300 MB, and it comes back', async function () {
     const baseline = (await server.stats()).memory.rss;
     const clients: RawNbdClient[] = [];
@@ -122,13 +133,7 @@ describe('NBD server: memory bounded under hostile clients', function () {
       await realClientStillServed();
     });
     if (trickle) clearInterval(trickle);
-    if (process.env.NBD_MEM_REPORT) process.stderr.write(`baseline ${mib(baseline)} peak ${mib(peak)}\n`);
-    assert.ok(peak < RSS_LIMIT, `peak RSS ${mib(peak)} (baseline ${mib(baseline)})`);
-    for (const c of clients) c.destroy();
-    await waitFor('the server to drop the hostile clients', async () => (await server.stats()).clients === 0);
-    const after = await settleBack(baseline);
-    if (process.env.NBD_MEM_REPORT) process.stderr.write(`after ${mib(after)}\n`);
-    assert.ok(after < baseline + 64 * MiB, `RSS ${mib(after)} after the clients left (baseline ${mib(baseline)}, peak ${mib(peak)})`);
+    await assertBoundedAndBack(baseline, peak, clients);
     assert.deepEqual(await readFile(imagePath), image, 'no unfinished WRITE reached the disk');
   });
 
@@ -146,12 +151,6 @@ describe('NBD server: memory bounded under hostile clients', function () {
       await new Promise((r) => setTimeout(r, 2000));
       await realClientStillServed();
     });
-    if (process.env.NBD_MEM_REPORT) process.stderr.write(`baseline ${mib(baseline)} peak ${mib(peak)}\n`);
-    assert.ok(peak < RSS_LIMIT, `peak RSS ${mib(peak)} (baseline ${mib(baseline)})`);
-    for (const c of clients) c.destroy();
-    await waitFor('the server to drop the hostile clients', async () => (await server.stats()).clients === 0);
-    const after = await settleBack(baseline);
-    if (process.env.NBD_MEM_REPORT) process.stderr.write(`after ${mib(after)}\n`);
-    assert.ok(after < baseline + 64 * MiB, `RSS ${mib(after)} after the clients left (baseline ${mib(baseline)}, peak ${mib(peak)})`);
+    await assertBoundedAndBack(baseline, peak, clients);
   });
 });
