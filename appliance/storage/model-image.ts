@@ -21,6 +21,7 @@ import { FileDevice } from './file-device.js';
 import { Manifest, manifestPathFor } from './manifest.js';
 import { sharedHashPool, type HashPool } from './hash-pool.js';
 import { SharedBufferPool } from './shared-buffers.js';
+import { MODEL_CAPABILITIES, refuseModelWrite } from './read-only-model.js';
 import { fileIdentity, loadVerified, saveVerified, verifiedRecordPath, type VerifiedKey } from './verified-record.js';
 import { SnapbackError } from '../errors.js';
 import { childLogger } from '../logger.js';
@@ -133,7 +134,7 @@ export class ModelImage implements BlockDevice {
     return this.manifest.size;
   }
   get capabilities(): DeviceCapabilities {
-    return { canWrite: false, canFlush: false, canFua: false, canTrim: false, canZero: false, preferredBlockSize: 4096 };
+    return MODEL_CAPABILITIES;
   }
 
   /** Where what was verified is kept, or null (no verifiedDir, or not a regular file). */
@@ -407,21 +408,10 @@ export class ModelImage implements BlockDevice {
     return this.recordSaving;
   }
 
-  private refuse(): never {
-    throw new SnapbackError('READ_ONLY', `the model ${this.imagePath} is never written through the storage layers`);
-  }
-  async write(): Promise<void> {
-    this.refuse();
-  }
-  async trim(): Promise<void> {
-    this.refuse();
-  }
-  async writeZeroes(): Promise<void> {
-    this.refuse();
-  }
-  async flush(): Promise<void> {
-    /* nothing to flush: never written */
-  }
+  write(): Promise<void> { return refuseModelWrite(this.imagePath); }
+  trim(): Promise<void> { return refuseModelWrite(this.imagePath); }
+  writeZeroes(): Promise<void> { return refuseModelWrite(this.imagePath); }
+  async flush(): Promise<void> {} // nothing to flush: never written
 
   async close(): Promise<void> {
     await Promise.allSettled([...this.verifying.values()]);

@@ -28,6 +28,7 @@ import { sharedHashPool, type HashPool } from './hash-pool.js';
 import { RemoteError, waitMs, withRetries, type HttpRangeSource } from './http-range-source.js';
 import { countBits } from './bitmap-file.js';
 import { loadPresent, savePresent } from './present-bitmap.js';
+import { MODEL_CAPABILITIES, refuseModelWrite } from './read-only-model.js';
 import { SnapbackError, fromSystemError } from '../errors.js';
 import { childLogger } from '../logger.js';
 
@@ -159,7 +160,7 @@ export class RemoteModel extends EventEmitter implements BlockDevice {
     return this.manifest.size;
   }
   get capabilities(): DeviceCapabilities {
-    return { canWrite: false, canFlush: false, canFua: false, canTrim: false, canZero: false, preferredBlockSize: 4096 };
+    return MODEL_CAPABILITIES;
   }
   /** Every region is local and verified. */
   get complete(): boolean {
@@ -590,21 +591,10 @@ export class RemoteModel extends EventEmitter implements BlockDevice {
     this.scheduleSave();
   }
 
-  private refuse(): never {
-    throw new SnapbackError('READ_ONLY', `the model ${this.imagePath} is never written through the storage layers`);
-  }
-  async write(): Promise<void> {
-    this.refuse();
-  }
-  async trim(): Promise<void> {
-    this.refuse();
-  }
-  async writeZeroes(): Promise<void> {
-    this.refuse();
-  }
-  async flush(): Promise<void> {
-    /* nothing to flush: never written by its users */
-  }
+  write(): Promise<void> { return refuseModelWrite(this.imagePath); }
+  trim(): Promise<void> { return refuseModelWrite(this.imagePath); }
+  writeZeroes(): Promise<void> { return refuseModelWrite(this.imagePath); }
+  async flush(): Promise<void> {} // nothing to flush: never written by its users
 
   /** Stops the download, persists what arrived, closes the local copy. */
   async close(): Promise<void> {
