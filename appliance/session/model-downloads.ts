@@ -46,6 +46,8 @@ interface Arriving {
 export class ModelDownloads extends EventEmitter implements Component, LazyModels {
   readonly name = 'model-download';
   private readonly arriving = new Map<string, Arriving>();
+  /** Lazy models an import has made visible and is about to follow (their id → when it does, or fails). */
+  private readonly registering = new Map<string, Promise<void>>();
   private stopping = false;
 
   constructor(private readonly opts: ModelDownloadsOptions) {
@@ -89,6 +91,8 @@ export class ModelDownloads extends EventEmitter implements Component, LazyModel
 
   /** The RemoteModel of a model still arriving, now held by the engine (see LazyModels). */
   async take(entry: StoredModel): Promise<RemoteModel> {
+    // a lazy model just listed by its import: take its download rather than open a second one
+    await this.registering.get(entry.record.id);
     const a = this.arriving.get(entry.record.id);
     if (a) {
       a.own = false;
@@ -114,6 +118,8 @@ export class ModelDownloads extends EventEmitter implements Component, LazyModel
 
   /** Sets (and keeps) a model's background download rate; null for unlimited. */
   async setRate(id: string, bytesPerSecond: number | null): Promise<ModelDownload> {
+    // a lazy model just listed by its import: its download is followed in a moment
+    await this.registering.get(id);
     const a = this.arriving.get(id);
     if (!a) throw new SnapbackError('BAD_ARGUMENT', `model ${id.slice(0, 12)}… is not being downloaded`);
     a.model.setRateLimit(bytesPerSecond);
@@ -136,19 +142,30 @@ export class ModelDownloads extends EventEmitter implements Component, LazyModel
 
   /** An import from a URL (`known`: what a first look found there, not fetched again). */
   private async importUrl(req: ModelImportRequest, ctx: ImportJobContext, known: RemoteImage | null = null): Promise<StoredModel> {
-    const { model, remote } = await importFromUrl(this.opts.library, {
-      url: req.source,
-      known,
-      name: req.name,
-      lazy: req.lazy ?? false,
-      caFile: req.ca ?? null,
-      onProgress: (done, total) => ctx.progress(done, total),
-      signal: ctx.signal,
-      keepOnAbort: this.keepOnAbort,
-      ...(this.opts.tuning ? { tuning: this.opts.tuning } : {}),
-    });
-    if (remote) this.watch(model, remote, true);
-    return model;
+    // set once the model is visible: ends the wait of requests about it when it is followed (or the import failed)
+    let registered: (() => void) | null = null;
+    try {
+      const { model, remote } = await importFromUrl(this.opts.library, {
+        onLazyVisible: (id) => {
+          const p = new Promise<void>((resolve) => (registered = resolve));
+          this.registering.set(id, p);
+          void p.then(() => this.registering.delete(id));
+        },
+        url: req.source,
+        known,
+        name: req.name,
+        lazy: req.lazy ?? false,
+        caFile: req.ca ?? null,
+        onProgress: (done, total) => ctx.progress(done, total),
+        signal: ctx.signal,
+        keepOnAbort: this.keepOnAbort,
+        ...(this.opts.tuning ? { tuning: this.opts.tuning } : {}),
+      });
+      if (remote) this.watch(model, remote, true);
+      return model;
+    } finally {
+      (registered as (() => void) | null)?.();
+    }
   }
 
   /** Starts a model's background download and follows it to its end. */

@@ -152,6 +152,11 @@ export interface UrlImportOptions {
   retry?: Omit<RetryPolicy, 'signal'>;
   /** What a first look found (lookUpUrlImage): the image's size and manifest, not fetched again. */
   known?: RemoteImage | null;
+  /**
+   * Lazy: called with the model's id just before it becomes visible in the library (complete:
+   * false), so that the caller can make requests about it wait until it follows the download.
+   */
+  onLazyVisible?: (id: string) => void;
 }
 
 /** The result: the model, and for a lazy one its RemoteModel (open, download started) for the caller to serve and watch. */
@@ -177,6 +182,7 @@ export async function importFromUrl(library: ModelLibrary, o: UrlImportOptions):
       if (!manifest) throw new SnapbackError('BAD_ARGUMENT', `${url.href} has no manifest beside it (${url.pathname.split('/').pop()}.manifest.json), so it cannot be provisioned lazily: its regions could not be verified as they arrive; import it without --lazy (it is then downloaded whole and hashed)`);
       if (!remote.info.rangeSupported) throw new SnapbackError('BAD_ARGUMENT', `${url.href}: the server does not support Range requests, so the model cannot be provisioned lazily; import it without --lazy (it is then downloaded whole)`);
       await ensureSpace(library.dir, manifest.size);
+      o.onLazyVisible?.(manifest.id);
       const entry = await library.createIncomplete(manifest, { name, source: { kind: 'url', url: url.href } });
       try {
         await writeDownloadInfo(entry.dir, info);
