@@ -2,7 +2,7 @@
  * Hash throughput of one core, for bench/models.ts: the named hashes of 1 MiB regions on a hash
  * pool of ONE worker thread (as the appliance hashes), in a process of its own so that the
  * caller can mask OpenSSL's CPU features (OPENSSL_ia32cap) to see SHA-256 without SHA
- * instructions, as on a Pi 4. Prints one JSON line: [{ hash, MBps, wallMBps, cpuSecondsPerGiB }]:
+ * instructions, as on a Pi 4. Prints one JSON line: [{ hash, MBps, wallMBps, cpuSecondsPerGiB, blake3 }]:
  * MBps per second of CPU time of the whole process (the worker's and the main thread's), so a
  * busy machine shows in the wall-clock figure rather than in the per-core one.
  *   node dist/bench/hash-core-entry.js MIB HASH...
@@ -10,6 +10,7 @@
 import { randomFillSync } from 'node:crypto';
 import { isHashName, type HashName } from '../appliance/storage/hash-functions.js';
 import { HashPool } from '../appliance/storage/hash-pool.js';
+import { BLAKE3_BACKEND } from '../appliance/storage/blake3.js';
 
 const MiB = 1 << 20;
 const GiB = 1 << 30;
@@ -50,7 +51,7 @@ async function main(): Promise<void> {
   const rows = [];
   for (const h of hashes) {
     if (!isHashName(h)) throw new Error(`unknown hash ${h}`);
-    rows.push(await oneCore(h, total));
+    rows.push({ ...(await oneCore(h, total)), blake3: BLAKE3_BACKEND.name });
   }
   process.stdout.write(JSON.stringify(rows) + '\n');
 }

@@ -35,6 +35,8 @@ export interface HashCoreRow {
   hash: HashName;
   /** false: OpenSSL told not to use the CPU's SHA instructions (as a Pi 4, which has none). */
   shaInstructions: boolean;
+  /** For BLAKE3: which implementation (appliance/storage/blake3.ts). */
+  blake3?: 'native' | 'wasm';
   /** Per second of CPU time (one core's throughput). */
   MBps: number;
   /** Per second of wall-clock time, one worker thread: lower than MBps on a busy machine. */
@@ -81,12 +83,12 @@ function hasShaInstructions(): boolean {
 }
 
 /** One core's throughput of each hash, in a child process (bench/hash-core-entry.ts). */
-function hashCores(mib: number, hashes: HashName[], maskSha: boolean): HashCoreRow[] {
+function hashCores(mib: number, hashes: HashName[], maskSha: boolean, blake3Wasm = false): HashCoreRow[] {
   // bit 29 of CPUID(7).EBX is SHA; OPENSSL_ia32cap's second word masks those bits
-  const env = maskSha ? { ...process.env, OPENSSL_ia32cap: ':~0x20000000' } : process.env;
+  const env = { ...process.env, ...(maskSha ? { OPENSSL_ia32cap: ':~0x20000000' } : {}), ...(blake3Wasm ? { SNAPBACK_BLAKE3: 'wasm' } : {}) };
   const out = execFileSync(process.execPath, [join(here, 'hash-core-entry.js'), String(mib), ...hashes], { encoding: 'utf8', env });
-  const rows = JSON.parse(out.trim().split('\n').pop()!) as Array<{ hash: HashName; MBps: number; wallMBps: number; cpuSecondsPerGiB: number }>;
-  return rows.map((r) => ({ hash: r.hash, shaInstructions: !maskSha && hasShaInstructions(), MBps: round(r.MBps, 0), wallMBps: round(r.wallMBps, 0), cpuSecondsPerGiB: round(r.cpuSecondsPerGiB, 3), pi4EstimateMBps: round(r.MBps * PI4_CORE_FRACTION, 0) }));
+  const rows = JSON.parse(out.trim().split('\n').pop()!) as Array<{ hash: HashName; MBps: number; wallMBps: number; cpuSecondsPerGiB: number; blake3: 'native' | 'wasm' }>;
+  return rows.map((r) => ({ hash: r.hash, shaInstructions: !maskSha && hasShaInstructions(), ...(r.hash === 'blake3' ? { blake3: r.blake3 } : {}), MBps: round(r.MBps, 0), wallMBps: round(r.wallMBps, 0), cpuSecondsPerGiB: round(r.cpuSecondsPerGiB, 3), pi4EstimateMBps: round(r.MBps * PI4_CORE_FRACTION, 0) }));
 }
 
 function fsName(path: string): string {
@@ -145,6 +147,7 @@ export async function runModelsBench(opts: ModelsBenchOptions): Promise<ModelsBe
     progress('models bench: hash throughput of one core (one hash worker thread)');
     const mib = quick ? 256 : 1024;
     hashes.push(...hashCores(mib, ['sha256', 'blake3'], false));
+    if (hashes.some((h) => h.blake3 === 'native')) hashes.push(...hashCores(mib, ['blake3'], false, true));
     if (hasShaInstructions()) hashes.push(...hashCores(mib, ['sha256'], true));
 
     progress('  the manifest of a 64 GiB sparse image');
@@ -176,7 +179,7 @@ export function modelsMarkdown(r: ModelsBenchResult): string {
   L.push('');
   L.push('| hash, one core (one hash worker thread, 1 MiB regions) | MB/s per CPU second | MB/s wall clock | CPU s per GiB | a Pi 4 core (÷ 5, estimate) |');
   L.push('|---|---|---|---|---|');
-  for (const h of r.hashes) L.push(`| ${h.hash}${h.hash === 'sha256' ? (h.shaInstructions ? ' (with the CPU\'s SHA instructions)' : ' (without SHA instructions, as a Pi 4)') : ''} | ${fmt(h.MBps, 0)} | ${fmt(h.wallMBps, 0)} | ${fmt(h.cpuSecondsPerGiB, 2)} | ${fmt(h.pi4EstimateMBps, 0)} MB/s |`);
+  for (const h of r.hashes) L.push(`| ${h.hash}${h.blake3 ? ` (${h.blake3 === 'native' ? 'native SIMD' : 'WebAssembly'})` : ''}${h.hash === 'sha256' ? (h.shaInstructions ? ' (with the CPU\'s SHA instructions)' : ' (without SHA instructions, as a Pi 4)') : ''} | ${fmt(h.MBps, 0)} | ${fmt(h.wallMBps, 0)} | ${fmt(h.cpuSecondsPerGiB, 2)} | ${fmt(h.pi4EstimateMBps, 0)} MB/s |`);
   L.push('');
   L.push(`Manifest of a 64 GiB sparse image with 4 data extents (${r.sparse.fs}, all hash worker threads):`);
   L.push('');

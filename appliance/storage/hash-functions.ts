@@ -3,12 +3,12 @@
  * manifest's id) and inside the hash workers (region digests), so a further named hash is one
  * entry here and every caller gets it.
  *
- * BLAKE3 (blake3-jit: JavaScript with WebAssembly SIMD, no native code, so the same package
- * runs on x86-64 and on a Pi's arm64) is the default for new manifests: a Pi 4 core has no
- * SHA-2 instructions and hashes SHA-256 at about 100 MB/s. The others come from OpenSSL.
+ * BLAKE3 (blake3.ts: native SIMD code where its binary loads, else WebAssembly) is the default
+ * for new manifests: a Pi 4 core has no SHA-2 instructions and hashes SHA-256 at about
+ * 100 MB/s. The others come from OpenSSL.
  */
 import { createHash } from 'node:crypto';
-import { Hasher as Blake3Hasher, hashInto as blake3Into } from 'blake3-jit';
+import { BLAKE3_BACKEND } from './blake3.js';
 
 export const SUPPORTED_HASHES = ['sha256', 'sha1', 'blake2b512', 'blake3'] as const;
 export type HashName = (typeof SUPPORTED_HASHES)[number];
@@ -30,14 +30,13 @@ export interface Digester {
 }
 
 class Blake3Digester implements Digester {
-  private readonly h = new Blake3Hasher();
+  private readonly h = BLAKE3_BACKEND.stream();
   update(data: Uint8Array): Digester {
     this.h.update(data);
     return this;
   }
   digest(): Buffer {
-    const d = this.h.finalize(DIGEST_LENGTHS.blake3);
-    return Buffer.from(d.buffer, d.byteOffset, d.length);
+    return this.h.digest();
   }
 }
 
@@ -49,7 +48,7 @@ export function newDigester(hash: HashName): Digester {
 export function digestOf(hash: HashName, data: Uint8Array): Buffer {
   if (hash === 'blake3') {
     const out = Buffer.allocUnsafe(DIGEST_LENGTHS.blake3);
-    blake3Into(data, out);
+    BLAKE3_BACKEND.hashInto(data, out);
     return out;
   }
   return newDigester(hash).update(data).digest();
@@ -63,7 +62,7 @@ export function digestRegionsInto(hash: HashName, data: Uint8Array, regionSize: 
   const n = DIGEST_LENGTHS[hash];
   for (let a = 0, i = 0; a < data.length; a += regionSize, i++) {
     const region = data.subarray(a, Math.min(data.length, a + regionSize));
-    if (hash === 'blake3') blake3Into(region, out.subarray(outOffset + i * n, outOffset + i * n + n));
+    if (hash === 'blake3') BLAKE3_BACKEND.hashInto(region, out.subarray(outOffset + i * n, outOffset + i * n + n));
     else out.set(digestOf(hash, region), outOffset + i * n);
   }
 }
