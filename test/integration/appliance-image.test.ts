@@ -42,8 +42,8 @@ const GUARD_MS = 8 * 60_000;
 
 /** The steps, in order (the guest reports each; the host expects each). */
 const S = {
-  installed: 'the stage installed the unit, the CLI, the modules list and the overlay where pi-gen puts them, and enabled the unit',
-  firstBoot: 'first boot: systemd starts the daemon once, and the computer reads the model through the gadget',
+  installed: 'the stage installed the unit, the CLI, the modules list, the overlay and the native BLAKE3 where pi-gen puts them, and enabled the unit',
+  firstBoot: 'first boot: systemd starts the daemon once (hashing BLAKE3 natively), and the computer reads the model through the gadget',
   web: `the web UI answers on ${ADDRESS}:80 and asks a network client for the setup code`,
   kill: 'kill -9: systemd restarts the daemon, which cleans up the gadget and serves the model again',
   watchdog: 'watchdog: a daemon that stops pinging (SIGSTOP) is killed by systemd, restarted, and serves again',
@@ -270,6 +270,9 @@ async function guestScenario(): Promise<void> {
       if ((statSync('/usr/local/bin/snapback').mode & 0o111) === 0) throw new Error('/usr/local/bin/snapback is not executable');
       if (!existsSync('/opt/snapback/dist/appliance/cli/main.js')) throw new Error('/opt/snapback/dist is missing the daemon');
       if (existsSync('/opt/snapback/dist/test') || existsSync('/opt/snapback/dist/bench')) throw new Error('/opt/snapback/dist carries the tests or benchmarks');
+      // the native BLAKE3 of this architecture (the guest's is x86-64), unpacked rather than linked
+      const blake3 = '/opt/snapback/node_modules/@napi-rs/blake-hash-linux-x64-gnu';
+      if (!existsSync(path.join(blake3, 'blake.linux-x64-gnu.node')) || (await fs.lstat(blake3)).isSymbolicLink()) throw new Error(`${blake3} is not installed`);
       if (!/^dtoverlay=dwc2,dr_mode=peripheral$/m.test(readFileSync('/boot/firmware/config.txt', 'utf8'))) throw new Error('config.txt has no dtoverlay=dwc2,dr_mode=peripheral');
       const unitText = readFileSync('/etc/systemd/system/snapback.service', 'utf8');
       const wd = /^WatchdogSec=(\S+)$/m.exec(unitText);
@@ -291,6 +294,7 @@ async function guestScenario(): Promise<void> {
       if (now.NRestarts !== 0 || now.MainPID !== first.MainPID) {
         throw new Error(`the daemon did not stay up: ${JSON.stringify(now)}\n--- journal (tail) ---\n${await journalTail()}`);
       }
+      if (!(await journal()).includes('BLAKE3: native SIMD code')) throw new Error(`the daemon does not hash BLAKE3 natively\n--- journal (tail) ---\n${await journalTail()}`);
       return `main PID ${now.MainPID}, no restarts; ${read}`;
     });
     ok.push(up);

@@ -24,8 +24,9 @@
  * the image). The one stand-in is npm: tests reach no registry, so inside the guest `npm ci
  * --omit=dev` (and `--omit=optional`) links the packages that install would put there, as
  * package-lock.json lists them, from the repository's own node_modules (after checking the lock
- * file is the repository's), and `npm cache clean` has nothing to do; any other npm command
- * fails loudly.
+ * file is the repository's), `npm pack NAME@VERSION` packs that package from the same
+ * node_modules (the version checked), and `npm cache clean` has nothing to do; any other npm
+ * command fails loudly.
  */
 import { execFile } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
@@ -204,6 +205,18 @@ ${install(true)}
 	;;
 "ci --omit=dev"*)
 ${install(false)}
+	;;
+"pack --silent --pack-destination "*)
+	# one package of the repository's node_modules, as the registry's tarball of that version
+	dest=$4
+	name=\${5%@*}
+	version=\${5##*@}
+	dir=${shQuote(modules)}/$name
+	[ -d "$dir" ] || { echo "rig npm: $name is not in the repository's node_modules" >&2; exit 1; }
+	[ "$(node -p "require('$dir/package.json').version")" = "$version" ] || { echo "rig npm: the repository's $name is not version $version" >&2; exit 1; }
+	file=$(echo "$name" | sed 's,^@,,; s,/,-,')-$version.tgz
+	tar -czf "$dest/$file" -C "$(dirname "$dir")" --transform "s,^$(basename "$dir"),package," "$(basename "$dir")"
+	echo "$file"
 	;;
 "cache clean"*) ;;
 *)
