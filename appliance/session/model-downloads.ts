@@ -143,11 +143,11 @@ export class ModelDownloads extends EventEmitter implements Component, LazyModel
   /** An import from a URL (`known`: what a first look found there, not fetched again). */
   private async importUrl(req: ModelImportRequest, ctx: ImportJobContext, known: RemoteImage | null = null): Promise<StoredModel> {
     // set once the model is visible: ends the wait of requests about it when it is followed (or the import failed)
-    let registered: (() => void) | null = null;
+    const registration: { done?: () => void } = {};
     try {
       const { model, remote } = await importFromUrl(this.opts.library, {
         onLazyVisible: (id) => {
-          const p = new Promise<void>((resolve) => (registered = resolve));
+          const p = new Promise<void>((resolve) => (registration.done = resolve));
           this.registering.set(id, p);
           void p.then(() => this.registering.delete(id));
         },
@@ -164,7 +164,7 @@ export class ModelDownloads extends EventEmitter implements Component, LazyModel
       if (remote) this.watch(model, remote, true);
       return model;
     } finally {
-      (registered as (() => void) | null)?.();
+      registration.done?.();
     }
   }
 

@@ -18,6 +18,7 @@ import { open, stat } from 'node:fs/promises';
 import { rootCertificates } from 'node:tls';
 import { SnapbackError, fromSystemError } from '../errors.js';
 import { childLogger } from '../logger.js';
+import { sleep, systemClock } from '../clock.js';
 import { RemoteError } from './remote-error.js';
 import { RangeConnectionPool } from './http-range-connection.js';
 import { parseContentRange } from './http-response-head.js';
@@ -83,19 +84,7 @@ export function manifestUrlFor(imageUrl: URL): URL {
 }
 
 /** Resolves after `ms`; `signal` rejects it early with its reason. */
-export const waitMs = (ms: number, signal?: AbortSignal) =>
-  new Promise<void>((resolve, reject) => {
-    if (signal?.aborted) return reject(signal.reason);
-    const t = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    const onAbort = () => {
-      clearTimeout(t);
-      reject(signal?.reason);
-    };
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
+export const waitMs = (ms: number, signal?: AbortSignal): Promise<void> => sleep(systemClock, ms, signal);
 
 /** Runs `fn` until it succeeds, a failure is not retryable, or the attempts are spent. */
 export async function withRetries<T>(fn: () => Promise<T>, policy: RetryPolicy): Promise<T> {

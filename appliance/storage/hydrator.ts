@@ -12,7 +12,7 @@
  */
 import { EventEmitter } from 'node:events';
 import type { ProtectedDisk } from './protected-disk.js';
-import { systemClock, type Clock, type TimerHandle } from '../clock.js';
+import { sleep, systemClock, type Clock, type TimerHandle } from '../clock.js';
 import { isSnapbackError } from '../errors.js';
 import { childLogger } from '../logger.js';
 
@@ -77,8 +77,6 @@ interface CopiedBatch {
   flushed: Promise<void> | null;
 }
 
-const sleep = (ms: number) => new Promise<void>((res) => setTimeout(res, ms));
-
 export class Hydrator extends EventEmitter {
   private rate: number | null;
   private readonly batchBytes: number;
@@ -102,8 +100,8 @@ export class Hydrator extends EventEmitter {
   /** The pacing under a rate limit counts from here: the start, or the last change of the rate. */
   private paceFrom = 0;
   private paceBytes = 0;
-  /** Ends the pacing wait in progress (a new rate, a stop), so that it is computed again. */
-  private wakePacing: (() => void) | null = null;
+  /** Aborted to end the pacing wait in progress (a new rate, a stop), so that it is computed again. */
+  private pacingWait: AbortController | null = null;
   /** Copy buffers, allocated once: fresh ones per batch cost page faults and zeroing. */
   private readonly buffers: Buffer[] = [];
 
@@ -137,7 +135,7 @@ export class Hydrator extends EventEmitter {
   private restartPacing(): void {
     this.paceFrom = this.clock.now();
     this.paceBytes = 0;
-    this.wakePacing?.();
+    this.pacingWait?.abort();
   }
 
   get running(): boolean {
@@ -255,7 +253,7 @@ export class Hydrator extends EventEmitter {
     this.started = false;
     this.stopping = true;
     this.cancelRetry();
-    this.wakePacing?.();
+    this.pacingWait?.abort();
     if (this.loop) await this.loop;
     this.stopping = false;
     await this.pd.log.sync().catch(() => undefined);
@@ -432,9 +430,10 @@ export class Hydrator extends EventEmitter {
     return total;
   }
 
+  /** Lets the host's requests in flight go first, for up to maxYieldMs of real time. */
   private async yieldToHost(): Promise<void> {
     const until = Date.now() + this.maxYieldMs;
-    while (this.pd.hostInflight > 0 && Date.now() < until) await sleep(1);
+    while (this.pd.hostInflight > 0 && Date.now() < until) await sleep(systemClock, 1);
   }
 
   /**
@@ -447,14 +446,12 @@ export class Hydrator extends EventEmitter {
       const due = this.paceFrom + (this.paceBytes / this.rate) * 1000;
       const wait = due - this.clock.now();
       if (wait <= 0) return;
-      await new Promise<void>((resolve) => {
-        const timer = this.clock.setTimeout(resolve, wait);
-        this.wakePacing = () => {
-          this.clock.clearTimeout(timer);
-          resolve();
-        };
+      const wake = new AbortController();
+      this.pacingWait = wake;
+      await sleep(this.clock, wait, wake.signal).catch((err: unknown) => {
+        if (!wake.signal.aborted) throw err;
       });
-      this.wakePacing = null;
+      this.pacingWait = null;
     }
   }
 }

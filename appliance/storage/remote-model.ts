@@ -508,7 +508,14 @@ export class RemoteModel extends EventEmitter implements BlockDevice {
       const start = Math.max(now, this.nextSlotAt);
       this.nextSlotAt = start + (bytes / this.rate) * 1000;
       if (start <= now) return;
-      if (await paceWait(start - now, signal, this.rateChanged.signal)) return;
+      const changed = this.rateChanged.signal;
+      try {
+        await waitMs(start - now, AbortSignal.any([signal, changed]));
+        return;
+      } catch (err) {
+        if (signal.aborted || !changed.aborted) throw err;
+        // the rate changed: take the turn again under the new one
+      }
     }
   }
 
@@ -611,26 +618,4 @@ export class RemoteModel extends EventEmitter implements BlockDevice {
     this.direct = null;
     this.emit('closed');
   }
-}
-
-/**
- * Waits `ms`: true when the time passed, false when `changed` aborted first (the rate changed);
- * rejects with the reason when `stop` aborts.
- */
-function paceWait(ms: number, stop: AbortSignal, changed: AbortSignal): Promise<boolean> {
-  return new Promise<boolean>((resolve, reject) => {
-    if (stop.aborted) return reject(stop.reason);
-    if (changed.aborted) return resolve(false);
-    const end = (outcome: () => void) => {
-      clearTimeout(timer);
-      stop.removeEventListener('abort', onStop);
-      changed.removeEventListener('abort', onChanged);
-      outcome();
-    };
-    const timer = setTimeout(() => end(() => resolve(true)), ms);
-    const onStop = () => end(() => reject(stop.reason));
-    const onChanged = () => end(() => resolve(false));
-    stop.addEventListener('abort', onStop, { once: true });
-    changed.addEventListener('abort', onChanged, { once: true });
-  });
 }
