@@ -44,7 +44,7 @@ import { MaintenanceComponent } from '../maintenance/maintenance-component.js';
 import { gpioHostPower } from './maintenance-power.js';
 import { daemonRoutes } from './daemon-routes.js';
 import { systemClock } from '../clock.js';
-import { BLAKE3_BACKEND } from '../storage/blake3.js';
+import { nativeBlake3Location } from '../storage/blake3.js';
 
 const log = childLogger('daemon');
 
@@ -110,8 +110,10 @@ export class Daemon {
     // Nothing is written before this returns: a refusal here leaves the state directory as it was.
     const plan = await preflight(o);
     const dir = plan.state;
-    if (BLAKE3_BACKEND.fallbackReason) log.warn({ reason: BLAKE3_BACKEND.fallbackReason }, 'BLAKE3 in WebAssembly (about 7× the CPU of the native code): model hashing and verification are slower');
-    else log.info('BLAKE3: native SIMD code');
+    // found, not loaded: the hash workers load it where they hash (a failure to load is logged there)
+    const blake3 = nativeBlake3Location();
+    if ('missing' in blake3) log.warn({ reason: blake3.missing }, 'BLAKE3 in WebAssembly (about 7× the CPU of the native code): model hashing and verification are slower');
+    else log.info({ binary: blake3.path }, 'BLAKE3: native SIMD code');
 
     const storage = new StorageComponent(dir);
     const library = new ModelLibrary(dir);

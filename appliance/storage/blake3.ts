@@ -7,11 +7,15 @@
  *    (pi-gen/stage-snapback/02-snapback/01-run-chroot.sh);
  *  - else WebAssembly SIMD (blake3-jit: no native code, so it runs wherever Node runs), about
  *    1.1–1.4 CPU s/GiB, for a platform the native package has no binary for.
- * Both give the same digests (checked by test/unit/blake3-backends.test.ts); `BLAKE3_BACKEND`
- * says which one this process uses, and the daemon logs it at start.
+ * Both give the same digests (checked by test/unit/blake3-backends.test.ts). `blake3Backend()`
+ * loads one at its first use in a thread and logs which: a daemon that hashes nothing on its main
+ * thread (its hash workers do that) never maps the native library there, about 5 MB of RSS.
  */
 import { createRequire } from 'node:module';
 import { Hasher as WasmHasher, hashInto as wasmHashInto } from 'blake3-jit';
+import { childLogger } from '../logger.js';
+
+const log = childLogger('blake3');
 
 /** The digest length BLAKE3 manifests use. */
 export const BLAKE3_LENGTH = 32;
@@ -74,14 +78,39 @@ const NATIVE_PACKAGES: Readonly<Record<string, string>> = {
   'darwin-arm64': '@napi-rs/blake-hash-darwin-arm64',
 };
 
-function loadNativeBinary(): unknown {
+function nativePackage(): string {
   const name = NATIVE_PACKAGES[`${process.platform}-${process.arch}`];
   if (!name) throw new Error('no binary is published for this platform');
-  return createRequire(import.meta.url)(name);
+  return name;
+}
+
+function loadNativeBinary(): unknown {
+  return createRequire(import.meta.url)(nativePackage());
 }
 
 /**
- * The native backend when its binary loads and agrees with the WebAssembly one on a known input,
+ * Where the native binary of this platform is installed, found without loading it (for the
+ * daemon's start-up log), or why there is none.
+ */
+export function nativeBlake3Location(env: NodeJS.ProcessEnv = process.env): { path: string } | { missing: string } {
+  if (env.SNAPBACK_BLAKE3 === 'wasm') return { missing: 'SNAPBACK_BLAKE3=wasm' };
+  try {
+    return { path: createRequire(import.meta.url).resolve(nativePackage()) };
+  } catch (err) {
+    return { missing: `no native BLAKE3 for ${process.platform}-${process.arch}: ${(err as Error).message.split('\n')[0]}` };
+  }
+}
+
+/**
+ * A reference input and its digest from the BLAKE3 test vectors (1025 bytes, byte i = i mod 251:
+ * more than one 1 KiB chunk, so the tree is hashed too). Checked without starting the
+ * WebAssembly module, which a process with the native code never loads.
+ */
+const PROBE_INPUT = Uint8Array.from({ length: 1025 }, (_, i) => i % 251);
+const PROBE_DIGEST = 'd00278ae47eb27b34faecf67b4fe263f82d5412916c1ffd97c8cb7fb814b8444';
+
+/**
+ * The native backend when its binary loads and gives the reference digest of a known input,
  * else the WebAssembly one with the reason. SNAPBACK_BLAKE3=wasm asks for the WebAssembly one
  * (to compare them, or to see what a platform without the binary gets).
  */
@@ -90,17 +119,23 @@ export function loadBlake3Backend(load: () => unknown = loadNativeBinary, env: N
   let native: Blake3Backend;
   try {
     native = nativeBackend(load() as NativeBlake3);
-    const probe = Buffer.from('snapback blake3 probe');
-    const a = Buffer.alloc(BLAKE3_LENGTH);
-    const b = Buffer.alloc(BLAKE3_LENGTH);
-    native.hashInto(probe, a);
-    WASM_BLAKE3.hashInto(probe, b);
-    if (!a.equals(b)) return { ...WASM_BLAKE3, fallbackReason: 'the native BLAKE3 gave a different digest from the reference' };
+    const out = Buffer.alloc(BLAKE3_LENGTH);
+    native.hashInto(PROBE_INPUT, out);
+    if (out.toString('hex') !== PROBE_DIGEST) return { ...WASM_BLAKE3, fallbackReason: 'the native BLAKE3 gave a wrong digest for a reference input' };
   } catch (err) {
     return { ...WASM_BLAKE3, fallbackReason: `no native BLAKE3 for ${process.platform}-${process.arch}: ${(err as Error).message.split('\n')[0]}` };
   }
   return native;
 }
 
-/** The backend this process uses. */
-export const BLAKE3_BACKEND: Blake3Backend = loadBlake3Backend();
+let current: Blake3Backend | null = null;
+
+/** The backend this thread uses, loaded (and logged) at the first call. */
+export function blake3Backend(): Blake3Backend {
+  if (!current) {
+    current = loadBlake3Backend();
+    if (current.fallbackReason) log.warn({ reason: current.fallbackReason }, 'BLAKE3 in WebAssembly (about 7× the CPU of the native code): model hashing and verification are slower');
+    else log.debug('BLAKE3: native SIMD code loaded');
+  }
+  return current;
+}

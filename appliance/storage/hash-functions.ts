@@ -8,7 +8,7 @@
  * 100 MB/s. The others come from OpenSSL.
  */
 import { createHash } from 'node:crypto';
-import { BLAKE3_BACKEND } from './blake3.js';
+import { blake3Backend } from './blake3.js';
 
 export const SUPPORTED_HASHES = ['sha256', 'sha1', 'blake2b512', 'blake3'] as const;
 export type HashName = (typeof SUPPORTED_HASHES)[number];
@@ -30,7 +30,7 @@ export interface Digester {
 }
 
 class Blake3Digester implements Digester {
-  private readonly h = BLAKE3_BACKEND.stream();
+  private readonly h = blake3Backend().stream();
   update(data: Uint8Array): Digester {
     this.h.update(data);
     return this;
@@ -48,7 +48,7 @@ export function newDigester(hash: HashName): Digester {
 export function digestOf(hash: HashName, data: Uint8Array): Buffer {
   if (hash === 'blake3') {
     const out = Buffer.allocUnsafe(DIGEST_LENGTHS.blake3);
-    BLAKE3_BACKEND.hashInto(data, out);
+    blake3Backend().hashInto(data, out);
     return out;
   }
   return newDigester(hash).update(data).digest();
@@ -62,7 +62,7 @@ export function digestRegionsInto(hash: HashName, data: Uint8Array, regionSize: 
   const n = DIGEST_LENGTHS[hash];
   for (let a = 0, i = 0; a < data.length; a += regionSize, i++) {
     const region = data.subarray(a, Math.min(data.length, a + regionSize));
-    if (hash === 'blake3') BLAKE3_BACKEND.hashInto(region, out.subarray(outOffset + i * n, outOffset + i * n + n));
+    if (hash === 'blake3') blake3Backend().hashInto(region, out.subarray(outOffset + i * n, outOffset + i * n + n));
     else out.set(digestOf(hash, region), outOffset + i * n);
   }
 }

@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { BLAKE3_BACKEND, BLAKE3_LENGTH, WASM_BLAKE3, loadBlake3Backend, type Blake3Backend } from '../../appliance/storage/blake3.js';
+import { BLAKE3_LENGTH, WASM_BLAKE3, blake3Backend, loadBlake3Backend, nativeBlake3Location, type Blake3Backend } from '../../appliance/storage/blake3.js';
 import { BLAKE3_ANSWERS, blake3VectorInput } from '../helpers/blake3-vectors.js';
 
 const native = loadBlake3Backend(undefined, {});
@@ -44,7 +44,8 @@ describe('BLAKE3 implementations', () => {
     const platform = `${process.platform}-${process.arch}-gnu`;
     if (lockedNativePlatforms().includes(platform) && process.report.getReport && (process.report.getReport() as { header?: { glibcVersionRuntime?: string } }).header?.glibcVersionRuntime) {
       assert.equal(native.name, 'native', native.fallbackReason);
-      assert.equal(BLAKE3_BACKEND.name, 'native', 'the process default');
+      assert.equal(blake3Backend().name, 'native', 'the process default');
+      assert.ok('path' in nativeBlake3Location({}), 'the daemon finds the binary at start');
     }
     // elsewhere whatever loaded must still be right
     checkAnswers(native);
@@ -58,7 +59,7 @@ describe('BLAKE3 implementations', () => {
     assert.match(missing.fallbackReason ?? '', /no native BLAKE3 for .*riscv64/);
     const wrong = loadBlake3Backend(() => ({ blake3: () => Buffer.alloc(BLAKE3_LENGTH), Blake3Hasher: class {} }), {});
     assert.equal(wrong.name, 'wasm');
-    assert.match(wrong.fallbackReason ?? '', /different digest/);
+    assert.match(wrong.fallbackReason ?? '', /wrong digest/);
     checkAnswers(missing);
   });
 
@@ -66,5 +67,6 @@ describe('BLAKE3 implementations', () => {
     const b = loadBlake3Backend(undefined, { SNAPBACK_BLAKE3: 'wasm' });
     assert.equal(b.name, 'wasm');
     assert.equal(b.fallbackReason, 'SNAPBACK_BLAKE3=wasm');
+    assert.deepEqual(nativeBlake3Location({ SNAPBACK_BLAKE3: 'wasm' }), { missing: 'SNAPBACK_BLAKE3=wasm' });
   });
 });
