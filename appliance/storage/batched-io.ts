@@ -39,18 +39,13 @@ export interface BatchedIoOptions {
   /** The worker's module (default batched-io-worker.js beside this one). */
   workerUrl?: URL;
   /**
-   * Take a request even when nothing else is in flight (default false: in a steady stream of
-   * lone requests, as at queue depth 1, nothing is batched, and libuv's hop costs less than the
-   * worker's). Whether a request is alone is decided when the turn that submitted it ends, so
-   * the first request of a burst goes to the worker with the rest; and a lone request goes to
-   * the thread pool only after LONE_STREAK lone ones in a row, so the gaps of a deep queue
-   * (where one request often arrives alone) stay on the worker rather than waking pool threads.
+   * Take a request even when nothing else is in flight (default false: a lone request gains
+   * nothing from batching, and libuv's hop costs it less than the worker's). Whether a request
+   * is alone is decided when the turn that submitted it ends, so the first request of a burst
+   * goes to the worker with the rest.
    */
   loneRequests?: boolean;
 }
-
-/** Lone requests in a row (each submitted alone) before lone requests go to the thread pool. */
-export const LONE_STREAK = 8;
 
 interface Ring {
   /** Started when the first batch is published (a ring that only saw lone requests has none). */
@@ -94,8 +89,6 @@ export class BatchedIo {
   private idleTimer: NodeJS.Timeout | null = null;
   private lastUse = 0;
   private disabled = false;
-  /** Turns in a row that submitted a lone request (see LONE_STREAK). */
-  private loneStreak = 0;
   /** Lone requests handed to libuv's thread pool, not yet settled (their fds are still in use). */
   private readonly viaPool = new Set<Pending>();
   /**
@@ -108,14 +101,9 @@ export class BatchedIo {
     this.kickQueued = false;
     const r = this.ring;
     if (!r || this.published === this.submitted) return;
-    if (!this.loneRequests) {
-      if (((this.submitted - this.published) | 0) === 1 && this.published === this.seen && this.viaPool.size === 0) {
-        if (this.loneStreak >= LONE_STREAK) {
-          this.takeBackLone(r);
-          return;
-        }
-        this.loneStreak++;
-      } else this.loneStreak = 0;
+    if (!this.loneRequests && ((this.submitted - this.published) | 0) === 1 && this.published === this.seen && this.viaPool.size === 0) {
+      this.takeBackLone(r);
+      return;
     }
     if (!this.startWorker(r)) return;
     this.published = this.submitted;

@@ -9,7 +9,7 @@ import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync }
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { BatchedIo, LONE_STREAK } from '../../appliance/storage/batched-io.js';
+import { BatchedIo } from '../../appliance/storage/batched-io.js';
 import { FileDevice } from '../../appliance/storage/file-device.js';
 import { isSnapbackError } from '../../appliance/errors.js';
 import { BufferPool } from '../../appliance/nbd/buffer-pool.js';
@@ -87,55 +87,25 @@ describe('batched I/O worker', function () {
     await dev.close();
   });
 
-  it('leaves a steady stream of lone requests to the thread pool and sends a whole burst, its first request too, to the worker', async () => {
+  it('leaves a lone request to the thread pool and sends a whole burst, its first request too, to the worker', async () => {
     const path = join(dir, 'disk.img');
     writeFileSync(path, Buffer.alloc(1 << 20, 5));
     const io = newIo();
     const dev = new FileDevice(path, { batchedIo: io });
     await dev.open();
-    // One at a time: the first LONE_STREAK go to the worker, the rest of the stream to the pool.
-    for (let i = 0; i < LONE_STREAK; i++) await dev.read(i * 4 * KiB, 4 * KiB);
-    assert.equal(io.stats.requests, LONE_STREAK);
-    assert.equal(io.stats.lone, 0);
     await dev.read(0, 4 * KiB);
     await dev.write(0, Buffer.alloc(4 * KiB, 6));
-    assert.equal(io.stats.requests, LONE_STREAK, 'a steady stream of lone requests: nothing more for the worker');
+    assert.equal(io.stats.requests, 0, 'one at a time: nothing for the worker');
     assert.equal(io.stats.lone, 2, 'both went through the thread pool');
     const reads = await Promise.all(Array.from({ length: 8 }, (_, i) => dev.read(i * 4 * KiB, 4 * KiB)));
-    assert.equal(io.stats.requests, LONE_STREAK + 8, 'the whole burst went to the worker');
+    assert.equal(io.stats.requests, 8, 'the whole burst went to the worker');
     assert.ok(reads[0]!.every((b) => b === 6) && reads.slice(1).every((r) => r.every((b) => b === 5)));
-    // A lone write right after the burst: on the worker (the stream of lone requests was broken), its data in the file.
+    // A lone write after the burst: through the thread pool again, its data in the file.
     await dev.write(4 * KiB, Buffer.alloc(4 * KiB, 7));
-    assert.equal(io.stats.lone, 2);
-    assert.equal(io.stats.requests, LONE_STREAK + 9);
+    assert.equal(io.stats.lone, 3);
     assert.ok((await dev.read(4 * KiB, 4 * KiB)).every((b) => b === 7));
     await dev.close();
     assert.ok(readFileSync(path).subarray(4 * KiB, 8 * KiB).every((b) => b === 7));
-  });
-
-  it('keeps the lone requests between the bursts of a deep queue on the worker, never waking the thread pool', async () => {
-    const path = join(dir, 'disk.img');
-    const original = new Prng(21).bytes(1 << 20);
-    writeFileSync(path, original);
-    const io = newIo();
-    const dev = new FileDevice(path, { batchedIo: io });
-    await dev.open();
-    // A deep queue seen from the device: bursts, and between them a request that arrives alone
-    // (the worker had answered everything before it came). More lone requests than LONE_STREAK
-    // in all, never LONE_STREAK in a row.
-    const rng = new Prng(22);
-    let requests = 0;
-    for (let round = 0; round < 3 * LONE_STREAK; round++) {
-      const at = (): number => rng.int(256) * 4 * KiB;
-      const burst = await Promise.all(Array.from({ length: 4 }, at).map(async (o) => ({ o, b: await dev.read(o, 4 * KiB) })));
-      for (const { o, b } of burst) assert.ok(b.equals(original.subarray(o, o + 4 * KiB)), `burst read at ${o}`);
-      const o = at();
-      assert.ok((await dev.read(o, 4 * KiB)).equals(original.subarray(o, o + 4 * KiB)), `lone read at ${o}`);
-      requests += 5;
-    }
-    await dev.close();
-    assert.equal(io.stats.lone, 0, 'no request went through the thread pool');
-    assert.equal(io.stats.requests, requests);
   });
 
   it('rejects a failed request with a storage error naming the file and offset', async () => {
