@@ -130,12 +130,18 @@ export function loadBlake3Backend(load: () => unknown = loadNativeBinary, env: N
 
 let current: Blake3Backend | null = null;
 
-/** The backend this thread uses, loaded (and logged) at the first call. */
+/**
+ * The backend this thread uses, loaded at the first call. A binary that is installed but does
+ * not work is a warning (once per thread); one that is not installed at all the daemon has
+ * already warned of at its start (nativeBlake3Location), so each hash worker says it only at
+ * debug level.
+ */
 export function blake3Backend(): Blake3Backend {
   if (!current) {
     current = loadBlake3Backend();
-    if (current.fallbackReason) log.warn({ reason: current.fallbackReason }, 'BLAKE3 in WebAssembly (about 7× the CPU of the native code): model hashing and verification are slower');
-    else log.debug('BLAKE3: native SIMD code loaded');
+    if (!current.fallbackReason) log.debug('BLAKE3: native SIMD code loaded');
+    else if ('path' in nativeBlake3Location()) log.warn({ reason: current.fallbackReason }, 'BLAKE3 in WebAssembly (about 7× the CPU of the native code): the native binary is installed but does not work here');
+    else log.debug({ reason: current.fallbackReason }, 'BLAKE3 in WebAssembly');
   }
   return current;
 }
