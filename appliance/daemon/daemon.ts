@@ -44,7 +44,7 @@ import { MaintenanceComponent } from '../maintenance/maintenance-component.js';
 import { gpioHostPower } from './maintenance-power.js';
 import { daemonRoutes } from './daemon-routes.js';
 import { systemClock } from '../clock.js';
-import { nativeBlake3Location } from '../storage/blake3.js';
+import { announceBlake3 } from '../storage/blake3.js';
 
 const log = childLogger('daemon');
 
@@ -110,10 +110,7 @@ export class Daemon {
     // Nothing is written before this returns: a refusal here leaves the state directory as it was.
     const plan = await preflight(o);
     const dir = plan.state;
-    // found, not loaded: the hash workers load it where they hash (a failure to load is logged there)
-    const blake3 = nativeBlake3Location();
-    if ('missing' in blake3) log.warn({ reason: blake3.missing }, 'BLAKE3 in WebAssembly (about 7× the CPU of the native code): model hashing and verification are slower');
-    else log.info({ binary: blake3.path }, 'BLAKE3: native SIMD code');
+    announceBlake3();
 
     const storage = new StorageComponent(dir);
     const library = new ModelLibrary(dir);

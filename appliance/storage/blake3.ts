@@ -84,6 +84,11 @@ function nativePackage(): string {
   return name;
 }
 
+/** Why this platform has no working native binary, from the error of finding or loading it. */
+function noNativeReason(err: unknown): string {
+  return `no native BLAKE3 for ${process.platform}-${process.arch}: ${(err as Error).message.split('\n')[0]}`;
+}
+
 function loadNativeBinary(): unknown {
   return createRequire(import.meta.url)(nativePackage());
 }
@@ -97,7 +102,7 @@ export function nativeBlake3Location(env: NodeJS.ProcessEnv = process.env): { pa
   try {
     return { path: createRequire(import.meta.url).resolve(nativePackage()) };
   } catch (err) {
-    return { missing: `no native BLAKE3 for ${process.platform}-${process.arch}: ${(err as Error).message.split('\n')[0]}` };
+    return { missing: noNativeReason(err) };
   }
 }
 
@@ -123,9 +128,21 @@ export function loadBlake3Backend(load: () => unknown = loadNativeBinary, env: N
     native.hashInto(PROBE_INPUT, out);
     if (out.toString('hex') !== PROBE_DIGEST) return { ...WASM_BLAKE3, fallbackReason: 'the native BLAKE3 gave a wrong digest for a reference input' };
   } catch (err) {
-    return { ...WASM_BLAKE3, fallbackReason: `no native BLAKE3 for ${process.platform}-${process.arch}: ${(err as Error).message.split('\n')[0]}` };
+    return { ...WASM_BLAKE3, fallbackReason: noNativeReason(err) };
   }
   return native;
+}
+
+const SLOWER = 'BLAKE3 in WebAssembly (about 7× the CPU of the native code)';
+
+/**
+ * The daemon's start-up line: which BLAKE3 its hash workers will use, found without loading the
+ * native binary (they load it where they hash; a binary that then fails to load is warned of there).
+ */
+export function announceBlake3(): void {
+  const found = nativeBlake3Location();
+  if ('missing' in found) log.warn({ reason: found.missing }, `${SLOWER}: model hashing and verification are slower`);
+  else log.info({ binary: found.path }, 'BLAKE3: native SIMD code');
 }
 
 let current: Blake3Backend | null = null;
@@ -133,14 +150,14 @@ let current: Blake3Backend | null = null;
 /**
  * The backend this thread uses, loaded at the first call. A binary that is installed but does
  * not work is a warning (once per thread); one that is not installed at all the daemon has
- * already warned of at its start (nativeBlake3Location), so each hash worker says it only at
- * debug level.
+ * already warned of at its start (announceBlake3), so each hash worker says it only at debug
+ * level.
  */
 export function blake3Backend(): Blake3Backend {
   if (!current) {
     current = loadBlake3Backend();
     if (!current.fallbackReason) log.debug('BLAKE3: native SIMD code loaded');
-    else if ('path' in nativeBlake3Location()) log.warn({ reason: current.fallbackReason }, 'BLAKE3 in WebAssembly (about 7× the CPU of the native code): the native binary is installed but does not work here');
+    else if ('path' in nativeBlake3Location()) log.warn({ reason: current.fallbackReason }, `${SLOWER}: the native binary is installed but does not work here`);
     else log.debug({ reason: current.fallbackReason }, 'BLAKE3 in WebAssembly');
   }
   return current;

@@ -83,9 +83,6 @@ export function manifestUrlFor(imageUrl: URL): URL {
   return u;
 }
 
-/** Resolves after `ms`; `signal` rejects it early with its reason. */
-export const waitMs = (ms: number, signal?: AbortSignal): Promise<void> => sleep(systemClock, ms, signal);
-
 /** Runs `fn` until it succeeds, a failure is not retryable, or the attempts are spent. */
 export async function withRetries<T>(fn: () => Promise<T>, policy: RetryPolicy): Promise<T> {
   let delay = policy.baseMs;
@@ -95,7 +92,7 @@ export async function withRetries<T>(fn: () => Promise<T>, policy: RetryPolicy):
     } catch (err) {
       if (!(err instanceof RemoteError) || !err.retryable || attempt >= policy.attempts || policy.signal?.aborted) throw err;
       policy.onRetry?.(err, attempt, delay);
-      await waitMs(delay, policy.signal);
+      await sleep(systemClock, delay, policy.signal);
       delay = Math.min(policy.maxMs, delay * 2);
     }
   }

@@ -25,7 +25,8 @@ import { FileDevice } from './file-device.js';
 import type { Manifest } from './manifest.js';
 import { ModelCorruptError, type ModelVerificationStats, type VerifyRegionsOptions, type VerifyRegionsResult } from './model-image.js';
 import { sharedHashPool, type HashPool } from './hash-pool.js';
-import { RemoteError, waitMs, withRetries, type HttpRangeSource } from './http-range-source.js';
+import { RemoteError, withRetries, type HttpRangeSource } from './http-range-source.js';
+import { sleep, systemClock } from '../clock.js';
 import { countBits } from './bitmap-file.js';
 import { loadPresent, savePresent } from './present-bitmap.js';
 import { MODEL_CAPABILITIES, refuseModelWrite } from './read-only-model.js';
@@ -467,7 +468,7 @@ export class RemoteModel extends EventEmitter implements BlockDevice {
         if (this.complete) return;
         // regions a host read was fetching (and may have failed to): look again once it settled
         await Promise.allSettled([...this.attempts.values()]);
-        await waitMs(100, signal).catch(() => undefined);
+        await sleep(systemClock, 100, signal).catch(() => undefined);
         this.cursor = 0;
         continue;
       }
@@ -510,7 +511,7 @@ export class RemoteModel extends EventEmitter implements BlockDevice {
       if (start <= now) return;
       const changed = this.rateChanged.signal;
       try {
-        await waitMs(start - now, AbortSignal.any([signal, changed]));
+        await sleep(systemClock, start - now, AbortSignal.any([signal, changed]));
         return;
       } catch (err) {
         if (signal.aborted || !changed.aborted) throw err;
