@@ -38,7 +38,7 @@ describe('batched I/O worker', function () {
     const path = join(dir, 'disk.img');
     writeFileSync(path, Buffer.alloc(1 << 20));
     const io = newIo({ loneRequests: true });
-    const dev = new FileDevice(path, { batchedIo: io });
+    const dev = new FileDevice(path, { batchedIo: io, inlineIo: null });
     await dev.open();
     const data = new Prng(7).bytes(64 * 4 * KiB);
     await Promise.all(Array.from({ length: 64 }, (_, i) => dev.write(i * 8 * KiB, data.subarray(i * 4 * KiB, (i + 1) * 4 * KiB))));
@@ -57,7 +57,7 @@ describe('batched I/O worker', function () {
     const path = join(dir, 'short.img');
     writeFileSync(path, Buffer.alloc(6 * KiB, 0xab));
     const io = newIo({ loneRequests: true });
-    const dev = new FileDevice(path, { size: 64 * KiB, batchedIo: io });
+    const dev = new FileDevice(path, { size: 64 * KiB, batchedIo: io, inlineIo: null });
     await dev.open();
     const buf = await dev.read(4 * KiB, 4 * KiB);
     assert.ok(buf.subarray(0, 2 * KiB).every((b) => b === 0xab));
@@ -71,7 +71,7 @@ describe('batched I/O worker', function () {
     const path = join(dir, 'disk.img');
     writeFileSync(path, Buffer.alloc(1 << 20));
     const io = newIo({ slots: 4, slotBytes: 8 * KiB, loneRequests: true });
-    const dev = new FileDevice(path, { batchedIo: io });
+    const dev = new FileDevice(path, { batchedIo: io, inlineIo: null });
     await dev.open();
     const big = new Prng(3).bytes(64 * KiB);
     await dev.write(0, big); // larger than a slot
@@ -91,7 +91,7 @@ describe('batched I/O worker', function () {
     const path = join(dir, 'disk.img');
     writeFileSync(path, Buffer.alloc(1 << 20, 5));
     const io = newIo();
-    const dev = new FileDevice(path, { batchedIo: io });
+    const dev = new FileDevice(path, { batchedIo: io, inlineIo: null });
     await dev.open();
     await dev.read(0, 4 * KiB);
     await dev.write(0, Buffer.alloc(4 * KiB, 6));
@@ -134,7 +134,7 @@ describe('batched I/O worker', function () {
     const dying = join(dir, 'dying-worker.mjs');
     writeFileSync(dying, 'process.exit(3);\n');
     const io = newIo({ workerUrl: pathToFileURL(dying), loneRequests: true });
-    const dev = new FileDevice(path, { batchedIo: io });
+    const dev = new FileDevice(path, { batchedIo: io, inlineIo: null });
     await dev.open();
     const data = new Prng(10).bytes(8 * 4 * KiB);
     const writes = Array.from({ length: 8 }, (_, i) => dev.write(i * 4 * KiB, data.subarray(i * 4 * KiB, (i + 1) * 4 * KiB)));
