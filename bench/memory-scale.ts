@@ -1,7 +1,7 @@
 /**
  * Daemon memory on large disks (`npm run bench`, or `node dist/bench/memory-scale.js` alone):
- * the real `snapback serve` on a sparse all-zero model of 64 GiB and 1 TiB (1 M and 16 M regions
- * of 64 KiB), its RSS after start, after a live-events client attached, after GET /api/regions
+ * the real `snapback serve`, started with the systemd unit's NODE_OPTIONS as on the Pi, on a
+ * sparse all-zero model of 64 GiB and 1 TiB (1 M and 16 M regions of 64 KiB), its RSS after start, after a live-events client attached, after GET /api/regions
  * and after each of three session ends; and what each part costs at 16 M regions measured in
  * this process: the region log's bitmaps, the manifest, the model's verified map, the region
  * map on the wire.
@@ -20,6 +20,7 @@ import { parseArgs } from 'node:util';
 import type { ChildProcess } from 'node:child_process';
 import { makeSparseState } from '../test/helpers/sparse-state.js';
 import { startServe, exited } from '../test/helpers/cli.js';
+import { unitNodeOptions, withUnitNodeOptions } from '../test/helpers/unit-node-options.js';
 import { callDaemon } from '../appliance/cli/control-client.js';
 import { parseSize, formatSize } from '../appliance/storage/sizes.js';
 import { FileDevice } from '../appliance/storage/file-device.js';
@@ -114,7 +115,7 @@ export async function runDaemonMemory(dir: string, diskBytes: number, pendingEve
   let child: ChildProcess | null = null;
   const rss: Record<string, number> = {};
   try {
-    child = await startServe(st.stateDir);
+    child = await withUnitNodeOptions(() => startServe(st.stateDir));
     const startMs = Date.now() - t0;
     const pid = child.pid!;
     rss['after start'] = mb(await settledRss(pid));
@@ -187,7 +188,7 @@ export async function measureParts(dir: string, diskBytes: number): Promise<Part
 }
 
 export function memoryMarkdown(r: Omit<MemoryScaleResult, 'markdown'>): string {
-  const lines = ['### Daemon memory on large disks (sparse all-zero model, 64 KiB regions)', ''];
+  const lines = ['### Daemon memory on large disks (sparse all-zero model, 64 KiB regions)', '', `The daemon runs with the systemd unit's NODE_OPTIONS (\`${unitNodeOptions()}\`).`, ''];
   const phases = [...new Set(r.runs.flatMap((x) => Object.keys(x.rssMB)))];
   lines.push(`| disk | regions | pending | start | ${phases.map((p) => `RSS ${p}`).join(' | ')} | peak RSS | GET /api/regions | live events per session end |`);
   lines.push(`|---|---|---|---|${phases.map(() => '---').join('|')}|---|---|---|`);

@@ -9,13 +9,13 @@ import assert from 'node:assert/strict';
 import { request } from 'node:http';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import { makeSparseState } from '../helpers/sparse-state.js';
 import { startServe, exited, nbdUri } from '../helpers/cli.js';
 import { qemuIo } from '../helpers/nbd-clients.js';
 import { waitFor } from '../helpers/wait.js';
+import { withUnitNodeOptions } from '../helpers/unit-node-options.js';
 import { callDaemon } from '../../appliance/cli/control-client.js';
 import { forEachRun, type RegionMapEncoding, type RegionRun } from '../../appliance/api/region-map-wire.js';
 import { RegionState } from '../../appliance/session/appliance-service.js';
@@ -34,21 +34,6 @@ const REGION = 64 * 1024;
 const RSS_GROWTH_BOUND = 32 * 2 ** 20;
 const RSS_TARGET = 100 * 2 ** 20;
 const RSS_PEAK_BOUND = 150 * 2 ** 20;
-
-/** The V8 options the appliance's systemd unit gives the daemon (NODE_OPTIONS), to start it as installed. */
-const UNIT = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'pi-gen', 'stage-snapback', '02-snapback', 'files', 'snapback.service');
-async function withUnitNodeOptions<T>(fn: () => Promise<T>): Promise<T> {
-  const m = /^Environment=NODE_OPTIONS=(.*)$/m.exec(readFileSync(UNIT, 'utf8'));
-  assert.ok(m, `${UNIT} sets NODE_OPTIONS`);
-  const before = process.env.NODE_OPTIONS;
-  process.env.NODE_OPTIONS = m[1]!;
-  try {
-    return await fn();
-  } finally {
-    if (before === undefined) delete process.env.NODE_OPTIONS;
-    else process.env.NODE_OPTIONS = before;
-  }
-}
 
 function rssOf(pid: number, key: 'VmRSS' | 'VmHWM' = 'VmRSS'): number {
   const m = new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
