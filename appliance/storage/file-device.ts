@@ -4,7 +4,8 @@
  * (512-byte sectors), since fstat reports 0 for it.
  *
  * Where a request goes: a small read or plain write is done inline (synchronously) while
- * that stays fast (inline-io.ts), else by the batched worker (batched-io.ts); FUA writes,
+ * that stays fast (inline-io.ts), else by the batched worker (batched-io.ts); a small FUA
+ * write is done inline while durable writes stay fast (a file in RAM); FUA writes otherwise,
  * flushes, large requests, and whatever the worker does not take go through libuv's pool.
  */
 import { promises as fsp, constants as fsc, statSync, readFileSync, realpathSync, read as fsRead, write as fsWrite } from 'node:fs';
@@ -13,7 +14,7 @@ import type { FileHandle } from 'node:fs/promises';
 import { checkRange, readToNewBuffer, type BlockDevice, type DeviceCapabilities, type WriteOptions, type ZeroOptions } from './block-device.js';
 import { SnapbackError, fromSystemError } from '../errors.js';
 import { sharedBatchedIo, type BatchedIo } from './batched-io.js';
-import { sharedInlineIo, type InlineIo } from './inline-io.js';
+import { sharedDurableInlineIo, sharedInlineIo, type InlineIo } from './inline-io.js';
 
 export interface FileDeviceOptions {
   readOnly?: boolean;
@@ -24,6 +25,13 @@ export interface FileDeviceOptions {
    * the process's governor by default, or null for never.
    */
   inlineIo?: InlineIo | null;
+  /**
+   * FUA writes are done synchronously through the O_DSYNC descriptor while that is fast, as it
+   * is only where the file lives in RAM (the write log of a demo or test on tmpfs); on a disk
+   * its budget (50 µs) is missed and they go through libuv's pool: the process's governor for
+   * durable writes by default, or null for never.
+   */
+  durableInlineIo?: InlineIo | null;
   /**
    * Where small reads and plain writes go when they are not done inline: a batched I/O worker
    * (default: the process's), or null for libuv's thread pool only.
@@ -60,12 +68,15 @@ export class FileDevice implements BlockDevice {
   private handle: FileHandle | null = null;
   /** A second descriptor opened with O_DSYNC, for FUA writes: durable in one call, no fdatasync after. */
   private syncHandle: Promise<FileHandle> | null = null;
+  /** The O_DSYNC descriptor's number once it is open (for inline FUA writes). */
+  private syncFd: number | null = null;
   private opening: Promise<void> | null = null;
   private _size: number;
   private isBlockDev = false;
   private closed = false;
   private readonly io: BatchedIo | null;
   private readonly inline: InlineIo | null;
+  private readonly durableInline: InlineIo | null;
 
   constructor(path: string, options: FileDeviceOptions = {}) {
     this.path = path;
@@ -73,6 +84,7 @@ export class FileDevice implements BlockDevice {
     this._size = options.size ?? -1;
     this.io = options.batchedIo === undefined ? sharedBatchedIo() : options.batchedIo;
     this.inline = options.inlineIo === undefined ? sharedInlineIo() : options.inlineIo;
+    this.durableInline = options.durableInlineIo === undefined ? sharedDurableInlineIo() : options.durableInlineIo;
   }
 
   get size(): number {
@@ -166,7 +178,15 @@ export class FileDevice implements BlockDevice {
   }
 
   write(offset: number, data: Buffer, options: WriteOptions = {}): Promise<void> {
-    if (options.fua !== true && !this.readOnly && this.handle !== null && !this.closed && Number.isSafeInteger(offset) && offset >= 0 && offset + data.length <= this._size) {
+    if (options.fua === true && this.durableInline !== null && this.syncFd !== null && !this.closed && this.canWriteAt(offset, data.length) && this.durableInline.allows(data.length)) {
+      try {
+        this.durableInline.write(this.syncFd, data, offset);
+        return DONE;
+      } catch (err) {
+        return Promise.reject(fromSystemError(err, `writing ${this.path} at ${offset}`));
+      }
+    }
+    if (options.fua !== true && this.handle !== null && !this.closed && this.canWriteAt(offset, data.length)) {
       if (this.inline !== null && this.inline.allows(data.length)) {
         try {
           this.inline.write(this.handle.fd, data, offset);
@@ -181,6 +201,11 @@ export class FileDevice implements BlockDevice {
       }
     }
     return this.writePool(offset, data, options);
+  }
+
+  /** Whether this device takes a write of `length` bytes at `offset` (else writePool says why not). */
+  private canWriteAt(offset: number, length: number): boolean {
+    return !this.readOnly && Number.isSafeInteger(offset) && offset >= 0 && offset + length <= this._size;
   }
 
   private async writePool(offset: number, data: Buffer, options: WriteOptions): Promise<void> {
@@ -245,6 +270,12 @@ export class FileDevice implements BlockDevice {
     if (!this.syncHandle) {
       const p = fsp.open(this.path, fsc.O_RDWR | fsc.O_DSYNC);
       this.syncHandle = p;
+      p.then(
+        (h) => {
+          if (this.syncHandle === p) this.syncFd = h.fd;
+        },
+        () => undefined,
+      );
       p.catch(() => {
         if (this.syncHandle === p) this.syncHandle = null;
       });
@@ -260,6 +291,7 @@ export class FileDevice implements BlockDevice {
     const sh = this.syncHandle;
     this.handle = null;
     this.syncHandle = null;
+    this.syncFd = null;
     this.closed = true;
     if (sh) await (await sh.catch(() => null))?.close();
     if (h) await h.close();

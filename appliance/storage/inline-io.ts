@@ -123,9 +123,20 @@ export class InlineIo {
 }
 
 let shared: InlineIo | null = null;
+let sharedDurable: InlineIo | null = null;
 
-/** The process's inline I/O governor: one, since the page cache and the disks are shared. */
+/** The process's inline I/O governor for plain reads and writes: one, since the page cache is shared. */
 export function sharedInlineIo(): InlineIo {
   shared ??= new InlineIo();
   return shared;
+}
+
+/**
+ * The process's governor for durable (O_DSYNC) writes, apart from the other: a durable write
+ * that waits for a disk must not turn off inline page-cache I/O. Its budget is 50 µs, which
+ * only a file in RAM meets (a durable write to an SSD or SD card waits for the device).
+ */
+export function sharedDurableInlineIo(): InlineIo {
+  sharedDurable ??= new InlineIo({ slowUs: 50 });
+  return sharedDurable;
 }

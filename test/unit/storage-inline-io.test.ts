@@ -171,6 +171,35 @@ describe('inline I/O', function () {
     }
   });
 
+  it('does small FUA writes inline through the O_DSYNC descriptor while they are fast, under a governor of their own', async () => {
+    const path = join(dir, 'log.img');
+    writeFileSync(path, Buffer.alloc(64 * KiB));
+    const clock = new SteppingClock();
+    const plain = new InlineIo();
+    const durable = new InlineIo({ clock, slowUs: 50 });
+    const dev = new FileDevice(path, { inlineIo: plain, durableInlineIo: durable, batchedIo: null });
+    await dev.open();
+    closers.push(() => dev.close());
+    await dev.write(0, Buffer.alloc(512, 1), { fua: true });
+    assert.equal(durable.stats.calls, 0, 'the first one opens the O_DSYNC descriptor, through the pool');
+    await dev.write(512, Buffer.alloc(512, 2), { fua: true });
+    assert.equal(durable.stats.calls, 1, 'later ones are inline');
+    assert.equal(plain.stats.calls, 0, 'and not counted as plain writes');
+
+    clock.step = 1; // durable writes now wait for a disk
+    await dev.write(1024, Buffer.alloc(512, 3), { fua: true });
+    await dev.write(1536, Buffer.alloc(512, 4), { fua: true });
+    assert.equal(durable.stats.off, 1);
+    clock.step = 0;
+    await dev.write(2048, Buffer.alloc(512, 5), { fua: true });
+    assert.equal(durable.stats.calls, 3, 'through the pool while it is off');
+    await dev.write(4096, Buffer.alloc(4 * KiB, 6));
+    assert.deepEqual([plain.stats.calls, plain.stats.off], [1, 0], 'slow durable writes leave plain inline I/O on');
+    const file = readFileSync(path);
+    for (let i = 0; i < 5; i++) assert.ok(file.subarray(i * 512, (i + 1) * 512).every((b) => b === i + 1), `sector ${i}`);
+    assert.ok(file.subarray(4096, 8192).every((b) => b === 6));
+  });
+
   it('rejects a failed inline request with a storage error naming the file, offset and errno', async () => {
     const path = join(dir, 'a-directory');
     mkdirSync(path);
