@@ -4,9 +4,9 @@
  * (512-byte sectors), since fstat reports 0 for it.
  *
  * Where a request goes: a small read or plain write is done inline (synchronously) while
- * that stays fast (inline-io.ts), else by the batched worker (batched-io.ts); a small FUA
- * write is done inline while durable writes stay fast (a file in RAM); FUA writes otherwise,
- * flushes, large requests, and whatever the worker does not take go through libuv's pool.
+ * that stays fast (inline-io.ts), else by the batched worker (batched-io.ts); so is a small
+ * FUA write to a file in RAM (tmpfs); other FUA writes, flushes, large requests, and whatever
+ * the worker does not take go through libuv's pool.
  */
 import { promises as fsp, constants as fsc, statSync, readFileSync, realpathSync, read as fsRead, write as fsWrite } from 'node:fs';
 import { basename } from 'node:path';
@@ -14,7 +14,7 @@ import type { FileHandle } from 'node:fs/promises';
 import { checkRange, readToNewBuffer, type BlockDevice, type DeviceCapabilities, type WriteOptions, type ZeroOptions } from './block-device.js';
 import { SnapbackError, fromSystemError } from '../errors.js';
 import { sharedBatchedIo, type BatchedIo } from './batched-io.js';
-import { sharedDurableInlineIo, sharedInlineIo, type InlineIo } from './inline-io.js';
+import { sharedInlineIo, type InlineIo } from './inline-io.js';
 
 export interface FileDeviceOptions {
   readOnly?: boolean;
@@ -25,13 +25,6 @@ export interface FileDeviceOptions {
    * the process's governor by default, or null for never.
    */
   inlineIo?: InlineIo | null;
-  /**
-   * FUA writes are done synchronously through the O_DSYNC descriptor while that is fast, as it
-   * is only where the file lives in RAM (the write log of a demo or test on tmpfs); on a disk
-   * its budget (50 µs) is missed and they go through libuv's pool: the process's governor for
-   * durable writes by default, or null for never.
-   */
-  durableInlineIo?: InlineIo | null;
   /**
    * Where small reads and plain writes go when they are not done inline: a batched I/O worker
    * (default: the process's), or null for libuv's thread pool only.
@@ -49,6 +42,19 @@ function preadOnce(fd: number, buf: Buffer, off: number, len: number, pos: numbe
 }
 function pwriteOnce(fd: number, buf: Buffer, off: number, len: number, pos: number): Promise<number> {
   return new Promise((res, rej) => fsWrite(fd, buf, off, len, pos, (err, n) => (err ? rej(err) : res(n))));
+}
+
+const TMPFS_MAGIC = 0x01021994;
+const RAMFS_MAGIC = 0x858458f6;
+
+/** Whether `path` lies on a file system kept in RAM (tmpfs, ramfs): fsync there is a no-op. */
+export async function fileSystemInRam(path: string): Promise<boolean> {
+  try {
+    const { type } = await fsp.statfs(path);
+    return type === TMPFS_MAGIC || type === RAMFS_MAGIC;
+  } catch {
+    return false;
+  }
 }
 
 /** The size of a file or block device in bytes. */
@@ -76,7 +82,12 @@ export class FileDevice implements BlockDevice {
   private closed = false;
   private readonly io: BatchedIo | null;
   private readonly inline: InlineIo | null;
-  private readonly durableInline: InlineIo | null;
+  /**
+   * A regular file on tmpfs or ramfs (asked of the file system at open): durable as soon as it
+   * is written, so its small FUA writes are done inline too. Never a block device (/dev is
+   * a tmpfs, the disk behind a device node is not).
+   */
+  private inRam = false;
 
   constructor(path: string, options: FileDeviceOptions = {}) {
     this.path = path;
@@ -84,7 +95,6 @@ export class FileDevice implements BlockDevice {
     this._size = options.size ?? -1;
     this.io = options.batchedIo === undefined ? sharedBatchedIo() : options.batchedIo;
     this.inline = options.inlineIo === undefined ? sharedInlineIo() : options.inlineIo;
-    this.durableInline = options.durableInlineIo === undefined ? sharedDurableInlineIo() : options.durableInlineIo;
   }
 
   get size(): number {
@@ -117,6 +127,7 @@ export class FileDevice implements BlockDevice {
         const handle = await fsp.open(this.path, flags);
         const st = await handle.stat();
         this.isBlockDev = st.isBlockDevice();
+        this.inRam = st.isFile() && !this.readOnly && (await fileSystemInRam(this.path));
         const actual = this.isBlockDev ? sizeOfPath(this.path) : st.size;
         if (this._size < 0) this._size = actual;
         else if (this.isBlockDev && actual < this._size) {
@@ -178,9 +189,9 @@ export class FileDevice implements BlockDevice {
   }
 
   write(offset: number, data: Buffer, options: WriteOptions = {}): Promise<void> {
-    if (options.fua === true && this.durableInline !== null && this.syncFd !== null && !this.closed && this.canWriteAt(offset, data.length) && this.durableInline.allows(data.length)) {
+    if (options.fua === true && this.inRam && this.inline !== null && this.syncFd !== null && !this.closed && this.canWriteAt(offset, data.length) && this.inline.allows(data.length)) {
       try {
-        this.durableInline.write(this.syncFd, data, offset);
+        this.inline.write(this.syncFd, data, offset);
         return DONE;
       } catch (err) {
         return Promise.reject(fromSystemError(err, `writing ${this.path} at ${offset}`));

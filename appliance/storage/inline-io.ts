@@ -18,6 +18,9 @@
  */
 import { readSync, writeSync } from 'node:fs';
 import { systemClock, type Clock } from '../clock.js';
+import { childLogger } from '../logger.js';
+
+const log = childLogger('inline-io');
 
 export interface InlineIoOptions {
   /** Largest request done inline (default 16 KiB). */
@@ -114,6 +117,11 @@ export class InlineIo {
     this.stats.slow++;
     if (++this.strikes < 2) return;
     this.stats.off++;
+    // The first time at info (the disk is slower than RAM: expected on a Pi), later ones at debug.
+    log[this.stats.off === 1 ? 'info' : 'debug'](
+      { tookUs: Math.round(tookUs), bytes, offMs: this.backoffMs },
+      `small reads and writes are not done inline for ${this.backoffMs} ms: one took ${Math.round(tookUs)} µs (the disk was waited for)`,
+    );
     this.offUntil = this.clock.now() + this.backoffMs;
     this.backoffMs = Math.min(this.backoffMs * 2, this.maxBackoffMs);
     // After the back-off, one more slow call turns it off again.
@@ -123,20 +131,9 @@ export class InlineIo {
 }
 
 let shared: InlineIo | null = null;
-let sharedDurable: InlineIo | null = null;
 
-/** The process's inline I/O governor for plain reads and writes: one, since the page cache is shared. */
+/** The process's inline I/O governor: one, since the page cache is shared. */
 export function sharedInlineIo(): InlineIo {
   shared ??= new InlineIo();
   return shared;
-}
-
-/**
- * The process's governor for durable (O_DSYNC) writes, apart from the other: a durable write
- * that waits for a disk must not turn off inline page-cache I/O. Its budget is 50 µs, which
- * only a file in RAM meets (a durable write to an SSD or SD card waits for the device).
- */
-export function sharedDurableInlineIo(): InlineIo {
-  sharedDurable ??= new InlineIo({ slowUs: 50 });
-  return sharedDurable;
 }

@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Clock, TimerHandle } from '../../appliance/clock.js';
 import { BatchedIo } from '../../appliance/storage/batched-io.js';
-import { FileDevice } from '../../appliance/storage/file-device.js';
+import { FileDevice, fileSystemInRam } from '../../appliance/storage/file-device.js';
 import { InlineIo } from '../../appliance/storage/inline-io.js';
 import { isSnapbackError } from '../../appliance/errors.js';
 import { Prng } from '../helpers/prng.js';
@@ -171,33 +171,39 @@ describe('inline I/O', function () {
     }
   });
 
-  it('does small FUA writes inline through the O_DSYNC descriptor while they are fast, under a governor of their own', async () => {
-    const path = join(dir, 'log.img');
-    writeFileSync(path, Buffer.alloc(64 * KiB));
-    const clock = new SteppingClock();
-    const plain = new InlineIo();
-    const durable = new InlineIo({ clock, slowUs: 50 });
-    const dev = new FileDevice(path, { inlineIo: plain, durableInlineIo: durable, batchedIo: null });
-    await dev.open();
-    closers.push(() => dev.close());
-    await dev.write(0, Buffer.alloc(512, 1), { fua: true });
-    assert.equal(durable.stats.calls, 0, 'the first one opens the O_DSYNC descriptor, through the pool');
-    await dev.write(512, Buffer.alloc(512, 2), { fua: true });
-    assert.equal(durable.stats.calls, 1, 'later ones are inline');
-    assert.equal(plain.stats.calls, 0, 'and not counted as plain writes');
-
-    clock.step = 1; // durable writes now wait for a disk
-    await dev.write(1024, Buffer.alloc(512, 3), { fua: true });
-    await dev.write(1536, Buffer.alloc(512, 4), { fua: true });
-    assert.equal(durable.stats.off, 1);
-    clock.step = 0;
-    await dev.write(2048, Buffer.alloc(512, 5), { fua: true });
-    assert.equal(durable.stats.calls, 3, 'through the pool while it is off');
-    await dev.write(4096, Buffer.alloc(4 * KiB, 6));
-    assert.deepEqual([plain.stats.calls, plain.stats.off], [1, 0], 'slow durable writes leave plain inline I/O on');
-    const file = readFileSync(path);
-    for (let i = 0; i < 5; i++) assert.ok(file.subarray(i * 512, (i + 1) * 512).every((b) => b === i + 1), `sector ${i}`);
-    assert.ok(file.subarray(4096, 8192).every((b) => b === 6));
+  it('does small FUA writes inline only to a file in RAM (tmpfs), where they are durable when written', async () => {
+    // /dev/shm is a tmpfs on Debian (the NBD benchmark uses it too); the test needs one.
+    assert.equal(await fileSystemInRam('/dev/shm'), true, '/dev/shm is a tmpfs');
+    const ramDir = mkdtempSync(join('/dev/shm', 'snapback-inline-'));
+    closers.push(async () => rmSync(ramDir, { recursive: true, force: true }));
+    const fuaInline = async (path: string): Promise<number> => {
+      writeFileSync(path, Buffer.alloc(64 * KiB));
+      const inline = new InlineIo();
+      const dev = new FileDevice(path, { inlineIo: inline, batchedIo: null });
+      await dev.open();
+      try {
+        for (let i = 0; i < 4; i++) await dev.write(i * 512, Buffer.alloc(512, i + 1), { fua: true });
+        const file = readFileSync(path);
+        for (let i = 0; i < 4; i++) assert.ok(file.subarray(i * 512, (i + 1) * 512).every((b) => b === i + 1), `sector ${i} of ${path}`);
+      } finally {
+        await dev.close();
+      }
+      return inline.stats.calls;
+    };
+    // The first FUA write opens the O_DSYNC descriptor (through the pool); the next three are inline.
+    assert.equal(await fuaInline(join(ramDir, 'log.img')), 3);
+    // On a file system on a disk, none is inline (this machine's temporary directory may be either).
+    const onDisk = !(await fileSystemInRam(dir));
+    assert.equal(await fuaInline(join(dir, 'log.img')), onDisk ? 0 : 3);
+    // A device node lives on /dev (a tmpfs), the disk behind it does not: never inline.
+    assert.equal(await fileSystemInRam('/dev/null'), true);
+    const nodeInline = new InlineIo();
+    const nodeDev = new FileDevice('/dev/null', { inlineIo: nodeInline, batchedIo: null, size: 64 * KiB });
+    await nodeDev.open();
+    closers.push(() => nodeDev.close());
+    await nodeDev.write(0, Buffer.alloc(512), { fua: true });
+    await nodeDev.write(512, Buffer.alloc(512), { fua: true });
+    assert.equal(nodeInline.stats.calls, 0, 'no FUA write to a device node is inline');
   });
 
   it('rejects a failed inline request with a storage error naming the file, offset and errno', async () => {
