@@ -29,14 +29,38 @@ export class BufferPool {
     return Buffer.allocUnsafeSlow(cls);
   }
 
-  /** Gives back a buffer from `acquire` once nothing (socket, device) uses it any more. */
+  /**
+   * Gives back a buffer from `acquire` once nothing (socket, device) uses it any more. Over the
+   * cap, larger free buffers make room for a smaller one (they go to the GC): after a burst of
+   * large requests the cap is full of them, and small requests, which come by the hundred
+   * thousand a second, would otherwise allocate a buffer each (measured: 4 KiB reads at queue
+   * depth 32 cost a fifth more CPU after 128 KiB requests had filled the cap).
+   */
   release(buf: Buffer): void {
     const cls = buf.length;
-    if (cls < SMALLEST_CLASS || (cls & (cls - 1)) !== 0 || this.freeBytes + cls > this.maxFreeBytes) return;
+    if (cls < SMALLEST_CLASS || (cls & (cls - 1)) !== 0 || cls > this.maxFreeBytes) return;
+    if (this.freeBytes + cls > this.maxFreeBytes && !this.evictLargerThan(cls, this.freeBytes + cls - this.maxFreeBytes)) return;
     let list = this.free.get(cls);
     if (!list) this.free.set(cls, (list = []));
     list.push(buf);
     this.freeBytes += cls;
+  }
+
+  /** Drops free buffers of classes above `cls`, largest first, until `need` bytes are freed; false if they cannot be. */
+  private evictLargerThan(cls: number, need: number): boolean {
+    let larger = 0;
+    for (const [c, list] of this.free) if (c > cls) larger += c * list.length;
+    if (larger < need) return false;
+    const classes = [...this.free.keys()].filter((c) => c > cls).sort((x, y) => y - x);
+    for (const c of classes) {
+      const list = this.free.get(c)!;
+      while (need > 0 && list.pop()) {
+        this.freeBytes -= c;
+        need -= c;
+      }
+      if (need <= 0) break;
+    }
+    return true;
   }
 }
 

@@ -101,4 +101,20 @@ describe('NBD server: BufferPool', function () {
     pool.release(Buffer.alloc(100)); // not one of ours: ignored
     assert.equal(pool.acquire(10).length, 4096, 'the smallest class is 4 KiB');
   });
+
+  it('makes room for small buffers when large ones fill its cap, and never keeps more than the cap', function () {
+    const pool = new BufferPool(4 * POOL_MIN_SIZE);
+    const large = [pool.acquire(2 * POOL_MIN_SIZE), pool.acquire(2 * POOL_MIN_SIZE)];
+    for (const b of large) pool.release(b); // the cap is full of 128 KiB buffers
+    const small = pool.acquire(4096);
+    pool.release(small);
+    assert.equal(pool.acquire(4096), small, 'the 4 KiB buffer was kept: a large one went to make room');
+    const kept = [pool.acquire(2 * POOL_MIN_SIZE), pool.acquire(2 * POOL_MIN_SIZE)];
+    assert.equal(kept.filter((b) => large.includes(b)).length, 1, 'one of the two large buffers was dropped');
+    // Small buffers never push out their own class or smaller ones: over the cap, they are dropped.
+    const smalls = Array.from({ length: 4 * 16 + 1 }, () => pool.acquire(4096));
+    for (const b of smalls) pool.release(b);
+    const back = new Set(Array.from({ length: 4 * 16 + 1 }, () => pool.acquire(4096)));
+    assert.equal(smalls.filter((b) => back.has(b)).length, 4 * 16, 'as many as fit in the cap were kept');
+  });
 });
