@@ -25,6 +25,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { BlockDevice } from '../appliance/storage/block-device.js';
 import { isTmpfs } from './filesystem.js';
+import { unitNodeOptions } from '../test/helpers/unit-node-options.js';
 
 export type ServerName = 'snapback' | 'nbdkit' | 'qemu-nbd';
 
@@ -479,15 +480,6 @@ export function nbdMarkdown(r: Omit<NbdBenchResult, 'markdown'>): string {
 }
 
 // ---------------------------------------------------------------------------------------------
-
-/** The appliance's systemd unit: its NODE_OPTIONS are what the daemon runs with. */
-const UNIT = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'pi-gen', 'stage-snapback', '02-snapback', 'files', 'snapback.service');
-
-/** The V8 options the unit gives the daemon (NODE_OPTIONS), or '' without the unit. */
-function unitNodeOptions(): string {
-  if (!existsSync(UNIT)) return '';
-  return /^Environment=NODE_OPTIONS=(.*)$/m.exec(readFileSync(UNIT, 'utf8'))?.[1]?.trim() ?? '';
-}
 
 async function startSnapback(dir: string, imagePath: string, deviceModule: string | undefined): Promise<RunningServer> {
   const socket = join(dir, 'snapback.sock');
