@@ -1,7 +1,6 @@
 /** Which filesystem a benchmark's files land on: the benchmarks prefer tmpfs, or avoid it, per part. */
 import { statfsSync } from 'node:fs';
-
-const TMPFS_MAGIC = 0x01021994;
+import { TMPFS_MAGIC } from '../appliance/storage/file-device.js';
 
 /** True when `path` is on tmpfs (false when it cannot be looked at). */
 export function isTmpfs(path: string): boolean {

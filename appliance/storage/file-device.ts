@@ -44,8 +44,9 @@ function pwriteOnce(fd: number, buf: Buffer, off: number, len: number, pos: numb
   return new Promise((res, rej) => fsWrite(fd, buf, off, len, pos, (err, n) => (err ? rej(err) : res(n))));
 }
 
-const TMPFS_MAGIC = 0x01021994;
-const RAMFS_MAGIC = 0x858458f6;
+/** statfs(2)'s f_type of tmpfs and of ramfs. */
+export const TMPFS_MAGIC = 0x01021994;
+export const RAMFS_MAGIC = 0x858458f6;
 
 /** Whether `path` lies on a file system kept in RAM (tmpfs, ramfs): fsync there is a no-op. */
 export async function fileSystemInRam(path: string): Promise<boolean> {
@@ -189,24 +190,19 @@ export class FileDevice implements BlockDevice {
   }
 
   write(offset: number, data: Buffer, options: WriteOptions = {}): Promise<void> {
-    if (options.fua === true && this.inRam && this.inline !== null && this.syncFd !== null && !this.closed && this.canWriteAt(offset, data.length) && this.inline.allows(data.length)) {
-      try {
-        this.inline.write(this.syncFd, data, offset);
-        return DONE;
-      } catch (err) {
-        return Promise.reject(fromSystemError(err, `writing ${this.path} at ${offset}`));
-      }
-    }
-    if (options.fua !== true && this.handle !== null && !this.closed && this.canWriteAt(offset, data.length)) {
-      if (this.inline !== null && this.inline.allows(data.length)) {
+    const fua = options.fua === true;
+    if (this.handle !== null && !this.closed && this.canWriteAt(offset, data.length)) {
+      // A FUA write is inline only to a file in RAM, through the O_DSYNC descriptor once it is open.
+      const inlineFd = fua ? (this.inRam ? this.syncFd : null) : this.handle.fd;
+      if (inlineFd !== null && this.inline !== null && this.inline.allows(data.length)) {
         try {
-          this.inline.write(this.handle.fd, data, offset);
+          this.inline.write(inlineFd, data, offset);
           return DONE;
         } catch (err) {
           return Promise.reject(fromSystemError(err, `writing ${this.path} at ${offset}`));
         }
       }
-      if (this.io !== null) {
+      if (!fua && this.io !== null) {
         const p = this.io.write(this.handle.fd, data, offset, this.path);
         if (p !== null) return p;
       }
@@ -285,11 +281,10 @@ export class FileDevice implements BlockDevice {
         (h) => {
           if (this.syncHandle === p) this.syncFd = h.fd;
         },
-        () => undefined,
+        () => {
+          if (this.syncHandle === p) this.syncHandle = null;
+        },
       );
-      p.catch(() => {
-        if (this.syncHandle === p) this.syncHandle = null;
-      });
     }
     return this.syncHandle;
   }

@@ -54,8 +54,8 @@ export class InlineIo {
   private strikes = 0;
   /** Fast calls since inline I/O was last turned on; enough of them reset the back-off. */
   private fastSinceOn = 0;
-  /** Calls done inline, calls found slow, times inline I/O was turned off, and the time spent inline (µs). */
-  readonly stats = { calls: 0, slow: 0, off: 0, us: 0 };
+  /** Calls done inline, calls found slow, and times inline I/O was turned off. */
+  readonly stats = { calls: 0, slow: 0, off: 0 };
 
   constructor(options: InlineIoOptions = {}) {
     this.maxBytes = options.maxBytes ?? 128 * 1024;
@@ -111,7 +111,6 @@ export class InlineIo {
   private timed(bytes: number, t0: number): void {
     this.stats.calls++;
     const tookUs = (this.clock.now() - t0) * 1000;
-    this.stats.us += tookUs;
     if (tookUs <= this.slowUs + (this.usPerMiB * bytes) / (1 << 20)) {
       // A slow call now and then is the thread being preempted, not the disk: it leaks away.
       if (this.strikes > 0) this.strikes = Math.max(0, this.strikes - 1 / 32);
