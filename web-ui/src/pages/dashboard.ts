@@ -129,6 +129,8 @@ export const dashboardPage: Page = {
     let partitions: PartitionTable | null = null;
     let partitionProblem: string | null = null;
     let partitionsOf: string | null = null;
+    // What the partition band was last drawn from (from -1: not drawn yet).
+    let bandShows: { table: PartitionTable | null; problem: string | null; from: number; to: number } = { table: null, problem: null, from: -1, to: -1 };
     const loadPartitions = (modelId: string): void => {
       partitionsOf = modelId;
       getJson<PartitionTable>('/api/partitions')
@@ -264,7 +266,12 @@ export const dashboardPage: Page = {
       const band = root.querySelector<HTMLElement>('#partition-band');
       if (band) {
         band.style.width = canvas.style.width;
-        renderPartitionBand(band, partitions, partitionProblem, v.start * rs, v.end * rs);
+        // Rebuilt only when what it shows changes: a status tick must not replace the segments
+        // under the pointer (their titles are the tooltips).
+        if (partitions !== bandShows.table || partitionProblem !== bandShows.problem || v.start * rs !== bandShows.from || v.end * rs !== bandShows.to) {
+          bandShows = { table: partitions, problem: partitionProblem, from: v.start * rs, to: v.end * rs };
+          renderPartitionBand(band, partitions, partitionProblem, bandShows.from, bandShows.to);
+        }
       }
       zoomOutBtn.disabled = v.whole;
       wholeBtn.disabled = v.whole;
