@@ -84,6 +84,13 @@ export class ByteQueue {
     return view;
   }
 
+  /** The next `n` bytes as a view, not consumed, when they lie in one chunk; else null. */
+  peek(n: number): Buffer | null {
+    const chunk = this.chunks[this.head];
+    if (chunk === undefined || n > this.total || chunk.length - this.headOffset < n) return null;
+    return chunk.subarray(this.headOffset, this.headOffset + n);
+  }
+
   /** Exactly `n` bytes (n <= length), consumed: a view when in one chunk, else one copy. */
   take(n: number): Buffer {
     if (n > this.total) throw new RangeError(`take(${n}) with ${this.total} queued`);

@@ -108,6 +108,10 @@ export class Transmission {
   };
   /** The device's optional readInto (FileDevice and the protected disk have it). */
   private readonly readInto: ((buf: Buffer, offset: number) => Promise<void>) | null;
+  /** The device's optional writeNow (likewise). */
+  private readonly writeNow: ((offset: number, data: Buffer) => boolean) | null;
+  /** Writes answered by writeNow in the current parsing pass (their replies are not yet sent). */
+  private answeredNow = 0;
 
   constructor(
     private readonly device: BlockDevice,
@@ -123,6 +127,7 @@ export class Transmission {
     private readonly pool: BufferPool,
   ) {
     this.readInto = readIntoOf(device);
+    this.writeNow = typeof device.writeNow === 'function' ? device.writeNow.bind(device) : null;
   }
 
   /** Parses and dispatches every complete request in the queue (unless over budget). */
@@ -143,11 +148,13 @@ export class Transmission {
             this.paused = true;
             this.hooks.pauseInput();
           }
+          this.sendAnsweredNow();
           return;
         }
         this.parseRequest(q);
       }
     }
+    this.sendAnsweredNow();
     if (this.inputClosed && this.ending === null) this.end('client closed the connection');
   }
 
@@ -236,6 +243,7 @@ export class Transmission {
         this.mode = MODE_SKIP;
         return;
       }
+      if (this.writeNow !== null && length > 0 && length < POOL_MIN_SIZE && (flags & CMD_FLAG_FUA) === 0 && this.tryWriteNow(q, hi, lo, offset, length)) return;
       this.inflightCount++;
       this.inflightBytes += length;
       this.cGot = 0;
@@ -250,6 +258,39 @@ export class Transmission {
       return;
     }
     this.dispatch(type, flags, hi, lo, offset, length);
+  }
+
+  /**
+   * A small plain WRITE whose payload is already received in one piece, done by the device
+   * before this returns (BlockDevice.writeNow): straight from the received bytes, with no
+   * buffer, promise or microtask per request. True if answered (written or failed); false,
+   * with nothing consumed, when the device cannot write now and the usual path must.
+   */
+  private tryWriteNow(q: ByteQueue, hi: number, lo: number, offset: number, length: number): boolean {
+    const data = q.peek(length);
+    if (data === null) return false;
+    try {
+      if (!this.writeNow!(offset, data)) return false;
+    } catch (err) {
+      q.consume(length);
+      this.inflightCount++;
+      this.failed(CMD_WRITE, hi, lo, offset, length, 0, err);
+      return true;
+    }
+    q.consume(length);
+    this.writer.simple(hi, lo, 0);
+    this.answeredNow++;
+    return true;
+  }
+
+  /**
+   * The replies of writes answered in this parsing pass leave together: at once if nothing
+   * else is in flight (latency at queue depth 1), else with the completions of this turn.
+   */
+  private sendAnsweredNow(): void {
+    if (this.answeredNow === 0) return;
+    this.answeredNow = 0;
+    if (this.inflightCount === 0) this.writer.flushNow();
   }
 
   /**

@@ -14,6 +14,10 @@
  * - a device must not keep the `data` buffer of `write()` once the call settles: callers (the
  *   NBD server) reuse their buffers.
  * - `readInto()`, where a device has it, reads into the caller's buffer (no allocation per request).
+ * - `writeNow()`, where a device has it, does a plain (not FUA) write before it returns, when it
+ *   can do so cheaply (a page-cache or tmpfs write): true once written; false, having done
+ *   nothing, when the caller must use `write()`. It throws what `write()` would reject with.
+ *   The caller may reuse `data` as soon as it returns, and no promise is made per request.
  * - `grow()`, where a device has it, extends the device (a file) to at least `size` bytes; the
  *   new bytes read as zeroes.
  */
@@ -44,6 +48,7 @@ export interface BlockDevice {
   read(offset: number, length: number): Promise<Buffer>;
   readInto?(buf: Buffer, offset: number): Promise<void>;
   write(offset: number, data: Buffer, options?: WriteOptions): Promise<void>;
+  writeNow?(offset: number, data: Buffer): boolean;
   flush(): Promise<void>;
   trim(offset: number, length: number, options?: WriteOptions): Promise<void>;
   writeZeroes(offset: number, length: number, options?: ZeroOptions): Promise<void>;

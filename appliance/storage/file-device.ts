@@ -191,23 +191,33 @@ export class FileDevice implements BlockDevice {
 
   write(offset: number, data: Buffer, options: WriteOptions = {}): Promise<void> {
     const fua = options.fua === true;
-    if (this.handle !== null && !this.closed && this.canWriteAt(offset, data.length)) {
+    try {
       // A FUA write is inline only to a file in RAM, through the O_DSYNC descriptor once it is open.
-      const inlineFd = fua ? (this.inRam ? this.syncFd : null) : this.handle.fd;
-      if (inlineFd !== null && this.inline !== null && this.inline.allows(data.length)) {
-        try {
-          this.inline.write(inlineFd, data, offset);
-          return DONE;
-        } catch (err) {
-          return Promise.reject(fromSystemError(err, `writing ${this.path} at ${offset}`));
-        }
-      }
-      if (!fua && this.io !== null) {
-        const p = this.io.write(this.handle.fd, data, offset, this.path);
-        if (p !== null) return p;
-      }
+      if (fua ? this.inRam && this.writeInline(this.syncFd, offset, data) : this.writeNow(offset, data)) return DONE;
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    if (!fua && this.io !== null && this.handle !== null && !this.closed && this.canWriteAt(offset, data.length)) {
+      const p = this.io.write(this.handle.fd, data, offset, this.path);
+      if (p !== null) return p;
     }
     return this.writePool(offset, data, options);
+  }
+
+  /** A plain write done inline (see BlockDevice.writeNow): while inline I/O is on and fast. */
+  writeNow(offset: number, data: Buffer): boolean {
+    return this.handle !== null && this.writeInline(this.handle.fd, offset, data);
+  }
+
+  /** Writes `data` through `fd` on this thread if inline I/O allows it now; false if not. */
+  private writeInline(fd: number | null, offset: number, data: Buffer): boolean {
+    if (fd === null || this.inline === null || this.closed || !this.canWriteAt(offset, data.length) || !this.inline.allows(data.length)) return false;
+    try {
+      this.inline.write(fd, data, offset);
+    } catch (err) {
+      throw fromSystemError(err, `writing ${this.path} at ${offset}`);
+    }
+    return true;
   }
 
   /** Whether this device takes a write of `length` bytes at `offset` (else writePool says why not). */

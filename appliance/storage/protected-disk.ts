@@ -259,6 +259,26 @@ export class ProtectedDisk extends EventEmitter implements BlockDevice {
     return this.guarded(() => this.writeRange(offset, data.length, data, fua));
   }
 
+  /**
+   * A plain write done before returning (BlockDevice.writeNow): only on the fast path of
+   * write(), where every region is written this session with its mark durable, and only if the
+   * working disk can write now. False, having changed nothing, otherwise.
+   */
+  writeNow(offset: number, data: Buffer): boolean {
+    if (this.gate !== null || this.closed || data.length === 0 || this.disk.writeNow === undefined) return false;
+    checkRange(this.size, offset, data.length, 'write');
+    if (!this.alreadyDurable(offset, data.length)) return false;
+    let done: boolean;
+    try {
+      done = this.disk.writeNow(offset, data);
+    } catch (err) {
+      this.stats.ioErrors++;
+      throw err;
+    }
+    if (done) this.countWrite(data.length);
+    return done;
+  }
+
   /** True when no region of the range is pending (each is clean or written this session). */
   private noPending(offset: number, length: number): boolean {
     if (this.log.pendingCount === 0) return true;

@@ -116,13 +116,25 @@ export class FaultDevice implements BlockDevice {
   async write(offset: number, data: Buffer, options: WriteOptions = {}): Promise<void> {
     checkRange(this.size, offset, data.length);
     await this.domain.jitter();
+    this.land(offset, data);
+    if (options.fua) await this.flush();
+  }
+
+  /** A plain write done before returning (BlockDevice.writeNow), as FileDevice's inline one: always taken. */
+  writeNow(offset: number, data: Buffer): boolean {
+    checkRange(this.size, offset, data.length);
+    this.land(offset, data);
+    return true;
+  }
+
+  /** A write reaching the device: its faults, the power domain's count, then readable (not yet durable). */
+  private land(offset: number, data: Buffer): void {
     this.fault('write', offset, data.length);
     this.domain.tick();
     const copy = Buffer.from(data);
     copy.copy(this.view, offset);
     this.unflushed.push({ offset, data: copy });
     if (this.keepJournal) this.journal.push(`write ${offset}+${data.length}`);
-    if (options.fua) await this.flush();
   }
 
   async writeZeroes(offset: number, length: number, options: ZeroOptions = {}): Promise<void> {

@@ -13,6 +13,8 @@ export interface DeviceCall {
   offset: number;
   length: number;
   options?: WriteOptions | ZeroOptions;
+  /** A write done through writeNow (synchronously). */
+  now?: boolean;
 }
 
 export class ForwardingDevice implements BlockDevice {
@@ -70,6 +72,18 @@ export class ForwardingDevice implements BlockDevice {
   /** The optional fast path the NBD server reads through (FileDevice has it too). */
   readInto(buf: Buffer, offset: number): Promise<void> {
     return this.run({ op: 'read', offset, length: buf.length }, () => this.inner.read(offset, buf.length).then((d) => void d.copy(buf)));
+  }
+  /**
+   * The optional synchronous write (FileDevice and the protected disk have it): declined
+   * (false) unless `nowHook` is set; then the hook decides (true: written now through the inner
+   * device's writeNow, if that takes it; false: declined; a throw: the write fails).
+   */
+  nowHook: ((offset: number, length: number) => boolean) | null = null;
+  writeNow(offset: number, data: Buffer): boolean {
+    if (this.nowHook === null || !this.nowHook(offset, data.length) || this.inner.writeNow?.(offset, data) !== true) return false;
+    this.calls.push({ op: 'write', offset, length: data.length, now: true });
+    this.writesDone++;
+    return true;
   }
   async write(offset: number, data: Buffer, options?: WriteOptions): Promise<void> {
     await this.run({ op: 'write', offset, length: data.length, options }, () => this.inner.write(offset, data, options));

@@ -15,6 +15,7 @@ import { fileURLToPath } from 'node:url';
 import { NbdServer, type NbdServerOptions, type NbdServerTuning } from '../../appliance/nbd/index.js';
 import { FileDevice } from '../../appliance/storage/file-device.js';
 import type { BlockDevice } from '../../appliance/storage/block-device.js';
+import type { InlineIo } from '../../appliance/storage/inline-io.js';
 
 // ---------------------------------------------------------------------------------------------
 // Running tools
@@ -182,6 +183,8 @@ export interface FixtureOptions extends Partial<Omit<NbdServerOptions, 'device'>
   tuning?: Partial<NbdServerTuning>;
   /** Wraps the FileDevice (e.g. to slow it down or to inject failures). */
   wrapDevice?: (device: BlockDevice) => BlockDevice;
+  /** The FileDevice's inline I/O (default: the process's shared one; null: none). */
+  inlineIo?: InlineIo | null;
 }
 
 /** An NbdServer in this process serving a fresh image through FileDevice. */
@@ -189,10 +192,10 @@ export async function startServer(opts: FixtureOptions = {}): Promise<ServerFixt
   const dir = await makeTempDir();
   const imagePath = join(dir.path, 'disk.img');
   await makeImage(imagePath, opts.size ?? 16 * 1024 * 1024, opts.fill ?? 'random');
-  const file = new FileDevice(imagePath, { readOnly: opts.readOnly ?? false });
+  const file = new FileDevice(imagePath, { readOnly: opts.readOnly ?? false, ...(opts.inlineIo !== undefined ? { inlineIo: opts.inlineIo } : {}) });
   await file.open();
   const device = opts.wrapDevice ? opts.wrapDevice(file) : file;
-  const { size: _size, fill: _fill, tuning, wrapDevice: _wrap, ...serverOpts } = opts;
+  const { size: _size, fill: _fill, tuning, wrapDevice: _wrap, inlineIo: _inline, ...serverOpts } = opts;
   const server = new NbdServer({ ...serverOpts, device }, tuning);
   const socketPath = join(dir.path, 'nbd.sock');
   await server.listenUnix(socketPath);

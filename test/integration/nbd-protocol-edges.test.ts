@@ -9,6 +9,7 @@ import { SnapbackError } from '../../appliance/errors.js';
 import { NBD, RawNbdClient, startServer, type ServerFixture } from '../helpers/nbd-clients.js';
 import { waitFor } from '../helpers/wait.js';
 import { ForwardingDevice } from '../helpers/forwarding-device.js';
+import { InlineIo } from '../../appliance/storage/inline-io.js';
 import { readFile } from 'node:fs/promises';
 
 const SIZE = 8 * 1024 * 1024;
@@ -142,6 +143,58 @@ describe('NBD server: protocol edges over a raw socket', function () {
       assert.ok(img.subarray(0, 16 * 65536).every((b) => b === 0xab));
     } finally {
       c.destroy();
+    }
+  });
+
+  it('small writes the device does at once (writeNow) are answered from the received bytes; declined ones take write(); a failing one gets its errno', async function () {
+    // Inline I/O that never finds this disk slow: the device always can write now.
+    let fwd!: ForwardingDevice;
+    const own = await startServer({ size: SIZE, inlineIo: new InlineIo({ slowUs: 1e9 }), wrapDevice: (d) => (fwd = new ForwardingDevice(d)) });
+    try {
+      fwd.nowHook = (offset) => {
+        if (offset === 196608) throw new SnapbackError('NO_SPACE', 'disk full');
+        return offset !== 65536;
+      };
+      for (const structured of [false, true]) {
+        fwd.reset();
+        const c = await RawNbdClient.connect(own.socketPath);
+        try {
+          await c.open({ structured });
+          const fill = (v: number, n = 4096): Buffer => Buffer.alloc(n, v + (structured ? 1 : 0));
+          const sent: Array<[bigint, number, Buffer, number]> = [
+            [1n, 0, fill(1), 0], // now
+            [2n, 65536, fill(2), 0], // declined: write()
+            [3n, 196608, fill(3), 0], // fails
+            [4n, 8192, fill(4, 8192), NBD.CMD_FLAG_FUA], // FUA: never now
+            [5n, 131072, fill(5), 0], // now
+          ];
+          for (const [handle, offset, payload, flags] of sent) c.sendRequest(NBD.CMD_WRITE, handle, offset, payload.length, { payload, flags });
+          // 64 more, back to back: many arrive in one received chunk (one straddling two takes write())
+          for (let i = 0; i < 64; i++) c.sendRequest(NBD.CMD_WRITE, BigInt(100 + i), 262144 + i * 4096, 4096, { payload: fill(i) });
+          const errors = new Map<bigint, number>();
+          for (let i = 0; i < sent.length + 64; i++) {
+            const r = await c.readReply();
+            assert.ok(!errors.has(r.handle), `one reply per request (handle ${r.handle})`);
+            errors.set(r.handle, r.error);
+            if (structured && r.handle === 3n) assert.match(r.message!, /disk full/);
+          }
+          assert.equal(errors.get(3n), NBD.ENOSPC);
+          for (const [handle, error] of errors) if (handle !== 3n) assert.equal(error, 0, `handle ${handle}`);
+          const img = await readFile(own.imagePath);
+          for (const [handle, offset, payload] of sent) if (handle !== 3n) assert.ok(img.subarray(offset, offset + payload.length).equals(payload), `write ${handle} on disk`);
+          for (let i = 0; i < 64; i++) assert.ok(img.subarray(262144 + i * 4096, 262144 + (i + 1) * 4096).equals(fill(i)), `write ${100 + i} on disk`);
+          const now = fwd.calls.filter((k) => k.now).map((k) => k.offset);
+          assert.ok(now.includes(0) && now.includes(131072), `written now: ${now.slice(0, 4).join(', ')}…`);
+          assert.ok(!now.includes(65536) && !now.includes(8192) && !now.includes(196608));
+          assert.ok(fwd.calls.some((k) => !k.now && k.op === 'write' && k.offset === 65536), 'the declined write went through write()');
+          assert.ok(fwd.calls.some((k) => !k.now && k.op === 'write' && k.offset === 8192 && k.options?.fua), 'the FUA write went through write()');
+          assert.ok(now.length > 32, `most of the 64 back-to-back writes were done now (${now.length})`);
+        } finally {
+          c.destroy();
+        }
+      }
+    } finally {
+      await own.stop();
     }
   });
 

@@ -19,6 +19,7 @@ function rng(seed: number): (n: number) => number {
 
 describe('NBD server: ByteQueue', function () {
   it('returns the same bytes as a flat buffer under random chunking and operations', function () {
+    let peeked = 0;
     for (let seed = 1; seed <= 200; seed++) {
       const r = rng(seed);
       const data = randomBytes(2000 + r(20000));
@@ -34,7 +35,7 @@ describe('NBD server: ByteQueue', function () {
         assert.equal(q.length, pushed - read);
         const avail = q.length;
         if (avail === 0) continue;
-        switch (r(5)) {
+        switch (r(6)) {
           case 0: {
             const n = 1 + r(Math.min(64, avail));
             const b = q.contiguous(n);
@@ -63,6 +64,19 @@ describe('NBD server: ByteQueue', function () {
             read += skipped;
             break;
           }
+          case 4: {
+            // a view of bytes lying in one chunk, not consumed; null when they straddle chunks
+            const n = 1 + r(avail + 50);
+            const view = q.peek(n);
+            if (view === null) assert.ok(n > 1, `seed ${seed}: one queued byte always lies in one chunk`);
+            else {
+              assert.deepEqual(view, data.subarray(read, read + n), `seed ${seed} peek`);
+              peeked++;
+            }
+            if (n > avail) assert.equal(view, null);
+            assert.equal(q.length, avail, 'peek consumes nothing');
+            break;
+          }
           default: {
             const n = r(avail + 1);
             q.consume(n);
@@ -73,6 +87,7 @@ describe('NBD server: ByteQueue', function () {
       assert.equal(q.length, 0);
       assert.equal(q.takeSome(10).length, 0);
     }
+    assert.ok(peeked > 100, `peek returned a view ${peeked} times`);
   });
 
   it('refuses to hand out more than it holds', function () {

@@ -173,6 +173,30 @@ describe('storage engine error paths', function () {
     }
   });
 
+  it('a synchronous write (writeNow) is taken only for regions written this session, never while quiesced; EIO throws, is counted and changes nothing', async () => {
+    const rng = new Prng(7);
+    const st = await buildStack(rng, { regionSize: 4096, size: 64 * 1024, initialDisk: 'match' });
+    assert.equal(st.pd.writeNow(8192, Buffer.alloc(4096, 1)), false, 'a clean region needs its mark first: write() must');
+    await st.pd.write(8192, Buffer.alloc(4096, 1));
+    await st.pd.flush();
+    await st.pd.quiesce();
+    assert.equal(st.pd.writeNow(8192, Buffer.alloc(4096, 9)), false, 'host I/O is stopped');
+    st.pd.resume();
+    assert.equal(st.pd.writeNow(8192, Buffer.alloc(4096, 2)), true);
+    st.disk.faults.push({ op: 'write', errno: 'EIO', offset: 8192 });
+    const errors = st.pd.stats.ioErrors;
+    assert.throws(() => st.pd.writeNow(8192, Buffer.alloc(4096, 3)), (err: unknown) => isSnapbackError(err, 'IO_ERROR'));
+    assert.equal(st.pd.stats.ioErrors, errors + 1);
+    assert.throws(() => st.pd.writeNow(st.pd.size, Buffer.alloc(4096)), (err: unknown) => isSnapbackError(err, 'OUT_OF_RANGE'));
+    st.disk.faults = [];
+    assert.ok((await st.pd.read(8192, 4096)).equals(Buffer.alloc(4096, 2)), 'the failed write changed nothing');
+    assert.ok(st.log.isDirty(2));
+    // A session end makes the region pending: it must be restored (or merged) before a write.
+    await st.pd.endSession({ keepWrites: false });
+    assert.equal(st.pd.writeNow(8192, Buffer.alloc(4096, 4)), false);
+    assert.ok((await st.pd.read(8192, 4096)).equals(st.modelBytes.subarray(8192, 12288)), 'the model is what the host sees');
+  });
+
   it('fails a write when the log cannot be made durable, without writing the data', async () => {
     const rng = new Prng(6);
     const st = await buildStack(rng, { regionSize: 4096, size: 64 * 1024, initialDisk: 'match' });
