@@ -26,7 +26,9 @@ export class BufferPool {
       this.freeBytes -= cls;
       return buf;
     }
-    return Buffer.allocUnsafeSlow(cls);
+    // Touched now, not by the first read into it: that read may be done inline and timed, and
+    // fresh pages cost it hundreds of microseconds (inline-io.ts), which would count as a slow disk.
+    return Buffer.allocUnsafeSlow(cls).fill(0);
   }
 
   /**

@@ -11,10 +11,17 @@
  * leaks away over the next 32 fast calls: that is the thread being preempted, not the disk)
  * turn inline I/O off for a back-off period. Callers then take their asynchronous path (the
  * batched worker, libuv's thread pool) and the event loop never waits for the disk. When the
- * period ends, calls are inline again; one more slow call turns it off for twice as long (up
+ * period ends, calls are inline again; two more slow calls turn it off for twice as long (up
  * to `maxBackoffMs`), 256 fast ones reset the period. On an SD card whose data is not cached
- * the event loop thus waits for at most one disk access per back-off period, after the first
- * two.
+ * the event loop thus waits for at most two disk accesses per back-off period (1 s doubling
+ * to 60 s). One would be enough on an idle machine; on a busy one (the NBD benchmark's two
+ * cores, the client on one) a single preempted call right after a back-off kept inline I/O
+ * off for up to a minute at a time, and every request of that minute took the slower path.
+ *
+ * What the caller reads into must be memory it has touched before: the first touch of fresh
+ * pages (page faults, zeroing, in a VM the host's own first touch) took 300-500 µs for a
+ * 128 KiB buffer here, and would be timed as a slow disk (the NBD buffer pool touches its
+ * buffers when it allocates them).
  */
 import { readSync, writeSync } from 'node:fs';
 import { systemClock, type Clock } from '../clock.js';
@@ -127,8 +134,7 @@ export class InlineIo {
     );
     this.offUntil = this.clock.now() + this.backoffMs;
     this.backoffMs = Math.min(this.backoffMs * 2, this.maxBackoffMs);
-    // After the back-off, one more slow call turns it off again.
-    this.strikes = 1;
+    this.strikes = 0;
     this.fastSinceOn = 0;
   }
 }

@@ -100,10 +100,12 @@ describe('NBD server: ByteQueue', function () {
 });
 
 describe('NBD server: BufferPool', function () {
-  it('reuses released buffers by power-of-two class, up to its byte cap', function () {
+  it('reuses released buffers by power-of-two class, up to its byte cap; new ones are touched (zero-filled)', function () {
     const pool = new BufferPool(4 * POOL_MIN_SIZE);
     const a = pool.acquire(100_000);
     assert.equal(a.length, 131072);
+    // touched when allocated (every page written), so an inline read into it is not timed with page faults
+    assert.ok(a.every((x) => x === 0));
     pool.release(a);
     assert.equal(pool.acquire(70_000), a, 'same class: reused');
     const b = pool.acquire(POOL_MIN_SIZE);

@@ -152,10 +152,14 @@ describe('inline I/O', function () {
       call(1);
       call(1);
       assert.equal(offFor(), 1000);
+      call(1); // one slow call after the back-off: a preemption as likely as the disk
+      assert.equal(offFor(), 0);
       call(1); // still slow after the back-off: twice as long
       assert.equal(offFor(), 2000);
       call(1);
+      call(1);
       assert.equal(offFor(), 4000);
+      call(1);
       call(1);
       assert.equal(offFor(), 4000, 'capped at maxBackoffMs');
       for (let i = 0; i < 256; i++) call(0);
