@@ -952,6 +952,9 @@ class EngineDevice implements BlockDevice {
   write(offset: number, data: Buffer, options?: WriteOptions): Promise<void> {
     return this.engine.pd.write(offset, data, options);
   }
+  readNow(buf: Buffer, offset: number): boolean {
+    return this.engine.pd.readNow(buf, offset);
+  }
   writeNow(offset: number, data: Buffer): boolean {
     return this.engine.pd.writeNow(offset, data);
   }

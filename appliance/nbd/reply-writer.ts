@@ -94,27 +94,39 @@ export class ReplyWriter {
     const headerSize = structured ? STRUCTURED_HEADER_SIZE + 8 : SIMPLE_REPLY_SIZE;
     const inline = data.length <= COPY_THRESHOLD;
     const at = this.reserve(inline ? headerSize + data.length : headerSize);
-    const b = this.slab;
-    if (structured) {
-      b.writeUInt32BE(STRUCTURED_REPLY_MAGIC, at);
-      b.writeUInt16BE(REPLY_FLAG_DONE, at + 4);
-      b.writeUInt16BE(REPLY_TYPE_OFFSET_DATA, at + 6);
-      b.writeUInt32BE(handleHi, at + 8);
-      b.writeUInt32BE(handleLo, at + 12);
-      b.writeUInt32BE(8 + data.length, at + 16);
-      b.writeUInt32BE(Math.floor(offset / TWO_32), at + 20);
-      b.writeUInt32BE(offset >>> 0, at + 24);
-    } else {
-      b.writeUInt32BE(SIMPLE_REPLY_MAGIC, at);
-      b.writeUInt32BE(0, at + 4);
-      b.writeUInt32BE(handleHi, at + 8);
-      b.writeUInt32BE(handleLo, at + 12);
-    }
+    this.readHeader(at, handleHi, handleLo, offset, data.length, structured);
     if (inline) {
-      data.copy(b, at + headerSize);
+      data.copy(this.slab, at + headerSize);
       release?.();
     } else this.appendReference(data, release);
     this.schedule();
+  }
+
+  /**
+   * A successful read whose data the device puts straight into the reply, before this returns:
+   * `fill` (BlockDevice.readNow) reads into the slab right after the header. False, with
+   * nothing queued, when the read is too large to copy into the slab or `fill` declines; a
+   * throw from `fill` also leaves nothing queued.
+   */
+  readDataNow(handleHi: number, handleLo: number, offset: number, length: number, structured: boolean, fill: (buf: Buffer, offset: number) => boolean): boolean {
+    if (length > COPY_THRESHOLD) return false;
+    const headerSize = structured ? STRUCTURED_HEADER_SIZE + 8 : SIMPLE_REPLY_SIZE;
+    const n = headerSize + length;
+    const at = this.reserve(n);
+    let done = false;
+    try {
+      done = fill(this.slab.subarray(at + headerSize, at + n), offset);
+    } finally {
+      if (!done) {
+        // Nothing else was reserved meanwhile (fill is synchronous): give the room back.
+        this.used = at;
+        this.queued -= n;
+      }
+    }
+    if (!done) return false;
+    this.readHeader(at, handleHi, handleLo, offset, length, structured);
+    this.schedule();
+    return true;
   }
 
   /** A structured reply with no payload (success of a zero-length read). */
@@ -185,6 +197,26 @@ export class ReplyWriter {
     this.releases = [];
     this.queued = 0;
     this.sealed = this.used;
+  }
+
+  /** The header of a successful read's reply at `at`: simple, or one OFFSET_DATA chunk marked DONE. */
+  private readHeader(at: number, handleHi: number, handleLo: number, offset: number, length: number, structured: boolean): void {
+    const b = this.slab;
+    if (structured) {
+      b.writeUInt32BE(STRUCTURED_REPLY_MAGIC, at);
+      b.writeUInt16BE(REPLY_FLAG_DONE, at + 4);
+      b.writeUInt16BE(REPLY_TYPE_OFFSET_DATA, at + 6);
+      b.writeUInt32BE(handleHi, at + 8);
+      b.writeUInt32BE(handleLo, at + 12);
+      b.writeUInt32BE(8 + length, at + 16);
+      b.writeUInt32BE(Math.floor(offset / TWO_32), at + 20);
+      b.writeUInt32BE(offset >>> 0, at + 24);
+    } else {
+      b.writeUInt32BE(SIMPLE_REPLY_MAGIC, at);
+      b.writeUInt32BE(0, at + 4);
+      b.writeUInt32BE(handleHi, at + 8);
+      b.writeUInt32BE(handleLo, at + 12);
+    }
   }
 
   private structuredHeader(at: number, handleHi: number, handleLo: number, type: number, length: number): void {

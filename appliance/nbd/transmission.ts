@@ -108,9 +108,10 @@ export class Transmission {
   };
   /** The device's optional readInto (FileDevice and the protected disk have it). */
   private readonly readInto: ((buf: Buffer, offset: number) => Promise<void>) | null;
-  /** The device's optional writeNow (likewise). */
+  /** The device's optional readNow and writeNow (likewise). */
+  private readonly readNow: ((buf: Buffer, offset: number) => boolean) | null;
   private readonly writeNow: ((offset: number, data: Buffer) => boolean) | null;
-  /** Writes answered by writeNow in the current parsing pass (their replies are not yet sent). */
+  /** Requests answered by readNow or writeNow in the current parsing pass (replies not yet sent). */
   private answeredNow = 0;
 
   constructor(
@@ -127,6 +128,7 @@ export class Transmission {
     private readonly pool: BufferPool,
   ) {
     this.readInto = readIntoOf(device);
+    this.readNow = typeof device.readNow === 'function' ? device.readNow.bind(device) : null;
     this.writeNow = typeof device.writeNow === 'function' ? device.writeNow.bind(device) : null;
   }
 
@@ -284,7 +286,24 @@ export class Transmission {
   }
 
   /**
-   * The replies of writes answered in this parsing pass leave together: at once if nothing
+   * A small READ the device does before this returns (BlockDevice.readNow), straight into the
+   * reply being built: no buffer, copy, promise or microtask per request. True if answered
+   * (read or failed); false when the device cannot read now or the read is too large to copy.
+   */
+  private tryReadNow(hi: number, lo: number, offset: number, length: number, readNow: (buf: Buffer, offset: number) => boolean): boolean {
+    try {
+      if (!this.writer.readDataNow(hi, lo, offset, length, this.structured, readNow)) return false;
+    } catch (err) {
+      this.inflightCount++;
+      this.failed(CMD_READ, hi, lo, offset, length, 0, err);
+      return true;
+    }
+    this.answeredNow++;
+    return true;
+  }
+
+  /**
+   * The replies of requests answered in this parsing pass leave together: at once if nothing
    * else is in flight (latency at queue depth 1), else with the completions of this turn.
    */
   private sendAnsweredNow(): void {
@@ -380,6 +399,7 @@ export class Transmission {
   }
 
   private dispatch(type: number, flags: number, hi: number, lo: number, offset: number, length: number): void {
+    if (type === CMD_READ && this.readNow !== null && length > 0 && this.tryReadNow(hi, lo, offset, length, this.readNow)) return;
     this.inflightCount++;
     if (type === CMD_READ) {
       this.inflightBytes += length;

@@ -14,10 +14,11 @@
  * - a device must not keep the `data` buffer of `write()` once the call settles: callers (the
  *   NBD server) reuse their buffers.
  * - `readInto()`, where a device has it, reads into the caller's buffer (no allocation per request).
- * - `writeNow()`, where a device has it, does a plain (not FUA) write before it returns, when it
- *   can do so cheaply (a page-cache or tmpfs write): true once written; false, having done
- *   nothing, when the caller must use `write()`. It throws what `write()` would reject with.
- *   The caller may reuse `data` as soon as it returns, and no promise is made per request.
+ * - `readNow()` and `writeNow()`, where a device has them, do a read into the caller's buffer or
+ *   a plain (not FUA) write before they return, when the device can do so cheaply (the page
+ *   cache, tmpfs): true once done; false when the caller must use `readInto()` or `write()`
+ *   (a declined write changed nothing; a declined read may have left anything in `buf`). They
+ *   throw what the asynchronous call would reject with. No promise is made per request.
  * - `grow()`, where a device has it, extends the device (a file) to at least `size` bytes; the
  *   new bytes read as zeroes.
  */
@@ -47,6 +48,7 @@ export interface BlockDevice {
   open(): Promise<void>;
   read(offset: number, length: number): Promise<Buffer>;
   readInto?(buf: Buffer, offset: number): Promise<void>;
+  readNow?(buf: Buffer, offset: number): boolean;
   write(offset: number, data: Buffer, options?: WriteOptions): Promise<void>;
   writeNow?(offset: number, data: Buffer): boolean;
   flush(): Promise<void>;

@@ -157,13 +157,10 @@ export class FileDevice implements BlockDevice {
 
   /** Reads exactly buf.length bytes at offset into buf (zeroes past the end of a short file). */
   readInto(buf: Buffer, offset: number): Promise<void> {
-    if (this.inline !== null && this.handle !== null && !this.closed && this.inline.allows(buf.length)) {
-      try {
-        this.inline.read(this.handle.fd, buf, offset);
-        return DONE;
-      } catch (err) {
-        return Promise.reject(fromSystemError(err, `reading ${this.path} at ${offset}`));
-      }
+    try {
+      if (this.readNow(buf, offset)) return DONE;
+    } catch (err) {
+      return Promise.reject(err);
     }
     if (this.io !== null && this.handle !== null && !this.closed) {
       const p = this.io.read(this.handle.fd, buf, offset, this.path);
@@ -202,6 +199,17 @@ export class FileDevice implements BlockDevice {
       if (p !== null) return p;
     }
     return this.writePool(offset, data, options);
+  }
+
+  /** A read done inline (see BlockDevice.readNow): while inline I/O is on and fast. */
+  readNow(buf: Buffer, offset: number): boolean {
+    if (this.inline === null || this.handle === null || this.closed || !this.inline.allows(buf.length)) return false;
+    try {
+      this.inline.read(this.handle.fd, buf, offset);
+    } catch (err) {
+      throw fromSystemError(err, `reading ${this.path} at ${offset}`);
+    }
+    return true;
   }
 
   /** A plain write done inline (see BlockDevice.writeNow): while inline I/O is on and fast. */

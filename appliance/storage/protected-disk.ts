@@ -166,6 +166,29 @@ export class ProtectedDisk extends EventEmitter implements BlockDevice {
     return p.then(this.leaveAfterRead, this.leaveAfterFailedRead);
   }
 
+  /**
+   * A read done before returning (BlockDevice.readNow): only when no region of the range is
+   * pending (all of it is on the working disk) and the working disk can read now. False
+   * otherwise; never while host I/O is stopped.
+   */
+  readNow(buf: Buffer, offset: number): boolean {
+    if (this.gate !== null || this.closed || buf.length === 0 || this.disk.readNow === undefined) return false;
+    checkRange(this.size, offset, buf.length, 'read');
+    if (!this.noPending(offset, buf.length)) return false;
+    let done: boolean;
+    try {
+      done = this.disk.readNow(buf, offset);
+    } catch (err) {
+      this.stats.ioErrors++;
+      throw err;
+    }
+    if (done) {
+      this.stats.reads++;
+      this.stats.bytesRead += buf.length;
+    }
+    return done;
+  }
+
   private readonly leaveAfterRead = (): void => this.leave();
   private readonly leaveAfterFailedRead = (err: unknown): never => {
     this.stats.ioErrors++;

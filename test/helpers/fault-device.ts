@@ -108,9 +108,16 @@ export class FaultDevice implements BlockDevice {
   async readInto(buf: Buffer, offset: number): Promise<void> {
     checkRange(this.size, offset, buf.length);
     await this.domain.jitter();
+    this.readNow(buf, offset);
+  }
+
+  /** A read done before returning (BlockDevice.readNow), as FileDevice's inline one: always taken. */
+  readNow(buf: Buffer, offset: number): boolean {
+    checkRange(this.size, offset, buf.length);
     if (this.domain.lost) throw new PowerLostError();
     this.fault('read', offset, buf.length);
     this.view.copy(buf, 0, offset, offset + buf.length);
+    return true;
   }
 
   async write(offset: number, data: Buffer, options: WriteOptions = {}): Promise<void> {

@@ -13,7 +13,7 @@ export interface DeviceCall {
   offset: number;
   length: number;
   options?: WriteOptions | ZeroOptions;
-  /** A write done through writeNow (synchronously). */
+  /** Done through readNow or writeNow (synchronously). */
   now?: boolean;
 }
 
@@ -74,13 +74,18 @@ export class ForwardingDevice implements BlockDevice {
     return this.run({ op: 'read', offset, length: buf.length }, () => this.inner.read(offset, buf.length).then((d) => void d.copy(buf)));
   }
   /**
-   * The optional synchronous write (FileDevice and the protected disk have it): declined
-   * (false) unless `nowHook` is set; then the hook decides (true: written now through the inner
-   * device's writeNow, if that takes it; false: declined; a throw: the write fails).
+   * The optional synchronous read and write (FileDevice and the protected disk have them):
+   * declined (false) unless `nowHook` is set; then the hook decides (true: done now through the
+   * inner device's readNow or writeNow, if that takes it; false: declined; a throw: it fails).
    */
-  nowHook: ((offset: number, length: number) => boolean) | null = null;
+  nowHook: ((op: 'read' | 'write', offset: number, length: number) => boolean) | null = null;
+  readNow(buf: Buffer, offset: number): boolean {
+    if (this.nowHook === null || !this.nowHook('read', offset, buf.length) || this.inner.readNow?.(buf, offset) !== true) return false;
+    this.calls.push({ op: 'read', offset, length: buf.length, now: true });
+    return true;
+  }
   writeNow(offset: number, data: Buffer): boolean {
-    if (this.nowHook === null || !this.nowHook(offset, data.length) || this.inner.writeNow?.(offset, data) !== true) return false;
+    if (this.nowHook === null || !this.nowHook('write', offset, data.length) || this.inner.writeNow?.(offset, data) !== true) return false;
     this.calls.push({ op: 'write', offset, length: data.length, now: true });
     this.writesDone++;
     return true;

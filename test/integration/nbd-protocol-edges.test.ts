@@ -151,7 +151,8 @@ describe('NBD server: protocol edges over a raw socket', function () {
     let fwd!: ForwardingDevice;
     const own = await startServer({ size: SIZE, inlineIo: new InlineIo({ slowUs: 1e9 }), wrapDevice: (d) => (fwd = new ForwardingDevice(d)) });
     try {
-      fwd.nowHook = (offset) => {
+      fwd.nowHook = (op, offset) => {
+        if (op === 'read') return false;
         if (offset === 196608) throw new SnapbackError('NO_SPACE', 'disk full');
         return offset !== 65536;
       };
@@ -189,6 +190,63 @@ describe('NBD server: protocol edges over a raw socket', function () {
           assert.ok(fwd.calls.some((k) => !k.now && k.op === 'write' && k.offset === 65536), 'the declined write went through write()');
           assert.ok(fwd.calls.some((k) => !k.now && k.op === 'write' && k.offset === 8192 && k.options?.fua), 'the FUA write went through write()');
           assert.ok(now.length > 32, `most of the 64 back-to-back writes were done now (${now.length})`);
+        } finally {
+          c.destroy();
+        }
+      }
+    } finally {
+      await own.stop();
+    }
+  });
+
+  it('small reads the device does at once (readNow) are answered in place; declined and large ones take readInto; a failing one gets its errno', async function () {
+    let fwd!: ForwardingDevice;
+    const own = await startServer({ size: SIZE, inlineIo: new InlineIo({ slowUs: 1e9 }), wrapDevice: (d) => (fwd = new ForwardingDevice(d)) });
+    try {
+      fwd.nowHook = (op, offset) => {
+        if (op === 'write') return false;
+        if (offset === 196608) throw new SnapbackError('IO_ERROR', 'medium error', { offset: 196608 + 512 });
+        return offset !== 65536;
+      };
+      const img = await readFile(own.imagePath);
+      for (const structured of [false, true]) {
+        fwd.reset();
+        const c = await RawNbdClient.connect(own.socketPath);
+        try {
+          await c.open({ structured });
+          // [handle, offset, length]: a simple reply does not say its length, so those are all 4 KiB
+          const sent: Array<[bigint, number, number]> = [
+            [1n, 0, 4096], // now
+            [2n, 65536, 4096], // declined: readInto
+            [3n, 196608, 4096], // fails
+            [4n, 8192, 4096], // now
+            ...(structured ? ([[5n, 262144, 32768]] as Array<[bigint, number, number]>) : []), // above 16 KiB: readInto
+          ];
+          for (const [handle, offset, length] of sent) c.sendRequest(NBD.CMD_READ, handle, offset, length);
+          for (let i = 0; i < 64; i++) c.sendRequest(NBD.CMD_READ, BigInt(100 + i), 1048576 + i * 8192, 4096);
+          const lengthOf = new Map<bigint, [number, number]>(sent.map(([h, o, l]) => [h, [o, l]]));
+          for (let i = 0; i < 64; i++) lengthOf.set(BigInt(100 + i), [1048576 + i * 8192, 4096]);
+          const seen = new Set<bigint>();
+          for (let i = 0; i < lengthOf.size; i++) {
+            const r = await c.readReply(4096);
+            assert.ok(!seen.has(r.handle), `one reply per request (handle ${r.handle})`);
+            seen.add(r.handle);
+            const [offset, length] = lengthOf.get(r.handle)!;
+            if (r.handle === 3n) {
+              assert.equal(r.error, NBD.EIO);
+              if (structured) assert.equal(r.type, 0x8002, 'ERROR_OFFSET');
+              continue;
+            }
+            assert.equal(r.error, 0, `handle ${r.handle}`);
+            assert.ok(r.data.equals(img.subarray(offset, offset + length)), `read ${r.handle} returned the image's bytes`);
+            if (structured) assert.equal(r.offset, BigInt(offset));
+          }
+          const now = fwd.calls.filter((k) => k.now).map((k) => k.offset);
+          assert.ok(now.includes(0) && now.includes(8192), `read now: ${now.slice(0, 4).join(', ')}…`);
+          assert.ok(!now.includes(65536) && !now.includes(196608) && !now.includes(262144));
+          assert.ok(fwd.calls.some((k) => !k.now && k.op === 'read' && k.offset === 65536), 'the declined read went through readInto');
+          if (structured) assert.ok(fwd.calls.some((k) => !k.now && k.op === 'read' && k.offset === 262144), 'the 32 KiB read went through readInto');
+          assert.equal(now.filter((o) => o >= 1048576).length, 64, 'the 64 back-to-back reads were all done now');
         } finally {
           c.destroy();
         }

@@ -173,7 +173,7 @@ describe('storage engine error paths', function () {
     }
   });
 
-  it('a synchronous write (writeNow) is taken only for regions written this session, never while quiesced; EIO throws, is counted and changes nothing', async () => {
+  it('synchronous writes (writeNow) are taken only for regions written this session, reads (readNow) only off the working disk, never while quiesced; EIO throws, is counted and changes nothing', async () => {
     const rng = new Prng(7);
     const st = await buildStack(rng, { regionSize: 4096, size: 64 * 1024, initialDisk: 'match' });
     assert.equal(st.pd.writeNow(8192, Buffer.alloc(4096, 1)), false, 'a clean region needs its mark first: write() must');
@@ -181,6 +181,7 @@ describe('storage engine error paths', function () {
     await st.pd.flush();
     await st.pd.quiesce();
     assert.equal(st.pd.writeNow(8192, Buffer.alloc(4096, 9)), false, 'host I/O is stopped');
+    assert.equal(st.pd.readNow(Buffer.alloc(4096), 8192), false, 'host I/O is stopped');
     st.pd.resume();
     assert.equal(st.pd.writeNow(8192, Buffer.alloc(4096, 2)), true);
     st.disk.faults.push({ op: 'write', errno: 'EIO', offset: 8192 });
@@ -191,9 +192,19 @@ describe('storage engine error paths', function () {
     st.disk.faults = [];
     assert.ok((await st.pd.read(8192, 4096)).equals(Buffer.alloc(4096, 2)), 'the failed write changed nothing');
     assert.ok(st.log.isDirty(2));
-    // A session end makes the region pending: it must be restored (or merged) before a write.
+    // A read done at once: a read fault throws and is counted the same way.
+    const got = Buffer.alloc(4096);
+    assert.equal(st.pd.readNow(got, 8192), true);
+    assert.ok(got.equals(Buffer.alloc(4096, 2)));
+    st.disk.faults.push({ op: 'read', errno: 'EIO', offset: 8192 });
+    assert.throws(() => st.pd.readNow(got, 8192), (err: unknown) => isSnapbackError(err, 'IO_ERROR'));
+    assert.equal(st.pd.stats.ioErrors, errors + 2);
+    st.disk.faults = [];
+    // A session end makes the region pending: it must be restored (or merged) before a write,
+    // and it reads from the model, which readNow leaves to readInto.
     await st.pd.endSession({ keepWrites: false });
     assert.equal(st.pd.writeNow(8192, Buffer.alloc(4096, 4)), false);
+    assert.equal(st.pd.readNow(got, 8192), false);
     assert.ok((await st.pd.read(8192, 4096)).equals(st.modelBytes.subarray(8192, 12288)), 'the model is what the host sees');
   });
 

@@ -1,6 +1,7 @@
 /**
  * The read view: long random sequences of writes (through write() and the synchronous
- * writeNow()), zeroes, trims, flushes, session ends, hydration and mode changes, checked after every step against a reference that is a
+ * writeNow()), zeroes, trims, flushes, session ends, hydration and mode changes, with reads
+ * through the synchronous readNow() between the steps, checked after every step against a reference that is a
  * plain byte array, in every mode (frozen+instant, frozen+eager, thawed, and thawed→frozen).
  */
 import assert from 'node:assert/strict';
@@ -9,9 +10,10 @@ import { buildStack, randomShape } from '../helpers/storage-rig.js';
 
 type Plan = 'instant' | 'eager' | 'thawed' | 'thawed-then-frozen';
 
-/** Runs one sequence; returns how many writes the synchronous path took. */
-async function runSequence(seed: number, plan: Plan): Promise<number> {
+/** Runs one sequence; returns how many writes and reads the synchronous paths took. */
+async function runSequence(seed: number, plan: Plan): Promise<{ writtenNow: number; readNow: number }> {
   let writtenNow = 0;
+  let readNow = 0;
   const rng = new Prng(seed);
   const s = await buildStack(rng, randomShape(rng));
   const { pd, hydrator, log } = s;
@@ -53,6 +55,16 @@ async function runSequence(seed: number, plan: Plan): Promise<number> {
       mode = 'frozen';
       await log.setModes('frozen', 'instant');
     }
+    if (rng.chance(0.3)) {
+      // a small read through the synchronous path, when it takes it (no pending region in range)
+      const len = rng.range(1, 2 * pd.regionSize);
+      const off = rng.int(pd.size - Math.min(len, pd.size) + 1);
+      const buf = Buffer.alloc(Math.min(len, pd.size - off));
+      if (pd.readNow(buf, off)) {
+        readNow++;
+        if (!buf.equals(ref.subarray(off, off + buf.length))) assert.fail(`seed ${seed} ${plan} step ${i}: readNow at ${off}+${buf.length} differs from the reference`);
+      }
+    }
     if (i % 10 === 0 || k >= 0.7) {
       const got = await pd.read(0, pd.size);
       if (!got.equals(ref)) {
@@ -63,7 +75,7 @@ async function runSequence(seed: number, plan: Plan): Promise<number> {
     }
   }
   await hydrator.stop();
-  return writtenNow;
+  return { writtenNow, readNow };
 }
 
 describe('protected disk read view against a reference byte array', function () {
@@ -71,8 +83,14 @@ describe('protected disk read view against a reference byte array', function () 
   for (const plan of ['instant', 'eager', 'thawed', 'thawed-then-frozen'] as const) {
     it(`matches the reference in ${plan} mode over 40 random sequences`, async () => {
       let writtenNow = 0;
-      for (let seed = 1; seed <= 40; seed++) writtenNow += await runSequence(seed * 7919 + plan.length, plan);
+      let readNow = 0;
+      for (let seed = 1; seed <= 40; seed++) {
+        const n = await runSequence(seed * 7919 + plan.length, plan);
+        writtenNow += n.writtenNow;
+        readNow += n.readNow;
+      }
       assert.ok(writtenNow > 100, `the synchronous write path was taken ${writtenNow} times`);
+      assert.ok(readNow > 100, `the synchronous read path was taken ${readNow} times`);
     });
   }
 });
