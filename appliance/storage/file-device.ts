@@ -14,15 +14,17 @@ import type { FileHandle } from 'node:fs/promises';
 import { checkRange, readToNewBuffer, type BlockDevice, type DeviceCapabilities, type WriteOptions, type ZeroOptions } from './block-device.js';
 import { SnapbackError, fromSystemError } from '../errors.js';
 import { sharedBatchedIo, type BatchedIo } from './batched-io.js';
-import { sharedInlineIo, type InlineIo } from './inline-io.js';
+import { InlineIo } from './inline-io.js';
 
 export interface FileDeviceOptions {
   readOnly?: boolean;
   /** For a regular file that is shorter than this, the device still has this size (sparse tail). */
   size?: number;
   /**
-   * Small reads and plain writes are done synchronously while that is fast (inline-io.ts):
-   * the process's governor by default, or null for never.
+   * Small reads and plain writes are done synchronously while that is fast (inline-io.ts),
+   * as this device's own governor decides by default (a slow SD card behind one device does
+   * not send the requests of a fast one, or of a file on tmpfs, to other threads), or as the
+   * given one decides; null: never.
    */
   inlineIo?: InlineIo | null;
   /**
@@ -83,6 +85,10 @@ export class FileDevice implements BlockDevice {
   private closed = false;
   private readonly io: BatchedIo | null;
   private readonly inline: InlineIo | null;
+  /** The governor of this device's inline I/O (null: none), for its stats. */
+  get inlineIo(): InlineIo | null {
+    return this.inline;
+  }
   /**
    * A regular file on tmpfs or ramfs (asked of the file system at open): durable as soon as it
    * is written, so its small FUA writes are done inline too. Never a block device (/dev is
@@ -95,7 +101,7 @@ export class FileDevice implements BlockDevice {
     this.readOnly = options.readOnly ?? false;
     this._size = options.size ?? -1;
     this.io = options.batchedIo === undefined ? sharedBatchedIo() : options.batchedIo;
-    this.inline = options.inlineIo === undefined ? sharedInlineIo() : options.inlineIo;
+    this.inline = options.inlineIo === undefined ? new InlineIo({ name: path }) : options.inlineIo;
   }
 
   get size(): number {

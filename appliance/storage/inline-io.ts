@@ -30,6 +30,8 @@ import { childLogger } from '../logger.js';
 const log = childLogger('inline-io');
 
 export interface InlineIoOptions {
+  /** What its log lines name (a FileDevice gives its path). */
+  name?: string;
   /**
    * Largest request done inline (default 128 KiB: measured with bench/nbd-peers.ts, 128 KiB
    * requests cost a fifth less CPU inline than through the pool; 1 MiB requests are faster
@@ -64,7 +66,10 @@ export class InlineIo {
   /** Calls done inline, calls found slow, and times inline I/O was turned off. */
   readonly stats = { calls: 0, slow: 0, off: 0 };
 
+  private readonly name: string | undefined;
+
   constructor(options: InlineIoOptions = {}) {
+    this.name = options.name;
     this.maxBytes = options.maxBytes ?? 128 * 1024;
     this.slowUs = options.slowUs ?? 200;
     this.usPerMiB = options.usPerMiB ?? 1000;
@@ -129,20 +134,12 @@ export class InlineIo {
     this.stats.off++;
     // The first time at info (the disk is slower than RAM: expected on a Pi), later ones at debug.
     log[this.stats.off === 1 ? 'info' : 'debug'](
-      { tookUs: Math.round(tookUs), bytes, offMs: this.backoffMs },
-      `small reads and writes are not done inline for ${this.backoffMs} ms: one took ${Math.round(tookUs)} µs (the disk was waited for)`,
+      { file: this.name, tookUs: Math.round(tookUs), bytes, offMs: this.backoffMs },
+      `small reads and writes${this.name ? ` of ${this.name}` : ''} are not done inline for ${this.backoffMs} ms: one took ${Math.round(tookUs)} µs (the disk was waited for)`,
     );
     this.offUntil = this.clock.now() + this.backoffMs;
     this.backoffMs = Math.min(this.backoffMs * 2, this.maxBackoffMs);
     this.strikes = 0;
     this.fastSinceOn = 0;
   }
-}
-
-let shared: InlineIo | null = null;
-
-/** The process's inline I/O governor: one, since the page cache is shared. */
-export function sharedInlineIo(): InlineIo {
-  shared ??= new InlineIo();
-  return shared;
 }

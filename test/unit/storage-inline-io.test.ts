@@ -175,6 +175,21 @@ describe('inline I/O', function () {
     }
   });
 
+  it('gives every FileDevice its own governor by default: a slow disk behind one leaves another inline', async () => {
+    const paths = [join(dir, 'a.img'), join(dir, 'b.img')];
+    for (const p of paths) writeFileSync(p, Buffer.alloc(64 * KiB));
+    const devs = paths.map((p) => new FileDevice(p, { batchedIo: null }));
+    for (const d of devs) {
+      await d.open();
+      closers.push(() => d.close());
+    }
+    const [a, b] = devs.map((d) => d.inlineIo);
+    assert.ok(a && b, 'inline I/O is on by default');
+    assert.notEqual(a, b, 'one governor per device, not one per process');
+    await devs[1]!.readInto(Buffer.alloc(4 * KiB), 0);
+    assert.deepEqual([a.stats.calls, b.stats.calls], [0, 1], 'each counts (and times) its own calls only');
+  });
+
   it('does small FUA writes inline only to a file in RAM (tmpfs), where they are durable when written', async () => {
     // /dev/shm is a tmpfs on Debian (the NBD benchmark uses it too); the test needs one.
     assert.equal(await fileSystemInRam('/dev/shm'), true, '/dev/shm is a tmpfs');
