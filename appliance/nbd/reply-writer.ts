@@ -26,6 +26,11 @@ const SPARE_SLABS = 1;
 const COPY_THRESHOLD = 16 * 1024;
 const TWO_32 = 0x100000000;
 
+/** Bytes before a successful read's data: a simple reply, or an OFFSET_DATA chunk header and its offset. */
+function readHeaderSize(structured: boolean): number {
+  return structured ? STRUCTURED_HEADER_SIZE + 8 : SIMPLE_REPLY_SIZE;
+}
+
 /** A write callback that gives a buffer back only if the kernel took it (never on error). */
 function afterWrite(release: (() => void) | undefined): ((err?: Error | null) => void) | undefined {
   return release ? (err) => (err ? undefined : release()) : undefined;
@@ -91,7 +96,7 @@ export class ReplyWriter {
    * `release` is called once `data` is no longer needed (copied, or written to the socket).
    */
   readData(handleHi: number, handleLo: number, offset: number, data: Buffer, structured: boolean, release?: () => void): void {
-    const headerSize = structured ? STRUCTURED_HEADER_SIZE + 8 : SIMPLE_REPLY_SIZE;
+    const headerSize = readHeaderSize(structured);
     const inline = data.length <= COPY_THRESHOLD;
     const at = this.reserve(inline ? headerSize + data.length : headerSize);
     this.readHeader(at, handleHi, handleLo, offset, data.length, structured);
@@ -110,7 +115,7 @@ export class ReplyWriter {
    */
   readDataNow(handleHi: number, handleLo: number, offset: number, length: number, structured: boolean, fill: (buf: Buffer, offset: number) => boolean): boolean {
     if (length > COPY_THRESHOLD) return false;
-    const headerSize = structured ? STRUCTURED_HEADER_SIZE + 8 : SIMPLE_REPLY_SIZE;
+    const headerSize = readHeaderSize(structured);
     const n = headerSize + length;
     const at = this.reserve(n);
     let done = false;

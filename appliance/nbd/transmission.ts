@@ -106,9 +106,8 @@ export class Transmission {
     if (this.sharedNeed > this.limits.shared.free) this.limits.shared.wait(this.wake);
     else this.maybeResume();
   };
-  /** The device's optional readInto (FileDevice and the protected disk have it). */
+  /** The device's optional readInto, readNow and writeNow (FileDevice and the protected disk have them). */
   private readonly readInto: ((buf: Buffer, offset: number) => Promise<void>) | null;
-  /** The device's optional readNow and writeNow (likewise). */
   private readonly readNow: ((buf: Buffer, offset: number) => boolean) | null;
   private readonly writeNow: ((offset: number, data: Buffer) => boolean) | null;
   /** Requests answered by readNow or writeNow in the current parsing pass (replies not yet sent). */
@@ -127,9 +126,9 @@ export class Transmission {
     private readonly log: Logger,
     private readonly pool: BufferPool,
   ) {
-    this.readInto = readIntoOf(device);
-    this.readNow = typeof device.readNow === 'function' ? device.readNow.bind(device) : null;
-    this.writeNow = typeof device.writeNow === 'function' ? device.writeNow.bind(device) : null;
+    this.readInto = device.readInto?.bind(device) ?? null;
+    this.readNow = device.readNow?.bind(device) ?? null;
+    this.writeNow = device.writeNow?.bind(device) ?? null;
   }
 
   /** Parses and dispatches every complete request in the queue (unless over budget). */
@@ -245,7 +244,7 @@ export class Transmission {
         this.mode = MODE_SKIP;
         return;
       }
-      if (this.writeNow !== null && length > 0 && length < POOL_MIN_SIZE && (flags & CMD_FLAG_FUA) === 0 && this.tryWriteNow(q, hi, lo, offset, length)) return;
+      if (this.writeNow !== null && length > 0 && length < POOL_MIN_SIZE && (flags & CMD_FLAG_FUA) === 0 && this.tryWriteNow(q, hi, lo, offset, length, this.writeNow)) return;
       this.inflightCount++;
       this.inflightBytes += length;
       this.cGot = 0;
@@ -268,11 +267,11 @@ export class Transmission {
    * buffer, promise or microtask per request. True if answered (written or failed); false,
    * with nothing consumed, when the device cannot write now and the usual path must.
    */
-  private tryWriteNow(q: ByteQueue, hi: number, lo: number, offset: number, length: number): boolean {
+  private tryWriteNow(q: ByteQueue, hi: number, lo: number, offset: number, length: number, writeNow: (offset: number, data: Buffer) => boolean): boolean {
     const data = q.peek(length);
     if (data === null) return false;
     try {
-      if (!this.writeNow!(offset, data)) return false;
+      if (!writeNow(offset, data)) return false;
     } catch (err) {
       q.consume(length);
       this.inflightCount++;
@@ -581,11 +580,6 @@ export class Transmission {
 }
 
 const EMPTY = Buffer.alloc(0);
-
-function readIntoOf(device: BlockDevice): ((buf: Buffer, offset: number) => Promise<void>) | null {
-  const fn = (device as Partial<{ readInto(buf: Buffer, offset: number): Promise<void> }>).readInto;
-  return typeof fn === 'function' ? fn.bind(device) : null;
-}
 
 /** An I/O error a layer located inside the request (details.offset) becomes ERROR_OFFSET. */
 function errorOffsetOf(err: unknown, type: number, offset: number, length: number): number | undefined {

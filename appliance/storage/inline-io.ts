@@ -51,6 +51,7 @@ export interface InlineIoOptions {
 
 export class InlineIo {
   readonly maxBytes: number;
+  private readonly name: string | undefined;
   private readonly slowUs: number;
   private readonly usPerMiB: number;
   private readonly firstBackoffMs: number;
@@ -65,8 +66,6 @@ export class InlineIo {
   private fastSinceOn = 0;
   /** Calls done inline, calls found slow, and times inline I/O was turned off. */
   readonly stats = { calls: 0, slow: 0, off: 0 };
-
-  private readonly name: string | undefined;
 
   constructor(options: InlineIoOptions = {}) {
     this.name = options.name;

@@ -22,6 +22,16 @@ function gate(): { wait: () => Promise<void>; open: () => void; isOpen: () => bo
   return { wait: () => p, open: () => ((opened = true), release()), isOpen: () => opened };
 }
 
+/**
+ * A server of its own whose device can always do small requests at once (inline I/O that never
+ * finds the disk slow), behind a ForwardingDevice whose nowHook decides each one.
+ */
+async function startNowServer(): Promise<{ own: ServerFixture; fwd: ForwardingDevice }> {
+  let fwd!: ForwardingDevice;
+  const own = await startServer({ size: SIZE, inlineIo: new InlineIo({ slowUs: 1e9 }), wrapDevice: (d) => (fwd = new ForwardingDevice(d)) });
+  return { own, fwd };
+}
+
 describe('NBD server: protocol edges over a raw socket', function () {
   let fx: ServerFixture;
   let dev: ForwardingDevice;
@@ -147,9 +157,7 @@ describe('NBD server: protocol edges over a raw socket', function () {
   });
 
   it('small writes the device does at once (writeNow) are answered from the received bytes; declined ones take write(); a failing one gets its errno', async function () {
-    // Inline I/O that never finds this disk slow: the device always can write now.
-    let fwd!: ForwardingDevice;
-    const own = await startServer({ size: SIZE, inlineIo: new InlineIo({ slowUs: 1e9 }), wrapDevice: (d) => (fwd = new ForwardingDevice(d)) });
+    const { own, fwd } = await startNowServer();
     try {
       fwd.nowHook = (op, offset) => {
         if (op === 'read') return false;
@@ -200,8 +208,7 @@ describe('NBD server: protocol edges over a raw socket', function () {
   });
 
   it('small reads the device does at once (readNow) are answered in place; declined and large ones take readInto; a failing one gets its errno', async function () {
-    let fwd!: ForwardingDevice;
-    const own = await startServer({ size: SIZE, inlineIo: new InlineIo({ slowUs: 1e9 }), wrapDevice: (d) => (fwd = new ForwardingDevice(d)) });
+    const { own, fwd } = await startNowServer();
     try {
       fwd.nowHook = (op, offset) => {
         if (op === 'write') return false;

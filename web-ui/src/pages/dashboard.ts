@@ -268,9 +268,11 @@ export const dashboardPage: Page = {
         band.style.width = canvas.style.width;
         // Rebuilt only when what it shows changes: a status tick must not replace the segments
         // under the pointer (their titles are the tooltips).
-        if (partitions !== bandShows.table || partitionProblem !== bandShows.problem || v.start * rs !== bandShows.from || v.end * rs !== bandShows.to) {
-          bandShows = { table: partitions, problem: partitionProblem, from: v.start * rs, to: v.end * rs };
-          renderPartitionBand(band, partitions, partitionProblem, bandShows.from, bandShows.to);
+        const from = v.start * rs;
+        const to = v.end * rs;
+        if (partitions !== bandShows.table || partitionProblem !== bandShows.problem || from !== bandShows.from || to !== bandShows.to) {
+          bandShows = { table: partitions, problem: partitionProblem, from, to };
+          renderPartitionBand(band, partitions, partitionProblem, from, to);
         }
       }
       zoomOutBtn.disabled = v.whole;
