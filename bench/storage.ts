@@ -958,6 +958,9 @@ class EngineDevice implements BlockDevice {
   writeNow(offset: number, data: Buffer): boolean {
     return this.engine.pd.writeNow(offset, data);
   }
+  readToPipe(pipeFd: number, offset: number, length: number): boolean {
+    return this.engine.pd.readToPipe(pipeFd, offset, length);
+  }
   flush(): Promise<void> {
     return this.engine.pd.flush();
   }

@@ -13,6 +13,7 @@ import { adoptForDirectReceive } from './direct-receive.js';
 import type { ExportSettings } from './export-info.js';
 import { greeting, OptionNegotiator, type NegotiationLimits } from './option-negotiation.js';
 import { ReplyWriter } from './reply-writer.js';
+import type { PipePool } from './pipe-pool.js';
 import { Transmission, type TransmissionLimits } from './transmission.js';
 
 export interface ConnectionContext {
@@ -28,6 +29,8 @@ export interface ConnectionContext {
   pool: BufferPool;
   /** Receive large WRITE payloads straight into their buffers (see direct-receive.ts). */
   directReceive: boolean;
+  /** Pipes for spliced reads, where the native addon is loaded (null: reads are copied). */
+  pipes: PipePool | null;
   /**
    * Connections idle (nothing received, nothing in flight) for this long are dropped: the
    * first limit applies until the first request, the second after it (0 = never). Null for
@@ -49,6 +52,7 @@ export class NbdConnection {
   private readonly queue = new ByteQueue();
   private readonly negotiator: OptionNegotiator;
   private transmission: Transmission | null = null;
+  private writer: ReplyWriter | null = null;
   private readonly log: Logger;
   private handshakeTimer: NodeJS.Timeout | null = null;
   private closeTimer: NodeJS.Timeout | null = null;
@@ -211,7 +215,12 @@ export class NbdConnection {
     this.workDone = false;
     const socket = this.socket;
     this.idleSince = Date.now();
-    const writer = new ReplyWriter(socket, () => this.transmission?.onWritten());
+    // Spliced reads need the socket's own descriptor: a plain socket, not TLS.
+    const fd = (socket as unknown as { _handle?: { fd?: unknown } })._handle?.fd;
+    const pipes = this.ctx.pipes;
+    const splice = pipes !== null && !(socket instanceof TLSSocket) && typeof fd === 'number' && fd >= 0 ? { pipes, fd, log: this.log } : undefined;
+    const writer = new ReplyWriter(socket, () => this.transmission?.onWritten(), splice);
+    this.writer = writer;
     const transmission = new Transmission(this.ctx.settings.device, info, this.negotiator.structured, this.queue, this.scratch !== null, writer, this.ctx.transmission, {
       pauseInput: () => socket.pause(),
       resumeInput: () => socket.resume(),
@@ -222,9 +231,12 @@ export class NbdConnection {
       },
       finished: (reason) => {
         this.log.debug({ reason }, 'transmission ended');
-        this.workDone = true;
-        this.endSocket(reason);
-        this.maybeResolve();
+        // Replies the native sender still holds leave before our side ends.
+        writer.whenSent(() => {
+          this.workDone = true;
+          this.endSocket(reason);
+          this.maybeResolve();
+        });
       },
     }, this.log, this.ctx.pool);
     this.transmission = transmission;
@@ -263,6 +275,8 @@ export class NbdConnection {
       this.transmission.end('connection closed');
     }
     this.transmission?.releaseAll();
+    // Stops the native sender (if any) and runs what waited for it.
+    this.writer?.close();
     this.maybeResolve();
   }
 

@@ -5,8 +5,14 @@
  * A full slab is used again once the kernel has taken every part of it: a fresh 256 KiB slab
  * for every 63 replies of 4 KiB cost page faults, kernel zeroing and an munmap each time
  * (about a twentieth of the server's CPU for 4 KiB random reads).
+ *
+ * Large reads spliced from the file (readPipe) are sent by the connection's native reply sender
+ * (reply-sender.ts); while it has replies to send, every reply goes through it.
  */
 import type { Socket } from 'node:net';
+import type { Logger } from 'pino';
+import type { Pipe, PipePool } from './pipe-pool.js';
+import { ReplySender } from './reply-sender.js';
 import {
   REPLY_FLAG_DONE,
   REPLY_TYPE_ERROR,
@@ -64,21 +70,44 @@ export class ReplyWriter {
   private releases: Array<(() => void) | undefined> = [];
   private queued = 0;
   private scheduled = false;
-  private readonly batchWritten = (): void => this.onWritten?.();
+  private readonly batchWritten = (): void => this.onWritten();
+  /** Sends spliced reads, where the native addon and a pipe pool were given. */
+  private readonly sender: ReplySender | null;
+  /** A spliced read's header (the sender copies it). */
+  private readonly pipeHeader = Buffer.alloc(STRUCTURED_HEADER_SIZE + 8);
+  private readonly onWritten: () => void;
   private readonly flushCallback = (): void => {
     this.scheduled = false;
     this.flushNow();
   };
 
-  /** `onWritten` runs when a batch has been taken by the kernel (the bytes are no longer held). */
+  /**
+   * `onWritten` runs when a batch has been taken by the kernel (the bytes are no longer held).
+   * `splice`: the pipes and socket descriptor for spliced reads (a plain socket, not TLS).
+   */
   constructor(
     private readonly socket: Socket,
-    private readonly onWritten?: () => void,
-  ) {}
+    onWritten?: () => void,
+    splice?: { pipes: PipePool; fd: number; log: Logger },
+  ) {
+    this.sender = splice ? new ReplySender(splice.pipes.io, socket, splice.fd, splice.pipes, () => onWritten?.(), splice.log) : null;
+    const sender = this.sender;
+    this.onWritten = sender
+      ? () => {
+          sender.maybeStart();
+          onWritten?.();
+        }
+      : () => onWritten?.();
+  }
 
-  /** Bytes accepted but not yet written to the kernel (ours plus the socket's buffer). */
+  /** Bytes accepted but not yet written to the kernel (ours, the socket's and the sender's). */
   get pendingBytes(): number {
-    return this.queued + this.socket.writableLength;
+    return this.queued + this.socket.writableLength + (this.sender?.queuedBytes ?? 0);
+  }
+
+  /** The pipes spliced reads may use, when this connection can send them now. */
+  get pipes(): PipePool | null {
+    return this.sender !== null && this.sender.usable ? this.sender.pipes : null;
   }
 
   simple(handleHi: number, handleLo: number, error: number): void {
@@ -99,7 +128,7 @@ export class ReplyWriter {
     const headerSize = readHeaderSize(structured);
     const inline = data.length <= COPY_THRESHOLD;
     const at = this.reserve(inline ? headerSize + data.length : headerSize);
-    this.readHeader(at, handleHi, handleLo, offset, data.length, structured);
+    this.readHeader(this.slab, at, handleHi, handleLo, offset, data.length, structured);
     if (inline) {
       data.copy(this.slab, at + headerSize);
       release?.();
@@ -129,9 +158,35 @@ export class ReplyWriter {
       }
     }
     if (!done) return false;
-    this.readHeader(at, handleHi, handleLo, offset, length, structured);
+    this.readHeader(this.slab, at, handleHi, handleLo, offset, length, structured);
     this.schedule();
     return true;
+  }
+
+  /**
+   * A successful read whose `length` bytes are in `pipe` (spliced from the file): sent by the
+   * native sender, after which the pipe goes back to its pool. Only when `pipes` is non-null.
+   */
+  readPipe(handleHi: number, handleLo: number, offset: number, length: number, structured: boolean, pipe: Pipe): void {
+    const sender = this.sender!;
+    const header = this.pipeHeader.subarray(0, readHeaderSize(structured));
+    this.readHeader(header, 0, handleHi, handleLo, offset, length, structured);
+    sender.pipe(header, pipe, length);
+    sender.maybeStart();
+    // Replies queued before it now go through the sender too.
+    if (this.queued > 0) this.schedule();
+  }
+
+  /** Runs `fn` once the native sender has sent everything given to it (at once without one). */
+  whenSent(fn: () => void): void {
+    if (this.sender) this.sender.whenIdle(fn);
+    else fn();
+  }
+
+  /** The connection is gone: stops the native sender and drops what it had not sent. */
+  close(): void {
+    this.sender?.close();
+    this.discard();
   }
 
   /** A structured reply with no payload (success of a zero-length read). */
@@ -173,6 +228,12 @@ export class ReplyWriter {
     this.queued = 0;
     const socket = this.socket;
     if (socket.destroyed || !socket.writable) return; // dropped buffers go to the GC
+    const sender = this.sender;
+    if (sender !== null && sender.active) {
+      for (let i = 0; i < pieces.length; i++) sender.bytes(pieces[i]!, releases[i]);
+      sender.maybeStart();
+      return;
+    }
     const last = pieces.length - 1;
     if (last === 0) {
       socket.write(pieces[0]!, this.lastCallback(releases[0]));
@@ -187,7 +248,6 @@ export class ReplyWriter {
   /** The last write of a batch also reports that the batch left. */
   private lastCallback(release: (() => void) | undefined): ((err?: Error | null) => void) | undefined {
     const onWritten = this.onWritten;
-    if (!onWritten) return afterWrite(release);
     if (!release) return this.batchWritten;
     if (release === this.current.written) return this.current.writtenLast;
     return (err) => {
@@ -205,8 +265,7 @@ export class ReplyWriter {
   }
 
   /** The header of a successful read's reply at `at`: simple, or one OFFSET_DATA chunk marked DONE. */
-  private readHeader(at: number, handleHi: number, handleLo: number, offset: number, length: number, structured: boolean): void {
-    const b = this.slab;
+  private readHeader(b: Buffer, at: number, handleHi: number, handleLo: number, offset: number, length: number, structured: boolean): void {
     if (structured) {
       b.writeUInt32BE(STRUCTURED_REPLY_MAGIC, at);
       b.writeUInt16BE(REPLY_FLAG_DONE, at + 4);
@@ -286,7 +345,7 @@ export class ReplyWriter {
       },
       writtenLast: (err) => {
         if (!err) slab.written();
-        this.onWritten?.();
+        this.onWritten();
       },
     };
     return slab;

@@ -17,6 +17,8 @@ import { SnapbackError } from '../errors.js';
 import { childLogger, type Logger } from '../logger.js';
 import type { BlockDevice } from '../storage/block-device.js';
 import { BufferPool } from './buffer-pool.js';
+import { PipePool } from './pipe-pool.js';
+import { nativeIo } from '../native/native-io.js';
 import { checkSocketFree, checkTcpListen, isLoopback } from './listen-policy.js';
 import { MemoryBudget } from './memory-budget.js';
 import { NbdConnection, type ConnectionContext } from './connection.js';
@@ -63,6 +65,13 @@ export interface NbdServerTuning {
   maxOptions: number;
   /** Receive large WRITE payloads straight into their buffers (default true; direct-receive.ts). */
   directReceive: boolean;
+  /**
+   * Splice large reads from the device's file to the socket through pipes, where the native
+   * addon is loaded and the device can (default true; docs/man/native-io.md).
+   */
+  splicedReads: boolean;
+  /** Pipes open at most for spliced reads, for all connections (default 64). */
+  maxPipes: number;
 }
 
 export const DEFAULT_TUNING: Readonly<NbdServerTuning> = Object.freeze({
@@ -78,6 +87,8 @@ export const DEFAULT_TUNING: Readonly<NbdServerTuning> = Object.freeze({
   idleTimeoutMs: 10 * 60_000,
   maxOptions: 256,
   directReceive: true,
+  splicedReads: true,
+  maxPipes: 64,
 });
 
 /** Who a listener serves: ordinary NBD clients, or the gadget's own kernel client. */
@@ -119,6 +130,8 @@ export class NbdServer extends EventEmitter {
   private idleSweep: NodeJS.Timeout | null = null;
   private nextId = 1;
   private closing: Promise<void> | null = null;
+  /** Pipes for spliced reads (null without the native addon, or with splicedReads off). */
+  private readonly pipes: PipePool | null;
 
   constructor(opts: NbdServerOptions, tuning: Partial<NbdServerTuning> = {}) {
     super();
@@ -127,6 +140,8 @@ export class NbdServer extends EventEmitter {
     const maxBlockSize = validateMaxBlockSize(opts.maxBlockSize ?? DEFAULT_MAX_BLOCK_SIZE);
     const exportName = opts.exportName ?? 'snapback';
     if (Buffer.byteLength(exportName) > 4096) throw new SnapbackError('BAD_ARGUMENT', 'export name longer than 4096 bytes');
+    const io = this.tuning.splicedReads && opts.device.readToPipe !== undefined ? nativeIo() : null;
+    this.pipes = io !== null ? new PipePool(io, this.tuning.maxPipes, this.log) : null;
     this.ctx = {
       settings: {
         device: opts.device,
@@ -154,6 +169,7 @@ export class NbdServer extends EventEmitter {
       log: this.log,
       pool: new BufferPool(POOL_FREE_BYTES),
       directReceive: this.tuning.directReceive,
+      pipes: this.pipes,
       idle: { beforeFirstRequestMs: this.tuning.firstRequestTimeoutMs, afterRequestsMs: this.tuning.idleTimeoutMs },
       tls: null,
     };
@@ -216,6 +232,7 @@ export class NbdServer extends EventEmitter {
       const stopped = this.netServers.map((s) => new Promise<void>((resolve) => s.close(() => resolve())));
       await Promise.all([...this.connections.values()].map((c) => c.shutdown()));
       await Promise.all(stopped);
+      this.pipes?.close();
       this.log.info('NBD server closed');
     })();
     return this.closing;

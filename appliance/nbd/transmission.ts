@@ -5,7 +5,9 @@
  * while the bytes held for in-flight requests and unsent replies exceed a budget. Payloads of
  * 64 KiB and more are assembled in pooled buffers that the socket may read into directly
  * (direct-receive.ts), smaller ones copied out of a reused receive buffer go to pooled buffers
- * too; reads go through pooled buffers when the device has readInto.
+ * too; reads go through pooled buffers when the device has readInto, and large ones, where the
+ * device can splice them from its file and the connection has the native sender, through pipes
+ * (docs/man/native-io.md).
  *
  * Ordering: a FLUSH goes to the device when it is parsed; every write whose reply was sent
  * before it has already resolved, and the device's flush() covers every resolved write.
@@ -32,6 +34,7 @@ import {
   REQUEST_HEADER_SIZE,
   REQUEST_MAGIC,
 } from './protocol.js';
+import { PIPE_BYTES } from './pipe-pool.js';
 import type { ReplyWriter } from './reply-writer.js';
 import { checkRequest, commandName, refusalMessage } from './request-checks.js';
 
@@ -110,6 +113,7 @@ export class Transmission {
   private readonly readInto: ((buf: Buffer, offset: number) => Promise<void>) | null;
   private readonly readNow: ((buf: Buffer, offset: number) => boolean) | null;
   private readonly writeNow: ((offset: number, data: Buffer) => boolean) | null;
+  private readonly readToPipe: ((pipeFd: number, offset: number, length: number) => boolean) | null;
   /** Requests answered by readNow or writeNow in the current parsing pass (replies not yet sent). */
   private answeredNow = 0;
 
@@ -129,6 +133,7 @@ export class Transmission {
     this.readInto = device.readInto?.bind(device) ?? null;
     this.readNow = device.readNow?.bind(device) ?? null;
     this.writeNow = device.writeNow?.bind(device) ?? null;
+    this.readToPipe = device.readToPipe?.bind(device) ?? null;
   }
 
   /** Parses and dispatches every complete request in the queue (unless over budget). */
@@ -302,6 +307,33 @@ export class Transmission {
   }
 
   /**
+   * A large READ the device splices from its file into a pipe before this returns
+   * (BlockDevice.readToPipe): the connection's native sender then sends the header and the
+   * pipe's contents; the data is never copied into this process. True if answered (queued or
+   * failed); false when no pipe is free, the connection cannot send pipes, or the device
+   * declines (the usual path reads it then).
+   */
+  private tryReadPipe(hi: number, lo: number, offset: number, length: number, readToPipe: (pipeFd: number, offset: number, length: number) => boolean): boolean {
+    const pipes = this.writer.pipes;
+    const pipe = pipes?.acquire() ?? null;
+    if (pipes === null || pipe === null) return false;
+    try {
+      if (!readToPipe(pipe.writeFd, offset, length)) {
+        pipes.release(pipe);
+        return false;
+      }
+    } catch (err) {
+      pipes.discard(pipe); // it may hold part of the range
+      this.inflightCount++;
+      this.failed(CMD_READ, hi, lo, offset, length, 0, err);
+      return true;
+    }
+    this.writer.readPipe(hi, lo, offset, length, this.structured, pipe);
+    this.answeredNow++;
+    return true;
+  }
+
+  /**
    * The replies of requests answered in this parsing pass leave together: at once if nothing
    * else is in flight (latency at queue depth 1), else with the completions of this turn.
    */
@@ -399,6 +431,7 @@ export class Transmission {
 
   private dispatch(type: number, flags: number, hi: number, lo: number, offset: number, length: number): void {
     if (type === CMD_READ && this.readNow !== null && length > 0 && this.tryReadNow(hi, lo, offset, length, this.readNow)) return;
+    if (type === CMD_READ && this.readToPipe !== null && length >= POOL_MIN_SIZE && length <= PIPE_BYTES && this.tryReadPipe(hi, lo, offset, length, this.readToPipe)) return;
     this.inflightCount++;
     if (type === CMD_READ) {
       this.inflightBytes += length;

@@ -19,6 +19,11 @@
  *   cache, tmpfs): true once done; false when the caller must use `readInto()` or `write()`
  *   (a declined write changed nothing; a declined read may have left anything in `buf`). They
  *   throw what the asynchronous call would reject with. No promise is made per request.
+ * - `readToPipe()`, where a device has it, puts the range into the pipe whose write end is
+ *   `pipeFd` before it returns, by splice(2) from its file (page references, no copy: see
+ *   docs/man/native-io.md): true once the pipe holds all `length` bytes; false, with the pipe
+ *   untouched, when the device cannot do so cheaply now; a throw is the read's error (the pipe
+ *   may then hold part of the range). The pipe must have room for `length` bytes.
  * - `grow()`, where a device has it, extends the device (a file) to at least `size` bytes; the
  *   new bytes read as zeroes.
  */
@@ -51,6 +56,7 @@ export interface BlockDevice {
   readNow?(buf: Buffer, offset: number): boolean;
   write(offset: number, data: Buffer, options?: WriteOptions): Promise<void>;
   writeNow?(offset: number, data: Buffer): boolean;
+  readToPipe?(pipeFd: number, offset: number, length: number): boolean;
   flush(): Promise<void>;
   trim(offset: number, length: number, options?: WriteOptions): Promise<void>;
   writeZeroes(offset: number, length: number, options?: ZeroOptions): Promise<void>;

@@ -15,6 +15,7 @@ import { checkRange, readToNewBuffer, type BlockDevice, type DeviceCapabilities,
 import { SnapbackError, fromSystemError } from '../errors.js';
 import { sharedBatchedIo, type BatchedIo } from './batched-io.js';
 import { InlineIo } from './inline-io.js';
+import { asSystemError, nativeIo } from '../native/native-io.js';
 
 export interface FileDeviceOptions {
   readOnly?: boolean;
@@ -214,6 +215,24 @@ export class FileDevice implements BlockDevice {
       this.inline.read(this.handle.fd, buf, offset);
     } catch (err) {
       throw fromSystemError(err, `reading ${this.path} at ${offset}`);
+    }
+    return true;
+  }
+
+  /**
+   * A read spliced into a pipe on this thread (see BlockDevice.readToPipe), where the native
+   * addon is loaded and while inline I/O is on: from the page cache that takes page references
+   * only; a splice that waited for the disk counts as a slow inline call.
+   */
+  readToPipe(pipeFd: number, offset: number, length: number): boolean {
+    const io = nativeIo();
+    if (io === null || this.inline === null || this.handle === null || this.closed || !this.inline.allows(length, Infinity)) return false;
+    checkRange(this._size, offset, length, 'read');
+    const fd = this.handle.fd;
+    try {
+      this.inline.timed(length, () => io.spliceFile(fd, offset, length, pipeFd));
+    } catch (err) {
+      throw fromSystemError(asSystemError(err), `reading ${this.path} at ${offset}`);
     }
     return true;
   }

@@ -78,9 +78,9 @@ export class InlineIo {
     this.clock = options.clock ?? systemClock;
   }
 
-  /** Whether a request of `length` bytes may be done inline now. */
-  allows(length: number): boolean {
-    if (length > this.maxBytes || length === 0) return false;
+  /** Whether a request of `length` bytes (at most `maxBytes`) may be done inline now. */
+  allows(length: number, maxBytes = this.maxBytes): boolean {
+    if (length > maxBytes || length === 0) return false;
     if (this.offUntil === 0) return true;
     if (this.clock.now() < this.offUntil) return false;
     this.offUntil = 0;
@@ -104,7 +104,7 @@ export class InlineIo {
         done += n;
       }
     } finally {
-      this.timed(buf.length, t0);
+      this.account(buf.length, t0);
     }
   }
 
@@ -115,11 +115,21 @@ export class InlineIo {
     try {
       while (done < data.length) done += writeSync(fd, data, done, data.length - done, position + done);
     } finally {
-      this.timed(data.length, t0);
+      this.account(data.length, t0);
     }
   }
 
-  private timed(bytes: number, t0: number): void {
+  /** Runs `io`, an inline call moving `bytes`, and times it as read() and write() are timed. */
+  timed<T>(bytes: number, io: () => T): T {
+    const t0 = this.clock.now();
+    try {
+      return io();
+    } finally {
+      this.account(bytes, t0);
+    }
+  }
+
+  private account(bytes: number, t0: number): void {
     this.stats.calls++;
     const tookUs = (this.clock.now() - t0) * 1000;
     if (tookUs <= this.slowUs + (this.usPerMiB * bytes) / (1 << 20)) {

@@ -189,6 +189,30 @@ export class ProtectedDisk extends EventEmitter implements BlockDevice {
     return done;
   }
 
+  /**
+   * A read spliced into a pipe before returning (BlockDevice.readToPipe): on the same terms as
+   * readNow (no region pending, the gate open), from the working disk. The pipe then holds page
+   * references: a later write to the range, before the client has read the reply, may show in
+   * it, as it may for any read racing a write (docs/man/native-io.md).
+   */
+  readToPipe(pipeFd: number, offset: number, length: number): boolean {
+    if (this.gate !== null || this.closed || length === 0 || this.disk.readToPipe === undefined) return false;
+    checkRange(this.size, offset, length, 'read');
+    if (!this.noPending(offset, length)) return false;
+    let done: boolean;
+    try {
+      done = this.disk.readToPipe(pipeFd, offset, length);
+    } catch (err) {
+      this.stats.ioErrors++;
+      throw err;
+    }
+    if (done) {
+      this.stats.reads++;
+      this.stats.bytesRead += length;
+    }
+    return done;
+  }
+
   private readonly leaveAfterRead = (): void => this.leave();
   private readonly leaveAfterFailedRead = (err: unknown): never => {
     this.stats.ioErrors++;

@@ -18,6 +18,7 @@ export const LAYERS: readonly { name: string; holds: readonly string[]; what: st
     holds: ['appliance/api', 'appliance/errors.ts', 'appliance/logger.ts', 'appliance/component.ts', 'appliance/version.ts', 'appliance/zod-issues.ts', 'appliance/clock.ts'],
     what: 'the wire contract (API types and their zod schemas, Node-free), errors, the logger, the version, the Component interface, the zod issue formatter, the Clock of the hardware front ends',
   },
+  { name: 'native I/O', holds: ['appliance/native'], what: 'the native addon (splice and the reply sender thread) and its loader' },
   { name: 'storage', holds: ['appliance/storage'], what: 'block devices, model image and manifest, write log, protected disk, hydrator, engine, model verification' },
   { name: 'state', holds: ['appliance/state'], what: 'the state store: settings, users, tokens, session history, audit log' },
   { name: 'session', holds: ['appliance/session'], what: 'host sessions and modes over the engine: the ApplianceService the front ends use' },

@@ -1,0 +1,10 @@
+{
+  "targets": [
+    {
+      "target_name": "snapback_io",
+      "sources": ["snapback-io.c"],
+      "cflags": ["-O2", "-Wall", "-Wextra"],
+      "libraries": ["-lpthread"]
+    }
+  ]
+}

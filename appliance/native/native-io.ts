@@ -1,0 +1,85 @@
+/**
+ * The native I/O addon (appliance/native/snapback-io.c, built by `npm ci` with node-gyp): the
+ * splice(2) and per-connection sender thread that the NBD server's large reads use
+ * (docs/man/native-io.md). Node.js has no binding for splice or sendfile.
+ *
+ * The addon is optional: where it was not built (no compiler when `npm ci` ran, another
+ * architecture's build), or SNAPBACK_NATIVE_IO=0 is set, `nativeIo()` is null and every caller
+ * takes its JavaScript path. Why it is missing is logged once.
+ */
+import { createRequire } from 'node:module';
+import { constants } from 'node:os';
+import { childLogger } from '../logger.js';
+
+const log = childLogger('native-io');
+
+/** An opaque per-connection sender (a thread writing replies to one socket). */
+export type Sender = { readonly __sender: unique symbol };
+
+export interface NativeIo {
+  /** A non-blocking pipe with room for at least `size` bytes: [read end, write end]. */
+  openPipe(size: number): [number, number];
+  closeFd(fd: number): void;
+  /**
+   * Puts `length` bytes at `position` of `fileFd` into the pipe (page references, no copy);
+   * zeroes past the end of the file. Returns the bytes that came from the file. On a throw the
+   * pipe holds part of the range and must be closed.
+   */
+  spliceFile(fileFd: number, position: number, length: number, pipeWriteFd: number): number;
+  /**
+   * A paused sender for the socket `fd` (it keeps a dup of it), whose send buffer it sets to
+   * `sendBufferBytes` (0: unchanged; without CAP_NET_ADMIN the kernel caps it at
+   * net.core.wmem_max). `onReport(done, errno)` runs on the event loop: `done` more jobs were
+   * sent, in order; errno non-zero once the socket failed (later jobs are never sent).
+   */
+  createSender(fd: number, sendBufferBytes: number, onReport: (done: number, errno: number) => void): Sender;
+  /** Queues `buf` (kept alive by the caller until reported). */
+  sendBytes(sender: Sender, buf: Buffer): void;
+  /** Queues `header` (copied), then `length` bytes from the pipe's read end. */
+  sendPipe(sender: Sender, header: Buffer, pipeReadFd: number, length: number): void;
+  /** A paused sender keeps its queued jobs until resumed. */
+  setPaused(sender: Sender, paused: boolean): void;
+  /** Stops the thread and waits for it: nothing queued is touched after. Idempotent. */
+  closeSender(sender: Sender): void;
+}
+
+/** The error code the addon throws with; `errno` holds the number. */
+export const NATIVE_ERRNO = 'NATIVE_ERRNO';
+
+const ERRNO_NAMES = new Map<number, string>(Object.entries(constants.errno).map(([name, n]) => [n, name]));
+
+/** The errno's name ('EIO', 'EPIPE'), as Node's system errors carry it in `code`. */
+export function errnoName(errno: number): string {
+  return ERRNO_NAMES.get(errno) ?? `errno ${errno}`;
+}
+
+/**
+ * What the addon threw, as a Node-style system error (`code` 'EIO', 'ENOSPC'...), so
+ * fromSystemError and the NBD errno mapping treat it as they treat fs errors.
+ */
+export function asSystemError(err: unknown): unknown {
+  if (!(err instanceof Error) || (err as NodeJS.ErrnoException).code !== NATIVE_ERRNO) return err;
+  const errno = (err as NodeJS.ErrnoException).errno ?? 0;
+  return Object.assign(new Error(err.message), { code: errnoName(errno), errno: -errno, syscall: 'splice' });
+}
+
+let loaded: NativeIo | null | undefined;
+
+/** The addon, or null where it is not available (see the module comment). */
+export function nativeIo(): NativeIo | null {
+  if (loaded !== undefined) return loaded;
+  loaded = null;
+  if (process.env.SNAPBACK_NATIVE_IO === '0') {
+    log.info('native I/O is off (SNAPBACK_NATIVE_IO=0): large NBD reads are copied through buffers');
+    return null;
+  }
+  if (process.platform !== 'linux') return null;
+  // dist/appliance/native/native-io.js -> appliance/native/build/Release/ in the same tree.
+  const path = new URL('../../../appliance/native/build/Release/snapback_io.node', import.meta.url).pathname;
+  try {
+    loaded = createRequire(import.meta.url)(path) as NativeIo;
+  } catch (err) {
+    log.warn({ err, path }, `native I/O addon not loaded (${(err as Error).message}); large NBD reads are copied through buffers. Rebuild it with: npm rebuild snapback || (cd appliance/native && npx node-gyp rebuild)`);
+  }
+  return loaded;
+}

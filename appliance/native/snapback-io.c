@@ -1,0 +1,488 @@
+/*
+ * snapback-io: the two system calls Node.js has no binding for, used on the NBD server's
+ * large-read path (docs/man/native-io.md).
+ *
+ * - spliceFile(): moves a file range into a pipe with splice(2). For data in the page cache
+ *   this hands over page references: no copy. The range is in the pipe before any byte of the
+ *   reply is sent, so a read error is still answered as an NBD error.
+ * - a reply sender: one thread per NBD connection that writes replies to the socket (through
+ *   its own dup of the descriptor) in order: bytes from buffers the caller keeps alive, and
+ *   pipes (a header, then the pipe's contents spliced to the socket). It blocks in poll(2)
+ *   while the socket is full, as nbdkit's connection threads do in send(2); the event loop
+ *   never does. Completed jobs are reported in order through a thread-safe function. It also
+ *   sets the socket's send buffer: with the default (about 200 KB) every 1 MiB reply needs
+ *   several wake-ups of both sides.
+ *
+ * Errors are thrown (or reported) as the errno value; the JavaScript side makes them errors
+ * with a code (appliance/native/native-io.ts).
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <node_api.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define CHECK(call)                                   \
+  do {                                                \
+    if ((call) != napi_ok) return throw_status(env);  \
+  } while (0)
+
+static napi_value throw_status(napi_env env) {
+  const napi_extended_error_info *info = NULL;
+  napi_get_last_error_info(env, &info);
+  bool pending = false;
+  napi_is_exception_pending(env, &pending);
+  if (!pending) napi_throw_error(env, "NATIVE_ARGUMENT", info && info->error_message ? info->error_message : "bad argument");
+  return NULL;
+}
+
+/* Throws an Error whose code is the errno's name-independent form "ERRNO_<n>" and whose
+ * `errno` property is the number; the caller maps it. */
+static napi_value throw_errno(napi_env env, int err, const char *what) {
+  napi_value msg, code, error, num;
+  char text[256];
+  snprintf(text, sizeof text, "%s: %s", what, strerror(err));
+  napi_create_string_utf8(env, text, NAPI_AUTO_LENGTH, &msg);
+  napi_create_string_utf8(env, "NATIVE_ERRNO", NAPI_AUTO_LENGTH, &code);
+  napi_create_error(env, code, msg, &error);
+  napi_create_int32(env, err, &num);
+  napi_set_named_property(env, error, "errno", num);
+  napi_throw(env, error);
+  return NULL;
+}
+
+static bool get_args(napi_env env, napi_callback_info info, size_t want, napi_value *argv) {
+  size_t argc = want;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return false;
+  if (argc < want) {
+    napi_throw_type_error(env, "NATIVE_ARGUMENT", "too few arguments");
+    return false;
+  }
+  return true;
+}
+
+static bool get_i32(napi_env env, napi_value v, int32_t *out) {
+  if (napi_get_value_int32(env, v, out) != napi_ok) {
+    napi_throw_type_error(env, "NATIVE_ARGUMENT", "expected an integer");
+    return false;
+  }
+  return true;
+}
+
+static bool get_size(napi_env env, napi_value v, int64_t *out) {
+  double d;
+  if (napi_get_value_double(env, v, &d) != napi_ok || d < 0 || d > 9007199254740991.0 || d != (double)(int64_t)d) {
+    napi_throw_range_error(env, "NATIVE_ARGUMENT", "expected a non-negative safe integer");
+    return false;
+  }
+  *out = (int64_t)d;
+  return true;
+}
+
+/* ---- pipes and splice ------------------------------------------------------------------- */
+
+/* openPipe(size) -> [readFd, writeFd]: non-blocking, close-on-exec, capacity at least size. */
+static napi_value open_pipe(napi_env env, napi_callback_info info) {
+  napi_value argv[1], out, v;
+  int32_t size;
+  if (!get_args(env, info, 1, argv) || !get_i32(env, argv[0], &size)) return NULL;
+  int p[2];
+  if (pipe2(p, O_CLOEXEC | O_NONBLOCK) < 0) return throw_errno(env, errno, "pipe2");
+  int got = fcntl(p[1], F_SETPIPE_SZ, size);
+  if (got < 0 || got < size) {
+    int err = got < 0 ? errno : ENOSPC;
+    close(p[0]);
+    close(p[1]);
+    return throw_errno(env, err, "F_SETPIPE_SZ");
+  }
+  CHECK(napi_create_array_with_length(env, 2, &out));
+  CHECK(napi_create_int32(env, p[0], &v));
+  CHECK(napi_set_element(env, out, 0, v));
+  CHECK(napi_create_int32(env, p[1], &v));
+  CHECK(napi_set_element(env, out, 1, v));
+  return out;
+}
+
+/* closeFd(fd) */
+static napi_value close_fd(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  int32_t fd;
+  if (!get_args(env, info, 1, argv) || !get_i32(env, argv[0], &fd)) return NULL;
+  if (close(fd) < 0 && errno != EINTR) return throw_errno(env, errno, "close");
+  return NULL;
+}
+
+static const char zeros[4096];
+
+/*
+ * spliceFile(fileFd, position, length, pipeWriteFd) -> bytes that came from the file
+ * Puts `length` bytes at `position` of the file into the pipe; past the end of the file,
+ * zeroes. The pipe must have room for all of them. On an error the pipe holds part of the
+ * range: the caller discards it.
+ */
+static napi_value splice_file(napi_env env, napi_callback_info info) {
+  napi_value argv[4], out;
+  int32_t file, pipe_w;
+  int64_t position, length;
+  if (!get_args(env, info, 4, argv) || !get_i32(env, argv[0], &file) || !get_size(env, argv[1], &position) ||
+      !get_size(env, argv[2], &length) || !get_i32(env, argv[3], &pipe_w))
+    return NULL;
+  loff_t off = position;
+  int64_t left = length, from_file = 0;
+  while (left > 0) {
+    ssize_t n = splice(file, &off, pipe_w, NULL, (size_t)left, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return throw_errno(env, errno, "splice from file");
+    }
+    if (n == 0) break; /* end of the file */
+    left -= n;
+    from_file += n;
+  }
+  while (left > 0) {
+    ssize_t n = write(pipe_w, zeros, left < (int64_t)sizeof zeros ? (size_t)left : sizeof zeros);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return throw_errno(env, errno, "zeroes into pipe");
+    }
+    left -= n;
+  }
+  CHECK(napi_create_double(env, (double)from_file, &out));
+  return out;
+}
+
+/* ---- the reply sender ------------------------------------------------------------------- */
+
+enum { JOB_BYTES = 0, JOB_PIPE = 1 };
+
+typedef struct {
+  int kind;
+  const char *ptr; /* JOB_BYTES: memory the caller keeps alive until the job is reported */
+  size_t len;      /* bytes of the buffer, or of the pipe's contents */
+  int pipe_r;      /* JOB_PIPE */
+  size_t header_len;
+  char header[40]; /* JOB_PIPE: sent before the pipe's contents */
+} job_t;
+
+typedef struct {
+  int sock; /* our own dup: stays valid whatever the event loop does with its descriptor */
+  int wake; /* eventfd: wakes the thread out of poll() to stop */
+  pthread_t thread;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  job_t *jobs;
+  size_t cap, head, tail; /* ring: [head, tail) queued, jobs[head] the one being sent */
+  bool paused, closing;
+  size_t done; /* completed, not yet reported */
+  int error;   /* errno of the failure that stopped the sender; 0 while it works */
+  bool notify_pending;
+  napi_threadsafe_function tsfn;
+} sender_t;
+
+/* Waits until the socket takes more bytes; an errno if it failed or the sender is stopping. */
+static int wait_writable(sender_t *s) {
+  struct pollfd p[2] = {{s->sock, POLLOUT, 0}, {s->wake, POLLIN, 0}};
+  for (;;) {
+    int r = poll(p, 2, -1);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      return errno;
+    }
+    if (p[1].revents) return ECANCELED;
+    if (p[0].revents & POLLOUT) return 0;
+    if (p[0].revents & (POLLERR | POLLHUP | POLLNVAL)) return EPIPE;
+  }
+}
+
+static int send_all(sender_t *s, const char *ptr, size_t len, int more) {
+  while (len > 0) {
+    ssize_t n = send(s->sock, ptr, len, MSG_DONTWAIT | MSG_NOSIGNAL | more);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN) {
+        int err = wait_writable(s);
+        if (err) return err;
+        continue;
+      }
+      return errno;
+    }
+    ptr += n;
+    len -= (size_t)n;
+  }
+  return 0;
+}
+
+static int send_pipe(sender_t *s, int pipe_r, size_t len) {
+  while (len > 0) {
+    ssize_t n = splice(pipe_r, NULL, s->sock, NULL, len, SPLICE_F_MOVE | SPLICE_F_NONBLOCK | SPLICE_F_MORE);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN) {
+        int err = wait_writable(s);
+        if (err) return err;
+        continue;
+      }
+      return errno;
+    }
+    if (n == 0) return EIO; /* the pipe held less than promised */
+    len -= (size_t)n;
+  }
+  return 0;
+}
+
+static void *sender_main(void *arg) {
+  sender_t *s = arg;
+  pthread_mutex_lock(&s->mu);
+  for (;;) {
+    while (!s->closing && (s->paused || s->head == s->tail || s->error)) pthread_cond_wait(&s->cv, &s->mu);
+    if (s->closing) break;
+    job_t job = s->jobs[s->head % s->cap];
+    pthread_mutex_unlock(&s->mu);
+    int err = job.kind == JOB_BYTES ? send_all(s, job.ptr, job.len, 0)
+                                    : send_all(s, job.header, job.header_len, MSG_MORE);
+    if (!err && job.kind == JOB_PIPE) err = send_pipe(s, job.pipe_r, job.len);
+    pthread_mutex_lock(&s->mu);
+    if (err == ECANCELED && s->closing) break;
+    if (err) s->error = err;
+    else {
+      s->head++;
+      s->done++;
+    }
+    if (!s->notify_pending) {
+      s->notify_pending = true;
+      napi_call_threadsafe_function(s->tsfn, NULL, napi_tsfn_nonblocking);
+    }
+  }
+  pthread_mutex_unlock(&s->mu);
+  return NULL;
+}
+
+/* On the JS thread: reports (completed jobs, errno) to the sender's callback. */
+static void sender_report(napi_env env, napi_value callback, void *context, void *data) {
+  (void)data;
+  sender_t *s = context;
+  if (env == NULL) return;
+  pthread_mutex_lock(&s->mu);
+  if (s->closing) {
+    pthread_mutex_unlock(&s->mu);
+    return;
+  }
+  size_t done = s->done;
+  int error = s->error;
+  s->done = 0;
+  s->notify_pending = false;
+  pthread_mutex_unlock(&s->mu);
+  napi_value undefined, argv[2];
+  napi_get_undefined(env, &undefined);
+  napi_create_double(env, (double)done, &argv[0]);
+  napi_create_int32(env, error, &argv[1]);
+  napi_call_function(env, undefined, callback, 2, argv, NULL);
+}
+
+/* Runs once the thread-safe function is gone: nothing can reach the sender any more. */
+static void sender_free(napi_env env, void *finalize_data, void *hint) {
+  (void)env;
+  (void)hint;
+  sender_t *s = finalize_data;
+  pthread_mutex_destroy(&s->mu);
+  pthread_cond_destroy(&s->cv);
+  free(s->jobs);
+  free(s);
+}
+
+static sender_t *get_sender(napi_env env, napi_value v) {
+  sender_t *s = NULL;
+  if (napi_get_value_external(env, v, (void **)&s) != napi_ok || s == NULL) {
+    napi_throw_type_error(env, "NATIVE_ARGUMENT", "expected a sender");
+    return NULL;
+  }
+  if (s->closing) {
+    napi_throw_error(env, "NATIVE_CLOSED", "the sender is closed");
+    return NULL;
+  }
+  return s;
+}
+
+/*
+ * createSender(socketFd, sendBufferBytes, onReport(done, errno)) -> sender, paused
+ * Sets the socket's send buffer to sendBufferBytes (0: left as it is): SO_SNDBUFFORCE where
+ * the process may (CAP_NET_ADMIN), else SO_SNDBUF, which the kernel caps at net.core.wmem_max.
+ */
+static napi_value create_sender(napi_env env, napi_callback_info info) {
+  napi_value argv[3], name, out;
+  int32_t fd, sndbuf;
+  if (!get_args(env, info, 3, argv) || !get_i32(env, argv[0], &fd) || !get_i32(env, argv[1], &sndbuf)) return NULL;
+  sender_t *s = calloc(1, sizeof *s);
+  if (s == NULL) return throw_errno(env, ENOMEM, "sender");
+  s->cap = 64;
+  s->jobs = calloc(s->cap, sizeof *s->jobs);
+  s->sock = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+  s->wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  s->paused = true;
+  if (sndbuf > 0 && s->sock >= 0 && setsockopt(s->sock, SOL_SOCKET, SO_SNDBUFFORCE, &sndbuf, sizeof sndbuf) < 0)
+    setsockopt(s->sock, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf); /* capped at net.core.wmem_max */
+  int err = s->jobs == NULL ? ENOMEM : s->sock < 0 ? errno : s->wake < 0 ? errno : 0;
+  if (err) {
+    if (s->sock >= 0) close(s->sock);
+    if (s->wake >= 0) close(s->wake);
+    free(s->jobs);
+    free(s);
+    return throw_errno(env, err, "sender");
+  }
+  pthread_mutex_init(&s->mu, NULL);
+  pthread_cond_init(&s->cv, NULL);
+  napi_create_string_utf8(env, "snapback-reply-sender", NAPI_AUTO_LENGTH, &name);
+  if (napi_create_threadsafe_function(env, argv[2], NULL, name, 0, 1, s, sender_free, s, sender_report, &s->tsfn) != napi_ok) {
+    close(s->sock);
+    close(s->wake);
+    free(s->jobs);
+    free(s);
+    return throw_status(env);
+  }
+  /* The thread keeps the process alive only through the work the caller is waiting for. */
+  napi_unref_threadsafe_function(env, s->tsfn);
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  pthread_attr_setstacksize(&attr, 256 * 1024);
+  err = pthread_create(&s->thread, &attr, sender_main, s);
+  pthread_attr_destroy(&attr);
+  if (err) {
+    close(s->sock);
+    close(s->wake);
+    s->closing = true;
+    napi_release_threadsafe_function(s->tsfn, napi_tsfn_abort);
+    return throw_errno(env, err, "pthread_create");
+  }
+  CHECK(napi_create_external(env, s, NULL, NULL, &out));
+  return out;
+}
+
+static bool push_job(napi_env env, sender_t *s, const job_t *job) {
+  pthread_mutex_lock(&s->mu);
+  if (s->tail - s->head == s->cap) {
+    size_t cap = s->cap * 2;
+    job_t *jobs = malloc(cap * sizeof *jobs);
+    if (jobs == NULL) {
+      pthread_mutex_unlock(&s->mu);
+      throw_errno(env, ENOMEM, "sender queue");
+      return false;
+    }
+    for (size_t i = s->head; i < s->tail; i++) jobs[i % cap] = s->jobs[i % s->cap];
+    free(s->jobs);
+    s->jobs = jobs;
+    s->cap = cap;
+  }
+  s->jobs[s->tail % s->cap] = *job;
+  s->tail++;
+  pthread_cond_signal(&s->cv);
+  pthread_mutex_unlock(&s->mu);
+  return true;
+}
+
+/* sendBytes(sender, buffer): the buffer must stay alive until the job is reported. */
+static napi_value send_bytes(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  if (!get_args(env, info, 2, argv)) return NULL;
+  sender_t *s = get_sender(env, argv[0]);
+  if (s == NULL) return NULL;
+  job_t job = {0};
+  void *ptr;
+  size_t len;
+  CHECK(napi_get_buffer_info(env, argv[1], &ptr, &len));
+  job.kind = JOB_BYTES;
+  job.ptr = ptr;
+  job.len = len;
+  push_job(env, s, &job);
+  return NULL;
+}
+
+/* sendPipe(sender, header, pipeReadFd, length): the header is copied; the pipe must hold length bytes. */
+static napi_value send_pipe_job(napi_env env, napi_callback_info info) {
+  napi_value argv[4];
+  if (!get_args(env, info, 4, argv)) return NULL;
+  sender_t *s = get_sender(env, argv[0]);
+  if (s == NULL) return NULL;
+  job_t job = {0};
+  void *ptr;
+  size_t hlen;
+  int32_t pipe_r;
+  int64_t len;
+  CHECK(napi_get_buffer_info(env, argv[1], &ptr, &hlen));
+  if (hlen > sizeof job.header) {
+    napi_throw_range_error(env, "NATIVE_ARGUMENT", "header too long");
+    return NULL;
+  }
+  if (!get_i32(env, argv[2], &pipe_r) || !get_size(env, argv[3], &len)) return NULL;
+  job.kind = JOB_PIPE;
+  memcpy(job.header, ptr, hlen);
+  job.header_len = hlen;
+  job.pipe_r = pipe_r;
+  job.len = (size_t)len;
+  push_job(env, s, &job);
+  return NULL;
+}
+
+/* setPaused(sender, paused): a paused sender keeps its jobs until resumed. */
+static napi_value set_paused(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  bool paused;
+  if (!get_args(env, info, 2, argv)) return NULL;
+  sender_t *s = get_sender(env, argv[0]);
+  if (s == NULL) return NULL;
+  CHECK(napi_get_value_bool(env, argv[1], &paused));
+  pthread_mutex_lock(&s->mu);
+  s->paused = paused;
+  pthread_cond_signal(&s->cv);
+  pthread_mutex_unlock(&s->mu);
+  return NULL;
+}
+
+/*
+ * closeSender(sender): stops the thread (waking it out of poll) and waits for it, so no job's
+ * memory or pipe is touched after this returns; jobs not reported are dropped. Idempotent.
+ */
+static napi_value close_sender(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  sender_t *s = NULL;
+  if (!get_args(env, info, 1, argv)) return NULL;
+  if (napi_get_value_external(env, argv[0], (void **)&s) != napi_ok || s == NULL) return throw_status(env);
+  pthread_mutex_lock(&s->mu);
+  if (s->closing) {
+    pthread_mutex_unlock(&s->mu);
+    return NULL;
+  }
+  s->closing = true;
+  pthread_cond_signal(&s->cv);
+  pthread_mutex_unlock(&s->mu);
+  uint64_t one = 1;
+  ssize_t ignored = write(s->wake, &one, sizeof one);
+  (void)ignored;
+  pthread_join(s->thread, NULL);
+  close(s->sock);
+  close(s->wake);
+  napi_release_threadsafe_function(s->tsfn, napi_tsfn_abort);
+  return NULL;
+}
+
+NAPI_MODULE_INIT() {
+  napi_property_descriptor props[] = {
+      {"openPipe", NULL, open_pipe, NULL, NULL, NULL, napi_default, NULL},
+      {"closeFd", NULL, close_fd, NULL, NULL, NULL, napi_default, NULL},
+      {"spliceFile", NULL, splice_file, NULL, NULL, NULL, napi_default, NULL},
+      {"createSender", NULL, create_sender, NULL, NULL, NULL, napi_default, NULL},
+      {"sendBytes", NULL, send_bytes, NULL, NULL, NULL, napi_default, NULL},
+      {"sendPipe", NULL, send_pipe_job, NULL, NULL, NULL, napi_default, NULL},
+      {"setPaused", NULL, set_paused, NULL, NULL, NULL, napi_default, NULL},
+      {"closeSender", NULL, close_sender, NULL, NULL, NULL, napi_default, NULL},
+  };
+  if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok) return NULL;
+  return exports;
+}
