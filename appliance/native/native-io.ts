@@ -17,13 +17,16 @@ const log = childLogger('native-io');
 export type Sender = { readonly __sender: unique symbol };
 
 export interface NativeIo {
+  /** The system's page size: a pipe holds one page (or part of one) per slot. */
+  readonly pageSize: number;
   /** A non-blocking pipe with room for at least `size` bytes: [read end, write end]. */
   openPipe(size: number): [number, number];
   closeFd(fd: number): void;
   /**
    * Puts `length` bytes at `position` of `fileFd` into the pipe (page references, no copy);
-   * zeroes past the end of the file. Returns the bytes that came from the file. On a throw the
-   * pipe holds part of the range and must be closed.
+   * zeroes past the end of the file. Returns the bytes that came from the file. The pipe must
+   * have room: (position % pageSize) + length at most its capacity. On a throw the pipe holds
+   * part of the range and must be closed.
    */
   spliceFile(fileFd: number, position: number, length: number, pipeWriteFd: number): number;
   /**

@@ -125,8 +125,9 @@ static const char zeros[4096];
 /*
  * spliceFile(fileFd, position, length, pipeWriteFd) -> bytes that came from the file
  * Puts `length` bytes at `position` of the file into the pipe; past the end of the file,
- * zeroes. The pipe must have room for all of them. On an error the pipe holds part of the
- * range: the caller discards it.
+ * zeroes. The pipe must have room for all of them: a page per slot, so (position % page
+ * size) + length at most its capacity; a full pipe fails with EAGAIN. On an error the pipe
+ * holds part of the range: the caller discards it.
  */
 static napi_value splice_file(napi_env env, napi_callback_info info) {
   napi_value argv[4], out;
@@ -484,5 +485,8 @@ NAPI_MODULE_INIT() {
       {"closeSender", NULL, close_sender, NULL, NULL, NULL, napi_default, NULL},
   };
   if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok) return NULL;
+  /* A pipe holds one page per slot: a range that is not page-aligned needs one slot more. */
+  napi_value page;
+  if (napi_create_int32(env, (int32_t)sysconf(_SC_PAGESIZE), &page) != napi_ok || napi_set_named_property(env, exports, "pageSize", page) != napi_ok) return NULL;
   return exports;
 }

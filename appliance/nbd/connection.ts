@@ -57,6 +57,8 @@ export class NbdConnection {
   private handshakeTimer: NodeJS.Timeout | null = null;
   private closeTimer: NodeJS.Timeout | null = null;
   private socketClosed = false;
+  /** Our side was ended (socket.end()). */
+  private ended = false;
   private workDone = true;
   private resolveClosed!: () => void;
   /** Set when reading through `onread` (direct receive); null with 'data' events. */
@@ -231,7 +233,12 @@ export class NbdConnection {
       },
       finished: (reason) => {
         this.log.debug({ reason }, 'transmission ended');
-        // Replies the native sender still holds leave before our side ends.
+        // Replies the native sender still holds leave before our side ends; a client that
+        // stops reading gets the close timeout, as unsent bytes in the socket's queue do.
+        if (this.closeTimer === null) {
+          this.closeTimer = setTimeout(() => this.socket.destroy(), this.ctx.closeTimeoutMs);
+          this.closeTimer.unref();
+        }
         writer.whenSent(() => {
           this.workDone = true;
           this.endSocket(reason);
@@ -256,10 +263,11 @@ export class NbdConnection {
     this.queue.clear();
     if (this.handshakeTimer) clearTimeout(this.handshakeTimer);
     this.handshakeTimer = null;
-    if (this.socketClosed || this.closeTimer) return;
+    if (this.socketClosed || this.ended) return;
+    this.ended = true;
     this.log.debug({ reason }, 'closing');
     this.socket.end();
-    this.closeTimer = setTimeout(() => this.socket.destroy(), this.ctx.closeTimeoutMs);
+    this.closeTimer ??= setTimeout(() => this.socket.destroy(), this.ctx.closeTimeoutMs);
     this.closeTimer.unref();
   }
 

@@ -32,6 +32,14 @@ export class PipePool {
     private readonly log: Logger,
   ) {}
 
+  /**
+   * Whether a READ at `offset` of `length` bytes fits in a pipe: one slot per page it touches,
+   * so a 1 MiB read that does not start on a page boundary does not (it is read the usual way).
+   */
+  fits(offset: number, length: number): boolean {
+    return length > 0 && (offset % this.io.pageSize) + length <= PIPE_BYTES;
+  }
+
   /** An empty pipe, or null when `max` are in use or the kernel refused one. */
   acquire(): Pipe | null {
     const reused = this.free.pop();

@@ -310,13 +310,14 @@ export class Transmission {
    * A large READ the device splices from its file into a pipe before this returns
    * (BlockDevice.readToPipe): the connection's native sender then sends the header and the
    * pipe's contents; the data is never copied into this process. True if answered (queued or
-   * failed); false when no pipe is free, the connection cannot send pipes, or the device
-   * declines (the usual path reads it then).
+   * failed); false when the read does not fit a pipe, no pipe is free, the connection cannot
+   * send pipes, or the device declines (the usual path reads it then).
    */
   private tryReadPipe(hi: number, lo: number, offset: number, length: number, readToPipe: (pipeFd: number, offset: number, length: number) => boolean): boolean {
     const pipes = this.writer.pipes;
-    const pipe = pipes?.acquire() ?? null;
-    if (pipes === null || pipe === null) return false;
+    if (pipes === null || !pipes.fits(offset, length)) return false;
+    const pipe = pipes.acquire();
+    if (pipe === null) return false;
     try {
       if (!readToPipe(pipe.writeFd, offset, length)) {
         pipes.release(pipe);

@@ -15,6 +15,8 @@ export interface DeviceCall {
   options?: WriteOptions | ZeroOptions;
   /** Done through readNow or writeNow (synchronously). */
   now?: boolean;
+  /** Done through readToPipe (spliced). */
+  pipe?: boolean;
 }
 
 export class ForwardingDevice implements BlockDevice {
@@ -88,6 +90,18 @@ export class ForwardingDevice implements BlockDevice {
     if (this.nowHook === null || !this.nowHook('write', offset, data.length) || this.inner.writeNow?.(offset, data) !== true) return false;
     this.calls.push({ op: 'write', offset, length: data.length, now: true });
     this.writesDone++;
+    return true;
+  }
+  /**
+   * The optional spliced read (FileDevice and the protected disk have it): declined unless
+   * `pipeHook` is set; then the hook decides (true: done through the inner device's
+   * readToPipe, if that takes it; false: declined; a throw: it fails, after whatever the hook
+   * put in the pipe).
+   */
+  pipeHook: ((pipeFd: number, offset: number, length: number) => boolean) | null = null;
+  readToPipe(pipeFd: number, offset: number, length: number): boolean {
+    if (this.pipeHook === null || !this.pipeHook(pipeFd, offset, length) || this.inner.readToPipe?.(pipeFd, offset, length) !== true) return false;
+    this.calls.push({ op: 'read', offset, length, pipe: true });
     return true;
   }
   async write(offset: number, data: Buffer, options?: WriteOptions): Promise<void> {

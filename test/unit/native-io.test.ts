@@ -1,0 +1,241 @@
+/**
+ * The native I/O addon (appliance/native/snapback-io.c) on its own: splice from a file into a
+ * pipe, FileDevice.readToPipe over it, and the reply sender thread writing buffers and pipes
+ * to a real unix socket in order, pausing, failing when the peer goes and stopping while it
+ * waits for a full socket. `npm ci` builds the addon; a missing build fails here.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, openSync, readSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, connect, type Server, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { asSystemError, nativeIo, type NativeIo, type Sender } from '../../appliance/native/native-io.js';
+import { FileDevice } from '../../appliance/storage/file-device.js';
+import { InlineIo } from '../../appliance/storage/inline-io.js';
+import { isSnapbackError } from '../../appliance/errors.js';
+import { Prng } from '../helpers/prng.js';
+import { sleep, waitFor } from '../helpers/wait.js';
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+
+/** Everything the pipe holds now (its read end is non-blocking). */
+function drainPipe(fd: number, max = 2 * MiB): Buffer {
+  const out = Buffer.alloc(max);
+  let n = 0;
+  for (;;) {
+    let got: number;
+    try {
+      got = readSync(fd, out, n, out.length - n, null);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'EAGAIN') break;
+      throw err;
+    }
+    if (got === 0) break;
+    n += got;
+  }
+  return out.subarray(0, n);
+}
+
+/** A connected pair of unix sockets: `server` is the side whose descriptor the sender writes. */
+async function socketPair(dir: string): Promise<{ server: Socket; client: Socket; listener: Server; fd: number }> {
+  const path = join(dir, `pair-${Math.random().toString(36).slice(2)}.sock`);
+  const listener = createServer({ pauseOnConnect: true });
+  await new Promise<void>((resolve) => listener.listen(path, resolve));
+  const accepted = new Promise<Socket>((resolve) => listener.once('connection', resolve));
+  const client = connect(path);
+  await new Promise<void>((resolve, reject) => client.once('connect', resolve).once('error', reject));
+  const server = await accepted;
+  const fd = (server as unknown as { _handle: { fd: number } })._handle.fd;
+  return { server, client, listener, fd };
+}
+
+/** Collects what `client` receives until `n` bytes have arrived. */
+function receive(client: Socket, n: number): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let got = 0;
+  return new Promise((resolve, reject) => {
+    const onData = (c: Buffer): void => {
+      chunks.push(c);
+      got += c.length;
+      if (got >= n) {
+        client.off('data', onData);
+        resolve(Buffer.concat(chunks));
+      }
+    };
+    client.on('data', onData);
+    client.once('error', reject);
+  });
+}
+
+describe('native I/O addon', function () {
+  let io: NativeIo;
+  let dir: string;
+  const cleanups: Array<() => void> = [];
+
+  before(function () {
+    const loaded = nativeIo();
+    assert.ok(loaded !== null, 'the addon is built by npm ci (npm run build:native) and loads');
+    io = loaded;
+  });
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'snapback-native-'));
+  });
+  afterEach(() => {
+    for (const fn of cleanups.splice(0).reverse()) fn();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  function pipe(): [number, number] {
+    const p = io.openPipe(MiB);
+    cleanups.push(() => {
+      io.closeFd(p[0]);
+      io.closeFd(p[1]);
+    });
+    return p;
+  }
+
+  it('splices a file range into a pipe, zeroes past the end of the file, and reports errors with their errno', function () {
+    const data = new Prng(3).bytes(300 * KiB);
+    const path = join(dir, 'f');
+    writeFileSync(path, data);
+    const [r, w] = pipe();
+    const file = openSync(path, 'r');
+    cleanups.push(() => io.closeFd(file));
+    assert.equal(io.spliceFile(file, 4096, 200 * KiB, w), 200 * KiB);
+    assert.deepEqual(drainPipe(r), data.subarray(4096, 4096 + 200 * KiB));
+    // 100 KiB from the file, then 156 KiB of zeroes (a file shorter than the device).
+    assert.equal(io.spliceFile(file, 200 * KiB, 256 * KiB, w), 100 * KiB);
+    const got = drainPipe(r);
+    assert.equal(got.length, 256 * KiB);
+    assert.deepEqual(got.subarray(0, 100 * KiB), data.subarray(200 * KiB));
+    assert.ok(got.subarray(100 * KiB).every((b) => b === 0));
+
+    assert.throws(
+      () => io.spliceFile(987654, 0, 4096, w),
+      (err: NodeJS.ErrnoException) => err.code === 'NATIVE_ERRNO' && err.errno === 9 && /splice from file/.test(err.message),
+    );
+    let thrown: unknown;
+    try {
+      io.spliceFile(987654, 0, 4096, w);
+    } catch (err) {
+      thrown = asSystemError(err);
+    }
+    assert.equal((thrown as NodeJS.ErrnoException).code, 'EBADF');
+    assert.throws(() => io.spliceFile(file, -1, 4096, w), /non-negative safe integer/);
+    assert.throws(() => io.openPipe(1 << 30), (err: NodeJS.ErrnoException) => err.code === 'NATIVE_ERRNO', 'a pipe larger than pipe-max-size is refused');
+  });
+
+  it('FileDevice.readToPipe: the bytes of the file while inline I/O is on, declined when it is off or the device closed, errors as storage errors', async function () {
+    const data = new Prng(5).bytes(MiB);
+    const path = join(dir, 'disk.img');
+    writeFileSync(path, data.subarray(0, 768 * KiB));
+    const inline = new InlineIo({ slowUs: 1e9 });
+    const dev = new FileDevice(path, { inlineIo: inline, size: MiB });
+    await dev.open();
+    cleanups.push(() => void dev.close());
+    const [r, w] = pipe();
+    assert.equal(dev.readToPipe(w, 512 * KiB, 512 * KiB), true);
+    const got = drainPipe(r);
+    assert.deepEqual(got.subarray(0, 256 * KiB), data.subarray(512 * KiB, 768 * KiB));
+    assert.ok(got.subarray(256 * KiB).every((b) => b === 0), 'the sparse tail is zeroes');
+    assert.equal(inline.stats.calls, 1, 'timed by the inline governor');
+    assert.throws(() => dev.readToPipe(w, MiB - 4096, 8192), (err: unknown) => isSnapbackError(err, 'OUT_OF_RANGE'));
+    assert.throws(
+      () => dev.readToPipe(987654, 0, 4096),
+      (err: unknown) => isSnapbackError(err, 'IO_ERROR') && /reading .*disk\.img at 0: .*Bad file descriptor/.test(err.message),
+    );
+    const off = new FileDevice(path, { inlineIo: null });
+    await off.open();
+    assert.equal(off.readToPipe(w, 0, 4096), false, 'no inline I/O: declined');
+    await off.close();
+    await dev.close();
+    assert.equal(dev.readToPipe(w, 0, 4096), false, 'closed: declined');
+    assert.equal(drainPipe(r).length, 0, 'a declined read leaves the pipe untouched');
+  });
+
+  it('sends buffers and pipes in the order queued, only once resumed, and reports each sent job', async function () {
+    const { server, client, listener, fd } = await socketPair(dir);
+    cleanups.push(() => {
+      client.destroy();
+      server.destroy();
+      listener.close();
+    });
+    const reports: Array<[number, number]> = [];
+    const sender = io.createSender(fd, 2 * MiB, (done, errno) => reports.push([done, errno]));
+    cleanups.push(() => io.closeSender(sender));
+    const prng = new Prng(9);
+    const a = prng.bytes(1000);
+    const header = prng.bytes(32);
+    const body = prng.bytes(MiB);
+    const b = prng.bytes(70 * KiB);
+    const [r, w] = pipe();
+    const file = join(dir, 'body');
+    writeFileSync(file, body);
+    const ffd = openSync(file, 'r');
+    cleanups.push(() => io.closeFd(ffd));
+    io.spliceFile(ffd, 0, MiB, w);
+
+    const total = a.length + header.length + body.length + b.length;
+    const arrived = receive(client, total);
+    io.sendBytes(sender, a);
+    io.sendPipe(sender, header, r, MiB);
+    io.sendBytes(sender, b);
+    await sleep(100);
+    assert.equal(client.bytesRead, 0, 'a new sender is paused: nothing is sent');
+    assert.equal(reports.length, 0);
+    io.setPaused(sender, false);
+    const got = await arrived;
+    assert.deepEqual(got, Buffer.concat([a, header, body, b]));
+    await waitFor('every job reported', () => reports.reduce((n, [d]) => n + d, 0) === 3);
+    assert.ok(reports.every(([, errno]) => errno === 0));
+    assert.equal(drainPipe(r).length, 0, 'the pipe was emptied');
+  });
+
+  it('reports the failure once the peer is gone, and sends nothing after it', async function () {
+    const { server, client, listener, fd } = await socketPair(dir);
+    cleanups.push(() => {
+      server.destroy();
+      listener.close();
+    });
+    const reports: Array<[number, number]> = [];
+    const sender = io.createSender(fd, 0, (done, errno) => reports.push([done, errno]));
+    cleanups.push(() => io.closeSender(sender));
+    client.destroy();
+    await waitFor('the peer closed', () => client.destroyed);
+    await sleep(50);
+    const big = Buffer.alloc(4 * MiB, 1);
+    io.sendBytes(sender, big);
+    io.sendBytes(sender, big);
+    io.setPaused(sender, false);
+    const [, errno] = await waitFor('a failure report', () => reports.find(([, e]) => e !== 0));
+    assert.ok(errno === 32 || errno === 104, `EPIPE or ECONNRESET, got ${errno}`);
+    assert.equal(reports.reduce((n, [d]) => n + d, 0), 0, 'no job counts as sent');
+  });
+
+  it('stops at once while it waits for a peer that does not read; closing twice is harmless; a closed sender refuses jobs', async function () {
+    const { server, client, listener, fd } = await socketPair(dir);
+    cleanups.push(() => {
+      client.destroy();
+      server.destroy();
+      listener.close();
+    });
+    client.pause();
+    const reports: Array<[number, number]> = [];
+    const sender: Sender = io.createSender(fd, 0, (done, errno) => reports.push([done, errno]));
+    const big = Buffer.alloc(8 * MiB, 2);
+    io.sendBytes(sender, big);
+    io.setPaused(sender, false);
+    await sleep(200); // the socket fills; the thread waits in poll()
+    const t0 = process.hrtime.bigint();
+    io.closeSender(sender);
+    io.closeSender(sender);
+    assert.ok(process.hrtime.bigint() - t0 < 5_000_000_000n, 'closing does not wait for the peer');
+    assert.throws(() => io.sendBytes(sender, big), (err: NodeJS.ErrnoException) => err.code === 'NATIVE_CLOSED');
+    assert.throws(() => io.setPaused(sender, false), (err: NodeJS.ErrnoException) => err.code === 'NATIVE_CLOSED');
+    await sleep(50);
+    assert.deepEqual(reports, [], 'nothing is reported after close');
+    assert.throws(() => io.createSender('x' as unknown as number, 0, () => undefined), (err: NodeJS.ErrnoException) => err.code === 'NATIVE_ARGUMENT');
+  });
+});
+
