@@ -24,7 +24,8 @@
  * the image). The one stand-in is npm: tests reach no registry, so inside the guest `npm ci
  * --omit=dev` (and `--omit=optional`) links the packages that install would put there, as
  * package-lock.json lists them, from the repository's own node_modules (after checking the lock
- * file is the repository's), `npm pack NAME@VERSION` packs that package from the same
+ * file is the repository's), and copies the native I/O addon its install script would build
+ * from the repository's build of it, `npm pack NAME@VERSION` packs that package from the same
  * node_modules (the version checked), and `npm cache clean` has nothing to do; any other npm
  * command fails loudly.
  */
@@ -175,6 +176,8 @@ function productionPackages(repo: string, omitOptional: boolean): string[] {
 
 function npmShim(repo: string): string {
   const modules = path.join(repo, 'node_modules');
+  const addon = path.join(repo, 'appliance', 'native', 'build', 'Release', 'snapback_io.node');
+  if (!existsSync(addon)) throw new Error(`appliance-vm: ${addon} is missing: run npm ci (or npm run build:native)`);
   /** The shell lines of one `npm ci`: the lock file checked, then the packages linked. */
   const install = (omitOptional: boolean): string => {
     const pkgs = productionPackages(repo, omitOptional);
@@ -194,7 +197,12 @@ function npmShim(repo: string): string {
 \trm -rf node_modules
 \tmkdir node_modules
 ${links}
-\techo "rig npm: ${pkgs.length} production packages${omitOptional ? ' (no optional ones)' : ''} linked from the repository's node_modules"`;
+\techo "rig npm: ${pkgs.length} production packages${omitOptional ? ' (no optional ones)' : ''} linked from the repository's node_modules"
+\t# npm ci runs the project's install script, which builds the native I/O addon (same architecture here)
+\t[ -f appliance/native/binding.gyp ] || { echo "rig npm: appliance/native/binding.gyp is not in $PWD" >&2; exit 1; }
+\tmkdir -p appliance/native/build/Release
+\tcp ${shQuote(addon)} appliance/native/build/Release/
+\techo "rig npm: the native I/O addon copied from the repository's build"`;
   };
   return `#!/bin/sh
 # Test rig: npm inside the guest, where no registry can be reached (see test/rigs/appliance-vm.ts).

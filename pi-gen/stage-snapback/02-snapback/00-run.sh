@@ -11,10 +11,11 @@ fi
 APP="${ROOTFS_DIR}/opt/snapback"
 rm -rf "${APP}"
 install -d "${APP}"
-# The build without its tests, benchmarks and source maps.
+# The build without its tests, benchmarks and source maps, and the native I/O addon's source
+# (npm ci in 01-run-chroot.sh builds it for the image's architecture).
 set -o pipefail
 tar -C "${SNAPBACK_SRC}" --exclude=dist/test --exclude=dist/bench --exclude='*.map' \
-	-cf - dist gadget-config package.json package-lock.json | tar -C "${APP}" -xf -
+	-cf - dist gadget-config package.json package-lock.json appliance/native/binding.gyp appliance/native/snapback-io.c | tar -C "${APP}" -xf -
 
 install -D -m 755 files/snapback "${ROOTFS_DIR}/usr/local/bin/snapback"
 install -D -m 644 files/snapback.service "${ROOTFS_DIR}/etc/systemd/system/snapback.service"
