@@ -1,7 +1,7 @@
 /**
  * The native I/O addon (appliance/native/snapback-io.c, built by `npm ci` with node-gyp): the
  * splice(2) and per-connection sender thread that the NBD server's large reads use
- * (docs/man/native-io.md). Node.js has no binding for splice or sendfile.
+ * (docs/native-io.md). Node.js has no binding for splice or sendfile.
  *
  * The addon is optional: where it was not built (no compiler when `npm ci` ran, another
  * architecture's build), or SNAPBACK_NATIVE_IO=0 is set, `nativeIo()` is null and every caller

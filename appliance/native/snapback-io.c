@@ -1,6 +1,6 @@
 /*
  * snapback-io: the two system calls Node.js has no binding for, used on the NBD server's
- * large-read path (docs/man/native-io.md).
+ * large-read path (docs/native-io.md).
  *
  * - spliceFile(): moves a file range into a pipe with splice(2). For data in the page cache
  *   this hands over page references: no copy. The range is in the pipe before any byte of the

@@ -1,5 +1,5 @@
 /**
- * Pipes for spliced reads (docs/man/native-io.md): a large READ's data goes from the file into
+ * Pipes for spliced reads (docs/native-io.md): a large READ's data goes from the file into
  * a pipe (page references, no copy) and from the pipe to the socket. Each pipe holds one
  * request of up to PIPE_BYTES. Empty pipes are kept for the next request; a pipe whose contents
  * were not all sent (an error, a dropped connection) is closed.

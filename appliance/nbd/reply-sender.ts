@@ -1,5 +1,5 @@
 /**
- * The native reply sender of one connection (docs/man/native-io.md): a thread of the addon
+ * The native reply sender of one connection (docs/native-io.md): a thread of the addon
  * that writes this connection's replies to the socket while a spliced read is among them. It
  * sends a spliced read's header and then its pipe's contents, and the other replies queued
  * meanwhile from their buffers, blocking in poll(2) while the socket is full, as nbdkit's

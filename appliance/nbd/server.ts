@@ -67,7 +67,7 @@ export interface NbdServerTuning {
   directReceive: boolean;
   /**
    * Splice large reads from the device's file to the socket through pipes, where the native
-   * addon is loaded and the device can (default true; docs/man/native-io.md).
+   * addon is loaded and the device can (default true; docs/native-io.md).
    */
   splicedReads: boolean;
   /** Pipes open at most for spliced reads, for all connections (default 64). */

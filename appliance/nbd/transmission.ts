@@ -7,7 +7,7 @@
  * (direct-receive.ts), smaller ones copied out of a reused receive buffer go to pooled buffers
  * too; reads go through pooled buffers when the device has readInto, and large ones, where the
  * device can splice them from its file and the connection has the native sender, through pipes
- * (docs/man/native-io.md).
+ * (docs/native-io.md).
  *
  * Ordering: a FLUSH goes to the device when it is parsed; every write whose reply was sent
  * before it has already resolved, and the device's flush() covers every resolved write.

@@ -21,7 +21,7 @@
  *   throw what the asynchronous call would reject with. No promise is made per request.
  * - `readToPipe()`, where a device has it, puts the range into the pipe whose write end is
  *   `pipeFd` before it returns, by splice(2) from its file (page references, no copy: see
- *   docs/man/native-io.md): true once the pipe holds all `length` bytes; false, with the pipe
+ *   docs/native-io.md): true once the pipe holds all `length` bytes; false, with the pipe
  *   untouched, when the device cannot do so cheaply now; a throw is the read's error (the pipe
  *   may then hold part of the range). The pipe must have room for `length` bytes.
  * - `grow()`, where a device has it, extends the device (a file) to at least `size` bytes; the

@@ -193,7 +193,7 @@ export class ProtectedDisk extends EventEmitter implements BlockDevice {
    * A read spliced into a pipe before returning (BlockDevice.readToPipe): on the same terms as
    * readNow (no region pending, the gate open), from the working disk. The pipe then holds page
    * references: a later write to the range, before the client has read the reply, may show in
-   * it, as it may for any read racing a write (docs/man/native-io.md).
+   * it, as it may for any read racing a write (docs/native-io.md).
    */
   readToPipe(pipeFd: number, offset: number, length: number): boolean {
     if (this.gate !== null || this.closed || length === 0 || this.disk.readToPipe === undefined) return false;

@@ -1,5 +1,5 @@
 /**
- * Large READs spliced from the file to the socket (docs/man/native-io.md), over a raw socket
+ * Large READs spliced from the file to the socket (docs/native-io.md), over a raw socket
  * in simple and structured mode: the bytes of every reply, with spliced reads, small reads and
  * writes in flight together; a read error while splicing (the half-filled pipe is never used
  * again); a declined splice; a client that vanishes or stops reading with spliced replies
