@@ -26,6 +26,8 @@ import { fileURLToPath } from 'node:url';
 import type { BlockDevice } from '../appliance/storage/block-device.js';
 import { isTmpfs } from './filesystem.js';
 import { unitNodeOptions } from '../test/helpers/unit-node-options.js';
+import { nativeIo } from '../appliance/native/native-io.js';
+import { SEND_BUFFER_BYTES } from '../appliance/nbd/reply-sender.js';
 
 export type ServerName = 'snapback' | 'nbdkit' | 'qemu-nbd';
 
@@ -110,7 +112,20 @@ export interface PiBudget {
 export interface NbdBenchResult {
   startedAt: string;
   durationS: number;
-  env: { node: string; cpus: number; cpu: string; kernel: string; nbdkit: string; qemuNbd: string; nbdcopy: string; fio: string; dir: string; tmpfs: boolean };
+  env: {
+    node: string;
+    cpus: number;
+    cpu: string;
+    kernel: string;
+    nbdkit: string;
+    qemuNbd: string;
+    nbdcopy: string;
+    fio: string;
+    dir: string;
+    tmpfs: boolean;
+    /** Whether our server splices large reads (the native addon loaded), and the socket limit it meets. */
+    nativeIo?: string;
+  };
   imageBytes: number;
   rounds: number;
   device: string;
@@ -323,6 +338,7 @@ export async function runNbdBench(opts: NbdBenchOptions = {}): Promise<NbdBenchR
         fio: (await run('fio', ['--version'])).trim(),
         dir,
         tmpfs: isTmpfs(dir),
+        nativeIo: nativeIoNote(),
       },
       imageBytes,
       rounds,
@@ -457,7 +473,8 @@ export function nbdMarkdown(r: Omit<NbdBenchResult, 'markdown'>): string {
     '',
     `${r.imageBytes / MiB} MiB image on ${r.env.dir} (${r.env.tmpfs ? 'tmpfs' : 'not tmpfs'}), unix sockets; our device: ${r.device}. ` +
       `Median of ${r.rounds} interleaved round(s); ${r.env.cpus} × ${r.env.cpu}; ${r.env.nbdkit}; ${r.env.qemuNbd}; ${r.env.fio}. ` +
-      `MB/s for nbdcopy, IOPS for fio (server CPU time per request in brackets).`,
+      `MB/s for nbdcopy, IOPS for fio (server CPU time per request in brackets).` +
+      (r.env.nativeIo ? ` Large reads: ${r.env.nativeIo}.` : ''),
     '',
     '| workload | Snapback | nbdkit | qemu-nbd | ÷ nbdkit | ÷ qemu-nbd | target |',
     '|---|---|---|---|---|---|---|',
@@ -640,4 +657,16 @@ if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.ur
       process.stderr.write(`${err instanceof Error ? err.stack ?? err.message : String(err)}\n`);
       process.exit(1);
     });
+}
+
+/** What the bench's server does with large reads here (docs/native-io.md). */
+function nativeIoNote(): string {
+  if (nativeIo() === null) return 'copied through buffers (the native I/O addon is not loaded)';
+  let wmemMax = 'unknown';
+  try {
+    wmemMax = readFileSync('/proc/sys/net/core/wmem_max', 'utf8').trim();
+  } catch {
+    // not Linux's procfs
+  }
+  return `spliced from the file (native I/O addon), socket send buffer ${SEND_BUFFER_BYTES / MiB} MiB asked (${process.getuid?.() === 0 ? 'as root: SO_SNDBUFFORCE' : `SO_SNDBUF, net.core.wmem_max ${wmemMax}`})`;
 }

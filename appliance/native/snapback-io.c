@@ -186,6 +186,9 @@ typedef struct {
   int error;   /* errno of the failure that stopped the sender; 0 while it works */
   bool notify_pending;
   napi_threadsafe_function tsfn;
+  /* Owners of this memory, both on the JS thread: the JS external (until collected) and the
+   * thread-safe function (until finalized after closeSender). The last one frees it. */
+  int owners;
 } sender_t;
 
 /* Waits until the socket takes more bytes; an errno if it failed or the sender is stopping. */
@@ -288,11 +291,12 @@ static void sender_report(napi_env env, napi_value callback, void *context, void
   napi_call_function(env, undefined, callback, 2, argv, NULL);
 }
 
-/* Runs once the thread-safe function is gone: nothing can reach the sender any more. */
-static void sender_free(napi_env env, void *finalize_data, void *hint) {
+/* An owner lets go (the thread-safe function finalized, or the JS external collected). */
+static void sender_release(napi_env env, void *finalize_data, void *hint) {
   (void)env;
   (void)hint;
   sender_t *s = finalize_data;
+  if (--s->owners > 0) return;
   pthread_mutex_destroy(&s->mu);
   pthread_cond_destroy(&s->cv);
   free(s->jobs);
@@ -310,6 +314,25 @@ static sender_t *get_sender(napi_env env, napi_value v) {
     return NULL;
   }
   return s;
+}
+
+/* Stops the thread and waits for it; then the thread-safe function lets go. Idempotent. */
+static void close_thread(sender_t *s) {
+  pthread_mutex_lock(&s->mu);
+  if (s->closing) {
+    pthread_mutex_unlock(&s->mu);
+    return;
+  }
+  s->closing = true;
+  pthread_cond_signal(&s->cv);
+  pthread_mutex_unlock(&s->mu);
+  uint64_t one = 1;
+  ssize_t ignored = write(s->wake, &one, sizeof one);
+  (void)ignored;
+  pthread_join(s->thread, NULL);
+  close(s->sock);
+  close(s->wake);
+  napi_release_threadsafe_function(s->tsfn, napi_tsfn_abort);
 }
 
 /*
@@ -340,8 +363,9 @@ static napi_value create_sender(napi_env env, napi_callback_info info) {
   }
   pthread_mutex_init(&s->mu, NULL);
   pthread_cond_init(&s->cv, NULL);
+  s->owners = 1; /* the thread-safe function; the external adds itself below */
   napi_create_string_utf8(env, "snapback-reply-sender", NAPI_AUTO_LENGTH, &name);
-  if (napi_create_threadsafe_function(env, argv[2], NULL, name, 0, 1, s, sender_free, s, sender_report, &s->tsfn) != napi_ok) {
+  if (napi_create_threadsafe_function(env, argv[2], NULL, name, 0, 1, s, sender_release, s, sender_report, &s->tsfn) != napi_ok) {
     close(s->sock);
     close(s->wake);
     free(s->jobs);
@@ -362,7 +386,12 @@ static napi_value create_sender(napi_env env, napi_callback_info info) {
     napi_release_threadsafe_function(s->tsfn, napi_tsfn_abort);
     return throw_errno(env, err, "pthread_create");
   }
-  CHECK(napi_create_external(env, s, NULL, NULL, &out));
+  s->owners++;
+  if (napi_create_external(env, s, sender_release, NULL, &out) != napi_ok) {
+    s->owners--;
+    close_thread(s);
+    return throw_status(env);
+  }
   return out;
 }
 
@@ -455,21 +484,7 @@ static napi_value close_sender(napi_env env, napi_callback_info info) {
   sender_t *s = NULL;
   if (!get_args(env, info, 1, argv)) return NULL;
   if (napi_get_value_external(env, argv[0], (void **)&s) != napi_ok || s == NULL) return throw_status(env);
-  pthread_mutex_lock(&s->mu);
-  if (s->closing) {
-    pthread_mutex_unlock(&s->mu);
-    return NULL;
-  }
-  s->closing = true;
-  pthread_cond_signal(&s->cv);
-  pthread_mutex_unlock(&s->mu);
-  uint64_t one = 1;
-  ssize_t ignored = write(s->wake, &one, sizeof one);
-  (void)ignored;
-  pthread_join(s->thread, NULL);
-  close(s->sock);
-  close(s->wake);
-  napi_release_threadsafe_function(s->tsfn, napi_tsfn_abort);
+  close_thread(s);
   return NULL;
 }
 

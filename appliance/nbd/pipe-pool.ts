@@ -74,9 +74,4 @@ export class PipePool {
     this.closed = true;
     for (const pipe of this.free.splice(0)) this.discard(pipe);
   }
-
-  /** Pipes open now (free and in use). */
-  get openCount(): number {
-    return this.open;
-  }
 }

@@ -192,7 +192,7 @@ describe('native I/O addon', function () {
     assert.equal(drainPipe(r).length, 0, 'the pipe was emptied');
   });
 
-  it('reports the failure once the peer is gone, and sends nothing after it', async function () {
+  it('reports the failure once the peer is gone (a pipe to splice first), and sends nothing after it', async function () {
     const { server, client, listener, fd } = await socketPair(dir);
     cleanups.push(() => {
       server.destroy();
@@ -205,7 +205,13 @@ describe('native I/O addon', function () {
     await waitFor('the peer closed', () => client.destroyed);
     await sleep(50);
     const big = Buffer.alloc(4 * MiB, 1);
-    io.sendBytes(sender, big);
+    const [r, w] = pipe();
+    const path = join(dir, 'f');
+    writeFileSync(path, big.subarray(0, MiB));
+    const file = openSync(path, 'r');
+    cleanups.push(() => io.closeFd(file));
+    io.spliceFile(file, 0, MiB, w);
+    io.sendPipe(sender, Buffer.alloc(16), r, MiB); // splice(2) to the closed socket fails too
     io.sendBytes(sender, big);
     io.setPaused(sender, false);
     const [, errno] = await waitFor('a failure report', () => reports.find(([, e]) => e !== 0));
