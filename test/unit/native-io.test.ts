@@ -13,6 +13,9 @@ import { asSystemError, nativeIo, type NativeIo, type Sender } from '../../appli
 import { FileDevice } from '../../appliance/storage/file-device.js';
 import { InlineIo } from '../../appliance/storage/inline-io.js';
 import { isSnapbackError } from '../../appliance/errors.js';
+import { ProtectedDisk } from '../../appliance/storage/protected-disk.js';
+import { RegionLog, logFileSize } from '../../appliance/storage/region-log.js';
+import { memoryDevice } from '../helpers/fault-device.js';
 import { Prng } from '../helpers/prng.js';
 import { sleep, waitFor } from '../helpers/wait.js';
 
@@ -152,6 +155,47 @@ describe('native I/O addon', function () {
     await dev.close();
     assert.equal(dev.readToPipe(w, 0, 4096), false, 'closed: declined');
     assert.equal(drainPipe(r).length, 0, 'a declined read leaves the pipe untouched');
+  });
+
+  it('ProtectedDisk.readToPipe: the bytes of the working disk when no region of the range is pending, counted; declined while quiesced, for a pending region and once closed', async function () {
+    const rs = 64 * KiB;
+    const size = 16 * rs;
+    const rng = new Prng(13);
+    const modelBytes = rng.bytes(size);
+    const path = join(dir, 'disk.img');
+    writeFileSync(path, modelBytes);
+    const disk = new FileDevice(path, { inlineIo: new InlineIo({ slowUs: 1e9 }) });
+    await disk.open();
+    const log = await RegionLog.create(
+      memoryDevice('log', Buffer.alloc(logFileSize(16)), rng),
+      { modelId: 'm'.repeat(64), regionSize: rs, diskSize: size, sessionNumber: 1, sessionStartedAt: 0, mode: 'frozen', restoreMode: 'instant' },
+      () => false,
+    );
+    const pd = new ProtectedDisk({ disk, model: memoryDevice('model', modelBytes, rng), log });
+    cleanups.push(() => void disk.close());
+    const [r, w] = pipe();
+    const reads = pd.stats.reads;
+    assert.equal(pd.readToPipe(w, rs, 4 * rs), true);
+    assert.deepEqual(drainPipe(r), modelBytes.subarray(rs, 5 * rs));
+    assert.equal(pd.stats.reads, reads + 1);
+
+    const written = Buffer.alloc(rs, 7);
+    await pd.write(2 * rs, written);
+    assert.equal(pd.readToPipe(w, 2 * rs, rs), true, 'a region written this session is on the working disk');
+    assert.deepEqual(drainPipe(r), written);
+
+    await pd.quiesce();
+    assert.equal(pd.readToPipe(w, 0, rs), false, 'host I/O is stopped');
+    pd.resume();
+    // The session ends: region 2 is pending (the model's bytes, which the model device holds).
+    await pd.endSession({ keepWrites: false });
+    assert.equal(pd.readToPipe(w, rs, 4 * rs), false, 'a pending region in the range');
+    assert.equal(pd.readToPipe(w, 4 * rs, rs), true, 'the rest is still read from the working disk');
+    assert.deepEqual(drainPipe(r), modelBytes.subarray(4 * rs, 5 * rs));
+    assert.throws(() => pd.readToPipe(w, size - 4096, 8192), (err: unknown) => isSnapbackError(err, 'OUT_OF_RANGE'));
+    await pd.close();
+    assert.equal(pd.readToPipe(w, 0, rs), false, 'closed');
+    assert.equal(drainPipe(r).length, 0, 'nothing was put in the pipe by a declined read');
   });
 
   it('sends buffers and pipes in the order queued, only once resumed, and reports each sent job', async function () {
