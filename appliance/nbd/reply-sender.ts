@@ -7,8 +7,9 @@
  * which were sent.
  *
  * The socket is written by one side at a time. Jobs wait (the sender is paused) until the
- * socket's own write queue is empty; while jobs are queued, the reply writer gives every reply
- * to the sender; once all were sent the sender pauses again and replies go through the socket.
+ * socket's own write queue is empty (an empty write queued behind it says when); while jobs are
+ * queued, the reply writer gives every reply to the sender; once all were sent the sender
+ * pauses again and replies go through the socket.
  */
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
@@ -21,6 +22,8 @@ import type { Pipe, PipePool } from './pipe-pool.js';
  * 0.9x to 1.8x nbdkit's speed (A/B with nbdcopy over a unix socket, this machine).
  */
 export const SEND_BUFFER_BYTES = 2 * 1024 * 1024;
+
+const EMPTY = Buffer.alloc(0);
 
 interface Job {
   /** Bytes this job holds until sent (for the connection's memory budget). */
@@ -42,6 +45,12 @@ export class ReplySender {
   queuedBytes = 0;
   private idleWaiters: Array<() => void> = [];
   private readonly report = (done: number, errno: number): void => this.onReport(done, errno);
+  /** An empty write is queued to learn when the socket's own queue is empty. */
+  private waitingForSocket = false;
+  private readonly socketEmptied = (): void => {
+    this.waitingForSocket = false;
+    this.maybeStart();
+  };
 
   constructor(
     private readonly io: NativeIo,
@@ -86,9 +95,17 @@ export class ReplySender {
     this.queuedBytes += header.length + length;
   }
 
-  /** Lets the thread write once the socket has nothing of its own left to write. */
+  /**
+   * Lets the thread write once the socket has nothing of its own left to write. While it has,
+   * an empty write is queued behind what it holds: its callback runs when all of it is out.
+   */
   maybeStart(): void {
-    if (!this.paused || !this.active || this.sender === null || this.socket.writableLength !== 0) return;
+    if (!this.paused || !this.active || this.sender === null || this.waitingForSocket) return;
+    if (this.socket.writableLength !== 0) {
+      this.waitingForSocket = true;
+      this.socket.write(EMPTY, this.socketEmptied);
+      return;
+    }
     this.paused = false;
     this.io.setPaused(this.sender, false);
   }

@@ -70,12 +70,11 @@ export class ReplyWriter {
   private releases: Array<(() => void) | undefined> = [];
   private queued = 0;
   private scheduled = false;
-  private readonly batchWritten = (): void => this.onWritten();
+  private readonly batchWritten = (): void => this.onWritten?.();
   /** Sends spliced reads, where the native addon and a pipe pool were given. */
   private readonly sender: ReplySender | null;
   /** A spliced read's header (the sender copies it). */
   private readonly pipeHeader = Buffer.alloc(STRUCTURED_HEADER_SIZE + 8);
-  private readonly onWritten: () => void;
   private readonly flushCallback = (): void => {
     this.scheduled = false;
     this.flushNow();
@@ -87,17 +86,10 @@ export class ReplyWriter {
    */
   constructor(
     private readonly socket: Socket,
-    onWritten?: () => void,
+    private readonly onWritten?: () => void,
     splice?: { pipes: PipePool; fd: number; log: Logger },
   ) {
     this.sender = splice ? new ReplySender(splice.pipes.io, socket, splice.fd, splice.pipes, () => onWritten?.(), splice.log) : null;
-    const sender = this.sender;
-    this.onWritten = sender
-      ? () => {
-          sender.maybeStart();
-          onWritten?.();
-        }
-      : () => onWritten?.();
   }
 
   /** Bytes accepted but not yet written to the kernel (ours, the socket's and the sender's). */
@@ -248,6 +240,7 @@ export class ReplyWriter {
   /** The last write of a batch also reports that the batch left. */
   private lastCallback(release: (() => void) | undefined): ((err?: Error | null) => void) | undefined {
     const onWritten = this.onWritten;
+    if (!onWritten) return afterWrite(release);
     if (!release) return this.batchWritten;
     if (release === this.current.written) return this.current.writtenLast;
     return (err) => {
@@ -345,7 +338,7 @@ export class ReplyWriter {
       },
       writtenLast: (err) => {
         if (!err) slab.written();
-        this.onWritten();
+        this.onWritten?.();
       },
     };
     return slab;

@@ -180,6 +180,36 @@ describe('NBD server: large reads spliced from the file through the native sende
     }
   });
 
+  it('replies still in the socket queue go out before the sender writes; then replies go through the sender, and back through the socket once it is done', async function () {
+    const c = await RawNbdClient.connect(fx.socketPath);
+    try {
+      await c.open({ structured: true });
+      c.socket.pause();
+      // 16 KiB replies, copied: more than the socket takes while the client does not read.
+      const sent = new Map<bigint, Sent>();
+      for (let i = 0; i < 256; i++) {
+        sent.set(BigInt(i), { type: NBD.CMD_READ, offset: i * 16 * KiB, length: 16 * KiB });
+        c.sendRequest(NBD.CMD_READ, BigInt(i), i * 16 * KiB, 16 * KiB);
+      }
+      await waitFor('the small reads were done', () => fwd.calls.filter((call) => call.op === 'read').length >= 256);
+      for (let i = 0; i < 4; i++) {
+        const h = BigInt(1000 + i);
+        sent.set(h, { type: NBD.CMD_READ, offset: 8 * MiB + i * MiB, length: MiB });
+        c.sendRequest(NBD.CMD_READ, h, 8 * MiB + i * MiB, MiB);
+      }
+      await waitFor('the large reads were spliced', () => fwd.calls.filter((call) => call.pipe === true).length >= 4);
+      c.socket.resume();
+      const replies = await collect(c, true, sent);
+      for (const [h, req] of sent) assert.ok(replies.get(h)!.data.equals(image.subarray(req.offset, req.offset + req.length)), `read ${h}`);
+      // After the sender is done, small replies go through the socket again.
+      const more = new Map<bigint, Sent>([[5000n, { type: NBD.CMD_READ, offset: 4096, length: 4096 }]]);
+      c.sendRequest(NBD.CMD_READ, 5000n, 4096, 4096);
+      assert.ok((await collect(c, true, more)).get(5000n)!.data.equals(image.subarray(4096, 8192)));
+    } finally {
+      c.destroy();
+    }
+  });
+
   it('a client that vanishes with spliced replies queued: the server goes on, the next client reads the right bytes', async function () {
     for (let round = 0; round < 3; round++) {
       const c = await RawNbdClient.connect(fx.socketPath);
