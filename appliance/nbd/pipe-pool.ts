@@ -6,7 +6,8 @@
  *
  * The pool opens at most `max` pipes: a pipe of 1 MiB counts 256 pages against the user's
  * pipe-user-pages-soft limit (16384 pages by default) unless the daemon runs as root. When the
- * kernel refuses one, the pool stops trying (logged once) and reads take the buffered path.
+ * kernel refuses one, the pool keeps the pipes it has and asks for no more (logged once); reads
+ * that find no free pipe take the buffered path.
  */
 import type { Logger } from 'pino';
 import type { NativeIo } from '../native/native-io.js';
@@ -23,12 +24,13 @@ export class PipePool {
   private readonly free: Pipe[] = [];
   /** Pipes open: free ones and those in use. */
   private open = 0;
+  /** The kernel refused a pipe once (logged then). */
   private refused = false;
   private closed = false;
 
   constructor(
     readonly io: NativeIo,
-    private readonly max: number,
+    private max: number,
     private readonly log: Logger,
   ) {}
 
@@ -44,14 +46,16 @@ export class PipePool {
   acquire(): Pipe | null {
     const reused = this.free.pop();
     if (reused !== undefined) return reused;
-    if (this.open >= this.max || this.refused || this.closed) return null;
+    if (this.open >= this.max || this.closed) return null;
     try {
       const [readFd, writeFd] = this.io.openPipe(PIPE_BYTES);
       this.open++;
       return { readFd, writeFd };
     } catch (err) {
+      // The kernel's limit is reached: keep the pipes there are, ask for no more.
+      this.max = this.open;
+      if (!this.refused) this.log.warn({ err, pipes: this.open }, `no more pipes of ${PIPE_BYTES} bytes (${(err as Error).message}): at most ${this.open} large reads at a time are spliced, the others are copied through buffers`);
       this.refused = true;
-      this.log.warn({ err }, `no pipe of ${PIPE_BYTES} bytes (${(err as Error).message}): large reads are copied through buffers from now on`);
       return null;
     }
   }
