@@ -142,6 +142,7 @@ export class NbdServer extends EventEmitter {
     if (Buffer.byteLength(exportName) > 4096) throw new SnapbackError('BAD_ARGUMENT', 'export name longer than 4096 bytes');
     const io = this.tuning.splicedReads && opts.device.readToPipe !== undefined ? nativeIo() : null;
     this.pipes = io !== null ? new PipePool(io, this.tuning.maxPipes, this.log) : null;
+    if (this.pipes !== null) this.log.info('NBD reads of 64 KiB to 1 MiB are spliced from the disk file to the socket (native I/O addon)');
     this.ctx = {
       settings: {
         device: opts.device,

@@ -43,7 +43,7 @@ const GUARD_MS = 8 * 60_000;
 /** The steps, in order (the guest reports each; the host expects each). */
 const S = {
   installed: 'the stage installed the unit, the CLI, the modules list, the overlay and the native BLAKE3 where pi-gen puts them, and enabled the unit',
-  firstBoot: 'first boot: systemd starts the daemon once (hashing BLAKE3 natively), and the computer reads the model through the gadget',
+  firstBoot: 'first boot: systemd starts the daemon once (hashing BLAKE3 natively, splicing large reads through the native I/O addon), and the computer reads the model through the gadget',
   web: `the web UI answers on ${ADDRESS}:80 and asks a network client for the setup code`,
   kill: 'kill -9: systemd restarts the daemon, which cleans up the gadget and serves the model again',
   watchdog: 'watchdog: a daemon that stops pinging (SIGSTOP) is killed by systemd, restarted, and serves again',
@@ -295,6 +295,7 @@ async function guestScenario(): Promise<void> {
         throw new Error(`the daemon did not stay up: ${JSON.stringify(now)}\n--- journal (tail) ---\n${await journalTail()}`);
       }
       if (!(await journal()).includes('BLAKE3: native SIMD code')) throw new Error(`the daemon does not hash BLAKE3 natively\n--- journal (tail) ---\n${await journalTail()}`);
+      if (!(await journal()).includes('are spliced from the disk file to the socket (native I/O addon)')) throw new Error(`the daemon does not splice large reads (native I/O addon not loaded?)\n--- journal (tail) ---\n${await journalTail()}`);
       return `main PID ${now.MainPID}, no restarts; ${read}`;
     });
     ok.push(up);
