@@ -417,19 +417,30 @@ static bool push_job(napi_env env, sender_t *s, const job_t *job) {
   return true;
 }
 
+/*
+ * The arguments every job starts with: (sender, buffer, ...) with `argc` in all. Returns the
+ * sender and the buffer's bytes, or NULL with an exception pending.
+ */
+static sender_t *job_args(napi_env env, napi_callback_info info, size_t argc, napi_value *argv, void **ptr, size_t *len) {
+  if (!get_args(env, info, argc, argv)) return NULL;
+  sender_t *s = get_sender(env, argv[0]);
+  if (s == NULL) return NULL;
+  if (napi_get_buffer_info(env, argv[1], ptr, len) != napi_ok) {
+    throw_status(env);
+    return NULL;
+  }
+  return s;
+}
+
 /* sendBytes(sender, buffer): the buffer must stay alive until the job is reported. */
 static napi_value send_bytes(napi_env env, napi_callback_info info) {
   napi_value argv[2];
-  if (!get_args(env, info, 2, argv)) return NULL;
-  sender_t *s = get_sender(env, argv[0]);
-  if (s == NULL) return NULL;
   job_t job = {0};
   void *ptr;
-  size_t len;
-  CHECK(napi_get_buffer_info(env, argv[1], &ptr, &len));
+  sender_t *s = job_args(env, info, 2, argv, &ptr, &job.len);
+  if (s == NULL) return NULL;
   job.kind = JOB_BYTES;
   job.ptr = ptr;
-  job.len = len;
   push_job(env, s, &job);
   return NULL;
 }
@@ -437,23 +448,19 @@ static napi_value send_bytes(napi_env env, napi_callback_info info) {
 /* sendPipe(sender, header, pipeReadFd, length): the header is copied; the pipe must hold length bytes. */
 static napi_value send_pipe_job(napi_env env, napi_callback_info info) {
   napi_value argv[4];
-  if (!get_args(env, info, 4, argv)) return NULL;
-  sender_t *s = get_sender(env, argv[0]);
-  if (s == NULL) return NULL;
   job_t job = {0};
   void *ptr;
-  size_t hlen;
   int32_t pipe_r;
   int64_t len;
-  CHECK(napi_get_buffer_info(env, argv[1], &ptr, &hlen));
-  if (hlen > sizeof job.header) {
+  sender_t *s = job_args(env, info, 4, argv, &ptr, &job.header_len);
+  if (s == NULL) return NULL;
+  if (job.header_len > sizeof job.header) {
     napi_throw_range_error(env, "NATIVE_ARGUMENT", "header too long");
     return NULL;
   }
   if (!get_i32(env, argv[2], &pipe_r) || !get_size(env, argv[3], &len)) return NULL;
   job.kind = JOB_PIPE;
-  memcpy(job.header, ptr, hlen);
-  job.header_len = hlen;
+  memcpy(job.header, ptr, job.header_len);
   job.pipe_r = pipe_r;
   job.len = (size_t)len;
   push_job(env, s, &job);

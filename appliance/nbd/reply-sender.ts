@@ -69,8 +69,8 @@ export class ReplySender {
 
   /** Whether pipes can be sent (the thread exists or could be started). */
   get usable(): boolean {
-    if (this.sender !== null) return !this.failed;
-    if (this.failed) return false;
+    if (this.sender !== null) return true;
+    if (this.failed) return false; // it could not be started, or it was closed
     try {
       this.sender = this.io.createSender(this.fd, SEND_BUFFER_BYTES, this.report);
       return true;

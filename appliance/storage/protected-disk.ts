@@ -172,9 +172,7 @@ export class ProtectedDisk extends EventEmitter implements BlockDevice {
    * otherwise; never while host I/O is stopped.
    */
   readNow(buf: Buffer, offset: number): boolean {
-    if (this.gate !== null || this.closed || buf.length === 0 || this.disk.readNow === undefined) return false;
-    checkRange(this.size, offset, buf.length, 'read');
-    if (!this.noPending(offset, buf.length)) return false;
+    if (this.disk.readNow === undefined || !this.readableNow(offset, buf.length)) return false;
     let done: boolean;
     try {
       done = this.disk.readNow(buf, offset);
@@ -196,9 +194,7 @@ export class ProtectedDisk extends EventEmitter implements BlockDevice {
    * it, as it may for any read racing a write (docs/native-io.md).
    */
   readToPipe(pipeFd: number, offset: number, length: number): boolean {
-    if (this.gate !== null || this.closed || length === 0 || this.disk.readToPipe === undefined) return false;
-    checkRange(this.size, offset, length, 'read');
-    if (!this.noPending(offset, length)) return false;
+    if (this.disk.readToPipe === undefined || !this.readableNow(offset, length)) return false;
     let done: boolean;
     try {
       done = this.disk.readToPipe(pipeFd, offset, length);
@@ -211,6 +207,16 @@ export class ProtectedDisk extends EventEmitter implements BlockDevice {
       this.stats.bytesRead += length;
     }
     return done;
+  }
+
+  /**
+   * Whether a read of the range may be done before returning, from the working disk (readNow,
+   * readToPipe): host I/O not stopped, and no region of the range pending. OUT_OF_RANGE throws.
+   */
+  private readableNow(offset: number, length: number): boolean {
+    if (this.gate !== null || this.closed || length === 0) return false;
+    checkRange(this.size, offset, length, 'read');
+    return this.noPending(offset, length);
   }
 
   private readonly leaveAfterRead = (): void => this.leave();
