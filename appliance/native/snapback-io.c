@@ -206,17 +206,21 @@ static int wait_writable(sender_t *s) {
   }
 }
 
+/* After a send or splice to the socket failed: 0 to try again (interrupted, or the socket has
+ * room now), else the errno that stops the sender. */
+static int after_failed_write(sender_t *s) {
+  if (errno == EINTR) return 0;
+  if (errno == EAGAIN) return wait_writable(s);
+  return errno;
+}
+
 static int send_all(sender_t *s, const char *ptr, size_t len, int more) {
   while (len > 0) {
     ssize_t n = send(s->sock, ptr, len, MSG_DONTWAIT | MSG_NOSIGNAL | more);
     if (n < 0) {
-      if (errno == EINTR) continue;
-      if (errno == EAGAIN) {
-        int err = wait_writable(s);
-        if (err) return err;
-        continue;
-      }
-      return errno;
+      int err = after_failed_write(s);
+      if (err) return err;
+      continue;
     }
     ptr += n;
     len -= (size_t)n;
@@ -228,13 +232,9 @@ static int send_pipe(sender_t *s, int pipe_r, size_t len) {
   while (len > 0) {
     ssize_t n = splice(pipe_r, NULL, s->sock, NULL, len, SPLICE_F_MOVE | SPLICE_F_NONBLOCK | SPLICE_F_MORE);
     if (n < 0) {
-      if (errno == EINTR) continue;
-      if (errno == EAGAIN) {
-        int err = wait_writable(s);
-        if (err) return err;
-        continue;
-      }
-      return errno;
+      int err = after_failed_write(s);
+      if (err) return err;
+      continue;
     }
     if (n == 0) return EIO; /* the pipe held less than promised */
     len -= (size_t)n;
