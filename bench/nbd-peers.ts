@@ -483,7 +483,7 @@ export function nbdMarkdown(r: Omit<NbdBenchResult, 'markdown'>): string {
     `${r.imageBytes / MiB} MiB image on ${r.env.dir} (${r.env.tmpfs ? 'tmpfs' : 'not tmpfs'}), unix sockets; our device: ${r.device}. ` +
       `Median of ${r.rounds} interleaved round(s), after an untimed read and ${WRITE_WARMUPS} writes of the whole image per server; ${r.env.cpus} × ${r.env.cpu}; ${r.env.nbdkit}; ${r.env.qemuNbd}; ${r.env.fio}. ` +
       `MB/s for nbdcopy, IOPS for fio (server CPU time per request in brackets).` +
-      (r.env.nativeIo ? ` Large reads: ${r.env.nativeIo}.` : ''),
+      (r.env.nativeIo ? ` Native I/O: ${r.env.nativeIo}.` : ''),
     '',
     '| workload | Snapback | nbdkit | qemu-nbd | ÷ nbdkit | ÷ qemu-nbd | target |',
     '|---|---|---|---|---|---|---|',
@@ -670,12 +670,12 @@ if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.ur
 
 /** What the bench's server does with large reads here (docs/native-io.md). */
 function nativeIoNote(): string {
-  if (nativeIo() === null) return 'copied through buffers (the native I/O addon is not loaded)';
+  if (nativeIo() === null) return 'large reads and writes copied through buffers (the native I/O addon is not loaded)';
   let wmemMax = 'unknown';
   try {
     wmemMax = readFileSync('/proc/sys/net/core/wmem_max', 'utf8').trim();
   } catch {
     // not Linux's procfs
   }
-  return `spliced from the file (native I/O addon), socket send buffer ${SEND_BUFFER_BYTES / MiB} MiB asked (${process.getuid?.() === 0 ? 'as root: SO_SNDBUFFORCE' : `SO_SNDBUF, net.core.wmem_max ${wmemMax}`})`;
+  return `large reads spliced from the file and large plain writes' payloads spliced into it (native I/O addon), socket send buffer ${SEND_BUFFER_BYTES / MiB} MiB asked (${process.getuid?.() === 0 ? 'as root: SO_SNDBUFFORCE' : `SO_SNDBUF, net.core.wmem_max ${wmemMax}`})`;
 }

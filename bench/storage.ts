@@ -39,7 +39,7 @@ import { ProtectedDisk } from '../appliance/storage/protected-disk.js';
 import { initEngine, openEngine, verifiedDirOf, DEFAULT_REGION_SIZE, type Engine } from '../appliance/storage/engine.js';
 import { StateDir } from '../appliance/storage/state-dir.js';
 import { formatSize } from '../appliance/storage/sizes.js';
-import type { BlockDevice, DeviceCapabilities, WriteOptions, ZeroOptions } from '../appliance/storage/block-device.js';
+import type { BlockDevice, DeviceCapabilities, DirectWrite, WriteOptions, ZeroOptions } from '../appliance/storage/block-device.js';
 
 const KiB = 1024;
 const MiB = 1024 * 1024;
@@ -960,6 +960,9 @@ class EngineDevice implements BlockDevice {
   }
   readToPipe(pipeFd: number, offset: number, length: number): boolean {
     return this.engine.pd.readToPipe(pipeFd, offset, length);
+  }
+  directWrite(offset: number, length: number): DirectWrite | null {
+    return this.engine.pd.directWrite(offset, length);
   }
   flush(): Promise<void> {
     return this.engine.pd.flush();

@@ -96,12 +96,7 @@ export async function restore(o: { stateDir: string }): Promise<number> {
 async function startDaemon(opts: ServeOptions): Promise<Daemon> {
   const daemon = new Daemon(opts);
   const addresses = await daemon.start();
-  out(`snapback: serving NBD on ${addresses.nbdSocket}${addresses.nbdTcp ? ` and nbd://${addresses.nbdTcp.host}:${addresses.nbdTcp.port}` : ''}`);
-  if (addresses.http) {
-    const [first, ...more] = browserUrls(addresses.http.host, addresses.http.port);
-    out(`snapback: web UI and API on ${first}${more.length ? ` (also ${more.join(', ')})` : ''} (control socket ${addresses.controlSocket})`);
-  }
-  else out('snapback: the web UI and API are not running (see the log and `snapback status`); the disk is served');
+  // Before the lines that say it is serving: a SIGTERM sent on reading them is a drain, not a kill.
   let signalled = false;
   const onSignal = (sig: string) => {
     if (signalled) return;
@@ -114,6 +109,12 @@ async function startDaemon(opts: ServeOptions): Promise<Daemon> {
   };
   process.on('SIGTERM', () => onSignal('SIGTERM'));
   process.on('SIGINT', () => onSignal('SIGINT'));
+  out(`snapback: serving NBD on ${addresses.nbdSocket}${addresses.nbdTcp ? ` and nbd://${addresses.nbdTcp.host}:${addresses.nbdTcp.port}` : ''}`);
+  if (addresses.http) {
+    const [first, ...more] = browserUrls(addresses.http.host, addresses.http.port);
+    out(`snapback: web UI and API on ${first}${more.length ? ` (also ${more.join(', ')})` : ''} (control socket ${addresses.controlSocket})`);
+  }
+  else out('snapback: the web UI and API are not running (see the log and `snapback status`); the disk is served');
   return daemon;
 }
 

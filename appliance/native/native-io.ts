@@ -15,6 +15,8 @@ const log = childLogger('native-io');
 
 /** An opaque per-connection sender (a thread writing replies to one socket). */
 export type Sender = { readonly __sender: unique symbol };
+/** An opaque per-connection receiver (a thread taking WRITE payloads off one socket). */
+export type Receiver = { readonly __receiver: unique symbol };
 
 export interface NativeIo {
   /** The system's page size: a pipe holds one page (or part of one) per slot. */
@@ -44,6 +46,21 @@ export interface NativeIo {
   setPaused(sender: Sender, paused: boolean): void;
   /** Stops the thread and waits for it: nothing queued is touched after. Idempotent. */
   closeSender(sender: Sender): void;
+  /**
+   * A receiver for the socket `fd` (a dup of it) with a pipe of `pipeBytes` (the kernel's
+   * default where refused). `onReport(fileErrno, socketErrno)` runs on the event loop when a
+   * job ended: socketErrno non-zero if the payload did not fully arrive; fileErrno non-zero if
+   * writing it failed (the rest was still taken off the socket).
+   */
+  createReceiver(fd: number, pipeBytes: number, onReport: (fileErrno: number, socketErrno: number) => void): Receiver;
+  /**
+   * Writes `length` bytes at `position` of `fileFd`: `prefix` (bytes already received, kept
+   * alive by the caller until reported), then the rest spliced from the socket. One at a time;
+   * the event loop must not read the socket meanwhile.
+   */
+  receiveToFile(receiver: Receiver, prefix: Buffer, fileFd: number, position: number, length: number): void;
+  /** Stops the thread and waits for it; a job running is dropped, never reported. Idempotent. */
+  closeReceiver(receiver: Receiver): void;
 }
 
 /** The error code the addon throws with; `errno` holds the number. */
@@ -62,8 +79,12 @@ export function errnoName(errno: number): string {
  */
 export function asSystemError(err: unknown): unknown {
   if (!(err instanceof Error) || (err as NodeJS.ErrnoException).code !== NATIVE_ERRNO) return err;
-  const errno = (err as NodeJS.ErrnoException).errno ?? 0;
-  return Object.assign(new Error(err.message), { code: errnoName(errno), errno: -errno, syscall: 'splice' });
+  return systemError((err as NodeJS.ErrnoException).errno ?? 0, err.message);
+}
+
+/** A Node-style system error for an errno the addon reported (`code` 'EIO', 'ENOSPC'...). */
+export function systemError(errno: number, message: string): NodeJS.ErrnoException {
+  return Object.assign(new Error(message), { code: errnoName(errno), errno: -errno, syscall: 'splice' });
 }
 
 let loaded: NativeIo | null | undefined;

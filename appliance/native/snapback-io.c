@@ -495,6 +495,327 @@ static napi_value close_sender(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* ---- the payload receiver ----------------------------------------------------------------- */
+
+/*
+ * One thread per NBD connection that receives a large WRITE's payload straight into the file:
+ * the first bytes (already received by the event loop) written with pwrite, the rest spliced
+ * socket -> pipe -> file. It blocks in poll(2) while the client has not sent more. One job at a
+ * time: the event loop stops reading the socket while a job runs. A file error does not stop
+ * the job: the rest of the payload is still taken off the socket (and dropped), so the stream
+ * stays framed and the request can be answered with the error.
+ */
+typedef struct {
+  int sock, wake, pipe_r, pipe_w;
+  size_t pipe_size;
+  pthread_t thread;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  bool has_job, closing;
+  /* the job */
+  int file;
+  int64_t position;
+  size_t length;
+  const char *prefix; /* memory the caller keeps alive until the job is reported */
+  size_t prefix_len;
+  /* its outcome */
+  bool done;
+  int file_error, socket_error;
+  napi_threadsafe_function tsfn;
+  int owners;
+} receiver_t;
+
+static int wait_readable(receiver_t *r) {
+  struct pollfd p[2] = {{r->sock, POLLIN, 0}, {r->wake, POLLIN, 0}};
+  for (;;) {
+    int n = poll(p, 2, -1);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return errno;
+    }
+    if (p[1].revents) return ECANCELED;
+    if (p[0].revents & (POLLIN | POLLHUP | POLLERR)) return 0; /* recv/splice tells which */
+    if (p[0].revents & POLLNVAL) return EBADF;
+  }
+}
+
+static char discard_buf[65536];
+
+/* Empties `n` bytes from the pipe into the file at *pos; after a file error, drops them. */
+static void drain_pipe(receiver_t *r, size_t n, loff_t *pos, int *file_error) {
+  while (n > 0 && !*file_error) {
+    ssize_t m = splice(r->pipe_r, NULL, r->file, pos, n, SPLICE_F_MOVE);
+    if (m < 0) {
+      if (errno == EINTR) continue;
+      *file_error = errno;
+      break;
+    }
+    if (m == 0) {
+      *file_error = EIO;
+      break;
+    }
+    n -= (size_t)m;
+  }
+  while (n > 0) {
+    ssize_t m = read(r->pipe_r, discard_buf, n < sizeof discard_buf ? n : sizeof discard_buf);
+    if (m < 0 && errno == EINTR) continue;
+    if (m <= 0) break; /* cannot happen: the pipe holds n bytes */
+    n -= (size_t)m;
+  }
+}
+
+static void receive_job(receiver_t *r) {
+  int file_error = 0, socket_error = 0;
+  loff_t pos = r->position;
+  size_t off = 0;
+  while (off < r->prefix_len && !file_error) {
+    ssize_t n = pwrite(r->file, r->prefix + off, r->prefix_len - off, pos);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      file_error = errno;
+      break;
+    }
+    off += (size_t)n;
+    pos += n;
+  }
+  size_t left = r->length - r->prefix_len;
+  pos = r->position + (loff_t)r->prefix_len;
+  while (left > 0) {
+    size_t want = left < r->pipe_size ? left : r->pipe_size;
+    ssize_t n = splice(r->sock, NULL, r->pipe_w, NULL, want, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN) {
+        int err = wait_readable(r);
+        if (err) {
+          socket_error = err;
+          break;
+        }
+        continue;
+      }
+      socket_error = errno;
+      break;
+    }
+    if (n == 0) {
+      socket_error = ECONNRESET; /* the client closed in the middle of a payload */
+      break;
+    }
+    left -= (size_t)n;
+    drain_pipe(r, (size_t)n, &pos, &file_error);
+  }
+  close(r->file);
+  pthread_mutex_lock(&r->mu);
+  r->file = -1;
+  r->file_error = file_error;
+  r->socket_error = socket_error;
+  r->done = true;
+  r->has_job = false;
+  pthread_mutex_unlock(&r->mu);
+  napi_call_threadsafe_function(r->tsfn, NULL, napi_tsfn_nonblocking);
+}
+
+static void *receiver_main(void *arg) {
+  receiver_t *r = arg;
+  pthread_mutex_lock(&r->mu);
+  for (;;) {
+    while (!r->closing && !r->has_job) pthread_cond_wait(&r->cv, &r->mu);
+    if (r->closing) break;
+    pthread_mutex_unlock(&r->mu);
+    receive_job(r);
+    pthread_mutex_lock(&r->mu);
+  }
+  pthread_mutex_unlock(&r->mu);
+  return NULL;
+}
+
+/* On the JS thread: reports (fileErrno, socketErrno) of the finished job. */
+static void receiver_report(napi_env env, napi_value callback, void *context, void *data) {
+  (void)data;
+  receiver_t *r = context;
+  if (env == NULL) return;
+  pthread_mutex_lock(&r->mu);
+  if (r->closing || !r->done) {
+    pthread_mutex_unlock(&r->mu);
+    return;
+  }
+  r->done = false;
+  int file_error = r->file_error, socket_error = r->socket_error;
+  pthread_mutex_unlock(&r->mu);
+  napi_value undefined, argv[2];
+  napi_get_undefined(env, &undefined);
+  napi_create_int32(env, file_error, &argv[0]);
+  napi_create_int32(env, socket_error, &argv[1]);
+  napi_call_function(env, undefined, callback, 2, argv, NULL);
+}
+
+static void receiver_release(napi_env env, void *finalize_data, void *hint) {
+  (void)env;
+  (void)hint;
+  receiver_t *r = finalize_data;
+  if (--r->owners > 0) return;
+  pthread_mutex_destroy(&r->mu);
+  pthread_cond_destroy(&r->cv);
+  free(r);
+}
+
+static void close_receiver_thread(receiver_t *r) {
+  pthread_mutex_lock(&r->mu);
+  if (r->closing) {
+    pthread_mutex_unlock(&r->mu);
+    return;
+  }
+  r->closing = true;
+  pthread_cond_signal(&r->cv);
+  pthread_mutex_unlock(&r->mu);
+  uint64_t one = 1;
+  ssize_t ignored = write(r->wake, &one, sizeof one);
+  (void)ignored;
+  pthread_join(r->thread, NULL);
+  /* A job handed over but never started (closing came first) still holds its descriptor. */
+  if (r->file >= 0) close(r->file);
+  r->file = -1;
+  close(r->sock);
+  close(r->wake);
+  close(r->pipe_r);
+  close(r->pipe_w);
+  napi_release_threadsafe_function(r->tsfn, napi_tsfn_abort);
+}
+
+static receiver_t *get_receiver(napi_env env, napi_value v) {
+  receiver_t *r = NULL;
+  if (napi_get_value_external(env, v, (void **)&r) != napi_ok || r == NULL) {
+    napi_throw_type_error(env, "NATIVE_ARGUMENT", "expected a receiver");
+    return NULL;
+  }
+  if (r->closing) {
+    napi_throw_error(env, "NATIVE_CLOSED", "the receiver is closed");
+    return NULL;
+  }
+  return r;
+}
+
+/* createReceiver(socketFd, pipeBytes, onReport(fileErrno, socketErrno)) -> receiver */
+static napi_value create_receiver(napi_env env, napi_callback_info info) {
+  napi_value argv[3], name, out;
+  int32_t fd, pipe_bytes;
+  if (!get_args(env, info, 3, argv) || !get_i32(env, argv[0], &fd) || !get_i32(env, argv[1], &pipe_bytes)) return NULL;
+  receiver_t *r = calloc(1, sizeof *r);
+  if (r == NULL) return throw_errno(env, ENOMEM, "receiver");
+  int p[2] = {-1, -1};
+  r->sock = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+  int err = r->sock < 0 ? errno : 0;
+  r->wake = err ? -1 : eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (!err && r->wake < 0) err = errno;
+  if (!err && pipe2(p, O_CLOEXEC | O_NONBLOCK) < 0) err = errno;
+  if (!err) {
+    /* A larger pipe takes more of the payload per wake-up; the default (64 KiB) works too. */
+    int got = pipe_bytes > 0 ? fcntl(p[1], F_SETPIPE_SZ, pipe_bytes) : -1;
+    if (got < 0) got = fcntl(p[1], F_GETPIPE_SZ);
+    if (got <= 0) err = errno ? errno : EINVAL;
+    r->pipe_size = got > 0 ? (size_t)got : 0;
+  }
+  if (err) {
+    if (r->sock >= 0) close(r->sock);
+    if (r->wake >= 0) close(r->wake);
+    if (p[0] >= 0) close(p[0]);
+    if (p[1] >= 0) close(p[1]);
+    free(r);
+    return throw_errno(env, err, "receiver");
+  }
+  r->pipe_r = p[0];
+  r->pipe_w = p[1];
+  r->file = -1;
+  pthread_mutex_init(&r->mu, NULL);
+  pthread_cond_init(&r->cv, NULL);
+  r->owners = 1;
+  napi_create_string_utf8(env, "snapback-payload-receiver", NAPI_AUTO_LENGTH, &name);
+  if (napi_create_threadsafe_function(env, argv[2], NULL, name, 0, 1, r, receiver_release, r, receiver_report, &r->tsfn) != napi_ok) {
+    close(r->sock);
+    close(r->wake);
+    close(r->pipe_r);
+    close(r->pipe_w);
+    free(r);
+    return throw_status(env);
+  }
+  napi_unref_threadsafe_function(env, r->tsfn);
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  pthread_attr_setstacksize(&attr, 256 * 1024);
+  err = pthread_create(&r->thread, &attr, receiver_main, r);
+  pthread_attr_destroy(&attr);
+  if (err) {
+    close(r->sock);
+    close(r->wake);
+    close(r->pipe_r);
+    close(r->pipe_w);
+    r->closing = true;
+    napi_release_threadsafe_function(r->tsfn, napi_tsfn_abort);
+    return throw_errno(env, err, "pthread_create");
+  }
+  r->owners++;
+  if (napi_create_external(env, r, receiver_release, NULL, &out) != napi_ok) {
+    r->owners--;
+    close_receiver_thread(r);
+    return throw_status(env);
+  }
+  return out;
+}
+
+/*
+ * receiveToFile(receiver, prefix, fileFd, position, length): `length` bytes at `position`: the
+ * prefix (bytes already received; kept alive by the caller until reported), then the rest from
+ * the socket. One job at a time.
+ */
+static napi_value receive_to_file(napi_env env, napi_callback_info info) {
+  napi_value argv[5];
+  if (!get_args(env, info, 5, argv)) return NULL;
+  receiver_t *r = get_receiver(env, argv[0]);
+  if (r == NULL) return NULL;
+  void *ptr;
+  size_t plen;
+  int32_t file;
+  int64_t position, length;
+  CHECK(napi_get_buffer_info(env, argv[1], &ptr, &plen));
+  if (!get_i32(env, argv[2], &file) || !get_size(env, argv[3], &position) || !get_size(env, argv[4], &length)) return NULL;
+  if ((int64_t)plen > length) {
+    napi_throw_range_error(env, "NATIVE_ARGUMENT", "prefix longer than the payload");
+    return NULL;
+  }
+  pthread_mutex_lock(&r->mu);
+  if (r->has_job || r->done) {
+    pthread_mutex_unlock(&r->mu);
+    napi_throw_error(env, "NATIVE_BUSY", "the receiver has a job");
+    return NULL;
+  }
+  /* The thread writes through its own descriptor, closed when the job ends: the caller may close
+   * its own (a device closing) without the thread writing into whatever reuses the number. */
+  int own = fcntl(file, F_DUPFD_CLOEXEC, 3);
+  if (own < 0) {
+    int err = errno;
+    pthread_mutex_unlock(&r->mu);
+    return throw_errno(env, err, "receiveToFile");
+  }
+  r->file = own;
+  r->position = position;
+  r->length = (size_t)length;
+  r->prefix = ptr;
+  r->prefix_len = plen;
+  r->has_job = true;
+  pthread_cond_signal(&r->cv);
+  pthread_mutex_unlock(&r->mu);
+  return NULL;
+}
+
+/* closeReceiver(receiver): stops the thread and waits for it; a job running is dropped. Idempotent. */
+static napi_value close_receiver(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  receiver_t *r = NULL;
+  if (!get_args(env, info, 1, argv)) return NULL;
+  if (napi_get_value_external(env, argv[0], (void **)&r) != napi_ok || r == NULL) return throw_status(env);
+  close_receiver_thread(r);
+  return NULL;
+}
+
 NAPI_MODULE_INIT() {
   napi_property_descriptor props[] = {
       {"openPipe", NULL, open_pipe, NULL, NULL, NULL, napi_default, NULL},
@@ -505,6 +826,9 @@ NAPI_MODULE_INIT() {
       {"sendPipe", NULL, send_pipe_job, NULL, NULL, NULL, napi_default, NULL},
       {"setPaused", NULL, set_paused, NULL, NULL, NULL, napi_default, NULL},
       {"closeSender", NULL, close_sender, NULL, NULL, NULL, napi_default, NULL},
+      {"createReceiver", NULL, create_receiver, NULL, NULL, NULL, napi_default, NULL},
+      {"receiveToFile", NULL, receive_to_file, NULL, NULL, NULL, napi_default, NULL},
+      {"closeReceiver", NULL, close_receiver, NULL, NULL, NULL, napi_default, NULL},
   };
   if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok) return NULL;
   /* A pipe holds one page per slot: a range that is not page-aligned needs one slot more. */

@@ -14,6 +14,8 @@ import type { ExportSettings } from './export-info.js';
 import { greeting, OptionNegotiator, type NegotiationLimits } from './option-negotiation.js';
 import { ReplyWriter } from './reply-writer.js';
 import type { PipePool } from './pipe-pool.js';
+import { PayloadReceiver } from './payload-receiver.js';
+import type { NativeIo } from '../native/native-io.js';
 import { Transmission, type TransmissionLimits } from './transmission.js';
 
 export interface ConnectionContext {
@@ -31,6 +33,8 @@ export interface ConnectionContext {
   directReceive: boolean;
   /** Pipes for spliced reads, where the native addon is loaded (null: reads are copied). */
   pipes: PipePool | null;
+  /** The addon, for payload receivers (null: WRITE payloads are received by the event loop). */
+  receiveIo: NativeIo | null;
   /**
    * Connections idle (nothing received, nothing in flight) for this long are dropped: the
    * first limit applies until the first request, the second after it (0 = never). Null for
@@ -53,6 +57,7 @@ export class NbdConnection {
   private readonly negotiator: OptionNegotiator;
   private transmission: Transmission | null = null;
   private writer: ReplyWriter | null = null;
+  private receiver: PayloadReceiver | null = null;
   private readonly log: Logger;
   private handshakeTimer: NodeJS.Timeout | null = null;
   private closeTimer: NodeJS.Timeout | null = null;
@@ -223,6 +228,11 @@ export class NbdConnection {
     const splice = pipes !== null && !(socket instanceof TLSSocket) && typeof fd === 'number' && fd >= 0 ? { pipes, fd, log: this.log } : undefined;
     const writer = new ReplyWriter(socket, () => this.transmission?.onWritten(), splice);
     this.writer = writer;
+    // Large payloads spliced into the device's file: only on a socket read through `onread`
+    // (direct receive), whose reads can be stopped below the stream.
+    const receiveIo = this.ctx.receiveIo;
+    const receiver = receiveIo !== null && this.scratch !== null && !(socket instanceof TLSSocket) && typeof fd === 'number' && fd >= 0 ? new PayloadReceiver(receiveIo, socket, fd, this.log) : null;
+    this.receiver = receiver;
     const transmission = new Transmission(this.ctx.settings.device, info, this.negotiator.structured, this.queue, this.scratch !== null, writer, this.ctx.transmission, {
       pauseInput: () => socket.pause(),
       resumeInput: () => socket.resume(),
@@ -245,7 +255,7 @@ export class NbdConnection {
           this.maybeResolve();
         });
       },
-    }, this.log, this.ctx.pool);
+    }, this.log, this.ctx.pool, receiver);
     this.transmission = transmission;
     socket.on('drain', () => transmission.onDrain());
     this.log.debug({ structured: this.negotiator.structured, size: info.size, readOnly: info.readOnly }, 'transmission phase');
@@ -283,7 +293,8 @@ export class NbdConnection {
       this.transmission.end('connection closed');
     }
     this.transmission?.releaseAll();
-    // Stops the native sender (if any) and runs what waited for it.
+    // Stops the native threads (if any) and runs what waited for them.
+    this.receiver?.close();
     this.writer?.close();
     this.maybeResolve();
   }

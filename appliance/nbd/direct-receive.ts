@@ -20,7 +20,28 @@ export interface DirectReceiveHandlers {
 }
 
 interface HandleOwner {
-  _handle?: { readStart?: unknown; readStop?: unknown } | null;
+  _handle?: { readStart?: unknown; readStop?: unknown; reading?: boolean } | null;
+}
+
+/**
+ * Stops or restarts the socket's reads at once, below the stream (libuv's uv_read_stop and
+ * uv_read_start), for a WRITE payload another thread takes off the socket (payload-receiver.ts).
+ * `socket.pause()` is not enough for a socket reading through `onread`: it stops only what the
+ * stream sees. `reading` is the flag net.Socket keeps for its handle, so that its own _read()
+ * starts reads again only when they are stopped. False if this Node's socket has no such handle.
+ */
+export function setSocketReading(socket: net.Socket, on: boolean): boolean {
+  const handle = (socket as unknown as HandleOwner)._handle as { readStart(): number; readStop(): number; reading?: boolean } | null | undefined;
+  if (!handle || typeof handle.readStart !== 'function' || typeof handle.readStop !== 'function') return false;
+  if (on) {
+    if (handle.reading === true) return true;
+    handle.reading = true;
+    handle.readStart();
+  } else {
+    handle.readStop();
+    handle.reading = false;
+  }
+  return true;
 }
 
 /**

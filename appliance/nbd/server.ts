@@ -72,6 +72,11 @@ export interface NbdServerTuning {
   splicedReads: boolean;
   /** Pipes open at most for spliced reads, for all connections (default 64). */
   maxPipes: number;
+  /**
+   * Splice large WRITE payloads from the socket into the device's file on a thread of each
+   * connection, where the native addon is loaded and the device can (default true).
+   */
+  splicedWrites: boolean;
 }
 
 export const DEFAULT_TUNING: Readonly<NbdServerTuning> = Object.freeze({
@@ -89,6 +94,7 @@ export const DEFAULT_TUNING: Readonly<NbdServerTuning> = Object.freeze({
   directReceive: true,
   splicedReads: true,
   maxPipes: 64,
+  splicedWrites: true,
 });
 
 /** Who a listener serves: ordinary NBD clients, or the gadget's own kernel client. */
@@ -143,6 +149,8 @@ export class NbdServer extends EventEmitter {
     const io = this.tuning.splicedReads && opts.device.readToPipe !== undefined ? nativeIo() : null;
     this.pipes = io !== null ? new PipePool(io, this.tuning.maxPipes, this.log) : null;
     if (this.pipes !== null) this.log.info('NBD reads of 64 KiB to 1 MiB are spliced from the disk file to the socket (native I/O addon)');
+    const receiveIo = this.tuning.splicedWrites && this.tuning.directReceive && opts.device.directWrite !== undefined ? nativeIo() : null;
+    if (receiveIo !== null) this.log.info('NBD WRITE payloads of 128 KiB and more are spliced from the socket into the disk file (native I/O addon)');
     this.ctx = {
       settings: {
         device: opts.device,
@@ -171,6 +179,7 @@ export class NbdServer extends EventEmitter {
       pool: new BufferPool(POOL_FREE_BYTES),
       directReceive: this.tuning.directReceive,
       pipes: this.pipes,
+      receiveIo,
       idle: { beforeFirstRequestMs: this.tuning.firstRequestTimeoutMs, afterRequestsMs: this.tuning.idleTimeoutMs },
       tls: null,
     };

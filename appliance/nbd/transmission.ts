@@ -13,7 +13,9 @@
  * before it has already resolved, and the device's flush() covers every resolved write.
  */
 import type { Logger } from 'pino';
-import type { BlockDevice, WriteOptions, ZeroOptions } from '../storage/block-device.js';
+import type { BlockDevice, DirectWrite, WriteOptions, ZeroOptions } from '../storage/block-device.js';
+import { errnoName, systemError } from '../native/native-io.js';
+import type { PayloadReceiver } from './payload-receiver.js';
 import { isSnapbackError } from '../errors.js';
 import { POOL_MIN_SIZE, type BufferPool } from './buffer-pool.js';
 import type { ByteQueue } from './byte-queue.js';
@@ -63,6 +65,10 @@ export interface TransmissionHooks {
 const MODE_HEADER = 0;
 const MODE_PAYLOAD = 1;
 const MODE_SKIP = 2;
+/** The payload receiver is taking the current WRITE's payload off the socket. */
+const MODE_RECEIVE = 3;
+/** WRITEs at least this large, with at least POOL_MIN_SIZE of the payload still to come, go to the payload receiver. */
+const RECEIVE_MIN_BYTES = 128 * 1024;
 const TWO_32 = 0x100000000;
 const FUA: WriteOptions = Object.freeze({ fua: true });
 /** Indexed by (FUA ? 1 : 0) | (NO_HOLE ? 2 : 0). */
@@ -114,6 +120,7 @@ export class Transmission {
   private readonly readNow: ((buf: Buffer, offset: number) => boolean) | null;
   private readonly writeNow: ((offset: number, data: Buffer) => boolean) | null;
   private readonly readToPipe: ((pipeFd: number, offset: number, length: number) => boolean) | null;
+  private readonly directWrite: ((offset: number, length: number) => DirectWrite | null) | null;
   /** Requests answered by readNow or writeNow in the current parsing pass (replies not yet sent). */
   private answeredNow = 0;
 
@@ -129,17 +136,21 @@ export class Transmission {
     private readonly hooks: TransmissionHooks,
     private readonly log: Logger,
     private readonly pool: BufferPool,
+    /** Takes large WRITE payloads straight into the device's file (null: the event loop does). */
+    private readonly receiver: PayloadReceiver | null = null,
   ) {
     this.readInto = device.readInto?.bind(device) ?? null;
     this.readNow = device.readNow?.bind(device) ?? null;
     this.writeNow = device.writeNow?.bind(device) ?? null;
     this.readToPipe = device.readToPipe?.bind(device) ?? null;
+    this.directWrite = receiver !== null ? (device.directWrite?.bind(device) ?? null) : null;
   }
 
   /** Parses and dispatches every complete request in the queue (unless over budget). */
   process(): void {
     const q = this.queue;
     while (this.ending === null) {
+      if (this.mode === MODE_RECEIVE) break;
       if (this.mode === MODE_PAYLOAD) {
         if (!this.collectPayload(q)) break;
       } else if (this.mode === MODE_SKIP) {
@@ -197,8 +208,13 @@ export class Transmission {
   end(reason: string): void {
     if (this.ending !== null) return;
     this.ending = reason;
+    // A payload being received by the payload receiver ends now: never acknowledged; what of it
+    // already landed in the file stays, as after a crash in the middle of a write (its window
+    // is finished as aborted; docs/native-io.md).
+    if (this.mode === MODE_RECEIVE) this.receiver!.close();
     if (this.mode === MODE_PAYLOAD) {
-      // A WRITE whose payload never fully arrived: never acknowledged, never written.
+      // A WRITE whose payload the event loop gathered never fully arrived: never acknowledged,
+      // never written.
       this.inflightCount--;
       this.inflightBytes -= this.cLength;
       this.pieces = [];
@@ -250,6 +266,7 @@ export class Transmission {
         return;
       }
       if (this.writeNow !== null && length > 0 && length < POOL_MIN_SIZE && (flags & CMD_FLAG_FUA) === 0 && this.tryWriteNow(q, hi, lo, offset, length, this.writeNow)) return;
+      if (this.directWrite !== null && length >= RECEIVE_MIN_BYTES && length - q.length >= POOL_MIN_SIZE && (flags & CMD_FLAG_FUA) === 0 && this.tryReceive(q, hi, lo, offset, length, this.directWrite)) return;
       this.inflightCount++;
       this.inflightBytes += length;
       this.cGot = 0;
@@ -286,6 +303,47 @@ export class Transmission {
     q.consume(length);
     this.writer.simple(hi, lo, 0);
     this.answeredNow++;
+    return true;
+  }
+
+  /**
+   * A large plain WRITE whose payload is mostly still to come, received by the payload receiver
+   * straight into the device's file (BlockDevice.directWrite): the bytes already queued are
+   * its prefix, the rest is spliced from the socket on the receiver's thread while the event
+   * loop does not read. Parsing resumes when the payload is in. False, with nothing consumed,
+   * when the device or the receiver cannot take it now.
+   */
+  private tryReceive(q: ByteQueue, hi: number, lo: number, offset: number, length: number, directWrite: (offset: number, length: number) => DirectWrite | null): boolean {
+    const receiver = this.receiver!;
+    if (!receiver.usable) return false;
+    const w = directWrite(offset, length);
+    if (w === null) return false;
+    const prefixLength = q.length;
+    const pooledPrefix = prefixLength > 0 ? this.pool.acquire(prefixLength) : null;
+    const prefix = pooledPrefix !== null ? pooledPrefix.subarray(0, prefixLength) : Buffer.alloc(0);
+    let at = 0;
+    while (q.length > 0) at += q.takeSome(q.length).copy(prefix, at);
+    this.inflightCount++;
+    this.inflightBytes += length;
+    this.mode = MODE_RECEIVE;
+    receiver.receive(prefix, w.fd, w.position, length, (fileErrno, socketErrno) => {
+      if (pooledPrefix !== null) this.pool.release(pooledPrefix);
+      this.mode = MODE_HEADER;
+      if (socketErrno !== 0) {
+        // Never acknowledged; what landed stays, as after a crash in the middle of a write.
+        w.finish('aborted');
+        this.inflightCount--;
+        this.inflightBytes -= length;
+        this.end(`the WRITE payload at ${offset} did not fully arrive (${errnoName(socketErrno)})`);
+        this.maybeFinish();
+        return;
+      }
+      const err = w.finish(fileErrno === 0 ? null : systemError(fileErrno, `splice to file: ${errnoName(fileErrno)}`));
+      if (err === null) this.completed(hi, lo, length);
+      else this.failed(CMD_WRITE, hi, lo, offset, length, length, err);
+      if (!this.paused && this.ending === null) receiver.resumeReading();
+      this.process();
+    });
     return true;
   }
 
@@ -556,7 +614,7 @@ export class Transmission {
   }
 
   private maybeResume(): void {
-    if (!this.paused || this.ending !== null || this.overConnectionBudget()) return;
+    if (!this.paused || this.ending !== null || this.mode === MODE_RECEIVE || this.overConnectionBudget()) return;
     this.paused = false;
     this.hooks.resumeInput();
     this.process();

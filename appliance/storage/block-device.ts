@@ -24,6 +24,13 @@
  *   docs/native-io.md): true once the pipe holds all `length` bytes; false, with the pipe
  *   untouched, when the device cannot do so cheaply now; a throw is the read's error (the pipe
  *   may then hold part of the range). The pipe must have room for `length` bytes.
+ * - `directWrite()`, where a device has it, opens a window in which the range may be written
+ *   straight into a file (`fd` at `position`) by someone else (the NBD server's payload
+ *   receiver, which splices a WRITE's payload from the socket: docs/native-io.md); null when the
+ *   device cannot take a plain write that way now. The window must be closed with `finish()`,
+ *   once (later calls change nothing): with the system error the writing failed with, with 'aborted' when the
+ *   payload never fully arrived (whatever landed stays, as after a crash mid-write), or with
+ *   null. `finish` returns the storage error to report, or null.
  * - `grow()`, where a device has it, extends the device (a file) to at least `size` bytes; the
  *   new bytes read as zeroes.
  */
@@ -47,6 +54,13 @@ export interface ZeroOptions extends WriteOptions {
   noHole?: boolean;
 }
 
+/** A range of a device writable straight into its file until finished (BlockDevice.directWrite). */
+export interface DirectWrite {
+  readonly fd: number;
+  readonly position: number;
+  finish(outcome: unknown | 'aborted' | null): SnapbackError | null;
+}
+
 export interface BlockDevice {
   readonly size: number;
   readonly capabilities: DeviceCapabilities;
@@ -57,6 +71,7 @@ export interface BlockDevice {
   write(offset: number, data: Buffer, options?: WriteOptions): Promise<void>;
   writeNow?(offset: number, data: Buffer): boolean;
   readToPipe?(pipeFd: number, offset: number, length: number): boolean;
+  directWrite?(offset: number, length: number): DirectWrite | null;
   flush(): Promise<void>;
   trim(offset: number, length: number, options?: WriteOptions): Promise<void>;
   writeZeroes(offset: number, length: number, options?: ZeroOptions): Promise<void>;

@@ -11,7 +11,7 @@
 import { promises as fsp, constants as fsc, statSync, readFileSync, realpathSync, read as fsRead, write as fsWrite } from 'node:fs';
 import { basename } from 'node:path';
 import type { FileHandle } from 'node:fs/promises';
-import { checkRange, readToNewBuffer, type BlockDevice, type DeviceCapabilities, type WriteOptions, type ZeroOptions } from './block-device.js';
+import { checkRange, readToNewBuffer, type BlockDevice, type DeviceCapabilities, type DirectWrite, type WriteOptions, type ZeroOptions } from './block-device.js';
 import { SnapbackError, fromSystemError } from '../errors.js';
 import { sharedBatchedIo, type BatchedIo } from './batched-io.js';
 import { InlineIo } from './inline-io.js';
@@ -235,6 +235,19 @@ export class FileDevice implements BlockDevice {
       throw fromSystemError(asSystemError(err), `reading ${this.path} at ${offset}`);
     }
     return true;
+  }
+
+  /**
+   * A window for a plain write straight into the file by another thread (BlockDevice.directWrite):
+   * whenever the device is open and takes a write of the range.
+   */
+  directWrite(offset: number, length: number): DirectWrite | null {
+    if (this.handle === null || this.closed || length === 0 || !this.canWriteAt(offset, length)) return null;
+    return {
+      fd: this.handle.fd,
+      position: offset,
+      finish: (outcome) => (outcome === null || outcome === 'aborted' ? null : fromSystemError(outcome, `writing ${this.path} at ${offset}`)),
+    };
   }
 
   /** A plain write done inline (see BlockDevice.writeNow): while inline I/O is on and fast. */

@@ -15,7 +15,7 @@
  * requests, and requests that arrive meanwhile wait and then see the new session.
  */
 import { EventEmitter } from 'node:events';
-import { checkRange, readToNewBuffer, type BlockDevice, type DeviceCapabilities, type WriteOptions, type ZeroOptions } from './block-device.js';
+import { checkRange, readToNewBuffer, type BlockDevice, type DeviceCapabilities, type DirectWrite, type WriteOptions, type ZeroOptions } from './block-device.js';
 import { headerWriteOutcome, type RegionLog } from './region-log.js';
 import { RegionLocks } from './region-locks.js';
 import { SnapbackError } from '../errors.js';
@@ -330,6 +330,34 @@ export class ProtectedDisk extends EventEmitter implements BlockDevice {
     }
     if (done) this.countWrite(data.length);
     return done;
+  }
+
+  /**
+   * A window for a plain write straight into the working disk (BlockDevice.directWrite): on the
+   * terms of writeNow (every region written this session with its mark durable, host I/O not
+   * stopped). The write counts as in flight until finished: ending a session waits for it.
+   */
+  directWrite(offset: number, length: number): DirectWrite | null {
+    if (this.gate !== null || this.closed || length === 0 || this.disk.directWrite === undefined) return null;
+    checkRange(this.size, offset, length, 'write');
+    if (!this.alreadyDurable(offset, length)) return null;
+    const inner = this.disk.directWrite(offset, length);
+    if (inner === null) return null;
+    this.inflight++;
+    let finished = false;
+    return {
+      fd: inner.fd,
+      position: inner.position,
+      finish: (outcome) => {
+        if (finished) return null; // once only: a second call changes nothing
+        finished = true;
+        const err = inner.finish(outcome);
+        if (err) this.stats.ioErrors++;
+        else if (outcome === null) this.countWrite(length);
+        this.leave();
+        return err;
+      },
+    };
   }
 
   /** True when no region of the range is pending (each is clean or written this session). */

@@ -4,7 +4,7 @@
  * the most at once), and awaits `hook` before forwarding, which may delay, block or fail the
  * call. `readFilter` can replace what a read returns (a layer returning the wrong length).
  */
-import type { BlockDevice, WriteOptions, ZeroOptions } from '../../appliance/storage/block-device.js';
+import type { BlockDevice, DirectWrite, WriteOptions, ZeroOptions } from '../../appliance/storage/block-device.js';
 
 export type DeviceOp = 'read' | 'write' | 'flush' | 'trim' | 'zero';
 
@@ -17,6 +17,8 @@ export interface DeviceCall {
   now?: boolean;
   /** Done through readToPipe (spliced). */
   pipe?: boolean;
+  /** Done through a directWrite window (the payload spliced into the file); `outcome` once finished. */
+  direct?: { outcome: unknown };
 }
 
 export class ForwardingDevice implements BlockDevice {
@@ -103,6 +105,30 @@ export class ForwardingDevice implements BlockDevice {
     if (this.pipeHook === null || !this.pipeHook(pipeFd, offset, length) || this.inner.readToPipe?.(pipeFd, offset, length) !== true) return false;
     this.calls.push({ op: 'read', offset, length, pipe: true });
     return true;
+  }
+  /**
+   * The optional direct write (FileDevice and the protected disk have it): declined unless
+   * `directHook` is set; then the hook decides (true: the inner device's window, if it gives
+   * one; false: declined; a DirectWrite: that window instead, as a disk that fails would give).
+   * Each window is recorded, with the outcome it was finished with.
+   */
+  directHook: ((offset: number, length: number) => boolean | DirectWrite) | null = null;
+  directWrite(offset: number, length: number): DirectWrite | null {
+    if (this.directHook === null) return null;
+    const decided = this.directHook(offset, length);
+    const w = decided === true ? (this.inner.directWrite?.(offset, length) ?? null) : decided === false ? null : decided;
+    if (w === null) return null;
+    const call: DeviceCall = { op: 'write', offset, length, direct: { outcome: undefined } };
+    this.calls.push(call);
+    return {
+      fd: w.fd,
+      position: w.position,
+      finish: (outcome) => {
+        call.direct = { outcome };
+        if (outcome === null) this.writesDone++;
+        return w.finish(outcome);
+      },
+    };
   }
   async write(offset: number, data: Buffer, options?: WriteOptions): Promise<void> {
     await this.run({ op: 'write', offset, length: data.length, options }, () => this.inner.write(offset, data, options));

@@ -296,6 +296,7 @@ async function guestScenario(): Promise<void> {
       }
       if (!(await journal()).includes('BLAKE3: native SIMD code')) throw new Error(`the daemon does not hash BLAKE3 natively\n--- journal (tail) ---\n${await journalTail()}`);
       if (!(await journal()).includes('are spliced from the disk file to the socket (native I/O addon)')) throw new Error(`the daemon does not splice large reads (native I/O addon not loaded?)\n--- journal (tail) ---\n${await journalTail()}`);
+      if (!(await journal()).includes('are spliced from the socket into the disk file (native I/O addon)')) throw new Error(`the daemon does not splice large writes (native I/O addon not loaded?)\n--- journal (tail) ---\n${await journalTail()}`);
       return `main PID ${now.MainPID}, no restarts; ${read}`;
     });
     ok.push(up);

@@ -5,11 +5,11 @@
  * waits for a full socket. `npm ci` builds the addon; a missing build fails here.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, openSync, readSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { asSystemError, nativeIo, type NativeIo, type Sender } from '../../appliance/native/native-io.js';
+import { asSystemError, nativeIo, type NativeIo, type Receiver, type Sender } from '../../appliance/native/native-io.js';
 import { FileDevice } from '../../appliance/storage/file-device.js';
 import { InlineIo } from '../../appliance/storage/inline-io.js';
 import { isSnapbackError } from '../../appliance/errors.js';
@@ -198,6 +198,51 @@ describe('native I/O addon', function () {
     assert.equal(drainPipe(r).length, 0, 'nothing was put in the pipe by a declined read');
   });
 
+  it('ProtectedDisk.directWrite: a window only over regions written this session, counted in flight until finished, once; declined while quiesced and once closed', async function () {
+    const rs = 64 * KiB;
+    const size = 16 * rs;
+    const rng = new Prng(14);
+    const modelBytes = rng.bytes(size);
+    const path = join(dir, 'disk.img');
+    writeFileSync(path, modelBytes);
+    const disk = new FileDevice(path);
+    await disk.open();
+    const log = await RegionLog.create(
+      memoryDevice('log', Buffer.alloc(logFileSize(16)), rng),
+      { modelId: 'm'.repeat(64), regionSize: rs, diskSize: size, sessionNumber: 1, sessionStartedAt: 0, mode: 'frozen', restoreMode: 'instant' },
+      () => false,
+    );
+    const pd = new ProtectedDisk({ disk, model: memoryDevice('model', modelBytes, rng), log });
+    cleanups.push(() => void disk.close());
+    assert.equal(pd.directWrite(rs, 2 * rs), null, 'regions not written this session: their marks come first (the ordinary path)');
+    await pd.write(rs, Buffer.alloc(2 * rs, 5));
+    const writes = pd.stats.writes;
+    const w = pd.directWrite(rs, 2 * rs);
+    assert.ok(w !== null, 'a window over regions written this session');
+    assert.equal(w.position, rs);
+    let quiesced = false;
+    const q = pd.quiesce().then(() => (quiesced = true));
+    await sleep(50);
+    assert.equal(quiesced, false, 'a session end waits for an open window');
+    assert.equal(pd.directWrite(rs, rs), null, 'declined while host I/O is stopping');
+    assert.equal(w.finish(null), null);
+    await q;
+    assert.equal(pd.stats.writes, writes + 1, 'counted once finished');
+    assert.equal(w.finish(null), null, 'a second finish changes nothing');
+    assert.equal(pd.stats.writes, writes + 1);
+    pd.resume();
+    const failing = pd.directWrite(rs, rs)!;
+    const ioErrors = pd.stats.ioErrors;
+    const err = failing.finish(Object.assign(new Error('no space'), { code: 'ENOSPC', errno: -28 }));
+    assert.ok(err !== null && isSnapbackError(err), 'a failed write is reported as a storage error');
+    assert.equal(pd.stats.ioErrors, ioErrors + 1);
+    assert.equal(pd.directWrite(rs, rs)!.finish('aborted'), null, 'a payload that never arrived is no error, and not counted');
+    assert.equal(pd.stats.writes, writes + 1);
+    assert.throws(() => pd.directWrite(size - rs, 2 * rs), (e: unknown) => isSnapbackError(e, 'OUT_OF_RANGE'));
+    await pd.close();
+    assert.equal(pd.directWrite(rs, rs), null, 'closed');
+  });
+
   it('sends buffers and pipes in the order queued, only once resumed, and reports each sent job', async function () {
     const { server, client, listener, fd } = await socketPair(dir);
     cleanups.push(() => {
@@ -286,6 +331,107 @@ describe('native I/O addon', function () {
     await sleep(50);
     assert.deepEqual(reports, [], 'nothing is reported after close');
     assert.throws(() => io.createSender('x' as unknown as number, 0, () => undefined), (err: NodeJS.ErrnoException) => err.code === 'NATIVE_ARGUMENT');
+  });
+
+  /** A receiver on the server side of a fresh socket pair, and a promise of its next report. */
+  async function receiverPair(): Promise<{ server: Socket; client: Socket; receiver: Receiver; next: () => Promise<[number, number]> }> {
+    const { server, client, listener, fd } = await socketPair(dir);
+    const waiting: Array<(r: [number, number]) => void> = [];
+    const reports: Array<[number, number]> = [];
+    const receiver = io.createReceiver(fd, MiB, (fileErrno, socketErrno) => {
+      const w = waiting.shift();
+      if (w) w([fileErrno, socketErrno]);
+      else reports.push([fileErrno, socketErrno]);
+    });
+    cleanups.push(() => {
+      io.closeReceiver(receiver);
+      client.destroy();
+      server.destroy();
+      listener.close();
+    });
+    const next = (): Promise<[number, number]> => {
+      const r = reports.shift();
+      return r ? Promise.resolve(r) : new Promise((resolve) => waiting.push(resolve));
+    };
+    return { server, client, receiver, next };
+  }
+
+  it('receives a payload into a file: the prefix, then the rest from the socket, at the position; what follows stays on the socket', async function () {
+    const { server, client, receiver, next } = await receiverPair();
+    const path = join(dir, 'disk.img');
+    const before = new Prng(30).bytes(4 * MiB);
+    writeFileSync(path, before);
+    const payload = new Prng(31).bytes(MiB + 1000);
+    const prefixLength = 5000;
+    const position = 12345;
+    const fd = openSync(path, 'r+');
+    io.receiveToFile(receiver, payload.subarray(0, prefixLength), fd, position, payload.length);
+    // The thread writes through its own descriptor: the caller's may be closed at once.
+    closeSync(fd);
+    const trailer = Buffer.from('the next request');
+    client.write(payload.subarray(prefixLength, prefixLength + 300 * KiB));
+    await sleep(20); // the rest in a second piece: the thread waits for it
+    client.write(Buffer.concat([payload.subarray(prefixLength + 300 * KiB), trailer]));
+    assert.deepEqual(await next(), [0, 0]);
+    const after = readFileSync(path);
+    const expected = Buffer.from(before);
+    payload.copy(expected, position);
+    assert.ok(after.equals(expected), 'the payload landed at its position and nothing else changed');
+    server.resume();
+    assert.deepEqual(await receive(server, trailer.length), trailer, 'the bytes after the payload are left for the event loop');
+  });
+
+  it('a file that cannot be written: reported with its errno, and the rest of the payload is still taken off the socket', async function () {
+    const { server, client, receiver, next } = await receiverPair();
+    const path = join(dir, 'disk.img');
+    writeFileSync(path, Buffer.alloc(2 * MiB, 1));
+    const fd = openSync(path, 'r'); // read-only: every write fails with EBADF
+    cleanups.push(() => closeSync(fd));
+    const payload = Buffer.alloc(512 * KiB, 9);
+    io.receiveToFile(receiver, payload.subarray(0, 100), fd, 0, payload.length);
+    const trailer = Buffer.from('after the payload');
+    client.write(Buffer.concat([payload.subarray(100), trailer]));
+    const [fileErrno, socketErrno] = await next();
+    assert.equal(fileErrno, 9, 'EBADF');
+    assert.equal(socketErrno, 0);
+    assert.ok(readFileSync(path).equals(Buffer.alloc(2 * MiB, 1)), 'nothing written');
+    server.resume();
+    assert.deepEqual(await receive(server, trailer.length), trailer, 'the stream is still framed');
+  });
+
+  it('a peer that leaves in the middle of a payload is reported as a socket error', async function () {
+    const { client, receiver, next } = await receiverPair();
+    const path = join(dir, 'disk.img');
+    writeFileSync(path, Buffer.alloc(MiB));
+    const fd = openSync(path, 'r+');
+    cleanups.push(() => closeSync(fd));
+    io.receiveToFile(receiver, Buffer.alloc(0), fd, 0, 256 * KiB);
+    client.end(Buffer.alloc(100 * KiB, 3));
+    const [fileErrno, socketErrno] = await next();
+    assert.equal(fileErrno, 0);
+    assert.equal(socketErrno, 104, 'ECONNRESET');
+  });
+
+  it('stops at once while it waits for a payload; closing twice is harmless; one job at a time; a closed receiver refuses jobs', async function () {
+    const { receiver } = await receiverPair();
+    const path = join(dir, 'disk.img');
+    writeFileSync(path, Buffer.alloc(MiB));
+    const fd = openSync(path, 'r+');
+    cleanups.push(() => closeSync(fd));
+    let reported = 0;
+    const r2 = io.createReceiver((await socketPair(dir)).fd, 0, () => reported++);
+    io.closeReceiver(r2);
+    io.receiveToFile(receiver, Buffer.alloc(0), fd, 0, 64 * KiB);
+    assert.throws(() => io.receiveToFile(receiver, Buffer.alloc(0), fd, 0, 64 * KiB), (err: NodeJS.ErrnoException) => err.code === 'NATIVE_BUSY');
+    await sleep(100); // the thread waits in poll() for bytes that never come
+    const t0 = process.hrtime.bigint();
+    io.closeReceiver(receiver);
+    io.closeReceiver(receiver);
+    assert.ok(process.hrtime.bigint() - t0 < 5_000_000_000n, 'closing does not wait for the peer');
+    assert.throws(() => io.receiveToFile(receiver, Buffer.alloc(0), fd, 0, 4096), (err: NodeJS.ErrnoException) => err.code === 'NATIVE_CLOSED');
+    assert.throws(() => io.receiveToFile(r2, Buffer.alloc(0), fd, 0, 4096), (err: NodeJS.ErrnoException) => err.code === 'NATIVE_CLOSED');
+    assert.equal(reported, 0);
+    assert.throws(() => io.createReceiver('x' as unknown as number, 0, () => undefined), (err: NodeJS.ErrnoException) => err.code === 'NATIVE_ARGUMENT');
   });
 });
 

@@ -27,6 +27,9 @@ function limitedIo(io: NativeIo, allowed: number): NativeIo & { opened: number }
     sendPipe: io.sendPipe.bind(io),
     setPaused: io.setPaused.bind(io),
     closeSender: io.closeSender.bind(io),
+    createReceiver: io.createReceiver.bind(io),
+    receiveToFile: io.receiveToFile.bind(io),
+    closeReceiver: io.closeReceiver.bind(io),
   };
   return limited;
 }

@@ -1,0 +1,82 @@
+/**
+ * The payload receiver of one connection (docs/native-io.md): a thread of the native addon that
+ * takes a large WRITE's payload off the socket and splices it into the device's file, socket ->
+ * pipe -> file, so the payload is never copied into this process and the event loop is not woken
+ * for every part of it that arrives (a unix socket carries about 200 KB at a time, so a 1 MiB
+ * payload came in five to seven reads). While a payload is received the event loop does not
+ * read the socket; afterwards it reads again, unless the connection is paused for its budget.
+ */
+import type { Socket } from 'node:net';
+import type { Logger } from 'pino';
+import type { NativeIo, Receiver } from '../native/native-io.js';
+import { setSocketReading } from './direct-receive.js';
+
+/** The receiver's pipe: a 1 MiB payload in one splice from the socket where the kernel allows it. */
+const PIPE_BYTES = 1024 * 1024;
+/** What a dropped job reports (the connection is closing). */
+const ECANCELED = 125;
+
+export type ReceiveDone = (fileErrno: number, socketErrno: number) => void;
+
+export class PayloadReceiver {
+  private receiver: Receiver | null = null;
+  private failed = false;
+  private job: { done: ReceiveDone; prefix: Buffer } | null = null;
+  private readonly report = (fileErrno: number, socketErrno: number): void => this.onReport(fileErrno, socketErrno);
+
+  constructor(
+    private readonly io: NativeIo,
+    private readonly socket: Socket,
+    private readonly fd: number,
+    private readonly log: Logger,
+  ) {}
+
+  /** Whether payloads can be received now (the thread exists or could be started, none running). */
+  get usable(): boolean {
+    if (this.job !== null || this.failed) return false;
+    if (this.receiver !== null) return true;
+    try {
+      this.receiver = this.io.createReceiver(this.fd, PIPE_BYTES, this.report);
+      return true;
+    } catch (err) {
+      this.failed = true;
+      this.log.warn({ err }, `no payload receiver thread (${(err as Error).message}): large writes of this connection are received by the event loop`);
+      return false;
+    }
+  }
+
+  /**
+   * Stops the event loop's reads, then writes `length` bytes at `position` of `fileFd`:
+   * `prefix` (already received), then the rest from the socket. `done` runs once, on the event
+   * loop; after it the caller restarts reads with `resumeReading()` (or leaves them paused).
+   * Only when `usable`.
+   */
+  receive(prefix: Buffer, fileFd: number, position: number, length: number, done: ReceiveDone): void {
+    if (!setSocketReading(this.socket, false)) throw new Error('the socket has no handle to stop');
+    this.job = { done, prefix };
+    this.io.receiveToFile(this.receiver!, prefix, fileFd, position, length);
+  }
+
+  /** The event loop reads the socket again. */
+  resumeReading(): void {
+    if (!this.socket.destroyed) setSocketReading(this.socket, true);
+  }
+
+  /** Stops the thread; a payload being received ends with ECANCELED (its `done` runs now). Idempotent. */
+  close(): void {
+    if (this.receiver !== null) this.io.closeReceiver(this.receiver);
+    this.receiver = null;
+    this.failed = true;
+    const job = this.job;
+    this.job = null;
+    job?.done(0, ECANCELED);
+  }
+
+  private onReport(fileErrno: number, socketErrno: number): void {
+    const job = this.job;
+    this.job = null;
+    if (job === null) return;
+    if (socketErrno !== 0) this.log.debug({ socketErrno }, 'payload receiver: the socket failed');
+    job.done(fileErrno, socketErrno);
+  }
+}

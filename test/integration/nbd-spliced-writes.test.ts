@@ -1,0 +1,163 @@
+/**
+ * Large WRITE payloads taken off the socket by the connection's payload receiver thread and
+ * spliced into the device's file (docs/native-io.md), seen from a raw NBD client: the bytes land
+ * where they belong among small writes and reads in flight; a disk error is answered as an NBD
+ * error and the stream stays framed; a client that leaves in the middle of a payload leaves the
+ * server serving the next one. The ForwardingDevice records every direct-write window with the
+ * outcome it was finished with.
+ */
+import assert from 'node:assert/strict';
+import { openSync, closeSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { NBD, RawNbdClient, startServer, type ServerFixture } from '../helpers/nbd-clients.js';
+import { ForwardingDevice } from '../helpers/forwarding-device.js';
+import { Prng } from '../helpers/prng.js';
+import { waitFor } from '../helpers/wait.js';
+import { fromSystemError } from '../../appliance/errors.js';
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+const SIZE = 32 * MiB;
+/** Each write of the first test owns one slot: no two in flight overlap. */
+const SLOT = 2 * MiB;
+
+/** Reads `length` bytes at `offset` with one simple-reply READ. */
+async function readBack(c: RawNbdClient, handle: bigint, offset: number, length: number): Promise<Buffer> {
+  c.sendRequest(NBD.CMD_READ, handle, offset, length);
+  const head = await c.readExact(16);
+  assert.equal(head.readUInt32BE(0), NBD.SIMPLE_REPLY_MAGIC);
+  assert.equal(head.readUInt32BE(4), 0, `READ at ${offset} succeeded`);
+  assert.equal(head.readBigUInt64BE(8), handle);
+  return Buffer.from(await c.readExact(length));
+}
+
+/** The simple reply of each handle in `handles` (any order): its error. */
+async function replies(c: RawNbdClient, count: number): Promise<Map<bigint, number>> {
+  const out = new Map<bigint, number>();
+  while (out.size < count) {
+    const head = await c.readExact(16);
+    assert.equal(head.readUInt32BE(0), NBD.SIMPLE_REPLY_MAGIC);
+    out.set(head.readBigUInt64BE(8), head.readUInt32BE(4));
+  }
+  return out;
+}
+
+describe('NBD server: large WRITE payloads spliced into the file by the payload receiver', function () {
+  this.timeout(120_000);
+  let fx: ServerFixture;
+  let fwd: ForwardingDevice;
+
+  beforeEach(async function () {
+    fx = await startServer({
+      size: SIZE,
+      maxBlockSize: 32 * MiB,
+      tuning: { closeTimeoutMs: 500 },
+      wrapDevice: (d) => (fwd = new ForwardingDevice(d)),
+    });
+    fwd.directHook = () => true;
+  });
+  afterEach(async function () {
+    await fx?.stop();
+  });
+
+  it('writes every payload where it belongs, with small writes in flight, whatever part of it came with its header', async function () {
+    const prng = new Prng(40);
+    const reference = await readFile(fx.imagePath);
+    const c = await RawNbdClient.connect(fx.socketPath);
+    try {
+      await c.open();
+      let handle = 1n;
+      let sent = 0;
+      const large: Array<{ offset: number; length: number }> = [];
+      for (let slot = 0; slot < SIZE / SLOT; slot++) {
+        // 128 KiB to 2 MiB at any 512-byte offset inside the slot; a small write and a read after it.
+        const length = 128 * KiB + prng.int((SLOT - 128 * KiB - 64 * KiB) / 512) * 512;
+        const offset = slot * SLOT + prng.int((SLOT - length - 4 * KiB) / 512) * 512;
+        const payload = prng.bytes(length);
+        payload.copy(reference, offset);
+        large.push({ offset, length });
+        const header = RawNbdClient.request(NBD.CMD_WRITE, handle++, offset, length);
+        // Sometimes the header with part of the payload in one write, sometimes alone.
+        const k = slot % 2 === 0 ? 1 + prng.int(64 * KiB) : 0;
+        c.write(Buffer.concat([header, payload.subarray(0, k)]));
+        c.write(payload.subarray(k));
+        sent++;
+        const small = prng.bytes(4 * KiB);
+        const smallAt = offset + length;
+        small.copy(reference, smallAt);
+        c.sendRequest(NBD.CMD_WRITE, handle++, smallAt, small.length, { payload: small });
+        sent++;
+      }
+      const errors = await replies(c, sent);
+      for (const [h, e] of errors) assert.equal(e, 0, `request ${h} succeeded`);
+      for (let off = 0; off < SIZE; off += 4 * MiB) {
+        const got = await readBack(c, handle++, off, 4 * MiB);
+        assert.ok(got.equals(reference.subarray(off, off + 4 * MiB)), `the disk at ${off} reads back as written`);
+      }
+      const direct = fwd.calls.filter((call) => call.direct !== undefined);
+      assert.ok(direct.length >= large.length / 2, `most large payloads went through the receiver (${direct.length} of ${large.length})`);
+      assert.ok(direct.every((call) => call.direct!.outcome === null && call.length >= 128 * KiB));
+      assert.ok((await readFile(fx.imagePath)).equals(reference), 'and so does the file');
+    } finally {
+      c.destroy();
+    }
+  });
+
+  it('answers a payload the disk could not take with an NBD error, and the requests after it are served', async function () {
+    const c = await RawNbdClient.connect(fx.socketPath);
+    // A disk that fails every write: the window's descriptor is open read-only (EBADF).
+    const readOnly = openSync(fx.imagePath, 'r');
+    try {
+      fwd.directHook = (offset) => ({
+        fd: readOnly,
+        position: offset,
+        finish: (outcome) => (outcome === null || outcome === 'aborted' ? null : fromSystemError(outcome, 'writing the test disk')),
+      });
+      await c.open();
+      const before = await readFile(fx.imagePath);
+      const payload = Buffer.alloc(512 * KiB, 0x77);
+      c.sendRequest(NBD.CMD_WRITE, 1n, MiB, payload.length, { payload });
+      const [first] = await replies(c, 1);
+      assert.equal(first![0], 1n);
+      assert.equal(first![1], NBD.EIO, 'the failed write is answered with EIO');
+      assert.ok((await readFile(fx.imagePath)).equals(before), 'nothing was written');
+      // The stream is still framed: the next write and read are served.
+      fwd.directHook = () => true;
+      const next = Buffer.alloc(256 * KiB, 0x42);
+      c.sendRequest(NBD.CMD_WRITE, 2n, 2 * MiB, next.length, { payload: next });
+      const [second] = await replies(c, 1);
+      assert.deepEqual(second, [2n, 0]);
+      assert.ok((await readBack(c, 3n, 2 * MiB, next.length)).equals(next));
+      assert.deepEqual(
+        fwd.calls.filter((call) => call.direct !== undefined).map((call) => (call.direct!.outcome === null ? 'ok' : 'failed')),
+        ['failed', 'ok'],
+      );
+    } finally {
+      c.destroy();
+      closeSync(readOnly);
+    }
+  });
+
+  it('a client that leaves in the middle of a payload: the write is never answered, its window is closed, and the next client is served', async function () {
+    const c = await RawNbdClient.connect(fx.socketPath);
+    await c.open();
+    c.write(RawNbdClient.request(NBD.CMD_WRITE, 1n, 4 * MiB, 4 * MiB));
+    c.write(Buffer.alloc(MiB + 123, 0x11));
+    await waitFor('the receiver to take the payload', async () => fwd.calls.some((call) => call.direct !== undefined));
+    c.destroy();
+    await waitFor('the window to be closed as aborted', async () => fwd.calls.some((call) => call.direct?.outcome === 'aborted'));
+    await waitFor('the server to drop the client', async () => fx.server.clientCount === 0);
+
+    const d = await RawNbdClient.connect(fx.socketPath);
+    try {
+      await d.open();
+      const payload = Buffer.alloc(MiB, 0x33);
+      d.sendRequest(NBD.CMD_WRITE, 1n, 4 * MiB, payload.length, { payload });
+      const [r] = await replies(d, 1);
+      assert.deepEqual(r, [1n, 0]);
+      assert.ok((await readBack(d, 2n, 4 * MiB, MiB)).equals(payload));
+    } finally {
+      d.destroy();
+    }
+  });
+});
