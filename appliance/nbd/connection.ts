@@ -35,6 +35,8 @@ export interface ConnectionContext {
   pipes: PipePool | null;
   /** The addon, for payload receivers (null: WRITE payloads are received by the event loop). */
   receiveIo: NativeIo | null;
+  /** A payload the receiver has taken for this long without its end ends the connection (0 = never). */
+  payloadStallMs: number;
   /**
    * Connections idle (nothing received, nothing in flight) for this long are dropped: the
    * first limit applies until the first request, the second after it (0 = never). Null for
@@ -126,12 +128,22 @@ export class NbdConnection {
 
   /**
    * Drops the connection if it has been idle too long (called about once a second): nothing
-   * received and nothing in flight since the last check that saw activity.
+   * received and nothing in flight since the last check that saw activity; or if a WRITE
+   * payload the payload receiver took has not fully arrived after `payloadStallMs`.
    */
   checkIdle(now: number): void {
-    const idle = this.ctx.idle;
-    if (idle === null || this.phase !== 'transmission') return;
+    if (this.phase !== 'transmission') return;
     const t = this.transmission!;
+    const since = t.receivingSince;
+    if (since !== null && this.ctx.payloadStallMs > 0 && now - since >= this.ctx.payloadStallMs) {
+      this.log.info({ stalledSeconds: Math.round((now - since) / 1000) }, 'dropped an NBD client stalled in the middle of a WRITE payload');
+      this.phase = 'closing';
+      t.end('WRITE payload stalled');
+      this.socket.destroy();
+      return;
+    }
+    const idle = this.ctx.idle;
+    if (idle === null) return;
     if (this.reads !== this.readsSeen || t.busy) {
       this.readsSeen = this.reads;
       this.idleSince = now;

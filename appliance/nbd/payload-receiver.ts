@@ -53,8 +53,13 @@ export class PayloadReceiver {
    */
   receive(prefix: Buffer, fileFd: number, position: number, length: number, done: ReceiveDone): void {
     if (!setSocketReading(this.socket, false)) throw new Error('the socket has no handle to stop');
+    try {
+      this.io.receiveToFile(this.receiver!, prefix, fileFd, position, length);
+    } catch (err) {
+      this.failed = true;
+      throw err;
+    }
     this.job = { done, prefix };
-    this.io.receiveToFile(this.receiver!, prefix, fileFd, position, length);
   }
 
   /** The event loop reads the socket again. */

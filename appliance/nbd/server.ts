@@ -77,6 +77,12 @@ export interface NbdServerTuning {
    * connection, where the native addon is loaded and the device can (default true).
    */
   splicedWrites: boolean;
+  /**
+   * A WRITE payload the payload receiver has not fully received after this long ends its
+   * connection (default 60 s): its window counts as a write in flight, so a client that stalls
+   * in the middle of a payload would otherwise hold a session end.
+   */
+  payloadStallMs: number;
 }
 
 export const DEFAULT_TUNING: Readonly<NbdServerTuning> = Object.freeze({
@@ -95,6 +101,7 @@ export const DEFAULT_TUNING: Readonly<NbdServerTuning> = Object.freeze({
   splicedReads: true,
   maxPipes: 64,
   splicedWrites: true,
+  payloadStallMs: 60_000,
 });
 
 /** Who a listener serves: ordinary NBD clients, or the gadget's own kernel client. */
@@ -180,6 +187,7 @@ export class NbdServer extends EventEmitter {
       directReceive: this.tuning.directReceive,
       pipes: this.pipes,
       receiveIo,
+      payloadStallMs: this.tuning.payloadStallMs,
       idle: { beforeFirstRequestMs: this.tuning.firstRequestTimeoutMs, afterRequestsMs: this.tuning.idleTimeoutMs },
       tls: null,
     };
@@ -297,10 +305,10 @@ export class NbdServer extends EventEmitter {
     }
   }
 
-  /** About once a second (or faster with short test timeouts): drop idle ordinary clients. */
+  /** About once a second (or faster with short test timeouts): drop idle ordinary clients, and clients stalled in a received payload. */
   private startIdleSweep(): void {
     if (this.idleSweep) return;
-    const shortest = Math.min(...[this.tuning.firstRequestTimeoutMs, this.tuning.idleTimeoutMs].filter((t) => t > 0), 4000);
+    const shortest = Math.min(...[this.tuning.firstRequestTimeoutMs, this.tuning.idleTimeoutMs, this.tuning.payloadStallMs].filter((t) => t > 0), 4000);
     this.idleSweep = setInterval(() => {
       const now = Date.now();
       for (const conn of this.connections.values()) conn.checkIdle(now);

@@ -121,6 +121,8 @@ export class Transmission {
   private readonly writeNow: ((offset: number, data: Buffer) => boolean) | null;
   private readonly readToPipe: ((pipeFd: number, offset: number, length: number) => boolean) | null;
   private readonly directWrite: ((offset: number, length: number) => DirectWrite | null) | null;
+  /** When the payload receiver took the current payload (see receivingSince). */
+  private receiveStartedAt = 0;
   /** Requests answered by readNow or writeNow in the current parsing pass (replies not yet sent). */
   private answeredNow = 0;
 
@@ -176,6 +178,11 @@ export class Transmission {
   }
 
   /** Something is in flight, half received, waiting to be parsed, or not yet taken by the kernel. */
+  /** When the payload receiver took the current WRITE's payload (Date.now()); null when it has none. */
+  get receivingSince(): number | null {
+    return this.mode === MODE_RECEIVE ? this.receiveStartedAt : null;
+  }
+
   get busy(): boolean {
     return this.inflightCount > 0 || this.mode !== MODE_HEADER || this.writer.pendingBytes > 0 || this.queue.length > 0;
   }
@@ -326,25 +333,37 @@ export class Transmission {
     this.inflightCount++;
     this.inflightBytes += length;
     this.mode = MODE_RECEIVE;
-    receiver.receive(prefix, w.fd, w.position, length, (fileErrno, socketErrno) => {
-      if (pooledPrefix !== null) this.pool.release(pooledPrefix);
-      this.mode = MODE_HEADER;
-      if (socketErrno !== 0) {
-        // Never acknowledged; what landed stays, as after a crash in the middle of a write.
-        w.finish('aborted');
-        this.inflightCount--;
-        this.inflightBytes -= length;
-        this.end(`the WRITE payload at ${offset} did not fully arrive (${errnoName(socketErrno)})`);
-        this.maybeFinish();
-        return;
-      }
-      const err = w.finish(fileErrno === 0 ? null : systemError(fileErrno, `splice to file: ${errnoName(fileErrno)}`));
-      if (err === null) this.completed(hi, lo, length);
-      else this.failed(CMD_WRITE, hi, lo, offset, length, length, err);
-      if (!this.paused && this.ending === null) receiver.resumeReading();
-      this.process();
-    });
+    this.receiveStartedAt = Date.now();
+    try {
+      receiver.receive(prefix, w.fd, w.position, length, (fileErrno, socketErrno) => this.received(w, pooledPrefix, hi, lo, offset, length, fileErrno, socketErrno));
+    } catch (err) {
+      // The thread could not take the job (no descriptor left to duplicate, say). The prefix is
+      // already off the queue, so the stream cannot be parsed on: the connection ends, and the
+      // write was never acknowledged nor written.
+      this.received(w, pooledPrefix, hi, lo, offset, length, 0, -1);
+      this.log.warn({ err }, 'the payload receiver could not take a WRITE payload: connection closed');
+    }
     return true;
+  }
+
+  /** The payload receiver's report on the WRITE it took (socketErrno -1: it never started). */
+  private received(w: DirectWrite, pooledPrefix: Buffer | null, hi: number, lo: number, offset: number, length: number, fileErrno: number, socketErrno: number): void {
+    if (pooledPrefix !== null) this.pool.release(pooledPrefix);
+    this.mode = MODE_HEADER;
+    if (socketErrno !== 0) {
+      // Never acknowledged; what landed stays, as after a crash in the middle of a write.
+      w.finish('aborted');
+      this.inflightCount--;
+      this.inflightBytes -= length;
+      this.end(socketErrno < 0 ? `the payload receiver could not take the WRITE at ${offset}` : `the WRITE payload at ${offset} did not fully arrive (${errnoName(socketErrno)})`);
+      this.maybeFinish();
+      return;
+    }
+    const err = w.finish(fileErrno === 0 ? null : systemError(fileErrno, `splice to file: ${errnoName(fileErrno)}`));
+    if (err === null) this.completed(hi, lo, length);
+    else this.failed(CMD_WRITE, hi, lo, offset, length, length, err);
+    if (!this.paused && this.ending === null) this.receiver!.resumeReading();
+    this.process();
   }
 
   /**

@@ -160,4 +160,45 @@ describe('NBD server: large WRITE payloads spliced into the file by the payload 
       d.destroy();
     }
   });
+
+  it('a job the receiver cannot take (a bad descriptor) ends the connection: never acknowledged, the window closed, the next client served', async function () {
+    const c = await RawNbdClient.connect(fx.socketPath);
+    await c.open();
+    const before = await readFile(fx.imagePath);
+    fwd.directHook = (offset) => ({ fd: -1, position: offset, finish: () => null });
+    c.write(Buffer.concat([RawNbdClient.request(NBD.CMD_WRITE, 1n, 0, 256 * KiB), Buffer.alloc(256 * KiB, 0x66)]));
+    await waitFor('the window to be closed as aborted', async () => fwd.calls.some((call) => call.direct?.outcome === 'aborted'));
+    await waitFor('the server to drop the client', async () => fx.server.clientCount === 0);
+    c.destroy();
+    assert.ok((await readFile(fx.imagePath)).equals(before), 'nothing was written');
+    fwd.directHook = () => true;
+    const d = await RawNbdClient.connect(fx.socketPath);
+    try {
+      await d.open();
+      const payload = Buffer.alloc(512 * KiB, 0x44);
+      d.sendRequest(NBD.CMD_WRITE, 1n, 0, payload.length, { payload });
+      const [r] = await replies(d, 1);
+      assert.deepEqual(r, [1n, 0]);
+      assert.ok((await readBack(d, 2n, 0, payload.length)).equals(payload));
+    } finally {
+      d.destroy();
+    }
+  });
+
+  it('a client that stalls in the middle of a payload is dropped after payloadStallMs: a session end is not held by it', async function () {
+    await fx.stop();
+    fx = await startServer({ size: SIZE, maxBlockSize: 32 * MiB, tuning: { closeTimeoutMs: 500, payloadStallMs: 300 }, wrapDevice: (d) => (fwd = new ForwardingDevice(d)) });
+    fwd.directHook = () => true;
+    const c = await RawNbdClient.connect(fx.socketPath);
+    try {
+      await c.open();
+      c.write(RawNbdClient.request(NBD.CMD_WRITE, 1n, 0, 2 * MiB));
+      c.write(Buffer.alloc(MiB, 0x21)); // half of it, then nothing
+      await waitFor('the receiver to take the payload', async () => fwd.calls.some((call) => call.direct !== undefined));
+      await waitFor('the stalled client to be dropped', async () => fx.server.clientCount === 0, 10_000);
+      assert.equal(fwd.calls.find((call) => call.direct !== undefined)!.direct!.outcome, 'aborted');
+    } finally {
+      c.destroy();
+    }
+  });
 });
