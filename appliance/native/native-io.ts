@@ -19,6 +19,10 @@ export type Sender = { readonly __sender: unique symbol };
 export type Receiver = { readonly __receiver: unique symbol };
 
 export interface NativeIo {
+  /** Writes all of `buf` at `position` of `fd` on this thread (pwrite(2), retried until done). */
+  pwriteAll(fd: number, buf: Buffer, position: number): void;
+  /** Reads into `buf` from `position` of `fd` on this thread; fewer bytes only at the end of the file. */
+  preadAll(fd: number, buf: Buffer, position: number): number;
   /** The system's page size: a pipe holds one page (or part of one) per slot. */
   readonly pageSize: number;
   /** A non-blocking pipe with room for at least `size` bytes: [read end, write end]. */
@@ -77,14 +81,14 @@ export function errnoName(errno: number): string {
  * What the addon threw, as a Node-style system error (`code` 'EIO', 'ENOSPC'...), so
  * fromSystemError and the NBD errno mapping treat it as they treat fs errors.
  */
-export function asSystemError(err: unknown): unknown {
+export function asSystemError(err: unknown, syscall = 'splice'): unknown {
   if (!(err instanceof Error) || (err as NodeJS.ErrnoException).code !== NATIVE_ERRNO) return err;
-  return systemError((err as NodeJS.ErrnoException).errno ?? 0, err.message);
+  return systemError((err as NodeJS.ErrnoException).errno ?? 0, err.message, syscall);
 }
 
 /** A Node-style system error for an errno the addon reported (`code` 'EIO', 'ENOSPC'...). */
-export function systemError(errno: number, message: string): NodeJS.ErrnoException {
-  return Object.assign(new Error(message), { code: errnoName(errno), errno: -errno, syscall: 'splice' });
+export function systemError(errno: number, message: string, syscall = 'splice'): NodeJS.ErrnoException {
+  return Object.assign(new Error(message), { code: errnoName(errno), errno: -errno, syscall });
 }
 
 let loaded: NativeIo | null | undefined;

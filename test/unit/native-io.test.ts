@@ -129,6 +129,29 @@ describe('native I/O addon', function () {
     assert.throws(() => io.openPipe(1 << 30), (err: NodeJS.ErrnoException) => err.code === 'NATIVE_ERRNO', 'a pipe larger than pipe-max-size is refused');
   });
 
+  it('writes and reads a file on the calling thread (pwriteAll, preadAll): every byte, short only at the end of the file, errors with their errno', function () {
+    const path = join(dir, 'file.img');
+    writeFileSync(path, Buffer.alloc(64 * KiB, 1));
+    const fd = openSync(path, 'r+');
+    cleanups.push(() => closeSync(fd));
+    const data = new Prng(50).bytes(12 * KiB + 7);
+    io.pwriteAll(fd, data, 4097);
+    const back = Buffer.alloc(data.length);
+    assert.equal(io.preadAll(fd, back, 4097), data.length);
+    assert.ok(back.equals(data));
+    assert.ok(readFileSync(path).subarray(4097, 4097 + data.length).equals(data), 'in the file');
+    const tail = Buffer.alloc(8 * KiB, 0xff);
+    assert.equal(io.preadAll(fd, tail, 60 * KiB), 4 * KiB, 'short at the end of the file');
+    io.pwriteAll(fd, Buffer.alloc(100, 2), 70 * KiB);
+    assert.equal(readFileSync(path).length, 70 * KiB + 100, 'a write past the end extends the file');
+    const ro = openSync(path, 'r');
+    cleanups.push(() => closeSync(ro));
+    assert.throws(() => io.pwriteAll(ro, data, 0), (err: NodeJS.ErrnoException) => err.code === 'NATIVE_ERRNO' && err.errno === 9);
+    assert.throws(() => io.preadAll(-1, back, 0), (err: NodeJS.ErrnoException) => err.code === 'NATIVE_ERRNO' && err.errno === 9);
+    assert.throws(() => io.pwriteAll(fd, 'x' as unknown as Buffer, 0), (err: NodeJS.ErrnoException) => err.code === 'NATIVE_ARGUMENT');
+    assert.throws(() => io.preadAll(fd, back, -1), (err: NodeJS.ErrnoException) => err.code === 'NATIVE_ARGUMENT');
+  });
+
   it('FileDevice.readToPipe: the bytes of the file while inline I/O is on, declined when it is off or the device closed, errors as storage errors', async function () {
     const data = new Prng(5).bytes(MiB);
     const path = join(dir, 'disk.img');

@@ -30,6 +30,8 @@ function limitedIo(io: NativeIo, allowed: number): NativeIo & { opened: number }
     createReceiver: io.createReceiver.bind(io),
     receiveToFile: io.receiveToFile.bind(io),
     closeReceiver: io.closeReceiver.bind(io),
+    pwriteAll: io.pwriteAll.bind(io),
+    preadAll: io.preadAll.bind(io),
   };
   return limited;
 }

@@ -14,6 +14,7 @@ import type { Clock, TimerHandle } from '../../appliance/clock.js';
 import { BatchedIo } from '../../appliance/storage/batched-io.js';
 import { FileDevice, fileSystemInRam } from '../../appliance/storage/file-device.js';
 import { InlineIo } from '../../appliance/storage/inline-io.js';
+import { nativeIo } from '../../appliance/native/native-io.js';
 import { isSnapbackError } from '../../appliance/errors.js';
 import { Prng } from '../helpers/prng.js';
 
@@ -33,7 +34,13 @@ class SteppingClock implements Clock {
   clearTimeout(): void {}
 }
 
-describe('inline I/O', function () {
+// Every case twice: through the native addon's pread/pwrite (the default where it is built) and
+// through Node's readSync/writeSync (where it is not).
+for (const native of [true, false]) describe(`inline I/O (${native ? "the native addon's pread/pwrite" : "Node's readSync/writeSync"})`, function () {
+  const nativeOption = native ? {} : { native: null };
+  before(function () {
+    if (native) assert.ok(nativeIo() !== null, 'the addon is built by npm ci and loads');
+  });
   this.timeout(60_000);
   let dir: string;
   const closers: Array<() => Promise<void>> = [];
@@ -48,7 +55,7 @@ describe('inline I/O', function () {
   async function device(options: { size?: number; clock?: Clock; fileBytes?: number } = {}): Promise<{ dev: FileDevice; inline: InlineIo; io: BatchedIo; path: string }> {
     const path = join(dir, 'disk.img');
     writeFileSync(path, Buffer.alloc(options.fileBytes ?? 1 << 20));
-    const inline = new InlineIo(options.clock ? { clock: options.clock } : {});
+    const inline = new InlineIo({ ...nativeOption, ...(options.clock ? { clock: options.clock } : {}) });
     // loneRequests: a single request that is not done inline is seen in the worker's stats.
     const io = new BatchedIo({ loneRequests: true });
     const dev = new FileDevice(path, { inlineIo: inline, batchedIo: io, ...(options.size ? { size: options.size } : {}) });
@@ -121,7 +128,7 @@ describe('inline I/O', function () {
 
   it('doubles the back-off while the disk stays slow, resets it after 256 fast calls, and forgives a lone slow call', () => {
     const clock = new SteppingClock();
-    const inline = new InlineIo({ clock, backoffMs: 1000, maxBackoffMs: 4000 });
+    const inline = new InlineIo({ ...nativeOption, clock, backoffMs: 1000, maxBackoffMs: 4000 });
     const path = join(dir, 'f.img');
     writeFileSync(path, Buffer.alloc(64 * KiB));
     const fd = openSync(path, 'r');
@@ -197,7 +204,7 @@ describe('inline I/O', function () {
     closers.push(async () => rmSync(ramDir, { recursive: true, force: true }));
     const fuaInline = async (path: string): Promise<number> => {
       writeFileSync(path, Buffer.alloc(64 * KiB));
-      const inline = new InlineIo();
+      const inline = new InlineIo(nativeOption);
       const dev = new FileDevice(path, { inlineIo: inline, batchedIo: null });
       await dev.open();
       try {
@@ -216,7 +223,7 @@ describe('inline I/O', function () {
     assert.equal(await fuaInline(join(dir, 'log.img')), onDisk ? 0 : 3);
     // A device node lives on /dev (a tmpfs), the disk behind it does not: never inline.
     assert.equal(await fileSystemInRam('/dev/null'), true);
-    const nodeInline = new InlineIo();
+    const nodeInline = new InlineIo(nativeOption);
     const nodeDev = new FileDevice('/dev/null', { inlineIo: nodeInline, batchedIo: null, size: 64 * KiB });
     await nodeDev.open();
     closers.push(() => nodeDev.close());
@@ -228,7 +235,7 @@ describe('inline I/O', function () {
   it('rejects a failed inline request with a storage error naming the file, offset and errno', async () => {
     const path = join(dir, 'a-directory');
     mkdirSync(path);
-    const inline = new InlineIo();
+    const inline = new InlineIo(nativeOption);
     const dev = new FileDevice(path, { readOnly: true, size: 64 * KiB, inlineIo: inline, batchedIo: null });
     await dev.open();
     closers.push(() => dev.close());
