@@ -1,6 +1,6 @@
 /*
- * snapback-io: the two system calls Node.js has no binding for, used on the NBD server's
- * large-read path (docs/native-io.md).
+ * snapback-io: the system calls Node.js has no binding for, used on the NBD server's large-read
+ * and large-write paths and by the storage layers' inline I/O (docs/native-io.md).
  *
  * - spliceFile(): moves a file range into a pipe with splice(2). For data in the page cache
  *   this hands over page references: no copy. The range is in the pipe before any byte of the
@@ -12,6 +12,11 @@
  *   never does. Completed jobs are reported in order through a thread-safe function. It also
  *   sets the socket's send buffer: with the default (about 200 KB) every 1 MiB reply needs
  *   several wake-ups of both sides.
+ * - a payload receiver: one thread per NBD connection that takes a large WRITE's payload off
+ *   the socket and splices it into the disk file (socket -> pipe -> file), one job at a time,
+ *   while the event loop does not read the socket.
+ * - pwriteAll() / preadAll(): positional I/O on the calling thread without Node's per-call
+ *   argument checks (the inline I/O of small requests).
  *
  * Errors are thrown (or reported) as the errno value; the JavaScript side makes them errors
  * with a code (appliance/native/native-io.ts).
@@ -160,22 +165,27 @@ static napi_value splice_file(napi_env env, napi_callback_info info) {
   return out;
 }
 
+/* The arguments (fd, buffer, position) of pwriteAll and preadAll; false with an error thrown. */
+static bool positional_args(napi_env env, napi_callback_info info, int32_t *fd, void **ptr, size_t *len, int64_t *position) {
+  napi_value argv[3];
+  if (!get_args(env, info, 3, argv) || !get_i32(env, argv[0], fd)) return false;
+  if (napi_get_buffer_info(env, argv[1], ptr, len) != napi_ok) {
+    napi_throw_type_error(env, "NATIVE_ARGUMENT", "expected a buffer");
+    return false;
+  }
+  return get_size(env, argv[2], position);
+}
+
 /*
  * pwriteAll(fd, buffer, position): all of the buffer at `position`, on this thread (the inline
  * I/O of small writes: Node's fs.writeSync costs more in argument checks than the copy of 4 KiB).
  */
 static napi_value pwrite_all(napi_env env, napi_callback_info info) {
-  napi_value argv[3];
   int32_t fd;
   int64_t position;
   void *ptr;
   size_t len;
-  if (!get_args(env, info, 3, argv) || !get_i32(env, argv[0], &fd)) return NULL;
-  if (napi_get_buffer_info(env, argv[1], &ptr, &len) != napi_ok) {
-    napi_throw_type_error(env, "NATIVE_ARGUMENT", "expected a buffer");
-    return NULL;
-  }
-  if (!get_size(env, argv[2], &position)) return NULL;
+  if (!positional_args(env, info, &fd, &ptr, &len, &position)) return NULL;
   size_t done = 0;
   while (done < len) {
     ssize_t n = pwrite(fd, (const char *)ptr + done, len - done, (off_t)position + (off_t)done);
@@ -193,17 +203,12 @@ static napi_value pwrite_all(napi_env env, napi_callback_info info) {
  * the end of the file (the caller zero-fills the rest).
  */
 static napi_value pread_all(napi_env env, napi_callback_info info) {
-  napi_value argv[3], out;
+  napi_value out;
   int32_t fd;
   int64_t position;
   void *ptr;
   size_t len;
-  if (!get_args(env, info, 3, argv) || !get_i32(env, argv[0], &fd)) return NULL;
-  if (napi_get_buffer_info(env, argv[1], &ptr, &len) != napi_ok) {
-    napi_throw_type_error(env, "NATIVE_ARGUMENT", "expected a buffer");
-    return NULL;
-  }
-  if (!get_size(env, argv[2], &position)) return NULL;
+  if (!positional_args(env, info, &fd, &ptr, &len, &position)) return NULL;
   size_t done = 0;
   while (done < len) {
     ssize_t n = pread(fd, (char *)ptr + done, len - done, (off_t)position + (off_t)done);
@@ -216,6 +221,168 @@ static napi_value pread_all(napi_env env, napi_callback_info info) {
   }
   CHECK(napi_create_double(env, (double)done, &out));
   return out;
+}
+
+/* ---- connection threads: what the reply sender and the payload receiver share ---------- */
+
+/*
+ * A thread of one NBD connection, working on its own dup of the socket (valid whatever the event
+ * loop does with its descriptor). It waits in poll(2) on the socket and on an eventfd that wakes
+ * it to stop, and reports to JavaScript through a thread-safe function. Its memory has two
+ * owners, both on the JS thread: the JS external (until collected) and the thread-safe function
+ * (until finalized after the thread is stopped); the last one frees it. The concrete thread's
+ * struct starts with this one.
+ */
+typedef struct worker {
+  const char *kind; /* SENDER or RECEIVER: the external is checked against it */
+  int sock;
+  int wake;
+  pthread_t thread;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  bool closing;
+  napi_threadsafe_function tsfn;
+  int owners;
+  void (*after_join)(struct worker *w); /* closes what the thread used besides sock and wake */
+  void (*destroy)(struct worker *w);    /* frees what the concrete struct holds besides itself */
+} worker_t;
+
+static const char SENDER[] = "sender";
+static const char RECEIVER[] = "receiver";
+
+/* Its own dup of the socket and the wake eventfd: 0, or the errno (nothing left open). */
+static int worker_open(worker_t *w, const char *kind, int fd) {
+  w->kind = kind;
+  w->wake = -1;
+  w->sock = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+  if (w->sock < 0) return errno;
+  w->wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (w->wake >= 0) return 0;
+  int err = errno;
+  close(w->sock);
+  w->sock = -1;
+  return err;
+}
+
+/*
+ * Waits until the socket has `events`: 0; `hangup` on an error or hang-up without them; EBADF;
+ * ECANCELED when the worker is stopping; or poll's errno.
+ */
+static int wait_socket(worker_t *w, short events, int hangup) {
+  struct pollfd p[2] = {{w->sock, events, 0}, {w->wake, POLLIN, 0}};
+  for (;;) {
+    int n = poll(p, 2, -1);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return errno;
+    }
+    if (p[1].revents) return ECANCELED;
+    if (p[0].revents & POLLNVAL) return EBADF;
+    if (p[0].revents & events) return 0;
+    if (p[0].revents & (POLLERR | POLLHUP)) return hangup;
+  }
+}
+
+/* An owner lets go (the thread-safe function finalized, or the JS external collected). */
+static void worker_release(napi_env env, void *finalize_data, void *hint) {
+  (void)env;
+  (void)hint;
+  worker_t *w = finalize_data;
+  if (--w->owners > 0) return;
+  pthread_mutex_destroy(&w->mu);
+  pthread_cond_destroy(&w->cv);
+  w->destroy(w);
+  free(w);
+}
+
+/* Stops the thread and waits for it; then the thread-safe function lets go. Idempotent. */
+static void worker_stop(worker_t *w) {
+  pthread_mutex_lock(&w->mu);
+  if (w->closing) {
+    pthread_mutex_unlock(&w->mu);
+    return;
+  }
+  w->closing = true;
+  pthread_cond_signal(&w->cv);
+  pthread_mutex_unlock(&w->mu);
+  uint64_t one = 1;
+  ssize_t ignored = write(w->wake, &one, sizeof one);
+  (void)ignored;
+  pthread_join(w->thread, NULL);
+  w->after_join(w);
+  close(w->sock);
+  close(w->wake);
+  napi_release_threadsafe_function(w->tsfn, napi_tsfn_abort);
+}
+
+/*
+ * Starts a worker whose descriptors are open (worker_open) and whose own fields are set: the
+ * thread-safe function to `callback` through `report`, the thread at `main`, and the JS
+ * external returned. On failure all of it is let go and the error thrown.
+ */
+static napi_value worker_start(napi_env env, worker_t *w, napi_value callback, const char *name, napi_threadsafe_function_call_js report, void *(*main)(void *)) {
+  napi_value tsfn_name, out;
+  pthread_mutex_init(&w->mu, NULL);
+  pthread_cond_init(&w->cv, NULL);
+  w->owners = 1; /* the thread-safe function; the external adds itself below */
+  if (napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &tsfn_name) != napi_ok ||
+      napi_create_threadsafe_function(env, callback, NULL, tsfn_name, 0, 1, w, worker_release, w, report, &w->tsfn) != napi_ok) {
+    w->after_join(w);
+    close(w->sock);
+    close(w->wake);
+    w->owners = 1;
+    worker_release(env, w, NULL);
+    return throw_status(env);
+  }
+  /* The thread keeps the process alive only through the work the caller is waiting for. */
+  napi_unref_threadsafe_function(env, w->tsfn);
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  pthread_attr_setstacksize(&attr, 256 * 1024);
+  int err = pthread_create(&w->thread, &attr, main, w);
+  pthread_attr_destroy(&attr);
+  if (err) {
+    w->after_join(w);
+    close(w->sock);
+    close(w->wake);
+    w->closing = true;
+    napi_release_threadsafe_function(w->tsfn, napi_tsfn_abort); /* its finalizer frees w */
+    return throw_errno(env, err, "pthread_create");
+  }
+  w->owners++;
+  if (napi_create_external(env, w, worker_release, NULL, &out) != napi_ok) {
+    w->owners--;
+    worker_stop(w);
+    return throw_status(env);
+  }
+  return out;
+}
+
+/* The worker of `kind` behind a JS external; throws unless it is one, or when it is closed. */
+static worker_t *get_worker(napi_env env, napi_value v, const char *kind) {
+  worker_t *w = NULL;
+  char message[64];
+  if (napi_get_value_external(env, v, (void **)&w) != napi_ok || w == NULL || w->kind != kind) {
+    snprintf(message, sizeof message, "expected a %s", kind);
+    napi_throw_type_error(env, "NATIVE_ARGUMENT", message);
+    return NULL;
+  }
+  if (w->closing) {
+    snprintf(message, sizeof message, "the %s is closed", kind);
+    napi_throw_error(env, "NATIVE_CLOSED", message);
+    return NULL;
+  }
+  return w;
+}
+
+/* closeSender(sender) / closeReceiver(receiver): stops the thread and waits for it. Idempotent. */
+static napi_value close_worker(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  worker_t *w = NULL;
+  if (!get_args(env, info, 1, argv)) return NULL;
+  if (napi_get_value_external(env, argv[0], (void **)&w) != napi_ok || w == NULL) return throw_status(env);
+  worker_stop(w);
+  return NULL;
 }
 
 /* ---- the reply sender ------------------------------------------------------------------- */
@@ -232,36 +399,18 @@ typedef struct {
 } job_t;
 
 typedef struct {
-  int sock; /* our own dup: stays valid whatever the event loop does with its descriptor */
-  int wake; /* eventfd: wakes the thread out of poll() to stop */
-  pthread_t thread;
-  pthread_mutex_t mu;
-  pthread_cond_t cv;
+  worker_t w; /* first: the thread, its socket and its report (see worker_t) */
   job_t *jobs;
   size_t cap, head, tail; /* ring: [head, tail) queued, jobs[head] the one being sent */
-  bool paused, closing;
+  bool paused;
   size_t done; /* completed, not yet reported */
   int error;   /* errno of the failure that stopped the sender; 0 while it works */
   bool notify_pending;
-  napi_threadsafe_function tsfn;
-  /* Owners of this memory, both on the JS thread: the JS external (until collected) and the
-   * thread-safe function (until finalized after closeSender). The last one frees it. */
-  int owners;
 } sender_t;
 
 /* Waits until the socket takes more bytes; an errno if it failed or the sender is stopping. */
 static int wait_writable(sender_t *s) {
-  struct pollfd p[2] = {{s->sock, POLLOUT, 0}, {s->wake, POLLIN, 0}};
-  for (;;) {
-    int r = poll(p, 2, -1);
-    if (r < 0) {
-      if (errno == EINTR) continue;
-      return errno;
-    }
-    if (p[1].revents) return ECANCELED;
-    if (p[0].revents & POLLOUT) return 0;
-    if (p[0].revents & (POLLERR | POLLHUP | POLLNVAL)) return EPIPE;
-  }
+  return wait_socket(&s->w, POLLOUT, EPIPE);
 }
 
 /* After a send or splice to the socket failed: 0 to try again (interrupted, or the socket has
@@ -274,7 +423,7 @@ static int after_failed_write(sender_t *s) {
 
 static int send_all(sender_t *s, const char *ptr, size_t len, int more) {
   while (len > 0) {
-    ssize_t n = send(s->sock, ptr, len, MSG_DONTWAIT | MSG_NOSIGNAL | more);
+    ssize_t n = send(s->w.sock, ptr, len, MSG_DONTWAIT | MSG_NOSIGNAL | more);
     if (n < 0) {
       int err = after_failed_write(s);
       if (err) return err;
@@ -288,7 +437,7 @@ static int send_all(sender_t *s, const char *ptr, size_t len, int more) {
 
 static int send_pipe(sender_t *s, int pipe_r, size_t len) {
   while (len > 0) {
-    ssize_t n = splice(pipe_r, NULL, s->sock, NULL, len, SPLICE_F_MOVE | SPLICE_F_NONBLOCK | SPLICE_F_MORE);
+    ssize_t n = splice(pipe_r, NULL, s->w.sock, NULL, len, SPLICE_F_MOVE | SPLICE_F_NONBLOCK | SPLICE_F_MORE);
     if (n < 0) {
       int err = after_failed_write(s);
       if (err) return err;
@@ -302,17 +451,17 @@ static int send_pipe(sender_t *s, int pipe_r, size_t len) {
 
 static void *sender_main(void *arg) {
   sender_t *s = arg;
-  pthread_mutex_lock(&s->mu);
+  pthread_mutex_lock(&s->w.mu);
   for (;;) {
-    while (!s->closing && (s->paused || s->head == s->tail || s->error)) pthread_cond_wait(&s->cv, &s->mu);
-    if (s->closing) break;
+    while (!s->w.closing && (s->paused || s->head == s->tail || s->error)) pthread_cond_wait(&s->w.cv, &s->w.mu);
+    if (s->w.closing) break;
     job_t job = s->jobs[s->head % s->cap];
-    pthread_mutex_unlock(&s->mu);
+    pthread_mutex_unlock(&s->w.mu);
     int err = job.kind == JOB_BYTES ? send_all(s, job.ptr, job.len, 0)
                                     : send_all(s, job.header, job.header_len, MSG_MORE);
     if (!err && job.kind == JOB_PIPE) err = send_pipe(s, job.pipe_r, job.len);
-    pthread_mutex_lock(&s->mu);
-    if (err == ECANCELED && s->closing) break;
+    pthread_mutex_lock(&s->w.mu);
+    if (err == ECANCELED && s->w.closing) break;
     if (err) s->error = err;
     else {
       s->head++;
@@ -320,10 +469,10 @@ static void *sender_main(void *arg) {
     }
     if (!s->notify_pending) {
       s->notify_pending = true;
-      napi_call_threadsafe_function(s->tsfn, NULL, napi_tsfn_nonblocking);
+      napi_call_threadsafe_function(s->w.tsfn, NULL, napi_tsfn_nonblocking);
     }
   }
-  pthread_mutex_unlock(&s->mu);
+  pthread_mutex_unlock(&s->w.mu);
   return NULL;
 }
 
@@ -332,16 +481,16 @@ static void sender_report(napi_env env, napi_value callback, void *context, void
   (void)data;
   sender_t *s = context;
   if (env == NULL) return;
-  pthread_mutex_lock(&s->mu);
-  if (s->closing) {
-    pthread_mutex_unlock(&s->mu);
+  pthread_mutex_lock(&s->w.mu);
+  if (s->w.closing) {
+    pthread_mutex_unlock(&s->w.mu);
     return;
   }
   size_t done = s->done;
   int error = s->error;
   s->done = 0;
   s->notify_pending = false;
-  pthread_mutex_unlock(&s->mu);
+  pthread_mutex_unlock(&s->w.mu);
   napi_value undefined, argv[2];
   napi_get_undefined(env, &undefined);
   napi_create_double(env, (double)done, &argv[0]);
@@ -349,48 +498,16 @@ static void sender_report(napi_env env, napi_value callback, void *context, void
   napi_call_function(env, undefined, callback, 2, argv, NULL);
 }
 
-/* An owner lets go (the thread-safe function finalized, or the JS external collected). */
-static void sender_release(napi_env env, void *finalize_data, void *hint) {
-  (void)env;
-  (void)hint;
-  sender_t *s = finalize_data;
-  if (--s->owners > 0) return;
-  pthread_mutex_destroy(&s->mu);
-  pthread_cond_destroy(&s->cv);
-  free(s->jobs);
-  free(s);
+static void sender_after_join(worker_t *w) {
+  (void)w;
+}
+
+static void sender_destroy(worker_t *w) {
+  free(((sender_t *)w)->jobs);
 }
 
 static sender_t *get_sender(napi_env env, napi_value v) {
-  sender_t *s = NULL;
-  if (napi_get_value_external(env, v, (void **)&s) != napi_ok || s == NULL) {
-    napi_throw_type_error(env, "NATIVE_ARGUMENT", "expected a sender");
-    return NULL;
-  }
-  if (s->closing) {
-    napi_throw_error(env, "NATIVE_CLOSED", "the sender is closed");
-    return NULL;
-  }
-  return s;
-}
-
-/* Stops the thread and waits for it; then the thread-safe function lets go. Idempotent. */
-static void close_thread(sender_t *s) {
-  pthread_mutex_lock(&s->mu);
-  if (s->closing) {
-    pthread_mutex_unlock(&s->mu);
-    return;
-  }
-  s->closing = true;
-  pthread_cond_signal(&s->cv);
-  pthread_mutex_unlock(&s->mu);
-  uint64_t one = 1;
-  ssize_t ignored = write(s->wake, &one, sizeof one);
-  (void)ignored;
-  pthread_join(s->thread, NULL);
-  close(s->sock);
-  close(s->wake);
-  napi_release_threadsafe_function(s->tsfn, napi_tsfn_abort);
+  return (sender_t *)get_worker(env, v, SENDER);
 }
 
 /*
@@ -399,67 +516,34 @@ static void close_thread(sender_t *s) {
  * the process may (CAP_NET_ADMIN), else SO_SNDBUF, which the kernel caps at net.core.wmem_max.
  */
 static napi_value create_sender(napi_env env, napi_callback_info info) {
-  napi_value argv[3], name, out;
+  napi_value argv[3];
   int32_t fd, sndbuf;
   if (!get_args(env, info, 3, argv) || !get_i32(env, argv[0], &fd) || !get_i32(env, argv[1], &sndbuf)) return NULL;
   sender_t *s = calloc(1, sizeof *s);
   if (s == NULL) return throw_errno(env, ENOMEM, "sender");
   s->cap = 64;
   s->jobs = calloc(s->cap, sizeof *s->jobs);
-  s->sock = fcntl(fd, F_DUPFD_CLOEXEC, 3);
-  s->wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   s->paused = true;
-  if (sndbuf > 0 && s->sock >= 0 && setsockopt(s->sock, SOL_SOCKET, SO_SNDBUFFORCE, &sndbuf, sizeof sndbuf) < 0)
-    setsockopt(s->sock, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf); /* capped at net.core.wmem_max */
-  int err = s->jobs == NULL ? ENOMEM : s->sock < 0 ? errno : s->wake < 0 ? errno : 0;
+  s->w.after_join = sender_after_join;
+  s->w.destroy = sender_destroy;
+  int err = s->jobs == NULL ? ENOMEM : worker_open(&s->w, SENDER, fd);
   if (err) {
-    if (s->sock >= 0) close(s->sock);
-    if (s->wake >= 0) close(s->wake);
     free(s->jobs);
     free(s);
     return throw_errno(env, err, "sender");
   }
-  pthread_mutex_init(&s->mu, NULL);
-  pthread_cond_init(&s->cv, NULL);
-  s->owners = 1; /* the thread-safe function; the external adds itself below */
-  napi_create_string_utf8(env, "snapback-reply-sender", NAPI_AUTO_LENGTH, &name);
-  if (napi_create_threadsafe_function(env, argv[2], NULL, name, 0, 1, s, sender_release, s, sender_report, &s->tsfn) != napi_ok) {
-    close(s->sock);
-    close(s->wake);
-    free(s->jobs);
-    free(s);
-    return throw_status(env);
-  }
-  /* The thread keeps the process alive only through the work the caller is waiting for. */
-  napi_unref_threadsafe_function(env, s->tsfn);
-  pthread_attr_t attr;
-  pthread_attr_init(&attr);
-  pthread_attr_setstacksize(&attr, 256 * 1024);
-  err = pthread_create(&s->thread, &attr, sender_main, s);
-  pthread_attr_destroy(&attr);
-  if (err) {
-    close(s->sock);
-    close(s->wake);
-    s->closing = true;
-    napi_release_threadsafe_function(s->tsfn, napi_tsfn_abort);
-    return throw_errno(env, err, "pthread_create");
-  }
-  s->owners++;
-  if (napi_create_external(env, s, sender_release, NULL, &out) != napi_ok) {
-    s->owners--;
-    close_thread(s);
-    return throw_status(env);
-  }
-  return out;
+  if (sndbuf > 0 && setsockopt(s->w.sock, SOL_SOCKET, SO_SNDBUFFORCE, &sndbuf, sizeof sndbuf) < 0)
+    setsockopt(s->w.sock, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf); /* capped at net.core.wmem_max */
+  return worker_start(env, &s->w, argv[2], "snapback-reply-sender", sender_report, sender_main);
 }
 
 static bool push_job(napi_env env, sender_t *s, const job_t *job) {
-  pthread_mutex_lock(&s->mu);
+  pthread_mutex_lock(&s->w.mu);
   if (s->tail - s->head == s->cap) {
     size_t cap = s->cap * 2;
     job_t *jobs = malloc(cap * sizeof *jobs);
     if (jobs == NULL) {
-      pthread_mutex_unlock(&s->mu);
+      pthread_mutex_unlock(&s->w.mu);
       throw_errno(env, ENOMEM, "sender queue");
       return false;
     }
@@ -470,8 +554,8 @@ static bool push_job(napi_env env, sender_t *s, const job_t *job) {
   }
   s->jobs[s->tail % s->cap] = *job;
   s->tail++;
-  pthread_cond_signal(&s->cv);
-  pthread_mutex_unlock(&s->mu);
+  pthread_cond_signal(&s->w.cv);
+  pthread_mutex_unlock(&s->w.mu);
   return true;
 }
 
@@ -533,23 +617,10 @@ static napi_value set_paused(napi_env env, napi_callback_info info) {
   sender_t *s = get_sender(env, argv[0]);
   if (s == NULL) return NULL;
   CHECK(napi_get_value_bool(env, argv[1], &paused));
-  pthread_mutex_lock(&s->mu);
+  pthread_mutex_lock(&s->w.mu);
   s->paused = paused;
-  pthread_cond_signal(&s->cv);
-  pthread_mutex_unlock(&s->mu);
-  return NULL;
-}
-
-/*
- * closeSender(sender): stops the thread (waking it out of poll) and waits for it, so no job's
- * memory or pipe is touched after this returns; jobs not reported are dropped. Idempotent.
- */
-static napi_value close_sender(napi_env env, napi_callback_info info) {
-  napi_value argv[1];
-  sender_t *s = NULL;
-  if (!get_args(env, info, 1, argv)) return NULL;
-  if (napi_get_value_external(env, argv[0], (void **)&s) != napi_ok || s == NULL) return throw_status(env);
-  close_thread(s);
+  pthread_cond_signal(&s->w.cv);
+  pthread_mutex_unlock(&s->w.mu);
   return NULL;
 }
 
@@ -564,14 +635,12 @@ static napi_value close_sender(napi_env env, napi_callback_info info) {
  * stays framed and the request can be answered with the error.
  */
 typedef struct {
-  int sock, wake, pipe_r, pipe_w;
+  worker_t w; /* first: the thread, its socket and its report (see worker_t) */
+  int pipe_r, pipe_w;
   size_t pipe_size;
-  pthread_t thread;
-  pthread_mutex_t mu;
-  pthread_cond_t cv;
-  bool has_job, closing;
+  bool has_job;
   /* the job */
-  int file;
+  int file; /* our own dup of the caller's descriptor, closed when the job ends; -1 without one */
   int64_t position;
   size_t length;
   const char *prefix; /* memory the caller keeps alive until the job is reported */
@@ -579,22 +648,11 @@ typedef struct {
   /* its outcome */
   bool done;
   int file_error, socket_error;
-  napi_threadsafe_function tsfn;
-  int owners;
 } receiver_t;
 
+/* Waits until the socket has bytes, or hung up (splice says which); an errno when stopping. */
 static int wait_readable(receiver_t *r) {
-  struct pollfd p[2] = {{r->sock, POLLIN, 0}, {r->wake, POLLIN, 0}};
-  for (;;) {
-    int n = poll(p, 2, -1);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return errno;
-    }
-    if (p[1].revents) return ECANCELED;
-    if (p[0].revents & (POLLIN | POLLHUP | POLLERR)) return 0; /* recv/splice tells which */
-    if (p[0].revents & POLLNVAL) return EBADF;
-  }
+  return wait_socket(&r->w, POLLIN, 0);
 }
 
 static char discard_buf[65536];
@@ -640,7 +698,7 @@ static void receive_job(receiver_t *r) {
   pos = r->position + (loff_t)r->prefix_len;
   while (left > 0) {
     size_t want = left < r->pipe_size ? left : r->pipe_size;
-    ssize_t n = splice(r->sock, NULL, r->pipe_w, NULL, want, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+    ssize_t n = splice(r->w.sock, NULL, r->pipe_w, NULL, want, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN) {
@@ -662,27 +720,27 @@ static void receive_job(receiver_t *r) {
     drain_pipe(r, (size_t)n, &pos, &file_error);
   }
   close(r->file);
-  pthread_mutex_lock(&r->mu);
+  pthread_mutex_lock(&r->w.mu);
   r->file = -1;
   r->file_error = file_error;
   r->socket_error = socket_error;
   r->done = true;
   r->has_job = false;
-  pthread_mutex_unlock(&r->mu);
-  napi_call_threadsafe_function(r->tsfn, NULL, napi_tsfn_nonblocking);
+  pthread_mutex_unlock(&r->w.mu);
+  napi_call_threadsafe_function(r->w.tsfn, NULL, napi_tsfn_nonblocking);
 }
 
 static void *receiver_main(void *arg) {
   receiver_t *r = arg;
-  pthread_mutex_lock(&r->mu);
+  pthread_mutex_lock(&r->w.mu);
   for (;;) {
-    while (!r->closing && !r->has_job) pthread_cond_wait(&r->cv, &r->mu);
-    if (r->closing) break;
-    pthread_mutex_unlock(&r->mu);
+    while (!r->w.closing && !r->has_job) pthread_cond_wait(&r->w.cv, &r->w.mu);
+    if (r->w.closing) break;
+    pthread_mutex_unlock(&r->w.mu);
     receive_job(r);
-    pthread_mutex_lock(&r->mu);
+    pthread_mutex_lock(&r->w.mu);
   }
-  pthread_mutex_unlock(&r->mu);
+  pthread_mutex_unlock(&r->w.mu);
   return NULL;
 }
 
@@ -691,14 +749,14 @@ static void receiver_report(napi_env env, napi_value callback, void *context, vo
   (void)data;
   receiver_t *r = context;
   if (env == NULL) return;
-  pthread_mutex_lock(&r->mu);
-  if (r->closing || !r->done) {
-    pthread_mutex_unlock(&r->mu);
+  pthread_mutex_lock(&r->w.mu);
+  if (r->w.closing || !r->done) {
+    pthread_mutex_unlock(&r->w.mu);
     return;
   }
   r->done = false;
   int file_error = r->file_error, socket_error = r->socket_error;
-  pthread_mutex_unlock(&r->mu);
+  pthread_mutex_unlock(&r->w.mu);
   napi_value undefined, argv[2];
   napi_get_undefined(env, &undefined);
   napi_create_int32(env, file_error, &argv[0]);
@@ -706,64 +764,36 @@ static void receiver_report(napi_env env, napi_value callback, void *context, vo
   napi_call_function(env, undefined, callback, 2, argv, NULL);
 }
 
-static void receiver_release(napi_env env, void *finalize_data, void *hint) {
-  (void)env;
-  (void)hint;
-  receiver_t *r = finalize_data;
-  if (--r->owners > 0) return;
-  pthread_mutex_destroy(&r->mu);
-  pthread_cond_destroy(&r->cv);
-  free(r);
-}
-
-static void close_receiver_thread(receiver_t *r) {
-  pthread_mutex_lock(&r->mu);
-  if (r->closing) {
-    pthread_mutex_unlock(&r->mu);
-    return;
-  }
-  r->closing = true;
-  pthread_cond_signal(&r->cv);
-  pthread_mutex_unlock(&r->mu);
-  uint64_t one = 1;
-  ssize_t ignored = write(r->wake, &one, sizeof one);
-  (void)ignored;
-  pthread_join(r->thread, NULL);
-  /* A job handed over but never started (closing came first) still holds its descriptor. */
+/* A job handed over but never started (closing came first) still holds its descriptor. */
+static void receiver_after_join(worker_t *w) {
+  receiver_t *r = (receiver_t *)w;
   if (r->file >= 0) close(r->file);
   r->file = -1;
-  close(r->sock);
-  close(r->wake);
   close(r->pipe_r);
   close(r->pipe_w);
-  napi_release_threadsafe_function(r->tsfn, napi_tsfn_abort);
+}
+
+static void receiver_destroy(worker_t *w) {
+  (void)w;
 }
 
 static receiver_t *get_receiver(napi_env env, napi_value v) {
-  receiver_t *r = NULL;
-  if (napi_get_value_external(env, v, (void **)&r) != napi_ok || r == NULL) {
-    napi_throw_type_error(env, "NATIVE_ARGUMENT", "expected a receiver");
-    return NULL;
-  }
-  if (r->closing) {
-    napi_throw_error(env, "NATIVE_CLOSED", "the receiver is closed");
-    return NULL;
-  }
-  return r;
+  return (receiver_t *)get_worker(env, v, RECEIVER);
 }
 
 /* createReceiver(socketFd, pipeBytes, onReport(fileErrno, socketErrno)) -> receiver */
 static napi_value create_receiver(napi_env env, napi_callback_info info) {
-  napi_value argv[3], name, out;
+  napi_value argv[3];
   int32_t fd, pipe_bytes;
   if (!get_args(env, info, 3, argv) || !get_i32(env, argv[0], &fd) || !get_i32(env, argv[1], &pipe_bytes)) return NULL;
   receiver_t *r = calloc(1, sizeof *r);
   if (r == NULL) return throw_errno(env, ENOMEM, "receiver");
+  r->file = -1;
+  r->w.after_join = receiver_after_join;
+  r->w.destroy = receiver_destroy;
   int p[2] = {-1, -1};
-  r->sock = fcntl(fd, F_DUPFD_CLOEXEC, 3);
-  int err = r->sock < 0 ? errno : 0;
-  r->wake = err ? -1 : eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-  if (!err && r->wake < 0) err = errno;
+  int err = worker_open(&r->w, RECEIVER, fd);
+  bool opened = err == 0;
   if (!err && pipe2(p, O_CLOEXEC | O_NONBLOCK) < 0) err = errno;
   if (!err) {
     /* A larger pipe takes more of the payload per wake-up; the default (64 KiB) works too. */
@@ -773,8 +803,10 @@ static napi_value create_receiver(napi_env env, napi_callback_info info) {
     r->pipe_size = got > 0 ? (size_t)got : 0;
   }
   if (err) {
-    if (r->sock >= 0) close(r->sock);
-    if (r->wake >= 0) close(r->wake);
+    if (opened) {
+      close(r->w.sock);
+      close(r->w.wake);
+    }
     if (p[0] >= 0) close(p[0]);
     if (p[1] >= 0) close(p[1]);
     free(r);
@@ -782,41 +814,7 @@ static napi_value create_receiver(napi_env env, napi_callback_info info) {
   }
   r->pipe_r = p[0];
   r->pipe_w = p[1];
-  r->file = -1;
-  pthread_mutex_init(&r->mu, NULL);
-  pthread_cond_init(&r->cv, NULL);
-  r->owners = 1;
-  napi_create_string_utf8(env, "snapback-payload-receiver", NAPI_AUTO_LENGTH, &name);
-  if (napi_create_threadsafe_function(env, argv[2], NULL, name, 0, 1, r, receiver_release, r, receiver_report, &r->tsfn) != napi_ok) {
-    close(r->sock);
-    close(r->wake);
-    close(r->pipe_r);
-    close(r->pipe_w);
-    free(r);
-    return throw_status(env);
-  }
-  napi_unref_threadsafe_function(env, r->tsfn);
-  pthread_attr_t attr;
-  pthread_attr_init(&attr);
-  pthread_attr_setstacksize(&attr, 256 * 1024);
-  err = pthread_create(&r->thread, &attr, receiver_main, r);
-  pthread_attr_destroy(&attr);
-  if (err) {
-    close(r->sock);
-    close(r->wake);
-    close(r->pipe_r);
-    close(r->pipe_w);
-    r->closing = true;
-    napi_release_threadsafe_function(r->tsfn, napi_tsfn_abort);
-    return throw_errno(env, err, "pthread_create");
-  }
-  r->owners++;
-  if (napi_create_external(env, r, receiver_release, NULL, &out) != napi_ok) {
-    r->owners--;
-    close_receiver_thread(r);
-    return throw_status(env);
-  }
-  return out;
+  return worker_start(env, &r->w, argv[2], "snapback-payload-receiver", receiver_report, receiver_main);
 }
 
 /*
@@ -839,9 +837,9 @@ static napi_value receive_to_file(napi_env env, napi_callback_info info) {
     napi_throw_range_error(env, "NATIVE_ARGUMENT", "prefix longer than the payload");
     return NULL;
   }
-  pthread_mutex_lock(&r->mu);
+  pthread_mutex_lock(&r->w.mu);
   if (r->has_job || r->done) {
-    pthread_mutex_unlock(&r->mu);
+    pthread_mutex_unlock(&r->w.mu);
     napi_throw_error(env, "NATIVE_BUSY", "the receiver has a job");
     return NULL;
   }
@@ -850,7 +848,7 @@ static napi_value receive_to_file(napi_env env, napi_callback_info info) {
   int own = fcntl(file, F_DUPFD_CLOEXEC, 3);
   if (own < 0) {
     int err = errno;
-    pthread_mutex_unlock(&r->mu);
+    pthread_mutex_unlock(&r->w.mu);
     return throw_errno(env, err, "receiveToFile");
   }
   r->file = own;
@@ -859,18 +857,8 @@ static napi_value receive_to_file(napi_env env, napi_callback_info info) {
   r->prefix = ptr;
   r->prefix_len = plen;
   r->has_job = true;
-  pthread_cond_signal(&r->cv);
-  pthread_mutex_unlock(&r->mu);
-  return NULL;
-}
-
-/* closeReceiver(receiver): stops the thread and waits for it; a job running is dropped. Idempotent. */
-static napi_value close_receiver(napi_env env, napi_callback_info info) {
-  napi_value argv[1];
-  receiver_t *r = NULL;
-  if (!get_args(env, info, 1, argv)) return NULL;
-  if (napi_get_value_external(env, argv[0], (void **)&r) != napi_ok || r == NULL) return throw_status(env);
-  close_receiver_thread(r);
+  pthread_cond_signal(&r->w.cv);
+  pthread_mutex_unlock(&r->w.mu);
   return NULL;
 }
 
@@ -885,10 +873,10 @@ NAPI_MODULE_INIT() {
       {"sendBytes", NULL, send_bytes, NULL, NULL, NULL, napi_default, NULL},
       {"sendPipe", NULL, send_pipe_job, NULL, NULL, NULL, napi_default, NULL},
       {"setPaused", NULL, set_paused, NULL, NULL, NULL, napi_default, NULL},
-      {"closeSender", NULL, close_sender, NULL, NULL, NULL, napi_default, NULL},
+      {"closeSender", NULL, close_worker, NULL, NULL, NULL, napi_default, NULL},
       {"createReceiver", NULL, create_receiver, NULL, NULL, NULL, napi_default, NULL},
       {"receiveToFile", NULL, receive_to_file, NULL, NULL, NULL, napi_default, NULL},
-      {"closeReceiver", NULL, close_receiver, NULL, NULL, NULL, napi_default, NULL},
+      {"closeReceiver", NULL, close_worker, NULL, NULL, NULL, napi_default, NULL},
   };
   if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok) return NULL;
   /* A pipe holds one page per slot: a range that is not page-aligned needs one slot more. */

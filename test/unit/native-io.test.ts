@@ -89,6 +89,25 @@ describe('native I/O addon', function () {
     rmSync(dir, { recursive: true, force: true });
   });
 
+  /** A protected disk of 16 regions over a FileDevice whose file holds the model's bytes (closed after the test). */
+  async function protectedDisk(rs: number, seed: number, inlineIo: InlineIo | null = new InlineIo({ slowUs: 1e9 })): Promise<{ pd: ProtectedDisk; modelBytes: Buffer }> {
+    const size = 16 * rs;
+    const rng = new Prng(seed);
+    const modelBytes = rng.bytes(size);
+    const path = join(dir, 'disk.img');
+    writeFileSync(path, modelBytes);
+    const disk = new FileDevice(path, inlineIo !== null ? { inlineIo } : {});
+    await disk.open();
+    const log = await RegionLog.create(
+      memoryDevice('log', Buffer.alloc(logFileSize(16)), rng),
+      { modelId: 'm'.repeat(64), regionSize: rs, diskSize: size, sessionNumber: 1, sessionStartedAt: 0, mode: 'frozen', restoreMode: 'instant' },
+      () => false,
+    );
+    const pd = new ProtectedDisk({ disk, model: memoryDevice('model', modelBytes, rng), log });
+    cleanups.push(() => void disk.close());
+    return { pd, modelBytes };
+  }
+
   function pipe(): [number, number] {
     const p = io.openPipe(MiB);
     cleanups.push(() => {
@@ -183,19 +202,7 @@ describe('native I/O addon', function () {
   it('ProtectedDisk.readToPipe: the bytes of the working disk when no region of the range is pending, counted; declined while quiesced, for a pending region and once closed', async function () {
     const rs = 64 * KiB;
     const size = 16 * rs;
-    const rng = new Prng(13);
-    const modelBytes = rng.bytes(size);
-    const path = join(dir, 'disk.img');
-    writeFileSync(path, modelBytes);
-    const disk = new FileDevice(path, { inlineIo: new InlineIo({ slowUs: 1e9 }) });
-    await disk.open();
-    const log = await RegionLog.create(
-      memoryDevice('log', Buffer.alloc(logFileSize(16)), rng),
-      { modelId: 'm'.repeat(64), regionSize: rs, diskSize: size, sessionNumber: 1, sessionStartedAt: 0, mode: 'frozen', restoreMode: 'instant' },
-      () => false,
-    );
-    const pd = new ProtectedDisk({ disk, model: memoryDevice('model', modelBytes, rng), log });
-    cleanups.push(() => void disk.close());
+    const { pd, modelBytes } = await protectedDisk(rs, 13);
     const [r, w] = pipe();
     const reads = pd.stats.reads;
     assert.equal(pd.readToPipe(w, rs, 4 * rs), true);
@@ -224,19 +231,7 @@ describe('native I/O addon', function () {
   it('ProtectedDisk.directWrite: a window only over regions written this session, counted in flight until finished, once; declined while quiesced and once closed', async function () {
     const rs = 64 * KiB;
     const size = 16 * rs;
-    const rng = new Prng(14);
-    const modelBytes = rng.bytes(size);
-    const path = join(dir, 'disk.img');
-    writeFileSync(path, modelBytes);
-    const disk = new FileDevice(path);
-    await disk.open();
-    const log = await RegionLog.create(
-      memoryDevice('log', Buffer.alloc(logFileSize(16)), rng),
-      { modelId: 'm'.repeat(64), regionSize: rs, diskSize: size, sessionNumber: 1, sessionStartedAt: 0, mode: 'frozen', restoreMode: 'instant' },
-      () => false,
-    );
-    const pd = new ProtectedDisk({ disk, model: memoryDevice('model', modelBytes, rng), log });
-    cleanups.push(() => void disk.close());
+    const { pd } = await protectedDisk(rs, 14, null);
     assert.equal(pd.directWrite(rs, 2 * rs), null, 'regions not written this session: their marks come first (the ordinary path)');
     await pd.write(rs, Buffer.alloc(2 * rs, 5));
     const writes = pd.stats.writes;
@@ -455,6 +450,17 @@ describe('native I/O addon', function () {
     assert.throws(() => io.receiveToFile(r2, Buffer.alloc(0), fd, 0, 4096), (err: NodeJS.ErrnoException) => err.code === 'NATIVE_CLOSED');
     assert.equal(reported, 0);
     assert.throws(() => io.createReceiver('x' as unknown as number, 0, () => undefined), (err: NodeJS.ErrnoException) => err.code === 'NATIVE_ARGUMENT');
+    // A sender is not a receiver, nor the other way round.
+    const pair = await socketPair(dir);
+    const sender = io.createSender(pair.fd, 0, () => undefined);
+    cleanups.push(() => {
+      io.closeSender(sender);
+      pair.client.destroy();
+      pair.server.destroy();
+      pair.listener.close();
+    });
+    assert.throws(() => io.receiveToFile(sender as unknown as Receiver, Buffer.alloc(0), fd, 0, 4096), (err: NodeJS.ErrnoException) => err.code === 'NATIVE_ARGUMENT' && /expected a receiver/.test(err.message));
+    assert.throws(() => io.sendBytes(r2 as unknown as Sender, Buffer.alloc(1)), (err: NodeJS.ErrnoException) => err.code === 'NATIVE_ARGUMENT' && /expected a sender/.test(err.message));
   });
 });
 
