@@ -59,7 +59,13 @@ export async function startConsoleRig(dir: string, opts: { port?: number; public
     backoff: { minMs: 100, maxMs: 1000 },
   });
   await server.start();
-  await waitFor('the console connected', () => server.link.connected);
+  await waitFor('the console connected', () => server.link.connected).catch(async (err: unknown) => {
+    // Say why: the broker's log shows the console's attempts (and a TLS handshake it refused).
+    const why = `${(err as Error).message} (mosquitto running: ${broker.running})\n--- mosquitto log (tail) ---\n${broker.log().split('\n').slice(-40).join('\n')}`;
+    await server.stop().catch(() => undefined);
+    await broker.stop().catch(() => undefined);
+    throw new Error(why);
+  });
   return { broker, server, token: t.token, base: server.http.address().url };
 }
 
