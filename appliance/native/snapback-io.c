@@ -243,8 +243,8 @@ typedef struct worker {
   bool closing;
   napi_threadsafe_function tsfn;
   int owners;
-  void (*after_join)(struct worker *w); /* closes what the thread used besides sock and wake */
-  void (*destroy)(struct worker *w);    /* frees what the concrete struct holds besides itself */
+  void (*after_join)(struct worker *w); /* closes what the thread used besides sock and wake (or NULL) */
+  void (*destroy)(struct worker *w);    /* frees what the concrete struct holds besides itself (or NULL) */
 } worker_t;
 
 static const char SENDER[] = "sender";
@@ -291,7 +291,7 @@ static void worker_release(napi_env env, void *finalize_data, void *hint) {
   if (--w->owners > 0) return;
   pthread_mutex_destroy(&w->mu);
   pthread_cond_destroy(&w->cv);
-  w->destroy(w);
+  if (w->destroy != NULL) w->destroy(w);
   free(w);
 }
 
@@ -309,7 +309,7 @@ static void worker_stop(worker_t *w) {
   ssize_t ignored = write(w->wake, &one, sizeof one);
   (void)ignored;
   pthread_join(w->thread, NULL);
-  w->after_join(w);
+  if (w->after_join != NULL) w->after_join(w);
   close(w->sock);
   close(w->wake);
   napi_release_threadsafe_function(w->tsfn, napi_tsfn_abort);
@@ -327,7 +327,7 @@ static napi_value worker_start(napi_env env, worker_t *w, napi_value callback, c
   w->owners = 1; /* the thread-safe function; the external adds itself below */
   if (napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &tsfn_name) != napi_ok ||
       napi_create_threadsafe_function(env, callback, NULL, tsfn_name, 0, 1, w, worker_release, w, report, &w->tsfn) != napi_ok) {
-    w->after_join(w);
+    if (w->after_join != NULL) w->after_join(w);
     close(w->sock);
     close(w->wake);
     w->owners = 1;
@@ -342,7 +342,7 @@ static napi_value worker_start(napi_env env, worker_t *w, napi_value callback, c
   int err = pthread_create(&w->thread, &attr, main, w);
   pthread_attr_destroy(&attr);
   if (err) {
-    w->after_join(w);
+    if (w->after_join != NULL) w->after_join(w);
     close(w->sock);
     close(w->wake);
     w->closing = true;
@@ -498,10 +498,6 @@ static void sender_report(napi_env env, napi_value callback, void *context, void
   napi_call_function(env, undefined, callback, 2, argv, NULL);
 }
 
-static void sender_after_join(worker_t *w) {
-  (void)w;
-}
-
 static void sender_destroy(worker_t *w) {
   free(((sender_t *)w)->jobs);
 }
@@ -524,7 +520,6 @@ static napi_value create_sender(napi_env env, napi_callback_info info) {
   s->cap = 64;
   s->jobs = calloc(s->cap, sizeof *s->jobs);
   s->paused = true;
-  s->w.after_join = sender_after_join;
   s->w.destroy = sender_destroy;
   int err = s->jobs == NULL ? ENOMEM : worker_open(&s->w, SENDER, fd);
   if (err) {
@@ -773,10 +768,6 @@ static void receiver_after_join(worker_t *w) {
   close(r->pipe_w);
 }
 
-static void receiver_destroy(worker_t *w) {
-  (void)w;
-}
-
 static receiver_t *get_receiver(napi_env env, napi_value v) {
   return (receiver_t *)get_worker(env, v, RECEIVER);
 }
@@ -790,7 +781,6 @@ static napi_value create_receiver(napi_env env, napi_callback_info info) {
   if (r == NULL) return throw_errno(env, ENOMEM, "receiver");
   r->file = -1;
   r->w.after_join = receiver_after_join;
-  r->w.destroy = receiver_destroy;
   int p[2] = {-1, -1};
   int err = worker_open(&r->w, RECEIVER, fd);
   bool opened = err == 0;

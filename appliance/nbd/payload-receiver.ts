@@ -7,6 +7,7 @@
  * read the socket; afterwards it reads again, unless the connection is paused for its budget.
  */
 import type { Socket } from 'node:net';
+import { constants } from 'node:os';
 import type { Logger } from 'pino';
 import type { NativeIo, Receiver } from '../native/native-io.js';
 import { setSocketReading } from './direct-receive.js';
@@ -14,7 +15,7 @@ import { setSocketReading } from './direct-receive.js';
 /** The receiver's pipe: a 1 MiB payload in one splice from the socket where the kernel allows it. */
 const PIPE_BYTES = 1024 * 1024;
 /** What a dropped job reports (the connection is closing). */
-const ECANCELED = 125;
+const ECANCELED = constants.errno.ECANCELED;
 
 export type ReceiveDone = (fileErrno: number, socketErrno: number) => void;
 

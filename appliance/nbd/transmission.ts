@@ -327,7 +327,7 @@ export class Transmission {
     if (w === null) return false;
     const prefixLength = q.length;
     const pooledPrefix = prefixLength > 0 ? this.pool.acquire(prefixLength) : null;
-    const prefix = pooledPrefix !== null ? pooledPrefix.subarray(0, prefixLength) : Buffer.alloc(0);
+    const prefix = pooledPrefix !== null ? pooledPrefix.subarray(0, prefixLength) : EMPTY;
     let at = 0;
     while (q.length > 0) at += q.takeSome(q.length).copy(prefix, at);
     this.inflightCount++;

@@ -318,9 +318,7 @@ export class ProtectedDisk extends EventEmitter implements BlockDevice {
    * working disk can write now. False, having changed nothing, otherwise.
    */
   writeNow(offset: number, data: Buffer): boolean {
-    if (this.gate !== null || this.closed || data.length === 0 || this.disk.writeNow === undefined) return false;
-    checkRange(this.size, offset, data.length, 'write');
-    if (!this.alreadyDurable(offset, data.length)) return false;
+    if (this.disk.writeNow === undefined || !this.writableNow(offset, data.length)) return false;
     let done: boolean;
     try {
       done = this.disk.writeNow(offset, data);
@@ -338,9 +336,7 @@ export class ProtectedDisk extends EventEmitter implements BlockDevice {
    * stopped). The write counts as in flight until finished: ending a session waits for it.
    */
   directWrite(offset: number, length: number): DirectWrite | null {
-    if (this.gate !== null || this.closed || length === 0 || this.disk.directWrite === undefined) return null;
-    checkRange(this.size, offset, length, 'write');
-    if (!this.alreadyDurable(offset, length)) return null;
+    if (this.disk.directWrite === undefined || !this.writableNow(offset, length)) return null;
     const inner = this.disk.directWrite(offset, length);
     if (inner === null) return null;
     this.inflight++;
@@ -358,6 +354,17 @@ export class ProtectedDisk extends EventEmitter implements BlockDevice {
         return err;
       },
     };
+  }
+
+  /**
+   * Whether a plain write of the range may go straight to the working disk (writeNow,
+   * directWrite): host I/O not stopped, and every region of it written this session with its
+   * mark durable. OUT_OF_RANGE throws.
+   */
+  private writableNow(offset: number, length: number): boolean {
+    if (this.gate !== null || this.closed || length === 0) return false;
+    checkRange(this.size, offset, length, 'write');
+    return this.alreadyDurable(offset, length);
   }
 
   /** True when no region of the range is pending (each is clean or written this session). */
