@@ -81,6 +81,12 @@ export interface WorkloadResult {
   ratioToQemuNbd?: number;
   /** Our CPU per GiB divided by nbdkit's (at most 1 is the target on the target rows). */
   cpuRatioToNbdkit?: number;
+  /**
+   * Our server only, per sample: how many times its inline I/O governor turned inline I/O off
+   * (a call it took for a disk wait; appliance/storage/inline-io.ts), and the share of the
+   * sample's requests done inline. Requests not done inline took the batched worker.
+   */
+  inlineIo?: Array<{ off: number; inlineShare: number | null }>;
   /** The target, as a ratio to nbdkit. */
   target?: number;
   pass?: boolean;
@@ -139,7 +145,7 @@ interface Workload {
   description: string;
   unit: 'MB/s' | 'IOPS';
   target?: number;
-  run(ctx: RunContext, server: RunningServer): Promise<{ value: number; cpuUsPerRequest?: number; cpuSecondsPerGiB?: number }>;
+  run(ctx: RunContext, server: RunningServer): Promise<{ value: number; requests?: number; cpuUsPerRequest?: number; cpuSecondsPerGiB?: number }>;
 }
 
 interface RunContext {
@@ -215,6 +221,7 @@ function fioWorkload(id: string, rw: 'randread' | 'randwrite', iodepth: number, 
         const job = json.jobs[0]![rw === 'randread' ? 'read' : 'write'];
         return {
           value: job.iops,
+          requests: job.total_ios,
           cpuUsPerRequest: job.total_ios > 0 ? (cpuSeconds * 1e6) / job.total_ios : undefined,
           cpuSecondsPerGiB: job.total_ios > 0 ? cpuSeconds / ((job.total_ios * 4096) / GiB) : undefined,
         };
@@ -282,6 +289,7 @@ export async function runNbdBench(opts: NbdBenchOptions = {}): Promise<NbdBenchR
       for (let i = 0; i < WRITE_WARMUPS; i++) await run('nbdcopy', [...NBDCOPY_BASE, `--request-size=${MiB}`, sourcePath, server.uri]);
     }
     const samples = new Map<string, Map<ServerName, number[]>>();
+    const inline = new Map<string, Array<{ off: number; inlineShare: number | null }>>();
     const cpu = new Map<string, Map<ServerName, number[]>>();
     const cpuGiB = new Map<string, Map<ServerName, number[]>>();
     const workloadsRun = selectWorkloads(opts.only);
@@ -290,14 +298,25 @@ export async function runNbdBench(opts: NbdBenchOptions = {}): Promise<NbdBenchR
         // Rotate the order each round so that no server always runs first (warm) or last.
         const order = servers.map((_, i) => servers[(i + round) % servers.length]!);
         for (const server of order) {
+          const inlineBefore = await inlineIoStats(server);
           const r = await w.run(ctx, server);
+          const inlineAfter = await inlineIoStats(server);
+          let inlineNote = '';
+          if (inlineBefore && inlineAfter) {
+            const off = inlineAfter.off - inlineBefore.off;
+            const inlineShare = r.requests ? round2((inlineAfter.calls - inlineBefore.calls) / r.requests) : null;
+            let xs = inline.get(w.id);
+            if (!xs) inline.set(w.id, (xs = []));
+            xs.push({ off, inlineShare });
+            inlineNote = `${inlineShare !== null ? `, ${Math.round(inlineShare * 100)} % inline` : ''}${off ? `, inline I/O turned off ${off}×` : ''}`;
+          }
           push(samples, w.id, server.name, r.value);
           if (r.cpuUsPerRequest !== undefined) push(cpu, w.id, server.name, r.cpuUsPerRequest);
           if (r.cpuSecondsPerGiB !== undefined) push(cpuGiB, w.id, server.name, r.cpuSecondsPerGiB);
           log(
             `  round ${round + 1}/${rounds} ${w.id} ${server.name}: ${r.value.toFixed(w.unit === 'IOPS' ? 0 : 1)} ${w.unit}` +
               `${r.cpuUsPerRequest !== undefined ? `, server cpu ${r.cpuUsPerRequest.toFixed(1)} µs/request` : ''}` +
-              `${r.cpuSecondsPerGiB !== undefined ? `, ${r.cpuSecondsPerGiB.toFixed(2)} cpu-s/GiB` : ''}`,
+              `${r.cpuSecondsPerGiB !== undefined ? `, ${r.cpuSecondsPerGiB.toFixed(2)} cpu-s/GiB` : ''}${inlineNote}`,
           );
         }
       }
@@ -323,6 +342,8 @@ export async function runNbdBench(opts: NbdBenchOptions = {}): Promise<NbdBenchR
       if (Object.keys(cpuGiBMedian).length) result.serverCpuSecondsPerGiB = cpuGiBMedian;
       if (value.nbdkit) result.ratioToNbdkit = round2(ours / value.nbdkit);
       if (value['qemu-nbd']) result.ratioToQemuNbd = round2(ours / value['qemu-nbd']);
+      const inlineSamples = inline.get(w.id);
+      if (inlineSamples) result.inlineIo = inlineSamples;
       if (cpuGiBMedian.snapback !== undefined && cpuGiBMedian.nbdkit) result.cpuRatioToNbdkit = round2(cpuGiBMedian.snapback / cpuGiBMedian.nbdkit);
       if (w.target !== undefined && result.ratioToNbdkit !== undefined) {
         result.target = w.target;
@@ -500,6 +521,14 @@ export function nbdMarkdown(r: Omit<NbdBenchResult, 'markdown'>): string {
     const target = w.cpuPass !== undefined ? `≤ nbdkit: ${w.cpuPass ? 'met' : 'missed'}` : '';
     lines.push(`| ${w.description} | ${cell('snapback')} | ${cell('nbdkit')} | ${cell('qemu-nbd')} | ${w.cpuRatioToNbdkit?.toFixed(2) ?? '–'} | ${target} |`);
   }
+  const inlineRows = r.workloads.filter((w) => w.inlineIo?.some((x) => x.inlineShare !== null));
+  if (inlineRows.length) {
+    lines.push('', "Our server's requests done inline, per round (the rest took the batched worker; appliance/storage/inline-io.ts), and the times its governor turned inline I/O off:", '');
+    for (const w of inlineRows) {
+      const cells = w.inlineIo!.map((x) => `${x.inlineShare === null ? '–' : `${Math.round(x.inlineShare * 100)} %`}${x.off ? ` (off ${x.off}×)` : ''}`);
+      lines.push(`- ${w.id}: ${cells.join(', ')}`);
+    }
+  }
   if (r.piBudget) {
     lines.push('', `Pi-sized budget (${r.piBudget.method}): ${r.piBudget.note}; a Pi 4 core taken as ${PI4_SLOWDOWN}× slower than one core here.`, '');
     lines.push('| workload | CPU s/GiB | MB/s at 25 % of one core here | MB/s on one whole Pi 4 core | target |', '|---|---|---|---|---|');
@@ -521,7 +550,8 @@ async function startSnapback(dir: string, imagePath: string, deviceModule: strin
   // generation), so its CPU per request is the installed daemon's.
   const nodeOptions = [process.env.NODE_OPTIONS ?? '', unitNodeOptions()].filter(Boolean).join(' ');
   const child = spawn(process.execPath, args, {
-    stdio: ['ignore', 'pipe', 'inherit'],
+    // The IPC channel: inlineIoStats() asks the server for its inline I/O counters.
+    stdio: ['ignore', 'pipe', 'inherit', 'ipc'],
     env: { ...process.env, LOG_LEVEL: process.env.LOG_LEVEL ?? 'warn', ...(nodeOptions ? { NODE_OPTIONS: nodeOptions } : {}) },
   });
   const exited = new Promise<void>((r) => child.once('exit', () => r()));
@@ -535,6 +565,25 @@ async function startSnapback(dir: string, imagePath: string, deviceModule: strin
   });
   child.stdout!.resume();
   return { name: 'snapback', uri: `nbd+unix:///?socket=${socket}`, pid: child.pid!, child, exited };
+}
+
+/**
+ * Our server's inline I/O counters (bench/nbd-serve-entry.ts answers over IPC); undefined for
+ * a peer, or where our device has none.
+ */
+function inlineIoStats(server: RunningServer): Promise<{ calls: number; off: number } | undefined> {
+  const child = server.child;
+  if (server.name !== 'snapback' || !child.connected) return Promise.resolve(undefined);
+  return new Promise((resolveStats) => {
+    const onMessage = (msg: unknown): void => {
+      const m = msg as { type?: string; inlineIo?: { calls: number; off: number } } | null;
+      if (m?.type !== 'stats') return;
+      child.off('message', onMessage);
+      resolveStats(m.inlineIo);
+    };
+    child.on('message', onMessage);
+    child.send({ type: 'stats' });
+  });
 }
 
 async function startPeer(name: 'nbdkit' | 'qemu-nbd', dir: string, imagePath: string): Promise<RunningServer> {

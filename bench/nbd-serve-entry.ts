@@ -8,8 +8,11 @@
  * --device-module names an ES module exporting `makeDevice(imagePath): Promise<BlockDevice>`
  * (an opened device); by default the image is served through FileDevice.
  * Prints one JSON line {"ready":true,"pid":N} on stdout once listening. With an IPC channel it
- * answers {type:'stats'} with {type:'stats', memory: process.memoryUsage()} (after a GC when
- * node runs with --expose-gc). SIGTERM/SIGINT: close the server, close the device, exit 0.
+ * answers {type:'stats'} with {type:'stats', memory: process.memoryUsage(), clients, inlineIo}
+ * (after a GC when node runs with --expose-gc): inlineIo is the served file's inline I/O
+ * counters (calls, slow, off: appliance/storage/inline-io.ts), from a FileDevice or from a
+ * device that offers them as `inlineIoStats`. SIGTERM/SIGINT: close the server, close the
+ * device, exit 0.
  */
 import { parseArgs } from 'node:util';
 import { resolve } from 'node:path';
@@ -17,8 +20,15 @@ import { pathToFileURL } from 'node:url';
 import { NbdServer } from '../appliance/nbd/index.js';
 import { FileDevice } from '../appliance/storage/file-device.js';
 import type { BlockDevice } from '../appliance/storage/block-device.js';
+import type { InlineIo } from '../appliance/storage/inline-io.js';
 
 type MakeDevice = (imagePath: string) => Promise<BlockDevice>;
+
+/** The inline I/O counters of the file behind `device`, where it has them. */
+function inlineIoStats(device: BlockDevice): InlineIo['stats'] | undefined {
+  if (device instanceof FileDevice) return device.inlineIo?.stats;
+  return (device as { inlineIoStats?: InlineIo['stats'] }).inlineIoStats;
+}
 
 async function defaultMakeDevice(imagePath: string, readOnly: boolean): Promise<BlockDevice> {
   const dev = new FileDevice(imagePath, { readOnly });
@@ -61,7 +71,7 @@ async function main(): Promise<void> {
   process.on('message', (msg: unknown) => {
     if ((msg as { type?: string } | null)?.type !== 'stats') return;
     gc?.();
-    process.send?.({ type: 'stats', memory: process.memoryUsage(), clients: server.clientCount });
+    process.send?.({ type: 'stats', memory: process.memoryUsage(), clients: server.clientCount, inlineIo: inlineIoStats(device) });
   });
   let stopping = false;
   const stop = (): void => {

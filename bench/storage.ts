@@ -40,6 +40,7 @@ import { initEngine, openEngine, verifiedDirOf, DEFAULT_REGION_SIZE, type Engine
 import { StateDir } from '../appliance/storage/state-dir.js';
 import { formatSize } from '../appliance/storage/sizes.js';
 import type { BlockDevice, DeviceCapabilities, DirectWrite, WriteOptions, ZeroOptions } from '../appliance/storage/block-device.js';
+import type { InlineIo } from '../appliance/storage/inline-io.js';
 
 const KiB = 1024;
 const MiB = 1024 * 1024;
@@ -936,6 +937,10 @@ export async function makeDevice(imagePath: string): Promise<BlockDevice> {
 /** The protected disk of an engine as a BlockDevice whose close() closes the engine. */
 class EngineDevice implements BlockDevice {
   constructor(readonly engine: Engine) {}
+  /** The working disk's inline I/O counters (bench/nbd-serve-entry.ts reports them). */
+  get inlineIoStats(): InlineIo['stats'] | undefined {
+    return this.engine.disk.inlineIo?.stats;
+  }
   get size(): number {
     return this.engine.pd.size;
   }
