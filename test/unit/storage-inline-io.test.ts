@@ -55,7 +55,8 @@ for (const native of [true, false]) describe(`inline I/O (${native ? "the native
   async function device(options: { size?: number; clock?: Clock; fileBytes?: number } = {}): Promise<{ dev: FileDevice; inline: InlineIo; io: BatchedIo; path: string }> {
     const path = join(dir, 'disk.img');
     writeFileSync(path, Buffer.alloc(options.fileBytes ?? 1 << 20));
-    const inline = new InlineIo({ ...nativeOption, ...(options.clock ? { clock: options.clock } : {}) });
+    // With the test's clock, the thread's real wait for a CPU is not the test's: it stays 0.
+    const inline = new InlineIo({ ...nativeOption, ...(options.clock ? { clock: options.clock, runQueueWait: () => 0 } : {}) });
     // loneRequests: a single request that is not done inline is seen in the worker's stats.
     const io = new BatchedIo({ loneRequests: true });
     const dev = new FileDevice(path, { inlineIo: inline, batchedIo: io, ...(options.size ? { size: options.size } : {}) });
@@ -128,7 +129,7 @@ for (const native of [true, false]) describe(`inline I/O (${native ? "the native
 
   it('doubles the back-off while the disk stays slow, resets it after 256 fast calls, and forgives a lone slow call', () => {
     const clock = new SteppingClock();
-    const inline = new InlineIo({ ...nativeOption, clock, backoffMs: 1000, maxBackoffMs: 4000 });
+    const inline = new InlineIo({ ...nativeOption, clock, runQueueWait: () => 0, backoffMs: 1000, maxBackoffMs: 4000 });
     const path = join(dir, 'f.img');
     writeFileSync(path, Buffer.alloc(64 * KiB));
     const fd = openSync(path, 'r');
@@ -177,6 +178,44 @@ for (const native of [true, false]) describe(`inline I/O (${native ? "the native
       // Requests larger than maxBytes, and empty ones, are never inline.
       assert.equal(inline.allows(inline.maxBytes + 1), false);
       assert.equal(inline.allows(0), false);
+    } finally {
+      closeSync(fd);
+    }
+  });
+
+  it('forgives a slow call whose thread was waiting for a CPU: preemption does not turn inline I/O off, a slow disk still does', () => {
+    const clock = new SteppingClock();
+    /** The thread's total run-queue wait (ms), as the kernel would count it. */
+    let waited = 0;
+    const inline = new InlineIo({ ...nativeOption, clock, runQueueWait: () => waited });
+    const path = join(dir, 'f.img');
+    writeFileSync(path, Buffer.alloc(64 * KiB));
+    const fd = openSync(path, 'r');
+    try {
+      const buf = Buffer.alloc(4 * KiB);
+      /** One inline call taking `ms` (the clock is read twice), `preemptedMs` of it spent waiting for a CPU. */
+      const call = (ms: number, preemptedMs: number): void => {
+        waited += preemptedMs; // counted by the kernel while the call runs, so before it ends
+        clock.step = ms;
+        inline.read(fd, buf, 0);
+        clock.step = 0;
+      };
+      // Slow calls in a row, each mostly preempted: inline I/O stays on.
+      for (let i = 0; i < 10; i++) call(1, 0.9);
+      assert.deepEqual([inline.stats.slow, inline.stats.preempted, inline.stats.off], [10, 9, 0], 'the first slow call is a strike; the nine after it are forgiven');
+      assert.equal(inline.allows(4 * KiB), true);
+      // Preemption a little under half the call's time is not enough: a disk wait, off.
+      call(1, 0.4);
+      assert.deepEqual([inline.stats.slow, inline.stats.preempted, inline.stats.off], [11, 9, 1]);
+      assert.equal(inline.allows(4 * KiB), false);
+      clock.t += 1000;
+      assert.equal(inline.allows(4 * KiB), true, 'on again after the first back-off');
+      // A slow disk, the thread never preempted: two slow calls turn it off, as without the check.
+      for (let i = 0; i < 40; i++) call(0, 0);
+      call(1, 0);
+      call(1, 0);
+      assert.deepEqual([inline.stats.preempted, inline.stats.off], [9, 2]);
+      assert.equal(inline.allows(4 * KiB), false);
     } finally {
       closeSync(fd);
     }
