@@ -29,6 +29,13 @@ export interface NativeIo {
   openPipe(size: number): [number, number];
   closeFd(fd: number): void;
   /**
+   * Copies `length` bytes from `inPosition` of `inFd` to `outPosition` of `outFd` with
+   * copy_file_range(2) on libuv's thread pool (through its own dups of both descriptors).
+   * `onDone(errno, copied)` runs on the event loop: `copied` is short at the end of the input
+   * file, or with errno non-zero. Use kernelCopy().
+   */
+  copyFileRange(inFd: number, inPosition: number, outFd: number, outPosition: number, length: number, onDone: (errno: number, copied: number) => void): void;
+  /**
    * Puts `length` bytes at `position` of `fileFd` into the pipe (page references, no copy);
    * zeroes past the end of the file. Returns the bytes that came from the file. The pipe must
    * have room: (position % pageSize) + length at most its capacity. On a throw the pipe holds
@@ -90,6 +97,30 @@ export function asSystemError(err: unknown, syscall = 'splice'): unknown {
 export function systemError(errno: number, message: string, syscall = 'splice'): NodeJS.ErrnoException {
   return Object.assign(new Error(message), { code: errnoName(errno), errno: -errno, syscall });
 }
+
+/**
+ * copyFileRange as a promise: resolves with the bytes copied (fewer than `length` only at the
+ * end of the input file); rejects with a system error ('EXDEV', 'EIO', ...; syscall
+ * 'copy_file_range').
+ */
+export function kernelCopy(io: NativeIo, inFd: number, inPosition: number, outFd: number, outPosition: number, length: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    try {
+      io.copyFileRange(inFd, inPosition, outFd, outPosition, length, (errno, copied) => {
+        if (errno === 0) resolve(copied);
+        else reject(systemError(errno, `copy_file_range: ${errnoName(errno)} after ${copied} of ${length} bytes`, 'copy_file_range'));
+      });
+    } catch (err) {
+      reject(asSystemError(err, 'copy_file_range'));
+    }
+  });
+}
+
+/**
+ * The errors of copy_file_range(2) that say the kernel cannot copy between these two files
+ * (other file systems, an old kernel, a file system that refuses): copy through a buffer.
+ */
+export const KERNEL_COPY_UNSUPPORTED: ReadonlySet<string> = new Set(['EXDEV', 'EINVAL', 'EOPNOTSUPP', 'ENOSYS', 'ENOTSUP']);
 
 let loaded: NativeIo | null | undefined;
 

@@ -17,6 +17,9 @@
  *   while the event loop does not read the socket.
  * - pwriteAll() / preadAll(): positional I/O on the calling thread without Node's per-call
  *   argument checks (the inline I/O of small requests).
+ * - copyFileRange(): a range of one file into another with copy_file_range(2), on libuv's
+ *   thread pool (the restore of the model's regions: the kernel copies page cache to page
+ *   cache once, where read and write copy twice through a buffer, with a pool hop each).
  *
  * Errors are thrown (or reported) as the errno value; the JavaScript side makes them errors
  * with a code (appliance/native/native-io.ts).
@@ -221,6 +224,98 @@ static napi_value pread_all(napi_env env, napi_callback_info info) {
   }
   CHECK(napi_create_double(env, (double)done, &out));
   return out;
+}
+
+/* ---- kernel copies ----------------------------------------------------------------------- */
+
+/* One copyFileRange job: its own dups of both descriptors, valid whatever the caller closes. */
+typedef struct {
+  napi_async_work work;
+  napi_ref callback;
+  int in, out;
+  int64_t in_position, out_position, length, done;
+  int err;
+} copy_job_t;
+
+/* On a thread of libuv's pool: copy until done, an error, or the end of the input file. */
+static void copy_execute(napi_env env, void *data) {
+  (void)env;
+  copy_job_t *j = data;
+  loff_t in_off = j->in_position, out_off = j->out_position;
+  while (j->done < j->length) {
+    int64_t left = j->length - j->done;
+    ssize_t n = copy_file_range(j->in, &in_off, j->out, &out_off, left > (1 << 30) ? (size_t)1 << 30 : (size_t)left, 0);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      j->err = errno;
+      break;
+    }
+    if (n == 0) break; /* the end of the input file */
+    j->done += n;
+  }
+}
+
+/* On the event loop: close the dups, free the job, then call back (errno, bytes copied). */
+static void copy_complete(napi_env env, napi_status status, void *data) {
+  copy_job_t *j = data;
+  close(j->in);
+  close(j->out);
+  napi_value cb = NULL, recv, argv[2];
+  napi_get_reference_value(env, j->callback, &cb);
+  napi_get_undefined(env, &recv);
+  napi_create_int32(env, status == napi_cancelled ? ECANCELED : j->err, &argv[0]);
+  napi_create_double(env, (double)j->done, &argv[1]);
+  napi_delete_reference(env, j->callback);
+  napi_delete_async_work(env, j->work);
+  free(j);
+  if (cb != NULL) napi_call_function(env, recv, cb, 2, argv, NULL);
+}
+
+/*
+ * copyFileRange(inFd, inPosition, outFd, outPosition, length, callback(errno, copied))
+ * Copies `length` bytes on libuv's thread pool; `copied` is short only at the end of the input
+ * file or on an error. EXDEV, EINVAL, EOPNOTSUPP, ENOSYS: the kernel cannot copy between these
+ * files (the caller copies through a buffer). Throws only for bad arguments or no descriptor.
+ */
+static napi_value copy_file_range_job(napi_env env, napi_callback_info info) {
+  napi_value argv[6], name;
+  int32_t in, out;
+  int64_t in_position, out_position, length;
+  if (!get_args(env, info, 6, argv) || !get_i32(env, argv[0], &in) || !get_size(env, argv[1], &in_position) || !get_i32(env, argv[2], &out) ||
+      !get_size(env, argv[3], &out_position) || !get_size(env, argv[4], &length))
+    return NULL;
+  napi_valuetype t;
+  if (napi_typeof(env, argv[5], &t) != napi_ok || t != napi_function) {
+    napi_throw_type_error(env, "NATIVE_ARGUMENT", "expected a callback");
+    return NULL;
+  }
+  copy_job_t *j = calloc(1, sizeof *j);
+  if (j == NULL) return throw_errno(env, ENOMEM, "copyFileRange");
+  j->in = fcntl(in, F_DUPFD_CLOEXEC, 0);
+  j->out = j->in < 0 ? -1 : fcntl(out, F_DUPFD_CLOEXEC, 0);
+  if (j->in < 0 || j->out < 0) {
+    int err = errno;
+    if (j->in >= 0) close(j->in);
+    free(j);
+    return throw_errno(env, err, "copyFileRange");
+  }
+  j->in_position = in_position;
+  j->out_position = out_position;
+  j->length = length;
+  bool queued = false;
+  if (napi_create_reference(env, argv[5], 1, &j->callback) == napi_ok) {
+    if (napi_create_string_utf8(env, "snapback:copyFileRange", NAPI_AUTO_LENGTH, &name) == napi_ok &&
+        napi_create_async_work(env, NULL, name, copy_execute, copy_complete, j, &j->work) == napi_ok) {
+      queued = napi_queue_async_work(env, j->work) == napi_ok;
+      if (!queued) napi_delete_async_work(env, j->work);
+    }
+    if (!queued) napi_delete_reference(env, j->callback);
+  }
+  if (queued) return NULL;
+  close(j->in);
+  close(j->out);
+  free(j);
+  return throw_status(env);
 }
 
 /* ---- connection threads: what the reply sender and the payload receiver share ---------- */
@@ -858,6 +953,7 @@ NAPI_MODULE_INIT() {
       {"pwriteAll", NULL, pwrite_all, NULL, NULL, NULL, napi_default, NULL},
       {"preadAll", NULL, pread_all, NULL, NULL, NULL, napi_default, NULL},
       {"closeFd", NULL, close_fd, NULL, NULL, NULL, napi_default, NULL},
+      {"copyFileRange", NULL, copy_file_range_job, NULL, NULL, NULL, napi_default, NULL},
       {"spliceFile", NULL, splice_file, NULL, NULL, NULL, napi_default, NULL},
       {"createSender", NULL, create_sender, NULL, NULL, NULL, napi_default, NULL},
       {"sendBytes", NULL, send_bytes, NULL, NULL, NULL, napi_default, NULL},

@@ -31,6 +31,11 @@
  *   once (later calls change nothing): with the system error the writing failed with, with 'aborted' when the
  *   payload never fully arrived (whatever landed stays, as after a crash mid-write), or with
  *   null. `finish` returns the storage error to report, or null.
+ * - `directRead()`, where a device has it, names the file that holds the range as the device
+ *   would read it (`fd` at `position`, the bytes already trusted: a model's verified), for
+ *   someone else to copy in the kernel (the hydrator's copy_file_range from the model to the
+ *   working disk); null when it cannot now (a model region not yet verified, a remote model).
+ *   The bytes past the end of a shorter file read as zeroes, as with `readInto()`.
  * - `grow()`, where a device has it, extends the device (a file) to at least `size` bytes; the
  *   new bytes read as zeroes.
  */
@@ -61,6 +66,12 @@ export interface DirectWrite {
   finish(outcome: unknown | 'aborted' | null): SnapbackError | null;
 }
 
+/** A range of a device readable straight from its file (BlockDevice.directRead). */
+export interface DirectRead {
+  readonly fd: number;
+  readonly position: number;
+}
+
 export interface BlockDevice {
   readonly size: number;
   readonly capabilities: DeviceCapabilities;
@@ -72,6 +83,7 @@ export interface BlockDevice {
   writeNow?(offset: number, data: Buffer): boolean;
   readToPipe?(pipeFd: number, offset: number, length: number): boolean;
   directWrite?(offset: number, length: number): DirectWrite | null;
+  directRead?(offset: number, length: number): DirectRead | null;
   flush(): Promise<void>;
   trim(offset: number, length: number, options?: WriteOptions): Promise<void>;
   writeZeroes(offset: number, length: number, options?: ZeroOptions): Promise<void>;

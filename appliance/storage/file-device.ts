@@ -11,7 +11,7 @@
 import { promises as fsp, constants as fsc, statSync, readFileSync, realpathSync, read as fsRead, write as fsWrite } from 'node:fs';
 import { basename } from 'node:path';
 import type { FileHandle } from 'node:fs/promises';
-import { checkRange, readToNewBuffer, type BlockDevice, type DeviceCapabilities, type DirectWrite, type WriteOptions, type ZeroOptions } from './block-device.js';
+import { checkRange, readToNewBuffer, type BlockDevice, type DeviceCapabilities, type DirectRead, type DirectWrite, type WriteOptions, type ZeroOptions } from './block-device.js';
 import { SnapbackError, fromSystemError } from '../errors.js';
 import { sharedBatchedIo, type BatchedIo } from './batched-io.js';
 import { InlineIo } from './inline-io.js';
@@ -248,6 +248,12 @@ export class FileDevice implements BlockDevice {
       position: offset,
       finish: (outcome) => (outcome === null || outcome === 'aborted' ? null : fromSystemError(outcome, `writing ${this.path} at ${offset}`)),
     };
+  }
+
+  /** The file behind a range, for a copy in the kernel (BlockDevice.directRead): whenever the device is open. */
+  directRead(offset: number, length: number): DirectRead | null {
+    if (this.handle === null || this.closed || length === 0 || !Number.isSafeInteger(offset) || offset < 0 || offset + length > this._size) return null;
+    return { fd: this.handle.fd, position: offset };
   }
 
   /** A plain write done inline (see BlockDevice.writeNow): while inline I/O is on and fast. */

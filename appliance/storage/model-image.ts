@@ -16,7 +16,7 @@
  * instead of hashing them again; a file changed in any way is hashed again.
  */
 import { stat } from 'node:fs/promises';
-import { checkRange, type BlockDevice, type DeviceCapabilities } from './block-device.js';
+import { checkRange, type BlockDevice, type DeviceCapabilities, type DirectRead } from './block-device.js';
 import { FileDevice } from './file-device.js';
 import { Manifest, manifestPathFor } from './manifest.js';
 import { sharedHashPool, type HashPool } from './hash-pool.js';
@@ -363,6 +363,21 @@ export class ModelImage implements BlockDevice {
     const results = await Promise.allSettled(parts);
     const failed = results.find((x): x is PromiseRejectedResult => x.status === 'rejected');
     if (failed) throw failed.reason;
+  }
+
+  /**
+   * The model file behind a range whose every region is verified (or with verification off),
+   * for a copy in the kernel (BlockDevice.directRead); null while any of them is not: the
+   * caller reads it with readInto(), which verifies it.
+   */
+  directRead(offset: number, length: number): DirectRead | null {
+    if (length === 0 || !Number.isSafeInteger(offset) || offset < 0 || offset + length > this.size) return null;
+    if (this.verifyMode === 'lazy') {
+      const rs = this.manifest.regionSize;
+      const last = Math.floor((offset + length - 1) / rs);
+      for (let r = Math.floor(offset / rs); r <= last; r++) if (this.verified[r] !== 1) return null;
+    }
+    return this.file.directRead(offset, length);
   }
 
   /** The part of region `r` inside the read (buf at offset), from verified bytes. */

@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { closeSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, connect, type Server, type Socket } from 'node:net';
-import { tmpdir } from 'node:os';
+import { constants, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { asSystemError, nativeIo, type NativeIo, type Receiver, type Sender } from '../../appliance/native/native-io.js';
 import { FileDevice } from '../../appliance/storage/file-device.js';
@@ -146,6 +146,37 @@ describe('native I/O addon', function () {
     assert.equal((thrown as NodeJS.ErrnoException).code, 'EBADF');
     assert.throws(() => io.spliceFile(file, -1, 4096, w), /non-negative safe integer/);
     assert.throws(() => io.openPipe(1 << 30), (err: NodeJS.ErrnoException) => err.code === 'NATIVE_ERRNO', 'a pipe larger than pipe-max-size is refused');
+  });
+
+  it('copies a range between files in the kernel (copyFileRange) through its own descriptors: short at the end of the input, errors with their errno', async function () {
+    const data = new Prng(31).bytes(3 * MiB);
+    const src = join(dir, 'src');
+    const dst = join(dir, 'dst');
+    writeFileSync(src, data);
+    writeFileSync(dst, Buffer.alloc(4 * MiB, 7));
+    const copy = (inFd: number, inPos: number, outFd: number, outPos: number, length: number): Promise<[number, number]> =>
+      new Promise((resolve) => io.copyFileRange(inFd, inPos, outFd, outPos, length, (errno, copied) => resolve([errno, copied])));
+    let inFd = openSync(src, 'r');
+    let outFd = openSync(dst, 'r+');
+    // The caller closes its descriptors at once: the job holds its own.
+    const job = copy(inFd, 4096, outFd, MiB + 512, 2 * MiB);
+    closeSync(inFd);
+    closeSync(outFd);
+    assert.deepEqual(await job, [0, 2 * MiB]);
+    const got = readFileSync(dst);
+    assert.ok(got.subarray(MiB + 512, 3 * MiB + 512).equals(data.subarray(4096, 4096 + 2 * MiB)), 'the bytes at their positions');
+    assert.ok(got.subarray(0, MiB + 512).every((b) => b === 7) && got.subarray(3 * MiB + 512).every((b) => b === 7), 'nothing else written');
+    inFd = openSync(src, 'r');
+    outFd = openSync(dst, 'r+');
+    cleanups.push(() => closeSync(inFd), () => closeSync(outFd));
+    assert.deepEqual(await copy(inFd, 2 * MiB, outFd, 0, 2 * MiB), [0, MiB], 'short at the end of the input file');
+    assert.deepEqual(await copy(inFd, 3 * MiB, outFd, 0, 4096), [0, 0]);
+    // The input opened read-only as the output: EBADF, reported, not thrown.
+    const [errno, copied] = await copy(outFd, 0, inFd, 0, 4096);
+    assert.deepEqual([errno, copied], [constants.errno.EBADF, 0]);
+    assert.throws(() => io.copyFileRange(-1, 0, outFd, 0, 1, () => undefined), { code: 'NATIVE_ERRNO' });
+    assert.throws(() => io.copyFileRange(inFd, -1, outFd, 0, 1, () => undefined), { code: 'NATIVE_ARGUMENT' });
+    assert.throws(() => (io.copyFileRange as (...a: unknown[]) => void)(inFd, 0, outFd, 0, 1, 'not a function'), { code: 'NATIVE_ARGUMENT' });
   });
 
   it('writes and reads a file on the calling thread (pwriteAll, preadAll): every byte, short only at the end of the file, errors with their errno', function () {

@@ -32,6 +32,7 @@ function limitedIo(io: NativeIo, allowed: number): NativeIo & { opened: number }
     closeReceiver: io.closeReceiver.bind(io),
     pwriteAll: io.pwriteAll.bind(io),
     preadAll: io.preadAll.bind(io),
+    copyFileRange: io.copyFileRange.bind(io),
   };
   return limited;
 }
