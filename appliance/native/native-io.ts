@@ -29,6 +29,11 @@ export interface NativeIo {
   openPipe(size: number): [number, number];
   closeFd(fd: number): void;
   /**
+   * Whether the socket `fd` can no longer carry a reply (poll(2) reports POLLHUP or POLLERR:
+   * the peer closed a unix socket or reset a TCP one). A half-close is not a hang-up. Never blocks.
+   */
+  socketHungUp(fd: number): boolean;
+  /**
    * Copies `length` bytes from `inPosition` of `inFd` to `outPosition` of `outFd` with
    * copy_file_range(2) on libuv's thread pool (through its own dups of both descriptors).
    * `onDone(errno, copied)` runs on the event loop: `copied` is short at the end of the input

@@ -128,6 +128,24 @@ static napi_value close_fd(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/*
+ * socketHungUp(fd) -> whether the socket can no longer carry a reply: poll(2) reports POLLHUP
+ * (both directions shut: the peer closed a unix socket, or reset a TCP one) or POLLERR. A peer
+ * that only shut its sending side (a half-close) has not hung up. Never blocks.
+ */
+static napi_value socket_hung_up(napi_env env, napi_callback_info info) {
+  napi_value argv[1], out;
+  int32_t fd;
+  if (!get_args(env, info, 1, argv) || !get_i32(env, argv[0], &fd)) return NULL;
+  struct pollfd p = {.fd = fd, .events = 0, .revents = 0};
+  int n;
+  do n = poll(&p, 1, 0);
+  while (n < 0 && errno == EINTR);
+  if (n < 0) return throw_errno(env, errno, "poll");
+  if (napi_get_boolean(env, n > 0 && (p.revents & (POLLHUP | POLLERR)) != 0, &out) != napi_ok) return NULL;
+  return out;
+}
+
 static const char zeros[4096];
 
 /*
@@ -953,6 +971,7 @@ NAPI_MODULE_INIT() {
       {"pwriteAll", NULL, pwrite_all, NULL, NULL, NULL, napi_default, NULL},
       {"preadAll", NULL, pread_all, NULL, NULL, NULL, napi_default, NULL},
       {"closeFd", NULL, close_fd, NULL, NULL, NULL, napi_default, NULL},
+      {"socketHungUp", NULL, socket_hung_up, NULL, NULL, NULL, napi_default, NULL},
       {"copyFileRange", NULL, copy_file_range_job, NULL, NULL, NULL, napi_default, NULL},
       {"spliceFile", NULL, splice_file, NULL, NULL, NULL, napi_default, NULL},
       {"createSender", NULL, create_sender, NULL, NULL, NULL, napi_default, NULL},

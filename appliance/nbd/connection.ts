@@ -35,6 +35,12 @@ export interface ConnectionContext {
   pipes: PipePool | null;
   /** The addon, for payload receivers (null: WRITE payloads are received by the event loop). */
   receiveIo: NativeIo | null;
+  /**
+   * Whether a socket's peer has hung up (the addon's poll; null without it). Asked about
+   * connections whose input is paused for room, which would otherwise learn it only on their
+   * next write: a hostile client that queues requests and vanishes frees its slot at once.
+   */
+  socketHungUp: ((fd: number) => boolean) | null;
   /** A payload the receiver has taken for this long without its end ends the connection (0 = never). */
   payloadStallMs: number;
   /**
@@ -75,6 +81,8 @@ export class NbdConnection {
   private readsSeen = 0;
   private idleSince = 0;
   private readonly onDataListener = (chunk: Buffer): void => this.onData(chunk);
+  /** The accepted socket's descriptor (under TLS too), for the hang-up check; -1 if unknown. */
+  private readonly fd: number;
 
   /** `socket` comes from a server created with pauseOnConnect: it is not reading yet. */
   constructor(
@@ -85,6 +93,8 @@ export class NbdConnection {
     readonly peer: string,
   ) {
     this.log = ctx.log.child({ conn: id, peer });
+    const fd = (socket as unknown as { _handle?: { fd?: unknown } })._handle?.fd;
+    this.fd = typeof fd === 'number' ? fd : -1;
     this.closed = new Promise((resolve) => (this.resolveClosed = resolve));
     this.negotiator = new OptionNegotiator(ctx.settings, ctx.negotiation, (data) => {
       if (!this.socket.destroyed) this.socket.write(data);
@@ -134,6 +144,13 @@ export class NbdConnection {
   checkIdle(now: number): void {
     if (this.phase !== 'transmission') return;
     const t = this.transmission!;
+    if (t.inputPaused && this.hungUp()) {
+      this.log.info('dropped an NBD client that hung up while its requests waited for memory');
+      this.phase = 'closing';
+      t.end('client hung up');
+      this.socket.destroy();
+      return;
+    }
     const since = t.receivingSince;
     if (since !== null && this.ctx.payloadStallMs > 0 && now - since >= this.ctx.payloadStallMs) {
       this.log.info({ stalledSeconds: Math.round((now - since) / 1000) }, 'dropped an NBD client stalled in the middle of a WRITE payload');
@@ -157,6 +174,12 @@ export class NbdConnection {
     this.phase = 'closing';
     t.end('idle');
     this.socket.destroy();
+  }
+
+  /** The peer hung up (see ConnectionContext.socketHungUp); false when that cannot be asked. */
+  private hungUp(): boolean {
+    const ask = this.ctx.socketHungUp;
+    return ask !== null && this.fd >= 0 && !this.socketClosed && ask(this.fd);
   }
 
   private onData(chunk: Buffer): void {

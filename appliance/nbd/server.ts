@@ -187,6 +187,7 @@ export class NbdServer extends EventEmitter {
       directReceive: this.tuning.directReceive,
       pipes: this.pipes,
       receiveIo,
+      socketHungUp: hangUpCheck(),
       payloadStallMs: this.tuning.payloadStallMs,
       idle: { beforeFirstRequestMs: this.tuning.firstRequestTimeoutMs, afterRequestsMs: this.tuning.idleTimeoutMs },
       tls: null,
@@ -323,6 +324,12 @@ export class NbdServer extends EventEmitter {
   }
 }
 
+
+/** The addon's hang-up check, where it is loaded (connection.ts: socketHungUp). */
+function hangUpCheck(): ((fd: number) => boolean) | null {
+  const io = nativeIo();
+  return io !== null ? (fd) => io.socketHungUp(fd) : null;
+}
 
 /** host:port of a TCP peer, or unix:PATH of the listener for unix sockets (no peer address). */
 function peerOf(socket: net.Socket, server: net.Server): string {

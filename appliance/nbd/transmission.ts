@@ -177,12 +177,17 @@ export class Transmission {
     if (this.inputClosed && this.ending === null) this.end('client closed the connection');
   }
 
-  /** Something is in flight, half received, waiting to be parsed, or not yet taken by the kernel. */
   /** When the payload receiver took the current WRITE's payload (Date.now()); null when it has none. */
   get receivingSince(): number | null {
     return this.mode === MODE_RECEIVE ? this.receiveStartedAt : null;
   }
 
+  /** Parsing stopped for room (this connection's limits or the shared budget): its socket is not read. */
+  get inputPaused(): boolean {
+    return this.paused && this.ending === null;
+  }
+
+  /** Something is in flight, half received, waiting to be parsed, or not yet taken by the kernel. */
   get busy(): boolean {
     return this.inflightCount > 0 || this.mode !== MODE_HEADER || this.writer.pendingBytes > 0 || this.queue.length > 0;
   }

@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { SnapbackError } from '../../appliance/errors.js';
 import { NBD, RawNbdClient, startServer, type ServerFixture } from '../helpers/nbd-clients.js';
-import { waitFor } from '../helpers/wait.js';
+import { sleep, waitFor } from '../helpers/wait.js';
 import { ForwardingDevice } from '../helpers/forwarding-device.js';
 import { InlineIo } from '../../appliance/storage/inline-io.js';
 import { readFile } from 'node:fs/promises';
@@ -400,6 +400,45 @@ describe('NBD server: protocol edges over a raw socket', function () {
       await fx.server.close(); // idempotent
     } finally {
       c.destroy();
+    }
+  });
+
+  it('clients that hang up while their requests wait for the shared memory budget are dropped at once, though nothing gives bytes back', async function () {
+    const own = await startServer({
+      size: SIZE,
+      maxBlockSize: 1024 * 1024,
+      tuning: { maxInflightBytes: 4 * 1024 * 1024, maxTotalInflightBytes: 4 * 1024 * 1024, connectionFloorBytes: 256 * 1024 },
+      wrapDevice: (d) => (dev = new ForwardingDevice(d)),
+    });
+    const g = gate();
+    dev.hook = (op) => (op === 'read' ? g.wait() : undefined);
+    const holder = await RawNbdClient.connect(own.socketPath);
+    const gone: RawNbdClient[] = [];
+    try {
+      await holder.open();
+      // The holder's reads wait at the device, holding the whole shared budget.
+      for (let i = 0; i < 4; i++) holder.sendRequest(NBD.CMD_READ, BigInt(i), i * 1024 * 1024, 1024 * 1024);
+      await waitFor('the holder\'s reads at the device', () => dev.started === 4);
+      for (let i = 0; i < 5; i++) {
+        const c = await RawNbdClient.connect(own.socketPath);
+        await c.open();
+        c.socket.pause();
+        c.sendRequest(NBD.CMD_READ, 1n, 0, 1024 * 1024); // waits for room that never comes
+        gone.push(c);
+      }
+      await waitFor('six clients', () => own.server.clientCount === 6);
+      await sleep(100);
+      assert.equal(dev.started, 4, 'the waiting clients\' reads did not start');
+      for (const c of gone) c.destroy();
+      await waitFor('the server to drop the clients that hung up', () => own.server.clientCount === 1);
+      assert.equal(dev.started, 4, 'none of their reads ran');
+      g.open();
+      for (let i = 0; i < 4; i++) assert.equal((await holder.readReply(1024 * 1024)).error, 0);
+    } finally {
+      g.open();
+      holder.destroy();
+      for (const c of gone) c.destroy();
+      await own.stop();
     }
   });
 

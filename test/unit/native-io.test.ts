@@ -357,6 +357,38 @@ describe('native I/O addon', function () {
     assert.equal(reports.reduce((n, [d]) => n + d, 0), 0, 'no job counts as sent');
   });
 
+  it('tells a socket whose peer hung up (socketHungUp): not while connected or after a half-close; yes once the peer closed a unix socket or reset a TCP one', async function () {
+    const { server, client, listener, fd } = await socketPair(dir);
+    cleanups.push(() => {
+      server.destroy();
+      listener.close();
+    });
+    client.write(Buffer.alloc(64 * KiB, 7)); // never read by the paused server side
+    await sleep(20);
+    assert.equal(io.socketHungUp(fd), false, 'connected');
+    client.end();
+    await sleep(50);
+    assert.equal(io.socketHungUp(fd), false, 'the peer only shut its sending side');
+    client.destroy();
+    await waitFor('the unix peer to be seen gone', () => io.socketHungUp(fd));
+
+    const tcp = createServer({ pauseOnConnect: true });
+    await new Promise<void>((resolve) => tcp.listen(0, '127.0.0.1', resolve));
+    cleanups.push(() => tcp.close());
+    const port = (tcp.address() as { port: number }).port;
+    const accepted = new Promise<Socket>((resolve) => tcp.once('connection', resolve));
+    const peer = connect(port, '127.0.0.1');
+    await new Promise<void>((resolve, reject) => peer.once('connect', resolve).once('error', reject));
+    const side = await accepted;
+    cleanups.push(() => side.destroy());
+    const tcpFd = (side as unknown as { _handle: { fd: number } })._handle.fd;
+    peer.end();
+    await sleep(50);
+    assert.equal(io.socketHungUp(tcpFd), false, 'a TCP half-close (FIN) is not a hang-up');
+    peer.resetAndDestroy();
+    await waitFor('the TCP reset to be seen', () => io.socketHungUp(tcpFd));
+  });
+
   it('stops at once while it waits for a peer that does not read; closing twice is harmless; a closed sender refuses jobs', async function () {
     const { server, client, listener, fd } = await socketPair(dir);
     cleanups.push(() => {

@@ -33,6 +33,7 @@ function limitedIo(io: NativeIo, allowed: number): NativeIo & { opened: number }
     pwriteAll: io.pwriteAll.bind(io),
     preadAll: io.preadAll.bind(io),
     copyFileRange: io.copyFileRange.bind(io),
+    socketHungUp: io.socketHungUp.bind(io),
   };
   return limited;
 }
