@@ -105,7 +105,10 @@ describe('snapback console (the command line)', function () {
     const tok = snapback(['console', 'token', 'create', '--data-dir', data]);
     assert.equal(tok.code, 0, tok.stderr);
     const token = tok.stdout.trim().split('\n').at(-1)!;
-    const tls = spawn(process.execPath, [CLI, 'console', 'serve', '--data-dir', data, '--http-listen', '127.0.0.1:0', '--mqtt', broker.url, '--http-tls-cert', certs.cert, '--http-tls-key', certs.key], {
+    // A broker of its own: the first test's appliance left retained state on the shared one, which this
+    // console would list as soon as it subscribed, so an empty fleet would depend on timing.
+    const ownBroker = await Mosquitto.start();
+    const tls = spawn(process.execPath, [CLI, 'console', 'serve', '--data-dir', data, '--http-listen', '127.0.0.1:0', '--mqtt', ownBroker.url, '--http-tls-cert', certs.cert, '--http-tls-key', certs.key], {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, NODE_ENV: 'test' },
     });
@@ -121,6 +124,7 @@ describe('snapback console (the command line)', function () {
       await assert.rejects(fetch(`${url.replace('https:', 'http:')}api/appliances`, { headers: { authorization: `Bearer ${token}` } }));
     } finally {
       tls.kill('SIGTERM');
+      await ownBroker.stop();
     }
   });
 
