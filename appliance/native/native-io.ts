@@ -64,17 +64,20 @@ export interface NativeIo {
   closeSender(sender: Sender): void;
   /**
    * A receiver for the socket `fd` (a dup of it) with a pipe of `pipeBytes` (the kernel's
-   * default where refused). `onReport(fileErrno, socketErrno)` runs on the event loop when a
-   * job ended: socketErrno non-zero if the payload did not fully arrive; fileErrno non-zero if
-   * writing it failed (the rest was still taken off the socket).
+   * default where refused). `onReport(fileErrno, socketErrno, nextBytes)` runs on the event loop
+   * when a job ended: socketErrno non-zero if the payload did not fully arrive; fileErrno
+   * non-zero if writing it failed (the rest was still taken off the socket); nextBytes: how many
+   * bytes of the stream after the payload the thread read into the job's `next` buffer.
    */
-  createReceiver(fd: number, pipeBytes: number, onReport: (fileErrno: number, socketErrno: number) => void): Receiver;
+  createReceiver(fd: number, pipeBytes: number, onReport: (fileErrno: number, socketErrno: number, nextBytes: number) => void): Receiver;
   /**
    * Writes `length` bytes at `position` of `fileFd`: `prefix` (bytes already received, kept
-   * alive by the caller until reported), then the rest spliced from the socket. One at a time;
-   * the event loop must not read the socket meanwhile.
+   * alive by the caller until reported), then the rest spliced from the socket; then reads what
+   * of the stream already waits, up to `next.length` bytes, into `next` (kept alive too; none
+   * after a socket error, or when nothing waits). One at a time; the event loop must not read
+   * the socket meanwhile.
    */
-  receiveToFile(receiver: Receiver, prefix: Buffer, fileFd: number, position: number, length: number): void;
+  receiveToFile(receiver: Receiver, prefix: Buffer, fileFd: number, position: number, length: number, next: Buffer): void;
   /** Stops the thread and waits for it; a job running is dropped, never reported. Idempotent. */
   closeReceiver(receiver: Receiver): void;
 }

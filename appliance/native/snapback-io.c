@@ -662,8 +662,8 @@ static bool push_job(napi_env env, sender_t *s, const job_t *job) {
   }
   s->jobs[s->tail % s->cap] = *job;
   s->tail++;
-  pthread_cond_signal(&s->w.cv);
   pthread_mutex_unlock(&s->w.mu);
+  pthread_cond_signal(&s->w.cv); /* after unlocking, as in receive_to_file */
   return true;
 }
 
@@ -753,9 +753,12 @@ typedef struct {
   size_t length;
   const char *prefix; /* memory the caller keeps alive until the job is reported */
   size_t prefix_len;
+  char *next; /* where the bytes after the payload go, up to next_cap (also kept alive) */
+  size_t next_cap;
   /* its outcome */
   bool done;
   int file_error, socket_error;
+  size_t next_len; /* bytes of the next request(s) read into `next` */
 } receiver_t;
 
 /* Waits until the socket has bytes, or hung up (splice says which); an errno when stopping. */
@@ -827,11 +830,21 @@ static void receive_job(receiver_t *r) {
     left -= (size_t)n;
     drain_pipe(r, (size_t)n, &pos, &file_error);
   }
+  /* What already waits after the payload (the next request's header, if the client pipelines):
+   * read here, it comes back with the report, and when it is another large WRITE the event loop
+   * hands that payload over without reading the socket at all. Nothing waiting, the peer gone
+   * or an error: nothing read, and the event loop's own reads find out. */
+  ssize_t got = 0;
+  if (!socket_error && r->next_cap > 0) {
+    do got = recv(r->w.sock, r->next, r->next_cap, MSG_DONTWAIT);
+    while (got < 0 && errno == EINTR);
+  }
   close(r->file);
   pthread_mutex_lock(&r->w.mu);
   r->file = -1;
   r->file_error = file_error;
   r->socket_error = socket_error;
+  r->next_len = got > 0 ? (size_t)got : 0;
   r->done = true;
   r->has_job = false;
   pthread_mutex_unlock(&r->w.mu);
@@ -864,12 +877,14 @@ static void receiver_report(napi_env env, napi_value callback, void *context, vo
   }
   r->done = false;
   int file_error = r->file_error, socket_error = r->socket_error;
+  uint32_t next_len = (uint32_t)r->next_len;
   pthread_mutex_unlock(&r->w.mu);
-  napi_value undefined, argv[2];
+  napi_value undefined, argv[3];
   napi_get_undefined(env, &undefined);
   napi_create_int32(env, file_error, &argv[0]);
   napi_create_int32(env, socket_error, &argv[1]);
-  napi_call_function(env, undefined, callback, 2, argv, NULL);
+  napi_create_uint32(env, next_len, &argv[2]);
+  napi_call_function(env, undefined, callback, 3, argv, NULL);
 }
 
 /* A job handed over but never started (closing came first) still holds its descriptor. */
@@ -921,20 +936,22 @@ static napi_value create_receiver(napi_env env, napi_callback_info info) {
 }
 
 /*
- * receiveToFile(receiver, prefix, fileFd, position, length): `length` bytes at `position`: the
- * prefix (bytes already received; kept alive by the caller until reported), then the rest from
- * the socket. One job at a time.
+ * receiveToFile(receiver, prefix, fileFd, position, length, next): `length` bytes at `position`:
+ * the prefix (bytes already received; kept alive by the caller until reported), then the rest
+ * from the socket; then whatever of the stream already waits, up to next.length bytes, into
+ * `next` (also kept alive), reported as the third argument. One job at a time.
  */
 static napi_value receive_to_file(napi_env env, napi_callback_info info) {
-  napi_value argv[5];
-  if (!get_args(env, info, 5, argv)) return NULL;
+  napi_value argv[6];
+  if (!get_args(env, info, 6, argv)) return NULL;
   receiver_t *r = get_receiver(env, argv[0]);
   if (r == NULL) return NULL;
-  void *ptr;
-  size_t plen;
+  void *ptr, *next;
+  size_t plen, next_cap;
   int32_t file;
   int64_t position, length;
   CHECK(napi_get_buffer_info(env, argv[1], &ptr, &plen));
+  CHECK(napi_get_buffer_info(env, argv[5], &next, &next_cap));
   if (!get_i32(env, argv[2], &file) || !get_size(env, argv[3], &position) || !get_size(env, argv[4], &length)) return NULL;
   if ((int64_t)plen > length) {
     napi_throw_range_error(env, "NATIVE_ARGUMENT", "prefix longer than the payload");
@@ -959,9 +976,14 @@ static napi_value receive_to_file(napi_env env, napi_callback_info info) {
   r->length = (size_t)length;
   r->prefix = ptr;
   r->prefix_len = plen;
+  r->next = next;
+  r->next_cap = next_cap;
   r->has_job = true;
-  pthread_cond_signal(&r->w.cv);
   pthread_mutex_unlock(&r->w.mu);
+  /* Signalled after unlocking: the woken thread does not then wait for the mutex we hold (a
+   * second futex call on each side per job). It checks has_job under the mutex, and the receiver
+   * is freed only after the thread is joined, so the late signal is safe. */
+  pthread_cond_signal(&r->w.cv);
   return NULL;
 }
 

@@ -12,6 +12,7 @@ import { ByteQueue } from './byte-queue.js';
 import { adoptForDirectReceive } from './direct-receive.js';
 import type { ExportSettings } from './export-info.js';
 import { greeting, OptionNegotiator, type NegotiationLimits } from './option-negotiation.js';
+import { REQUEST_HEADER_SIZE } from './protocol.js';
 import { ReplyWriter } from './reply-writer.js';
 import type { PipePool } from './pipe-pool.js';
 import { PayloadReceiver } from './payload-receiver.js';
@@ -76,6 +77,8 @@ export class NbdConnection {
   private resolveClosed!: () => void;
   /** Set when reading through `onread` (direct receive); null with 'data' events. */
   private scratch: Buffer | null = null;
+  /** The start of `scratch`, one request header long: the read after a received payload. */
+  private headerScratch: Buffer | null = null;
   /** Reads so far, and the count the idle check saw last (a change means: not idle). */
   private reads = 0;
   private readsSeen = 0;
@@ -104,6 +107,7 @@ export class NbdConnection {
   start(): void {
     if (this.ctx.directReceive && this.ctx.tls === null) {
       this.scratch = Buffer.allocUnsafeSlow(SCRATCH_SIZE);
+      this.headerScratch = this.scratch.subarray(0, REQUEST_HEADER_SIZE);
       const adopted = adoptForDirectReceive(this.socket, {
         buffer: () => this.nextReadBuffer(),
         received: (n, buf) => this.onDirectRead(n, buf),
@@ -192,14 +196,20 @@ export class NbdConnection {
 
   /** Direct receive: the next read lands in a large WRITE's own buffer, or in the scratch. */
   private nextReadBuffer(): Buffer {
-    const target = this.phase === 'transmission' ? this.transmission!.directReadTarget() : null;
-    return target ?? this.scratch!;
+    if (this.phase !== 'transmission') return this.scratch!;
+    const t = this.transmission!;
+    // While the payload receiver takes a WRITE's payload, the next read (once it is done) is the
+    // next request's header only: were it the header of another large WRITE, a full read would
+    // take up to 128 KiB of that payload into this process, for the receiver to write out again,
+    // where its thread splices the whole payload if nothing of it was read.
+    if (t.receivingSince !== null) return this.headerScratch!;
+    return t.directReadTarget() ?? this.scratch!;
   }
 
   private onDirectRead(n: number, buf: Buffer): void {
     this.reads++;
     if (this.phase === 'closing') return;
-    if (buf !== this.scratch) {
+    if (buf !== this.scratch && buf !== this.headerScratch) {
       this.transmission!.directReceived(n);
       return;
     }

@@ -4,26 +4,38 @@
  * pipe -> file, so the payload is never copied into this process and the event loop is not woken
  * for every part of it that arrives (a unix socket carries about 200 KB at a time, so a 1 MiB
  * payload came in five to seven reads). While a payload is received the event loop does not
- * read the socket; afterwards it reads again, unless the connection is paused for its budget.
+ * read the socket. At the end the thread also reads the next request's header if it is already
+ * there, and hands it back with its report: when that is another large WRITE, the next payload
+ * is handed over without the event loop reading the socket in between (no read, and no
+ * restarting and stopping of its reads: five system calls on the event loop per request).
+ * Otherwise the event loop reads again, unless the connection is paused for its budget.
  */
 import type { Socket } from 'node:net';
 import { constants } from 'node:os';
 import type { Logger } from 'pino';
 import type { NativeIo, Receiver } from '../native/native-io.js';
 import { setSocketReading } from './direct-receive.js';
+import { REQUEST_HEADER_SIZE } from './protocol.js';
 
 /** The receiver's pipe: a 1 MiB payload in one splice from the socket where the kernel allows it. */
 const PIPE_BYTES = 1024 * 1024;
 /** What a dropped job reports (the connection is closing). */
 const ECANCELED = constants.errno.ECANCELED;
+const EMPTY = Buffer.alloc(0);
 
-export type ReceiveDone = (fileErrno: number, socketErrno: number) => void;
+/**
+ * A job's end: `next` holds the bytes of the stream after the payload that the thread read (at
+ * most one request header; often none), valid until the next `receive`.
+ */
+export type ReceiveDone = (fileErrno: number, socketErrno: number, next: Buffer) => void;
 
 export class PayloadReceiver {
   private receiver: Receiver | null = null;
   private failed = false;
   private job: { done: ReceiveDone; prefix: Buffer } | null = null;
-  private readonly report = (fileErrno: number, socketErrno: number): void => this.onReport(fileErrno, socketErrno);
+  /** Where the thread reads what follows a payload (kept alive for it: it outlives every job). */
+  private readonly next = Buffer.allocUnsafeSlow(REQUEST_HEADER_SIZE);
+  private readonly report = (fileErrno: number, socketErrno: number, nextBytes: number): void => this.onReport(fileErrno, socketErrno, nextBytes);
 
   constructor(
     private readonly io: NativeIo,
@@ -47,15 +59,15 @@ export class PayloadReceiver {
   }
 
   /**
-   * Stops the event loop's reads, then writes `length` bytes at `position` of `fileFd`:
-   * `prefix` (already received), then the rest from the socket. `done` runs once, on the event
-   * loop; after it the caller restarts reads with `resumeReading()` (or leaves them paused).
-   * Only when `usable`.
+   * Stops the event loop's reads (if they run), then writes `length` bytes at `position` of
+   * `fileFd`: `prefix` (already received), then the rest from the socket. `done` runs once, on
+   * the event loop; after it the caller hands over the next payload, or restarts reads with
+   * `resumeReading()` (or leaves them paused). Only when `usable`.
    */
   receive(prefix: Buffer, fileFd: number, position: number, length: number, done: ReceiveDone): void {
     if (!setSocketReading(this.socket, false)) throw new Error('the socket has no handle to stop');
     try {
-      this.io.receiveToFile(this.receiver!, prefix, fileFd, position, length);
+      this.io.receiveToFile(this.receiver!, prefix, fileFd, position, length, this.next);
     } catch (err) {
       this.failed = true;
       throw err;
@@ -75,14 +87,14 @@ export class PayloadReceiver {
     this.failed = true;
     const job = this.job;
     this.job = null;
-    job?.done(0, ECANCELED);
+    job?.done(0, ECANCELED, EMPTY);
   }
 
-  private onReport(fileErrno: number, socketErrno: number): void {
+  private onReport(fileErrno: number, socketErrno: number, nextBytes: number): void {
     const job = this.job;
     this.job = null;
     if (job === null) return;
     if (socketErrno !== 0) this.log.debug({ socketErrno }, 'payload receiver: the socket failed');
-    job.done(fileErrno, socketErrno);
+    job.done(fileErrno, socketErrno, this.next.subarray(0, nextBytes));
   }
 }

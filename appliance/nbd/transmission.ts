@@ -340,19 +340,22 @@ export class Transmission {
     this.mode = MODE_RECEIVE;
     this.receiveStartedAt = Date.now();
     try {
-      receiver.receive(prefix, w.fd, w.position, length, (fileErrno, socketErrno) => this.received(w, pooledPrefix, hi, lo, offset, length, fileErrno, socketErrno));
+      receiver.receive(prefix, w.fd, w.position, length, (fileErrno, socketErrno, next) => this.received(w, pooledPrefix, hi, lo, offset, length, fileErrno, socketErrno, next));
     } catch (err) {
       // The thread could not take the job (no descriptor left to duplicate, say). The prefix is
       // already off the queue, so the stream cannot be parsed on: the connection ends, and the
       // write was never acknowledged nor written.
-      this.received(w, pooledPrefix, hi, lo, offset, length, 0, -1);
+      this.received(w, pooledPrefix, hi, lo, offset, length, 0, -1, EMPTY);
       this.log.warn({ err }, 'the payload receiver could not take a WRITE payload: connection closed');
     }
     return true;
   }
 
-  /** The payload receiver's report on the WRITE it took (socketErrno -1: it never started). */
-  private received(w: DirectWrite, pooledPrefix: Buffer | null, hi: number, lo: number, offset: number, length: number, fileErrno: number, socketErrno: number): void {
+  /**
+   * The payload receiver's report on the WRITE it took (socketErrno -1: it never started); `next`:
+   * what of the stream after the payload its thread read (the receiver reuses that memory).
+   */
+  private received(w: DirectWrite, pooledPrefix: Buffer | null, hi: number, lo: number, offset: number, length: number, fileErrno: number, socketErrno: number, next: Buffer): void {
     if (pooledPrefix !== null) this.pool.release(pooledPrefix);
     this.mode = MODE_HEADER;
     if (socketErrno !== 0) {
@@ -367,8 +370,12 @@ export class Transmission {
     const err = w.finish(fileErrno === 0 ? null : systemError(fileErrno, `splice to file: ${errnoName(fileErrno)}`));
     if (err === null) this.completed(hi, lo, length);
     else this.failed(CMD_WRITE, hi, lo, offset, length, length, err);
-    if (!this.paused && this.ending === null) this.receiver!.resumeReading();
+    const q = this.queue;
+    if (this.ending === null) q.push(next);
     this.process();
+    if (q.length > 0) q.compact();
+    // Unless the next payload was handed over at once, the event loop reads again.
+    if (this.mode !== MODE_RECEIVE && !this.paused && this.ending === null) this.receiver!.resumeReading();
   }
 
   /**

@@ -13,6 +13,7 @@ import { NBD, RawNbdClient, startServer, type ServerFixture } from '../helpers/n
 import { ForwardingDevice } from '../helpers/forwarding-device.js';
 import { Prng } from '../helpers/prng.js';
 import { waitFor } from '../helpers/wait.js';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { fromSystemError } from '../../appliance/errors.js';
 
 const KiB = 1024;
@@ -97,6 +98,52 @@ describe('NBD server: large WRITE payloads spliced into the file by the payload 
       const direct = fwd.calls.filter((call) => call.direct !== undefined);
       assert.ok(direct.length >= large.length / 2, `most large payloads went through the receiver (${direct.length} of ${large.length})`);
       assert.ok(direct.every((call) => call.direct!.outcome === null && call.length >= 128 * KiB));
+      assert.ok((await readFile(fx.imagePath)).equals(reference), 'and so does the file');
+    } finally {
+      c.destroy();
+    }
+  });
+
+  it('requests right behind a payload, read by the receiver thread with its report: another large WRITE, a small WRITE, a READ, a header split across two sends', async function () {
+    const prng = new Prng(41);
+    const reference = await readFile(fx.imagePath);
+    const c = await RawNbdClient.connect(fx.socketPath);
+    try {
+      await c.open();
+      const w = (handle: bigint, offset: number, payload: Buffer): Buffer => {
+        payload.copy(reference, offset);
+        return Buffer.concat([RawNbdClient.request(NBD.CMD_WRITE, handle, offset, payload.length), payload]);
+      };
+      const p1 = prng.bytes(MiB);
+      const p2 = prng.bytes(512 * KiB);
+      const small = prng.bytes(4 * KiB);
+      const p3 = prng.bytes(256 * KiB);
+      const p4 = prng.bytes(384 * KiB);
+      // Large, large, small, a READ of the first large write's range, large: all in one send.
+      const burst = Buffer.concat([w(1n, 0, p1), w(2n, 2 * MiB, p2), w(3n, 3 * MiB, small), RawNbdClient.request(NBD.CMD_READ, 4n, 64 * KiB, 4 * KiB), w(5n, 4 * MiB, p3)]);
+      // The last payload's end and the first 10 bytes of the next header, then the rest of it later:
+      // the thread reads a partial header, the event loop the rest.
+      const last = w(6n, 6 * MiB, p4);
+      c.write(burst.subarray(0, burst.length - 1000));
+      await sleep(20);
+      c.write(Buffer.concat([burst.subarray(burst.length - 1000), last.subarray(0, 10)]));
+      await sleep(20);
+      c.write(last.subarray(10));
+      const errors = new Map<bigint, number>();
+      while (errors.size < 6) {
+        const head = await c.readExact(16);
+        assert.equal(head.readUInt32BE(0), NBD.SIMPLE_REPLY_MAGIC);
+        const h = head.readBigUInt64BE(8);
+        errors.set(h, head.readUInt32BE(4));
+        if (h === 4n) assert.ok((await c.readExact(4 * KiB)).equals(p1.subarray(64 * KiB, 68 * KiB)), 'the READ behind a payload sees the payload before it');
+      }
+      assert.deepEqual([...errors].sort((a, b) => Number(a[0] - b[0])), [[1n, 0], [2n, 0], [3n, 0], [4n, 0], [5n, 0], [6n, 0]]);
+      assert.deepEqual(
+        fwd.calls.filter((call) => call.direct !== undefined).map((call) => [call.offset, call.length, call.direct!.outcome]),
+        [[0, MiB, null], [2 * MiB, 512 * KiB, null], [4 * MiB, 256 * KiB, null], [6 * MiB, 384 * KiB, null]],
+        'every large payload went through the receiver',
+      );
+      assert.ok((await readBack(c, 7n, 0, 8 * MiB)).equals(reference.subarray(0, 8 * MiB)), 'the disk reads back as written');
       assert.ok((await readFile(fx.imagePath)).equals(reference), 'and so does the file');
     } finally {
       c.destroy();

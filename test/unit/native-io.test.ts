@@ -415,14 +415,14 @@ describe('native I/O addon', function () {
   });
 
   /** A receiver on the server side of a fresh socket pair, and a promise of its next report. */
-  async function receiverPair(): Promise<{ server: Socket; client: Socket; receiver: Receiver; next: () => Promise<[number, number]> }> {
+  async function receiverPair(): Promise<{ server: Socket; client: Socket; receiver: Receiver; next: () => Promise<[number, number, number]> }> {
     const { server, client, listener, fd } = await socketPair(dir);
-    const waiting: Array<(r: [number, number]) => void> = [];
-    const reports: Array<[number, number]> = [];
-    const receiver = io.createReceiver(fd, MiB, (fileErrno, socketErrno) => {
+    const waiting: Array<(r: [number, number, number]) => void> = [];
+    const reports: Array<[number, number, number]> = [];
+    const receiver = io.createReceiver(fd, MiB, (fileErrno, socketErrno, nextBytes) => {
       const w = waiting.shift();
-      if (w) w([fileErrno, socketErrno]);
-      else reports.push([fileErrno, socketErrno]);
+      if (w) w([fileErrno, socketErrno, nextBytes]);
+      else reports.push([fileErrno, socketErrno, nextBytes]);
     });
     cleanups.push(() => {
       io.closeReceiver(receiver);
@@ -430,14 +430,14 @@ describe('native I/O addon', function () {
       server.destroy();
       listener.close();
     });
-    const next = (): Promise<[number, number]> => {
+    const next = (): Promise<[number, number, number]> => {
       const r = reports.shift();
       return r ? Promise.resolve(r) : new Promise((resolve) => waiting.push(resolve));
     };
     return { server, client, receiver, next };
   }
 
-  it('receives a payload into a file: the prefix, then the rest from the socket, at the position; what follows stays on the socket', async function () {
+  it('receives a payload into a file: the prefix, then the rest from the socket, at the position; then reads what already waits after it, up to the next buffer, and leaves the rest on the socket', async function () {
     const { server, client, receiver, next } = await receiverPair();
     const path = join(dir, 'disk.img');
     const before = new Prng(30).bytes(4 * MiB);
@@ -446,20 +446,34 @@ describe('native I/O addon', function () {
     const prefixLength = 5000;
     const position = 12345;
     const fd = openSync(path, 'r+');
-    io.receiveToFile(receiver, payload.subarray(0, prefixLength), fd, position, payload.length);
+    const following = Buffer.alloc(10);
+    io.receiveToFile(receiver, payload.subarray(0, prefixLength), fd, position, payload.length, following);
     // The thread writes through its own descriptor: the caller's may be closed at once.
     closeSync(fd);
     const trailer = Buffer.from('the next request');
     client.write(payload.subarray(prefixLength, prefixLength + 300 * KiB));
-    await sleep(20); // the rest in a second piece: the thread waits for it
-    client.write(Buffer.concat([payload.subarray(prefixLength + 300 * KiB), trailer]));
-    assert.deepEqual(await next(), [0, 0]);
+    await sleep(20); // the rest in pieces: the thread waits for them
+    client.write(payload.subarray(prefixLength + 300 * KiB, payload.length - 1));
+    await sleep(20);
+    // The last byte and what follows in one small write: the trailer waits when the payload ends.
+    client.write(Buffer.concat([payload.subarray(payload.length - 1), trailer]));
+    assert.deepEqual(await next(), [0, 0, following.length], 'the first 10 bytes after the payload were read');
+    assert.deepEqual(following, trailer.subarray(0, following.length));
     const after = readFileSync(path);
     const expected = Buffer.from(before);
     payload.copy(expected, position);
     assert.ok(after.equals(expected), 'the payload landed at its position and nothing else changed');
     server.resume();
-    assert.deepEqual(await receive(server, trailer.length), trailer, 'the bytes after the payload are left for the event loop');
+    assert.deepEqual(await receive(server, trailer.length - following.length), trailer.subarray(following.length), 'the rest is left for the event loop');
+
+    // Nothing waits after a payload: nothing read.
+    const other = await receiverPair();
+    const fd2 = openSync(path, 'r+');
+    io.receiveToFile(other.receiver, Buffer.alloc(0), fd2, 0, 64 * KiB, following);
+    closeSync(fd2);
+    other.client.write(payload.subarray(0, 64 * KiB));
+    assert.deepEqual(await other.next(), [0, 0, 0]);
+    assert.ok(readFileSync(path).subarray(0, 64 * KiB).equals(payload.subarray(0, 64 * KiB)));
   });
 
   it('a file that cannot be written: reported with its errno, and the rest of the payload is still taken off the socket', async function () {
@@ -469,12 +483,13 @@ describe('native I/O addon', function () {
     const fd = openSync(path, 'r'); // read-only: every write fails with EBADF
     cleanups.push(() => closeSync(fd));
     const payload = Buffer.alloc(512 * KiB, 9);
-    io.receiveToFile(receiver, payload.subarray(0, 100), fd, 0, payload.length);
+    io.receiveToFile(receiver, payload.subarray(0, 100), fd, 0, payload.length, Buffer.alloc(0));
     const trailer = Buffer.from('after the payload');
     client.write(Buffer.concat([payload.subarray(100), trailer]));
-    const [fileErrno, socketErrno] = await next();
+    const [fileErrno, socketErrno, nextBytes] = await next();
     assert.equal(fileErrno, 9, 'EBADF');
     assert.equal(socketErrno, 0);
+    assert.equal(nextBytes, 0, 'an empty next buffer: nothing read after the payload');
     assert.ok(readFileSync(path).equals(Buffer.alloc(2 * MiB, 1)), 'nothing written');
     server.resume();
     assert.deepEqual(await receive(server, trailer.length), trailer, 'the stream is still framed');
@@ -486,11 +501,12 @@ describe('native I/O addon', function () {
     writeFileSync(path, Buffer.alloc(MiB));
     const fd = openSync(path, 'r+');
     cleanups.push(() => closeSync(fd));
-    io.receiveToFile(receiver, Buffer.alloc(0), fd, 0, 256 * KiB);
+    io.receiveToFile(receiver, Buffer.alloc(0), fd, 0, 256 * KiB, Buffer.alloc(28));
     client.end(Buffer.alloc(100 * KiB, 3));
-    const [fileErrno, socketErrno] = await next();
+    const [fileErrno, socketErrno, nextBytes] = await next();
     assert.equal(fileErrno, 0);
     assert.equal(socketErrno, 104, 'ECONNRESET');
+    assert.equal(nextBytes, 0);
   });
 
   it('stops at once while it waits for a payload; closing twice is harmless; one job at a time; a closed receiver refuses jobs', async function () {
@@ -502,15 +518,15 @@ describe('native I/O addon', function () {
     let reported = 0;
     const r2 = io.createReceiver((await socketPair(dir)).fd, 0, () => reported++);
     io.closeReceiver(r2);
-    io.receiveToFile(receiver, Buffer.alloc(0), fd, 0, 64 * KiB);
-    assert.throws(() => io.receiveToFile(receiver, Buffer.alloc(0), fd, 0, 64 * KiB), (err: NodeJS.ErrnoException) => err.code === 'NATIVE_BUSY');
+    io.receiveToFile(receiver, Buffer.alloc(0), fd, 0, 64 * KiB, Buffer.alloc(28));
+    assert.throws(() => io.receiveToFile(receiver, Buffer.alloc(0), fd, 0, 64 * KiB, Buffer.alloc(28)), (err: NodeJS.ErrnoException) => err.code === 'NATIVE_BUSY');
     await sleep(100); // the thread waits in poll() for bytes that never come
     const t0 = process.hrtime.bigint();
     io.closeReceiver(receiver);
     io.closeReceiver(receiver);
     assert.ok(process.hrtime.bigint() - t0 < 5_000_000_000n, 'closing does not wait for the peer');
-    assert.throws(() => io.receiveToFile(receiver, Buffer.alloc(0), fd, 0, 4096), (err: NodeJS.ErrnoException) => err.code === 'NATIVE_CLOSED');
-    assert.throws(() => io.receiveToFile(r2, Buffer.alloc(0), fd, 0, 4096), (err: NodeJS.ErrnoException) => err.code === 'NATIVE_CLOSED');
+    assert.throws(() => io.receiveToFile(receiver, Buffer.alloc(0), fd, 0, 4096, Buffer.alloc(28)), (err: NodeJS.ErrnoException) => err.code === 'NATIVE_CLOSED');
+    assert.throws(() => io.receiveToFile(r2, Buffer.alloc(0), fd, 0, 4096, Buffer.alloc(28)), (err: NodeJS.ErrnoException) => err.code === 'NATIVE_CLOSED');
     assert.equal(reported, 0);
     assert.throws(() => io.createReceiver('x' as unknown as number, 0, () => undefined), (err: NodeJS.ErrnoException) => err.code === 'NATIVE_ARGUMENT');
     // A sender is not a receiver, nor the other way round.
@@ -522,7 +538,7 @@ describe('native I/O addon', function () {
       pair.server.destroy();
       pair.listener.close();
     });
-    assert.throws(() => io.receiveToFile(sender as unknown as Receiver, Buffer.alloc(0), fd, 0, 4096), (err: NodeJS.ErrnoException) => err.code === 'NATIVE_ARGUMENT' && /expected a receiver/.test(err.message));
+    assert.throws(() => io.receiveToFile(sender as unknown as Receiver, Buffer.alloc(0), fd, 0, 4096, Buffer.alloc(28)), (err: NodeJS.ErrnoException) => err.code === 'NATIVE_ARGUMENT' && /expected a receiver/.test(err.message));
     assert.throws(() => io.sendBytes(r2 as unknown as Sender, Buffer.alloc(1)), (err: NodeJS.ErrnoException) => err.code === 'NATIVE_ARGUMENT' && /expected a sender/.test(err.message));
   });
 });
