@@ -157,7 +157,7 @@ export class NbdServer extends EventEmitter {
     this.pipes = io !== null ? new PipePool(io, this.tuning.maxPipes, this.log) : null;
     if (this.pipes !== null) this.log.info('NBD reads of 64 KiB to 1 MiB are spliced from the disk file to the socket (native I/O addon)');
     const receiveIo = this.tuning.splicedWrites && this.tuning.directReceive && opts.device.directWrite !== undefined ? nativeIo() : null;
-    if (receiveIo !== null) this.log.info('NBD WRITE payloads of 128 KiB and more are spliced from the socket into the disk file (native I/O addon)');
+    if (receiveIo !== null) this.log.info('NBD WRITE payloads of 256 KiB and more are spliced from the socket into the disk file (native I/O addon)');
     this.ctx = {
       settings: {
         device: opts.device,
