@@ -77,6 +77,8 @@ export interface WorkloadResult {
   serverCpuUsPerRequest?: Partial<Record<ServerName, number>>;
   /** Server CPU seconds (all threads) per GiB moved, median. */
   serverCpuSecondsPerGiB?: Partial<Record<ServerName, number>>;
+  /** The same per round, in round order (how much the median moves). */
+  serverCpuSecondsPerGiBSamples?: Partial<Record<ServerName, number[]>>;
   ratioToNbdkit?: number;
   ratioToQemuNbd?: number;
   /** Our CPU per GiB divided by nbdkit's (at most 1 is the target on the target rows). */
@@ -327,6 +329,7 @@ export async function runNbdBench(opts: NbdBenchOptions = {}): Promise<NbdBenchR
       const all: Partial<Record<ServerName, number[]>> = {};
       const cpuMedian: Partial<Record<ServerName, number>> = {};
       const cpuGiBMedian: Partial<Record<ServerName, number>> = {};
+      const cpuGiBAll: Partial<Record<ServerName, number[]>> = {};
       for (const s of servers) {
         const xs = samples.get(w.id)?.get(s.name) ?? [];
         all[s.name] = xs.map((x) => round2(x));
@@ -334,12 +337,18 @@ export async function runNbdBench(opts: NbdBenchOptions = {}): Promise<NbdBenchR
         const cs = cpu.get(w.id)?.get(s.name);
         if (cs?.length) cpuMedian[s.name] = round2(median(cs));
         const gs = cpuGiB.get(w.id)?.get(s.name);
-        if (gs?.length) cpuGiBMedian[s.name] = Math.round(median(gs) * 1000) / 1000;
+        if (gs?.length) {
+          cpuGiBMedian[s.name] = Math.round(median(gs) * 1000) / 1000;
+          cpuGiBAll[s.name] = gs.map((g) => Math.round(g * 1000) / 1000);
+        }
       }
       const ours = value.snapback ?? 0;
       const result: WorkloadResult = { id: w.id, description: w.description, unit: w.unit, value, samples: all };
       if (Object.keys(cpuMedian).length) result.serverCpuUsPerRequest = cpuMedian;
-      if (Object.keys(cpuGiBMedian).length) result.serverCpuSecondsPerGiB = cpuGiBMedian;
+      if (Object.keys(cpuGiBMedian).length) {
+        result.serverCpuSecondsPerGiB = cpuGiBMedian;
+        result.serverCpuSecondsPerGiBSamples = cpuGiBAll;
+      }
       if (value.nbdkit) result.ratioToNbdkit = round2(ours / value.nbdkit);
       if (value['qemu-nbd']) result.ratioToQemuNbd = round2(ours / value['qemu-nbd']);
       const inlineSamples = inline.get(w.id);
@@ -520,6 +529,16 @@ export function nbdMarkdown(r: Omit<NbdBenchResult, 'markdown'>): string {
     const cell = (n: ServerName): string => (c[n] !== undefined ? c[n]!.toFixed(2) : '–');
     const target = w.cpuPass !== undefined ? `≤ nbdkit: ${w.cpuPass ? 'met' : 'missed'}` : '';
     lines.push(`| ${w.description} | ${cell('snapback')} | ${cell('nbdkit')} | ${cell('qemu-nbd')} | ${w.cpuRatioToNbdkit?.toFixed(2) ?? '–'} | ${target} |`);
+  }
+  const cpuRounds = r.workloads.filter((w) => w.cpuPass !== undefined && w.serverCpuSecondsPerGiBSamples?.snapback?.length && w.serverCpuSecondsPerGiBSamples.nbdkit?.length);
+  if (cpuRounds.length) {
+    lines.push('', 'The target rows round by round, Snapback / nbdkit CPU s per GiB (the ratio):', '');
+    for (const w of cpuRounds) {
+      const ours = w.serverCpuSecondsPerGiBSamples!.snapback!;
+      const theirs = w.serverCpuSecondsPerGiBSamples!.nbdkit!;
+      const cells = ours.map((o, i) => (theirs[i] ? `${o.toFixed(2)} / ${theirs[i]!.toFixed(2)} (${(o / theirs[i]!).toFixed(2)})` : '–'));
+      lines.push(`- ${w.id}: ${cells.join(', ')}`);
+    }
   }
   const inlineRows = r.workloads.filter((w) => w.inlineIo?.some((x) => x.inlineShare !== null));
   if (inlineRows.length) {
