@@ -966,8 +966,8 @@ class EngineDevice implements BlockDevice {
   readToPipe(pipeFd: number, offset: number, length: number): boolean {
     return this.engine.pd.readToPipe(pipeFd, offset, length);
   }
-  directWrite(offset: number, length: number): DirectWrite | null {
-    return this.engine.pd.directWrite(offset, length);
+  directWrite(offset: number, length: number, reach?: number): DirectWrite | null {
+    return this.engine.pd.directWrite(offset, length, reach);
   }
   flush(): Promise<void> {
     return this.engine.pd.flush();

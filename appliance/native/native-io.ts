@@ -15,6 +15,9 @@ const log = childLogger('native-io');
 
 /** An opaque per-connection sender (a thread writing replies to one socket). */
 export type Sender = { readonly __sender: unique symbol };
+/** A finished WRITE of a payload receiver (see NativeIo.createReceiver). */
+export type ReceiverReport = (fileErrno: number, socketErrno: number, nextBytes: number, handleHi: number, handleLo: number, offset: number, length: number, last: boolean) => void;
+
 /** An opaque per-connection receiver (a thread taking WRITE payloads off one socket). */
 export type Receiver = { readonly __receiver: unique symbol };
 
@@ -64,20 +67,40 @@ export interface NativeIo {
   closeSender(sender: Sender): void;
   /**
    * A receiver for the socket `fd` (a dup of it) with a pipe of `pipeBytes` (the kernel's
-   * default where refused). `onReport(fileErrno, socketErrno, nextBytes)` runs on the event loop
-   * when a job ended: socketErrno non-zero if the payload did not fully arrive; fileErrno
-   * non-zero if writing it failed (the rest was still taken off the socket); nextBytes: how many
-   * bytes of the stream after the payload the thread read into the job's `next` buffer.
+   * default where refused). `onReport` runs on the event loop once per finished WRITE, in order:
+   * socketErrno non-zero if the payload did not fully arrive; fileErrno non-zero if writing it
+   * failed (the rest was still taken off the socket); the request's handle, offset and length;
+   * `last` when the thread stopped after it (else it went on with the next WRITE inside the
+   * standing window), and then nextBytes: how many bytes of the stream after the payload the
+   * thread read into the job's `next` buffer.
    */
-  createReceiver(fd: number, pipeBytes: number, onReport: (fileErrno: number, socketErrno: number, nextBytes: number) => void): Receiver;
+  createReceiver(fd: number, pipeBytes: number, onReport: ReceiverReport): Receiver;
   /**
-   * Writes `length` bytes at `position` of `fileFd`: `prefix` (bytes already received, kept
-   * alive by the caller until reported), then the rest spliced from the socket; then reads what
-   * of the stream already waits, up to `next.length` bytes, into `next` (kept alive too; none
-   * after a socket error, or when nothing waits). One at a time; the event loop must not read
-   * the socket meanwhile.
+   * The WRITE of `length` bytes at device `offset`, at `position` of `fileFd`: `prefix` (bytes
+   * already received, kept alive by the caller until reported), then the rest spliced from the
+   * socket; then reads what of the stream already waits, up to `next.length` bytes, into `next`
+   * (kept alive too; none after a socket error, or when nothing waits). With `windowEnd` beyond
+   * the write, the standing window [offset, windowEnd) (the file at the same distance from
+   * `position`): when what follows is a plain WRITE of `minLength` to `maxLength` bytes inside it,
+   * the thread takes that payload too, and so on, until `stopStanding`. One run at a time; the
+   * event loop must not read the socket meanwhile.
    */
-  receiveToFile(receiver: Receiver, prefix: Buffer, fileFd: number, position: number, length: number, next: Buffer): void;
+  receiveToFile(
+    receiver: Receiver,
+    prefix: Buffer,
+    fileFd: number,
+    position: number,
+    length: number,
+    next: Buffer,
+    handleHi: number,
+    handleLo: number,
+    offset: number,
+    windowEnd: number,
+    minLength: number,
+    maxLength: number,
+  ): void;
+  /** Revokes the standing window: the thread stops after the WRITE it is in. */
+  stopStanding(receiver: Receiver): void;
   /** Stops the thread and waits for it; a job running is dropped, never reported. Idempotent. */
   closeReceiver(receiver: Receiver): void;
 }

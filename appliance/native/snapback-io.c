@@ -741,25 +741,67 @@ static napi_value set_paused(napi_env env, napi_callback_info info) {
  * time: the event loop stops reading the socket while a job runs. A file error does not stop
  * the job: the rest of the payload is still taken off the socket (and dropped), so the stream
  * stays framed and the request can be answered with the error.
+ *
+ * The standing window: with a job, the event loop may grant the thread a range of the device
+ * (device offsets [win_lo, win_hi), the file at offset + win_delta) that it may write by itself.
+ * When the bytes that follow a payload are a whole request header of a plain WRITE (no flags) of
+ * min_len to max_len bytes inside the window, the thread takes that payload too, without handing
+ * back to the event loop: a client streaming large writes costs no wake-up of this thread and no
+ * hand-over per request. Every job is still reported, in order (the event loop answers each);
+ * the last one of a run says so and carries the bytes after it. The event loop revokes the window
+ * (stopStanding) when the device needs it back: the thread then ends with the job it is in.
  */
+#define REPORTS 64 /* reports the thread may queue ahead of the event loop */
+/*
+ * Inside a run, the event loop is woken for every REPORT_BATCH finished WRITEs, and whenever the
+ * thread is about to wait for the client (which may be waiting for those answers) or the run
+ * ends: a wake-up of the event loop is the costliest part of a large WRITE after the copy (on a
+ * paravirtualized machine most of the event loop's time per request), and a client streaming
+ * writes has already sent the next ones.
+ */
+#define REPORT_BATCH 8
+
+typedef struct {
+  int file_error, socket_error;
+  uint32_t handle_hi, handle_lo, length;
+  int64_t offset;
+  size_t next_len; /* the last report of a run: bytes of the stream after it, in `next` */
+  bool last;       /* the thread stopped after this job (else it went on with another) */
+} receive_report_t;
+
 typedef struct {
   worker_t w; /* first: the thread, its socket and its report (see worker_t) */
   int pipe_r, pipe_w;
   size_t pipe_size;
   bool has_job;
   /* the job */
-  int file; /* our own dup of the caller's descriptor, closed when the job ends; -1 without one */
+  int file; /* our own dup of the caller's descriptor, closed when the run ends; -1 without one */
   int64_t position;
   size_t length;
   const char *prefix; /* memory the caller keeps alive until the job is reported */
   size_t prefix_len;
   char *next; /* where the bytes after the payload go, up to next_cap (also kept alive) */
   size_t next_cap;
-  /* its outcome */
-  bool done;
-  int file_error, socket_error;
-  size_t next_len; /* bytes of the next request(s) read into `next` */
+  uint32_t handle_hi, handle_lo; /* the request, for its report */
+  int64_t offset;
+  /* the standing window (standing false: none, or revoked) */
+  bool standing;
+  int64_t win_lo, win_hi, win_delta;
+  uint32_t min_len, max_len;
+  /* finished jobs the event loop has not taken yet, oldest first */
+  receive_report_t reports[REPORTS];
+  unsigned report_head, report_count;
+  unsigned unsignalled; /* reports queued since the event loop was last woken */
 } receiver_t;
+
+/* Wakes the event loop for the reports queued since it was last woken, if any. */
+static void signal_reports(receiver_t *r) {
+  pthread_mutex_lock(&r->w.mu);
+  bool any = r->unsignalled > 0;
+  r->unsignalled = 0;
+  pthread_mutex_unlock(&r->w.mu);
+  if (any) napi_call_threadsafe_function(r->w.tsfn, NULL, napi_tsfn_nonblocking);
+}
 
 /* Waits until the socket has bytes, or hung up (splice says which); an errno when stopping. */
 static int wait_readable(receiver_t *r) {
@@ -791,6 +833,31 @@ static void drain_pipe(receiver_t *r, size_t n, loff_t *pos, int *file_error) {
   }
 }
 
+static uint32_t be32(const unsigned char *p) {
+  return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | (uint32_t)p[3];
+}
+
+/*
+ * With the mutex held: if `h` (a whole request header) is a plain WRITE the standing window
+ * covers, makes it the next job (its whole payload still to come) and returns true.
+ */
+static bool take_standing(receiver_t *r, const unsigned char *h) {
+  if (!r->standing || be32(h) != 0x25609513u) return false;
+  uint32_t flags_type = be32(h + 4);
+  if (flags_type != 1u) return false; /* flags 0, type NBD_CMD_WRITE */
+  uint32_t length = be32(h + 24);
+  int64_t offset = (int64_t)(((uint64_t)be32(h + 16) << 32) | be32(h + 20));
+  if (length < r->min_len || length > r->max_len || offset < r->win_lo || offset > r->win_hi - (int64_t)length) return false;
+  r->handle_hi = be32(h + 8);
+  r->handle_lo = be32(h + 12);
+  r->offset = offset;
+  r->position = offset + r->win_delta;
+  r->length = length;
+  r->prefix = NULL;
+  r->prefix_len = 0;
+  return true;
+}
+
 static void receive_job(receiver_t *r) {
   int file_error = 0, socket_error = 0;
   loff_t pos = r->position;
@@ -813,6 +880,7 @@ static void receive_job(receiver_t *r) {
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN) {
+        signal_reports(r); /* the client may be waiting for them before it sends more */
         int err = wait_readable(r);
         if (err) {
           socket_error = err;
@@ -831,24 +899,36 @@ static void receive_job(receiver_t *r) {
     drain_pipe(r, (size_t)n, &pos, &file_error);
   }
   /* What already waits after the payload (the next request's header, if the client pipelines):
-   * read here, it comes back with the report, and when it is another large WRITE the event loop
-   * hands that payload over without reading the socket at all. Nothing waiting, the peer gone
-   * or an error: nothing read, and the event loop's own reads find out. */
+   * read here, it is either taken as the next job (the standing window) or comes back with the
+   * report, and when it is another large WRITE the event loop hands that payload over without
+   * reading the socket at all. Nothing waiting, the peer gone or an error: nothing read, and the
+   * event loop's own reads find out. */
   ssize_t got = 0;
   if (!socket_error && r->next_cap > 0) {
     do got = recv(r->w.sock, r->next, r->next_cap, MSG_DONTWAIT);
     while (got < 0 && errno == EINTR);
   }
-  close(r->file);
   pthread_mutex_lock(&r->w.mu);
-  r->file = -1;
-  r->file_error = file_error;
-  r->socket_error = socket_error;
-  r->next_len = got > 0 ? (size_t)got : 0;
-  r->done = true;
-  r->has_job = false;
+  receive_report_t *rep = &r->reports[(r->report_head + r->report_count) % REPORTS];
+  r->report_count++;
+  rep->file_error = file_error;
+  rep->socket_error = socket_error;
+  rep->handle_hi = r->handle_hi;
+  rep->handle_lo = r->handle_lo;
+  rep->offset = r->offset;
+  rep->length = (uint32_t)r->length;
+  rep->next_len = 0;
+  rep->last = !(got == 28 && !socket_error && !r->w.closing && r->report_count < REPORTS && take_standing(r, (const unsigned char *)r->next));
+  if (rep->last) {
+    rep->next_len = got > 0 ? (size_t)got : 0;
+    close(r->file);
+    r->file = -1;
+    r->has_job = false;
+  }
+  bool wake = rep->last || ++r->unsignalled >= REPORT_BATCH;
+  if (wake) r->unsignalled = 0;
   pthread_mutex_unlock(&r->w.mu);
-  napi_call_threadsafe_function(r->w.tsfn, NULL, napi_tsfn_nonblocking);
+  if (wake) napi_call_threadsafe_function(r->w.tsfn, NULL, napi_tsfn_nonblocking);
 }
 
 static void *receiver_main(void *arg) {
@@ -865,26 +945,36 @@ static void *receiver_main(void *arg) {
   return NULL;
 }
 
-/* On the JS thread: reports (fileErrno, socketErrno) of the finished job. */
+/*
+ * On the JS thread: reports every finished job, oldest first, as (fileErrno, socketErrno,
+ * nextBytes, handleHi, handleLo, offset, length, last).
+ */
 static void receiver_report(napi_env env, napi_value callback, void *context, void *data) {
   (void)data;
   receiver_t *r = context;
   if (env == NULL) return;
-  pthread_mutex_lock(&r->w.mu);
-  if (r->w.closing || !r->done) {
+  for (;;) {
+    pthread_mutex_lock(&r->w.mu);
+    if (r->w.closing || r->report_count == 0) {
+      pthread_mutex_unlock(&r->w.mu);
+      return;
+    }
+    receive_report_t rep = r->reports[r->report_head];
+    r->report_head = (r->report_head + 1) % REPORTS;
+    r->report_count--;
     pthread_mutex_unlock(&r->w.mu);
-    return;
+    napi_value undefined, argv[8];
+    napi_get_undefined(env, &undefined);
+    napi_create_int32(env, rep.file_error, &argv[0]);
+    napi_create_int32(env, rep.socket_error, &argv[1]);
+    napi_create_uint32(env, (uint32_t)rep.next_len, &argv[2]);
+    napi_create_uint32(env, rep.handle_hi, &argv[3]);
+    napi_create_uint32(env, rep.handle_lo, &argv[4]);
+    napi_create_double(env, (double)rep.offset, &argv[5]);
+    napi_create_uint32(env, rep.length, &argv[6]);
+    napi_get_boolean(env, rep.last, &argv[7]);
+    if (napi_call_function(env, undefined, callback, 8, argv, NULL) != napi_ok) return; /* an exception: Node reports it */
   }
-  r->done = false;
-  int file_error = r->file_error, socket_error = r->socket_error;
-  uint32_t next_len = (uint32_t)r->next_len;
-  pthread_mutex_unlock(&r->w.mu);
-  napi_value undefined, argv[3];
-  napi_get_undefined(env, &undefined);
-  napi_create_int32(env, file_error, &argv[0]);
-  napi_create_int32(env, socket_error, &argv[1]);
-  napi_create_uint32(env, next_len, &argv[2]);
-  napi_call_function(env, undefined, callback, 3, argv, NULL);
 }
 
 /* A job handed over but never started (closing came first) still holds its descriptor. */
@@ -936,34 +1026,45 @@ static napi_value create_receiver(napi_env env, napi_callback_info info) {
 }
 
 /*
- * receiveToFile(receiver, prefix, fileFd, position, length, next): `length` bytes at `position`:
- * the prefix (bytes already received; kept alive by the caller until reported), then the rest
- * from the socket; then whatever of the stream already waits, up to next.length bytes, into
- * `next` (also kept alive), reported as the third argument. One job at a time.
+ * receiveToFile(receiver, prefix, fileFd, position, length, next, handleHi, handleLo, offset,
+ * windowEnd, minLength, maxLength): the WRITE of `length` bytes at device `offset` (file
+ * `position`): the prefix (bytes already received; kept alive by the caller until reported), then
+ * the rest from the socket; then whatever of the stream already waits, up to next.length bytes,
+ * into `next` (also kept alive). With windowEnd > offset + length, the standing window [offset,
+ * windowEnd): following plain WRITEs of minLength to maxLength bytes inside it are taken too (see
+ * receiver_t). One run at a time.
  */
 static napi_value receive_to_file(napi_env env, napi_callback_info info) {
-  napi_value argv[6];
-  if (!get_args(env, info, 6, argv)) return NULL;
+  napi_value argv[12];
+  if (!get_args(env, info, 12, argv)) return NULL;
   receiver_t *r = get_receiver(env, argv[0]);
   if (r == NULL) return NULL;
   void *ptr, *next;
   size_t plen, next_cap;
   int32_t file;
-  int64_t position, length;
+  int64_t position, length, offset, win_end, min_len, max_len;
+  uint32_t hi, lo;
   CHECK(napi_get_buffer_info(env, argv[1], &ptr, &plen));
   CHECK(napi_get_buffer_info(env, argv[5], &next, &next_cap));
   if (!get_i32(env, argv[2], &file) || !get_size(env, argv[3], &position) || !get_size(env, argv[4], &length)) return NULL;
+  CHECK(napi_get_value_uint32(env, argv[6], &hi));
+  CHECK(napi_get_value_uint32(env, argv[7], &lo));
+  if (!get_size(env, argv[8], &offset) || !get_size(env, argv[9], &win_end) || !get_size(env, argv[10], &min_len) || !get_size(env, argv[11], &max_len)) return NULL;
   if ((int64_t)plen > length) {
     napi_throw_range_error(env, "NATIVE_ARGUMENT", "prefix longer than the payload");
     return NULL;
   }
+  if (length > UINT32_MAX || min_len > UINT32_MAX || max_len > UINT32_MAX) {
+    napi_throw_range_error(env, "NATIVE_ARGUMENT", "a length beyond 32 bits");
+    return NULL;
+  }
   pthread_mutex_lock(&r->w.mu);
-  if (r->has_job || r->done) {
+  if (r->has_job || r->report_count > 0) {
     pthread_mutex_unlock(&r->w.mu);
     napi_throw_error(env, "NATIVE_BUSY", "the receiver has a job");
     return NULL;
   }
-  /* The thread writes through its own descriptor, closed when the job ends: the caller may close
+  /* The thread writes through its own descriptor, closed when the run ends: the caller may close
    * its own (a device closing) without the thread writing into whatever reuses the number. */
   int own = fcntl(file, F_DUPFD_CLOEXEC, 3);
   if (own < 0) {
@@ -978,12 +1079,33 @@ static napi_value receive_to_file(napi_env env, napi_callback_info info) {
   r->prefix_len = plen;
   r->next = next;
   r->next_cap = next_cap;
+  r->handle_hi = hi;
+  r->handle_lo = lo;
+  r->offset = offset;
+  r->standing = win_end > offset + length;
+  r->win_lo = offset;
+  r->win_hi = win_end;
+  r->win_delta = position - offset;
+  r->min_len = (uint32_t)min_len;
+  r->max_len = (uint32_t)max_len;
   r->has_job = true;
   pthread_mutex_unlock(&r->w.mu);
   /* Signalled after unlocking: the woken thread does not then wait for the mutex we hold (a
    * second futex call on each side per job). It checks has_job under the mutex, and the receiver
    * is freed only after the thread is joined, so the late signal is safe. */
   pthread_cond_signal(&r->w.cv);
+  return NULL;
+}
+
+/* stopStanding(receiver): revokes the standing window; the thread ends with the job it is in. */
+static napi_value stop_standing(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  if (!get_args(env, info, 1, argv)) return NULL;
+  receiver_t *r = get_receiver(env, argv[0]);
+  if (r == NULL) return NULL;
+  pthread_mutex_lock(&r->w.mu);
+  r->standing = false;
+  pthread_mutex_unlock(&r->w.mu);
   return NULL;
 }
 
@@ -1003,6 +1125,7 @@ NAPI_MODULE_INIT() {
       {"closeSender", NULL, close_worker, NULL, NULL, NULL, napi_default, NULL},
       {"createReceiver", NULL, create_receiver, NULL, NULL, NULL, napi_default, NULL},
       {"receiveToFile", NULL, receive_to_file, NULL, NULL, NULL, napi_default, NULL},
+      {"stopStanding", NULL, stop_standing, NULL, NULL, NULL, napi_default, NULL},
       {"closeReceiver", NULL, close_worker, NULL, NULL, NULL, napi_default, NULL},
   };
   if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok) return NULL;

@@ -16,7 +16,7 @@ import type { Logger } from 'pino';
 import type { BlockDevice, DirectWrite, WriteOptions, ZeroOptions } from '../storage/block-device.js';
 import { errnoName, systemError } from '../native/native-io.js';
 import type { PayloadReceiver } from './payload-receiver.js';
-import { isSnapbackError } from '../errors.js';
+import { isSnapbackError, type SnapbackError } from '../errors.js';
 import { POOL_MIN_SIZE, type BufferPool } from './buffer-pool.js';
 import type { ByteQueue } from './byte-queue.js';
 import type { MemoryBudget } from './memory-budget.js';
@@ -74,6 +74,20 @@ const MODE_RECEIVE = 3;
  * loop's own reads of several requests at a time took about a quarter less CPU than the receiver.
  */
 const RECEIVE_MIN_BYTES = 256 * 1024;
+/**
+ * How far past a WRITE the payload receiver's window may reach (as far as the device allows):
+ * following large plain WRITEs inside it are taken by the receiver's thread by itself.
+ */
+const STANDING_REACH = 64 * 1024 * 1024;
+
+/** A run of the payload receiver: the window, and the WRITE handed over until it is reported. */
+interface ReceiveRun {
+  w: DirectWrite;
+  pooledPrefix: Buffer | null;
+  firstLength: number;
+  /** The first WRITE (counted in flight when handed over) is not reported yet. */
+  firstCounted: boolean;
+}
 const TWO_32 = 0x100000000;
 const FUA: WriteOptions = Object.freeze({ fua: true });
 /** Indexed by (FUA ? 1 : 0) | (NO_HOLE ? 2 : 0). */
@@ -125,7 +139,7 @@ export class Transmission {
   private readonly readNow: ((buf: Buffer, offset: number) => boolean) | null;
   private readonly writeNow: ((offset: number, data: Buffer) => boolean) | null;
   private readonly readToPipe: ((pipeFd: number, offset: number, length: number) => boolean) | null;
-  private readonly directWrite: ((offset: number, length: number) => DirectWrite | null) | null;
+  private readonly directWrite: ((offset: number, length: number, reach?: number) => DirectWrite | null) | null;
   /** When the payload receiver took the current payload (see receivingSince). */
   private receiveStartedAt = 0;
   /** Requests answered by readNow or writeNow in the current parsing pass (replies not yet sent). */
@@ -327,13 +341,15 @@ export class Transmission {
    * A large plain WRITE whose payload is mostly still to come, received by the payload receiver
    * straight into the device's file (BlockDevice.directWrite): the bytes already queued are
    * its prefix, the rest is spliced from the socket on the receiver's thread while the event
-   * loop does not read. Parsing resumes when the payload is in. False, with nothing consumed,
-   * when the device or the receiver cannot take it now.
+   * loop does not read. The device's window reaches up to STANDING_REACH past it, as far as the
+   * device allows: following large plain WRITEs inside it the thread takes by itself (a run),
+   * each reported to `received`. Parsing resumes when the run ends. False, with nothing
+   * consumed, when the device or the receiver cannot take it now.
    */
-  private tryReceive(q: ByteQueue, hi: number, lo: number, offset: number, length: number, directWrite: (offset: number, length: number) => DirectWrite | null): boolean {
+  private tryReceive(q: ByteQueue, hi: number, lo: number, offset: number, length: number, directWrite: (offset: number, length: number, reach?: number) => DirectWrite | null): boolean {
     const receiver = this.receiver!;
     if (!receiver.usable) return false;
-    const w = directWrite(offset, length);
+    const w = directWrite(offset, length, STANDING_REACH);
     if (w === null) return false;
     const prefixLength = q.length;
     const pooledPrefix = prefixLength > 0 ? this.pool.acquire(prefixLength) : null;
@@ -344,37 +360,70 @@ export class Transmission {
     this.inflightBytes += length;
     this.mode = MODE_RECEIVE;
     this.receiveStartedAt = Date.now();
+    const run: ReceiveRun = { w, pooledPrefix, firstLength: length, firstCounted: true };
+    const window = w.end > offset + length ? { end: w.end, minLength: RECEIVE_MIN_BYTES, maxLength: this.info.maxBlockSize } : null;
+    w.onRevoke = () => receiver.stopStanding();
     try {
-      receiver.receive(prefix, w.fd, w.position, length, (fileErrno, socketErrno, next) => this.received(w, pooledPrefix, hi, lo, offset, length, fileErrno, socketErrno, next));
+      receiver.receive(prefix, w.fd, w.position, length, { handleHi: hi, handleLo: lo, offset }, window, (fileErrno, socketErrno, next, rHi, rLo, rOffset, rLength, last) =>
+        this.received(run, fileErrno, socketErrno, next, rHi, rLo, rOffset, rLength, last),
+      );
     } catch (err) {
       // The thread could not take the job (no descriptor left to duplicate, say). The prefix is
       // already off the queue, so the stream cannot be parsed on: the connection ends, and the
       // write was never acknowledged nor written.
-      this.received(w, pooledPrefix, hi, lo, offset, length, 0, -1, EMPTY);
+      this.received(run, 0, -1, EMPTY, hi, lo, offset, length, true);
       this.log.warn({ err }, 'the payload receiver could not take a WRITE payload: connection closed');
     }
     return true;
   }
 
   /**
-   * The payload receiver's report on the WRITE it took (socketErrno -1: it never started); `next`:
-   * what of the stream after the payload its thread read (the receiver reuses that memory).
+   * The payload receiver's report on a WRITE of the run (socketErrno -1: it never started); the
+   * first is the one tryReceive handed over, the others the thread took inside the window.
+   * `next`: on the last, what of the stream after the payload its thread read (the receiver
+   * reuses that memory).
    */
-  private received(w: DirectWrite, pooledPrefix: Buffer | null, hi: number, lo: number, offset: number, length: number, fileErrno: number, socketErrno: number, next: Buffer): void {
-    if (pooledPrefix !== null) this.pool.release(pooledPrefix);
-    this.mode = MODE_HEADER;
+  private received(run: ReceiveRun, fileErrno: number, socketErrno: number, next: Buffer, hi: number, lo: number, offset: number, length: number, last: boolean): void {
+    const w = run.w;
+    if (run.pooledPrefix !== null) {
+      this.pool.release(run.pooledPrefix);
+      run.pooledPrefix = null;
+    }
+    // A WRITE the thread took by itself is a request parsed now; the first one is already counted.
+    const bytes = run.firstCounted ? run.firstLength : 0;
+    if (!run.firstCounted) {
+      this.requestCount++;
+      this.inflightCount++;
+    }
     if (socketErrno !== 0) {
       // Never acknowledged; what landed stays, as after a crash in the middle of a write.
-      w.finish('aborted');
+      this.mode = MODE_HEADER;
+      w.close();
       this.inflightCount--;
-      this.inflightBytes -= length;
-      this.end(socketErrno < 0 ? `the payload receiver could not take the WRITE at ${offset}` : `the WRITE payload at ${offset} did not fully arrive (${errnoName(socketErrno)})`);
+      this.inflightBytes -= bytes;
+      run.firstCounted = false;
+      this.end(socketErrno < 0 ? `the payload receiver could not take the WRITE at ${offset}` : `a WRITE payload did not fully arrive (${errnoName(socketErrno)})`);
       this.maybeFinish();
       return;
     }
-    const err = w.finish(fileErrno === 0 ? null : systemError(fileErrno, `splice to file: ${errnoName(fileErrno)}`));
-    if (err === null) this.completed(hi, lo, length);
-    else this.failed(CMD_WRITE, hi, lo, offset, length, length, err);
+    run.firstCounted = false;
+    this.receiveStartedAt = Date.now();
+    let err: SnapbackError | null;
+    try {
+      err = w.wrote(offset, length, fileErrno === 0 ? null : systemError(fileErrno, `splice to file: ${errnoName(fileErrno)}`));
+    } catch (e) {
+      err = e as SnapbackError;
+    }
+    if (!last) {
+      // The thread went on with the next WRITE: answer this one, the run goes on.
+      if (err === null) this.completed(hi, lo, bytes);
+      else this.failed(CMD_WRITE, hi, lo, offset, length, bytes, err);
+      return;
+    }
+    this.mode = MODE_HEADER;
+    w.close();
+    if (err === null) this.completed(hi, lo, bytes);
+    else this.failed(CMD_WRITE, hi, lo, offset, length, bytes, err);
     const q = this.queue;
     if (this.ending === null) q.push(next);
     this.process();

@@ -27,10 +27,17 @@
  * - `directWrite()`, where a device has it, opens a window in which the range may be written
  *   straight into a file (`fd` at `position`) by someone else (the NBD server's payload
  *   receiver, which splices a WRITE's payload from the socket: docs/native-io.md); null when the
- *   device cannot take a plain write that way now. The window must be closed with `finish()`,
- *   once (later calls change nothing): with the system error the writing failed with, with 'aborted' when the
- *   payload never fully arrived (whatever landed stays, as after a crash mid-write), or with
- *   null. `finish` returns the storage error to report, or null.
+ *   device cannot take a plain write that way now. With `reach` beyond `length`, the window may
+ *   cover more of the device after the range, as far as the device would take such writes now
+ *   (`end`; never beyond offset + reach): the holder may write any range inside it, at the same
+ *   distance from `position`, without asking again (a client streaming large writes). Each write
+ *   through the window is reported with `wrote()` (null, or the system error the writing
+ *   failed with: it returns the storage error to report, or null); `close()` ends the window,
+ *   once (later calls change nothing); a payload that never fully arrived is not reported
+ *   (whatever landed stays, as after a crash mid-write). `finish(outcome)` does both for the
+ *   range asked for ('aborted': close only). The device may ask for the window back (host I/O
+ *   stopping, the device closing) by calling the holder's `onRevoke`: the holder then closes it
+ *   once the write in progress ends, and writes nothing more through it.
  * - `directRead()`, where a device has it, names the file that holds the range as the device
  *   would read it (`fd` at `position`, the bytes already trusted: a model's verified), for
  *   someone else to copy in the kernel (the hydrator's copy_file_range from the model to the
@@ -59,11 +66,62 @@ export interface ZeroOptions extends WriteOptions {
   noHole?: boolean;
 }
 
-/** A range of a device writable straight into its file until finished (BlockDevice.directWrite). */
+/** A range of a device writable straight into its file until closed (BlockDevice.directWrite). */
 export interface DirectWrite {
   readonly fd: number;
+  /** Where in the file the range asked for starts. */
   readonly position: number;
+  /** The device offset where the window ends (at least the end of the range asked for). */
+  readonly end: number;
+  /** A write of [offset, offset + length) inside the window ended: the storage error to report, or null. */
+  wrote(offset: number, length: number, outcome: unknown | null): SnapbackError | null;
+  /** Ends the window. Idempotent. */
+  close(): void;
+  /** `wrote()` for the range asked for (unless 'aborted'), then `close()`. Once; later calls change nothing. */
   finish(outcome: unknown | 'aborted' | null): SnapbackError | null;
+  /** Set by the holder: called when the device needs the window closed (see BlockDevice). */
+  onRevoke: (() => void) | null;
+}
+
+/** What a device gives to make a DirectWrite (directWriteWindow). */
+export interface DirectWriteSpec {
+  fd: number;
+  position: number;
+  /** The range asked for. */
+  offset: number;
+  length: number;
+  end: number;
+  wrote(offset: number, length: number, outcome: unknown | null): SnapbackError | null;
+  /** Runs once, when the window is closed. */
+  closed(): void;
+}
+
+/** A DirectWrite whose `close` and `finish` run once, and whose writes after closing are refused. */
+export function directWriteWindow(spec: DirectWriteSpec): DirectWrite {
+  let open = true;
+  const w: DirectWrite = {
+    fd: spec.fd,
+    position: spec.position,
+    end: spec.end,
+    onRevoke: null,
+    wrote: (offset, length, outcome) => {
+      if (!open) throw new SnapbackError('CLOSED', `a write at ${offset} through a closed direct-write window`);
+      return spec.wrote(offset, length, outcome);
+    },
+    close: () => {
+      if (!open) return;
+      open = false;
+      w.onRevoke = null;
+      spec.closed();
+    },
+    finish: (outcome) => {
+      if (!open) return null;
+      const err = outcome === 'aborted' ? null : spec.wrote(spec.offset, spec.length, outcome);
+      w.close();
+      return err;
+    },
+  };
+  return w;
 }
 
 /** A range of a device readable straight from its file (BlockDevice.directRead). */
@@ -82,7 +140,7 @@ export interface BlockDevice {
   write(offset: number, data: Buffer, options?: WriteOptions): Promise<void>;
   writeNow?(offset: number, data: Buffer): boolean;
   readToPipe?(pipeFd: number, offset: number, length: number): boolean;
-  directWrite?(offset: number, length: number): DirectWrite | null;
+  directWrite?(offset: number, length: number, reach?: number): DirectWrite | null;
   directRead?(offset: number, length: number): DirectRead | null;
   flush(): Promise<void>;
   trim(offset: number, length: number, options?: WriteOptions): Promise<void>;

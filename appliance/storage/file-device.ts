@@ -11,7 +11,7 @@
 import { promises as fsp, constants as fsc, statSync, readFileSync, realpathSync, read as fsRead, write as fsWrite } from 'node:fs';
 import { basename } from 'node:path';
 import type { FileHandle } from 'node:fs/promises';
-import { checkRange, readToNewBuffer, type BlockDevice, type DeviceCapabilities, type DirectRead, type DirectWrite, type WriteOptions, type ZeroOptions } from './block-device.js';
+import { checkRange, readToNewBuffer, type BlockDevice, type DeviceCapabilities, directWriteWindow, type DirectRead, type DirectWrite, type WriteOptions, type ZeroOptions } from './block-device.js';
 import { SnapbackError, fromSystemError } from '../errors.js';
 import { sharedBatchedIo, type BatchedIo } from './batched-io.js';
 import { InlineIo } from './inline-io.js';
@@ -84,6 +84,8 @@ export class FileDevice implements BlockDevice {
   private _size: number;
   private isBlockDev = false;
   private closed = false;
+  /** Direct-write windows not yet closed (asked back when the device closes). */
+  private readonly windows = new Set<DirectWrite>();
   private readonly io: BatchedIo | null;
   private readonly inline: InlineIo | null;
   /** The governor of this device's inline I/O (null: none), for its stats. */
@@ -239,15 +241,22 @@ export class FileDevice implements BlockDevice {
 
   /**
    * A window for a plain write straight into the file by another thread (BlockDevice.directWrite):
-   * whenever the device is open and takes a write of the range.
+   * whenever the device is open and takes a write of the range; with `reach`, as far as that
+   * (within the device). Closing the device asks for open windows back.
    */
-  directWrite(offset: number, length: number): DirectWrite | null {
+  directWrite(offset: number, length: number, reach = length): DirectWrite | null {
     if (this.handle === null || this.closed || length === 0 || !this.canWriteAt(offset, length)) return null;
-    return {
+    const w = directWriteWindow({
       fd: this.handle.fd,
       position: offset,
-      finish: (outcome) => (outcome === null || outcome === 'aborted' ? null : fromSystemError(outcome, `writing ${this.path} at ${offset}`)),
-    };
+      offset,
+      length,
+      end: Math.min(this._size, offset + Math.max(length, reach)),
+      wrote: (at, _length, outcome) => (outcome === null ? null : fromSystemError(outcome, `writing ${this.path} at ${at}`)),
+      closed: () => this.windows.delete(w),
+    });
+    this.windows.add(w);
+    return w;
   }
 
   /** The file behind a range, for a copy in the kernel (BlockDevice.directRead): whenever the device is open. */
@@ -353,6 +362,7 @@ export class FileDevice implements BlockDevice {
 
   async close(): Promise<void> {
     if (this.opening) await this.opening.catch(() => undefined);
+    for (const w of this.windows) w.onRevoke?.();
     // The batched worker must be done with the descriptor before its number can be reused.
     if (this.io !== null && this.handle !== null) await this.io.drained(this.handle.fd);
     const h = this.handle;

@@ -15,7 +15,7 @@
  * requests, and requests that arrive meanwhile wait and then see the new session.
  */
 import { EventEmitter } from 'node:events';
-import { checkRange, readToNewBuffer, type BlockDevice, type DeviceCapabilities, type DirectWrite, type WriteOptions, type ZeroOptions } from './block-device.js';
+import { checkRange, readToNewBuffer, type BlockDevice, type DeviceCapabilities, directWriteWindow, type DirectWrite, type WriteOptions, type ZeroOptions } from './block-device.js';
 import { headerWriteOutcome, type RegionLog } from './region-log.js';
 import { RegionLocks } from './region-locks.js';
 import { SnapbackError } from '../errors.js';
@@ -61,6 +61,8 @@ export class ProtectedDisk extends EventEmitter implements BlockDevice {
   private openGate: (() => void) | null = null;
   private drained: (() => void) | null = null;
   private seqNext = -1;
+  /** Direct-write windows not yet closed (each counts as a write in flight). */
+  private readonly windows = new Set<DirectWrite>();
   private aheadWindow = 0;
   private aheadEnd = 0;
   private closed = false;
@@ -118,9 +120,10 @@ export class ProtectedDisk extends EventEmitter implements BlockDevice {
     }
   }
 
-  /** Stops host I/O: new requests wait; resolves once none is in flight. */
+  /** Stops host I/O: new requests wait, direct-write windows are asked back; resolves once none is in flight. */
   async quiesce(): Promise<void> {
     if (!this.gate) this.gate = new Promise<void>((res) => (this.openGate = res));
+    for (const w of this.windows) w.onRevoke?.();
     if (this.inflight > 0) await new Promise<void>((res) => (this.drained = res));
   }
 
@@ -333,27 +336,56 @@ export class ProtectedDisk extends EventEmitter implements BlockDevice {
   /**
    * A window for a plain write straight into the working disk (BlockDevice.directWrite): on the
    * terms of writeNow (every region written this session with its mark durable, host I/O not
-   * stopped). The write counts as in flight until finished: ending a session waits for it.
+   * stopped). With `reach`, it extends over the following regions on the same terms, up to
+   * `reach` bytes from `offset`: those stay so until the session ends, and the window is asked
+   * back (onRevoke) when host I/O stops. The window counts as a write in flight until closed:
+   * ending a session waits for it.
    */
-  directWrite(offset: number, length: number): DirectWrite | null {
+  directWrite(offset: number, length: number, reach = length): DirectWrite | null {
     if (this.disk.directWrite === undefined || !this.writableNow(offset, length)) return null;
-    const inner = this.disk.directWrite(offset, length);
+    const end = this.durableEnd(offset + length, Math.min(this.size, offset + Math.max(length, reach)));
+    const inner = this.disk.directWrite(offset, length, end - offset);
     if (inner === null) return null;
     this.inflight++;
-    let finished = false;
-    return {
+    const w = directWriteWindow({
       fd: inner.fd,
       position: inner.position,
-      finish: (outcome) => {
-        if (finished) return null; // once only: a second call changes nothing
-        finished = true;
-        const err = inner.finish(outcome);
+      offset,
+      length,
+      end: Math.min(end, inner.end),
+      wrote: (at, n, outcome) => {
+        const err = inner.wrote(at, n, outcome);
         if (err) this.stats.ioErrors++;
-        else if (outcome === null) this.countWrite(length);
-        this.leave();
+        else {
+          this.countWrite(n);
+          this.seqNext = Math.floor((at + n - 1) / this.rs) + 1; // the sequential-stream detector
+        }
         return err;
       },
-    };
+      closed: () => {
+        inner.close();
+        this.windows.delete(w);
+        this.leave();
+      },
+    });
+    inner.onRevoke = () => w.onRevoke?.();
+    this.windows.add(w);
+    return w;
+  }
+
+  /**
+   * How far from `from` (a region boundary or the end of a write) up to `limit` every region is
+   * written this session with its mark durable: the end of the last such region, capped at
+   * `limit`; `from` when the next one is not.
+   */
+  private durableEnd(from: number, limit: number): number {
+    let end = from;
+    while (end < limit) {
+      const r = Math.floor(end / this.rs);
+      if (!this.log.isWritten(r) || this.log.markForWrite(r) !== null) break;
+      end = Math.min(limit, (r + 1) * this.rs);
+    }
+    return end;
   }
 
   /**

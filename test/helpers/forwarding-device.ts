@@ -4,7 +4,7 @@
  * the most at once), and awaits `hook` before forwarding, which may delay, block or fail the
  * call. `readFilter` can replace what a read returns (a layer returning the wrong length).
  */
-import type { BlockDevice, DirectWrite, WriteOptions, ZeroOptions } from '../../appliance/storage/block-device.js';
+import { directWriteWindow, type BlockDevice, type DirectWrite, type WriteOptions, type ZeroOptions } from '../../appliance/storage/block-device.js';
 
 export type DeviceOp = 'read' | 'write' | 'flush' | 'trim' | 'zero';
 
@@ -109,26 +109,59 @@ export class ForwardingDevice implements BlockDevice {
   /**
    * The optional direct write (FileDevice and the protected disk have it): declined unless
    * `directHook` is set; then the hook decides (true: the inner device's window, if it gives
-   * one; false: declined; a DirectWrite: that window instead, as a disk that fails would give).
-   * Each window is recorded, with the outcome it was finished with.
+   * one, reaching as far as asked; false: declined; a DirectWrite: that window instead, as a disk
+   * that fails would give). Each write through a window is recorded, with the outcome it was
+   * reported with ('aborted': the window closed before the range asked for was reported).
    */
   directHook: ((offset: number, length: number) => boolean | DirectWrite) | null = null;
-  directWrite(offset: number, length: number): DirectWrite | null {
+  /** Windows opened so far, and writes reported through them beyond the range asked for. */
+  windowsOpened = 0;
+  standingWrites = 0;
+  directWrite(offset: number, length: number, reach?: number): DirectWrite | null {
     if (this.directHook === null) return null;
     const decided = this.directHook(offset, length);
-    const w = decided === true ? (this.inner.directWrite?.(offset, length) ?? null) : decided === false ? null : decided;
+    const w = decided === true ? (this.inner.directWrite?.(offset, length, reach) ?? null) : decided === false ? null : decided;
     if (w === null) return null;
-    const call: DeviceCall = { op: 'write', offset, length, direct: { outcome: undefined } };
-    this.calls.push(call);
-    return {
+    this.windowsOpened++;
+    let first: DeviceCall | null = { op: 'write', offset, length, direct: { outcome: undefined } };
+    this.calls.push(first);
+    const window = directWriteWindow({
       fd: w.fd,
       position: w.position,
-      finish: (outcome) => {
+      offset,
+      length,
+      end: w.end,
+      wrote: (at, n, outcome) => {
+        let call = first;
+        first = null;
+        if (call === null || call.offset !== at || call.length !== n) {
+          call = { op: 'write', offset: at, length: n, direct: { outcome: undefined } };
+          this.calls.push(call);
+          this.standingWrites++;
+        }
         call.direct = { outcome };
         if (outcome === null) this.writesDone++;
-        return w.finish(outcome);
+        return w.wrote(at, n, outcome);
       },
+      closed: () => {
+        if (first !== null) first.direct = { outcome: 'aborted' };
+        w.close();
+      },
+    });
+    w.onRevoke = () => window.onRevoke?.();
+    this.openWindows.add(window);
+    const close = window.close;
+    window.close = () => {
+      this.openWindows.delete(window);
+      close();
     };
+    return window;
+  }
+  private readonly openWindows = new Set<DirectWrite>();
+  /** Asks for every open window back, as a device whose host I/O stops does; how many were open. */
+  revokeWindows(): number {
+    for (const w of this.openWindows) w.onRevoke?.();
+    return this.openWindows.size;
   }
   async write(offset: number, data: Buffer, options?: WriteOptions): Promise<void> {
     await this.run({ op: 'write', offset, length: data.length, options }, () => this.inner.write(offset, data, options));

@@ -15,6 +15,7 @@ import { Prng } from '../helpers/prng.js';
 import { waitFor } from '../helpers/wait.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fromSystemError } from '../../appliance/errors.js';
+import { directWriteWindow } from '../../appliance/storage/block-device.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -150,16 +151,80 @@ describe('NBD server: large WRITE payloads spliced into the file by the payload 
     }
   });
 
+  it('a client streaming large writes: the receiver takes the ones inside its window by itself, each answered with its own handle; one outside it, a FUA write or another command ends the run', async function () {
+    const prng = new Prng(43);
+    const reference = await readFile(fx.imagePath);
+    const c = await RawNbdClient.connect(fx.socketPath);
+    try {
+      await c.open();
+      const parts: Buffer[] = [];
+      let handle = 1n;
+      const write = (offset: number, length: number, flags = 0): void => {
+        const payload = prng.bytes(length);
+        payload.copy(reference, offset);
+        parts.push(RawNbdClient.request(NBD.CMD_WRITE, handle++, offset, length, flags), payload);
+      };
+      // Forwards through the disk in 256 KiB to 1 MiB writes, now and then going back (outside the
+      // window), with a FUA write and a FLUSH among them.
+      let at = 0;
+      for (let i = 0; i < 40; i++) {
+        const length = (256 + prng.int(769)) * KiB;
+        if (at + length > SIZE) at = 0;
+        write(at, length, i === 17 ? NBD.CMD_FLAG_FUA : 0);
+        if (i === 25) parts.push(RawNbdClient.request(NBD.CMD_FLUSH, handle++, 0, 0));
+        at += i % 9 === 8 ? -3 * MiB : length;
+        if (at < 0) at = 0;
+      }
+      const stream = Buffer.concat(parts);
+      for (let i = 0; i < stream.length; i += 192 * KiB) c.write(stream.subarray(i, i + 192 * KiB));
+      const errors = await replies(c, Number(handle - 1n));
+      for (let h = 1n; h < handle; h++) assert.equal(errors.get(h), 0, `request ${h} answered, without error`);
+      for (let off = 0; off < SIZE; off += 4 * MiB) {
+        assert.ok((await readBack(c, handle++, off, 4 * MiB)).equals(reference.subarray(off, off + 4 * MiB)), `the disk at ${off} reads back as written`);
+      }
+      assert.ok(fwd.standingWrites > 0, `the receiver took writes by itself (${fwd.standingWrites})`);
+      assert.ok(fwd.windowsOpened >= 4, `runs ended where they had to (${fwd.windowsOpened} windows)`);
+      assert.ok((await readFile(fx.imagePath)).equals(reference), 'and so does the file');
+    } finally {
+      c.destroy();
+    }
+  });
+
+  it('a window asked back (host I/O stopping) ends the run with the write in progress; the next write inside it is handed back and served the usual way', async function () {
+    const prng = new Prng(44);
+    const c = await RawNbdClient.connect(fx.socketPath);
+    try {
+      await c.open();
+      const p = [prng.bytes(MiB), prng.bytes(MiB), prng.bytes(MiB)];
+      c.write(Buffer.concat([RawNbdClient.request(NBD.CMD_WRITE, 1n, 0, MiB), p[0]!, RawNbdClient.request(NBD.CMD_WRITE, 2n, MiB, MiB), p[1]!.subarray(0, 1000)]));
+      assert.deepEqual([...(await replies(c, 1))], [[1n, 0]]);
+      await waitFor('the thread to take the second write by itself', async () => fwd.standingWrites === 0 && fwd.windowsOpened === 1);
+      assert.equal(fwd.revokeWindows(), 1, 'one window open: the run');
+      c.write(Buffer.concat([p[1]!.subarray(1000), RawNbdClient.request(NBD.CMD_WRITE, 3n, 2 * MiB, MiB), p[2]!]));
+      assert.deepEqual([...(await replies(c, 2))].sort(), [[2n, 0], [3n, 0]]);
+      assert.equal(fwd.standingWrites, 1, 'the second write was the run\'s');
+      assert.equal(fwd.windowsOpened, 2, 'the third, inside the old window, was handed back and got a window of its own');
+      assert.ok((await readBack(c, 4n, 0, 3 * MiB)).equals(Buffer.concat(p)));
+    } finally {
+      c.destroy();
+    }
+  });
+
   it('answers a payload the disk could not take with an NBD error, and the requests after it are served', async function () {
     const c = await RawNbdClient.connect(fx.socketPath);
     // A disk that fails every write: the window's descriptor is open read-only (EBADF).
     const readOnly = openSync(fx.imagePath, 'r');
     try {
-      fwd.directHook = (offset) => ({
-        fd: readOnly,
-        position: offset,
-        finish: (outcome) => (outcome === null || outcome === 'aborted' ? null : fromSystemError(outcome, 'writing the test disk')),
-      });
+      fwd.directHook = (offset, length) =>
+        directWriteWindow({
+          fd: readOnly,
+          position: offset,
+          offset,
+          length,
+          end: offset + length,
+          wrote: (_at, _n, outcome) => (outcome === null ? null : fromSystemError(outcome, 'writing the test disk')),
+          closed: () => undefined,
+        });
       await c.open();
       const before = await readFile(fx.imagePath);
       const payload = Buffer.alloc(512 * KiB, 0x77);
@@ -212,7 +277,7 @@ describe('NBD server: large WRITE payloads spliced into the file by the payload 
     const c = await RawNbdClient.connect(fx.socketPath);
     await c.open();
     const before = await readFile(fx.imagePath);
-    fwd.directHook = (offset) => ({ fd: -1, position: offset, finish: () => null });
+    fwd.directHook = (offset, length) => directWriteWindow({ fd: -1, position: offset, offset, length, end: offset + length, wrote: () => null, closed: () => undefined });
     c.write(Buffer.concat([RawNbdClient.request(NBD.CMD_WRITE, 1n, 0, 256 * KiB), Buffer.alloc(256 * KiB, 0x66)]));
     await waitFor('the window to be closed as aborted', async () => fwd.calls.some((call) => call.direct?.outcome === 'aborted'));
     await waitFor('the server to drop the client', async () => fx.server.clientCount === 0);

@@ -21,6 +21,21 @@ import { sleep, waitFor } from '../helpers/wait.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
+/** receiveToFile's request and window arguments for a single job (no standing window). */
+const NO_WINDOW = [0, 0, 0, 0, 0, 0] as const;
+
+/** An NBD request header (28 bytes). */
+function requestHeader(type: number, flags: number, handle: number, offset: number, length: number): Buffer {
+  const b = Buffer.alloc(28);
+  b.writeUInt32BE(0x25609513, 0);
+  b.writeUInt16BE(flags, 4);
+  b.writeUInt16BE(type, 6);
+  b.writeUInt32BE(0, 8);
+  b.writeUInt32BE(handle, 12);
+  b.writeBigUInt64BE(BigInt(offset), 16);
+  b.writeUInt32BE(length, 24);
+  return b;
+}
 
 /** Everything the pipe holds now (its read end is non-blocking). */
 function drainPipe(fd: number, max = 2 * MiB): Buffer {
@@ -292,6 +307,38 @@ describe('native I/O addon', function () {
     assert.equal(pd.directWrite(rs, rs), null, 'closed');
   });
 
+  it('ProtectedDisk.directWrite with a reach: the window extends over the following regions written this session, no further; each write through it counted; a session end asks for it back and waits until it is closed', async function () {
+    const rs = 64 * KiB;
+    const { pd } = await protectedDisk(rs, 14, null);
+    await pd.write(rs, Buffer.alloc(4 * rs, 5)); // regions 1-4 written this session
+    await pd.write(8 * rs, Buffer.alloc(rs, 5)); // and region 8
+    const first = pd.directWrite(rs, rs, 16 * rs)!;
+    assert.equal(first.end, 5 * rs, 'up to the first region not written this session');
+    first.close();
+    const w = pd.directWrite(rs + 100, rs, 2 * rs)!;
+    assert.equal(w.end, 3 * rs + 100, 'never beyond offset + reach');
+    w.close();
+    const writes = pd.stats.writes;
+    const window = pd.directWrite(rs, rs, 16 * rs)!;
+    let revoked = 0;
+    window.onRevoke = () => revoked++;
+    assert.equal(window.wrote(rs, rs, null), null);
+    assert.equal(window.wrote(3 * rs, 2 * rs, null), null);
+    assert.ok(isSnapbackError(window.wrote(2 * rs, rs, Object.assign(new Error('no space'), { code: 'ENOSPC', errno: -28 }))));
+    assert.equal(pd.stats.writes, writes + 2, 'every write through the window counted');
+    let quiesced = false;
+    const q = pd.quiesce().then(() => (quiesced = true));
+    await sleep(50);
+    assert.equal(revoked, 1, 'a session end asks for the window back');
+    assert.equal(quiesced, false, 'and waits until it is closed');
+    window.close();
+    await q;
+    window.close();
+    assert.throws(() => window.wrote(rs, rs, null), (e: unknown) => isSnapbackError(e, 'CLOSED'), 'nothing more through a closed window');
+    pd.resume();
+    await pd.close();
+  });
+
   it('sends buffers and pipes in the order queued, only once resumed, and reports each sent job', async function () {
     const { server, client, listener, fd } = await socketPair(dir);
     cleanups.push(() => {
@@ -447,7 +494,7 @@ describe('native I/O addon', function () {
     const position = 12345;
     const fd = openSync(path, 'r+');
     const following = Buffer.alloc(10);
-    io.receiveToFile(receiver, payload.subarray(0, prefixLength), fd, position, payload.length, following);
+    io.receiveToFile(receiver, payload.subarray(0, prefixLength), fd, position, payload.length, following, ...NO_WINDOW);
     // The thread writes through its own descriptor: the caller's may be closed at once.
     closeSync(fd);
     const trailer = Buffer.from('the next request');
@@ -469,7 +516,7 @@ describe('native I/O addon', function () {
     // Nothing waits after a payload: nothing read.
     const other = await receiverPair();
     const fd2 = openSync(path, 'r+');
-    io.receiveToFile(other.receiver, Buffer.alloc(0), fd2, 0, 64 * KiB, following);
+    io.receiveToFile(other.receiver, Buffer.alloc(0), fd2, 0, 64 * KiB, following, ...NO_WINDOW);
     closeSync(fd2);
     other.client.write(payload.subarray(0, 64 * KiB));
     assert.deepEqual(await other.next(), [0, 0, 0]);
@@ -483,7 +530,7 @@ describe('native I/O addon', function () {
     const fd = openSync(path, 'r'); // read-only: every write fails with EBADF
     cleanups.push(() => closeSync(fd));
     const payload = Buffer.alloc(512 * KiB, 9);
-    io.receiveToFile(receiver, payload.subarray(0, 100), fd, 0, payload.length, Buffer.alloc(0));
+    io.receiveToFile(receiver, payload.subarray(0, 100), fd, 0, payload.length, Buffer.alloc(0), ...NO_WINDOW);
     const trailer = Buffer.from('after the payload');
     client.write(Buffer.concat([payload.subarray(100), trailer]));
     const [fileErrno, socketErrno, nextBytes] = await next();
@@ -501,12 +548,77 @@ describe('native I/O addon', function () {
     writeFileSync(path, Buffer.alloc(MiB));
     const fd = openSync(path, 'r+');
     cleanups.push(() => closeSync(fd));
-    io.receiveToFile(receiver, Buffer.alloc(0), fd, 0, 256 * KiB, Buffer.alloc(28));
+    io.receiveToFile(receiver, Buffer.alloc(0), fd, 0, 256 * KiB, Buffer.alloc(28), ...NO_WINDOW);
     client.end(Buffer.alloc(100 * KiB, 3));
     const [fileErrno, socketErrno, nextBytes] = await next();
     assert.equal(fileErrno, 0);
     assert.equal(socketErrno, 104, 'ECONNRESET');
     assert.equal(nextBytes, 0);
+  });
+
+  it('a standing window: following plain WRITEs inside it are taken by the thread and reported one by one; the first that is not (outside, too short, FUA, another command) ends the run and comes back as the next bytes', async function () {
+    const { server, client, listener, fd: sockFd } = await socketPair(dir);
+    const reports: unknown[][] = [];
+    const receiver = io.createReceiver(sockFd, MiB, (...args) => reports.push(args));
+    cleanups.push(() => {
+      io.closeReceiver(receiver);
+      client.destroy();
+      server.destroy();
+      listener.close();
+    });
+    const path = join(dir, 'standing.img');
+    writeFileSync(path, Buffer.alloc(8 * MiB));
+    const fd = openSync(path, 'r+');
+    cleanups.push(() => closeSync(fd));
+    const next = Buffer.alloc(28);
+    const p = (n: number): Buffer => new Prng(40 + n).bytes(256 * KiB);
+    // The file holds the device at 1 MiB further on (position = offset + 1 MiB); the window is [0, 4 MiB).
+    io.receiveToFile(receiver, p(0).subarray(0, 1000), fd, MiB, 256 * KiB, next, 0, 7, 0, 4 * MiB, 256 * KiB, MiB);
+    const WRITE = 1;
+    const ending = requestHeader(WRITE, 0, 12, 4 * MiB - 128 * KiB, 256 * KiB); // crosses the window's end
+    client.write(
+      Buffer.concat([
+        p(0).subarray(1000),
+        requestHeader(WRITE, 0, 8, 3 * MiB, 256 * KiB),
+        p(1),
+        requestHeader(WRITE, 0, 9, 512 * KiB, 256 * KiB),
+        p(2),
+        ending,
+      ]),
+    );
+    await waitFor('three reports', async () => reports.length === 3);
+    assert.deepEqual(reports, [
+      [0, 0, 0, 0, 7, 0, 256 * KiB, false],
+      [0, 0, 0, 0, 8, 3 * MiB, 256 * KiB, false],
+      [0, 0, 28, 0, 9, 512 * KiB, 256 * KiB, true],
+    ]);
+    assert.ok(next.equals(ending), 'the header that ended the run is handed back');
+    const file = readFileSync(path);
+    assert.ok(file.subarray(MiB, MiB + 256 * KiB).equals(p(0)));
+    assert.ok(file.subarray(4 * MiB, 4 * MiB + 256 * KiB).equals(p(1)), 'at its offset plus the window\'s distance');
+    assert.ok(file.subarray(MiB + 512 * KiB, MiB + 768 * KiB).equals(p(2)));
+
+    // Each kind of request the thread must not take ends the run: FUA, too short, not a WRITE.
+    for (const [i, h] of [requestHeader(WRITE, 1, 20, 0, 256 * KiB), requestHeader(WRITE, 0, 21, 0, 128 * KiB), requestHeader(0, 0, 22, 0, 256 * KiB), requestHeader(WRITE, 0, 23, 0, 2 * MiB)].entries()) {
+      reports.length = 0;
+      io.receiveToFile(receiver, Buffer.alloc(0), fd, MiB, 256 * KiB, next, 0, 30 + i, 0, 4 * MiB, 256 * KiB, MiB);
+      client.write(Buffer.concat([p(3), h]));
+      await waitFor('its report', async () => reports.length === 1);
+      assert.deepEqual(reports[0], [0, 0, 28, 0, 30 + i, 0, 256 * KiB, true]);
+      assert.ok(next.equals(h));
+    }
+
+    // Revoked: the run ends with the WRITE in progress, whatever follows.
+    reports.length = 0;
+    io.receiveToFile(receiver, Buffer.alloc(0), fd, MiB, 256 * KiB, next, 0, 40, 0, 4 * MiB, 256 * KiB, MiB);
+    client.write(p(4).subarray(0, 1000));
+    await sleep(20);
+    io.stopStanding(receiver);
+    const after = requestHeader(WRITE, 0, 41, MiB, 256 * KiB);
+    client.write(Buffer.concat([p(4).subarray(1000), after]));
+    await waitFor('its report', async () => reports.length === 1);
+    assert.deepEqual(reports[0], [0, 0, 28, 0, 40, 0, 256 * KiB, true]);
+    assert.ok(next.equals(after), 'the WRITE inside the window after the revocation is handed back');
   });
 
   it('stops at once while it waits for a payload; closing twice is harmless; one job at a time; a closed receiver refuses jobs', async function () {
@@ -518,15 +630,15 @@ describe('native I/O addon', function () {
     let reported = 0;
     const r2 = io.createReceiver((await socketPair(dir)).fd, 0, () => reported++);
     io.closeReceiver(r2);
-    io.receiveToFile(receiver, Buffer.alloc(0), fd, 0, 64 * KiB, Buffer.alloc(28));
-    assert.throws(() => io.receiveToFile(receiver, Buffer.alloc(0), fd, 0, 64 * KiB, Buffer.alloc(28)), (err: NodeJS.ErrnoException) => err.code === 'NATIVE_BUSY');
+    io.receiveToFile(receiver, Buffer.alloc(0), fd, 0, 64 * KiB, Buffer.alloc(28), ...NO_WINDOW);
+    assert.throws(() => io.receiveToFile(receiver, Buffer.alloc(0), fd, 0, 64 * KiB, Buffer.alloc(28), ...NO_WINDOW), (err: NodeJS.ErrnoException) => err.code === 'NATIVE_BUSY');
     await sleep(100); // the thread waits in poll() for bytes that never come
     const t0 = process.hrtime.bigint();
     io.closeReceiver(receiver);
     io.closeReceiver(receiver);
     assert.ok(process.hrtime.bigint() - t0 < 5_000_000_000n, 'closing does not wait for the peer');
-    assert.throws(() => io.receiveToFile(receiver, Buffer.alloc(0), fd, 0, 4096, Buffer.alloc(28)), (err: NodeJS.ErrnoException) => err.code === 'NATIVE_CLOSED');
-    assert.throws(() => io.receiveToFile(r2, Buffer.alloc(0), fd, 0, 4096, Buffer.alloc(28)), (err: NodeJS.ErrnoException) => err.code === 'NATIVE_CLOSED');
+    assert.throws(() => io.receiveToFile(receiver, Buffer.alloc(0), fd, 0, 4096, Buffer.alloc(28), ...NO_WINDOW), (err: NodeJS.ErrnoException) => err.code === 'NATIVE_CLOSED');
+    assert.throws(() => io.receiveToFile(r2, Buffer.alloc(0), fd, 0, 4096, Buffer.alloc(28), ...NO_WINDOW), (err: NodeJS.ErrnoException) => err.code === 'NATIVE_CLOSED');
     assert.equal(reported, 0);
     assert.throws(() => io.createReceiver('x' as unknown as number, 0, () => undefined), (err: NodeJS.ErrnoException) => err.code === 'NATIVE_ARGUMENT');
     // A sender is not a receiver, nor the other way round.
@@ -538,7 +650,7 @@ describe('native I/O addon', function () {
       pair.server.destroy();
       pair.listener.close();
     });
-    assert.throws(() => io.receiveToFile(sender as unknown as Receiver, Buffer.alloc(0), fd, 0, 4096, Buffer.alloc(28)), (err: NodeJS.ErrnoException) => err.code === 'NATIVE_ARGUMENT' && /expected a receiver/.test(err.message));
+    assert.throws(() => io.receiveToFile(sender as unknown as Receiver, Buffer.alloc(0), fd, 0, 4096, Buffer.alloc(28), ...NO_WINDOW), (err: NodeJS.ErrnoException) => err.code === 'NATIVE_ARGUMENT' && /expected a receiver/.test(err.message));
     assert.throws(() => io.sendBytes(r2 as unknown as Sender, Buffer.alloc(1)), (err: NodeJS.ErrnoException) => err.code === 'NATIVE_ARGUMENT' && /expected a sender/.test(err.message));
   });
 });

@@ -29,6 +29,7 @@ function limitedIo(io: NativeIo, allowed: number): NativeIo & { opened: number }
     closeSender: io.closeSender.bind(io),
     createReceiver: io.createReceiver.bind(io),
     receiveToFile: io.receiveToFile.bind(io),
+    stopStanding: io.stopStanding.bind(io),
     closeReceiver: io.closeReceiver.bind(io),
     pwriteAll: io.pwriteAll.bind(io),
     preadAll: io.preadAll.bind(io),
