@@ -250,6 +250,50 @@ describe('NBD server: large WRITE payloads spliced into the file by the payload 
     }
   });
 
+  it('a disk that fails every write of a run: each WRITE the thread took by itself is answered with the error, the stream stays framed, and the requests after the run are served', async function () {
+    const c = await RawNbdClient.connect(fx.socketPath);
+    const readOnly = openSync(fx.imagePath, 'r'); // every write through it fails (EBADF)
+    try {
+      fwd.directHook = (offset) =>
+        fwd.windowsOpened === 0
+          ? directWriteWindow({
+              fd: readOnly,
+              position: offset,
+              offset,
+              length: 256 * KiB,
+              end: offset + 4 * MiB,
+              wrote: (_at, _n, outcome) => (outcome === null ? null : fromSystemError(outcome, 'writing the test disk')),
+              closed: () => undefined,
+            })
+          : true;
+      await c.open();
+      const before = await readFile(fx.imagePath);
+      const payload = Buffer.alloc(256 * KiB, 0x5a);
+      const after = Buffer.alloc(4 * KiB, 0x6b);
+      c.write(
+        Buffer.concat([
+          RawNbdClient.request(NBD.CMD_WRITE, 1n, 0, payload.length),
+          payload,
+          RawNbdClient.request(NBD.CMD_WRITE, 2n, MiB, payload.length),
+          payload,
+          RawNbdClient.request(NBD.CMD_WRITE, 3n, 2 * MiB, payload.length),
+          payload,
+          RawNbdClient.request(NBD.CMD_WRITE, 4n, 8 * MiB, after.length),
+          after,
+        ]),
+      );
+      const errors = await replies(c, 4);
+      assert.deepEqual([...errors].sort((a, b) => Number(a[0] - b[0])), [[1n, NBD.EIO], [2n, NBD.EIO], [3n, NBD.EIO], [4n, 0]]);
+      assert.equal(fwd.standingWrites, 2, 'the second and third were the run\'s');
+      const expected = Buffer.from(before);
+      after.copy(expected, 8 * MiB);
+      assert.ok((await readFile(fx.imagePath)).equals(expected), 'nothing of the run was written; the small write after it was');
+    } finally {
+      c.destroy();
+      closeSync(readOnly);
+    }
+  });
+
   it('a client that leaves in the middle of a payload: the write is never answered, its window is closed, and the next client is served', async function () {
     const c = await RawNbdClient.connect(fx.socketPath);
     await c.open();
