@@ -760,6 +760,8 @@ static napi_value set_paused(napi_env env, napi_callback_info info) {
  * writes has already sent the next ones.
  */
 #define REPORT_BATCH 8
+#define NBD_REQUEST_MAGIC 0x25609513u
+#define NBD_REQUEST_HEADER 28 /* bytes: magic, flags, type, handle, offset, length */
 
 typedef struct {
   int file_error, socket_error;
@@ -842,7 +844,7 @@ static uint32_t be32(const unsigned char *p) {
  * covers, makes it the next job (its whole payload still to come) and returns true.
  */
 static bool take_standing(receiver_t *r, const unsigned char *h) {
-  if (!r->standing || be32(h) != 0x25609513u) return false;
+  if (!r->standing || be32(h) != NBD_REQUEST_MAGIC) return false;
   uint32_t flags_type = be32(h + 4);
   if (flags_type != 1u) return false; /* flags 0, type NBD_CMD_WRITE */
   uint32_t length = be32(h + 24);
@@ -918,7 +920,7 @@ static void receive_job(receiver_t *r) {
   rep->offset = r->offset;
   rep->length = (uint32_t)r->length;
   rep->next_len = 0;
-  rep->last = !(got == 28 && !socket_error && !r->w.closing && r->report_count < REPORTS && take_standing(r, (const unsigned char *)r->next));
+  rep->last = !(got == NBD_REQUEST_HEADER && !socket_error && !r->w.closing && r->report_count < REPORTS && take_standing(r, (const unsigned char *)r->next));
   if (rep->last) {
     rep->next_len = got > 0 ? (size_t)got : 0;
     close(r->file);

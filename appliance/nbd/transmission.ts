@@ -16,7 +16,7 @@ import type { Logger } from 'pino';
 import type { BlockDevice, DirectWrite, WriteOptions, ZeroOptions } from '../storage/block-device.js';
 import { errnoName, systemError } from '../native/native-io.js';
 import type { PayloadReceiver } from './payload-receiver.js';
-import { isSnapbackError, type SnapbackError } from '../errors.js';
+import { isSnapbackError } from '../errors.js';
 import { POOL_MIN_SIZE, type BufferPool } from './buffer-pool.js';
 import type { ByteQueue } from './byte-queue.js';
 import type { MemoryBudget } from './memory-budget.js';
@@ -401,29 +401,21 @@ export class Transmission {
       w.close();
       this.inflightCount--;
       this.inflightBytes -= bytes;
-      run.firstCounted = false;
       this.end(socketErrno < 0 ? `the payload receiver could not take the WRITE at ${offset}` : `a WRITE payload did not fully arrive (${errnoName(socketErrno)})`);
       this.maybeFinish();
       return;
     }
     run.firstCounted = false;
     this.receiveStartedAt = Date.now();
-    let err: SnapbackError | null;
-    try {
-      err = w.wrote(offset, length, fileErrno === 0 ? null : systemError(fileErrno, `splice to file: ${errnoName(fileErrno)}`));
-    } catch (e) {
-      err = e as SnapbackError;
+    const err = w.wrote(offset, length, fileErrno === 0 ? null : systemError(fileErrno, `splice to file: ${errnoName(fileErrno)}`));
+    if (last) {
+      this.mode = MODE_HEADER;
+      w.close();
     }
-    if (!last) {
-      // The thread went on with the next WRITE: answer this one, the run goes on.
-      if (err === null) this.completed(hi, lo, bytes);
-      else this.failed(CMD_WRITE, hi, lo, offset, length, bytes, err);
-      return;
-    }
-    this.mode = MODE_HEADER;
-    w.close();
     if (err === null) this.completed(hi, lo, bytes);
     else this.failed(CMD_WRITE, hi, lo, offset, length, bytes, err);
+    // Not the last: the thread went on with the next WRITE, and the run goes on.
+    if (!last) return;
     const q = this.queue;
     if (this.ending === null) q.push(next);
     this.process();

@@ -382,7 +382,7 @@ export class ProtectedDisk extends EventEmitter implements BlockDevice {
     let end = from;
     while (end < limit) {
       const r = Math.floor(end / this.rs);
-      if (!this.log.isWritten(r) || this.log.markForWrite(r) !== null) break;
+      if (!this.durable(r)) break;
       end = Math.min(limit, (r + 1) * this.rs);
     }
     return end;
@@ -407,11 +407,16 @@ export class ProtectedDisk extends EventEmitter implements BlockDevice {
     return true;
   }
 
+  /** Region r is written this session and its mark is durable (markForWrite has nothing to wait for). */
+  private durable(r: number): boolean {
+    return this.log.isWritten(r) && this.log.markForWrite(r) === null;
+  }
+
   /** True when every region of the range is written this session with its mark durable. */
   private alreadyDurable(offset: number, length: number): boolean {
     const r1 = Math.floor((offset + length - 1) / this.rs);
     for (let r = Math.floor(offset / this.rs); r <= r1; r++) {
-      if (!this.log.isWritten(r) || this.log.markForWrite(r) !== null) return false;
+      if (!this.durable(r)) return false;
     }
     this.seqNext = r1 + 1; // keep the sequential-stream detector in step
     return true;

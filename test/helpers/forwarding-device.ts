@@ -145,16 +145,12 @@ export class ForwardingDevice implements BlockDevice {
       },
       closed: () => {
         if (first !== null) first.direct = { outcome: 'aborted' };
+        this.openWindows.delete(window);
         w.close();
       },
     });
     w.onRevoke = () => window.onRevoke?.();
     this.openWindows.add(window);
-    const close = window.close;
-    window.close = () => {
-      this.openWindows.delete(window);
-      close();
-    };
     return window;
   }
   private readonly openWindows = new Set<DirectWrite>();
